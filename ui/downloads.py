@@ -1,0 +1,54 @@
+"""Download buttons: tables as CSV; figures as PNG, SVG (kaleido + chromium) and HTML.
+
+Static images are rendered only when the user clicks (deferred data), so no
+page pays for kaleido on every rerun.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower() or "download"
+
+
+def table_download(df: pd.DataFrame, name: str, key: str | None = None, label: str = "Download table (CSV)") -> None:
+    st.download_button(
+        label,
+        data=lambda: df.to_csv(index=False).encode("utf-8"),
+        file_name=f"{_slug(name)}.csv",
+        mime="text/csv",
+        key=key or f"dl_csv_{_slug(name)}",
+        on_click="ignore",
+    )
+
+
+def _image(fig: go.Figure, fmt: str) -> bytes:
+    return fig.to_image(format=fmt, width=1200, height=max(500, int(fig.layout.height or 500)), scale=2 if fmt == "png" else 1)
+
+
+def figure_downloads(fig: go.Figure, name: str, key: str | None = None) -> None:
+    base = key or _slug(name)
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        st.download_button("PNG", data=lambda: _image(fig, "png"), file_name=f"{_slug(name)}.png",
+                           mime="image/png", key=f"dl_png_{base}", on_click="ignore")
+    with c2:
+        st.download_button("SVG", data=lambda: _image(fig, "svg"), file_name=f"{_slug(name)}.svg",
+                           mime="image/svg+xml", key=f"dl_svg_{base}", on_click="ignore")
+    with c3:
+        st.download_button("HTML", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True).encode("utf-8"),
+                           file_name=f"{_slug(name)}.html", mime="text/html", key=f"dl_html_{base}",
+                           on_click="ignore")
+
+
+def show_figure(fig: go.Figure, name: str, key: str | None = None) -> None:
+    """Show a plotly figure with its PNG / SVG / HTML download buttons underneath."""
+    st.plotly_chart(fig, width="stretch", key=f"chart_{key or _slug(name)}")
+    with st.expander("Download this figure", expanded=False):
+        figure_downloads(fig, name, key=key)

@@ -1,0 +1,86 @@
+"""The loaded data set lives in ``st.session_state["dataset"]``.
+
+It is a plain dict: ``name`` (shown in the sidebar), ``df`` (canonical long
+data, METHODS §1), ``source`` ("demo" or "upload") and ``notes`` (messages
+about how it was made, e.g. a flipped symptom scale).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from analysis import data as adata
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_DIR = ROOT / "demo_data"
+
+DEMOS = {
+    "IPD-MA demo: 17 studies, 5,350 patients, sessions 1–7": "ipd_17_studies.csv",
+    "Within/between demo: one ICBT trial, 182 patients, 11 weeks": "icbt_within_between.csv",
+    "Convergence demo: 96 dyads × 14 sessions (BDI-II)": "dyads_bdi.csv",
+    "Convergence demo: 139 dyads, sessions 3/12/20/end (GSI)": "dyads_gsi.csv",
+}
+DEFAULT_DEMO = next(iter(DEMOS))
+DYADIC_DEMOS = ("dyads_bdi.csv", "dyads_gsi.csv")
+
+
+@st.cache_data(show_spinner=False)
+def load_demo(filename: str) -> pd.DataFrame:
+    """Read a demo file through the same intake path as an upload."""
+    raw = adata.load(DEMO_DIR / filename, filename=filename)
+    mapping = adata.suggest_mapping(raw)
+    return adata.to_canonical(raw, mapping)
+
+
+def set_dataset(df: pd.DataFrame, name: str, source: str, notes: list[str] | None = None) -> None:
+    st.session_state["dataset"] = {"df": df, "name": name, "source": source, "notes": list(notes or [])}
+    # results computed for an earlier data set are no longer valid
+    for key in [k for k in st.session_state if str(k).startswith("result_")]:
+        del st.session_state[key]
+
+
+def ensure_dataset() -> dict:
+    """Load the default demo on first start."""
+    if "dataset" not in st.session_state:
+        set_dataset(load_demo(DEMOS[DEFAULT_DEMO]), DEFAULT_DEMO, "demo")
+    return st.session_state["dataset"]
+
+
+def current() -> dict:
+    return ensure_dataset()
+
+
+def has_therapist_ratings(df: pd.DataFrame) -> bool:
+    return "therapist_alliance" in df.columns and df["therapist_alliance"].notna().any()
+
+
+def study_level_columns(df: pd.DataFrame) -> list[str]:
+    """Extra columns constant within every study (METHODS §1: study-level moderators)."""
+    canon = {"study", "patient", "session", "alliance", "symptoms", "therapist_alliance", "therapist"}
+    out = []
+    for c in df.columns:
+        if c in canon:
+            continue
+        nun = df.groupby("study", observed=True)[c].nunique(dropna=True)
+        if (nun <= 1).all() and df[c].notna().any() and df["study"].nunique() > 1:
+            out.append(c)
+    return out
+
+
+def sidebar_summary() -> None:
+    ds = ensure_dataset()
+    df = ds["df"]
+    with st.sidebar:
+        st.markdown("**Loaded data**")
+        st.caption(ds["name"])
+        n_st = df["study"].nunique()
+        n_pt = df.groupby(["study", "patient"], observed=True).ngroups
+        st.caption(
+            f"{n_st} {'study' if n_st == 1 else 'studies'} · {n_pt:,} patients · {len(df):,} session rows"
+            + (" · therapist ratings" if has_therapist_ratings(df) else "")
+        )
+        for note in ds.get("notes", []):
+            st.caption(f"Note: {note}")
