@@ -19,6 +19,7 @@ PAGES = [
     st.Page("pages/events.py", title="Ruptures & gains", icon="⚡"),
     st.Page("pages/teaching.py", title="Teaching", icon="🎓"),
     st.Page("pages/screening.py", title="Screening", icon="🔎"),
+    st.Page("pages/methods.py", title="Methods", icon="📖", url_path="methods"),
 ]
 
 # Our own sidebar links (the automatic navigation is hidden; see .streamlit/config.toml).

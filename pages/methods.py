@@ -1,0 +1,11 @@
+"""Methods page: the exact model definitions (docs/METHODS.md), so option help can link here."""
+
+from pathlib import Path
+
+import streamlit as st
+
+st.title("Methods")
+st.caption("The exact definitions every result on this site follows. Option help on the other pages links here.")
+text = (Path(__file__).resolve().parents[1] / "docs" / "METHODS.md").read_text(encoding="utf-8")
+# The file's own first heading is replaced by the page title above.
+st.markdown(text.split("\n", 1)[1] if text.startswith("# ") else text)

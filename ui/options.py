@@ -1,0 +1,179 @@
+"""The stage-1 option panel shared by the Lagged and Pooled pages.
+
+Widget values are copied into a plain session-state dict (``lag_options``)
+after each run and written back into the widget keys before the widgets are
+drawn, so choices survive switching pages (Streamlit forgets the state of
+widgets that are not on the current page).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from analysis.lagged import LagOptions
+
+STORE = "lag_options"
+DIRECTIONS = {
+    "alliance_to_symptoms": "Alliance → next-session symptoms",
+    "symptoms_to_alliance": "Symptoms → next-session alliance",
+}
+CENTERING = {
+    "person_mean": "Person-mean (within / between)",
+    "detrended": "Detrended (within / between)",
+    "grand_mean": "Grand-mean (total effect)",
+    "none": "None (total effect)",
+}
+TIME_TREND = {"none": "No time trend", "fixed": "Fixed time trend", "fixed_random": "Fixed + random time slope"}
+M = "/methods#"
+LINKS = {
+    "std": M + "2-standardization-default-on",
+    "center": M + "3-centering-of-a-time-varying-variable-x",
+    "lag": M + "4-lags",
+    "stage1": M + "5-stage-1-lagged-model-per-study",
+    "stage2": M + "6-stage-2-random-effects-pooling",
+}
+
+
+def _defaults(df: pd.DataFrame) -> dict:
+    o = LagOptions()
+    smin, smax = int(df["session"].min()), int(df["session"].max())
+    return {
+        "centering": o.centering,
+        "lag": o.lag,
+        "pairing": o.pairing,
+        "directions": list(o.directions),
+        "window": (smin, smax),
+        "standardize": o.standardize,
+        "control_prior_outcome": o.control_prior_outcome,
+        "time_trend": o.time_trend,
+        "cross_level": o.cross_level,
+        "estimator": o.estimator,
+        "pooling_method": o.pooling_method,
+        "test": o.test,
+    }
+
+
+def stored(df: pd.DataFrame) -> dict:
+    """The user's current choices (defaults on first use or after a new data set)."""
+    smin, smax = int(df["session"].min()), int(df["session"].max())
+    opts = st.session_state.get(STORE)
+    if opts is None or opts.get("_bounds") != (smin, smax):
+        opts = _defaults(df)
+        opts["_bounds"] = (smin, smax)
+        for key in [k for k in st.session_state if str(k).startswith("opt_")]:
+            del st.session_state[key]
+        st.session_state[STORE] = opts
+    return opts
+
+
+def to_lag_options(opts: dict, df: pd.DataFrame) -> LagOptions:
+    smin, smax = opts["_bounds"]
+    window = tuple(opts["window"])
+    return LagOptions(
+        centering=opts["centering"],
+        lag=int(opts["lag"]),
+        pairing=opts["pairing"],
+        directions=tuple(d for d in DIRECTIONS if d in opts["directions"]),
+        sessions=None if window == (smin, smax) else (int(window[0]), int(window[1])),
+        standardize=bool(opts["standardize"]),
+        control_prior_outcome=bool(opts["control_prior_outcome"]),
+        time_trend=opts["time_trend"],
+        cross_level=bool(opts["cross_level"]),
+        estimator=opts["estimator"],
+        pooling_method=opts.get("pooling_method", "REML"),
+        test=opts.get("test", "z"),
+    )
+
+
+def _w(name: str, opts: dict) -> str:
+    key = f"opt_{name}"
+    if key not in st.session_state:
+        st.session_state[key] = opts[name]
+    return key
+
+
+def option_panel(df: pd.DataFrame, container=None) -> LagOptions:
+    """Draw the stage-1 options and return them as a :class:`LagOptions`."""
+    c = container or st.sidebar
+    opts = stored(df)
+    smin, smax = opts["_bounds"]
+    with c:
+        st.markdown("#### Model options")
+        opts["centering"] = st.radio(
+            "Centering", list(CENTERING), format_func=CENTERING.get, key=_w("centering", opts),
+            help="Person-mean splits each predictor into a within-patient deviation and a between-patient mean "
+                 f"(default). Detrended removes each patient's own linear trend first. [Methods §3]({LINKS['center']})",
+        )
+        opts["directions"] = st.multiselect(
+            "Directions", list(DIRECTIONS), format_func=DIRECTIONS.get, key=_w("directions", opts),
+            help="Which lagged effects to estimate: alliance at session t → symptoms at t + lag, "
+                 f"and symptoms at t → alliance at t + lag. [Methods §5]({LINKS['stage1']})",
+        )
+        if smax > smin:
+            opts["window"] = st.slider(
+                "Sessions analysed", smin, smax, key=_w("window", opts),
+                help="Only sessions in this window are used for every mean, SD, trend and pair "
+                     f"(the IPD meta-analysis used sessions 1–7). [Methods §1]({M}1-data)",
+            )
+        opts["lag"] = st.selectbox(
+            "Lag (sessions)", [1, 2, 3], key=_w("lag", opts),
+            help=f"Pair predictors at session t with the outcome at session t + lag. [Methods §4]({LINKS['lag']})",
+        )
+        opts["pairing"] = st.radio(
+            "Pairing", ["session", "next_observed"], key=_w("pairing", opts),
+            format_func={"session": "By session number (default)", "next_observed": "Next observed session"}.get,
+            help="By session number: if session t + lag was not observed the pair is missing. Next observed: "
+                 f"pair each row with the patient's next observed row. [Methods §4]({LINKS['lag']})",
+        )
+        with st.expander("More options"):
+            opts["standardize"] = st.checkbox(
+                "Standardize within study", key=_w("standardize", opts),
+                help="z-scores per study so that coefficients are comparable across instruments "
+                     f"(needed for pooling). [Methods §2]({LINKS['std']})",
+            )
+            opts["control_prior_outcome"] = st.checkbox(
+                "Control for the prior outcome", key=_w("control_prior_outcome", opts),
+                help="Adds the outcome at session t (within and between parts) as predictors. "
+                     f"Causes a small downward (Nickell) bias in its own coefficient. [Methods §5]({LINKS['stage1']})",
+            )
+            opts["time_trend"] = st.selectbox(
+                "Time trend", list(TIME_TREND), format_func=TIME_TREND.get, key=_w("time_trend", opts),
+                help=f"Adds grand-mean-centered session as a fixed effect (and optionally a random slope). "
+                     f"[Methods §3]({LINKS['center']})",
+            )
+            opts["cross_level"] = st.checkbox(
+                "Cross-level interaction (between × within)", key=_w("cross_level", opts),
+                help=f"Adds the product of the between and within parts of the predictor. [Methods §5]({LINKS['stage1']})",
+            )
+            opts["estimator"] = st.radio(
+                "Estimator", ["mixed", "fixed_effects"], key=_w("estimator", opts),
+                format_func={"mixed": "Random-intercept model (REML)",
+                             "fixed_effects": "Fixed effects (demeaned OLS, cluster-robust SE)"}.get,
+                help=f"The fixed-effects estimator cannot estimate between-patient terms. [Methods §5]({LINKS['stage1']})",
+            )
+    st.session_state[STORE] = opts
+    if not opts["directions"]:
+        st.warning("Choose at least one direction in the option panel.")
+    return to_lag_options(opts, df)
+
+
+def pooling_panel(df: pd.DataFrame, container=None) -> LagOptions:
+    """Stage-2 choices (estimator of τ², test) on top of the stage-1 options."""
+    c = container or st.sidebar
+    opts = stored(df)
+    with c:
+        st.markdown("#### Pooling")
+        opts["pooling_method"] = st.selectbox(
+            "τ² estimator", ["REML", "DL", "ML", "PM", "EB", "HE", "SJ", "HS", "FE"], key=_w("pooling_method", opts),
+            help="How the between-study variance is estimated. REML is the default; FE assumes no heterogeneity. "
+                 f"[Methods §6]({LINKS['stage2']})",
+        )
+        opts["test"] = st.radio(
+            "Test and CI", ["z", "knha"], key=_w("test", opts),
+            format_func={"z": "Normal (z)", "knha": "Knapp–Hartung (t, k − 1 df)"}.get,
+            help="Knapp–Hartung widens intervals to reflect uncertainty in τ²; recommended with few studies. "
+                 f"[Methods §6]({LINKS['stage2']})",
+        )
+    st.session_state[STORE] = opts
+    return to_lag_options(opts, df)
