@@ -1,0 +1,40 @@
+"""End-to-end: the Data page in a real browser (Debian chromium via Playwright)."""
+
+import pytest
+
+from analysis.simulate import simulate_study
+from tests.browser_util import ARTIFACTS, browser_page, running_app, wait_idle
+
+pytestmark = pytest.mark.browser
+
+
+def test_upload_csv_and_see_summary(tmp_path):
+    d = simulate_study(12, range(1, 6), seed=1).data
+    raw = d.rename(columns={"patient": "client", "session": "sess", "alliance": "wai", "symptoms": "bdi"})
+    path = tmp_path / "my_trial.csv"
+    raw.drop(columns=["study"]).to_csv(path, index=False, sep=";", decimal=",")
+
+    with running_app() as url, browser_page() as page:
+        page.goto(url + "/data")
+        page.get_by_text("Loaded: IPD-MA demo").wait_for(timeout=60_000)
+        wait_idle(page)
+
+        # The sidebar shows our page titles, never raw file names.
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        assert sidebar.get_by_text("Lagged effects").count() >= 1
+        assert sidebar.get_by_text("Ruptures & gains").count() >= 1
+        for raw_name in ("lagged", "pooled", "screening", "home"):
+            assert sidebar.get_by_text(raw_name, exact=True).count() == 0
+
+        page.get_by_role("tab", name="Upload your files").click()
+        page.set_input_files('[data-testid="stFileUploader"] input[type=file]', str(path))
+        page.get_by_text("my_trial.csv").first.wait_for(timeout=30_000)
+        wait_idle(page)
+        page.get_by_role("button", name="Use these files").click()
+        page.get_by_text("Loaded: Uploaded: my_trial.csv").wait_for(timeout=60_000)
+        wait_idle(page)
+        charts = page.locator('[data-testid="stPlotlyChart"]')
+        charts.first.wait_for(timeout=30_000)
+        assert charts.count() >= 3
+        assert sidebar.get_by_text("1 study · 12 patients", exact=False).count() == 1
+        page.screenshot(path=str(ARTIFACTS / "data_page_after_upload.png"), full_page=True)
