@@ -1,0 +1,896 @@
+"""Tests for analysis.events (METHODS §9–§11) and analysis.plots_events.
+
+Expected values are computed by hand in the comments next to each case.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from analysis import events as ev
+from analysis import plots_events as pe
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+def long(study, patient, values, sessions=None, col="alliance", other=10.0):
+    """Rows for one patient; `values` go to `col`, the other value column is constant."""
+    sessions = list(range(1, len(values) + 1)) if sessions is None else list(sessions)
+    assert len(sessions) == len(values)
+    d = pd.DataFrame({
+        "study": study, "patient": patient, "session": sessions,
+        "alliance": other, "symptoms": other,
+    })
+    d[col] = np.asarray(values, dtype=float)
+    return d
+
+
+def cat(*frames):
+    return pd.concat(frames, ignore_index=True)
+
+
+def rows(flags, patient, col="rupture"):
+    f = flags[flags["patient"] == patient]
+    return f.loc[f[col].fillna(False).astype(bool), "session"].tolist()
+
+
+# Study S1, three patients, sessions 1..5 (alliance):
+#   A = [4, 6, 3, 6, 6]: mean 25/5 = 5; deviations -1, 1, -2, 1, 1
+#       squares 1+1+4+1+1 = 8; var = 8/4 = 2; SD = √2 = 1.41421
+#   B = [6, 7, 3, 5, 4]: mean 5; deviations 1, 2, -2, 0, -1
+#       squares 1+4+4+0+1 = 10; var = 10/4 = 2.5; SD = 1.58114
+#   C = [2, 8, 1, 9, 5]: mean 5; deviations -3, 3, -4, 4, 0
+#       squares 9+9+16+16+0 = 50; var = 50/4 = 12.5; SD = 3.53553
+# pooled within-patient variance = (4·2 + 4·2.5 + 4·12.5)/(4+4+4) = 68/12 = 5.66667
+# pooled SD = √(68/12) = 2.38048
+S1 = cat(
+    long("S1", "A", [4, 6, 3, 6, 6]),
+    long("S1", "B", [6, 7, 3, 5, 4]),
+    long("S1", "C", [2, 8, 1, 9, 5]),
+)
+SD_A, SD_B, SD_C = math.sqrt(2.0), math.sqrt(2.5), math.sqrt(12.5)
+SD_POOL = math.sqrt(68 / 12)
+
+
+# ---------------------------------------------------------------------------
+# §9 ruptures
+# ---------------------------------------------------------------------------
+
+
+def test_ruptures_sd_patient_hand():
+    f = ev.ruptures(S1, k=1, sd="patient")
+    # A: threshold 5 − 1.41421 = 3.58579 → session 3 (3) rupture; session 1 (4) not
+    # B: threshold 5 − 1.58114 = 3.41886 → session 3 (3) rupture; session 5 (4) not
+    # C: threshold 5 − 3.53553 = 1.46447 → session 3 (1) rupture; session 1 (2) not
+    assert rows(f, "A") == [3]
+    assert rows(f, "B") == [3]
+    assert rows(f, "C") == [3]
+    a = f[f.patient == "A"].iloc[0]
+    assert a.patient_mean == pytest.approx(5.0)
+    assert a.sd_used == pytest.approx(SD_A)
+    assert a.threshold == pytest.approx(5 - SD_A)
+    assert a.sd_pooled == pytest.approx(SD_POOL)
+    assert f[f.patient == "C"].sd_patient.iloc[0] == pytest.approx(SD_C)
+
+
+def test_ruptures_sd_pooled_hand():
+    f = ev.ruptures(S1, k=1, sd="pooled")
+    # threshold for all = 5 − 2.38048 = 2.61952
+    # A session 3 (3) and B session 3 (3) are above → no rupture
+    # C session 1 (2) and session 3 (1) are below → ruptures
+    assert rows(f, "A") == []
+    assert rows(f, "B") == []
+    assert rows(f, "C") == [1, 3]
+    assert f.threshold.iloc[0] == pytest.approx(5 - SD_POOL)
+    assert np.allclose(f.sd_used, SD_POOL)
+
+
+def test_ruptures_sd_max_default_hand():
+    f = ev.ruptures(S1)  # k = 1, sd = "max"
+    # A: max(1.41421, 2.38048) = 2.38048 → threshold 2.61952 → none
+    # B: max(1.58114, 2.38048) = 2.38048 → none
+    # C: max(3.53553, 2.38048) = 3.53553 → threshold 1.46447 → session 3 only
+    assert rows(f, "A") == []
+    assert rows(f, "B") == []
+    assert rows(f, "C") == [3]
+    assert f[f.patient == "A"].sd_used.iloc[0] == pytest.approx(SD_POOL)
+    assert f[f.patient == "C"].sd_used.iloc[0] == pytest.approx(SD_C)
+
+
+def test_ruptures_k2_strict_hand():
+    f = ev.ruptures(S1, k=2, sd="patient")
+    # A: 5 − 2·1.41421 = 2.17157; B: 5 − 2·1.58114 = 1.83772; C: 5 − 2·3.53553 = −2.07107
+    # minima are 3, 3, 1 → no rupture anywhere
+    assert not f.rupture.fillna(False).any()
+    assert f[f.patient == "B"].threshold.iloc[0] == pytest.approx(5 - 2 * SD_B)
+
+
+def test_repair_and_no_repair_hand():
+    f = ev.ruptures(S1, k=1, sd="patient").set_index(["patient", "session"])
+    # A: rupture at 3; pre-rupture level = session 2 = 6; session 4 = 6 ≥ 6 → repaired at 4
+    #    (the "at or above" boundary)
+    assert f.loc[("A", 3), "pre_rupture_level"] == 6
+    assert bool(f.loc[("A", 3), "repair"]) is True
+    assert f.loc[("A", 3), "repair_session"] == 4
+    # B: rupture at 3; pre level = session 2 = 7; later 5, 4 < 7 → not repaired
+    assert f.loc[("B", 3), "pre_rupture_level"] == 7
+    assert bool(f.loc[("B", 3), "repair"]) is False
+    assert pd.isna(f.loc[("B", 3), "repair_session"])
+    # C: rupture at 3; pre level = session 2 = 8; session 4 = 9 ≥ 8 → repaired at 4
+    assert f.loc[("C", 3), "repair_session"] == 4
+    # non-rupture rows carry no repair information
+    assert pd.isna(f.loc[("A", 1), "repair"])
+
+
+def test_repair_first_session_uses_patient_mean():
+    f = ev.ruptures(S1, k=1, sd="pooled").set_index(["patient", "session"])
+    # C, pooled: rupture at session 1 (first observed) → pre level = patient mean 5;
+    # session 2 = 8 ≥ 5 → repaired at 2. Rupture at session 3: pre level = 8 → 9 at session 4.
+    assert f.loc[("C", 1), "pre_rupture_level"] == pytest.approx(5.0)
+    assert f.loc[("C", 1), "repair_session"] == 2
+    assert f.loc[("C", 3), "pre_rupture_level"] == 8
+    assert f.loc[("C", 3), "repair_session"] == 4
+
+
+def test_pre_level_options_consecutive_ruptures():
+    d = long("S", "F", [6, 6, 2, 1, 3, 6])
+    # mean 24/6 = 4; deviations 2, 2, −2, −3, −1, 2; squares 4+4+4+9+1+4 = 26
+    # var 26/5 = 5.2; SD 2.28035; k = 0.5 → threshold 4 − 1.14018 = 2.85982
+    # ruptures: session 3 (2) and session 4 (1); session 5 (3) is above
+    f = ev.ruptures(d, k=0.5, sd="patient").set_index("session")
+    assert rows(f.reset_index(), "F") == [3, 4]
+    # "previous": session 4's level is session 3's value 2 → session 5 (3) repairs it
+    assert f.loc[4, "pre_rupture_level"] == 2
+    assert f.loc[4, "repair_session"] == 5
+    assert f.loc[3, "repair_session"] == 6  # level 6 (session 2) → session 6 = 6
+    g = ev.ruptures(d, k=0.5, sd="patient", pre_level="last_non_rupture").set_index("session")
+    # "last_non_rupture": session 3 is itself a rupture, so session 4's level is session 2 = 6
+    assert g.loc[4, "pre_rupture_level"] == 6
+    assert g.loc[4, "repair_session"] == 6
+
+
+def test_too_few_values_not_flagged_and_counted():
+    d = cat(
+        long("S2", "P1", [4, 6, 3, 6, 6]),
+        long("S2", "P2", [5, 1]),                      # 2 values
+        long("S2", "P3", [5, np.nan, 1]),              # 2 observed values of 3 rows
+        long("S2", "P4", [np.nan, np.nan]),            # no observed value
+    )
+    f = ev.ruptures(d, k=1, sd="patient")
+    assert f[f.patient.isin(["P2", "P3", "P4"])].rupture.isna().all()
+    assert not f[f.patient.isin(["P2", "P3", "P4"])].eligible.any()
+    assert f[f.patient == "P3"].n_obs.iloc[0] == 2
+    pp, ps = ev.rupture_summary(f)
+    assert ps.loc[0, "n_patients"] == 4
+    assert ps.loc[0, "n_too_few"] == 3
+    assert ps.loc[0, "n_eligible"] == 1
+    assert pp.set_index("patient").loc["P2", "any_rupture"] is pd.NA
+
+
+def test_pooled_sd_weights_by_df_including_two_value_patients():
+    d = cat(long("S3", "P1", [4, 6, 3, 6, 6]), long("S3", "P2", [5, 1]))
+    # P1: var 2, df 4; P2: [5, 1] mean 3, var (4 + 4)/1 = 8, df 1
+    # pooled var = (4·2 + 1·8)/(4 + 1) = 16/5 = 3.2 → SD 1.78885
+    f = ev.ruptures(d, sd="pooled")
+    assert f.sd_pooled.iloc[0] == pytest.approx(math.sqrt(3.2))
+
+
+def test_missing_alliance_row_is_skipped():
+    # A with an extra unobserved session 6 and a gap: the flags are those of A
+    d = cat(long("S1", "A", [4, 6, 3, 6, 6, np.nan]))
+    f = ev.ruptures(d, k=1, sd="patient")
+    assert f.n_obs.iloc[0] == 5
+    assert rows(f, "A") == [3]
+    assert pd.isna(f.rupture.iloc[5])
+
+
+def test_constant_alliance_no_rupture():
+    # SD 0: every value equals the mean; there is no dip → no rupture
+    f = ev.ruptures(long("S", "Z", [5, 5, 5, 5]), sd="patient")
+    assert not f.rupture.astype(bool).any()
+
+
+def test_therapist_rater():
+    d = S1.copy()
+    d["therapist_alliance"] = d["alliance"]
+    d["alliance"] = 5.0
+    f = ev.ruptures(d, k=1, sd="patient", rater="therapist")
+    assert rows(f, "A") == [3] and rows(f, "C") == [3]
+    assert (f.rater == "therapist").all()
+
+
+def test_row_order_does_not_matter():
+    shuffled = S1.sample(frac=1, random_state=3)
+    a = ev.ruptures(S1, sd="patient")
+    b = ev.ruptures(shuffled, sd="patient")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_rupture_summary_any_vs_all():
+    d = cat(S1, long("S1", "E", [6, 2, 6, 1, 5]))
+    # E alone, sd="patient": mean 4; deviations 2, −2, 2, −3, 1; squares 4+4+4+9+1 = 22
+    # var 5.5, SD 2.34521; k = 0.5 → threshold 4 − 1.17260 = 2.82740 → ruptures at 2 and 4
+    # session 2: level 6 (session 1) → session 3 = 6 → repaired
+    # session 4: level 6 (session 3) → session 5 = 5 < 6 → not repaired
+    f = ev.ruptures(d, k=0.5, sd="patient")
+    assert rows(f, "E") == [2, 4]
+    pp, _ = ev.rupture_summary(f, rule="any")
+    e = pp.set_index("patient").loc["E"]
+    assert e.n_ruptures == 2 and e.n_repaired == 1
+    assert bool(e.any_repair) and not bool(e.all_repaired)
+    assert bool(e.rupture_repair) is True
+    pp2, _ = ev.rupture_summary(f, rule="all")
+    assert bool(pp2.set_index("patient").loc["E", "rupture_repair"]) is False
+
+
+def test_rupture_summary_per_study_hand():
+    d = cat(S1, long("S2", "Q1", [5, 5, 5, 1, 5]), long("S2", "Q2", [3, 3]))
+    f = ev.ruptures(d, k=1, sd="patient")
+    # S1 with sd="patient": A (repaired), B (not repaired), C (repaired) all have one rupture
+    # → prevalence rupture 3/3, repair 2/3, rupture–repair (any) 2/3, all repaired 2/3
+    # S2: Q1 = [5,5,5,1,5] mean 4.2, deviations .8,.8,.8,−3.2,.8 → squares 4·.64 + 10.24 = 12.8
+    #     var 3.2, SD 1.78885, threshold 2.41115 → session 4 (1) rupture; level 5 → session 5 = 5
+    #     → repaired. Q2 has 2 values → not classified.
+    _, ps = ev.rupture_summary(f)
+    s1 = ps.set_index("study").loc["S1"]
+    assert (s1.n_eligible, s1.n_rupture, s1.n_repair, s1.n_rupture_repair) == (3, 3, 2, 2)
+    assert s1.prev_rupture == pytest.approx(1.0)
+    assert s1.prev_repair == pytest.approx(2 / 3)
+    assert s1.prev_rupture_repair == pytest.approx(2 / 3)
+    assert s1.repair_given_rupture == pytest.approx(2 / 3)
+    s2 = ps.set_index("study").loc["S2"]
+    assert (s2.n_patients, s2.n_too_few, s2.n_eligible, s2.n_rupture, s2.n_repair) == (2, 1, 1, 1, 1)
+    assert s2.prev_rupture == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------
+# properties (hypothesis)
+# ---------------------------------------------------------------------------
+
+
+@st.composite
+def alliance_data(draw):
+    n_pat = draw(st.integers(1, 5))
+    frames = []
+    for i in range(n_pat):
+        n = draw(st.integers(1, 8))
+        vals = draw(st.lists(st.integers(1, 7), min_size=n, max_size=n))
+        study = draw(st.sampled_from(["X", "Y"]))
+        frames.append(long(study, f"p{i}", [float(v) for v in vals]))
+    return cat(*frames)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(alliance_data(), st.floats(0.1, 3.0), st.floats(0.0, 2.0), st.sampled_from(["max", "patient", "pooled"]))
+def test_raising_k_never_adds_ruptures(d, k, dk, sd):
+    lo = ev.ruptures(d, k=k, sd=sd)
+    hi = ev.ruptures(d, k=k + dk, sd=sd)
+    r_lo = lo.rupture.fillna(False).to_numpy(bool)
+    r_hi = hi.rupture.fillna(False).to_numpy(bool)
+    assert r_hi.sum() <= r_lo.sum()
+    assert not (r_hi & ~r_lo).any()  # flags at larger k are a subset
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(alliance_data(), st.floats(0.1, 3.0))
+def test_max_sd_flags_subset_of_both(d, k):
+    r = {s: ev.ruptures(d, k=k, sd=s).rupture.fillna(False).to_numpy(bool)
+         for s in ("max", "patient", "pooled")}
+    assert not (r["max"] & ~r["patient"]).any()
+    assert not (r["max"] & ~r["pooled"]).any()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(alliance_data(), st.floats(0.1, 2.0), st.sampled_from(["previous", "last_non_rupture"]))
+def test_rupture_and_repair_definitions_hold(d, k, pre):
+    f = ev.ruptures(d, k=k, sd="patient", pre_level=pre)
+    rup = f[f.rupture.fillna(False).astype(bool)]
+    assert (rup.alliance <= rup.threshold + 1e-9).all()
+    rep = rup[rup.repair.fillna(False).astype(bool)]
+    for r in rep.itertuples():
+        later = f[(f.patient == r.patient) & (f.session == r.repair_session)].alliance.iloc[0]
+        assert r.repair_session > r.session
+        assert later >= r.pre_rupture_level - 1e-9
+    # unrepaired ruptures: no later observed session reaches the level
+    for r in rup[~rup.repair.fillna(False).astype(bool)].itertuples():
+        p = f[(f.patient == r.patient) & (f.session > r.session)].alliance.dropna()
+        assert (p < r.pre_rupture_level).all()
+
+
+# ---------------------------------------------------------------------------
+# parameter recovery: planted dips
+# ---------------------------------------------------------------------------
+
+
+def test_planted_dips_are_detected():
+    # 90 patients × 12 sessions: person mean ~ N(5, 0.6), session noise SD 0.3.
+    # Every third patient gets one dip of 2.4 (8 noise SDs) at session 3..8. Half of them
+    # recover above the prior level afterwards (+0.5: repaired), the others stay 1.2 lower
+    # (4 noise SDs: not repaired). A persistent drop inflates the patient's own SD and lowers
+    # the mean, so k = 1.5 is used (k = 2 misses some of the unrepaired dips by design).
+    rng = np.random.default_rng(20240611)
+    n, T, noise, dip = 90, 12, 0.3, 2.4
+    planted = {}
+    frames = []
+    for i in range(n):
+        a = rng.normal(5, 0.6) + rng.normal(0, noise, T)
+        pid = f"P{i:03d}"
+        if i % 3 == 0:
+            j = int(rng.integers(2, 8))
+            a[j] -= dip
+            repaired = (i % 2 == 0)
+            a[j + 1:] += 0.5 if repaired else -1.2
+            planted[pid] = (j + 1, repaired)
+        frames.append(long("sim", pid, a))
+    d = cat(*frames)
+    f = ev.ruptures(d, k=1.5, sd="max")
+    flagged = f[f.rupture.fillna(False).astype(bool)]
+    hit = [((flagged.patient == p) & (flagged.session == s)).any() for p, (s, _) in planted.items()]
+    assert np.mean(hit) >= 0.85
+    false_pat = set(flagged.patient) - set(planted)
+    assert len(false_pat) / (n - len(planted)) <= 0.15
+    # repair classification of the detected planted dips, separately for both kinds
+    for kind in (True, False):
+        correct = []
+        for p, (s, repaired) in planted.items():
+            r = flagged[(flagged.patient == p) & (flagged.session == s)]
+            if repaired == kind and len(r):
+                correct.append(bool(r.repair.iloc[0]) == repaired)
+        assert np.mean(correct) >= 0.8
+
+
+# ---------------------------------------------------------------------------
+# §10 sudden gains
+# ---------------------------------------------------------------------------
+
+
+def sg(values, sessions=None, patient="P", study="S", **kw):
+    d = long(study, patient, values, sessions=sessions, col="symptoms")
+    kw.setdefault("cutoff", 5)
+    return ev.sudden_gains(d, **kw)
+
+
+def pair(g, n):
+    r = g[g.pregain_session == n]
+    assert len(r) == 1
+    return r.iloc[0]
+
+
+def test_sudden_gain_all_criteria_met():
+    g = sg([20, 21, 19, 10, 9, 11])
+    # pair 3→4: x3 = 19, x4 = 10, drop 9
+    # 1) 9 ≥ cutoff 5; 2) 9 ≥ 0.25·19 = 4.75
+    # 3) pre {20, 21, 19}: mean 20, var (0 + 1 + 1)/2 = 1; post {10, 9, 11}: mean 10, var 1
+    #    s_p = √((2·1 + 2·1)/4) = 1; 20 − 10 = 10 > 2.776·1
+    r = pair(g, 3)
+    assert (r.pregain, r.postgain, r.magnitude) == (19, 10, 9)
+    assert r.criterion1 and r.criterion2 and r.criterion3 and r.is_gain
+    assert (r.mean_pre, r.mean_post, r.sd_pooled, r.t_crit) == pytest.approx((20, 10, 1, 2.776))
+    assert r.relative_magnitude == pytest.approx(9 / 19)
+    # pairs: 1→2 (+1), 2→3 (drop 2 < 5), 4→5 (drop 1), 5→6 (+2): none is a gain
+    assert g.pregain_session.tolist() == [1, 2, 3, 4, 5]
+    assert g.is_gain.sum() == 1
+
+
+def test_sudden_gain_fails_criterion1_only():
+    g = sg([20, 21, 19, 10, 9, 11], cutoff=10)
+    # drop 9 < 10; criterion 2 (9 ≥ 4.75) and 3 (10 > 2.776) still hold
+    r = pair(g, 3)
+    assert not r.criterion1 and r.criterion2 and r.criterion3 and not r.is_gain
+
+
+def test_sudden_gain_cutoff_from_reliability():
+    # cutoff = 1.96·√2·SD·√(1 − r); SD 10, r 0.8: 1.96·√2·10·√0.2 = 1.96·10·√0.4 = 12.39613
+    g = sg([20, 21, 19, 10, 9, 11], cutoff=None, sd=10, reliability=0.8)
+    r = pair(g, 3)
+    assert r.cutoff == pytest.approx(1.96 * 10 * math.sqrt(0.4))
+    assert not r.criterion1  # 9 < 12.396
+    # SD 5, r 0.8: 1.96·5·√0.4 = 6.19806 ≤ 9 → criterion 1 met
+    g = sg([20, 21, 19, 10, 9, 11], cutoff=None, sd=5, reliability=0.8)
+    assert pair(g, 3).cutoff == pytest.approx(6.198064, abs=1e-6)
+    assert pair(g, 3).is_gain
+    assert ev.reliable_change_cutoff(5, 0.8) == pytest.approx(6.198064, abs=1e-6)
+
+
+def test_sudden_gain_fails_criterion2_only():
+    g = sg([100, 101, 99, 90, 89, 91])
+    # drop 99 − 90 = 9 ≥ 5 ✓; 9 < 0.25·99 = 24.75 ✗;
+    # windows: means 100 and 90, both var 1 → s_p 1; 10 > 2.776 ✓
+    r = pair(g, 3)
+    assert r.criterion1 and not r.criterion2 and r.criterion3 and not r.is_gain
+
+
+def test_sudden_gain_fails_criterion3_only():
+    g = sg([15, 23, 19, 10, 14, 6])
+    # drop 19 − 10 = 9 ≥ 5 ✓; 9 ≥ 4.75 ✓
+    # pre {15, 23, 19}: mean 19, var (16 + 16 + 0)/2 = 16; post {10, 14, 6}: mean 10, var 16
+    # s_p = 4; 2.776·4 = 11.104 > 19 − 10 = 9 ✗
+    r = pair(g, 3)
+    assert r.criterion1 and r.criterion2 and not r.criterion3 and not r.is_gain
+    assert r.sd_pooled == pytest.approx(4.0)
+
+
+def test_missing_one_pre_value_tcrit_3182():
+    # sessions 2..6 (session 1 missing); pair 3→4; pre window {19, 21}, post {14.5, 16.5, 12.5}
+    # pre mean 20, var 2 (df 1); post mean 14.5, var (0 + 4 + 4)/2 = 4 (df 2)
+    # s_p² = (1·2 + 2·4)/3 = 10/3 → s_p = 1.82574; t_crit 3.182 → 5.80951 > diff 5.5 ✗
+    # (with 2.776 it would pass: 2.776·1.82574 = 5.06826 < 5.5)
+    g = sg([19, 21, 14.5, 16.5, 12.5], sessions=[2, 3, 4, 5, 6])
+    r = pair(g, 3)
+    assert (r.n_pre, r.n_post, r.t_crit) == (2, 3, 3.182)
+    assert r.sd_pooled == pytest.approx(math.sqrt(10 / 3))
+    assert r.criterion1 and r.criterion2  # drop 6.5 ≥ 5 and ≥ 0.25·21 = 5.25
+    assert r.criterion3_evaluable and not r.criterion3
+    # post {14, 16, 12}: mean 14, var 4 → same s_p; diff 6 > 5.80951 ✓
+    g = sg([19, 21, 14, 16, 12], sessions=[2, 3, 4, 5, 6])
+    assert pair(g, 3).criterion3 and pair(g, 3).is_gain
+
+
+def test_missing_one_post_value_tcrit_3182_and_no_bridging():
+    # sessions 1, 2, 3, 4, 6 (5 missing). pre {19, 20, 21}: mean 20, var 1 (df 2);
+    # post {14.5, 12.5} (sessions 4 and 6): mean 13.5, var 2 (df 1)
+    # s_p² = (2·1 + 1·2)/3 = 4/3; 3.182·1.15470 = 3.67426 < 6.5 ✓
+    g = sg([19, 20, 21, 14.5, 12.5], sessions=[1, 2, 3, 4, 6])
+    r = pair(g, 3)
+    assert (r.n_pre, r.n_post, r.t_crit) == (3, 2, 3.182)
+    assert r.mean_post == pytest.approx(13.5)
+    assert r.is_gain
+    # 4 → 6 is not consecutive: no candidate pair starts at session 4
+    assert 4 not in g.pregain_session.tolist()
+
+
+def test_missing_one_each_side_tcrit_4303():
+    # sessions 2, 3, 4, 6: pre {19, 21} mean 20 var 2; post {15, 13} mean 14 var 2
+    # s_p² = (2 + 2)/2 = 2 → s_p = 1.41421; 4.303·1.41421 = 6.08537 > diff 6 ✗
+    # (3.182·1.41421 = 4.5 would pass)
+    g = sg([19, 21, 15, 13], sessions=[2, 3, 4, 6])
+    r = pair(g, 3)
+    assert (r.n_pre, r.n_post, r.t_crit) == (2, 2, 4.303)
+    assert r.criterion1 and r.criterion2 and not r.criterion3
+    # post {14, 12}: diff 7 > 6.08537 ✓
+    g = sg([19, 21, 14, 12], sessions=[2, 3, 4, 6])
+    assert pair(g, 3).is_gain
+
+
+def test_too_few_values_in_a_window():
+    # only session 3 before the gain: pre window has 1 value → criterion 3 not evaluable
+    g = sg([21, 14, 13, 12], sessions=[3, 4, 5, 6])
+    r = pair(g, 3)
+    assert r.criterion1 and r.criterion2
+    assert not r.criterion3_evaluable and not r.criterion3 and np.isnan(r.t_crit)
+    # only session 4 after the gain
+    g = sg([19, 20, 21, 14], sessions=[1, 2, 3, 4])
+    r = pair(g, 3)
+    assert r.n_post == 1 and not r.criterion3_evaluable and not r.is_gain
+
+
+def test_first_only_keeps_first_gain():
+    vals = [30, 31, 29, 20, 19, 21, 10, 11, 9]
+    # 3→4: drop 9 ≥ 7.25; windows means 30 vs 20 (var 1 each) → gain
+    # 6→7: drop 11 ≥ 5.25; windows means 20 vs 10 → gain
+    g = sg(vals)
+    assert g.loc[g.is_gain, "pregain_session"].tolist() == [3, 6]
+    assert g.loc[g.meets_criteria, "gain_number"].tolist() == [1, 2]
+    g1 = sg(vals, first_only=True)
+    assert g1.loc[g1.is_gain, "pregain_session"].tolist() == [3]
+    assert g1.meets_criteria.sum() == 2
+
+
+def test_pairing_next_observed():
+    vals, ses = [20, 21, 19, 10, 9, 11], [1, 2, 3, 5, 6, 7]
+    g = sg(vals, sessions=ses)
+    # by session number 3 → 5 is not a pair
+    assert g.pregain_session.tolist() == [1, 2, 5, 6]
+    assert not g.is_gain.any()
+    g2 = sg(vals, sessions=ses, pairing="next_observed")
+    r = pair(g2, 3)
+    assert r.postgain_session == 5 and r.is_gain and r.t_crit == 2.776
+
+
+def test_per_study_cutoff_mapping():
+    d = cat(long("S", "P", [20, 21, 19, 10, 9, 11], col="symptoms"),
+            long("T", "P", [20, 21, 19, 10, 9, 11], col="symptoms"))
+    g = ev.sudden_gains(d, cutoff={"S": 5, "T": 10})
+    assert g.groupby("study").is_gain.sum().to_dict() == {"S": 1, "T": 0}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(0, 40), min_size=2, max_size=12), st.floats(0.5, 10), st.floats(0, 10))
+def test_raising_cutoff_never_adds_gains(vals, c, dc):
+    d = long("S", "P", [float(v) for v in vals], col="symptoms")
+    a = ev.sudden_gains(d, cutoff=c).is_gain.to_numpy()
+    b = ev.sudden_gains(d, cutoff=c + dc).is_gain.to_numpy()
+    assert not (b & ~a).any()
+
+
+def test_planted_gains_are_detected():
+    rng = np.random.default_rng(7)
+    frames, planted = [], {}
+    for i in range(60):
+        x = 25 + rng.normal(0, 1.0, 12)
+        pid = f"G{i:02d}"
+        if i % 3 == 0:
+            j = int(rng.integers(3, 9))  # drop between session j and j + 1 (1-based)
+            x[j:] -= 10
+            planted[pid] = j
+        frames.append(long("sim", pid, x, col="symptoms"))
+    g = ev.sudden_gains(cat(*frames), cutoff=5)
+    gains = g[g.is_gain]
+    hit = sum(((gains.patient == p) & (gains.pregain_session == j)).any() for p, j in planted.items())
+    assert hit / len(planted) >= 0.9
+    assert set(gains.patient) <= set(planted)
+
+
+# ---------------------------------------------------------------------------
+# §10 alliance around gains
+# ---------------------------------------------------------------------------
+
+
+def _gain_alliance_data():
+    sym = [20, 21, 19, 10, 9, 11]  # one gain 3→4 (see test_sudden_gain_all_criteria_met)
+    p1 = long("S", "P1", sym, col="symptoms")
+    p1["alliance"] = [3, 3.5, 3, 4, 4, 4.5]  # changes +.5, −.5, +1 (gain), 0, +.5
+    p2 = long("S", "P2", sym, col="symptoms")
+    p2["alliance"] = [4, 4, 4.5, 5, 4.5, 4.5]  # changes 0, +.5, +.5 (gain), −.5, 0
+    return cat(p1, p2)
+
+
+def test_alliance_around_gains_hand():
+    d = _gain_alliance_data()
+    g = ev.sudden_gains(d, cutoff=5)
+    res = ev.alliance_around_gains(d, g)
+    # gain pairs: +1, +0.5 → mean 0.75
+    # other pairs: .5, −.5, 0, .5, 0, .5, −.5, 0 → sum 0.5 → mean 0.0625
+    assert (res.n_gain_pairs, res.n_other_pairs) == (2, 8)
+    assert res.mean_change_gain == pytest.approx(0.75)
+    assert res.mean_change_other == pytest.approx(0.0625)
+    assert res.difference == pytest.approx(0.6875)
+    # paired: P1 d = 1 − 0.125 = 0.875; P2 d = 0.5 − 0 = 0.5; mean 0.6875
+    # sd(d) = 0.375/√2; se = sd/√2 = 0.1875; t = 0.6875/0.1875 = 3.66667, df 1
+    # two-sided p with df 1 (Cauchy): 1 − (2/π)·atan(t)
+    assert res.paired_n == 2
+    assert res.paired_mean_diff == pytest.approx(0.6875)
+    assert res.paired_se == pytest.approx(0.1875)
+    assert res.paired_t == pytest.approx(11 / 3)
+    assert res.paired_p == pytest.approx(1 - 2 / math.pi * math.atan(11 / 3))
+    # random-intercept model: both patients have the same design (1 gain, 4 other pairs) and
+    # an intercept, so GLS = OLS (Kruskal): b1 = 0.75 − 0.0625, b0 = 0.0625
+    assert res.model_estimate == pytest.approx(0.6875, abs=1e-8)
+    assert res.model_intercept == pytest.approx(0.0625, abs=1e-8)
+    t = res.to_frame()
+    assert {"quantity", "value", "n"} <= set(t.columns)
+    assert len(t) >= 10
+
+
+def test_alliance_around_gains_missing_alliance_and_first_only():
+    d = _gain_alliance_data()
+    d.loc[(d.patient == "P2") & (d.session == 1), "alliance"] = np.nan
+    res = ev.alliance_around_gains(d, ev.sudden_gains(d, cutoff=5))
+    assert res.n_pairs_missing_alliance == 1
+    assert res.n_other_pairs == 7
+    assert any("missing" in m for m in res.messages)
+
+
+def test_random_intercept_solver_matches_statsmodels():
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(11)
+    sizes = rng.integers(2, 9, 40)
+    groups = np.repeat(np.arange(40), sizes)
+    x = (rng.random(groups.size) < 0.3).astype(float)
+    y = 0.2 + 0.5 * x + rng.normal(0, 1.0, 40)[groups] + rng.normal(0, 1.0, groups.size)
+    X = np.column_stack([np.ones_like(x), x])
+    ours = ev._random_intercept_reml(y, X, groups)
+    ref = sm.MixedLM(y, X, groups).fit(reml=True)
+    assert np.allclose(ours["beta"], ref.fe_params, atol=1e-5)
+    assert np.allclose(np.sqrt(np.diag(ours["cov"])), ref.bse_fe, atol=1e-5)
+    assert ours["tau2"] == pytest.approx(float(np.asarray(ref.cov_re)[0, 0]), rel=1e-4)
+    assert ours["sigma2"] == pytest.approx(float(ref.scale), rel=1e-4)
+
+
+def test_random_intercept_solver_boundary_equals_ols():
+    # no between-group variation beyond noise and tiny groups often give τ² = 0;
+    # force it: y identical group means → λ = 0 and β = OLS
+    groups = np.repeat(np.arange(4), 3)
+    x = np.tile([0.0, 1.0, 0.0], 4)
+    y = np.tile([1.0, 2.0, 0.0], 4) + np.array([0, 0, 0, .1, -.1, 0, 0, .1, -.1, -.1, 0, .1])
+    X = np.column_stack([np.ones(12), x])
+    fit = ev._random_intercept_reml(y, X, groups)
+    beta_ols = np.linalg.lstsq(X, y, rcond=None)[0]
+    assert fit["tau2"] == 0.0
+    assert np.allclose(fit["beta"], beta_ols)
+
+
+# ---------------------------------------------------------------------------
+# §11 reliable change
+# ---------------------------------------------------------------------------
+
+
+NORMS = {"M_clinical": 30, "SD_clinical": 10, "M_functional": 10, "SD_functional": 5}
+
+
+def _rc_data():
+    return cat(
+        long("S", "P1", [30, 25, 18], col="symptoms"),
+        long("S", "P2", [30, 20, 15], col="symptoms"),
+        long("S", "P3", [30, 26, 22], col="symptoms"),
+        long("S", "P4", [20, 25, 32], col="symptoms"),
+        long("S", "P5", [16, 10, 4], col="symptoms"),
+        long("S", "P6", [16], col="symptoms"),
+        long("S", "P7", [np.nan, 30, np.nan, 15, np.nan], col="symptoms"),
+    )
+
+
+def test_reliable_change_hand():
+    rc = ev.reliable_change(_rc_data(), reliability=0.84, sd=10, norms=NORMS).set_index("patient")
+    # S_E = 10·√(1 − .84) = 10·0.4 = 4; S_diff = √(2·4²) = √32 = 5.65685
+    # c = (SD_f·M_c + SD_c·M_f)/(SD_f + SD_c) = (5·30 + 10·10)/15 = 250/15 = 16.6667
+    sdiff = math.sqrt(32)
+    assert rc.s_diff.iloc[0] == pytest.approx(sdiff)
+    assert rc.cutoff.iloc[0] == pytest.approx(250 / 15)
+    # P1: (18 − 30)/5.65685 = −2.12132 < −1.96 → reliable improvement; 18 > c → not recovered
+    assert rc.loc["P1", "rci"] == pytest.approx(-12 / sdiff)
+    assert bool(rc.loc["P1", "reliable_improvement"]) and not bool(rc.loc["P1", "recovered"])
+    assert rc.loc["P1", "category"] == "improved"
+    # P2: −15/5.65685 = −2.65165; 30 > c > 15 → recovered
+    assert rc.loc["P2", "rci"] == pytest.approx(-15 / sdiff)
+    assert bool(rc.loc["P2", "recovered"]) and rc.loc["P2", "category"] == "recovered"
+    # P3: −8/5.65685 = −1.41421 → not reliable
+    assert rc.loc["P3", "rci"] == pytest.approx(-8 / sdiff)
+    assert rc.loc["P3", "category"] == "unchanged"
+    # P4: +12/5.65685 = +2.12132 → reliable deterioration
+    assert bool(rc.loc["P4", "reliable_deterioration"]) and rc.loc["P4", "category"] == "deteriorated"
+    # P5: −12/5.65685 reliable improvement but pre 16 < c: no crossing → improved only
+    assert bool(rc.loc["P5", "reliable_improvement"]) and not bool(rc.loc["P5", "recovered"])
+    # P6: one value → nothing computed
+    assert np.isnan(rc.loc["P6", "rci"]) and pd.isna(rc.loc["P6", "category"])
+    # P7: first observed = session 2 (30), last observed = session 4 (15)
+    assert (rc.loc["P7", "pre_session"], rc.loc["P7", "post_session"]) == (2, 4)
+    assert rc.loc["P7", "rci"] == pytest.approx(-15 / sdiff)
+
+
+def test_reliable_change_scl90_cutoff():
+    d = cat(long("S", "A", [1.2, 0.5], col="symptoms"),
+            long("S", "B", [1.2, 0.6], col="symptoms"),
+            long("S", "C", [1.2, 0.57], col="symptoms"))
+    rc = ev.reliable_change(d, reliability=0.91, sd=0.5,
+                            cutoff=ev.SCL90R_GSI_GERMAN_CUTOFF).set_index("patient")
+    assert ev.SCL90R_GSI_GERMAN_CUTOFF == 0.57
+    # S_E = 0.5·√0.09 = 0.15; S_diff = 0.15·√2 = 0.212132
+    # A: −0.7/0.212132 = −3.29983; 1.2 > .57 > 0.5 → recovered
+    assert rc.loc["A", "rci"] == pytest.approx(-0.7 / (0.15 * math.sqrt(2)))
+    assert rc.loc["A", "category"] == "recovered"
+    # B: −0.6/0.212132 = −2.82843 reliable, but 0.6 ≥ 0.57 → improved
+    assert rc.loc["B", "category"] == "improved"
+    # C: post exactly at c is not below c → improved
+    assert rc.loc["C", "category"] == "improved"
+
+
+def test_reliable_change_without_norms():
+    rc = ev.reliable_change(_rc_data(), reliability=0.84, sd=10)
+    assert rc.recovered.isna().all()
+    assert set(rc.category.dropna()) <= {"improved", "unchanged", "deteriorated"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0, 50), st.floats(0, 50), st.floats(0.1, 20), st.floats(0, 0.99), st.floats(0.1, 10))
+def test_rci_scale_invariance(pre, post, sd, r, scale):
+    d = long("S", "P", [pre, post], col="symptoms")
+    d2 = long("S", "P", [pre * scale, post * scale], col="symptoms")
+    a = ev.reliable_change(d, r, sd).rci.iloc[0]
+    b = ev.reliable_change(d2, r, sd * scale).rci.iloc[0]
+    assert a == pytest.approx(b, rel=1e-9, abs=1e-9)
+
+
+def test_clinical_cutoff_c_formula():
+    # (SD_f·M_c + SD_c·M_f)/(SD_f + SD_c) = (2·20 + 8·5)/10 = 8
+    assert ev.clinical_cutoff_c(20, 8, 5, 2) == pytest.approx(8.0)
+
+
+# ---------------------------------------------------------------------------
+# outcome by pattern
+# ---------------------------------------------------------------------------
+
+
+def _outcome_data():
+    # per-patient change (last − first): event patients −10, −6; others −4, −2, 0
+    chg = {"E1": -10, "E2": -6, "N1": -4, "N2": -2, "N3": 0}
+    d = cat(*[long("S1", p, [30, 25, 30 + c], col="symptoms") for p, c in chg.items()])
+    events = pd.DataFrame({"study": "S1", "patient": list(chg), "flag": [True, True, False, False, False]})
+    return d, events
+
+
+def test_outcome_by_pattern_md_and_smd_hand():
+    d, events = _outcome_data()
+    res = ev.outcome_by_pattern(d, events, event="flag", measure="MD")
+    r = res.per_study.iloc[0]
+    # event: mean −8, var ((−2)² + 2²)/1 = 8; no event: mean −2, var (4 + 0 + 4)/2 = 4
+    # MD = −8 − (−2) = −6; var_md = 8/2 + 4/3 = 5.33333
+    assert (r.n_event, r.n_no_event) == (2, 3)
+    assert r.md == pytest.approx(-6.0)
+    assert r.var_md == pytest.approx(8 / 2 + 4 / 3)
+    # s_p² = (1·8 + 2·4)/3 = 16/3; d = −6/√(16/3) = −2.59808
+    # J(m = 3) = Γ(1.5)/(√1.5·Γ(1)) = (√π/2)/√1.5 = 0.723601
+    # g = J·d; var = 1/2 + 1/3 + g²/(2·5)
+    J = (math.sqrt(math.pi) / 2) / math.sqrt(1.5)
+    g = J * (-6 / math.sqrt(16 / 3))
+    assert r.smd == pytest.approx(g)
+    assert r.var_smd == pytest.approx(1 / 2 + 1 / 3 + g ** 2 / 10)
+    assert r.yi == pytest.approx(-6.0) and r.included
+
+
+def test_outcome_by_pattern_too_few_not_pooled():
+    d, events = _outcome_data()
+    events.loc[events.patient == "E2", "flag"] = False  # only one event patient left
+    res = ev.outcome_by_pattern(d, events, event="flag")
+    assert not res.per_study.included.iloc[0]
+    assert res.meta is None
+    assert any("not pooled" in m for m in res.messages)
+
+
+def test_outcome_by_pattern_from_ruptures_and_gains():
+    d = S1.copy()
+    d["symptoms"] = d["session"] * -1.0 + 20  # all change −4
+    f = ev.ruptures(d, sd="patient")
+    res = ev.outcome_by_pattern(d, f)  # every eligible patient has a rupture → no comparison
+    assert res.event == "rupture"
+    assert res.per_study.n_event.iloc[0] == 3 and res.per_study.n_no_event.iloc[0] == 0
+    dg = _gain_alliance_data()
+    res = ev.outcome_by_pattern(dg, ev.sudden_gains(dg, cutoff=5))
+    assert res.event == "gain" and res.per_study.n_event.iloc[0] == 2
+
+
+def test_outcome_by_pattern_pooled_with_meta():
+    meta = pytest.importorskip("analysis.meta")
+    assert hasattr(meta, "random_effects")
+    d, events = _outcome_data()
+    d2, e2 = d.copy(), events.copy()
+    d2["study"] = "S2"
+    e2["study"] = "S2"
+    res = ev.outcome_by_pattern(cat(d, d2), cat(events, e2), event="flag", measure="MD")
+    # two identical studies: yi = −6 each, vi = 5.33333 each → τ² = 0;
+    # pooled = −6, SE = √(1/(2/5.33333)) = √(5.33333/2) = 1.63299
+    assert res.meta.estimate == pytest.approx(-6.0)
+    assert res.meta.se == pytest.approx(math.sqrt((8 / 2 + 4 / 3) / 2), rel=1e-6)
+    assert res.meta.k == 2
+    t = res.to_frame()
+    assert t.study.iloc[-1].startswith("Pooled")
+
+
+# ---------------------------------------------------------------------------
+# input validation
+# ---------------------------------------------------------------------------
+
+
+def test_validation_messages():
+    with pytest.raises(ValueError, match="missing the column"):
+        ev.ruptures(S1.drop(columns="alliance"))
+    with pytest.raises(ValueError, match="therapist_alliance"):
+        ev.ruptures(S1, rater="therapist")
+    with pytest.raises(ValueError, match="rater"):
+        ev.ruptures(S1, rater="observer")
+    with pytest.raises(ValueError, match="sd must be"):
+        ev.ruptures(S1, sd="within")
+    with pytest.raises(ValueError, match="k must be"):
+        ev.ruptures(S1, k=0)
+    with pytest.raises(ValueError, match="k must be"):
+        ev.ruptures(S1, k=float("nan"))
+    with pytest.raises(ValueError, match="DataFrame"):
+        ev.ruptures([1, 2, 3])
+    with pytest.raises(ValueError, match="no rows"):
+        ev.ruptures(S1.iloc[:0])
+    with pytest.raises(ValueError, match="share a"):
+        ev.ruptures(cat(S1, S1.iloc[:1]))
+    bad = S1.copy()
+    bad["alliance"] = bad["alliance"].astype(str)
+    with pytest.raises(ValueError, match="must be numeric"):
+        ev.ruptures(bad)
+    bad = S1.copy()
+    bad["session"] = bad["session"] + 0.5
+    with pytest.raises(ValueError, match="whole numbers"):
+        ev.ruptures(bad)
+    bad = S1.copy()
+    bad.loc[0, "session"] = -1
+    with pytest.raises(ValueError, match="whole numbers"):
+        ev.ruptures(bad)
+    bad = S1.copy()
+    bad.loc[0, "patient"] = None
+    with pytest.raises(ValueError, match="patient"):
+        ev.ruptures(bad)
+    with pytest.raises(ValueError, match="ruptures"):
+        ev.rupture_summary(S1)
+    with pytest.raises(ValueError, match="rule"):
+        ev.rupture_summary(ev.ruptures(S1), rule="some")
+
+
+def test_validation_sudden_gains_and_rc():
+    d = long("S", "P", [20, 21, 19, 10, 9, 11], col="symptoms")
+    with pytest.raises(ValueError, match="either cutoff"):
+        ev.sudden_gains(d, cutoff=5, sd=5, reliability=0.8)
+    with pytest.raises(ValueError, match="needs a cutoff"):
+        ev.sudden_gains(d)
+    with pytest.raises(ValueError, match="needs a cutoff"):
+        ev.sudden_gains(d, sd=5)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        ev.sudden_gains(d, sd=5, reliability=1.0)
+    with pytest.raises(ValueError, match="not for study"):
+        ev.sudden_gains(d, cutoff={"other": 5})
+    with pytest.raises(ValueError, match="pairing"):
+        ev.sudden_gains(d, cutoff=5, pairing="any")
+    neg = d.assign(symptoms=d.symptoms - 15)
+    with pytest.raises(ValueError, match="negative"):
+        ev.sudden_gains(neg, cutoff=5)
+    with pytest.raises(ValueError, match="missing the column"):
+        ev.sudden_gains(d.drop(columns="symptoms"), cutoff=5)
+    with pytest.raises(ValueError, match="lack the key"):
+        ev.reliable_change(d, 0.8, 5, norms={"M_clinical": 30})
+    with pytest.raises(ValueError, match="not both"):
+        ev.reliable_change(d, 0.8, 5, norms=NORMS, cutoff=0.57)
+    with pytest.raises(ValueError, match="larger than M_functional"):
+        ev.reliable_change(d, 0.8, 5, norms={**NORMS, "M_clinical": 5})
+    with pytest.raises(ValueError, match="sd must be"):
+        ev.reliable_change(d, 0.8, -1)
+    with pytest.raises(ValueError, match="sudden_gains"):
+        ev.alliance_around_gains(d, d)
+    with pytest.raises(ValueError, match="measure"):
+        ev.outcome_by_pattern(d, ev.sudden_gains(d, cutoff=5), measure="OR")
+    with pytest.raises(ValueError, match="event"):
+        ev.outcome_by_pattern(d, pd.DataFrame({"study": ["S"], "patient": ["P"]}))
+
+
+# ---------------------------------------------------------------------------
+# figures
+# ---------------------------------------------------------------------------
+
+
+def test_fig_rupture_series():
+    f = ev.ruptures(S1, k=1, sd="patient")
+    fig = pe.fig_rupture_series(f, "S1", "A")
+    names = {t.name: t for t in fig.data}
+    assert list(names["Rupture"].x) == [3]
+    assert names["Rupture"].marker.color == pe.RUPTURE_COLOR
+    assert list(names["Repair"].x) == [4]
+    assert names["Repair"].marker.color == pe.REPAIR_COLOR
+    thr = next(t for t in fig.data if t.name and t.name.startswith("Threshold"))
+    assert thr.y[0] == pytest.approx(5 - SD_A)
+    assert "higher = stronger" in fig.layout.yaxis.title.text
+    with pytest.raises(ValueError, match="no rows"):
+        pe.fig_rupture_series(f, "S1", "nobody")
+
+
+def test_fig_rupture_prevalence():
+    _, ps = ev.rupture_summary(ev.ruptures(S1, sd="patient"))
+    fig = pe.fig_rupture_prevalence(ps)
+    assert len(fig.data) == 3
+    assert list(fig.data[0].y) == pytest.approx([100.0])
+    assert list(fig.data[1].text) == ["2/3"]
+
+
+def test_fig_symptoms_and_alliance_around_gains():
+    d = _gain_alliance_data()
+    g = ev.sudden_gains(d, cutoff=5)
+    fig = pe.fig_symptoms_with_gains(d, g, "S", "P1")
+    seg = [t for t in fig.data if t.name == "Sudden gain"]
+    assert len(seg) == 1 and list(seg[0].x) == [3, 4]
+    assert "higher = more severe" in fig.layout.yaxis.title.text
+    res = ev.alliance_around_gains(d, g)
+    fig = pe.fig_alliance_around_gains(res)
+    line = next(t for t in fig.data if t.name.startswith("Gain pairs"))
+    # gain pairs: pregain alliance 3 and 4.5 → 3.75; postgain 4 and 5 → 4.5
+    assert list(line.y) == pytest.approx([3.75, 4.5])
+    assert "higher = stronger" in fig.layout.yaxis.title.text
+
+
+def test_fig_reliable_change():
+    rc = ev.reliable_change(_rc_data(), reliability=0.84, sd=10, norms=NORMS)
+    fig = pe.fig_reliable_change(rc)
+    names = [t.name for t in fig.data]
+    assert any(n and n.startswith("recovered") for n in names)
+    assert "higher = more severe" in fig.layout.xaxis.title.text
