@@ -12,6 +12,7 @@ ruptures(df, k=1.0, sd="max", rater="patient", pre_level="previous")  §9
 rupture_summary(flags, rule="any")                                    §9
 sudden_gains(df, cutoff=None, reliability=None, sd=None,
              first_only=False, pairing="session")                     §10
+sudden_gain_summary(gains)                                            §10
 alliance_around_gains(df, gains, rater="patient")                     §10
 reliable_change(df, reliability, sd, norms=None, cutoff=None)         §11
 clinical_cutoff_c(M_clinical, SD_clinical, M_functional, SD_functional)§11
@@ -46,6 +47,7 @@ __all__ = [
     "reliable_change_cutoff",
     "rupture_summary",
     "ruptures",
+    "sudden_gain_summary",
     "sudden_gains",
 ]
 
@@ -565,61 +567,57 @@ def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
             f"standardized or centered scores here."
         )
 
-    rows = []
-    for (study, patient), g in data.groupby(_KEY, sort=True):
-        ses = g["session"].to_numpy()
-        x = g["symptoms"].to_numpy()
-        pos = {int(s): i for i, s in enumerate(ses)}
-        for i in range(len(ses) - 1):
-            n = int(ses[i])
-            if pairing == "session":
-                if n + 1 not in pos:
-                    continue
-                j = pos[n + 1]
-                pre_w = [x[pos[s]] for s in (n - 2, n - 1, n) if s in pos]
-                post_w = [x[pos[s]] for s in (n + 1, n + 2, n + 3) if s in pos]
-            else:
-                j = i + 1
-                pre_w = list(x[max(0, i - 2): i + 1])
-                post_w = list(x[j: j + 3])
-            xn, xn1 = float(x[i]), float(x[j])
-            drop = xn - xn1
-            c = cut[study]
-            c1 = drop >= c - _tol(c)
-            c2 = drop >= 0.25 * xn - _tol(0.25 * xn)
-            n1, n2 = len(pre_w), len(post_w)
-            evaluable = n1 >= 2 and n2 >= 2
-            m1 = float(np.mean(pre_w)) if n1 else np.nan
-            m2 = float(np.mean(post_w)) if n2 else np.nan
-            if evaluable:
-                v1 = float(np.var(pre_w, ddof=1))
-                v2 = float(np.var(post_w, ddof=1))
-                sp = math.sqrt(((n1 - 1) * v1 + (n2 - 1) * v2) / (n1 + n2 - 2))
-                tc = T_CRIT_SUDDEN_GAINS[n1 + n2]
-                c3 = (m1 - m2) > tc * sp
-            else:
-                sp, tc, c3 = np.nan, np.nan, False
-            rows.append({
-                "study": study, "patient": patient,
-                "pregain_session": n, "postgain_session": int(ses[j]),
-                "pregain": xn, "postgain": xn1, "magnitude": drop,
-                "relative_magnitude": drop / xn if xn != 0 else np.nan,
-                "cutoff": c, "criterion1": bool(c1), "criterion2": bool(c2),
-                "n_pre": n1, "n_post": n2, "mean_pre": m1, "mean_post": m2,
-                "sd_pooled": sp, "t_crit": tc,
-                "criterion3_evaluable": bool(evaluable), "criterion3": bool(c3),
-            })
-    cols = ["study", "patient", "pregain_session", "postgain_session", "pregain", "postgain",
-            "magnitude", "relative_magnitude", "cutoff", "criterion1", "criterion2", "n_pre",
-            "n_post", "mean_pre", "mean_post", "sd_pooled", "t_crit", "criterion3_evaluable",
-            "criterion3"]
-    out = pd.DataFrame(rows, columns=cols)
-    out["study"] = out["study"].astype(str)
-    out["patient"] = out["patient"].astype(str)
-    for c in ("pregain_session", "postgain_session", "n_pre", "n_post"):
-        out[c] = out[c].astype(np.int64)
-    for c in ("criterion1", "criterion2", "criterion3_evaluable", "criterion3"):
-        out[c] = out[c].astype(bool)
+    study_a = data["study"].to_numpy()
+    pat_a = data["patient"].to_numpy()
+    ses_a = data["session"].to_numpy()
+    x = data["symptoms"].to_numpy(dtype=float)
+    offsets = (-2, -1, 1, 2, 3)
+    if pairing == "session":
+        lookup = pd.Series(x, index=pd.MultiIndex.from_arrays([study_a, pat_a, ses_a]))
+
+        def _at(o):
+            idx = pd.MultiIndex.from_arrays([study_a, pat_a, ses_a + o])
+            return lookup.reindex(idx).to_numpy(dtype=float)
+
+        nb = {o: _at(o) for o in offsets}
+        post_ses = ses_a + 1
+    else:
+        grp = data.groupby(_KEY, sort=False)
+        nb = {o: grp["symptoms"].shift(-o).to_numpy(dtype=float) for o in offsets}
+        post_ses = grp["session"].shift(-1).fillna(-1).to_numpy().astype(np.int64)
+    cand = ~np.isnan(nb[1])
+    pre_w = np.column_stack([nb[-2], nb[-1], x])[cand]
+    post_w = np.column_stack([nb[1], nb[2], nb[3]])[cand]
+    xn = x[cand]
+    xn1 = nb[1][cand]
+    cvec = pd.Series(study_a[cand]).map(cut).to_numpy(dtype=float)
+    drop = xn - xn1
+    n1 = (~np.isnan(pre_w)).sum(axis=1)
+    n2 = (~np.isnan(post_w)).sum(axis=1)
+    m1 = np.nansum(pre_w, axis=1) / n1
+    m2 = np.nansum(post_w, axis=1) / n2
+    ss1 = np.nansum((pre_w - m1[:, None]) ** 2, axis=1)  # (n1 − 1)·s1²
+    ss2 = np.nansum((post_w - m2[:, None]) ** 2, axis=1)  # (n2 − 1)·s2²
+    evaluable = (n1 >= 2) & (n2 >= 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sp = np.where(evaluable, np.sqrt((ss1 + ss2) / np.maximum(n1 + n2 - 2, 1)), np.nan)
+        rel_mag = np.where(xn != 0, drop / np.where(xn != 0, xn, 1.0), np.nan)
+    tc = np.array([T_CRIT_SUDDEN_GAINS.get(int(t), np.nan) for t in n1 + n2])
+    tc[~evaluable] = np.nan
+    c3 = evaluable & ((m1 - m2) > tc * sp)
+    out = pd.DataFrame({
+        "study": pd.array(study_a[cand], dtype="str"),
+        "patient": pd.array(pat_a[cand], dtype="str"),
+        "pregain_session": ses_a[cand].astype(np.int64),
+        "postgain_session": post_ses[cand].astype(np.int64),
+        "pregain": xn, "postgain": xn1, "magnitude": drop, "relative_magnitude": rel_mag,
+        "cutoff": cvec,
+        "criterion1": drop >= cvec - _tol(cvec),
+        "criterion2": drop >= 0.25 * xn - _tol(0.25 * xn),
+        "n_pre": n1.astype(np.int64), "n_post": n2.astype(np.int64),
+        "mean_pre": m1, "mean_post": m2, "sd_pooled": sp, "t_crit": tc,
+        "criterion3_evaluable": evaluable, "criterion3": c3,
+    })
     out["meets_criteria"] = out["criterion1"] & out["criterion2"] & out["criterion3"]
     num = out.groupby(_KEY, sort=False)["meets_criteria"].cumsum()
     gn = pd.array(num.to_numpy(dtype=np.int64), dtype="Int64")
@@ -632,6 +630,43 @@ def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
     out.attrs["first_only"] = bool(first_only)
     out.attrs["pairing"] = pairing
     return out
+
+
+def sudden_gain_summary(gains: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-patient and per-study counts of sudden gains (from `sudden_gains`).
+
+    Per patient (patients with ≥ 1 candidate pair): ``n_pairs``,
+    ``n_evaluable`` (pairs where criterion 3 could be evaluated), ``n_gains``
+    (pairs with ``is_gain``), ``any_gain``, ``first_gain_session`` (pregain
+    session of the first gain) and ``mean_magnitude`` of the gains.
+    Per study: ``n_patients``, ``n_with_gain``, ``prev_gain = n_with_gain /
+    n_patients``, ``n_gains`` and ``mean_magnitude`` over all gains.
+    """
+    who = "sudden_gain_summary"
+    g = _pair_frame(gains, who)
+    for c in ("magnitude", "criterion3_evaluable"):
+        if c not in gains.columns:
+            raise ValueError(f"{who}: expected the DataFrame returned by sudden_gains(); "
+                             f"missing column {c!r}.")
+    g["magnitude"] = gains["magnitude"].to_numpy(dtype=float)
+    g["_ev"] = gains["criterion3_evaluable"].astype(bool).to_numpy().astype(int)
+    g["_g"] = g["is_gain"].astype(bool).astype(int)
+    g["_gm"] = g["magnitude"].where(g["_g"] == 1)
+    g["_gs"] = g["pregain_session"].where(g["_g"] == 1)
+    pp = g.groupby(_KEY, sort=True).agg(
+        n_pairs=("_g", "size"), n_evaluable=("_ev", "sum"), n_gains=("_g", "sum"),
+        first_gain_session=("_gs", "min"), mean_magnitude=("_gm", "mean")).reset_index()
+    pp["any_gain"] = pp["n_gains"] > 0
+    pp["first_gain_session"] = pd.array(pp["first_gain_session"], dtype="Int64")
+    pp = pp[["study", "patient", "n_pairs", "n_evaluable", "n_gains", "any_gain",
+             "first_gain_session", "mean_magnitude"]]
+    ps = pp.groupby("study", sort=True).agg(
+        n_patients=("patient", "size"), n_with_gain=("any_gain", "sum"),
+        n_gains=("n_gains", "sum")).reset_index()
+    ps["prev_gain"] = ps["n_with_gain"] / ps["n_patients"]
+    mm = g[g["_g"] == 1].groupby("study")["magnitude"].mean()
+    ps["mean_magnitude"] = ps["study"].map(mm).astype(float)
+    return pp, ps
 
 
 # --------------------------------------------------------------------------

@@ -484,6 +484,19 @@ def test_first_only_keeps_first_gain():
     assert g1.meets_criteria.sum() == 2
 
 
+def test_sudden_gain_summary():
+    d = cat(long("S", "P1", [30, 31, 29, 20, 19, 21, 10, 11, 9], col="symptoms"),
+            long("S", "P2", [20, 21, 19, 18, 19, 20], col="symptoms"))
+    pp, ps = ev.sudden_gain_summary(ev.sudden_gains(d, cutoff=5))
+    # P1: gains 3→4 (drop 9) and 6→7 (drop 11); 8 pairs. P2: 5 pairs, no drop ≥ 5
+    p1 = pp.set_index("patient").loc["P1"]
+    assert (p1.n_pairs, p1.n_gains, p1.first_gain_session) == (8, 2, 3)
+    assert p1.mean_magnitude == pytest.approx(10.0)
+    assert not pp.set_index("patient").loc["P2", "any_gain"]
+    assert (ps.n_patients.iloc[0], ps.n_with_gain.iloc[0], ps.n_gains.iloc[0]) == (2, 1, 2)
+    assert ps.prev_gain.iloc[0] == pytest.approx(0.5)
+
+
 def test_pairing_next_observed():
     vals, ses = [20, 21, 19, 10, 9, 11], [1, 2, 3, 5, 6, 7]
     g = sg(vals, sessions=ses)
@@ -509,6 +522,49 @@ def test_raising_cutoff_never_adds_gains(vals, c, dc):
     a = ev.sudden_gains(d, cutoff=c).is_gain.to_numpy()
     b = ev.sudden_gains(d, cutoff=c + dc).is_gain.to_numpy()
     assert not (b & ~a).any()
+
+
+def _naive_sudden_gains(d, cutoff, pairing):
+    """Straightforward loop over each patient's pairs (independent reference)."""
+    out = []
+    for (study, patient), g in d.dropna(subset=["symptoms"]).groupby(["study", "patient"]):
+        g = g.sort_values("session")
+        ses, x = g.session.tolist(), g.symptoms.tolist()
+        val = dict(zip(ses, x))
+        for i in range(len(ses) - 1):
+            n = ses[i]
+            if pairing == "session":
+                if n + 1 not in val:
+                    continue
+                pre = [val[t] for t in (n - 2, n - 1, n) if t in val]
+                post = [val[t] for t in (n + 1, n + 2, n + 3) if t in val]
+                xn1 = val[n + 1]
+            else:
+                pre, post, xn1 = x[max(0, i - 2): i + 1], x[i + 1: i + 4], x[i + 1]
+            drop = x[i] - xn1
+            ok3 = False
+            if len(pre) >= 2 and len(post) >= 2:
+                sp = math.sqrt(((len(pre) - 1) * np.var(pre, ddof=1)
+                                + (len(post) - 1) * np.var(post, ddof=1)) / (len(pre) + len(post) - 2))
+                t = {6: 2.776, 5: 3.182, 4: 4.303}[len(pre) + len(post)]
+                ok3 = np.mean(pre) - np.mean(post) > t * sp
+            out.append((patient, n, drop >= cutoff - 1e-9 and drop >= 0.25 * x[i] - 1e-9 and ok3))
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 10), st.integers(0, 40)), min_size=1, max_size=25),
+       st.sampled_from(["session", "next_observed"]), st.floats(0.5, 8))
+def test_sudden_gains_matches_naive_loop(pts, pairing, cutoff):
+    # patients p0/p1 with random session numbers (duplicates dropped) and scores
+    recs = {}
+    for i, (s, v) in enumerate(pts):
+        recs[(f"p{i % 2}", s)] = float(v)
+    d = pd.DataFrame([{"study": "S", "patient": p, "session": s, "symptoms": v, "alliance": 1.0}
+                      for (p, s), v in recs.items()])
+    g = ev.sudden_gains(d, cutoff=cutoff, pairing=pairing)
+    got = list(zip(g.patient, g.pregain_session, g.is_gain))
+    assert [(p, int(n), bool(b)) for p, n, b in got] == _naive_sudden_gains(d, cutoff, pairing)
 
 
 def test_planted_gains_are_detected():
