@@ -1,0 +1,228 @@
+"""Figure tests for analysis.plots_meta: inspect the figure JSON (rows, traces,
+positions, texts), not only that a figure is returned."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis.meta import leave_one_out, random_effects
+from analysis.plots_meta import forest_plot, funnel_plot, leave_one_out_plot, paired_forest_plot
+
+REF = json.loads((Path(__file__).parent / "reference" / "meta_reference.json").read_text())
+BCG = REF["datasets"]["bcg"]
+Y = np.asarray(BCG["yi"], float)
+V = np.asarray(BCG["vi"], float)
+LABELS = list(BCG["labels"])
+N = np.asarray(BCG["n"], float)
+Z975 = 1.959963984540054
+
+
+def _decode(obj):
+    """plotly writes numeric arrays as base64 typed arrays ({"dtype", "bdata"});
+    turn them back into lists so the JSON can be inspected."""
+    if isinstance(obj, dict):
+        if "bdata" in obj and "dtype" in obj:
+            arr = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=np.dtype(obj["dtype"]))
+            if "shape" in obj:
+                arr = arr.reshape([int(x) for x in str(obj["shape"]).split(",")])
+            return arr.tolist()
+        return {k: _decode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v) for v in obj]
+    return obj
+
+
+def _json(fig):
+    return _decode(json.loads(fig.to_json()))
+
+
+def _trace(fj, name):
+    found = [t for t in fj["data"] if t.get("name") == name]
+    assert found, f"no trace named {name!r}; have {[t.get('name') for t in fj['data']]}"
+    assert len(found) == 1
+    return found[0]
+
+
+def _annotations(fj, name):
+    return [a for a in fj["layout"].get("annotations", []) if a.get("name") == name]
+
+
+@pytest.fixture(scope="module")
+def bcg_result():
+    return random_effects(Y, V, labels=LABELS, n_patients=N, n_pairs=3 * N)
+
+
+def test_forest_rows_markers_and_error_bars(bcg_result):
+    fj = _json(forest_plot(bcg_result, title="BCG trials", xlabel="log risk ratio"))
+    st = _trace(fj, "Studies")
+    assert len(st["x"]) == 13
+    assert np.allclose(st["x"], Y)
+    ys = np.asarray(st["y"], float)
+    assert np.all(np.diff(ys) < 0), "first study on top, one row each"
+    assert len(set(ys.tolist())) == 13
+    se = np.sqrt(V)
+    assert np.allclose(st["error_x"]["array"], Z975 * se)
+    assert np.allclose(st["error_x"]["arrayminus"], Z975 * se)
+    assert st["marker"]["symbol"] == "square"
+    # square area proportional to the weight (all above the minimum size here)
+    size = np.asarray(st["marker"]["size"], float)
+    w = bcg_result.weights
+    assert np.allclose((size / size.max()) ** 2, w / w.max())
+    assert fj["layout"]["title"]["text"] == "BCG trials"
+    assert fj["layout"]["xaxis2"]["title"]["text"] == "log risk ratio"
+
+
+def test_forest_diamond_and_prediction_interval(bcg_result):
+    fj = _json(forest_plot(bcg_result))
+    dia = _trace(fj, "Pooled estimate")
+    assert dia["fill"] == "toself"
+    x = dia["x"]
+    assert x[1] == pytest.approx(bcg_result.estimate)
+    assert x[3] == pytest.approx(bcg_result.estimate)
+    assert x[0] == pytest.approx(bcg_result.ci_low) and x[2] == pytest.approx(bcg_result.ci_high)
+    # the diamond sits below all study rows
+    assert max(dia["y"]) < min(_trace(fj, "Studies")["y"])
+    pi = _trace(fj, "Prediction interval")
+    assert pi["x"] == pytest.approx([bcg_result.pi_low, bcg_result.pi_high])
+    assert pi["y"][0] < min(dia["y"])
+
+
+def test_forest_texts_labels_counts_and_heterogeneity(bcg_result):
+    fj = _json(forest_plot(bcg_result))
+    labels = _trace(fj, "Study labels")["text"]
+    assert labels == LABELS
+    npat = _trace(fj, "N patients")["text"]
+    assert npat == [str(int(n)) for n in N]
+    npairs = _trace(fj, "N pairs")["text"]
+    assert npairs == [str(int(3 * n)) for n in N]
+    est = _trace(fj, "Estimates")["text"]
+    assert est[0] == "\u22120.89 [\u22122.01, 0.23]"
+    assert "\u22120.71 [\u22121.07, \u22120.36]" in est[-2]
+    weights = _trace(fj, "Weights")["text"]
+    assert len(weights) == 13 and all(t.endswith("%") for t in weights)
+    summary = _trace(fj, "Summary labels")["text"]
+    assert "REML" in summary[0] and "prediction interval" in summary[1]
+    het = _annotations(fj, "heterogeneity")
+    assert len(het) == 1
+    text = het[0]["text"]
+    for part in ("\u03c4\u00b2 = 0.313", "[0.120, 1.111]", "I\u00b2 = 92.2%", "Q(12) = 152.23",
+                 "p < .001", "REML", "z-test"):
+        assert part in text, part
+
+
+def test_forest_without_counts_has_no_count_columns():
+    res = random_effects(Y, V, labels=LABELS)
+    names = [t["name"] for t in _json(forest_plot(res))["data"]]
+    assert "N patients" not in names and "N pairs" not in names
+
+
+def test_forest_fe_and_knha_named_and_fe_has_no_pi():
+    fe = random_effects(Y, V, method="FE", labels=LABELS)
+    fj = _json(forest_plot(fe))
+    names = [t["name"] for t in fj["data"]]
+    assert "Prediction interval" not in names
+    assert "FE model" in _trace(fj, "Summary labels")["text"][0]
+    assert "\u03c4\u00b2" not in _annotations(fj, "heterogeneity")[0]["text"]
+    kh = random_effects(Y, V, method="PM", test="knha", labels=LABELS)
+    text = _annotations(_json(forest_plot(kh)), "heterogeneity")[0]["text"]
+    assert "PM (Paule-Mandel)" in text and "Knapp\u2013Hartung t-test (df = 12)" in text
+
+
+def test_forest_single_study():
+    res = random_effects([0.3], [0.04], labels=["Only"])
+    fj = _json(forest_plot(res))
+    assert len(_trace(fj, "Studies")["x"]) == 1
+    assert "No pooling" in _trace(fj, "Summary labels")["text"][0]
+    assert _trace(fj, "Pooled estimate")["x"][1] == pytest.approx(0.3)
+
+
+def test_forest_rejects_non_result():
+    with pytest.raises(ValueError, match="MetaResult"):
+        forest_plot({"estimate": 1.0})
+
+
+def test_paired_forest_aligns_rows_and_leaves_missing_rows_empty():
+    a = random_effects(Y[:11], V[:11], labels=LABELS[:11], n_patients=N[:11], n_pairs=N[:11])
+    b_lab = LABELS[2:]
+    b_pairs = N[2:].copy()
+    b_pairs[0] += 1  # one study with a different number of pairs in direction B
+    b = random_effects(0.8 * Y[2:], V[2:], labels=b_lab, method="DL", test="knha", n_pairs=b_pairs)
+    fig = paired_forest_plot(a, b, titles=("Alliance \u2192 symptoms", "Symptoms \u2192 alliance"),
+                             xlabel="Standardized lagged effect")
+    fj = _json(fig)
+    rows = fj["layout"]["meta"]["rows"]
+    assert rows == LABELS  # union, in order of A then B's extras
+    labels_trace = _trace(fj, "Study labels")
+    assert labels_trace["text"] == LABELS
+    row_y = dict(zip(LABELS, labels_trace["y"]))
+    sa = _trace(fj, "Studies (Alliance \u2192 symptoms)")
+    sb = _trace(fj, "Studies (Symptoms \u2192 alliance)")
+    assert sa["y"] == [row_y[lab] for lab in LABELS[:11]]
+    assert sb["y"] == [row_y[lab] for lab in b_lab]
+    # a study only in A is an empty row in B, and vice versa
+    assert row_y[LABELS[0]] not in sb["y"] and row_y[LABELS[12]] not in sa["y"]
+    eb = _trace(fj, "Estimates (Symptoms \u2192 alliance)")
+    assert row_y[LABELS[0]] not in eb["y"][:-2]
+    da = _trace(fj, "Pooled estimate (Alliance \u2192 symptoms)")
+    db = _trace(fj, "Pooled estimate (Symptoms \u2192 alliance)")
+    assert da["x"][1] == pytest.approx(a.estimate) and db["x"][1] == pytest.approx(b.estimate)
+    assert da["y"] == db["y"]
+    titles = [x["text"] for x in _annotations(fj, "panel title")]
+    assert titles == ["<b>Alliance \u2192 symptoms</b>", "<b>Symptoms \u2192 alliance</b>"]
+    het = [x["text"] for x in _annotations(fj, "heterogeneity")]
+    assert len(het) == 2 and "REML" in het[0] and "DL" in het[1] and "Knapp" in het[1]
+    pairs = dict(zip(LABELS, _trace(fj, "N pairs")["text"]))
+    assert pairs[LABELS[2]] == f"{int(N[2])} / {int(N[2]) + 1}"
+    assert pairs[LABELS[3]] == str(int(N[3]))
+    assert pairs[LABELS[12]] == str(int(N[12]))
+    # both panels share the x range
+    assert fj["layout"]["xaxis2"]["range"] == fj["layout"]["xaxis4"]["range"]
+    assert fj["layout"]["xaxis4"]["title"]["text"] == "Standardized lagged effect"
+
+
+def test_paired_forest_rejects_duplicate_labels():
+    a = random_effects(Y[:3], V[:3], labels=["x", "x", "y"])
+    b = random_effects(Y[:3], V[:3], labels=["x", "y", "z"])
+    with pytest.raises(ValueError, match="unique"):
+        paired_forest_plot(a, b)
+
+
+def test_funnel_plot_region_and_points(bcg_result):
+    fj = _json(funnel_plot(Y, V, bcg_result, xlabel="log RR"))
+    pts = _trace(fj, "Studies")
+    assert np.allclose(pts["x"], Y) and np.allclose(pts["y"], np.sqrt(V))
+    region = _trace(fj, "Pseudo 95% CI region")
+    se_max = max(region["y"])
+    assert region["x"][1] == pytest.approx(bcg_result.estimate) and region["y"][1] == 0.0
+    assert region["x"][2] - region["x"][1] == pytest.approx(Z975 * se_max)
+    assert se_max >= np.sqrt(V).max()
+    line = _trace(fj, "Pooled estimate (REML)")
+    assert line["x"] == pytest.approx([bcg_result.estimate] * 2)
+    assert fj["layout"]["yaxis"]["autorange"] == "reversed"
+    assert fj["layout"]["xaxis"]["title"]["text"] == "log RR"
+    assert pts["hovertext"][0].startswith(LABELS[0])
+
+
+def test_leave_one_out_plot_rows_and_reference_line():
+    df = leave_one_out(Y, V, labels=LABELS)
+    fj = _json(leave_one_out_plot(df))
+    pts = _trace(fj, "Leave-one-out estimates")
+    assert len(pts["x"]) == 13 and np.allclose(pts["x"], df["estimate"])
+    assert np.allclose(pts["error_x"]["array"], df["ci_ub"] - df["estimate"])
+    ticks = fj["layout"]["yaxis"]["ticktext"]
+    assert ticks[0] == f"Without {LABELS[0]}"
+    full = [t for t in fj["data"] if t["name"].startswith("All studies")]
+    assert len(full) == 1 and full[0]["x"][0] == pytest.approx(df.attrs["estimate"])
+    assert "REML" in fj["layout"]["xaxis"]["title"]["text"]
+
+
+def test_leave_one_out_plot_rejects_other_tables():
+    import pandas as pd
+
+    with pytest.raises(ValueError, match="leave_one_out"):
+        leave_one_out_plot(pd.DataFrame({"a": [1]}))
