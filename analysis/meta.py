@@ -70,8 +70,9 @@ Inference for the coefficients, with ``w_k = 1 / (v_k + tau2)``:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,14 +82,14 @@ from scipy.linalg import solve_triangular
 __all__ = [
     "METHODS",
     "TESTS",
-    "MetaResult",
-    "MetaRegressionResult",
     "EggerResult",
+    "MetaRegressionResult",
+    "MetaResult",
+    "egger_test",
+    "leave_one_out",
+    "meta_regression",
     "random_effects",
     "random_effects_many",
-    "leave_one_out",
-    "egger_test",
-    "meta_regression",
 ]
 
 METHODS = ("FE", "DL", "REML", "ML", "PM", "EB", "HE", "SJ", "HS")
@@ -139,7 +140,7 @@ def _make_control(control: Any) -> _Control:
     if isinstance(control, _Control):
         return control
     if not isinstance(control, dict):
-        raise ValueError("control must be a dict, e.g. {'stepadj': 0.5, 'maxiter': 1000}.")
+        raise ValueError("control must be a dict, e.g. {'stepadj': 0.5, 'maxiter': 1000}.")  # noqa: TRY004
     allowed = {f.name for f in fields(_Control)}
     unknown = set(control) - allowed
     if unknown:
@@ -346,7 +347,7 @@ def _wls_rss(y: np.ndarray, X: np.ndarray, w: np.ndarray) -> float:
 
 
 def _logdet_xwx(X: np.ndarray, w: np.ndarray) -> float:
-    sign, val = np.linalg.slogdet(X.T @ (w[:, None] * X))
+    _sign, val = np.linalg.slogdet(X.T @ (w[:, None] * X))
     return float(val)
 
 
@@ -864,7 +865,7 @@ def _fmt_p(p: float) -> str:
     if p < 0.001:
         return "p < .001"
     s = f"{p:.3f}"
-    return "p = " + (s[1:] if s.startswith("0") else s)
+    return "p = " + s.removeprefix("0")
 
 
 def _heterogeneity_word(i2: float) -> str:
@@ -1074,8 +1075,8 @@ def random_effects(
     alpha = 1.0 - level
 
     if k == 1:
-        msgs = ["Only one study (k = 1): no pooling was done; the result is that study's "
-                "own estimate and confidence interval."]
+        msgs = [("Only one study (k = 1): no pooling was done; the result is that study's "
+                "own estimate and confidence interval.")]
         if test == "knha":
             msgs.append("The Knapp-Hartung test needs at least two studies; a z-test was used.")
         est = float(y[0])
@@ -1235,7 +1236,7 @@ def random_effects_many(
 
 
 def _many_core(Y, V, M, method, test, level) -> dict[str, np.ndarray]:
-    n, kmax = Y.shape
+    n, _kmax = Y.shape
     Mf = M.astype(float)
     y = np.where(M, Y, 0.0)
     v = np.where(M, V, 1.0)
@@ -1663,11 +1664,13 @@ def _fit_general(y, v, X, method, test, level, ci_tau2=True):
     if ci_tau2 and method != "FE" and math.isfinite(tau2):
         lo, hi, ci_msgs = _qprofile(lambda t: _wls_rss(y, X, 1.0 / (v + t)), k - p, tau2, level)
         msgs.extend(ci_msgs)
-    return dict(beta=beta, se=se, stat=stat, pval=np.asarray(pval, float),
-                ci_low=beta - crit * se, ci_high=beta + crit * se, vb=vb, qm=qm,
-                qm_df=qm_df, qmp=qmp, qe=qe, qe_df=k - p, qep=qep, tau2=tau2,
-                tau2_se=fit.se, tau2_ci_low=lo, tau2_ci_high=hi, i2=i2, h2=h2, df=df,
-                converged=fit.converged, messages=msgs, w=w)
+    return {
+        "beta": beta, "se": se, "stat": stat, "pval": np.asarray(pval, float),
+        "ci_low": beta - crit * se, "ci_high": beta + crit * se, "vb": vb, "qm": qm,
+        "qm_df": qm_df, "qmp": qmp, "qe": qe, "qe_df": k - p, "qep": qep, "tau2": tau2,
+        "tau2_se": fit.se, "tau2_ci_low": lo, "tau2_ci_high": hi, "i2": i2, "h2": h2,
+        "df": df, "converged": fit.converged, "messages": msgs, "w": w,
+    }
 
 
 def _pseudo_r2(y, v, X, method, test, tau2, w) -> float:
@@ -1721,7 +1724,7 @@ def meta_regression(
     :class:`MetaRegressionResult` says.
     """
     method, test, level = _check_method_test(method, test, level)
-    y, v, lab = _check_effects(yi, vi, labels)
+    y, v, _lab = _check_effects(yi, vi, labels)
     k = y.size
     X, names, dropped = _design(moderators, k)
     p = X.shape[1]

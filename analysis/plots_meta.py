@@ -7,7 +7,8 @@ theory, as in metafor's forest plot).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from scipy import special
 
 from .meta import METHOD_NAMES, MetaResult, _check_effects, _fmt, _fmt_p
 
-__all__ = ["forest_plot", "paired_forest_plot", "funnel_plot", "leave_one_out_plot"]
+__all__ = ["forest_plot", "funnel_plot", "leave_one_out_plot", "paired_forest_plot"]
 
 _ROW_PX = 26
 _MAX_MARKER = 18.0
@@ -35,7 +36,7 @@ def _short(label: str, n: int = _LABEL_CHARS) -> str:
 def _count(x: float) -> str:
     if x is None or not math.isfinite(x):
         return ""
-    return f"{int(round(x))}"
+    return f"{round(x)}"
 
 
 def _interval(lo: float, hi: float, digits: int = 2) -> str:
@@ -224,9 +225,9 @@ def _forest_figure(
         ]
         fig.add_trace(go.Scatter(
             x=np.asarray(res.yi, float), y=rows, mode="markers", name="Studies" + suffix,
-            marker=dict(symbol="square", size=sizes, color=_STUDY_COLOR),
-            error_x=dict(type="data", symmetric=False, array=hi - res.yi,
-                         arrayminus=res.yi - lo, color=_STUDY_COLOR, thickness=1.2, width=0),
+            marker={"symbol": "square", "size": sizes, "color": _STUDY_COLOR},
+            error_x={"type": "data", "symmetric": False, "array": hi - res.yi,
+                         "arrayminus": res.yi - lo, "color": _STUDY_COLOR, "thickness": 1.2, "width": 0},
             hovertext=hover, hoverinfo="text", showlegend=False,
             customdata=np.asarray(res.weights, float),
         ), row=1, col=col_f)
@@ -235,15 +236,15 @@ def _forest_figure(
             x=[res.ci_low, res.estimate, res.ci_high, res.estimate, res.ci_low],
             y=[y_pooled, y_pooled + h, y_pooled, y_pooled - h, y_pooled],
             mode="lines", fill="toself", fillcolor=_POOLED_COLOR,
-            line=dict(color=_POOLED_COLOR, width=1), name="Pooled estimate" + suffix,
+            line={"color": _POOLED_COLOR, "width": 1}, name="Pooled estimate" + suffix,
             hovertext=f"Pooled {_fmt(res.estimate)} {_interval(res.ci_low, res.ci_high)}",
             hoverinfo="text", showlegend=False,
         ), row=1, col=col_f)
         if math.isfinite(res.pi_low) and math.isfinite(res.pi_high):
             fig.add_trace(go.Scatter(
                 x=[res.pi_low, res.pi_high], y=[y_pi, y_pi], mode="lines+markers",
-                line=dict(color=_PI_COLOR, width=2),
-                marker=dict(symbol="line-ns-open", size=10, color=_PI_COLOR),
+                line={"color": _PI_COLOR, "width": 2},
+                marker={"symbol": "line-ns-open", "size": 10, "color": _PI_COLOR},
                 name="Prediction interval" + suffix,
                 hovertext=f"{pct} prediction interval {_interval(res.pi_low, res.pi_high)}",
                 hoverinfo="text", showlegend=False,
@@ -252,10 +253,10 @@ def _forest_figure(
         if null_value is not None:
             fig.add_shape(type="line", x0=null_value, x1=null_value, xref=xref,
                           y0=y_pi - 0.6, y1=n + 0.6, yref="y",
-                          line=dict(color="#999999", width=1), name="null line")
+                          line={"color": "#999999", "width": 1}, name="null line")
         fig.add_shape(type="line", x0=res.estimate, x1=res.estimate, xref=xref,
                       y0=y_pooled, y1=n + 0.5, yref="y",
-                      line=dict(color=_POOLED_COLOR, width=1, dash="dot"),
+                      line={"color": _POOLED_COLOR, "width": 1, "dash": "dot"},
                       name="pooled line")
         # right-hand text column: estimate [CI] and weight
         est_txt = [
@@ -290,12 +291,12 @@ def _forest_figure(
             text=_heterogeneity_text(res, compact=paired), x=0.0,
             xref=f"{xref} domain" if paired else "x domain", y=y_het, yref="y",
             xanchor="left", yanchor="middle", align="left", showarrow=False,
-            font=dict(size=11), name="heterogeneity",
+            font={"size": 11}, name="heterogeneity",
         )
         if paired and panel_titles[p]:
             fig.add_annotation(
                 text=f"<b>{panel_titles[p]}</b>", x=0.5, xref=f"{xref} domain", y=1.0,
-                yref="paper", yanchor="bottom", showarrow=False, font=dict(size=13),
+                yref="paper", yanchor="bottom", showarrow=False, font={"size": 13},
                 name="panel title",
             )
         xaxis = "xaxis" if col_f == 1 else f"xaxis{col_f}"
@@ -307,12 +308,12 @@ def _forest_figure(
                      fixedrange=True)
     height = int(_ROW_PX * (n + 6) + 120)
     fig.update_layout(
-        title=dict(text=title) if title else None,
+        title={"text": title} if title else None,
         height=height,
         showlegend=False,
         plot_bgcolor="white",
-        margin=dict(l=20, r=20, t=70 if (title or paired) else 30, b=60),
-        font=dict(size=12),
+        margin={"l": 20, "r": 20, "t": 70 if (title or paired) else 30, "b": 60},
+        font={"size": 12},
         meta={"rows": order, "y_pooled": y_pooled, "y_pi": y_pi},
     )
     return fig
@@ -336,7 +337,7 @@ def forest_plot(
     (None for none).
     """
     if not isinstance(result, MetaResult):
-        raise ValueError("forest_plot needs a MetaResult from analysis.meta.random_effects.")
+        raise ValueError("forest_plot needs a MetaResult from analysis.meta.random_effects.")  # noqa: TRY004
     return _forest_figure([result], [None], xlabel, title, null_value)
 
 
@@ -355,7 +356,7 @@ def paired_forest_plot(
     own pooled diamond, prediction interval and heterogeneity line.
     """
     if not isinstance(result_a, MetaResult) or not isinstance(result_b, MetaResult):
-        raise ValueError("paired_forest_plot needs two MetaResult objects.")
+        raise ValueError("paired_forest_plot needs two MetaResult objects.")  # noqa: TRY004
     titles = list(titles)
     if len(titles) != 2:
         raise ValueError("titles must hold two panel titles.")
@@ -376,7 +377,7 @@ def funnel_plot(
     default, without tau2) as a shaded triangle.
     """
     if not isinstance(result, MetaResult):
-        raise ValueError("funnel_plot needs a MetaResult for the pooled estimate.")
+        raise ValueError("funnel_plot needs a MetaResult for the pooled estimate.")  # noqa: TRY004
     if labels is None and len(result.labels) == len(np.atleast_1d(yi)):
         labels = list(result.labels)
     y, v, lab = _check_effects(yi, vi, labels)
@@ -389,22 +390,22 @@ def funnel_plot(
     fig.add_trace(go.Scatter(
         x=[est - crit * se_max, est, est + crit * se_max, est - crit * se_max],
         y=[se_max, 0.0, se_max, se_max], mode="lines", fill="toself",
-        fillcolor="rgba(180,180,180,0.25)", line=dict(color="#aaaaaa", width=1, dash="dot"),
+        fillcolor="rgba(180,180,180,0.25)", line={"color": "#aaaaaa", "width": 1, "dash": "dot"},
         name=f"Pseudo {pct} CI region", hoverinfo="skip",
     ))
     fig.add_trace(go.Scatter(
-        x=[est, est], y=[0.0, se_max], mode="lines", line=dict(color=_POOLED_COLOR, width=1.5),
+        x=[est, est], y=[0.0, se_max], mode="lines", line={"color": _POOLED_COLOR, "width": 1.5},
         name=f"Pooled estimate ({result.method})",
     ))
     fig.add_trace(go.Scatter(
-        x=y, y=se, mode="markers", marker=dict(color=_STUDY_COLOR, size=8),
+        x=y, y=se, mode="markers", marker={"color": _STUDY_COLOR, "size": 8},
         name="Studies", hovertext=[f"{a}<br>{_fmt(b)} (SE {_fmt(c, 3)})" for a, b, c in zip(lab, y, se)],
         hoverinfo="text",
     ))
     fig.update_yaxes(title_text="Standard error", autorange="reversed", rangemode="tozero")
     fig.update_xaxes(title_text=xlabel)
-    fig.update_layout(title=dict(text=title) if title else None, plot_bgcolor="white",
-                      legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(title={"text": title} if title else None, plot_bgcolor="white",
+                      legend={"orientation": "h", "y": -0.2})
     return fig
 
 
@@ -431,9 +432,9 @@ def leave_one_out_plot(
     labels = [f"Without {s}" for s in df["study"].astype(str)]
     fig = go.Figure()
     fig.add_trace(go.Scatter(
-        x=est, y=ys, mode="markers", marker=dict(symbol="square", size=9, color=_STUDY_COLOR),
-        error_x=dict(type="data", symmetric=False, array=hi - est, arrayminus=est - lo,
-                     color=_STUDY_COLOR, width=0),
+        x=est, y=ys, mode="markers", marker={"symbol": "square", "size": 9, "color": _STUDY_COLOR},
+        error_x={"type": "data", "symmetric": False, "array": hi - est, "arrayminus": est - lo,
+                     "color": _STUDY_COLOR, "width": 0},
         name="Leave-one-out estimates",
         hovertext=[f"{a}: {_fmt(b)} {_interval(c, d)}" for a, b, c, d in zip(labels, est, lo, hi)],
         hoverinfo="text",
@@ -442,7 +443,7 @@ def leave_one_out_plot(
     if full is not None and math.isfinite(full):
         fig.add_trace(go.Scatter(
             x=[full, full], y=[0.4, n + 0.6], mode="lines",
-            line=dict(color=_POOLED_COLOR, dash="dash", width=1.5),
+            line={"color": _POOLED_COLOR, "dash": "dash", "width": 1.5},
             name=f"All studies ({_fmt(full)})",
         ))
     sub = ""
@@ -452,7 +453,7 @@ def leave_one_out_plot(
                      range=[0.3, n + 0.7], showgrid=False)
     fig.update_xaxes(title_text=xlabel + (f" ({sub})" if sub else ""), zeroline=True,
                      zerolinecolor="#999999")
-    fig.update_layout(title=dict(text=title) if title else None, plot_bgcolor="white",
+    fig.update_layout(title={"text": title} if title else None, plot_bgcolor="white",
                       height=int(_ROW_PX * n + 160), showlegend=True,
-                      legend=dict(orientation="h", y=-0.15))
+                      legend={"orientation": "h", "y": -0.15})
     return fig

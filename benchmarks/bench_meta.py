@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from analysis.meta import random_effects, random_effects_many  # noqa: E402
+from analysis.meta import random_effects, random_effects_many
 
 
 def _best(fn, repeat: int) -> float:

@@ -539,7 +539,7 @@ def test_shift_equivariance_and_permutation_invariance(studies, shift, method):
 
 
 def test_brent_root_finds_a_known_root():
-    f = lambda x: x**3 - 2 * x - 5  # noqa: E731  (root 2.0945514815423265)
+    f = lambda x: x**3 - 2 * x - 5
     root, ok = meta._brent_root(f, 2.0, 3.0, f(2.0), f(3.0), 1e-12, 100)
     assert ok and root == pytest.approx(2.0945514815423265, abs=1e-11)
     root, ok = meta._brent_root(f, 2.0, 3.0, f(2.0), f(3.0), 1e-12, 1)

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from analysis.meta import leave_one_out, random_effects
-from analysis.plots_meta import forest_plot, funnel_plot, leave_one_out_plot, paired_forest_plot
+from analysis.plots_meta import (
+    forest_plot,
+    funnel_plot,
+    leave_one_out_plot,
+    paired_forest_plot,
+)
 
 REF = json.loads((Path(__file__).parent / "reference" / "meta_reference.json").read_text())
 BCG = REF["datasets"]["bcg"]
