@@ -220,7 +220,8 @@ def _check_effects(yi: Any, vi: Any, labels: Any = None) -> tuple[np.ndarray, np
         lab = [str(s) for s in (labels.tolist() if hasattr(labels, "tolist") else list(labels))]
         if len(lab) != k:
             raise ValueError(f"labels has {len(lab)} entries but there are {k} studies.")
-    if np.isfinite(y).all() and np.isfinite(v).all() and (v > 0).all():
+    # fast path: finite sums and a positive minimum imply valid input
+    if math.isfinite(float(y.sum())) and math.isfinite(float(v.sum())) and float(v.min()) > 0:
         return y, v, lab
     bad_y = ~np.isfinite(y)
     if bad_y.any():
@@ -459,17 +460,40 @@ def _q_intercept(y: np.ndarray, v: np.ndarray):
     return qfun_np
 
 
-def _fisher_small(vl: list[float], yl: list[float], k: int, method: str, tau2: float,
-                  ctl: _Control) -> tuple[float, int, bool]:
-    """Fisher scoring for ML/REML/EB with one intercept, on Python floats.
+def _wsums(pairs: list[tuple[float, float]], tau2: float) -> tuple[float, ...]:
+    """For one intercept on Python floats, with ``w = 1/(v + tau2)``:
+    ``s1 = sum(w)``, ``s2 = sum(w^2)``, ``s3 = sum(w^3)``, ``mu = sum(w y)/s1``,
+    ``a = sum(w^2 r^2)`` (= Y'PPY) and ``b = sum(w r^2)`` (= Y'PY), ``r = y - mu``."""
+    s1 = sy = s2 = s3 = 0.0
+    ws = []
+    for vv, yy in pairs:
+        w = 1.0 / (vv + tau2)
+        ws.append(w)
+        w2 = w * w
+        s1 += w
+        sy += w * yy
+        s2 += w2
+        s3 += w2 * w
+    mu = sy / s1
+    a = b = 0.0
+    for w, (_, yy) in zip(ws, pairs):
+        d = yy - mu
+        wd = w * d
+        a += wd * wd
+        b += wd * d
+    return s1, s2, s3, mu, a, b
 
-    Same updates as the vectorised loop in ``_tau2_intercept``:
-    ``w = 1/(v + tau2)``, ``mu = sum(w y)/sum(w)``, ``r = y - mu``;
-    REML ``delta = (sum(w^2 r^2) - tr(P)) / tr(PP)`` with
-    ``tr(P) = s1 - s2/s1`` and ``tr(PP) = s2 - 2 s3/s1 + (s2/s1)^2``
-    (``s_j = sum(w^j)``); ML ``delta = (sum(w^2 r^2) - s1) / s2``;
-    EB ``delta = (sum(w r^2) k/(k-1) - k) / s1``; halve while
-    ``tau2 + delta < 0``; stop when the change is ``<= threshold``.
+
+def _fisher_small(vl: list[float], yl: list[float], k: int, method: str, tau2: float,
+                  ctl: _Control) -> _Tau2:
+    """ML/REML/EB for one intercept on Python floats (faster than numpy for
+    small k); the same steps as the numpy loop in ``_tau2_intercept``.
+
+    ``delta``: REML ``(a - tr(P)) / tr(PP)`` with ``tr(P) = s1 - s2/s1`` and
+    ``tr(PP) = s2 - 2 s3/s1 + (s2/s1)^2``; ML ``(a - s1) / s2``; EB
+    ``(b k/(k-1) - k) / s1`` (sums as in ``_wsums``); halve while
+    ``tau2 + delta < 0``; stop when the change is ``<= threshold``; then
+    metafor's local-maximum check (ML/REML) and the SE of tau2.
     """
     threshold, maxiter, stepadj = ctl.threshold, ctl.maxiter, ctl.stepadj
     pairs = list(zip(vl, yl))
@@ -479,23 +503,7 @@ def _fisher_small(vl: list[float], yl: list[float], k: int, method: str, tau2: f
     while change > threshold:
         it += 1
         old = tau2
-        s1 = sy = s2 = s3 = 0.0
-        ws = []
-        for vv, yy in pairs:
-            w = 1.0 / (vv + tau2)
-            ws.append(w)
-            w2 = w * w
-            s1 += w
-            sy += w * yy
-            s2 += w2
-            s3 += w2 * w
-        mu = sy / s1
-        a = b = 0.0
-        for w, (vv, yy) in zip(ws, pairs):
-            d = yy - mu
-            wd = w * d
-            a += wd * wd
-            b += wd * d
+        s1, s2, s3, _, a, b = _wsums(pairs, tau2)
         if method == "REML":
             q = s2 / s1
             adj = (a - (s1 - q)) / (s2 - 2.0 * s3 / s1 + q * q)
@@ -513,7 +521,33 @@ def _fisher_small(vl: list[float], yl: list[float], k: int, method: str, tau2: f
         if it > maxiter:
             conv = False
             break
-    return tau2, it, conv
+    msgs: list[str] = []
+    if not conv:
+        msgs.append(_fisher_message(method, tau2, maxiter))
+    if conv and method in ("ML", "REML"):
+        s0, _, _, _, _, rss0 = _wsums(pairs, 0.0)
+        s1, _, _, _, _, rss1 = _wsums(pairs, tau2)
+        logv0 = sum(math.log(vv) for vv in vl)
+        logv1 = sum(math.log(vv + tau2) for vv in vl)
+        if method == "ML":
+            ll0 = -0.5 * k * _LOG_2PI - 0.5 * logv0 - 0.5 * rss0
+            ll = -0.5 * k * _LOG_2PI - 0.5 * logv1 - 0.5 * rss1
+        else:
+            ll0 = -0.5 * (k - 1) * _LOG_2PI - 0.5 * logv0 - 0.5 * math.log(s0) - 0.5 * rss0
+            ll = -0.5 * (k - 1) * _LOG_2PI - 0.5 * logv1 - 0.5 * math.log(s1) - 0.5 * rss1
+        if ll0 - ll > _TOL and tau2 > threshold:
+            msgs.append(_ll0_message(method))
+            tau2 = 0.0
+    tau2 = max(0.0, tau2)
+    s1, s2, s3, _, _, _ = _wsums(pairs, tau2)
+    if method == "REML":
+        q = s2 / s1
+        se = math.sqrt(2.0 / (s2 - 2.0 * s3 / s1 + q * q))
+    elif method == "ML":
+        se = math.sqrt(2.0 / s2)
+    else:
+        se = math.sqrt(2.0 * k * k / (k - 1)) / s1
+    return _Tau2(tau2, se, conv, it, tuple(msgs))
 
 
 def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
@@ -598,8 +632,7 @@ def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
     reml = method == "REML"
     ml = method == "ML"
     if k <= _SMALL_K:
-        tau2, it, conv = _fisher_small(v.tolist(), ymc.tolist(), k, method, tau2, ctl)
-        change = 0.0  # skip the vectorised loop below
+        return _fisher_small(v.tolist(), ymc.tolist(), k, method, tau2, ctl)
     while change > threshold:
         it += 1
         old = tau2
@@ -1015,6 +1048,56 @@ class MetaResult:
         )
 
 
+def _final_sums(y: np.ndarray, v: np.ndarray, tau2: float):
+    """Pooled quantities for one intercept: ``sum(w)``, ``mu = sum(w y)/sum(w)``,
+    ``sum(w (y - mu)^2)`` at ``w = 1/(v + tau2)``; ``Q`` and ``tr(P)`` at
+    ``w = 1/v`` (Q on mean-centred y, as metafor); weights in percent."""
+    w = 1.0 / (v + tau2)
+    sw = float(w.sum())
+    est = float(w @ y) / sw
+    r = y - est
+    rss = float(w @ (r * r))
+    w0 = 1.0 / v
+    s0 = float(w0.sum())
+    ymc = y - float(y.sum()) / y.size
+    r0 = ymc - float(w0 @ ymc) / s0
+    q = max(0.0, float(w0 @ (r0 * r0)))
+    tr_p0 = s0 - float(w0 @ w0) / s0
+    wts = w * (100.0 / sw)
+    wts.flags.writeable = False
+    return sw, est, rss, q, tr_p0, wts
+
+
+def _final_sums_small(yl: list[float], vl: list[float], tau2: float):
+    """``_final_sums`` on Python floats (small k)."""
+    k = len(yl)
+    ws = [1.0 / (vv + tau2) for vv in vl]
+    sw = sy = 0.0
+    for w, yy in zip(ws, yl):
+        sw += w
+        sy += w * yy
+    est = sy / sw
+    rss = 0.0
+    for w, yy in zip(ws, yl):
+        d = yy - est
+        rss += w * d * d
+    ybar = sum(yl) / k
+    s0 = s02 = sy0 = 0.0
+    w0s = [1.0 / vv for vv in vl]
+    for w, yy in zip(w0s, yl):
+        s0 += w
+        s02 += w * w
+        sy0 += w * (yy - ybar)
+    mu0 = sy0 / s0
+    q = 0.0
+    for w, yy in zip(w0s, yl):
+        d = (yy - ybar) - mu0
+        q += w * d * d
+    wts = np.array(ws) * (100.0 / sw)
+    wts.flags.writeable = False
+    return sw, est, rss, max(0.0, q), s0 - s02 / s0, wts
+
+
 def _study_messages(k: int, v: np.ndarray, method: str, test: str) -> list[str]:
     msgs: list[str] = []
     if k == 2:
@@ -1027,7 +1110,7 @@ def _study_messages(k: int, v: np.ndarray, method: str, test: str) -> list[str]:
             "The Knapp-Hartung adjustment is not meant for a common-effect (FE) model "
             "(metafor warns about this too)."
         )
-    ratio = float(v.max() / v.min())
+    ratio = float(v.max()) / float(v.min())
     if ratio >= 1e7:
         msgs.append(
             "The largest sampling variance is over 10^7 times the smallest; results may "
@@ -1101,13 +1184,12 @@ def random_effects(
     msgs = _study_messages(k, v, method, test)
     msgs.extend(fit.messages)
 
-    w = 1.0 / (v + tau2)
-    sw = float(w.sum())
-    est = float(w @ y) / sw
+    if k <= _SMALL_K:
+        sw, est, rss, q, tr_p0, wts = _final_sums_small(y.tolist(), v.tolist(), tau2)
+    else:
+        sw, est, rss, q, tr_p0, wts = _final_sums(y, v, tau2)
     vb = 1.0 / sw
     if test == "knha":
-        r = y - est
-        rss = float(w @ (r * r))
         s2w = 0.0 if rss <= _EPS else rss / (k - 1)
         vb *= s2w
         df = float(k - 1)
@@ -1128,13 +1210,7 @@ def random_effects(
         pi_lo, pi_hi = est - half, est + half
 
     # heterogeneity at w = 1/v
-    w0 = 1.0 / v
-    s0 = float(w0.sum())
-    ymc = y - float(y.sum()) / k
-    r0 = ymc - float(w0 @ ymc) / s0
-    q = max(0.0, float(w0 @ (r0 * r0)))
     qp = float(special.chdtrc(k - 1, q))
-    tr_p0 = s0 - float(w0 @ w0) / s0
     vt = (k - 1) / tr_p0
     if method == "FE":
         i2 = max(0.0, 100.0 * (q - (k - 1)) / q) if q > 0 else _NAN
@@ -1153,7 +1229,7 @@ def random_effects(
         ci_low=est - crit * se, ci_high=est + crit * se, pi_low=pi_lo, pi_high=pi_hi,
         tau2=tau2, tau2_se=fit.se, tau2_ci_low=lo, tau2_ci_high=hi,
         i2=i2, h2=h2, q=q, q_df=k - 1, q_pvalue=qp, k=k,
-        weights=_readonly(100.0 * w / sw), method=method, test=test, level=level,
+        weights=wts, method=method, test=test, level=level,
         labels=tuple(lab), converged=fit.converged, messages=tuple(msgs),
         yi=y, vi=v, df=df, iterations=fit.iterations,
         n_patients=npat, n_pairs=npairs,
