@@ -1243,7 +1243,12 @@ _MANY_METHODS = ("FE", "DL", "REML", "ML", "EB", "HE", "SJ", "HS")
 
 
 def random_effects_many(
-    Y: Any, V: Any, method: str = "REML", test: str = "z", level: float = 0.95
+    Y: Any,
+    V: Any,
+    method: str = "REML",
+    test: str = "z",
+    level: float = 0.95,
+    control: dict | None = None,
 ) -> pd.DataFrame:
     """Fit the same model to many meta-analyses at once (vectorised).
 
@@ -1253,13 +1258,15 @@ def random_effects_many(
     :func:`random_effects`, applied row-wise (each row's Fisher scoring stops on
     its own criterion), so each row equals ``random_effects(Y[i], V[i], ...)``
     up to rounding. The Q-profile CI is not computed. PM (a root search) and
-    rows with a single study fall back to :func:`random_effects`.
+    rows with a single study fall back to :func:`random_effects`. ``control``
+    as in :func:`random_effects`.
 
     Returns one row per problem: estimate, se, statistic, df, pvalue, ci_low,
     ci_high, pi_low, pi_high, tau2, tau2_se, i2, h2, q, q_df, q_pvalue, k,
     converged, iterations.
     """
     method, test, level = _check_method_test(method, test, level)
+    ctl = _make_control(control)
     Ya = np.asarray(Y, dtype=float)
     Va = np.asarray(V, dtype=float)
     if Ya.ndim == 1:
@@ -1296,13 +1303,13 @@ def random_effects_many(
     out["iterations"] = np.zeros(n, int)
     rows = np.flatnonzero(~fallback)
     if rows.size:
-        res = _many_core(Ya[rows], Va[rows], present[rows], method, test, level)
+        res = _many_core(Ya[rows], Va[rows], present[rows], method, test, level, ctl)
         for c in cols:
             out[c][rows] = res[c]
     for i in np.flatnonzero(fallback):
         m = present[i]
         r = random_effects(Ya[i, m], Va[i, m], method=method, test=test, level=level,
-                           ci_tau2=False)
+                           ci_tau2=False, control=ctl)
         for c in cols:
             out[c][i] = getattr(r, c)
     frame = pd.DataFrame(out)
@@ -1311,7 +1318,7 @@ def random_effects_many(
     return frame
 
 
-def _many_core(Y, V, M, method, test, level) -> dict[str, np.ndarray]:
+def _many_core(Y, V, M, method, test, level, ctl=_DEFAULT_CONTROL) -> dict[str, np.ndarray]:
     n, _kmax = Y.shape
     Mf = M.astype(float)
     y = np.where(M, Y, 0.0)
@@ -1363,8 +1370,11 @@ def _many_core(Y, V, M, method, test, level) -> dict[str, np.ndarray]:
             se_t = np.sqrt(2 * km1 + 4 * t * tr_p + 2 * t * t * s_pp) / s1
         tau2 = np.maximum(tau2, 0.0)
     elif method == "SJ":
-        d = (ymc - (ymc.sum(axis=1) / k)[:, None]) * Mf
-        tau0 = (d * d).sum(axis=1) / k
+        if ctl.tau2_init is None:
+            d = (ymc - (ymc.sum(axis=1) / k)[:, None]) * Mf
+            tau0 = (d * d).sum(axis=1) / k
+        else:
+            tau0 = np.full(n, float(ctl.tau2_init))
         w = wts(tau0)
         _, _, r = wresid(w, ymc)
         rss = (w * r * r).sum(axis=1)
@@ -1385,7 +1395,10 @@ def _many_core(Y, V, M, method, test, level) -> dict[str, np.ndarray]:
             se_t = np.sqrt(2 * s_pvpv + 4 * t * tr_pv + 2 * t * t * km1) / km1
             tau2 = t
         else:
-            tau2 = np.maximum(tau2_he, 0.0)
+            if ctl.tau2_init is None:
+                tau2 = np.maximum(tau2_he, 0.0)
+            else:
+                tau2 = np.full(n, float(ctl.tau2_init))
             active = np.ones(n, bool)
             while active.any():
                 idx = np.flatnonzero(active)
@@ -1406,6 +1419,7 @@ def _many_core(Y, V, M, method, test, level) -> dict[str, np.ndarray]:
                 else:
                     kk = k[idx]
                     adj = ((wr * r).sum(axis=1) * kk / (kk - 1) - kk) / s1
+                adj = adj * ctl.stepadj
                 adj = np.where(np.isnan(adj), 0.0, adj)
                 neg = t_old + adj < 0.0
                 while neg.any():
@@ -1415,9 +1429,11 @@ def _many_core(Y, V, M, method, test, level) -> dict[str, np.ndarray]:
                 tau2[idx] = t_new
                 iters[idx] += 1
                 change = np.abs(t_old - t_new)
-                still = change > _THRESHOLD
-                over = iters[idx] > _MAXITER
-                conv[idx[still & over]] = False
+                still = change > ctl.threshold
+                over = iters[idx] > ctl.maxiter
+                # as metafor: passing maxiter marks non-convergence even if this
+                # last step was small
+                conv[idx[over]] = False
                 active[idx] = still & ~over
             if method in ("ML", "REML"):
                 w0 = wts(zeros)
@@ -1434,7 +1450,7 @@ def _many_core(Y, V, M, method, test, level) -> dict[str, np.ndarray]:
                 else:
                     ll0 = -0.5 * km1 * _LOG_2PI - 0.5 * logv0 - 0.5 * np.log(s0) - 0.5 * rss0
                     ll = -0.5 * km1 * _LOG_2PI - 0.5 * logv1 - 0.5 * np.log(s1) - 0.5 * rss1
-                reset = conv & (ll0 - ll > _TOL) & (tau2 > _THRESHOLD)
+                reset = conv & (ll0 - ll > _TOL) & (tau2 > ctl.threshold)
                 tau2 = np.where(reset, 0.0, tau2)
             tau2 = np.maximum(tau2, 0.0)
             w = wts(tau2)
@@ -1502,6 +1518,7 @@ def leave_one_out(
     method: str = "REML",
     test: str = "z",
     level: float = 0.95,
+    control: dict | None = None,
 ) -> pd.DataFrame:
     """Leave-one-out analysis (metafor ``leave1out``): the model refitted k
     times, each time without one study.
@@ -1510,8 +1527,10 @@ def leave_one_out(
     ``tval`` for Knapp-Hartung), ``pval``, ``ci_lb``, ``ci_ub``, ``Q``, ``Qp``,
     ``tau2``, ``I2``, ``H2``, ``converged``, ``messages``. ``df.attrs`` holds
     the full-data ``estimate``, ``method``, ``test`` and ``level``. Needs k >= 2.
+    ``control`` as in :func:`random_effects`.
     """
     method, test, level = _check_method_test(method, test, level)
+    ctl = _make_control(control)
     y, v, lab = _check_effects(yi, vi, labels)
     k = y.size
     if k < 2:
@@ -1523,7 +1542,7 @@ def leave_one_out(
         keep[:] = True
         keep[i] = False
         r = random_effects(y[keep], v[keep], method=method, test=test, level=level,
-                           ci_tau2=False)
+                           ci_tau2=False, control=ctl)
         q_nan = r.k == 1
         rows.append({
             "study": lab[i], "estimate": r.estimate, "se": r.se, statname: r.statistic,
@@ -1534,7 +1553,8 @@ def leave_one_out(
             "converged": r.converged, "messages": "; ".join(r.messages),
         })
     df = pd.DataFrame(rows)
-    full = random_effects(y, v, method=method, test=test, level=level, ci_tau2=False)
+    full = random_effects(y, v, method=method, test=test, level=level, ci_tau2=False,
+                          control=ctl)
     df.attrs.update({"estimate": full.estimate, "method": method, "test": test,
                      "level": level})
     return df
@@ -1682,10 +1702,10 @@ class MetaRegressionResult:
         )
 
 
-def _fit_general(y, v, X, method, test, level, ci_tau2=True):
+def _fit_general(y, v, X, method, test, level, ci_tau2=True, ctl=_DEFAULT_CONTROL):
     """Fit with model matrix X; returns a dict of everything rma.uni reports."""
     k, p = X.shape
-    fit = _tau2_general(y, v, X, method)
+    fit = _tau2_general(y, v, X, method, ctl)
     tau2 = fit.tau2
     alpha = 1.0 - level
     w = 1.0 / (v + tau2)
@@ -1749,7 +1769,7 @@ def _fit_general(y, v, X, method, test, level, ci_tau2=True):
     }
 
 
-def _pseudo_r2(y, v, X, method, test, tau2, w) -> float:
+def _pseudo_r2(y, v, X, method, test, tau2, w, ctl=_DEFAULT_CONTROL) -> float:
     """metafor's R^2 for meta-regression (percent)."""
     k, p = X.shape
     if method == "FE":
@@ -1765,7 +1785,7 @@ def _pseudo_r2(y, v, X, method, test, tau2, w) -> float:
         adj = 1.0 - (1.0 - r2) * ((k - 1) / (k - p))
         return max(0.0, 100.0 * adj)
     try:
-        tau2_re = _tau2_intercept(y, v, method).tau2
+        tau2_re = _tau2_intercept(y, v, method, ctl).tau2
     except (ValueError, ZeroDivisionError, FloatingPointError):
         return _NAN
     if not math.isfinite(tau2_re):
@@ -1784,6 +1804,7 @@ def meta_regression(
     level: float = 0.95,
     labels: Sequence[str] | None = None,
     ci_tau2: bool = True,
+    control: dict | None = None,
 ) -> MetaRegressionResult:
     """Mixed-effects meta-regression ``y = X beta + u + e`` (METHODS §6;
     metafor ``rma.uni(yi, vi, mods = ...)``).
@@ -1797,9 +1818,10 @@ def meta_regression(
     coefficients (chi-square on m df, or ``QM / m`` ~ F(m, k - p) with
     Knapp-Hartung); ``QE = Y'PY`` at ``w = 1/v`` on k - p df; I2/H2 as
     residual heterogeneity with ``vt = (k - p)/tr(P)``; pseudo R^2 as
-    :class:`MetaRegressionResult` says.
+    :class:`MetaRegressionResult` says. ``control`` as in :func:`random_effects`.
     """
     method, test, level = _check_method_test(method, test, level)
+    ctl = _make_control(control)
     y, v, _lab = _check_effects(yi, vi, labels)
     k = y.size
     X, names, dropped = _design(moderators, k)
@@ -1818,9 +1840,9 @@ def meta_regression(
             f"{p + 1} are required."
         )
     msgs.extend(_study_messages(k, v, method, test))
-    res = _fit_general(y, v, X, method, test, level, ci_tau2=ci_tau2)
+    res = _fit_general(y, v, X, method, test, level, ci_tau2=ci_tau2, ctl=ctl)
     msgs.extend(res["messages"])
-    r2 = _pseudo_r2(y, v, X, method, test, res["tau2"], res["w"])
+    r2 = _pseudo_r2(y, v, X, method, test, res["tau2"], res["w"], ctl)
 
     def ro(a):
         return _readonly(np.asarray(a, float))
@@ -1880,7 +1902,12 @@ class EggerResult:
 
 
 def egger_test(
-    yi: Any, vi: Any, method: str = "REML", test: str = "z", level: float = 0.95
+    yi: Any,
+    vi: Any,
+    method: str = "REML",
+    test: str = "z",
+    level: float = 0.95,
+    control: dict | None = None,
 ) -> EggerResult:
     """Egger's test as metafor ``regtest(rma(yi, vi, method, test), model="rma",
     predictor="sei")``: the meta-regression ``y_k = b + b1 sqrt(v_k) + u_k + e_k``
@@ -1888,6 +1915,7 @@ def egger_test(
     asymmetry test and ``b`` the limit estimate. Needs k >= 3.
     """
     method, test, level = _check_method_test(method, test, level)
+    ctl = _make_control(control)
     y, v, _ = _check_effects(yi, vi)
     k = y.size
     if k < 3:
@@ -1895,7 +1923,7 @@ def egger_test(
     X = np.column_stack([np.ones(k), np.sqrt(v)])
     if np.linalg.matrix_rank(X) < 2:
         raise ValueError("Egger's test is undefined when all studies have the same standard error.")
-    res = _fit_general(y, v, X, method, test, level, ci_tau2=False)
+    res = _fit_general(y, v, X, method, test, level, ci_tau2=False, ctl=ctl)
     return EggerResult(
         statistic=float(res["stat"][1]), df=res["df"], pvalue=float(res["pval"][1]),
         slope=float(res["beta"][1]), slope_se=float(res["se"][1]), b=float(res["beta"][0]),

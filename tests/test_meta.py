@@ -544,3 +544,26 @@ def test_brent_root_finds_a_known_root():
     assert ok and root == pytest.approx(2.0945514815423265, abs=1e-11)
     root, ok = meta._brent_root(f, 2.0, 3.0, f(2.0), f(3.0), 1e-12, 1)
     assert not ok
+
+
+def test_control_is_passed_through_everywhere():
+    """metafor's remedy (stepadj = 0.5) reaches the batched fit, leave-one-out,
+    meta-regression and Egger's test."""
+    y, v, _ = _data("nonconv")
+    rec = next(r for r in REF["fits"] if r["dataset"] == "nonconv" and r["method"] == "REML"
+               and r["test"] == "z" and _control(r))
+    ctl = {"stepadj": 0.5}
+    df = random_effects_many(y[None, :], v[None, :], control=ctl)
+    assert bool(df.loc[0, "converged"])
+    assert_close(df.loc[0, "tau2"], rec["tau2"], "many tau2")
+    assert_close(df.loc[0, "estimate"], rec["estimate"], "many estimate")
+    assert not random_effects_many(y[None, :], v[None, :])["converged"].item()
+    l1o = leave_one_out(y, v, control=ctl)
+    assert l1o["converged"].all()
+    mods = pd.DataFrame({"x": np.arange(y.size, dtype=float)})
+    mr = meta_regression(y, v, mods, control=ctl)
+    assert mr.converged
+    eg = egger_test(y, v, control=ctl)
+    assert eg.converged
+    with pytest.raises(ValueError, match="positive"):
+        random_effects(y, v, control={"stepadj": 0})
