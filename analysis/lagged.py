@@ -1,0 +1,922 @@
+"""Stage 1 of the two-stage IPD meta-analysis: lagged within-patient models.
+
+Implements ``docs/METHODS.md`` §2 (standardization), §3 (centering), §4 (lags)
+and §5 (the per-study lagged model). Public API:
+
+* :class:`LagOptions` — every analysis choice, validated.
+* :func:`prepare` — the exact model rows (predictor, its centre, within and
+  between parts, prior outcome, outcome at t + L) that enter the model.
+* :func:`pairing_counts` — pairs per study under each pairing mode (§4).
+* :func:`fit_study` — fit one study, returning a :class:`StudyFit`.
+
+The model (§5), for direction X → Y with lag L::
+
+    Y_i,t+L = b0 + bW·X^w_it + bB·X^b_i + aW·Y^w_it + aB·Y^b_i
+              [+ c·X^b_i·X^w_it] [+ d·time_it] + u_i [+ v_i·time_it] + e_i,t+L
+
+with terms named ``intercept, within, between, prior_within, prior_between,
+interaction, time``. For centering ``none``/``grand_mean`` the model is
+``Y_i,t+L = b0 + b·X_it + a·Y_it + u_i + e``; the coefficient b is still
+called ``within`` but it is a *total* (within + between) effect and is
+labelled so (``StudyFit.effect == "total"``).
+
+Inference. Mixed models (``estimator="mixed"``) are fitted by REML with the
+solver in :mod:`analysis.mixed` (random intercept; with
+``time_trend="fixed_random"`` also a random slope of time, correlated, by the
+same package's own 2-D solver — no statsmodels). Tests and CIs use the normal
+(Wald z) distribution with the model-based SE, as lme4's ``summary`` does:
+stage 1 passes only estimate and SE to the meta-analysis, and with the
+hundreds of pairs per study typical here a t reference (Satterthwaite df ≈
+N − p for within terms) changes nothing visible; for very small studies the z
+intervals of *between* terms are somewhat too narrow. The fixed-effects
+estimator (``estimator="fixed_effects"``) is OLS on patient-demeaned model
+rows with CR1 cluster-robust SEs by patient and t tests on G − 1 df (the usual
+CR1 convention); between-patient terms are not estimable there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from analysis import mixed
+
+__all__ = [
+    "CENTERINGS",
+    "DIRECTIONS",
+    "LagOptions",
+    "StudyFit",
+    "fit_study",
+    "model_terms",
+    "pairing_counts",
+    "prepare",
+]
+
+CENTERINGS = ("none", "grand_mean", "person_mean", "detrended")
+DIRECTIONS = ("alliance_to_symptoms", "symptoms_to_alliance")
+PAIRINGS = ("session", "next_observed")
+TIME_TRENDS = ("none", "fixed", "fixed_random")
+ESTIMATORS = ("mixed", "fixed_effects")
+POOLING_METHODS = ("DL", "REML", "ML", "PM", "EB", "HE", "SJ", "HS", "FE")
+TESTS = ("z", "knha")
+TERMS = ("intercept", "within", "between", "prior_within", "prior_between", "interaction", "time")
+MIN_PATIENTS = 3
+
+_VARS = {"alliance_to_symptoms": ("alliance", "symptoms"), "symptoms_to_alliance": ("symptoms", "alliance")}
+_LABEL = {"alliance": "alliance", "symptoms": "symptoms"}
+
+
+# --------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class LagOptions:
+    """All choices of the lagged analysis (METHODS §2–§6); defaults marked there.
+
+    * ``centering``: ``"none"`` (total effect), ``"grand_mean"``,
+      ``"person_mean"`` (default, Hamaker & Muthén) or ``"detrended"``
+      (residual of each patient's own OLS line of X on session, ≥ 3 values) — §3.
+    * ``lag``: 1–3 (§4). ``pairing``: ``"session"`` (outcome at session
+      t + L of the same patient; missing if not observed) or ``"next_observed"``
+      (the L-th later row of the patient in which the outcome was observed).
+    * ``directions``: subset of ``("alliance_to_symptoms", "symptoms_to_alliance")``.
+    * ``control_prior_outcome``: include the outcome at t (its within and
+      between parts) — §5.
+    * ``standardize``: z-score alliance and symptoms within each study over the
+      analysis window (§2).
+    * ``sessions``: ``(first, last)`` analysis window (inclusive) or ``None`` (all).
+    * ``time_trend``: ``"none"``, ``"fixed"`` (grand-mean-centred session as a
+      fixed effect) or ``"fixed_random"`` (plus a correlated random slope).
+    * ``cross_level``: add ``between × within`` of X (needs a between part).
+    * ``estimator``: ``"mixed"`` (random-intercept REML) or ``"fixed_effects"``
+      (within OLS, CR1 SEs).
+    * ``pooling_method`` / ``test``: stage-2 τ² estimator and ``"z"`` or
+      ``"knha"`` (§6).
+    """
+
+    centering: str = "person_mean"
+    lag: int = 1
+    pairing: str = "session"
+    directions: tuple = DIRECTIONS
+    control_prior_outcome: bool = True
+    standardize: bool = True
+    sessions: tuple | None = None
+    time_trend: str = "none"
+    cross_level: bool = False
+    estimator: str = "mixed"
+    pooling_method: str = "REML"
+    test: str = "z"
+
+    def __post_init__(self):
+        def bad(name, value, allowed):
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
+
+        if self.centering not in CENTERINGS:
+            bad("centering", self.centering, CENTERINGS)
+        if isinstance(self.lag, bool) or not isinstance(self.lag, (int, np.integer)) or not 1 <= self.lag <= 3:
+            raise ValueError(f"lag must be a whole number from 1 to 3; got {self.lag!r}.")
+        object.__setattr__(self, "lag", int(self.lag))
+        if self.pairing not in PAIRINGS:
+            bad("pairing", self.pairing, PAIRINGS)
+        dirs = (self.directions,) if isinstance(self.directions, str) else tuple(self.directions)
+        if not dirs:
+            raise ValueError("directions must name at least one of 'alliance_to_symptoms', 'symptoms_to_alliance'.")
+        for d in dirs:
+            if d not in DIRECTIONS:
+                bad("each direction", d, DIRECTIONS)
+        if len(set(dirs)) != len(dirs):
+            raise ValueError("directions must not repeat a direction.")
+        object.__setattr__(self, "directions", dirs)
+        for name in ("control_prior_outcome", "standardize", "cross_level"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")
+            object.__setattr__(self, name, bool(getattr(self, name)))
+        if self.sessions is not None:
+            s = tuple(self.sessions)
+            if (
+                len(s) != 2
+                or any(isinstance(v, bool) or not float(v).is_integer() for v in s)
+                or s[0] > s[1]
+                or s[0] < 0
+            ):
+                raise ValueError(
+                    "sessions must be None or (first, last): two whole session numbers ≥ 0 with first ≤ last; "
+                    f"got {self.sessions!r}."
+                )
+            object.__setattr__(self, "sessions", (int(s[0]), int(s[1])))
+        if self.time_trend not in TIME_TRENDS:
+            bad("time_trend", self.time_trend, TIME_TRENDS)
+        if self.estimator not in ESTIMATORS:
+            bad("estimator", self.estimator, ESTIMATORS)
+        pm = str(self.pooling_method).upper()
+        if pm not in POOLING_METHODS:
+            bad("pooling_method", self.pooling_method, POOLING_METHODS)
+        object.__setattr__(self, "pooling_method", pm)
+        if self.test not in TESTS:
+            bad("test", self.test, TESTS)
+        if self.cross_level and self.centering in ("none", "grand_mean"):
+            raise ValueError(
+                "cross_level needs a between-patient part of the predictor: use centering "
+                "'person_mean' or 'detrended'."
+            )
+        if self.time_trend == "fixed_random" and self.estimator == "fixed_effects":
+            raise ValueError(
+                "A random slope of time needs estimator='mixed'; with 'fixed_effects' use time_trend='fixed'."
+            )
+
+    @property
+    def hybrid(self) -> bool:
+        """True when X and the prior outcome are split into within and between parts."""
+        return self.centering in ("person_mean", "detrended")
+
+    def replace(self, **changes) -> LagOptions:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def model_terms(options: LagOptions) -> tuple[str, ...]:
+    """Fixed-effect terms of the stage-1 model, in table order (§5)."""
+    fe = options.estimator == "fixed_effects"
+    t = [] if fe else ["intercept"]
+    t.append("within")
+    if options.hybrid and not fe:
+        t.append("between")
+    if options.control_prior_outcome:
+        t.append("prior_within")
+        if options.hybrid and not fe:
+            t.append("prior_between")
+    if options.cross_level:
+        t.append("interaction")
+    if options.time_trend != "none":
+        t.append("time")
+    return tuple(t)
+
+
+def effect_label(options: LagOptions) -> str:
+    """``"within-patient"`` for person-mean/detrended centering or the fixed-effects
+    estimator; ``"total"`` (within + between mixed) otherwise."""
+    if options.hybrid or options.estimator == "fixed_effects":
+        return "within-patient"
+    return "total"
+
+
+def _check_direction(direction):
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(map(repr, DIRECTIONS))}; got {direction!r}.")
+    return _VARS[direction]
+
+
+# --------------------------------------------------------------------------- data → arrays
+
+
+def _float_col(df, col):
+    s = df[col]
+    try:
+        return pd.to_numeric(s, errors="raise").to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"Column '{col}' must be numeric (values like 3.5); {exc}") from None
+
+
+class _Base:
+    """Canonical data sorted by (study, patient, session), restricted to the
+    window and standardized per study (§2). Shared by all centerings."""
+
+    def __init__(self, df: pd.DataFrame, options: LagOptions):
+        if not isinstance(df, pd.DataFrame):
+            raise ValueError("The data must be a pandas DataFrame in canonical long format (METHODS §1).")
+        need = ["patient", "session", "alliance", "symptoms"]
+        missing = [c for c in need if c not in df.columns]
+        if missing:
+            raise ValueError(
+                f"The data lack the column(s) {', '.join(missing)}; canonical long data need "
+                "study, patient, session, alliance and symptoms (METHODS §1)."
+            )
+        n0 = len(df)
+        sess = pd.to_numeric(df["session"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        if np.isnan(sess).any():
+            raise ValueError("Column 'session' must be a whole number ≥ 0 in every row (some are missing or not numbers).")
+        if np.any(sess != np.round(sess)) or np.any(sess < 0):
+            raise ValueError("Column 'session' must hold whole numbers ≥ 0.")
+        sess = sess.astype(np.int64)
+        if "study" in df.columns:
+            st = df["study"]
+            if st.isna().any():
+                raise ValueError("Column 'study' has missing values; every row needs a study label.")
+            scode, slabels = pd.factorize(st.astype("string"), sort=True)
+        else:
+            scode, slabels = np.zeros(n0, dtype=np.int64), pd.Index(["Study"])
+        pt = df["patient"]
+        if pt.isna().any():
+            raise ValueError("Column 'patient' has missing values; every row needs a patient id.")
+        pcode, plabels = pd.factorize(pt.astype("string"), sort=True)
+        a = _float_col(df, "alliance")
+        s = _float_col(df, "symptoms")
+        keep = np.ones(n0, dtype=bool)
+        if options.sessions is not None:
+            keep = (sess >= options.sessions[0]) & (sess <= options.sessions[1])
+        idx = np.flatnonzero(keep)
+        scode, pcode, sess, a, s = scode[idx], pcode[idx], sess[idx], a[idx], s[idx]
+        order = np.lexsort((sess, pcode, scode))
+        scode, pcode, sess, a, s = scode[order], pcode[order], sess[order], a[order], s[order]
+        self.src_index = idx[order]  # position in the caller's frame
+        n = len(sess)
+        newpat = np.r_[True, (scode[1:] != scode[:-1]) | (pcode[1:] != pcode[:-1])] if n else np.zeros(0, bool)
+        dup = np.r_[False, (~newpat[1:]) & (sess[1:] == sess[:-1])] if n else np.zeros(0, bool)
+        if dup.any():
+            j = int(np.flatnonzero(dup)[0])
+            raise ValueError(
+                f"Patient {plabels[pcode[j]]} of study {slabels[scode[j]]} has more than one row for "
+                f"session {sess[j]}; the key (study, patient, session) must be unique."
+            )
+        self.n = n
+        self.study_labels = [str(x) for x in slabels]
+        self.scode = scode
+        self.sess = sess
+        self.pstart = np.flatnonzero(newpat)
+        self.G = len(self.pstart)
+        self.psize = np.diff(np.r_[self.pstart, n])
+        self.g = np.repeat(np.arange(self.G), self.psize)
+        self.pat_study = scode[self.pstart] if self.G else np.zeros(0, np.int64)
+        self.pat_label = np.asarray(plabels.astype(str))[pcode[self.pstart]] if self.G else np.zeros(0, str)
+        self.S = len(self.study_labels)
+        # study row ranges (rows are sorted by study)
+        sc_counts = np.bincount(scode, minlength=self.S)
+        self.sstart = np.r_[0, np.cumsum(sc_counts)]
+        pc_counts = np.bincount(self.pat_study, minlength=self.S)
+        self.spstart = np.r_[0, np.cumsum(pc_counts)]
+        self.raw = {"alliance": a, "symptoms": s}
+        self.z = {}
+        self.scale = {}
+        self.problems = {lab: [] for lab in self.study_labels}
+        for var, x in self.raw.items():
+            obs = ~np.isnan(x)
+            cnt = np.bincount(scode[obs], minlength=self.S).astype(float)
+            sm = np.bincount(scode[obs], weights=x[obs], minlength=self.S)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = sm / cnt
+                dev = np.where(obs, x - mean[scode], 0.0)
+                var_ = np.bincount(scode, weights=dev**2, minlength=self.S) / (cnt - 1)
+            sd = np.sqrt(var_)
+            for k in range(self.S):
+                if cnt[k] < 2 or not sd[k] > 0:
+                    self.problems[self.study_labels[k]].append(
+                        f"{var} has no variance in the analysis window ({int(cnt[k])} observed value(s))"
+                    )
+            if options.standardize:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    good = sd > 0
+                    z = np.where(good[scode], (x - mean[scode]) / np.where(good, sd, 1.0)[scode], np.nan)
+                self.z[var] = z
+            else:
+                self.z[var] = x
+            self.scale[var] = (mean, sd)
+        self._centered = {}
+
+    # ---------------------------------------------------------------- centering (§3)
+    def centered(self, var: str, centering: str):
+        """Return (center, within, between, n_obs per patient) for one variable."""
+        key = (var, centering)
+        if key in self._centered:
+            return self._centered[key]
+        x = self.z[var]
+        obs = ~np.isnan(x)
+        g, G, S = self.g, self.G, self.S
+        nobs = np.bincount(g[obs], minlength=G).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pm = np.bincount(g[obs], weights=x[obs], minlength=G) / nobs
+        has = nobs > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gm_study = np.bincount(self.pat_study[has], weights=pm[has], minlength=S) / np.bincount(
+                self.pat_study[has], minlength=S
+            )
+        between = pm - gm_study[self.pat_study]  # per patient; NaN when no observed value
+        if centering == "none":
+            center = np.zeros(self.n)
+            bt = None
+        elif centering == "grand_mean":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                m_all = np.bincount(self.scode[obs], weights=x[obs], minlength=S) / np.bincount(
+                    self.scode[obs], minlength=S
+                )
+            center = m_all[self.scode]
+            bt = None
+        elif centering == "person_mean":
+            center = pm[g]
+            bt = between[g]
+        else:  # detrended
+            t = self.sess.astype(float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                tbar = np.bincount(g[obs], weights=t[obs], minlength=G) / nobs
+            td = np.where(obs, t - tbar[g], 0.0)
+            xd = np.where(obs, x - pm[g], 0.0)
+            sxx = np.bincount(g, weights=td * td, minlength=G)
+            sxy = np.bincount(g, weights=td * xd, minlength=G)
+            ok = (nobs >= 3) & (sxx > 0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                slope = np.where(ok, sxy / np.where(ok, sxx, 1.0), np.nan)
+            center = pm[g] + slope[g] * (t - tbar[g])
+            bt = between[g]
+        within = x - center
+        out = (center, within, bt, nobs)
+        self._centered[key] = out
+        return out
+
+    # ---------------------------------------------------------------- pairing (§4)
+    def lead_index(self, yvar: str, lag: int, pairing: str) -> np.ndarray:
+        """Row index of the outcome paired with each row, −1 when none."""
+        key = ("lead", yvar, lag, pairing)
+        if key in self._centered:
+            return self._centered[key]
+        n = self.n
+        yobs = ~np.isnan(self.z[yvar])
+        if pairing == "session":
+            span = int(self.sess.max()) + lag + 1 if n else 1
+            k = self.g.astype(np.int64) * span + self.sess
+            target = k + lag
+            pos = np.searchsorted(k, target)
+            pos_c = np.minimum(pos, max(n - 1, 0))
+            ok = (pos < n) & (k[pos_c] == target)
+            j = np.where(ok, pos_c, -1)
+        else:
+            oi = np.flatnonzero(yobs)
+            pos = np.searchsorted(oi, np.arange(n), side="right") + (lag - 1)
+            pos_c = np.minimum(pos, max(len(oi) - 1, 0))
+            if len(oi):
+                cand = oi[pos_c]
+                ok = (pos < len(oi)) & (self.g[cand] == self.g)
+                j = np.where(ok, cand, -1)
+            else:
+                j = np.full(n, -1)
+        j = np.where((j >= 0) & yobs[np.maximum(j, 0)], j, -1)
+        self._centered[key] = j
+        return j
+
+
+@dataclass(eq=False)
+class _Rows:
+    """Model rows of one direction over all studies (sorted by study, patient)."""
+
+    idx: np.ndarray  # row positions in _Base
+    lead: np.ndarray  # row positions of the outcome
+    cols: dict  # term -> array (model rows)
+    extra: dict  # display columns
+    dropped: dict  # per study counts of dropped rows by reason
+    terms: tuple
+
+
+def _model_rows(base: _Base, options: LagOptions, direction: str) -> _Rows:
+    xvar, yvar = _check_direction(direction)
+    xc, xw, xb, xn = base.centered(xvar, options.centering)
+    yc, yw, yb, yn = base.centered(yvar, options.centering)
+    lead = base.lead_index(yvar, options.lag, options.pairing)
+    terms = model_terms(options)
+    x = base.z[xvar]
+    y = base.z[yvar]
+    has_lead = lead >= 0
+    ok_x = ~np.isnan(xw)
+    if xb is not None:
+        ok_x &= ~np.isnan(xb)
+    ok = has_lead & ok_x
+    if options.control_prior_outcome:
+        ok_y = ~np.isnan(yw)
+        if yb is not None and options.estimator == "mixed":
+            ok_y &= ~np.isnan(yb)
+        ok &= ok_y
+    idx = np.flatnonzero(ok)
+    li = lead[idx]
+    cols = {"within": xw[idx]}
+    if xb is not None:
+        cols["between"] = xb[idx]
+    if options.control_prior_outcome:
+        cols["prior_within"] = yw[idx]
+        if yb is not None:
+            cols["prior_between"] = yb[idx]
+    if options.cross_level:
+        cols["interaction"] = cols["between"] * cols["within"]
+    sc = base.scode[idx]
+    if options.time_trend != "none":
+        t = base.sess[idx].astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tm = np.bincount(sc, weights=t, minlength=base.S) / np.bincount(sc, minlength=base.S)
+        cols["time"] = t - tm[sc]
+    cols["lead"] = y[li]
+    extra = {
+        "x": x[idx],
+        "x_center": xc[idx],
+        "y": y[idx],
+        "y_center": yc[idx],
+        "x_raw": base.raw[xvar][idx],
+        "y_raw": base.raw[yvar][idx],
+        "lead_raw": base.raw[yvar][li],
+        "lead_session": base.sess[li],
+    }
+    # dropped counts per study
+    S = base.S
+    dropped = {
+        "rows": np.bincount(base.scode, minlength=S),
+        "no_outcome_pair": np.bincount(base.scode[~has_lead], minlength=S),
+        "missing_terms": np.bincount(base.scode[has_lead & ~ok], minlength=S),
+    }
+    return _Rows(idx=idx, lead=li, cols=cols, extra=extra, dropped=dropped, terms=terms)
+
+
+def _rows_frame(base: _Base, rows: _Rows, options: LagOptions, direction: str) -> pd.DataFrame:
+    idx = rows.idx
+    xvar, yvar = _VARS[direction]
+    out = {
+        "study": pd.array(np.asarray(base.study_labels, dtype=object)[base.scode[idx]] if len(idx) else [], dtype="string"),
+        "patient": pd.array(base.pat_label[base.g[idx]] if len(idx) else [], dtype="string"),
+        "session": base.sess[idx],
+        "lead_session": rows.extra["lead_session"],
+        "x_raw": rows.extra["x_raw"],
+        "x": rows.extra["x"],
+        "x_center": rows.extra["x_center"],
+        "within": rows.cols["within"],
+    }
+    if "between" in rows.cols:
+        out["between"] = rows.cols["between"]
+    out.update({"y_raw": rows.extra["y_raw"], "y": rows.extra["y"], "y_center": rows.extra["y_center"]})
+    for t in ("prior_within", "prior_between", "interaction", "time"):
+        if t in rows.cols:
+            out[t] = rows.cols[t]
+    out["lead_raw"] = rows.extra["lead_raw"]
+    out["lead"] = rows.cols["lead"]
+    df = pd.DataFrame(out)
+    df.attrs.update(
+        {
+            "direction": direction,
+            "predictor": xvar,
+            "outcome": yvar,
+            "terms": list(rows.terms),
+            "options": options.to_dict(),
+        }
+    )
+    return df
+
+
+def prepare(df: pd.DataFrame, options: LagOptions | None = None, direction: str = "alliance_to_symptoms") -> pd.DataFrame:
+    """The model rows of one direction, exactly as they enter the stage-1 model.
+
+    Steps (METHODS §2–§4): restrict to the session window; z-score alliance and
+    symptoms within each study over all observed values in the window (ddof 1,
+    when ``standardize``); centre X (predictor) and Y (outcome at t) per §3 —
+    the person mean, grand mean and detrending use every observed value of the
+    patient in the window, not only the paired rows; pair each row with the
+    outcome at session t + L (``pairing="session"``) or the patient's L-th later
+    row with an observed outcome (``"next_observed"``); keep rows with every
+    model term present (nothing is imputed).
+
+    Columns: ``study, patient, session, lead_session``; the predictor at t on
+    the original metric (``x_raw``), after standardization (``x``), the value
+    subtracted by the centering (``x_center``: 0, grand mean, person mean or
+    the patient's fitted trend) and ``within = x − x_center``; ``between =
+    person mean − mean of person means`` (person_mean/detrended); the same for
+    the outcome at t (``y_raw, y, y_center``, terms ``prior_within``,
+    ``prior_between``); ``interaction = between·within``; ``time`` = session −
+    mean session of the study's model rows; the outcome at the lead session
+    (``lead_raw``, model outcome ``lead``, standardized but never centred).
+    Columns of terms not in the model are absent. ``attrs`` records the
+    direction, predictor, outcome, terms and options.
+    """
+    options = options or LagOptions()
+    _check_direction(direction)
+    base = _Base(df, options)
+    rows = _model_rows(base, options, direction)
+    return _rows_frame(base, rows, options, direction)
+
+
+def pairing_counts(df: pd.DataFrame, options: LagOptions | None = None) -> pd.DataFrame:
+    """Complete model rows (pairs) per study and direction under each pairing mode (§4).
+
+    Columns: ``study, direction, rows`` (rows in the window), ``pairs_session``,
+    ``pairs_next_observed``, ``patients_session``, ``patients_next_observed``
+    and ``median_gap_next_observed`` (median session distance of the
+    next-observed pairs; equals the lag when nothing was skipped).
+    """
+    options = options or LagOptions()
+    base = _Base(df, options)
+    recs = []
+    for direction in options.directions:
+        res = {}
+        for mode in PAIRINGS:
+            r = _model_rows(base, options.replace(pairing=mode), direction)
+            sc = base.scode[r.idx]
+            pairs = np.bincount(sc, minlength=base.S)
+            pats = np.zeros(base.S, dtype=int)
+            if len(r.idx):
+                gi = base.g[r.idx]
+                first = np.r_[True, gi[1:] != gi[:-1]]
+                pats = np.bincount(sc[first], minlength=base.S)
+            gap = r.extra["lead_session"] - base.sess[r.idx]
+            res[mode] = (pairs, pats, sc, gap)
+        for k, lab in enumerate(base.study_labels):
+            sc, gap = res["next_observed"][2], res["next_observed"][3]
+            gk = gap[sc == k]
+            recs.append(
+                {
+                    "study": lab,
+                    "direction": direction,
+                    "rows": int(base.sstart[k + 1] - base.sstart[k]),
+                    "pairs_session": int(res["session"][0][k]),
+                    "pairs_next_observed": int(res["next_observed"][0][k]),
+                    "patients_session": int(res["session"][1][k]),
+                    "patients_next_observed": int(res["next_observed"][1][k]),
+                    "median_gap_next_observed": float(np.median(gk)) if len(gk) else np.nan,
+                }
+            )
+    out = pd.DataFrame(recs)
+    out["study"] = out["study"].astype("string")
+    return out
+
+
+# --------------------------------------------------------------------------- fit
+
+
+_COEF_COLS = ["term", "estimate", "se", "statistic", "df", "ci_low", "ci_high", "pvalue"]
+
+
+@dataclass(frozen=True, eq=False)
+class StudyFit:
+    """Stage-1 fit of one study and direction (METHODS §5).
+
+    ``coefficients``: DataFrame with ``term, estimate, se, statistic, df,
+    ci_low, ci_high, pvalue`` (``df`` is ``inf`` for the normal Wald tests of
+    the mixed model, G − 1 for the fixed-effects estimator). ``tau2`` is the
+    random-intercept variance (NaN for fixed effects), ``sigma2`` the residual
+    variance; with a random slope ``tau2_slope`` and ``cov_intercept_slope``.
+    ``converged``/``singular`` (random-effect variance on the boundary, θ <
+    1e-4 as lme4's ``isSingular``). ``status`` is ``"ok"``, ``"warning"``
+    (usable; see ``messages``) or ``"failed"`` (no estimates; reason in
+    ``messages``).
+
+    Diagnostics: ``median_pairs`` (model rows per patient),
+    ``median_observations`` (observed X values per patient in the window),
+    ``icc_predictor`` (ICC of X from an intercept-only random-intercept REML
+    model), ``reliability_person_mean`` = n·ICC/(1 + (n − 1)·ICC) with n =
+    ``median_observations``; ``nickell_bias`` ≈ −(1 + ρ)/(T − 1) with T =
+    ``median_pairs`` and ρ the autoregression implied by the estimated
+    ``prior_within`` coefficient after undoing that same bias, ρ = (ρ̂(T − 1)
+    + 1)/(T − 2) (only with ``control_prior_outcome`` and a within-centred
+    prior outcome, i.e. person_mean/detrended or fixed effects; else NaN).
+    """
+
+    study: str
+    direction: str
+    options: LagOptions
+    effect: str
+    estimator: str
+    coef_data: dict
+    n_patients: int
+    n_pairs: int
+    tau2: float = np.nan
+    sigma2: float = np.nan
+    tau2_slope: float = np.nan
+    cov_intercept_slope: float = np.nan
+    converged: bool = False
+    singular: bool = False
+    status: str = "failed"
+    messages: tuple = ()
+    median_pairs: float = np.nan
+    median_observations: float = np.nan
+    icc_predictor: float = np.nan
+    reliability_person_mean: float = np.nan
+    nickell_bias: float = np.nan
+    deviance: float = np.nan
+
+    @property
+    def terms(self) -> tuple:
+        return tuple(self.coef_data["term"])
+
+    @cached_property
+    def coefficients(self) -> pd.DataFrame:
+        """The coefficient table (built on first access from ``coef_data``)."""
+        d = dict(self.coef_data)
+        d["term"] = pd.array(list(d["term"]), dtype="string")
+        return pd.DataFrame(d, columns=_COEF_COLS)
+
+    def coef(self, term: str = "within") -> dict:
+        """One coefficient as a dict (estimate, se, statistic, df, ci_low, ci_high, pvalue);
+        KeyError if the term is absent."""
+        terms = self.terms
+        if term not in terms:
+            raise KeyError(f"term {term!r} is not in this model ({', '.join(terms) or 'no estimates'}).")
+        j = terms.index(term)
+        return {c: float(self.coef_data[c][j]) for c in _COEF_COLS[1:]}
+
+    def diagnostics(self) -> dict:
+        return {
+            "n_patients": self.n_patients,
+            "n_pairs": self.n_pairs,
+            "median_pairs": self.median_pairs,
+            "median_observations": self.median_observations,
+            "icc_predictor": self.icc_predictor,
+            "reliability_person_mean": self.reliability_person_mean,
+            "nickell_bias": self.nickell_bias,
+            "tau2": self.tau2,
+            "sigma2": self.sigma2,
+            "tau2_slope": self.tau2_slope,
+            "converged": self.converged,
+            "singular": self.singular,
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        """Coefficient table with study, direction, effect, n_patients, n_pairs, status."""
+        c = self.coefficients.copy()
+        c.insert(0, "study", self.study)
+        c.insert(1, "direction", self.direction)
+        c.insert(2, "effect", self.effect)
+        c["n_patients"] = self.n_patients
+        c["n_pairs"] = self.n_pairs
+        c["status"] = self.status
+        c["message"] = " ".join(self.messages)
+        c["study"] = c["study"].astype("string")
+        return c
+
+
+def _failed(study, direction, options, reason, n_patients=0, n_pairs=0, extra_msgs=()):
+    return StudyFit(
+        study=study,
+        direction=direction,
+        options=options,
+        effect=effect_label(options),
+        estimator=_estimator_label(options),
+        coef_data=_empty_coef(),
+        n_patients=int(n_patients),
+        n_pairs=int(n_pairs),
+        status="failed",
+        messages=(reason, *extra_msgs),
+    )
+
+
+def _empty_coef():
+    return {"term": (), **{c: np.zeros(0) for c in _COEF_COLS[1:]}}
+
+
+def coef_data(terms, beta, se, df=None, level=0.95) -> dict:
+    """Coefficient arrays for :class:`StudyFit` (Wald z when ``df`` is None, else t(df))."""
+    stat, lo, hi, p = mixed.wald_table(beta, se, df, level)
+    return {
+        "term": tuple(terms), "estimate": np.asarray(beta, float), "se": np.asarray(se, float), "statistic": stat,
+        "df": np.full(len(terms), np.inf if df is None else float(df)), "ci_low": lo, "ci_high": hi, "pvalue": p,
+    }
+
+
+def _estimator_label(options):
+    if options.estimator == "fixed_effects":
+        return "within (fixed-effects) OLS, CR1 cluster-robust SEs by patient, t(G−1)"
+    if options.time_trend == "fixed_random":
+        return "linear mixed model, random intercept and slope of time, REML, Wald z"
+    return "linear mixed model, random intercept, REML, Wald z"
+
+
+def _fit_slice(base: _Base, rows: _Rows, k: int, options: LagOptions, direction: str, lo: int, hi: int) -> StudyFit:
+    """Fit study k using model rows rows.idx[lo:hi] (contiguous, sorted by patient)."""
+    study = base.study_labels[k]
+    xvar, yvar = _VARS[direction]
+    terms = rows.terms
+    n_pairs = hi - lo
+    g = base.g[rows.idx[lo:hi]]
+    n_pat = int(np.count_nonzero(np.r_[True, g[1:] != g[:-1]])) if n_pairs else 0
+    problems = [p for p in base.problems[study] if p.startswith(xvar) or p.startswith(yvar)]
+    if problems:
+        return _failed(study, direction, options, f"Not fitted: {'; '.join(problems)}.", n_pat, n_pairs)
+    drop_msg = _drop_message(rows, k, options)
+    if n_pat < MIN_PATIENTS:
+        return _failed(
+            study, direction, options,
+            f"Not fitted: only {n_pat} patient(s) with a complete pair (at least {MIN_PATIENTS} needed).",
+            n_pat, n_pairs, (drop_msg,) if drop_msg else (),
+        )
+    cols = [rows.cols[t][lo:hi] for t in terms if t != "intercept"]
+    y = rows.cols["lead"][lo:hi]
+    if "intercept" in terms:
+        X = np.column_stack([np.ones(n_pairs), *cols])
+    else:
+        X = np.column_stack(cols)
+    msgs = []
+    try:
+        if options.estimator == "fixed_effects":
+            fit = mixed.fit_within_cr1(X, y, g, names=terms)
+            df_t = fit.df
+            tau2 = np.nan
+            converged, singular = True, False
+            tslope = cslope = np.nan
+            deviance = np.nan
+            if options.hybrid or options.centering in ("none", "grand_mean"):
+                msgs.append(
+                    "Fixed-effects estimator: patient means are removed, so between-patient terms are not "
+                    "estimable and the within coefficient is a purely within-patient effect."
+                )
+        elif options.time_trend == "fixed_random":
+            Z = np.column_stack([np.ones(n_pairs), rows.cols["time"][lo:hi]])
+            fit = mixed.fit_random_slope(X, y, g, Z, names=terms)
+            df_t = None
+            tau2 = fit.re_cov[0, 0]
+            tslope, cslope = fit.re_cov[1, 1], fit.re_cov[0, 1]
+            converged, singular = fit.converged, fit.singular
+            deviance = fit.deviance
+        else:
+            fit = mixed.fit_random_intercept(X, y, g, names=terms)
+            df_t = None
+            tau2 = fit.tau2
+            tslope = cslope = np.nan
+            converged, singular = fit.converged, fit.singular
+            deviance = fit.deviance
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        return _failed(study, direction, options, f"Not fitted: {exc}", n_pat, n_pairs, (drop_msg,) if drop_msg else ())
+    coef = coef_data(terms, fit.beta, fit.se, df_t)
+    status = "ok"
+    msgs.extend(getattr(fit, "messages", ()))
+    if not converged:
+        return _failed(
+            study, direction, options,
+            "Not fitted: the mixed-model optimiser did not converge. " + " ".join(getattr(fit, "messages", ())),
+            n_pat, n_pairs,
+        )
+    if singular:
+        status = "warning"
+        if options.time_trend == "fixed_random":
+            msgs.append(
+                "Singular fit: a random-effect variance (intercept or slope of time) is estimated at the "
+                "boundary (zero) or the two are perfectly correlated. Fixed effects are still the REML "
+                "estimates; consider time_trend='fixed'."
+            )
+        else:
+            msgs.append(
+                "Singular fit: the random-intercept variance is estimated at zero (boundary), common when the "
+                "between terms absorb the person differences. The fixed effects are still the REML/GLS "
+                "estimates (here equal to OLS); no coefficient is set to zero."
+            )
+    if n_pat < 10:
+        status = "warning"
+        msgs.append(f"Only {n_pat} patients: the between-patient terms and τ² are poorly determined.")
+    # ------------------------------------------------ diagnostics
+    gi = g
+    starts = np.flatnonzero(np.r_[True, gi[1:] != gi[:-1]])
+    pairs_per = np.diff(np.r_[starts, n_pairs])
+    med_pairs = float(np.median(pairs_per))
+    pats = np.unique(gi)
+    _, _, _, nobs = base.centered(xvar, options.centering)
+    med_obs = float(np.median(nobs[pats]))
+    icc = _icc(base, xvar, k)
+    rel = med_obs * icc / (1.0 + (med_obs - 1.0) * icc) if np.isfinite(icc) else np.nan
+    nick = np.nan
+    if options.control_prior_outcome and (options.hybrid or options.estimator == "fixed_effects"):
+        rho_hat = float(coef["estimate"][terms.index("prior_within")])
+        T = med_pairs
+        if T > 2:
+            rho = (rho_hat * (T - 1) + 1.0) / (T - 2)
+            nick = -(1.0 + rho) / (T - 1)
+            msgs.append(
+                f"Nickell bias: with about {T:g} pairs per patient the within-centred prior-outcome "
+                f"coefficient ({rho_hat:.3f}) is biased by about {nick:.3f} (−(1+ρ)/(T−1), ρ ≈ {rho:.2f}; "
+                "METHODS §5); the cross-lagged within effect can be biased as well."
+            )
+        else:
+            msgs.append(
+                "Nickell bias: with at most two pairs per patient the within-centred prior-outcome "
+                "coefficient is severely biased (METHODS §5)."
+            )
+    if "between" in terms and np.isfinite(rel) and rel < 0.7:
+        msgs.append(
+            f"The person mean of {xvar} has reliability {rel:.2f} (ICC {icc:.2f}, {med_obs:g} values per "
+            "patient): the between-patient effect is pulled toward the within effect (METHODS §5)."
+        )
+    if drop_msg:
+        msgs.append(drop_msg)
+    return StudyFit(
+        study=study,
+        direction=direction,
+        options=options,
+        effect=effect_label(options),
+        estimator=_estimator_label(options),
+        coef_data=coef,
+        n_patients=n_pat,
+        n_pairs=n_pairs,
+        tau2=float(tau2),
+        sigma2=float(fit.sigma2),
+        tau2_slope=float(tslope),
+        cov_intercept_slope=float(cslope),
+        converged=bool(converged),
+        singular=bool(singular),
+        status=status,
+        messages=tuple(msgs),
+        median_pairs=med_pairs,
+        median_observations=med_obs,
+        icc_predictor=float(icc),
+        reliability_person_mean=float(rel),
+        nickell_bias=float(nick),
+        deviance=float(deviance),
+    )
+
+
+def _drop_message(rows: _Rows, k: int, options: LagOptions) -> str:
+    d = rows.dropped
+    n_rows, no_pair, miss = int(d["rows"][k]), int(d["no_outcome_pair"][k]), int(d["missing_terms"][k])
+    if no_pair + miss == 0:
+        return ""
+    where = (
+        f"no observed outcome at session t+{options.lag}"
+        if options.pairing == "session"
+        else f"no {options.lag}. later observed outcome"
+    )
+    parts = [f"{no_pair} with {where}"]
+    if miss:
+        extra = " (detrending needs ≥ 3 observed values)" if options.centering == "detrended" else ""
+        parts.append(f"{miss} with a missing predictor or prior outcome{extra}")
+    return f"Of {n_rows} rows in the window, {n_rows - no_pair - miss} formed complete pairs; left out: {', '.join(parts)}."
+
+
+def _icc(base: _Base, var: str, k: int) -> float:
+    """ICC of a variable in study k from an intercept-only random-intercept REML fit."""
+    key = ("icc", var, k)
+    if key in base._centered:
+        return base._centered[key]
+    lo, hi = base.sstart[k], base.sstart[k + 1]
+    x = base.z[var][lo:hi]
+    obs = ~np.isnan(x)
+    val = np.nan
+    if obs.sum() > 2:
+        try:
+            f = mixed.fit_random_intercept(np.ones((int(obs.sum()), 1)), x[obs], base.g[lo:hi][obs])
+            val = f.tau2 / (f.tau2 + f.sigma2)
+        except ValueError:
+            val = np.nan
+    base._centered[key] = val
+    return val
+
+
+def _study_slices(base: _Base, rows: _Rows):
+    sc = base.scode[rows.idx]
+    bounds = np.searchsorted(sc, np.arange(base.S + 1))
+    return [(k, int(bounds[k]), int(bounds[k + 1])) for k in range(base.S)]
+
+
+def fit_study(df: pd.DataFrame, options: LagOptions | None = None, direction: str = "alliance_to_symptoms") -> StudyFit:
+    """Fit the stage-1 lagged model (METHODS §5) to one study's data.
+
+    ``df`` must hold a single study (or have no ``study`` column). Returns a
+    :class:`StudyFit`; a study that cannot be fitted (fewer than 3 patients
+    with a complete pair, a variable without variance, a singular design, one
+    pair per patient, non-convergence) comes back with ``status="failed"`` and
+    the reason in ``messages`` rather than raising. Bad input (missing columns,
+    duplicate keys, several studies, unknown options) raises ``ValueError``.
+    """
+    options = options or LagOptions()
+    _check_direction(direction)
+    if "study" in df.columns and df["study"].nunique(dropna=True) > 1:
+        raise ValueError(
+            "fit_study fits one study; the data hold "
+            f"{df['study'].nunique()} studies. Use analysis.pipeline.two_stage for several."
+        )
+    base = _Base(df, options)
+    if base.S == 0 or base.n == 0:
+        raise ValueError("No rows in the analysis window.")
+    rows = _model_rows(base, options, direction)
+    (k, lo, hi), = _study_slices(base, rows)
+    return _fit_slice(base, rows, k, options, direction, lo, hi)

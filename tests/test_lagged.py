@@ -1,0 +1,328 @@
+"""Tests of analysis.lagged: options, prepare (METHODS §2–§4) and fit_study (§5).
+
+References (tests/reference/, written by make_lagged_reference.R; CI has no R):
+* lagged_r_prepared.csv — standardization, centering and pairing recomputed in R from
+  lagged_data.csv alone; prepare() must reproduce it.
+* lagged_reference.json — lme4 (REML/ML) and lm + clubSandwich CR1 fits of the rows
+  prepare() wrote; fit_study() on the raw data must reproduce them to 1e-4.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analysis.lagged import LagOptions, fit_study, model_terms, pairing_counts, prepare
+from analysis.simulate import simulate_study
+
+REF = Path(__file__).parent / "reference"
+
+
+@pytest.fixture(scope="module")
+def raw():
+    return pd.read_csv(REF / "lagged_data.csv")
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return json.loads((REF / "lagged_reference.json").read_text())
+
+
+def _opts(d):
+    d = dict(d)
+    if "sessions" in d:
+        d["sessions"] = tuple(d["sessions"])
+    return LagOptions(**d)
+
+
+# ----------------------------------------------------------------- options
+
+
+def test_options_defaults_and_validation():
+    o = LagOptions()
+    assert o.centering == "person_mean" and o.lag == 1 and o.pairing == "session"
+    assert o.directions == ("alliance_to_symptoms", "symptoms_to_alliance")
+    assert o.control_prior_outcome and o.standardize and o.sessions is None
+    assert o.time_trend == "none" and not o.cross_level and o.estimator == "mixed"
+    assert o.pooling_method == "REML" and o.test == "z"
+    assert LagOptions(directions="symptoms_to_alliance").directions == ("symptoms_to_alliance",)
+    assert LagOptions(sessions=[1, 7]).sessions == (1, 7)
+    assert LagOptions(pooling_method="dl").pooling_method == "DL"
+    bad = [
+        ({"centering": "cluster"}, "centering must be one of"),
+        ({"lag": 0}, "lag must be"),
+        ({"lag": 4}, "lag must be"),
+        ({"lag": 1.5}, "lag must be"),
+        ({"pairing": "nearest"}, "pairing"),
+        ({"directions": ()}, "at least one"),
+        ({"directions": ("alliance_to_symptoms", "alliance_to_symptoms")}, "repeat"),
+        ({"directions": ("a_to_b",)}, "direction"),
+        ({"sessions": (7, 1)}, "first ≤ last"),
+        ({"sessions": (1,)}, "first, last"),
+        ({"time_trend": "random"}, "time_trend"),
+        ({"estimator": "gee"}, "estimator"),
+        ({"pooling_method": "XYZ"}, "pooling_method"),
+        ({"test": "t"}, "test"),
+        ({"standardize": "yes"}, "True or False"),
+        ({"cross_level": True, "centering": "none"}, "between-patient part"),
+        ({"time_trend": "fixed_random", "estimator": "fixed_effects"}, "random slope"),
+    ]
+    for kw, msg in bad:
+        with pytest.raises(ValueError, match=msg):
+            LagOptions(**kw)
+
+
+def test_model_terms():
+    assert model_terms(LagOptions()) == ("intercept", "within", "between", "prior_within", "prior_between")
+    assert model_terms(LagOptions(centering="none")) == ("intercept", "within", "prior_within")
+    assert model_terms(LagOptions(control_prior_outcome=False, time_trend="fixed", cross_level=True)) == (
+        "intercept", "within", "between", "interaction", "time")
+    assert model_terms(LagOptions(estimator="fixed_effects")) == ("within", "prior_within")
+
+
+# ----------------------------------------------------------------- prepare vs R
+
+
+R_SETS = {
+    "person_mean": LagOptions(),
+    "detrended": LagOptions(centering="detrended"),
+    "lag2": LagOptions(lag=2),
+    "next_observed": LagOptions(pairing="next_observed"),
+    "raw": LagOptions(standardize=False),
+    "window": LagOptions(sessions=(2, 7)),
+}
+
+
+def test_prepare_matches_independent_R_computation(raw):
+    rp = pd.read_csv(REF / "lagged_r_prepared.csv")
+    cols = ["within", "between", "prior_within", "prior_between", "lead"]
+    for name, opt in R_SETS.items():
+        for d in opt.directions:
+            ours = prepare(raw, opt, d)
+            theirs = rp[(rp.rowset == name) & (rp.direction == d)]
+            key = ["study", "patient", "session"]
+            ours = ours.astype({"study": object, "patient": object}).sort_values(key).reset_index(drop=True)
+            theirs = theirs.sort_values(key).reset_index(drop=True)
+            assert len(ours) == len(theirs) > 300, (name, d)
+            assert (ours[key].to_numpy() == theirs[key].to_numpy()).all()
+            np.testing.assert_array_equal(ours["lead_session"], theirs["lead_session"])
+            np.testing.assert_allclose(ours[cols].to_numpy(), theirs[cols].to_numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_prepare_by_hand():
+    """Tiny example worked out by hand (standardize off)."""
+    df = pd.DataFrame({
+        "study": "S", "patient": ["a"] * 4 + ["b"] * 3,
+        "session": [1, 2, 3, 5, 1, 2, 3],
+        "alliance": [1.0, 2.0, 6.0, 3.0, 4.0, np.nan, 5.0],
+        "symptoms": [10.0, 8.0, 9.0, 5.0, 7.0, 6.0, 4.0],
+    })
+    r = prepare(df, LagOptions(standardize=False), "alliance_to_symptoms")
+    # patient a: mean alliance 3, b: 4.5; grand mean of person means 3.75
+    # pairs by session: a1->2, a2->3 (a3: no session 4; a5: none), b1->2 (b2: alliance missing), b3: none
+    assert list(zip(r.patient, r.session, r.lead_session)) == [("a", 1, 2), ("a", 2, 3), ("b", 1, 2)]
+    np.testing.assert_allclose(r["within"], [-2.0, -1.0, -0.5])
+    np.testing.assert_allclose(r["between"], [-0.75, -0.75, 0.75])
+    np.testing.assert_allclose(r["x_center"], [3.0, 3.0, 4.5])
+    np.testing.assert_allclose(r["prior_within"], [10 - 8, 8 - 8, 7 - 17 / 3])
+    np.testing.assert_allclose(r["prior_between"], [8 - (8 + 17 / 3) / 2, 8 - (8 + 17 / 3) / 2, 17 / 3 - (8 + 17 / 3) / 2])
+    np.testing.assert_allclose(r["lead"], [8.0, 9.0, 6.0])
+    # next observed: a3 -> a5, b1 -> b2 (outcome observed there), b2 dropped (alliance missing)
+    n = prepare(df, LagOptions(standardize=False, pairing="next_observed"), "alliance_to_symptoms")
+    assert list(zip(n.patient, n.session, n.lead_session)) == [("a", 1, 2), ("a", 2, 3), ("a", 3, 5), ("b", 1, 2)]
+    # detrended: patient a (4 values) residuals of OLS on session; b has 2 values -> dropped
+    dt = prepare(df, LagOptions(standardize=False, centering="detrended", control_prior_outcome=False))
+    t, x = np.array([1, 2, 3, 5.0]), np.array([1, 2, 6, 3.0])
+    res = x - np.polyval(np.polyfit(t, x, 1), t)
+    assert list(dt.patient) == ["a", "a"]
+    np.testing.assert_allclose(dt["within"], res[:2])
+    # standardization: z over the study's observed values (ddof 1)
+    z = prepare(df, LagOptions(centering="none"), "alliance_to_symptoms")
+    a = df["alliance"]
+    np.testing.assert_allclose(z["x"], ((a - a.mean()) / a.std(ddof=1)).iloc[[0, 1, 4]])
+    assert z.attrs["predictor"] == "alliance" and z.attrs["outcome"] == "symptoms"
+
+
+def test_prepare_columns_follow_options(raw):
+    r = prepare(raw, LagOptions(centering="none"), "symptoms_to_alliance")
+    assert "between" not in r and "prior_between" not in r and "time" not in r
+    r = prepare(raw, LagOptions(time_trend="fixed", cross_level=True))
+    for c in ("x_raw", "x", "x_center", "within", "between", "y", "prior_within", "prior_between",
+              "interaction", "time", "lead_raw", "lead", "lead_session"):
+        assert c in r
+    np.testing.assert_allclose(r["interaction"], r["between"] * r["within"])
+    np.testing.assert_allclose(r["within"], r["x"] - r["x_center"])
+    # time is centred on each study's model rows
+    assert np.allclose(r.groupby("study")["time"].mean(), 0, atol=1e-12)
+    assert str(r["study"].dtype) == "string" and str(r["patient"].dtype) == "string"
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 5000), lag=st.integers(1, 3), miss=st.floats(0, 0.5))
+def test_pairing_invariants(seed, lag, miss):
+    df = simulate_study(8, range(0, 9), missing_sessions=miss, missing_values=0.1, seed=seed).data
+    s = prepare(df, LagOptions(lag=lag, centering="none"))
+    assert (s["lead_session"] - s["session"] == lag).all()
+    n = prepare(df, LagOptions(lag=lag, centering="none", pairing="next_observed"))
+    assert (n["lead_session"] > n["session"]).all()
+    # the lead is the lag-th later observed outcome of the same patient
+    obs = df.dropna(subset=["symptoms"])
+    for row in n.head(8).itertuples():
+        later = obs[(obs.patient == row.patient) & (obs.session > row.session)].session.sort_values()
+        assert later.iloc[lag - 1] == row.lead_session
+    if lag == 1:  # session t+1 observed => it is the next observed one
+        assert len(n) >= len(s)
+    c = pairing_counts(df, LagOptions(lag=lag, centering="none"))
+    row = c[c.direction == "alliance_to_symptoms"].iloc[0]
+    assert row.pairs_session == len(s) and row.pairs_next_observed == len(n)
+
+
+def test_pairing_counts_reference_data(raw):
+    c = pairing_counts(raw)
+    assert list(c.columns) == ["study", "direction", "rows", "pairs_session", "pairs_next_observed",
+                               "patients_session", "patients_next_observed", "median_gap_next_observed"]
+    irr = c[(c.study == "C-irregular") & (c.direction == "alliance_to_symptoms")].iloc[0]
+    assert irr.pairs_next_observed > 2 * irr.pairs_session  # irregular sessions: many more pairs
+    assert irr.median_gap_next_observed >= 1
+
+
+def test_input_errors(raw):
+    with pytest.raises(ValueError, match="one study"):
+        fit_study(raw)
+    one = raw[raw.study == "B-boundary"]
+    with pytest.raises(ValueError, match="lack the column"):
+        prepare(one.drop(columns="symptoms"))
+    dup = pd.concat([one, one.iloc[[0]]])
+    with pytest.raises(ValueError, match="more than one row for session"):
+        prepare(dup)
+    bad = one.assign(session=one["session"] + 0.5)
+    with pytest.raises(ValueError, match="whole numbers"):
+        prepare(bad)
+    with pytest.raises(ValueError, match="direction"):
+        prepare(one, LagOptions(), "alliance_to_alliance")
+    with pytest.raises(ValueError, match="numeric"):
+        prepare(one.assign(alliance="high"))
+
+
+# ----------------------------------------------------------------- fits vs lme4 / clubSandwich
+
+
+def test_fit_study_matches_lme4_and_clubsandwich(raw, ref):
+    """Every configuration × study × direction of the R reference (fixed effects, SEs,
+    τ², σ² within 1e-4 relative; failures where lme4 fails)."""
+    checked = 0
+    for r in ref["fits"]:
+        if r["engine"] == "lmer_ml":
+            continue
+        opt = _opts(r["options"])
+        f = fit_study(raw[raw.study == r["study"]], opt, r["direction"])
+        if "error" in r:  # lme4 refuses: too few rows per patient for the random effects
+            assert f.status == "failed" and f.messages[0].startswith("Not fitted")
+            continue
+        assert f.status != "failed", f.messages
+        assert (f.n_pairs, f.n_patients) == (r["n_pairs"], r["n_patients"])
+        assert f.terms == tuple(r["terms"])
+        est, se = f.coefficients["estimate"].to_numpy(), f.coefficients["se"].to_numpy()
+        if r["engine"] == "lm_cr1":
+            np.testing.assert_allclose(est, r["estimate"], rtol=1e-6)
+            np.testing.assert_allclose(se, r["se"], rtol=1e-6)
+            assert (f.coefficients["df"] == r["df"]).all()
+            assert np.isnan(f.tau2)
+        elif "tau2_slope" in r and abs(f.deviance - r["deviance"]) > 1e-6:
+            assert f.deviance < r["deviance"]  # lme4 stopped at a worse boundary point (test_mixed)
+        else:
+            tol = dict(rtol=1e-4, atol=1e-9)
+            np.testing.assert_allclose(est, r["estimate"], **tol)
+            np.testing.assert_allclose(se, r["se"], rtol=1e-4)
+            np.testing.assert_allclose(f.sigma2, r["sigma2"], rtol=1e-4)
+            np.testing.assert_allclose(f.tau2, r["tau2"], rtol=1e-4, atol=1e-9)
+            if "tau2_slope" in r:
+                np.testing.assert_allclose(f.tau2_slope, r["tau2_slope"], rtol=1e-4, atol=1e-8)
+                np.testing.assert_allclose(f.cov_intercept_slope, r["cov_intercept_slope"], rtol=1e-4, atol=1e-8)
+            assert f.singular == r["singular"]
+            assert (f.status == "warning") == (f.singular or f.n_patients < 10)
+            assert np.isinf(f.coefficients["df"]).all()
+        checked += 1
+    assert checked >= 90
+
+
+def test_boundary_fit_reports_and_keeps_between_terms(raw, ref):
+    """B-boundary: lme4 reports a singular fit; our between terms equal lme4's (not zero)."""
+    for d in ("alliance_to_symptoms", "symptoms_to_alliance"):
+        r = next(x for x in ref["fits"] if x["config"] == "person_mean" and x["study"] == "B-boundary"
+                 and x["direction"] == d)
+        f = fit_study(raw[raw.study == "B-boundary"], LagOptions(), d)
+        assert r["singular"] and f.singular and f.tau2 == 0 and f.status == "warning"
+        assert any("boundary" in m for m in f.messages)
+        for term in ("between", "prior_between"):
+            j = r["terms"].index(term)
+            assert f.coef(term)["estimate"] == pytest.approx(r["estimate"][j], rel=1e-6)
+        assert abs(f.coef("prior_between")["estimate"]) > 0.5
+
+
+def test_study_fit_fields_and_diagnostics(raw):
+    one = raw[raw.study == "A-trend"]
+    f = fit_study(one)
+    assert f.effect == "within-patient"
+    t = f.to_frame()
+    assert list(t.columns[:4]) == ["study", "direction", "effect", "term"]
+    for c in ("estimate", "se", "ci_low", "ci_high", "pvalue", "n_patients", "n_pairs", "status", "message"):
+        assert c in t
+    w = f.coef("within")
+    assert w["ci_low"] == pytest.approx(w["estimate"] - 1.959964 * w["se"], rel=1e-6)
+    # diagnostics
+    assert 0 < f.icc_predictor < 1
+    n, icc = f.median_observations, f.icc_predictor
+    assert f.reliability_person_mean == pytest.approx(n * icc / (1 + (n - 1) * icc))
+    T = f.median_pairs
+    rho = (f.coef("prior_within")["estimate"] * (T - 1) + 1) / (T - 2)
+    assert f.nickell_bias == pytest.approx(-(1 + rho) / (T - 1))
+    assert any("Nickell" in m for m in f.messages)
+    assert set(f.diagnostics()) >= {"median_pairs", "icc_predictor", "reliability_person_mean", "nickell_bias"}
+    # no Nickell diagnostic without the prior outcome, or for the total-effect model
+    assert np.isnan(fit_study(one, LagOptions(control_prior_outcome=False)).nickell_bias)
+    tot = fit_study(one, LagOptions(centering="none"))
+    assert np.isnan(tot.nickell_bias) and tot.effect == "total"
+    fe = fit_study(one, LagOptions(estimator="fixed_effects"))
+    assert fe.effect == "within-patient" and "between" not in fe.terms
+    assert any("not estimable" in m for m in fe.messages) and np.isfinite(fe.nickell_bias)
+    # an ICC computed independently: one-way ANOVA on the same standardized values agrees roughly
+    z = (one.alliance - one.alliance.mean()) / one.alliance.std()
+    g = z.groupby(one.patient)
+    msb = (g.count() * (g.mean() - z.mean()) ** 2).sum() / (g.ngroups - 1)
+    msw = ((z - g.transform("mean")) ** 2).sum() / (z.count() - g.ngroups)
+    n0 = g.count().mean()
+    assert f.icc_predictor == pytest.approx((msb - msw) / (msb + (n0 - 1) * msw), abs=0.05)
+
+
+def test_failures_are_reported_not_raised():
+    df = simulate_study(2, range(1, 6), seed=1).data
+    f = fit_study(df)
+    assert f.status == "failed" and "only 2 patient" in f.messages[0]
+    assert f.coefficients.empty and list(f.coefficients.columns)[:3] == ["term", "estimate", "se"]
+    flat = simulate_study(10, range(1, 6), seed=1).data.assign(alliance=3.0)
+    f = fit_study(flat)
+    assert f.status == "failed" and "alliance has no variance" in f.messages[0]
+    one_pair = simulate_study(12, range(1, 3), seed=2).data
+    f = fit_study(one_pair)
+    assert f.status == "failed" and "single row" in f.messages[0]
+    # but the within estimator has nothing to demean either
+    assert fit_study(one_pair, LagOptions(estimator="fixed_effects")).status == "failed"
+
+
+def test_window_is_applied_first():
+    df = simulate_study(30, range(0, 12), seed=4).data
+    r = prepare(df, LagOptions(sessions=(1, 7)))
+    assert r["session"].min() >= 1 and r["lead_session"].max() <= 7
+    # person means use only in-window values: recompute for one patient
+    p = r["patient"].iloc[0]
+    w = df[(df.patient == p) & df.session.between(1, 7)]
+    allw = df[df.session.between(1, 7)]
+    z = (w.alliance - allw.alliance.mean()) / allw.alliance.std()
+    assert r.loc[r.patient == p, "x_center"].iloc[0] == pytest.approx(z.mean())
