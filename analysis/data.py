@@ -130,10 +130,10 @@ _NA_STRINGS = [
 ]
 _NA_LOWER = {s.lower() for s in _NA_STRINGS}
 
-_NUMBER_RE = r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?"
-_NUMBER_DOT_RE = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
-_LEADING_ZERO_RE = r"[+-]?0\d+"
-_SESSION_LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z _.#:\-]*?\s*(\d+)$")
+_NUMBER_RE = r"[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)(?:[eE][+-]?[0-9]+)?"
+_NUMBER_DOT_RE = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_LEADING_ZERO_RE = r"[+-]?0[0-9]+"
+_SESSION_LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z _.#:\-]*?\s*([0-9]+)$")
 
 
 class DataError(ValueError):
@@ -209,12 +209,12 @@ def _py(v: Any) -> Any:
 
 
 def _natural_key(value: Any) -> tuple:
-    parts = re.split(r"(\d+)", str(value))
+    parts = re.split(r"([0-9]+)", str(value))
     key: list[tuple] = []
     for p in parts:
         if not p:
             continue
-        if p.isdigit():
+        if p.isascii() and p.isdigit():
             key.append((0, int(p), ""))
         else:
             key.append((1, 0, p.lower()))
@@ -267,7 +267,12 @@ def _row_phrase(df: pd.DataFrame, labels: Sequence[Any]) -> str:
     """Describe rows for a message: spreadsheet rows when the frame came from load()."""
     labels = list(labels)
     header = df.attrs.get("header_rows")
-    if header and all(isinstance(_py(x), int) for x in labels):
+    ints = all(isinstance(_py(x), int) and not isinstance(_py(x), bool) for x in labels)
+    if ints and df.attrs.get("format") in ("sav", "por", "dta", "parquet"):
+        nums = [int(_py(x)) + 1 for x in labels]
+        word = "case" if len(nums) == 1 else "cases"
+        return f"{word} {_fmt_list(nums)} (counting the first case as 1)"
+    if header and ints:
         nums = [int(_py(x)) + 1 + int(header) for x in labels]
         word = "row" if len(nums) == 1 else "rows"
         return f"spreadsheet {word} {_fmt_list(nums)} (header = row {header})"
@@ -310,41 +315,51 @@ def _parse_numbers(
             bad, index=index
         )
 
-    out = np.full(len(s), np.nan, dtype="float64")
-    bad = np.zeros(len(s), dtype=bool)
-    obj = s.astype(object).to_numpy()
-    na = pd.isna(s).to_numpy(dtype=bool)
-    for i, v in enumerate(obj):
-        if na[i]:
-            continue
-        if isinstance(v, (bool, np.bool_)):
-            bad[i] = True
-            continue
+    arr = s.to_numpy(dtype=object, na_value=np.nan)
+    na = pd.isna(arr)
+    is_str = _str_mask(s, arr, na)
+    out = np.full(len(arr), np.nan, dtype="float64")
+    bad = np.zeros(len(arr), dtype=bool)
+    if is_str.any():
+        t = pd.Series(arr[is_str], dtype="str").str.strip()
+        code = t.str.lower().isin(_NA_LOWER).to_numpy(dtype=bool)
+        pattern = _NUMBER_RE if allow_comma else _NUMBER_DOT_RE
+        ok = t.str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool) & ~code
+        vals = np.full(len(t), np.nan, dtype="float64")
+        if ok.any():
+            vals[ok] = pd.to_numeric(
+                t[ok].str.replace(",", ".", regex=False), errors="coerce"
+            ).to_numpy(dtype="float64", na_value=np.nan)
+        sbad = ~ok & ~code
+        inf = np.isinf(vals)
+        sbad |= inf
+        vals[inf] = np.nan
+        out[is_str] = vals
+        bad[is_str] = sbad
+    for i in np.flatnonzero(
+        ~na & ~is_str
+    ):  # numbers or other objects inside a text column
+        v = arr[i]
         if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
-            v, bool
+            v, (bool, np.bool_)
         ):
             f = float(v)
             if math.isinf(f):
                 bad[i] = True
             else:
                 out[i] = f
-            continue
-        if isinstance(v, (str, np.str_)):
-            t = str(v).strip()
-            if t.lower() in _NA_LOWER:
-                continue
-            pattern = _NUMBER_RE if allow_comma else _NUMBER_DOT_RE
-            if re.fullmatch(pattern, t):
-                f = float(t.replace(",", "."))
-                if math.isinf(f):
-                    bad[i] = True
-                else:
-                    out[i] = f
-            else:
-                bad[i] = True
-            continue
-        bad[i] = True
+        else:
+            bad[i] = True
     return pd.Series(out, index=index, dtype="float64"), pd.Series(bad, index=index)
+
+
+def _str_mask(s: pd.Series, arr: np.ndarray, na: np.ndarray) -> np.ndarray:
+    """True where the value is a (non-missing) string."""
+    if isinstance(s.dtype, pd.StringDtype):
+        return ~na
+    return (
+        np.fromiter((isinstance(v, str) for v in arr), dtype=bool, count=len(arr)) & ~na
+    )
 
 
 def _parse_sessions(
@@ -412,10 +427,34 @@ def _id_text(v: Any) -> Any:
 
 def _as_id(s: pd.Series) -> pd.Series:
     """Identifier column as pandas text ('str' dtype); 1.0 -> '1', blanks -> missing."""
+    if isinstance(s, pd.DataFrame):  # a repeated column label
+        s = s.iloc[:, 0]
+    index = s.index
+    if _is_real_numeric_dtype(s) and s.dtype.kind in "iuf":
+        vals = s.to_numpy(dtype="float64", na_value=np.nan)
+        out = np.full(len(vals), np.nan, dtype=object)
+        finite = np.isfinite(vals)
+        whole = finite & (vals == np.round(vals)) & (np.abs(vals) < 2**53)
+        if s.dtype.kind in "iu":
+            out[:] = s.astype(str).to_numpy(dtype=object)
+        else:
+            out[whole] = vals[whole].astype("int64").astype(str).astype(object)
+            rest = ~whole & ~np.isnan(vals)
+            out[rest] = [str(float(v)) for v in vals[rest]]
+        return pd.Series(out, index=index, dtype="str")
     if isinstance(s.dtype, pd.CategoricalDtype):
         s = s.astype(object)
-    out = [_id_text(v) for v in s.astype(object).to_numpy()]
-    return pd.Series(out, index=s.index, dtype="str")
+    arr = s.to_numpy(dtype=object, na_value=np.nan)
+    na = pd.isna(arr) if arr.ndim == 1 else np.zeros(len(arr), dtype=bool)
+    is_str = _str_mask(s, arr, na)
+    out = np.full(len(arr), np.nan, dtype=object)
+    if is_str.any():
+        t = pd.Series(arr[is_str], dtype="str").str.strip()
+        t = t.mask(t == "")
+        out[is_str] = t.to_numpy(dtype=object, na_value=np.nan)
+    for i in np.flatnonzero(~na & ~is_str):
+        out[i] = _id_text(arr[i])
+    return pd.Series(out, index=index, dtype="str")
 
 
 # ---------------------------------------------------------------------------
@@ -594,36 +633,46 @@ def _tidy_text_columns(df: pd.DataFrame, allow_comma: bool) -> pd.DataFrame:
     """
     for j in range(df.shape[1]):
         s = df.iloc[:, j]
+        if isinstance(s.dtype, pd.StringDtype):
+            df.isetitem(j, _tidy_string_column(s, allow_comma))
+            continue
         if not _is_text_dtype(s):
             continue
-        obj = s.astype(object)
-        stripped = obj.map(lambda v: v.strip() if isinstance(v, str) else v)
-        blank = stripped.map(lambda v: isinstance(v, str) and v in _NA_STRINGS).astype(
-            bool
-        )
-        stripped = stripped.where(~blank, np.nan)
-        nonnull = stripped.dropna()
-        if nonnull.empty:
+        arr = s.to_numpy(dtype=object, na_value=np.nan)
+        na = pd.isna(arr)
+        is_str = _str_mask(s, arr, na)
+        if is_str.any():
+            t = pd.Series(arr[is_str], dtype="str").str.strip()
+            t = t.mask(t.isin(_NA_STRINGS))
+            arr = arr.copy()
+            arr[is_str] = t.to_numpy(dtype=object, na_value=np.nan)
+            na = pd.isna(arr)
+            is_str &= ~na
+        if na.all():
             df.isetitem(j, pd.Series(np.nan, index=df.index, dtype="float64"))
             continue
-        texts = nonnull[nonnull.map(lambda v: isinstance(v, str)).astype(bool)].astype(
-            str
-        )
-        if len(texts) and texts.str.fullmatch(_LEADING_ZERO_RE).any():
-            df.isetitem(j, _keep_text(stripped))
+        if np.array_equal(is_str, ~na):
+            text = pd.Series(arr, index=df.index, dtype="str")
+        else:
+            text = pd.Series(arr, index=df.index, dtype=object)
+        others = arr[~na & ~is_str]
+        if any(isinstance(v, (bool, np.bool_)) for v in others):
+            df.isetitem(j, text)
             continue
-        if nonnull.map(lambda v: isinstance(v, (bool, np.bool_))).any():
-            df.isetitem(j, _keep_text(stripped))
-            continue
-        nums, bad = _parse_numbers(stripped, allow_comma=allow_comma)
+        if is_str.any():
+            strs = pd.Series(arr[is_str], dtype="str")
+            if strs.str.fullmatch(_LEADING_ZERO_RE).any():
+                df.isetitem(j, text)
+                continue
+        nums, bad = _parse_numbers(text, allow_comma=allow_comma)
         if bad.any():
-            df.isetitem(j, _keep_text(stripped))
+            df.isetitem(j, text)
             continue
-        arr = nums.to_numpy()
+        vals = nums.to_numpy()
         if (
-            np.isfinite(arr).all()
-            and (arr == np.round(arr)).all()
-            and (np.abs(arr) < 2**53).all()
+            np.isfinite(vals).all()
+            and (vals == np.round(vals)).all()
+            and (np.abs(vals) < 2**53).all()
         ):
             df.isetitem(j, nums.astype("int64"))
         else:
@@ -631,11 +680,28 @@ def _tidy_text_columns(df: pd.DataFrame, allow_comma: bool) -> pd.DataFrame:
     return df
 
 
-def _keep_text(s: pd.Series) -> pd.Series:
-    """Text column with the pandas text dtype when every value is a string."""
-    if s.dropna().map(lambda v: isinstance(v, str)).all():
-        return s.astype("str")
-    return s
+def _tidy_string_column(s: pd.Series, allow_comma: bool) -> pd.Series:
+    """Fast path of ``_tidy_text_columns`` for a column of the pandas text dtype."""
+    t = s.str.strip()
+    t = t.mask(t.isin(_NA_STRINGS))
+    present = t.notna().to_numpy(dtype=bool)
+    if not present.any():
+        return pd.Series(np.nan, index=s.index, dtype="float64")
+    vals = t[present]
+    if vals.str.fullmatch(_LEADING_ZERO_RE).any():
+        return t
+    pattern = _NUMBER_RE if allow_comma else _NUMBER_DOT_RE
+    if not vals.str.fullmatch(pattern).all():
+        return t
+    nums = pd.to_numeric(t.str.replace(",", ".", regex=False), errors="coerce").astype(
+        "float64"
+    )
+    arr = nums.to_numpy(dtype="float64", na_value=np.nan)
+    if np.isinf(arr).any():
+        return t
+    if present.all() and (arr == np.round(arr)).all() and (np.abs(arr) < 2**53).all():
+        return nums.astype("int64")
+    return nums
 
 
 def _finish_frame(df: pd.DataFrame, allow_comma: bool | None) -> pd.DataFrame:
@@ -662,7 +728,22 @@ def _finish_frame(df: pd.DataFrame, allow_comma: bool | None) -> pd.DataFrame:
     if empty_cols:
         df = df.drop(columns=empty_cols)
     if df.shape[1]:
-        df = df.loc[~df.isna().all(axis=1)]
+        blank = df.isna().all(axis=1)
+        if blank.any():
+            df = df.loc[~blank]
+            if (
+                allow_comma is not None
+            ):  # columns that were float only because of blank rows
+                for j in range(df.shape[1]):
+                    col = df.iloc[:, j]
+                    if col.dtype.kind == "f" and len(col):
+                        v = col.to_numpy()
+                        if (
+                            np.isfinite(v).all()
+                            and (v == np.round(v)).all()
+                            and (np.abs(v) < 2**53).all()
+                        ):
+                            df.isetitem(j, col.astype("int64"))
     return df
 
 
@@ -728,7 +809,11 @@ def _parse_delimited(text: str, sep: str, name: str | None) -> tuple[pd.DataFram
         ) from exc
     if header is None:
         raise DataError(f"{name or 'The file'} has no columns.")
-    frame = pd.DataFrame(records, columns=range(len(header)), dtype=object)
+    columns = list(zip(*records)) if records else [() for _ in header]
+    frame = pd.DataFrame(
+        {i: pd.Series(list(col), dtype="str") for i, col in enumerate(columns)},
+        index=pd.RangeIndex(len(records)),
+    )
     frame.columns = header
     return frame, header_line
 
@@ -892,7 +977,7 @@ def load(
     filename: str | os.PathLike | None = None,
     sheet: str | int | None = None,
 ) -> pd.DataFrame:
-    """Read a data file into a DataFrame (no renaming yet; see ``to_canonical``).
+    """Read a data file into a DataFrame (METHODS §1 intake; no renaming yet, see ``to_canonical``).
 
     ``source`` is the file's bytes, a path, or a file-like object such as a
     Streamlit ``UploadedFile`` (``.getvalue()``/``.read()`` and ``.name``); a
@@ -962,13 +1047,14 @@ def load(
         )
     df.attrs["source_name"] = name if name else "data"
     df.attrs["format"] = used
-    df.attrs.setdefault("header_rows", 1)
+    if used in ("csv", "tsv", "xlsx"):
+        df.attrs.setdefault("header_rows", 1)
     return df
 
 
 @_guard("Could not list the sheets")
 def list_sheets(source: Any, filename: str | os.PathLike | None = None) -> list[str]:
-    """Names of the sheets of an Excel workbook, in order.
+    """Names of the sheets of an Excel workbook, in order (METHODS §1 intake).
 
     Returns ``[]`` for formats without sheets (CSV, SPSS, …), so a UI can
     show a sheet picker only when the list is not empty.  Raises DataError
@@ -1161,7 +1247,6 @@ _HIGHER_IS_BETTER = (
     "mhc",
     "wellbeing",
     "well_being",
-    "srs",
 )
 _HIGHER_IS_WORSE = tuple(
     c
@@ -1238,7 +1323,7 @@ def _name_score(canonical: str, name: str) -> tuple[int, int] | None:
     return best
 
 
-_WIDE_RE = re.compile(r"^(.*?[A-Za-z].*?)([_.\- ]?)(\d+)$")
+_WIDE_RE = re.compile(r"^(.*?[A-Za-z].*?)([_.\- ]?)([0-9]+)$")
 
 
 def _wide_groups(columns: Sequence[Any]) -> dict[tuple[str, str], dict[int, int]]:
@@ -1308,7 +1393,7 @@ def _is_canonical_exact(col: Any) -> bool:
 
 
 def suggest_higher_is_better(col_name: Any) -> bool | None:
-    """Whether higher scores on the instrument named by ``col_name`` mean *better*.
+    """Whether higher scores on the instrument named by ``col_name`` mean *better* (METHODS §1).
 
     True for well-being style measures such as the ORS (Outcome Rating Scale),
     WHO-5, GAF, SWLS; False for known symptom measures where higher is worse
@@ -1671,9 +1756,9 @@ def _stub_columns(
                 else:
                     found[k] = j
 
-    scan(re.compile("^" + re.escape(stub_l) + re.escape(sep or "") + r"(\d+)$"))
+    scan(re.compile("^" + re.escape(stub_l) + re.escape(sep or "") + r"([0-9]+)$"))
     if not found:
-        scan(re.compile("^" + re.escape(stub_l) + r"[_.\- ]?(\d+)$"))
+        scan(re.compile("^" + re.escape(stub_l) + r"[_.\- ]?([0-9]+)$"))
     if dupes:
         raise DataError(
             f"More than one column gives the same session for {stub!r}: {_fmt_list(dupes)}. "
@@ -1691,7 +1776,7 @@ def wide_to_long(
     session_col: str = "session",
     dropna: bool = True,
 ) -> pd.DataFrame:
-    """Reshape one-column-per-session data (wai_1 … wai_12, bdi_1 …) to long form.
+    """Reshape one-column-per-session data (wai_1 … wai_12, bdi_1 …) to long form (METHODS §1).
 
     ``stubs`` maps a column prefix to the output name, e.g.
     ``{"wai": "alliance", "bdi": "symptoms"}``; a list keeps the prefixes as
@@ -1799,7 +1884,7 @@ def wide_to_long(
         else:
             series = series.infer_objects()
             if (
-                series.dtype == object
+                pd.api.types.is_object_dtype(series.dtype)
                 and series.map(lambda v: isinstance(v, str) or _is_missing(v)).all()
             ):
                 series = series.astype("str")
@@ -1831,7 +1916,7 @@ def _is_missing(v: Any) -> bool:
 
 @_guard("Could not look for session columns")
 def detect_wide(df: pd.DataFrame, min_sessions: int = 2) -> dict[str, str] | None:
-    """Guess whether ``df`` is a wide file and which prefixes hold the sessions.
+    """Guess whether ``df`` is a wide file and which prefixes hold the sessions (METHODS §1).
 
     Looks for groups of at least ``min_sessions`` columns named
     ``<prefix><sep?><number>`` (wai_1, wai_2 …; bdi1, bdi2 …).  Returns the
@@ -2371,7 +2456,7 @@ def _stem(name: Any) -> str | None:
 def combine(
     frames: Sequence[pd.DataFrame], labels: Sequence[str | None] | None = None
 ) -> pd.DataFrame:
-    """Stack several canonical frames (one per file) into one multi-study set.
+    """Stack several canonical frames (one per file) into one multi-study set (METHODS §1).
 
     Study labels, per frame: ``labels[i]`` when given (for a frame holding
     several studies it becomes a prefix, 'label: study'); else the frame's
@@ -2667,7 +2752,7 @@ def summarize(df: pd.DataFrame) -> DataSummary:
 
 
 def template_csv() -> str:
-    """A small CSV template: the canonical columns, 2 patients × 3 sessions.
+    """A small CSV template (METHODS §1 columns): 2 patients × 3 sessions.
 
     Higher alliance = stronger alliance; higher symptoms = more severe.
     ``load(template_csv().encode(), "template.csv")`` reads it back.

@@ -49,7 +49,9 @@ def _raw() -> pd.DataFrame:
     )
 
 
-def _canonical(n_patients: int = 12, n_sessions: int = 4, study: str = "A", seed: int = 1) -> pd.DataFrame:
+def _canonical(
+    n_patients: int = 12, n_sessions: int = 4, study: str = "A", seed: int = 1
+) -> pd.DataFrame:
     """Clean canonical data: n_patients × n_sessions, plausible values, no issues."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -83,7 +85,9 @@ def _issue(report: ValidationReport, code: str) -> Issue:
 
 
 def _is_text(s: pd.Series) -> bool:
-    return pd.api.types.is_string_dtype(s.dtype) and not pd.api.types.is_object_dtype(s.dtype)
+    return pd.api.types.is_string_dtype(s.dtype) and not pd.api.types.is_object_dtype(
+        s.dtype
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -153,7 +157,13 @@ def test_load_tab_separated_tsv_and_txt(tmp_path):
 
 
 def test_load_latin1_and_utf8_bom(tmp_path):
-    raw = pd.DataFrame({"patient": ["Müller", "Jörg", "Ångström"], "session": [1, 1, 1], "wai": [3.0, 4.0, 5.0]})
+    raw = pd.DataFrame(
+        {
+            "patient": ["Müller", "Jörg", "Ångström"],
+            "session": [1, 1, 1],
+            "wai": [3.0, 4.0, 5.0],
+        }
+    )
     p1 = tmp_path / "latin.csv"
     raw.to_csv(p1, index=False, sep=";", encoding="latin-1")
     with pytest.raises(UnicodeDecodeError):
@@ -165,7 +175,11 @@ def test_load_latin1_and_utf8_bom(tmp_path):
     raw.to_csv(p2, index=False, encoding="utf-8-sig")
     assert p2.read_bytes().startswith(b"\xef\xbb\xbf")
     df2 = load(p2)
-    assert list(df2.columns) == ["patient", "session", "wai"]  # no BOM in the first name
+    assert list(df2.columns) == [
+        "patient",
+        "session",
+        "wai",
+    ]  # no BOM in the first name
     assert df2["patient"].tolist() == ["Müller", "Jörg", "Ångström"]
 
 
@@ -183,7 +197,9 @@ def test_load_blank_rows_keep_spreadsheet_numbering():
     assert len(df) == 2
     assert list(df.index) == [0, 2]  # file data rows 0 and 2 (row 1 blank)
     with pytest.raises(DataError, match=r"spreadsheet row 4 .*'abc'"):
-        to_canonical(df, {"patient": "patient", "session": "session", "alliance": "wai"})
+        to_canonical(
+            df, {"patient": "patient", "session": "session", "alliance": "wai"}
+        )
 
 
 def test_load_xlsx_two_sheets(tmp_path):
@@ -228,6 +244,25 @@ def test_load_xlsx_decimal_comma_text_cells(tmp_path):
     assert df["wai"].tolist() == [3.5, 4.25]
 
 
+def test_load_xlsx_blank_rows_keep_excel_row_numbers(tmp_path):
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["patient", "session", "wai"])
+    ws.append(["P1", 1, 3])
+    ws.append([])
+    ws.append(["P1", 2, "abc"])  # Excel row 4
+    path = tmp_path / "gaps.xlsx"
+    wb.save(path)
+    df = load(path)
+    assert df["session"].tolist() == [1, 2] and df["session"].dtype == np.int64
+    with pytest.raises(DataError, match=r"spreadsheet row 4 .*'abc'"):
+        to_canonical(
+            df, {"patient": "patient", "session": "session", "alliance": "wai"}
+        )
+
+
 def test_list_sheets_of_non_workbook_is_empty(tmp_path):
     assert list_sheets(b"a,b\n1,2\n", "x.csv") == []
 
@@ -245,21 +280,42 @@ def test_load_sav_with_value_and_variable_labels(tmp_path):
     pyreadstat.write_sav(
         df,
         str(path),
-        column_labels={"pid": "Patient number", "wai": "WAI-SR total", "session": None, "group": "Treatment"},
+        column_labels={
+            "pid": "Patient number",
+            "wai": "WAI-SR total",
+            "session": None,
+            "group": "Treatment",
+        },
         variable_value_labels={"group": {1.0: "CBT", 2.0: "Psychodynamic"}},
     )
     out = load(path)
     assert out["wai"].tolist() == [3.5, 4.0, 2.0]
     assert out["group"].tolist() == [1.0, 1.0, 2.0]  # codes kept, labels as metadata
     assert out.attrs["value_labels"] == {"group": {1.0: "CBT", 2.0: "Psychodynamic"}}
-    assert out.attrs["column_labels"] == {"pid": "Patient number", "wai": "WAI-SR total", "group": "Treatment"}
+    assert out.attrs["column_labels"] == {
+        "pid": "Patient number",
+        "wai": "WAI-SR total",
+        "group": "Treatment",
+    }
     assert out.attrs["format"] == "sav"
     # also without a file name (sniffed from the '$FL2' magic)
     assert load(path.read_bytes()).attrs["format"] == "sav"
 
 
+def test_load_sav_errors_name_spss_case_numbers(tmp_path):
+    df = pd.DataFrame({"pid": [1.0, 2.0, 3.0], "session": [1.0, 2.5, 1.0]})
+    path = tmp_path / "bad.sav"
+    pyreadstat.write_sav(df, str(path))
+    with pytest.raises(
+        DataError, match=r"case 2 \(counting the first case as 1\).*'2.5'"
+    ):
+        to_canonical(load(path), {"patient": "pid", "session": "session"})
+
+
 def test_load_dta(tmp_path):
-    df = pd.DataFrame({"patient": ["a", "b"], "session": [1, 2], "alliance": [4.5, 3.25]})
+    df = pd.DataFrame(
+        {"patient": ["a", "b"], "session": [1, 2], "alliance": [4.5, 3.25]}
+    )
     path = tmp_path / "trial.dta"
     df.to_stata(path, write_index=False, variable_labels={"alliance": "WAI short"})
     out = load(path)
@@ -284,7 +340,9 @@ def test_load_sniffs_content_when_extension_is_wrong_or_missing(tmp_path):
     path = tmp_path / "book.xlsx"
     _raw().to_excel(path, index=False)
     assert load(path.read_bytes()).attrs["format"] == "xlsx"  # no name at all
-    assert load(path.read_bytes(), "book.csv").attrs["format"] == "xlsx"  # wrong extension
+    assert (
+        load(path.read_bytes(), "book.csv").attrs["format"] == "xlsx"
+    )  # wrong extension
     assert len(load(b"a,b\n1,2\n", "data.xlsx")) == 1  # CSV saved as .xlsx
 
 
@@ -330,7 +388,16 @@ def test_load_string_with_newline_is_csv_text():
 
 def test_suggest_mapping_common_names():
     df = pd.DataFrame(
-        columns=["Site", "Client_ID", "Week", "WAI-SR", "WAI-T", "BDI-II", "Therapist_ID", "Age"]
+        columns=[
+            "Site",
+            "Client_ID",
+            "Week",
+            "WAI-SR",
+            "WAI-T",
+            "BDI-II",
+            "Therapist_ID",
+            "Age",
+        ]
     )
     assert suggest_mapping(df) == {
         "study": "Site",
@@ -346,12 +413,30 @@ def test_suggest_mapping_common_names():
 @pytest.mark.parametrize(
     "columns, expected",
     [
-        (["ID", "SESS", "HAQ", "PHQ9"], {"patient": "ID", "session": "SESS", "alliance": "HAQ", "symptoms": "PHQ9"}),
-        (["subject", "visit", "calpas", "calpas_t", "oq45"], {"therapist_alliance": "calpas_t", "alliance": "calpas"}),
-        (["PatientID", "time", "SRS", "ORS"], {"patient": "PatientID", "alliance": "SRS", "symptoms": "ORS"}),
-        (["case", "session", "wai_total", "gsi", "trial"], {"alliance": "wai_total", "symptoms": "gsi", "study": "trial"}),
-        (["pid", "week", "t_wai", "wai_p", "lsas"], {"therapist_alliance": "t_wai", "alliance": "wai_p"}),
-        (["th_id", "client", "wai", "wait"], {"therapist": "th_id", "patient": "client", "therapist_alliance": "wait"}),
+        (
+            ["ID", "SESS", "HAQ", "PHQ9"],
+            {"patient": "ID", "session": "SESS", "alliance": "HAQ", "symptoms": "PHQ9"},
+        ),
+        (
+            ["subject", "visit", "calpas", "calpas_t", "oq45"],
+            {"therapist_alliance": "calpas_t", "alliance": "calpas"},
+        ),
+        (
+            ["PatientID", "time", "SRS", "ORS"],
+            {"patient": "PatientID", "alliance": "SRS", "symptoms": "ORS"},
+        ),
+        (
+            ["case", "session", "wai_total", "gsi", "trial"],
+            {"alliance": "wai_total", "symptoms": "gsi", "study": "trial"},
+        ),
+        (
+            ["pid", "week", "t_wai", "wai_p", "lsas"],
+            {"therapist_alliance": "t_wai", "alliance": "wai_p"},
+        ),
+        (
+            ["th_id", "client", "wai", "wait"],
+            {"therapist": "th_id", "patient": "client", "therapist_alliance": "wait"},
+        ),
     ],
 )
 def test_suggest_mapping_variants(columns, expected):
@@ -360,13 +445,32 @@ def test_suggest_mapping_variants(columns, expected):
         assert got[k] == v, (k, got)
 
 
+def test_suggest_mapping_german_export_names():
+    df = pd.DataFrame(columns=["Klient", "Sitzung", "HAQ", "SCL-90-R GSI", "Therapeut"])
+    got = suggest_mapping(df)
+    assert got["patient"] == "Klient" and got["session"] == "Sitzung"
+    assert (
+        got["alliance"] == "HAQ"
+        and got["symptoms"] == "SCL-90-R GSI"
+        and got["therapist"] == "Therapeut"
+    )
+
+
 def test_suggest_mapping_never_uses_a_column_twice_and_returns_none():
     got = suggest_mapping(pd.DataFrame(columns=["therapist_wai"]))
     assert got["therapist_alliance"] == "therapist_wai"
     assert got["therapist"] is None and got["alliance"] is None
     nothing = suggest_mapping(pd.DataFrame(columns=["foo", "bar"]))
-    assert set(nothing) == set(CANONICAL_COLUMNS) and all(v is None for v in nothing.values())
-    used = [v for v in suggest_mapping(pd.DataFrame(columns=["id", "patient", "wai", "alliance"])).values() if v]
+    assert set(nothing) == set(CANONICAL_COLUMNS) and all(
+        v is None for v in nothing.values()
+    )
+    used = [
+        v
+        for v in suggest_mapping(
+            pd.DataFrame(columns=["id", "patient", "wai", "alliance"])
+        ).values()
+        if v
+    ]
     assert len(used) == len(set(used))
 
 
@@ -395,7 +499,14 @@ def test_to_canonical_renames_types_sorts_and_keeps_extra():
     raw = _raw().iloc[::-1]  # reversed: the result must be sorted again
     mapping = suggest_mapping(raw)
     out = to_canonical(raw, mapping, study="Trial A")
-    assert list(out.columns) == ["study", "patient", "session", "alliance", "symptoms", "Age"]
+    assert list(out.columns) == [
+        "study",
+        "patient",
+        "session",
+        "alliance",
+        "symptoms",
+        "Age",
+    ]
     assert out["study"].unique().tolist() == ["Trial A"]
     assert out.attrs["study_from"] == "argument"
     assert out["patient"].tolist() == ["P1", "P1", "P1", "P2", "P2", "P3"]
@@ -444,7 +555,16 @@ def test_to_canonical_coerces_text_numbers_ids_and_session_labels():
             "therapist": [7, 7, 8, 8],
         },
     )
-    out = to_canonical(raw, {"patient": "patient", "session": "session", "alliance": "alliance", "symptoms": "symptoms", "therapist": "therapist"})
+    out = to_canonical(
+        raw,
+        {
+            "patient": "patient",
+            "session": "session",
+            "alliance": "alliance",
+            "symptoms": "symptoms",
+            "therapist": "therapist",
+        },
+    )
     assert out["patient"].tolist() == ["1", "1", "2", "2"]
     assert out["session"].tolist() == [1, 2, 1, 3]
     assert out["alliance"].iloc[:2].tolist() == [3.5, 4.25]
@@ -487,22 +607,49 @@ def test_to_canonical_bad_sessions_name_rows(session, pattern):
     text = "patient,session,wai,bdi\n" + "".join(f"P1,{s},3,20\n" for s in session)
     df = load(text.encode(), "s.csv")
     with pytest.raises(DataError, match=pattern):
-        to_canonical(df, {"patient": "patient", "session": "session", "alliance": "wai", "symptoms": "bdi"})
+        to_canonical(
+            df,
+            {
+                "patient": "patient",
+                "session": "session",
+                "alliance": "wai",
+                "symptoms": "bdi",
+            },
+        )
 
 
 def test_to_canonical_missing_session_with_scores_is_an_error_without_scores_dropped():
-    raw = pd.DataFrame({"patient": ["P1", "P1", "P2"], "session": [1, None, None], "wai": [3.0, 4.0, None]})
+    raw = pd.DataFrame(
+        {
+            "patient": ["P1", "P1", "P2"],
+            "session": [1, None, None],
+            "wai": [3.0, 4.0, None],
+        }
+    )
     with pytest.raises(DataError, match="empty in rows? 1"):
-        to_canonical(raw, {"patient": "patient", "session": "session", "alliance": "wai"})
-    ok = to_canonical(raw.iloc[[0, 2]], {"patient": "patient", "session": "session", "alliance": "wai"})
+        to_canonical(
+            raw, {"patient": "patient", "session": "session", "alliance": "wai"}
+        )
+    ok = to_canonical(
+        raw.iloc[[0, 2]],
+        {"patient": "patient", "session": "session", "alliance": "wai"},
+    )
     assert ok["patient"].tolist() == ["P1"]
     assert any("Dropped 1 row" in m for m in ok.attrs["messages"])
 
 
 def test_to_canonical_non_numeric_names_column_rows_and_values():
-    raw = pd.DataFrame({"patient": ["P1", "P2", "P3"], "session": [1, 1, 1], "bdi": ["12", "n.a.", "x"]})
+    raw = pd.DataFrame(
+        {
+            "patient": ["P1", "P2", "P3"],
+            "session": [1, 1, 1],
+            "bdi": ["12", "n.a.", "x"],
+        }
+    )
     with pytest.raises(DataError) as exc:
-        to_canonical(raw, {"patient": "patient", "session": "session", "symptoms": "bdi"})
+        to_canonical(
+            raw, {"patient": "patient", "session": "session", "symptoms": "bdi"}
+        )
     msg = str(exc.value)
     assert "'bdi'" in msg and "rows 1, 2" in msg and "'n.a.'" in msg and "'x'" in msg
 
@@ -518,7 +665,9 @@ def test_to_canonical_bad_mappings():
 
 
 def test_to_canonical_extra_column_clashing_with_canonical_name_is_renamed():
-    raw = pd.DataFrame({"id": ["a", "a"], "session": ["pre", "post"], "week": [0, 12], "wai": [3, 4]})
+    raw = pd.DataFrame(
+        {"id": ["a", "a"], "session": ["pre", "post"], "week": [0, 12], "wai": [3, 4]}
+    )
     out = to_canonical(raw, {"patient": "id", "session": "week", "alliance": "wai"})
     assert out["session"].tolist() == [0, 12]
     assert out["session_original"].tolist() == ["pre", "post"]
@@ -535,20 +684,34 @@ def test_wide_to_long_round_trip():
     # knock out some values, and one whole session, to test missing handling
     long.loc[3, "alliance"] = np.nan
     long = long.drop(index=[6]).reset_index(drop=True)
-    wide = long.pivot(index="patient", columns="session", values=["alliance", "symptoms"])
-    wide.columns = [f"{'wai' if v == 'alliance' else 'bdi'}_{s}" for v, s in wide.columns]
+    wide = long.pivot(
+        index="patient", columns="session", values=["alliance", "symptoms"]
+    )
+    wide.columns = [
+        f"{'wai' if v == 'alliance' else 'bdi'}_{s}" for v, s in wide.columns
+    ]
     wide = wide.reset_index()
-    wide["therapist"] = long.groupby("patient")["therapist"].first().loc[wide["patient"]].to_numpy()
+    wide["therapist"] = (
+        long.groupby("patient")["therapist"].first().loc[wide["patient"]].to_numpy()
+    )
     wide = wide.rename(columns={"patient": "client"})
 
     stubs = detect_wide(wide)
     assert stubs == {"wai": "alliance", "bdi": "symptoms"}
     back = wide_to_long(wide, "client", stubs)
-    assert list(back.columns) == ["client", "session", "alliance", "symptoms", "therapist"]
+    assert list(back.columns) == [
+        "client",
+        "session",
+        "alliance",
+        "symptoms",
+        "therapist",
+    ]
     mapping = suggest_mapping(back)
     assert mapping["patient"] == "client" and mapping["session"] == "session"
     canon = to_canonical(back, mapping, study="A")
-    expected = long[["study", "patient", "session", "alliance", "symptoms", "therapist"]]
+    expected = long[
+        ["study", "patient", "session", "alliance", "symptoms", "therapist"]
+    ]
     pd.testing.assert_frame_equal(
         canon[expected.columns].reset_index(drop=True),
         to_canonical(expected, {c: c for c in expected.columns})[expected.columns],
@@ -557,7 +720,9 @@ def test_wide_to_long_round_trip():
 
 
 def test_wide_to_long_separators_list_stubs_and_sessions_from_suffix():
-    wide = pd.DataFrame({"id": ["a", "b"], "wai1": [3.0, 4.0], "wai12": [3.5, None], "age": [30, 40]})
+    wide = pd.DataFrame(
+        {"id": ["a", "b"], "wai1": [3.0, 4.0], "wai12": [3.5, None], "age": [30, 40]}
+    )
     out = wide_to_long(wide, "id", ["wai"])
     assert out[["id", "session", "wai", "age"]].values.tolist() == [
         ["a", 1, 3.0, 30],
@@ -585,9 +750,19 @@ def test_detect_wide_none_for_long_data():
 
 
 def test_detect_wide_therapist_block():
-    wide = pd.DataFrame(columns=["id", "wai_1", "wai_2", "wai_t_1", "wai_t_2", "ors_1", "ors_2"])
-    assert detect_wide(wide) == {"wai": "alliance", "ors": "symptoms", "wai_t": "therapist_alliance"}
-    out = wide_to_long(pd.DataFrame([["x", 1, 2, 3, 4, 5, 6]], columns=wide.columns), "id", detect_wide(wide))
+    wide = pd.DataFrame(
+        columns=["id", "wai_1", "wai_2", "wai_t_1", "wai_t_2", "ors_1", "ors_2"]
+    )
+    assert detect_wide(wide) == {
+        "wai": "alliance",
+        "ors": "symptoms",
+        "wai_t": "therapist_alliance",
+    }
+    out = wide_to_long(
+        pd.DataFrame([["x", 1, 2, 3, 4, 5, 6]], columns=wide.columns),
+        "id",
+        detect_wide(wide),
+    )
     assert out["therapist_alliance"].tolist() == [3.0, 4.0]
     assert out["alliance"].tolist() == [1.0, 2.0]
 
@@ -643,6 +818,17 @@ def test_validate_duplicate_rows():
     assert "patient P2 session 2" in issue.message
 
 
+def test_validate_messages_name_the_study_when_several():
+    a, b = _canonical(study="A"), _canonical(study="B")
+    b.loc[b.index[5], "alliance"] = -1.0  # B, P2 session 2
+    df = pd.concat([a, b], ignore_index=True)
+    issue = _issue(validate(df), "negative_values")
+    assert (
+        issue.rows == [48 + 5] and issue.studies == ["B"] and issue.patients == ["P2"]
+    )
+    assert "B: patient P2 session 2" in issue.message
+
+
 def test_validate_invalid_sessions():
     df = _canonical()
     df["session"] = df["session"].astype("float64")
@@ -689,7 +875,9 @@ def test_validate_outliers_use_per_study_median():
 
 def test_validate_few_sessions_and_truncated_message():
     df = _canonical(n_patients=15, n_sessions=3)
-    single = df[df["session"] == 1].reset_index(drop=True)  # 15 patients, 1 session each
+    single = df[df["session"] == 1].reset_index(
+        drop=True
+    )  # 15 patients, 1 session each
     issue = _issue(validate(single), "few_sessions")
     assert issue.level == "warning"
     assert issue.patients == [f"P{i}" for i in range(1, 16)]
@@ -703,7 +891,9 @@ def test_validate_few_sessions_and_truncated_message():
 
 
 def test_validate_few_patients_per_study():
-    df = pd.concat([_canonical(12, study="Big"), _canonical(4, study="Small")], ignore_index=True)
+    df = pd.concat(
+        [_canonical(12, study="Big"), _canonical(4, study="Small")], ignore_index=True
+    )
     issue = _issue(validate(df), "few_patients")
     assert issue.studies == ["Small"]
     assert "Small (4 patients)" in issue.message
@@ -723,11 +913,15 @@ def test_validate_heavy_missingness_per_study():
 
 
 def test_validate_therapist_rating_absent():
-    issue = _issue(validate(_canonical().drop(columns="therapist_alliance")), "no_therapist_rating")
+    issue = _issue(
+        validate(_canonical().drop(columns="therapist_alliance")), "no_therapist_rating"
+    )
     assert issue.level == "warning"
     empty = _canonical()
     empty["therapist_alliance"] = np.nan
-    assert _issue(validate(empty), "no_therapist_rating").message.startswith("The therapist-rated alliance column")
+    assert _issue(validate(empty), "no_therapist_rating").message.startswith(
+        "The therapist-rated alliance column"
+    )
     a, b = _canonical(study="A"), _canonical(study="B")
     b["therapist_alliance"] = np.nan
     part = _issue(validate(pd.concat([a, b], ignore_index=True)), "no_therapist_rating")
@@ -736,7 +930,15 @@ def test_validate_therapist_rating_absent():
 
 def test_validate_duplicate_column_names_and_bad_input():
     df = _canonical()
-    df.columns = ["study", "patient", "session", "alliance", "alliance", "therapist_alliance", "therapist"]
+    df.columns = [
+        "study",
+        "patient",
+        "session",
+        "alliance",
+        "alliance",
+        "therapist_alliance",
+        "therapist",
+    ]
     report = validate(df)
     assert "duplicate_columns" in _codes(report) and "missing_columns" in _codes(report)
     with pytest.raises(DataError):
@@ -811,7 +1013,11 @@ def test_summarize_counts():
     s = summarize(df)
     a = s.per_study.set_index("study").loc["A"]
     assert a["n_patients"] == 2 and a["n_rows"] == 5
-    assert a["sessions_min"] == 2 and a["sessions_max"] == 3 and a["sessions_median"] == 2.5
+    assert (
+        a["sessions_min"] == 2
+        and a["sessions_max"] == 3
+        and a["sessions_median"] == 2.5
+    )
     assert a["pct_missing_alliance"] == pytest.approx(20.0)
     assert a["pct_missing_therapist_alliance"] == 100.0
     b = s.per_study.set_index("study").loc["B"]
@@ -819,7 +1025,11 @@ def test_summarize_counts():
     ps = s.per_session.set_index(["study", "session"])
     assert ps.loc[("A", 2), "n_rows"] == 2 and ps.loc[("A", 2), "n_alliance"] == 1
     assert ps.loc[("B", 1), "n_symptoms"] == 0
-    assert s.totals["n_patients"] == 4 and s.totals["n_rows"] == 7 and s.totals["n_studies"] == 2
+    assert (
+        s.totals["n_patients"] == 4
+        and s.totals["n_rows"] == 7
+        and s.totals["n_studies"] == 2
+    )
     table = s.to_frame()
     assert table["study"].tolist() == ["A", "B", "All studies"]
 
@@ -828,7 +1038,9 @@ def test_template_csv_round_trip():
     text = template_csv()
     df = load(text.encode(), "template.csv")
     assert list(df.columns) == list(CANONICAL_COLUMNS)
-    assert df["patient"].nunique() == 2 and df.groupby("patient")["session"].nunique().tolist() == [3, 3]
+    assert df["patient"].nunique() == 2 and df.groupby("patient")[
+        "session"
+    ].nunique().tolist() == [3, 3]
     canon = to_canonical(df, suggest_mapping(df))
     report = validate(canon)
     assert report.ok
