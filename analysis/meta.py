@@ -897,6 +897,8 @@ def _fmt_p(p: float) -> str:
         return "p = NA"
     if p < 0.001:
         return "p < .001"
+    if p > 0.999:
+        return "p > .999"
     s = f"{p:.3f}"
     return "p = " + s.removeprefix("0")
 
@@ -1037,12 +1039,12 @@ class MetaResult:
                 f"(I\u00b2 = {_fmt(self.i2, 0)}%, {het}), and a common-effect model gives "
                 "no prediction interval for a new study."
             )
-        warn = " (only two studies, so the heterogeneity estimate is very uncertain)" if self.k == 2 else ""
+        warn = "; with only two studies this is very uncertain" if self.k == 2 else ""
         return (
             f"Across {self.k} studies ({METHOD_NAMES[self.method]} random-effects model, "
             f"{TEST_NAMES[self.test]}), the average effect was {core}; heterogeneity "
-            f"between studies was {_heterogeneity_word(self.i2)}{warn} "
-            f"(\u03c4\u00b2 = {_fmt(self.tau2, 3)}, I\u00b2 = {_fmt(self.i2, 0)}%, {het}), "
+            f"between studies was {_heterogeneity_word(self.i2)} "
+            f"(\u03c4\u00b2 = {_fmt(self.tau2, 3)}, I\u00b2 = {_fmt(self.i2, 0)}%, {het}{warn}), "
             f"so the effect in a new, comparable study would be expected to lie between "
             f"{_fmt(self.pi_low)} and {_fmt(self.pi_high)} ({pct} prediction interval)."
         )
@@ -1883,6 +1885,7 @@ class EggerResult:
     k: int
     method: str
     test: str
+    level: float
     converged: bool
     messages: tuple[str, ...]
 
@@ -1897,7 +1900,8 @@ class EggerResult:
         return (
             f"Egger's regression test {verdict} ({stat} = {_fmt(self.statistic)}, "
             f"{_fmt_p(self.pvalue)}); the estimate for a hypothetical study with no sampling "
-            f"error is {_fmt(self.b)} (CI {_fmt(self.b_ci_low)} to {_fmt(self.b_ci_high)})."
+            f"error is {_fmt(self.b)} ({100 * self.level:g}% CI {_fmt(self.b_ci_low)} to "
+            f"{_fmt(self.b_ci_high)})."
         )
 
 
@@ -1928,6 +1932,7 @@ def egger_test(
         statistic=float(res["stat"][1]), df=res["df"], pvalue=float(res["pval"][1]),
         slope=float(res["beta"][1]), slope_se=float(res["se"][1]), b=float(res["beta"][0]),
         b_ci_low=float(res["ci_low"][0]), b_ci_high=float(res["ci_high"][0]),
-        tau2=res["tau2"], k=k, method=method, test=test, converged=res["converged"],
+        tau2=res["tau2"], k=k, method=method, test=test, level=level,
+        converged=res["converged"],
         messages=tuple(res["messages"]),
     )

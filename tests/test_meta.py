@@ -567,3 +567,11 @@ def test_control_is_passed_through_everywhere():
     assert eg.converged
     with pytest.raises(ValueError, match="positive"):
         random_effects(y, v, control={"stepadj": 0})
+
+
+def test_summary_homogeneous_and_egger_level():
+    y, v, _ = _data("homog")
+    s = random_effects(y, v).summary()
+    assert "low" in s and "Q(4) = 0.06, p > .999" in s
+    y, v, _ = _data("bcg")
+    assert "90% CI" in egger_test(y, v, level=0.90).summary()
