@@ -560,12 +560,29 @@ def _sniff_format(data: bytes) -> str | None:
     if head.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
         return "csv"
     sample = data[:4096]
+    if _utf16_without_bom(data):
+        return "csv"
     if b"\x00" in sample:
         return None
     controls = sum(1 for b in sample if b < 32 and b not in (9, 10, 13))
     if controls > max(2, len(sample) // 100):
         return None
     return "csv"
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """'utf-16-le'/'utf-16-be' when the bytes look like BOM-less UTF-16 text, else None."""
+    sample = data[:4096]
+    if len(sample) < 4 or len(sample) % 2:
+        sample = sample[: len(sample) - len(sample) % 2]
+    if len(sample) < 4:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) >= 0.9 * len(odd) and even.count(0) <= 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) >= 0.9 * len(even) and odd.count(0) <= 0.1 * len(odd):
+        return "utf-16-be"
+    return None
 
 
 def _decode(data: bytes) -> tuple[str, str]:
@@ -577,6 +594,12 @@ def _decode(data: bytes) -> tuple[str, str]:
             raise DataError(
                 "The file says it is UTF-16 text but could not be decoded."
             ) from exc
+    utf16 = _utf16_without_bom(data)
+    if utf16:
+        try:
+            return data.decode(utf16), utf16
+        except UnicodeDecodeError:
+            pass
     if data.startswith(b"\xef\xbb\xbf"):
         try:
             return data.decode("utf-8-sig"), "utf-8-sig"
@@ -756,7 +779,15 @@ def _read_text(data: bytes, name: str | None, sheet: Any, fmt: str) -> pd.DataFr
         )
     if not text.strip():
         raise DataError(f"The file {name or ''} is empty.".replace("  ", " "))
-    sep = _sniff_delimiter(text, prefer_tab=(fmt == "tsv"))
+    first_end = text.find("\n")
+    first = (text if first_end < 0 else text[:first_end]).strip()
+    hint = re.fullmatch(r"sep=(.)", first.strip('"'), flags=re.IGNORECASE)
+    if hint and hint.group(1) in (",", ";", "\t", "|"):
+        # Excel's 'sep=;' first line: use it and blank the line (keeps line numbers)
+        sep = hint.group(1)
+        text = "" if first_end < 0 else text[first_end:]
+    else:
+        sep = _sniff_delimiter(text, prefer_tab=(fmt == "tsv"))
     df, header_line = _parse_delimited(text, sep, name)
     df = _finish_frame(df, allow_comma=(sep != ","))
     df.attrs["encoding"] = encoding
@@ -773,7 +804,9 @@ def _parse_delimited(text: str, sep: str, name: str | None) -> tuple[pd.DataFram
     become empty rows so that index label i is the i-th line after the header.
     Returns the frame and the line number of the header.
     """
-    shown = {"\t": "tab", ";": "semicolon", ",": "comma"}.get(sep, repr(sep))
+    shown = {"\t": "tab", ";": "semicolon", ",": "comma", "|": "bar"}.get(
+        sep, repr(sep)
+    )
     reader = csv.reader(
         io.StringIO(text, newline=""),
         delimiter=sep,

@@ -183,6 +183,25 @@ def test_load_latin1_and_utf8_bom(tmp_path):
     assert df2["patient"].tolist() == ["Müller", "Jörg", "Ångström"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_load_utf16_unicode_text_from_excel(tmp_path, encoding):
+    raw = pd.DataFrame(
+        {"patient": ["Müller", "Øst"], "session": [1, 2], "wai": [3.5, 4.0]}
+    )
+    path = tmp_path / "unicode.txt"
+    raw.to_csv(path, index=False, sep="\t", decimal=",", encoding=encoding)
+    df = load(path)
+    assert df["patient"].tolist() == ["Müller", "Øst"]
+    assert df["wai"].tolist() == [3.5, 4.0]
+
+
+def test_load_excel_sep_hint_line():
+    df = load(b"sep=;\npatient;session;wai\nP1;1;3,5\n", "hint.csv")
+    assert list(df.columns) == ["patient", "session", "wai"]
+    assert df["wai"].tolist() == [3.5]
+    assert df.attrs["header_rows"] == 2
+
+
 def test_load_csv_keeps_zero_padded_ids_and_missing_codes():
     text = "id,session,wai\n007,1,3.5\n010,2,NA\n011,3,.\n"
     df = load(text.encode(), "ids.csv")
