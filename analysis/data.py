@@ -45,7 +45,6 @@ import io
 import math
 import os
 import re
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -152,9 +151,7 @@ def _guard(action: str) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    return fn(*args, **kwargs)
+                return fn(*args, **kwargs)
             except DataError:
                 raise
             except MemoryError as exc:
@@ -1019,9 +1016,12 @@ def load(
     sniffing the first bytes:
 
     * CSV / TSV / TXT: delimiter sniffed among ',', ';' and tab; encodings
-      UTF-8 (with or without BOM), UTF-16 with BOM, Windows-1252/Latin-1;
+      UTF-8 (with or without BOM), UTF-16 (Excel's "Unicode text"),
+      Windows-1252/Latin-1; an Excel 'sep=;' first line is honoured;
       number-like text becomes numbers, decimal commas ('3,5') included for
-      ';'- and tab-separated files; zero-padded codes ('007') stay text.
+      ';'- and tab-separated files; zero-padded codes ('007') stay text;
+      'NA', '.', '-', '' and similar are missing.  A line with more values
+      than the header raises DataError naming the line.
     * XLSX: ``sheet`` is a sheet name (case-insensitive) or 0-based index;
       default the first sheet.  See ``list_sheets``.
     * SPSS ``.sav``/``.zsav``/``.por``, Stata ``.dta`` (pyreadstat): codes are
@@ -1031,8 +1031,10 @@ def load(
 
     Blank rows and empty unnamed columns are dropped.  ``attrs`` records
     ``source_name``, ``format`` and (text) ``encoding``/``delimiter``,
-    (Excel) ``sheet``.  The index label ``i`` is the ``i``-th data row of the
-    file (spreadsheet row ``i + 2``).
+    (Excel) ``sheet``/``sheets``, (text, Excel) ``header_rows`` — the index
+    label ``i`` is the ``i``-th row after the header, so spreadsheet row
+    ``i + 1 + header_rows``; errors in ``to_canonical`` quote those numbers
+    (SPSS/Stata: case numbers ``i + 1``).
 
     Raises DataError for an empty or unreadable file, an unknown format, a
     missing sheet, or a file with a header but no data rows.
@@ -1094,7 +1096,10 @@ def list_sheets(source: Any, filename: str | os.PathLike | None = None) -> list[
     when the source cannot be read or the workbook is damaged.
     """
     data, name = _read_source(source, filename)
-    fmt = _format_from_name(name) or _sniff_format(data)
+    fmt = _format_from_name(name)
+    sniffed = _sniff_format(data)
+    if fmt is None or (fmt == "xls" and sniffed not in (None, "xls")):
+        fmt = sniffed
     if fmt == "xls":
         _read_unsupported(data, name, None, "xls")
     if fmt != "xlsx":
@@ -1425,14 +1430,24 @@ def _is_canonical_exact(col: Any) -> bool:
     return _normalize_name(col) in CANONICAL_COLUMNS
 
 
-def suggest_higher_is_better(col_name: Any) -> bool | None:
+def suggest_higher_is_better(
+    col_name: Any, df: pd.DataFrame | None = None
+) -> bool | None:
     """Whether higher scores on the instrument named by ``col_name`` mean *better* (METHODS §1).
 
     True for well-being style measures such as the ORS (Outcome Rating Scale),
     WHO-5, GAF, SWLS; False for known symptom measures where higher is worse
     (BDI, PHQ, OQ-45, SCL/GSI, SPIN, LSAS, GAD, HAMD, …); None when unknown.
+    Pass the frame as ``df`` after ``wide_to_long``: a column it renamed
+    (``ORS_1 … ORS_5`` -> 'symptoms') is then judged by its original prefix.
     Never raises.
     """
+    with contextlib.suppress(Exception):  # metadata we cannot read is ignored
+        stubs = df.attrs.get("wide_stubs") if isinstance(df, pd.DataFrame) else None
+        if isinstance(stubs, dict):
+            for stub, target in stubs.items():
+                if str(target) == str(col_name) and str(stub) != str(col_name):
+                    return suggest_higher_is_better(stub)
     try:
         norm = _normalize_name(col_name)
     except Exception:  # noqa: BLE001 - a name we cannot read is simply unknown
@@ -1711,8 +1726,13 @@ def to_canonical(
             ranges.append(
                 f"{st_label}: {a:g}–{z:g}" if pd.notna(a) else f"{st_label}: no values"
             )
+        source = str(cmap["symptoms"])
+        stubs = df.attrs.get("wide_stubs")
+        for stub, target in stubs.items() if isinstance(stubs, dict) else []:
+            if str(target) == source:
+                source = f"{source}, from the {stub}_… columns"
         flip_message = (
-            f"Symptom scores (column {str(cmap['symptoms'])!r}) were reversed because higher meant better: "
+            f"Symptom scores (column {source!r}) were reversed because higher meant better: "
             "new = max + min − old within each study, so that higher now means more severe "
             f"(observed range {'; '.join(ranges)})."
         )

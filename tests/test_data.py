@@ -768,6 +768,18 @@ def test_detect_wide_none_for_long_data():
     assert detect_wide(items) is None  # numbered items in long data
 
 
+def test_wide_ors_keeps_its_direction_hint_and_flip_message():
+    wide = pd.DataFrame(
+        {"client": ["a", "b"], "ORS_1": [10.0, 20.0], "ORS_2": [30.0, 40.0]}
+    )
+    long = wide_to_long(wide, "client", detect_wide(wide))
+    assert suggest_higher_is_better("symptoms") is None
+    assert suggest_higher_is_better("symptoms", long) is True
+    out = to_canonical(long, suggest_mapping(long), symptoms_higher_is_worse=False)
+    assert out["symptoms"].tolist() == [40.0, 20.0, 30.0, 10.0]  # 50 − x
+    assert "ORS" in out.attrs["symptoms_flip_message"]
+
+
 def test_detect_wide_therapist_block():
     wide = pd.DataFrame(
         columns=["id", "wai_1", "wai_2", "wai_t_1", "wai_t_2", "ors_1", "ors_2"]
