@@ -1,0 +1,364 @@
+"""The two-stage IPD meta-analysis pipeline (METHODS §5–§7).
+
+* :func:`two_stage` — stage 1 (:mod:`analysis.lagged`, one lagged model per
+  study and direction) and stage 2 (:func:`analysis.meta.random_effects` on the
+  studies' ``within`` coefficients and their SEs, v_k = SE²).
+* :func:`multiverse` — the same under every centering, with and without a
+  fixed time trend: "does my conclusion depend on centering?".
+* :func:`early_alliance_outcome` — §7, final symptoms on early alliance per
+  study, pooled.
+
+Studies that cannot be fitted are reported (``status == "failed"`` and the
+reason) and left out of pooling; the others still run. With one usable study
+nothing is pooled (the meta module returns that study's own estimate and says
+so); with none, ``pooled`` has no entry for that direction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from analysis import lagged, mixed
+from analysis.lagged import CENTERINGS, LagOptions, StudyFit, effect_label
+
+__all__ = ["TwoStageResult", "early_alliance_outcome", "multiverse", "two_stage"]
+
+_PER_STUDY_COLS = [
+    "study", "direction", "effect", "term", "estimate", "se", "ci_low", "ci_high", "pvalue",
+    "n_patients", "n_pairs", "status", "message",
+]
+EARLY_DIRECTION = "early_alliance_to_outcome"
+
+
+@dataclass(frozen=True, eq=False)
+class TwoStageResult:
+    """Result of :func:`two_stage` (or :func:`early_alliance_outcome`).
+
+    * ``per_study``: tidy table, one row per study × direction × term, columns
+      ``study, direction, effect, term, estimate, se, ci_low, ci_high, pvalue,
+      n_patients, n_pairs, status ("ok" | "warning" | "failed"), message``.
+      ``effect`` is ``"within-patient"`` or ``"total"`` (centering none /
+      grand_mean: the ``within`` term is then the total effect). A failed study
+      has one ``within`` row with missing estimates and the reason.
+    * ``pooled``: direction → :class:`analysis.meta.MetaResult` of the
+      ``within`` term (the pooled term is ``pooled_term``).
+    * ``fits``: (study, direction) → :class:`analysis.lagged.StudyFit`.
+    * ``messages``: plain-language notes (exclusions, k = 1, …).
+    """
+
+    per_study: pd.DataFrame
+    pooled: dict
+    fits: dict
+    options: LagOptions
+    messages: tuple = ()
+    pooled_term: str = "within"
+
+    def to_frame(self) -> pd.DataFrame:
+        """Pooled term per study plus one ``Pooled`` row per direction.
+
+        Columns as ``per_study`` plus ``k``, ``tau2``, ``i2``, ``pi_low``,
+        ``pi_high`` (pooled rows only) and ``row`` (``"study"``/``"pooled"``).
+        """
+        ps = self.per_study
+        rows = ps.loc[ps["term"] == self.pooled_term].copy()
+        rows["row"] = "study"
+        extra = []
+        for direction, m in self.pooled.items():
+            eff = rows.loc[rows["direction"] == direction, "effect"]
+            extra.append(
+                {
+                    "study": "Pooled" if m.k > 1 else "Pooled (k = 1, not pooled)",
+                    "direction": direction,
+                    "effect": eff.iloc[0] if len(eff) else "",
+                    "term": self.pooled_term,
+                    "estimate": m.estimate,
+                    "se": m.se,
+                    "ci_low": m.ci_low,
+                    "ci_high": m.ci_high,
+                    "pvalue": m.pvalue,
+                    "n_patients": int(np.nansum(m.n_patients)) if m.n_patients is not None else np.nan,
+                    "n_pairs": int(np.nansum(m.n_pairs)) if m.n_pairs is not None else np.nan,
+                    "status": "ok" if m.converged else "warning",
+                    "message": "; ".join(m.messages),
+                    "row": "pooled",
+                    "k": m.k,
+                    "tau2": m.tau2,
+                    "i2": m.i2,
+                    "pi_low": m.pi_low,
+                    "pi_high": m.pi_high,
+                }
+            )
+        out = pd.concat([rows, pd.DataFrame(extra)], ignore_index=True) if extra else rows
+        for c in ("k", "tau2", "i2", "pi_low", "pi_high"):
+            if c not in out:
+                out[c] = np.nan
+        out["study"] = out["study"].astype("string")
+        return out.reset_index(drop=True)
+
+    def summary(self) -> str:
+        """One sentence per direction (the meta module's summary)."""
+        return " ".join(f"{d.replace('_', ' ')}: {m.summary()}" for d, m in self.pooled.items())
+
+
+def _per_study_frame(fits: list[StudyFit]) -> pd.DataFrame:
+    cols = {c: [] for c in _PER_STUDY_COLS}
+    for f in fits:
+        msg = " ".join(f.messages)
+        failed = f.status == "failed" or not f.terms
+        cd = f.coef_data
+        nrow = 1 if failed else len(cd["term"])
+        cols["study"].append([f.study] * nrow)
+        cols["direction"].append([f.direction] * nrow)
+        cols["effect"].append([f.effect] * nrow)
+        cols["term"].append(["within"] if failed else list(cd["term"]))
+        for c in ("estimate", "se", "ci_low", "ci_high", "pvalue"):
+            cols[c].append(np.full(1, np.nan) if failed else cd[c])
+        cols["n_patients"].append(np.full(nrow, f.n_patients, dtype=np.int64))
+        cols["n_pairs"].append(np.full(nrow, f.n_pairs, dtype=np.int64))
+        cols["status"].append(["failed" if failed else f.status] * nrow)
+        cols["message"].append([msg] * nrow)
+    out = {}
+    for c, parts in cols.items():
+        if c in ("estimate", "se", "ci_low", "ci_high", "pvalue"):
+            out[c] = np.concatenate(parts) if parts else np.zeros(0)
+        elif c in ("n_patients", "n_pairs"):
+            out[c] = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        else:
+            out[c] = pd.array([x for p in parts for x in p], dtype="string")
+    return pd.DataFrame(out, columns=_PER_STUDY_COLS)
+
+
+def _pool(fits: list[StudyFit], term: str, options: LagOptions, label: str):
+    """Random-effects pooling of ``term`` over the usable fits; (MetaResult | None, messages)."""
+    from analysis.meta import random_effects
+
+    use = [f for f in fits if f.status != "failed" and term in f.terms and np.isfinite(f.coef(term)["se"])]
+    use = [f for f in use if f.coef(term)["se"] > 0]
+    msgs = []
+    left = [f.study for f in fits if f not in use]
+    if left:
+        msgs.append(
+            f"{label}: {len(left)} of {len(fits)} studies could not be fitted and were left out of pooling "
+            f"({', '.join(left)})."
+        )
+    if not use:
+        msgs.append(f"{label}: no study could be fitted, so nothing was pooled.")
+        return None, msgs
+    yi = np.array([f.coef(term)["estimate"] for f in use])
+    vi = np.array([f.coef(term)["se"] ** 2 for f in use])
+    res = random_effects(
+        yi,
+        vi,
+        method=options.pooling_method,
+        test=options.test,
+        labels=[f.study for f in use],
+        n_patients=[f.n_patients for f in use],
+        n_pairs=[f.n_pairs for f in use],
+    )
+    if len(use) == 1:
+        msgs.append(f"{label}: only one study could be used (k = 1), so nothing was pooled.")
+    return res, msgs
+
+
+def _two_stage_base(base, options: LagOptions) -> TwoStageResult:
+    fits: dict = {}
+    pooled: dict = {}
+    messages: list[str] = []
+    all_fits = []
+    for direction in options.directions:
+        rows = lagged._model_rows(base, options, direction)
+        dfits = [lagged._fit_slice(base, rows, k, options, direction, lo, hi) for k, lo, hi in lagged._study_slices(base, rows)]
+        for f in dfits:
+            fits[(f.study, direction)] = f
+        all_fits.extend(dfits)
+        res, msgs = _pool(dfits, "within", options, direction.replace("_", " "))
+        messages.extend(msgs)
+        if res is not None:
+            pooled[direction] = res
+    if effect_label(options) == "total":
+        messages.append(
+            f"Centering '{options.centering}': the 'within' coefficient is the total (within + between) "
+            "lagged effect, not a purely within-patient effect (METHODS §3, §5)."
+        )
+    return TwoStageResult(
+        per_study=_per_study_frame(all_fits),
+        pooled=pooled,
+        fits=fits,
+        options=options,
+        messages=tuple(messages),
+    )
+
+
+def two_stage(df: pd.DataFrame, options: LagOptions | None = None) -> TwoStageResult:
+    """Two-stage IPD meta-analysis of lagged alliance ⇄ symptom effects (METHODS §5, §6).
+
+    Stage 1: for every study and direction in ``options.directions``, the
+    lagged model of :func:`analysis.lagged.fit_study` (standardization,
+    centering and pairing per study as in :func:`analysis.lagged.prepare`).
+    Stage 2: ``analysis.meta.random_effects(yi = within estimates, vi = SE²,
+    method = options.pooling_method, test = options.test)``, over the studies
+    whose fit did not fail.
+    """
+    options = options or LagOptions()
+    base = lagged._Base(df, options)
+    if base.n == 0:
+        raise ValueError("No rows in the analysis window.")
+    return _two_stage_base(base, options)
+
+
+def multiverse(df: pd.DataFrame, options: LagOptions | None = None) -> pd.DataFrame:
+    """The within effect under every centering × {no, fixed} time trend, per study and pooled.
+
+    All other choices come from ``options``; ``cross_level`` is switched off
+    for centerings without a between part, and ``time_trend`` takes the values
+    ``"none"`` and ``"fixed"``. One row per centering × time trend × direction
+    × (study or pooled): ``centering, time_trend, direction, effect, study,
+    row ("study"/"pooled"), estimate, se, ci_low, ci_high, pvalue, n_patients,
+    n_pairs, status, k, tau2, i2, message``.
+    """
+    options = options or LagOptions()
+    base = lagged._Base(df, options.replace(time_trend="none", cross_level=False, centering="person_mean"))
+    if base.n == 0:
+        raise ValueError("No rows in the analysis window.")
+    parts = []
+    for centering in CENTERINGS:
+        for trend in ("none", "fixed"):
+            o = options.replace(
+                centering=centering,
+                time_trend=trend,
+                cross_level=options.cross_level and centering in ("person_mean", "detrended"),
+            )
+            res = _two_stage_base(base, o)
+            t = res.to_frame()
+            t.insert(0, "centering", centering)
+            t.insert(1, "time_trend", trend)
+            parts.append(t)
+    out = pd.concat(parts, ignore_index=True)
+    cols = [
+        "centering", "time_trend", "direction", "effect", "study", "row", "estimate", "se", "ci_low", "ci_high",
+        "pvalue", "n_patients", "n_pairs", "status", "k", "tau2", "i2", "message",
+    ]
+    return out[cols]
+
+
+def early_alliance_outcome(
+    df: pd.DataFrame, early_sessions: int = 3, standardize: bool = True, options: LagOptions | None = None
+) -> TwoStageResult:
+    """Early alliance → final symptoms, per study and pooled (METHODS §7).
+
+    Per patient (within the analysis window ``options.sessions``): ``early
+    alliance`` = mean of the first ``early_sessions`` observed alliance
+    ratings; ``baseline`` = first observed symptom score; ``final`` = last
+    observed symptom score, which must come from a later session than both
+    (patients without all three are left out and counted). Per study, OLS::
+
+        final_i = b0 + b1·early_i + b2·baseline_i + e_i
+
+    with all three variables z-scored within the study over its patients
+    (ddof 1) when ``standardize`` — b1 is then a standardized partial
+    regression coefficient. Tests are t on N − 3 df. b1 (term
+    ``early_alliance``) is pooled by ``analysis.meta.random_effects`` with
+    ``options.pooling_method`` and ``options.test``. Negative b1 = higher early
+    alliance, lower (better) final symptoms.
+    """
+    options = options or LagOptions()
+    if isinstance(early_sessions, bool) or not isinstance(early_sessions, (int, np.integer)) or early_sessions < 1:
+        raise ValueError("early_sessions must be a whole number ≥ 1.")
+    base = lagged._Base(df, options.replace(standardize=False))
+    if base.n == 0:
+        raise ValueError("No rows in the analysis window.")
+    g, G = base.g, base.G
+    a, s, sess = base.raw["alliance"], base.raw["symptoms"], base.sess
+    aobs, sobs = ~np.isnan(a), ~np.isnan(s)
+    # rank of each observed alliance value within its patient (rows are sorted by session)
+    ca = np.cumsum(aobs)
+    first_row = base.pstart[g]
+    before = ca[first_row] - aobs[first_row]  # observed count before the patient's first row
+    rank = ca - before  # 1-based among observed
+    early_mask = aobs & (rank <= early_sessions)
+    n_early = np.bincount(g[early_mask], minlength=G)
+    early = np.bincount(g[early_mask], weights=a[early_mask], minlength=G) / np.maximum(n_early, 1)
+    last_early_sess = np.full(G, -1, dtype=np.int64)
+    np.maximum.at(last_early_sess, g[early_mask], sess[early_mask])
+    si = np.flatnonzero(sobs)
+    first_s = np.full(G, -1)
+    last_s = np.full(G, -1)
+    if len(si):
+        gs = g[si]
+        firsts = np.r_[True, gs[1:] != gs[:-1]]
+        lasts = np.r_[gs[1:] != gs[:-1], True]
+        first_s[gs[firsts]] = si[firsts]
+        last_s[gs[lasts]] = si[lasts]
+    ok = (n_early >= early_sessions) & (first_s >= 0) & (last_s >= 0)
+    ok &= sess[np.maximum(last_s, 0)] > np.maximum(last_early_sess, sess[np.maximum(first_s, 0)])
+    baseline = np.where(ok, s[np.maximum(first_s, 0)], np.nan)
+    final = np.where(ok, s[np.maximum(last_s, 0)], np.nan)
+    terms = ("intercept", "early_alliance", "baseline_symptoms")
+    o = options.replace(directions=("alliance_to_symptoms",))
+    fits = []
+    for k, lab in enumerate(base.study_labels):
+        pats = np.arange(base.spstart[k], base.spstart[k + 1])
+        use = pats[ok[pats]]
+        n_pat = len(use)
+        excluded = len(pats) - n_pat
+        note = (
+            f"{excluded} of {len(pats)} patients lacked {early_sessions} early alliance ratings, a baseline "
+            "or a later final symptom score and were left out."
+            if excluded
+            else ""
+        )
+        base_msgs = (note,) if note else ()
+        if base.problems[lab]:
+            fits.append(_early_failed(lab, o, f"Not fitted: {'; '.join(base.problems[lab])}.", n_pat, base_msgs))
+            continue
+        if n_pat < 5:
+            fits.append(_early_failed(lab, o, f"Not fitted: only {n_pat} usable patient(s) (at least 5 needed).", n_pat, base_msgs))
+            continue
+        e, b, f = early[use], baseline[use], final[use]
+        if standardize:
+            e, b, f = (_z(v) for v in (e, b, f))
+        try:
+            if not (np.all(np.isfinite(e)) and np.all(np.isfinite(b)) and np.all(np.isfinite(f))):
+                raise ValueError("early alliance, baseline or final symptoms do not vary across patients")
+            fit = mixed.fit_ols(np.column_stack([np.ones(n_pat), e, b]), f, names=terms)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            fits.append(_early_failed(lab, o, f"Not fitted: {exc}.", n_pat, base_msgs))
+            continue
+        coef = lagged.coef_data(terms, fit.beta, fit.se, fit.df)
+        msgs = list(base_msgs)
+        status = "ok"
+        if n_pat < 20:
+            status = "warning"
+            msgs.append(f"Only {n_pat} patients.")
+        fits.append(
+            StudyFit(
+                study=lab, direction=EARLY_DIRECTION, options=o, effect="early alliance → final symptoms",
+                estimator="OLS, final symptoms ~ early alliance + baseline symptoms, t(N − 3)",
+                coef_data=coef, n_patients=n_pat, n_pairs=n_pat, sigma2=fit.sigma2, converged=True,
+                status=status, messages=tuple(msgs),
+            )
+        )
+    res, msgs = _pool(fits, "early_alliance", options, "early alliance → outcome")
+    per = _per_study_frame(fits)
+    per.loc[per["status"] == "failed", "term"] = "early_alliance"
+    return TwoStageResult(
+        per_study=per,
+        pooled={EARLY_DIRECTION: res} if res is not None else {},
+        fits={(f.study, EARLY_DIRECTION): f for f in fits},
+        options=o,
+        messages=tuple(msgs),
+        pooled_term="early_alliance",
+    )
+
+
+def _z(v):
+    sd = v.std(ddof=1)
+    return (v - v.mean()) / sd if sd > 0 else np.full_like(v, np.nan)
+
+
+def _early_failed(lab, o, reason, n_pat, extra):
+    f = lagged._failed(lab, EARLY_DIRECTION, o, reason, n_pat, n_pat, extra)
+    return replace(f, effect="early alliance → final symptoms", estimator="OLS")

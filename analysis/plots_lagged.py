@@ -1,0 +1,265 @@
+"""Figures for the lagged within/between models (METHODS §3–§5). Pure plotly builders.
+
+* :func:`patient_series_figure` — one patient: the predictor series, the value
+  the centering subtracts (person mean or own trend line), the within
+  deviations, and the outcome at t + L each row is paired with: exactly what
+  went into the model (from :func:`analysis.lagged.prepare`).
+* :func:`study_coefficients_figure` — dot-and-CI of one term per study for one
+  direction, with the pooled estimate when available.
+* :func:`multiverse_figure` — pooled within effect under every centering ×
+  time trend (:func:`analysis.pipeline.multiverse`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from analysis.lagged import DIRECTIONS, LagOptions, prepare
+
+__all__ = ["direction_label", "multiverse_figure", "patient_series_figure", "study_coefficients_figure"]
+
+_VAR_TEXT = {
+    "alliance": "alliance (higher = stronger)",
+    "symptoms": "symptoms (higher = more severe)",
+}
+_BLUE, _ORANGE, _GREY, _RED = "#2b6cb0", "#dd6b20", "#718096", "#c53030"
+
+
+def direction_label(direction: str, lag: int = 1) -> dict:
+    """Plain-language pieces for a direction: predictor, outcome, arrow text and the
+    meaning of a negative coefficient."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}.")
+    if direction == "alliance_to_symptoms":
+        return {
+            "x": "alliance", "y": "symptoms",
+            "arrow": f"alliance (session t) → symptoms (session t+{lag})",
+            "negative": "negative = higher alliance followed by lower (better) symptoms",
+        }
+    return {
+        "x": "symptoms", "y": "alliance",
+        "arrow": f"symptoms (session t) → alliance (session t+{lag})",
+        "negative": "negative = more severe symptoms followed by a weaker alliance",
+    }
+
+
+def patient_series_figure(
+    data: pd.DataFrame,
+    patient: str,
+    options: LagOptions | None = None,
+    direction: str = "alliance_to_symptoms",
+    study: str | None = None,
+) -> go.Figure:
+    """One patient's series and the model rows built from it.
+
+    ``data`` is either canonical long data (then :func:`prepare` is run with
+    ``options`` and ``direction``, and the complete observed series is drawn)
+    or the output of :func:`prepare` (its ``attrs`` give the direction).
+    Three panels sharing the session axis:
+
+    1. the predictor X at each session and the value the centering subtracts
+       (person mean, own trend line, grand mean or 0), dashed;
+    2. the within deviations ``X − centre`` that enter the model as ``within``;
+    3. the outcome Y on its metric, and for each model row the outcome at the
+       lead session it is paired with (the model's dependent variable),
+       joined to the predictor's session by a grey line.
+    """
+    prepared = {"within", "lead", "lead_session", "x_center"} <= set(data.columns)
+    if prepared:
+        rows = data
+        direction = rows.attrs.get("direction", direction)
+        opts = rows.attrs.get("options", {})
+        standardized = bool(opts.get("standardize", True))
+        lag = int(opts.get("lag", 1))
+        centering = opts.get("centering", "person_mean")
+        raw = None
+    else:
+        options = options or LagOptions()
+        rows = prepare(data, options, direction)
+        standardized, lag, centering = options.standardize, options.lag, options.centering
+        raw = data
+    lab = direction_label(direction, lag)
+    sel = rows["patient"].astype(str) == str(patient)
+    if study is not None:
+        sel &= rows["study"].astype(str) == str(study)
+    r = rows.loc[sel].sort_values("session")
+    if raw is not None:
+        rs = raw["patient"].astype(str) == str(patient)
+        if study is not None and "study" in raw:
+            rs &= raw["study"].astype(str) == str(study)
+        rser = raw.loc[rs].sort_values("session")
+        if rser.empty:
+            raise ValueError(f"Patient {patient!r} is not in the data.")
+        if "study" in rser and rser["study"].nunique() > 1:
+            raise ValueError(f"Patient id {patient!r} occurs in several studies; name the study.")
+    elif r.empty:
+        raise ValueError(f"Patient {patient!r} has no model rows.")
+    scale = "z within study" if standardized else "raw"
+    fig = make_subplots(
+        rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+        subplot_titles=(
+            f"Predictor: {lab['x']} and the centre subtracted ({centering.replace('_', ' ')})",
+            "Within deviation = predictor − centre (the model's 'within' term)",
+            f"Outcome: {lab['y']}; filled = value at session t+{lag} paired with each row (model outcome)",
+        ),
+    )
+    if raw is not None:
+        # complete observed series on the model's scale: x = a + b * raw (same linear map as prepare)
+        st_rows = rows[rows["study"].astype(str) == str(rser["study"].iloc[0])] if "study" in rser else rows
+        xs = _to_model_scale(st_rows["x_raw"], st_rows["x"], rser[lab["x"]])
+        fig.add_trace(go.Scatter(x=rser["session"], y=xs, mode="lines+markers", name=f"{lab['x']} (all observed)",
+                                 line=dict(color=_BLUE), connectgaps=False,
+                                 hovertemplate="session %{x}: %{y:.2f}<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=r["session"], y=r["x"], mode="markers", name=f"{lab['x']} in a model row",
+                             marker=dict(color=_BLUE, size=10, symbol="circle-open", line=dict(width=2)),
+                             hovertemplate="session %{x}: %{y:.2f}<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=r["session"], y=r["x_center"], mode="lines", name="centre subtracted",
+                             line=dict(color=_GREY, dash="dash"),
+                             hovertemplate="centre at session %{x}: %{y:.2f}<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Bar(x=r["session"], y=r["within"], name="within deviation",
+                         marker_color=np.where(r["within"] >= 0, _BLUE, _RED),
+                         hovertemplate="session %{x}: within %{y:+.2f}<extra></extra>"), row=2, col=1)
+    if raw is not None:
+        ys = _to_model_scale(st_rows["lead_raw"], st_rows["lead"], rser[lab["y"]])
+        fig.add_trace(go.Scatter(x=rser["session"], y=ys, mode="lines+markers", name=f"{lab['y']} (all observed)",
+                                 line=dict(color=_ORANGE, width=1), marker=dict(size=5),
+                                 hovertemplate="session %{x}: %{y:.2f}<extra></extra>"), row=3, col=1)
+    for s, ls, ld in zip(r["session"], r["lead_session"], r["lead"]):
+        fig.add_trace(go.Scatter(x=[s, ls], y=[ld, ld], mode="lines", line=dict(color=_GREY, width=1),
+                                 showlegend=False, hoverinfo="skip"), row=3, col=1)
+    fig.add_trace(go.Scatter(
+        x=r["lead_session"], y=r["lead"], mode="markers", name=f"{lab['y']} at t+{lag} (model outcome)",
+        marker=dict(color=_ORANGE, size=10),
+        customdata=np.column_stack([r["session"], r["within"]]),
+        hovertemplate=("outcome at session %{x}: %{y:.2f}<br>paired with predictor at session "
+                       "%{customdata[0]} (within %{customdata[1]:+.2f})<extra></extra>"),
+    ), row=3, col=1)
+    fig.update_yaxes(title_text=f"{_VAR_TEXT[lab['x']]}, {scale}", row=1, col=1)
+    fig.update_yaxes(title_text="within deviation", row=2, col=1)
+    fig.update_yaxes(title_text=f"{_VAR_TEXT[lab['y']]}, {scale}", row=3, col=1)
+    fig.update_xaxes(title_text="Session", row=3, col=1)
+    st = f" ({r['study'].iloc[0]})" if len(r) else ""
+    fig.update_layout(
+        title=f"Patient {patient}{st}: what enters the model, {lab['arrow']}",
+        height=720, margin=dict(t=90, l=80, r=20, b=60), bargap=0.4,
+        legend=dict(orientation="h", y=-0.12),
+    )
+    return fig
+
+
+def _to_model_scale(raw_vals, model_vals, series):
+    """Map a raw series to the model scale. Standardization is the increasing linear
+    map z = (x − m)/sd of the study, recovered from the study's paired (raw, model)
+    values; without standardization the map is the identity."""
+    rv = np.asarray(raw_vals, float)
+    mv = np.asarray(model_vals, float)
+    ok = np.isfinite(rv) & np.isfinite(mv)
+    s = np.asarray(series, float)
+    if ok.sum() >= 2 and np.ptp(rv[ok]) > 0:
+        b = np.ptp(mv[ok]) / np.ptp(rv[ok])
+        a = mv[ok][0] - b * rv[ok][0]
+        return a + b * s
+    return s
+
+
+def _term_axis(direction, term, lag, effect):
+    lab = direction_label(direction, lag)
+    what = {
+        "within": f"{'Within-patient' if effect != 'total' else 'Total'} effect",
+        "between": "Between-patient effect",
+        "prior_within": f"Prior {lab['y']} (within) → {lab['y']} at t+{lag}",
+        "prior_between": f"Patient mean of {lab['y']} → {lab['y']} at t+{lag}",
+        "interaction": "Cross-level interaction (between × within)",
+        "time": "Session (time trend)",
+        "early_alliance": "Early alliance → final symptoms (adjusted for baseline)",
+    }.get(term, term)
+    if term in ("within", "between"):
+        return f"{what}: {lab['arrow']}<br>{lab['negative']}; symptoms: higher = more severe"
+    return f"{what}<br>symptoms: higher = more severe; alliance: higher = stronger"
+
+
+def study_coefficients_figure(result, direction: str = "alliance_to_symptoms", term: str = "within",
+                              level: float = 0.95) -> go.Figure:
+    """Dot-and-CI of one coefficient per study for one direction.
+
+    ``result`` is a :class:`analysis.pipeline.TwoStageResult` (its pooled
+    estimate is added as a diamond when ``term`` is the pooled term) or its
+    ``per_study`` table. Studies whose fit failed are listed with "not fitted".
+    """
+    pooled = None
+    lag = 1
+    if hasattr(result, "per_study"):
+        ps = result.per_study
+        if term == getattr(result, "pooled_term", "within"):
+            pooled = result.pooled.get(direction)
+        lag = result.options.lag
+    else:
+        ps = result
+    t = ps[(ps["direction"] == direction) & (ps["term"] == term)]
+    if t.empty:
+        raise ValueError(f"No {term!r} coefficients for direction {direction!r}.")
+    t = t.iloc[::-1]
+    study = t["study"].astype(str).to_numpy()
+    est = t["estimate"].to_numpy(float)
+    ok = np.isfinite(est)
+    effect = str(t["effect"].iloc[0]) if "effect" in t else "within-patient"
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=est[ok], y=study[ok], mode="markers", name="study estimate",
+        marker=dict(color=_BLUE, size=9),
+        error_x=dict(type="data", symmetric=False, array=(t["ci_high"].to_numpy(float) - est)[ok],
+                     arrayminus=(est - t["ci_low"].to_numpy(float))[ok], color=_BLUE),
+        customdata=np.column_stack([t["ci_low"].to_numpy(float)[ok], t["ci_high"].to_numpy(float)[ok],
+                                    t["n_patients"].to_numpy()[ok], t["n_pairs"].to_numpy()[ok]]),
+        hovertemplate=("%{y}: %{x:.3f} [%{customdata[0]:.3f}, %{customdata[1]:.3f}]<br>"
+                       "%{customdata[2]} patients, %{customdata[3]} pairs<extra></extra>"),
+    ))
+    if (~ok).any():
+        fig.add_trace(go.Scatter(x=np.zeros((~ok).sum()), y=study[~ok], mode="text", text=["not fitted"] * (~ok).sum(),
+                                 textfont=dict(color=_GREY), name="not fitted",
+                                 hovertext=t["message"].astype(str).to_numpy()[~ok], hoverinfo="text"))
+    ylabels = list(study)
+    if pooled is not None:
+        lbl = f"Pooled (k = {pooled.k})" if pooled.k > 1 else "Only one study: not pooled"
+        fig.add_trace(go.Scatter(
+            x=[pooled.ci_low, pooled.estimate, pooled.ci_high, pooled.estimate, pooled.ci_low],
+            y=[lbl, lbl, lbl, lbl, lbl], mode="lines", fill="toself", line=dict(color=_ORANGE, width=8),
+            name="pooled estimate and CI", hoverinfo="skip",
+        ))
+        fig.add_trace(go.Scatter(x=[pooled.estimate], y=[lbl], mode="markers", marker=dict(symbol="diamond", size=14, color=_ORANGE),
+                                 showlegend=False,
+                                 hovertemplate=f"pooled: %{{x:.3f}} [{pooled.ci_low:.3f}, {pooled.ci_high:.3f}]<extra></extra>"))
+        ylabels = [lbl] + ylabels
+    fig.add_vline(x=0, line=dict(color=_GREY, dash="dot"))
+    fig.update_yaxes(categoryorder="array", categoryarray=ylabels, title_text="")
+    fig.update_xaxes(title_text=_term_axis(direction, term, lag, effect) + f"<br>dots: estimate, bars: {100 * level:g}% CI")
+    fig.update_layout(title=f"Per-study '{term}' coefficients, {direction_label(direction, lag)['arrow']}",
+                      height=max(320, 28 * len(ylabels) + 170), margin=dict(t=60, l=140, r=20, b=110),
+                      legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    return fig
+
+
+def multiverse_figure(table: pd.DataFrame, direction: str = "alliance_to_symptoms") -> go.Figure:
+    """Pooled within effect (and CI) for each centering × time trend of
+    :func:`analysis.pipeline.multiverse`: does the conclusion depend on centering?"""
+    t = table[(table["row"] == "pooled") & (table["direction"] == direction)]
+    if t.empty:
+        raise ValueError(f"No pooled rows for direction {direction!r}.")
+    lab = [f"{c.replace('_', ' ')}, {'time trend' if tt == 'fixed' else 'no trend'} ({e})"
+           for c, tt, e in zip(t["centering"], t["time_trend"], t["effect"])]
+    est = t["estimate"].to_numpy(float)
+    fig = go.Figure(go.Scatter(
+        x=est, y=lab, mode="markers", marker=dict(size=10, color=np.where(t["effect"] == "total", _GREY, _BLUE)),
+        error_x=dict(type="data", symmetric=False, array=t["ci_high"].to_numpy(float) - est,
+                     arrayminus=est - t["ci_low"].to_numpy(float)),
+        hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+    ))
+    fig.add_vline(x=0, line=dict(color=_GREY, dash="dot"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text=_term_axis(direction, "within", 1, "within-patient") + "<br>grey: total effect (no between part)")
+    fig.update_layout(title=f"Pooled effect under each centering, {direction_label(direction)['arrow']}",
+                      height=420, margin=dict(t=60, l=300, r=20, b=110))
+    return fig
