@@ -132,7 +132,7 @@ class LagOptions:
         object.__setattr__(self, "directions", dirs)
         for name in ("control_prior_outcome", "standardize", "cross_level"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")
+                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")  # noqa: TRY004
             object.__setattr__(self, name, bool(getattr(self, name)))
         if self.sessions is not None:
             s = tuple(self.sessions)
@@ -228,7 +228,9 @@ class _Base:
 
     def __init__(self, df: pd.DataFrame, options: LagOptions):
         if not isinstance(df, pd.DataFrame):
-            raise ValueError("The data must be a pandas DataFrame in canonical long format (METHODS §1).")
+            raise ValueError(  # noqa: TRY004 (bad input raises ValueError, CONTRIBUTING)
+                "The data must be a pandas DataFrame in canonical long format (METHODS §1)."
+            )
         need = ["patient", "session", "alliance", "symptoms"]
         missing = [c for c in need if c not in df.columns]
         if missing:
@@ -411,8 +413,8 @@ class _Rows:
 
 def _model_rows(base: _Base, options: LagOptions, direction: str) -> _Rows:
     xvar, yvar = _check_direction(direction)
-    xc, xw, xb, xn = base.centered(xvar, options.centering)
-    yc, yw, yb, yn = base.centered(yvar, options.centering)
+    xc, xw, xb, _xn = base.centered(xvar, options.centering)
+    yc, yw, yb, _yn = base.centered(yvar, options.centering)
     lead = base.lead_index(yvar, options.lag, options.pairing)
     terms = model_terms(options)
     x = base.z[xvar]
@@ -722,7 +724,7 @@ def _fit_slice(base: _Base, rows: _Rows, k: int, options: LagOptions, direction:
     n_pairs = hi - lo
     g = base.g[rows.idx[lo:hi]]
     n_pat = int(np.count_nonzero(np.r_[True, g[1:] != g[:-1]])) if n_pairs else 0
-    problems = [p for p in base.problems[study] if p.startswith(xvar) or p.startswith(yvar)]
+    problems = [p for p in base.problems[study] if p.startswith((xvar, yvar))]
     if problems:
         return _failed(study, direction, options, f"Not fitted: {'; '.join(problems)}.", n_pat, n_pairs)
     drop_msg = _drop_message(rows, k, options)

@@ -53,6 +53,7 @@ import numpy as np
 from scipy import optimize, stats
 
 __all__ = [
+    "SINGULAR_TOL",
     "LinearFit",
     "MixedFit",
     "fit_ols",
@@ -60,7 +61,6 @@ __all__ = [
     "fit_random_slope",
     "fit_within_cr1",
     "group_index",
-    "SINGULAR_TOL",
 ]
 
 SINGULAR_TOL = 1e-4
@@ -234,17 +234,24 @@ class _RIProblem:
         A = self.A0[None] - (w @ self.Cf).reshape(len(th), self.q, self.q)
         ld_v = np.log1p(gu) @ self.counts
         out = np.full(th.shape, np.inf)
+        p, N = self.p, self.N
         try:
             R = np.linalg.cholesky(A)
-            for k in range(len(th)):
-                out[k] = self._crit(ld_v[k], R[k])
         except np.linalg.LinAlgError:
             for k in range(len(th)):
                 try:
                     out[k] = self._crit(ld_v[k], np.linalg.cholesky(A[k]))
                 except np.linalg.LinAlgError:
                     pass
-        return out
+            return out
+        dg = np.diagonal(R, axis1=1, axis2=2)
+        Q = dg[:, p] ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.method == "REML":
+                out = ld_v + 2.0 * np.log(dg[:, :p]).sum(1) + (N - p) * (1.0 + _LOG2PI + np.log(Q / (N - p)))
+            else:
+                out = ld_v + N * (1.0 + _LOG2PI + np.log(Q / N))
+        return np.where(Q > 0, out, np.inf)
 
     def dev1(self, theta: float) -> float:
         gam = theta * theta

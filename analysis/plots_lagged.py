@@ -111,13 +111,13 @@ def patient_series_figure(
         st_rows = rows[rows["study"].astype(str) == str(rser["study"].iloc[0])] if "study" in rser else rows
         xs = _to_model_scale(st_rows["x_raw"], st_rows["x"], rser[lab["x"]])
         fig.add_trace(go.Scatter(x=rser["session"], y=xs, mode="lines+markers", name=f"{lab['x']} (all observed)",
-                                 line=dict(color=_BLUE), connectgaps=False,
+                                 line={"color": _BLUE}, connectgaps=False,
                                  hovertemplate="session %{x}: %{y:.2f}<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Scatter(x=r["session"], y=r["x"], mode="markers", name=f"{lab['x']} in a model row",
-                             marker=dict(color=_BLUE, size=10, symbol="circle-open", line=dict(width=2)),
+                             marker={"color": _BLUE, "size": 10, "symbol": "circle-open", "line": {"width": 2}},
                              hovertemplate="session %{x}: %{y:.2f}<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Scatter(x=r["session"], y=r["x_center"], mode="lines", name="centre subtracted",
-                             line=dict(color=_GREY, dash="dash"),
+                             line={"color": _GREY, "dash": "dash"},
                              hovertemplate="centre at session %{x}: %{y:.2f}<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Bar(x=r["session"], y=r["within"], name="within deviation",
                          marker_color=np.where(r["within"] >= 0, _BLUE, _RED),
@@ -125,14 +125,14 @@ def patient_series_figure(
     if raw is not None:
         ys = _to_model_scale(st_rows["lead_raw"], st_rows["lead"], rser[lab["y"]])
         fig.add_trace(go.Scatter(x=rser["session"], y=ys, mode="lines+markers", name=f"{lab['y']} (all observed)",
-                                 line=dict(color=_ORANGE, width=1), marker=dict(size=5),
+                                 line={"color": _ORANGE, "width": 1}, marker={"size": 5},
                                  hovertemplate="session %{x}: %{y:.2f}<extra></extra>"), row=3, col=1)
     for s, ls, ld in zip(r["session"], r["lead_session"], r["lead"]):
-        fig.add_trace(go.Scatter(x=[s, ls], y=[ld, ld], mode="lines", line=dict(color=_GREY, width=1),
+        fig.add_trace(go.Scatter(x=[s, ls], y=[ld, ld], mode="lines", line={"color": _GREY, "width": 1},
                                  showlegend=False, hoverinfo="skip"), row=3, col=1)
     fig.add_trace(go.Scatter(
         x=r["lead_session"], y=r["lead"], mode="markers", name=f"{lab['y']} at t+{lag} (model outcome)",
-        marker=dict(color=_ORANGE, size=10),
+        marker={"color": _ORANGE, "size": 10},
         customdata=np.column_stack([r["session"], r["within"]]),
         hovertemplate=("outcome at session %{x}: %{y:.2f}<br>paired with predictor at session "
                        "%{customdata[0]} (within %{customdata[1]:+.2f})<extra></extra>"),
@@ -144,8 +144,8 @@ def patient_series_figure(
     st = f" ({r['study'].iloc[0]})" if len(r) else ""
     fig.update_layout(
         title=f"Patient {patient}{st}: what enters the model, {lab['arrow']}",
-        height=720, margin=dict(t=90, l=80, r=20, b=60), bargap=0.4,
-        legend=dict(orientation="h", y=-0.12),
+        height=720, margin={"t": 90, "l": 80, "r": 20, "b": 60}, bargap=0.4,
+        legend={"orientation": "h", "y": -0.12},
     )
     return fig
 
@@ -209,9 +209,9 @@ def study_coefficients_figure(result, direction: str = "alliance_to_symptoms", t
     fig = go.Figure()
     fig.add_trace(go.Scatter(
         x=est[ok], y=study[ok], mode="markers", name="study estimate",
-        marker=dict(color=_BLUE, size=9),
-        error_x=dict(type="data", symmetric=False, array=(t["ci_high"].to_numpy(float) - est)[ok],
-                     arrayminus=(est - t["ci_low"].to_numpy(float))[ok], color=_BLUE),
+        marker={"color": _BLUE, "size": 9},
+        error_x={"type": "data", "symmetric": False, "array": (t["ci_high"].to_numpy(float) - est)[ok],
+                     "arrayminus": (est - t["ci_low"].to_numpy(float))[ok], "color": _BLUE},
         customdata=np.column_stack([t["ci_low"].to_numpy(float)[ok], t["ci_high"].to_numpy(float)[ok],
                                     t["n_patients"].to_numpy()[ok], t["n_pairs"].to_numpy()[ok]]),
         hovertemplate=("%{y}: %{x:.3f} [%{customdata[0]:.3f}, %{customdata[1]:.3f}]<br>"
@@ -219,26 +219,26 @@ def study_coefficients_figure(result, direction: str = "alliance_to_symptoms", t
     ))
     if (~ok).any():
         fig.add_trace(go.Scatter(x=np.zeros((~ok).sum()), y=study[~ok], mode="text", text=["not fitted"] * (~ok).sum(),
-                                 textfont=dict(color=_GREY), name="not fitted",
+                                 textfont={"color": _GREY}, name="not fitted",
                                  hovertext=t["message"].astype(str).to_numpy()[~ok], hoverinfo="text"))
     ylabels = list(study)
     if pooled is not None:
         lbl = f"Pooled (k = {pooled.k})" if pooled.k > 1 else "Only one study: not pooled"
         fig.add_trace(go.Scatter(
             x=[pooled.ci_low, pooled.estimate, pooled.ci_high, pooled.estimate, pooled.ci_low],
-            y=[lbl, lbl, lbl, lbl, lbl], mode="lines", fill="toself", line=dict(color=_ORANGE, width=8),
+            y=[lbl, lbl, lbl, lbl, lbl], mode="lines", fill="toself", line={"color": _ORANGE, "width": 8},
             name="pooled estimate and CI", hoverinfo="skip",
         ))
-        fig.add_trace(go.Scatter(x=[pooled.estimate], y=[lbl], mode="markers", marker=dict(symbol="diamond", size=14, color=_ORANGE),
+        fig.add_trace(go.Scatter(x=[pooled.estimate], y=[lbl], mode="markers", marker={"symbol": "diamond", "size": 14, "color": _ORANGE},
                                  showlegend=False,
                                  hovertemplate=f"pooled: %{{x:.3f}} [{pooled.ci_low:.3f}, {pooled.ci_high:.3f}]<extra></extra>"))
         ylabels = [lbl] + ylabels
-    fig.add_vline(x=0, line=dict(color=_GREY, dash="dot"))
+    fig.add_vline(x=0, line={"color": _GREY, "dash": "dot"})
     fig.update_yaxes(categoryorder="array", categoryarray=ylabels, title_text="")
     fig.update_xaxes(title_text=_term_axis(direction, term, lag, effect) + f"<br>dots: estimate, bars: {100 * level:g}% CI")
     fig.update_layout(title=f"Per-study '{term}' coefficients, {direction_label(direction, lag)['arrow']}",
-                      height=max(320, 28 * len(ylabels) + 170), margin=dict(t=60, l=140, r=20, b=110),
-                      legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+                      height=max(320, 28 * len(ylabels) + 170), margin={"t": 60, "l": 140, "r": 20, "b": 110},
+                      legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"})
     return fig
 
 
@@ -252,14 +252,14 @@ def multiverse_figure(table: pd.DataFrame, direction: str = "alliance_to_symptom
            for c, tt, e in zip(t["centering"], t["time_trend"], t["effect"])]
     est = t["estimate"].to_numpy(float)
     fig = go.Figure(go.Scatter(
-        x=est, y=lab, mode="markers", marker=dict(size=10, color=np.where(t["effect"] == "total", _GREY, _BLUE)),
-        error_x=dict(type="data", symmetric=False, array=t["ci_high"].to_numpy(float) - est,
-                     arrayminus=est - t["ci_low"].to_numpy(float)),
+        x=est, y=lab, mode="markers", marker={"size": 10, "color": np.where(t["effect"] == "total", _GREY, _BLUE)},
+        error_x={"type": "data", "symmetric": False, "array": t["ci_high"].to_numpy(float) - est,
+                     "arrayminus": est - t["ci_low"].to_numpy(float)},
         hovertemplate="%{y}: %{x:.3f}<extra></extra>",
     ))
-    fig.add_vline(x=0, line=dict(color=_GREY, dash="dot"))
+    fig.add_vline(x=0, line={"color": _GREY, "dash": "dot"})
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text=_term_axis(direction, "within", 1, "within-patient") + "<br>grey: total effect (no between part)")
     fig.update_layout(title=f"Pooled effect under each centering, {direction_label(direction)['arrow']}",
-                      height=420, margin=dict(t=60, l=300, r=20, b=110))
+                      height=420, margin={"t": 60, "l": 300, "r": 20, "b": 110})
     return fig

@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.pipeline import two_stage  # noqa: E402
-from analysis.simulate import simulate_collection  # noqa: E402
+from analysis.pipeline import two_stage
+from analysis.simulate import simulate_collection
 
 
 def sizes_for(total: int, k: int = 17) -> list[int]:
@@ -51,7 +51,7 @@ def main(argv=None) -> None:
     repeat = args.repeat or (7 if args.scale <= 1 else 1)
 
     t0 = time.perf_counter()
-    sim = simulate_collection(17, sizes_for(int(round(5350 * args.scale))), range(1, 8), seed=args.seed)
+    sim = simulate_collection(17, sizes_for(round(5350 * args.scale)), range(1, 8), seed=args.seed)
     df = sim.data
     t_sim = time.perf_counter() - t0
     print(f"data: {df['study'].nunique()} studies, {df['patient'].size:,} rows, "

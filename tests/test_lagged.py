@@ -166,7 +166,7 @@ def test_prepare_columns_follow_options(raw):
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 5000), lag=st.integers(1, 3), miss=st.floats(0, 0.5))
 def test_pairing_invariants(seed, lag, miss):
-    df = simulate_study(8, range(0, 9), missing_sessions=miss, missing_values=0.1, seed=seed).data
+    df = simulate_study(8, range(9), missing_sessions=miss, missing_values=0.1, seed=seed).data
     s = prepare(df, LagOptions(lag=lag, centering="none"))
     assert (s["lead_session"] - s["session"] == lag).all()
     n = prepare(df, LagOptions(lag=lag, centering="none", pairing="next_observed"))
@@ -237,7 +237,7 @@ def test_fit_study_matches_lme4_and_clubsandwich(raw, ref):
         elif "tau2_slope" in r and abs(f.deviance - r["deviance"]) > 1e-6:
             assert f.deviance < r["deviance"]  # lme4 stopped at a worse boundary point (test_mixed)
         else:
-            tol = dict(rtol=1e-4, atol=1e-9)
+            tol = {"rtol": 1e-4, "atol": 1e-9}
             np.testing.assert_allclose(est, r["estimate"], **tol)
             np.testing.assert_allclose(se, r["se"], rtol=1e-4)
             np.testing.assert_allclose(f.sigma2, r["sigma2"], rtol=1e-4)
@@ -317,7 +317,7 @@ def test_failures_are_reported_not_raised():
 
 
 def test_window_is_applied_first():
-    df = simulate_study(30, range(0, 12), seed=4).data
+    df = simulate_study(30, range(12), seed=4).data
     r = prepare(df, LagOptions(sessions=(1, 7)))
     assert r["session"].min() >= 1 and r["lead_session"].max() <= 7
     # person means use only in-window values: recompute for one patient

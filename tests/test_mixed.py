@@ -126,7 +126,7 @@ def test_random_slope_matches_lme4(ref, rows):
             same += 1
         else:
             assert f.deviance < r["deviance"] - 1e-6
-            beta, cov, s2 = prob.solve(np.array(r["theta"]))
+            beta, cov, _s2 = prob.solve(np.array(r["theta"]))
             np.testing.assert_allclose(beta, r["estimate"], rtol=1e-4, atol=1e-8)
             np.testing.assert_allclose(np.sqrt(np.diag(cov)), r["se"], rtol=1e-4)
             better += 1
@@ -178,7 +178,7 @@ def test_random_intercept_equals_dense_likelihood_optimum(seed, method, tau):
     # optimality: no better value of (σ², τ²) nearby, τ² ≥ 0 respected
     for ds, dt in [(1.01, 1.0), (0.99, 1.0), (1.0, 1.05), (1.0, 0.95)]:
         t2b = t2 * dt if t2 > 0 else 1e-3 * (dt - 0.95)
-        d2 = dense_deviance(X, y, g, lambda i: s2 * ds * np.eye(len(i)) + t2b, method)[0]
+        d2 = dense_deviance(X, y, g, lambda i, a=s2 * ds, b=t2b: a * np.eye(len(i)) + b, method)[0]
         assert d2 >= dev - 1e-9
 
 
@@ -259,7 +259,7 @@ def test_errors_are_clear():
 
 
 def test_wald_table_normal_and_t():
-    stat, lo, hi, p = mixed.wald_table([1.0], [0.5])
+    stat, _lo, hi, p = mixed.wald_table([1.0], [0.5])
     assert stat[0] == 2.0 and abs(p[0] - 0.0455003) < 1e-6 and abs(hi[0] - (1 + 1.959964 * 0.5)) < 1e-6
-    stat, lo, hi, p = mixed.wald_table([1.0], [0.5], df=10)
+    stat, _lo, hi, p = mixed.wald_table([1.0], [0.5], df=10)
     assert abs(p[0] - 0.07338803) < 1e-6

@@ -25,8 +25,17 @@ import pytest
 
 from analysis.lagged import LagOptions, fit_study, prepare
 from analysis.meta import random_effects
-from analysis.pipeline import TwoStageResult, early_alliance_outcome, multiverse, two_stage
-from analysis.plots_lagged import multiverse_figure, patient_series_figure, study_coefficients_figure
+from analysis.pipeline import (
+    TwoStageResult,
+    early_alliance_outcome,
+    multiverse,
+    two_stage,
+)
+from analysis.plots_lagged import (
+    multiverse_figure,
+    patient_series_figure,
+    study_coefficients_figure,
+)
 from analysis.simulate import simulate_collection, simulate_study
 
 REF = Path(__file__).parent / "reference"
