@@ -1,0 +1,114 @@
+"""Lagged effects page: per-study stage-1 coefficients in both directions."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from analysis import plots_lagged
+from analysis.interpret import count_sentence, lagged_effect_sentence
+from ui import compute
+from ui.downloads import show_figure, table_download
+from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel
+from ui.state import current
+
+st.title("Lagged effects")
+df = current()["df"]
+options = option_panel(df)
+st.caption(
+    f"One model per study (METHODS [§5]({LINKS['stage1']})): outcome at session t + {options.lag} on the "
+    f"predictor at session t · centering: {CENTERING[options.centering].lower()} · "
+    f"{'standardized within study' if options.standardize else 'raw scores'} · "
+    f"{'controlling for the prior outcome' if options.control_prior_outcome else 'no control for the prior outcome'}."
+)
+if not options.directions:
+    st.stop()
+
+try:
+    with st.spinner("Fitting one model per study…"):
+        res = compute.two_stage(df, options)
+except ValueError as e:
+    st.error(f"The models could not be run with these options: {e}")
+    st.stop()
+
+for m in res.messages:
+    st.info(m)
+
+ps = res.per_study
+within = ps[ps["term"] == "within"]
+for direction in options.directions:
+    st.header(DIRECTIONS[direction])
+    d = within[within["direction"] == direction]
+    effect = d["effect"].iloc[0] if len(d) else "within-patient"
+    ok = d[d["status"] != "failed"]
+    n_sig = int(((ok["ci_low"] > 0) | (ok["ci_high"] < 0)).sum())
+    st.write(count_sentence(n_sig, len(ok), int((d["status"] == "failed").sum())))
+    if direction in res.pooled and res.pooled[direction].k >= 1:
+        m = res.pooled[direction]
+        st.markdown(
+            ("**Pooled** " if m.k > 1 else "**Single study:** ")
+            + lagged_effect_sentence(m.estimate, m.ci_low, m.ci_high, direction, options.lag,
+                                     options.standardize, effect)
+        )
+    show_figure(plots_lagged.study_coefficients_figure(res, direction), f"coefficients_{direction}",
+                key=f"lag_coef_{direction}")
+
+    table = d[["study", "effect", "estimate", "se", "ci_low", "ci_high", "pvalue", "n_patients", "n_pairs",
+               "status"]].rename(columns={"ci_low": "CI low", "ci_high": "CI high", "pvalue": "p",
+                                          "n_patients": "N patients", "n_pairs": "N pairs"})
+    st.dataframe(table, width="stretch", hide_index=True,
+                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
+                                ("estimate", "se", "CI low", "CI high")} | {
+                     "p": st.column_config.NumberColumn(format="%.4f")})
+    table_download(d, f"per_study_{direction}", key=f"lag_dl_{direction}")
+
+    diag = []
+    for (study, dirn), fit in res.fits.items():
+        if dirn != direction:
+            continue
+        g = fit.diagnostics()
+        diag.append({"study": study, "median pairs per patient": g["median_pairs"],
+                     "ICC of predictor": g["icc_predictor"],
+                     "reliability of person mean": g["reliability_person_mean"],
+                     "Nickell bias of prior outcome": g["nickell_bias"] if options.control_prior_outcome else np.nan,
+                     "random-intercept variance": g["tau2"], "boundary (τ² ≈ 0)": g["singular"],
+                     "converged": g["converged"], "messages": " ".join(fit.messages)})
+    diag = pd.DataFrame(diag)
+    n_warn = int((d["status"] != "ok").sum())
+    with st.expander(f"Diagnostics and warnings ({n_warn} {'study' if n_warn == 1 else 'studies'} with notes)",
+                     expanded=False):
+        st.markdown(
+            "- **Nickell bias**: with few pairs per patient, the person-mean-centered prior outcome is biased "
+            "downward by about −(1 + ρ)/(T − 1).\n"
+            "- **Reliability of the person mean** = n·ICC / (1 + (n − 1)·ICC): low values mean the between part is "
+            "a noisy score and between effects are pulled toward the within effect.\n"
+            "- **Boundary**: a random-intercept variance of zero is common in this model; the fixed effects are "
+            "still correct (checked against lme4)."
+        )
+        st.dataframe(diag, width="stretch", hide_index=True)
+        table_download(diag, f"diagnostics_{direction}", key=f"lag_diag_dl_{direction}")
+
+with st.expander("All coefficients of every study model"):
+    st.dataframe(ps, width="stretch", hide_index=True)
+    table_download(ps, "all_coefficients", key="lag_all_dl")
+
+with st.expander("How many pairs each pairing mode yields"):
+    st.dataframe(compute.pairing_counts(df, options), width="stretch", hide_index=True)
+
+st.header("What went into the model")
+st.caption("For one patient: the raw series, the value the centering subtracts, the within deviations, and the "
+           "outcome each session is paired with.")
+c1, c2, c3 = st.columns(3)
+studies = sorted(df["study"].astype(str).unique())
+study = c1.selectbox("Study", studies, key="lag_view_study")
+direction = c2.selectbox("Direction", list(options.directions), format_func=DIRECTIONS.get, key="lag_view_dir")
+rows = compute.prepare(df[df["study"] == study], options, direction)
+patients = sorted(rows["patient"].astype(str).unique()) if len(rows) else []
+if not patients:
+    st.info("No model rows for this study with the current options.")
+else:
+    patient = c3.selectbox("Patient", patients, key="lag_view_patient")
+    show_figure(plots_lagged.patient_series_figure(df[df["study"] == study], patient, options, direction, study),
+                "patient_series", key="lag_patient")
+    st.dataframe(rows[rows["patient"] == patient], width="stretch", hide_index=True)
+    table_download(rows, f"model_rows_{study}_{direction}", key="lag_rows_dl",
+                   label="Download this study's model rows (CSV)")

@@ -1,0 +1,145 @@
+"""Pooled effects page: stage-2 random-effects meta-analysis of the stage-1 coefficients."""
+
+import pandas as pd
+import streamlit as st
+
+from analysis import plots_lagged, plots_meta
+from analysis.interpret import lagged_effect_sentence
+from ui import compute
+from ui.downloads import show_figure, table_download
+from ui.options import DIRECTIONS, LINKS, option_panel, pooling_panel
+from ui.reporting import report_downloads
+from ui.state import current, study_level_columns
+
+st.title("Pooled effects")
+ds = current()
+df = ds["df"]
+pooling_panel(df)
+options = option_panel(df)
+st.caption(
+    f"Two-stage individual participant data meta-analysis: the within-patient coefficient of each study "
+    f"(Lagged effects page) pooled with a random-effects model, τ² by {options.pooling_method}, "
+    f"{'Knapp–Hartung t test' if options.test == 'knha' else 'z test'} (METHODS [§6]({LINKS['stage2']}))."
+)
+if not options.directions:
+    st.stop()
+try:
+    with st.spinner("Fitting the study models and pooling…"):
+        res = compute.two_stage(df, options)
+except ValueError as e:
+    st.error(f"The models could not be run with these options: {e}")
+    st.stop()
+for m in res.messages:
+    st.info(m)
+
+pooled = {d: res.pooled[d] for d in options.directions if d in res.pooled}
+if not pooled:
+    st.warning("No study could be fitted, so there is nothing to pool. See the Lagged effects page for reasons.")
+    st.stop()
+
+effect = res.per_study["effect"].iloc[0] if len(res.per_study) else "within-patient"
+xlabel = ("Within-patient lagged coefficient" if effect == "within-patient" else "Total lagged coefficient") + (
+    " (SD units)" if options.standardize else " (raw units)")
+dirs = list(pooled)
+if len(dirs) == 2:
+    fig = plots_meta.paired_forest_plot(pooled[dirs[0]], pooled[dirs[1]],
+                                        titles=[DIRECTIONS[d] for d in dirs], xlabel=xlabel)
+else:
+    fig = plots_meta.forest_plot(pooled[dirs[0]], title=DIRECTIONS[dirs[0]], xlabel=xlabel)
+show_figure(fig, "forest_plot", key="pooled_forest")
+
+for d, m in pooled.items():
+    st.markdown(f"**{DIRECTIONS[d]}.** {m.summary()}")
+    if m.k >= 1:
+        st.caption(lagged_effect_sentence(m.estimate, m.ci_low, m.ci_high, d, options.lag, options.standardize,
+                                          effect, level=m.level))
+summary_table = pd.concat([m.to_frame().assign(direction=d) for d, m in pooled.items()], ignore_index=True)
+st.dataframe(summary_table, width="stretch", hide_index=True)
+table_download(summary_table, "pooled_estimates", key="pooled_dl")
+
+tabs = st.tabs(["Leave-one-out", "Funnel & Egger", "Meta-regression", "Centering multiverse",
+                "Early alliance → outcome", "Report & script"])
+
+with tabs[0]:
+    st.caption("Each row: the pooled estimate when that study is left out. A study that moves the estimate a lot "
+               "deserves a closer look.")
+    for d, m in pooled.items():
+        if m.k < 3:
+            st.info(f"{DIRECTIONS[d]}: leave-one-out needs at least 3 studies (k = {m.k}).")
+            continue
+        loo = compute.leave_one_out(m.yi, m.vi, tuple(m.labels), options.pooling_method, options.test)
+        show_figure(plots_meta.leave_one_out_plot(loo, title=f"Leave-one-out: {DIRECTIONS[d]}"),
+                    f"leave_one_out_{d}", key=f"loo_{d}")
+        table_download(loo, f"leave_one_out_{d}", key=f"loo_dl_{d}")
+
+with tabs[1]:
+    st.caption("Small studies with extreme effects make the funnel asymmetric. Egger's regression test "
+               "(metafor `regtest`, predictor = SE) checks for that asymmetry; with fewer than 10 studies it has "
+               "little power.")
+    for d, m in pooled.items():
+        if m.k < 3:
+            st.info(f"{DIRECTIONS[d]}: a funnel plot and Egger's test need at least 3 studies (k = {m.k}).")
+            continue
+        show_figure(plots_meta.funnel_plot(m.yi, m.vi, m, xlabel=xlabel, title=f"Funnel plot: {DIRECTIONS[d]}",
+                                           labels=list(m.labels)), f"funnel_{d}", key=f"funnel_{d}")
+        eg = compute.egger(m.yi, m.vi, options.pooling_method, options.test)
+        st.write(eg.summary())
+
+with tabs[2]:
+    mods = study_level_columns(df)
+    if df["study"].nunique() < 3:
+        st.info("Meta-regression needs at least 3 studies.")
+    elif not mods:
+        st.info("No study-level columns in the data. Columns that are constant within each study (e.g. setting, "
+                "country, mean age) can be used as moderators.")
+    else:
+        chosen = st.multiselect("Study-level moderators", mods, default=mods[:1], key="pooled_mods")
+        if chosen:
+            study_vals = df.groupby("study", observed=True)[chosen].first()
+            for d, m in pooled.items():
+                M = study_vals.reindex(list(m.labels)).reset_index(drop=True)
+                try:
+                    mr = compute.meta_regression(m.yi, m.vi, M, options.pooling_method, options.test,
+                                                 tuple(m.labels))
+                except ValueError as e:
+                    st.error(f"{DIRECTIONS[d]}: {e}")
+                    continue
+                st.markdown(f"**{DIRECTIONS[d]}.** {mr.summary()}")
+                coef = mr.coefficients
+                st.dataframe(coef, width="stretch", hide_index=True)
+                table_download(coef, f"meta_regression_{d}", key=f"mr_dl_{d}")
+
+with tabs[3]:
+    st.caption("Does the conclusion depend on centering? The same model under every centering, with and without a "
+               "fixed time trend. Falkenström et al. advise reporting the non-detrended estimate and using "
+               "detrending as a sensitivity analysis.")
+    if st.toggle("Compute the multiverse (8 model sets per direction)", key="pooled_multiverse"):
+        with st.spinner("Fitting every centering…"):
+            mv = compute.multiverse(df, options)
+        for d in pooled:
+            show_figure(plots_lagged.multiverse_figure(mv, d), f"multiverse_{d}", key=f"mv_{d}")
+        pooled_rows = mv[mv["row"] == "pooled"]
+        st.dataframe(pooled_rows, width="stretch", hide_index=True)
+        table_download(mv, "centering_multiverse", key="mv_dl")
+
+with tabs[4]:
+    st.caption("METHODS §7: per study, final symptoms regressed on early alliance (mean of the first sessions) and "
+               "baseline symptoms, standardized within study; pooled across studies.")
+    early_n = st.number_input("Early sessions (first observed)", 1, 10, 3, key="pooled_early_n")
+    try:
+        er = compute.early_alliance(df, int(early_n), options)
+    except ValueError as e:
+        st.error(str(e))
+    else:
+        for m in er.messages:
+            st.info(m)
+        for d, m in er.pooled.items():
+            if m.k >= 1:
+                show_figure(plots_meta.forest_plot(m, title="Early alliance → final symptoms",
+                                                   xlabel="Standardized coefficient (higher = more severe)"),
+                            "early_alliance_outcome", key=f"early_{d}")
+                st.write(m.summary())
+        table_download(er.per_study, "early_alliance_outcome", key="early_dl")
+
+with tabs[5]:
+    report_downloads(ds, options, res, fig)

@@ -1,0 +1,39 @@
+"""Report and reproduction-script downloads for the current two-stage analysis."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from analysis import data as adata
+from analysis.report import html_report, reproduction_script
+
+DATA_NAME = "analysis_data.csv"
+
+
+def _report_html(ds: dict, options, res, fig) -> bytes:
+    df = ds["df"]
+    sections = [("Pooled estimates", [fig, *[m.summary() for m in res.pooled.values()],
+                                      pd.concat([m.to_frame().assign(direction=d) for d, m in res.pooled.items()],
+                                                ignore_index=True) if res.pooled else pd.DataFrame()]),
+                ("Per-study coefficients (all terms)", [res.per_study])]
+    text = html_report(f"Alliance ⇄ symptoms: {ds['name']}", data_summary=adata.summarize(df).to_frame(),
+                       options=options, sections=sections, messages=[*ds.get("notes", []), *res.messages])
+    return text.encode("utf-8")
+
+
+def report_downloads(ds: dict, options, res, fig) -> None:
+    st.markdown("**A self-contained HTML report** of this analysis: data summary, options, tables, figures and "
+                "package versions. It opens offline.")
+    st.download_button("Download the HTML report", data=lambda: _report_html(ds, options, res, fig),
+                       file_name="alliance_symptoms_report.html", mime="text/html", key="dl_report",
+                       on_click="ignore")
+    st.markdown(f"**Reproduce it in Python**: download the data ({DATA_NAME}) and the script into the project folder "
+                "and run `.venv/bin/python reproduce_analysis.py`; it prints the same pooled estimates.")
+    c1, c2 = st.columns(2)
+    c1.download_button("Download the data (CSV)", data=lambda: ds["df"].to_csv(index=False).encode("utf-8"),
+                       file_name=DATA_NAME, mime="text/csv", key="dl_repro_data", on_click="ignore")
+    c2.download_button("Download the script (.py)",
+                       data=lambda: reproduction_script(DATA_NAME, options.to_dict()).encode("utf-8"),
+                       file_name="reproduce_analysis.py", mime="text/x-python", key="dl_repro_script",
+                       on_click="ignore")
