@@ -517,7 +517,9 @@ def prepare(df: pd.DataFrame, options: LagOptions | None = None, direction: str 
     the original metric (``x_raw``), after standardization (``x``), the value
     subtracted by the centering (``x_center``: 0, grand mean, person mean or
     the patient's fitted trend) and ``within = x − x_center``; ``between =
-    person mean − mean of person means`` (person_mean/detrended); the same for
+    person mean − mean of the study's person means`` (person_mean/detrended;
+    every patient with an observed value counts, also one whose detrended
+    within part is missing for lack of 3 values); the same for
     the outcome at t (``y_raw, y, y_center``, terms ``prior_within``,
     ``prior_between``); ``interaction = between·within``; ``time`` = session −
     mean session of the study's model rows; the outcome at the lead session

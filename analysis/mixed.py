@@ -73,7 +73,7 @@ class MixedFit:
 
     ``beta``, ``se`` and ``cov_beta`` are the fixed effects (GLS at the
     estimated variance components) and their model-based covariance
-    ``σ̂²(X'V̂⁻¹X)⁻¹·σ̂²``-scaled as in lme4's ``vcov``. ``tau2`` is the
+    ``(X'V̂⁻¹X)⁻¹`` (= σ̂²M⁻¹ in the module docstring's notation; lme4's ``vcov``). ``tau2`` is the
     random-intercept variance, ``re_cov`` the full random-effects covariance
     (1×1 for a random intercept), ``sigma2`` the residual variance, ``theta``
     lme4's relative Cholesky parameters. ``deviance`` is the REML criterion
