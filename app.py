@@ -1,29 +1,38 @@
-"""Alliance ⇄ symptoms dashboard: entry point.
+"""Alliance ⇄ Symptoms dashboard: entry point.
 
 Start with `make run` (or `streamlit run app.py`). The IPD-MA demo data set is
 loaded on first start; the Data page replaces it with uploaded files.
 """
 
+from pathlib import Path
+
 import streamlit as st
 
-from ui.state import ensure_dataset, sidebar_summary
+from ui.state import SHELL_FLAG, ensure_dataset, sidebar_summary
 
-st.set_page_config(page_title="Alliance ⇄ Symptoms", page_icon="📈", layout="wide")
+st.set_page_config(page_title="Alliance ⇄ Symptoms", page_icon=":material/monitoring:", layout="wide")
 
+HERE = Path(__file__).resolve().parent
+# (file, title, icon). tests/test_app_shell.py checks every file exists.
+PAGE_SPECS = [
+    ("pages/home.py", "Overview", ":material/home:"),
+    ("pages/data.py", "Data", ":material/folder_open:"),
+    ("pages/lagged.py", "Lagged effects", ":material/swap_horiz:"),
+    ("pages/pooled.py", "Pooled effects", ":material/forest:"),
+    ("pages/convergence.py", "Convergence", ":material/handshake:"),
+    ("pages/events.py", "Ruptures & gains", ":material/bolt:"),
+    ("pages/teaching.py", "Teaching", ":material/school:"),
+    ("pages/screening.py", "Screening", ":material/search:"),
+    ("pages/methods.py", "Methods", ":material/menu_book:"),
+]
 PAGES = [
-    st.Page("pages/home.py", title="Overview", icon="🏠", default=True),
-    st.Page("pages/data.py", title="Data", icon="📂"),
-    st.Page("pages/lagged.py", title="Lagged effects", icon="↔️"),
-    st.Page("pages/pooled.py", title="Pooled effects", icon="🌲"),
-    st.Page("pages/convergence.py", title="Convergence", icon="🤝"),
-    st.Page("pages/events.py", title="Ruptures & gains", icon="⚡"),
-    st.Page("pages/teaching.py", title="Teaching", icon="🎓"),
-    st.Page("pages/screening.py", title="Screening", icon="🔎"),
-    st.Page("pages/methods.py", title="Methods", icon="📖", url_path="methods"),
+    st.Page(f, title=t, icon=i, default=(f == "pages/home.py"))
+    for f, t, i in PAGE_SPECS
+    if (HERE / f).exists()
 ]
 
 # Our own sidebar links (the automatic navigation is hidden; see .streamlit/config.toml).
-page = st.navigation(PAGES, position="hidden")
+st.session_state[SHELL_FLAG] = True
 ensure_dataset()
 with st.sidebar:
     st.markdown("### Alliance ⇄ Symptoms")
@@ -31,4 +40,4 @@ with st.sidebar:
         st.page_link(p, label=p.title, icon=p.icon)
     st.divider()
 sidebar_summary()
-page.run()
+st.navigation(PAGES, position="hidden").run()

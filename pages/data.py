@@ -119,7 +119,7 @@ with upload_tab:
             study_label = st.text_input(
                 "Study label (used when no study column is mapped)", value=default_label, key=f"label_{i}_{f.name}"
             )
-            hib = adata.suggest_higher_is_better(mapping["symptoms"]) if mapping["symptoms"] else None
+            hib = adata.suggest_higher_is_better(mapping["symptoms"], raw) if mapping["symptoms"] else None
             higher_better = st.checkbox(
                 "Higher symptom scores mean *better* (e.g. ORS): flip so that higher = more severe",
                 value=bool(hib), key=f"flip_{i}_{f.name}",

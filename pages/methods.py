@@ -4,6 +4,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui.state import current
+
+current()
+
 st.title("Methods")
 st.caption("The exact definitions every result on this site follows. Option help on the other pages links here.")
 text = (Path(__file__).resolve().parents[1] / "docs" / "METHODS.md").read_text(encoding="utf-8")

@@ -86,8 +86,14 @@ def browser_page(width: int = 1400, height: int = 1000):
 
 
 def wait_idle(page, timeout: float = 60_000) -> None:
-    """Wait until Streamlit has finished running the script (no 'Running…' status widget)."""
-    page.wait_for_timeout(300)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout
-    )
+    """Wait until Streamlit has rendered the app shell and finished running the script.
+
+    The sidebar's page links come from app.py, so their presence means the
+    script has started; the absence of the 'Running…' status widget, twice
+    in a row half a second apart, means it has finished.
+    """
+    page.locator('[data-testid="stSidebar"] [data-testid="stPageLink"]').first.wait_for(timeout=timeout)
+    js = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+    for _ in range(2):
+        page.wait_for_timeout(500)
+        page.wait_for_function(js, timeout=timeout)
