@@ -87,9 +87,14 @@ def to_lag_options(opts: dict, df: pd.DataFrame) -> LagOptions:
 
 
 def _w(name: str, opts: dict) -> str:
+    """Widget key for option ``name``, seeded so the widget shows the stored choice.
+
+    Re-assigning the key (even to its own value) matters: a value left by the
+    same widget on another page is otherwise ignored and the widget falls back
+    to its default.
+    """
     key = f"opt_{name}"
-    if key not in st.session_state:
-        st.session_state[key] = opts[name]
+    st.session_state[key] = st.session_state.get(key, opts[name])
     return key
 
 
@@ -155,6 +160,7 @@ def option_panel(df: pd.DataFrame, container=None) -> LagOptions:
     st.session_state[STORE] = opts
     if not opts["directions"]:
         st.warning("Choose at least one direction in the option panel.")
+        st.stop()
     return to_lag_options(opts, df)
 
 

@@ -11,6 +11,11 @@ from analysis.report import html_report, reproduction_script
 DATA_NAME = "analysis_data.csv"
 
 
+def script_text(options) -> str:
+    """The reproduction script offered for download (reads ``analysis_data.csv``)."""
+    return reproduction_script(DATA_NAME, options.to_dict())
+
+
 def _report_html(ds: dict, options, res, fig) -> bytes:
     df = ds["df"]
     sections = [("Pooled estimates", [fig, *[m.summary() for m in res.pooled.values()],
@@ -20,6 +25,11 @@ def _report_html(ds: dict, options, res, fig) -> bytes:
     text = html_report(f"Alliance ⇄ symptoms: {ds['name']}", data_summary=adata.summarize(df).to_frame(),
                        options=options, sections=sections, messages=[*ds.get("notes", []), *res.messages])
     return text.encode("utf-8")
+
+
+def report_html(ds: dict, options, res, fig) -> bytes:
+    """The HTML report offered for download."""
+    return _report_html(ds, options, res, fig)
 
 
 def report_downloads(ds: dict, options, res, fig) -> None:
@@ -34,6 +44,6 @@ def report_downloads(ds: dict, options, res, fig) -> None:
     c1.download_button("Download the data (CSV)", data=lambda: ds["df"].to_csv(index=False).encode("utf-8"),
                        file_name=DATA_NAME, mime="text/csv", key="dl_repro_data", on_click="ignore")
     c2.download_button("Download the script (.py)",
-                       data=lambda: reproduction_script(DATA_NAME, options.to_dict()).encode("utf-8"),
+                       data=lambda: script_text(options).encode("utf-8"),
                        file_name="reproduce_analysis.py", mime="text/x-python", key="dl_repro_script",
                        on_click="ignore")

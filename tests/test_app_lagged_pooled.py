@@ -1,0 +1,156 @@
+"""AppTest: Lagged effects and Pooled effects pages along the main option paths."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from analysis import pipeline
+from analysis.lagged import LagOptions
+from analysis.simulate import simulate_collection, simulate_study
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _app(df=None, name="test data"):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    if df is not None:
+        at.session_state["dataset"] = {"df": df, "name": name, "source": "upload", "notes": []}
+    at.run()
+    assert not at.exception
+    return at
+
+
+def _goto(at, page):
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _collection(k=4, n=40, seed=3, therapist=False):
+    return simulate_collection(k=k, n_patients=n, sessions=range(1, 7), instruments=False, missing_sessions=0.05,
+                               therapist=therapist, seed=seed).data
+
+
+def _within_table(at):
+    for d in at.dataframe:
+        v = d.value
+        if {"study", "estimate", "N pairs"} <= set(v.columns):
+            return v
+    raise AssertionError("no per-study table")
+
+
+def test_each_centering_and_direction_changes_the_estimates():
+    at = _goto(_app(_collection()), "pages/lagged.py")
+    seen = {}
+    for centering in ("person_mean", "detrended", "grand_mean", "none"):
+        at.radio(key="opt_centering").set_value(centering).run()
+        assert not at.exception
+        t = _within_table(at)
+        assert len(t) == 4 and t["estimate"].notna().all()
+        seen[centering] = t["estimate"].to_numpy()
+        # the page reports the same numbers as the analysis package
+        opts = LagOptions(centering=centering)
+        ref = pipeline.two_stage(at.session_state["dataset"]["df"], opts).per_study
+        ref = ref[(ref.term == "within") & (ref.direction == "alliance_to_symptoms")]
+        np.testing.assert_allclose(t["estimate"].to_numpy(), ref["estimate"].to_numpy(), rtol=1e-12)
+    assert not np.allclose(seen["person_mean"], seen["none"])
+    assert not np.allclose(seen["person_mean"], seen["detrended"])
+
+    at.multiselect(key="opt_directions").set_value(["symptoms_to_alliance"]).run()
+    assert not at.exception
+    headers = [h.value for h in at.header]
+    assert "Symptoms → next-session alliance" in headers
+    assert "Alliance → next-session symptoms" not in headers
+
+
+def test_options_survive_page_switch():
+    at = _goto(_app(_collection()), "pages/lagged.py")
+    at.radio(key="opt_centering").set_value("detrended").run()
+    at.selectbox(key="opt_lag").set_value(2).run()
+    _goto(at, "pages/pooled.py")  # directly: the widgets' old state is still in session state
+    assert at.radio(key="opt_centering").value == "detrended"
+    assert at.selectbox(key="opt_lag").value == 2
+    assert at.multiselect(key="opt_directions").value == ["alliance_to_symptoms", "symptoms_to_alliance"]
+    _goto(at, "pages/data.py")  # via a page without the panel: the widgets' state is dropped
+    _goto(at, "pages/lagged.py")
+    assert at.radio(key="opt_centering").value == "detrended"
+    assert at.selectbox(key="opt_lag").value == 2
+
+
+def test_failing_study_is_reported_and_the_rest_pooled():
+    good = _collection(k=3)
+    tiny = simulate_study(2, range(1, 5), study="Tiny study", seed=1).data  # 2 patients: cannot be fitted
+    df = pd.concat([good, tiny], ignore_index=True)
+    at = _goto(_app(df), "pages/lagged.py")
+    t = _within_table(at)
+    row = t[t["study"] == "Tiny study"]
+    assert row["status"].iloc[0] == "failed"
+    assert any("could not be fitted" in m.value for m in at.markdown)
+    at = _goto(at, "pages/pooled.py")
+    pooled = next(d.value for d in at.dataframe if "i2" in d.value.columns or "tau2" in d.value.columns)
+    assert set(pooled["k"]) == {3}
+
+
+def test_k1_says_no_pooling_and_k2_warns():
+    one = simulate_study(60, range(1, 8), study="Only study", seed=2).data
+    at = _goto(_app(one), "pages/pooled.py")
+    text = " ".join(i.value for i in at.info) + " ".join(m.value for m in at.markdown)
+    assert "k = 1" in text and "pooled" in text
+    two = _collection(k=2)
+    at = _goto(_app(two), "pages/pooled.py")
+    text = " ".join(m.value for m in at.markdown) + " ".join(i.value for i in at.info) + " ".join(
+        w.value for w in at.warning)
+    assert "2 studies" in text or "k = 2" in text
+
+
+def test_pooled_forest_plot_follows_estimator_and_centering():
+    at = _goto(_app(_collection(k=5)), "pages/pooled.py")
+    spec0 = json.dumps(json.loads(at.get("plotly_chart")[0].proto.spec))
+    assert "REML" in spec0 or "restricted" in spec0.lower()
+    at.selectbox(key="opt_pooling_method").set_value("DL").run()
+    spec1 = json.dumps(json.loads(at.get("plotly_chart")[0].proto.spec))
+    assert spec1 != spec0 and ("DL" in spec1 or "DerSimonian" in spec1)
+    at.radio(key="opt_centering").set_value("detrended").run()
+    spec2 = json.dumps(json.loads(at.get("plotly_chart")[0].proto.spec))
+    assert spec2 != spec1
+    assert not at.exception
+
+
+def test_data_without_therapist_ratings_runs_every_analysis_page():
+    df = _collection(k=3, therapist=False)
+    assert "therapist_alliance" not in df.columns
+    at = _app(df)
+    for page in ("pages/data.py", "pages/lagged.py", "pages/pooled.py"):
+        _goto(at, page)
+        assert len(at.get("plotly_chart")) >= 1
+
+
+def test_downloaded_script_reproduces_the_pooled_estimates(tmp_path):
+    from ui.reporting import DATA_NAME, script_text
+
+    df = _collection(k=4)
+    at = _goto(_app(df), "pages/pooled.py")
+    at.radio(key="opt_centering").set_value("detrended").run()
+    at.radio(key="opt_test").set_value("knha").run()
+    pooled = next(d.value for d in at.dataframe if "tau2" in d.value.columns)
+    shown = dict(zip(pooled["direction"], pooled["estimate"]))
+
+    from ui.options import to_lag_options
+    options = to_lag_options(at.session_state["lag_options"], df)
+    df.to_csv(tmp_path / DATA_NAME, index=False)  # what the "Download the data" button serves
+    (tmp_path / "reproduce.py").write_text(script_text(options))
+    out = subprocess.run([sys.executable, "reproduce.py"], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert out.returncode == 0, out.stderr
+    printed = dict(re.findall(r"^(\w+) pooled within-patient effect: estimate=(-?[\d.]+)", out.stdout, re.M))
+    assert set(printed) == set(shown) == {"alliance_to_symptoms", "symptoms_to_alliance"}
+    for d in shown:
+        assert float(printed[d]) == pytest.approx(shown[d], abs=5e-7)
