@@ -1,0 +1,404 @@
+"""Screening page: check one study (uploaded, or from the loaded collection) and
+place its lagged coefficients beside the collection or a typed-in reference."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from analysis import data as adata
+from analysis import lagged, screening
+from analysis.interpret import lagged_effect_sentence
+from analysis.plots_screening import screening_forest
+from ui import compute
+from ui.downloads import show_figure, table_download
+from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel, pooling_panel
+from ui.state import current
+
+# The same column-mapping choices as the Data page (pages/data.py).
+CANONICAL = {
+    "study": "Study (optional: one file = one study)",
+    "patient": "Patient id (required)",
+    "session": "Session or week number (required)",
+    "alliance": "Patient-rated alliance (required)",
+    "symptoms": "Symptom score (required)",
+    "therapist_alliance": "Therapist-rated alliance (optional)",
+    "therapist": "Therapist id (optional)",
+}
+REQUIRED = ("patient", "session", "alliance", "symptoms")
+NONE = "— not in this file —"
+FILE_TYPES = ["csv", "tsv", "txt", "xlsx", "xls", "sav", "dta", "parquet"]
+STORE = "scr_store"  # plain dict: widget values and the uploaded file survive switching pages
+MARK = {"pass": "✓\u00a0pass", "caution": "⚠\u00a0caution", "fail": "✗\u00a0fail"}
+REF_FIELDS = {"estimate": "Estimate", "ci_low": "CI lower", "ci_high": "CI upper",
+              "pi_low": "PI lower", "pi_high": "PI upper"}
+FIT_STATUS = {"ok": "ok", "warning": "ok (see notes)", "failed": "not fitted"}
+SOURCES = {"upload": "A new study (upload a file)", "collection": "A study of the loaded collection"}
+REF_MODES = {"collection": "The loaded collection", "manual": "A reference effect typed in by hand"}
+
+_persisted: list[str] = []
+
+
+def _store() -> dict:
+    return st.session_state.setdefault(STORE, {})
+
+
+def _w(key: str, default, options=None) -> str:
+    """A widget key whose value is restored after a visit to another page
+    (Streamlit forgets the state of widgets that were not drawn)."""
+    if key not in st.session_state:
+        val = _store().get(key, default)
+        if options is not None and val not in options:
+            val = default
+        st.session_state[key] = val
+    _persisted.append(key)
+    return key
+
+
+def _remember() -> None:
+    store = _store()
+    for key in _persisted:
+        if key in st.session_state:
+            store[key] = st.session_state[key]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _sheets(content: bytes, name: str) -> list[str]:
+    return adata.list_sheets(content, filename=name)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _load(content: bytes, name: str, sheet) -> pd.DataFrame:
+    return adata.load(content, filename=name, sheet=sheet)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _screen(study_df: pd.DataFrame, options: lagged.LagOptions):
+    """Stage-1 fits of the study (every chosen direction) and its checklist."""
+    fits, error = {}, None
+    for d in options.directions:
+        try:
+            fits[d] = lagged.fit_study(study_df, options, d)
+        except ValueError as e:
+            error = str(e)
+            fits = {}
+            break
+    report = screening.screen_study(study_df, options, fits or None)
+    return fits, report, error
+
+
+# --------------------------------------------------------------------------- the study to screen
+
+
+def _uploaded_file():
+    """(name, bytes) of the file to screen, or None. The file is kept in the
+    store so that it is still there after a visit to another page."""
+    store = _store()
+    fresh = "scr_upload" not in st.session_state  # the uploader is new on this run (first visit or back from a page)
+    up = st.file_uploader(
+        "Data file of the new study", type=FILE_TYPES, key="scr_upload",
+        help="One row per patient × session (long) or one column per session (wide: wai_1 … wai_12). "
+             "CSV, TSV, Excel, SPSS, Stata or Parquet.",
+    )
+    if up is not None:
+        store["file"] = (up.name, up.getvalue())
+        store["file_seen"] = up.file_id
+        return store["file"]
+    if not fresh and store.get("file_seen"):  # the user removed the file from the uploader
+        store.pop("file", None)
+        store["file_seen"] = None
+        return None
+    store["file_seen"] = None
+    if "file" in store:
+        c1, c2 = st.columns([5, 1])
+        c1.caption(f"Screening **{store['file'][0]}**, uploaded earlier in this session. Upload another file to "
+                   "replace it.")
+        if c2.button("Forget this file", key="scr_forget"):
+            store.pop("file", None)
+            st.rerun()
+        return store.get("file")
+    return None
+
+
+def _from_upload():
+    """Upload + column mapping (as on the Data page). Returns (canonical study data, label) or None."""
+    file = _uploaded_file()
+    if file is None:
+        st.info("Upload the new study's data file above, or choose **A study of the loaded collection** to try the "
+                "page without a file.")
+        st.download_button("Download a template CSV", data=adata.template_csv().encode("utf-8"),
+                           file_name="alliance_template.csv", mime="text/csv", on_click="ignore", key="scr_template")
+        return None
+    name, content = file
+    sheet = None
+    if name.lower().endswith((".xlsx", ".xls")):
+        try:
+            sheets = _sheets(content, name)
+        except adata.DataError as e:
+            st.error(f"{name}: {e}")
+            return None
+        sheet = st.selectbox("Sheet", sheets, key=_w(f"scr_sheet_{name}", sheets[0], sheets))
+    try:
+        raw = _load(content, name, sheet)
+    except adata.DataError as e:
+        st.error(f"{name}: {e}")
+        return None
+
+    wide = None
+    try:
+        wide = adata.detect_wide(raw)
+    except adata.DataError:
+        wide = None
+    if wide:
+        reshape = st.checkbox("This file has one column per session: reshape to long", key=_w(f"scr_wide_{name}", True))
+        if reshape:
+            cols = [str(c) for c in raw.columns]
+            guess = str(adata.suggest_mapping(raw).get("patient"))
+            id_col = st.selectbox("Patient id column", cols,
+                                  key=_w(f"scr_wideid_{name}", guess if guess in cols else cols[0], cols))
+            try:
+                raw = adata.wide_to_long(raw, id_col=id_col, stubs=wide)
+            except adata.DataError as e:
+                st.error(str(e))
+                return None
+
+    try:
+        suggestion = adata.suggest_mapping(raw)
+    except adata.DataError:
+        suggestion = {}
+    cols = [NONE] + [str(c) for c in raw.columns]
+    keys = {}
+    for field in CANONICAL:
+        guess = suggestion.get(field)
+        default = str(guess) if guess is not None and str(guess) in cols else NONE
+        keys[field] = _w(f"scr_map_{field}_{name}", default, cols)
+    unmapped = [f for f in REQUIRED if st.session_state[keys[f]] == NONE]
+    with st.expander(f"Columns of {name} ({len(raw):,} rows × {raw.shape[1]} columns)", expanded=bool(unmapped)):
+        st.dataframe(raw.head(6), width="stretch")
+        mcols = st.columns(4)
+        mapping = {}
+        for j, (field, label) in enumerate(CANONICAL.items()):
+            sel = mcols[j % 4].selectbox(label, cols, key=keys[field])
+            mapping[field] = None if sel == NONE else sel
+        label = st.text_input("Study label (used when no study column is mapped)",
+                              key=_w(f"scr_label_{name}", Path(name).stem))
+        hib = False
+        if mapping["symptoms"]:
+            try:
+                hib = bool(adata.suggest_higher_is_better(mapping["symptoms"], raw))
+            except adata.DataError:
+                hib = False
+        higher_better = st.checkbox("Higher symptom scores mean *better* (e.g. ORS): flip so that higher = more severe",
+                                    key=_w(f"scr_flip_{name}_{mapping['symptoms']}", hib))
+    if not unmapped:
+        st.caption("Columns: " + " · ".join(f"{f} ← `{mapping[f]}`" for f in CANONICAL if mapping[f])
+                   + " (open the box above to change them).")
+    missing = [f for f in REQUIRED if mapping[f] is None]
+    if missing:
+        st.warning(f"Choose the column for {', '.join(missing)} in the box above.")
+        return None
+    try:
+        canon = adata.to_canonical(raw, mapping, study=label or Path(name).stem,
+                                   symptoms_higher_is_worse=not higher_better)
+    except adata.DataError as e:
+        st.error(f"{name}: {e} Your column choices are kept; change them in the box above.")
+        return None
+    if canon.attrs.get("symptoms_flipped"):
+        st.caption("The symptom scale was flipped so that higher = more severe.")
+    studies = list(pd.unique(canon["study"].astype(str)))
+    if len(studies) > 1:
+        pick = st.selectbox(f"{name} holds {len(studies)} studies; screen", studies,
+                            key=_w(f"scr_filestudy_{name}", studies[0], studies))
+        canon = canon[canon["study"].astype(str) == pick].reset_index(drop=True)
+    return canon, str(canon["study"].iloc[0]) if len(canon) else (label or Path(name).stem)
+
+
+def _from_collection(coll: pd.DataFrame):
+    studies = list(pd.unique(coll["study"].astype(str)))
+    pick = st.selectbox("Study of the loaded collection", studies, key=_w("scr_coll_study", studies[0], studies),
+                        help="The study is compared with the pooled estimate of the *other* studies, so that it is "
+                             "not compared with itself.")
+    return coll[coll["study"].astype(str) == pick].reset_index(drop=True), pick
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def _manual_references(dirs) -> dict:
+    st.caption("For example a published pooled estimate of the same within-patient lagged effect, in the same units "
+               "as the coefficients here (SD units when standardization is on). Leave an interval empty if it was "
+               "not reported.")
+    refs = {}
+    for d in dirs:
+        st.markdown(f"**{DIRECTIONS[d]}**")
+        cols = st.columns(5)
+        vals = {}
+        for c, (f, lab) in zip(cols, REF_FIELDS.items()):
+            vals[f] = c.number_input(lab, value=None, step=0.01, format="%.3f", key=_w(f"scr_ref_{d}_{f}", None),
+                                     placeholder="—")
+        if vals["estimate"] is None and all(v is None for v in vals.values()):
+            st.caption("Type at least the estimate to compare with.")
+            refs[d] = None
+            continue
+        try:
+            refs[d] = screening.manual_reference(**vals)
+        except ValueError as e:
+            st.error(f"{DIRECTIONS[d]}: {e}")
+            refs[d] = None
+    return refs
+
+
+# --------------------------------------------------------------------------- page
+
+
+def main() -> None:
+    st.title("Screening")
+    st.caption(
+        "Check a study before it joins the meta-analysis: a data-quality checklist with a verdict, its lagged "
+        "coefficients under the model options in the sidebar, and where they fall relative to the loaded collection "
+        "or a reference effect you type in."
+    )
+    ds = current()
+    coll = ds["df"]
+    pooling_panel(coll)
+    options = option_panel(coll)
+    if not options.directions:
+        st.stop()
+    dirs = list(options.directions)
+
+    source = st.radio("Study to screen", list(SOURCES), format_func=SOURCES.get, horizontal=True,
+                      key=_w("scr_source", "upload", list(SOURCES)))
+    picked = _from_upload() if source == "upload" else _from_collection(coll)
+    if picked is None:
+        return
+    study_df, label = picked
+    exclude = label if source == "collection" else None
+
+    window = f"sessions {options.sessions[0]}–{options.sessions[1]}" if options.sessions else "all sessions"
+    st.caption(
+        f"Model options from the sidebar (the same as on the Lagged and Pooled pages): "
+        f"{CENTERING[options.centering].lower()} centering · lag {options.lag} · {window} · "
+        f"{'standardized within study' if options.standardize else 'raw scores'}."
+    )
+    if source == "upload" and label in set(coll["study"].astype(str)):
+        st.info(f"The loaded collection already has a study called **{label}**. If it is the same study, it is "
+                "compared with a pooled estimate that contains it; choose 'A study of the loaded collection' instead.")
+
+    try:
+        with st.spinner("Checking the study and fitting its models…"):
+            fits, report, fit_error = _screen(study_df, options)
+    except ValueError as e:
+        st.error(f"The study could not be screened: {e}")
+        return
+
+    # ---- verdict and checklist
+    st.header(f"Checklist: {label}")
+    box = {"usable": st.success, "usable with cautions": st.warning, "not usable": st.error}[report.verdict.level]
+    box(f"**Verdict:** {report.verdict.text}")
+    if fit_error:
+        st.error(f"The lagged model could not be run: {fit_error}")
+    table = report.to_frame().rename(columns={"check": "Check", "result": "Result", "mark": "Mark",
+                                              "reason": "Why"})
+    table["Mark"] = table["Mark"].map(MARK)
+    table = table[["Check", "Mark", "Result", "Why"]]
+    st.table(table.set_index("Check"))
+    table_download(report.to_frame(), f"screening_checklist_{label}", key="scr_dl_checklist",
+                   label="Download the checklist (CSV)")
+    with st.expander("How the marks are decided"):
+        st.markdown("\n".join(f"- {line}" for line in screening.THRESHOLDS.describe()))
+        st.caption("The checks use the study's rows inside the analysis window and the lag and pairing of the "
+                   f"option panel. ICC: intercept-only random-intercept model (METHODS [§5]({LINKS['stage1']})).")
+
+    # ---- coefficients
+    st.header("Lagged coefficients")
+    effects = {d: screening.effect_from_fit(fits.get(d)) for d in dirs}
+    rows = []
+    for d in dirs:
+        f = fits.get(d)
+        if f is None:
+            continue
+        c = f.coef("within") if "within" in f.terms else {}
+        rows.append({"Direction": DIRECTIONS[d], "Estimate": c.get("estimate", math.nan),
+                     "SE": c.get("se", math.nan), "CI low": c.get("ci_low", math.nan),
+                     "CI high": c.get("ci_high", math.nan), "p": c.get("pvalue", math.nan),
+                     "N patients": f.n_patients, "N pairs": f.n_pairs, "Fit": FIT_STATUS.get(f.status, f.status)})
+    if rows:
+        coef = pd.DataFrame(rows)
+        st.dataframe(coef, width="stretch", hide_index=True,
+                     column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                    for c in ("Estimate", "SE", "CI low", "CI high")}
+                     | {"p": st.column_config.NumberColumn(format="%.4f")})
+        table_download(coef, f"screening_coefficients_{label}", key="scr_dl_coef")
+        for d in dirs:
+            e, f = effects[d], fits.get(d)
+            if e is not None:
+                st.caption(f"**{DIRECTIONS[d]}.** " + lagged_effect_sentence(
+                    e.estimate, e.ci_low, e.ci_high, d, options.lag, options.standardize, f.effect))
+            elif f is not None:
+                st.warning(f"{DIRECTIONS[d]}: {' '.join(f.messages[:1]) or 'not fitted.'}")
+        notes = [(d, m) for d in dirs if d in fits for m in fits[d].messages]
+        if notes:
+            with st.expander(f"Model notes ({len(notes)})"):
+                st.markdown("\n".join(f"- *{DIRECTIONS[d]}:* {m}" for d, m in notes))
+    if not options.standardize:
+        st.warning("Standardization is off: the coefficients are in raw units and can be compared with other studies "
+                   "only if all used the same instruments (option panel → More options).")
+
+    # ---- reference
+    st.header("Where the study falls")
+    collection_refs, k_note = {}, ""
+    try:
+        with st.spinner("Fitting the collection's studies and pooling…"):
+            res = compute.two_stage(coll, options)
+    except ValueError as e:
+        res = None
+        k_note = f"The collection's models could not be run with these options: {e}"
+    if res is not None:
+        for d in dirs:
+            m = res.pooled.get(d)
+            collection_refs[d] = screening.collection_reference(m, exclude=exclude) if m is not None else None
+    usable = {d: r for d, r in collection_refs.items() if r is not None}
+    if res is not None and not usable:
+        k_all = max((m.k for m in res.pooled.values()), default=0)
+        if exclude and k_all <= 1:
+            k_note = (f"The loaded collection holds only {label}, so there are no other studies to pool (k = 1) "
+                      "and no prediction interval to compare with.")
+        elif exclude:
+            k_note = (f"Besides {label}, the loaded collection has only {k_all - 1} study that could be fitted; at "
+                      "least 2 are needed for a pooled estimate and a prediction interval.")
+        else:
+            k_note = (f"The loaded collection has {k_all} {'study' if k_all == 1 else 'studies'} that could be "
+                      "fitted; at least 2 are needed for a pooled estimate and a prediction interval.")
+    if usable:
+        ks = sorted({r.k for r in usable.values()})
+        mode = st.radio("Compare with", list(REF_MODES), horizontal=True, key=_w("scr_ref_mode", "collection",
+                                                                                  list(REF_MODES)),
+                        format_func=lambda m: REF_MODES[m] + (f" (k = {'/'.join(map(str, ks))} studies"
+                                                              f"{', without the screened study' if exclude else ''})"
+                                                              if m == "collection" else ""))
+    else:
+        st.info(f"{k_note} Type in a reference effect instead, e.g. a published pooled estimate.")
+        mode = "manual"
+    refs = _manual_references(dirs) if mode == "manual" else {d: collection_refs.get(d) for d in dirs}
+
+    effect = next((fits[d].effect for d in dirs if d in fits), lagged.effect_label(options))
+    xlabel = ("Within-patient lagged coefficient" if effect == "within-patient" else "Total lagged coefficient") + (
+        " (SD units)" if options.standardize else " (raw units)")
+    fig = screening_forest(effects, refs, titles={d: DIRECTIONS[d] for d in dirs}, xlabel=xlabel,
+                           new_label=f"Screened: {label}")
+    show_figure(fig, f"screening_{label}", key="scr_forest")
+    for d in dirs:
+        pl = screening.place(effects[d], refs.get(d))
+        st.markdown(f"**{DIRECTIONS[d]}.** {pl.sentence}")
+    if mode == "collection" and exclude:
+        st.caption(f"The collection was re-pooled without {label} (same τ² estimator and test), so the study is "
+                   "compared with the other studies only.")
+
+
+try:
+    main()
+finally:
+    _remember()
