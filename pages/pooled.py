@@ -40,12 +40,7 @@ if not pooled:
 effect = res.per_study["effect"].iloc[0] if len(res.per_study) else "within-patient"
 xlabel = ("Within-patient lagged coefficient" if effect == "within-patient" else "Total lagged coefficient") + (
     " (SD units)" if options.standardize else " (raw units)")
-dirs = list(pooled)
-if len(dirs) == 2:
-    fig = plots_meta.paired_forest_plot(pooled[dirs[0]], pooled[dirs[1]],
-                                        titles=[DIRECTIONS[d] for d in dirs], xlabel=xlabel)
-else:
-    fig = plots_meta.forest_plot(pooled[dirs[0]], title=DIRECTIONS[dirs[0]], xlabel=xlabel)
+fig = compute.pooled_forest(df, options, tuple(DIRECTIONS[d] for d in pooled), xlabel)
 show_figure(fig, "forest_plot", key="pooled_forest")
 
 for d, m in pooled.items():
@@ -57,10 +52,20 @@ summary_table = pd.concat([m.to_frame().assign(direction=d) for d, m in pooled.i
 st.dataframe(summary_table, width="stretch", hide_index=True)
 table_download(summary_table, "pooled_estimates", key="pooled_dl")
 
-tabs = st.tabs(["Leave-one-out", "Funnel & Egger", "Meta-regression", "Centering multiverse",
-                "Early alliance → outcome", "Report & script"])
+SECTIONS = ["Leave-one-out", "Funnel & Egger", "Meta-regression", "Centering multiverse",
+            "Early alliance → outcome", "Report & script"]
+# Only the chosen section is computed and drawn, so changing an option redraws the forest plot and at most
+# one section, not six.
+section = st.segmented_control(
+    "More analyses (choose one)", SECTIONS, default=None, key="pooled_section",
+    help="Sensitivity analyses, publication-bias checks, moderators, the centering multiverse, METHODS §7, and the "
+         "report / reproduction script.",
+)
+if section is None:
+    st.caption("Choose an analysis above: leave-one-out, funnel plot and Egger's test, meta-regression, the "
+               "centering multiverse, early alliance → outcome, or the downloadable report and script.")
 
-with tabs[0]:
+if section == "Leave-one-out":
     st.caption("Each row: the pooled estimate when that study is left out. A study that moves the estimate a lot "
                "deserves a closer look.")
     for d, m in pooled.items():
@@ -72,7 +77,7 @@ with tabs[0]:
                     f"leave_one_out_{d}", key=f"loo_{d}")
         table_download(loo, f"leave_one_out_{d}", key=f"loo_dl_{d}")
 
-with tabs[1]:
+elif section == "Funnel & Egger":
     st.caption("Small studies with extreme effects make the funnel asymmetric. Egger's regression test "
                "(metafor `regtest`, predictor = SE) checks for that asymmetry; with fewer than 10 studies it has "
                "little power.")
@@ -85,7 +90,7 @@ with tabs[1]:
         eg = compute.egger(m.yi, m.vi, options.pooling_method, options.test)
         st.write(eg.summary())
 
-with tabs[2]:
+elif section == "Meta-regression":
     mods = study_level_columns(df)
     if df["study"].nunique() < 3:
         st.info("Meta-regression needs at least 3 studies.")
@@ -109,20 +114,19 @@ with tabs[2]:
                 st.dataframe(coef, width="stretch", hide_index=True)
                 table_download(coef, f"meta_regression_{d}", key=f"mr_dl_{d}")
 
-with tabs[3]:
+elif section == "Centering multiverse":
     st.caption("Does the conclusion depend on centering? The same model under every centering, with and without a "
                "fixed time trend. Falkenström et al. advise reporting the non-detrended estimate and using "
                "detrending as a sensitivity analysis.")
-    if st.toggle("Compute the multiverse (8 model sets per direction)", key="pooled_multiverse"):
-        with st.spinner("Fitting every centering…"):
-            mv = compute.multiverse(df, options)
-        for d in pooled:
-            show_figure(plots_lagged.multiverse_figure(mv, d), f"multiverse_{d}", key=f"mv_{d}")
-        pooled_rows = mv[mv["row"] == "pooled"]
-        st.dataframe(pooled_rows, width="stretch", hide_index=True)
-        table_download(mv, "centering_multiverse", key="mv_dl")
+    with st.spinner("Fitting every centering…"):
+        mv = compute.multiverse(df, options)
+    for d in pooled:
+        show_figure(plots_lagged.multiverse_figure(mv, d), f"multiverse_{d}", key=f"mv_{d}")
+    pooled_rows = mv[mv["row"] == "pooled"]
+    st.dataframe(pooled_rows, width="stretch", hide_index=True)
+    table_download(mv, "centering_multiverse", key="mv_dl")
 
-with tabs[4]:
+elif section == "Early alliance → outcome":
     st.caption("METHODS §7: per study, final symptoms regressed on early alliance (mean of the first sessions) and "
                "baseline symptoms, standardized within study; pooled across studies.")
     early_n = st.number_input("Early sessions (first observed)", 1, 10, 3, key="pooled_early_n")
@@ -141,5 +145,5 @@ with tabs[4]:
                 st.write(m.summary())
         table_download(er.per_study, "early_alliance_outcome", key="early_dl")
 
-with tabs[5]:
+elif section == "Report & script":
     report_downloads(ds, options, res, fig)

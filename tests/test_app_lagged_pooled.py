@@ -154,3 +154,24 @@ def test_downloaded_script_reproduces_the_pooled_estimates(tmp_path):
     assert set(printed) == set(shown) == {"alliance_to_symptoms", "symptoms_to_alliance"}
     for d in shown:
         assert float(printed[d]) == pytest.approx(shown[d], abs=5e-7)
+
+
+def test_every_pooled_section_renders():
+    df = _collection(k=4)
+    df["setting"] = df["study"].map({s: ("online" if i % 2 else "clinic") for i, s in
+                                    enumerate(sorted(df["study"].unique()))}).astype("string")
+    at = _goto(_app(df), "pages/pooled.py")
+    assert len(at.get("plotly_chart")) == 1  # nothing but the forest plot until a section is chosen
+    charts = {}
+    for section in ("Leave-one-out", "Funnel & Egger", "Meta-regression", "Centering multiverse",
+                    "Early alliance → outcome", "Report & script"):
+        at.get("button_group")[0].set_value(section).run()
+        assert not at.exception, (section, [e.value for e in at.exception])
+        charts[section] = len(at.get("plotly_chart"))
+        if section == "Meta-regression":
+            coef = [d.value for d in at.dataframe if "estimate" in d.value.columns and len(d.value) == 2]
+            assert coef, "meta-regression coefficient table (intercept + setting) missing"
+    # forest plot alone, then the section's own figures (two per direction where there are figures)
+    assert charts["Report & script"] == 1 and charts["Meta-regression"] == 1
+    assert charts["Leave-one-out"] == charts["Funnel & Egger"] == charts["Centering multiverse"] == 3
+    assert at.session_state["pooled_section"] == "Report & script"

@@ -36,7 +36,16 @@ def load_demo(filename: str) -> pd.DataFrame:
 
 
 def set_dataset(df: pd.DataFrame, name: str, source: str, notes: list[str] | None = None) -> None:
-    st.session_state["dataset"] = {"df": df, "name": name, "source": source, "notes": list(notes or [])}
+    from ui.compute import fingerprint
+
+    st.session_state["dataset"] = {
+        "df": df, "name": name, "source": source, "notes": list(notes or []),
+        # computed once here, so reruns neither re-hash nor re-count the data
+        "key": fingerprint(df),
+        "n_studies": int(df["study"].nunique()),
+        "n_patients": int(df.groupby(["study", "patient"], observed=True).ngroups),
+        "therapist": has_therapist_ratings(df),
+    }
     # results computed for an earlier data set are no longer valid
     for key in [k for k in st.session_state if str(k).startswith("result_")]:
         del st.session_state[key]
@@ -98,11 +107,13 @@ def sidebar_summary() -> None:
     with st.sidebar:
         st.markdown("**Loaded data**")
         st.caption(ds["name"])
-        n_st = df["study"].nunique()
-        n_pt = df.groupby(["study", "patient"], observed=True).ngroups
+        if "n_patients" not in ds:  # a data set put into the session state by hand (tests)
+            set_dataset(df, ds["name"], ds.get("source", "upload"), ds.get("notes"))
+            ds = st.session_state["dataset"]
+        n_st, n_pt = ds["n_studies"], ds["n_patients"]
         st.caption(
             f"{n_st} {'study' if n_st == 1 else 'studies'} · {n_pt:,} patients · {len(df):,} session rows"
-            + (" · therapist ratings" if has_therapist_ratings(df) else "")
+            + (" · therapist ratings" if ds["therapist"] else "")
         )
         for note in ds.get("notes", []):
             st.caption(f"Note: {note}")
