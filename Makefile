@@ -24,7 +24,8 @@ run: $(VENV)/.installed
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
 test: $(VENV)/.dev-installed
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not browser"
+	$(BIN)/python -m pytest -m browser -s
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check analysis pages app.py tests benchmarks
