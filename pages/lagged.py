@@ -20,18 +20,7 @@ st.caption(
     f"{'standardized within study' if options.standardize else 'raw scores'} · "
     f"{'controlling for the prior outcome' if options.control_prior_outcome else 'no control for the prior outcome'}."
 )
-if not options.directions:
-    st.stop()
-
-try:
-    with st.spinner("Fitting one model per study…"):
-        res = compute.two_stage(df, options)
-except ValueError as e:
-    st.error(f"The models could not be run with these options: {e}")
-    st.stop()
-
-for m in res.messages:
-    st.info(m)
+res = compute.two_stage_or_stop(df, options, "Fitting one model per study…")
 
 ps = res.per_study
 within = ps[ps["term"] == "within"]

@@ -21,16 +21,7 @@ st.caption(
     f"(Lagged effects page) pooled with a random-effects model, τ² by {options.pooling_method}, "
     f"{'Knapp–Hartung t test' if options.test == 'knha' else 'z test'} (METHODS [§6]({LINKS['stage2']}))."
 )
-if not options.directions:
-    st.stop()
-try:
-    with st.spinner("Fitting the study models and pooling…"):
-        res = compute.two_stage(df, options)
-except ValueError as e:
-    st.error(f"The models could not be run with these options: {e}")
-    st.stop()
-for m in res.messages:
-    st.info(m)
+res = compute.two_stage_or_stop(df, options, "Fitting the study models and pooling…")
 
 pooled = {d: res.pooled[d] for d in options.directions if d in res.pooled}
 if not pooled:

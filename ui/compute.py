@@ -43,6 +43,19 @@ def two_stage(df: pd.DataFrame, options: LagOptions) -> pipeline.TwoStageResult:
     return _two_stage(data_key(df), df, options)
 
 
+def two_stage_or_stop(df: pd.DataFrame, options: LagOptions, spinner: str) -> pipeline.TwoStageResult:
+    """Run (or fetch) the two-stage analysis for a page; on bad options show why and stop the page."""
+    try:
+        with st.spinner(spinner):
+            res = two_stage(df, options)
+    except ValueError as e:
+        st.error(f"The models could not be run with these options: {e}")
+        st.stop()
+    for m in res.messages:
+        st.info(m)
+    return res
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def _multiverse(key: str, _df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
     return pipeline.multiverse(_df, options)
