@@ -15,6 +15,8 @@ sudden_gains(df, cutoff=None, reliability=None, sd=None,
 sudden_gain_summary(gains)                                            §10
 alliance_around_gains(df, gains, rater="patient")                     §10
 reliable_change(df, reliability, sd, norms=None, cutoff=None)         §11
+baseline_sd(df, column="symptoms")                                   §10/§11 inputs
+standardize_within_study(df, columns)                                 §2
 clinical_cutoff_c(M_clinical, SD_clinical, M_functional, SD_functional)§11
 outcome_by_pattern(df, flags_or_gains, event=None, measure="SMD", ...) §9/§10
 SCL90R_GSI_GERMAN_CUTOFF = 0.57                                       §11
@@ -41,12 +43,14 @@ __all__ = [
     "AllianceAroundGains",
     "OutcomeByPattern",
     "alliance_around_gains",
+    "baseline_sd",
     "clinical_cutoff_c",
     "outcome_by_pattern",
     "reliable_change",
     "reliable_change_cutoff",
     "rupture_summary",
     "ruptures",
+    "standardize_within_study",
     "sudden_gain_summary",
     "sudden_gains",
 ]
@@ -214,6 +218,58 @@ def clinical_cutoff_c(M_clinical: float, SD_clinical: float,
             f"higher symptom scores mean more severe; flip the scale or check the norms."
         )
     return (sdf * mc + sdc * mf) / (sdf + sdc)
+
+
+def baseline_sd(df: pd.DataFrame, column: str = "symptoms") -> pd.DataFrame:
+    """Per-study baseline mean and SD of ``column`` (default inputs for §10/§11).
+
+    Baseline = each patient's first observed value (the same "pre" score
+    that `reliable_change` uses). Per study: ``n_patients`` (patients with an
+    observed value), ``baseline_mean`` and ``baseline_sd`` (ddof = 1; missing
+    with fewer than 2 patients). Used as the suggested SD of the reliable
+    change value 1.96·√2·SD·√(1 − r); the SD is a user input, this is only
+    the default.
+    """
+    who = "baseline_sd"
+    data = _check_frame(df, [column], who)
+    obs = data[data[column].notna()]
+    first = obs.groupby(_KEY, sort=True)[column].first().reset_index()
+    out = first.groupby("study", sort=True)[column].agg(
+        n_patients="count", baseline_mean="mean", baseline_sd=lambda s: s.std(ddof=1))
+    studies = pd.Index(sorted(data["study"].unique()), name="study")
+    out = out.reindex(studies)
+    out["n_patients"] = out["n_patients"].fillna(0).astype(np.int64)
+    return out.reset_index()[["study", "n_patients", "baseline_mean", "baseline_sd"]]
+
+
+def standardize_within_study(df: pd.DataFrame, columns) -> pd.DataFrame:
+    """Copy of ``df`` with ``columns`` z-standardized within each study (METHODS §2).
+
+    ``z = (x − mean) / sd`` over the study's observed values, sd with
+    ddof = 1; missing values stay missing. A study whose values do not vary
+    (or with fewer than two observed values) cannot be standardized and
+    raises ``ValueError``.
+    """
+    who = "standardize_within_study"
+    if isinstance(columns, str):
+        columns = [columns]
+    columns = list(columns)
+    data = _check_frame(df, columns, who)
+    out = df.copy()
+    order = df[["study", "patient", "session"]].astype({"study": str, "patient": str})
+    for c in columns:
+        g = data.groupby("study", sort=True)[c]
+        m, s = g.transform("mean"), g.transform(lambda x: x.std(ddof=1))
+        bad = sorted(data.loc[~(s > 0), "study"].unique())
+        if bad:
+            raise ValueError(
+                f"{who}: '{c}' does not vary (or has fewer than two observed values) in "
+                f"study/studies {', '.join(map(repr, bad))}, so it cannot be standardized."
+            )
+        z = pd.Series(((data[c] - m) / s).to_numpy(),
+                      index=pd.MultiIndex.from_frame(data[["study", "patient", "session"]]))
+        out[c] = z.reindex(pd.MultiIndex.from_frame(order)).to_numpy(dtype=float)
+    return out
 
 
 # --------------------------------------------------------------------------

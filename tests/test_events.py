@@ -950,3 +950,53 @@ def test_fig_reliable_change():
     names = [t.name for t in fig.data]
     assert any(n and n.startswith("recovered") for n in names)
     assert "higher = more severe" in fig.layout.xaxis.title.text
+
+
+# ---------------------------------------------------------------------------
+# helpers for the page: baseline SD and within-study standardization
+# ---------------------------------------------------------------------------
+
+
+def test_baseline_sd_hand():
+    # first observed symptom per patient: S1 A = 10 (session 1), B = 14 (session 1
+    # missing -> session 2), C = 18; mean 14, deviations -4, 0, 4, var = 32/2 = 16, SD = 4.
+    # S2 has one patient: SD missing.
+    d = cat(
+        long("S1", "A", [10, 3, 5], col="symptoms"),
+        long("S1", "B", [np.nan, 14, 2], col="symptoms"),
+        long("S1", "C", [18, 1, 1], col="symptoms"),
+        long("S2", "A", [7, 6, 5], col="symptoms"),
+    )
+    out = ev.baseline_sd(d)
+    assert out["study"].tolist() == ["S1", "S2"]
+    assert out["n_patients"].tolist() == [3, 1]
+    assert out.loc[0, "baseline_mean"] == pytest.approx(14.0)
+    assert out.loc[0, "baseline_sd"] == pytest.approx(4.0)
+    assert np.isnan(out.loc[1, "baseline_sd"])
+
+
+def test_standardize_within_study_hand():
+    # S1 alliance: A = 4, (missing), 3, 6, 6 and B = 6, 7, 3, 5, 4; observed mean
+    # (4+3+6+6+6+7+3+5+4)/9 = 44/9, SD over the 9 observed values (ddof = 1).
+    # S2: 1, 3 -> mean 2, SD √2, z = ∓1/√2.
+    d = cat(long("S1", "A", [4, 6, 3, 6, 6]), long("S1", "B", [6, 7, 3, 5, 4]),
+            long("S2", "C", [1, 3]))
+    d.loc[1, "alliance"] = np.nan
+    shuffled = d.sample(frac=1.0, random_state=1)
+    z = ev.standardize_within_study(shuffled, "alliance")
+    assert list(z.index) == list(shuffled.index)  # original row order kept
+    s1 = np.array([4, 3, 6, 6, 6, 7, 3, 5, 4], float)
+    m, s = s1.mean(), s1.std(ddof=1)
+    assert m == pytest.approx(44 / 9)
+    got = z.loc[(z["study"] == "S1") & (z["patient"] == "A")].sort_values("session")["alliance"]
+    assert np.isnan(got.iloc[1])
+    assert got.iloc[0] == pytest.approx((4 - m) / s)
+    c = z.loc[z["study"] == "S2"].sort_values("session")["alliance"].to_numpy()
+    assert c == pytest.approx([-1 / math.sqrt(2), 1 / math.sqrt(2)])
+    assert (z["symptoms"] == shuffled["symptoms"]).all()  # other columns untouched
+
+
+def test_standardize_within_study_constant_raises():
+    d = cat(long("S1", "A", [4, 4, 4]), long("S2", "B", [1, 2, 3]))
+    with pytest.raises(ValueError, match="S1"):
+        ev.standardize_within_study(d, ["alliance"])
