@@ -266,7 +266,8 @@ st.markdown(
 )
 
 tab_r, tab_g, tab_rc, tab_o = st.tabs(
-    ["⚡ Ruptures & repairs", "📉 Sudden gains", "✅ Reliable change", "🎯 Relation to outcome"]
+    [":material/bolt: Ruptures & repairs", ":material/trending_down: Sudden gains", ":material/verified: Reliable change",
+     ":material/target: Relation to outcome"]
 )
 
 # =========================================================================== ruptures
@@ -308,9 +309,9 @@ with tab_r:
         n_r, n_p, n_rr = (int(ps_r[c].sum()) for c in ("n_rupture", "n_repair", "n_rupture_repair"))
         n_few = int(ps_r["n_too_few"].sum())
         m1, m2, m3 = st.columns(3)
-        m1.metric("Patients with ≥ 1 rupture", f"{n_r:,}", _pct(n_r, N) + " of classified", delta_color="off")
-        m2.metric("… with ≥ 1 repaired rupture", f"{n_p:,}", _pct(n_p, n_r) + " of ruptured", delta_color="off")
-        m3.metric("Rupture–repair pattern", f"{n_rr:,}", _pct(n_rr, N) + " of classified", delta_color="off")
+        m1.metric("Patients with ≥ 1 rupture", f"{n_r:,}", _pct(n_r, N) + " of classified", delta_color="off", delta_arrow="off")
+        m2.metric("… with ≥ 1 repaired rupture", f"{n_p:,}", _pct(n_p, n_r) + " of ruptured", delta_color="off", delta_arrow="off")
+        m3.metric("Rupture–repair pattern", f"{n_rr:,}", _pct(n_rr, N) + " of classified", delta_color="off", delta_arrow="off")
         sentence = (
             f"With k = {k:g} ({_k_word(k)}), {_pct(n_r, N)} of the {N:,} classified patients "
             f"({n_r:,}) had at least one session with a rupture; {n_p:,} of them ({_pct(n_p, n_r)}) "
