@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-__all__ = ["LMMFit", "fit_lmm", "drop_collinear"]
+__all__ = ["LMMFit", "drop_collinear", "fit_lmm"]
 
 _LOG2PI = np.log(2.0 * np.pi)
 
@@ -282,6 +282,8 @@ class _Problem:
             for c in range(p + 1):
                 self.XYt1[:, c] = np.bincount(gidx, XY[:, c], minlength=m)
         self.eye = np.eye(q)
+        # the rows themselves, for the residual-based penalised RSS (criterion_varpar)
+        self.y, self.X, self.Z, self.gidx = y, X, Z, gidx
 
     def lower_bounds(self):
         lb = np.where(self.lam_diag, 0.0, -np.inf)
@@ -410,14 +412,38 @@ class _Problem:
     def criterion(self, theta, reml=True):
         return self.evaluate(theta, reml, grad=False)
 
+    def r2_rows(self, theta, st):
+        """The penalised RSS r²(θ) = e'Ṽ⁻¹e, e = y − Xβ̂, from the rows (not from K).
+
+        ``K_yy − K_yX β̂`` subtracts numbers of the size of Σy² and loses about
+        log10(Σy²/r²) digits, which the n/r² factor of the criterion then
+        amplifies; lme4 likewise computes the penalised RSS from residuals. Here
+        ``e'Ṽ⁻¹e = Σ_j [e_j'e_j − d_j'M_j⁻¹d_j] − Σ_k τ a_k²/(1 + τ s_k)`` with
+        ``d_j = Λ'Z_j'e_j`` and ``a_k = Σ_j 1'W_j e_j``.
+        """
+        m = self.m
+        e = self.y - self.X @ st["beta"]
+        Zte = np.empty((m, self.q))
+        for a in range(self.q):
+            Zte[:, a] = np.bincount(self.gidx, self.Z[:, a] * e, minlength=m)
+        dj = Zte @ st["L"]  # rows: Λ'Z_j'e_j
+        Md = np.einsum("mab,mb->ma", st["Mi"], dj)
+        r2 = float(e @ e - np.einsum("ma,ma->", dj, Md))
+        if self.outer:
+            c1 = self.Zt1 @ st["L"]
+            aj = np.bincount(self.gidx, e, minlength=m) - np.einsum("ma,ma->m", c1, Md)
+            ak = np.bincount(self.oidx, aj, minlength=self.n_outer)
+            r2 -= float(np.sum(st["fk"] * ak**2))
+        return r2
+
     def criterion_varpar(self, varpar, reml=True):
-        """Unprofiled −2 log-likelihood at (θ, σ) (lmerTest's ``devfun_vp``)."""
+        """Unprofiled −2 log-likelihood at (θ, σ) (lmerTest's ``devfun_vp``; r² from the rows)."""
         theta, sigma = varpar[:-1], varpar[-1]
         s2 = sigma**2
         st = self.state(theta)
         if st is None:
             return np.inf
-        dev = st["logdet"] + st["r2"] / s2 + self.n * np.log(2 * np.pi * s2)
+        dev = st["logdet"] + self.r2_rows(theta, st) / s2 + self.n * np.log(2 * np.pi * s2)
         if reml:
             dev += st["logdetA"] - self.p * np.log(2 * np.pi * s2)
         return dev
@@ -692,8 +718,11 @@ def fit_lmm(
             messages.append("Model failed to converge: the Hessian of the criterion is singular.")
 
     st = prob.state(theta)
-    L, beta, r2, A = st["L"], st["beta"], st["r2"], st["A"]
+    L, beta, A = st["L"], st["beta"], st["A"]
     n_eff = n - p if reml else n
+    # reported criterion and σ̂² from the residual-based penalised RSS (more digits than K's)
+    r2 = prob.r2_rows(theta, st)
+    crit = st["logdet"] + n_eff * (1.0 + np.log(2 * np.pi * r2 / n_eff)) + (st["logdetA"] if reml else 0.0)
     sigma2 = r2 / n_eff
     Ainv = np.linalg.inv(A)
     vcov = sigma2 * Ainv
