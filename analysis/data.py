@@ -854,8 +854,10 @@ def _workbook_sheets(data: bytes) -> list[str]:
     try:
         wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(
-            f"Could not open the Excel workbook: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            "Could not open the Excel workbook: the file is damaged or is not an .xlsx file "
+            f"(details: {detail}). Open it in Excel and save it again as .xlsx or as CSV."
         ) from exc
     try:
         return list(wb.sheetnames)

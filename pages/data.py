@@ -78,7 +78,7 @@ with upload_tab:
                 try:
                     sheets = _sheets(content, f.name)
                 except adata.DataError as e:
-                    st.error(str(e))
+                    st.error(f"{f.name}: {e}")
                     continue
                 sheet = st.selectbox("Sheet", sheets, key=f"sheet_{i}_{f.name}")
             try:
