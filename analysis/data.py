@@ -2813,15 +2813,7 @@ def template_csv() -> str:
     ``load(template_csv().encode(), "template.csv")`` reads it back.
     """
     rows = [
-        (
-            "study",
-            "patient",
-            "session",
-            "alliance",
-            "symptoms",
-            "therapist_alliance",
-            "therapist",
-        ),
+        CANONICAL_COLUMNS,
         ("My study", "P01", 1, 4.2, 24, 4.0, "T1"),
         ("My study", "P01", 2, 4.5, 21, 4.3, "T1"),
         ("My study", "P01", 3, 4.8, 17, 4.6, "T1"),
