@@ -24,9 +24,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from analysis.convergence import (
+    DyadScores,
     dyad_scores,
     dyadic_model,
     growth_models,
+    models_table,
+    pooled_convergence,
+    trajectories,
 )
 from analysis.simulate import SYMPTOM_INSTRUMENTS, simulate_dyads
 
@@ -442,3 +446,294 @@ def test_dyadic_df_are_exact_in_the_balanced_study():
     covariance of per-dyad OLS coefficients, a scaled Wishart). lme4/lmerTest get 94.9993-95.0005."""
     res = dyadic_model(_raw("study1"), random="full")
     np.testing.assert_allclose(res.fixed["df"], 95.0, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------
+# dyad scores by hand
+
+
+def _hand_data() -> pd.DataFrame:
+    """Five dyads in study S1, two in S2 (arithmetic in test_dyad_scores_by_hand)."""
+    nan = np.nan
+    rows = [
+        # A: P flat at 6, T rises 4 → 6
+        ("S1", "A", 1, 6.0, 4.0, 20.0), ("S1", "A", 2, 6.0, 5.0, 18.0), ("S1", "A", 3, 6.0, 6.0, 16.0),
+        # B: P rises 4 → 7, T flat at 5 (the lines cross at t = 2)
+        ("S1", "B", 1, 4.0, 5.0, 30.0), ("S1", "B", 2, 5.0, 5.0, 29.0), ("S1", "B", 3, 6.0, 5.0, 27.0),
+        ("S1", "B", 4, 7.0, 5.0, 25.0),
+        # C: only session 1 has both ratings
+        ("S1", "C", 1, 5.0, 4.0, 10.0), ("S1", "C", 2, nan, 5.0, 11.0), ("S1", "C", 3, 6.0, nan, 12.0),
+        # D: sessions with one rating only (0: T only, 2 and 4: P only); joint sessions 1 and 3
+        ("S1", "D", 0, nan, 2.0, 30.0), ("S1", "D", 1, 5.0, 3.0, nan), ("S1", "D", 2, 5.5, nan, 28.0),
+        ("S1", "D", 3, 6.0, 5.0, 27.0), ("S1", "D", 4, 9.0, nan, 26.0),
+        # E: never both
+        ("S1", "E", 1, nan, 4.0, 15.0), ("S1", "E", 2, nan, 4.0, 14.0),
+        # F: two sessions, the gap halves
+        ("S2", "F", 1, 5.0, 4.0, 2.0), ("S2", "F", 2, 5.0, 4.5, 1.8),
+        # G: P flat at 5, T falls with noise: D = 0, 1, 1, 2
+        ("S2", "G", 1, 5.0, 5.0, 2.5), ("S2", "G", 2, 5.0, 4.0, 2.4), ("S2", "G", 3, 5.0, 4.0, 2.2),
+        ("S2", "G", 4, 5.0, 3.0, 2.0),
+    ]
+    return pd.DataFrame(rows, columns=["study", "patient", "session", "alliance", "therapist_alliance", "symptoms"])
+
+
+def test_dyad_scores_by_hand():
+    r"""Per dyad, over the joint sessions (t = session), P̂ and T̂ are the OLS lines, D̂ = P̂ − T̂:
+
+    A  t = 1,2,3; P = 6,6,6 → P̂ = 6; T = 4,5,6 → T̂ = 3 + t; D̂ = 2,1,0 (= 3 − t)
+       |D̂| = 2,1,0, slope −1 → convergence (absolute) = +1; signed = slope of D̂ = −1
+       early P = 6, T = 4, discrepancy 2 (fitted D̂(1) = 2); development = slope of (P+T)/2 = 5,5.5,6 → 0.5
+       D = P − T is exactly linear → residual variance 0 → SE 0; initial symptoms 20 (session 1)
+    B  t = 1..4; P = 4,5,6,7 → P̂ = 3 + t; T̂ = 5; D̂ = t − 2 = −1,0,1,2 (the lines cross)
+       |D̂| = 1,0,1,2; t − t̄ = −1.5,−.5,.5,1.5, Σ(t − t̄)² = 5, Σ(t − t̄)|D̂| = −1.5 + 0 + .5 + 3 = 2
+       → slope 0.4 → absolute convergence = −0.4 (they diverge overall), signed = +1
+       early P 4, T 5, discrepancy −1 (= D̂(1)); development slope of 4.5,5,5.5,6 = 0.5; SE 0
+    C  one joint session (1) → excluded, reason counts 1
+    D  joint sessions 1 and 3 only (session 0: T only; 2 and 4: P only — those ratings are not used)
+       P: (1, 5), (3, 6) → slope 0.5; T: (1, 3), (3, 5) → slope 1; D̂ = 2, 1 → |D̂| slope −0.5
+       → absolute +0.5, signed −0.5; early P 5, T 3 (session 1, not the T-only 2 at session 0), disc 2
+       development (0.5 + 1)/2 = 0.75; 2 joint sessions → no SE (NaN)
+       initial symptoms = first observed symptom score of the dyad = 30 at session 0
+    E  no joint session → excluded, reason counts 0
+    F  (S2) t = 1,2; D̂ = 1, 0.5 → absolute 0.5, signed −0.5; development (0 + 0.5)/2 = 0.25
+    G  (S2) t = 1..4; P̂ = 5; T = 5,4,4,3: Σ(t − t̄)T = −7.5 − 2 + 2 + 4.5 = −3 → slope −0.6,
+       T̂ = 4 − 0.6(t − 2.5) = 4.9,4.3,3.7,3.1; D̂ = 0.1,0.7,1.3,1.9 > 0 → absolute −0.6, signed 0.6
+       raw D = 0,1,1,2: line −0.5 + 0.6t, residuals −.1,.3,−.3,.1, RSS 0.2, s² = 0.2/2 = 0.1
+       SE(signed) = √(s²/Σ(t − t̄)²) = √(0.1/5) = √0.02; absolute (no crossing): the same
+       early P 5, T 5, disc 0, fitted D̂(1) = 0.1; development = (0 − 0.6)/2 = −0.3
+    """
+    d = _hand_data()
+    s = dyad_scores(d)
+    t = s.table.set_index("patient")
+    assert list(t.index) == ["A", "B", "D", "F", "G"]
+    exp = pd.DataFrame(
+        {
+            "convergence": [1.0, -0.4, 0.5, 0.5, -0.6],
+            "early_patient": [6, 4, 5, 5, 5],
+            "early_therapist": [4, 5, 3, 4, 5],
+            "early_discrepancy": [2, -1, 2, 1, 0],
+            "early_discrepancy_fitted": [2, -1, 2, 1, 0.1],
+            "slope_patient": [0, 1, 0.5, 0, 0],
+            "slope_therapist": [1, 0, 1, 0.5, -0.6],
+            "alliance_development": [0.5, 0.5, 0.75, 0.25, -0.3],
+            "initial_symptoms": [20, 30, 30, 2, 2.5],
+            "initial_symptoms_session": [1, 1, 0, 1, 1],
+            "n_joint_sessions": [3, 4, 2, 2, 4],
+            "first_joint_session": [1, 1, 1, 1, 1],
+            "last_joint_session": [3, 4, 3, 2, 4],
+        },
+        index=["A", "B", "D", "F", "G"],
+    )
+    for c in exp.columns:
+        np.testing.assert_allclose(t[c].astype(float), exp[c].astype(float), atol=1e-12, err_msg=c)
+    np.testing.assert_allclose(t["convergence_se"], [0, 0, np.nan, np.nan, np.sqrt(0.02)], atol=1e-12)
+    # exclusions, counted with the reason
+    exc = s.excluded.set_index("patient")
+    assert list(exc.index) == ["C", "E"]
+    assert exc.at["C", "reason"].endswith("(1)") and exc.at["E", "reason"].endswith("(0)")
+    assert "fewer than 2 sessions with both" in exc.at["C", "reason"]
+    assert any(m.startswith("2 dyad(s) excluded") for m in s.messages)
+
+    # signed: slope of D̂ = b_P − b_T
+    sg = dyad_scores(d, discrepancy="signed").table.set_index("patient")
+    np.testing.assert_allclose(sg["convergence"], [-1, 1, -0.5, -0.5, 0.6], atol=1e-12)
+    np.testing.assert_allclose(sg["convergence_se"], [0, 0, np.nan, np.nan, np.sqrt(0.02)], atol=1e-12)
+    # everything else does not depend on the choice
+    pd.testing.assert_series_equal(sg["alliance_development"], t["alliance_development"])
+
+    # log_shift = log(x − min + 1), the minimum taken within each study
+    # absolute: S1 (1, −0.4, 0.5), min −0.4 → log 2.4, log 1, log 1.9; S2 (0.5, −0.6) → log 2.1, log 1
+    ls = dyad_scores(d, transform="log_shift").table.set_index("patient")
+    np.testing.assert_allclose(ls["convergence"], np.log([2.4, 1.0, 1.9, 2.1, 1.0]), atol=1e-12)
+    np.testing.assert_allclose(ls["convergence_raw"], t["convergence"], atol=0)
+    # signed: S1 (−1, 1, −0.5), min −1 → log 1, log 3, log 1.5; S2 (−0.5, 0.6) → log 1, log 2.1
+    lss = dyad_scores(d, discrepancy="signed", transform="log_shift").table.set_index("patient")
+    np.testing.assert_allclose(lss["convergence"], np.log([1.0, 3.0, 1.5, 1.0, 2.1]), atol=1e-12)
+
+
+def test_trajectories_by_hand():
+    """Session 1 of S1: P = 6, 4, 5, 5 (A–D) → mean 5, SD √(2/3); T = 4, 5, 4, 3, 4 (A–E) → mean 4,
+    SD √(2/4); joint P − T = 2, −1, 1, 2 → mean 1, SD √(6/3). Session 0 of S1: only D's T = 2."""
+    tr = trajectories(_hand_data())
+    s1 = tr[(tr["study"] == "S1") & (tr["session"] == 1)].iloc[0]
+    assert (s1["n_patient"], s1["n_therapist"], s1["n_joint"]) == (4, 5, 4)
+    np.testing.assert_allclose([s1["patient_mean"], s1["patient_sd"]], [5, np.sqrt(2 / 3)], atol=1e-12)
+    np.testing.assert_allclose([s1["therapist_mean"], s1["therapist_sd"]], [4, np.sqrt(0.5)], atol=1e-12)
+    np.testing.assert_allclose([s1["discrepancy_mean"], s1["discrepancy_sd"]], [1, np.sqrt(2)], atol=1e-12)
+    s0 = tr[(tr["study"] == "S1") & (tr["session"] == 0)].iloc[0]
+    assert (s0["n_patient"], s0["n_therapist"], s0["n_joint"]) == (0, 1, 0)
+    assert s0["therapist_mean"] == 2 and np.isnan(s0["patient_mean"]) and np.isnan(s0["therapist_sd"])
+    assert list(tr.groupby("study")["session"].apply(list)["S2"]) == [1, 2, 3, 4]
+
+
+def test_growth_models_exclusion_reasons():
+    """A scored dyad without any symptom score and an unscored dyad are listed with their reasons."""
+    d = _datasets()["missing"]
+    d.loc[d["patient"] == "D002", "symptoms"] = np.nan
+    res = growth_models(d, models=(1,), satterthwaite=False, ml_refit=False)
+    exc = res.excluded.set_index("patient")["reason"]
+    assert exc["D002"] == "no symptom score"
+    assert "fewer than 2 sessions" in exc["D001"]
+    assert res.models[1].n_dyads == 58 and set(res.sample["patient"]).isdisjoint({"D001", "D002"})
+
+
+# ----------------------------------------------------------------------------
+# qualitative pattern on the demo designs (truth: demo_data/truth.json)
+
+
+def _demo(name):
+    return pd.read_csv(ROOT / "demo_data" / name, dtype={"study": "string", "patient": "string",
+                                                          "therapist": "string"})
+
+
+@pytest.fixture(scope="module")
+def demo_fits():
+    truth = json.loads((ROOT / "demo_data" / "truth.json").read_text())
+    return {k: (growth_models(_demo(f"{k}.csv")), truth[k]) for k in ("dyads_bdi", "dyads_gsi")}
+
+
+@pytest.mark.parametrize("key", ["dyads_bdi", "dyads_gsi"])
+def test_demo_symptoms_decline_and_no_convergence_slope_effect(demo_fits, key):
+    res, truth = demo_fits[key]
+    assert truth["symptom_slope"] < 0 and truth["convergence_on_slope"] == 0
+    m1 = res.models[1].fixed.set_index("term")
+    assert m1.at["time", "estimate"] < 0 and m1.at["time", "pvalue"] < 1e-6
+    for m in (2, 3):
+        fx = res.models[m].fixed.set_index("term")
+        assert fx.at["time:convergence", "pvalue"] > 0.05, m
+        assert res.models[m].converged
+    # Models 2-3 explain more than Model 1 (ML AIC, same sample)
+    assert res.models[2].aic_ml < res.models[1].aic_ml
+
+
+def test_gsi_demo_convergence_and_symptom_level(demo_fits):
+    """Truth: convergence lowers the symptom *level* (−0.35 latent SD per SD of the true convergence
+    share), not the slope.
+
+    What the data can show is limited, and these assertions say so rather than hide it:
+
+    * Model 2 adjusts for initial symptoms, i.e. the first observed score, which measures the very
+      level convergence acts on; the level effect left after that adjustment is only the part hidden by
+      measurement noise in initial symptoms (≈ −0.35 × 0.45²/(1 + 0.45²) ≈ −0.06 latent SD). And the
+      convergence score, from 4 noisy ratings per rater, is an unreliable measure of the true share
+      (estimated reliability ~0; corr(score, share) = 0.20 here). So Model 2's convergence main effect
+      is expected ≈ 0: in this data it is +0.37 (SE 1.10), not significant.
+    * Without the initial-symptoms adjustment (same random part, convergence on level and slope), the
+      convergence main effect has the true (negative) sign, −5.4 (SE 3.8), again not significant.
+    """
+    from analysis.growth import fit_lmm
+
+    res, truth = demo_fits["dyads_gsi"]
+    assert truth["convergence_on_intercept"] < 0
+    fx = res.models[2].fixed.set_index("term")
+    assert fx.at["convergence", "pvalue"] > 0.05
+    assert abs(fx.at["convergence", "t"]) < 1
+    assert res.scores.reliability[res.study] < 0.2
+    # convergence-only level model (Model 2 without initial symptoms)
+    d = _demo("dyads_gsi.csv")
+    sample = res.sample.set_index("patient")
+    x = sample.loc[d["patient"], "convergence"].to_numpy()
+    t = d["session"].to_numpy(float)
+    f = fit_lmm(d["symptoms"].to_numpy(float), np.column_stack([np.ones_like(t), t, x, x * t]),
+                np.column_stack([np.ones_like(t), t]), d["patient"].to_numpy(),
+                coef_names=("intercept", "time", "convergence", "time:convergence"))
+    assert f.beta[2] < 0
+    # the dyads that converge more do start with fewer symptoms (the score is noisy, the sign is right)
+    raw = res.scores.table
+    assert np.corrcoef(raw["convergence"], raw["initial_symptoms"])[0, 1] < 0
+
+
+# ----------------------------------------------------------------------------
+# recovery of a planted convergence effect on the symptom slope (seeded)
+
+
+@pytest.mark.parametrize("effect", [0.1, -0.1])
+def test_planted_convergence_slope_effect_is_recovered(effect):
+    """design_study1 with 400 dyads and convergence_on_slope = ±0.1 latent SD per session per SD of
+    the true convergence share: Model 2's time:convergence has the planted sign and p < .01.
+
+    Why 400 dyads: the score tracks the true share only loosely (score reliability ~0.3 in this
+    design), so the observed effect is attenuated; with 96 dyads |t| ranged 0.8-3.4 over seeds. With 400
+    dyads, |t| was ≥ 2.97 in 20 of 20 seeds (500-519), so this seeded test is not a lucky draw.
+    (design_study2 has ~0 reliability, 3 alliance occasions: no convergence effect is recoverable.)
+    """
+    d, truth = design_study1(effect, seed=2021, n=400)
+    assert truth["convergence_on_slope"] == effect
+    res = growth_models(d, models=(2,), ml_refit=False)
+    fx = res.models[2].fixed.set_index("term")
+    assert np.sign(fx.at["time:convergence", "estimate"]) == np.sign(effect)
+    assert fx.at["time:convergence", "pvalue"] < 0.01
+    # the convergence effect is on the slope: the level effect is not significant
+    assert fx.at["convergence", "pvalue"] > 0.01
+
+
+# ----------------------------------------------------------------------------
+# pooling, tables, errors
+
+
+def test_pooled_standardized_effect_equals_refit_on_z_scores():
+    """pooled_convergence's standardized effect = the coefficient when symptoms and the convergence
+    score are z-scored before fitting (the model is invariant to these linear rescalings)."""
+    a, _ = design_study1(0.0, seed=11, n=60)
+    b = design_missing(seed=3)
+    b["study"] = "B"
+    d = pd.concat([a, b], ignore_index=True)
+    table, meta = pooled_convergence(d, model=2)
+    assert sorted(table["study"]) == ["B", "Study 1"] and (table["status"] == "ok").all()
+    assert meta is not None and meta.k == 2
+    for study, sub in d.groupby("study"):
+        res = growth_models(sub, models=(2,), ml_refit=False)
+        sd_c = res.sample["convergence"].std(ddof=1)
+        in_model = sub["patient"].isin(res.sample["patient"])
+        y = sub.loc[in_model, "symptoms"]
+        z = sub.copy()
+        z["symptoms"] = (z["symptoms"] - y.mean()) / y.std(ddof=1)
+        sc = dyad_scores(z)
+        tab = sc.table.copy()
+        tab["convergence"] = tab["convergence"] / sd_c
+        rz = growth_models(z, scores=DyadScores(tab, sc.excluded), models=(2,), ml_refit=False)
+        fz = rz.models[2].fixed.set_index("term")
+        row = table.set_index("study").loc[study]
+        assert row["estimate"] == pytest.approx(fz.at["time:convergence", "estimate"], rel=1e-5)
+        assert row["se"] == pytest.approx(fz.at["time:convergence", "se"], rel=1e-5)
+        assert row["pvalue"] == pytest.approx(fz.at["time:convergence", "pvalue"], rel=1e-4)
+    # inverse-variance weights with τ² from the meta result
+    w = 1 / (table["se"].to_numpy() ** 2 + meta.tau2)
+    assert meta.estimate == pytest.approx(np.sum(w * table["estimate"]) / np.sum(w), rel=1e-8)
+
+
+def test_models_table_layout(raw_sets):
+    res = growth_models(raw_sets["study1"])
+    tab = models_table(res, digits=2)
+    assert list(tab.columns) == ["Model 1", "Model 1 p", "Model 2", "Model 2 p", "Model 3", "Model 3 p"]
+    assert tab.index[0] == "Intercept" and tab.index[1] == "Time (slope)"
+    assert tab.at["Convergence × Time", "Model 1"] == ""
+    fx = res.models[2].fixed.set_index("term")
+    assert tab.at["Convergence × Time", "Model 2"] == (
+        f"{fx.at['time:convergence', 'estimate']:.2f} ({fx.at['time:convergence', 'se']:.2f})")
+    assert tab.at["AIC (ML)", "Model 3"] == f"{res.models[3].aic_ml:.1f}"
+    assert tab.at["N dyads", "Model 1"] == "96"
+    assert "Early P−T discrepancy" not in tab.index  # dropped (collinear), with a warning
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda d: growth_models(pd.concat([d, d.assign(study="Other")])), "fitted per study"),
+        (lambda d: growth_models(d, models=(4,)), "subset of"),
+        (lambda d: growth_models(d, time="weeks"), "time must be"),
+        (lambda d: growth_models(d, early_discrepancy="x"), "early_discrepancy"),
+        (lambda d: dyad_scores(d, discrepancy="ratio"), "absolute"),
+        (lambda d: dyad_scores(d, transform="sqrt"), "log_shift"),
+        (lambda d: dyad_scores(d.drop(columns="therapist_alliance")), "therapist_alliance"),
+        (lambda d: dyad_scores(pd.concat([d, d.iloc[:1]])), "more than once"),
+        (lambda d: dyad_scores(d.assign(session=d["session"] - 5)), "whole number"),
+        (lambda d: dyadic_model(d, random="banded"), "full"),
+        (lambda d: growth_models(d[d["patient"].isin(["D002", "D003"])]), "growth models need more"),
+    ],
+    ids=["two-studies", "model-4", "time", "early-disc", "discrepancy", "transform", "no-T", "dup-key",
+         "negative-session", "dyadic-structure", "too-few-dyads"],
+)
+def test_clear_errors(raw_sets, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(raw_sets["missing"].copy())
