@@ -40,9 +40,17 @@ does: with varpar = (θ, σ), ``H`` the Hessian of the unprofiled criterion
 (both by Richardson-extrapolated central differences),
 ``df = 2·(c'Var(β̂)c)² / (g' (2 H⁺) g)`` with ``g_i = c' J_i c``.
 
-The optimiser is L-BFGS-B on θ (several start values), then Newton polishing;
-convergence is checked with the scaled gradient (as lme4 does) and reported,
-never hidden.
+The optimiser is a projected modified Newton method on θ with the analytic
+gradient (several start values, two of which must agree), with scipy's
+L-BFGS-B plus Newton polishing as a fallback; convergence is checked with the
+scaled gradient (as lme4 does) and reported, never hidden.
+
+Accuracy: ``K_yy − K_yX β̂`` cancels digits when Σy² ≫ r² (about 4 digits in
+the convergence models), and the criterion multiplies r² by n/r². The reported
+criterion, σ̂² and the Satterthwaite Hessian therefore use the penalised RSS
+recomputed from the residuals, ``e'Ṽ⁻¹e`` with ``e = y − Xβ̂`` (as lme4 does);
+with the K-based value the numerical Hessian was noisy enough to move the df
+in the 4th digit.
 """
 
 from __future__ import annotations

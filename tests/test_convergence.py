@@ -737,3 +737,33 @@ def test_models_table_layout(raw_sets):
 def test_clear_errors(raw_sets, call, match):
     with pytest.raises(ValueError, match=match):
         call(raw_sets["missing"].copy())
+
+
+@pytest.mark.parametrize("failure", ["not_converged", "error"])
+def test_therapist_level_falls_back_when_the_three_level_fit_fails(raw_sets, monkeypatch, failure):
+    """The 3-level branch falls back to two levels with a message when the fit does not converge or
+    raises; the 2-level result is then the plain Model (the therapist-variance-0 fallback is checked
+    against lme4 in test_growth_model_matches_lme4[missing-model2_therapist])."""
+    import dataclasses
+
+    import analysis.convergence as conv
+
+    real = conv.fit_lmm
+
+    def fake(*args, **kw):
+        if kw.get("outer") is not None and kw.get("reml", True):
+            if failure == "error":
+                raise ValueError("simulated failure")
+            return dataclasses.replace(real(*args, **kw), converged=False)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(conv, "fit_lmm", fake)
+    res = growth_models(raw_sets["missing"], models=(1,), therapist_level=True)
+    gm = res.models[1]
+    monkeypatch.setattr(conv, "fit_lmm", real)
+    two = growth_models(raw_sets["missing"], models=(1,)).models[1]
+    assert gm.levels == 2 and gm.random["var_therapist"] is None
+    msg = "did not converge; fell back" if failure == "not_converged" else "failed (simulated failure); fell back"
+    assert any(msg in w for w in gm.warnings)
+    np.testing.assert_allclose(gm.fixed["estimate"], two.fixed["estimate"], rtol=1e-10)
+    assert gm.aic_ml == pytest.approx(two.aic_ml, abs=1e-9)  # the ML refit is 2-level too
