@@ -6,7 +6,16 @@ committed ``tests/reference/convergence_*.csv`` data sets. Those CSVs are
 written by this file's ``write_reference_inputs`` (run it as a script:
 ``.venv/bin/python tests/test_convergence.py``), then
 ``Rscript tests/reference/make_convergence_reference.R`` writes
-``convergence_reference.json``. The tests only read the committed CSV/JSON.
+``convergence_reference.json``. The tests only read the committed CSV/JSON
+(test_reference_inputs_are_reproducible checks that the designs still write
+exactly the committed CSVs).
+
+Tolerances: dyad scores 1e-9 relative (closed-form OLS, both sides); model
+quantities 1e-4 relative, with absolute floors 1e-4·SE for estimates and
+1e-6·σ² for variance components; p-values below 1e-10 on the log scale;
+REML/ML criteria and AICs 1e-6 absolute. Observed agreement is far tighter
+(estimates ~1e-8, SE/df ~1e-6, criteria ~1e-10). One lme4 fit did not converge
+(LME4_NOT_CONVERGED); it is compared through the likelihood at lme4's θ.
 """
 
 from __future__ import annotations
@@ -767,3 +776,31 @@ def test_therapist_level_falls_back_when_the_three_level_fit_fails(raw_sets, mon
     assert any(msg in w for w in gm.warnings)
     np.testing.assert_allclose(gm.fixed["estimate"], two.fixed["estimate"], rtol=1e-10)
     assert gm.aic_ml == pytest.approx(two.aic_ml, abs=1e-9)  # the ML refit is 2-level too
+
+
+def test_dyadic_structures_are_nested_and_fall_back(raw_sets, monkeypatch):
+    """diagonal ⊂ blocks ⊂ full (same fixed effects): REML criteria ordered; the diagonal structure has
+    no covariances. A non-converged 'full' fit is replaced by 'blocks', with a message."""
+    import dataclasses
+
+    import analysis.convergence as conv
+
+    d = raw_sets["missing"]
+    fits = {s: dyadic_model(d, random=s, satterthwaite=False) for s in ("full", "blocks", "diagonal")}
+    assert fits["full"].fit.deviance <= fits["blocks"].fit.deviance <= fits["diagonal"].fit.deviance
+    cov = fits["diagonal"].random.to_numpy()
+    assert np.all(cov[~np.eye(4, dtype=bool)] == 0) and np.all(np.diag(cov) >= 0)
+    assert fits["diagonal"].structure == "diagonal"
+
+    real = conv.fit_lmm
+
+    def fake(*args, **kw):
+        f = real(*args, **kw)
+        return dataclasses.replace(f, converged=False) if kw.get("blocks") == (4,) else f
+
+    monkeypatch.setattr(conv, "fit_lmm", fake)
+    res = dyadic_model(d, random="full", satterthwaite=False)
+    assert res.structure == "blocks"
+    assert any("'full' did not converge" in m for m in res.messages)
+    assert any("Reported random structure: 'blocks' (requested 'full')" in m for m in res.messages)
+    assert res.fit.deviance == pytest.approx(fits["blocks"].fit.deviance, abs=1e-9)
