@@ -14,7 +14,8 @@ Tolerances: dyad scores 1e-9 relative (closed-form OLS, both sides); model
 quantities 1e-4 relative, with absolute floors 1e-4·SE for estimates and
 1e-6·σ² for variance components; p-values below 1e-10 on the log scale;
 REML/ML criteria and AICs 1e-6 absolute. Observed agreement is far tighter
-(estimates ~1e-8, SE/df ~1e-6, criteria ~1e-10). One lme4 fit did not converge
+(estimates within 1e-7·SE; SE, df, p, variance components ≤ 8e-6 relative;
+criteria ≤ 3e-9 absolute). One lme4 fit did not converge
 (LME4_NOT_CONVERGED); it is compared through the likelihood at lme4's θ.
 """
 
