@@ -44,6 +44,8 @@ for direction in options.directions:
     table = d[["study", "effect", "estimate", "se", "ci_low", "ci_high", "pvalue", "n_patients", "n_pairs",
                "status"]].rename(columns={"ci_low": "CI low", "ci_high": "CI high", "pvalue": "p",
                                           "n_patients": "N patients", "n_pairs": "N pairs"})
+    # "warning" fits are valid estimates with notes (e.g. a zero random-intercept variance); say so plainly
+    table["status"] = table["status"].map({"ok": "ok", "warning": "ok (see notes)", "failed": "failed"})
     st.dataframe(table, width="stretch", hide_index=True,
                  column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
                                 ("estimate", "se", "CI low", "CI high")} | {
