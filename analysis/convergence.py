@@ -70,17 +70,17 @@ from scipy import stats
 from analysis.growth import LMMFit, drop_collinear, fit_lmm
 
 __all__ = [
+    "TERM_LABELS",
     "DyadScores",
+    "DyadicResult",
     "GrowthModel",
     "GrowthResult",
-    "DyadicResult",
-    "trajectories",
     "dyad_scores",
-    "growth_models",
     "dyadic_model",
-    "pooled_convergence",
+    "growth_models",
     "models_table",
-    "TERM_LABELS",
+    "pooled_convergence",
+    "trajectories",
 ]
 
 PREDICTORS = (
@@ -672,7 +672,7 @@ def growth_models(
     models = tuple(int(m) for m in models)
     if not models or any(m not in (1, 2, 3) for m in models):
         raise ValueError("models must be a subset of (1, 2, 3).")
-    d, scores, study, dyc, rows, origin, centering, exc = _prepare(
+    _d, scores, study, dyc, rows, origin, centering, exc = _prepare(
         df, scores, time, early_discrepancy, discrepancy, transform
     )
     messages = list(scores.messages)

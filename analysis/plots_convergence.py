@@ -22,10 +22,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.convergence import (
+    TERM_LABELS,
     DyadicResult,
     DyadScores,
     GrowthResult,
-    TERM_LABELS,
     dyad_scores,
     models_table,
     trajectories,
@@ -33,11 +33,11 @@ from analysis.convergence import (
 
 __all__ = [
     "alliance_trajectories_figure",
-    "dyad_trajectories_figure",
     "convergence_distribution_figure",
     "discrepancy_figure",
-    "symptom_growth_figure",
+    "dyad_trajectories_figure",
     "models_table_figure",
+    "symptom_growth_figure",
 ]
 
 PATIENT_COLOR = "#1f77b4"
