@@ -11,7 +11,8 @@
   stacked dyadic model's line γ1 + γ3·t;
 * :func:`symptom_growth_figure` — model-implied mean symptom trajectories at
   ±1 SD of a dyad-level predictor, with the observed session means;
-* :func:`models_table_figure` — Models 1–3 laid out like the paper's Table I.
+* :func:`models_table_figure` — Models 1–3 laid out like the paper's Table I;
+* :func:`pooled_forest_figure` — forest plot of the per-study convergence effects.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "discrepancy_figure",
     "dyad_trajectories_figure",
     "models_table_figure",
+    "pooled_forest_figure",
     "symptom_growth_figure",
 ]
 
@@ -250,3 +252,18 @@ def models_table_figure(result: GrowthResult, digits: int = 2, title: str | None
     fig.update_layout(title=title or f"Dyadic multilevel growth models, {result.study}",
                       height=120 + 30 * (len(tab) + 2), margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return fig
+
+
+def pooled_forest_figure(meta, standardized: bool = True, title: str | None = None) -> go.Figure:
+    """Forest plot of :func:`analysis.convergence.pooled_convergence`'s MetaResult.
+
+    A thin wrapper of :func:`analysis.plots_meta.forest_plot` with the axis named after the pooled
+    effect (Convergence × Time; in symptom SDs per session per SD of convergence when standardized).
+    """
+    from analysis.plots_meta import forest_plot
+
+    if meta is None:
+        raise ValueError("No study could be fitted, so there is nothing to pool.")
+    xl = ("Convergence × Time (symptom SD per session per SD of convergence)" if standardized
+          else "Convergence × Time (symptom units per session per unit of convergence)")
+    return forest_plot(meta, title=title or "Convergence effect on the symptom slope, by study", xlabel=xl)

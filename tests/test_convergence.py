@@ -712,6 +712,26 @@ def test_pooled_standardized_effect_equals_refit_on_z_scores():
     assert meta.estimate == pytest.approx(np.sum(w * table["estimate"]) / np.sum(w), rel=1e-8)
 
 
+def test_pooled_convergence_reports_and_skips_a_failing_study():
+    a, _ = design_study1(0.0, seed=12, n=40)
+    b, _ = design_study1(0.0, seed=13, n=40)
+    b["study"] = "Study B"
+    tiny, _ = design_study1(0.0, seed=14, n=2)  # 2 dyads: too few for a growth model
+    tiny["study"] = "Tiny"
+    table, meta = pooled_convergence(pd.concat([a, b, tiny], ignore_index=True))
+    t = table.set_index("study")
+    assert t.at["Tiny", "status"] == "failed" and "dyad" in t.at["Tiny", "message"]
+    assert np.isnan(t.at["Tiny", "estimate"])
+    assert meta.k == 2 and list(meta.labels) == ["Study 1", "Study B"]
+    from analysis.plots_convergence import pooled_forest_figure
+
+    fig = pooled_forest_figure(meta)
+    titles = [ax.title.text for ax in (fig.layout.xaxis, fig.layout.xaxis2, fig.layout.xaxis3) if ax.title.text]
+    assert any("Convergence × Time" in t for t in titles)
+    with pytest.raises(ValueError, match="nothing to pool"):
+        pooled_forest_figure(None)
+
+
 def test_models_table_layout(raw_sets):
     res = growth_models(raw_sets["study1"])
     tab = models_table(res, digits=2)
