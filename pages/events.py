@@ -15,25 +15,26 @@ import streamlit as st
 
 from analysis import events as ev
 from analysis import plots_events as pe
+from analysis.plots_meta import forest_plot
 from ui.downloads import show_figure, table_download
 from ui.state import current, has_therapist_ratings
 
 M = "/methods#"
 LINK_RUPTURES = M + "9-ruptures-ruptures-paper-stiles-2004-strauss-2006-gumz-2012"
-LINK_GAINS = M + "10-sudden-gains-review-tang-derubeis-1999"
-LINK_RC = M + "11-reliable-and-clinically-significant-change-jacobson-truax-1991"
+LINK_GAINS = M + "10-sudden-gains-review-tang-and-de-rubeis-1999"
+LINK_RC = M + "11-reliable-and-clinically-significant-change-jacobson-and-truax-1991"
 LINK_POOL = M + "6-stage-2-random-effects-pooling"
 LINK_STD = M + "2-standardization-default-on"
 
 SD_LABELS = {
-    "max": "Larger of the patient's own SD and the study's pooled SD (default)",
-    "patient": "The patient's own SD",
-    "pooled": "The study's pooled within-patient SD",
+    "max": "Larger of patient SD and study SD (default)",
+    "patient": "Patient's own SD",
+    "pooled": "Study's pooled within-patient SD",
 }
 RATER_LABELS = {"patient": "Patient", "therapist": "Therapist"}
 PRE_LABELS = {
-    "previous": "Alliance at the session just before the rupture (default)",
-    "last_non_rupture": "Alliance at the last earlier session that was not itself a rupture",
+    "previous": "Session just before the rupture (default)",
+    "last_non_rupture": "Last earlier session that was not a rupture",
 }
 RULE_LABELS = {
     "any": "at least one rupture was repaired (default)",
@@ -396,12 +397,15 @@ with tab_r:
                 else:
                     parts = []
                     for r in rup.itertuples():
+                        first = int(r.session) == int(p_rows.loc[p_rows["alliance"].notna(), "session"].min())
+                        level = _num(r.pre_rupture_level) + (" = the patient's mean, as there is no earlier session"
+                                                             if first else "")
                         if bool(r.repair):
                             parts.append(f"session {r.session} (repaired at session {int(r.repair_session)}, "
-                                         f"back to ≥ {_num(r.pre_rupture_level)})")
+                                         f"back to ≥ {level})")
                         else:
                             parts.append(f"session {r.session} (not repaired: alliance never again reached "
-                                         f"{_num(r.pre_rupture_level)})")
+                                         f"{level})")
                     txt += "Ruptures: " + "; ".join(parts) + "."
                 st.markdown(txt)
 
@@ -485,10 +489,10 @@ with tab_g:
         n_pat = int(ps_g["n_patients"].sum())
         n_with = int(ps_g["n_with_gain"].sum())
         n_gain = int(ps_g["n_gains"].sum())
-        cut_txt = (_num(next(iter(cut_map.values()))) + " symptom points" if len(set(cut_map.values())) == 1
-                   else "a study-specific cut-off (table)")
+        cut_txt = ("a minimum drop of " + _num(next(iter(cut_map.values()))) + " symptom points"
+                   if len(set(cut_map.values())) == 1 else "each study's own minimum drop (cut-off column below)")
         st.markdown(
-            f"With a minimum drop of {cut_txt}, {_pct(n_with, n_pat)} of the {n_pat:,} patients with at least "
+            f"With {cut_txt}, {_pct(n_with, n_pat)} of the {n_pat:,} patients with at least "
             f"one pair of consecutive sessions ({n_with:,}) had a sudden gain; {_plural(n_gain, 'sudden gain')} "
             f"in all" + (" (first gain per patient only)." if sg_first else ".")
         )
@@ -560,7 +564,7 @@ with tab_g:
         with c2:
             ag_std = st.checkbox("Standardize alliance within each study first", key="ev_ag_std",
                                  help="z = (x − study mean) / study SD, so studies with different alliance "
-                                      "scales can be combined (METHODS §2).")
+                                      f"scales can be combined ([METHODS §2]({LINK_STD})).")
             if multi and not ag_std:
                 st.caption("The studies may use different alliance scales; raw changes are then not comparable.")
         unit = "SD units" if ag_std else "alliance points"
@@ -581,21 +585,23 @@ with tab_g:
                     f"{_signed(aag.mean_change_other)}. Difference: {_signed(aag.difference)} {unit}."
                 )
                 if np.isfinite(aag.paired_t):
-                    more = "more" if aag.paired_mean_diff > 0 else "less"
+                    word = ("larger (the alliance rose more or fell less)" if aag.paired_mean_diff > 0
+                            else "smaller (the alliance rose less or fell more)")
                     st.markdown(
                         f"**Paired test** (each patient compared with themself; {aag.paired_n:,} patients have both "
-                        f"a gain pair and other pairs): the alliance rose on average by "
-                        f"{_num(abs(aag.paired_mean_diff))} {unit} {more} across the gain than across the "
-                        f"patient's other sessions (t({aag.paired_df:.0f}) = {aag.paired_t:.2f}, {_p(aag.paired_p)}; "
+                        f"a gain pair and other pairs): the alliance change across the gain was on average "
+                        f"{_num(abs(aag.paired_mean_diff))} {unit} {word} than across the patient's other "
+                        f"sessions (t({aag.paired_df:.0f}) = {aag.paired_t:.2f}, {_p(aag.paired_p)}; "
                         f"{_signif(aag.paired_p)})."
                     )
                 if np.isfinite(aag.model_estimate):
-                    more = "more" if aag.model_estimate > 0 else "less"
+                    word = "larger" if aag.model_estimate > 0 else "smaller"
                     st.markdown(
-                        f"**Random-intercept model** (all pairs, one intercept per patient): across a sudden gain "
-                        f"the alliance changes by {_num(abs(aag.model_estimate))} {unit} {more} than across other "
+                        f"**Random-intercept model** (all pairs, one intercept per patient): the alliance change "
+                        f"across a sudden gain is {_num(abs(aag.model_estimate))} {unit} {word} than across other "
                         f"pairs (SE {_num(aag.model_se)}, z = {aag.model_z:.2f}, {_p(aag.model_p)}; "
-                        f"{_signif(aag.model_p)})."
+                        f"{_signif(aag.model_p)}). The paired test weights every patient equally; the model "
+                        f"weights every pair, so the two can differ."
                     )
                 show_figure(pe.fig_alliance_around_gains(aag), "alliance_around_gains", key="ev_fig_around")
             for msg in aag.messages:
@@ -688,10 +694,14 @@ with tab_rc:
             tbl_rc[f"{c.capitalize()} (%)"] = np.where(n_by > 0, 100 * counts[c] / n_by.replace(0, np.nan), np.nan)
         tbl_rc["Smallest reliable change (1.96·S_diff)"] = 1.96 * per["s_diff"].to_numpy()
         tbl_rc["Cut-off c"] = per["cutoff"].to_numpy()
+        no_c = tbl_rc["Cut-off c"].isna().to_numpy()
+        # without a cut-off nobody can be "recovered": leave the cells empty rather than show 0
+        tbl_rc["Recovered (n)"] = pd.array(tbl_rc["Recovered (n)"], dtype="Int64")
+        tbl_rc.loc[no_c, "Recovered (n)"] = pd.NA
+        tbl_rc.loc[no_c, "Recovered (%)"] = np.nan
         tot = int(n_by.sum())
         imp = int(counts["recovered"].sum() + counts["improved"].sum())
         det = int(counts["deteriorated"].sum())
-        rec = int(counts["recovered"].sum())
         with_c = rc["cutoff"].notna().any()
         txt = (f"Of {tot:,} patients with at least two symptom scores, {_pct(imp, tot)} ({imp:,}) improved reliably "
                f"and {_pct(det, tot)} ({det:,}) deteriorated reliably from their first to their last session")
@@ -701,14 +711,25 @@ with tab_rc:
             txt += (f"; {rec_c:,} of the {n_c:,} patients in studies with a cut-off ({_pct(rec_c, n_c)}) recovered "
                     f"(reliable improvement and crossing c). 'Improved' counts reliable improvement without recovery.")
         else:
-            txt += ". Without a cut-off, nobody is classified as recovered."
+            txt += ". Choose a clinical cut-off c to classify patients as recovered."
         st.markdown(txt)
-        pct_cfg = {c: st.column_config.NumberColumn(c, format="%.1f") for c in tbl_rc.columns if c.endswith("(%)")}
-        st.dataframe(tbl_rc, hide_index=True, width="stretch", column_config=pct_cfg, key="ev_tbl_rc")
+        st.caption("Improved = reliable improvement without recovery (all reliable improvement where no cut-off "
+                   "is used). Recovered needs a cut-off c (\"no c\": not used in that study).")
+        show_rc = tbl_rc.copy()
+        if no_c.all():
+            show_rc = show_rc.drop(columns=["Recovered (n)", "Recovered (%)", "Cut-off c"])
+            tbl_rc = show_rc
+        elif no_c.any():  # show "no c" instead of an empty cell for studies without a cut-off
+            show_rc["Recovered (n)"] = [("no c" if m else f"{int(v):,}") for m, v in zip(no_c, tbl_rc["Recovered (n)"])]
+            show_rc["Recovered (%)"] = [("no c" if m else f"{v:.1f}") for m, v in zip(no_c, tbl_rc["Recovered (%)"])]
+        pct_cfg = {c: st.column_config.NumberColumn(c, format="%.1f") for c in show_rc.columns
+                   if c.endswith("(%)") and show_rc[c].dtype.kind == "f"}
+        st.dataframe(show_rc, hide_index=True, width="stretch", column_config=pct_cfg, key="ev_tbl_rc")
         table_download(tbl_rc, "reliable_change_per_study", key="ev_dl_rc")
         rc_study = st.selectbox("Study for the figure", studies, key="ev_rc_study") if multi else studies[0]
         try:
             fig_rc = pe.fig_reliable_change(rc, study=rc_study)
+            fig_rc.update_layout(legend={"y": -0.3}, margin={"b": 120})  # keep the legend off the x-axis title
         except ValueError as exc:
             st.error(_clean(exc))
         else:
@@ -766,11 +787,13 @@ with tab_o:
                                 f"patients with the pattern {better}; {_signif(r.pvalue)}.")
             elif out.meta is not None and out.meta.k >= 2:
                 meta = out.meta
-                better = "improved more" if meta.estimate < 0 else "improved less"
-                st.markdown(f"**Pooled over {meta.k} studies ({eff}).** Patients with the pattern ({what}) {better} "
-                            f"than patients without: {_num(meta.estimate)} (95% CI {_num(meta.ci_low)} to "
-                            f"{_num(meta.ci_high)}, {_p(meta.pvalue)}; {_signif(meta.pvalue)}).")
-                st.markdown(meta.summary())
+                lean = ("patients with the pattern improved more" if meta.estimate < 0
+                        else "patients with the pattern improved less")
+                st.markdown(f"**Pooled over {meta.k} studies ({eff}, with minus without the pattern).** "
+                            f"{_num(meta.estimate)} (95% CI {_num(meta.ci_low)} to {_num(meta.ci_high)}, "
+                            f"{_p(meta.pvalue)}): on average {lean} ({what}); the difference is "
+                            f"{_signif(meta.pvalue)}.")
+                st.caption(meta.summary())
             else:
                 st.info("No pooling: fewer than two studies have at least two patients with and two without the "
                         "pattern.")
@@ -787,8 +810,15 @@ with tab_o:
             st.dataframe(show[cols], hide_index=True, width="stretch", key="ev_tbl_out",
                          column_config={c: st.column_config.NumberColumn(c, format="%.3f")
                                         for c in cols if show[c].dtype.kind == "f"})
+            st.caption("Mean change = last minus first symptom score in each study's own units "
+                       "(negative = improvement).")
             table_download(t_o, f"outcome_by_{event}", key="ev_dl_out")
             for msg in out.messages:
                 st.caption(msg)
+            if pooled:
+                xl = ("Hedges' g, with minus without the pattern (negative = more improvement with it)"
+                      if measure == "SMD" else "Mean difference in symptom change (negative = more improvement with it)")
+                show_figure(forest_plot(out.meta, title=f"{EVENT_LABELS[event]} and symptom change", xlabel=xl),
+                            f"outcome_by_{event}_forest", key="ev_fig_forest")
 
 _save(DEFAULTS)

@@ -54,7 +54,8 @@ def _one_study_without_therapist() -> dict:
 
 def test_ipd_demo_prevalence_follows_k_and_charts_exist():
     at = _open_events()
-    assert len(at.get("plotly_chart")) >= 5  # prevalence, alliance series, symptoms, around gains, J&T plot
+    # prevalence, alliance series, symptoms, around gains, Jacobson–Truax plot, outcome forest plot
+    assert len(at.get("plotly_chart")) >= 6
     assert at.number_input(key="ev_k").value == 1.0
     lenient = _prevalence(at)
     assert lenient["Study"].iloc[-1] == "All studies"
@@ -79,6 +80,15 @@ def test_ipd_demo_prevalence_follows_k_and_charts_exist():
     assert not at.error
     assert not _prevalence(at)["Rupture (n)"].equals(strict["Rupture (n)"])
 
+    # a clinical cut-off used in one study only (Study 02 measured the SCL-90-R GSI)
+    at.radio(key="ev_rc_cmode").set_value("scl90").run()
+    at.multiselect(key="ev_rc_cstudies").set_value(["Study 02"]).run()
+    assert not at.exception and not at.error
+    rc = next(d.value for d in at.dataframe if "Recovered (n)" in d.value.columns).set_index("Study")
+    assert rc.loc["Study 01", "Recovered (n)"] == "no c"
+    assert rc.loc["Study 02", "Recovered (n)"] != "no c"
+    assert rc.loc["Study 02", "Cut-off c"] == pytest.approx(0.57)
+
 
 def test_one_study_without_therapist_ratings_and_bad_inputs():
     at = _open_events(_one_study_without_therapist())
@@ -89,6 +99,9 @@ def test_one_study_without_therapist_ratings_and_bad_inputs():
     assert "No pooling with one study" in md
     prev = _prevalence(at)
     assert prev["Study"].tolist() == ["ICBT-like trial"]  # no "All studies" row for one study
+
+    rc = next(d.value for d in at.dataframe if "Improved (n)" in d.value.columns)
+    assert "Recovered (n)" not in rc.columns  # no cut-off chosen: nobody can be "recovered"
 
     # the published SCL-90-R GSI cut-off: some patients are now "recovered"
     at.radio(key="ev_rc_cmode").set_value("scl90").run()
