@@ -7,6 +7,7 @@ import streamlit as st
 
 from analysis import data as adata
 from analysis import plots_data
+from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.state import DEMOS, current, load_demo, set_dataset
 
@@ -21,16 +22,6 @@ CANONICAL = {
 }
 NONE = "— not in this file —"
 FILE_TYPES = ["csv", "tsv", "txt", "xlsx", "xls", "sav", "dta", "parquet"]
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _sheets(content: bytes, name: str) -> list[str]:
-    return adata.list_sheets(content, filename=name)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _load(content: bytes, name: str, sheet) -> pd.DataFrame:
-    return adata.load(content, filename=name, sheet=sheet)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -76,13 +67,13 @@ with upload_tab:
             sheet = None
             if f.name.lower().endswith((".xlsx", ".xls")):
                 try:
-                    sheets = _sheets(content, f.name)
+                    sheets = compute.file_sheets(content, f.name)
                 except adata.DataError as e:
                     st.error(f"{f.name}: {e}")
                     continue
                 sheet = st.selectbox("Sheet", sheets, key=f"sheet_{i}_{f.name}")
             try:
-                raw = _load(content, f.name, sheet)
+                raw = compute.load_file(content, f.name, sheet)
             except adata.DataError as e:
                 st.error(f"{f.name}: {e}")
                 continue

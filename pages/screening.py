@@ -65,16 +65,6 @@ def _remember() -> None:
             store[key] = st.session_state[key]
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _sheets(content: bytes, name: str) -> list[str]:
-    return adata.list_sheets(content, filename=name)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _load(content: bytes, name: str, sheet) -> pd.DataFrame:
-    return adata.load(content, filename=name, sheet=sheet)
-
-
 @st.cache_data(show_spinner=False, max_entries=32)
 def _screen(study_df: pd.DataFrame, options: lagged.LagOptions):
     """Stage-1 fits of the study (every chosen direction) and its checklist."""
@@ -136,13 +126,13 @@ def _from_upload():
     sheet = None
     if name.lower().endswith((".xlsx", ".xls")):
         try:
-            sheets = _sheets(content, name)
+            sheets = compute.file_sheets(content, name)
         except adata.DataError as e:
             st.error(f"{name}: {e}")
             return None
         sheet = st.selectbox("Sheet", sheets, key=_w(f"scr_sheet_{name}", sheets[0], sheets))
     try:
-        raw = _load(content, name, sheet)
+        raw = compute.load_file(content, name, sheet)
     except adata.DataError as e:
         st.error(f"{name}: {e}")
         return None

@@ -14,8 +14,21 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
+from analysis import data as adata
 from analysis import lagged, meta, pipeline, plots_meta
 from analysis.lagged import LagOptions
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def file_sheets(content: bytes, name: str) -> list[str]:
+    """Sheet names of an uploaded workbook (empty for formats without sheets)."""
+    return adata.list_sheets(content, filename=name)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def load_file(content: bytes, name: str, sheet) -> pd.DataFrame:
+    """An uploaded file read by :func:`analysis.data.load` (cached on its bytes)."""
+    return adata.load(content, filename=name, sheet=sheet)
 
 
 def fingerprint(df: pd.DataFrame) -> str:
