@@ -28,10 +28,10 @@ test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -m browser -s
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check analysis pages app.py tests benchmarks
+	$(BIN)/ruff check .
 
 bench: $(VENV)/.installed
-	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f; done
+	for f in benchmarks/bench_*.py; do echo "== $$f"; PYTHONPATH=. $(BIN)/python $$f; done
 
 demo: $(VENV)/.installed
 	$(BIN)/python demo_data/make_demo.py

@@ -8,31 +8,31 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui.state import SHELL_FLAG, ensure_dataset, sidebar_summary
+from ui.state import ensure_dataset, sidebar_summary
 
 st.set_page_config(page_title="Alliance ⇄ Symptoms", page_icon=":material/monitoring:", layout="wide")
 
 HERE = Path(__file__).resolve().parent
 # (file, title, icon). tests/test_app_shell.py checks every file exists.
 PAGE_SPECS = [
-    ("pages/home.py", "Overview", ":material/home:"),
-    ("pages/data.py", "Data", ":material/folder_open:"),
-    ("pages/lagged.py", "Lagged effects", ":material/swap_horiz:"),
-    ("pages/pooled.py", "Pooled effects", ":material/forest:"),
-    ("pages/convergence.py", "Convergence", ":material/handshake:"),
-    ("pages/events.py", "Ruptures & gains", ":material/bolt:"),
-    ("pages/teaching.py", "Teaching", ":material/school:"),
-    ("pages/screening.py", "Screening", ":material/search:"),
-    ("pages/methods.py", "Methods", ":material/menu_book:"),
+    ("app_pages/home.py", "Overview", ":material/home:"),
+    ("app_pages/data.py", "Data", ":material/folder_open:"),
+    ("app_pages/lagged.py", "Lagged effects", ":material/swap_horiz:"),
+    ("app_pages/pooled.py", "Pooled effects", ":material/forest:"),
+    ("app_pages/convergence.py", "Convergence", ":material/handshake:"),
+    ("app_pages/events.py", "Ruptures & gains", ":material/bolt:"),
+    ("app_pages/teaching.py", "Teaching", ":material/school:"),
+    ("app_pages/screening.py", "Screening", ":material/search:"),
+    ("app_pages/methods.py", "Methods", ":material/menu_book:"),
 ]
 PAGES = [
-    st.Page(f, title=t, icon=i, default=(f == "pages/home.py"))
+    st.Page(f, title=t, icon=i, default=(f == "app_pages/home.py"))
     for f, t, i in PAGE_SPECS
     if (HERE / f).exists()
 ]
 
 # Our own sidebar links (the automatic navigation is hidden; see .streamlit/config.toml).
-st.session_state[SHELL_FLAG] = True
+# The page files live in app_pages/, not pages/, so Streamlit's legacy multipage mode never starts.
 ensure_dataset()
 with st.sidebar:
     st.markdown("### Alliance ⇄ Symptoms")

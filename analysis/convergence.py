@@ -67,7 +67,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.growth import LMMFit, drop_collinear, fit_lmm
+from analysis.lmm import LMMFit, drop_collinear, fit_lmm
 
 __all__ = [
     "TERM_LABELS",

@@ -2002,7 +2002,7 @@ def detect_wide(df: pd.DataFrame, min_sessions: int = 2) -> dict[str, str] | Non
         if stub_l not in by_stub or len(cols) > len(by_stub[stub_l][1]):
             by_stub[stub_l] = (stub, cols)
     scored: list[tuple[tuple[int, int], str, str]] = []
-    for stub_l, (stub, _cols) in by_stub.items():
+    for stub, _cols in by_stub.values():
         norm = _normalize_name(stub)
         for canonical in ("therapist_alliance", "alliance", "symptoms"):
             s = _name_score(canonical, norm)
@@ -2016,7 +2016,7 @@ def detect_wide(df: pd.DataFrame, min_sessions: int = 2) -> dict[str, str] | Non
             continue
         result[stub] = canonical
         taken.add(canonical)
-    for stub_l, (stub, _cols) in by_stub.items():
+    for stub, _cols in by_stub.values():
         if stub not in result:
             name = _normalize_name(stub) or "value"
             while name in taken or name in CANONICAL_COLUMNS:

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 from analysis.convergence import dyad_scores, dyadic_model, growth_models
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _time(f, repeat):

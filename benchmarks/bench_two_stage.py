@@ -19,13 +19,9 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.pipeline import two_stage
 from analysis.simulate import simulate_collection

@@ -21,7 +21,7 @@ def _run(df):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     at.session_state["dataset"] = {"df": df, "name": "t", "source": "demo", "notes": []}
     at.run()
-    at.switch_page("pages/convergence.py")
+    at.switch_page("app_pages/convergence.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _data_page():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     at.run()
-    at.switch_page("pages/data.py")
+    at.switch_page("app_pages/data.py")
     at.run()
     assert not at.exception
     return at

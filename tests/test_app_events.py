@@ -26,7 +26,7 @@ def _open_events(dataset: dict | None = None) -> AppTest:
         at.session_state["dataset"] = dataset
     at.run()
     assert not _errors_other_than_missing_pages(at)
-    at.switch_page("pages/events.py")
+    at.switch_page("app_pages/events.py")
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     assert [t.value for t in at.title] == ["Ruptures & gains"]
@@ -127,7 +127,7 @@ def test_one_study_without_therapist_ratings_and_bad_inputs():
     # choices survive a visit to another page
     at.radio(key="ev_rc_cmode").set_value("none")
     at.number_input(key="ev_k").set_value(1.5).run()
-    at.switch_page("pages/data.py").run()
-    at.switch_page("pages/events.py").run()
+    at.switch_page("app_pages/data.py").run()
+    at.switch_page("app_pages/events.py").run()
     assert not at.exception
     assert at.number_input(key="ev_k").value == 1.5

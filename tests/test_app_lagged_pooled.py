@@ -48,7 +48,7 @@ def _within_table(at):
 
 
 def test_each_centering_and_direction_changes_the_estimates():
-    at = _goto(_app(_collection()), "pages/lagged.py")
+    at = _goto(_app(_collection()), "app_pages/lagged.py")
     seen = {}
     for centering in ("person_mean", "detrended", "grand_mean", "none"):
         at.radio(key="opt_centering").set_value(centering).run()
@@ -72,15 +72,15 @@ def test_each_centering_and_direction_changes_the_estimates():
 
 
 def test_options_survive_page_switch():
-    at = _goto(_app(_collection()), "pages/lagged.py")
+    at = _goto(_app(_collection()), "app_pages/lagged.py")
     at.radio(key="opt_centering").set_value("detrended").run()
     at.selectbox(key="opt_lag").set_value(2).run()
-    _goto(at, "pages/pooled.py")  # directly: the widgets' old state is still in session state
+    _goto(at, "app_pages/pooled.py")  # directly: the widgets' old state is still in session state
     assert at.radio(key="opt_centering").value == "detrended"
     assert at.selectbox(key="opt_lag").value == 2
     assert at.multiselect(key="opt_directions").value == ["alliance_to_symptoms", "symptoms_to_alliance"]
-    _goto(at, "pages/data.py")  # via a page without the panel: the widgets' state is dropped
-    _goto(at, "pages/lagged.py")
+    _goto(at, "app_pages/data.py")  # via a page without the panel: the widgets' state is dropped
+    _goto(at, "app_pages/lagged.py")
     assert at.radio(key="opt_centering").value == "detrended"
     assert at.selectbox(key="opt_lag").value == 2
 
@@ -89,30 +89,30 @@ def test_failing_study_is_reported_and_the_rest_pooled():
     good = _collection(k=3)
     tiny = simulate_study(2, range(1, 5), study="Tiny study", seed=1).data  # 2 patients: cannot be fitted
     df = pd.concat([good, tiny], ignore_index=True)
-    at = _goto(_app(df), "pages/lagged.py")
+    at = _goto(_app(df), "app_pages/lagged.py")
     t = _within_table(at)
     row = t[t["study"] == "Tiny study"]
     assert row["status"].iloc[0] == "failed"
     assert any("could not be fitted" in m.value for m in at.markdown)
-    at = _goto(at, "pages/pooled.py")
+    at = _goto(at, "app_pages/pooled.py")
     pooled = next(d.value for d in at.dataframe if "i2" in d.value.columns or "tau2" in d.value.columns)
     assert set(pooled["k"]) == {3}
 
 
 def test_k1_says_no_pooling_and_k2_warns():
     one = simulate_study(60, range(1, 8), study="Only study", seed=2).data
-    at = _goto(_app(one), "pages/pooled.py")
+    at = _goto(_app(one), "app_pages/pooled.py")
     text = " ".join(i.value for i in at.info) + " ".join(m.value for m in at.markdown)
     assert "k = 1" in text and "pooled" in text
     two = _collection(k=2)
-    at = _goto(_app(two), "pages/pooled.py")
+    at = _goto(_app(two), "app_pages/pooled.py")
     text = " ".join(m.value for m in at.markdown) + " ".join(i.value for i in at.info) + " ".join(
         w.value for w in at.warning)
     assert "2 studies" in text or "k = 2" in text
 
 
 def test_pooled_forest_plot_follows_estimator_and_centering():
-    at = _goto(_app(_collection(k=5)), "pages/pooled.py")
+    at = _goto(_app(_collection(k=5)), "app_pages/pooled.py")
     spec0 = json.dumps(json.loads(at.get("plotly_chart")[0].proto.spec))
     assert "REML" in spec0 or "restricted" in spec0.lower()
     at.selectbox(key="opt_pooling_method").set_value("DL").run()
@@ -128,7 +128,7 @@ def test_data_without_therapist_ratings_runs_every_analysis_page():
     df = _collection(k=3, therapist=False)
     assert "therapist_alliance" not in df.columns
     at = _app(df)
-    for page in ("pages/data.py", "pages/lagged.py", "pages/pooled.py"):
+    for page in ("app_pages/data.py", "app_pages/lagged.py", "app_pages/pooled.py"):
         _goto(at, page)
         assert len(at.get("plotly_chart")) >= 1
 
@@ -137,7 +137,7 @@ def test_downloaded_script_reproduces_the_pooled_estimates(tmp_path):
     from ui.reporting import DATA_NAME, script_text
 
     df = _collection(k=4)
-    at = _goto(_app(df), "pages/pooled.py")
+    at = _goto(_app(df), "app_pages/pooled.py")
     at.radio(key="opt_centering").set_value("detrended").run()
     at.radio(key="opt_test").set_value("knha").run()
     pooled = next(d.value for d in at.dataframe if "tau2" in d.value.columns)
@@ -160,7 +160,7 @@ def test_every_pooled_section_renders():
     df = _collection(k=4)
     df["setting"] = df["study"].map({s: ("online" if i % 2 else "clinic") for i, s in
                                     enumerate(sorted(df["study"].unique()))}).astype("string")
-    at = _goto(_app(df), "pages/pooled.py")
+    at = _goto(_app(df), "app_pages/pooled.py")
     assert len(at.get("plotly_chart")) == 1  # nothing but the forest plot until a section is chosen
     charts = {}
     for section in ("Leave-one-out", "Funnel & Egger", "Meta-regression", "Centering multiverse",

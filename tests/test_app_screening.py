@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 pytestmark = pytest.mark.timeout(120)
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGE = "pages/screening.py"
+PAGE = "app_pages/screening.py"
 
 
 def _new_study_csv(n_patients=40, n_sessions=8, seed=7, drop_symptoms=False) -> bytes:
@@ -146,7 +146,7 @@ def test_k1_collection_asks_for_a_reference_typed_in_by_hand():
     assert not at.main.error, [e.value for e in at.main.error]
     coef = next(d.value for d in at.main.dataframe if "Estimate" in d.value.columns)
     sentences = {m.value.split(".**")[0].strip("*"): m.value for m in at.main.markdown if "prediction interval" in m.value}
-    for (d, vals), label in zip(refs.items(), ("Alliance → next-session symptoms", "Symptoms → next-session alliance")):
+    for (_d, vals), label in zip(refs.items(), ("Alliance → next-session symptoms", "Symptoms → next-session alliance")):
         est = float(coef.loc[coef["Direction"] == label, "Estimate"].iloc[0])
         lo, hi = vals[3], vals[4]
         sentence = sentences[label]
@@ -170,7 +170,7 @@ def test_choices_survive_a_visit_to_another_page():
     at.radio(key="scr_ref_mode").set_value("manual").run()
     at.number_input(key="scr_ref_alliance_to_symptoms_estimate").set_value(-0.12).run()
     assert not at.exception
-    at.switch_page("pages/methods.py").run()
+    at.switch_page("app_pages/methods.py").run()
     assert not at.exception
     at.switch_page(PAGE).run()
     assert not at.exception, [e.message for e in at.exception]

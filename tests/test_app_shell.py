@@ -30,7 +30,7 @@ def test_first_start_loads_ipd_demo_and_shows_it_in_sidebar():
     assert "17 studies · 5,350 patients" in captions
 
 
-@pytest.mark.parametrize("page", ["pages/home.py", "pages/methods.py"])
+@pytest.mark.parametrize("page", ["app_pages/home.py", "app_pages/methods.py"])
 def test_static_pages_render(page):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()

@@ -18,7 +18,7 @@ def _open_teaching() -> AppTest:
     at.run()
     # app.py may list pages other engineers are still writing; their absence is not this page's concern
     assert not [e.message for e in at.exception if "could not be found" not in e.message]
-    at.switch_page("pages/teaching.py")
+    at.switch_page("app_pages/teaching.py")
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     return at

@@ -22,16 +22,11 @@ criteria ≤ 3e-9 absolute). One lme4 fit did not converge
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from analysis.convergence import (
     DyadScores,
@@ -44,6 +39,7 @@ from analysis.convergence import (
 )
 from analysis.simulate import SYMPTOM_INSTRUMENTS, simulate_dyads
 
+ROOT = Path(__file__).resolve().parents[1]
 REF = ROOT / "tests" / "reference"
 DATASETS = ("study1", "study2", "missing")
 
@@ -206,7 +202,7 @@ def _check_p(ours, theirs, rtol=1e-4):
 
 def _lme4_problem(name, key, terms):
     """The model lme4 fitted, rebuilt from the CSV columns exactly as the R formula reads them."""
-    from analysis.growth import _Problem
+    from analysis.lmm import _Problem
 
     d = _load(name)
     m = d[(d["in_model"] == 1) & d["symptoms"].notna()].reset_index(drop=True)
@@ -631,7 +627,7 @@ def test_gsi_demo_convergence_and_symptom_level(demo_fits):
     * Without the initial-symptoms adjustment (same random part, convergence on level and slope), the
       convergence main effect has the true (negative) sign, −5.4 (SE 3.8), again not significant.
     """
-    from analysis.growth import fit_lmm
+    from analysis.lmm import fit_lmm
 
     res, truth = demo_fits["dyads_gsi"]
     assert truth["convergence_on_intercept"] < 0

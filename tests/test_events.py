@@ -527,7 +527,7 @@ def test_raising_cutoff_never_adds_gains(vals, c, dc):
 def _naive_sudden_gains(d, cutoff, pairing):
     """Straightforward loop over each patient's pairs (independent reference)."""
     out = []
-    for (study, patient), g in d.dropna(subset=["symptoms"]).groupby(["study", "patient"]):
+    for (_study, patient), g in d.dropna(subset=["symptoms"]).groupby(["study", "patient"]):
         g = g.sort_values("session")
         ses, x = g.session.tolist(), g.symptoms.tolist()
         val = dict(zip(ses, x))

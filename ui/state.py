@@ -58,29 +58,8 @@ def ensure_dataset() -> dict:
     return st.session_state["dataset"]
 
 
-SHELL_FLAG = "_app_shell_ran"
-
-
 def current() -> dict:
-    """The loaded data set; every page calls this first.
-
-    On the very first script run of a server process Streamlit still uses its
-    legacy ``pages/`` folder mode: a URL such as ``/data`` then runs the page
-    file alone, without ``app.py`` (no sidebar, no navigation), and the mode
-    stays on until some run calls ``st.navigation``. So a page that finds the
-    shell has not run switches the legacy mode off exactly as ``st.navigation``
-    does and reruns once; the rerun goes through ``app.py``. The browser test
-    (tests/test_browser_data.py) opens ``/data`` on a fresh server to guard this.
-    """
-    if not st.session_state.get(SHELL_FLAG) and not st.session_state.get("_shell_rerun"):
-        st.session_state["_shell_rerun"] = True
-        try:
-            from streamlit.runtime.pages_manager import PagesManager
-
-            PagesManager.uses_pages_directory = False
-        except ImportError:  # pragma: no cover - a future Streamlit without this internal
-            pass
-        st.rerun()
+    """The loaded data set; every page calls this first."""
     return ensure_dataset()
 
 

@@ -1,4 +1,4 @@
-# Reference values for analysis.convergence / analysis.growth (METHODS §8).
+# Reference values for analysis.convergence / analysis.lmm (METHODS §8).
 #
 # Run from the repository root:
 #   .venv/bin/python tests/test_convergence.py        # writes convergence_<name>.csv (data + predictors)

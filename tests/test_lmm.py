@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis.growth import drop_collinear, fit_lmm
+from analysis.lmm import drop_collinear, fit_lmm
 
 LOG2PI = np.log(2 * np.pi)
 
@@ -200,7 +200,7 @@ def test_boundary_slope_variance_two_by_two():
     dev0 = dense_criterion(y, X, Z, g, f.psi, f.sigma2, True)[0]
     np.testing.assert_allclose(f.deviance, dev0, rtol=1e-10)
     # nearby admissible (θ) points: none is better
-    from analysis.growth import _Problem
+    from analysis.lmm import _Problem
 
     prob = _Problem(y, X, Z, g, m, (2,))
     for d in ([0, 0, 0.02], [0.01, 0.01, 0.01], [-0.01, 0.0, 0.03], [0.0, -0.02, 0.05]):

@@ -25,5 +25,5 @@ Every statistic is defined in the methods document (`docs/METHODS.md`) and check
 """
 )
 st.info(f"Loaded now: **{ds['name']}**. Change it on the Data page.")
-st.page_link("pages/data.py", label="Go to the Data page", icon=":material/folder_open:")
-st.page_link("pages/lagged.py", label="Go to Lagged effects", icon=":material/swap_horiz:")
+st.page_link("app_pages/data.py", label="Go to the Data page", icon=":material/folder_open:")
+st.page_link("app_pages/lagged.py", label="Go to Lagged effects", icon=":material/swap_horiz:")

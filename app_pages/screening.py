@@ -18,7 +18,7 @@ from ui.downloads import show_figure, table_download
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel, pooling_panel
 from ui.state import current
 
-# The same column-mapping choices as the Data page (pages/data.py).
+# The same column-mapping choices as the Data page (app_pages/data.py).
 CANONICAL = {
     "study": "Study (optional: one file = one study)",
     "patient": "Patient id (required)",

@@ -1,4 +1,4 @@
-"""Linear mixed-model solver for growth models (METHODS §8).
+"""General linear mixed-model solver (REML/ML, Satterthwaite df) used by the growth models (METHODS §8) and any model with random slopes or a third level.
 
 Model, for top-level cluster (dyad) j with n_j rows::
 
