@@ -882,15 +882,7 @@ def _icc(base: _Base, var: str, k: int) -> float:
     if key in base._centered:
         return base._centered[key]
     lo, hi = base.sstart[k], base.sstart[k + 1]
-    x = base.z[var][lo:hi]
-    obs = ~np.isnan(x)
-    val = np.nan
-    if obs.sum() > 2:
-        try:
-            f = mixed.fit_random_intercept(np.ones((int(obs.sum()), 1)), x[obs], base.g[lo:hi][obs])
-            val = f.tau2 / (f.tau2 + f.sigma2)
-        except ValueError:
-            val = np.nan
+    val = mixed.icc(base.z[var][lo:hi], base.g[lo:hi])
     base._centered[key] = val
     return val
 

@@ -54,6 +54,7 @@ from scipy import optimize, stats
 
 __all__ = [
     "SINGULAR_TOL",
+    "icc",
     "LinearFit",
     "MixedFit",
     "fit_ols",
@@ -699,3 +700,24 @@ def wald_table(beta, se, df=None, level: float = 0.95):
         crit = stats.t.ppf(0.5 + level / 2, df)
         p = 2 * stats.t.sf(np.abs(stat), df)
     return stat, beta - crit * se, beta + crit * se, p
+
+
+def icc(x, groups) -> float:
+    """Intraclass correlation τ²/(τ² + σ²) of ``x`` from an intercept-only random-intercept
+    REML model (:func:`fit_random_intercept`), using the finite values only.
+
+    NaN when fewer than 3 values are observed, the model cannot be fitted, or τ² + σ² = 0.
+    The reliability of a person mean over n sessions follows as n·ICC / (1 + (n − 1)·ICC)
+    (METHODS §5).
+    """
+    x = np.asarray(x, float)
+    groups = np.asarray(groups)
+    obs = np.isfinite(x)
+    if obs.sum() < 3:
+        return float("nan")
+    try:
+        f = fit_random_intercept(np.ones((int(obs.sum()), 1)), x[obs], groups[obs])
+    except (ValueError, np.linalg.LinAlgError):
+        return float("nan")
+    tot = f.tau2 + f.sigma2
+    return float(f.tau2 / tot) if tot > 0 else float("nan")

@@ -208,19 +208,6 @@ def _window(df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
     return df.loc[(s >= options.sessions[0]) & (s <= options.sessions[1])]
 
 
-def _icc(x: np.ndarray, groups: np.ndarray) -> float:
-    """τ²/(τ² + σ²) of an intercept-only random-intercept REML model; NaN when not estimable."""
-    obs = np.isfinite(x)
-    if obs.sum() < 3:
-        return math.nan
-    try:
-        f = mixed.fit_random_intercept(np.ones((int(obs.sum()), 1)), x[obs], groups[obs])
-    except (ValueError, np.linalg.LinAlgError):
-        return math.nan
-    tot = f.tau2 + f.sigma2
-    return float(f.tau2 / tot) if tot > 0 else math.nan
-
-
 def _within_stats(x: np.ndarray, groups: np.ndarray) -> dict:
     """Pooled within-patient SD, total SD and the share of patients (with ≥ 2
     observed values) whose value never changes."""
@@ -433,7 +420,7 @@ def screen_study(
         # ICC
         n_med = med
         # no ICC for a variable without (within-patient) variance: the REML fit would be degenerate
-        icc = _icc(x, codes) if sd_check.mark != "fail" else math.nan
+        icc = mixed.icc(x, codes) if sd_check.mark != "fail" else math.nan
         stats[f"icc_{var}"] = icc
         if sd_check.mark == "fail":
             icc_check = Check(f"ICC of {var}", "n/a", "caution",
