@@ -36,7 +36,7 @@ CR1 convention); between-patient terms are not estimable there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 
 import numpy as np
@@ -48,11 +48,19 @@ __all__ = [
     "CENTERINGS",
     "DIRECTIONS",
     "LagOptions",
+    "ModelRows",
+    "PatientView",
+    "StudyData",
     "StudyFit",
+    "failed_fit",
+    "fit_studies",
     "fit_study",
+    "model_rows",
     "model_terms",
     "pairing_counts",
+    "patient_view",
     "prepare",
+    "prepare_studies",
 ]
 
 CENTERINGS = ("none", "grand_mean", "person_mean", "detrended")
@@ -62,7 +70,12 @@ TIME_TRENDS = ("none", "fixed", "fixed_random")
 ESTIMATORS = ("mixed", "fixed_effects")
 POOLING_METHODS = ("DL", "REML", "ML", "PM", "EB", "HE", "SJ", "HS", "FE")
 TESTS = ("z", "knha")
-TERMS = ("intercept", "within", "between", "prior_within", "prior_between", "interaction", "time")
+STANDARDIZE_BY = ("total", "within")
+DF_METHODS = ("z", "satterthwaite")
+TERMS = (
+    "intercept", "within", "between", "prior_within", "prior_between", "interaction", "interaction_outcome", "time",
+)
+CORE_COLUMNS = ("study", "patient", "session", "alliance", "symptoms")
 MIN_PATIENTS = 3
 
 _VARS = {"alliance_to_symptoms": ("alliance", "symptoms"), "symptoms_to_alliance": ("symptoms", "alliance")}
@@ -95,6 +108,22 @@ class LagOptions:
       (within OLS, CR1 SEs).
     * ``pooling_method`` / ``test``: stage-2 τ² estimator and ``"z"`` or
       ``"knha"`` (§6).
+    * ``outcome_moderator``: add ``Y^b × X^w`` (term ``interaction_outcome``):
+      the patient's average outcome level moderating the within effect (needs
+      a between part and ``control_prior_outcome``, whose ``prior_between`` is
+      the main effect) — §5.
+    * ``covariates``: names of patient-level columns of the data (constant
+      within patient). Each enters as a main effect and as a moderator of the
+      within effect (``within × name``); numeric columns centred at the study's
+      mean over patients (and divided by their SD when ``standardize``),
+      text/categorical columns as 0/1 dummies against the first level — §5.
+    * ``standardize_by``: ``"total"`` (default: SD of all observed values in
+      the study) or ``"within"`` (pooled within-patient SD) — §2.
+    * ``df_method``: ``"z"`` (default, Wald z) or ``"satterthwaite"`` (t tests
+      with lmerTest's Satterthwaite df; mixed estimator only) — §5.
+    * ``lag = 0`` (symptoms → alliance only): symptoms rated before session t,
+      alliance after it, so the outcome is alliance at the same session t and
+      the prior outcome is alliance at the previous session — §4.
     """
 
     centering: str = "person_mean"
@@ -109,6 +138,10 @@ class LagOptions:
     estimator: str = "mixed"
     pooling_method: str = "REML"
     test: str = "z"
+    outcome_moderator: bool = False
+    covariates: tuple = ()
+    standardize_by: str = "total"
+    df_method: str = "z"
 
     def __post_init__(self):
         def bad(name, value, allowed):
@@ -116,8 +149,8 @@ class LagOptions:
 
         if self.centering not in CENTERINGS:
             bad("centering", self.centering, CENTERINGS)
-        if isinstance(self.lag, bool) or not isinstance(self.lag, (int, np.integer)) or not 1 <= self.lag <= 3:
-            raise ValueError(f"lag must be a whole number from 1 to 3; got {self.lag!r}.")
+        if isinstance(self.lag, bool) or not isinstance(self.lag, (int, np.integer)) or not 0 <= self.lag <= 3:
+            raise ValueError(f"lag must be a whole number from 1 to 3 (or 0, see below); got {self.lag!r}.")
         object.__setattr__(self, "lag", int(self.lag))
         if self.pairing not in PAIRINGS:
             bad("pairing", self.pairing, PAIRINGS)
@@ -130,7 +163,12 @@ class LagOptions:
         if len(set(dirs)) != len(dirs):
             raise ValueError("directions must not repeat a direction.")
         object.__setattr__(self, "directions", dirs)
-        for name in ("control_prior_outcome", "standardize", "cross_level"):
+        if self.lag == 0 and dirs != ("symptoms_to_alliance",):
+            raise ValueError(
+                "lag must be 1–3 for alliance → symptoms; lag 0 (alliance rated later in the same session as the "
+                "symptoms) is only for the direction 'symptoms_to_alliance'."
+            )
+        for name in ("control_prior_outcome", "standardize", "cross_level", "outcome_moderator"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")  # noqa: TRY004
             object.__setattr__(self, name, bool(getattr(self, name)))
@@ -162,10 +200,33 @@ class LagOptions:
                 "cross_level needs a between-patient part of the predictor: use centering "
                 "'person_mean' or 'detrended'."
             )
+        self._check_new_fields()
         if self.time_trend == "fixed_random" and self.estimator == "fixed_effects":
             raise ValueError(
                 "A random slope of time needs estimator='mixed'; with 'fixed_effects' use time_trend='fixed'."
             )
+
+    def _check_new_fields(self):
+        if self.standardize_by not in STANDARDIZE_BY:
+            raise ValueError(f"standardize_by must be one of 'total', 'within'; got {self.standardize_by!r}.")
+        if self.df_method not in DF_METHODS:
+            raise ValueError(f"df_method must be one of 'z', 'satterthwaite'; got {self.df_method!r}.")
+        if self.df_method == "satterthwaite" and self.estimator != "mixed":
+            raise ValueError("df_method='satterthwaite' needs estimator='mixed' (fixed effects use t(G − 1)).")
+        if self.outcome_moderator and (self.centering in ("none", "grand_mean") or not self.control_prior_outcome):
+            raise ValueError(
+                "outcome_moderator needs the between-patient part of the outcome as a main effect: use centering "
+                "'person_mean' or 'detrended' with control_prior_outcome=True."
+            )
+        cov = (self.covariates,) if isinstance(self.covariates, str) else tuple(self.covariates)
+        for c in cov:
+            if not isinstance(c, str) or not c.strip():
+                raise ValueError(f"covariates must be column names (text); got {c!r}.")
+            if c in CORE_COLUMNS or c in TERMS or c.startswith("within × "):
+                raise ValueError(f"{c!r} cannot be a covariate: it is a core column or a model term name.")
+        if len(set(cov)) != len(cov):
+            raise ValueError("covariates must not repeat a column.")
+        object.__setattr__(self, "covariates", cov)
 
     @property
     def hybrid(self) -> bool:
@@ -192,6 +253,8 @@ def model_terms(options: LagOptions) -> tuple[str, ...]:
             t.append("prior_between")
     if options.cross_level:
         t.append("interaction")
+    if options.outcome_moderator:
+        t.append("interaction_outcome")
     if options.time_trend != "none":
         t.append("time")
     return tuple(t)
@@ -222,9 +285,18 @@ def _float_col(df, col):
         raise ValueError(f"Column '{col}' must be numeric (values like 3.5); {exc}") from None
 
 
-class _Base:
-    """Canonical data sorted by (study, patient, session), restricted to the
-    window and standardized per study (§2). Shared by all centerings."""
+class StudyData:
+    """Stage-1 input: canonical data sorted by (study, patient, session),
+    restricted to the session window and standardized per study (§2), with
+    the patient-level covariates named in the options. Shared by every
+    centering, direction and lag; build it once with :func:`prepare_studies`.
+
+    Attributes used by callers: ``study_labels`` (sorted), ``n`` (rows),
+    ``G`` (patients), ``S`` (studies), ``g`` (patient code per row), ``scode``
+    (study code per row), ``sess``, ``raw``/``z`` (variable → values on the
+    original / model scale), ``scale`` (variable → (mean, SD) per study),
+    ``problems`` (study → reasons it cannot be fitted).
+    """
 
     def __init__(self, df: pd.DataFrame, options: LagOptions):
         if not isinstance(df, pd.DataFrame):
@@ -295,29 +367,90 @@ class _Base:
         self.z = {}
         self.scale = {}
         self.problems = {lab: [] for lab in self.study_labels}
+        self.standardize_by = options.standardize_by if options.standardize else None
         for var, x in self.raw.items():
-            obs = ~np.isnan(x)
-            cnt = np.bincount(scode[obs], minlength=self.S).astype(float)
-            sm = np.bincount(scode[obs], weights=x[obs], minlength=self.S)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean = sm / cnt
-                dev = np.where(obs, x - mean[scode], 0.0)
-                var_ = np.bincount(scode, weights=dev**2, minlength=self.S) / (cnt - 1)
-            sd = np.sqrt(var_)
-            for k in range(self.S):
-                if cnt[k] < 2 or not sd[k] > 0:
-                    self.problems[self.study_labels[k]].append(
-                        f"{var} has no variance in the analysis window ({int(cnt[k])} observed value(s))"
-                    )
-            if options.standardize:
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    good = sd > 0
-                    z = np.where(good[scode], (x - mean[scode]) / np.where(good, sd, 1.0)[scode], np.nan)
-                self.z[var] = z
-            else:
-                self.z[var] = x
-            self.scale[var] = (mean, sd)
+            self._standardize(var, x, options)
+        self.covariates = self._read_covariates(df, options.covariates) if options.covariates else {}
         self._centered = {}
+
+    def _standardize(self, var: str, x: np.ndarray, options: LagOptions) -> None:
+        """z = (x − study mean) / SD, the SD over all observed values (``standardize_by="total"``,
+        ddof 1) or the pooled within-patient SD √(Σ(x − x̄_i)² / (N − G)) ("within") — §2."""
+        scode, S = self.scode, self.S
+        obs = ~np.isnan(x)
+        cnt = np.bincount(scode[obs], minlength=S).astype(float)
+        sm = np.bincount(scode[obs], weights=x[obs], minlength=S)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = sm / cnt
+            dev = np.where(obs, x - mean[scode], 0.0)
+            var_ = np.bincount(scode, weights=dev**2, minlength=S) / (cnt - 1)
+        sd = np.sqrt(var_)
+        for k in range(S):
+            if cnt[k] < 2 or not sd[k] > 0:
+                self.problems[self.study_labels[k]].append(
+                    f"{var} has no variance in the analysis window ({int(cnt[k])} observed value(s))"
+                )
+        if options.standardize and options.standardize_by == "within":
+            g = self.g
+            npat = np.bincount(g[obs], minlength=self.G)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                pm = np.bincount(g[obs], weights=x[obs], minlength=self.G) / npat
+                wdev = np.where(obs, x - pm[g], 0.0)
+                g_obs = np.bincount(self.pat_study[npat > 0], minlength=S)
+                sd = np.sqrt(np.bincount(scode, weights=wdev**2, minlength=S) / (cnt - g_obs))
+            for k in range(S):
+                if cnt[k] >= 2 and not sd[k] > 0:
+                    self.problems[self.study_labels[k]].append(
+                        f"{var} does not vary within patients (within-patient SD 0), so it cannot be standardized "
+                        "by the within-patient SD"
+                    )
+        if options.standardize:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                good = sd > 0
+                z = np.where(good[scode], (x - mean[scode]) / np.where(good, sd, 1.0)[scode], np.nan)
+            self.z[var] = z
+        else:
+            self.z[var] = x
+        self.scale[var] = (mean, sd)
+
+    def _read_covariates(self, df: pd.DataFrame, names: tuple) -> dict:
+        """Patient-level covariates: name → (kind, per-patient values). Numeric columns give floats
+        (NaN = missing); others give integer level codes (−1 = missing) and the sorted level labels."""
+        missing = [c for c in names if c not in df.columns]
+        if missing:
+            raise ValueError(f"The covariate column(s) {', '.join(missing)} are not in the data.")
+        src = self.src_index
+        out = {}
+        for name in names:
+            col = df[name].iloc[src] if len(src) else df[name].iloc[:0]
+            numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+            if numeric:
+                vals = col.to_numpy(dtype=float, na_value=np.nan)
+                codes, levels = vals, None
+            else:
+                codes, levels = pd.factorize(col.astype("string"), sort=True)
+                codes = codes.astype(float)
+                codes[codes < 0] = np.nan
+                levels = [str(v) for v in levels]
+            per = np.full(self.G, np.nan)
+            ok = ~np.isnan(codes)
+            # first observed value of each patient; any other value in the patient's rows is an error
+            first = np.full(self.G, -1)
+            rows_ok = np.flatnonzero(ok)
+            if len(rows_ok):
+                gi = self.g[rows_ok]
+                f = np.r_[True, gi[1:] != gi[:-1]]
+                first[gi[f]] = rows_ok[f]
+                per[gi[f]] = codes[rows_ok[f]]
+                bad = codes[rows_ok] != per[gi]
+                if bad.any():
+                    j = rows_ok[np.flatnonzero(bad)[0]]
+                    raise ValueError(
+                        f"Covariate '{name}' must be patient-level (one value per patient), but patient "
+                        f"{self.pat_label[self.g[j]]} of study {self.study_labels[self.scode[j]]} has several values."
+                    )
+            out[name] = ("numeric", per, None) if numeric else ("categorical", per, levels)
+        return out
 
     # ---------------------------------------------------------------- centering (§3)
     def centered(self, var: str, centering: str):
@@ -376,6 +509,10 @@ class _Base:
             return self._centered[key]
         n = self.n
         yobs = ~np.isnan(self.z[yvar])
+        if lag == 0:  # outcome rated later in the same session (§4)
+            j = np.where(yobs, np.arange(n), -1)
+            self._centered[key] = j
+            return j
         if pairing == "session":
             span = int(self.sess.max()) + lag + 1 if n else 1
             k = self.g.astype(np.int64) * span + self.sess
@@ -398,76 +535,161 @@ class _Base:
         self._centered[key] = j
         return j
 
+    def previous_index(self, yvar: str, pairing: str) -> np.ndarray:
+        """Row index of the outcome one step earlier (session t − 1, or the patient's previous row with
+        an observed outcome for ``next_observed``), −1 when none: the prior outcome of a lag-0 model."""
+        n = self.n
+        yobs = ~np.isnan(self.z[yvar])
+        if pairing == "session":
+            span = int(self.sess.max()) + 2 if n else 1
+            k = self.g.astype(np.int64) * span + self.sess
+            pos = np.searchsorted(k, k - 1)
+            pos_c = np.minimum(pos, max(n - 1, 0))
+            j = np.where((pos < n) & (k[pos_c] == k - 1), pos_c, -1)
+        else:
+            oi = np.flatnonzero(yobs)
+            pos = np.searchsorted(oi, np.arange(n), side="left") - 1
+            if len(oi):
+                cand = oi[np.maximum(pos, 0)]
+                j = np.where((pos >= 0) & (self.g[cand] == self.g), cand, -1)
+            else:
+                j = np.full(n, -1)
+        return np.where((j >= 0) & yobs[np.maximum(j, 0)], j, -1)
+
 
 @dataclass(eq=False)
-class _Rows:
-    """Model rows of one direction over all studies (sorted by study, patient)."""
+class ModelRows:
+    """Model rows of one direction over all studies (sorted by study, patient); see :func:`model_rows`.
 
-    idx: np.ndarray  # row positions in _Base
-    lead: np.ndarray  # row positions of the outcome
-    cols: dict  # term -> array (model rows)
-    extra: dict  # display columns
-    dropped: dict  # per study counts of dropped rows by reason
+    ``idx``: row positions in the :class:`StudyData`; ``lead``: row positions of
+    the outcome; ``cols``: term → values per model row (plus ``lead``, the
+    model outcome); ``extra``: display columns; ``dropped``: per-study counts
+    of rows left out by reason; ``terms``: the model's terms (covariate terms
+    included; a study may drop covariate terms that are constant in it).
+    """
+
+    idx: np.ndarray
+    lead: np.ndarray
+    cols: dict
+    extra: dict
+    dropped: dict
     terms: tuple
+    covariate_terms: dict = field(default_factory=dict)  # main term -> its "within × " interaction
 
 
-def _model_rows(base: _Base, options: LagOptions, direction: str) -> _Rows:
+def _covariate_columns(data: StudyData, options: LagOptions, idx: np.ndarray, within: np.ndarray):
+    """Covariate main-effect and interaction columns for model rows ``idx`` (§5).
+
+    Numeric: value − study mean over the study's patients with a value (÷ their SD, ddof 1, when
+    ``standardize``). Categorical: a 0/1 dummy per level except the first (sorted over all data).
+    Returns (cols, interactions: main term → its ``within × `` term).
+    """
+    cols, mains = {}, []
+    gi = data.g[idx]
+    for name, (kind, per, levels) in data.covariates.items():
+        v = per[gi]
+        if kind == "numeric":
+            has = ~np.isnan(per)
+            ps = data.pat_study[has]
+            cnt = np.bincount(ps, minlength=data.S).astype(float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                m = np.bincount(ps, weights=per[has], minlength=data.S) / cnt
+                sd = np.sqrt(np.bincount(ps, weights=(per[has] - m[ps]) ** 2, minlength=data.S) / (cnt - 1))
+            sc = data.scode[idx]
+            c = v - m[sc]
+            if options.standardize:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    c = np.where(sd[sc] > 0, c / np.where(sd[sc] > 0, sd[sc], 1.0), 0.0 * c)
+            cols[name] = c
+            mains.append(name)
+        else:
+            for j, lev in enumerate(levels[1:], start=1):
+                t = f"{name}: {lev}"
+                cols[t] = np.where(np.isnan(v), np.nan, (v == j).astype(float))
+                mains.append(t)
+    inter = {}
+    for t in mains:
+        inter[t] = f"within × {t}"
+        cols[inter[t]] = cols[t] * within
+    return cols, inter
+
+
+def model_rows(data: StudyData, options: LagOptions, direction: str) -> ModelRows:
+    """The stage-1 model rows of one direction for every study (METHODS §3–§5).
+
+    Centre X and Y (§3), pair each row with its outcome (§4; lag 0: the same
+    session's outcome, prior outcome from the previous session), keep rows
+    with every term present. :func:`prepare` returns the same rows as a frame.
+    """
     xvar, yvar = _check_direction(direction)
-    xc, xw, xb, _xn = base.centered(xvar, options.centering)
-    yc, yw, yb, _yn = base.centered(yvar, options.centering)
-    lead = base.lead_index(yvar, options.lag, options.pairing)
+    xc, xw, xb, _xn = data.centered(xvar, options.centering)
+    yc, yw, yb, _yn = data.centered(yvar, options.centering)
+    lead = data.lead_index(yvar, options.lag, options.pairing)
+    prior = data.previous_index(yvar, options.pairing) if options.lag == 0 else np.arange(data.n)
     terms = model_terms(options)
-    x = base.z[xvar]
-    y = base.z[yvar]
+    fe = options.estimator == "fixed_effects"
+    x = data.z[xvar]
+    y = data.z[yvar]
     has_lead = lead >= 0
     ok_x = ~np.isnan(xw)
     if xb is not None:
         ok_x &= ~np.isnan(xb)
     ok = has_lead & ok_x
     if options.control_prior_outcome:
-        ok_y = ~np.isnan(yw)
+        pj = np.maximum(prior, 0)
+        ok_y = (prior >= 0) & ~np.isnan(yw[pj])
         if yb is not None and options.estimator == "mixed":
             ok_y &= ~np.isnan(yb)
         ok &= ok_y
+    for _kind, per, _levels in data.covariates.values():
+        ok &= ~np.isnan(per[data.g])
     idx = np.flatnonzero(ok)
     li = lead[idx]
     cols = {"within": xw[idx]}
     if xb is not None:
         cols["between"] = xb[idx]
     if options.control_prior_outcome:
-        cols["prior_within"] = yw[idx]
+        cols["prior_within"] = yw[prior[idx]]
         if yb is not None:
             cols["prior_between"] = yb[idx]
     if options.cross_level:
         cols["interaction"] = cols["between"] * cols["within"]
-    sc = base.scode[idx]
+    if options.outcome_moderator:
+        cols["interaction_outcome"] = yb[idx] * cols["within"]
+    sc = data.scode[idx]
     if options.time_trend != "none":
-        t = base.sess[idx].astype(float)
+        t = data.sess[idx].astype(float)
         with np.errstate(invalid="ignore", divide="ignore"):
-            tm = np.bincount(sc, weights=t, minlength=base.S) / np.bincount(sc, minlength=base.S)
+            tm = np.bincount(sc, weights=t, minlength=data.S) / np.bincount(sc, minlength=data.S)
         cols["time"] = t - tm[sc]
+    cov_terms = {}
+    if options.covariates:
+        ccols, cov_terms = _covariate_columns(data, options, idx, cols["within"])
+        cols.update(ccols)
+        terms = terms + (() if fe else tuple(cov_terms)) + tuple(cov_terms.values())
     cols["lead"] = y[li]
     extra = {
         "x": x[idx],
         "x_center": xc[idx],
         "y": y[idx],
         "y_center": yc[idx],
-        "x_raw": base.raw[xvar][idx],
-        "y_raw": base.raw[yvar][idx],
-        "lead_raw": base.raw[yvar][li],
-        "lead_session": base.sess[li],
+        "x_raw": data.raw[xvar][idx],
+        "y_raw": data.raw[yvar][idx],
+        "lead_raw": data.raw[yvar][li],
+        "lead_session": data.sess[li],
+        "prior_session": data.sess[prior[idx]],
     }
-    # dropped counts per study
-    S = base.S
+    S = data.S
     dropped = {
-        "rows": np.bincount(base.scode, minlength=S),
-        "no_outcome_pair": np.bincount(base.scode[~has_lead], minlength=S),
-        "missing_terms": np.bincount(base.scode[has_lead & ~ok], minlength=S),
+        "rows": np.bincount(data.scode, minlength=S),
+        "no_outcome_pair": np.bincount(data.scode[~has_lead], minlength=S),
+        "missing_terms": np.bincount(data.scode[has_lead & ~ok], minlength=S),
     }
-    return _Rows(idx=idx, lead=li, cols=cols, extra=extra, dropped=dropped, terms=terms)
+    return ModelRows(idx=idx, lead=li, cols=cols, extra=extra, dropped=dropped, terms=terms,
+                     covariate_terms=cov_terms)
 
 
-def _rows_frame(base: _Base, rows: _Rows, options: LagOptions, direction: str) -> pd.DataFrame:
+def _rows_frame(base: StudyData, rows: ModelRows, options: LagOptions, direction: str) -> pd.DataFrame:
     idx = rows.idx
     xvar, yvar = _VARS[direction]
     out = {
@@ -483,9 +705,14 @@ def _rows_frame(base: _Base, rows: _Rows, options: LagOptions, direction: str) -
     if "between" in rows.cols:
         out["between"] = rows.cols["between"]
     out.update({"y_raw": rows.extra["y_raw"], "y": rows.extra["y"], "y_center": rows.extra["y_center"]})
-    for t in ("prior_within", "prior_between", "interaction", "time"):
+    if options.lag == 0 and options.control_prior_outcome:
+        out["prior_session"] = rows.extra["prior_session"]
+    for t in ("prior_within", "prior_between", "interaction", "interaction_outcome", "time"):
         if t in rows.cols:
             out[t] = rows.cols[t]
+    for main, inter in rows.covariate_terms.items():
+        out[main] = rows.cols[main]
+        out[inter] = rows.cols[inter]
     out["lead_raw"] = rows.extra["lead_raw"]
     out["lead"] = rows.cols["lead"]
     df = pd.DataFrame(out)
@@ -529,8 +756,8 @@ def prepare(df: pd.DataFrame, options: LagOptions | None = None, direction: str 
     """
     options = options or LagOptions()
     _check_direction(direction)
-    base = _Base(df, options)
-    rows = _model_rows(base, options, direction)
+    base = StudyData(df, options)
+    rows = model_rows(base, options, direction)
     return _rows_frame(base, rows, options, direction)
 
 
@@ -543,12 +770,12 @@ def pairing_counts(df: pd.DataFrame, options: LagOptions | None = None) -> pd.Da
     next-observed pairs; equals the lag when nothing was skipped).
     """
     options = options or LagOptions()
-    base = _Base(df, options)
+    base = StudyData(df, options)
     recs = []
     for direction in options.directions:
         res = {}
         for mode in PAIRINGS:
-            r = _model_rows(base, options.replace(pairing=mode), direction)
+            r = model_rows(base, options.replace(pairing=mode), direction)
             sc = base.scode[r.idx]
             pairs = np.bincount(sc, minlength=base.S)
             pats = np.zeros(base.S, dtype=int)
@@ -682,7 +909,8 @@ class StudyFit:
         return c
 
 
-def _failed(study, direction, options, reason, n_patients=0, n_pairs=0, extra_msgs=()):
+def failed_fit(study, direction, options, reason, n_patients=0, n_pairs=0, extra_msgs=()) -> StudyFit:
+    """A :class:`StudyFit` with ``status="failed"``, no estimates and ``reason`` as its first message."""
     return StudyFit(
         study=study,
         direction=direction,
@@ -697,93 +925,165 @@ def _failed(study, direction, options, reason, n_patients=0, n_pairs=0, extra_ms
     )
 
 
+_failed = failed_fit  # former private name (kept for code that still imports it)
+
+
 def _empty_coef():
     return {"term": (), **{c: np.zeros(0) for c in _COEF_COLS[1:]}}
 
 
 def coef_data(terms, beta, se, df=None, level=0.95) -> dict:
-    """Coefficient arrays for :class:`StudyFit` (Wald z when ``df`` is None, else t(df))."""
-    stat, lo, hi, p = mixed.wald_table(beta, se, df, level)
+    """Coefficient arrays for :class:`StudyFit`: Wald z when ``df`` is None, else t(df) with ``df``
+    one number or one per term (Satterthwaite)."""
+    beta = np.asarray(beta, float)
+    se = np.asarray(se, float)
+    if df is None or np.ndim(df) == 0:
+        stat, lo, hi, p = mixed.wald_table(beta, se, df, level)
+        dfa = np.full(len(terms), np.inf if df is None else float(df))
+    else:
+        dfa = np.asarray(df, float)
+        parts = [mixed.wald_table(beta[j:j + 1], se[j:j + 1], dfa[j], level) for j in range(len(beta))]
+        stat, lo, hi, p = (np.concatenate([q[i] for q in parts]) if parts else np.zeros(0) for i in range(4))
     return {
-        "term": tuple(terms), "estimate": np.asarray(beta, float), "se": np.asarray(se, float), "statistic": stat,
-        "df": np.full(len(terms), np.inf if df is None else float(df)), "ci_low": lo, "ci_high": hi, "pvalue": p,
+        "term": tuple(terms), "estimate": beta, "se": se, "statistic": stat,
+        "df": dfa, "ci_low": lo, "ci_high": hi, "pvalue": p,
     }
 
 
 def _estimator_label(options):
     if options.estimator == "fixed_effects":
         return "within (fixed-effects) OLS, CR1 cluster-robust SEs by patient, t(G−1)"
+    test = "t (Satterthwaite df)" if options.df_method == "satterthwaite" else "Wald z"
     if options.time_trend == "fixed_random":
-        return "linear mixed model, random intercept and slope of time, REML, Wald z"
-    return "linear mixed model, random intercept, REML, Wald z"
+        return f"linear mixed model, random intercept and slope of time, REML, {test}"
+    return f"linear mixed model, random intercept, REML, {test}"
 
 
-def _fit_slice(base: _Base, rows: _Rows, k: int, options: LagOptions, direction: str, lo: int, hi: int) -> StudyFit:
+@dataclass(frozen=True)
+class _Estimates:
+    """What one estimator returns to :func:`_fit_one` (variance components NaN when absent)."""
+
+    beta: np.ndarray
+    se: np.ndarray
+    df: object  # None (z), one number, or one per term
+    sigma2: float
+    tau2: float = np.nan
+    tau2_slope: float = np.nan
+    cov_intercept_slope: float = np.nan
+    converged: bool = True
+    singular: bool = False
+    deviance: float = np.nan
+    messages: tuple = ()
+
+
+def _estimate(X, y, g, time, options: LagOptions, terms) -> _Estimates:
+    """Fit the stage-1 model with the estimator the options name (§5); ValueError/LinAlgError on a
+    design that cannot be estimated (collinear or constant terms: :func:`analysis.mixed._rank_check`)."""
+    if options.estimator == "fixed_effects":
+        fit = mixed.fit_within_cr1(X, y, g, names=terms)
+        return _Estimates(fit.beta, fit.se, fit.df, float(fit.sigma2), messages=tuple(fit.messages))
+    if options.df_method == "satterthwaite":
+        from analysis import lmm
+
+        mixed._rank_check(X.T @ X, terms)
+        Z = np.ones((len(y), 1)) if time is None else np.column_stack([np.ones(len(y)), time])
+        fit = lmm.fit_lmm(y, X, Z, g, coef_names=tuple(terms), reml=True, satterthwaite=True)
+        psi = np.asarray(fit.psi)
+        slope = time is not None
+        return _Estimates(
+            fit.beta, fit.se, np.asarray(fit.df, float), float(fit.sigma2), float(psi[0, 0]),
+            float(psi[1, 1]) if slope else np.nan, float(psi[0, 1]) if slope else np.nan,
+            bool(fit.converged), bool(fit.singular), float(fit.deviance), tuple(fit.messages),
+        )
+    if time is not None:
+        Z = np.column_stack([np.ones(len(y)), time])
+        fit = mixed.fit_random_slope(X, y, g, Z, names=terms)
+        return _Estimates(
+            fit.beta, fit.se, None, float(fit.sigma2), float(fit.re_cov[0, 0]), float(fit.re_cov[1, 1]),
+            float(fit.re_cov[0, 1]), fit.converged, fit.singular, float(fit.deviance), tuple(fit.messages),
+        )
+    fit = mixed.fit_random_intercept(X, y, g, names=terms)
+    return _Estimates(fit.beta, fit.se, None, float(fit.sigma2), float(fit.tau2), converged=fit.converged,
+                      singular=fit.singular, deviance=float(fit.deviance), messages=tuple(fit.messages))
+
+
+def _design(rows: ModelRows, lo: int, hi: int, options: LagOptions):
+    """Design matrix, outcome and term names of one study's model rows. Covariate terms that are
+    constant in the study (a level nobody has, a covariate everyone shares) are left out with a note."""
+    terms = list(rows.terms)
+    notes = []
+    for main, inter in rows.covariate_terms.items():
+        v = rows.cols[main][lo:hi]
+        if hi > lo and np.ptp(v) == 0:
+            terms = [t for t in terms if t not in (main, inter)]
+            notes.append(main)
+    msg = (
+        f"Not estimable in this study (the same value for every patient), so left out of its model: "
+        f"{', '.join(notes)} and the interaction(s) with the within effect."
+        if notes else ""
+    )
+    n = hi - lo
+    cols = [rows.cols[t][lo:hi] for t in terms if t != "intercept"]
+    X = np.column_stack(([np.ones(n)] if "intercept" in terms else []) + cols)
+    return X, rows.cols["lead"][lo:hi], tuple(terms), msg
+
+
+def _fit_one(data: StudyData, rows: ModelRows, k: int, options: LagOptions, direction: str,
+             lo: int, hi: int) -> StudyFit:
     """Fit study k using model rows rows.idx[lo:hi] (contiguous, sorted by patient)."""
-    study = base.study_labels[k]
+    study = data.study_labels[k]
     xvar, yvar = _VARS[direction]
-    terms = rows.terms
     n_pairs = hi - lo
-    g = base.g[rows.idx[lo:hi]]
+    g = data.g[rows.idx[lo:hi]]
     n_pat = int(np.count_nonzero(np.r_[True, g[1:] != g[:-1]])) if n_pairs else 0
-    problems = [p for p in base.problems[study] if p.startswith((xvar, yvar))]
+    problems = [p for p in data.problems[study] if p.startswith((xvar, yvar))]
     if problems:
-        return _failed(study, direction, options, f"Not fitted: {'; '.join(problems)}.", n_pat, n_pairs)
-    drop_msg = _drop_message(rows, k, options)
+        return failed_fit(study, direction, options, f"Not fitted: {'; '.join(problems)}.", n_pat, n_pairs)
+    drop = (_drop_message(rows, k, options),)
+    drop = tuple(m for m in drop if m)
     if n_pat < MIN_PATIENTS:
-        return _failed(
+        return failed_fit(
             study, direction, options,
             f"Not fitted: only {n_pat} patient(s) with a complete pair (at least {MIN_PATIENTS} needed).",
-            n_pat, n_pairs, (drop_msg,) if drop_msg else (),
+            n_pat, n_pairs, drop,
         )
-    cols = [rows.cols[t][lo:hi] for t in terms if t != "intercept"]
-    y = rows.cols["lead"][lo:hi]
-    if "intercept" in terms:
-        X = np.column_stack([np.ones(n_pairs), *cols])
-    else:
-        X = np.column_stack(cols)
-    msgs = []
+    X, y, terms, cov_note = _design(rows, lo, hi, options)
+    time = rows.cols["time"][lo:hi] if options.time_trend == "fixed_random" else None
     try:
-        if options.estimator == "fixed_effects":
-            fit = mixed.fit_within_cr1(X, y, g, names=terms)
-            df_t = fit.df
-            tau2 = np.nan
-            converged, singular = True, False
-            tslope = cslope = np.nan
-            deviance = np.nan
-            if options.hybrid or options.centering in ("none", "grand_mean"):
-                msgs.append(
-                    "Fixed-effects estimator: patient means are removed, so between-patient terms are not "
-                    "estimable and the within coefficient is a purely within-patient effect."
-                )
-        elif options.time_trend == "fixed_random":
-            Z = np.column_stack([np.ones(n_pairs), rows.cols["time"][lo:hi]])
-            fit = mixed.fit_random_slope(X, y, g, Z, names=terms)
-            df_t = None
-            tau2 = fit.re_cov[0, 0]
-            tslope, cslope = fit.re_cov[1, 1], fit.re_cov[0, 1]
-            converged, singular = fit.converged, fit.singular
-            deviance = fit.deviance
-        else:
-            fit = mixed.fit_random_intercept(X, y, g, names=terms)
-            df_t = None
-            tau2 = fit.tau2
-            tslope = cslope = np.nan
-            converged, singular = fit.converged, fit.singular
-            deviance = fit.deviance
+        est = _estimate(X, y, g, time, options, terms)
     except (ValueError, np.linalg.LinAlgError) as exc:
-        return _failed(study, direction, options, f"Not fitted: {exc}", n_pat, n_pairs, (drop_msg,) if drop_msg else ())
-    coef = coef_data(terms, fit.beta, fit.se, df_t)
-    status = "ok"
-    msgs.extend(getattr(fit, "messages", ()))
-    if not converged:
-        return _failed(
+        return failed_fit(study, direction, options, f"Not fitted: {exc}", n_pat, n_pairs, drop)
+    if not est.converged:
+        return failed_fit(
             study, direction, options,
-            "Not fitted: the mixed-model optimiser did not converge. " + " ".join(getattr(fit, "messages", ())),
-            n_pat, n_pairs,
+            "Not fitted: the mixed-model optimiser did not converge. " + " ".join(est.messages), n_pat, n_pairs,
         )
-    if singular:
-        status = "warning"
+    coef = coef_data(terms, est.beta, est.se, est.df)
+    msgs = _fit_messages(options, est, n_pat)
+    status = "warning" if (est.singular or n_pat < 10) else "ok"
+    diag, dmsgs = _diagnostics(data, k, g, xvar, coef, options)
+    msgs.extend(dmsgs)
+    if cov_note:
+        msgs.append(cov_note)
+    msgs.extend(drop)
+    return StudyFit(
+        study=study, direction=direction, options=options, effect=effect_label(options),
+        estimator=_estimator_label(options), coef_data=coef, n_patients=n_pat, n_pairs=n_pairs,
+        tau2=est.tau2, sigma2=est.sigma2, tau2_slope=est.tau2_slope, cov_intercept_slope=est.cov_intercept_slope,
+        converged=bool(est.converged), singular=bool(est.singular), status=status, messages=tuple(msgs),
+        deviance=est.deviance, **diag,
+    )
+
+
+def _fit_messages(options: LagOptions, est: _Estimates, n_pat: int) -> list:
+    msgs = []
+    if options.estimator == "fixed_effects":
+        msgs.append(
+            "Fixed-effects estimator: patient means are removed, so between-patient terms are not "
+            "estimable and the within coefficient is a purely within-patient effect."
+        )
+    msgs.extend(est.messages)
+    if est.singular:
         if options.time_trend == "fixed_random":
             msgs.append(
                 "Singular fit: a random-effect variance (intercept or slope of time) is estimated at the "
@@ -797,17 +1097,20 @@ def _fit_slice(base: _Base, rows: _Rows, k: int, options: LagOptions, direction:
                 "estimates (here equal to OLS); no coefficient is set to zero."
             )
     if n_pat < 10:
-        status = "warning"
         msgs.append(f"Only {n_pat} patients: the between-patient terms and τ² are poorly determined.")
-    # ------------------------------------------------ diagnostics
-    gi = g
-    starts = np.flatnonzero(np.r_[True, gi[1:] != gi[:-1]])
-    pairs_per = np.diff(np.r_[starts, n_pairs])
-    med_pairs = float(np.median(pairs_per))
-    pats = np.unique(gi)
-    _, _, _, nobs = base.centered(xvar, options.centering)
-    med_obs = float(np.median(nobs[pats]))
-    icc = _icc(base, xvar, k)
+    return msgs
+
+
+def _diagnostics(data: StudyData, k: int, g: np.ndarray, xvar: str, coef: dict, options: LagOptions):
+    """Pairs and observations per patient, ICC and person-mean reliability of X, Nickell bias (§5).
+    Returns (StudyFit diagnostic fields, messages)."""
+    msgs = []
+    terms = coef["term"]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    med_pairs = float(np.median(np.diff(np.r_[starts, len(g)])))
+    _, _, _, nobs = data.centered(xvar, options.centering)
+    med_obs = float(np.median(nobs[g[starts]]))
+    icc = _icc(data, xvar, k)
     rel = med_obs * icc / (1.0 + (med_obs - 1.0) * icc) if np.isfinite(icc) else np.nan
     nick = np.nan
     if options.control_prior_outcome and (options.hybrid or options.estimator == "fixed_effects"):
@@ -831,52 +1134,34 @@ def _fit_slice(base: _Base, rows: _Rows, k: int, options: LagOptions, direction:
             f"The person mean of {xvar} has reliability {rel:.2f} (ICC {icc:.2f}, {med_obs:g} values per "
             "patient): the between-patient effect is pulled toward the within effect (METHODS §5)."
         )
-    if drop_msg:
-        msgs.append(drop_msg)
-    return StudyFit(
-        study=study,
-        direction=direction,
-        options=options,
-        effect=effect_label(options),
-        estimator=_estimator_label(options),
-        coef_data=coef,
-        n_patients=n_pat,
-        n_pairs=n_pairs,
-        tau2=float(tau2),
-        sigma2=float(fit.sigma2),
-        tau2_slope=float(tslope),
-        cov_intercept_slope=float(cslope),
-        converged=bool(converged),
-        singular=bool(singular),
-        status=status,
-        messages=tuple(msgs),
-        median_pairs=med_pairs,
-        median_observations=med_obs,
-        icc_predictor=float(icc),
-        reliability_person_mean=float(rel),
-        nickell_bias=float(nick),
-        deviance=float(deviance),
-    )
+    diag = {
+        "median_pairs": med_pairs, "median_observations": med_obs, "icc_predictor": float(icc),
+        "reliability_person_mean": float(rel), "nickell_bias": float(nick),
+    }
+    return diag, msgs
 
 
-def _drop_message(rows: _Rows, k: int, options: LagOptions) -> str:
+def _drop_message(rows: ModelRows, k: int, options: LagOptions) -> str:
     d = rows.dropped
     n_rows, no_pair, miss = int(d["rows"][k]), int(d["no_outcome_pair"][k]), int(d["missing_terms"][k])
     if no_pair + miss == 0:
         return ""
-    where = (
-        f"no observed outcome at session t+{options.lag}"
-        if options.pairing == "session"
-        else f"no {options.lag}. later observed outcome"
-    )
+    if options.lag == 0:
+        where = "no outcome rated later in the same session"
+    elif options.pairing == "session":
+        where = f"no observed outcome at session t+{options.lag}"
+    else:
+        where = f"no {options.lag}. later observed outcome"
     parts = [f"{no_pair} with {where}"]
     if miss:
         extra = " (detrending needs ≥ 3 observed values)" if options.centering == "detrended" else ""
-        parts.append(f"{miss} with a missing predictor or prior outcome{extra}")
+        what = "a missing predictor, prior outcome or covariate" if options.covariates else (
+            "a missing predictor or prior outcome")
+        parts.append(f"{miss} with {what}{extra}")
     return f"Of {n_rows} rows in the window, {n_rows - no_pair - miss} formed complete pairs; left out: {', '.join(parts)}."
 
 
-def _icc(base: _Base, var: str, k: int) -> float:
+def _icc(base: StudyData, var: str, k: int) -> float:
     """ICC of a variable in study k from an intercept-only random-intercept REML fit."""
     key = ("icc", var, k)
     if key in base._centered:
@@ -887,10 +1172,33 @@ def _icc(base: _Base, var: str, k: int) -> float:
     return val
 
 
-def _study_slices(base: _Base, rows: _Rows):
+def _study_slices(base: StudyData, rows: ModelRows):
     sc = base.scode[rows.idx]
     bounds = np.searchsorted(sc, np.arange(base.S + 1))
     return [(k, int(bounds[k]), int(bounds[k + 1])) for k in range(base.S)]
+
+
+def prepare_studies(df: pd.DataFrame, options: LagOptions | None = None) -> StudyData:
+    """Validate canonical long data and build the stage-1 input (:class:`StudyData`, METHODS §1–§2):
+    window, sort, per-study standardization, covariates. Raises ValueError on bad input or an empty
+    window."""
+    data = StudyData(df, options or LagOptions())
+    if data.n == 0:
+        raise ValueError("No rows in the analysis window.")
+    return data
+
+
+def fit_studies(data: StudyData, options: LagOptions, direction: str) -> list[StudyFit]:
+    """Fit the stage-1 lagged model (METHODS §5) of one direction to every study of ``data``.
+
+    One :class:`StudyFit` per study, in ``data.study_labels`` order; a study
+    that cannot be fitted comes back with ``status="failed"`` and the reason.
+    ``options`` must agree with those ``data`` was prepared with on the
+    window, standardization and covariates.
+    """
+    _check_direction(direction)
+    rows = model_rows(data, options, direction)
+    return [_fit_one(data, rows, k, options, direction, lo, hi) for k, lo, hi in _study_slices(data, rows)]
 
 
 def fit_study(df: pd.DataFrame, options: LagOptions | None = None, direction: str = "alliance_to_symptoms") -> StudyFit:
@@ -910,9 +1218,55 @@ def fit_study(df: pd.DataFrame, options: LagOptions | None = None, direction: st
             "fit_study fits one study; the data hold "
             f"{df['study'].nunique()} studies. Use analysis.pipeline.two_stage for several."
         )
-    base = _Base(df, options)
-    if base.S == 0 or base.n == 0:
-        raise ValueError("No rows in the analysis window.")
-    rows = _model_rows(base, options, direction)
-    (k, lo, hi), = _study_slices(base, rows)
-    return _fit_slice(base, rows, k, options, direction, lo, hi)
+    data = prepare_studies(df, options)
+    (fit,) = fit_studies(data, options, direction)
+    return fit
+
+
+# former private names, kept for code that still imports them
+_Base = StudyData
+_Rows = ModelRows
+_model_rows = model_rows
+
+
+@dataclass(frozen=True, eq=False)
+class PatientView:
+    """One patient's model rows and complete observed series (for the "what went into the model" figure).
+
+    ``rows``: the patient's rows of :func:`prepare`; ``series``: every
+    session of the patient in the window with the predictor ``x`` and outcome
+    ``y`` on the model scale (standardized when the options say so; NaN where
+    not observed). ``direction``, ``options``, ``study``, ``patient``.
+    """
+
+    rows: pd.DataFrame
+    series: pd.DataFrame
+    direction: str
+    options: LagOptions
+    study: str
+    patient: str
+
+
+def patient_view(df: pd.DataFrame, options: LagOptions | None, direction: str, patient, study=None) -> PatientView:
+    """The model rows and observed series of one patient (METHODS §2–§4); ValueError when the
+    patient is not in the data or the id occurs in several studies and ``study`` is not given."""
+    options = options or LagOptions()
+    xvar, yvar = _check_direction(direction)
+    data = StudyData(df, options)
+    sel = data.pat_label == str(patient)
+    if study is not None:
+        sel &= np.asarray(data.study_labels, dtype=object)[data.pat_study] == str(study)
+    pats = np.flatnonzero(sel)
+    if len(pats) == 0:
+        raise ValueError(f"Patient {patient!r} is not in the data (in the analysis window).")
+    if len(pats) > 1:
+        raise ValueError(f"Patient id {patient!r} occurs in several studies; name the study.")
+    p = int(pats[0])
+    st = data.study_labels[data.pat_study[p]]
+    lo, hi = data.pstart[p], data.pstart[p] + data.psize[p]
+    series = pd.DataFrame({"session": data.sess[lo:hi], "x": data.z[xvar][lo:hi], "y": data.z[yvar][lo:hi]})
+    rows = _rows_frame(data, model_rows(data, options, direction), options, direction)
+    mine = rows[(rows["patient"] == str(patient)) & (rows["study"] == st)].reset_index(drop=True)
+    mine.attrs = dict(rows.attrs)
+    return PatientView(rows=mine, series=series, direction=direction, options=options, study=st,
+                       patient=str(patient))

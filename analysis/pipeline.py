@@ -17,12 +17,13 @@ so); with none, ``pooled`` has no entry for that direction.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from analysis import lagged, mixed
-from analysis.lagged import CENTERINGS, LagOptions, StudyFit, effect_label
+from analysis.lagged import CENTERINGS, LagOptions, StudyData, StudyFit, effect_label, fit_studies, prepare_studies
 
 __all__ = ["TwoStageResult", "early_alliance_outcome", "multiverse", "two_stage"]
 
@@ -45,6 +46,9 @@ class TwoStageResult:
       has one ``within`` row with missing estimates and the reason.
     * ``pooled``: direction → :class:`analysis.meta.MetaResult` of the
       ``within`` term (the pooled term is ``pooled_term``).
+    * ``pooled_terms``: (direction, term) → MetaResult of *every* stage-1
+      term (within, between, prior terms, interactions, covariates), pooled
+      on first access.
     * ``fits``: (study, direction) → :class:`analysis.lagged.StudyFit`.
     * ``messages``: plain-language notes (exclusions, k = 1, …).
     """
@@ -98,6 +102,40 @@ class TwoStageResult:
         out["study"] = out["study"].astype("string")
         return out.reset_index(drop=True)
 
+    def terms(self, direction: str) -> tuple:
+        """Every stage-1 term (except the intercept) estimated in at least one study of ``direction``,
+        in model order: the terms :attr:`pooled_terms` can pool."""
+        out = []
+        for (_study, d), f in self.fits.items():
+            if d == direction:
+                out.extend(t for t in f.terms if t != "intercept" and t not in out)
+        return tuple(out)
+
+    @cached_property
+    def pooled_terms(self) -> dict:
+        """(direction, term) → :class:`analysis.meta.MetaResult`: every stage-1 term pooled across
+        the studies that estimated it, as the pooled term (METHODS §6); computed on first access.
+        Terms no study could estimate are absent; notes in :attr:`pooled_term_messages`."""
+        out, notes = {}, {}
+        for d in dict.fromkeys(dirn for _s, dirn in self.fits):
+            fits = [f for (_s, dirn), f in self.fits.items() if dirn == d]
+            for term in self.terms(d):
+                if term == self.pooled_term and d in self.pooled:
+                    out[(d, term)] = self.pooled[d]
+                    continue
+                res, msgs = _pool(fits, term, self.options, f"{d.replace('_', ' ')}, {term}")
+                notes[(d, term)] = tuple(msgs)
+                if res is not None:
+                    out[(d, term)] = res
+        object.__setattr__(self, "_term_notes", notes)
+        return out
+
+    @property
+    def pooled_term_messages(self) -> dict:
+        """(direction, term) → notes of its pooling (studies left out, k = 1)."""
+        self.pooled_terms  # noqa: B018 (computes the notes)
+        return self._term_notes
+
     def summary(self) -> str:
         """One sentence per direction (the meta module's summary)."""
         return " ".join(f"{d.replace('_', ' ')}: {m.summary()}" for d, m in self.pooled.items())
@@ -138,11 +176,17 @@ def _pool(fits: list[StudyFit], term: str, options: LagOptions, label: str):
     use = [f for f in fits if f.status != "failed" and term in f.terms and np.isfinite(f.coef(term)["se"])]
     use = [f for f in use if f.coef(term)["se"] > 0]
     msgs = []
-    left = [f.study for f in fits if f not in use]
+    left = [f.study for f in fits if f not in use and (f.status == "failed" or term in f.terms)]
     if left:
         msgs.append(
             f"{label}: {len(left)} of {len(fits)} studies could not be fitted and were left out of pooling "
             f"({', '.join(left)})."
+        )
+    absent = [f.study for f in fits if f.status != "failed" and term not in f.terms]
+    if absent:
+        msgs.append(
+            f"{label}: {len(absent)} of {len(fits)} studies could not estimate this term (constant in the study) "
+            f"and were left out of pooling ({', '.join(absent)})."
         )
     if not use:
         msgs.append(f"{label}: no study could be fitted, so nothing was pooled.")
@@ -163,14 +207,13 @@ def _pool(fits: list[StudyFit], term: str, options: LagOptions, label: str):
     return res, msgs
 
 
-def _two_stage_base(base, options: LagOptions) -> TwoStageResult:
+def _two_stage_base(data: StudyData, options: LagOptions) -> TwoStageResult:
     fits: dict = {}
     pooled: dict = {}
     messages: list[str] = []
     all_fits = []
     for direction in options.directions:
-        rows = lagged._model_rows(base, options, direction)
-        dfits = [lagged._fit_slice(base, rows, k, options, direction, lo, hi) for k, lo, hi in lagged._study_slices(base, rows)]
+        dfits = fit_studies(data, options, direction)
         for f in dfits:
             fits[(f.study, direction)] = f
         all_fits.extend(dfits)
@@ -203,10 +246,7 @@ def two_stage(df: pd.DataFrame, options: LagOptions | None = None) -> TwoStageRe
     whose fit did not fail.
     """
     options = options or LagOptions()
-    base = lagged._Base(df, options)
-    if base.n == 0:
-        raise ValueError("No rows in the analysis window.")
-    return _two_stage_base(base, options)
+    return _two_stage_base(prepare_studies(df, options), options)
 
 
 def multiverse(df: pd.DataFrame, options: LagOptions | None = None) -> pd.DataFrame:
@@ -220,9 +260,8 @@ def multiverse(df: pd.DataFrame, options: LagOptions | None = None) -> pd.DataFr
     n_pairs, status, k, tau2, i2, message``.
     """
     options = options or LagOptions()
-    base = lagged._Base(df, options.replace(time_trend="none", cross_level=False, centering="person_mean"))
-    if base.n == 0:
-        raise ValueError("No rows in the analysis window.")
+    base = prepare_studies(df, options.replace(time_trend="none", cross_level=False, centering="person_mean",
+                                               outcome_moderator=False))
     parts = []
     for centering in CENTERINGS:
         for trend in ("none", "fixed"):
@@ -230,6 +269,7 @@ def multiverse(df: pd.DataFrame, options: LagOptions | None = None) -> pd.DataFr
                 centering=centering,
                 time_trend=trend,
                 cross_level=options.cross_level and centering in ("person_mean", "detrended"),
+                outcome_moderator=options.outcome_moderator and centering in ("person_mean", "detrended"),
             )
             res = _two_stage_base(base, o)
             t = res.to_frame()

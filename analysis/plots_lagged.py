@@ -3,7 +3,7 @@
 * :func:`patient_series_figure` — one patient: the predictor series, the value
   the centering subtracts (person mean or own trend line), the within
   deviations, and the outcome at t + L each row is paired with: exactly what
-  went into the model (from :func:`analysis.lagged.prepare`).
+  went into the model (draws :func:`analysis.lagged.patient_view`).
 * :func:`study_coefficients_figure` — dot-and-CI of one term per study for one
   direction, with the pooled estimate when available.
 * :func:`multiverse_figure` — pooled within effect under every centering ×
@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.lagged import DIRECTIONS, LagOptions, prepare
+from analysis.lagged import DIRECTIONS, PatientView
 
 __all__ = ["direction_label", "multiverse_figure", "patient_series_figure", "study_coefficients_figure"]
 
@@ -46,19 +48,16 @@ def direction_label(direction: str, lag: int = 1) -> dict:
     }
 
 
-def patient_series_figure(
-    data: pd.DataFrame,
-    patient: str,
-    options: LagOptions | None = None,
-    direction: str = "alliance_to_symptoms",
-    study: str | None = None,
-) -> go.Figure:
-    """One patient's series and the model rows built from it.
+def patient_series_figure(view, patient: str | None = None, study: str | None = None) -> go.Figure:
+    """One patient's series and the model rows built from it (METHODS §2–§4).
 
-    ``data`` is either canonical long data (then :func:`prepare` is run with
-    ``options`` and ``direction``, and the complete observed series is drawn)
-    or the output of :func:`prepare` (its ``attrs`` give the direction).
-    Three panels sharing the session axis:
+    ``view`` is a :class:`analysis.lagged.PatientView` (from
+    :func:`analysis.lagged.patient_view`: the patient's model rows and complete
+    observed series on the model scale) or the output of
+    :func:`analysis.lagged.prepare` (then ``patient`` — and ``study`` when the
+    id repeats — picks the rows and only model rows are drawn). The figure
+    draws these values; it computes nothing. Three panels sharing the session
+    axis:
 
     1. the predictor X at each session and the value the centering subtracts
        (person mean, own trend line, grand mean or 0), dashed;
@@ -67,51 +66,42 @@ def patient_series_figure(
        lead session it is paired with (the model's dependent variable),
        joined to the predictor's session by a grey line.
     """
-    prepared = {"within", "lead", "lead_session", "x_center"} <= set(data.columns)
-    if prepared:
-        rows = data
-        direction = rows.attrs.get("direction", direction)
-        opts = rows.attrs.get("options", {})
-        standardized = bool(opts.get("standardize", True))
-        lag = int(opts.get("lag", 1))
-        centering = opts.get("centering", "person_mean")
-        raw = None
-    else:
-        options = options or LagOptions()
-        rows = prepare(data, options, direction)
-        standardized, lag, centering = options.standardize, options.lag, options.centering
-        raw = data
-    lab = direction_label(direction, lag)
-    sel = rows["patient"].astype(str) == str(patient)
-    if study is not None:
-        sel &= rows["study"].astype(str) == str(study)
-    r = rows.loc[sel].sort_values("session")
-    if raw is not None:
-        rs = raw["patient"].astype(str) == str(patient)
-        if study is not None and "study" in raw:
-            rs &= raw["study"].astype(str) == str(study)
-        rser = raw.loc[rs].sort_values("session")
-        if rser.empty:
-            raise ValueError(f"Patient {patient!r} is not in the data.")
-        if "study" in rser and rser["study"].nunique() > 1:
+    if isinstance(view, PatientView):
+        rows, series, patient = view.rows, view.series, view.patient
+    elif isinstance(view, pd.DataFrame) and {"within", "lead", "lead_session", "x_center"} <= set(view.columns):
+        if patient is None:
+            raise ValueError("Name the patient whose model rows to draw.")
+        sel = view["patient"].astype(str) == str(patient)
+        if study is not None:
+            sel &= view["study"].astype(str) == str(study)
+        rows, series = view.loc[sel], None
+        if rows.empty:
+            raise ValueError(f"Patient {patient!r} has no model rows.")
+        if rows["study"].nunique() > 1:
             raise ValueError(f"Patient id {patient!r} occurs in several studies; name the study.")
-    elif r.empty:
-        raise ValueError(f"Patient {patient!r} has no model rows.")
-    scale = "z within study" if standardized else "raw"
+    else:
+        raise ValueError(
+            "patient_series_figure draws prepared rows: pass analysis.lagged.patient_view(...) or the output of "
+            "analysis.lagged.prepare(...)."
+        )
+    attrs = rows.attrs
+    direction = attrs.get("direction", "alliance_to_symptoms")
+    opts = attrs.get("options", {})
+    lag, centering = int(opts.get("lag", 1)), opts.get("centering", "person_mean")
+    scale = "z" if bool(opts.get("standardize", True)) else "raw"
+    lab = direction_label(direction, lag)
+    r = rows.sort_values("session")
     fig = make_subplots(
-        rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+        rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.08,
         subplot_titles=(
-            f"Predictor: {lab['x']} and the centre subtracted ({centering.replace('_', ' ')})",
+            f"Predictor: {_VAR_TEXT[lab['x']]}, and the centre subtracted ({centering.replace('_', ' ')})",
             "Within deviation = predictor − centre (the model's 'within' term)",
-            f"Outcome: {lab['y']}; filled = value at session t+{lag} paired with each row (model outcome)",
+            f"Outcome: {_VAR_TEXT[lab['y']]}; filled = value at session t+{lag} paired with each row",
         ),
     )
-    if raw is not None:
-        # complete observed series on the model's scale: x = a + b * raw (same linear map as prepare)
-        st_rows = rows[rows["study"].astype(str) == str(rser["study"].iloc[0])] if "study" in rser else rows
-        xs = _to_model_scale(st_rows["x_raw"], st_rows["x"], rser[lab["x"]])
-        fig.add_trace(go.Scatter(x=rser["session"], y=xs, mode="lines+markers", name=f"{lab['x']} (all observed)",
-                                 line={"color": _BLUE}, connectgaps=False,
+    if series is not None:
+        fig.add_trace(go.Scatter(x=series["session"], y=series["x"], mode="lines+markers",
+                                 name=f"{lab['x']} (all observed)", line={"color": _BLUE}, connectgaps=False,
                                  hovertemplate="session %{x}: %{y:.2f}<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Scatter(x=r["session"], y=r["x"], mode="markers", name=f"{lab['x']} in a model row",
                              marker={"color": _BLUE, "size": 10, "symbol": "circle-open", "line": {"width": 2}},
@@ -122,14 +112,19 @@ def patient_series_figure(
     fig.add_trace(go.Bar(x=r["session"], y=r["within"], name="within deviation",
                          marker_color=np.where(r["within"] >= 0, _BLUE, _RED),
                          hovertemplate="session %{x}: within %{y:+.2f}<extra></extra>"), row=2, col=1)
-    if raw is not None:
-        ys = _to_model_scale(st_rows["lead_raw"], st_rows["lead"], rser[lab["y"]])
-        fig.add_trace(go.Scatter(x=rser["session"], y=ys, mode="lines+markers", name=f"{lab['y']} (all observed)",
-                                 line={"color": _ORANGE, "width": 1}, marker={"size": 5},
-                                 hovertemplate="session %{x}: %{y:.2f}<extra></extra>"), row=3, col=1)
+    if series is not None:
+        fig.add_trace(go.Scatter(x=series["session"], y=series["y"], mode="lines+markers",
+                                 name=f"{lab['y']} (all observed)", line={"color": _ORANGE, "width": 1},
+                                 marker={"size": 5}, hovertemplate="session %{x}: %{y:.2f}<extra></extra>"),
+                      row=3, col=1)
+    # one trace for every pairing line (segments separated by None), shown once in the legend
+    px, py = [], []
     for s, ls, ld in zip(r["session"], r["lead_session"], r["lead"]):
-        fig.add_trace(go.Scatter(x=[s, ls], y=[ld, ld], mode="lines", line={"color": _GREY, "width": 1},
-                                 showlegend=False, hoverinfo="skip"), row=3, col=1)
+        px += [s, ls, None]
+        py += [ld, ld, None]
+    fig.add_trace(go.Scatter(x=px, y=py, mode="lines", line={"color": _GREY, "width": 1},
+                             name=f"pairing: predictor session → outcome session (t+{lag})", hoverinfo="skip"),
+                  row=3, col=1)
     fig.add_trace(go.Scatter(
         x=r["lead_session"], y=r["lead"], mode="markers", name=f"{lab['y']} at t+{lag} (model outcome)",
         marker={"color": _ORANGE, "size": 10},
@@ -137,32 +132,26 @@ def patient_series_figure(
         hovertemplate=("outcome at session %{x}: %{y:.2f}<br>paired with predictor at session "
                        "%{customdata[0]} (within %{customdata[1]:+.2f})<extra></extra>"),
     ), row=3, col=1)
-    fig.update_yaxes(title_text=f"{_VAR_TEXT[lab['x']]}, {scale}", row=1, col=1)
-    fig.update_yaxes(title_text="within deviation", row=2, col=1)
-    fig.update_yaxes(title_text=f"{_VAR_TEXT[lab['y']]}, {scale}", row=3, col=1)
+    # axis titles in short lines (≤ 31 characters at 11 px) so each fits beside its own panel
+    # (≈ 210 px tall) and neighbouring titles cannot overlap
+    unit = "z within study" if scale == "z" else "raw score"
+    fig.update_yaxes(title_text=f"{_VAR_TEXT[lab['x']]}<br>{unit}", title_font_size=11, row=1, col=1)
+    fig.update_yaxes(title_text="within deviation", title_font_size=11, row=2, col=1)
+    fig.update_yaxes(title_text=f"{_VAR_TEXT[lab['y']]}<br>{unit}", title_font_size=11, row=3, col=1)
+    sessions = np.r_[r["session"].to_numpy(float), r["lead_session"].to_numpy(float)]
+    if series is not None:
+        sessions = np.r_[sessions, series["session"].to_numpy(float)]
+    span = float(np.nanmax(sessions) - np.nanmin(sessions)) if len(sessions) else 1.0
+    step = max(1, int(np.ceil(span / 12)))  # whole sessions only, at most ~12 ticks
+    fig.update_xaxes(tickmode="linear", tick0=0, dtick=step, tickformat="d")
     fig.update_xaxes(title_text="Session", row=3, col=1)
-    st = f" ({r['study'].iloc[0]})" if len(r) else ""
+    st = f" ({html.escape(str(r['study'].iloc[0]))})" if len(r) else ""
     fig.update_layout(
-        title=f"Patient {patient}{st}: what enters the model, {lab['arrow']}",
-        height=720, margin={"t": 90, "l": 80, "r": 20, "b": 60}, bargap=0.4,
+        title=f"Patient {html.escape(str(patient))}{st}: what enters the model, {lab['arrow']}",
+        height=900, margin={"t": 90, "l": 80, "r": 20, "b": 60}, bargap=0.4,
         legend={"orientation": "h", "y": -0.12},
     )
     return fig
-
-
-def _to_model_scale(raw_vals, model_vals, series):
-    """Map a raw series to the model scale. Standardization is the increasing linear
-    map z = (x − m)/sd of the study, recovered from the study's paired (raw, model)
-    values; without standardization the map is the identity."""
-    rv = np.asarray(raw_vals, float)
-    mv = np.asarray(model_vals, float)
-    ok = np.isfinite(rv) & np.isfinite(mv)
-    s = np.asarray(series, float)
-    if ok.sum() >= 2 and np.ptp(rv[ok]) > 0:
-        b = np.ptp(mv[ok]) / np.ptp(rv[ok])
-        a = mv[ok][0] - b * rv[ok][0]
-        return a + b * s
-    return s
 
 
 def _term_axis(direction, term, lag, effect):

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analysis import plots_lagged
+from analysis import lagged, plots_lagged
 from analysis.interpret import count_sentence, lagged_effect_sentence
 from ui import compute
 from ui.downloads import show_figure, table_download
@@ -98,8 +98,8 @@ if not patients:
     st.info("No model rows for this study with the current options.")
 else:
     patient = c3.selectbox("Patient", patients, key="lag_view_patient")
-    show_figure(plots_lagged.patient_series_figure(df[df["study"] == study], patient, options, direction, study),
-                "patient_series", key="lag_patient")
+    view = lagged.patient_view(df[df["study"] == study], options, direction, patient, study)
+    show_figure(plots_lagged.patient_series_figure(view), "patient_series", key="lag_patient")
     st.dataframe(rows[rows["patient"] == patient], width="stretch", hide_index=True)
     table_download(rows, f"model_rows_{study}_{direction}", key="lag_rows_dl",
                    label="Download this study's model rows (CSV)")

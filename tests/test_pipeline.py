@@ -23,7 +23,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from analysis.lagged import LagOptions, fit_study, prepare
+from analysis.lagged import LagOptions, fit_study, patient_view, prepare
 from analysis.meta import random_effects
 from analysis.pipeline import (
     TwoStageResult,
@@ -250,7 +250,7 @@ def test_nickell_bias_of_prior_outcome():
 
 def test_patient_series_figure(coll):
     p = str(coll["patient"].iloc[0])
-    fig = patient_series_figure(coll, p, study="Study 01")
+    fig = patient_series_figure(patient_view(coll, LagOptions(), "alliance_to_symptoms", p, study="Study 01"))
     assert isinstance(fig, go.Figure)
     assert "higher = more severe" in fig.layout.yaxis3.title.text
     assert "higher = stronger" in fig.layout.yaxis.title.text
@@ -261,6 +261,8 @@ def test_patient_series_figure(coll):
     assert "detrended" in fig2.layout.annotations[0].text
     assert "symptoms (higher = more severe)" in fig2.layout.yaxis.title.text
     with pytest.raises(ValueError, match="several studies"):
+        patient_view(coll, LagOptions(), "alliance_to_symptoms", p)
+    with pytest.raises(ValueError, match="prepared rows"):  # the figure never prepares data itself
         patient_series_figure(coll, p)
 
 
