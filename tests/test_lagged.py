@@ -326,3 +326,110 @@ def test_window_is_applied_first():
     allw = df[df.session.between(1, 7)]
     z = (w.alliance - allw.alliance.mean()) / allw.alliance.std()
     assert r.loc[r.patient == p, "x_center"].iloc[0] == pytest.approx(z.mean())
+
+
+# ----------------------------------------------------------------- issue 11: moderators, df, lag 0, within SD
+# References: make_lagged_moderators_reference.R (lme4 / lmerTest / metafor; covariate columns,
+# interactions, lag-0 pairing and within-SD z-scores built in R from the raw data).
+
+
+@pytest.fixture(scope="module")
+def mod_ref():
+    return json.loads((REF / "lagged_moderators_reference.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def raw_cov(raw):
+    cov = pd.read_csv(REF / "lagged_covariates.csv")
+    return raw.merge(cov, on=["study", "patient"], how="left")
+
+
+def _ref_fits(mod_ref, config):
+    return [r for r in mod_ref["fits"] if r["config"] == config]
+
+
+def _check_fit(f, r, df=False):
+    assert f.status != "failed", f.messages
+    assert set(f.terms) == set(r["terms"])
+    assert f.n_pairs == r["n_pairs"]
+    for j, term in enumerate(r["terms"]):
+        c = f.coef(term)
+        assert c["estimate"] == pytest.approx(r["estimate"][j], abs=1e-4), term
+        assert c["se"] == pytest.approx(r["se"][j], abs=1e-4), term
+        if df:
+            assert c["df"] == pytest.approx(r["df"][j], rel=1e-3, abs=1e-3), term
+
+
+def test_covariates_and_outcome_moderator_match_lme4(raw_cov, mod_ref):
+    o = LagOptions(outcome_moderator=True, covariates=("age", "treatment"))
+    refs = _ref_fits(mod_ref, "moderators")
+    assert len(refs) == 6
+    for r in refs:
+        f = fit_study(raw_cov[raw_cov.study == r["study"]], o, r["direction"])
+        _check_fit(f, r)
+
+
+def test_every_term_pooled_matches_metafor(raw_cov, mod_ref):
+    from analysis.pipeline import two_stage
+
+    res = two_stage(raw_cov, LagOptions(outcome_moderator=True, covariates=("age", "treatment")))
+    assert len(mod_ref["pooled"]) == 2 * 11
+    for r in mod_ref["pooled"]:
+        m = res.pooled_terms[(r["direction"], r["term"])]
+        assert m.k == r["k"] and list(m.labels) == list(np.atleast_1d(r["studies"]))
+        assert m.estimate == pytest.approx(r["estimate"], abs=1e-4)
+        assert m.se == pytest.approx(r["se"], abs=1e-4)
+        assert m.tau2 == pytest.approx(r["tau2"], abs=1e-4)
+    assert res.pooled_terms[("alliance_to_symptoms", "within")] is res.pooled["alliance_to_symptoms"]
+    for r in _ref_fits(mod_ref, "moderators"):  # the same stage-1 fits inside two_stage
+        _check_fit(res.fits[(r["study"], r["direction"])], r)
+    c = res.fits[("C-irregular", "alliance_to_symptoms")]  # no PDT patients: dummy left out, with a note
+    assert "treatment: PDT" not in c.terms and any("Not estimable" in m for m in c.messages)
+    notes = res.pooled_term_messages[("alliance_to_symptoms", "treatment: PDT")]
+    assert any("could not estimate this term" in n for n in notes)
+
+
+def test_satterthwaite_df_match_lmertest(raw, mod_ref):
+    o = LagOptions(df_method="satterthwaite")
+    for r in _ref_fits(mod_ref, "satterthwaite"):
+        f = fit_study(raw[raw.study == r["study"]], o, r["direction"])
+        _check_fit(f, r, df=True)
+        w = f.coef("within")
+        from scipy import stats
+
+        assert w["pvalue"] == pytest.approx(2 * stats.t.sf(abs(w["estimate"] / w["se"]), w["df"]), rel=1e-9)
+        assert "Satterthwaite" in f.estimator
+    with pytest.raises(ValueError, match="satterthwaite"):
+        LagOptions(df_method="satterthwaite", estimator="fixed_effects")
+
+
+def test_lag0_and_within_sd_match_R(raw, mod_ref):
+    for r in _ref_fits(mod_ref, "lag0"):
+        o = LagOptions(lag=0, directions=("symptoms_to_alliance",))
+        _check_fit(fit_study(raw[raw.study == r["study"]], o, r["direction"]), r)
+    for r in _ref_fits(mod_ref, "sd_within"):
+        _check_fit(fit_study(raw[raw.study == r["study"]], LagOptions(standardize_by="within"), r["direction"]), r)
+    with pytest.raises(ValueError, match="only for the direction"):
+        LagOptions(lag=0)
+
+
+def test_lag0_rows_by_hand():
+    df = pd.DataFrame({"patient": ["a"] * 4, "session": [1, 2, 3, 4], "alliance": [5.0, 6.0, np.nan, 4.0],
+                       "symptoms": [20.0, 18.0, 17.0, 15.0]})
+    r = prepare(df, LagOptions(lag=0, directions=("symptoms_to_alliance",), standardize=False),
+                "symptoms_to_alliance")
+    # outcome = alliance at the same session; prior outcome = alliance at the session before
+    assert list(r["session"]) == [2] and list(r["lead_session"]) == [2] and list(r["prior_session"]) == [1]
+    assert r["lead"].iloc[0] == 6.0 and r["prior_within"].iloc[0] == pytest.approx(5.0 - 5.0)
+
+
+def test_covariate_input_errors(raw_cov):
+    with pytest.raises(ValueError, match="not in the data"):
+        prepare(raw_cov, LagOptions(covariates=("height",)))
+    bad = raw_cov.assign(age=np.arange(len(raw_cov)))
+    with pytest.raises(ValueError, match="patient-level"):
+        prepare(bad, LagOptions(covariates=("age",)))
+    with pytest.raises(ValueError, match="core column"):
+        LagOptions(covariates=("within",))
+    with pytest.raises(ValueError, match="outcome_moderator"):
+        LagOptions(outcome_moderator=True, centering="none")
