@@ -21,7 +21,9 @@ from plotly.subplots import make_subplots
 
 from analysis.lagged import DIRECTIONS, PatientView
 
-__all__ = ["direction_label", "multiverse_figure", "patient_series_figure", "study_coefficients_figure"]
+__all__ = [
+    "direction_label", "multiverse_figure", "patient_series_figure", "study_coefficients_figure", "term_label",
+]
 
 _VAR_TEXT = {
     "alliance": "alliance (higher = stronger)",
@@ -92,7 +94,7 @@ def patient_series_figure(view, patient: str | None = None, study: str | None = 
     lab = direction_label(direction, lag)
     r = rows.sort_values("session")
     fig = make_subplots(
-        rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+        rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
         subplot_titles=(
             f"Predictor: {_VAR_TEXT[lab['x']]}, and the centre subtracted ({centering.replace('_', ' ')})",
             "Within deviation = predictor − centre (the model's 'within' term)",
@@ -132,12 +134,12 @@ def patient_series_figure(view, patient: str | None = None, study: str | None = 
         hovertemplate=("outcome at session %{x}: %{y:.2f}<br>paired with predictor at session "
                        "%{customdata[0]} (within %{customdata[1]:+.2f})<extra></extra>"),
     ), row=3, col=1)
-    # axis titles in short lines (≤ 31 characters at 11 px) so each fits beside its own panel
-    # (≈ 210 px tall) and neighbouring titles cannot overlap
+    # axis titles in short lines (≤ 31 characters at 10 px) so each fits beside its own panel
+    # (≈ 200 px tall) and neighbouring titles cannot overlap
     unit = "z within study" if scale == "z" else "raw score"
-    fig.update_yaxes(title_text=f"{_VAR_TEXT[lab['x']]}<br>{unit}", title_font_size=11, row=1, col=1)
-    fig.update_yaxes(title_text="within deviation", title_font_size=11, row=2, col=1)
-    fig.update_yaxes(title_text=f"{_VAR_TEXT[lab['y']]}<br>{unit}", title_font_size=11, row=3, col=1)
+    fig.update_yaxes(title_text=f"{_VAR_TEXT[lab['x']]}<br>{unit}", title_font_size=10, row=1, col=1)
+    fig.update_yaxes(title_text="within deviation", title_font_size=10, row=2, col=1)
+    fig.update_yaxes(title_text=f"{_VAR_TEXT[lab['y']]}<br>{unit}", title_font_size=10, row=3, col=1)
     sessions = np.r_[r["session"].to_numpy(float), r["lead_session"].to_numpy(float)]
     if series is not None:
         sessions = np.r_[sessions, series["session"].to_numpy(float)]
@@ -148,10 +150,30 @@ def patient_series_figure(view, patient: str | None = None, study: str | None = 
     st = f" ({html.escape(str(r['study'].iloc[0]))})" if len(r) else ""
     fig.update_layout(
         title=f"Patient {html.escape(str(patient))}{st}: what enters the model, {lab['arrow']}",
-        height=900, margin={"t": 90, "l": 80, "r": 20, "b": 60}, bargap=0.4,
-        legend={"orientation": "h", "y": -0.12},
+        height=900, margin={"t": 90, "l": 80, "r": 20, "b": 110}, bargap=0.4,
+        legend={"orientation": "h", "y": -0.06, "yanchor": "top"},
     )
     return fig
+
+
+def term_label(term: str, direction: str = "alliance_to_symptoms", lag: int = 1) -> str:
+    """Plain-language name of a stage-1 term (METHODS §5), for pickers, titles and axes."""
+    lab = direction_label(direction, lag)
+    fixed = {
+        "within": f"Within-patient effect: {lab['arrow']}",
+        "between": f"Between-patient effect: patient mean of {lab['x']} → {lab['y']}",
+        "prior_within": f"Prior {lab['y']} (within) → {lab['y']} at t+{lag}",
+        "prior_between": f"Patient mean of {lab['y']} → {lab['y']} at t+{lag}",
+        "interaction": f"Cross-level interaction: patient mean of {lab['x']} × within effect",
+        "interaction_outcome": f"Cross-level interaction: patient mean of {lab['y']} × within effect",
+        "time": "Session (time trend)",
+        "intercept": "Intercept",
+    }
+    if term in fixed:
+        return fixed[term]
+    if term.startswith("within × "):
+        return f"Cross-level interaction: {term[len('within × '):]} × within effect"
+    return f"Covariate: {term}"
 
 
 def _term_axis(direction, term, lag, effect):

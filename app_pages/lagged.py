@@ -9,16 +9,23 @@ from analysis.interpret import count_sentence, lagged_effect_sentence
 from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel
+from ui.safe import esc
 from ui.state import current
 
 st.title("Lagged effects")
 df = current()["df"]
 options = option_panel(df)
+SCALE = {"total": "standardized within study by the total SD", "within": "standardized within study by the "
+         "within-patient SD"}
+timing = (f"outcome at session t + {options.lag}" if options.lag else
+          "alliance rated later in the same session t")
 st.caption(
-    f"One model per study (METHODS [§5]({LINKS['stage1']})): outcome at session t + {options.lag} on the "
+    f"One model per study (METHODS [§5]({LINKS['stage1']})): {timing} on the "
     f"predictor at session t · centering: {CENTERING[options.centering].lower()} · "
-    f"{'standardized within study' if options.standardize else 'raw scores'} · "
-    f"{'controlling for the prior outcome' if options.control_prior_outcome else 'no control for the prior outcome'}."
+    f"{SCALE[options.standardize_by] if options.standardize else 'raw scores'} · "
+    f"{'controlling for the prior outcome' if options.control_prior_outcome else 'no control for the prior outcome'}"
+    f" · {'t tests, Satterthwaite df' if options.df_method == 'satterthwaite' else 'Wald z tests'}"
+    + (f" · moderators: {esc(', '.join(options.covariates))}" if options.covariates else "") + "."
 )
 res = compute.two_stage_or_stop(df, options, "Fitting one model per study…")
 

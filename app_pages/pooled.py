@@ -1,5 +1,7 @@
 """Pooled effects page: stage-2 random-effects meta-analysis of the stage-1 coefficients."""
 
+import html
+
 import pandas as pd
 import streamlit as st
 
@@ -9,6 +11,7 @@ from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.options import DIRECTIONS, LINKS, option_panel, pooling_panel
 from ui.reporting import report_downloads
+from ui.safe import esc
 from ui.state import current, study_level_columns
 
 st.title("Pooled effects")
@@ -22,6 +25,27 @@ st.caption(
     f"{'Knapp–Hartung t test' if options.test == 'knha' else 'z test'} (METHODS [§6]({LINKS['stage2']}))."
 )
 res = compute.two_stage_or_stop(df, options, "Fitting the study models and pooling…")
+
+# ---- term picker: any stage-1 term pooled on its own (the sections below concern the within effect)
+terms = list(dict.fromkeys(t for d in options.directions for t in res.terms(d)))
+term = st.selectbox("Pooled term", terms, index=terms.index("within") if "within" in terms else 0,
+                    format_func=plots_lagged.term_label, key="pooled_term",
+                    help="Every coefficient of the study models can be pooled: within, between, prior outcome, "
+                         f"each interaction and covariate (METHODS [§6]({LINKS['stage2']})).")
+if term != "within":
+    for d in options.directions:
+        m = res.pooled_terms.get((d, term))
+        for note in res.pooled_term_messages.get((d, term), ()):
+            st.info(esc(note, limit=None))
+        if m is None:
+            continue
+        label = plots_lagged.term_label(term, d, options.lag)
+        show_figure(plots_meta.forest_plot(m, title=html.escape(f"{DIRECTIONS[d]}: {label}"),
+                                           xlabel=html.escape(label)),
+                    f"forest_{d}_term", key=f"pooled_term_forest_{d}")
+        st.markdown(f"**{DIRECTIONS[d]}, {esc(label)}.** {m.summary()}")
+    st.divider()
+    st.caption("Below: the within-patient effect, pooled.")
 
 pooled = {d: res.pooled[d] for d in options.directions if d in res.pooled}
 if not pooled:

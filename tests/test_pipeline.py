@@ -280,3 +280,22 @@ def test_coefficient_and_multiverse_figures(coll):
     mv = multiverse(coll, LagOptions(directions=("alliance_to_symptoms",)))
     fig = multiverse_figure(mv)
     assert len(fig.data[0].x) == 8
+
+
+def test_patient_series_figure_layout(coll):
+    """Issue 13: y-axis titles fit beside their own panel, whole-session ticks, grey lines in the legend."""
+    p = str(coll["patient"].iloc[0])
+    for d in ("alliance_to_symptoms", "symptoms_to_alliance"):
+        fig = patient_series_figure(patient_view(coll, LagOptions(), d, p, study="Study 01"))
+        lay = fig.layout
+        plot_h = lay.height - lay.margin.t - lay.margin.b
+        for ax in (lay.yaxis, lay.yaxis2, lay.yaxis3):
+            size = ax.title.font.size or 12
+            longest = max(len(line) for line in ax.title.text.split("<br>"))
+            # a generous 0.62 em per character: the rotated title must fit in its panel's height
+            assert longest * 0.62 * size <= (ax.domain[1] - ax.domain[0]) * plot_h, ax.title.text
+        for ax in (lay.xaxis, lay.xaxis2, lay.xaxis3):
+            assert ax.tickmode == "linear" and float(ax.dtick).is_integer() and ax.tickformat == "d"
+        grey = [t for t in fig.data if t.type == "scatter" and t.mode == "lines" and t.line.color == "#718096" and t.showlegend is not False
+                and t.name]
+        assert any("pairing" in t.name for t in grey)

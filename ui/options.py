@@ -51,7 +51,26 @@ def _defaults(df: pd.DataFrame) -> dict:
         "estimator": o.estimator,
         "pooling_method": o.pooling_method,
         "test": o.test,
+        "outcome_moderator": o.outcome_moderator,
+        "covariates": list(o.covariates),
+        "standardize_by": o.standardize_by,
+        "df_method": o.df_method,
     }
+
+
+def patient_level_columns(df: pd.DataFrame) -> list[str]:
+    """Extra columns with one value per patient that vary within some study: candidate patient-level
+    covariates (METHODS §1, §5). Columns constant within every study are study-level (meta-regression)."""
+    canon = {"study", "patient", "session", "alliance", "symptoms", "therapist_alliance", "therapist"}
+    out = []
+    for c in df.columns:
+        if c in canon or not df[c].notna().any():
+            continue
+        per_patient = df.groupby(["study", "patient"], observed=True)[c].nunique(dropna=True)
+        per_study = df.groupby("study", observed=True)[c].nunique(dropna=True)
+        if (per_patient <= 1).all() and (per_study > 1).any():
+            out.append(str(c))
+    return out
 
 
 def stored(df: pd.DataFrame) -> dict:
@@ -83,6 +102,10 @@ def to_lag_options(opts: dict, df: pd.DataFrame) -> LagOptions:
         estimator=opts["estimator"],
         pooling_method=opts.get("pooling_method", "REML"),
         test=opts.get("test", "z"),
+        outcome_moderator=bool(opts.get("outcome_moderator", False)),
+        covariates=tuple(c for c in opts.get("covariates", []) if c in df.columns),
+        standardize_by=opts.get("standardize_by", "total"),
+        df_method=opts.get("df_method", "z") if opts["estimator"] == "mixed" else "z",
     )
 
 
@@ -122,9 +145,15 @@ def option_panel(df: pd.DataFrame, container=None) -> LagOptions:
                      f"(the IPD meta-analysis used sessions 1–7). [Methods §1]({M}1-data)",
             )
         opts["lag"] = st.selectbox(
-            "Lag (sessions)", [1, 2, 3], key=_w("lag", opts),
-            help=f"Pair predictors at session t with the outcome at session t + lag. [Methods §4]({LINKS['lag']})",
+            "Lag (sessions)", [1, 2, 3, 0], key=_w("lag", opts),
+            format_func=lambda v: "0: alliance rated later in the same session" if v == 0 else str(v),
+            help="Pair predictors at session t with the outcome at session t + lag. Lag 0 (symptoms → alliance "
+                 "only): symptoms rated before session t predict the alliance rated after it. "
+                 f"[Methods §4]({LINKS['lag']})",
         )
+        if opts["lag"] == 0 and list(opts["directions"]) != ["symptoms_to_alliance"]:
+            opts["directions"] = ["symptoms_to_alliance"]
+            st.caption("Lag 0 is for symptoms → alliance only, so only that direction is estimated.")
         opts["pairing"] = st.radio(
             "Pairing", ["session", "next_observed"], key=_w("pairing", opts),
             format_func={"session": "By session number (default)", "next_observed": "Next observed session"}.get,
@@ -136,6 +165,14 @@ def option_panel(df: pd.DataFrame, container=None) -> LagOptions:
                 "Standardize within study", key=_w("standardize", opts),
                 help="z-scores per study so that coefficients are comparable across instruments "
                      f"(needed for pooling). [Methods §2]({LINKS['std']})",
+            )
+            opts["standardize_by"] = st.radio(
+                "Standardize by", ["total", "within"], key=_w("standardize_by", opts),
+                format_func={"total": "Total SD (all values of the study)",
+                             "within": "Within-patient SD"}.get,
+                disabled=not opts["standardize"],
+                help="Which SD the z-scores divide by. Within-patient SD puts the coefficients in units of "
+                     f"session-to-session variation. [Methods §2]({LINKS['std']})",
             )
             opts["control_prior_outcome"] = st.checkbox(
                 "Control for the prior outcome", key=_w("control_prior_outcome", opts),
@@ -151,11 +188,39 @@ def option_panel(df: pd.DataFrame, container=None) -> LagOptions:
                 "Cross-level interaction (between × within)", key=_w("cross_level", opts),
                 help=f"Adds the product of the between and within parts of the predictor. [Methods §5]({LINKS['stage1']})",
             )
+            hybrid = opts["centering"] in ("person_mean", "detrended")
+            opts["outcome_moderator"] = st.checkbox(
+                "Outcome's patient mean moderates the within effect", key=_w("outcome_moderator", opts),
+                disabled=not (hybrid and opts["control_prior_outcome"]),
+                help="Adds the product of the patient's average outcome (between part) and the within predictor, "
+                     "e.g. whether the alliance → symptoms effect differs for patients with higher average "
+                     f"symptoms. Needs within/between centering and the prior outcome. [Methods §5]({LINKS['stage1']})",
+            )
+            if not (hybrid and opts["control_prior_outcome"]):
+                opts["outcome_moderator"] = False
+            cands = patient_level_columns(df)
+            opts["covariates"] = [c for c in opts.get("covariates", []) if c in cands]
+            if cands:
+                st.session_state["opt_covariates"] = [
+                    c for c in st.session_state.get("opt_covariates", opts["covariates"]) if c in cands]
+                opts["covariates"] = st.multiselect(
+                    "Patient-level covariates (moderators)", cands, key="opt_covariates",
+                    help="Columns with one value per patient (e.g. treatment, diagnosis, age). Each enters as a "
+                         "main effect and as a moderator of the within effect (within × covariate). "
+                         f"[Methods §5]({LINKS['stage1']})",
+                )
             opts["estimator"] = st.radio(
                 "Estimator", ["mixed", "fixed_effects"], key=_w("estimator", opts),
                 format_func={"mixed": "Random-intercept model (REML)",
                              "fixed_effects": "Fixed effects (demeaned OLS, cluster-robust SE)"}.get,
                 help=f"The fixed-effects estimator cannot estimate between-patient terms. [Methods §5]({LINKS['stage1']})",
+            )
+            opts["df_method"] = st.radio(
+                "Tests of the study models", ["z", "satterthwaite"], key=_w("df_method", opts),
+                format_func={"z": "Wald z (default)", "satterthwaite": "t with Satterthwaite df (as lmerTest)"}.get,
+                disabled=opts["estimator"] != "mixed",
+                help="Satterthwaite t tests are slower; they matter for small studies. "
+                     f"[Methods §5]({LINKS['stage1']})",
             )
     st.session_state[STORE] = opts
     if not opts["directions"]:
