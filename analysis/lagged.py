@@ -4,24 +4,34 @@ Implements ``docs/METHODS.md`` §2 (standardization), §3 (centering), §4 (lags
 and §5 (the per-study lagged model). Public API:
 
 * :class:`LagOptions` — every analysis choice, validated.
+* :func:`prepare_studies` → :class:`StudyData` (window, sort, per-study
+  standardization, covariates; built once) and :func:`fit_studies` (every
+  study of one direction → :class:`StudyFit` list): the stage-1 API that
+  :mod:`analysis.pipeline` uses. :func:`model_rows` → :class:`ModelRows`.
 * :func:`prepare` — the exact model rows (predictor, its centre, within and
   between parts, prior outcome, outcome at t + L) that enter the model.
+* :func:`patient_view` — one patient's model rows and observed series (figure input).
 * :func:`pairing_counts` — pairs per study under each pairing mode (§4).
-* :func:`fit_study` — fit one study, returning a :class:`StudyFit`.
+* :func:`fit_study` — fit one study, returning a :class:`StudyFit`;
+  :func:`failed_fit` — the result of a study that cannot be fitted.
 
 The model (§5), for direction X → Y with lag L::
 
     Y_i,t+L = b0 + bW·X^w_it + bB·X^b_i + aW·Y^w_it + aB·Y^b_i
-              [+ c·X^b_i·X^w_it] [+ d·time_it] + u_i [+ v_i·time_it] + e_i,t+L
+              [+ c·X^b_i·X^w_it] [+ c_Y·Y^b_i·X^w_it] [+ d·time_it]
+              [+ Σ_j (g_j·C_ij + h_j·C_ij·X^w_it)] + u_i [+ v_i·time_it] + e_i,t+L
 
 with terms named ``intercept, within, between, prior_within, prior_between,
-interaction, time``. For centering ``none``/``grand_mean`` the model is
+interaction, interaction_outcome, time`` and, per patient-level covariate
+column C (or dummy ``C: level``), ``C`` and ``within × C``. For centering ``none``/``grand_mean`` the model is
 ``Y_i,t+L = b0 + b·X_it + a·Y_it + u_i + e``; the coefficient b is still
 called ``within`` but it is a *total* (within + between) effect and is
 labelled so (``StudyFit.effect == "total"``).
 
 Inference. Mixed models (``estimator="mixed"``) are fitted by REML with the
-solver in :mod:`analysis.mixed` (random intercept; with
+solver in :mod:`analysis.mixed` (with ``df_method="satterthwaite"`` by
+:func:`analysis.lmm.fit_lmm`, t tests with lmerTest's Satterthwaite df;
+otherwise random intercept; with
 ``time_trend="fixed_random"`` also a random slope of time, correlated, by the
 same package's own 2-D solver — no statsmodels). Tests and CIs use the normal
 (Wald z) distribution with the model-based SE, as lme4's ``summary`` does:
