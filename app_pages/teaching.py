@@ -15,34 +15,41 @@ LINKS = {
     "center": M + "3-centering-of-a-time-varying-variable-x",
     "stage1": M + "5-stage-1-lagged-model-per-study",
 }
-PRESENT_FONT = 20
+PRESENT_FONT = 18
 
 
 def _show(fig, name, key):
     """Show a figure; in presentation mode with projector-sized text."""
     if st.session_state.get("teach_present"):
-        fig.update_layout(font={"size": PRESENT_FONT}, title_font={"size": PRESENT_FONT + 2})
+        fig.update_layout(font={"size": PRESENT_FONT}, title_font={"size": PRESENT_FONT + 2},
+                          legend={"orientation": "h", "y": -0.28, "yanchor": "top", "x": 0},
+                          margin={"t": 70, "b": 170}, height=max(560, int(fig.layout.height or 450) + 120))
+        fig.update_xaxes(tickfont_size=PRESENT_FONT - 2, title_font_size=PRESENT_FONT - 2)
+        fig.update_yaxes(tickfont_size=PRESENT_FONT - 2, title_font_size=PRESENT_FONT - 2)
+        fig.update_annotations(font_size=PRESENT_FONT - 4)
     show_figure(fig, name, key=key)
 
 
 st.title("Teaching: within, between and total effects")
-st.markdown(
-    "A **live simulation**. We invent patients whose alliance and symptoms follow a model with *known* "
-    "effects, fit the same lagged models as the **Lagged effects** page, and check which estimate recovers "
-    "which truth. Move the sliders in the sidebar; everything below updates. This page does not use your "
-    "loaded data."
-)
-st.caption(
-    "Scales: alliance higher = stronger; symptoms higher = more severe. Units are the simulation's own: "
-    "1 unit = 1 standard deviation of the patients' true average levels."
-)
-
 present = st.toggle(
     "Presentation mode (projector)", key="teach_present",
-    help="Larger chart text, and the settings beside the figures instead of in the sidebar (for 1280×720 screens).",
+    help="Larger chart text, the settings beside the figures instead of in the sidebar, and the figures first "
+         "(for 1280×720 screens).",
 )
+if not present:
+    st.markdown(
+        "A **live simulation**. We invent patients whose alliance and symptoms follow a model with *known* "
+        "effects, fit the same lagged models as the **Lagged effects** page, and check which estimate recovers "
+        "which truth. Move the sliders (in the sidebar); everything below updates. This page does not use your "
+        "loaded data."
+    )
+    st.caption(
+        "Scales: alliance higher = stronger; symptoms higher = more severe. Units are the simulation's own: "
+        "1 unit = 1 standard deviation of the patients' true average levels."
+    )
+
 if present:
-    controls, body = st.columns([1, 3], gap="medium")
+    controls, body = st.columns([1, 4], gap="small")
 else:
     controls, body = st.sidebar, st.container()
 
@@ -96,6 +103,8 @@ with body:
     table_download(data, "teaching_simulated_data", key="teach_dl_data", label="Download the simulated data (CSV)")
 
     # ----------------------------------------------------------------------------------------- 1
+    if present:  # the figure first, beside the settings
+        _show(plots_teaching.estimates_figure(est), "teaching_estimates", key="teach_estimates")
     st.header("1. Total, within and between: which estimate finds the truth?")
     st.markdown(
         "Three coefficients from two models fitted to the same data (raw units, lag 1, random intercept per "
@@ -109,7 +118,8 @@ with body:
     )
     for m in est.messages:
         st.warning(m)
-    _show(plots_teaching.estimates_figure(est), "teaching_estimates", key="teach_estimates")
+    if not present:
+        _show(plots_teaching.estimates_figure(est), "teaching_estimates", key="teach_estimates")
     st.markdown(tg.estimates_sentence(est, replication=rep))
     st.caption(f"Chance or bias? The same settings were simulated {rep.n_rep} more times (other seeds): "
                + rep.summary())

@@ -95,7 +95,7 @@ def test_presentation_mode_moves_settings_beside_figures_and_enlarges_text():
     import json
 
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    assert specs and all(sp["layout"]["font"]["size"] >= 20 for sp in specs)
+    assert specs and all(sp["layout"]["font"]["size"] >= 18 for sp in specs)
 
 
 def test_systematic_miss_is_not_called_chance_on_the_page():
