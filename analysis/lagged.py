@@ -52,7 +52,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from analysis import mixed
+from analysis import meta, mixed
 
 __all__ = [
     "CENTERINGS",
@@ -78,8 +78,8 @@ DIRECTIONS = ("alliance_to_symptoms", "symptoms_to_alliance")
 PAIRINGS = ("session", "next_observed")
 TIME_TRENDS = ("none", "fixed", "fixed_random")
 ESTIMATORS = ("mixed", "fixed_effects")
-POOLING_METHODS = ("DL", "REML", "ML", "PM", "EB", "HE", "SJ", "HS", "FE")
-TESTS = ("z", "knha")
+POOLING_METHODS = meta.METHODS  # one list of τ² estimators (analysis.meta)
+TESTS = meta.TESTS
 STANDARDIZE_BY = ("total", "within")
 DF_METHODS = ("z", "satterthwaite")
 TERMS = (

@@ -51,11 +51,14 @@ for direction in options.directions:
     table = d[["study", "effect", "estimate", "se", "ci_low", "ci_high", "pvalue", "n_patients", "n_pairs",
                "status"]].rename(columns={"ci_low": "CI low", "ci_high": "CI high", "pvalue": "p",
                                           "n_patients": "N patients", "n_pairs": "N pairs"})
+    if options.df_method == "satterthwaite":  # the t tests' Satterthwaite df, as fitted per study
+        table.insert(4, "df", [res.fits[(s, direction)].coef("within")["df"] if st_ != "failed" else np.nan
+                               for s, st_ in zip(d["study"], d["status"])])
     # "warning" fits are valid estimates with notes (e.g. a zero random-intercept variance); say so plainly
     table["status"] = table["status"].map({"ok": "ok", "warning": "ok (see notes)", "failed": "failed"})
     st.dataframe(table, width="stretch", hide_index=True,
                  column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
-                                ("estimate", "se", "CI low", "CI high")} | {
+                                ("estimate", "se", "CI low", "CI high", "df")} | {
                      "p": st.column_config.NumberColumn(format="%.4f")})
     table_download(d, f"per_study_{direction}", key=f"lag_dl_{direction}")
 

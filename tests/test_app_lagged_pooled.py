@@ -205,3 +205,28 @@ def test_covariate_moderator_and_pooled_term_picker():
     text = " ".join(x.value for x in at.markdown)
     assert "Cross" in text and "interaction" in text
     assert m.k == 4 and m.summary() in text  # the chosen term's pooled sentence, same numbers as the package
+
+
+def test_timing_standardization_and_df_options():
+    df = _collection(k=3)
+    at = _goto(_app(df), "app_pages/lagged.py")
+    at.selectbox(key="opt_lag").set_value(0).run()
+    assert not at.exception, [e.value for e in at.exception]
+    headers = [h.value for h in at.header]
+    assert "Symptoms → next-session alliance" in headers and "Alliance → next-session symptoms" not in headers
+    assert any("alliance rated later in the same session" in c.value for c in at.caption)
+    t = _within_table(at)
+    ref = pipeline.two_stage(df, LagOptions(lag=0, directions=("symptoms_to_alliance",))).per_study
+    ref = ref[ref.term == "within"]
+    np.testing.assert_allclose(t["estimate"].to_numpy(), ref["estimate"].to_numpy(), rtol=1e-12)
+    at.selectbox(key="opt_lag").set_value(1).run()
+    at.radio(key="opt_standardize_by").set_value("within").run()
+    at.radio(key="opt_df_method").set_value("satterthwaite").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("within-patient SD" in c.value and "Satterthwaite" in c.value for c in at.caption)
+    t = _within_table(at)
+    o = LagOptions(standardize_by="within", df_method="satterthwaite")
+    res = pipeline.two_stage(df, o)
+    want = [res.fits[(s, "alliance_to_symptoms")].coef("within") for s in t["study"]]
+    np.testing.assert_allclose(t["df"].to_numpy(float), [w["df"] for w in want], rtol=1e-9)
+    np.testing.assert_allclose(t["estimate"].to_numpy(float), [w["estimate"] for w in want], rtol=1e-9)

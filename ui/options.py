@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from analysis.lagged import LagOptions
+from analysis.lagged import POOLING_METHODS, LagOptions
 
 STORE = "lag_options"
 DIRECTIONS = {
@@ -236,7 +236,7 @@ def pooling_panel(df: pd.DataFrame, container=None) -> LagOptions:
     with c:
         st.markdown("#### Pooling")
         opts["pooling_method"] = st.selectbox(
-            "τ² estimator", ["REML", "DL", "ML", "PM", "EB", "HE", "SJ", "HS", "FE"], key=_w("pooling_method", opts),
+            "τ² estimator", ["REML", *(m for m in POOLING_METHODS if m != "REML")], key=_w("pooling_method", opts),
             help="How the between-study variance is estimated. REML is the default; FE assumes no heterogeneity. "
                  f"[Methods §6]({LINKS['stage2']})",
         )
