@@ -585,6 +585,7 @@ class ModelRows:
     dropped: dict
     terms: tuple
     covariate_terms: dict = field(default_factory=dict)  # main term -> its "within × " interaction
+    covariate_levels: dict = field(default_factory=dict)  # categorical covariate -> (reference level, dummies)
 
 
 def _covariate_columns(data: StudyData, options: LagOptions, idx: np.ndarray, within: np.ndarray):
@@ -592,9 +593,10 @@ def _covariate_columns(data: StudyData, options: LagOptions, idx: np.ndarray, wi
 
     Numeric: value − study mean over the study's patients with a value (÷ their SD, ddof 1, when
     ``standardize``). Categorical: a 0/1 dummy per level except the first (sorted over all data).
-    Returns (cols, interactions: main term → its ``within × `` term).
+    Returns (cols, interactions: main term → its ``within × `` term, categorical covariate →
+    (reference level, its dummy terms)).
     """
-    cols, mains = {}, []
+    cols, mains, groups = {}, [], {}
     gi = data.g[idx]
     for name, (kind, per, levels) in data.covariates.items():
         v = per[gi]
@@ -613,15 +615,18 @@ def _covariate_columns(data: StudyData, options: LagOptions, idx: np.ndarray, wi
             cols[name] = c
             mains.append(name)
         else:
+            dummies = []
             for j, lev in enumerate(levels[1:], start=1):
                 t = f"{name}: {lev}"
                 cols[t] = np.where(np.isnan(v), np.nan, (v == j).astype(float))
-                mains.append(t)
+                dummies.append(t)
+            mains.extend(dummies)
+            groups[name] = (levels[0], tuple(dummies))
     inter = {}
     for t in mains:
         inter[t] = f"within × {t}"
         cols[inter[t]] = cols[t] * within
-    return cols, inter
+    return cols, inter, groups
 
 
 def model_rows(data: StudyData, options: LagOptions, direction: str) -> ModelRows:
@@ -672,9 +677,9 @@ def model_rows(data: StudyData, options: LagOptions, direction: str) -> ModelRow
         with np.errstate(invalid="ignore", divide="ignore"):
             tm = np.bincount(sc, weights=t, minlength=data.S) / np.bincount(sc, minlength=data.S)
         cols["time"] = t - tm[sc]
-    cov_terms = {}
+    cov_terms, cov_levels = {}, {}
     if options.covariates:
-        ccols, cov_terms = _covariate_columns(data, options, idx, cols["within"])
+        ccols, cov_terms, cov_levels = _covariate_columns(data, options, idx, cols["within"])
         cols.update(ccols)
         terms = terms + (() if fe else tuple(cov_terms)) + tuple(cov_terms.values())
     cols["lead"] = y[li]
@@ -696,7 +701,7 @@ def model_rows(data: StudyData, options: LagOptions, direction: str) -> ModelRow
         "missing_terms": np.bincount(data.scode[has_lead & ~ok], minlength=S),
     }
     return ModelRows(idx=idx, lead=li, cols=cols, extra=extra, dropped=dropped, terms=terms,
-                     covariate_terms=cov_terms)
+                     covariate_terms=cov_terms, covariate_levels=cov_levels)
 
 
 def _rows_frame(base: StudyData, rows: ModelRows, options: LagOptions, direction: str) -> pd.DataFrame:
@@ -1021,17 +1026,24 @@ def _design(rows: ModelRows, lo: int, hi: int, options: LagOptions):
     """Design matrix, outcome and term names of one study's model rows. Covariate terms that are
     constant in the study (a level nobody has, a covariate everyone shares) are left out with a note."""
     terms = list(rows.terms)
-    notes = []
+    notes, msgs = [], []
     for main, inter in rows.covariate_terms.items():
         v = rows.cols[main][lo:hi]
         if hi > lo and np.ptp(v) == 0:
             terms = [t for t in terms if t not in (main, inter)]
             notes.append(main)
-    msg = (
-        f"Not estimable in this study (the same value for every patient), so left out of its model: "
-        f"{', '.join(notes)} and the interaction(s) with the within effect."
-        if notes else ""
-    )
+    if notes:
+        msgs.append(f"Not estimable in this study (the same value for every patient), so left out of its model: "
+                    f"{', '.join(notes)} and the interaction(s) with the within effect.")
+    for name, (ref, dummies) in rows.covariate_levels.items():
+        left = [t for t in dummies if t in terms or rows.covariate_terms[t] in terms]
+        if left and hi > lo and np.all(sum(rows.cols[t][lo:hi] for t in left) == 1):
+            # no patient of the study is in the reference level: the dummies add up to the intercept
+            drop = set(left) | {rows.covariate_terms[t] for t in left}
+            terms = [t for t in terms if t not in drop]
+            msgs.append(f"Not estimable in this study: no patient has the reference level '{ref}' of {name}, so "
+                        f"{', '.join(left)} and their interactions with the within effect were left out of its model.")
+    msg = " ".join(msgs)
     n = hi - lo
     cols = [rows.cols[t][lo:hi] for t in terms if t != "intercept"]
     X = np.column_stack(([np.ones(n)] if "intercept" in terms else []) + cols)

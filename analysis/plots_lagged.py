@@ -186,7 +186,7 @@ def _term_axis(direction, term, lag, effect):
         "interaction": "Cross-level interaction (between × within)",
         "time": "Session (time trend)",
         "early_alliance": "Early alliance → final symptoms (adjusted for baseline)",
-    }.get(term, term)
+    }.get(term) or html.escape(term_label(term, direction, lag))
     if term in ("within", "between"):
         return f"{what}: {lab['arrow']}<br>{lab['negative']}; symptoms: higher = more severe"
     return f"{what}<br>symptoms: higher = more severe; alliance: higher = stronger"

@@ -433,3 +433,26 @@ def test_covariate_input_errors(raw_cov):
         LagOptions(covariates=("within",))
     with pytest.raises(ValueError, match="outcome_moderator"):
         LagOptions(outcome_moderator=True, centering="none")
+
+
+def test_study_without_the_reference_level_keeps_its_other_terms():
+    """A study whose patients all have non-reference levels: the dummies would add up to the intercept,
+    so that covariate's terms are left out of its model (with a note), not the whole study."""
+    from analysis.pipeline import two_stage
+
+    a = simulate_study(30, range(1, 8), study="A", seed=1).data
+    b = simulate_study(30, range(1, 8), study="B", seed=2).data
+    a["arm"] = np.where(a["patient"].str[-1].astype(int) % 2 == 0, "control", "cbt")
+    b["arm"] = np.where(b["patient"].str[-1].astype(int) % 2 == 0, "pdt", "cbt")
+    b.loc[b["arm"] == "cbt", "arm"] = "ipt"  # B: only ipt and pdt; reference level "cbt" absent
+    df = pd.concat([a, b], ignore_index=True)
+    for est in ("mixed", "fixed_effects"):
+        res = two_stage(df, LagOptions(covariates=("arm",), estimator=est))
+        fb = res.fits[("B", "alliance_to_symptoms")]
+        assert fb.status != "failed" and not any(t.startswith(("arm", "within × arm")) for t in fb.terms)
+        assert any("reference level 'cbt'" in m for m in fb.messages)
+        # the within effect of B equals the model without the covariate
+        plain = fit_study(b, LagOptions(estimator=est))
+        assert fb.coef("within")["estimate"] == pytest.approx(plain.coef("within")["estimate"], rel=1e-8)
+        fa = res.fits[("A", "alliance_to_symptoms")]
+        assert "within × arm: control" in fa.terms
