@@ -93,7 +93,8 @@ def to_lag_options(opts: dict, df: pd.DataFrame) -> LagOptions:
         centering=opts["centering"],
         lag=int(opts["lag"]),
         pairing=opts["pairing"],
-        directions=tuple(d for d in DIRECTIONS if d in opts["directions"]),
+        directions=("symptoms_to_alliance",) if int(opts["lag"]) == 0 else tuple(
+            d for d in DIRECTIONS if d in opts["directions"]),
         sessions=None if window == (smin, smax) else (int(window[0]), int(window[1])),
         standardize=bool(opts["standardize"]),
         control_prior_outcome=bool(opts["control_prior_outcome"]),
