@@ -765,7 +765,11 @@ def prepare(df: pd.DataFrame, options: LagOptions | None = None, direction: str 
     the outcome at t (``y_raw, y, y_center``, terms ``prior_within``,
     ``prior_between``); ``interaction = between·within``; ``time`` = session −
     mean session of the study's model rows; the outcome at the lead session
-    (``lead_raw``, model outcome ``lead``, standardized but never centred).
+    (``lead_raw``, model outcome ``lead``, standardized but never centred);
+    ``interaction_outcome = Y^b·within``; per covariate its centred column (or
+    0/1 dummies ``C: level``) and ``within × C``; with ``lag = 0`` the
+    outcome's session equals ``session`` and ``prior_session`` (t − 1) says
+    where the prior outcome comes from.
     Columns of terms not in the model are absent. ``attrs`` records the
     direction, predictor, outcome, terms and options.
     """

@@ -196,8 +196,8 @@ def study_coefficients_figure(result, direction: str = "alliance_to_symptoms", t
                               level: float = 0.95) -> go.Figure:
     """Dot-and-CI of one coefficient per study for one direction.
 
-    ``result`` is a :class:`analysis.pipeline.TwoStageResult` (its pooled
-    estimate is added as a diamond when ``term`` is the pooled term) or its
+    ``result`` is a :class:`analysis.pipeline.TwoStageResult` (the term's
+    pooled estimate, from ``pooled_terms``, is added as a diamond) or its
     ``per_study`` table. Studies whose fit failed are listed with "not fitted".
     """
     pooled = None
@@ -206,6 +206,8 @@ def study_coefficients_figure(result, direction: str = "alliance_to_symptoms", t
         ps = result.per_study
         if term == getattr(result, "pooled_term", "within"):
             pooled = result.pooled.get(direction)
+        elif hasattr(result, "pooled_terms"):
+            pooled = result.pooled_terms.get((direction, term))
         lag = result.options.lag
     else:
         ps = result
