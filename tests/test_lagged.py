@@ -456,3 +456,23 @@ def test_study_without_the_reference_level_keeps_its_other_terms():
         assert fb.coef("within")["estimate"] == pytest.approx(plain.coef("within")["estimate"], rel=1e-8)
         fa = res.fits[("A", "alliance_to_symptoms")]
         assert "within × arm: control" in fa.terms
+
+
+def test_public_stage1_api_is_what_fit_study_and_two_stage_use(raw, ref):
+    """prepare_studies + fit_studies (the API analysis.pipeline uses) reproduce lme4 for every study."""
+    from analysis.lagged import fit_studies, prepare_studies
+
+    o = LagOptions()
+    data = prepare_studies(raw, o)
+    assert data.study_labels == sorted(raw["study"].unique())
+    for d in o.directions:
+        fits = fit_studies(data, o, d)
+        assert [f.study for f in fits] == data.study_labels
+        for f in fits:
+            r = next(x for x in ref["fits"] if x["config"] == "person_mean" and x["direction"] == d
+                     and x["study"] == f.study)
+            for j, term in enumerate(r["terms"]):
+                assert f.coef(term)["estimate"] == pytest.approx(r["estimate"][j], abs=1e-4)
+                assert f.coef(term)["se"] == pytest.approx(r["se"][j], abs=1e-4)
+    with pytest.raises(ValueError, match="No rows in the analysis window"):
+        prepare_studies(raw, LagOptions(sessions=(100, 200)))
