@@ -637,6 +637,9 @@ def model_rows(data: StudyData, options: LagOptions, direction: str) -> ModelRow
     with every term present. :func:`prepare` returns the same rows as a frame.
     """
     xvar, yvar = _check_direction(direction)
+    if tuple(data.covariates) != options.covariates:
+        raise ValueError("The data were prepared with other covariates than these options name; "
+                         "call prepare_studies with the same options.")
     xc, xw, xb, _xn = data.centered(xvar, options.centering)
     yc, yw, yb, _yn = data.centered(yvar, options.centering)
     lead = data.lead_index(yvar, options.lag, options.pairing)
