@@ -23,6 +23,7 @@ from analysis.lagged import DIRECTIONS, PatientView
 
 __all__ = [
     "direction_label", "multiverse_figure", "patient_series_figure", "study_coefficients_figure", "term_label",
+    "term_reading",
 ]
 
 _VAR_TEXT = {
@@ -45,7 +46,8 @@ def direction_label(direction: str, lag: int = 1) -> dict:
         }
     return {
         "x": "symptoms", "y": "alliance",
-        "arrow": f"symptoms (session t) → alliance (session t+{lag})",
+        "arrow": ("symptoms (before session t) → alliance (after session t)" if lag == 0
+                  else f"symptoms (session t) → alliance (session t+{lag})"),
         "negative": "negative = more severe symptoms followed by a weaker alliance",
     }
 
@@ -174,6 +176,32 @@ def term_label(term: str, direction: str = "alliance_to_symptoms", lag: int = 1)
     if term.startswith("within × "):
         return f"Cross-level interaction: {term[len('within × '):]} × within effect"
     return f"Covariate: {term}"
+
+
+def term_reading(term: str, direction: str = "alliance_to_symptoms", lag: int = 1) -> str:
+    """What the sign of a pooled stage-1 term means, in plain words (METHODS §5); "" for the intercept."""
+    lab = direction_label(direction, lag)
+    x, y = lab["x"], lab["y"]
+    when = {0: "later in the same session", 1: "at the next session"}.get(lag, f"{lag} sessions later")
+    if term == "within":
+        return f"{lab['negative'][0].upper()}{lab['negative'][1:]} ({lab['arrow']})."
+    if term == "between":
+        return f"Positive: patients with a higher average {x} have higher {y} {when}."
+    if term == "prior_within":
+        nxt = "at the next session" if lag <= 1 else when  # lag 0: the prior outcome is the previous session's
+        return f"Positive: a patient's {y} above their own average tends to stay above it {nxt}."
+    if term == "prior_between":
+        return f"Positive: patients with higher average {y} have higher {y} {when}."
+    if term == "time":
+        return f"Positive: {y} rises over the sessions, beyond the other terms."
+    if term in ("interaction", "interaction_outcome") or term.startswith("within × "):
+        mod = {"interaction": f"the patient's average {x}", "interaction_outcome": f"the patient's average {y}"}.get(
+            term, term[len("within × "):])
+        return (f"Cross-level interaction: positive = the within effect ({lab['arrow']}) is more positive "
+                f"(less negative) for patients with a higher {mod}; negative = more negative.")
+    if term == "intercept":
+        return ""
+    return f"Covariate {term}: positive = higher {y} {when} for higher values (or this level)."
 
 
 def _term_axis(direction, term, lag, effect):

@@ -44,6 +44,7 @@ if term != "within":
                                            xlabel=html.escape(label)),
                     f"forest_{d}_term", key=f"pooled_term_forest_{d}")
         st.markdown(f"**{DIRECTIONS[d]}, {esc(label)}.** {m.summary()}")
+        st.caption(esc(plots_lagged.term_reading(term, d, options.lag), limit=None))
     st.divider()
     st.caption("Below: the within-patient effect, pooled.")
 

@@ -299,3 +299,16 @@ def test_patient_series_figure_layout(coll):
         grey = [t for t in fig.data if t.type == "scatter" and t.mode == "lines" and t.line.color == "#718096" and t.showlegend is not False
                 and t.name]
         assert any("pairing" in t.name for t in grey)
+
+
+def test_term_labels_and_readings():
+    from analysis.plots_lagged import term_label, term_reading
+
+    assert "patient mean of symptoms" in term_label("interaction_outcome")
+    assert term_label("within × treatment: PDT") == "Cross-level interaction: treatment: PDT × within effect"
+    r = term_reading("within × age")
+    assert "for patients with a higher age" in r and "alliance (session t) → symptoms (session t+1)" in r
+    assert "later in the same session" in term_reading("between", "symptoms_to_alliance", 0)
+    assert term_reading("within", "symptoms_to_alliance", 0) == (
+        "Negative = more severe symptoms followed by a weaker alliance "
+        "(symptoms (before session t) → alliance (after session t)).")
