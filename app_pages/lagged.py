@@ -32,7 +32,7 @@ res = compute.two_stage_or_stop(df, options, "Fitting one model per study…")
 ps = res.per_study
 within = ps[ps["term"] == "within"]
 for direction in options.directions:
-    st.header(DIRECTIONS[direction])
+    st.header(DIRECTIONS[direction] if options.lag else "Symptoms → alliance rated later in the same session")
     d = within[within["direction"] == direction]
     effect = d["effect"].iloc[0] if len(d) else "within-patient"
     ok = d[d["status"] != "failed"]
