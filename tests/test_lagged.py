@@ -476,3 +476,31 @@ def test_public_stage1_api_is_what_fit_study_and_two_stage_use(raw, ref):
                 assert f.coef(term)["se"] == pytest.approx(r["se"][j], abs=1e-4)
     with pytest.raises(ValueError, match="No rows in the analysis window"):
         prepare_studies(raw, LagOptions(sessions=(100, 200)))
+
+
+def test_cross_level_moderation_by_covariates_is_recovered():
+    """Simulated truth: S_{t+1} = c_i + (b0 + b1·group_i + b2·age_z_i)·(A_t − μ_i) + e, so the within effect is b0
+    in the reference group at average age, and within × group / within × age are b1 / b2."""
+    rng = np.random.default_rng(11)
+    n, T = 500, 10
+    b0, b1, b2 = -0.30, 0.25, -0.10
+    group = rng.integers(0, 2, n)
+    age = rng.normal(40, 10, n)
+    age_z = (age - age.mean()) / age.std(ddof=1)
+    mu, c = rng.normal(4, 1, n), rng.normal(20, 3, n)
+    recs = []
+    for i in range(n):
+        a = mu[i] + rng.normal(0, 1, T)
+        s = np.r_[np.nan, c[i] + (b0 + b1 * group[i] + b2 * age_z[i]) * (a[:-1] - mu[i]) + rng.normal(0, 0.5, T - 1)]
+        s[0] = c[i] + rng.normal(0, 0.5)
+        for t in range(T):
+            recs.append((f"p{i}", t + 1, a[t], s[t], ("treated" if group[i] else "control"), age[i]))
+    df = pd.DataFrame(recs, columns=["patient", "session", "alliance", "symptoms", "group", "age"])
+    f = fit_study(df, LagOptions(standardize=False, control_prior_outcome=False, covariates=("group", "age")))
+    assert f.status != "failed"
+    for term, truth in (("within", b0), ("within × group: treated", b1)):
+        c_ = f.coef(term)
+        assert abs(c_["estimate"] - truth) < 3.5 * c_["se"], (term, c_)
+    assert f.coef("within")["se"] < 0.02
+    c_ = f.coef("within × age")  # per SD of age (standardize=False leaves age centred, in years)
+    assert abs(c_["estimate"] - b2 / age.std(ddof=1)) < 3.5 * c_["se"]
