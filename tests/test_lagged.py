@@ -502,5 +502,5 @@ def test_cross_level_moderation_by_covariates_is_recovered():
         c_ = f.coef(term)
         assert abs(c_["estimate"] - truth) < 3.5 * c_["se"], (term, c_)
     assert f.coef("within")["se"] < 0.02
-    c_ = f.coef("within × age")  # per SD of age (standardize=False leaves age centred, in years)
+    c_ = f.coef("within × age")  # per year of age: standardize=False leaves age centred, in years
     assert abs(c_["estimate"] - b2 / age.std(ddof=1)) < 3.5 * c_["se"]
