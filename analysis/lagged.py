@@ -94,6 +94,27 @@ _LABEL = {"alliance": "alliance", "symptoms": "symptoms"}
 
 # --------------------------------------------------------------------------- options
 
+# LagOptions' constraints, declared once: allowed values, flags, and combinations that cannot be fitted
+_CHOICES = {
+    "centering": CENTERINGS, "pairing": PAIRINGS, "time_trend": TIME_TRENDS, "estimator": ESTIMATORS,
+    "pooling_method": POOLING_METHODS, "test": TESTS, "standardize_by": STANDARDIZE_BY, "df_method": DF_METHODS,
+}
+_FLAGS = ("control_prior_outcome", "standardize", "cross_level", "outcome_moderator")
+_COMBINATIONS = (
+    (lambda o: o.lag == 0 and o.directions != ("symptoms_to_alliance",),
+     "lag must be 1–3 for alliance → symptoms; lag 0 (alliance rated later in the same session as the "
+     "symptoms) is only for the direction 'symptoms_to_alliance'."),
+    (lambda o: o.cross_level and o.centering in ("none", "grand_mean"),
+     "cross_level needs a between-patient part of the predictor: use centering 'person_mean' or 'detrended'."),
+    (lambda o: o.outcome_moderator and (o.centering in ("none", "grand_mean") or not o.control_prior_outcome),
+     "outcome_moderator needs the between-patient part of the outcome as a main effect: use centering "
+     "'person_mean' or 'detrended' with control_prior_outcome=True."),
+    (lambda o: o.time_trend == "fixed_random" and o.estimator == "fixed_effects",
+     "A random slope of time needs estimator='mixed'; with 'fixed_effects' use time_trend='fixed'."),
+    (lambda o: o.df_method == "satterthwaite" and o.estimator != "mixed",
+     "df_method='satterthwaite' needs estimator='mixed' (fixed effects use t(G − 1))."),
+)
+
 
 @dataclass(frozen=True)
 class LagOptions:
@@ -154,80 +175,50 @@ class LagOptions:
     df_method: str = "z"
 
     def __post_init__(self):
-        def bad(name, value, allowed):
-            raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
-
-        if self.centering not in CENTERINGS:
-            bad("centering", self.centering, CENTERINGS)
+        # one declaration of the choice and flag constraints (the rest are checked below)
+        object.__setattr__(self, "pooling_method", str(self.pooling_method).upper())
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {', '.join(map(repr, allowed))}; got {getattr(self, name)!r}."
+                )
+        for name in _FLAGS:
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")  # noqa: TRY004
+            object.__setattr__(self, name, bool(getattr(self, name)))
         if isinstance(self.lag, bool) or not isinstance(self.lag, (int, np.integer)) or not 0 <= self.lag <= 3:
             raise ValueError(f"lag must be a whole number from 1 to 3 (or 0, see below); got {self.lag!r}.")
         object.__setattr__(self, "lag", int(self.lag))
-        if self.pairing not in PAIRINGS:
-            bad("pairing", self.pairing, PAIRINGS)
+        self._check_directions()
+        self._check_sessions()
+        self._check_covariates()
+        for bad, msg in _COMBINATIONS:
+            if bad(self):
+                raise ValueError(msg)
+
+    def _check_directions(self):
         dirs = (self.directions,) if isinstance(self.directions, str) else tuple(self.directions)
         if not dirs:
             raise ValueError("directions must name at least one of 'alliance_to_symptoms', 'symptoms_to_alliance'.")
         for d in dirs:
             if d not in DIRECTIONS:
-                bad("each direction", d, DIRECTIONS)
+                raise ValueError(f"each direction must be one of {', '.join(map(repr, DIRECTIONS))}; got {d!r}.")
         if len(set(dirs)) != len(dirs):
             raise ValueError("directions must not repeat a direction.")
         object.__setattr__(self, "directions", dirs)
-        if self.lag == 0 and dirs != ("symptoms_to_alliance",):
-            raise ValueError(
-                "lag must be 1–3 for alliance → symptoms; lag 0 (alliance rated later in the same session as the "
-                "symptoms) is only for the direction 'symptoms_to_alliance'."
-            )
-        for name in ("control_prior_outcome", "standardize", "cross_level", "outcome_moderator"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")  # noqa: TRY004
-            object.__setattr__(self, name, bool(getattr(self, name)))
-        if self.sessions is not None:
-            s = tuple(self.sessions)
-            if (
-                len(s) != 2
-                or any(isinstance(v, bool) or not float(v).is_integer() for v in s)
-                or s[0] > s[1]
-                or s[0] < 0
-            ):
-                raise ValueError(
-                    "sessions must be None or (first, last): two whole session numbers ≥ 0 with first ≤ last; "
-                    f"got {self.sessions!r}."
-                )
-            object.__setattr__(self, "sessions", (int(s[0]), int(s[1])))
-        if self.time_trend not in TIME_TRENDS:
-            bad("time_trend", self.time_trend, TIME_TRENDS)
-        if self.estimator not in ESTIMATORS:
-            bad("estimator", self.estimator, ESTIMATORS)
-        pm = str(self.pooling_method).upper()
-        if pm not in POOLING_METHODS:
-            bad("pooling_method", self.pooling_method, POOLING_METHODS)
-        object.__setattr__(self, "pooling_method", pm)
-        if self.test not in TESTS:
-            bad("test", self.test, TESTS)
-        if self.cross_level and self.centering in ("none", "grand_mean"):
-            raise ValueError(
-                "cross_level needs a between-patient part of the predictor: use centering "
-                "'person_mean' or 'detrended'."
-            )
-        self._check_new_fields()
-        if self.time_trend == "fixed_random" and self.estimator == "fixed_effects":
-            raise ValueError(
-                "A random slope of time needs estimator='mixed'; with 'fixed_effects' use time_trend='fixed'."
-            )
 
-    def _check_new_fields(self):
-        if self.standardize_by not in STANDARDIZE_BY:
-            raise ValueError(f"standardize_by must be one of 'total', 'within'; got {self.standardize_by!r}.")
-        if self.df_method not in DF_METHODS:
-            raise ValueError(f"df_method must be one of 'z', 'satterthwaite'; got {self.df_method!r}.")
-        if self.df_method == "satterthwaite" and self.estimator != "mixed":
-            raise ValueError("df_method='satterthwaite' needs estimator='mixed' (fixed effects use t(G − 1)).")
-        if self.outcome_moderator and (self.centering in ("none", "grand_mean") or not self.control_prior_outcome):
+    def _check_sessions(self):
+        if self.sessions is None:
+            return
+        s = tuple(self.sessions)
+        if len(s) != 2 or any(isinstance(v, bool) or not float(v).is_integer() for v in s) or s[0] > s[1] or s[0] < 0:
             raise ValueError(
-                "outcome_moderator needs the between-patient part of the outcome as a main effect: use centering "
-                "'person_mean' or 'detrended' with control_prior_outcome=True."
+                "sessions must be None or (first, last): two whole session numbers ≥ 0 with first ≤ last; "
+                f"got {self.sessions!r}."
             )
+        object.__setattr__(self, "sessions", (int(s[0]), int(s[1])))
+
+    def _check_covariates(self):
         cov = (self.covariates,) if isinstance(self.covariates, str) else tuple(self.covariates)
         for c in cov:
             if not isinstance(c, str) or not c.strip():
