@@ -158,9 +158,14 @@ def patient_series_figure(view, patient: str | None = None, study: str | None = 
     return fig
 
 
-def term_label(term: str, direction: str = "alliance_to_symptoms", lag: int = 1) -> str:
-    """Plain-language name of a stage-1 term (METHODS §5), for pickers, titles and axes."""
-    lab = direction_label(direction, lag)
+def term_label(term: str, direction: str | None = None, lag: int = 1) -> str:
+    """Plain-language name of a stage-1 term (METHODS §5), for pickers, titles and axes; without a
+    ``direction`` in words that fit both directions (predictor / outcome)."""
+    if direction is None:
+        later = f"session t+{lag}" if lag else "later in session t"
+        lab = {"x": "predictor", "y": "outcome", "arrow": f"predictor (session t) → outcome ({later})"}
+    else:
+        lab = direction_label(direction, lag)
     fixed = {
         "within": f"Within-patient effect: {lab['arrow']}",
         "between": f"Between-patient effect: patient mean of {lab['x']} → {lab['y']}",

@@ -29,7 +29,7 @@ res = compute.two_stage_or_stop(df, options, "Fitting the study models and pooli
 # ---- term picker: any stage-1 term pooled on its own (the sections below concern the within effect)
 terms = list(dict.fromkeys(t for d in options.directions for t in res.terms(d)))
 term = st.selectbox("Pooled term", terms, index=terms.index("within") if "within" in terms else 0,
-                    format_func=plots_lagged.term_label, key="pooled_term",
+                    format_func=lambda t: plots_lagged.term_label(t, lag=options.lag), key="pooled_term",
                     help="Every coefficient of the study models can be pooled: within, between, prior outcome, "
                          f"each interaction and covariate (METHODS [§6]({LINKS['stage2']})).")
 if term != "within":

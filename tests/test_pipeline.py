@@ -304,7 +304,8 @@ def test_patient_series_figure_layout(coll):
 def test_term_labels_and_readings():
     from analysis.plots_lagged import term_label, term_reading
 
-    assert "patient mean of symptoms" in term_label("interaction_outcome")
+    assert "patient mean of symptoms" in term_label("interaction_outcome", "alliance_to_symptoms")
+    assert term_label("within") == "Within-patient effect: predictor (session t) → outcome (session t+1)"
     assert term_label("within × treatment: PDT") == "Cross-level interaction: treatment: PDT × within effect"
     r = term_reading("within × age")
     assert "for patients with a higher age" in r and "alliance (session t) → symptoms (session t+1)" in r
