@@ -129,3 +129,22 @@ def _pooled_forest(key: str, _df: pd.DataFrame, options: LagOptions, titles: tup
 def pooled_forest(df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: str):
     """The Pooled page's forest figure (paired when both directions are chosen), cached with its inputs."""
     return _pooled_forest(data_key(df), df, options, titles, xlabel)
+
+
+# ----------------------------------------------------------------------------------------------
+# Within/between decomposition, early alliance, per-session descriptives (issue 11 §1, §3, §5)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _decomposition(key: str, _df: pd.DataFrame, direction: str, lag: int, standardize: bool, study: str,
+                   sessions):
+    from analysis import decomposition
+
+    return decomposition.total_within_between(_df, direction, lag=lag, standardize=standardize, study=study,
+                                              sessions=sessions)
+
+
+def decomposition(df: pd.DataFrame, direction: str, lag: int, standardize: bool, study: str, sessions=None):
+    """Seed 004's total/within/between trio for one study (cached on the data fingerprint)."""
+    return _decomposition(data_key(df), df, direction, int(lag), bool(standardize), str(study),
+                          None if sessions is None else tuple(int(s) for s in sessions))

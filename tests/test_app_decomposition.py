@@ -1,0 +1,49 @@
+"""AppTest: the total/within/between section of the Lagged effects page (issue 11 §1)."""
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+from analysis.decomposition import total_within_between
+
+ROOT = Path(__file__).resolve().parents[1]
+REF = ROOT / "tests" / "reference"
+
+
+def test_trio_shown_for_chosen_study_equals_the_analysis():
+    df = pd.read_csv(REF / "decomposition_data.csv")
+    df["study"] = df["study"].astype("string")
+    df["patient"] = df["patient"].astype("string")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
+    at.session_state["dataset"] = {"df": df, "name": "reference", "source": "upload", "notes": []}
+    at.run()
+    at.switch_page("app_pages/lagged.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.selectbox(key="dec_study").set_value("D-interior").run()
+    assert not at.exception
+    tab = next(d.value for d in at.dataframe if {"model", "term", "df"} <= set(d.value.columns))
+    opts = json.loads(json.dumps(at.session_state["lag_options"], default=list))
+    window = tuple(opts["window"])
+    ref = total_within_between(df, "alliance_to_symptoms", lag=opts["lag"], standardize=opts["standardize"],
+                               study="D-interior", sessions=window).to_frame()
+    pd.testing.assert_frame_equal(tab.reset_index(drop=True), ref, check_dtype=False)
+    assert {"total", "within", "between"} <= set(tab["model"])
+    metrics = [m.label for m in at.metric]
+    assert metrics.count("b") >= 3
+    figs = [json.loads(f.proto.spec) for f in at.get("plotly_chart")]
+    scatter = [f for f in figs if "person means" in f["layout"]["title"]["text"]]
+    pm = total_within_between(df, study="D-interior", sessions=window, standardize=opts["standardize"]).person_means
+    assert scatter and len(_values(scatter[0]["data"][0]["x"])) == len(pm)
+    np.testing.assert_allclose(np.sort(_values(scatter[0]["data"][0]["x"])), np.sort(pm["x_mean"]))
+
+
+def _values(v):
+    """Plotly JSON arrays come either as lists or as base64 typed arrays."""
+    if isinstance(v, dict):
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.asarray(v, float)

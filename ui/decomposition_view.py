@@ -1,0 +1,66 @@
+"""The "Total, within and between" section of the Lagged effects page (issue 11 §1, METHODS §12).
+
+Lays out widgets and shows :func:`analysis.decomposition.total_within_between` for one chosen
+study; every statistic comes from the result object.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from analysis import formatting as fmt
+from analysis import plots_decomposition
+from ui import compute
+from ui.downloads import show_figure, table_download
+from ui.options import DIRECTIONS
+from ui.safe import esc
+
+_LABEL = {"total": "Total (within + between)", "within": "Within patients", "between": "Between patients"}
+_KEY_TERM = {"total": "predictor", "within": "within", "between": "between"}
+_WHAT = {
+    "total": "outcome at t + L on the raw predictor and outcome at t, random intercept (REML, Satterthwaite df)",
+    "within": "the patient's deviation from their own mean at t + L on the predictor's deviation, the patient's "
+              "mean (centred) and the outcome's deviation at t, random intercept (REML, Satterthwaite df)",
+    "between": "the patient's mean outcome on their mean predictor, one row per patient (OLS, df = n − 2)",
+}
+
+
+def decomposition_section(df, options) -> None:
+    """Draw the section: study and direction pickers, the trio side by side, the reading and the scatter."""
+    st.header("Total, within and between (seed 004)")
+    st.caption(
+        "The three models of the ICBT within/between paper for one study (METHODS §12). Person means use every "
+        "observed value of the patient in the session window; the outcome is the same patient's value "
+        f"{options.lag} session(s) later."
+    )
+    c1, c2 = st.columns(2)
+    studies = sorted(df["study"].astype(str).unique())
+    study = c1.selectbox("Study", studies, key="dec_study")
+    direction = c2.selectbox("Direction", list(DIRECTIONS), format_func=DIRECTIONS.get, key="dec_direction")
+    try:
+        res = compute.decomposition(df, direction, options.lag, options.standardize, study, options.sessions)
+    except ValueError as e:
+        st.error(f"The three models could not be fitted for this study: {esc(str(e))}")
+        return
+    cols = st.columns(3)
+    for col, model in zip(cols, ("total", "within", "between")):
+        with col:
+            st.subheader(_LABEL[model])
+            try:
+                c = res.coef(model, _KEY_TERM[model])
+            except KeyError:
+                st.warning("Not estimated (see notes below).")
+                continue
+            st.metric("b", fmt.signed(c["estimate"], 3), help=_WHAT[model])
+            st.caption(f"95% CI {fmt.interval(c['ci_low'], c['ci_high'], 3)} · {fmt.stat('t', c['statistic'], c['df'])}"
+                       f" · {fmt.p_text(c['pvalue'])} · n = {fmt.count(c['n_obs'])}"
+                       f"{' rows' if model != 'between' else ' patients'}")
+    st.markdown(esc(res.reading(), limit=None))
+    show_figure(plots_decomposition.trio_figure(res), f"trio_{direction}", key="dec_trio")
+    show_figure(plots_decomposition.person_means_figure(res), f"person_means_{direction}", key="dec_scatter")
+    with st.expander("All coefficients of the three models"):
+        tab = res.to_frame()
+        st.dataframe(tab, width="stretch", hide_index=True)
+        table_download(tab, f"total_within_between_{study}_{direction}", key="dec_dl")
+        for m in res.messages:
+            st.caption(esc(m, limit=None))
