@@ -104,6 +104,6 @@ else:
     table_download(rows, f"model_rows_{study}_{direction}", key="lag_rows_dl",
                    label="Download this study's model rows (CSV)")
 
-from ui.decomposition_view import decomposition_section  # noqa: E402
+from ui.decomposition_view import lagged_page_sections  # noqa: E402
 
-decomposition_section(df, options)
+lagged_page_sections(df, options)

@@ -47,3 +47,42 @@ def _values(v):
     if isinstance(v, dict):
         return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
     return np.asarray(v, float)
+
+
+def test_preset_loads_demo_sets_options_and_shows_the_papers_pattern():
+    from analysis import presets
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
+    at.run()
+    at.switch_page("app_pages/lagged.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.selectbox(key="preset_choice").set_value("icbt_004").run()
+    at.button(key="preset_apply").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    p = presets.get("icbt_004")
+    assert at.session_state["dataset"]["name"].startswith("Within/between demo")
+    opts = at.session_state["lag_options"]
+    for k, v in p.page_options("lagged").items():
+        assert (list(opts[k]) if k in ("directions", "window") else opts[k]) == (
+            list(v) if k in ("directions", "window") else v), k
+    # the option widgets show the preset's values
+    assert at.checkbox(key="opt_standardize").value is False
+    assert at.checkbox(key="opt_control_prior_outcome").value is True
+    # the checklist is shown
+    check = [d.value for d in at.dataframe if {"setting", "value", "why"} <= set(d.value.columns)]
+    assert check and len(check[0]) == len(p.checklist)
+    # the trio on the page is the paper's pattern on the demo
+    tab = next(d.value for d in at.dataframe if {"model", "term", "df"} <= set(d.value.columns))
+    t = tab.set_index(["model", "term"])
+    assert t.loc[("total", "predictor"), "estimate"] < 0 and t.loc[("total", "predictor"), "pvalue"] < 0.05
+    assert t.loc[("within", "within"), "estimate"] < 0
+    assert t.loc[("between", "between"), "estimate"] > 0 and t.loc[("between", "between"), "pvalue"] < 0.05
+    # switching to the IPD preset sets its options (cross-level interaction, window 1-7)
+    at.selectbox(key="preset_choice").set_value("ipd_ma_000").run()
+    at.button(key="preset_apply").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.checkbox(key="opt_cross_level").value is True
+    assert at.checkbox(key="opt_standardize").value is True
+    assert tuple(at.session_state["lag_options"]["window"]) == (1, 7)
+    assert at.session_state["dataset"]["name"].startswith("IPD-MA demo")

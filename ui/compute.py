@@ -148,3 +148,24 @@ def decomposition(df: pd.DataFrame, direction: str, lag: int, standardize: bool,
     """Seed 004's total/within/between trio for one study (cached on the data fingerprint)."""
     return _decomposition(data_key(df), df, direction, int(lag), bool(standardize), str(study),
                           None if sessions is None else tuple(int(s) for s in sessions))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _session_descriptives(key: str, _df: pd.DataFrame, study: str, sessions):
+    from analysis import descriptives
+
+    d = _df
+    if sessions is not None:
+        d = d[(d["session"] >= sessions[0]) & (d["session"] <= sessions[1])]
+    tab = descriptives.session_descriptives(d, study=study)
+    try:
+        dd = descriptives.pre_post_d(d, "symptoms", study=study)
+    except ValueError:
+        dd = None
+    return tab, dd
+
+
+def session_descriptives(df: pd.DataFrame, study: str, sessions=None):
+    """(per-session table, pre–post d of symptoms or None) for one study in the window, cached."""
+    return _session_descriptives(data_key(df), df, str(study),
+                                 None if sessions is None else tuple(int(s) for s in sessions))

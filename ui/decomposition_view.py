@@ -13,6 +13,7 @@ from analysis import plots_decomposition
 from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.options import DIRECTIONS
+from ui.presets import preset_control
 from ui.safe import esc
 
 _LABEL = {"total": "Total (within + between)", "within": "Within patients", "between": "Between patients"}
@@ -35,6 +36,8 @@ def decomposition_section(df, options) -> None:
     )
     c1, c2 = st.columns(2)
     studies = sorted(df["study"].astype(str).unique())
+    if st.session_state.get("dec_study") not in studies:  # a study of an earlier data set
+        st.session_state.pop("dec_study", None)
     study = c1.selectbox("Study", studies, key="dec_study")
     direction = c2.selectbox("Direction", list(DIRECTIONS), format_func=DIRECTIONS.get, key="dec_direction")
     try:
@@ -64,3 +67,33 @@ def decomposition_section(df, options) -> None:
         table_download(tab, f"total_within_between_{study}_{direction}", key="dec_dl")
         for m in res.messages:
             st.caption(esc(m, limit=None))
+
+
+def descriptives_section(df, study: str, sessions=None) -> None:
+    """Seed 004 Table 1 for one study (per-session mean, SD, mean absolute change) and the pre–post d."""
+    with st.expander("Per-session descriptives and pre–post effect size (seed 004, Table 1)"):
+        try:
+            tab, d = compute.session_descriptives(df, study, sessions)
+        except ValueError as e:
+            st.info(f"Not available: {esc(str(e))}")
+            return
+        st.dataframe(tab, width="stretch", hide_index=True)
+        table_download(tab, f"session_descriptives_{study}", key="desc_dl")
+        st.caption("Mean absolute change = mean over patients observed in both sessions of |x(s) − x(s − 1)| "
+                   "(absolute values, so rises and falls do not cancel; METHODS §13).")
+        if d is not None:
+            st.markdown(
+                f"Pre–post Cohen's d of symptoms (session {d.pre_session} → {d.post_session}, "
+                f"{fmt.count(d.n)} patients with both): **{fmt.num(d.d)}** (d_av: mean change over the average "
+                "of the two SDs; positive = symptoms decreased)."
+            )
+
+
+def lagged_page_sections(df, options) -> None:
+    """Everything issue 11 adds to the Lagged effects page: the preset control (sidebar), the
+    total/within/between trio and the per-session descriptives."""
+    preset_control()
+    decomposition_section(df, options)
+    study = st.session_state.get("dec_study")
+    if study is not None:
+        descriptives_section(df, study, options.sessions)
