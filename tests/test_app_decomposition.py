@@ -86,3 +86,26 @@ def test_preset_loads_demo_sets_options_and_shows_the_papers_pattern():
     assert at.checkbox(key="opt_standardize").value is True
     assert tuple(at.session_state["lag_options"]["window"]) == (1, 7)
     assert at.session_state["dataset"]["name"].startswith("IPD-MA demo")
+
+
+def test_early_alliance_section_uses_its_own_window_and_outcome():
+    from analysis.early import early_outcome
+    from ui.options import to_lag_options
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
+    at.run()
+    at.switch_page("app_pages/lagged.py")
+    at.run()
+    at.slider(key="opt_window").set_value((2, 6)).run()  # the lagged window must not matter
+    at.slider(key="early_window").set_value((1, 3)).run()
+    at.radio(key="early_outcome").set_value("session").run()
+    at.number_input(key="early_outcome_session").set_value(7).run()
+    assert not at.exception, [e.value for e in at.exception]
+    tab = next(d.value for d in at.dataframe if {"r", "term"} <= set(d.value.columns))
+    df = at.session_state["dataset"]["df"]
+    opts = to_lag_options(at.session_state["lag_options"], df)
+    assert opts.sessions == (2, 6)
+    ref = early_outcome(df, options=opts, early_window=(1, 3), outcome="session", outcome_session=7).to_frame()
+    np.testing.assert_allclose(tab["estimate"].to_numpy(float), ref["estimate"].to_numpy(float))
+    np.testing.assert_allclose(tab["r"].to_numpy(float), ref["r"].to_numpy(float), equal_nan=True)
+    assert any("Fisher" in m.value for m in at.markdown)

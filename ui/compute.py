@@ -169,3 +169,18 @@ def session_descriptives(df: pd.DataFrame, study: str, sessions=None):
     """(per-session table, pre–post d of symptoms or None) for one study in the window, cached."""
     return _session_descriptives(data_key(df), df, str(study),
                                  None if sessions is None else tuple(int(s) for s in sessions))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _early_outcome(key: str, _df: pd.DataFrame, options: LagOptions, early_window, outcome: str,
+                   outcome_session, outcome_column):
+    from analysis import early
+
+    return early.early_outcome(_df, options=options, early_window=early_window, outcome=outcome,
+                               outcome_session=outcome_session, outcome_column=outcome_column)
+
+
+def early_outcome(df: pd.DataFrame, options: LagOptions, early_window=None, outcome: str = "last",
+                  outcome_session=None, outcome_column=None):
+    """Early alliance → outcome with its own early window and outcome (analysis.early), cached."""
+    return _early_outcome(data_key(df), df, options, early_window, outcome, outcome_session, outcome_column)

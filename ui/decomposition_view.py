@@ -12,6 +12,7 @@ from analysis import formatting as fmt
 from analysis import plots_decomposition
 from ui import compute
 from ui.downloads import show_figure, table_download
+from ui.early_view import early_section
 from ui.options import DIRECTIONS
 from ui.presets import preset_control
 from ui.safe import esc
@@ -91,9 +92,13 @@ def descriptives_section(df, study: str, sessions=None) -> None:
 
 def lagged_page_sections(df, options) -> None:
     """Everything issue 11 adds to the Lagged effects page: the preset control (sidebar), the
-    total/within/between trio and the per-session descriptives."""
+    total/within/between trio, the per-session descriptives and early alliance → outcome."""
     preset_control()
     decomposition_section(df, options)
     study = st.session_state.get("dec_study")
     if study is not None:
         descriptives_section(df, study, options.sessions)
+    st.header("Early alliance → post-treatment outcome (seed 000)")
+    st.caption("Per study: the outcome regressed on early alliance and baseline symptoms (METHODS §7); the "
+               "early window and the outcome are chosen here, independently of the lagged window.")
+    early_section(df, options)
