@@ -20,18 +20,35 @@ def _demo_name(filename: str) -> str:
     return next((name for name, f in state.DEMOS.items() if f == filename), filename)
 
 
-def apply_preset(key: str) -> None:
-    """Load the preset's demo and write its lagged-page options into the option store."""
-    p = presets.get(key)
-    df = state.load_demo(p.demo_file)
-    state.set_dataset(df, _demo_name(p.demo_file), "demo", notes=[f"Preset: {p.title}"])
+def _apply_lagged(options: dict, df) -> None:
+    """Write the Lagged/Pooled option-panel values (keys of ``ui.options``) into its store."""
     st.session_state.pop(uopt.STORE, None)
     opts = uopt.stored(df)  # defaults for this data set (clears the panel's widget keys)
-    for k, v in p.page_options("lagged").items():
+    for k, v in options.items():
         opts[k] = list(v) if k == "directions" else (tuple(v) if k == "window" else v)
     st.session_state[uopt.STORE] = opts
     for k in [k for k in st.session_state if str(k).startswith("opt_")]:
         del st.session_state[k]
+
+
+# page key of Preset.options -> function(options, df) that writes them into that page's state;
+# other pages (e.g. convergence) register theirs with register_applier
+APPLIERS = {"lagged": _apply_lagged}
+
+
+def register_applier(page: str, func) -> None:
+    """Let a page's options of a preset be applied (``func(options: dict, df)``)."""
+    APPLIERS[page] = func
+
+
+def apply_preset(key: str) -> None:
+    """Load the preset's demo and write each page's options through that page's applier."""
+    p = presets.get(key)
+    df = state.load_demo(p.demo_file)
+    state.set_dataset(df, _demo_name(p.demo_file), "demo", notes=[f"Preset: {p.title}"])
+    for page in p.options:
+        if page in APPLIERS:
+            APPLIERS[page](p.page_options(page), df)
     st.session_state[APPLIED] = {"key": key, "data_key": st.session_state["dataset"]["key"]}
 
 
@@ -66,10 +83,14 @@ def preset_control(container=None) -> None:
     if not applied or applied.get("data_key") != ds.get("key"):
         return
     p = presets.get(applied["key"])
+    changed = changed_settings(p.key)
+    with c:
+        st.success(f"Preset applied: {p.title}. The checklist is at the bottom of the page.")
+        if changed:
+            st.caption("Changed by you since: " + ", ".join(changed) + ".")
     with st.expander(f"Preset: {p.title} — what was set and why", expanded=True):
         st.dataframe(p.checklist_frame(), width="stretch", hide_index=True)
         if p.expected:
             st.caption("What the paper found (and the demo plants): " + p.expected)
-        changed = changed_settings(p.key)
         if changed:
             st.caption("Changed by you since: " + ", ".join(changed) + ".")
