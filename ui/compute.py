@@ -184,3 +184,33 @@ def early_outcome(df: pd.DataFrame, options: LagOptions, early_window=None, outc
                   outcome_session=None, outcome_column=None):
     """Early alliance → outcome with its own early window and outcome (analysis.early), cached."""
     return _early_outcome(data_key(df), df, options, early_window, outcome, outcome_session, outcome_column)
+
+
+# --------------------------------------------------------------------------- teaching (simulation only; no data key)
+NICKELL_PATIENTS = 800
+NICKELL_SESSIONS = range(3, 16)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
+def teaching_sample(params):
+    """One simulated teaching sample, its three estimates and the scatter summary (analysis.teaching)."""
+    from analysis import teaching
+
+    data = teaching.simulate(params).data
+    return data, teaching.fit_estimates(data, params), teaching.scatter_summary(data)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
+def teaching_replication(params, n_rep: int = 20):
+    """Many samples with the same settings: chance or systematic miss (analysis.teaching.replicate)."""
+    from analysis import teaching
+
+    return teaching.replicate(params.replace(seed=1), n_rep=n_rep)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
+def teaching_nickell(params):
+    """The Nickell curve for the page's settings (analysis.teaching.nickell_curve)."""
+    from analysis import teaching
+
+    return teaching.nickell_curve(params, NICKELL_SESSIONS, n_patients=NICKELL_PATIENTS)
