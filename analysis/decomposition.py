@@ -1,4 +1,4 @@
-"""Total, within and between effects of one study, as seed 004 fitted them (METHODS §12).
+"""Total, within and between effects of one study, as the Within/between paper fitted them (METHODS §12).
 
 For direction X → Y (alliance → symptoms, or symptoms → alliance) and lag L,
 with patient i, session t and, over the observed values of patient i in the
@@ -86,7 +86,7 @@ class DecompositionResult:
         raise KeyError(f"no term {term!r} in the {model} model.")
 
     def summary(self) -> str:
-        """Plain-language reading of the three key coefficients (seed 004's reading)."""
+        """Plain-language reading of the three key coefficients (the Within/between paper's reading)."""
         x, y = self.predictor, self.outcome
         lines = [f"{self.study}: {x} → {y} {self.lag} session(s) later "
                  f"({'z-scores within study' if self.standardize else 'raw scores'})."]
@@ -122,7 +122,7 @@ class DecompositionResult:
         if sig(w) and sig(b) and np.sign(w["estimate"]) != np.sign(b["estimate"]):
             txt += (" Opposite signs are possible and not a contradiction: the within effect describes what "
                     "happens when a patient deviates from their own average, the between association how "
-                    "patients with different averages differ — two different processes (seed 004).")
+                    "patients with different averages differ — two different processes (Within/between paper).")
         return txt
 
 

@@ -1,8 +1,8 @@
-"""Per-session descriptives and the pre–post effect size (seed 004 Table 1; METHODS §13).
+"""Per-session descriptives and the pre–post effect size (Within/between paper, Table 1; METHODS §13).
 
 * :func:`session_descriptives` — per session number and variable: n, mean, SD (ddof 1) and the
   mean absolute change from the previous session, mean over patients observed at both s − 1
-  and s of |x_{i,s} − x_{i,s−1}| with its SD (seed 004 Table 1, note a: absolute values, so
+  and s of |x_{i,s} − x_{i,s−1}| with its SD (Within/between paper, Table 1, note a: absolute values, so
   rises and falls do not cancel).
 * :func:`pre_post_d` — Cohen's d of the change between two sessions for the patients observed
   at both: ``d = (M_pre − M_post) / √((SD_pre² + SD_post²)/2)`` (d_av; positive = the mean

@@ -5,7 +5,7 @@ Per patient:
 * ``early alliance``: the mean of the first ``early_sessions`` observed alliance ratings inside the
   lagged analysis window ``options.sessions`` (the default), or — with ``early_window=(first,
   last)`` — the mean of every observed rating in those sessions, chosen independently of the
-  lagged window (seed 000 used sessions 1–3 against the post-treatment outcome);
+  lagged window (the IPD-MA used sessions 1–3 against the post-treatment outcome);
 * ``baseline``: the first observed symptom score (with ``early_window``: at or before its last
   session);
 * ``outcome``: ``"last"`` — the last observed symptom score (inside ``options.sessions`` by

@@ -79,7 +79,7 @@ def get(key: str) -> Preset:
 
 register(Preset(
     key="ipd_ma_000",
-    title="IPD meta-analysis of alliance and symptoms (seed 000, Flückiger et al. 2020)",
+    title="IPD-MA: alliance ⇄ symptoms in sessions 1–7 (Flückiger et al. 2020)",
     seed="000",
     demo_file="ipd_17_studies.csv",
     options={"lagged": {
@@ -110,7 +110,7 @@ register(Preset(
 
 register(Preset(
     key="icbt_004",
-    title="ICBT for social anxiety: total, within and between (seed 004)",
+    title="Within/between: ICBT for social anxiety, total, within and between (Shalom et al.)",
     seed="004",
     demo_file="icbt_within_between.csv",
     options={"lagged": {

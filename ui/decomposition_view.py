@@ -29,7 +29,7 @@ _WHAT = {
 
 def decomposition_section(df, options) -> None:
     """Draw the section: study and direction pickers, the trio side by side, the reading and the scatter."""
-    st.header("Total, within and between (seed 004)")
+    st.header("Total, within and between effects (Within/between paper)")
     st.caption(
         "The three models of the ICBT within/between paper for one study (METHODS §12). Person means use every "
         "observed value of the patient in the session window; the outcome is the same patient's value "
@@ -72,7 +72,7 @@ def decomposition_section(df, options) -> None:
 
 def descriptives_section(df, study: str, sessions=None) -> None:
     """Seed 004 Table 1 for one study (per-session mean, SD, mean absolute change) and the pre–post d."""
-    with st.expander("Per-session descriptives and pre–post effect size (seed 004, Table 1)"):
+    with st.expander("Per-session descriptives and pre–post effect size (Within/between paper, Table 1)"):
         try:
             tab, d = compute.session_descriptives(df, study, sessions)
         except ValueError as e:
@@ -98,7 +98,7 @@ def lagged_page_sections(df, options) -> None:
     study = st.session_state.get("dec_study")
     if study is not None:
         descriptives_section(df, study, options.sessions)
-    st.header("Early alliance → post-treatment outcome (seed 000)")
+    st.header("Early alliance → post-treatment outcome (IPD-MA)")
     st.caption("Per study: the outcome regressed on early alliance and baseline symptoms (METHODS §7); the "
                "early window and the outcome are chosen here, independently of the lagged window.")
     early_section(df, options)
