@@ -93,3 +93,12 @@ def test_bad_input_messages():
         total_within_between(DATA, study="nope")
     with pytest.raises(ValueError, match="lag"):
         total_within_between(DATA, study="A-trend", lag=0)
+
+
+def test_models_that_cannot_be_fitted_are_reported_not_raised():
+    d = DATA[DATA["study"] == "A-trend"]
+    two = d[d["patient"].isin(sorted(d["patient"].unique())[:2])]
+    res = total_within_between(two, study="A-trend")
+    assert len(res.to_frame()) == 0
+    assert sum("was not fitted" in m for m in res.messages) == 3
+    assert "not estimated" in res.summary()
