@@ -18,7 +18,9 @@
 # Step 3 (R) fits lmer(lead ~ terms + (1 | patient), REML) with a tight bobyqa and writes
 #   real_panels_reference.json: per dataset x configuration x direction x study the fixed
 #   effects, SEs, theta, sigma^2, tau^2, the REML criterion and the number of patient-level
-#   columns (p_between) of the model.
+#   columns (p_between) of the model; and per dataset x configuration x direction with several studies
+#   the metafor REML pooling of lme4's standardized (person_mean) within estimates (the Produc pooled estimate changes when the
+#   region the old solver refused is included).
 # pytest (tests/test_real_panels.py) compares analysis.pipeline.two_stage's stage-1 fits.
 
 suppressPackageStartupMessages({
@@ -26,6 +28,7 @@ suppressPackageStartupMessages({
   library(plm)
   library(mlmRev)
   library(jsonlite)
+  library(metafor)
 })
 
 args <- commandArgs(trailingOnly = FALSE)
@@ -100,6 +103,19 @@ for (key in unique(paste(rows$dataset, rows$config, rows$direction, rows$study, 
     theta = unname(getME(f, "theta")), tau2 = vc$vcov[1], sigma2 = vc$vcov[2], reml = REMLcrit(f),
     n_obs = nrow(d), n_groups = length(unique(d$patient)), p_between = if (k[2] == "total_raw") 1L else 3L)
 }
-writeLines(toJSON(list(lme4 = as.character(packageVersion("lme4")), fits = out), digits = NA,
+# stage 2: metafor REML pooling of lme4's within estimates, per dataset x configuration x direction
+pooled <- list()
+for (key in unique(sapply(out, function(f) paste(f$dataset, f$config, f$direction, sep = "|")))) {
+  fs <- Filter(function(f) paste(f$dataset, f$config, f$direction, sep = "|") == key, out)
+  if (length(fs) < 2 || fs[[1]]$config != "person_mean") next  # standardized coefficients only
+  yi <- sapply(fs, function(f) f$estimate[f$term == "within"])
+  sei <- sapply(fs, function(f) f$se[f$term == "within"])
+  # metafor's default control, as tests/reference/make_meta_reference.R (analysis.meta follows it)
+  m <- rma(yi = yi, sei = sei, method = "REML")
+  k <- strsplit(key, "|", fixed = TRUE)[[1]]
+  pooled[[length(pooled) + 1]] <- list(dataset = k[1], config = k[2], direction = k[3], k = length(fs),
+                                       estimate = m$b[1], se = m$se, tau2 = m$tau2)
+}
+writeLines(toJSON(list(lme4 = as.character(packageVersion("lme4")), fits = out, pooled = pooled), digits = NA,
                   auto_unbox = TRUE, pretty = TRUE), file.path(here, "real_panels_reference.json"))
 cat("wrote", length(out), "fits\n")
