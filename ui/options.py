@@ -210,6 +210,9 @@ def option_panel(df: pd.DataFrame, container=None) -> LagOptions:
                          "main effect and as a moderator of the within effect (within × covariate). "
                          f"[Methods §5]({LINKS['stage1']})",
                 )
+            else:
+                st.caption("Patient-level covariates: none in the data (a column with one value per patient, e.g. "
+                           "treatment or age, can moderate the within effect).")
             opts["estimator"] = st.radio(
                 "Estimator", ["mixed", "fixed_effects"], key=_w("estimator", opts),
                 format_func={"mixed": "Random-intercept model (REML)",
