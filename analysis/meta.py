@@ -70,7 +70,7 @@ Inference for the coefficients, with ``w_k = 1 / (v_k + tau2)``:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -78,6 +78,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 from scipy.linalg import solve_triangular
+
+from . import formatting as fmt
 
 __all__ = [
     "METHODS",
@@ -90,6 +92,7 @@ __all__ = [
     "meta_regression",
     "random_effects",
     "random_effects_many",
+    "results_table",
 ]
 
 METHODS = ("FE", "DL", "REML", "ML", "PM", "EB", "HE", "SJ", "HS")
@@ -880,27 +883,7 @@ def _qprofile(qfun, df: int, tau2: float, level: float) -> tuple[float, float, l
     return lb, ub, msgs
 
 
-# --------------------------------------------------------------------------- formatting
-
-
-def _fmt(x: float, digits: int = 2) -> str:
-    if x is None or not math.isfinite(x):
-        return "NA"
-    s = f"{x:.{digits}f}"
-    if s.startswith("-") and float(s) == 0.0:
-        s = s[1:]
-    return s.replace("-", "\u2212")
-
-
-def _fmt_p(p: float) -> str:
-    if p is None or not math.isfinite(p):
-        return "p = NA"
-    if p < 0.001:
-        return "p < .001"
-    if p > 0.999:
-        return "p > .999"
-    s = f"{p:.3f}"
-    return "p = " + s.removeprefix("0")
+# --------------------------------------------------------------------------- wording
 
 
 def _heterogeneity_word(i2: float) -> str:
@@ -1019,16 +1002,16 @@ class MetaResult:
         if self.k == 1:
             return (
                 f"Only one study ({self.labels[0]}) was available, so nothing was pooled: "
-                f"its own estimate is {_fmt(self.estimate)} ({pct} CI {_fmt(self.ci_low)} "
-                f"to {_fmt(self.ci_high)})."
+                f"its own estimate is {fmt.num(self.estimate)} ({pct} CI {fmt.num(self.ci_low)} "
+                f"to {fmt.num(self.ci_high)})."
             )
-        stat = "z" if self.test == "z" else f"t({int(self.df)})"
+        stat = fmt.stat("z", self.statistic) if self.test == "z" else fmt.stat("t", self.statistic, self.df)
         core = (
-            f"{_fmt(self.estimate)} ({pct} CI {_fmt(self.ci_low)} to {_fmt(self.ci_high)}; "
-            f"{stat} = {_fmt(self.statistic)}, {_fmt_p(self.pvalue)})"
+            f"{fmt.num(self.estimate)} ({pct} CI {fmt.num(self.ci_low)} to {fmt.num(self.ci_high)}; "
+            f"{stat}, {fmt.p_text(self.pvalue)})"
         )
         het = (
-            f"Q({self.q_df}) = {_fmt(self.q)}, {_fmt_p(self.q_pvalue)}"
+            f"{fmt.stat('Q', self.q, self.q_df)}, {fmt.p_text(self.q_pvalue)}"
             if math.isfinite(self.q) else "Q not available"
         )
         if self.method == "FE":
@@ -1036,7 +1019,7 @@ class MetaResult:
                 f"Assuming one common effect across {self.k} studies (common-effect model, "
                 f"{TEST_NAMES[self.test]}), the pooled effect was {core}; heterogeneity "
                 f"between studies was {_heterogeneity_word(self.i2)} "
-                f"(I\u00b2 = {_fmt(self.i2, 0)}%, {het}), and a common-effect model gives "
+                f"(I\u00b2 = {fmt.num(self.i2, 0)}%, {het}), and a common-effect model gives "
                 "no prediction interval for a new study."
             )
         warn = "; with only two studies this is very uncertain" if self.k == 2 else ""
@@ -1044,10 +1027,48 @@ class MetaResult:
             f"Across {self.k} studies ({METHOD_NAMES[self.method]} random-effects model, "
             f"{TEST_NAMES[self.test]}), the average effect was {core}; heterogeneity "
             f"between studies was {_heterogeneity_word(self.i2)} "
-            f"(\u03c4\u00b2 = {_fmt(self.tau2, 3)}, I\u00b2 = {_fmt(self.i2, 0)}%, {het}{warn}), "
+            f"(\u03c4\u00b2 = {fmt.tau2(self.tau2)}, I\u00b2 = {fmt.num(self.i2, 0)}%, {het}{warn}), "
             f"so the effect in a new, comparable study would be expected to lie between "
-            f"{_fmt(self.pi_low)} and {_fmt(self.pi_high)} ({pct} prediction interval)."
+            f"{fmt.num(self.pi_low)} and {fmt.num(self.pi_high)} ({pct} prediction interval)."
         )
+
+
+def results_table(results: Mapping[str, MetaResult], names: Mapping[str, str] | None = None,
+                  label: str = "Direction") -> pd.DataFrame:
+    """Pooled results for readers: one row per result (e.g. per direction), the
+    key first (shown through ``names``), readable headers and numbers formatted
+    by :mod:`analysis.formatting` (APA p values, true minus, small effects with
+    significant digits; df "—" for a z-test, "—" for anything not estimable).
+    For the numbers themselves use :meth:`MetaResult.to_frame`."""
+    names = dict(names or {})
+    rows = []
+    for key, r in results.items():
+        pct = f"{100 * r.level:g}%"
+        pooled = r.k > 1
+        dash = "\u2014"
+        rows.append({
+            label: names.get(key, str(key).replace("_", " ")),
+            "Studies (k)": fmt.count(r.k),
+            "Estimate": fmt.num(r.estimate),
+            f"{pct} CI": fmt.interval(r.ci_low, r.ci_high),
+            "SE": fmt.num(r.se, 3),
+            "Test": TEST_NAMES[r.test],
+            "Statistic": fmt.num(r.statistic),
+            "df": fmt.count(r.df, na=dash),
+            "p": fmt.pvalue(r.pvalue, na=dash),
+            "\u03c4\u00b2": fmt.tau2(r.tau2) if pooled and r.method != "FE" else dash,
+            f"\u03c4\u00b2 {pct} CI": (fmt.interval(r.tau2_ci_low, r.tau2_ci_high, 3)
+                                if math.isfinite(r.tau2_ci_low) else dash),
+            "I\u00b2": fmt.num(r.i2, 1, na=dash) + ("%" if math.isfinite(r.i2) else ""),
+            "Q": fmt.stat("Q", r.q, r.q_df) if pooled else dash,
+            "p (Q)": fmt.pvalue(r.q_pvalue, na=dash),
+            f"{pct} prediction interval": (fmt.interval(r.pi_low, r.pi_high)
+                                           if pooled and math.isfinite(r.pi_low) else dash),
+            "\u03c4\u00b2 estimator": f"{r.method} ({METHOD_NAMES[r.method]})",
+            "Converged": "yes" if r.converged else "no",
+            "Notes": " ".join(r.messages),
+        })
+    return pd.DataFrame(rows)
 
 
 def _final_sums(y: np.ndarray, v: np.ndarray, tau2: float):
@@ -1689,18 +1710,18 @@ class MetaRegressionResult:
     def summary(self) -> str:
         """One plain-language sentence on the moderators and residual heterogeneity."""
         if self.test == "z":
-            qm = f"\u03c7\u00b2({int(self.qm_df[0])}) = {_fmt(self.qm)}"
+            qm = fmt.stat("\u03c7\u00b2", self.qm, self.qm_df[0])
         else:
-            qm = f"F({int(self.qm_df[0])}, {int(self.qm_df[1])}) = {_fmt(self.qm)}"
-        r2 = (f", explaining about {_fmt(self.r2, 0)}% of the between-study variance"
+            qm = fmt.stat("F", self.qm, self.qm_df)
+        r2 = (f", explaining about {fmt.num(self.r2, 0)}% of the between-study variance"
               if self.r2 is not None and math.isfinite(self.r2) else "")
         terms = ", ".join(self.terms[1:])
         return (
             f"Together, the moderators ({terms}) "
             f"{'were' if self.qm_pvalue < 1 - self.level else 'were not'} significantly "
-            f"related to the effects across {self.k} studies ({qm}, {_fmt_p(self.qm_pvalue)})"
-            f"{r2}; residual heterogeneity: \u03c4\u00b2 = {_fmt(self.tau2, 3)}, "
-            f"QE({self.qe_df}) = {_fmt(self.qe)}, {_fmt_p(self.qe_pvalue)}."
+            f"related to the effects across {self.k} studies ({qm}, {fmt.p_text(self.qm_pvalue)})"
+            f"{r2}; residual heterogeneity: \u03c4\u00b2 = {fmt.tau2(self.tau2)}, "
+            f"{fmt.stat('QE', self.qe, self.qe_df)}, {fmt.p_text(self.qe_pvalue)}."
         )
 
 
@@ -1896,12 +1917,12 @@ class EggerResult:
     def summary(self) -> str:
         verdict = ("suggests funnel-plot asymmetry (small-study effects)"
                    if self.pvalue < 0.05 else "shows no clear funnel-plot asymmetry")
-        stat = "z" if self.test == "z" else f"t({int(self.df)})"
+        stat = fmt.stat("z", self.statistic) if self.test == "z" else fmt.stat("t", self.statistic, self.df)
         return (
-            f"Egger's regression test {verdict} ({stat} = {_fmt(self.statistic)}, "
-            f"{_fmt_p(self.pvalue)}); the estimate for a hypothetical study with no sampling "
-            f"error is {_fmt(self.b)} ({100 * self.level:g}% CI {_fmt(self.b_ci_low)} to "
-            f"{_fmt(self.b_ci_high)})."
+            f"Egger's regression test {verdict} ({stat}, "
+            f"{fmt.p_text(self.pvalue)}); the estimate for a hypothetical study with no sampling "
+            f"error is {fmt.num(self.b)} ({100 * self.level:g}% CI {fmt.num(self.b_ci_low)} to "
+            f"{fmt.num(self.b_ci_high)})."
         )
 
 
