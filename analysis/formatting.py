@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 __all__ = ["MINUS", "num", "pvalue", "p_text", "interval", "estimate_ci", "signed", "count", "percent",
-           "stat", "tau2", "option_text"]
+           "stat", "tau2", "tau2_interval", "option_text"]
 
 MINUS = "\u2212"
 
@@ -98,9 +98,19 @@ def stat(name: str, value: Any, df: Any = None, digits: int = 2) -> str:
     return f"{name}({d}) = {num(value, digits)}"
 
 
-def tau2(x: Any, digits: int = 3) -> str:
-    """A between-study variance (τ²): small values keep significant digits."""
-    return num(x, digits, sig=2)
+def tau2(x: Any, digits: int = 3, sig: int = 2) -> str:
+    """A between-study variance (τ²) with ``digits`` decimals and at least ``sig``
+    significant digits: 0.313 → "0.313", 0.00336 → "0.0034", 0.0004 → "0.00040"."""
+    if not _finite(x) or float(x) == 0:
+        return num(x, digits)
+    x = float(x)
+    decimals = max(digits, sig - 1 - math.floor(math.log10(abs(x))))
+    return num(x, decimals)
+
+
+def tau2_interval(lo: Any, hi: Any, digits: int = 3) -> str:
+    """A τ² confidence interval, each bound as :func:`tau2`: "[0.0016, 0.130]"."""
+    return f"[{tau2(lo, digits)}, {tau2(hi, digits)}]"
 
 
 def count(n: Any, na: str = "NA") -> str:

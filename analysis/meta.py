@@ -431,36 +431,26 @@ def _pm_root(qfun, target: float, tau2_max: float, maxiter: int) -> tuple[float,
     return root, ok, msgs
 
 
-_SMALL_K = 40  # below this, plain Python floats beat numpy call overhead
-
-
 def _q_intercept(y: np.ndarray, v: np.ndarray):
     """Generalised Q for one intercept, ``Q(tau2) = sum(w (y - mu_w)^2)`` with
-    ``w = 1/(v + tau2)``, as a function of tau2 (metafor's ``.QE.func``)."""
-    if y.size <= _SMALL_K:
-        pairs = list(zip(v.tolist(), y.tolist()))
+    ``w = 1/(v + tau2)``, as a function of tau2 (metafor's ``.QE.func``), on
+    Python floats (for one problem faster than numpy)."""
+    pairs = list(zip(v.tolist(), y.tolist()))
 
-        def qfun(t: float) -> float:
-            ws = [1.0 / (vv + t) for vv, _ in pairs]
-            s1 = sy = 0.0
-            for w, (_, yy) in zip(ws, pairs):
-                s1 += w
-                sy += w * yy
-            mu = sy / s1
-            out = 0.0
-            for w, (_, yy) in zip(ws, pairs):
-                d = yy - mu
-                out += w * d * d
-            return out
+    def qfun(t: float) -> float:
+        ws = [1.0 / (vv + t) for vv, _ in pairs]
+        s1 = sy = 0.0
+        for w, (_, yy) in zip(ws, pairs):
+            s1 += w
+            sy += w * yy
+        mu = sy / s1
+        out = 0.0
+        for w, (_, yy) in zip(ws, pairs):
+            d = yy - mu
+            out += w * d * d
+        return out
 
-        return qfun
-
-    def qfun_np(t: float) -> float:
-        w = 1.0 / (v + t)
-        r = y - float(w @ y) / float(w.sum())
-        return float(w @ (r * r))
-
-    return qfun_np
+    return qfun
 
 
 def _wsums(pairs: list[tuple[float, float]], tau2: float) -> tuple[float, ...]:
@@ -487,75 +477,196 @@ def _wsums(pairs: list[tuple[float, float]], tau2: float) -> tuple[float, ...]:
     return s1, s2, s3, mu, a, b
 
 
-def _fisher_small(vl: list[float], yl: list[float], k: int, method: str, tau2: float,
-                  ctl: _Control) -> _Tau2:
-    """ML/REML/EB for one intercept on Python floats (faster than numpy for
-    small k); the same steps as the numpy loop in ``_tau2_intercept``.
+def _fisher_scoring(start: Sequence[float], step, ctl: _Control) -> tuple[list[float], list[bool], list[int]]:
+    """The one Fisher-scoring loop for ML, REML and EB (module docstring), for
+    one problem or many at once.
 
-    ``delta``: REML ``(a - tr(P)) / tr(PP)`` with ``tr(P) = s1 - s2/s1`` and
-    ``tr(PP) = s2 - 2 s3/s1 + (s2/s1)^2``; ML ``(a - s1) / s2``; EB
-    ``(b k/(k-1) - k) / s1`` (sums as in ``_wsums``); halve while
-    ``tau2 + delta < 0``; stop when the change is ``<= threshold``; then
-    metafor's local-maximum check (ML/REML) and the SE of tau2.
+    ``start``: the start values; ``step(t, rows)``: the Fisher steps ``delta``
+    at ``t`` (a list) for the problems ``rows`` still iterating (the step may
+    be vectorised). Each step is multiplied by ``stepadj`` (NaN -> 0) and
+    halved while ``tau2 + delta < 0``; a problem stops when ``|change| <=
+    threshold``, or after ``maxiter`` iterations, which marks it as not
+    converged (as metafor). Returns the last iterates, the converged flags and
+    the iteration counts. The bookkeeping is on Python floats: for one problem
+    that is faster than numpy, for many it costs little next to the step.
     """
-    threshold, maxiter, stepadj = ctl.threshold, ctl.maxiter, ctl.stepadj
-    pairs = list(zip(vl, yl))
-    change = threshold + 1.0
+    tau2 = [float(x) for x in start]
+    conv = [True] * len(tau2)
+    iters = [0] * len(tau2)
+    rows = list(range(len(tau2)))
+    threshold, stepadj = ctl.threshold, ctl.stepadj
     it = 0
-    conv = True
-    while change > threshold:
+    while rows:
         it += 1
-        old = tau2
-        s1, s2, s3, _, a, b = _wsums(pairs, tau2)
-        if method == "REML":
-            q = s2 / s1
-            adj = (a - (s1 - q)) / (s2 - 2.0 * s3 / s1 + q * q)
-        elif method == "ML":
-            adj = (a - s1) / s2
-        else:
-            adj = (b * k / (k - 1) - k) / s1
-        adj *= stepadj
-        if math.isnan(adj):
-            adj = 0.0
-        while tau2 + adj < 0.0:
-            adj /= 2.0
-        tau2 = tau2 + adj
-        change = abs(old - tau2)
-        if it > maxiter:
-            conv = False
+        deltas = step([tau2[i] for i in rows], rows)
+        if isinstance(deltas, np.ndarray):
+            deltas = deltas.tolist()
+        still = []
+        for i, adj in zip(rows, deltas):
+            old = tau2[i]
+            adj *= stepadj
+            if adj != adj:  # NaN
+                adj = 0.0
+            if old + adj < 0.0:
+                if old == 0.0:  # halving from 0 ends when the step underflows to -0.0
+                    adj = -0.0
+                while old + adj < 0.0:
+                    adj /= 2.0
+            new = old + adj
+            tau2[i] = new
+            iters[i] = it
+            if abs(old - new) > threshold:
+                still.append(i)
+        if it > ctl.maxiter:
+            for i in rows:
+                conv[i] = False
             break
-    msgs: list[str] = []
-    if not conv:
-        msgs.append(_fisher_message(method, tau2, maxiter))
-    if conv and method in ("ML", "REML"):
-        s0, _, _, _, _, rss0 = _wsums(pairs, 0.0)
-        s1, _, _, _, _, rss1 = _wsums(pairs, tau2)
-        logv0 = sum(math.log(vv) for vv in vl)
-        logv1 = sum(math.log(vv + tau2) for vv in vl)
+        rows = still
+    return tau2, conv, iters
+
+
+def _psums(w: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Row-wise, for one intercept, ``P = W - w w'/sum(w)`` (V = diag(v); w = 0
+    marks a missing study): tr(P), sum(P*P), sum(PV * t(PV)) and sum(PV * P)
+    in closed form."""
+    s1 = w.sum(axis=1)
+    w2 = w * w
+    s2 = w2.sum(axis=1)
+    d = w - w2 / s1[:, None]  # diagonal of P
+    col = d * d + w2 * (s2[:, None] - w2) / (s1 * s1)[:, None]  # sum_i P_ij^2 for each j
+    a = (w2 * v).sum(axis=1)
+    s_pvpv = (d * d * v * v).sum(axis=1) + (a * a - (w2 * w2 * v * v).sum(axis=1)) / (s1 * s1)
+    return s1 - s2 / s1, col.sum(axis=1), s_pvpv, (col * v).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class _Tau2Many:
+    tau2: np.ndarray
+    se: np.ndarray
+    converged: np.ndarray
+    iterations: np.ndarray
+    reset: np.ndarray  # ML/REML set to 0 by the local-maximum check
+
+
+def _tau2_many(Y: np.ndarray, V: np.ndarray, M: np.ndarray, method: str,
+               ctl: _Control = _DEFAULT_CONTROL) -> _Tau2Many:
+    """tau2 and its SE for n intercept-only problems (rows of Y, V; ``M`` marks
+    the studies present), every estimator but PM (module docstring).
+
+    Standard errors (metafor), with ``t = max(tau2, 0)``:
+
+    * DL: ``sqrt(2(k-1) + 4 t tr(P) + 2 t^2 tr(PP)) / tr(P)`` at ``w = 1/v``
+    * HS: ``sqrt(2(k-1) + 4 t tr(P) + 2 t^2 tr(PP)) / sum(w)`` at ``w = 1/v``
+    * HE: ``sqrt(2 tr(PVPV) + 4 t tr(PV) + 2 t^2 (k-1)) / (k-1)``, ``P = I - J/k``
+    * SJ: ``tau0 sqrt(2 tr(PVPV) + 4 t sum(PV*P) + 2 t^2 tr(PP)) / (k-1)`` at
+      ``w = 1/(v + tau0)``
+    * REML ``sqrt(2 / tr(PP))``, ML ``sqrt(2 / sum(w^2))``, EB
+      ``sqrt(2 k^2 / (k-1)) / sum(w)``, at the estimate.
+    """
+    n = Y.shape[0]
+    Mf = M.astype(float)
+    v = np.where(M, V, 1.0)
+    k = Mf.sum(axis=1)
+    km1 = k - 1.0
+    y = np.where(M, Y, 0.0)
+    ymc = (y - (y.sum(axis=1) / k)[:, None]) * Mf
+    zeros = np.zeros(n)
+    conv = np.ones(n, bool)
+    iters = np.zeros(n, np.int64)
+    reset = np.zeros(n, bool)
+
+    def wts(t):
+        return Mf / (v + t[:, None])
+
+    def rss(w):
+        s1 = w.sum(axis=1)
+        r = (ymc - ((w * ymc).sum(axis=1) / s1)[:, None]) * Mf
+        return s1, r, (w * r * r).sum(axis=1)
+
+    if method == "FE":
+        return _Tau2Many(zeros, np.full(n, np.nan), conv, iters, reset)
+    if method in ("DL", "HS"):
+        w = wts(zeros)
+        s1, _, q = rss(w)
+        tr_p, s_pp, _, _ = _psums(w, v)
+        tau2 = (q - km1) / tr_p if method == "DL" else (q - k) / s1
+        t = np.maximum(tau2, 0.0)
+        se = np.sqrt(2 * km1 + 4 * t * tr_p + 2 * t * t * s_pp) / (tr_p if method == "DL" else s1)
+        return _Tau2Many(t, se, conv, iters, reset)
+    if method == "SJ":
+        if ctl.tau2_init is None:
+            d = (ymc - (ymc.sum(axis=1) / k)[:, None]) * Mf
+            tau0 = (d * d).sum(axis=1) / k
+        else:
+            tau0 = np.full(n, float(ctl.tau2_init))
+        w = wts(tau0)
+        _, _, q = rss(w)
+        tau2 = tau0 * q / km1
+        _, s_pp, s_pvpv, s_pvp = _psums(w, v)
+        t = np.maximum(tau2, 0.0)
+        se = np.sqrt(tau0 * tau0 / km1 ** 2 * (2 * s_pvpv + 4 * t * s_pvp + 2 * t * t * s_pp))
+        return _Tau2Many(t, se, conv, iters, reset)
+    # HE (also the start of ML/REML/EB)
+    d = (ymc - (ymc.sum(axis=1) / k)[:, None]) * Mf
+    sv = (v * Mf).sum(axis=1)
+    tr_pv = (1.0 - 1.0 / k) * sv
+    tau2_he = ((d * d).sum(axis=1) - tr_pv) / km1
+    if method == "HE":
+        t = np.maximum(tau2_he, 0.0)
+        s_pvpv = (1.0 - 2.0 / k) * (v * v * Mf).sum(axis=1) + sv * sv / (k * k)
+        return _Tau2Many(t, np.sqrt(2 * s_pvpv + 4 * t * tr_pv + 2 * t * t * km1) / km1, conv, iters, reset)
+
+    def step(t, rows):
+        all_rows = rows.size == n
+        mf = Mf if all_rows else Mf[rows]
+        yy = ymc if all_rows else ymc[rows]
+        w = mf / ((v if all_rows else v[rows]) + t[:, None])
+        s1 = w.sum(axis=1)
+        r = (yy - ((w * yy).sum(axis=1) / s1)[:, None]) * mf
+        wr = w * r
+        if method == "REML":
+            w2 = w * w
+            s2 = w2.sum(axis=1)
+            # tr(P) = s1 - s2/s1;  tr(PP) = s2 - 2 s3/s1 + (s2/s1)^2
+            q = s2 / s1
+            return ((wr * wr).sum(axis=1) - (s1 - q)) / (s2 - 2.0 * (w2 * w).sum(axis=1) / s1 + q * q)
+        if method == "ML":
+            return ((wr * wr).sum(axis=1) - s1) / (w * w).sum(axis=1)
+        kk = k if all_rows else k[rows]
+        return ((wr * r).sum(axis=1) * kk / (kk - 1) - kk) / s1
+
+    start = np.maximum(tau2_he, 0.0) if ctl.tau2_init is None else np.full(n, float(ctl.tau2_init))
+    t_list, c_list, i_list = _fisher_scoring(start.tolist(), lambda t, rows: step(np.array(t), np.array(rows)), ctl)
+    tau2, conv, iters = np.array(t_list), np.array(c_list, bool), np.array(i_list, np.int64)
+    if method in ("ML", "REML"):
+        # metafor's check for a local maximum away from tau2 = 0
+        s0, _, rss0 = rss(wts(zeros))
+        s1, _, rss1 = rss(wts(tau2))
+        logv0 = (np.log(v) * Mf).sum(axis=1)
+        logv1 = (np.log(v + tau2[:, None]) * Mf).sum(axis=1)
         if method == "ML":
             ll0 = -0.5 * k * _LOG_2PI - 0.5 * logv0 - 0.5 * rss0
             ll = -0.5 * k * _LOG_2PI - 0.5 * logv1 - 0.5 * rss1
         else:
-            ll0 = -0.5 * (k - 1) * _LOG_2PI - 0.5 * logv0 - 0.5 * math.log(s0) - 0.5 * rss0
-            ll = -0.5 * (k - 1) * _LOG_2PI - 0.5 * logv1 - 0.5 * math.log(s1) - 0.5 * rss1
-        if ll0 - ll > _TOL and tau2 > threshold:
-            msgs.append(_ll0_message(method))
-            tau2 = 0.0
-    tau2 = max(0.0, tau2)
-    s1, s2, s3, _, _, _ = _wsums(pairs, tau2)
+            ll0 = -0.5 * km1 * _LOG_2PI - 0.5 * logv0 - 0.5 * np.log(s0) - 0.5 * rss0
+            ll = -0.5 * km1 * _LOG_2PI - 0.5 * logv1 - 0.5 * np.log(s1) - 0.5 * rss1
+        reset = conv & (ll0 - ll > _TOL) & (tau2 > ctl.threshold)
+        tau2 = np.where(reset, 0.0, tau2)
+    tau2 = np.maximum(tau2, 0.0)
+    w = wts(tau2)
     if method == "REML":
-        q = s2 / s1
-        se = math.sqrt(2.0 / (s2 - 2.0 * s3 / s1 + q * q))
+        se = np.sqrt(2.0 / _psums(w, v)[1])
     elif method == "ML":
-        se = math.sqrt(2.0 / s2)
+        se = np.sqrt(2.0 / (w * w).sum(axis=1))
     else:
-        se = math.sqrt(2.0 * k * k / (k - 1)) / s1
-    return _Tau2(tau2, se, conv, it, tuple(msgs))
+        se = np.sqrt(2.0 * k * k / km1) / w.sum(axis=1)
+    return _Tau2Many(tau2, se, conv, iters, reset)
 
 
 def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
                     ctl: _Control = _DEFAULT_CONTROL) -> _Tau2:
-    """tau2 for an intercept-only model (closed forms for P = W - ww'/sum(w)).
+    """tau2 for one intercept-only model (closed forms for P = W - ww'/sum(w));
+    :func:`_tau2_many` holds the same formulas row-wise for many problems at once.
 
     Standard errors (metafor), with ``t = max(tau2, 0)``:
 
@@ -569,7 +680,7 @@ def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
     """
     k = y.size
     ymc = y - float(y.sum()) / k
-    threshold, maxiter, stepadj, tau2_init = ctl.threshold, ctl.maxiter, ctl.stepadj, ctl.tau2_init
+    threshold, maxiter, tau2_init = ctl.threshold, ctl.maxiter, ctl.tau2_init
     if method == "FE":
         return _Tau2(0.0)
     if method in ("DL", "HS"):
@@ -627,77 +738,49 @@ def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
         se = math.sqrt(2 * s_pvpv + 4 * t * tr_pv + 2 * t * t * (k - 1)) / (k - 1)
         return _Tau2(max(0.0, tau2_he), se)
 
-    # ML / REML / EB: Fisher scoring with step halving
-    tau2 = max(0.0, tau2_he) if tau2_init is None else float(tau2_init)
-    change = threshold + 1.0
-    it = 0
-    conv = True
-    reml = method == "REML"
-    ml = method == "ML"
-    if k <= _SMALL_K:
-        return _fisher_small(v.tolist(), ymc.tolist(), k, method, tau2, ctl)
-    while change > threshold:
-        it += 1
-        old = tau2
-        w = 1.0 / (v + tau2)
-        s1 = float(w.sum())
-        mu = float(w @ ymc) / s1
-        r = ymc - mu
-        wr = w * r
-        if reml:
-            w2 = w * w
-            s2 = float(w2.sum())
-            s3 = float(w2 @ w)
+    # ML / REML / EB: Fisher scoring (the one loop, _fisher_scoring) from the HE value, with the sums
+    # of _wsums on Python floats (for one problem faster than numpy up to k of several hundred)
+    pairs = list(zip(v.tolist(), ymc.tolist()))
+
+    def step(t, _rows):
+        s1, s2, s3, _, a, b = _wsums(pairs, t[0])
+        if method == "REML":
             q = s2 / s1
             # tr(P) = s1 - s2/s1;  tr(PP) = s2 - 2 s3/s1 + (s2/s1)^2
-            adj = (float(wr @ wr) - (s1 - q)) / (s2 - 2.0 * s3 / s1 + q * q)
-        elif ml:
-            adj = (float(wr @ wr) - s1) / float(w @ w)
-        else:  # EB
-            adj = (float(wr @ r) * k / (k - 1) - k) / s1
-        adj *= stepadj
-        if math.isnan(adj):
-            adj = 0.0
-        while tau2 + adj < 0.0:
-            adj /= 2.0
-        tau2 = tau2 + adj
-        change = abs(old - tau2)
-        if it > maxiter:
-            conv = False
-            break
+            return [(a - (s1 - q)) / (s2 - 2.0 * s3 / s1 + q * q)]
+        if method == "ML":
+            return [(a - s1) / s2]
+        return [(b * k / (k - 1) - k) / s1]
+
+    start = max(0.0, tau2_he) if tau2_init is None else float(tau2_init)
+    (tau2,), (conv,), (it,) = _fisher_scoring([start], step, ctl)
     msgs: list[str] = []
     if not conv:
         msgs.append(_fisher_message(method, tau2, maxiter))
     if conv and method in ("ML", "REML"):
         # metafor's check for a local maximum away from tau2 = 0
-        w0 = 1.0 / v
-        s0 = float(w0.sum())
-        r0 = ymc - float(w0 @ ymc) / s0
-        rss0 = float(w0 @ (r0 * r0))
-        w = 1.0 / (v + tau2)
-        s1 = float(w.sum())
-        r1 = ymc - float(w @ ymc) / s1
-        rss1 = float(w @ (r1 * r1))
+        s0, _, _, _, _, rss0 = _wsums(pairs, 0.0)
+        s1, _, _, _, _, rss1 = _wsums(pairs, tau2)
+        logv0 = sum(math.log(vv) for vv, _ in pairs)
+        logv1 = sum(math.log(vv + tau2) for vv, _ in pairs)
         if method == "ML":
-            ll0 = -0.5 * k * _LOG_2PI - 0.5 * float(np.log(v).sum()) - 0.5 * rss0
-            ll = -0.5 * k * _LOG_2PI - 0.5 * float(np.log(v + tau2).sum()) - 0.5 * rss1
+            ll0 = -0.5 * k * _LOG_2PI - 0.5 * logv0 - 0.5 * rss0
+            ll = -0.5 * k * _LOG_2PI - 0.5 * logv1 - 0.5 * rss1
         else:
-            ll0 = (-0.5 * (k - 1) * _LOG_2PI - 0.5 * float(np.log(v).sum())
-                   - 0.5 * math.log(s0) - 0.5 * rss0)
-            ll = (-0.5 * (k - 1) * _LOG_2PI - 0.5 * float(np.log(v + tau2).sum())
-                  - 0.5 * math.log(s1) - 0.5 * rss1)
+            ll0 = -0.5 * (k - 1) * _LOG_2PI - 0.5 * logv0 - 0.5 * math.log(s0) - 0.5 * rss0
+            ll = -0.5 * (k - 1) * _LOG_2PI - 0.5 * logv1 - 0.5 * math.log(s1) - 0.5 * rss1
         if ll0 - ll > _TOL and tau2 > threshold:
             msgs.append(_ll0_message(method))
             tau2 = 0.0
     tau2 = max(0.0, tau2)
-    w = 1.0 / (v + tau2)
+    s1, s2, s3, _, _, _ = _wsums(pairs, tau2)
     if method == "REML":
-        _, s_pp, _, _ = _p_sums(w, v)
-        se = math.sqrt(2.0 / s_pp)
+        q = s2 / s1
+        se = math.sqrt(2.0 / (s2 - 2.0 * s3 / s1 + q * q))
     elif method == "ML":
-        se = math.sqrt(2.0 / float(w @ w))
+        se = math.sqrt(2.0 / s2)
     else:
-        se = math.sqrt(2.0 * k * k / (k - 1)) / float(w.sum())
+        se = math.sqrt(2.0 * k * k / (k - 1)) / s1
     return _Tau2(tau2, se, conv, it, tuple(msgs))
 
 
@@ -707,7 +790,7 @@ def _tau2_general(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str,
     standard errors as ``_tau2_intercept`` in matrix form (metafor rma.uni)."""
     k, p = X.shape
     ymc = y - float(y.sum()) / k
-    threshold, maxiter, stepadj, tau2_init = ctl.threshold, ctl.maxiter, ctl.stepadj, ctl.tau2_init
+    threshold, maxiter, tau2_init = ctl.threshold, ctl.maxiter, ctl.tau2_init
     if method == "FE":
         return _Tau2(0.0)
     if method in ("DL", "HS"):
@@ -768,33 +851,19 @@ def _tau2_general(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str,
                        + 2 * t * t * (k - p)) / (k - p)
         return _Tau2(max(0.0, tau2_he), se)
 
-    tau2 = max(0.0, tau2_he) if tau2_init is None else float(tau2_init)
-    change = threshold + 1.0
-    it = 0
-    conv = True
-    while change > threshold:
-        it += 1
-        old = tau2
-        w = 1.0 / (v + tau2)
+    def step(t, _rows):
+        w = 1.0 / (v + t[0])
         P = _p_matrix(X, w)
         if method == "REML":
             py = P @ ymc
-            adj = (float(py @ py) - float(np.trace(P))) / float((P * P).sum())
-        elif method == "ML":
+            return [(float(py @ py) - float(np.trace(P))) / float((P * P).sum())]
+        if method == "ML":
             py = P @ ymc
-            adj = (float(py @ py) - float(w.sum())) / float(w @ w)
-        else:
-            adj = (float(ymc @ P @ ymc) * k / (k - p) - k) / float(w.sum())
-        adj *= stepadj
-        if math.isnan(adj):
-            adj = 0.0
-        while tau2 + adj < 0.0:
-            adj /= 2.0
-        tau2 = tau2 + adj
-        change = abs(old - tau2)
-        if it > maxiter:
-            conv = False
-            break
+            return [(float(py @ py) - float(w.sum())) / float(w @ w)]
+        return [(float(ymc @ P @ ymc) * k / (k - p) - k) / float(w.sum())]
+
+    start = max(0.0, tau2_he) if tau2_init is None else float(tau2_init)
+    (tau2,), (conv,), (it,) = _fisher_scoring([start], step, ctl)
     msgs: list[str] = []
     if not conv:
         msgs.append(_fisher_message(method, tau2, maxiter))
@@ -1057,7 +1126,7 @@ def results_table(results: Mapping[str, MetaResult], names: Mapping[str, str] | 
             "df": fmt.count(r.df, na=dash),
             "p": fmt.pvalue(r.pvalue, na=dash),
             "\u03c4\u00b2": fmt.tau2(r.tau2) if pooled and r.method != "FE" else dash,
-            f"\u03c4\u00b2 {pct} CI": (fmt.interval(r.tau2_ci_low, r.tau2_ci_high, 3)
+            f"\u03c4\u00b2 {pct} CI": (fmt.tau2_interval(r.tau2_ci_low, r.tau2_ci_high)
                                 if math.isfinite(r.tau2_ci_low) else dash),
             "I\u00b2": fmt.num(r.i2, 1, na=dash) + ("%" if math.isfinite(r.i2) else ""),
             "Q": fmt.stat("Q", r.q, r.q_df) if pooled else dash,
@@ -1071,28 +1140,11 @@ def results_table(results: Mapping[str, MetaResult], names: Mapping[str, str] | 
     return pd.DataFrame(rows)
 
 
-def _final_sums(y: np.ndarray, v: np.ndarray, tau2: float):
-    """Pooled quantities for one intercept: ``sum(w)``, ``mu = sum(w y)/sum(w)``,
-    ``sum(w (y - mu)^2)`` at ``w = 1/(v + tau2)``; ``Q`` and ``tr(P)`` at
-    ``w = 1/v`` (Q on mean-centred y, as metafor); weights in percent."""
-    w = 1.0 / (v + tau2)
-    sw = float(w.sum())
-    est = float(w @ y) / sw
-    r = y - est
-    rss = float(w @ (r * r))
-    w0 = 1.0 / v
-    s0 = float(w0.sum())
-    ymc = y - float(y.sum()) / y.size
-    r0 = ymc - float(w0 @ ymc) / s0
-    q = max(0.0, float(w0 @ (r0 * r0)))
-    tr_p0 = s0 - float(w0 @ w0) / s0
-    wts = w * (100.0 / sw)
-    wts.flags.writeable = False
-    return sw, est, rss, q, tr_p0, wts
-
-
-def _final_sums_small(yl: list[float], vl: list[float], tau2: float):
-    """``_final_sums`` on Python floats (small k)."""
+def _final_sums(yl: list[float], vl: list[float], tau2: float):
+    """Pooled quantities for one intercept on Python floats: ``sum(w)``,
+    ``mu = sum(w y)/sum(w)``, ``sum(w (y - mu)^2)`` at ``w = 1/(v + tau2)``;
+    ``Q`` and ``tr(P)`` at ``w = 1/v`` (Q on mean-centred y, as metafor);
+    weights in percent."""
     k = len(yl)
     ws = [1.0 / (vv + tau2) for vv in vl]
     sw = sy = 0.0
@@ -1207,10 +1259,7 @@ def random_effects(
     msgs = _study_messages(k, v, method, test)
     msgs.extend(fit.messages)
 
-    if k <= _SMALL_K:
-        sw, est, rss, q, tr_p0, wts = _final_sums_small(y.tolist(), v.tolist(), tau2)
-    else:
-        sw, est, rss, q, tr_p0, wts = _final_sums(y, v, tau2)
+    sw, est, rss, q, tr_p0, wts = _final_sums(y.tolist(), v.tolist(), tau2)
     vb = 1.0 / sw
     if test == "knha":
         s2w = 0.0 if rss <= _EPS else rss / (k - 1)
@@ -1342,29 +1391,18 @@ def random_effects_many(
 
 
 def _many_core(Y, V, M, method, test, level, ctl=_DEFAULT_CONTROL) -> dict[str, np.ndarray]:
-    n, _kmax = Y.shape
+    """Row-wise pooled results for :func:`random_effects_many` (tau2 from :func:`_tau2_many`)."""
+    n = Y.shape[0]
     Mf = M.astype(float)
     y = np.where(M, Y, 0.0)
     v = np.where(M, V, 1.0)
     k = Mf.sum(axis=1)
     km1 = k - 1.0
     ymc = (y - (y.sum(axis=1) / k)[:, None]) * Mf
+    zeros = np.zeros(n)
 
     def wts(t):
         return Mf / (v + t[:, None])
-
-    def psums(w):
-        s1 = w.sum(axis=1)
-        w2 = w * w
-        s2 = w2.sum(axis=1)
-        d = w - w2 / s1[:, None]
-        col = d * d + w2 * (s2[:, None] - w2) / (s1 * s1)[:, None]
-        tr_p = s1 - s2 / s1
-        s_pp = col.sum(axis=1)
-        a = (w2 * v).sum(axis=1)
-        s_pvpv = (d * d * v * v).sum(axis=1) + (a * a - (w2 * w2 * v * v).sum(axis=1)) / (s1 * s1)
-        s_pvp = (col * v).sum(axis=1)
-        return tr_p, s_pp, s_pvpv, s_pvp
 
     def wresid(w, yy):
         s1 = w.sum(axis=1)
@@ -1372,119 +1410,8 @@ def _many_core(Y, V, M, method, test, level, ctl=_DEFAULT_CONTROL) -> dict[str, 
         r = (yy - mu[:, None]) * Mf
         return s1, mu, r
 
-    conv = np.ones(n, bool)
-    iters = np.zeros(n, int)
-    zeros = np.zeros(n)
-    if method == "FE":
-        tau2 = zeros.copy()
-        se_t = np.full(n, np.nan)
-    elif method in ("DL", "HS"):
-        w = wts(zeros)
-        s1, _, r = wresid(w, ymc)
-        rss = (w * r * r).sum(axis=1)
-        tr_p, s_pp, _, _ = psums(w)
-        if method == "DL":
-            tau2 = (rss - km1) / tr_p
-            t = np.maximum(tau2, 0.0)
-            se_t = np.sqrt(2 * km1 + 4 * t * tr_p + 2 * t * t * s_pp) / tr_p
-        else:
-            tau2 = (rss - k) / s1
-            t = np.maximum(tau2, 0.0)
-            se_t = np.sqrt(2 * km1 + 4 * t * tr_p + 2 * t * t * s_pp) / s1
-        tau2 = np.maximum(tau2, 0.0)
-    elif method == "SJ":
-        if ctl.tau2_init is None:
-            d = (ymc - (ymc.sum(axis=1) / k)[:, None]) * Mf
-            tau0 = (d * d).sum(axis=1) / k
-        else:
-            tau0 = np.full(n, float(ctl.tau2_init))
-        w = wts(tau0)
-        _, _, r = wresid(w, ymc)
-        rss = (w * r * r).sum(axis=1)
-        tau2 = tau0 * rss / km1
-        _, s_pp, s_pvpv, s_pvp = psums(w)
-        t = np.maximum(tau2, 0.0)
-        se_t = np.sqrt(tau0 * tau0 / km1 ** 2 * (2 * s_pvpv + 4 * t * s_pvp + 2 * t * t * s_pp))
-        tau2 = np.maximum(tau2, 0.0)
-    else:
-        d = (ymc - (ymc.sum(axis=1) / k)[:, None]) * Mf
-        rss_he = (d * d).sum(axis=1)
-        sv = (v * Mf).sum(axis=1)
-        tr_pv = (1.0 - 1.0 / k) * sv
-        tau2_he = (rss_he - tr_pv) / km1
-        if method == "HE":
-            t = np.maximum(tau2_he, 0.0)
-            s_pvpv = (1.0 - 2.0 / k) * (v * v * Mf).sum(axis=1) + sv * sv / (k * k)
-            se_t = np.sqrt(2 * s_pvpv + 4 * t * tr_pv + 2 * t * t * km1) / km1
-            tau2 = t
-        else:
-            if ctl.tau2_init is None:
-                tau2 = np.maximum(tau2_he, 0.0)
-            else:
-                tau2 = np.full(n, float(ctl.tau2_init))
-            active = np.ones(n, bool)
-            while active.any():
-                idx = np.flatnonzero(active)
-                t_old = tau2[idx]
-                w = Mf[idx] / (v[idx] + t_old[:, None])
-                s1 = w.sum(axis=1)
-                mu = (w * ymc[idx]).sum(axis=1) / s1
-                r = (ymc[idx] - mu[:, None]) * Mf[idx]
-                wr = w * r
-                if method == "REML":
-                    w2 = w * w
-                    s2 = w2.sum(axis=1)
-                    dd = w - w2 / s1[:, None]
-                    s_pp = (dd * dd + w2 * (s2[:, None] - w2) / (s1 * s1)[:, None]).sum(axis=1)
-                    adj = ((wr * wr).sum(axis=1) - (s1 - s2 / s1)) / s_pp
-                elif method == "ML":
-                    adj = ((wr * wr).sum(axis=1) - s1) / (w * w).sum(axis=1)
-                else:
-                    kk = k[idx]
-                    adj = ((wr * r).sum(axis=1) * kk / (kk - 1) - kk) / s1
-                adj = adj * ctl.stepadj
-                adj = np.where(np.isnan(adj), 0.0, adj)
-                neg = t_old + adj < 0.0
-                while neg.any():
-                    adj = np.where(neg, adj / 2.0, adj)
-                    neg = t_old + adj < 0.0
-                t_new = t_old + adj
-                tau2[idx] = t_new
-                iters[idx] += 1
-                change = np.abs(t_old - t_new)
-                still = change > ctl.threshold
-                over = iters[idx] > ctl.maxiter
-                # as metafor: passing maxiter marks non-convergence even if this
-                # last step was small
-                conv[idx[over]] = False
-                active[idx] = still & ~over
-            if method in ("ML", "REML"):
-                w0 = wts(zeros)
-                s0, _, r0 = wresid(w0, ymc)
-                rss0 = (w0 * r0 * r0).sum(axis=1)
-                w1 = wts(tau2)
-                s1, _, r1 = wresid(w1, ymc)
-                rss1 = (w1 * r1 * r1).sum(axis=1)
-                logv0 = (np.log(v) * Mf).sum(axis=1)
-                logv1 = (np.log(v + tau2[:, None]) * Mf).sum(axis=1)
-                if method == "ML":
-                    ll0 = -0.5 * k * _LOG_2PI - 0.5 * logv0 - 0.5 * rss0
-                    ll = -0.5 * k * _LOG_2PI - 0.5 * logv1 - 0.5 * rss1
-                else:
-                    ll0 = -0.5 * km1 * _LOG_2PI - 0.5 * logv0 - 0.5 * np.log(s0) - 0.5 * rss0
-                    ll = -0.5 * km1 * _LOG_2PI - 0.5 * logv1 - 0.5 * np.log(s1) - 0.5 * rss1
-                reset = conv & (ll0 - ll > _TOL) & (tau2 > ctl.threshold)
-                tau2 = np.where(reset, 0.0, tau2)
-            tau2 = np.maximum(tau2, 0.0)
-            w = wts(tau2)
-            if method == "REML":
-                _, s_pp, _, _ = psums(w)
-                se_t = np.sqrt(2.0 / s_pp)
-            elif method == "ML":
-                se_t = np.sqrt(2.0 / (w * w).sum(axis=1))
-            else:
-                se_t = np.sqrt(2.0 * k * k / km1) / w.sum(axis=1)
-
+    fit = _tau2_many(Y, V, M, method, ctl)
+    tau2, se_t, conv, iters = fit.tau2, fit.se, fit.converged, fit.iterations
     alpha = 1.0 - level
     w = wts(tau2)
     sw, est, r = wresid(w, y)

@@ -159,7 +159,7 @@ def _heterogeneity_text(res: MetaResult) -> str:
     if res.method != "FE":
         tau = f"\u03c4\u00b2 = {fmt.tau2(res.tau2)}"
         if _finite(res.tau2_ci_low, res.tau2_ci_high):
-            tau += f" {fmt.interval(res.tau2_ci_low, res.tau2_ci_high, 3)}"
+            tau += f" {fmt.tau2_interval(res.tau2_ci_low, res.tau2_ci_high)}"
         parts.append(tau)
     parts.append(f"I\u00b2 = {fmt.num(res.i2, 1)}%")
     parts.append(f"H\u00b2 = {fmt.num(res.h2, 2)}")
