@@ -91,11 +91,17 @@ def stat(name: str, value: Any, df: Any = None, digits: int = 2) -> str:
     """A test statistic with its df: "t(1458) = −2.31", "z = 1.96", "F(1, 15) = 4.20"."""
     if df is None or (not isinstance(df, tuple | list) and not _finite(df)):
         return f"{name} = {num(value, digits)}"
+    # degrees of freedom take no thousands separator (APA 7th ed., §6.38)
     if isinstance(df, tuple | list):
-        d = ", ".join(count(v) if float(v).is_integer() else num(v, 1) for v in df)
+        d = ", ".join(_df(v) for v in df if _finite(v))
     else:
-        d = count(df) if float(df).is_integer() else num(df, 1)
+        d = _df(df)
     return f"{name}({d}) = {num(value, digits)}"
+
+
+def _df(v: Any) -> str:
+    v = float(v)
+    return f"{int(v)}" if v.is_integer() else num(v, 1)
 
 
 def tau2(x: Any, digits: int = 3, sig: int = 2) -> str:
@@ -131,15 +137,29 @@ def option_text(value: Any) -> str:
     """An option value in words for a reader: None → "none", tuples as ranges or lists, booleans yes/no."""
     if value is None:
         return "none"
-    if isinstance(value, bool):
+    if isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b":
         return "yes" if value else "no"
     if isinstance(value, tuple | list):
-        if len(value) == 2 and all(isinstance(v, int | float) or v is None for v in value):
+        if len(value) == 2 and all(_is_number(v) or v is None for v in value):
             lo, hi = value
-            lo_t = "first" if lo is None else count(lo)
-            hi_t = "last" if hi is None else count(hi)
+            lo_t = "first" if lo is None else _option_number(lo)
+            hi_t = "last" if hi is None else _option_number(hi)
             return f"{lo_t} to {hi_t}"
         return ", ".join(option_text(v) for v in value) or "none"
-    if isinstance(value, float):
-        return num(value, 3)
+    if _is_number(value):
+        return _option_number(value)
     return str(value).replace("_", " ")
+
+
+def _is_number(v: Any) -> bool:
+    """int / float (numpy scalars included), not bool."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int | float):
+        return True
+    return getattr(getattr(v, "dtype", None), "kind", None) in ("i", "u", "f")
+
+
+def _option_number(v: Any) -> str:
+    f = float(v)
+    return count(f) if f.is_integer() else num(f, 3)

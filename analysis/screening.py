@@ -65,6 +65,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import data as adata
+from analysis import formatting as fmt
 from analysis import lagged, mixed
 from analysis.lagged import LagOptions, StudyFit
 from analysis.meta import MetaResult, random_effects
@@ -189,16 +190,6 @@ class ScreeningReport:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _fmt(x: float, digits: int = 2) -> str:
-    if x is None or not math.isfinite(x):
-        return "n/a"
-    return f"{x:.{digits}f}".replace("-", "−")
-
-
-def _pct(x: float) -> str:
-    return "n/a" if not math.isfinite(x) else f"{100 * x:.0f}%"
 
 
 def _window(df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
@@ -343,7 +334,7 @@ def screen_study(
             bits.append(f"the typical patient has only {med:g} sessions, so the person mean is a noisy baseline and "
                         "the prior-outcome coefficient is strongly biased (Nickell bias, METHODS §5)")
         if single > t.single_session_share:
-            bits.append(f"{n_single} of {n_pat} patients ({_pct(single)}) have a single session and contribute "
+            bits.append(f"{n_single} of {n_pat} patients ({fmt.percent(single)}) have a single session and contribute "
                         "nothing")
         checks.append(Check("Sessions per patient", value, "caution", "; ".join(bits).capitalize() + ".",
                             "few sessions per patient"))
@@ -358,8 +349,8 @@ def screen_study(
     miss = {"alliance": float(np.isnan(a).mean()), "symptoms": float(np.isnan(s).mean())}
     skipped = _skipped_share(win["session"].to_numpy(), codes)
     stats.update(missing_alliance=miss["alliance"], missing_symptoms=miss["symptoms"], skipped_sessions=skipped)
-    value = (f"alliance {_pct(miss['alliance'])}, symptoms {_pct(miss['symptoms'])} of rows; "
-             f"{_pct(skipped)} of sessions skipped")
+    value = (f"alliance {fmt.percent(miss['alliance'])}, symptoms {fmt.percent(miss['symptoms'])} of rows; "
+             f"{fmt.percent(skipped)} of sessions skipped")
     never = [v for v, m in miss.items() if m >= 1.0]
     heavy = [v for v, m in miss.items() if t.missing_caution < m < 1.0]
     if never:
@@ -367,9 +358,9 @@ def screen_study(
                             f"{' and '.join(never).capitalize()} {'is' if len(never) == 1 else 'are'} never observed "
                             "in the analysis window.", f"{' and '.join(never)} never observed"))
     elif heavy or skipped > t.missing_caution:
-        bits = [f"more than {_pct(t.missing_caution)} of the rows lack {' and '.join(heavy)}"] if heavy else []
+        bits = [f"more than {fmt.percent(t.missing_caution)} of the rows lack {' and '.join(heavy)}"] if heavy else []
         if skipped > t.missing_caution:
-            bits.append(f"{_pct(skipped)} of the sessions between a patient's first and last session were not "
+            bits.append(f"{fmt.percent(skipped)} of the sessions between a patient's first and last session were not "
                         "recorded")
         what = " and ".join(heavy) + " values" if heavy else "sessions"
         checks.append(Check("Missing values", value, "caution",
@@ -378,7 +369,7 @@ def screen_study(
                             f"many missing {what}"))
     else:
         checks.append(Check("Missing values", value, "pass",
-                            f"Few missing values and skipped sessions (at most {_pct(t.missing_caution)}).", ""))
+                            f"Few missing values and skipped sessions (at most {fmt.percent(t.missing_caution)}).", ""))
 
     # ---- ICC and within-patient SD per variable
     for var, x in (("alliance", a), ("symptoms", s)):
@@ -408,10 +399,10 @@ def screen_study(
                              "lagged effect cannot be estimated.", f"{noun} does not vary within patients")
         else:
             share = ws["constant_share"]
-            value = f"{_fmt(wsd, 3)} scale points ({_pct(wsd / tsd)} of the total SD)"
+            value = f"{fmt.num(wsd, 3)} scale points ({fmt.percent(wsd / tsd)} of the total SD)"
             if math.isfinite(share) and share > t.constant_share_caution:
                 sd_check = Check(f"Within-patient SD of {var}", value, "caution",
-                                 f"{Noun} never changes for {_pct(share)} of the patients with two or "
+                                 f"{Noun} never changes for {fmt.percent(share)} of the patients with two or "
                                  "more values (ceiling or floor of the scale, or carried-forward values?); they add "
                                  "nothing to the within-patient effect.", f"{noun} often constant within patients")
             else:
@@ -432,17 +423,17 @@ def screen_study(
         else:
             rel = n_med * icc / (1.0 + (n_med - 1.0) * icc)
             stats[f"reliability_{var}"] = rel
-            relnote = (f" Reliability of a patient's mean over {n_med:g} sessions: {_fmt(rel)}"
+            relnote = (f" Reliability of a patient's mean over {n_med:g} sessions: {fmt.num(rel)}"
                        + (" (low: the between-patient part is pulled toward the within effect)." if rel < 0.7
                           else "."))
             if icc > t.icc_caution:
-                icc_check = Check(f"ICC of {var}", _fmt(icc), "caution",
-                                  f"{_pct(icc)} of the variance of {noun} lies between patients; the session-to-"
+                icc_check = Check(f"ICC of {var}", fmt.num(icc), "caution",
+                                  f"{fmt.percent(icc)} of the variance of {noun} lies between patients; the session-to-"
                                   f"session variation that the within-patient effect uses is small.{relnote}",
                                   f"{noun} varies little within patients")
             else:
-                icc_check = Check(f"ICC of {var}", _fmt(icc), "pass",
-                                  f"{_pct(icc)} of the variance lies between patients, {_pct(1 - icc)} within "
+                icc_check = Check(f"ICC of {var}", fmt.num(icc), "pass",
+                                  f"{fmt.percent(icc)} of the variance lies between patients, {fmt.percent(1 - icc)} within "
                                   f"patients.{relnote}", "")
         checks.append(icc_check)
         checks.append(sd_check)
@@ -654,7 +645,7 @@ def manual_reference(estimate, ci_low=None, ci_high=None, pi_low=None, pi_high=N
             raise ValueError(f"Give both ends of the {name}, or neither.")
         if math.isfinite(lo_) and not lo_ <= est <= hi_:
             raise ValueError(
-                f"The {name} ({_fmt(lo_)} to {_fmt(hi_)}) must contain the estimate ({_fmt(est)}), with the "
+                f"The {name} ({fmt.num(lo_)} to {fmt.num(hi_)}) must contain the estimate ({fmt.num(est)}), with the "
                 "lower end first."
             )
         out[name] = (lo_, hi_)
@@ -687,7 +678,7 @@ def place(effect: Effect | None, reference: Reference | None) -> Placement:
     """
     if effect is None or not math.isfinite(effect.estimate):
         return Placement(None, "", "The study has no estimate in this direction, so it cannot be placed.")
-    own = f"{_fmt(effect.estimate)} (95% CI {_fmt(effect.ci_low)} to {_fmt(effect.ci_high)})"
+    own = f"{fmt.num(effect.estimate)} (95% CI {fmt.num(effect.ci_low)} to {fmt.num(effect.ci_high)})"
     if reference is None:
         return Placement(None, "", f"The study's estimate is {own}; there is no reference to compare it with.")
     pct = f"{100 * reference.level:g}%"
@@ -699,7 +690,7 @@ def place(effect: Effect | None, reference: Reference | None) -> Placement:
         if reference.has_ci:
             inside_ci = reference.ci_low <= effect.estimate <= reference.ci_high
             ci = (f" It lies {'inside' if inside_ci else 'outside'} {what} {pct} confidence interval "
-                  f"({_fmt(reference.ci_low)} to {_fmt(reference.ci_high)}), which describes the average effect, "
+                  f"({fmt.num(reference.ci_low)} to {fmt.num(reference.ci_high)}), which describes the average effect, "
                   "not the spread of study effects.")
         return Placement(None, "", f"The study's estimate is {own}; {why}, so it cannot be judged against one.{ci}")
     if effect.estimate < reference.pi_low:
@@ -708,7 +699,7 @@ def place(effect: Effect | None, reference: Reference | None) -> Placement:
         side = "above"
     else:
         side = "inside"
-    pi = f"{what} {pct} prediction interval ({_fmt(reference.pi_low)} to {_fmt(reference.pi_high)})"
+    pi = f"{what} {pct} prediction interval ({fmt.num(reference.pi_low)} to {fmt.num(reference.pi_high)})"
     if side == "inside":
         text = (f"The study's estimate, {own}, lies inside {pi}: an effect of this size is what one would expect "
                 "from a new, comparable study.")

@@ -121,9 +121,9 @@ def _pooled_forest(key: str, _df: pd.DataFrame, options: LagOptions, titles: tup
     res = two_stage(_df, options)
     dirs = [d for d in options.directions if d in res.pooled]
     if len(dirs) == 2:
-        return plots_meta.paired_forest_plot(res.pooled[dirs[0]], res.pooled[dirs[1]], titles=list(titles),
+        return plots_meta.paired_forest_figure(res.pooled[dirs[0]], res.pooled[dirs[1]], titles=list(titles),
                                              xlabel=xlabel)
-    return plots_meta.forest_plot(res.pooled[dirs[0]], title=titles[0], xlabel=xlabel)
+    return plots_meta.forest_figure(res.pooled[dirs[0]], title=titles[0], xlabel=xlabel)
 
 
 def pooled_forest(df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: str):
