@@ -589,9 +589,7 @@ def _tau2_many(Y: np.ndarray, V: np.ndarray, M: np.ndarray, method: str,
         w = wts(zeros)
         s1, _, q = rss(w)
         tr_p, s_pp, _, _ = _psums(w, v)
-        tau2 = (q - km1) / tr_p if method == "DL" else (q - k) / s1
-        t = np.maximum(tau2, 0.0)
-        se = np.sqrt(2 * km1 + 4 * t * tr_p + 2 * t * t * s_pp) / (tr_p if method == "DL" else s1)
+        t, se = _moment_tau2(method, q, k, km1, tr_p, s_pp, s1)
         return _Tau2Many(t, se, conv, iters, reset)
     if method == "SJ":
         if ctl.tau2_init is None:
@@ -601,20 +599,19 @@ def _tau2_many(Y: np.ndarray, V: np.ndarray, M: np.ndarray, method: str,
             tau0 = np.full(n, float(ctl.tau2_init))
         w = wts(tau0)
         _, _, q = rss(w)
-        tau2 = tau0 * q / km1
         _, s_pp, s_pvpv, s_pvp = _psums(w, v)
-        t = np.maximum(tau2, 0.0)
-        se = np.sqrt(tau0 * tau0 / km1 ** 2 * (2 * s_pvpv + 4 * t * s_pvp + 2 * t * t * s_pp))
+        t, se = _sj_tau2(tau0, q, km1, s_pp, s_pvpv, s_pvp)
         return _Tau2Many(t, se, conv, iters, reset)
     # HE (also the start of ML/REML/EB)
     d = (ymc - (ymc.sum(axis=1) / k)[:, None]) * Mf
     sv = (v * Mf).sum(axis=1)
     tr_pv = (1.0 - 1.0 / k) * sv
-    tau2_he = ((d * d).sum(axis=1) - tr_pv) / km1
+    rss_he = (d * d).sum(axis=1)
+    tau2_he = (rss_he - tr_pv) / km1
     if method == "HE":
-        t = np.maximum(tau2_he, 0.0)
         s_pvpv = (1.0 - 2.0 / k) * (v * v * Mf).sum(axis=1) + sv * sv / (k * k)
-        return _Tau2Many(t, np.sqrt(2 * s_pvpv + 4 * t * tr_pv + 2 * t * t * km1) / km1, conv, iters, reset)
+        t, se = _he_tau2(rss_he, tr_pv, km1, s_pvpv)
+        return _Tau2Many(t, se, conv, iters, reset)
 
     def step(t, rows):
         all_rows = rows.size == n
@@ -663,6 +660,35 @@ def _tau2_many(Y: np.ndarray, V: np.ndarray, M: np.ndarray, method: str,
     return _Tau2Many(tau2, se, conv, iters, reset)
 
 
+def _moment_tau2(method: str, rss, k, df, tr_p, s_pp, s1):
+    """DL and HS with their metafor SEs (module docstring), on floats or row-wise arrays:
+    DL ``(Y'PY - df) / tr(P)``, HS ``(Y'PY - k) / sum(w)`` (``w = 1/v``), truncated at 0;
+    SE ``sqrt(2 df + 4 t tr(P) + 2 t^2 tr(PP)) / tr(P)`` (HS: ``/ sum(w)``), ``t`` the estimate."""
+    div = tr_p if method == "DL" else s1
+    t = np.maximum((rss - (df if method == "DL" else k)) / div, 0.0)
+    return t, np.sqrt(2 * df + 4 * t * tr_p + 2 * t * t * s_pp) / div
+
+
+def _sj_tau2(tau0, rss, df, s_pp, s_pvpv, s_pvp):
+    """SJ ``tau0 Y'PY / df`` (``w = 1/(v + tau0)``), truncated at 0, with SE
+    ``tau0 sqrt(2 tr(PVPV) + 4 t sum(PV*P) + 2 t^2 tr(PP)) / df``."""
+    t = np.maximum(tau0 * rss / df, 0.0)
+    return t, np.sqrt(tau0 * tau0 / df ** 2 * (2 * s_pvpv + 4 * t * s_pvp + 2 * t * t * s_pp))
+
+
+def _sj_start(ymc: np.ndarray, k: int) -> float:
+    """SJ's start ``tau0 = sum((y - ybar)^2) / k``."""
+    sy = float(ymc.sum())
+    return (float(ymc @ ymc) - sy * sy / k) / k
+
+
+def _he_tau2(rss, tr_pv, df, s_pvpv):
+    """HE ``(Y'PY - tr(PV)) / df`` (``P = I - H``), truncated at 0, with SE
+    ``sqrt(2 tr(PVPV) + 4 t tr(PV) + 2 t^2 df) / df``."""
+    t = np.maximum((rss - tr_pv) / df, 0.0)
+    return t, np.sqrt(2 * s_pvpv + 4 * t * tr_pv + 2 * t * t * df) / df
+
+
 def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
                     ctl: _Control = _DEFAULT_CONTROL) -> _Tau2:
     """tau2 for one intercept-only model (closed forms for P = W - ww'/sum(w));
@@ -690,32 +716,18 @@ def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
         r = ymc - mu
         rss = float(w @ (r * r))
         tr_p, s_pp, _, _ = _p_sums(w, v)
-        if method == "DL":
-            tau2 = (rss - (k - 1)) / tr_p
-            t = max(tau2, 0.0)
-            se = math.sqrt(2 * (k - 1) + 4 * t * tr_p + 2 * t * t * s_pp) / tr_p
-        else:
-            tau2 = (rss - k) / s1
-            t = max(tau2, 0.0)
-            se = math.sqrt(2 * (k - 1) + 4 * t * tr_p + 2 * t * t * s_pp) / s1
-        return _Tau2(max(0.0, tau2), se)
+        t, se = _moment_tau2(method, rss, k, k - 1, tr_p, s_pp, s1)
+        return _Tau2(float(t), float(se))
     if method == "SJ":
-        if tau2_init is None:
-            sy = float(ymc.sum())
-            tau0 = (float(ymc @ ymc) - sy * sy / k) / k
-        else:
-            tau0 = float(tau2_init)
+        tau0 = _sj_start(ymc, k) if tau2_init is None else float(tau2_init)
         w = 1.0 / (v + tau0)
         s1 = float(w.sum())
         mu = float(w @ ymc) / s1
         r = ymc - mu
         rss = float(w @ (r * r))
-        tau2 = tau0 * rss / (k - 1)
-        tr_p, s_pp, s_pvpv, s_pvp = _p_sums(w, v)
-        t = max(tau2, 0.0)
-        se = math.sqrt(tau0 * tau0 / (k - 1) ** 2
-                       * (2 * s_pvpv + 4 * t * s_pvp + 2 * t * t * s_pp))
-        return _Tau2(max(0.0, tau2), se)
+        _, s_pp, s_pvpv, s_pvp = _p_sums(w, v)
+        t, se = _sj_tau2(tau0, rss, k - 1, s_pp, s_pvpv, s_pvp)
+        return _Tau2(float(t), float(se))
     if method == "PM":
         qfun = _q_intercept(ymc, v)
         tau2, ok, msgs = _pm_root(qfun, k - 1.0, max(ctl.tau2_max, 10.0 * _mad(y) ** 2), maxiter)
@@ -733,10 +745,9 @@ def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
     tr_pv = (1.0 - 1.0 / k) * sv
     tau2_he = (rss_he - tr_pv) / (k - 1)
     if method == "HE":
-        t = max(tau2_he, 0.0)
         s_pvpv = (1.0 - 2.0 / k) * float(v @ v) + sv * sv / (k * k)
-        se = math.sqrt(2 * s_pvpv + 4 * t * tr_pv + 2 * t * t * (k - 1)) / (k - 1)
-        return _Tau2(max(0.0, tau2_he), se)
+        t, se = _he_tau2(rss_he, tr_pv, k - 1, s_pvpv)
+        return _Tau2(float(t), float(se))
 
     # ML / REML / EB: Fisher scoring (the one loop, _fisher_scoring) from the HE value, with the sums
     # of _wsums on Python floats (for one problem faster than numpy up to k of several hundred)
@@ -799,32 +810,15 @@ def _tau2_general(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str,
         rss = float(ymc @ P @ ymc)
         tr_p = float(np.trace(P))
         s_pp = float((P * P).sum())
-        if method == "DL":
-            tau2 = (rss - (k - p)) / tr_p
-            t = max(tau2, 0.0)
-            se = math.sqrt(2 * (k - p) + 4 * t * tr_p + 2 * t * t * s_pp) / tr_p
-        else:
-            s1 = float(w.sum())
-            tau2 = (rss - k) / s1
-            t = max(tau2, 0.0)
-            se = math.sqrt(2 * (k - p) + 4 * t * tr_p + 2 * t * t * s_pp) / s1
-        return _Tau2(max(0.0, tau2), se)
+        t, se = _moment_tau2(method, rss, k, k - p, tr_p, s_pp, float(w.sum()))
+        return _Tau2(float(t), float(se))
     if method == "SJ":
-        if tau2_init is None:
-            sy = float(ymc.sum())
-            tau0 = (float(ymc @ ymc) - sy * sy / k) / k
-        else:
-            tau0 = float(tau2_init)
-        w = 1.0 / (v + tau0)
-        P = _p_matrix(X, w)
-        rss = float(ymc @ P @ ymc)
+        tau0 = _sj_start(ymc, k) if tau2_init is None else float(tau2_init)
+        P = _p_matrix(X, 1.0 / (v + tau0))
         PV = P * v[None, :]
-        tau2 = tau0 * rss / (k - p)
-        t = max(tau2, 0.0)
-        se = math.sqrt(tau0 * tau0 / (k - p) ** 2 * (
-            2 * float((PV * PV.T).sum()) + 4 * t * float((PV * P).sum())
-            + 2 * t * t * float((P * P).sum())))
-        return _Tau2(max(0.0, tau2), se)
+        t, se = _sj_tau2(tau0, float(ymc @ P @ ymc), k - p, float((P * P).sum()), float((PV * PV.T).sum()),
+                         float((PV * P).sum()))
+        return _Tau2(float(t), float(se))
     if method == "PM":
 
         def qfun(t: float) -> float:
@@ -846,10 +840,8 @@ def _tau2_general(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str,
     tr_pv = float(np.trace(PV))
     tau2_he = (rss - tr_pv) / (k - p)
     if method == "HE":
-        t = max(tau2_he, 0.0)
-        se = math.sqrt(2 * float((PV * PV.T).sum()) + 4 * t * tr_pv
-                       + 2 * t * t * (k - p)) / (k - p)
-        return _Tau2(max(0.0, tau2_he), se)
+        t, se = _he_tau2(rss, tr_pv, k - p, float((PV * PV.T).sum()))
+        return _Tau2(float(t), float(se))
 
     def step(t, _rows):
         w = 1.0 / (v + t[0])

@@ -3,12 +3,12 @@ positions, texts), not only that a figure is returned."""
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from figure_layout import decode as _decode
 
 from analysis.meta import leave_one_out, random_effects
 from analysis.plots_meta import (
@@ -25,21 +25,6 @@ V = np.asarray(BCG["vi"], float)
 LABELS = list(BCG["labels"])
 N = np.asarray(BCG["n"], float)
 Z975 = 1.959963984540054
-
-
-def _decode(obj):
-    """plotly writes numeric arrays as base64 typed arrays ({"dtype", "bdata"});
-    turn them back into lists so the JSON can be inspected."""
-    if isinstance(obj, dict):
-        if "bdata" in obj and "dtype" in obj:
-            arr = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=np.dtype(obj["dtype"]))
-            if "shape" in obj:
-                arr = arr.reshape([int(x) for x in str(obj["shape"]).split(",")])
-            return arr.tolist()
-        return {k: _decode(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_decode(v) for v in obj]
-    return obj
 
 
 def _json(fig):
