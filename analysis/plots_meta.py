@@ -545,12 +545,16 @@ def forest_panels_figure(
         plot_bgcolor="white",
         margin={"l": int(math.ceil(ml)), "r": int(math.ceil(mr)), "t": top, "b": int(bottom)},
         font={"family": FONT_FAMILY, "size": FONT_SIZE},
-        annotations=annotations,
         meta={"rows": order, "y_rows": [y_of[lab] for lab in order], "y_header": y_header,
               "y_new": ys.get("new"), "y_ref": ys.get("summary"), "y_pooled": ys.get("summary"),
               "y_pi": ys.get("pi"), "margin_px": [ml, mr]},
     )
-    return fig
+    # Several annotations per study row: plotly's per-property validation of ~1,000 of them takes
+    # seconds, so they are attached unvalidated (they are built here from fixed keys; a test
+    # re-validates the whole figure).
+    spec = fig.to_plotly_json()
+    spec["layout"]["annotations"] = annotations
+    return go.Figure(spec, _validate=False)
 
 
 def forest_figure(

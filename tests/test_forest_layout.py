@@ -129,3 +129,11 @@ def test_forest_plot_exports_to_png():
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert int.from_bytes(png[16:20], "big") == 1200
     assert int.from_bytes(png[20:24], "big") == int(fig.layout.height)
+
+
+def test_forest_figures_are_valid_plotly():
+    import plotly.graph_objects as go
+
+    a, b = _pair()
+    for fig in (paired_forest_plot(a, b), forest_plot(a)):
+        go.Figure(fig.to_dict())  # full validation of every trace, shape and annotation
