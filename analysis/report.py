@@ -133,7 +133,7 @@ def _is_p_column(col) -> bool:
 
 
 def _cell(v, col=None) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and not math.isfinite(v)):
         return ""
     if col is not None and _is_p_column(col) and isinstance(v, float | np.floating):
         return fmt.pvalue(v)
@@ -142,7 +142,7 @@ def _cell(v, col=None) -> str:
     if isinstance(v, int | np.integer):
         return fmt.count(v)
     if isinstance(v, float | np.floating):
-        return fmt.num(v, 4) if abs(v) < 1000 else fmt.num(v, 1)
+        return fmt.num(v, 3) if abs(v) < 1000 else fmt.num(v, 1)
     return str(v)
 
 
