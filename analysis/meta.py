@@ -1626,6 +1626,20 @@ class MetaRegressionResult:
         """The coefficient table (one row per term)."""
         return self.coefficients
 
+    def display_frame(self) -> pd.DataFrame:
+        """The coefficient table for readers: readable headers, numbers by
+        :mod:`analysis.formatting` (APA p values, true minus)."""
+        pct = f"{100 * self.level:g}%"
+        stat = "z" if self.test == "z" else "t"
+        return pd.DataFrame({
+            "Term": list(self.terms),
+            "Estimate": [fmt.num(x) for x in self.estimate],
+            f"{pct} CI": [fmt.interval(a, b) for a, b in zip(self.ci_low, self.ci_high)],
+            "SE": [fmt.num(x, 3) for x in self.se],
+            stat: [fmt.num(x) for x in self.statistic],
+            "p": [fmt.pvalue(x) for x in self.pvalue],
+        })
+
     def summary(self) -> str:
         """One plain-language sentence on the moderators and residual heterogeneity."""
         if self.test == "z":

@@ -103,9 +103,8 @@ elif section == "Meta-regression":
                     st.error(f"{DIRECTIONS[d]}: {esc(e, None)}")
                     continue
                 st.markdown(f"**{DIRECTIONS[d]}.** {esc(mr.summary(), None)}")
-                coef = mr.coefficients
-                st.dataframe(coef, width="stretch", hide_index=True)
-                table_download(coef, f"meta_regression_{d}", key=f"mr_dl_{d}")
+                st.dataframe(mr.display_frame(), width="stretch", hide_index=True)
+                table_download(mr.coefficients, f"meta_regression_{d}", key=f"mr_dl_{d}")
 
 elif section == "Centering multiverse":
     st.caption("Does the conclusion depend on centering? The same model under every centering, with and without a "

@@ -176,7 +176,7 @@ def test_every_pooled_section_renders():
         assert not at.exception, (section, [e.value for e in at.exception])
         charts[section] = len(at.get("plotly_chart"))
         if section == "Meta-regression":
-            coef = [d.value for d in at.dataframe if "estimate" in d.value.columns and len(d.value) == 2]
+            coef = [d.value for d in at.dataframe if "Estimate" in d.value.columns and len(d.value) == 2]
             assert coef, "meta-regression coefficient table (intercept + setting) missing"
     # forest plot alone, then the section's own figures (two per direction where there are figures)
     assert charts["Report & script"] == 1 and charts["Meta-regression"] == 1

@@ -45,3 +45,15 @@ def test_small_tau2_keeps_significant_digits_and_k1_has_dashes():
     assert float(tau.replace("−", "-")) != 0.0 and abs(float(tau) - r.tau2) / r.tau2 < 0.05
     one = results_table({"a": random_effects([0.2], [0.01])}).iloc[0]
     assert one["τ²"] == "—" and one["Q"] == "—" and one["95% prediction interval"] == "—"
+
+
+def test_meta_regression_table_for_readers():
+    from analysis.meta import meta_regression
+
+    year = np.asarray(BCG.get("year", np.arange(len(Y))), float)
+    mr = meta_regression(Y, V, {"year": year})
+    t = mr.display_frame()
+    assert list(t.columns) == ["Term", "Estimate", "95% CI", "SE", "z", "p"]
+    assert list(t["Term"]) == ["intercept", "year"]
+    assert all(p.startswith(("<", ">", ".")) for p in t["p"])
+    assert "e-" not in t.to_string() and "-" not in "".join(t["Estimate"])
