@@ -503,7 +503,7 @@ def forest_panels_figure(
                 full = f"{letters[i]}: {head}"
                 head = full if text_width(full, 13, bold=True) + 8 <= panel_px else letters[i]
             text = f"<b>{html.escape(head)}</b>"
-            annotations.append({"text": text, "x": (dom[0] + dom[1]) / 2, "xref": "paper", "y": 1.0,
+            annotations.append({"text": text, "x": (dom[0] + dom[1]) / 2, "xref": "paper", "xanchor": "center", "y": 1.0,
                                 "yref": "paper", "yanchor": "bottom", "yshift": 4, "showarrow": False,
                                 "font": {"size": 13}, "name": "panel title"})
     if paired:  # one x-axis title under both panels

@@ -40,7 +40,7 @@ def _describe(pairs):
     return "; ".join(f"{a.name}:{a.text!r} × {b.name}:{b.text!r}" for a, b in pairs[:5])
 
 
-@pytest.mark.parametrize("width", [900, 1200, 1600])
+@pytest.mark.parametrize("width", [900, 1000, 1200, 1600])
 def test_paired_forest_columns_never_overlap_with_unequal_pairs_and_long_names(width):
     a, b = _pair()
     fj = figure_json(paired_forest_plot(a, b, xlabel="Within-patient lagged coefficient (SD units)"))
@@ -51,21 +51,22 @@ def test_paired_forest_columns_never_overlap_with_unequal_pairs_and_long_names(w
     assert any("N patients" == t for t in texts) and any(t.startswith("N pairs (A / B)") for t in texts)
 
 
-@pytest.mark.parametrize("width", [800, 1200])
+@pytest.mark.parametrize("width", [800, 1000, 1200])
 def test_single_forest_columns_never_overlap(width):
     a, _ = _pair()
     bad = overlapping(figure_json(forest_plot(a, title="Pooled")), width)
     assert not bad, _describe(bad)
 
 
-def test_screening_forest_columns_never_overlap():
+@pytest.mark.parametrize("width", [1000, 1400])
+def test_screening_forest_columns_never_overlap(width):
     a, _ = _pair()
     ref = collection_reference(a)
     new = Effect("A new study with a long name from somewhere", 0.2, 0.05, 0.35, n_patients=50, n_pairs=400)
     fj = figure_json(screening_forest({"alliance_to_symptoms": new, "symptoms_to_alliance": new},
                                       {"alliance_to_symptoms": ref, "symptoms_to_alliance": ref},
                                       new_label="Screened: A new study with a long name from somewhere"))
-    bad = overlapping(fj, 1200)
+    bad = overlapping(fj, width)
     assert not bad, _describe(bad)
 
 
@@ -137,3 +138,15 @@ def test_forest_figures_are_valid_plotly():
     a, b = _pair()
     for fig in (paired_forest_plot(a, b), forest_plot(a)):
         go.Figure(fig.to_dict())  # full validation of every trace, shape and annotation
+
+
+@pytest.mark.parametrize("width", [1000, 1300])
+def test_panel_titles_do_not_overlap_when_the_margins_are_narrow(width):
+    from analysis.screening import manual_reference
+
+    ref = manual_reference(-0.1, -0.15, -0.05)
+    fj = figure_json(screening_forest({"alliance_to_symptoms": Effect("New", -0.2, -0.3, -0.1),
+                                       "symptoms_to_alliance": None},
+                                      {"alliance_to_symptoms": ref, "symptoms_to_alliance": None}))
+    bad = overlapping(fj, width)
+    assert not bad, _describe(bad)
