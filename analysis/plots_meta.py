@@ -41,6 +41,7 @@ STUDY_COLOR = "#1f4e79"
 POOLED_COLOR = "#b22222"
 PI_COLOR = "#555555"
 PI_FILL = "rgba(120,120,120,0.13)"
+NEW_COLOR = "#d95f02"  # orange: a highlighted (screened) study
 _ROW_PX = 24
 _MAX_MARKER = 18.0
 _MIN_MARKER = 4.0
@@ -392,7 +393,7 @@ def forest_panels_figure(
     summary_label: str = "Pooled estimate",
     level: float = 0.95,
     new_label: str | None = None,
-    new_color: str = "#d95f02",
+    new_color: str = NEW_COLOR,
     show_pairs: bool = True,
     notes: Sequence[str] = (),
 ) -> go.Figure:

@@ -15,12 +15,11 @@ from collections.abc import Mapping
 
 import plotly.graph_objects as go
 
-from analysis.plots_meta import PI_COLOR, POOLED_COLOR, ForestPanel, ForestRow, forest_panels_figure
+from analysis.plots_meta import NEW_COLOR, PI_COLOR, POOLED_COLOR, ForestPanel, ForestRow, forest_panels_figure
 from analysis.screening import Effect, Reference, place
 
 __all__ = ["NEW_COLOR", "screening_forest", "screening_forest_figure"]
 
-NEW_COLOR = "#d95f02"  # orange: the screened study
 _INSIDE_COLOR = "#1b7837"
 
 
