@@ -28,9 +28,9 @@ from scipy import special
 from . import formatting as fmt
 from .meta import METHOD_NAMES, MetaResult, _check_effects
 
-__all__ = ["FONT_FAMILY", "ForestPanel", "ForestRow", "forest_figure", "forest_panels_figure", "forest_plot",
+__all__ = ["FONT_FAMILY", "NEW_COLOR", "ForestPanel", "ForestRow", "forest_figure", "forest_panels_figure", "forest_plot",
            "funnel_figure", "funnel_plot", "leave_one_out_figure", "leave_one_out_plot", "paired_forest_figure",
-           "paired_forest_plot", "text_width"]
+           "meta_panel", "paired_forest_plot", "text_width"]
 
 # Arial and Liberation Sans share advance widths (Helvetica within ~1%); the
 # figures ask for these fonts so the measured widths hold on screen and in PNGs.
