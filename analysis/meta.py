@@ -641,23 +641,38 @@ def _tau2_many(Y: np.ndarray, V: np.ndarray, M: np.ndarray, method: str,
         s1, _, rss1 = rss(wts(tau2))
         logv0 = (np.log(v) * Mf).sum(axis=1)
         logv1 = (np.log(v + tau2[:, None]) * Mf).sum(axis=1)
-        if method == "ML":
-            ll0 = -0.5 * k * _LOG_2PI - 0.5 * logv0 - 0.5 * rss0
-            ll = -0.5 * k * _LOG_2PI - 0.5 * logv1 - 0.5 * rss1
-        else:
-            ll0 = -0.5 * km1 * _LOG_2PI - 0.5 * logv0 - 0.5 * np.log(s0) - 0.5 * rss0
-            ll = -0.5 * km1 * _LOG_2PI - 0.5 * logv1 - 0.5 * np.log(s1) - 0.5 * rss1
-        reset = conv & (ll0 - ll > _TOL) & (tau2 > ctl.threshold)
+        drop = _ll_drop(method, k, km1, logv0, logv1, rss0, rss1, np.log(s0), np.log(s1))
+        reset = conv & (drop > _TOL) & (tau2 > ctl.threshold)
         tau2 = np.where(reset, 0.0, tau2)
     tau2 = np.maximum(tau2, 0.0)
     w = wts(tau2)
-    if method == "REML":
-        se = np.sqrt(2.0 / _psums(w, v)[1])
-    elif method == "ML":
-        se = np.sqrt(2.0 / (w * w).sum(axis=1))
-    else:
-        se = np.sqrt(2.0 * k * k / km1) / w.sum(axis=1)
+    se = _fisher_se(method, k, km1, w.sum(axis=1), (w * w).sum(axis=1),
+                    _psums(w, v)[1] if method == "REML" else None)
     return _Tau2Many(tau2, se, conv, iters, reset)
+
+
+def _ll_drop(method: str, k, df, logv0, logv1, rss0, rss1, logdet0=0.0, logdet1=0.0):
+    """Log-likelihood at tau2 = 0 minus the one at the estimate (metafor's check for a
+    local maximum), on floats or row-wise arrays: ML ``-(k log 2pi + sum log(v + tau2) +
+    Y'PY) / 2``; REML ``-((k - p) log 2pi + sum log(v + tau2) + log|X'WX| + Y'PY) / 2``."""
+    if method == "ML":
+        n, logdet0, logdet1 = k, 0.0, 0.0
+    else:
+        n = df
+    ll0 = -0.5 * n * _LOG_2PI - 0.5 * logv0 - 0.5 * logdet0 - 0.5 * rss0
+    ll = -0.5 * n * _LOG_2PI - 0.5 * logv1 - 0.5 * logdet1 - 0.5 * rss1
+    return ll0 - ll
+
+
+def _fisher_se(method: str, k, df, s1, s2, s_pp):
+    """metafor's SE of tau2 at the estimate: REML ``sqrt(2 / tr(PP))``, ML
+    ``sqrt(2 / sum(w^2))``, EB and PM ``sqrt(2 k^2 / df) / sum(w)``."""
+    sqrt = np.sqrt if isinstance(s1, np.ndarray) else math.sqrt
+    if method == "REML":
+        return sqrt(2.0 / s_pp)
+    if method == "ML":
+        return sqrt(2.0 / s2)
+    return sqrt(2.0 * k * k / df) / s1
 
 
 def _moment_tau2(method: str, rss, k, df, tr_p, s_pp, s1):
@@ -734,8 +749,7 @@ def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
         if not math.isfinite(tau2):
             return _Tau2(_NAN, _NAN, False, 0, tuple(msgs))
         tau2 = max(0.0, tau2)
-        w = 1.0 / (v + tau2)
-        se = math.sqrt(2.0 * k * k / (k - 1)) / float(w.sum())
+        se = float(_fisher_se("PM", k, k - 1, float((1.0 / (v + tau2)).sum()), None, None))
         return _Tau2(tau2, se, ok, 0, tuple(msgs))
 
     # HE (also the starting value of ML/REML/EB)
@@ -774,24 +788,14 @@ def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
         s1, _, _, _, _, rss1 = _wsums(pairs, tau2)
         logv0 = sum(math.log(vv) for vv, _ in pairs)
         logv1 = sum(math.log(vv + tau2) for vv, _ in pairs)
-        if method == "ML":
-            ll0 = -0.5 * k * _LOG_2PI - 0.5 * logv0 - 0.5 * rss0
-            ll = -0.5 * k * _LOG_2PI - 0.5 * logv1 - 0.5 * rss1
-        else:
-            ll0 = -0.5 * (k - 1) * _LOG_2PI - 0.5 * logv0 - 0.5 * math.log(s0) - 0.5 * rss0
-            ll = -0.5 * (k - 1) * _LOG_2PI - 0.5 * logv1 - 0.5 * math.log(s1) - 0.5 * rss1
-        if ll0 - ll > _TOL and tau2 > threshold:
+        if _ll_drop(method, k, k - 1, logv0, logv1, rss0, rss1, math.log(s0), math.log(s1)) > _TOL \
+                and tau2 > threshold:
             msgs.append(_ll0_message(method))
             tau2 = 0.0
     tau2 = max(0.0, tau2)
     s1, s2, s3, _, _, _ = _wsums(pairs, tau2)
-    if method == "REML":
-        q = s2 / s1
-        se = math.sqrt(2.0 / (s2 - 2.0 * s3 / s1 + q * q))
-    elif method == "ML":
-        se = math.sqrt(2.0 / s2)
-    else:
-        se = math.sqrt(2.0 * k * k / (k - 1)) / s1
+    q = s2 / s1
+    se = float(_fisher_se(method, k, k - 1, s1, s2, s2 - 2.0 * s3 / s1 + q * q))  # tr(PP) as in the step
     return _Tau2(tau2, se, conv, it, tuple(msgs))
 
 
@@ -828,8 +832,7 @@ def _tau2_general(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str,
         if not math.isfinite(tau2):
             return _Tau2(_NAN, _NAN, False, 0, tuple(msgs))
         tau2 = max(0.0, tau2)
-        w = 1.0 / (v + tau2)
-        se = math.sqrt(2.0 * k * k / (k - p)) / float(w.sum())
+        se = float(_fisher_se("PM", k, k - p, float((1.0 / (v + tau2)).sum()), None, None))
         return _Tau2(tau2, se, ok, 0, tuple(msgs))
 
     # HE, and the start of ML/REML/EB
@@ -864,26 +867,15 @@ def _tau2_general(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str,
         rss0 = _wls_rss(ymc, X, w0)
         w1 = 1.0 / (v + tau2)
         rss1 = _wls_rss(ymc, X, w1)
-        if method == "ML":
-            ll0 = -0.5 * k * _LOG_2PI - 0.5 * float(np.log(v).sum()) - 0.5 * rss0
-            ll = -0.5 * k * _LOG_2PI - 0.5 * float(np.log(v + tau2).sum()) - 0.5 * rss1
-        else:
-            ll0 = (-0.5 * (k - p) * _LOG_2PI - 0.5 * float(np.log(v).sum())
-                   - 0.5 * _logdet_xwx(X, w0) - 0.5 * rss0)
-            ll = (-0.5 * (k - p) * _LOG_2PI - 0.5 * float(np.log(v + tau2).sum())
-                  - 0.5 * _logdet_xwx(X, w1) - 0.5 * rss1)
-        if ll0 - ll > _TOL and tau2 > threshold:
+        logdets = (_logdet_xwx(X, w0), _logdet_xwx(X, w1)) if method == "REML" else (0.0, 0.0)
+        if _ll_drop(method, k, k - p, float(np.log(v).sum()), float(np.log(v + tau2).sum()), rss0, rss1,
+                    *logdets) > _TOL and tau2 > threshold:
             msgs.append(_ll0_message(method))
             tau2 = 0.0
     tau2 = max(0.0, tau2)
     w = 1.0 / (v + tau2)
-    if method == "REML":
-        P = _p_matrix(X, w)
-        se = math.sqrt(2.0 / float((P * P).sum()))
-    elif method == "ML":
-        se = math.sqrt(2.0 / float(w @ w))
-    else:
-        se = math.sqrt(2.0 * k * k / (k - p)) / float(w.sum())
+    s_pp = float((_p_matrix(X, w) ** 2).sum()) if method == "REML" else None
+    se = float(_fisher_se(method, k, k - p, float(w.sum()), float(w @ w), s_pp))
     return _Tau2(tau2, se, conv, it, tuple(msgs))
 
 
