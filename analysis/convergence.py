@@ -67,21 +67,30 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.formatting import count, num, p_text, pvalue
+from analysis.formatting import count, num, p_text, percent, pvalue
 from analysis.lmm import LMMFit, boundary_lrt, drop_collinear, fit_lmm, variance_components
 
 __all__ = [
+    "PRESETS",
     "TERM_LABELS",
     "DyadScores",
     "DyadicResult",
     "GrowthModel",
     "GrowthResult",
+    "PowerResult",
+    "SampleResult",
+    "SampleRules",
+    "ShapeComparison",
+    "apply_sample_rules",
+    "convergence_power",
     "dyad_scores",
     "dyadic_model",
     "growth_models",
     "models_table",
     "pooled_convergence",
     "trajectories",
+    "trajectory_shape",
+    "transform_score",
 ]
 
 PREDICTORS = (
@@ -390,14 +399,14 @@ def dyad_scores(df: pd.DataFrame, discrepancy: str = "absolute", transform: str 
         }
     )
     if "therapist" in d.columns:
-        th = d.groupby(["study", "patient"], sort=False)["therapist"].agg(lambda s: s.dropna().unique())
-        nth = th.map(len)
+        gth = d.assign(therapist=d["therapist"].astype("string")).groupby(["study", "patient"], sort=False)["therapist"]
+        nth = gth.nunique()
         if (nth > 1).any():
             bad = nth[nth > 1].index[:3].tolist()
             raise ValueError(f"Some dyads have more than one therapist id (e.g. {bad}); a dyad has one therapist.")
-        thmap = th.map(lambda a: a[0] if len(a) else pd.NA)
+        thmap = gth.first()
         table["therapist"] = pd.array(
-            [thmap.get((s, p), pd.NA) for s, p in zip(table["study"], table["patient"])], dtype="string"
+            thmap.reindex(pd.MultiIndex.from_arrays([table["study"], table["patient"]])).to_numpy(), dtype="string"
         )
     reliability = {}
     for stu, sub in table.groupby("study", sort=False):
@@ -1001,6 +1010,7 @@ def growth_models(
     score_method: str = "ols",
     rules: SampleRules | None = None,
     covariates=(),
+    random_tests: bool = True,
 ) -> GrowthResult:
     """Fit the paper's symptom growth Models 1–3 for one study (METHODS §8).
 
@@ -1026,6 +1036,7 @@ def growth_models(
     null model that the symptom slopes vary (χ²₁:χ²₂ mixture).
     AIC: ``aic_reml`` from the REML fit, ``aic_ml`` from an ML refit
     (``ml_refit``); only ML AICs compare models with different fixed effects.
+    ``random_tests=False`` skips the slope test and the variance-component SEs (faster, for simulations).
     """
     models = tuple(int(m) for m in models)
     if not models or any(m not in (1, 2, 3) for m in models):
@@ -1075,7 +1086,7 @@ def growth_models(
     if fitted is None:
         fitted = fit_all(None, lvl_msgs)
     try:
-        slope_test = _slope_test(rows, outer)
+        slope_test = _slope_test(rows, outer) if random_tests else None
     except ValueError:
         slope_test = None
     if slope_test is not None:
@@ -1395,3 +1406,164 @@ def pooled_convergence(
         n_patients=use["n_dyads"].to_numpy(int),
     )
     return table, meta
+
+
+# ----------------------------------------------------------------------------
+# preparatory analysis: linear vs log-linear symptom trajectory
+
+
+@dataclass(frozen=True, eq=False)
+class ShapeComparison:
+    """Linear vs log-linear symptom trajectory of the null model, compared by ML AIC (METHODS §8).
+
+    ``table``: shape ("linear", "log-linear"), time variable, AIC (ML), deviance (ML),
+    converged. ``preferred`` is the shape with the lower AIC; ``delta_aic`` =
+    AIC(log-linear) − AIC(linear) (positive favours linear).
+    """
+
+    table: pd.DataFrame
+    preferred: str
+    delta_aic: float
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.table.copy()
+
+    def summary(self) -> str:
+        return (f"{self.preferred.capitalize()} trajectory preferred (ΔAIC log-linear − linear = "
+                f"{num(self.delta_aic, 1)}, ML).")
+
+
+def trajectory_shape(df: pd.DataFrame, time: str = "session", rules: SampleRules | None = None) -> ShapeComparison:
+    """Null model ``Y = b0j + b1j·f(t)`` with f(t) = t (linear) or log(t − t_min + 1) (log-linear).
+
+    Both are fitted by ML with a random intercept and slope (unstructured) on the
+    same rows (the growth-model sample of :func:`growth_models`, time coding
+    ``time``) and compared by AIC = −2 logL + 2·6, as the paper's preparatory
+    analysis (the lower AIC is preferred).
+    """
+    if rules is not None:
+        df = apply_sample_rules(df, rules).data
+    _d, _s, _study, _dyc, rows, _o, _c, _e = _prepare(df, None, time, "raw", "absolute", "none")
+    y, Z, groups = _yzg(rows)
+    t = Z[:, 1]
+    out = []
+    for shape, f in (("linear", t), ("log-linear", np.log(t - t.min() + 1.0))):
+        X = np.column_stack([np.ones(len(t)), f])
+        fit = fit_lmm(y, X, X, groups, coef_names=("intercept", "time"), re_names=("intercept", "time"),
+                      reml=False, satterthwaite=False)
+        out.append({"shape": shape, "time": "t" if shape == "linear" else "log(t − min t + 1)",
+                    "aic_ml": fit.aic, "deviance_ml": fit.deviance, "converged": fit.converged})
+    tab = pd.DataFrame(out)
+    delta = float(tab["aic_ml"].iloc[1] - tab["aic_ml"].iloc[0])
+    return ShapeComparison(table=tab, preferred="linear" if delta >= 0 else "log-linear", delta_aic=delta)
+
+
+# ----------------------------------------------------------------------------
+# simulation-based power for convergence × time
+
+
+@dataclass(frozen=True, eq=False)
+class PowerResult:
+    """Simulated power of Model 2's convergence × time test (METHODS §8).
+
+    ``table``: beta, power, mc_se (√(p(1 − p)/n_sim)), n_ok (simulations that
+    fitted), mean_estimate (of time:convergence). Design in ``design``.
+    """
+
+    table: pd.DataFrame
+    n_dyads: int
+    sessions: tuple
+    n_sim: int
+    alpha: float
+    design: dict
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.table.copy()
+
+    def summary(self) -> str:
+        parts = [f"β = {num(r.beta)}: {percent(r.power)}" for r in self.table.itertuples()]
+        return (f"Power at N = {count(self.n_dyads)} dyads, α = {num(self.alpha)}, {count(self.n_sim)} simulations: "
+                + "; ".join(parts) + ".")
+
+
+def convergence_power(n_dyads: int, sessions, betas=(0.2, 0.3, 0.4), *, n_sim: int = 200, alpha: float = 0.05,
+                      seed: int = 0, **design) -> PowerResult:
+    """Power of Model 2's ``time:convergence`` test by simulation (:func:`analysis.simulate.simulate_dyads`).
+
+    For each standardized effect β, ``n_sim`` data sets of ``n_dyads`` dyads
+    rated at ``sessions`` are simulated with ``convergence_on_slope =
+    sd_symptom_slope · β / √(1 − β²)``, so that the correlation of the true
+    convergence share with the true symptom slope is β (the paper's
+    "standardized regression slope"). Model 2 is fitted (REML, Satterthwaite
+    df) with the per-dyad OLS convergence score; power = share of data sets
+    with p < ``alpha``. Unlike the paper's cross-sectional approximation
+    (N = 44 / 82 / 191 for β = .4 / .3 / .2) this includes the attenuation by
+    the score's unreliability, so it is usually lower. ``design``: further
+    :func:`simulate_dyads` arguments (e.g. ``symptom_instrument``).
+    """
+    from analysis.simulate import simulate_dyads
+
+    sessions = tuple(int(s) for s in sessions)
+    if int(n_dyads) < 5:
+        raise ValueError("Power needs at least 5 dyads.")
+    if len(sessions) < 3:
+        raise ValueError("Power needs at least 3 sessions (the convergence score needs a residual variance).")
+    if not 0 < alpha < 1 or n_sim < 1:
+        raise ValueError("alpha must be in (0, 1) and n_sim ≥ 1.")
+    sd_slope = float(design.pop("sd_symptom_slope", 0.04))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in betas:
+        b = float(b)
+        if not -1 < b < 1:
+            raise ValueError("Each β must lie strictly between −1 and 1.")
+        eff = sd_slope * b / np.sqrt(1 - b * b)
+        hits, ests, ok = 0, [], 0
+        for _ in range(int(n_sim)):
+            sim = simulate_dyads(int(n_dyads), sessions, sd_symptom_slope=sd_slope, convergence_on_slope=eff,
+                                 seed=int(rng.integers(2**31)), **design)
+            try:
+                gm = growth_models(sim.data, models=(2,), ml_refit=False, random_tests=False).models[2]
+            except ValueError:
+                continue
+            fx = gm.fixed.set_index("term")
+            ok += 1
+            ests.append(float(fx.at["time:convergence", "estimate"]))
+            hits += bool(fx.at["time:convergence", "pvalue"] < alpha)
+        pw = hits / ok if ok else np.nan
+        rows.append({"beta": b, "power": pw, "mc_se": float(np.sqrt(pw * (1 - pw) / ok)) if ok else np.nan,
+                     "n_ok": ok, "mean_estimate": float(np.mean(ests)) if ests else np.nan})
+    return PowerResult(table=pd.DataFrame(rows), n_dyads=int(n_dyads), sessions=sessions, n_sim=int(n_sim),
+                       alpha=float(alpha), design={"sd_symptom_slope": sd_slope, **design})
+
+
+# ----------------------------------------------------------------------------
+# "Reproduce a paper" presets (seed 001)
+
+PRESETS = {
+    "Seed 001 · Study 1 (BDI-II, sessions 1–14)": {
+        "demo": "dyads_bdi.csv",
+        "description": "96 dyads rated after each of 14 sessions; convergence from the multilevel growth curves "
+                       "of all WAI ratings; BDI-II over sessions 1–14; therapist level decided in the null model.",
+        "rules": SampleRules(),
+        "options": {"time": "session", "score_method": "multilevel", "discrepancy": "absolute",
+                    "transform": "yeo_johnson", "therapist_level": "lrt", "covariates": ()},
+    },
+    "Seed 001 · Study 2 (GSI, sessions 1/3/12/20/end)": {
+        "demo": "dyads_gsi.csv",
+        "description": "Dyads with ≥ 20 sessions and complete WAI at sessions 3, 12 and 20 plus a final GSI; "
+                       "convergence from WAI at 3, 12, 20; GSI at 1, 3, 12, 20 and termination, time as "
+                       "assessment occasion (0–4).",
+        "rules": SampleRules(score_sessions=(3, 12, 20), symptom_sessions=(1, 3, 12, 20), symptom_final=True,
+                             min_sessions=20, complete_sessions=(3, 12, 20), complete_final=True,
+                             length_column="n_sessions"),
+        "options": {"time": "occasion", "score_method": "multilevel", "discrepancy": "absolute",
+                    "transform": "yeo_johnson", "therapist_level": "lrt", "covariates": ()},
+    },
+}
+"""Settings that reproduce the seed paper's Tables I–II on the dyadic demos (demo_data/README.md).
+
+Each entry: ``demo`` (file in demo_data/), ``description``, ``rules`` (:class:`SampleRules`) and
+``options`` (keyword arguments of :func:`growth_models`). The paper log-transformed its skewed
+score; the presets use the scale-aware Yeo–Johnson transform instead (:func:`transform_score`).
+"""

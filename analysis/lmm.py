@@ -931,7 +931,8 @@ def boundary_lrt(reduced: LMMFit, full: LMMFit, df_full: int, df_reduced: int | 
     effects, or both ML). Under H0 a variance on its boundary makes LR a 50:50
     mixture of χ²(``df_reduced``) and χ²(``df_full``) (Self & Liang 1987; Stram
     & Lee 1994): ``p = ½·P(χ²_df_reduced > LR) + ½·P(χ²_df_full > LR)``,
-    with χ²₀ a point mass at 0. ``df_reduced`` defaults to ``df_full − 1``.
+    with χ²₀ a point mass at 0 (so p = ½ at LR = 0; LR below 1e-6 counts as 0).
+    ``df_reduced`` defaults to ``df_full − 1``.
     E.g. a therapist intercept: χ²₀/χ²₁; a random slope with its covariance
     added to a random intercept: χ²₁/χ²₂. Also returns the naive χ²(df_full) p.
     """
@@ -940,10 +941,11 @@ def boundary_lrt(reduced: LMMFit, full: LMMFit, df_full: int, df_reduced: int | 
     if reduced.n_obs != full.n_obs:
         raise ValueError("Both fits must use the same observations.")
     d0 = df_full - 1 if df_reduced is None else int(df_reduced)
-    lr = max(float(reduced.deviance - full.deviance), 0.0)
+    lr = float(reduced.deviance - full.deviance)
+    lr = 0.0 if lr < 1e-6 else lr  # below the criteria's numerical accuracy
 
     def sf(df):
-        return float(lr <= 0) if df == 0 else float(stats.chi2.sf(lr, df))
+        return 0.0 if df == 0 else float(stats.chi2.sf(lr, df))
 
     return {"statistic": lr, "df": (d0, int(df_full)), "pvalue": 0.5 * sf(d0) + 0.5 * sf(df_full),
             "pvalue_naive": sf(df_full), "method": full.method}
