@@ -63,3 +63,18 @@ def test_without_therapist_ratings_offers_a_demo():
     at.button(key="conv_load_demo").click().run()
     assert not at.exception
     assert at.session_state["dataset"]["df"]["therapist_alliance"].notna().any()
+
+
+def _models_table(at):
+    t = next(d.value for d in at.dataframe if any("Model 1" in str(c) for c in d.value.columns))
+    return t.set_index("term") if "term" in t.columns else t
+
+
+def test_symptom_only_occasions_stay_in_the_models():
+    """GSI at session 1 and at the end without WAI (seed 001 Study 2): those rows are symptom
+    observations of the growth models (the page once dropped every row without an alliance rating)."""
+    d = simulate_dyads(30, (1, 3, 12, 20, 30), seed=4).data
+    d.loc[d["session"].isin([1, 30]), ["alliance", "therapist_alliance"]] = float("nan")
+    at = _run(d)
+    tab = _models_table(at)
+    assert tab.at["N observations", "Model 1"] == str(int(d["symptoms"].notna().sum()))
