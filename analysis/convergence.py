@@ -167,8 +167,8 @@ def trajectories(df: pd.DataFrame) -> pd.DataFrame:
     """Per study and session: n, mean and SD (ddof = 1) of P, T and D = P − T.
 
     Columns: study, session, n_patient, patient_mean, patient_sd, n_therapist,
-    therapist_mean, therapist_sd, n_joint, discrepancy_mean, discrepancy_sd
-    (the discrepancy uses rows where both ratings exist). These are the
+    therapist_mean, therapist_sd, n_joint, discrepancy_mean, discrepancy_sd,
+    discrepancy_se = SD/√n (the discrepancy uses rows where both ratings exist). These are the
     paper's Figures 1–2 descriptives (METHODS §8).
     """
     d = _check(df, ("alliance", "therapist_alliance"))
@@ -187,6 +187,7 @@ def trajectories(df: pd.DataFrame) -> pd.DataFrame:
             "discrepancy_sd": g["discrepancy"].std(ddof=1),
         }
     ).reset_index()
+    out["discrepancy_se"] = out["discrepancy_sd"] / np.sqrt(out["n_joint"].clip(lower=1))
     out["session"] = out["session"].astype("int64")
     for c in ("n_patient", "n_therapist", "n_joint"):
         out[c] = out[c].astype("int64")
@@ -703,6 +704,8 @@ class GrowthResult:
     null-model likelihood-ratio test of the therapist variance that decided
     the number of levels for every model (None without a therapist level);
     ``slope_test``: the null-model test that the symptom slopes vary.
+    ``observed``: mean symptoms of the model rows per time value (t, mean, n, x =
+    t + time_origin).
     """
 
     study: str
@@ -718,9 +721,35 @@ class GrowthResult:
     slope_test: dict | None = None
     sample_rules: SampleResult | None = None
     covariates: tuple = ()
+    observed: pd.DataFrame | None = None
 
     def to_frame(self) -> pd.DataFrame:
         return pd.concat([m.to_frame() for m in self.models.values()], ignore_index=True)
+
+    def implied_trajectories(self, model: int = 2, predictor: str = "convergence", n: int = 60) -> pd.DataFrame:
+        """Model-implied mean symptom lines at −1 SD, mean and +1 SD of a dyad-level predictor.
+
+        ``ŷ(t) = (g00 + g0x·x) + (g10 + g1x·x)·t`` with the other (centered)
+        predictors at their means and x = z·SD(predictor) (SD over the model's
+        dyads, ddof = 1), over ``n`` points from the first to the last time of
+        the model rows. Columns: z, x (session, or occasion when time =
+        "occasion"), t, predicted.
+        """
+        if model not in self.models:
+            raise ValueError(f"Model {model} was not fitted.")
+        fx = self.models[model].fixed.set_index("term")["estimate"]
+        if predictor not in fx.index:
+            raise ValueError(f"{predictor!r} is not a term of Model {model}.")
+        sd = float(self.sample[predictor].std(ddof=1))
+        obs = self.observed
+        tmin, tmax = (float(obs["t"].min()), float(obs["t"].max())) if obs is not None and len(obs) else (0.0, 10.0)
+        t = np.linspace(tmin, tmax, n)
+        out = []
+        for z in (-1, 0, 1):
+            x = z * sd
+            y = fx["intercept"] + fx.get(predictor, 0) * x + (fx["time"] + fx.get(f"time:{predictor}", 0) * x) * t
+            out.append(pd.DataFrame({"z": z, "x": t + self.time_origin, "t": t, "predicted": y}))
+        return pd.concat(out, ignore_index=True)
 
     def table(self, digits: int = 2) -> pd.DataFrame:
         return models_table(self, digits=digits)
@@ -1111,6 +1140,8 @@ def growth_models(
         slope_test=slope_test,
         sample_rules=srules,
         covariates=covariates,
+        observed=rows.groupby("t", sort=True)["symptoms"].agg(["mean", "count"]).reset_index()
+        .rename(columns={"count": "n"}).assign(x=lambda o: o["t"] + origin),
     )
 
 
