@@ -227,6 +227,7 @@ class DyadScores:
     reliability: dict = field(default_factory=dict)
     method: str = "ols"
     transform_info: dict = field(default_factory=dict)
+    dyadic: dict = field(default_factory=dict, repr=False)
 
     def to_frame(self) -> pd.DataFrame:
         return self.table.copy()
@@ -305,8 +306,9 @@ def dyad_scores(df: pd.DataFrame, discrepancy: str = "absolute", transform: str 
     ols_signed = bP - bT
     aPo, aTo = aP, aT
     messages = []
+    dyadic = {}
     if method == "multilevel":
-        aP, bP, aT, bT, ml_msgs = _eb_lines(d, [uniq[i] for i in keep_d])
+        aP, bP, aT, bT, ml_msgs, dyadic = _eb_lines(d, [uniq[i] for i in keep_d])
         messages += ml_msgs
     dev = (bP + bT) / 2.0
     Dhat = (aP - aT)[g] + (bP - bT)[g] * t
@@ -437,7 +439,8 @@ def dyad_scores(df: pd.DataFrame, discrepancy: str = "absolute", transform: str 
     if len(excluded):
         messages.append(f"{len(excluded)} dyad(s) excluded: fewer than 2 sessions with both ratings.")
     return DyadScores(table=table, excluded=excluded, discrepancy=discrepancy, transform=transform,
-                      messages=tuple(messages), reliability=reliability, method=method, transform_info=info)
+                      messages=tuple(messages), reliability=reliability, method=method, transform_info=info,
+                      dyadic=dyadic)
 
 
 TRANSFORMS = ("none", "log_shift", "yeo_johnson")
@@ -480,15 +483,17 @@ def _eb_lines(d: pd.DataFrame, keys) -> tuple:
     """Empirical-Bayes P and T lines (intercept, slope at t = session) for the dyads ``keys``.
 
     One stacked dyadic model (:func:`dyadic_model`, "full" structure with its
-    fall-back) per study; returns (a_P, b_P, a_T, b_T, messages).
+    fall-back) per study; returns (a_P, b_P, a_T, b_T, messages, {study: DyadicResult}).
     """
     k = len(keys)
     aP, bP, aT, bT = (np.full(k, np.nan) for _ in range(4))
     msgs = []
+    fits = {}
     pos = {key: i for i, key in enumerate(keys)}
     for stu in d["study"].unique():
         sub = d[d["study"] == stu]
-        dy = dyadic_model(sub, time="session", random="full", satterthwaite=False)
+        dy = dyadic_model(sub, time="session", random="full")
+        fits[str(stu)] = dy
         msgs += [f"{stu}: multilevel score model: {m}" for m in dy.messages]
         fx = dy.fixed.set_index("term")["estimate"]
         re = pd.DataFrame(dy.fit.ranef, columns=list(dy.fit.re_names), index=dy.fit.group_labels)
@@ -505,7 +510,7 @@ def _eb_lines(d: pd.DataFrame, keys) -> tuple:
                 continue
             aP[i], aT[i] = lev[pid] + dis[pid] / 2, lev[pid] - dis[pid] / 2
             bP[i], bT[i] = gro[pid] + dsl[pid] / 2, gro[pid] - dsl[pid] / 2
-    return aP, bP, aT, bT, msgs
+    return aP, bP, aT, bT, msgs, fits
 
 
 # ----------------------------------------------------------------------------
@@ -908,7 +913,14 @@ def _yzg(rows):
             rows["patient"].astype(str).to_numpy())
 
 
-def _level_decision(rows, mode):
+def _null_fit(rows, outer):
+    """REML fit of the null model (random intercept and slope) without Satterthwaite df."""
+    y, Z, groups = _yzg(rows)
+    return fit_lmm(y, Z, Z, groups, coef_names=("intercept", "time"), re_names=("intercept", "time"),
+                   outer=outer, satterthwaite=False)
+
+
+def _level_decision(rows, mode, null2=None):
     """One decision on the therapist level, taken in the null model (Model 1) and used for every model.
 
     REML fits of ``Y = b0j + b1j·t (+ v_k)`` with and without the therapist
@@ -927,6 +939,7 @@ def _level_decision(rows, mode):
         return None, None, ["No therapist id for every row: the therapist level was not fitted (two levels)."]
     y, Z, groups = _yzg(rows)
     outer = rows["therapist"].astype(str).to_numpy()
+    f2 = null2 if null2 is not None else _null_fit(rows, None)
     try:
         f3 = fit_lmm(y, Z, Z, groups, coef_names=("intercept", "time"), re_names=("intercept", "time"),
                      outer=outer, satterthwaite=False)
@@ -934,8 +947,6 @@ def _level_decision(rows, mode):
         return None, None, [f"The three-level model failed ({exc}); fell back to two levels."]
     if not f3.converged:
         return None, None, ["The three-level model did not converge; fell back to two levels (as in the paper)."]
-    f2 = fit_lmm(y, Z, Z, groups, coef_names=("intercept", "time"), re_names=("intercept", "time"),
-                 satterthwaite=False)
     test = boundary_lrt(f2, f3, df_full=1, df_reduced=0)
     test.update(var_therapist=float(f3.outer_var), n_therapists=int(f3.n_outer), mode=mode)
     desc = (f"therapist variance in the null model {num(f3.outer_var, 3)} (LR = {num(test['statistic'])}, "
@@ -949,16 +960,16 @@ def _level_decision(rows, mode):
                         "was dropped for all models (as in the paper)."]
 
 
-def _slope_test(rows, outer):
+def _slope_test(rows, outer, full=None):
     """Do the symptom slopes vary? Null model with a random intercept only vs intercept + slope (REML).
 
     LR is referred to the 50:50 mixture of χ²₁ and χ²₂ (the slope variance on its
     boundary plus its free covariance; Stram & Lee 1994).
     """
     y, Z, groups = _yzg(rows)
-    kw = dict(coef_names=("intercept", "time"), outer=outer, satterthwaite=False)
-    full = fit_lmm(y, Z, Z, groups, re_names=("intercept", "time"), **kw)
-    red = fit_lmm(y, Z, Z[:, :1], groups, re_names=("intercept",), **kw)
+    full = full if full is not None else _null_fit(rows, outer)
+    red = fit_lmm(y, Z, Z[:, :1], groups, coef_names=("intercept", "time"), re_names=("intercept",), outer=outer,
+                  satterthwaite=False)
     out = boundary_lrt(red, full, df_full=2, df_reduced=1)
     out["var_slope"] = float(full.psi[1, 1])
     return out
@@ -1091,7 +1102,13 @@ def growth_models(
         if hi:
             messages.append("Model 3 predictors are nearly collinear (variance inflation factor > 10: "
                             + ", ".join(f"{k} {num(val, 3)}" for k, val in hi.items()) + ").")
-    outer, level_test, lvl_msgs = _level_decision(rows, therapist_level)
+    null2 = None
+    if therapist_level not in (False, None, "never") or random_tests:
+        try:
+            null2 = _null_fit(rows, None)
+        except ValueError:
+            null2 = None
+    outer, level_test, lvl_msgs = _level_decision(rows, therapist_level, null2)
     messages += lvl_msgs
 
     def fit_all(outer_, pre):
@@ -1115,7 +1132,7 @@ def growth_models(
     if fitted is None:
         fitted = fit_all(None, lvl_msgs)
     try:
-        slope_test = _slope_test(rows, outer) if random_tests else None
+        slope_test = _slope_test(rows, outer, null2 if outer is None else None) if random_tests else None
     except ValueError:
         slope_test = None
     if slope_test is not None:

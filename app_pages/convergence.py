@@ -5,7 +5,6 @@ import streamlit as st
 
 from analysis import convergence as conv
 from analysis import formatting as fmt
-from analysis import plots_convergence as pc
 from analysis import plots_meta
 from ui import compute
 from ui.downloads import show_figure, table_download
@@ -129,7 +128,8 @@ skey = f"{skey}|{rules!r}"
 st.header("Patient and therapist ratings over treatment")
 st.caption("Mean ± 1 SD per session (higher = stronger alliance). Converging lines mean the two raters come to agree.")
 tr = compute.conv_trajectories(skey, sd)
-show_figure(pc.alliance_trajectories_figure(tr, study=study), "alliance_trajectories", key="conv_traj")
+show_figure(compute.conv_figure("alliance_trajectories_figure", (skey,), (tr,), {"study": study}),
+            "alliance_trajectories", key="conv_traj")
 with st.expander("Per-session means and SDs"):
     st.dataframe(tr, width="stretch", hide_index=True)
     table_download(tr, "alliance_trajectories", key="conv_traj_dl")
@@ -146,11 +146,14 @@ if rel is not None and pd.notna(rel) and rel < 0.2:
                "convergence (or its absence) says little. More rating occasions per dyad are needed.")
 c1, c2 = st.columns(2)
 with c1:
-    show_figure(pc.dyad_trajectories_figure(sd, n=12, seed=0, scores=scores), "dyad_trajectories", key="conv_dyads")
+    okey = (skey, o["discrepancy"], o["transform"], o["score_method"])
+    show_figure(compute.conv_figure("dyad_trajectories_figure", okey, (sd,), {"n": 12, "seed": 0, "scores": scores}),
+                "dyad_trajectories", key="conv_dyads")
     st.caption("Twelve randomly chosen dyads (fixed seed): ratings and their fitted lines; the shaded band is the "
                "fitted discrepancy.")
 with c2:
-    show_figure(pc.convergence_distribution_figure(scores), "convergence_distribution", key="conv_dist")
+    show_figure(compute.conv_figure("convergence_distribution_figure", okey, (scores,), {}),
+                "convergence_distribution", key="conv_dist")
     info = scores.transform_info.get(study, {})
     if info:
         st.caption(f"Skewness of the score: {fmt.num(info['skew_before'])} before, {fmt.num(info['skew_after'])} "
@@ -167,11 +170,12 @@ table_download(scores.table, "dyad_scores", key="conv_scores_dl")
 
 st.header("Discrepancy over time")
 try:
-    dy = compute.conv_dyadic(skey, sd)
+    dy = scores.dyadic.get(study) or compute.conv_dyadic(skey, sd)
 except ValueError as e:
     dy = None
     st.info(f"The one-step dyadic model could not be fitted: {e}")
-show_figure(pc.discrepancy_figure(tr, dyadic=dy, study=study), "discrepancy", key="conv_disc")
+show_figure(compute.conv_figure("discrepancy_figure", (skey, o["score_method"], dy is None), (tr,),
+                                 {"dyadic": dy, "study": study}), "discrepancy", key="conv_disc")
 if dy is not None:
     ch = dy.discrepancy_change
     st.markdown(
@@ -218,7 +222,8 @@ with st.expander("Model messages"):
     for mnum, gm in gr.models.items():
         for w in gm.warnings:
             st.text(f"Model {mnum}: {w}")
-show_figure(pc.symptom_growth_figure(gr, model=2), "symptom_growth_by_convergence", key="conv_growth")
+show_figure(compute.conv_figure("symptom_growth_figure", (skey, tuple(sorted(o.items()))), (gr,), {"model": 2}),
+            "symptom_growth_by_convergence", key="conv_growth")
 
 with st.expander("Power for convergence × time at this N (simulation)"):
     st.caption("Simulated data sets with this study's number of dyads and score sessions; Model 2 fitted to each. "

@@ -185,3 +185,12 @@ def conv_pooled(key: str, _df: pd.DataFrame, discrepancy: str, transform: str, t
 @st.cache_data(show_spinner=False, max_entries=8)
 def conv_power(n_dyads: int, sessions: tuple, betas: tuple, n_sim: int):
     return conv.convergence_power(n_dyads, sessions, betas=betas, n_sim=n_sim)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def conv_figure(figure: str, cache_key: tuple, _args: tuple, _kwargs: dict):
+    """A convergence figure (``analysis.plots_convergence.<figure>``), cached on ``cache_key``: the caller
+    passes a key that identifies every input (data fingerprint, study, rules, options)."""
+    from analysis import plots_convergence
+
+    return getattr(plots_convergence, figure)(*_args, **_kwargs)
