@@ -92,6 +92,10 @@ else:
                              "always": "Three levels"}.get,
                 help="One decision for every model: the therapist variance is tested in the null model "
                      "(50:50 mixture of χ²₀ and χ²₁)."),
+            "early_discrepancy": st.radio(
+                "Early P − T discrepancy in Model 3", ["raw", "fitted"], key="conv_early",
+                format_func={"raw": "Observed (dropped: = early P − early T)",
+                             "fitted": "From the growth lines at the first session"}.get),
             "covariates": tuple(st.multiselect("Extra dyad-level covariates (Models 2–3)", numeric,
                                                key="conv_covariates")),
         }
