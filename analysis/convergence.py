@@ -251,6 +251,71 @@ def _group_ols(g, t, x, m):
     return xb - b * tb, b
 
 
+def _score_se(g, t, Draw, sg, k, discrepancy):
+    """Sampling SE of the per-dyad OLS convergence score (DyadScores docstring).
+
+    OLS of the raw D_t = P_t − T_t on t (its slope is b_P − b_T); Var = s²_D / Σ(t − t̄)²,
+    s²_D = RSS / (n − 2), needs n ≥ 3; "absolute": delta method through the line, ``sg`` the sign
+    of the fitted discrepancy per row.
+    """
+    aD, bD = _group_ols(g, t, Draw, k)
+    rss = np.bincount(g, (Draw - aD[g] - bD[g] * t) ** 2, minlength=k)
+    nk = np.bincount(g, minlength=k).astype(float)
+    tb = np.bincount(g, t, minlength=k) / nk
+    stt = np.bincount(g, (t - tb[g]) ** 2, minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s2D = rss / np.maximum(nk - 2, 1)
+        if discrepancy == "signed":
+            var_c = s2D / stt
+        else:
+            # delta method: the score is −Σ(t − t̄)|aD + bD·t| / Σ(t − t̄)², a function of the
+            # dyad's discrepancy line (aD, bD) with Cov = s²_D (X'X)⁻¹
+            tc = t - tb[g]
+            ga = -np.bincount(g, tc * sg, minlength=k) / stt
+            gb = -np.bincount(g, tc * t * sg, minlength=k) / stt
+            st_ = np.bincount(g, t, minlength=k)
+            stt2 = np.bincount(g, t * t, minlength=k)
+            det = nk * stt2 - st_**2
+            vaa, vab, vbb = stt2 / det, -st_ / det, nk / det
+            var_c = s2D * (ga * ga * vaa + 2 * ga * gb * vab + gb * gb * vbb)
+        conv_se = np.where(nk >= 3, np.sqrt(var_c), np.nan)
+    return conv_se
+
+
+def _reliability(table: pd.DataFrame, conv_ols: np.ndarray) -> tuple[dict, list]:
+    """Per study: 1 − mean(SE²)/Var(OLS score) (floored at 0; NaN with < 3 dyads with an SE)."""
+    messages = []
+    reliability = {}
+    for stu, sub in table.groupby("study", sort=False):
+        se = sub["convergence_se"].to_numpy()
+        ok_se = np.isfinite(se)
+        if ok_se.sum() >= 3 and len(sub) >= 3:
+            v = float(np.var(conv_ols[sub.index.to_numpy()], ddof=1))
+            rel = 1.0 - float(np.mean(se[ok_se] ** 2)) / v if v > 0 else np.nan
+            reliability[str(stu)] = max(rel, 0.0) if np.isfinite(rel) else np.nan
+            messages.append(
+                f"{stu}: estimated reliability of the convergence score {reliability[str(stu)]:.2f} "
+                "(share of its between-dyad variance not explained by rating noise around the dyads' "
+                "lines); associations with convergence are attenuated by roughly this factor."
+            )
+        else:
+            reliability[str(stu)] = np.nan
+    return reliability, messages
+
+
+def _therapist_of(d: pd.DataFrame, table: pd.DataFrame):
+    """The therapist id of each scored dyad (a dyad must have one therapist)."""
+    gth = d.assign(therapist=d["therapist"].astype("string")).groupby(["study", "patient"], sort=False)["therapist"]
+    nth = gth.nunique()
+    if (nth > 1).any():
+        bad = nth[nth > 1].index[:3].tolist()
+        raise ValueError(f"Some dyads have more than one therapist id (e.g. {bad}); a dyad has one therapist.")
+    thmap = gth.first()
+    return pd.array(
+        thmap.reindex(pd.MultiIndex.from_arrays([table["study"], table["patient"]])).to_numpy(), dtype="string"
+    )
+
+
 def dyad_scores(df: pd.DataFrame, discrepancy: str = "absolute", transform: str = "none",
                 method: str = "ols") -> DyadScores:
     """One row of alliance scores per dyad (METHODS §8; formulas in the module docstring).
@@ -323,31 +388,8 @@ def dyad_scores(df: pd.DataFrame, discrepancy: str = "absolute", transform: str 
     else:
         conv_raw = bP - bT
         conv_ols = ols_signed
-    # sampling error of the per-dyad discrepancy slope: OLS of the raw D_t = P_t − T_t on t
-    # (its slope is b_P − b_T); Var = s²_D / Σ(t − t̄)², s²_D = RSS / (n − 2), needs n ≥ 3
-    Draw = P - T
-    aD, bD = _group_ols(g, t, Draw, k)
-    rss = np.bincount(g, (Draw - aD[g] - bD[g] * t) ** 2, minlength=k)
-    nk = np.bincount(g, minlength=k).astype(float)
-    tb = np.bincount(g, t, minlength=k) / nk
-    stt = np.bincount(g, (t - tb[g]) ** 2, minlength=k)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s2D = rss / np.maximum(nk - 2, 1)
-        if discrepancy == "signed":
-            var_c = s2D / stt
-        else:
-            # delta method: the score is −Σ(t − t̄)|aD + bD·t| / Σ(t − t̄)², a function of the
-            # dyad's discrepancy line (aD, bD) with Cov = s²_D (X'X)⁻¹
-            sg = np.sign(Dhat)
-            tc = t - tb[g]
-            ga = -np.bincount(g, tc * sg, minlength=k) / stt
-            gb = -np.bincount(g, tc * t * sg, minlength=k) / stt
-            st_ = np.bincount(g, t, minlength=k)
-            stt2 = np.bincount(g, t * t, minlength=k)
-            det = nk * stt2 - st_**2
-            vaa, vab, vbb = stt2 / det, -st_ / det, nk / det
-            var_c = s2D * (ga * ga * vaa + 2 * ga * gb * vab + gb * gb * vbb)
-        conv_se = np.where(nk >= 3, np.sqrt(var_c), np.nan)
+    conv_se = _score_se(g, t, P - T, np.sign(Dols if method == "multilevel" and discrepancy == "absolute"
+                                            else Dhat), k, discrepancy)
     # first joint session per dyad (rows are sorted by session within dyad)
     first = np.full(k, -1)
     idx_rows = np.flatnonzero(rows)
@@ -402,30 +444,9 @@ def dyad_scores(df: pd.DataFrame, discrepancy: str = "absolute", transform: str 
         }
     )
     if "therapist" in d.columns:
-        gth = d.assign(therapist=d["therapist"].astype("string")).groupby(["study", "patient"], sort=False)["therapist"]
-        nth = gth.nunique()
-        if (nth > 1).any():
-            bad = nth[nth > 1].index[:3].tolist()
-            raise ValueError(f"Some dyads have more than one therapist id (e.g. {bad}); a dyad has one therapist.")
-        thmap = gth.first()
-        table["therapist"] = pd.array(
-            thmap.reindex(pd.MultiIndex.from_arrays([table["study"], table["patient"]])).to_numpy(), dtype="string"
-        )
-    reliability = {}
-    for stu, sub in table.groupby("study", sort=False):
-        se = sub["convergence_se"].to_numpy()
-        ok_se = np.isfinite(se)
-        if ok_se.sum() >= 3 and len(sub) >= 3:
-            v = float(np.var(conv_ols[sub.index.to_numpy()], ddof=1))
-            rel = 1.0 - float(np.mean(se[ok_se] ** 2)) / v if v > 0 else np.nan
-            reliability[str(stu)] = max(rel, 0.0) if np.isfinite(rel) else np.nan
-            messages.append(
-                f"{stu}: estimated reliability of the convergence score {reliability[str(stu)]:.2f} "
-                "(share of its between-dyad variance not explained by rating noise around the dyads' "
-                "lines); associations with convergence are attenuated by roughly this factor."
-            )
-        else:
-            reliability[str(stu)] = np.nan
+        table["therapist"] = _therapist_of(d, table)
+    reliability, rel_msgs = _reliability(table, conv_ols)
+    messages += rel_msgs
     if method == "multilevel":
         messages.append("Convergence from the multilevel (empirical-Bayes) growth lines: the reliability above "
                         "is that of the per-dyad OLS discrepancy slopes; the multilevel scores shrink them toward "

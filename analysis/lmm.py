@@ -621,6 +621,51 @@ def _optimise(prob: _Problem, reml: bool, starts, n_agree=2):
 # public entry point
 
 
+def _check_convergence(prob, theta, reml, messages) -> bool:
+    """lme4's check: no bound pushed outwards, a PD Hessian, max |H⁻¹g| ≤ 1e-3 on the free parameters."""
+    lb = prob.lower_bounds()
+    _, g = prob.evaluate(theta, reml, True)
+    converged = True
+    if np.any((theta <= lb + 1e-10) & (g < -1e-3)):
+        converged = False
+        messages.append("Model failed to converge: the criterion still decreases at a variance bound.")
+    idx = _free(theta, g, lb)
+    if len(idx):
+        try:
+            Hs = _grad_hessian(prob, theta, reml, idx)
+            evals = np.linalg.eigvalsh(Hs)
+            if evals.min() <= 0:
+                converged = False
+                messages.append("Model failed to converge: the Hessian of the criterion is not positive "
+                                "definite at the optimum.")
+            else:
+                sg = np.max(np.abs(np.linalg.solve(Hs, g[idx])))
+                if sg > 1e-3:
+                    converged = False
+                    messages.append(f"Model failed to converge: max |scaled gradient| = {sg:.2g}.")
+        except np.linalg.LinAlgError:
+            converged = False
+            messages.append("Model failed to converge: the Hessian of the criterion is singular.")
+    return converged
+
+
+def _check_singular(prob, theta, psi, sigma2, re_names, messages) -> bool:
+    """lme4's isSingular (a Λ diagonal entry or the therapist θ below 1e-4), with a message naming it."""
+    q = len(re_names)
+    singular = bool(np.any(theta[prob.lam_diag.nonzero()[0]] < 1e-4))
+    if prob.outer and theta[-1] < 1e-4:
+        singular = True
+    if singular:
+        zero = [re_names[i] for i in range(q) if psi[i, i] <= 1e-8 * max(sigma2, 1e-300)]
+        if prob.outer and theta[-1] < 1e-4:
+            zero.append("therapist intercept")
+        msg = "Boundary (singular) fit: a random-effect covariance matrix is not of full rank"
+        if zero:
+            msg += " (variance estimated at ~0: " + ", ".join(zero) + ")"
+        messages.append(msg + ".")
+    return singular
+
+
 def fit_lmm(
     y,
     X,
@@ -702,30 +747,7 @@ def fit_lmm(
     if theta is None or not np.isfinite(crit):
         raise ValueError("The mixed model could not be fitted (the likelihood is not finite at any start value).")
 
-    # convergence check (as lme4): scaled gradient H⁻¹g on the free parameters
-    lb = prob.lower_bounds()
-    _, g = prob.evaluate(theta, reml, True)
-    converged = True
-    if np.any((theta <= lb + 1e-10) & (g < -1e-3)):
-        converged = False
-        messages.append("Model failed to converge: the criterion still decreases at a variance bound.")
-    idx = _free(theta, g, lb)
-    if len(idx):
-        try:
-            Hs = _grad_hessian(prob, theta, reml, idx)
-            evals = np.linalg.eigvalsh(Hs)
-            if evals.min() <= 0:
-                converged = False
-                messages.append("Model failed to converge: the Hessian of the criterion is not positive "
-                                "definite at the optimum.")
-            else:
-                sg = np.max(np.abs(np.linalg.solve(Hs, g[idx])))
-                if sg > 1e-3:
-                    converged = False
-                    messages.append(f"Model failed to converge: max |scaled gradient| = {sg:.2g}.")
-        except np.linalg.LinAlgError:
-            converged = False
-            messages.append("Model failed to converge: the Hessian of the criterion is singular.")
+    converged = _check_convergence(prob, theta, reml, messages)
 
     st = prob.state(theta)
     L, beta, A = st["L"], st["beta"], st["A"]
@@ -740,17 +762,7 @@ def fit_lmm(
     psi = sigma2 * (L @ L.T)
     outer_var = float(sigma2 * theta[-1] ** 2) if prob.outer else None
 
-    singular = bool(np.any(theta[prob.lam_diag.nonzero()[0]] < 1e-4))
-    if prob.outer and theta[-1] < 1e-4:
-        singular = True
-    if singular:
-        zero = [re_names[i] for i in range(q) if psi[i, i] <= 1e-8 * max(sigma2, 1e-300)]
-        if prob.outer and theta[-1] < 1e-4:
-            zero.append("therapist intercept")
-        msg = "Boundary (singular) fit: a random-effect covariance matrix is not of full rank"
-        if zero:
-            msg += " (variance estimated at ~0: " + ", ".join(zero) + ")"
-        messages.append(msg + ".")
+    singular = _check_singular(prob, theta, psi, sigma2, re_names, messages)
 
     # random effects (2-level only): b_j = Λ M_j⁻¹ (c_jy − C_jX β)
     ranef = None
