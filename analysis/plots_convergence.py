@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -66,7 +68,8 @@ def alliance_trajectories_figure(data, study: str | None = None, title: str | No
         if tr.empty:
             raise ValueError(f"No rows for study {study!r}.")
     studies = list(dict.fromkeys(tr["study"].astype(str)))
-    fig = make_subplots(rows=len(studies), cols=1, subplot_titles=studies if len(studies) > 1 else None,
+    fig = make_subplots(rows=len(studies), cols=1,
+                        subplot_titles=[html.escape(x) for x in studies] if len(studies) > 1 else None,
                         shared_xaxes=False, vertical_spacing=0.12 if len(studies) > 1 else 0.02)
     for i, s in enumerate(studies, start=1):
         sub = tr[tr["study"].astype(str) == s]
@@ -129,7 +132,7 @@ def dyad_trajectories_figure(df: pd.DataFrame, n: int = 12, seed: int = 0, study
         raise ValueError("None of the requested dyads has a convergence score.")
     ncol = min(cols, len(ids))
     nrow = int(np.ceil(len(ids) / ncol))
-    titles = [f"{p}<br>conv. {tab.at[p, 'convergence']:.3g}" for p in ids]
+    titles = [f"{html.escape(str(p))}<br>conv. {tab.at[p, 'convergence']:.3g}" for p in ids]
     fig = make_subplots(rows=nrow, cols=ncol, subplot_titles=titles, shared_yaxes=True,
                         horizontal_spacing=0.04, vertical_spacing=0.12 / max(nrow - 1, 1) + 0.04)
     for k, p in enumerate(ids):
@@ -170,7 +173,7 @@ def convergence_distribution_figure(scores: DyadScores | pd.DataFrame, column: s
         v = sub[column].dropna()
         fig.add_trace(go.Histogram(x=v, nbinsx=nbins, name=str(s), opacity=0.65, legendgroup=str(s)), row=1, col=1)
         fig.add_trace(go.Box(x=v, name=str(s), boxpoints="all", jitter=0.4, pointpos=0, legendgroup=str(s),
-                             showlegend=False, text=sub.loc[v.index, "patient"],
+                             showlegend=False, text=[html.escape(str(x)) for x in sub.loc[v.index, "patient"]],
                              hovertemplate="%{text}: %{x:.4g}<extra></extra>"), row=2, col=1)
     fig.add_vline(x=0, line={"color": "grey", "dash": "dot"})
     label = "Convergence (positive = ratings approach each other)" if column == "convergence" else column

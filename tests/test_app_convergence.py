@@ -122,3 +122,28 @@ def test_symptom_only_occasions_stay_in_the_models():
     at = _use_loaded(_run(d))
     tab = _models_table(at)
     assert tab.at["N observations", "Model 1"] == str(int(d["symptoms"].notna().sum()))
+
+
+def test_own_settings_rules_time_and_power():
+    """Own settings on the BDI demo: a score window, occasion time, a max-sessions rule from a column,
+    the multilevel score; then the power simulation runs and reports a power table."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("app_pages/convergence.py")
+    at.run()
+    at.multiselect(key="conv_score_s").set_value([1, 2, 3, 4, 5, 6, 7])
+    at.multiselect(key="conv_sym_s").set_value([1, 2, 3, 4, 5, 6, 7])
+    at.radio(key="conv_time").set_value("occasion")
+    at.radio(key="conv_method").set_value("multilevel")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    scores = next(d.value for d in at.dataframe if "convergence" in d.value.columns and "early_patient" in d.value.columns)
+    assert (scores["last_joint_session"] == 7).all()
+    tab = _models_table(at)
+    assert tab.at["N observations", "Model 1"] == str(96 * 7)
+    at.number_input(key="conv_pw_nsim").set_value(20)
+    at.multiselect(key="conv_pw_beta").set_value([0.4])
+    at.button(key="conv_pw_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    pw = next(d.value for d in at.dataframe if "power" in d.value.columns)
+    assert pw["n_ok"].iloc[0] == 20 and 0 <= pw["power"].iloc[0] <= 1

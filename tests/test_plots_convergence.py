@@ -202,3 +202,15 @@ def test_models_table_figure_is_the_table():
     assert cells[0] == list(tab["term"])
     for k, c in enumerate(tab.columns[1:], start=1):
         assert cells[k] == list(tab[c])
+
+
+def test_user_strings_are_escaped_in_figure_text():
+    """Study and patient ids from a file end up in panel titles and hover text: no HTML gets through."""
+    d = _tiny().replace({"S1": "<b>S1</b>", "A": "<img src=x>"})
+    s1 = d[d["study"] == "<b>S1</b>"]
+    titles = [a["text"] for a in _json(pc.dyad_trajectories_figure(s1, scores=dyad_scores(s1)))["layout"]["annotations"]]
+    assert titles[0].startswith("&lt;img src=x&gt;<br>")
+    ann = [a["text"] for a in _json(pc.alliance_trajectories_figure(trajectories(d)))["layout"]["annotations"]]
+    assert "&lt;b&gt;S1&lt;/b&gt;" in ann
+    box = [t for t in _json(pc.convergence_distribution_figure(dyad_scores(d)))["data"] if t["type"] == "box"][0]
+    assert "&lt;img src=x&gt;" in box["text"]
