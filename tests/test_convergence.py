@@ -10,6 +10,12 @@ written by this file's ``write_reference_inputs`` (run it as a script:
 (test_reference_inputs_are_reproducible checks that the designs still write
 exactly the committed CSVs).
 
+The R script also writes: delta-method SEs of the variance components (lmerTest's
+``vcov_varpar``), the boundary-corrected likelihood-ratio tests (slopes vary: ½χ²₁ + ½χ²₂;
+therapist level: ½χ²₀ + ½χ²₁), empirical-Bayes (multilevel) dyad scores from the stacked dyadic
+model's ``coef()``, Model 2 with time as assessment occasion and with an extra dyad-level
+covariate, and the linear vs log-linear null models' ML AICs.
+
 Tolerances: dyad scores 1e-9 relative (closed-form OLS, both sides); model
 quantities 1e-4 relative, with absolute floors 1e-4·SE for estimates and
 1e-6·σ² for variance components; p-values below 1e-10 on the log scale;
