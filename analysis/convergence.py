@@ -1197,13 +1197,6 @@ _VC_ROWS = (("var(intercept)", "Var(intercept)"), ("cov(intercept, time)", "Cov(
             ("var(time)", "Var(slope)"), ("residual", "Residual variance"), ("var(therapist)", "Var(therapist)"))
 
 
-def _fmt_num(x, digits):
-    """Fixed ``digits`` decimals, or ``digits`` significant digits for small values (analysis.formatting.num)."""
-    if x is None or not np.isfinite(x):
-        return ""
-    return num(x, digits, sig=digits)
-
-
 def models_table(result: GrowthResult, digits: int = 2) -> pd.DataFrame:
     """Models side by side, laid out like the paper's Table I; every row names its term.
 
@@ -1238,7 +1231,7 @@ def models_table(result: GrowthResult, digits: int = 2) -> pd.DataFrame:
         est, pv = [], []
         for t in rows:
             if t in fx.index:
-                est.append(f"{_fmt_num(fx.at[t, 'estimate'], digits)} ({_fmt_num(fx.at[t, 'se'], digits)})")
+                est.append(f"{num(fx.at[t, 'estimate'], digits, na='', sig=digits)} ({num(fx.at[t, 'se'], digits, na='', sig=digits)})")
                 pv.append(pvalue(fx.at[t, "pvalue"], na=""))
             else:
                 est.append("")
@@ -1247,8 +1240,9 @@ def models_table(result: GrowthResult, digits: int = 2) -> pd.DataFrame:
         for k, _ in vc_rows:
             if k in vc.index:
                 e, s, p = vc.at[k, "estimate"], vc.at[k, "se"], vc.at[k, "pvalue"]
-                est.append(f"{_fmt_num(e, max(digits, 3))} ({_fmt_num(s, max(digits, 3))})" if np.isfinite(s)
-                           else _fmt_num(e, max(digits, 3)))
+                d3 = max(digits, 3)
+                est.append(f"{num(e, d3, na='', sig=d3)} ({num(s, d3, na='', sig=d3)})" if np.isfinite(s)
+                           else num(e, d3, na="", sig=d3))
                 pv.append(pvalue(p, na="") if k != "residual" else "")
             else:
                 est.append("")
