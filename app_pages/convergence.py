@@ -196,7 +196,10 @@ if "symptoms" not in sd.columns or sd["symptoms"].notna().sum() == 0:
     st.stop()
 try:
     shape = compute.conv_shape(skey, sd, o["time"])
-    st.caption(f"Preparatory analysis: {shape.summary()}")
+    with st.expander(f"Preparatory analysis: {shape.summary()}"):
+        st.caption("Null model with time t or log(t − first t + 1), random intercept and slope, ML; lower AIC = "
+                   "better fit (the paper's linear vs log-linear comparison).")
+        st.dataframe(shape.table, width="stretch", hide_index=True)
     with st.spinner("Fitting growth models…"):
         gr = compute.conv_growth(skey, sd, scores, (o["discrepancy"], o["transform"], o["score_method"]),
                                  tuple(sorted(o.items())))
