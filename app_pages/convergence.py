@@ -207,7 +207,7 @@ except ValueError as e:
     st.error(f"The growth models could not be fitted: {e}")
     st.stop()
 for m in gr.messages:
-    if "Two levels" in m or "Three levels" in m or "slopes" in m:
+    if m.startswith(("Two levels", "Three levels", "Symptom slopes vary", "Model(s)")):
         st.info(m)
 singular = [str(k) for k, g in gr.models.items() if g.fit.singular]
 if singular:
