@@ -294,7 +294,7 @@ def _reliability(table: pd.DataFrame, conv_ols: np.ndarray) -> tuple[dict, list]
             rel = 1.0 - float(np.mean(se[ok_se] ** 2)) / v if v > 0 else np.nan
             reliability[str(stu)] = max(rel, 0.0) if np.isfinite(rel) else np.nan
             messages.append(
-                f"{stu}: estimated reliability of the convergence score {reliability[str(stu)]:.2f} "
+                f"{stu}: estimated reliability of the convergence score {num(reliability[str(stu)])} "
                 "(share of its between-dyad variance not explained by rating noise around the dyads' "
                 "lines); associations with convergence are attenuated by roughly this factor."
             )
