@@ -277,163 +277,545 @@ def standardize_within_study(df: pd.DataFrame, columns) -> pd.DataFrame:
 # --------------------------------------------------------------------------
 
 
-def ruptures(df: pd.DataFrame, k: float = 1.0, sd: str = "max",
-             rater: str = "patient", pre_level: str = "previous") -> pd.DataFrame:
-    """Flag alliance ruptures and repairs (METHODS §9).
+@dataclass(frozen=True)
+class RuptureCriterion:
+    """A rupture criterion (METHODS §9): what a session's alliance is compared with.
 
-    Rupture at session t of patient i::
-
-        A_it ≤ Ā_i − k · SD
-
-    with Ā_i the mean of the patient's observed alliance values (all observed
-    sessions, session t included) and SD chosen by ``sd``:
-
-    * ``"patient"`` – the patient's own SD s_i (ddof = 1);
-    * ``"pooled"``  – the pooled within-patient SD of the study,
-      ``√( Σ_i (n_i − 1)·s_i² / Σ_i (n_i − 1) )`` over the study's patients
-      with ≥ 2 observed values (the mean within-patient variance weighted by
-      its degrees of freedom; patients with one value have weight 0);
-    * ``"max"`` (default) – ``max(s_i, pooled SD)``.
-
-    k = 1 is the lenient and k = 2 the strict criterion. When the SD used is
-    0 (all values identical) no session is a rupture (there is no dip).
-
-    Patients with fewer than 3 observed values get no flags (``eligible`` is
-    False and ``rupture`` is missing); `rupture_summary` counts them.
-
-    Repair (on the rupture row): some later observed session has
-    ``A_is ≥ pre-rupture level``; ``repair_session`` is the first such
-    session. Pre-rupture level (``pre_level``):
-
-    * ``"previous"`` (default) – the alliance at the last observed session
-      before the rupture, whatever it was;
-    * ``"last_non_rupture"`` – the alliance at the last observed earlier
-      session that is not itself a rupture (for runs of consecutive low
-      sessions, repair must return to the level before the run).
-
-    In both, when there is no such earlier session (e.g. the rupture is the
-    patient's first observed session) the patient mean Ā_i is used.
-
-    Parameters
-    ----------
-    df : canonical long data (METHODS §1).
-    k : float > 0.
-    sd : "max" | "patient" | "pooled".
-    rater : "patient" (column ``alliance``) or "therapist"
-        (column ``therapist_alliance``).
-    pre_level : "previous" | "last_non_rupture".
-
-    Returns
-    -------
-    DataFrame with one row per input row (patient × session), sorted by
-    study, patient, session: ``study, patient, session, rater, alliance,
-    n_obs, eligible, patient_mean, sd_patient, sd_pooled, sd_used, k,
-    threshold, rupture, pre_rupture_level, repair, repair_session``.
-    ``rupture`` is missing where alliance is missing or the patient is not
-    eligible; ``repair``/``repair_session``/``pre_rupture_level`` are filled
-    only on rupture rows.
+    ``reference``: ``"other"`` – the patient's other observed sessions (leave-one-out;
+    the session itself never moves its own yardstick) or ``"all"`` – all of the
+    patient's observed sessions, the session included. ``detrend``: compare with the
+    patient's own straight-line trend instead of the mean. ``sd``: ``"robust"`` – one
+    robust study-level within-patient SD; ``"patient"`` – the patient's own SD (of the
+    other sessions with reference "other"); ``"pooled"`` / ``"max"`` – the study's pooled
+    within-patient SD / the larger of patient and pooled SD (reference "all" only).
+    ``k``: how many SDs below the reference a session must fall.
     """
-    who = "ruptures"
-    if rater not in _RATER_COLUMN:
-        raise ValueError(f"{who}: rater must be 'patient' or 'therapist', got {rater!r}.")
-    if sd not in ("max", "patient", "pooled"):
-        raise ValueError(f"{who}: sd must be 'max', 'patient' or 'pooled', got {sd!r}.")
-    if pre_level not in ("previous", "last_non_rupture"):
+
+    name: str
+    reference: str
+    detrend: bool
+    sd: str
+    k: float
+
+    def describe(self) -> str:
+        """The criterion in words (for a report)."""
+        ref = ("the patient's other sessions" if self.reference == "other"
+               else "all of the patient's sessions (the session included)")
+        what = "own linear trend" if self.detrend else "mean"
+        sd = {"robust": "a robust study-level within-patient SD", "patient": "the patient's own SD",
+              "pooled": "the study's pooled within-patient SD",
+              "max": "the larger of the patient's own and the study's pooled SD"}[self.sd]
+        return f"alliance ≥ {self.k:g} SD below the {what} of {ref}; SD = {sd}"
+
+
+#: Calibrated default k: see METHODS §9 and tests/test_events.py::test_default_criterion_calibration.
+DEFAULT_K = 2.4
+
+#: Named rupture criteria (METHODS §9). ``"default"`` is calibrated by simulation
+#: (≤ 15% of patients flagged without ruptures, ≥ 70% of planted 3.5-SD dips found, at 7 and
+#: 11 sessions); ``"other_sessions"`` is the published dip ≥ 1 SD below the mean of the
+#: patient's other session ratings (Safran & Muran, 2006); ``"mean_sd"`` is the dip
+#: ≥ k·SD below the patient's mean with the dip included (this project's earlier default;
+#: k = 1 lenient, k = 2 strict; Stiles et al., 2004; Strauss et al., 2006; Gumz et al., 2012 style).
+RUPTURE_CRITERIA = {
+    "default": RuptureCriterion("default", "other", True, "robust", DEFAULT_K),
+    "other_sessions": RuptureCriterion("other_sessions", "other", False, "patient", 1.0),
+    "mean_sd": RuptureCriterion("mean_sd", "all", False, "max", 1.0),
+}
+
+_SD_CHOICES = {"other": ("robust", "patient"), "all": ("robust", "patient", "pooled", "max")}
+
+# 90%-trimmed RMS of N(0, 1): E[Z² | |Z| ≤ c], c = Φ⁻¹(0.95)
+_TRIM = 0.9
+_C_TRIM = float(stats.norm.ppf(0.5 + _TRIM / 2))
+_TRIM_CONSISTENCY = 1.0 - 2.0 * _C_TRIM * float(stats.norm.pdf(_C_TRIM)) / _TRIM
+
+
+def robust_sd(u) -> float:
+    """Robust SD of residuals centred at 0: the 90%-trimmed root mean square, rescaled.
+
+    ``√( mean(u² over the 90% smallest |u|) / (1 − 2cφ(c)/0.9) )`` with c = Φ⁻¹(0.95):
+    consistent for the SD of normal residuals and unaffected by the largest 10% (the dips
+    one is looking for). Unlike the MAD it does not collapse to 0 when most residuals are 0
+    (ratings at a scale's ceiling). NaN values are ignored; missing with no value.
+    """
+    u = np.asarray(u, float)
+    u = np.sort(np.abs(u[np.isfinite(u)]))
+    if len(u) == 0:
+        return np.nan
+    m = max(1, int(math.ceil(_TRIM * len(u))))
+    return float(math.sqrt(np.mean(u[:m] ** 2) / _TRIM_CONSISTENCY))
+
+
+def _robust_sd_rows(U: np.ndarray) -> np.ndarray:
+    """`robust_sd` of each row of a 2-D array (NaN ignored)."""
+    A = np.sort(np.abs(U), axis=1)  # NaN sorts last
+    nfin = np.isfinite(A).sum(axis=1)
+    m = np.maximum(1, np.ceil(_TRIM * nfin).astype(int))
+    cs = np.cumsum(np.where(np.isfinite(A), A * A, 0.0), axis=1)
+    out = np.sqrt(cs[np.arange(len(A)), m - 1] / m / _TRIM_CONSISTENCY)
+    out[nfin == 0] = np.nan
+    return out
+
+
+def _resolve_criterion(criterion, k, sd, detrend, who) -> RuptureCriterion:
+    if isinstance(criterion, RuptureCriterion):
+        base = criterion
+    elif criterion in RUPTURE_CRITERIA:
+        base = RUPTURE_CRITERIA[criterion]
+    else:
         raise ValueError(
-            f"{who}: pre_level must be 'previous' or 'last_non_rupture', got {pre_level!r}."
-        )
-    k = _positive_number(k, "k", who)
-    col = _RATER_COLUMN[rater]
-    if col not in getattr(df, "columns", []) and rater == "therapist" and isinstance(df, pd.DataFrame):
+            f"{who}: criterion must be one of {', '.join(map(repr, RUPTURE_CRITERIA))}, got {criterion!r}.")
+    kk = base.k if k is None else _positive_number(k, "k", who)
+    dt = base.detrend if detrend is None else detrend
+    if not isinstance(dt, (bool, np.bool_)):
+        raise ValueError(f"{who}: detrend must be True or False, got {dt!r}.")
+    s = base.sd if sd is None else sd
+    if s not in _SD_CHOICES[base.reference]:
         raise ValueError(
-            f"{who}: rater='therapist' needs a 'therapist_alliance' column, which the data lack."
-        )
-    data = _check_frame(df, [col], who)
+            f"{who}: with criterion {base.name!r} sd must be one of "
+            f"{', '.join(map(repr, _SD_CHOICES[base.reference]))}, got {s!r}.")
+    return RuptureCriterion(base.name, base.reference, bool(dt), s, kk)
+
+
+def _patient_starts(codes: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+
+
+def _dips(Y, x, starts, study_of_row, crit: RuptureCriterion):
+    """Dip statistics for observed rows (sorted by patient, then session).
+
+    ``Y`` is (B, N): B replicates of the N observed values (B = 1 for real data); ``x`` the
+    sessions. Returns a dict of (B, N) arrays: ``expected`` (the reference value),
+    ``scale`` (the SD the dip is measured in), ``threshold``, ``z``, ``flag``, and (N,)
+    ``eligible``, ``n_obs``, ``patient_mean``, ``sd_patient_all``, ``sd_pooled``, ``sd_study``
+    (B, N).
+    """
+    B, N = Y.shape
+    counts = np.diff(np.r_[starts, N])
+    n = np.repeat(counts, counts).astype(float)
+
+    def psum(W):
+        return np.repeat(np.add.reduceat(W, starts, axis=-1), counts, axis=-1)
+
+    S1, S2 = psum(x), psum(x * x)
+    Sy, Sxy, Syy = psum(Y), psum(Y * x), psum(Y * Y)
+    eligible = n >= (4 if crit.detrend else 3)
+    with np.errstate(all="ignore"):
+        pmean = Sy / n
+        ss_all = np.maximum(Syy - Sy * pmean, 0.0)
+        sd_all_mean = np.sqrt(ss_all / (n - 1))
+        if crit.reference == "other":
+            o0, o1, o2 = n - 1, S1 - x, S2 - x * x
+            oy, oxy, oyy = Sy - Y, Sxy - Y * x, Syy - Y * Y
+        else:
+            o0, o1, o2, oy, oxy, oyy = n, S1, S2, Sy, Sxy, Syy
+        mx, my = o1 / o0, oy / o0
+        sxx = o2 - o1 * mx
+        sxy = oxy - o1 * my
+        syy = oyy - oy * my
+        if crit.detrend:
+            b = sxy / sxx
+            expected = my + b * (x - mx)
+            lev = 1.0 / o0 + (x - mx) ** 2 / sxx
+            rss, dfr = np.maximum(syy - b * sxy, 0.0), o0 - 2
+        else:
+            expected = my + 0.0 * Y
+            lev = 1.0 / o0 + 0.0 * x
+            rss, dfr = np.maximum(syy, 0.0), o0 - 1
+        sd_own = np.sqrt(rss / dfr)
+        resid = Y - expected
+        # standardized residual with variance σ² under the no-rupture model:
+        # leave-one-out prediction error / √(1 + h), or full-fit residual / √(1 − h)
+        u = resid / np.sqrt(1.0 + lev) if crit.reference == "other" else resid / np.sqrt(1.0 - lev)
+    u = np.where(eligible, u, np.nan)
+    # rows are sorted by study: one contiguous slice per study
+    st_codes = pd.factorize(study_of_row, sort=False)[0]
+    st_start = np.flatnonzero(np.r_[True, st_codes[1:] != st_codes[:-1]])
+    st_end = np.r_[st_start[1:], N]
+    sd_study = np.full((B, N), np.nan)
+    sd_pooled = np.full((B, N), np.nan)
+    pat_dfs = n[starts] - 1
+    for a0, a1 in zip(st_start, st_end):
+        if crit.sd == "robust":
+            sd_study[:, a0:a1] = _robust_sd_rows(u[:, a0:a1])[:, None]
+        # pooled within-patient variance over the study's patients with ≥ 2 values, df = n − 1
+        sel = (starts >= a0) & (starts < a1) & (pat_dfs >= 1)
+        if sel.any():
+            pooled = np.sqrt(ss_all[:, starts[sel]].sum(axis=1) / pat_dfs[sel].sum())
+            sd_pooled[:, a0:a1] = pooled[:, None]
+    if crit.sd == "robust":
+        sd_used = sd_study
+        scale = sd_study * (np.sqrt(1.0 + lev) if crit.reference == "other" else 1.0)
+    elif crit.sd == "patient":
+        sd_used = scale = sd_own
+    elif crit.sd == "pooled":
+        sd_used = scale = sd_pooled
+    else:
+        sd_used = scale = np.fmax(sd_own, sd_pooled)
+    scale = np.where(eligible, scale, np.nan)
+    threshold = expected - crit.k * scale
+    with np.errstate(all="ignore"):
+        z = np.where(scale > 0, resid / scale, np.nan)
+    flag = eligible & (scale > 0) & (Y <= threshold + _tol(threshold))
+    return {"expected": np.where(eligible, expected, np.nan), "scale": scale,
+            "sd_used": np.where(eligible, sd_used, np.nan), "threshold": threshold,
+            "z": np.where(eligible, z, np.nan), "flag": flag, "eligible": eligible, "n_obs": n,
+            "patient_mean": pmean, "sd_patient_all": sd_all_mean, "sd_pooled": sd_pooled}
+
+
+def _flag_series(data: pd.DataFrame, col: str, crit: RuptureCriterion) -> dict:
+    """Dip statistics of one rater's column for every row of ``data`` (full length)."""
     a = data[col].to_numpy()
     obs = ~np.isnan(a)
+    od = data.loc[obs]
+    codes = pd.factorize(od["study"].str.cat(od["patient"], sep="\x1f"), sort=False)[0]
+    starts = _patient_starts(codes)
+    res = _dips(a[obs][None, :], od["session"].to_numpy(float), starts,
+                od["study"].to_numpy(), crit) if obs.any() else None
+    out = {}
+    for key in ("expected", "scale", "sd_used", "threshold", "z", "patient_mean", "sd_patient_all",
+                "sd_pooled"):
+        full = np.full(len(data), np.nan)
+        if res is not None:
+            full[obs] = res[key][0]
+        out[key] = full
+    flag = np.zeros(len(data), dtype=bool)
+    if res is not None:
+        flag[obs] = res["flag"][0]
+    out["flag"] = flag
+    # per-patient counts and eligibility for every row (rows without a value included)
+    n_obs = data.assign(_o=obs).groupby(_KEY, sort=False)["_o"].transform("sum").to_numpy()
+    out["n_obs"] = n_obs.astype(np.int64)
+    out["eligible"] = n_obs >= (4 if crit.detrend else 3)
+    out["observed"] = obs
+    # patient mean / sd for rows without a value too
+    for key in ("patient_mean", "sd_patient_all", "sd_pooled"):
+        s = pd.Series(out[key]).groupby([data["study"], data["patient"]], sort=False).transform("max")
+        out[key] = s.to_numpy(dtype=float)
+    return out
 
-    stats_ = (
-        data.loc[obs].groupby(_KEY, sort=False)[col].agg(n_obs="count", mean="mean", var="var")
-    )
-    keyed = data[_KEY].merge(stats_, left_on=_KEY, right_index=True, how="left")
-    n_obs = keyed["n_obs"].fillna(0).to_numpy().astype(np.int64)
-    pmean = keyed["mean"].to_numpy(dtype=float)
-    pvar = keyed["var"].to_numpy(dtype=float)
 
-    # pooled within-patient variance per study, weighted by df = n_i - 1
-    st = stats_.reset_index()
-    st = st[st["n_obs"] >= 2]
-    dfw = (st["n_obs"] - 1).to_numpy(dtype=float)
-    pooled = (
-        pd.DataFrame({"study": st["study"].to_numpy(), "ss": dfw * st["var"].to_numpy(), "df": dfw})
-        .groupby("study")[["ss", "df"]].sum()
-    )
-    pooled_sd = np.sqrt(pooled["ss"] / pooled["df"])
-    sd_pool = data["study"].map(pooled_sd).to_numpy(dtype=float)
-    sd_pat = np.sqrt(pvar)
-
-    eligible = n_obs >= 3
-    if sd == "patient":
-        sd_used = sd_pat.copy()
-    elif sd == "pooled":
-        sd_used = sd_pool.copy()
-    else:
-        sd_used = np.fmax(sd_pat, sd_pool)
-    sd_used[~eligible] = np.nan
-    threshold = pmean - k * sd_used
-    flag = eligible & obs & (sd_used > 0) & (a <= threshold + _tol(threshold))
-    rupture = pd.array(flag, dtype="boolean")
-    rupture[~(eligible & obs)] = pd.NA
-
-    pre = np.full(len(data), np.nan)
-    repair = pd.array(np.zeros(len(data), dtype=bool), dtype="boolean")
-    repair[:] = pd.NA
-    repair_session = pd.array(np.zeros(len(data), dtype=np.int64), dtype="Int64")
-    repair_session[:] = pd.NA
+def _repairs(data, a, rupture_rows, pmean, pre_level):
+    """Pre-rupture level, repair flag and repair session for the rupture rows (§9)."""
+    n = len(data)
+    pre = np.full(n, np.nan)
+    repair = pd.array([pd.NA] * n, dtype="boolean")
+    repair_session = pd.array([pd.NA] * n, dtype="Int64")
+    if not rupture_rows.any():
+        return pre, repair, repair_session
+    obs = ~np.isnan(a)
     sessions = data["session"].to_numpy()
-    # rows are sorted by study, patient, session: handle each patient with a rupture
-    starts = np.flatnonzero(
-        np.r_[True, (data["study"].to_numpy()[1:] != data["study"].to_numpy()[:-1])
-              | (data["patient"].to_numpy()[1:] != data["patient"].to_numpy()[:-1])]
-    )
-    ends = np.r_[starts[1:], len(data)]
+    starts = _patient_starts(pd.factorize(data["study"].str.cat(data["patient"], sep="\x1f"),
+                                          sort=False)[0])
+    ends = np.r_[starts[1:], n]
     for s0, s1 in zip(starts, ends):
-        if not flag[s0:s1].any():
+        if not rupture_rows[s0:s1].any():
             continue
-        idx = np.arange(s0, s1)[obs[s0:s1]]  # observed rows of this patient, in session order
-        for j, r in enumerate(idx):
-            if not flag[r]:
-                continue
-            earlier = idx[:j]
+        rows_ = np.arange(s0, s1)
+        seen = rows_[obs[s0:s1]]
+        for r in rows_[rupture_rows[s0:s1]]:
+            earlier = seen[seen < r]
             if pre_level == "last_non_rupture":
-                earlier = earlier[~flag[earlier]]
+                earlier = earlier[~rupture_rows[earlier]]
             level = a[earlier[-1]] if len(earlier) else pmean[r]
             pre[r] = level
-            later = idx[j + 1:]
+            later = seen[seen > r]
             hit = later[a[later] >= level - _tol(level)]
             repair[r] = bool(len(hit))
             if len(hit):
                 repair_session[r] = int(sessions[hit[0]])
+    return pre, repair, repair_session
 
-    return pd.DataFrame({
-        "study": data["study"],
-        "patient": data["patient"],
-        "session": data["session"],
-        "rater": rater,
-        "alliance": a,
-        "n_obs": n_obs,
-        "eligible": eligible,
-        "patient_mean": pmean,
-        "sd_patient": sd_pat,
-        "sd_pooled": sd_pool,
-        "sd_used": sd_used,
-        "k": k,
-        "threshold": threshold,
-        "rupture": rupture,
-        "pre_rupture_level": pre,
-        "repair": repair,
-        "repair_session": repair_session,
-    })
+
+def ruptures(df: pd.DataFrame, criterion="default", k: float | None = None, sd: str | None = None,
+             detrend: bool | None = None, rater: str = "patient", pre_level: str = "previous",
+             item: str | None = None, item_threshold: float | None = None,
+             item_rule: str = "or") -> pd.DataFrame:
+    """Flag alliance ruptures and repairs (METHODS §9).
+
+    A session t of patient i is a *dip* when::
+
+        A_it ≤ E_it − k · S_it
+
+    with E_it the reference value and S_it the SD the dip is measured in, as set by the
+    criterion (`RuptureCriterion`; named presets in `RUPTURE_CRITERIA`):
+
+    * ``"default"`` (calibrated, METHODS §9): E_it = the prediction at session t from the
+      straight line through the patient's **other** observed sessions (leave-one-out,
+      detrended: alliance usually rises over treatment); S_it = σ̂·√(1 + h_it) with h_it
+      = 1/(n_i − 1) + (t − t̄_(−t))²/Σ(s − t̄_(−t))² (the prediction's own uncertainty)
+      and σ̂ one robust study-level within-patient SD (`robust_sd` of the standardized
+      residuals of all eligible sessions of the study); k = `DEFAULT_K` = 2.4. Needs ≥ 4
+      observed values per patient.
+    * ``"other_sessions"``: E_it = mean of the patient's other sessions, S_it = their SD
+      (ddof = 1), k = 1 (Safran & Muran, 2006: a dip of at least one SD from the patient's
+      other session ratings). ≥ 3 values.
+    * ``"mean_sd"``: E_it = the patient's mean over all sessions (the dip included),
+      S_it = ``sd``: ``"max"`` (max of the patient's SD and the study's pooled within-patient
+      SD √(Σ(n_i − 1)s_i²/Σ(n_i − 1))), ``"patient"`` or ``"pooled"``; k = 1 (lenient) or
+      2 (strict). ≥ 3 values. (This project's earlier default.)
+
+    ``k``, ``sd`` and ``detrend`` override the preset's value. When S_it is 0 no session is
+    a dip. Patients with too few observed values are not classified (``eligible`` False,
+    ``rupture`` missing).
+
+    ``rater``: ``"patient"`` (column ``alliance``), ``"therapist"``
+    (``therapist_alliance``) or ``"both"`` (a dip in both ratings of the same session;
+    ``alliance`` and the repair then refer to the patient's rating).
+
+    Optional rupture item (e.g. a post-session rupture-intensity rating): ``item`` names a
+    numeric column, ``item_threshold`` the value at or above which the item marks a
+    rupture; ``item_rule``: ``"or"`` (dip or item), ``"and"`` (dip and item) or ``"item"``
+    (the item alone; eligible = at least one observed item value).
+
+    Repair (on the rupture row): some later observed session has alliance ≥ the
+    pre-rupture level; ``pre_level="previous"`` (default) is the alliance at the last
+    observed session before the rupture, ``"last_non_rupture"`` the last earlier session
+    that is not itself a rupture; without an earlier session, the patient mean.
+
+    Returns one row per input row, sorted by study, patient, session: ``study, patient,
+    session, rater, criterion, alliance, n_obs, eligible, expected, sd_used, k, threshold,
+    z, dip, rupture, pre_rupture_level, repair, repair_session`` plus ``patient_mean,
+    sd_patient, sd_pooled`` (the patient's mean and SD over all sessions, the study's pooled
+    SD), and with ``rater="both"`` ``therapist_alliance, dip_patient, dip_therapist``, with
+    an item ``item, item_flag``. ``rupture`` is missing where the session cannot be
+    classified; ``repair``/``repair_session``/``pre_rupture_level`` only on rupture rows.
+    """
+    who = "ruptures"
+    if rater not in ("patient", "therapist", "both"):
+        raise ValueError(f"{who}: rater must be 'patient', 'therapist' or 'both', got {rater!r}.")
+    if pre_level not in ("previous", "last_non_rupture"):
+        raise ValueError(
+            f"{who}: pre_level must be 'previous' or 'last_non_rupture', got {pre_level!r}.")
+    if item_rule not in ("or", "and", "item"):
+        raise ValueError(f"{who}: item_rule must be 'or', 'and' or 'item', got {item_rule!r}.")
+    crit = _resolve_criterion(criterion, k, sd, detrend, who)
+    cols = ["alliance"] if rater == "patient" else (
+        ["therapist_alliance"] if rater == "therapist" else ["alliance", "therapist_alliance"])
+    if "therapist_alliance" in cols and isinstance(df, pd.DataFrame) and \
+            "therapist_alliance" not in df.columns:
+        raise ValueError(
+            f"{who}: rater={rater!r} needs a 'therapist_alliance' column, which the data lack.")
+    if item is not None:
+        if not isinstance(item, str) or item in ("study", "patient", "session"):
+            raise ValueError(f"{who}: item must name a numeric column of the data, got {item!r}.")
+        if item_threshold is None or isinstance(item_threshold, bool) or \
+                not isinstance(item_threshold, Real) or not math.isfinite(float(item_threshold)):
+            raise ValueError(f"{who}: a rupture item needs a finite item_threshold, got {item_threshold!r}.")
+    data = _check_frame(df, cols + ([item] if item is not None and item not in cols else []), who)
+    res = [_flag_series(data, c, crit) for c in cols]
+    main = res[0]
+    a = data[cols[0]].to_numpy()
+    eligible = main["eligible"].copy()
+    known = eligible & main["observed"]
+    dip = main["flag"].copy()
+    for other in res[1:]:
+        eligible &= other["eligible"]
+        known &= other["eligible"] & other["observed"]
+        dip &= other["flag"]
+    rupture_known = known
+    flag = dip & known
+    if item is not None:
+        iv = data[item].to_numpy(dtype=float)
+        iobs = ~np.isnan(iv)
+        iflag = iobs & (iv >= float(item_threshold) - _tol(float(item_threshold)))
+        if item_rule == "item":
+            has_item = pd.Series(iobs).groupby([data["study"], data["patient"]], sort=False) \
+                .transform("any").to_numpy(dtype=bool)
+            eligible, rupture_known, flag = has_item, iobs, iflag
+        elif item_rule == "or":
+            rupture_known = known | iflag
+            flag = (dip & known) | iflag
+        else:
+            rupture_known = known & iobs
+            flag = dip & known & iflag
+    rupture = pd.array(flag, dtype="boolean")
+    rupture[~rupture_known] = pd.NA
+    pre, repair, repair_session = _repairs(data, a, flag, main["patient_mean"], pre_level)
+    dip_col = pd.array(main["flag"], dtype="boolean")
+    dip_col[~(main["eligible"] & main["observed"])] = pd.NA
+    out = {
+        "study": data["study"], "patient": data["patient"], "session": data["session"],
+        "rater": rater, "criterion": crit.name, "alliance": a,
+        "n_obs": main["n_obs"], "eligible": eligible,
+        "patient_mean": main["patient_mean"], "sd_patient": main["sd_patient_all"],
+        "sd_pooled": main["sd_pooled"], "expected": main["expected"], "sd_used": main["sd_used"],
+        "k": crit.k, "threshold": main["threshold"], "z": main["z"], "dip": dip_col,
+    }
+    if rater == "both":
+        out["therapist_alliance"] = data["therapist_alliance"].to_numpy()
+        for nm, r in zip(("dip_patient", "dip_therapist"), res):
+            d_ = pd.array(r["flag"], dtype="boolean")
+            d_[~(r["eligible"] & r["observed"])] = pd.NA
+            out[nm] = d_
+    if item is not None:
+        out["item"] = data[item].to_numpy(dtype=float)
+        out["item_flag"] = iflag
+    out.update({"rupture": rupture, "pre_rupture_level": pre, "repair": repair,
+                "repair_session": repair_session})
+    f = pd.DataFrame(out)
+    f.attrs["criterion"] = crit
+    return f
+
+
+def simulate_rupture_data(n_patients: int = 400, n_sessions: int = 7, plant: float = 0.0,
+                          dip_sd: float = 3.5, trend: float = 0.15, seed: int = 0,
+                          study: str = "Sim") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rising-alliance data with optional planted single dips (the §9 calibration design).
+
+    Alliance from `analysis.simulate.simulate_study` (patient means ~ N(0, 1), a rising
+    trend of ``trend`` per session with patient SD 0.05, within-patient AR(1) deviations,
+    φ = 0.3, innovation SD 1). The within-patient SD σ_w is the SD of those deviations
+    (the stationary SD, `Simulation.truth["within_cov"][0][0]` ** 0.5). With
+    ``plant`` > 0 that share of patients gets one dip of ``dip_sd``·σ_w at one session
+    drawn uniformly from the second to the second-to-last; nothing else changes.
+
+    Returns (data, planted) with planted = one row per dip (study, patient, session).
+    """
+    from analysis.simulate import simulate_study  # local: keeps the import graph light
+
+    sim = simulate_study(n_patients, range(1, n_sessions + 1), study=study, alliance_trend=trend,
+                         sd_alliance_trend=0.05, seed=seed)
+    d = sim.data.copy()
+    sw = math.sqrt(sim.truth["within_cov"][0][0])
+    rng = np.random.default_rng([seed, 9])
+    patients = d["patient"].unique()
+    hit = patients[rng.random(len(patients)) < plant]
+    sess = rng.integers(2, n_sessions, size=len(hit))  # sessions 2 .. T − 1
+    planted = pd.DataFrame({"study": study, "patient": pd.array(hit, dtype="str"),
+                            "session": sess.astype(np.int64)})
+    key = d["patient"].astype(str) + "\x1f" + d["session"].astype(str)
+    m = key.isin(planted["patient"] + "\x1f" + planted["session"].astype(str)).to_numpy()
+    d.loc[m, "alliance"] = d.loc[m, "alliance"] - dip_sd * sw
+    return d, planted
+
+
+@dataclass(frozen=True)
+class RuptureChance:
+    """Observed rupture prevalence beside the prevalence expected by chance (METHODS §9).
+
+    ``per_study`` (and the ``All studies`` row of `to_frame`): ``n_eligible`` classified
+    patients, ``observed`` share with ≥ 1 dip, ``expected`` the mean share over ``n_sim``
+    data sets simulated without ruptures, ``sim_low``/``sim_high`` the 2.5%/97.5% points
+    of the simulated shares, ``p_excess`` = (1 + #{simulated ≥ observed})/(n_sim + 1).
+    """
+
+    criterion: RuptureCriterion
+    rater: str
+    n_sim: int
+    seed: int
+    per_study: pd.DataFrame
+    messages: tuple = ()
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.per_study.copy()
+
+    @property
+    def total(self) -> pd.Series:
+        return self.per_study.iloc[-1]
+
+    def summary(self) -> str:
+        from analysis.formatting import count, percent
+
+        t = self.total
+        return (f"Observed: {percent(t['observed'], 1)} of {count(t['n_eligible'])} classified patients "
+                f"had a rupture; expected without ruptures: {percent(t['expected'], 1)} "
+                f"(95% of {count(self.n_sim)} simulations {percent(t['sim_low'], 1)} to "
+                f"{percent(t['sim_high'], 1)}).")
+
+
+def rupture_chance(df: pd.DataFrame, criterion="default", k: float | None = None,
+                   sd: str | None = None, detrend: bool | None = None, rater: str = "patient",
+                   n_sim: int = 100, seed: int = 1) -> RuptureChance:
+    """Prevalence of ruptures expected without ruptures, on the user's own data (§9).
+
+    For each study, every patient's observed alliance is refitted as a straight line
+    (ordinary least squares; the patient mean with fewer than 3 values) and the study's
+    within-patient noise SD σ̂ is `robust_sd` of the standardized residuals
+    r_ij/√(1 − h_ij). ``n_sim`` data sets are simulated with the same patients and observed
+    sessions: A*_ij = â_i + b̂_i·t_ij + σ̂·ε_ij, ε ~ N(0, 1) independent — data with each
+    patient's own level and trend but no ruptures. The same criterion (`ruptures`) is
+    applied to each; the shares of classified patients with ≥ 1 dip give the expected
+    prevalence and its 2.5–97.5% range. Independent normal noise is the no-rupture model;
+    autocorrelated or skewed (ceiling) ratings can make the real chance rate differ.
+    The item and both-raters rules are not simulated (one rater's dips only).
+    """
+    who = "rupture_chance"
+    if rater not in _RATER_COLUMN:
+        raise ValueError(f"{who}: rater must be 'patient' or 'therapist', got {rater!r}.")
+    if isinstance(n_sim, bool) or not isinstance(n_sim, (int, np.integer)) or not 20 <= n_sim <= 5000:
+        raise ValueError(f"{who}: n_sim must be a whole number from 20 to 5000, got {n_sim!r}.")
+    crit = _resolve_criterion(criterion, k, sd, detrend, who)
+    col = _RATER_COLUMN[rater]
+    if isinstance(df, pd.DataFrame) and col not in df.columns and rater == "therapist":
+        raise ValueError(f"{who}: rater='therapist' needs a 'therapist_alliance' column.")
+    data = _check_frame(df, [col], who)
+    od = data[data[col].notna()].reset_index(drop=True)
+    if od.empty:
+        raise ValueError(f"{who}: no observed '{col}' values.")
+    codes = pd.factorize(od["study"].str.cat(od["patient"], sep="\x1f"), sort=False)[0]
+    starts = _patient_starts(codes)
+    counts = np.diff(np.r_[starts, len(od)])
+    x = od["session"].to_numpy(float)
+    y = od[col].to_numpy(float)
+    study_row = od["study"].to_numpy()
+    # observed
+    obs = _dips(y[None, :], x, starts, study_row, crit)
+    # per-patient fitted line (mean when < 3 values) and study noise SD
+    n = np.repeat(counts, counts).astype(float)
+
+    def psum(w):
+        return np.repeat(np.add.reduceat(w, starts), counts)
+
+    with np.errstate(all="ignore"):
+        mx, my = psum(x) / n, psum(y) / n
+        sxx = psum((x - mx) ** 2)
+        b = np.where((n >= 3) & (sxx > 0), psum((x - mx) * (y - my)) / sxx, 0.0)
+        fit = my + b * (x - mx)
+        lev = np.where(n >= 3, 1 / n + (x - mx) ** 2 / sxx, 1 / n)
+        u = (y - fit) / np.sqrt(1 - lev)
+    u[n < 2] = np.nan
+    sigma = {s: robust_sd(u[study_row == s]) for s in np.unique(study_row)}
+    sig_row = pd.Series(study_row).map(sigma).to_numpy(float)
+    rng = np.random.default_rng(seed)
+    studies = sorted(sigma)
+    sidx = {s: i for i, s in enumerate(studies)}
+    st_pat = np.array([sidx[s] for s in study_row[starts]])
+    sims = []
+    batch = 25
+    for b0 in range(0, n_sim, batch):
+        nb = min(batch, n_sim - b0)
+        Y = fit[None, :] + sig_row[None, :] * rng.standard_normal((nb, len(y)))
+        r = _dips(Y, x, starts, study_row, crit)
+        pat_flag = np.add.reduceat(r["flag"].astype(np.int64), starts, axis=1) > 0  # (nb, P)
+        sims.append(pat_flag)
+    sims = np.concatenate(sims, axis=0)  # (n_sim, P)
+    elig_p = obs["eligible"][starts]
+    obs_p = np.add.reduceat(obs["flag"][0].astype(np.int64), starts) > 0
+    rows = []
+    for name, sel in [(s, st_pat == sidx[s]) for s in studies] + [("All studies", np.ones_like(elig_p))]:
+        m = sel & elig_p
+        ne = int(m.sum())
+        if ne:
+            shares = sims[:, m].mean(axis=1)
+            o = float(obs_p[m].mean())
+            rows.append({"study": name, "n_eligible": ne, "n_observed": int(obs_p[m].sum()),
+                         "observed": o, "expected": float(shares.mean()),
+                         "sim_low": float(np.quantile(shares, 0.025)),
+                         "sim_high": float(np.quantile(shares, 0.975)),
+                         "excess": o - float(shares.mean()),
+                         "p_excess": float((1 + np.sum(shares >= o - 1e-12)) / (n_sim + 1)),
+                         "sigma_within": float(sigma[name]) if name in sigma else np.nan})
+        else:
+            rows.append({"study": name, "n_eligible": 0, "n_observed": 0, "observed": np.nan,
+                         "expected": np.nan, "sim_low": np.nan, "sim_high": np.nan, "excess": np.nan,
+                         "p_excess": np.nan, "sigma_within": float(sigma.get(name, np.nan))})
+    msgs = []
+    if not elig_p.any():
+        msgs.append("No patient has enough alliance ratings to be classified.")
+    return RuptureChance(criterion=crit, rater=rater, n_sim=int(n_sim), seed=int(seed),
+                         per_study=pd.DataFrame(rows), messages=tuple(msgs))
 
 
 _FLAG_COLS = ["study", "patient", "session", "n_obs", "eligible", "rupture", "repair"]

@@ -66,7 +66,7 @@ SD_POOL = math.sqrt(68 / 12)
 
 
 def test_ruptures_sd_patient_hand():
-    f = ev.ruptures(S1, k=1, sd="patient")
+    f = ev.ruptures(S1, criterion="mean_sd", k=1, sd="patient")
     # A: threshold 5 − 1.41421 = 3.58579 → session 3 (3) rupture; session 1 (4) not
     # B: threshold 5 − 1.58114 = 3.41886 → session 3 (3) rupture; session 5 (4) not
     # C: threshold 5 − 3.53553 = 1.46447 → session 3 (1) rupture; session 1 (2) not
@@ -82,7 +82,7 @@ def test_ruptures_sd_patient_hand():
 
 
 def test_ruptures_sd_pooled_hand():
-    f = ev.ruptures(S1, k=1, sd="pooled")
+    f = ev.ruptures(S1, criterion="mean_sd", k=1, sd="pooled")
     # threshold for all = 5 − 2.38048 = 2.61952
     # A session 3 (3) and B session 3 (3) are above → no rupture
     # C session 1 (2) and session 3 (1) are below → ruptures
@@ -94,7 +94,7 @@ def test_ruptures_sd_pooled_hand():
 
 
 def test_ruptures_sd_max_default_hand():
-    f = ev.ruptures(S1)  # k = 1, sd = "max"
+    f = ev.ruptures(S1, criterion="mean_sd")  # k = 1, sd = "max"
     # A: max(1.41421, 2.38048) = 2.38048 → threshold 2.61952 → none
     # B: max(1.58114, 2.38048) = 2.38048 → none
     # C: max(3.53553, 2.38048) = 3.53553 → threshold 1.46447 → session 3 only
@@ -106,7 +106,7 @@ def test_ruptures_sd_max_default_hand():
 
 
 def test_ruptures_k2_strict_hand():
-    f = ev.ruptures(S1, k=2, sd="patient")
+    f = ev.ruptures(S1, criterion="mean_sd", k=2, sd="patient")
     # A: 5 − 2·1.41421 = 2.17157; B: 5 − 2·1.58114 = 1.83772; C: 5 − 2·3.53553 = −2.07107
     # minima are 3, 3, 1 → no rupture anywhere
     assert not f.rupture.fillna(False).any()
@@ -114,7 +114,7 @@ def test_ruptures_k2_strict_hand():
 
 
 def test_repair_and_no_repair_hand():
-    f = ev.ruptures(S1, k=1, sd="patient").set_index(["patient", "session"])
+    f = ev.ruptures(S1, criterion="mean_sd", k=1, sd="patient").set_index(["patient", "session"])
     # A: rupture at 3; pre-rupture level = session 2 = 6; session 4 = 6 ≥ 6 → repaired at 4
     #    (the "at or above" boundary)
     assert f.loc[("A", 3), "pre_rupture_level"] == 6
@@ -131,7 +131,7 @@ def test_repair_and_no_repair_hand():
 
 
 def test_repair_first_session_uses_patient_mean():
-    f = ev.ruptures(S1, k=1, sd="pooled").set_index(["patient", "session"])
+    f = ev.ruptures(S1, criterion="mean_sd", k=1, sd="pooled").set_index(["patient", "session"])
     # C, pooled: rupture at session 1 (first observed) → pre level = patient mean 5;
     # session 2 = 8 ≥ 5 → repaired at 2. Rupture at session 3: pre level = 8 → 9 at session 4.
     assert f.loc[("C", 1), "pre_rupture_level"] == pytest.approx(5.0)
@@ -145,13 +145,13 @@ def test_pre_level_options_consecutive_ruptures():
     # mean 24/6 = 4; deviations 2, 2, −2, −3, −1, 2; squares 4+4+4+9+1+4 = 26
     # var 26/5 = 5.2; SD 2.28035; k = 0.5 → threshold 4 − 1.14018 = 2.85982
     # ruptures: session 3 (2) and session 4 (1); session 5 (3) is above
-    f = ev.ruptures(d, k=0.5, sd="patient").set_index("session")
+    f = ev.ruptures(d, criterion="mean_sd", k=0.5, sd="patient").set_index("session")
     assert rows(f.reset_index(), "F") == [3, 4]
     # "previous": session 4's level is session 3's value 2 → session 5 (3) repairs it
     assert f.loc[4, "pre_rupture_level"] == 2
     assert f.loc[4, "repair_session"] == 5
     assert f.loc[3, "repair_session"] == 6  # level 6 (session 2) → session 6 = 6
-    g = ev.ruptures(d, k=0.5, sd="patient", pre_level="last_non_rupture").set_index("session")
+    g = ev.ruptures(d, criterion="mean_sd", k=0.5, sd="patient", pre_level="last_non_rupture").set_index("session")
     # "last_non_rupture": session 3 is itself a rupture, so session 4's level is session 2 = 6
     assert g.loc[4, "pre_rupture_level"] == 6
     assert g.loc[4, "repair_session"] == 6
@@ -164,7 +164,7 @@ def test_too_few_values_not_flagged_and_counted():
         long("S2", "P3", [5, np.nan, 1]),              # 2 observed values of 3 rows
         long("S2", "P4", [np.nan, np.nan]),            # no observed value
     )
-    f = ev.ruptures(d, k=1, sd="patient")
+    f = ev.ruptures(d, criterion="mean_sd", k=1, sd="patient")
     assert f[f.patient.isin(["P2", "P3", "P4"])].rupture.isna().all()
     assert not f[f.patient.isin(["P2", "P3", "P4"])].eligible.any()
     assert f[f.patient == "P3"].n_obs.iloc[0] == 2
@@ -179,14 +179,14 @@ def test_pooled_sd_weights_by_df_including_two_value_patients():
     d = cat(long("S3", "P1", [4, 6, 3, 6, 6]), long("S3", "P2", [5, 1]))
     # P1: var 2, df 4; P2: [5, 1] mean 3, var (4 + 4)/1 = 8, df 1
     # pooled var = (4·2 + 1·8)/(4 + 1) = 16/5 = 3.2 → SD 1.78885
-    f = ev.ruptures(d, sd="pooled")
+    f = ev.ruptures(d, criterion="mean_sd", sd="pooled")
     assert f.sd_pooled.iloc[0] == pytest.approx(math.sqrt(3.2))
 
 
 def test_missing_alliance_row_is_skipped():
     # A with an extra unobserved session 6 and a gap: the flags are those of A
     d = cat(long("S1", "A", [4, 6, 3, 6, 6, np.nan]))
-    f = ev.ruptures(d, k=1, sd="patient")
+    f = ev.ruptures(d, criterion="mean_sd", k=1, sd="patient")
     assert f.n_obs.iloc[0] == 5
     assert rows(f, "A") == [3]
     assert pd.isna(f.rupture.iloc[5])
@@ -194,7 +194,7 @@ def test_missing_alliance_row_is_skipped():
 
 def test_constant_alliance_no_rupture():
     # SD 0: every value equals the mean; there is no dip → no rupture
-    f = ev.ruptures(long("S", "Z", [5, 5, 5, 5]), sd="patient")
+    f = ev.ruptures(long("S", "Z", [5, 5, 5, 5]), criterion="mean_sd", sd="patient")
     assert not f.rupture.astype(bool).any()
 
 
@@ -202,15 +202,15 @@ def test_therapist_rater():
     d = S1.copy()
     d["therapist_alliance"] = d["alliance"]
     d["alliance"] = 5.0
-    f = ev.ruptures(d, k=1, sd="patient", rater="therapist")
+    f = ev.ruptures(d, criterion="mean_sd", k=1, sd="patient", rater="therapist")
     assert rows(f, "A") == [3] and rows(f, "C") == [3]
     assert (f.rater == "therapist").all()
 
 
 def test_row_order_does_not_matter():
     shuffled = S1.sample(frac=1, random_state=3)
-    a = ev.ruptures(S1, sd="patient")
-    b = ev.ruptures(shuffled, sd="patient")
+    a = ev.ruptures(S1, criterion="mean_sd", sd="patient")
+    b = ev.ruptures(shuffled, criterion="mean_sd", sd="patient")
     pd.testing.assert_frame_equal(a, b)
 
 
@@ -220,7 +220,7 @@ def test_rupture_summary_any_vs_all():
     # var 5.5, SD 2.34521; k = 0.5 → threshold 4 − 1.17260 = 2.82740 → ruptures at 2 and 4
     # session 2: level 6 (session 1) → session 3 = 6 → repaired
     # session 4: level 6 (session 3) → session 5 = 5 < 6 → not repaired
-    f = ev.ruptures(d, k=0.5, sd="patient")
+    f = ev.ruptures(d, criterion="mean_sd", k=0.5, sd="patient")
     assert rows(f, "E") == [2, 4]
     pp, _ = ev.rupture_summary(f, rule="any")
     e = pp.set_index("patient").loc["E"]
@@ -233,7 +233,7 @@ def test_rupture_summary_any_vs_all():
 
 def test_rupture_summary_per_study_hand():
     d = cat(S1, long("S2", "Q1", [5, 5, 5, 1, 5]), long("S2", "Q2", [3, 3]))
-    f = ev.ruptures(d, k=1, sd="patient")
+    f = ev.ruptures(d, criterion="mean_sd", k=1, sd="patient")
     # S1 with sd="patient": A (repaired), B (not repaired), C (repaired) all have one rupture
     # → prevalence rupture 3/3, repair 2/3, rupture–repair (any) 2/3, all repaired 2/3
     # S2: Q1 = [5,5,5,1,5] mean 4.2, deviations .8,.8,.8,−3.2,.8 → squares 4·.64 + 10.24 = 12.8
@@ -271,8 +271,8 @@ def alliance_data(draw):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(alliance_data(), st.floats(0.1, 3.0), st.floats(0.0, 2.0), st.sampled_from(["max", "patient", "pooled"]))
 def test_raising_k_never_adds_ruptures(d, k, dk, sd):
-    lo = ev.ruptures(d, k=k, sd=sd)
-    hi = ev.ruptures(d, k=k + dk, sd=sd)
+    lo = ev.ruptures(d, criterion="mean_sd", k=k, sd=sd)
+    hi = ev.ruptures(d, criterion="mean_sd", k=k + dk, sd=sd)
     r_lo = lo.rupture.fillna(False).to_numpy(bool)
     r_hi = hi.rupture.fillna(False).to_numpy(bool)
     assert r_hi.sum() <= r_lo.sum()
@@ -282,7 +282,7 @@ def test_raising_k_never_adds_ruptures(d, k, dk, sd):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(alliance_data(), st.floats(0.1, 3.0))
 def test_max_sd_flags_subset_of_both(d, k):
-    r = {s: ev.ruptures(d, k=k, sd=s).rupture.fillna(False).to_numpy(bool)
+    r = {s: ev.ruptures(d, criterion="mean_sd", k=k, sd=s).rupture.fillna(False).to_numpy(bool)
          for s in ("max", "patient", "pooled")}
     assert not (r["max"] & ~r["patient"]).any()
     assert not (r["max"] & ~r["pooled"]).any()
@@ -291,7 +291,7 @@ def test_max_sd_flags_subset_of_both(d, k):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(alliance_data(), st.floats(0.1, 2.0), st.sampled_from(["previous", "last_non_rupture"]))
 def test_rupture_and_repair_definitions_hold(d, k, pre):
-    f = ev.ruptures(d, k=k, sd="patient", pre_level=pre)
+    f = ev.ruptures(d, criterion="mean_sd", k=k, sd="patient", pre_level=pre)
     rup = f[f.rupture.fillna(False).astype(bool)]
     assert (rup.alliance <= rup.threshold + 1e-9).all()
     rep = rup[rup.repair.fillna(False).astype(bool)]
@@ -331,7 +331,7 @@ def test_planted_dips_are_detected():
             planted[pid] = (j + 1, repaired)
         frames.append(long("sim", pid, a))
     d = cat(*frames)
-    f = ev.ruptures(d, k=1.5, sd="max")
+    f = ev.ruptures(d, criterion="mean_sd", k=1.5, sd="max")
     flagged = f[f.rupture.fillna(False).astype(bool)]
     hit = [((flagged.patient == p) & (flagged.session == s)).any() for p, (s, _) in planted.items()]
     assert np.mean(hit) >= 0.85
@@ -794,7 +794,7 @@ def test_outcome_by_pattern_too_few_not_pooled():
 def test_outcome_by_pattern_from_ruptures_and_gains():
     d = S1.copy()
     d["symptoms"] = d["session"] * -1.0 + 20  # all change −4
-    f = ev.ruptures(d, sd="patient")
+    f = ev.ruptures(d, criterion="mean_sd", sd="patient")
     res = ev.outcome_by_pattern(d, f)  # every eligible patient has a rupture → no comparison
     assert res.event == "rupture"
     assert res.per_study.n_event.iloc[0] == 3 and res.per_study.n_no_event.iloc[0] == 0
@@ -907,7 +907,7 @@ def test_validation_sudden_gains_and_rc():
 
 
 def test_fig_rupture_series():
-    f = ev.ruptures(S1, k=1, sd="patient")
+    f = ev.ruptures(S1, criterion="mean_sd", k=1, sd="patient")
     fig = pe.fig_rupture_series(f, "S1", "A")
     names = {t.name: t for t in fig.data}
     assert list(names["Rupture"].x) == [3]
@@ -922,7 +922,7 @@ def test_fig_rupture_series():
 
 
 def test_fig_rupture_prevalence():
-    _, ps = ev.rupture_summary(ev.ruptures(S1, sd="patient"))
+    _, ps = ev.rupture_summary(ev.ruptures(S1, criterion="mean_sd", sd="patient"))
     fig = pe.fig_rupture_prevalence(ps)
     assert len(fig.data) == 3
     assert list(fig.data[0].y) == pytest.approx([100.0])
