@@ -252,6 +252,146 @@ def test_rupture_summary_per_study_hand():
 
 
 # ---------------------------------------------------------------------------
+# §9 the calibrated default and the named criteria (hand-computed)
+# ---------------------------------------------------------------------------
+
+# Consistency constant of the 90%-trimmed RMS: c = Φ⁻¹(0.95) = 1.644854, φ(c) = 0.103136,
+# 1 − 2·c·φ(c)/0.9 = 1 − 0.339288/0.9 = 0.623013
+TRIM_C = 0.623013
+
+
+def test_robust_sd_hand():
+    # 10 values: the largest |u| (10) is trimmed, the other nine are 0.5 → √(0.25/0.623013)
+    u = [0.5, -0.5] * 4 + [0.5, 10.0]
+    assert ev.robust_sd(u) == pytest.approx(math.sqrt(0.25 / TRIM_C), rel=1e-5)
+    # mostly zeros (a scale's ceiling): not 0 as long as some kept residual differs from 0
+    assert ev.robust_sd([0.0] * 7 + [1.0, -1.0, 5.0]) == pytest.approx(math.sqrt((2 / 9) / TRIM_C), rel=1e-5)
+    assert np.isnan(ev.robust_sd([np.nan]))
+
+
+def test_default_criterion_hand():
+    # One patient, sessions 1..5, A = [2, 3, 1, 5, 6].
+    # Leave session 3 out: others (1,2), (2,3), (4,5), (5,6): mean session 3, mean alliance 4,
+    #   Sxx = 4+1+1+4 = 10, Sxy = 4+1+1+4 = 10 → slope 1 → expected at 3 = 4;
+    #   h = 1/4 + 0 = 0.25; u = (1 − 4)/√1.25 = −2.683282.
+    # Identity check via the full fit: mean 3.4, slope 1, fitted 1.4, 2.4, 3.4, 4.4, 5.4,
+    #   residuals .6, .6, −2.4, .6, .6, leverages .6, .3, .2, .3, .6 →
+    #   u = r/√(1 − h) = .948683, .717137, −2.683282, .717137, .948683.
+    #   robust SD (all 5 kept, ceil(0.9·5) = 5): mean u² = (.9 + .514286 + 7.2 + .514286 + .9)/5
+    #   = 2.005714 → σ̂ = √(2.005714/0.623013) = 1.794262.
+    # k = 1: threshold at 3 = 4 − 1.794262·√1.25 = 4 − 2.006045 = 1.993955 → 1 is a rupture;
+    # z = −3/2.006045 = −1.495481. Default k = 2.4: threshold 4 − 4.814509 < 1 → no rupture.
+    d = long("S", "P", [2, 3, 1, 5, 6])
+    f = ev.ruptures(d, k=1).set_index("session")
+    assert f.loc[3, "expected"] == pytest.approx(4.0)
+    assert f.loc[3, "sd_used"] == pytest.approx(1.794262, rel=1e-5)
+    assert f.loc[3, "threshold"] == pytest.approx(1.993955, rel=1e-5)
+    assert f.loc[3, "z"] == pytest.approx(-1.495481, rel=1e-5)
+    assert rows(f.reset_index(), "P") == [3]
+    assert (f["criterion"] == "default").all()
+    g = ev.ruptures(d)
+    assert g["k"].iloc[0] == ev.DEFAULT_K == 2.4
+    assert not g["rupture"].astype(bool).any()
+    # 3 observed values are too few for a detrended leave-one-out line
+    h = ev.ruptures(long("S", "Q", [2, 3, 1]))
+    assert not h["eligible"].any() and h["rupture"].isna().all()
+
+
+def test_other_sessions_criterion_hand():
+    # Patient A = [4, 6, 3, 6, 6]. Session 3: others 4, 6, 6, 6 → mean 5.5, SD 1
+    #   (squares 2.25 + 3·0.25 = 3, /3) → threshold 4.5 → 3 is a rupture.
+    # Session 1: others 6, 3, 6, 6 → mean 5.25, squares 3·0.5625 + 5.0625 = 6.75 → SD 1.5
+    #   → threshold 3.75 → 4 is not. Sessions 2, 4, 5 (6) lie above their others' mean.
+    f = ev.ruptures(S1[S1.patient == "A"], criterion="other_sessions").set_index("session")
+    assert f.loc[3, "expected"] == pytest.approx(5.5)
+    assert f.loc[3, "sd_used"] == pytest.approx(1.0)
+    assert f.loc[3, "threshold"] == pytest.approx(4.5)
+    assert f.loc[1, "threshold"] == pytest.approx(3.75)
+    assert rows(f.reset_index(), "A") == [3]
+
+
+def test_default_returns_one_boolean_row_per_session():
+    d, _ = ev.simulate_rupture_data(30, 7, plant=0.3, seed=5)
+    f = ev.ruptures(d)
+    assert len(f) == len(d)
+    assert not f.duplicated(["study", "patient", "session"]).any()
+    assert str(f["rupture"].dtype) == "boolean"
+    assert f["rupture"].notna().all()
+
+
+@pytest.mark.parametrize("n_sessions", [7, 11])
+def test_default_criterion_calibration(n_sessions):
+    """Specificity first (issue 15): rising alliance, no ruptures → ≤ 15% of patients flagged;
+    single dips of 3.5 within-patient SD planted in 30% of the patients → ≥ 70% found."""
+    clean, none = ev.simulate_rupture_data(1000, n_sessions, seed=41 + n_sessions)
+    assert none.empty
+    _, ps = ev.rupture_summary(ev.ruptures(clean))
+    assert ps["n_eligible"].iloc[0] == 1000
+    assert ps["prev_rupture"].iloc[0] <= 0.15
+    dipped, planted = ev.simulate_rupture_data(1000, n_sessions, plant=0.3, dip_sd=3.5,
+                                               seed=43 + n_sessions)
+    assert 0.25 < len(planted) / 1000 < 0.35
+    f = ev.ruptures(dipped)
+    found = planted.merge(f, on=["study", "patient", "session"])["rupture"].astype(bool)
+    assert len(found) == len(planted)
+    assert found.mean() >= 0.70
+    # the criterion the project used before fails the first target on the same data
+    _, old = ev.rupture_summary(ev.ruptures(clean, criterion="mean_sd"))
+    assert old["prev_rupture"].iloc[0] > 0.5
+
+
+def test_both_raters_rule_hand():
+    # criterion mean_sd, sd patient, k = 1 (hand values from S1 above): patient A dips at 3;
+    # therapist ratings of A dip at 3 too ([4, 6, 3, 6, 6]) → a rupture by both.
+    # Patient B dips at 3; B's therapist ratings are flat → no rupture by both.
+    d = S1[S1.patient.isin(["A", "B"])].copy()
+    d["therapist_alliance"] = np.where(d.patient == "A", d.alliance, 5.0)
+    f = ev.ruptures(d, criterion="mean_sd", sd="patient", rater="both")
+    assert rows(f, "A") == [3] and rows(f, "B") == []
+    assert rows(f, "B", "dip_patient") == [3] and rows(f, "B", "dip_therapist") == []
+    assert (f.rater == "both").all()
+
+
+def test_rupture_item_rules_hand():
+    # A (mean_sd, patient SD, k = 1) dips at session 3; an item ≥ 4 marks sessions 3 and 5.
+    d = S1[S1.patient == "A"].copy()
+    d["rupture_intensity"] = [1, 2, 4, np.nan, 5]
+    kw = dict(criterion="mean_sd", sd="patient", item="rupture_intensity", item_threshold=4)
+    assert rows(ev.ruptures(d, **kw, item_rule="or"), "A") == [3, 5]
+    assert rows(ev.ruptures(d, **kw, item_rule="and"), "A") == [3]
+    f = ev.ruptures(d, **kw, item_rule="item")
+    assert rows(f, "A") == [3, 5]
+    assert pd.isna(f.set_index("session").loc[4, "rupture"])  # no item value: unknown
+    with pytest.raises(ValueError, match="item_threshold"):
+        ev.ruptures(d, item="rupture_intensity")
+    with pytest.raises(ValueError, match="must be numeric"):
+        ev.ruptures(d.assign(rupture_intensity="high"), item="rupture_intensity", item_threshold=1)
+
+
+def test_chance_reference_without_and_with_ruptures():
+    clean, _ = ev.simulate_rupture_data(800, 9, seed=3)
+    ch = ev.rupture_chance(clean, n_sim=100, seed=2)
+    t = ch.total
+    assert t["study"] == "All studies" and t["n_eligible"] == 800
+    # no ruptures: the observed share is what chance predicts
+    assert abs(t["observed"] - t["expected"]) < 0.03
+    assert t["p_excess"] > 0.05
+    assert t["sim_low"] <= t["expected"] <= t["sim_high"]
+    dipped, planted = ev.simulate_rupture_data(800, 9, plant=0.3, seed=3)
+    ch2 = ev.rupture_chance(dipped, n_sim=100, seed=2)
+    t2 = ch2.total
+    assert t2["observed"] > t2["sim_high"]
+    assert t2["p_excess"] < 0.05
+    # about 30% planted × ≥ 70% found on top of the chance rate
+    assert t2["excess"] > 0.15
+    assert "expected without ruptures" in ch2.summary()
+    # the same seed gives the same reference
+    assert ev.rupture_chance(dipped, n_sim=100, seed=2).to_frame().equals(ch2.to_frame())
+    with pytest.raises(ValueError, match="n_sim"):
+        ev.rupture_chance(clean, n_sim=5)
+
+
+# ---------------------------------------------------------------------------
 # properties (hypothesis)
 # ---------------------------------------------------------------------------
 
