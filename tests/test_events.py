@@ -323,14 +323,14 @@ def test_default_returns_one_boolean_row_per_session():
 def test_default_criterion_calibration(n_sessions):
     """Specificity first (issue 15): rising alliance, no ruptures → ≤ 15% of patients flagged;
     single dips of 3.5 within-patient SD planted in 30% of the patients → ≥ 70% found."""
-    clean, none = ev.simulate_rupture_data(1000, n_sessions, seed=41 + n_sessions)
+    clean, none = ev.simulate_rupture_data(2000, n_sessions, seed=41 + n_sessions)
     assert none.empty
     _, ps = ev.rupture_summary(ev.ruptures(clean))
-    assert ps["n_eligible"].iloc[0] == 1000
+    assert ps["n_eligible"].iloc[0] == 2000
     assert ps["prev_rupture"].iloc[0] <= 0.15
-    dipped, planted = ev.simulate_rupture_data(1000, n_sessions, plant=0.3, dip_sd=3.5,
+    dipped, planted = ev.simulate_rupture_data(2000, n_sessions, plant=0.3, dip_sd=3.5,
                                                seed=43 + n_sessions)
-    assert 0.25 < len(planted) / 1000 < 0.35
+    assert 0.25 < len(planted) / 2000 < 0.35
     f = ev.ruptures(dipped)
     found = planted.merge(f, on=["study", "patient", "session"])["rupture"].astype(bool)
     assert len(found) == len(planted)
