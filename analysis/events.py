@@ -35,7 +35,9 @@ from numbers import Real
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special, stats
+from scipy import special, stats
+
+from analysis.mixed import fit_random_intercept
 
 __all__ = [
     "SCL90R_GSI_GERMAN_CUTOFF",
@@ -1108,71 +1110,6 @@ def sudden_gain_summary(gains: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
 
 
 # --------------------------------------------------------------------------
-# random-intercept model (own REML solver, numpy only)
-# --------------------------------------------------------------------------
-
-
-def _random_intercept_reml(y, X, groups):
-    """REML fit of ``y = Xβ + u_g + e``, u ~ N(0, τ²), e ~ N(0, σ²).
-
-    With λ = τ²/σ² and, per group of size n_g, V_g = σ²(I + λ·11ᵀ),
-    V_g⁻¹ = (I − λ/(1 + n_gλ)·11ᵀ)/σ². σ² is profiled out
-    (σ̂² = Q(λ)/(N − p)), and ``(N − p)·log σ̂² + Σ log(1 + n_gλ) + log|XᵀṼ⁻¹X|``
-    is minimized over λ ≥ 0 (grid on log λ, Brent refinement, boundary λ = 0
-    checked). Cov(β̂) = σ̂²·(XᵀṼ⁻¹X)⁻¹. Returns a dict.
-    """
-    y = np.asarray(y, float)
-    X = np.asarray(X, float)
-    codes, _ = pd.factorize(pd.Series(groups), sort=False)
-    G = codes.max() + 1
-    N, p = X.shape
-    ng = np.bincount(codes, minlength=G).astype(float)
-    # group sums
-    Xs = np.zeros((G, p))
-    np.add.at(Xs, codes, X)
-    ys = np.bincount(codes, weights=y, minlength=G)
-    XtX = X.T @ X
-    Xty = X.T @ y
-
-    def parts(lam):
-        w = lam / (1.0 + ng * lam)
-        A = XtX - (Xs * w[:, None]).T @ Xs
-        b = Xty - (Xs * w[:, None]).T @ ys
-        beta = np.linalg.solve(A, b)
-        # Q = (y - Xβ)ᵀ Ṽ⁻¹ (y - Xβ)
-        rs = ys - Xs @ beta
-        r = y - X @ beta
-        Q = r @ r - np.sum(w * rs ** 2)
-        return A, beta, Q
-
-    def obj(lam):
-        A, _, Q = parts(lam)
-        if Q <= 0:
-            return np.inf
-        _sign, logdet = np.linalg.slogdet(A)
-        return (N - p) * math.log(Q / (N - p)) + np.sum(np.log1p(ng * lam)) + logdet
-
-    grid = np.exp(np.linspace(-12, 8, 81))
-    vals = np.array([obj(v) for v in grid])
-    f0 = obj(0.0)
-    i = int(np.argmin(vals))
-    lo = math.log(grid[max(i - 1, 0)])
-    hi = math.log(grid[min(i + 1, len(grid) - 1)])
-    res = optimize.minimize_scalar(lambda t: obj(math.exp(t)), bounds=(lo, hi),
-                                   method="bounded", options={"xatol": 1e-10})
-    lam, fbest = math.exp(res.x), res.fun
-    converged = bool(res.success) and i < len(grid) - 1
-    if f0 <= fbest + 1e-10:
-        lam, fbest = 0.0, f0
-    A, beta, Q = parts(lam)
-    sigma2 = Q / (N - p)
-    cov = sigma2 * np.linalg.inv(A)
-    return {"beta": beta, "cov": cov, "sigma2": sigma2, "tau2": lam * sigma2,
-            "lambda": lam, "converged": converged, "boundary": lam == 0.0,
-            "reml_crit": fbest, "n_groups": int(G), "n_obs": int(N)}
-
-
-# --------------------------------------------------------------------------
 # §10 alliance around sudden gains
 # --------------------------------------------------------------------------
 
@@ -1270,7 +1207,7 @@ def alliance_around_gains(df: pd.DataFrame, gains: pd.DataFrame,
     are those with ``is_gain``; other pairs those that do not meet the
     criteria (with ``first_only`` the later gains are in neither group).
     See `AllianceAroundGains` for the three comparisons. The random-intercept
-    model is fitted by REML with an own numpy solver (no formulas). When
+    model is fitted by REML with `analysis.mixed.fit_random_intercept` (no formulas). When
     studies used different alliance instruments, standardize first
     (METHODS §2).
     """
@@ -1339,17 +1276,18 @@ def alliance_around_gains(df: pd.DataFrame, gains: pd.DataFrame,
         X = np.column_stack([np.ones(len(use)), (use["group"] == "gain").to_numpy(float)])
         grp_key = use["study"].str.cat(use["patient"], sep="\x1f")
         try:
-            fit = _random_intercept_reml(use["change"].to_numpy(float), X, grp_key.to_numpy())
-        except (np.linalg.LinAlgError, ValueError) as exc:  # pragma: no cover - defensive
-            messages.append(f"Random-intercept model could not be fitted: {exc}.")
+            fit = fit_random_intercept(X, use["change"].to_numpy(float), grp_key.to_numpy(),
+                                       names=["intercept", "gain pair"])
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            messages.append(f"Random-intercept model could not be fitted: {exc}")
         else:
-            b0, est = (float(v) for v in fit["beta"])
-            se = float(math.sqrt(fit["cov"][1, 1]))
+            b0, est = (float(v) for v in fit.beta)
+            se = float(fit.se[1])
             z = est / se if se > 0 else np.nan
             p = float(2 * stats.norm.sf(abs(z))) if se > 0 else np.nan
-            tau2, sig2 = float(fit["tau2"]), float(fit["sigma2"])
-            conv = fit["converged"]
-            if fit["boundary"]:
+            tau2, sig2 = float(fit.tau2), float(fit.sigma2)
+            conv = bool(fit.converged)
+            if fit.tau2 == 0.0:
                 messages.append(
                     "Random-intercept variance estimated at 0 (boundary); the model "
                     "equals ordinary least squares."

@@ -775,33 +775,25 @@ def test_alliance_around_gains_missing_alliance_and_first_only():
     assert any("missing" in m for m in res.messages)
 
 
-def test_random_intercept_solver_matches_statsmodels():
-    sm = pytest.importorskip("statsmodels.api")
-    rng = np.random.default_rng(11)
-    sizes = rng.integers(2, 9, 40)
-    groups = np.repeat(np.arange(40), sizes)
-    x = (rng.random(groups.size) < 0.3).astype(float)
-    y = 0.2 + 0.5 * x + rng.normal(0, 1.0, 40)[groups] + rng.normal(0, 1.0, groups.size)
-    X = np.column_stack([np.ones_like(x), x])
-    ours = ev._random_intercept_reml(y, X, groups)
-    ref = sm.MixedLM(y, X, groups).fit(reml=True)
-    assert np.allclose(ours["beta"], ref.fe_params, atol=1e-5)
-    assert np.allclose(np.sqrt(np.diag(ours["cov"])), ref.bse_fe, atol=1e-5)
-    assert ours["tau2"] == pytest.approx(float(np.asarray(ref.cov_re)[0, 0]), rel=1e-4)
-    assert ours["sigma2"] == pytest.approx(float(ref.scale), rel=1e-4)
+def test_alliance_around_gains_model_matches_statsmodels():
+    """The random-intercept model (analysis.mixed) on the pairs agrees with statsmodels MixedLM."""
+    import statsmodels.api as sm
 
+    from analysis.simulate import simulate_study
 
-def test_random_intercept_solver_boundary_equals_ols():
-    # no between-group variation beyond noise and tiny groups often give τ² = 0;
-    # force it: y identical group means → λ = 0 and β = OLS
-    groups = np.repeat(np.arange(4), 3)
-    x = np.tile([0.0, 1.0, 0.0], 4)
-    y = np.tile([1.0, 2.0, 0.0], 4) + np.array([0, 0, 0, .1, -.1, 0, 0, .1, -.1, -.1, 0, .1])
-    X = np.column_stack([np.ones(12), x])
-    fit = ev._random_intercept_reml(y, X, groups)
-    beta_ols = np.linalg.lstsq(X, y, rcond=None)[0]
-    assert fit["tau2"] == 0.0
-    assert np.allclose(fit["beta"], beta_ols)
+    sim = simulate_study(60, range(1, 11), plant_gains=0.5, gain_size=4, sd_alliance_trend=0.4,
+                         ar_alliance=0.9, seed=8)
+    d = sim.data.assign(symptoms=sim.data["symptoms"] + 10)  # raw scores ≥ 0 (criterion 2)
+    gains = ev.sudden_gains(d, cutoff=2.0)
+    res = ev.alliance_around_gains(d, gains)
+    assert res.n_gain_pairs >= 10 and res.model_tau2 > 0
+    use = res.pairs[res.pairs["change"].notna() & res.pairs["group"].isin(["gain", "other"])]
+    X = np.column_stack([np.ones(len(use)), (use["group"] == "gain").to_numpy(float)])
+    ref = sm.MixedLM(use["change"].to_numpy(float), X, use["patient"].to_numpy()).fit(reml=True)
+    assert res.model_intercept == pytest.approx(ref.fe_params[0], abs=1e-5)
+    assert res.model_estimate == pytest.approx(ref.fe_params[1], abs=1e-5)
+    assert res.model_se == pytest.approx(ref.bse_fe[1], rel=1e-4)
+    assert res.model_sigma2 == pytest.approx(float(ref.scale), rel=1e-4)
 
 
 # ---------------------------------------------------------------------------
