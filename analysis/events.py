@@ -932,7 +932,8 @@ def rupture_summary(flags: pd.DataFrame, rule: str = "any") -> tuple[pd.DataFram
 
 
 def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
-                 first_only: bool = False, pairing: str = "session") -> pd.DataFrame:
+                 first_only: bool = False, pairing: str = "session", kind: str = "gain",
+                 better: str = "lower", column: str = "symptoms") -> pd.DataFrame:
     """Sudden gains by the Tang & DeRubeis (1999) criteria (METHODS §10).
 
     Candidate pairs are consecutive observed sessions n → n + 1 of a patient.
@@ -960,6 +961,19 @@ def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
        either side criterion 3 cannot be evaluated and fails
        (``criterion3_evaluable`` False, ``t_crit`` missing).
 
+    **Sudden losses** (``kind="loss"``; Lutz et al., 2013): the mirror criteria, a rise in
+    symptoms ``x_{n+1} − x_n ≥ cutoff``, ``≥ 0.25·x_n`` and
+    ``mean(x_{n+1..n+3}) − mean(x_{n−2..n}) > t_crit·s_p``. **Direction**: ``better="lower"``
+    (default; symptoms) or ``"higher"`` (a measure where higher is better, e.g. well-being:
+    a gain is then a rise). ``magnitude`` is always the change in the event's direction
+    (> 0). ``column`` chooses the measure (default ``symptoms``).
+
+    **Reversal** (Tang & DeRubeis, 1999): an event is reversed when at some later observed
+    session the patient has lost at least 50% of it, i.e. the score returns at least half-way
+    to the pregain level: ``x_s ≥ x_{n+1} + 0.5·magnitude`` for a gain on a lower-is-better
+    measure (mirrored for losses and higher-is-better); ``reversal_session`` is the first such
+    session (only on rows with ``is_gain``).
+
     ``meets_criteria`` = all three. ``gain_number`` numbers a patient's pairs
     that meet the criteria in session order (1 = first). ``is_gain`` equals
     ``meets_criteria``, or with ``first_only=True`` only the patient's first
@@ -977,9 +991,19 @@ def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
     who = "sudden_gains"
     if pairing not in ("session", "next_observed"):
         raise ValueError(f"{who}: pairing must be 'session' or 'next_observed', got {pairing!r}.")
+    if kind not in ("gain", "loss"):
+        raise ValueError(f"{who}: kind must be 'gain' or 'loss', got {kind!r}.")
+    if better not in ("lower", "higher"):
+        raise ValueError(f"{who}: better must be 'lower' or 'higher', got {better!r}.")
+    if not isinstance(column, str) or column in ("study", "patient", "session"):
+        raise ValueError(f"{who}: column must name a numeric measure, got {column!r}.")
+    # sign: +1 when the event is a fall in the score, −1 when it is a rise
+    sign = 1.0 if (kind == "gain") == (better == "lower") else -1.0
     if not isinstance(first_only, (bool, np.bool_)):
         raise ValueError(f"{who}: first_only must be True or False.")
-    data = _check_frame(df, ["symptoms"], who)
+    data = _check_frame(df, [column], who)
+    if column != "symptoms":
+        data = data.rename(columns={column: "symptoms"})
     data = data[data["symptoms"].notna()].reset_index(drop=True)
     studies = sorted(data["study"].unique())
     if cutoff is not None and (reliability is not None or sd is not None):
@@ -1002,8 +1026,8 @@ def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
         )
     if (data["symptoms"] < 0).any():
         raise ValueError(
-            f"{who}: symptoms contain negative values. Criterion 2 (a drop of at least 25% "
-            f"of the pregain score) needs raw scores ≥ 0 with 0 = no symptoms; do not use "
+            f"{who}: '{column}' contains negative values. Criterion 2 (a change of at least 25% "
+            f"of the pregain score) needs raw scores ≥ 0 with 0 = none; do not use "
             f"standardized or centered scores here."
         )
 
@@ -1031,7 +1055,7 @@ def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
     xn = x[cand]
     xn1 = nb[1][cand]
     cvec = pd.Series(study_a[cand]).map(cut).to_numpy(dtype=float)
-    drop = xn - xn1
+    drop = sign * (xn - xn1)
     n1 = (~np.isnan(pre_w)).sum(axis=1)
     n2 = (~np.isnan(post_w)).sum(axis=1)
     m1 = np.nansum(pre_w, axis=1) / n1
@@ -1044,7 +1068,7 @@ def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
         rel_mag = np.where(xn != 0, drop / np.where(xn != 0, xn, 1.0), np.nan)
     tc = np.array([T_CRIT_SUDDEN_GAINS.get(int(t), np.nan) for t in n1 + n2])
     tc[~evaluable] = np.nan
-    c3 = evaluable & ((m1 - m2) > tc * sp)
+    c3 = evaluable & (sign * (m1 - m2) > tc * sp)
     out = pd.DataFrame({
         "study": pd.array(study_a[cand], dtype="str"),
         "patient": pd.array(pat_a[cand], dtype="str"),
@@ -1067,9 +1091,37 @@ def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
         out["is_gain"] = out["meets_criteria"] & (num == 1)
     else:
         out["is_gain"] = out["meets_criteria"].copy()
+    out.insert(2, "kind", kind)
+    out.insert(3, "better", better)
+    rev, rev_s = _reversals(data, out, sign)
+    out["reversal"] = rev
+    out["reversal_session"] = rev_s
     out.attrs["first_only"] = bool(first_only)
     out.attrs["pairing"] = pairing
+    out.attrs["kind"] = kind
     return out
+
+
+def _reversals(data: pd.DataFrame, out: pd.DataFrame, sign: float):
+    """Reversal flag and first reversal session for the event rows (Tang & DeRubeis, 1999)."""
+    n = len(out)
+    rev = pd.array([pd.NA] * n, dtype="boolean")
+    rev_s = pd.array([pd.NA] * n, dtype="Int64")
+    ev_rows = np.flatnonzero(out["is_gain"].to_numpy(dtype=bool))
+    if not len(ev_rows):
+        return rev, rev_s
+    series = {k: (g["session"].to_numpy(), g["symptoms"].to_numpy(float))
+              for k, g in data.groupby(_KEY, sort=False)}
+    for r in ev_rows:
+        ses, x = series[(out["study"].iat[r], out["patient"].iat[r])]
+        post_s, post = int(out["postgain_session"].iat[r]), float(out["postgain"].iat[r])
+        half = post + sign * 0.5 * float(out["magnitude"].iat[r])  # half-way back to pregain
+        later = ses > post_s
+        back = later & (sign * (x - half) >= -_tol(half))
+        rev[r] = bool(back.any())
+        if back.any():
+            rev_s[r] = int(ses[np.flatnonzero(back)[0]])
+    return rev, rev_s
 
 
 def sudden_gain_summary(gains: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -1077,10 +1129,11 @@ def sudden_gain_summary(gains: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
 
     Per patient (patients with ≥ 1 candidate pair): ``n_pairs``,
     ``n_evaluable`` (pairs where criterion 3 could be evaluated), ``n_gains``
-    (pairs with ``is_gain``), ``any_gain``, ``first_gain_session`` (pregain
-    session of the first gain) and ``mean_magnitude`` of the gains.
-    Per study: ``n_patients``, ``n_with_gain``, ``prev_gain = n_with_gain /
-    n_patients``, ``n_gains`` and ``mean_magnitude`` over all gains.
+    (pairs with ``is_gain``), ``n_reversed`` (of them reversed), ``any_gain``,
+    ``first_gain_session`` (pregain session of the first gain) and ``mean_magnitude`` of
+    the gains. Per study: ``n_patients``, ``n_with_gain``, ``prev_gain = n_with_gain /
+    n_patients``, ``n_gains``, ``n_reversed``, ``prev_reversal = n_reversed / n_gains`` and
+    ``mean_magnitude`` over all gains. (Losses: the same columns for the losses.)
     """
     who = "sudden_gain_summary"
     g = _pair_frame(gains, who)
@@ -1093,16 +1146,20 @@ def sudden_gain_summary(gains: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     g["_g"] = g["is_gain"].astype(bool).astype(int)
     g["_gm"] = g["magnitude"].where(g["_g"] == 1)
     g["_gs"] = g["pregain_session"].where(g["_g"] == 1)
+    rev = gains["reversal"] if "reversal" in gains.columns else pd.Series(False, index=gains.index)
+    g["_rv"] = (rev.astype("boolean").fillna(False).to_numpy(dtype=bool) & (g["_g"] == 1)).astype(int)
     pp = g.groupby(_KEY, sort=True).agg(
         n_pairs=("_g", "size"), n_evaluable=("_ev", "sum"), n_gains=("_g", "sum"),
+        n_reversed=("_rv", "sum"),
         first_gain_session=("_gs", "min"), mean_magnitude=("_gm", "mean")).reset_index()
     pp["any_gain"] = pp["n_gains"] > 0
     pp["first_gain_session"] = pd.array(pp["first_gain_session"], dtype="Int64")
-    pp = pp[["study", "patient", "n_pairs", "n_evaluable", "n_gains", "any_gain",
+    pp = pp[["study", "patient", "n_pairs", "n_evaluable", "n_gains", "n_reversed", "any_gain",
              "first_gain_session", "mean_magnitude"]]
     ps = pp.groupby("study", sort=True).agg(
         n_patients=("patient", "size"), n_with_gain=("any_gain", "sum"),
-        n_gains=("n_gains", "sum")).reset_index()
+        n_gains=("n_gains", "sum"), n_reversed=("n_reversed", "sum")).reset_index()
+    ps["prev_reversal"] = np.where(ps["n_gains"] > 0, ps["n_reversed"] / ps["n_gains"].where(ps["n_gains"] > 0), np.nan)
     ps["prev_gain"] = ps["n_with_gain"] / ps["n_patients"]
     mm = g[g["_g"] == 1].groupby("study")["magnitude"].mean()
     ps["mean_magnitude"] = ps["study"].map(mm).astype(float)

@@ -1132,3 +1132,43 @@ def test_standardize_within_study_constant_raises():
     d = cat(long("S1", "A", [4, 4, 4]), long("S2", "B", [1, 2, 3]))
     with pytest.raises(ValueError, match="S1"):
         ev.standardize_within_study(d, ["alliance"])
+
+
+# ---------------------------------------------------------------------------
+# §10 sudden losses, reversals, direction (hand-computed)
+# ---------------------------------------------------------------------------
+
+
+def test_sudden_loss_mirror_hand():
+    # [10, 9, 11, 20, 21, 19]: pair 3 → 4 rises by 9 ≥ 5 and ≥ 0.25·11 = 2.75; windows
+    # 10, 9, 11 (mean 10, SD 1) and 20, 21, 19 (mean 20, SD 1): s_p = 1, 20 − 10 = 10 > 2.776.
+    d = long("S", "P", [10, 9, 11, 20, 21, 19], col="symptoms")
+    g = ev.sudden_gains(d, cutoff=5, kind="loss")
+    hit = g[g.is_gain]
+    assert hit.pregain_session.tolist() == [3]
+    assert hit.magnitude.iloc[0] == pytest.approx(9.0)
+    assert (g.kind == "loss").all()
+    # the same series has no sudden gain, and as a higher-is-better measure the rise is a gain
+    assert not ev.sudden_gains(d, cutoff=5).is_gain.any()
+    up = ev.sudden_gains(d, cutoff=5, better="higher")
+    assert up[up.is_gain].pregain_session.tolist() == [3]
+
+
+def test_reversal_hand():
+    # gain 3 → 4 of 9 points (19 → 10): reversed when a later score is ≥ 10 + 4.5 = 14.5
+    base = [20, 21, 19, 10, 9, 11]
+    for later, rev in (([14.5], True), ([14.4], False), ([12, 16], True)):
+        d = long("S", "P", base + later, col="symptoms")
+        g = ev.sudden_gains(d, cutoff=5)
+        r = g[g.is_gain].iloc[0]
+        assert bool(r.reversal) is rev
+        if rev:
+            assert r.reversal_session == 7 + later.index(next(v for v in later if v >= 14.5))
+    g = ev.sudden_gains(long("S", "P", base + [15], col="symptoms"), cutoff=5)
+    assert pd.isna(g[~g.is_gain].reversal).all()
+    pp, ps = ev.sudden_gain_summary(g)
+    assert ps.n_reversed.iloc[0] == 1 and ps.prev_reversal.iloc[0] == 1.0
+    # a loss is reversed when half of it is recovered: loss 11 → 20 (9), back ≤ 15.5
+    d = long("S", "P", [10, 9, 11, 20, 21, 19, 15.5], col="symptoms")
+    lo = ev.sudden_gains(d, cutoff=5, kind="loss")
+    assert bool(lo[lo.is_gain].reversal.iloc[0]) is True
