@@ -40,18 +40,26 @@ from scipy import special, stats
 from analysis.mixed import fit_random_intercept
 
 __all__ = [
+    "DEFAULT_K",
+    "RC_METHODS",
+    "RUPTURE_CRITERIA",
     "SCL90R_GSI_GERMAN_CUTOFF",
     "T_CRIT_SUDDEN_GAINS",
     "AllianceAroundGains",
     "OutcomeByPattern",
+    "RuptureChance",
+    "RuptureCriterion",
     "alliance_around_gains",
     "baseline_sd",
     "clinical_cutoff_c",
     "outcome_by_pattern",
     "reliable_change",
     "reliable_change_cutoff",
+    "robust_sd",
+    "rupture_chance",
     "rupture_summary",
     "ruptures",
+    "simulate_rupture_data",
     "standardize_within_study",
     "sudden_gain_summary",
     "sudden_gains",
@@ -1394,18 +1402,38 @@ def _pre_post(data: pd.DataFrame) -> pd.DataFrame:
     return pp
 
 
-def reliable_change(df: pd.DataFrame, reliability, sd, norms=None, cutoff=None) -> pd.DataFrame:
-    """Jacobson & Truax (1991) reliable and clinically significant change (§11).
+RC_METHODS = {
+    "JT": "Jacobson–Truax (1991)",
+    "GLN": "Gulliksen–Lord–Novick (Hsu, 1989)",
+    "EN": "Edwards–Nunnally (Speer, 1992)",
+    "HA": "Hageman–Arrindell (1999)",
+}
+
+
+def reliable_change(df: pd.DataFrame, reliability, sd, norms=None, cutoff=None,
+                    method: str = "JT") -> pd.DataFrame:
+    """Reliable and clinically significant change (§11), by one of `RC_METHODS`.
 
     Per patient, pre = first and post = last observed symptom score (patients
-    with < 2 observed values get missing results)::
+    with < 2 observed values get missing results). With r the reliability, SD = ``sd``,
+    S_E = SD·√(1 − r), and per study M_pre, M_post the means of the pre and post scores
+    (patients with both):
 
-        S_E    = sd · √(1 − r)
-        S_diff = √(2 · S_E²)
-        RCI    = (x_post − x_pre) / S_diff
+    * ``"JT"`` (default): ``RCI = (x_post − x_pre) / S_diff``, ``S_diff = √(2·S_E²)``;
+      reliable when |RCI| > 1.96.
+    * ``"GLN"`` (reliability-adjusted; regression to the mean):
+      ``RC = ((x_post − M_pre) − r·(x_pre − M_pre)) / (SD·√(1 − r²))``; |RC| > 1.96.
+    * ``"EN"``: the estimated true pre score ``T = r·(x_pre − M_pre) + M_pre``;
+      ``RC = (x_post − T) / S_E``, reliable when x_post lies outside T ± 2·S_E (|RC| > 2).
+    * ``"HA"``: with the study's pre and post SDs s_1, s_2 and pre–post correlation r_12 (from
+      the data), r_DD = (s_1²·r + s_2²·r − 2·r_12·s_1·s_2)/(s_1² + s_2² − 2·r_12·s_1·s_2),
+      ``RC_ID = ((x_post − x_pre)·r_DD + (M_post − M_pre)·(1 − r_DD)) /
+      √(r_DD·(s_1²(1 − r) + s_2²(1 − r)))``; |RC_ID| > 1.96. Needs ≥ 3 patients with both
+      scores and r_DD > 0 in the study.
 
-    Lower symptoms are better, so ``reliable_improvement`` = RCI < −1.96 and
-    ``reliable_deterioration`` = RCI > 1.96.
+    Lower symptoms are better, so ``reliable_improvement`` = index < −crit and
+    ``reliable_deterioration`` = index > crit (``rci`` holds the chosen method's index,
+    ``rc_crit`` its critical value, ``s_diff`` the Jacobson–Truax S_diff for reference).
 
     Clinical cut-off: ``cutoff=`` a number (e.g. `SCL90R_GSI_GERMAN_CUTOFF`),
     or ``norms=`` a dict with ``M_clinical, SD_clinical, M_functional,
@@ -1420,6 +1448,8 @@ def reliable_change(df: pd.DataFrame, reliability, sd, norms=None, cutoff=None) 
     number; ``norms`` one dict or a dict study → norms dict.
     """
     who = "reliable_change"
+    if method not in RC_METHODS:
+        raise ValueError(f"{who}: method must be one of {', '.join(RC_METHODS)}, got {method!r}.")
     data = _check_frame(df, ["symptoms"], who)
     studies = sorted(data["study"].unique())
     rel = _per_study(reliability, studies, "reliability", who, lambda v: _reliability(v, who))
@@ -1454,17 +1484,19 @@ def reliable_change(df: pd.DataFrame, reliability, sd, norms=None, cutoff=None) 
     pp["reliability"] = st.map(rel).astype(float)
     pp["sd"] = st.map(sds).astype(float)
     pp["s_diff"] = pp["sd"] * np.sqrt(1.0 - pp["reliability"]) * math.sqrt(2.0)
-    pp["rci"] = pp["change"] / pp["s_diff"]
+    pp["method"] = method
+    pp["rci"], pp["rc_crit"], rc_msgs = _rc_index(pp, method)
     has = pp["rci"].notna().to_numpy()
     rci = pp["rci"].to_numpy()
+    crit = float(pp["rc_crit"].iloc[0]) if len(pp) else 1.96
 
     def _b(x):
         out = pd.array(x, dtype="boolean")
         out[~has] = pd.NA
         return out
 
-    imp = has & (rci < -_Z)
-    det = has & (rci > _Z)
+    imp = has & (rci < -crit)
+    det = has & (rci > crit)
     pp["reliable_improvement"] = _b(imp)
     pp["reliable_deterioration"] = _b(det)
     cat = np.where(imp, "improved", np.where(det, "deteriorated", "unchanged")).astype(object)
@@ -1488,10 +1520,47 @@ def reliable_change(df: pd.DataFrame, reliability, sd, norms=None, cutoff=None) 
         pp["recovered"] = na.copy()
     cat[~has] = None
     pp["category"] = pd.array(cat, dtype="string")
-    return pp[["study", "patient", "n_obs", "pre_session", "post_session", "pre", "post",
-               "change", "reliability", "sd", "s_diff", "rci", "reliable_improvement",
-               "reliable_deterioration", "cutoff", "pre_above_cutoff", "post_below_cutoff",
-               "recovered", "category"]]
+    out = pp[["study", "patient", "n_obs", "pre_session", "post_session", "pre", "post",
+              "change", "reliability", "sd", "s_diff", "method", "rci", "rc_crit",
+              "reliable_improvement", "reliable_deterioration", "cutoff", "pre_above_cutoff",
+              "post_below_cutoff", "recovered", "category"]]
+    out.attrs["messages"] = tuple(rc_msgs)
+    return out
+
+
+def _rc_index(pp: pd.DataFrame, method: str):
+    """The change index of `reliable_change` per patient, its critical value, messages."""
+    r = pp["reliability"].to_numpy(float)
+    sd = pp["sd"].to_numpy(float)
+    pre, post = pp["pre"].to_numpy(float), pp["post"].to_numpy(float)
+    se = sd * np.sqrt(1.0 - r)
+    msgs = []
+    if method == "JT":
+        return (post - pre) / pp["s_diff"].to_numpy(float), 1.96, msgs
+    both = pp["pre"].notna() & pp["post"].notna()
+    st = pp.loc[both].groupby("study")
+    m_pre = pp["study"].map(st["pre"].mean()).to_numpy(float)
+    if method == "GLN":
+        return ((post - m_pre) - r * (pre - m_pre)) / (sd * np.sqrt(1.0 - r * r)), 1.96, msgs
+    if method == "EN":
+        return (post - (r * (pre - m_pre) + m_pre)) / se, 2.0, msgs
+    # HA
+    m_post = pp["study"].map(st["post"].mean()).to_numpy(float)
+    n = pp["study"].map(st.size()).fillna(0).to_numpy(float)
+    s1 = pp["study"].map(st["pre"].std(ddof=1)).to_numpy(float)
+    s2 = pp["study"].map(st["post"].std(ddof=1)).to_numpy(float)
+    cov = pp["study"].map(st.apply(lambda g: float(np.cov(g["pre"], g["post"], ddof=1)[0, 1])
+                                   if len(g) >= 2 else np.nan)).to_numpy(float)
+    with np.errstate(all="ignore"):
+        rdd = (s1 ** 2 * r + s2 ** 2 * r - 2 * cov) / (s1 ** 2 + s2 ** 2 - 2 * cov)
+        idx = ((post - pre) * rdd + (m_post - m_pre) * (1 - rdd)) / np.sqrt(
+            rdd * (s1 ** 2 * (1 - r) + s2 ** 2 * (1 - r)))
+    bad = (n < 3) | ~(rdd > 0)
+    for study in sorted(set(pp.loc[bad, "study"])):
+        msgs.append(f"Study {study}: the Hageman–Arrindell index needs ≥ 3 patients with a first "
+                    f"and last score and a positive reliability of the difference scores.")
+    idx[bad] = np.nan
+    return idx, 1.96, msgs
 
 
 # --------------------------------------------------------------------------

@@ -1172,3 +1172,45 @@ def test_reversal_hand():
     d = long("S", "P", [10, 9, 11, 20, 21, 19, 15.5], col="symptoms")
     lo = ev.sudden_gains(d, cutoff=5, kind="loss")
     assert bool(lo[lo.is_gain].reversal.iloc[0]) is True
+
+
+# ---------------------------------------------------------------------------
+# §11 reliable-change methods (hand-computed)
+# ---------------------------------------------------------------------------
+
+
+def test_reliable_change_methods_hand():
+    # pre 10, 20, 30 → post 6, 14, 13; r = .8, SD = 10.
+    # M_pre 20, M_post 11; post deviations −5, 3, 2 → var 38/2 = 19; cov(pre, post) =
+    # (50 + 0 + 20)/2 = 35; S_E = 10·√.2 = 4.472136.
+    d = cat(long("S", "P1", [10, 6], col="symptoms"), long("S", "P2", [20, 14], col="symptoms"),
+            long("S", "P3", [30, 13], col="symptoms"))
+
+    def idx(method):
+        rc = ev.reliable_change(d, reliability=0.8, sd=10, method=method).set_index("patient")
+        return rc["rci"].to_numpy(), rc["category"].tolist(), rc
+
+    # JT: S_diff = √2·4.472136 = 6.324555 → −4, −6, −17 over it
+    v, cat_, _ = idx("JT")
+    assert v == pytest.approx([-0.632456, -0.948683, -2.687936], rel=1e-5)
+    assert cat_ == ["unchanged", "unchanged", "improved"]
+    # GLN: ((post − 20) − .8(pre − 20))/(10·√(1 − .64) = 6) → −6/6, −6/6, −15/6
+    v, cat_, _ = idx("GLN")
+    assert v == pytest.approx([-1.0, -1.0, -2.5])
+    assert cat_ == ["unchanged", "unchanged", "improved"]
+    # EN: T = .8(pre − 20) + 20 = 12, 20, 28; (post − T)/4.472136; reliable beyond ±2
+    v, cat_, rc = idx("EN")
+    assert v == pytest.approx([-1.341641, -1.341641, -3.354102], rel=1e-5)
+    assert (rc["rc_crit"] == 2.0).all()
+    assert cat_ == ["unchanged", "unchanged", "improved"]
+    # HA: r_DD = (100·.8 + 19·.8 − 70)/(100 + 19 − 70) = 25.2/49 = .514286;
+    # denominator √(.514286·(20 + 3.8)) = √12.24 = 3.498571;
+    # numerator .514286·(post − pre) + (11 − 20)(1 − .514286) = .514286·d − 4.371429
+    v, cat_, _ = idx("HA")
+    assert v == pytest.approx([-1.837497, -2.131486, -3.748484], rel=1e-5)
+    assert cat_ == ["unchanged", "improved", "improved"]
+    with pytest.raises(ValueError, match="method"):
+        ev.reliable_change(d, reliability=0.8, sd=10, method="NK")
+    # HA with too few patients: missing with a message
+    rc = ev.reliable_change(d.iloc[:4], reliability=0.8, sd=10, method="HA")
+    assert rc["rci"].isna().all() and rc.attrs["messages"]
