@@ -47,12 +47,24 @@ __all__ = [
     "T_CRIT_SUDDEN_GAINS",
     "AllianceAroundGains",
     "OutcomeByPattern",
+    "RepairOutcome",
     "RuptureChance",
     "RuptureCriterion",
+    "AllianceTrajectory",
+    "GainAnalysis",
+    "ReliableChangeAnalysis",
+    "RuptureAnalysis",
     "alliance_around_gains",
+    "alliance_trajectory",
+    "extra_numeric_columns",
+    "gain_analysis",
+    "gain_cutoffs",
+    "reliable_change_analysis",
+    "rupture_analysis",
     "baseline_sd",
     "clinical_cutoff_c",
     "outcome_by_pattern",
+    "outcome_by_repair",
     "reliable_change",
     "reliable_change_cutoff",
     "robust_sd",
@@ -1179,6 +1191,79 @@ def sudden_gain_summary(gains: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
 # --------------------------------------------------------------------------
 
 
+def _mean_ci(x, level: float = 0.95):
+    """Mean, t-interval bounds and n of the finite values of ``x``."""
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if n == 0:
+        return np.nan, np.nan, np.nan, 0
+    m = float(x.mean())
+    if n < 2:
+        return m, np.nan, np.nan, n
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return m, m - half, m + half, n
+
+
+@dataclass(frozen=True)
+class AllianceTrajectory:
+    """Alliance over sessions around sudden gains (METHODS §10).
+
+    ``relative``: gainers' mean alliance by session relative to their first gain's pregain
+    session (0 = pregain, 1 = postgain; −3 … +4), with 95% t intervals. ``by_session``: mean
+    alliance per session for patients with ≥ 1 gain vs patients without.
+    """
+
+    rater: str
+    relative: pd.DataFrame
+    by_session: pd.DataFrame
+
+    def to_frame(self) -> pd.DataFrame:
+        a = self.relative.assign(view="relative to the gain")
+        b = self.by_session.rename(columns={"session": "position"}).assign(view="by session")
+        return pd.concat([a.rename(columns={"relative_session": "position"}), b], ignore_index=True)
+
+    def summary(self) -> str:
+        from analysis.formatting import num
+
+        r = self.relative.set_index("relative_session")
+        if not {0, 1} <= set(r.index) or not r.loc[[0, 1], "n"].gt(0).all():
+            return "Too few gainers with alliance ratings around the gain to draw a trajectory."
+        pre = r.loc[r.index < 0, "mean"].mean()
+        post = r.loc[r.index > 1, "mean"].mean()
+        return (f"Gainers' mean alliance: {num(pre)} in the sessions before the pregain session, "
+                f"{num(r.loc[0, 'mean'])} at the pregain and {num(r.loc[1, 'mean'])} at the postgain session, "
+                f"{num(post)} afterwards.")
+
+
+def alliance_trajectory(df: pd.DataFrame, gains: pd.DataFrame, rater: str = "patient",
+                        window: tuple[int, int] = (-3, 4)) -> AllianceTrajectory:
+    """Gainers' alliance by session relative to the first gain, and gainers vs others by session.
+
+    The first gain of each patient (``is_gain``) defines session 0 (pregain) — relative
+    positions count observed-or-not sessions by number. Means with 95% t intervals (§10).
+    """
+    who = "alliance_trajectory"
+    if rater not in _RATER_COLUMN:
+        raise ValueError(f"{who}: rater must be 'patient' or 'therapist', got {rater!r}.")
+    col = _RATER_COLUMN[rater]
+    data = _check_frame(df, [col], who)
+    g = _pair_frame(gains, who)
+    first = g[g["is_gain"].astype(bool)].groupby(_KEY, sort=False)["pregain_session"].min()
+    d = data[data[col].notna()].merge(first.rename("g0").reset_index(), on=_KEY, how="left")
+    d["rel"] = d["session"] - d["g0"]
+    rows = []
+    for rel in range(window[0], window[1] + 1):
+        m, lo, hi, n = _mean_ci(d.loc[d["rel"] == rel, col])
+        rows.append({"relative_session": rel, "mean": m, "ci_low": lo, "ci_high": hi, "n": n})
+    rows2 = []
+    d["group"] = np.where(d["g0"].notna(), "gainers", "non-gainers")
+    for (ses, grp), s in d.groupby(["session", "group"], sort=True):
+        m, lo, hi, n = _mean_ci(s[col])
+        rows2.append({"session": int(ses), "group": grp, "mean": m, "ci_low": lo, "ci_high": hi, "n": n})
+    return AllianceTrajectory(rater=rater, relative=pd.DataFrame(rows), by_session=pd.DataFrame(rows2))
+
+
 @dataclass(frozen=True)
 class AllianceAroundGains:
     """Alliance change over gain pairs vs other consecutive pairs (§10).
@@ -1222,6 +1307,37 @@ class AllianceAroundGains:
     rater: str
     pairs: pd.DataFrame = field(repr=False, compare=False)
     messages: tuple = ()
+
+    @property
+    def group_means(self) -> pd.DataFrame:
+        """Mean alliance at session n and n + 1 with 95% t intervals, gain vs other pairs."""
+        use = self.pairs[self.pairs["change"].notna() & self.pairs["group"].isin(["gain", "other"])]
+        rows = []
+        for grp in ("gain", "other"):
+            s = use[use["group"] == grp]
+            for when, col in (("pre", "alliance_pre"), ("post", "alliance_post")):
+                m, lo, hi, n = _mean_ci(s[col])
+                rows.append({"group": grp, "time": when, "mean": m, "ci_low": lo, "ci_high": hi, "n": n})
+        return pd.DataFrame(rows)
+
+    def summary(self, unit: str = "alliance points") -> str:
+        """The three comparisons in words."""
+        from analysis.formatting import count, num, p_text, signed, stat
+
+        if self.n_gain_pairs == 0:
+            return "No sudden gain has alliance ratings at both sessions, so there is nothing to compare."
+        s = (f"Across {count(self.n_gain_pairs)} gain pairs the alliance changed on average by "
+             f"{signed(self.mean_change_gain)} {unit} from session n to n + 1; across "
+             f"{count(self.n_other_pairs)} other pairs by {signed(self.mean_change_other)} "
+             f"(difference {signed(self.difference)}).")
+        if np.isfinite(self.paired_t):
+            s += (f" Paired within-patient test ({count(self.paired_n)} patients with both kinds of pairs): "
+                  f"mean difference {signed(self.paired_mean_diff)}, "
+                  f"{stat('t', self.paired_t, self.paired_df)}, {p_text(self.paired_p)}.")
+        if np.isfinite(self.model_estimate):
+            s += (f" Random-intercept model (all pairs): gain-pair effect {signed(self.model_estimate)} "
+                  f"(SE {num(self.model_se)}, {stat('z', self.model_z)}, {p_text(self.model_p)}).")
+        return s
 
     def to_frame(self) -> pd.DataFrame:
         rows = [
@@ -1589,6 +1705,28 @@ class OutcomeByPattern:
     meta: object = None
     messages: tuple = ()
 
+    def summary(self, what: str = "the pattern") -> str:
+        """The comparison in words: the one study's effect, or the pooled effect."""
+        from analysis.formatting import count, estimate_ci, p_text, signed
+
+        eff = "Hedges' g" if self.measure == "SMD" else "mean difference"
+        ps = self.per_study
+        if len(ps) == 1:
+            r = ps.iloc[0]
+            s = (f"No pooling with one study: symptoms changed on average by {signed(r.mean_change_event)} "
+                 f"points in the {count(r.n_event)} patients with {what} and by "
+                 f"{signed(r.mean_change_no_event)} in the {count(r.n_no_event)} without.")
+            if r.included:
+                s += (f" {eff} = {estimate_ci(r.yi, r.ci_low, r.ci_high)} (95% CI), {p_text(r.pvalue)}: "
+                      f"patients with {what} improved {'more' if r.yi < 0 else 'less'}.")
+            return s
+        if self.meta is None or self.meta.k < 2:
+            return "No pooling: fewer than two studies have at least two patients with and two without it."
+        m = self.meta
+        return (f"Pooled over {m.k} studies ({eff}, with minus without {what}): "
+                f"{estimate_ci(m.estimate, m.ci_low, m.ci_high)} (95% CI), {p_text(m.pvalue)}; on average "
+                f"patients with {what} improved {'more' if m.estimate < 0 else 'less'}.")
+
     def to_frame(self) -> pd.DataFrame:
         """Per-study table plus a final pooled row (when pooled)."""
         t = self.per_study.copy()
@@ -1783,3 +1921,435 @@ def outcome_by_pattern(df: pd.DataFrame, flags_or_gains: pd.DataFrame, event: st
             messages.append(f"Pooling not possible: {exc}")
     return OutcomeByPattern(event=event, measure=measure, per_study=per_study,
                             per_patient=both, meta=meta_res, messages=tuple(messages))
+
+
+# --------------------------------------------------------------------------
+# results for readers (the page, reports): tables and sentences, §9–§11
+# --------------------------------------------------------------------------
+
+_CANONICAL = {"study", "patient", "session", "alliance", "symptoms", "therapist_alliance", "therapist"}
+
+
+def extra_numeric_columns(df: pd.DataFrame) -> list[str]:
+    """Numeric columns beyond the canonical ones (METHODS §1): candidates for a rupture item."""
+    return [str(c) for c in df.columns if c not in _CANONICAL
+            and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+            and df[c].notna().any()]
+
+
+def _share(n, N) -> float:
+    return n / N if N else np.nan
+
+
+def _with_total(t: pd.DataFrame, counts: list[str], shares: dict) -> pd.DataFrame:
+    """Append an "All studies" row: counts summed, shares = numerator / denominator."""
+    if len(t) < 2:
+        return t.reset_index(drop=True)
+    tot = {c: t[c].sum() for c in counts}
+    tot["study"] = "All studies"
+    for c, (num_, den) in shares.items():
+        tot[c] = _share(tot[num_], tot[den])
+    return pd.concat([t, pd.DataFrame([tot])], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class RuptureAnalysis:
+    """Ruptures and repairs with their chance reference (METHODS §9), ready to show.
+
+    ``flags`` (per session, `ruptures`), ``per_patient`` / ``per_study`` (`rupture_summary`),
+    ``chance`` (`rupture_chance`, None when not computed). `to_frame` is the prevalence
+    table (one row per study, plus "All studies" with several).
+    """
+
+    criterion: RuptureCriterion
+    rater: str
+    rule: str
+    item: str | None
+    flags: pd.DataFrame = field(repr=False, compare=False)
+    per_patient: pd.DataFrame = field(repr=False, compare=False)
+    per_study: pd.DataFrame = field(repr=False, compare=False)
+    chance: RuptureChance | None = None
+    messages: tuple = ()
+
+    def to_frame(self) -> pd.DataFrame:
+        ps = self.per_study
+        t = ps[["study", "n_patients", "n_eligible", "n_rupture", "n_repair", "n_rupture_repair"]].copy()
+        t = _with_total(t, ["n_patients", "n_eligible", "n_rupture", "n_repair", "n_rupture_repair"], {})
+        t["prev_rupture"] = t["n_rupture"] / t["n_eligible"].where(t["n_eligible"] > 0)
+        t["prev_repair"] = t["n_repair"] / t["n_eligible"].where(t["n_eligible"] > 0)
+        t["prev_rupture_repair"] = t["n_rupture_repair"] / t["n_eligible"].where(t["n_eligible"] > 0)
+        t["repair_given_rupture"] = t["n_repair"] / t["n_rupture"].where(t["n_rupture"] > 0)
+        if self.chance is not None:
+            ch = self.chance.per_study.set_index("study")
+            for c in ("expected", "sim_low", "sim_high", "p_excess"):
+                t["chance_" + c] = t["study"].map(ch[c]).astype(float)
+        return t
+
+    @property
+    def total(self) -> pd.Series:
+        return self.to_frame().iloc[-1]
+
+    def summary(self) -> str:
+        from analysis.formatting import count, p_text, percent
+
+        t = self.total
+        N, n_r, n_p = int(t["n_eligible"]), int(t["n_rupture"]), int(t["n_repair"])
+        s = (f"{percent(_share(n_r, N), 1)} of the {count(N)} classified patients ({count(n_r)}) had at "
+             f"least one rupture; {count(n_p)} of them ({percent(_share(n_p, n_r), 1)}) repaired at least "
+             f"one rupture later on.")
+        if self.chance is not None and np.isfinite(t.get("chance_expected", np.nan)):
+            s += (f" Expected by chance (the same criterion on {count(self.chance.n_sim)} simulated data sets "
+                  f"with each patient's own level and trend but no ruptures): "
+                  f"{percent(t['chance_expected'], 1)} (95% of simulations "
+                  f"{percent(t['chance_sim_low'], 1)} to {percent(t['chance_sim_high'], 1)}); "
+                  f"{'more' if t['prev_rupture'] > t['chance_sim_high'] else 'not clearly more'} than chance "
+                  f"({p_text(t['chance_p_excess'])}).")
+        n_few = int(self.per_study["n_too_few"].sum())
+        if n_few:
+            s += f" {count(n_few)} patient(s) with too few ratings were not classified."
+        return s
+
+    def patients(self, study: str) -> list[tuple[str, str]]:
+        """(patient, label) of one study, patients with a rupture first."""
+        from analysis.formatting import count
+
+        pp = self.per_patient[self.per_patient["study"] == str(study)]
+        el = pp["eligible"].astype(bool)
+        has = pp["any_rupture"].astype("boolean").fillna(False).astype(bool)
+        out = []
+        for sel in (has, ~has & el, ~el):
+            for r in pp[sel].itertuples():
+                if not r.eligible:
+                    lab = "not classified (too few ratings)"
+                elif int(r.n_ruptures) == 0:
+                    lab = "no rupture"
+                else:
+                    lab = f"{count(r.n_ruptures)} rupture(s), {count(r.n_repaired)} repaired"
+                out.append((str(r.patient), f"{r.patient} · {lab}"))
+        return out
+
+    def patient_note(self, study: str, patient: str) -> str:
+        """One patient's ruptures in words (user-derived labels are left to the caller to escape)."""
+        from analysis.formatting import num
+
+        p = self.flags[(self.flags["study"] == str(study)) & (self.flags["patient"] == str(patient))]
+        if p.empty or not bool(p["eligible"].iloc[0]):
+            return "Too few alliance ratings to classify this patient."
+        rup = p[p["rupture"].astype("boolean").fillna(False).astype(bool)]
+        if rup.empty:
+            return "No session is low enough to count as a rupture."
+        parts = []
+        for r in rup.itertuples():
+            if bool(r.repair):
+                parts.append(f"session {r.session} (repaired at session {int(r.repair_session)}, back to "
+                             f"≥ {num(r.pre_rupture_level)})")
+            else:
+                parts.append(f"session {r.session} (not repaired: never again ≥ {num(r.pre_rupture_level)})")
+        return "Ruptures: " + "; ".join(parts) + "."
+
+
+def rupture_analysis(df: pd.DataFrame, criterion="default", k=None, sd=None, detrend=None,
+                     rater: str = "patient", pre_level: str = "previous", rule: str = "any",
+                     item: str | None = None, item_threshold=None, item_rule: str = "or",
+                     chance: bool = True, n_sim: int = 100, seed: int = 1) -> RuptureAnalysis:
+    """`ruptures` + `rupture_summary` + `rupture_chance` in one result (METHODS §9).
+
+    The chance reference is computed for one rater's dips without an item (see
+    `rupture_chance`); otherwise it is None and a message says why.
+    """
+    flags = ruptures(df, criterion=criterion, k=k, sd=sd, detrend=detrend, rater=rater,
+                     pre_level=pre_level, item=item, item_threshold=item_threshold, item_rule=item_rule)
+    pp, ps = rupture_summary(flags, rule=rule)
+    crit = flags.attrs["criterion"]
+    ch, msgs = None, []
+    if chance and rater in _RATER_COLUMN and item is None:
+        ch = rupture_chance(df, criterion=crit, rater=rater, n_sim=n_sim, seed=seed)
+        msgs.extend(ch.messages)
+    elif chance:
+        msgs.append("The chance reference is simulated for one rater's alliance dips only; it is not "
+                    "shown for the both-raters rule or a rupture item.")
+    return RuptureAnalysis(criterion=crit, rater=rater, rule=rule, item=item, flags=flags,
+                           per_patient=pp, per_study=ps, chance=ch, messages=tuple(msgs))
+
+
+def gain_cutoffs(df: pd.DataFrame, reliability=0.9, sd=None, cutoff=None,
+                 column: str = "symptoms") -> pd.DataFrame:
+    """Per-study cut-off of sudden-gain criterion 1 (METHODS §10).
+
+    ``cutoff`` (a number or dict study → number) is used as given; otherwise the reliable
+    change value 1.96·√2·SD·√(1 − r) with ``reliability`` and ``sd`` (each a number or dict
+    study → number); ``sd=None`` uses each study's baseline SD (`baseline_sd`). Returns study,
+    reliability, sd, sd_source ("baseline" / "given" / "—"), cutoff.
+    """
+    who = "gain_cutoffs"
+    base = baseline_sd(df, column)
+    studies = list(base["study"])
+    if cutoff is not None:
+        cut = _per_study(cutoff, studies, "cutoff", who, lambda v: _positive_number(v, "cutoff", who))
+        return pd.DataFrame({"study": studies, "reliability": np.nan, "sd": np.nan, "sd_source": "—",
+                             "cutoff": [cut[s] for s in studies]})
+    rel = _per_study(reliability, studies, "reliability", who, lambda v: _reliability(v, who))
+    if sd is None:
+        sds = dict(zip(base["study"], base["baseline_sd"]))
+        lacking = [s for s in studies if not (np.isfinite(sds[s]) and sds[s] > 0)]
+        if lacking:
+            raise ValueError(f"The baseline SD cannot be computed for {', '.join(lacking)} (fewer than two "
+                             f"patients or no variation); type an SD instead.")
+        src = "baseline"
+    else:
+        sds = _per_study(sd, studies, "sd", who, lambda v: _positive_number(v, "sd", who))
+        src = "given"
+    return pd.DataFrame({"study": studies, "reliability": [rel[s] for s in studies],
+                         "sd": [float(sds[s]) for s in studies], "sd_source": src,
+                         "cutoff": [reliable_change_cutoff(sds[s], rel[s]) for s in studies]})
+
+
+@dataclass(frozen=True)
+class GainAnalysis:
+    """Sudden gains or losses with their per-study cut-offs (METHODS §10), ready to show."""
+
+    kind: str
+    better: str
+    first_only: bool
+    pairing: str
+    cutoffs: pd.DataFrame = field(repr=False, compare=False)
+    gains: pd.DataFrame = field(repr=False, compare=False)
+    per_patient: pd.DataFrame = field(repr=False, compare=False)
+    per_study: pd.DataFrame = field(repr=False, compare=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        t = self.per_study.merge(self.cutoffs, on="study", how="left")
+        t = t[["study", "cutoff", "reliability", "sd", "n_patients", "n_with_gain", "n_gains", "n_reversed",
+               "mean_magnitude"]]
+        t = _with_total(t, ["n_patients", "n_with_gain", "n_gains", "n_reversed"], {})
+        t["prev_gain"] = t["n_with_gain"] / t["n_patients"].where(t["n_patients"] > 0)
+        t["prev_reversal"] = t["n_reversed"] / t["n_gains"].where(t["n_gains"] > 0)
+        return t
+
+    def summary(self) -> str:
+        from analysis.formatting import count, num, percent
+
+        t = self.to_frame().iloc[-1]
+        word = "sudden gain" if self.kind == "gain" else "sudden loss"
+        cuts = self.cutoffs["cutoff"].unique()
+        cut = (f"a minimum change of {num(cuts[0])} points" if len(cuts) == 1
+               else "each study's own minimum change (cut-off column)")
+        s = (f"With {cut}, {percent(t['prev_gain'], 1)} of the {count(t['n_patients'])} patients with at "
+             f"least one pair of consecutive sessions ({count(t['n_with_gain'])}) had a {word}; "
+             f"{count(t['n_gains'])} in all" + (" (first per patient only)" if self.first_only else "") + ". ")
+        if t["n_gains"]:
+            s += (f"{count(t['n_reversed'])} of them ({percent(t['prev_reversal'], 1)}) were reversed "
+                  f"(≥ 50% lost again later).")
+        return s
+
+    def patients(self, study: str, all_patients) -> list[tuple[str, str]]:
+        """(patient, label), patients with an event first."""
+        from analysis.formatting import count
+
+        gp = self.per_patient[self.per_patient["study"] == str(study)]
+        n = dict(zip(gp["patient"], gp["n_gains"]))
+        word = "sudden gain(s)" if self.kind == "gain" else "sudden loss(es)"
+        with_ = [p for p in gp.loc[gp["any_gain"], "patient"]]
+        rest = sorted(set(map(str, all_patients)) - set(with_))
+        return [(p, f"{p} · {count(n[p])} {word}") for p in with_] + [(p, f"{p} · none") for p in rest]
+
+    def patient_note(self, study: str, patient: str) -> str:
+        from analysis.formatting import num, percent
+
+        g = self.gains
+        mine = g[(g["study"] == str(study)) & (g["patient"] == str(patient)) & g["is_gain"]]
+        if mine.empty:
+            return "No event under these settings."
+        verb = "fell" if (self.kind == "gain") == (self.better == "lower") else "rose"
+        return "; ".join(
+            f"scores {verb} from {num(r.pregain)} at session {r.pregain_session} to {num(r.postgain)} at "
+            f"session {r.postgain_session} ({num(r.magnitude)} points, {percent(abs(r.relative_magnitude))})"
+            + (f", reversed by session {int(r.reversal_session)}" if bool(r.reversal) else "")
+            for r in mine.itertuples()) + "."
+
+
+def gain_analysis(df: pd.DataFrame, kind: str = "gain", better: str = "lower", reliability=0.9, sd=None,
+                  cutoff=None, first_only: bool = False, pairing: str = "session") -> GainAnalysis:
+    """Per-study cut-offs (`gain_cutoffs`), `sudden_gains` and `sudden_gain_summary` (§10)."""
+    cuts = gain_cutoffs(df, reliability=reliability, sd=sd, cutoff=cutoff)
+    g = sudden_gains(df, cutoff=dict(zip(cuts["study"], cuts["cutoff"])), first_only=first_only,
+                     pairing=pairing, kind=kind, better=better)
+    pp, ps = sudden_gain_summary(g)
+    return GainAnalysis(kind=kind, better=better, first_only=bool(first_only), pairing=pairing, cutoffs=cuts,
+                        gains=g, per_patient=pp, per_study=ps)
+
+
+_RC_CATS = ("recovered", "improved", "unchanged", "deteriorated")
+
+
+@dataclass(frozen=True)
+class ReliableChangeAnalysis:
+    """Reliable (and clinically significant) change per study (METHODS §11), ready to show."""
+
+    method: str
+    per_patient: pd.DataFrame = field(repr=False, compare=False)
+    messages: tuple = ()
+
+    def to_frame(self) -> pd.DataFrame:
+        rc = self.per_patient
+        studies = sorted(rc["study"].unique())
+        has = rc[rc["category"].notna()]
+        counts = (has.groupby(["study", "category"]).size().unstack("category")
+                  .reindex(index=studies, columns=list(_RC_CATS)).fillna(0).astype(np.int64))
+        per = rc.groupby("study").agg(s_diff=("s_diff", "first"), cutoff=("cutoff", "first"),
+                                      crit=("rc_crit", "first")).reindex(studies)
+        t = pd.DataFrame({"study": studies, "n_patients": counts.sum(axis=1).to_numpy()})
+        for c in _RC_CATS:
+            t["n_" + c] = counts[c].to_numpy()
+        t["smallest_reliable_change"] = (per["crit"] * per["s_diff"]).to_numpy() if self.method == "JT" else np.nan
+        t["cutoff"] = per["cutoff"].to_numpy()
+        t = _with_total(t, ["n_patients"] + ["n_" + c for c in _RC_CATS], {})
+        for c in _RC_CATS:
+            t["prev_" + c] = t["n_" + c] / t["n_patients"].where(t["n_patients"] > 0)
+        no_c = t["cutoff"].isna() & (t["study"] != "All studies")
+        if no_c.sum() == (t["study"] != "All studies").sum():
+            no_c[:] = True  # no study used a cut-off: nobody can be "recovered"
+        t["n_recovered"] = t["n_recovered"].astype(float)
+        t.loc[no_c, ["n_recovered", "prev_recovered"]] = np.nan
+        return t
+
+    def summary(self) -> str:
+        from analysis.formatting import count, percent
+
+        rc = self.per_patient[self.per_patient["category"].notna()]
+        N = len(rc)
+        imp = int(rc["category"].isin(["recovered", "improved"]).sum())
+        det = int((rc["category"] == "deteriorated").sum())
+        s = (f"Method: {RC_METHODS[self.method]}. Of {count(N)} patients with at least two symptom scores, "
+             f"{percent(_share(imp, N), 1)} ({count(imp)}) improved reliably and {percent(_share(det, N), 1)} "
+             f"({count(det)}) deteriorated reliably from their first to their last score")
+        with_c = rc[rc["cutoff"].notna()]
+        if len(with_c):
+            rec = int((with_c["category"] == "recovered").sum())
+            s += (f"; {count(rec)} of the {count(len(with_c))} patients in studies with a cut-off "
+                  f"({percent(_share(rec, len(with_c)), 1)}) recovered (reliable improvement and crossing c).")
+        else:
+            s += ". Choose a clinical cut-off c to classify patients as recovered."
+        return s
+
+
+def reliable_change_analysis(df: pd.DataFrame, reliability=0.9, sd=None, method: str = "JT", cutoff=None,
+                             norms=None, cutoff_studies=None) -> ReliableChangeAnalysis:
+    """`reliable_change` per study with the cut-off used only in ``cutoff_studies`` (§11).
+
+    ``sd=None`` uses each study's baseline SD. ``cutoff``/``norms`` as in `reliable_change`;
+    ``cutoff_studies`` (default all) lists the studies that measured with the instrument the
+    cut-off belongs to.
+    """
+    data = df
+    studies = sorted(data["study"].astype(str).unique())
+    if sd is None:
+        cuts = gain_cutoffs(df, reliability=0.5)  # only for its per-study baseline SD check
+        sd = dict(zip(cuts["study"], cuts["sd"]))
+    with_c = [] if cutoff is None and norms is None else \
+        [s for s in studies if cutoff_studies is None or s in set(map(str, cutoff_studies))]
+    without = [s for s in studies if s not in with_c]
+    parts, msgs = [], []
+    st_ = data["study"].astype(str)
+    for group, kw in ((with_c, {"cutoff": cutoff, "norms": norms}), (without, {})):
+        if group:
+            sub = data[st_.isin(group)]
+            sds = {s: sd[s] for s in group} if isinstance(sd, Mapping) else sd
+            rel = {s: reliability[s] for s in group} if isinstance(reliability, Mapping) else reliability
+            r = reliable_change(sub, rel, sds, method=method, **kw)
+            parts.append(r)
+            msgs.extend(r.attrs.get("messages", ()))
+    rc = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    rc = rc.sort_values(["study", "patient"], kind="mergesort").reset_index(drop=True)
+    return ReliableChangeAnalysis(method=method, per_patient=rc, messages=tuple(msgs))
+
+
+_REPAIR_GROUPS = ("rupture–repair", "unrepaired rupture", "no rupture")
+_REPAIR_CONTRASTS = (("rupture–repair", "no rupture"), ("unrepaired rupture", "no rupture"),
+                     ("rupture–repair", "unrepaired rupture"))
+
+
+@dataclass(frozen=True)
+class RepairOutcome:
+    """Rupture–repair vs unrepaired rupture vs no rupture, on outcome and dropout (§9).
+
+    ``groups``: per study and group, patients, mean and SD of the symptom change (last minus
+    first score) and, when the data have a ``dropout`` column, the share who dropped out.
+    ``contrasts``: each pair of groups as an `OutcomeByPattern` (per-study effect sizes, pooled
+    by random effects, METHODS §6).
+    """
+
+    rule: str
+    groups: pd.DataFrame
+    contrasts: dict = field(repr=False, compare=False)
+    has_dropout: bool = False
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.groups.copy()
+
+    def contrast_frame(self) -> pd.DataFrame:
+        """One row per contrast: the pooled (or single-study) effect, CI and p."""
+        rows = []
+        for name, res in self.contrasts.items():
+            if res.meta is not None:
+                est, lo, hi, p, k = res.meta.estimate, res.meta.ci_low, res.meta.ci_high, res.meta.pvalue, res.meta.k
+            else:
+                inc = res.per_study[res.per_study["included"]]
+                if len(inc) == 1:
+                    r = inc.iloc[0]
+                    est, lo, hi, p, k = r.yi, r.ci_low, r.ci_high, r.pvalue, 1
+                else:
+                    est = lo = hi = p = np.nan
+                    k = 0
+            rows.append({"contrast": name, "measure": res.measure, "k_studies": k, "estimate": est,
+                         "ci_low": lo, "ci_high": hi, "pvalue": p})
+        return pd.DataFrame(rows)
+
+
+def outcome_by_repair(df: pd.DataFrame, flags: pd.DataFrame, rule: str = "any", measure: str = "SMD",
+                      method: str = "REML") -> RepairOutcome:
+    """Compare patients with rupture–repair, with unrepaired ruptures and without ruptures (§9).
+
+    Groups (classified patients only): rupture–repair (`rupture_summary`'s
+    ``rupture_repair`` under ``rule``), unrepaired rupture (a rupture, not rupture–repair),
+    no rupture. Outcome: symptom change, last minus first observed score (negative =
+    improvement); each contrast via `outcome_by_pattern` (Hedges' g or MD, pooled per §6).
+    Dropout: when ``df`` has a ``dropout`` column (1/True = dropped out; the patient's maximum
+    is used), its share per group and study.
+    """
+    who = "outcome_by_repair"
+    pp, _ = rupture_summary(flags, rule=rule)
+    pp = pp[pp["eligible"].astype(bool)].copy()
+    rup = pp["any_rupture"].astype(bool)
+    rr = pp["rupture_repair"].astype(bool)
+    pp["group"] = np.where(rr, _REPAIR_GROUPS[0], np.where(rup, _REPAIR_GROUPS[1], _REPAIR_GROUPS[2]))
+    data = _check_frame(df, ["symptoms"], who)
+    change = _pre_post(data)[["study", "patient", "change"]]
+    g = pp[["study", "patient", "group"]].merge(change, on=_KEY, how="left")
+    has_dropout = isinstance(df, pd.DataFrame) and "dropout" in df.columns
+    if has_dropout:
+        col = df["dropout"]
+        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+            raise ValueError(f"{who}: the 'dropout' column must hold 0/1 or True/False.")
+        dd = pd.DataFrame({"study": df["study"].astype(str).to_numpy(),
+                           "patient": df["patient"].astype(str).to_numpy(),
+                           "dropout": col.astype(float).to_numpy()})
+        g = g.merge(dd.groupby(_KEY)["dropout"].max().reset_index(), on=_KEY, how="left")
+    rows = []
+    for (study, grp), s in g.groupby(["study", "group"], sort=True):
+        ch = s["change"].dropna()
+        row = {"study": study, "group": grp, "n": len(s), "n_change": len(ch),
+               "mean_change": float(ch.mean()) if len(ch) else np.nan,
+               "sd_change": float(ch.std(ddof=1)) if len(ch) >= 2 else np.nan}
+        if has_dropout:
+            row["dropout_share"] = float(s["dropout"].mean()) if s["dropout"].notna().any() else np.nan
+        rows.append(row)
+    contrasts = {}
+    for a, b in _REPAIR_CONTRASTS:
+        sub = g[g["group"].isin([a, b])]
+        table = pd.DataFrame({"study": sub["study"], "patient": sub["patient"], "event": sub["group"] == a})
+        name = f"{a} vs {b}"
+        if table.empty:
+            continue
+        contrasts[name] = outcome_by_pattern(data, table, event="event", measure=measure, method=method)
+    return RepairOutcome(rule=rule, groups=pd.DataFrame(rows), contrasts=contrasts, has_dropout=has_dropout)
