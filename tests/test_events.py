@@ -1038,50 +1038,71 @@ def test_validation_sudden_gains_and_rc():
 # ---------------------------------------------------------------------------
 
 
-def test_fig_rupture_series():
-    f = ev.ruptures(S1, criterion="mean_sd", k=1, sd="patient")
-    fig = pe.fig_rupture_series(f, "S1", "A")
+def test_rupture_series_figure_draws_the_result():
+    res = ev.rupture_analysis(S1, criterion="mean_sd", sd="patient", chance=False)
+    fig = pe.rupture_series_figure(res, "S1", "A")
     names = {t.name: t for t in fig.data}
     assert list(names["Rupture"].x) == [3]
     assert names["Rupture"].marker.color == pe.RUPTURE_COLOR
     assert list(names["Repair"].x) == [4]
-    assert names["Repair"].marker.color == pe.REPAIR_COLOR
-    thr = next(t for t in fig.data if t.name and t.name.startswith("Threshold"))
-    assert thr.y[0] == pytest.approx(5 - SD_A)
+    assert list(names["Rupture threshold"].y) == pytest.approx([5 - SD_A] * 5)
+    assert list(names["Expected (criterion)"].y) == pytest.approx([5.0] * 5)
     assert "higher = stronger" in fig.layout.yaxis.title.text
     with pytest.raises(ValueError, match="no rows"):
-        pe.fig_rupture_series(f, "S1", "nobody")
+        pe.rupture_series_figure(res, "S1", "nobody")
+    # the default criterion: the expected value and threshold vary by session
+    d = long("S", "P", [2, 3, 1, 5, 6])
+    fig = pe.rupture_series_figure(ev.rupture_analysis(d, k=1, chance=False), "S", "P")
+    thr = next(t for t in fig.data if t.name == "Rupture threshold")
+    assert thr.y[2] == pytest.approx(1.993955, rel=1e-5)
 
 
-def test_fig_rupture_prevalence():
-    _, ps = ev.rupture_summary(ev.ruptures(S1, criterion="mean_sd", sd="patient"))
-    fig = pe.fig_rupture_prevalence(ps)
-    assert len(fig.data) == 3
-    assert list(fig.data[0].y) == pytest.approx([100.0])
-    assert list(fig.data[1].text) == ["2/3"]
+def test_rupture_prevalence_figure_shows_chance():
+    d, _ = ev.simulate_rupture_data(200, 8, plant=0.3, seed=4)
+    res = ev.rupture_analysis(d, n_sim=40)
+    fig = pe.rupture_prevalence_figure(res)
+    t = res.to_frame()
+    bars = [tr for tr in fig.data if tr.type == "bar"]
+    assert list(bars[0].y) == pytest.approx(list(100 * t["prev_rupture"]))
+    chance = next(tr for tr in fig.data if tr.name.startswith("Rupture expected by chance"))
+    assert list(chance.y) == pytest.approx(list(100 * t["chance_expected"]))
+    assert "Expected by chance" in res.summary()
 
 
-def test_fig_symptoms_and_alliance_around_gains():
+def test_gain_and_alliance_figures_draw_results():
     d = _gain_alliance_data()
-    g = ev.sudden_gains(d, cutoff=5)
-    fig = pe.fig_symptoms_with_gains(d, g, "S", "P1")
+    ga = ev.gain_analysis(d, cutoff=5)
+    fig = pe.gain_series_figure(d, ga, "S", "P1")
     seg = [t for t in fig.data if t.name == "Sudden gain"]
     assert len(seg) == 1 and list(seg[0].x) == [3, 4]
-    assert "higher = more severe" in fig.layout.yaxis.title.text
-    res = ev.alliance_around_gains(d, g)
-    fig = pe.fig_alliance_around_gains(res)
-    line = next(t for t in fig.data if t.name.startswith("Gain pairs"))
+    res = ev.alliance_around_gains(d, ga.gains)
+    gm = res.group_means.set_index(["group", "time"])
     # gain pairs: pregain alliance 3 and 4.5 → 3.75; postgain 4 and 5 → 4.5
+    assert gm.loc[("gain", "pre"), "mean"] == pytest.approx(3.75)
+    assert gm.loc[("gain", "post"), "mean"] == pytest.approx(4.5)
+    fig = pe.alliance_around_gains_figure(res)
+    line = next(t for t in fig.data if t.name.startswith("Gain pairs"))
     assert list(line.y) == pytest.approx([3.75, 4.5])
-    assert "higher = stronger" in fig.layout.yaxis.title.text
+    assert any(t.type == "violin" for t in fig.data)  # other pairs as a density
+    tr = ev.alliance_trajectory(d, ga.gains)
+    rel = tr.relative.set_index("relative_session")
+    # both gainers' first gain is 3 → 4: relative 0 = session 3 (3 and 4.5), 1 = session 4 (4 and 5)
+    assert rel.loc[0, "mean"] == pytest.approx(3.75) and rel.loc[1, "mean"] == pytest.approx(4.5)
+    assert rel.loc[-2, "mean"] == pytest.approx(3.5)  # session 1: 3 and 4
+    fig = pe.alliance_trajectory_figure(tr)
+    assert list(fig.data[0].y) == pytest.approx(list(tr.relative.loc[tr.relative["n"] > 0, "mean"]))
 
 
-def test_fig_reliable_change():
-    rc = ev.reliable_change(_rc_data(), reliability=0.84, sd=10, norms=NORMS)
-    fig = pe.fig_reliable_change(rc)
+def test_reliable_change_figure_names_method():
+    res = ev.reliable_change_analysis(_rc_data(), reliability=0.84, sd=10, norms=NORMS)
+    fig = pe.reliable_change_figure(res)
     names = [t.name for t in fig.data]
     assert any(n and n.startswith("recovered") for n in names)
-    assert "higher = more severe" in fig.layout.xaxis.title.text
+    assert "Jacobson–Truax" in fig.layout.title.text
+    assert "No reliable change (±1.96·S_diff)" in names
+    fig = pe.reliable_change_figure(ev.reliable_change_analysis(_rc_data(), 0.84, 10, method="EN"))
+    assert "Edwards–Nunnally" in fig.layout.title.text
+    assert "No reliable change (±1.96·S_diff)" not in [t.name for t in fig.data]
 
 
 # ---------------------------------------------------------------------------
