@@ -40,6 +40,7 @@ from scipy import special, stats
 from analysis.mixed import fit_random_intercept
 
 __all__ = [
+    "CRITERION_LABELS",
     "DEFAULT_K",
     "RC_METHODS",
     "RUPTURE_CRITERIA",
@@ -56,6 +57,7 @@ __all__ = [
     "RuptureAnalysis",
     "alliance_around_gains",
     "alliance_trajectory",
+    "TABLE_LABELS",
     "extra_numeric_columns",
     "gain_analysis",
     "gain_cutoffs",
@@ -343,6 +345,13 @@ RUPTURE_CRITERIA = {
     "default": RuptureCriterion("default", "other", True, "robust", DEFAULT_K),
     "other_sessions": RuptureCriterion("other_sessions", "other", False, "patient", 1.0),
     "mean_sd": RuptureCriterion("mean_sd", "all", False, "max", 1.0),
+}
+
+#: The named criteria in words (for option lists).
+CRITERION_LABELS = {
+    "default": "Calibrated default: dip below the trend of the patient's other sessions (k = 2.4, robust study SD)",
+    "other_sessions": "Published: ≥ 1 SD below the mean of the patient's other sessions (Safran & Muran)",
+    "mean_sd": "Earlier default: ≥ k SD below the patient's mean, dip included (k = 1 lenient, 2 strict)",
 }
 
 _SD_CHOICES = {"other": ("robust", "patient"), "all": ("robust", "patient", "pooled", "max")}
@@ -1928,6 +1937,22 @@ def outcome_by_pattern(df: pd.DataFrame, flags_or_gains: pd.DataFrame, event: st
 # --------------------------------------------------------------------------
 
 _CANONICAL = {"study", "patient", "session", "alliance", "symptoms", "therapist_alliance", "therapist"}
+
+
+#: Reader-facing column names of the `to_frame` tables (percent columns end in "(%)").
+TABLE_LABELS = {
+    "study": "Study", "n_patients": "Patients", "n_eligible": "Classified", "n_rupture": "Rupture (n)",
+    "prev_rupture": "Rupture (%)", "chance_expected": "Expected by chance (%)",
+    "chance_sim_low": "Chance 2.5% (%)", "chance_sim_high": "Chance 97.5% (%)", "chance_p_excess": "p (excess)",
+    "n_repair": "Repair (n)", "prev_repair": "Repair (%)", "n_rupture_repair": "Rupture–repair (n)",
+    "prev_rupture_repair": "Rupture–repair (%)", "repair_given_rupture": "Repaired among ruptured (%)",
+    "cutoff": "Cut-off", "reliability": "r", "sd": "SD", "n_with_gain": "With an event (n)",
+    "prev_gain": "With an event (%)", "n_gains": "Events (n)", "n_reversed": "Reversed (n)",
+    "prev_reversal": "Reversed (%)", "mean_magnitude": "Mean size",
+    "smallest_reliable_change": "Smallest reliable change",
+    **{f"{p}_{c}": f"{c.capitalize()} ({'n' if p == 'n' else '%'})" for p in ("n", "prev")
+       for c in ("recovered", "improved", "unchanged", "deteriorated")},
+}
 
 
 def extra_numeric_columns(df: pd.DataFrame) -> list[str]:
