@@ -1329,6 +1329,25 @@ class AllianceAroundGains:
                 rows.append({"group": grp, "time": when, "mean": m, "ci_low": lo, "ci_high": hi, "n": n})
         return pd.DataFrame(rows)
 
+    @property
+    def change_distribution(self) -> pd.DataFrame:
+        """Densities of the alliance change (40 common bins): other pairs vs gain pairs.
+
+        ``bin_low``/``bin_high``/``bin_mid`` and ``density_other``, ``density_gain`` (histogram
+        densities, each integrating to 1), so thousands of other pairs are drawn as one curve.
+        """
+        use = self.pairs[self.pairs["change"].notna() & self.pairs["group"].isin(["gain", "other"])]
+        x = use["change"].to_numpy(float)
+        if len(x) == 0:
+            return pd.DataFrame(columns=["bin_low", "bin_high", "bin_mid", "density_other", "density_gain"])
+        lo, hi = float(x.min()), float(x.max())
+        edges = np.linspace(lo, hi if hi > lo else lo + 1.0, 41)
+        out = pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:], "bin_mid": (edges[:-1] + edges[1:]) / 2})
+        for grp in ("other", "gain"):
+            v = use.loc[use["group"] == grp, "change"].to_numpy(float)
+            out["density_" + grp] = np.histogram(v, bins=edges, density=True)[0] if len(v) else np.nan
+        return out
+
     def summary(self, unit: str = "alliance points") -> str:
         """The three comparisons in words."""
         from analysis.formatting import count, num, p_text, signed, stat

@@ -8,7 +8,7 @@ statistic (means, intervals, thresholds and chance references come from the resu
 * `rupture_prevalence_figure`   – per-study prevalence beside the chance reference;
 * `gain_series_figure`          – one patient's scores with sudden gains / losses;
 * `alliance_around_gains_figure`– alliance at sessions n and n + 1, gain pairs vs other
-  pairs, and the change as a density (other pairs) and points (gain pairs);
+  pairs, and the change as densities;
 * `alliance_trajectory_figure`  – gainers' alliance around the gain, gainers vs others;
 * `reliable_change_figure`      – pre/post plot coloured by reliable-change category.
 """
@@ -176,18 +176,17 @@ def gain_series_figure(df: pd.DataFrame, result, study: str, patient: str) -> go
     return fig
 
 
-def alliance_around_gains_figure(result, max_points: int = 2000) -> go.Figure:
+def alliance_around_gains_figure(result) -> go.Figure:
     """Alliance around sudden gains, from an `AllianceAroundGains` result.
 
     Left: mean alliance at sessions n and n + 1 with 95% intervals (``group_means``), gain
-    pairs vs other pairs. Right: the change A(n+1) − A(n): other pairs as a density (violin),
-    gain pairs as points (a seeded random sample of at most ``max_points``).
+    pairs vs other pairs. Right: the distribution of the change A(n+1) − A(n) as densities
+    over common bins (``change_distribution``), so thousands of other pairs are one curve.
     """
     gm = result.group_means
-    pairs = result.pairs
-    use = pairs[pairs["change"].notna() & pairs["group"].isin(["gain", "other"])]
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], subplot_titles=(
-        "Mean alliance at sessions n and n + 1 (95% CI)", "Change n → n + 1 (positive = stronger after)"))
+    dist = result.change_distribution
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], subplot_titles=(
+        "Mean alliance at sessions n and n + 1 (95% CI)", "Change n → n + 1 (density)"))
     labels = {"gain": "Gain pairs", "other": "Other pairs"}
     colors = {"gain": GAIN_COLOR, "other": OTHER_COLOR}
     for grp in ("gain", "other"):
@@ -196,18 +195,14 @@ def alliance_around_gains_figure(result, max_points: int = 2000) -> go.Figure:
             x=["Session n (pregain)", "Session n + 1 (postgain)"], y=s["mean"],
             error_y={"type": "data", "symmetric": False, "array": s["ci_high"] - s["mean"],
                      "arrayminus": s["mean"] - s["ci_low"]},
-            mode="lines+markers", name=f"{labels[grp]} (n = {int(s['n'].iloc[0])})",
+            mode="lines+markers", name=f"{labels[grp]} (n = {int(s['n'].iloc[0])})", legendgroup=grp,
             line={"color": colors[grp]}, marker={"size": 9}), row=1, col=1)
-    other = use.loc[use["group"] == "other", "change"]
-    fig.add_trace(go.Violin(y=other, name=labels["other"], line_color=OTHER_COLOR, points=False,
-                            meanline_visible=True, showlegend=False), row=1, col=2)
-    gain = use.loc[use["group"] == "gain", "change"]
-    if len(gain) > max_points:
-        gain = gain.sample(max_points, random_state=1)
-    fig.add_trace(go.Box(y=gain, name=labels["gain"], marker_color=GAIN_COLOR, boxpoints="all", jitter=0.4,
-                         pointpos=0, boxmean=True, showlegend=False), row=1, col=2)
+        fig.add_trace(go.Scatter(x=dist["bin_mid"], y=dist["density_" + grp], mode="lines", name=labels[grp],
+                                 line={"color": colors[grp], "shape": "hvh"}, fill="tozeroy", opacity=0.5,
+                                 legendgroup=grp, showlegend=False), row=1, col=2)
     fig.update_yaxes(title_text=ALLIANCE_LABEL, row=1, col=1)
-    fig.update_yaxes(title_text="Alliance change A(n+1) − A(n)", row=1, col=2)
+    fig.update_xaxes(title_text="Alliance change A(n+1) − A(n) (positive = stronger after)", row=1, col=2)
+    fig.update_yaxes(title_text="Density", row=1, col=2)
     fig.update_layout(title="Alliance around sudden gains", template="plotly_white",
                       legend={"orientation": "h", "y": -0.2})
     return fig

@@ -1083,7 +1083,12 @@ def test_gain_and_alliance_figures_draw_results():
     fig = pe.alliance_around_gains_figure(res)
     line = next(t for t in fig.data if t.name.startswith("Gain pairs"))
     assert list(line.y) == pytest.approx([3.75, 4.5])
-    assert any(t.type == "violin" for t in fig.data)  # other pairs as a density
+    dist = res.change_distribution
+    widths = (dist["bin_high"] - dist["bin_low"]).to_numpy()
+    for grp in ("other", "gain"):  # densities integrate to 1; gain changes +1 and +.5 fall in their bins
+        assert float((dist["density_" + grp] * widths).sum()) == pytest.approx(1.0)
+    other_curve = next(t for t in fig.data if t.name == "Other pairs")
+    assert len(other_curve.x) == 40  # a curve, not one point per pair
     tr = ev.alliance_trajectory(d, ga.gains)
     rel = tr.relative.set_index("relative_session")
     # both gainers' first gain is 3 → 4: relative 0 = session 3 (3 and 4.5), 1 = session 4 (4 and 5)
