@@ -1240,3 +1240,73 @@ def test_reliable_change_methods_hand():
     # HA with too few patients: missing with a message
     rc = ev.reliable_change(d.iloc[:4], reliability=0.8, sd=10, method="HA")
     assert rc["rci"].isna().all() and rc.attrs["messages"]
+
+
+# ---------------------------------------------------------------------------
+# results for readers: repair groups, per-study cut-offs, analyses (hand-computed)
+# ---------------------------------------------------------------------------
+
+
+def _repair_group_data():
+    # mean_sd, patient SD, k = 1: [4, 6, 3, 6, 6] ruptures at 3 and is repaired at 4;
+    # [6, 7, 3, 5, 4] ruptures at 3, never repaired; [5, 5, 5, 5, 5] has no rupture.
+    frames = []
+    for pid, al, change, drop in (("R1", [4, 6, 3, 6, 6], -10, 0), ("R2", [4, 6, 3, 6, 6], -8, 0),
+                                  ("U1", [6, 7, 3, 5, 4], -2, 1), ("U2", [6, 7, 3, 5, 4], -4, 1),
+                                  ("N1", [5] * 5, -5, 0), ("N2", [5] * 5, -7, 1)):
+        d = long("S", pid, al)
+        d["symptoms"] = [20, 20, 20, 20, 20 + change]
+        d["dropout"] = drop
+        frames.append(d)
+    return cat(*frames)
+
+
+def test_outcome_by_repair_hand():
+    d = _repair_group_data()
+    flags = ev.ruptures(d, criterion="mean_sd", sd="patient")
+    res = ev.outcome_by_repair(d, flags, measure="MD")
+    g = res.to_frame().set_index("group")
+    # mean change: repaired (−10, −8) → −9; unrepaired (−2, −4) → −3; none (−5, −7) → −6
+    assert g.loc["rupture–repair", "mean_change"] == pytest.approx(-9)
+    assert g.loc["unrepaired rupture", "mean_change"] == pytest.approx(-3)
+    assert g.loc["no rupture", "mean_change"] == pytest.approx(-6)
+    # dropout shares 0, 1, 1/2
+    assert g["dropout_share"].tolist() == pytest.approx([0.5, 0.0, 1.0])  # sorted: no, rupture–repair, unrepaired
+    # repaired vs none: MD = −9 − (−6) = −3; var = 2/2 + 2/2 = 2 (each group SD √2)
+    c = res.contrasts["rupture–repair vs no rupture"].per_study.iloc[0]
+    assert (c.yi, c.vi, c.n_event, c.n_no_event) == (pytest.approx(-3), pytest.approx(2), 2, 2)
+    c = res.contrasts["rupture–repair vs unrepaired rupture"].per_study.iloc[0]
+    assert c.yi == pytest.approx(-6)
+    cf = res.contrast_frame().set_index("contrast")
+    assert cf.loc["unrepaired rupture vs no rupture", "estimate"] == pytest.approx(3)
+    assert res.has_dropout
+
+
+def test_gain_cutoffs_per_study_and_rc_analysis_cutoff_studies():
+    d = cat(_rc_data(), _rc_data().assign(study="T"))
+    # per-study r and SD: 1.96·√2·SD·√(1 − r)
+    cuts = ev.gain_cutoffs(d, reliability={"S": 0.84, "T": 0.75}, sd={"S": 10, "T": 4}).set_index("study")
+    assert cuts.loc["S", "cutoff"] == pytest.approx(1.96 * math.sqrt(2) * 10 * 0.4)
+    assert cuts.loc["T", "cutoff"] == pytest.approx(1.96 * math.sqrt(2) * 4 * 0.5)
+    typed = ev.gain_cutoffs(d, cutoff=3.0)
+    assert typed["cutoff"].tolist() == [3.0, 3.0]
+    res = ev.reliable_change_analysis(d, reliability=0.84, sd=10, norms=NORMS, cutoff_studies=["S"])
+    t = res.to_frame().set_index("study")
+    assert t.loc["S", "cutoff"] == pytest.approx(250 / 15) and np.isnan(t.loc["T", "cutoff"])
+    assert t.loc["S", "n_recovered"] == 2 and np.isnan(t.loc["T", "n_recovered"])  # P2 and P7
+    # the total row adds the studies' counts
+    assert t.loc["All studies", "n_patients"] == t.loc["S", "n_patients"] + t.loc["T", "n_patients"]
+    assert res.summary().startswith("Method: Jacobson–Truax (1991).")
+
+
+def test_rupture_analysis_total_and_extra_columns():
+    d = S1.assign(rupture_item=[1.0] * 15, label="x")
+    assert ev.extra_numeric_columns(d) == ["rupture_item"]
+    res = ev.rupture_analysis(d, criterion="mean_sd", sd="patient", chance=False)
+    t = res.to_frame()
+    assert t["prev_rupture"].iloc[-1] == pytest.approx(1.0)
+    assert t["repair_given_rupture"].iloc[-1] == pytest.approx(2 / 3)
+    assert "3 classified patients" in res.summary()
+    labels = dict(res.patients("S1"))
+    assert labels["A"] == "A · 1 rupture(s), 1 repaired"
+    assert res.patient_note("S1", "B").startswith("Ruptures: session 3 (not repaired")
