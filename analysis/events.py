@@ -8,17 +8,24 @@ never imputed and never used in a mean, SD or difference.
 
 Public API
 ----------
-ruptures(df, k=1.0, sd="max", rater="patient", pre_level="previous")  §9
+ruptures(df, criterion="default", k, sd, detrend, rater, pre_level,
+         item, item_threshold, item_rule)                               §9
+RUPTURE_CRITERIA / RuptureCriterion / DEFAULT_K / robust_sd             §9
 rupture_summary(flags, rule="any")                                    §9
-sudden_gains(df, cutoff=None, reliability=None, sd=None,
-             first_only=False, pairing="session")                     §10
+rupture_chance(df, criterion, ..., n_sim=100, seed=1) -> RuptureChance  §9 chance reference
+simulate_rupture_data(n_patients, n_sessions, plant, dip_sd, seed)    §9 calibration design
+sudden_gains(df, cutoff, reliability, sd, first_only, pairing,
+             kind="gain"|"loss", better="lower"|"higher")             §10
 sudden_gain_summary(gains)                                            §10
-alliance_around_gains(df, gains, rater="patient")                     §10
-reliable_change(df, reliability, sd, norms=None, cutoff=None)         §11
+alliance_around_gains(df, gains, rater) / alliance_trajectory(...)    §10
+reliable_change(df, reliability, sd, norms, cutoff, method="JT")      §11 (RC_METHODS)
 baseline_sd(df, column="symptoms")                                   §10/§11 inputs
 standardize_within_study(df, columns)                                 §2
 clinical_cutoff_c(M_clinical, SD_clinical, M_functional, SD_functional)§11
 outcome_by_pattern(df, flags_or_gains, event=None, measure="SMD", ...) §9/§10
+outcome_by_repair(df, flags, rule, measure) -> RepairOutcome          §9
+rupture_analysis / gain_analysis / gain_cutoffs /
+reliable_change_analysis                                              results for readers
 SCL90R_GSI_GERMAN_CUTOFF = 0.57                                       §11
 
 Floating-point comparisons with "≥" / "≤" allow a relative tolerance of 1e-9
@@ -960,6 +967,29 @@ def rupture_summary(flags: pd.DataFrame, rule: str = "any") -> tuple[pd.DataFram
 # --------------------------------------------------------------------------
 
 
+def _gain_cut(studies, cutoff, reliability, sd, who) -> dict:
+    """Per-study cut-off of sudden-gain criterion 1 (given, or the reliable change value)."""
+    if cutoff is not None and (reliability is not None or sd is not None):
+        raise ValueError(
+            f"{who}: give either cutoff, or sd and reliability (to compute the reliable "
+            f"change cutoff 1.96·√2·SD·√(1 − r)), not both."
+        )
+    if cutoff is not None:
+        cut = _per_study(cutoff, studies, "cutoff", who,
+                         lambda v: _positive_number(v, "cutoff", who))
+    elif reliability is not None and sd is not None:
+        sds = _per_study(sd, studies, "sd", who, lambda v: _positive_number(v, "sd", who))
+        rel = _per_study(reliability, studies, "reliability", who,
+                         lambda v: _reliability(v, who))
+        cut = {s: reliable_change_cutoff(sds[s], rel[s]) for s in studies}
+    else:
+        raise ValueError(
+            f"{who}: criterion 1 needs a cutoff: give cutoff=, or both sd= and reliability= "
+            f"(the reliable change value 1.96·√2·SD·√(1 − r))."
+        )
+    return cut
+
+
 def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
                  first_only: bool = False, pairing: str = "session", kind: str = "gain",
                  better: str = "lower", column: str = "symptoms") -> pd.DataFrame:
@@ -1034,25 +1064,7 @@ def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
     if column != "symptoms":
         data = data.rename(columns={column: "symptoms"})
     data = data[data["symptoms"].notna()].reset_index(drop=True)
-    studies = sorted(data["study"].unique())
-    if cutoff is not None and (reliability is not None or sd is not None):
-        raise ValueError(
-            f"{who}: give either cutoff, or sd and reliability (to compute the reliable "
-            f"change cutoff 1.96·√2·SD·√(1 − r)), not both."
-        )
-    if cutoff is not None:
-        cut = _per_study(cutoff, studies, "cutoff", who,
-                         lambda v: _positive_number(v, "cutoff", who))
-    elif reliability is not None and sd is not None:
-        sds = _per_study(sd, studies, "sd", who, lambda v: _positive_number(v, "sd", who))
-        rel = _per_study(reliability, studies, "reliability", who,
-                         lambda v: _reliability(v, who))
-        cut = {s: reliable_change_cutoff(sds[s], rel[s]) for s in studies}
-    else:
-        raise ValueError(
-            f"{who}: criterion 1 needs a cutoff: give cutoff=, or both sd= and reliability= "
-            f"(the reliable change value 1.96·√2·SD·√(1 − r))."
-        )
+    cut = _gain_cut(sorted(data["study"].unique()), cutoff, reliability, sd, who)
     if (data["symptoms"] < 0).any():
         raise ValueError(
             f"{who}: '{column}' contains negative values. Criterion 2 (a change of at least 25% "

@@ -21,6 +21,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis.formatting import num
+
 __all__ = [
     "alliance_around_gains_figure",
     "alliance_trajectory_figure",
@@ -162,7 +164,7 @@ def gain_series_figure(df: pd.DataFrame, result, study: str, patient: str) -> go
                 x=[r.pregain_session, r.postgain_session], y=[r.pregain, r.postgain], mode="lines+markers",
                 name=name, legendgroup=name, showlegend=i == 0, line={"color": color, "width": 5, "dash": dash},
                 marker={"size": 11, "color": color},
-                hovertemplate=f"{r.pregain_session} → {r.postgain_session}: {r.magnitude:.3g}<extra></extra>"))
+                hovertemplate=f"{r.pregain_session} → {r.postgain_session}: {num(r.magnitude)}<extra></extra>"))
     if "reversal_session" in ev.columns:
         rv = ev[ev["reversal"].astype("boolean").fillna(False).astype(bool)]
         if len(rv):
@@ -282,7 +284,7 @@ def reliable_change_figure(result, study: str | None = None) -> go.Figure:
         if pd.notna(c):
             c = float(c)
             fig.add_trace(go.Scatter(x=[c, c, None, lo, hi], y=[lo, hi, None, c, c], mode="lines",
-                                     name=f"Clinical cut-off c = {c:.3g}", line={"color": "black", "dash": "dot"},
+                                     name=f"Clinical cut-off c = {num(c)}", line={"color": "black", "dash": "dot"},
                                      hoverinfo="skip"))
         for cat, col in _RC_COLORS.items():
             s = d[d["category"] == cat]
