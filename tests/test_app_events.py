@@ -93,6 +93,16 @@ def test_ipd_demo_observed_vs_chance_and_options():
     assert both["Rupture (n)"].iloc[-1] <= prev["Rupture (n)"].iloc[-1]
     assert any("both-raters" in c.value.replace("\\", "") for c in at.caption)
 
+    # per-study reliability and SD for the sudden-gain cut-off: prefilled with each study's baseline SD
+    at.toggle(key="ev_sg_perstudy").set_value(True).run()
+    assert not at.exception and not at.error
+    gains = next(d.value for d in at.dataframe if "Cut-off" in d.value.columns).set_index("Study")
+    assert gains.loc["Study 02", "SD"] < 1 < gains.loc["Study 01", "SD"]  # GSI vs a wider scale
+    assert gains.loc["Study 02", "Cut-off"] == pytest.approx(1.96 * 2 ** 0.5 * gains.loc["Study 02", "SD"] * 0.1 ** 0.5)
+    at.radio(key="ev_sg_better").set_value("higher").run()
+    assert not at.exception and not at.error
+    at.radio(key="ev_sg_better").set_value("lower")
+
     # sudden losses and a reliable-change method other than Jacobson–Truax
     at.radio(key="ev_sg_kind").set_value("loss").run()
     assert not at.exception and not at.error
