@@ -1264,12 +1264,7 @@ def alliance_trajectory(df: pd.DataFrame, gains: pd.DataFrame, rater: str = "pat
     The first gain of each patient (``is_gain``) defines session 0 (pregain) — relative
     positions count observed-or-not sessions by number. Means with 95% t intervals (§10).
     """
-    who = "alliance_trajectory"
-    if rater not in _RATER_COLUMN:
-        raise ValueError(f"{who}: rater must be 'patient' or 'therapist', got {rater!r}.")
-    col = _RATER_COLUMN[rater]
-    data = _check_frame(df, [col], who)
-    g = _pair_frame(gains, who)
+    col, data, g = _rater_and_pairs(df, gains, rater, "alliance_trajectory")
     first = g[g["is_gain"].astype(bool)].groupby(_KEY, sort=False)["pregain_session"].min()
     d = data[data[col].notna()].merge(first.rename("g0").reset_index(), on=_KEY, how="left")
     d["rel"] = d["session"] - d["g0"]
@@ -1400,6 +1395,14 @@ class AllianceAroundGains:
         return pd.DataFrame(rows, columns=["quantity", "value", "n"])
 
 
+def _rater_and_pairs(df, gains, rater, who):
+    """(alliance column, checked data, pair frame) for the alliance-around-gains analyses."""
+    if rater not in _RATER_COLUMN:
+        raise ValueError(f"{who}: rater must be 'patient' or 'therapist', got {rater!r}.")
+    col = _RATER_COLUMN[rater]
+    return col, _check_frame(df, [col], who), _pair_frame(gains, who)
+
+
 def _pair_frame(gains, who):
     if not isinstance(gains, pd.DataFrame):
         raise ValueError(f"{who}: expected the DataFrame returned by sudden_gains().")
@@ -1432,12 +1435,7 @@ def alliance_around_gains(df: pd.DataFrame, gains: pd.DataFrame,
     studies used different alliance instruments, standardize first
     (METHODS §2).
     """
-    who = "alliance_around_gains"
-    if rater not in _RATER_COLUMN:
-        raise ValueError(f"{who}: rater must be 'patient' or 'therapist', got {rater!r}.")
-    col = _RATER_COLUMN[rater]
-    data = _check_frame(df, [col], who)
-    g = _pair_frame(gains, who)
+    col, data, g = _rater_and_pairs(df, gains, rater, "alliance_around_gains")
     a = data.set_index(["study", "patient", "session"])[col]
     pre_idx = pd.MultiIndex.from_arrays([g["study"], g["patient"], g["pregain_session"]])
     post_idx = pd.MultiIndex.from_arrays([g["study"], g["patient"], g["postgain_session"]])

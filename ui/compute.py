@@ -165,35 +165,34 @@ def teaching_nickell(params):
 # Keyed on the stored data fingerprint; the frame is passed as ``_df`` and never hashed.
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _event_ruptures(key: str, _df: pd.DataFrame, options: tuple):
+@st.cache_data(show_spinner=False, max_entries=96)
+def _event_result(key: str, _df: pd.DataFrame, func: str, options: tuple):
+    """One of analysis.events' result builders (rupture_analysis, gain_analysis, ...), cached."""
     from analysis import events
 
-    return events.rupture_analysis(_df, **dict(options))
+    return getattr(events, func)(_df, **_thaw(options))
 
 
 def event_ruptures(df: pd.DataFrame, **options):
     """`analysis.events.rupture_analysis`, cached on the data fingerprint and the options."""
-    return _event_ruptures(data_key(df), df, tuple(sorted(options.items())))
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _event_gains(key: str, _df: pd.DataFrame, options: tuple):
-    from analysis import events
-
-    return events.gain_analysis(_df, **_thaw(options))
+    return _event_result(data_key(df), df, "rupture_analysis", _freeze(options))
 
 
 def event_gains(df: pd.DataFrame, **options):
     """`analysis.events.gain_analysis`, cached (mappings passed as sorted tuples)."""
-    return _event_gains(data_key(df), df, _freeze(options))
+    return _event_result(data_key(df), df, "gain_analysis", _freeze(options))
+
+
+def event_reliable_change(df: pd.DataFrame, **options):
+    """`analysis.events.reliable_change_analysis`, cached."""
+    return _event_result(data_key(df), df, "reliable_change_analysis", _freeze(options))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _event_around(key: str, _df: pd.DataFrame, gain_options: tuple, rater: str, standardize: bool):
     from analysis import events
 
-    gains = _event_gains(key, _df, gain_options).gains
+    gains = _event_result(key, _df, "gain_analysis", gain_options).gains
     col = "alliance" if rater == "patient" else "therapist_alliance"
     data = events.standardize_within_study(_df, [col]) if standardize else _df
     return events.alliance_around_gains(data, gains, rater=rater), events.alliance_trajectory(data, gains, rater=rater)
@@ -205,25 +204,14 @@ def event_around(df: pd.DataFrame, gain_options: dict, rater: str, standardize: 
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _event_reliable_change(key: str, _df: pd.DataFrame, options: tuple):
-    from analysis import events
-
-    return events.reliable_change_analysis(_df, **_thaw(options))
-
-
-def event_reliable_change(df: pd.DataFrame, **options):
-    """`analysis.events.reliable_change_analysis`, cached."""
-    return _event_reliable_change(data_key(df), df, _freeze(options))
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
 def _event_outcome(key: str, _df: pd.DataFrame, event: str, measure: str, rupture_options: tuple,
                    gain_options: tuple):
     from analysis import events
 
     if event == "gain":
-        return events.outcome_by_pattern(_df, _event_gains(key, _df, gain_options).gains, measure=measure)
-    ra = _event_ruptures(key, _df, rupture_options)
+        gains = _event_result(key, _df, "gain_analysis", gain_options).gains
+        return events.outcome_by_pattern(_df, gains, measure=measure)
+    ra = _event_result(key, _df, "rupture_analysis", rupture_options)
     if event == "repair_groups":
         return events.outcome_by_repair(_df, ra.flags, rule=ra.rule, measure=measure)
     return events.outcome_by_pattern(_df, ra.flags, event=event, measure=measure, rule=ra.rule)
@@ -231,8 +219,7 @@ def _event_outcome(key: str, _df: pd.DataFrame, event: str, measure: str, ruptur
 
 def event_outcome(df: pd.DataFrame, event: str, measure: str, rupture_options: dict, gain_options: dict):
     """Relation of a rupture or gain pattern to outcome, cached with the pattern's options."""
-    return _event_outcome(data_key(df), df, event, measure, tuple(sorted(rupture_options.items())),
-                          _freeze(gain_options))
+    return _event_outcome(data_key(df), df, event, measure, _freeze(rupture_options), _freeze(gain_options))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
