@@ -1310,3 +1310,24 @@ def test_rupture_analysis_total_and_extra_columns():
     labels = dict(res.patients("S1"))
     assert labels["A"] == "A · 1 rupture(s), 1 repaired"
     assert res.patient_note("S1", "B").startswith("Ruptures: session 3 (not repaired")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.floats(1, 7), min_size=5, max_size=10), st.floats(-5, 5), st.data())
+def test_default_expected_value_ignores_the_session_itself(vals, shift, data):
+    """Leave-one-out: moving session t's own rating never moves its expected value."""
+    t = data.draw(st.integers(0, len(vals) - 1))
+    d = long("S", "P", vals)
+    moved = d.copy()
+    moved.loc[t, "alliance"] += shift
+    a = ev.ruptures(d, sd="patient")
+    b = ev.ruptures(moved, sd="patient")
+    assert b["expected"].iloc[t] == pytest.approx(a["expected"].iloc[t], abs=1e-9)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(alliance_data(), st.floats(0.5, 3.0), st.floats(0.0, 2.0))
+def test_default_raising_k_never_adds_ruptures(d, k, dk):
+    lo = ev.ruptures(d, k=k).rupture.fillna(False).to_numpy(bool)
+    hi = ev.ruptures(d, k=k + dk).rupture.fillna(False).to_numpy(bool)
+    assert not (hi & ~lo).any()
