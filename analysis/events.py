@@ -479,7 +479,7 @@ def _dips(Y, x, starts, study_of_row, crit: RuptureCriterion):
             sd_study[:, a0:a1] = _robust_sd_rows(u[:, a0:a1])[:, None]
         # pooled within-patient variance over the study's patients with ≥ 2 values, df = n − 1
         sel = (starts >= a0) & (starts < a1) & (pat_dfs >= 1)
-        if sel.any():
+        if sel.any() and (B == 1 or crit.sd in ("pooled", "max")):  # simulations need it only when used
             pooled = np.sqrt(ss_all[:, starts[sel]].sum(axis=1) / pat_dfs[sel].sum())
             sd_pooled[:, a0:a1] = pooled[:, None]
     if crit.sd == "robust":
