@@ -763,6 +763,42 @@ class RuptureChance:
                 f"{percent(t['sim_high'], 1)}).")
 
 
+def _line_fit(y, x, starts, counts):
+    """Per-patient OLS line (the mean with < 3 values): fitted values and r/√(1 − h)."""
+    n = np.repeat(counts, counts).astype(float)
+
+    def psum(w):
+        return np.repeat(np.add.reduceat(w, starts), counts)
+
+    with np.errstate(all="ignore"):
+        mx, my = psum(x) / n, psum(y) / n
+        sxx = psum((x - mx) ** 2)
+        b = np.where((n >= 3) & (sxx > 0), psum((x - mx) * (y - my)) / sxx, 0.0)
+        fit = my + b * (x - mx)
+        lev = np.where(n >= 3, 1 / n + (x - mx) ** 2 / sxx, 1 / n)
+        u = (y - fit) / np.sqrt(1 - lev)
+    u[n < 2] = np.nan
+    return fit, u
+
+
+def _chance_rows(studies, st_pat, elig_p, obs_p, sims, sigma, n_sim) -> pd.DataFrame:
+    rows = []
+    for name, sel in [(s, st_pat == i) for i, s in enumerate(studies)] + [("All studies", np.ones_like(elig_p))]:
+        m = sel & elig_p
+        ne = int(m.sum())
+        row = {"study": name, "n_eligible": ne, "n_observed": int(obs_p[m].sum()), "observed": np.nan,
+               "expected": np.nan, "sim_low": np.nan, "sim_high": np.nan, "excess": np.nan, "p_excess": np.nan,
+               "sigma_within": float(sigma.get(name, np.nan))}
+        if ne:
+            shares = sims[:, m].mean(axis=1)
+            o = float(obs_p[m].mean())
+            row.update(observed=o, expected=float(shares.mean()), sim_low=float(np.quantile(shares, 0.025)),
+                       sim_high=float(np.quantile(shares, 0.975)), excess=o - float(shares.mean()),
+                       p_excess=float((1 + np.sum(shares >= o - 1e-12)) / (n_sim + 1)))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def rupture_chance(df: pd.DataFrame, criterion="default", k: float | None = None,
                    sd: str | None = None, detrend: bool | None = None, rater: str = "patient",
                    n_sim: int = 100, seed: int = 1) -> RuptureChance:
@@ -777,83 +813,59 @@ def rupture_chance(df: pd.DataFrame, criterion="default", k: float | None = None
     applied to each; the shares of classified patients with ≥ 1 dip give the expected
     prevalence and its 2.5–97.5% range. Independent normal noise is the no-rupture model;
     autocorrelated or skewed (ceiling) ratings can make the real chance rate differ.
-    The item and both-raters rules are not simulated (one rater's dips only).
+
+    ``rater="both"``: sessions with both ratings; both series are simulated, their noise
+    correlated within a session with the study's correlation of the two standardized
+    residuals, and a session counts when both dip. A rupture item is not simulated.
     """
     who = "rupture_chance"
-    if rater not in _RATER_COLUMN:
-        raise ValueError(f"{who}: rater must be 'patient' or 'therapist', got {rater!r}.")
+    if rater not in ("patient", "therapist", "both"):
+        raise ValueError(f"{who}: rater must be 'patient', 'therapist' or 'both', got {rater!r}.")
     if isinstance(n_sim, bool) or not isinstance(n_sim, (int, np.integer)) or not 20 <= n_sim <= 5000:
         raise ValueError(f"{who}: n_sim must be a whole number from 20 to 5000, got {n_sim!r}.")
     crit = _resolve_criterion(criterion, k, sd, detrend, who)
-    col = _RATER_COLUMN[rater]
-    if isinstance(df, pd.DataFrame) and col not in df.columns and rater == "therapist":
-        raise ValueError(f"{who}: rater='therapist' needs a 'therapist_alliance' column.")
-    data = _check_frame(df, [col], who)
-    od = data[data[col].notna()].reset_index(drop=True)
+    cols = ["alliance", "therapist_alliance"] if rater == "both" else [_RATER_COLUMN[rater]]
+    if isinstance(df, pd.DataFrame) and "therapist_alliance" in cols and "therapist_alliance" not in df.columns:
+        raise ValueError(f"{who}: rater={rater!r} needs a 'therapist_alliance' column.")
+    data = _check_frame(df, cols, who)
+    od = data.dropna(subset=cols).reset_index(drop=True)
     if od.empty:
-        raise ValueError(f"{who}: no observed '{col}' values.")
-    codes = pd.factorize(od["study"].str.cat(od["patient"], sep="\x1f"), sort=False)[0]
-    starts = _patient_starts(codes)
+        raise ValueError(f"{who}: no session with observed {' and '.join(map(repr, cols))}.")
+    starts = _patient_starts(pd.factorize(od["study"].str.cat(od["patient"], sep="\x1f"), sort=False)[0])
     counts = np.diff(np.r_[starts, len(od)])
     x = od["session"].to_numpy(float)
-    y = od[col].to_numpy(float)
     study_row = od["study"].to_numpy()
-    # observed
-    obs = _dips(y[None, :], x, starts, study_row, crit)
-    # per-patient fitted line (mean when < 3 values) and study noise SD
-    n = np.repeat(counts, counts).astype(float)
-
-    def psum(w):
-        return np.repeat(np.add.reduceat(w, starts), counts)
-
-    with np.errstate(all="ignore"):
-        mx, my = psum(x) / n, psum(y) / n
-        sxx = psum((x - mx) ** 2)
-        b = np.where((n >= 3) & (sxx > 0), psum((x - mx) * (y - my)) / sxx, 0.0)
-        fit = my + b * (x - mx)
-        lev = np.where(n >= 3, 1 / n + (x - mx) ** 2 / sxx, 1 / n)
-        u = (y - fit) / np.sqrt(1 - lev)
-    u[n < 2] = np.nan
-    sigma = {s: robust_sd(u[study_row == s]) for s in np.unique(study_row)}
-    sig_row = pd.Series(study_row).map(sigma).to_numpy(float)
+    studies = sorted(set(study_row))
+    st_row = pd.Series(study_row).map({s: i for i, s in enumerate(studies)}).to_numpy()
+    ys = [od[c].to_numpy(float) for c in cols]
+    obs = [_dips(y[None, :], x, starts, study_row, crit) for y in ys]
+    fits, us = zip(*(_line_fit(y, x, starts, counts) for y in ys))
+    sig = [pd.Series(st_row).map({i: robust_sd(u[st_row == i]) for i in range(len(studies))}).to_numpy(float)
+           for u in us]
+    rho = np.zeros(len(x))
+    if len(cols) == 2:
+        for i in range(len(studies)):
+            m = (st_row == i) & np.isfinite(us[0]) & np.isfinite(us[1])
+            if m.sum() >= 3 and us[0][m].std() > 0 and us[1][m].std() > 0:
+                rho[st_row == i] = float(np.corrcoef(us[0][m], us[1][m])[0, 1])
     rng = np.random.default_rng(seed)
-    studies = sorted(sigma)
-    sidx = {s: i for i, s in enumerate(studies)}
-    st_pat = np.array([sidx[s] for s in study_row[starts]])
     sims = []
-    batch = 25
-    for b0 in range(0, n_sim, batch):
-        nb = min(batch, n_sim - b0)
-        Y = fit[None, :] + sig_row[None, :] * rng.standard_normal((nb, len(y)))
-        r = _dips(Y, x, starts, study_row, crit)
-        pat_flag = np.add.reduceat(r["flag"].astype(np.int64), starts, axis=1) > 0  # (nb, P)
-        sims.append(pat_flag)
-    sims = np.concatenate(sims, axis=0)  # (n_sim, P)
-    elig_p = obs["eligible"][starts]
-    obs_p = np.add.reduceat(obs["flag"][0].astype(np.int64), starts) > 0
-    rows = []
-    for name, sel in [(s, st_pat == sidx[s]) for s in studies] + [("All studies", np.ones_like(elig_p))]:
-        m = sel & elig_p
-        ne = int(m.sum())
-        if ne:
-            shares = sims[:, m].mean(axis=1)
-            o = float(obs_p[m].mean())
-            rows.append({"study": name, "n_eligible": ne, "n_observed": int(obs_p[m].sum()),
-                         "observed": o, "expected": float(shares.mean()),
-                         "sim_low": float(np.quantile(shares, 0.025)),
-                         "sim_high": float(np.quantile(shares, 0.975)),
-                         "excess": o - float(shares.mean()),
-                         "p_excess": float((1 + np.sum(shares >= o - 1e-12)) / (n_sim + 1)),
-                         "sigma_within": float(sigma[name]) if name in sigma else np.nan})
-        else:
-            rows.append({"study": name, "n_eligible": 0, "n_observed": 0, "observed": np.nan,
-                         "expected": np.nan, "sim_low": np.nan, "sim_high": np.nan, "excess": np.nan,
-                         "p_excess": np.nan, "sigma_within": float(sigma.get(name, np.nan))})
-    msgs = []
-    if not elig_p.any():
-        msgs.append("No patient has enough alliance ratings to be classified.")
-    return RuptureChance(criterion=crit, rater=rater, n_sim=int(n_sim), seed=int(seed),
-                         per_study=pd.DataFrame(rows), messages=tuple(msgs))
+    for b0 in range(0, n_sim, 25):
+        nb = min(25, n_sim - b0)
+        e1 = rng.standard_normal((nb, len(x)))
+        flag = _dips(fits[0][None, :] + sig[0] * e1, x, starts, study_row, crit)["flag"]
+        if len(cols) == 2:
+            e2 = rho * e1 + np.sqrt(1 - rho ** 2) * rng.standard_normal((nb, len(x)))
+            flag = flag & _dips(fits[1][None, :] + sig[1] * e2, x, starts, study_row, crit)["flag"]
+        sims.append(np.add.reduceat(flag.astype(np.int64), starts, axis=1) > 0)  # (nb, patients)
+    elig_p = np.logical_and.reduce([o["eligible"][starts] for o in obs])
+    obs_flag = np.logical_and.reduce([o["flag"][0] for o in obs])
+    obs_p = np.add.reduceat(obs_flag.astype(np.int64), starts) > 0
+    sigma = {s: float(sig[0][st_row == i][0]) for i, s in enumerate(studies)}
+    per_study = _chance_rows(studies, st_row[starts], elig_p, obs_p, np.concatenate(sims, axis=0), sigma, n_sim)
+    msgs = () if elig_p.any() else ("No patient has enough alliance ratings to be classified.",)
+    return RuptureChance(criterion=crit, rater=rater, n_sim=int(n_sim), seed=int(seed), per_study=per_study,
+                         messages=msgs)
 
 
 _FLAG_COLS = ["study", "patient", "session", "n_obs", "eligible", "rupture", "repair"]
@@ -2108,20 +2120,20 @@ def rupture_analysis(df: pd.DataFrame, criterion="default", k=None, sd=None, det
                      chance: bool = True, n_sim: int = 100, seed: int = 1) -> RuptureAnalysis:
     """`ruptures` + `rupture_summary` + `rupture_chance` in one result (METHODS §9).
 
-    The chance reference is computed for one rater's dips without an item (see
-    `rupture_chance`); otherwise it is None and a message says why.
+    The chance reference is computed for alliance dips without an item (see
+    `rupture_chance`); with an item it is None and a message says why.
     """
     flags = ruptures(df, criterion=criterion, k=k, sd=sd, detrend=detrend, rater=rater,
                      pre_level=pre_level, item=item, item_threshold=item_threshold, item_rule=item_rule)
     pp, ps = rupture_summary(flags, rule=rule)
     crit = flags.attrs["criterion"]
     ch, msgs = None, []
-    if chance and rater in _RATER_COLUMN and item is None:
+    if chance and item is None:
         ch = rupture_chance(df, criterion=crit, rater=rater, n_sim=n_sim, seed=seed)
         msgs.extend(ch.messages)
     elif chance:
-        msgs.append("The chance reference is simulated for one rater's alliance dips only; it is not "
-                    "shown for the both-raters rule or a rupture item.")
+        msgs.append("The chance reference is simulated for alliance dips only; it is not shown with a "
+                    "rupture item.")
     return RuptureAnalysis(criterion=crit, rater=rater, rule=rule, item=item, flags=flags,
                            per_patient=pp, per_study=ps, chance=ch, messages=tuple(msgs))
 

@@ -1331,3 +1331,27 @@ def test_default_raising_k_never_adds_ruptures(d, k, dk):
     lo = ev.ruptures(d, k=k).rupture.fillna(False).to_numpy(bool)
     hi = ev.ruptures(d, k=k + dk).rupture.fillna(False).to_numpy(bool)
     assert not (hi & ~lo).any()
+
+
+def test_chance_reference_both_raters():
+    from analysis.simulate import simulate_study
+
+    sim = simulate_study(800, range(1, 10), therapist=True, alliance_trend=0.15, seed=21)
+    clean = sim.data
+    t = ev.rupture_chance(clean, rater="both", n_sim=60, seed=3).total
+    assert abs(t["observed"] - t["expected"]) < 0.02
+    # plant a dip seen by both raters (4 SD of each rating's within-patient noise) in 30% of the patients
+    rng = np.random.default_rng(5)
+    d = clean.copy()
+    pats = d["patient"].unique()
+    hit = set(pats[rng.random(len(pats)) < 0.3])
+    ses = {p: int(rng.integers(2, 9)) for p in hit}
+    m = d["patient"].isin(hit) & (d["session"] == d["patient"].map(ses))
+    for c in ("alliance", "therapist_alliance"):
+        d.loc[m, c] -= 4 * ev.rupture_chance(clean, rater="patient" if c == "alliance" else "therapist",
+                                             n_sim=20).per_study["sigma_within"].iloc[0]
+    t2 = ev.rupture_chance(d, rater="both", n_sim=60, seed=3).total
+    assert t2["observed"] > t2["sim_high"] and t2["p_excess"] < 0.05
+    f = ev.ruptures(d, rater="both")
+    _, ps = ev.rupture_summary(f)
+    assert ps["prev_rupture"].iloc[0] == pytest.approx(t2["observed"])  # the same rule as ruptures()
