@@ -2041,14 +2041,14 @@ class RuptureAnalysis:
         ps = self.per_study
         t = ps[["study", "n_patients", "n_eligible", "n_rupture", "n_repair", "n_rupture_repair"]].copy()
         t = _with_total(t, ["n_patients", "n_eligible", "n_rupture", "n_repair", "n_rupture_repair"], {})
-        t["prev_rupture"] = t["n_rupture"] / t["n_eligible"].where(t["n_eligible"] > 0)
+        t.insert(4, "prev_rupture", t["n_rupture"] / t["n_eligible"].where(t["n_eligible"] > 0))
         t["prev_repair"] = t["n_repair"] / t["n_eligible"].where(t["n_eligible"] > 0)
         t["prev_rupture_repair"] = t["n_rupture_repair"] / t["n_eligible"].where(t["n_eligible"] > 0)
         t["repair_given_rupture"] = t["n_repair"] / t["n_rupture"].where(t["n_rupture"] > 0)
         if self.chance is not None:
             ch = self.chance.per_study.set_index("study")
-            for c in ("expected", "sim_low", "sim_high", "p_excess"):
-                t["chance_" + c] = t["study"].map(ch[c]).astype(float)
+            for i, c in enumerate(("expected", "sim_low", "sim_high", "p_excess")):
+                t.insert(5 + i, "chance_" + c, t["study"].map(ch[c]).astype(float).to_numpy())
         return t
 
     @property

@@ -44,9 +44,8 @@ def _persist(data_key: str, defaults: dict) -> None:
         saved = st.session_state["ev_saved"] = {"_data": data_key}
         for key in defaults:
             st.session_state.pop(key, None)
-    for key, default in defaults.items():
-        if key not in st.session_state:
-            st.session_state[key] = saved.get(key, default)
+    for key in [k for k in defaults if k not in st.session_state]:
+        st.session_state[key] = saved.get(key, defaults[key])
 
 
 def _pick(key: str, options, default) -> None:
@@ -58,8 +57,9 @@ def _fail(what: str, exc: Exception) -> None:
 
 def _table(t: pd.DataFrame, name: str, key: str) -> pd.DataFrame:
     """A results table with reader labels (percent columns as percentages) and its CSV download."""
+    t = t.assign(**{c: 100 * t[c] for c in t.columns if "(%)" in c})  # shares shown as percentages
     st.dataframe(t, hide_index=True, width="stretch", key=f"ev_tbl_{key}", column_config={
-        c: st.column_config.NumberColumn(c, format="percent") for c in t.columns if "(%)" in c})
+        c: st.column_config.NumberColumn(c, format="%.1f") for c in t.columns if "(%)" in c})
     table_download(t, name, key=f"ev_dl_{key}")
     return t
 
@@ -99,10 +99,10 @@ def ruptures_tab(df, studies, raters, items) -> dict | None:
     rater = c2.radio("Alliance rated by", raters, format_func=RATERS.get, key="ev_rater", horizontal=True)
     pre = c3.selectbox("Pre-rupture level", list(PRE), format_func=PRE.get, key="ev_pre")
     rule = c3.selectbox("Rupture–repair when", list(RULES), format_func=RULES.get, key="ev_rule")
-    item = c3.selectbox("Rupture item column (optional; e.g. a rupture-intensity rating)", [None] + items,
-                        key="ev_item", format_func=lambda c: "none" if c is None else c)
+    item = c3.selectbox("Rupture item column (optional; e.g. a rupture-intensity rating)", ["(none)"] + items,
+                        key="ev_item")
     opts = dict(criterion=crit, k=float(k), sd=sd, detrend=bool(detrend), rater=rater, pre_level=pre, rule=rule)
-    if item is not None:
+    if item != "(none)":
         i1, i2 = st.columns(2)
         opts |= dict(item=item, item_threshold=float(i1.number_input("Item marks a rupture at or above", value=1.0,
                                                                      key="ev_item_thr")),
@@ -276,7 +276,7 @@ df = ds["df"]
 studies = sorted(df["study"].astype(str).unique())
 raters = ["patient", "therapist", "both"] if has_therapist_ratings(df) else ["patient"]
 DEFAULTS = {"ev_crit": "default", "ev_k": ev.DEFAULT_K, "ev_sd_opt": "robust", "ev_detrend": True, "ev_rater": "patient",
-            "ev_pre": "previous", "ev_rule": "any", "ev_item": None, "ev_item_rule": "or", "ev_sg_kind": "gain",
+            "ev_pre": "previous", "ev_rule": "any", "ev_item": "(none)", "ev_item_rule": "or", "ev_sg_kind": "gain",
             "ev_sg_better": "lower", "ev_sg_mode": "rc", "ev_sg_r": 0.90, "ev_sg_sdsrc": "baseline", "ev_sg_sd": 1.0,
             "ev_sg_cut": 1.0, "ev_sg_first": False, "ev_sg_pairing": "session", "ev_ag_rater": "patient",
             "ev_ag_std": len(studies) > 1, "ev_rc_method": "JT", "ev_rc_r": 0.90, "ev_rc_sdsrc": "baseline",

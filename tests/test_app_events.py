@@ -63,7 +63,7 @@ def test_ipd_demo_observed_vs_chance_and_options():
     # observed beside the chance reference, in the table, the metrics and the sentence
     assert "Expected by chance (%)" in prev.columns
     tot = prev.iloc[-1]
-    assert 0 < tot["Expected by chance (%)"] < tot["Rupture (%)"] < 0.5
+    assert 0 < tot["Expected by chance (%)"] < tot["Rupture (%)"] < 50  # percentages
     assert [m.label for m in at.metric][:2] == ["Patients with ≥ 1 rupture", "Expected by chance"]
     assert "Expected by chance" in _markdown(at)
     chart = next(c for c in at.get("plotly_chart") if "expected by chance" in c.proto.spec)
@@ -80,7 +80,7 @@ def test_ipd_demo_observed_vs_chance_and_options():
     assert not at.exception and not at.error
     assert at.number_input(key="ev_k").value == 1.0  # the preset's k
     old = _prevalence(at).iloc[-1]
-    assert old["Rupture (%)"] > 0.5 and old["Expected by chance (%)"] > 0.5
+    assert old["Rupture (%)"] > 50 and old["Expected by chance (%)"] > 50
     at.selectbox(key="ev_sd_opt").set_value("pooled").run()
     assert not at.exception and not at.error
 
