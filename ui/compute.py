@@ -9,6 +9,7 @@ re-hash 35,000 rows for every cached call.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import pandas as pd
@@ -174,8 +175,17 @@ def _event_result(key: str, _df: pd.DataFrame, func: str, options: tuple):
 
 
 def event_ruptures(df: pd.DataFrame, **options):
-    """`analysis.events.rupture_analysis`, cached on the data fingerprint and the options."""
-    return _event_result(data_key(df), df, "rupture_analysis", _freeze(options))
+    """`analysis.events.rupture_analysis`, cached on the data fingerprint and the options.
+
+    The chance reference is cached on the options it depends on only (criterion, k, SD,
+    detrending, rater), so changing the repair rule or level does not re-simulate it.
+    """
+    key = data_key(df)
+    if options.get("item") is not None:
+        return _event_result(key, df, "rupture_analysis", _freeze(options))
+    ra = _event_result(key, df, "rupture_analysis", _freeze({**options, "chance": False}))
+    chance_opts = {k: options[k] for k in ("criterion", "k", "sd", "detrend", "rater") if k in options}
+    return dataclasses.replace(ra, chance=_event_result(key, df, "rupture_chance", _freeze(chance_opts)))
 
 
 def event_gains(df: pd.DataFrame, **options):
@@ -211,7 +221,7 @@ def _event_outcome(key: str, _df: pd.DataFrame, event: str, measure: str, ruptur
     if event == "gain":
         gains = _event_result(key, _df, "gain_analysis", gain_options).gains
         return events.outcome_by_pattern(_df, gains, measure=measure)
-    ra = _event_result(key, _df, "rupture_analysis", rupture_options)
+    ra = _event_result(key, _df, "rupture_analysis", _freeze({**_thaw(rupture_options), "chance": False}))
     if event == "repair_groups":
         return events.outcome_by_repair(_df, ra.flags, rule=ra.rule, measure=measure)
     return events.outcome_by_pattern(_df, ra.flags, event=event, measure=measure, rule=ra.rule)
