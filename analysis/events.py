@@ -1039,11 +1039,9 @@ def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
     a gain is then a rise). ``magnitude`` is always the change in the event's direction
     (> 0). ``column`` chooses the measure (default ``symptoms``).
 
-    **Reversal** (Tang & DeRubeis, 1999): an event is reversed when at some later observed
-    session the patient has lost at least 50% of it, i.e. the score returns at least half-way
-    to the pregain level: ``x_s ≥ x_{n+1} + 0.5·magnitude`` for a gain on a lower-is-better
-    measure (mirrored for losses and higher-is-better); ``reversal_session`` is the first such
-    session (only on rows with ``is_gain``).
+    **Reversal** (Tang & DeRubeis, 1999): at a later observed session ≥ 50% of the event is
+    lost, ``x_s ≥ x_{n+1} + 0.5·magnitude`` for a gain on a lower-is-better measure (mirrored
+    otherwise); ``reversal_session`` = the first such session (rows with ``is_gain`` only).
 
     ``meets_criteria`` = all three. ``gain_number`` numbers a patient's pairs
     that meet the criteria in session order (1 = first). ``is_gain`` equals
