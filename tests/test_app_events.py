@@ -167,3 +167,25 @@ def test_one_study_item_column_and_bad_inputs():
     at.switch_page("app_pages/events.py").run()
     assert not at.exception
     assert at.number_input(key="ev_k").value == 2.0
+
+
+def test_chance_reference_cached_on_the_options_it_depends_on(monkeypatch):
+    """ui.compute: changing the repair rule or level reuses the chance simulation; changing k does not."""
+    from analysis import events as ev
+    from ui import compute
+
+    calls = []
+    real = ev.rupture_chance
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ev, "rupture_chance", counting)
+    d, _ = ev.simulate_rupture_data(120, 7, plant=0.3, seed=2024)
+    a = compute.event_ruptures(d, rule="any", pre_level="previous")
+    b = compute.event_ruptures(d, rule="all", pre_level="last_non_rupture")
+    assert len(calls) == 1 and b.chance.to_frame().equals(a.chance.to_frame())
+    assert b.rule == "all"
+    compute.event_ruptures(d, rule="all", k=3.0)
+    assert len(calls) == 2
