@@ -466,7 +466,9 @@ def _dips(Y, x, starts, study_of_row, crit: RuptureCriterion):
         # standardized residual with variance σ² under the no-rupture model:
         # leave-one-out prediction error / √(1 + h), or full-fit residual / √(1 − h)
         u = resid / np.sqrt(1.0 + lev) if crit.reference == "other" else resid / np.sqrt(1.0 - lev)
-    u = np.where(eligible, u, np.nan)
+    # patients whose ratings never vary (e.g. all at a scale's ceiling) carry no information on the
+    # within-patient noise: left out of the study SD so that it cannot collapse to 0
+    u = np.where(eligible & (ss_all > 1e-12 * np.maximum(1.0, Syy)), u, np.nan)
     # rows are sorted by study: one contiguous slice per study
     st_codes = pd.factorize(study_of_row, sort=False)[0]
     st_start = np.flatnonzero(np.r_[True, st_codes[1:] != st_codes[:-1]])
@@ -584,7 +586,8 @@ def ruptures(df: pd.DataFrame, criterion="default", k: float | None = None, sd: 
       detrended: alliance usually rises over treatment); S_it = σ̂·√(1 + h_it) with h_it
       = 1/(n_i − 1) + (t − t̄_(−t))²/Σ(s − t̄_(−t))² (the prediction's own uncertainty)
       and σ̂ one robust study-level within-patient SD (`robust_sd` of the standardized
-      residuals of all eligible sessions of the study); k = `DEFAULT_K` = 2.4. Needs ≥ 4
+      residuals of all eligible sessions of the study, patients whose ratings never vary left
+      out); k = `DEFAULT_K` = 2.4. Needs ≥ 4
       observed values per patient.
     * ``"other_sessions"``: E_it = mean of the patient's other sessions, S_it = their SD
       (ddof = 1), k = 1 (Safran & Muran, 2006: a dip of at least one SD from the patient's
@@ -777,7 +780,8 @@ def _line_fit(y, x, starts, counts):
         fit = my + b * (x - mx)
         lev = np.where(n >= 3, 1 / n + (x - mx) ** 2 / sxx, 1 / n)
         u = (y - fit) / np.sqrt(1 - lev)
-    u[n < 2] = np.nan
+        syy = psum((y - my) ** 2)
+    u[(n < 2) | (syy <= 1e-12 * np.maximum(1.0, psum(y * y)))] = np.nan  # constant patients: no noise info
     return fit, u
 
 

@@ -1355,3 +1355,22 @@ def test_chance_reference_both_raters():
     f = ev.ruptures(d, rater="both")
     _, ps = ev.rupture_summary(f)
     assert ps["prev_rupture"].iloc[0] == pytest.approx(t2["observed"])  # the same rule as ruptures()
+
+
+def test_default_study_sd_ignores_patients_at_the_ceiling():
+    # 8 patients rate 7 every session (no within-patient variation), 3 vary; one of them dips.
+    frames = [long("S", f"C{i}", [7] * 6) for i in range(8)]
+    var = {"V1": [4, 5, 4.5, 5.5, 5, 6], "V2": [5, 4.5, 6, 5, 6.5, 6], "V3": [4, 5, 1, 5.5, 6, 6.5]}
+    frames += [long("S", p, v) for p, v in var.items()]
+    f = ev.ruptures(cat(*frames))
+    # independent check: u = r/√(1 − h) from each varying patient's own least-squares line
+    us = []
+    for v in var.values():
+        x = np.arange(1, 7.0)
+        b, a = np.polyfit(x, v, 1)
+        h = 1 / 6 + (x - x.mean()) ** 2 / ((x - x.mean()) ** 2).sum()
+        us.extend((np.asarray(v) - (a + b * x)) / np.sqrt(1 - h))
+    assert f["sd_used"].iloc[0] == pytest.approx(ev.robust_sd(us), rel=1e-9)
+    assert f["sd_used"].iloc[0] > 0
+    assert rows(f, "V3") == [3]
+    assert not f[f.patient.str.startswith("C")]["rupture"].astype(bool).any()
