@@ -2374,6 +2374,29 @@ class RepairOutcome:
         return pd.DataFrame(rows)
 
 
+def _dropout(df: pd.DataFrame, who: str) -> pd.DataFrame | None:
+    """Per patient ``dropout`` (1.0/0.0) from a dropout or a last_session column (or None)."""
+    if not isinstance(df, pd.DataFrame):
+        return None
+    key = pd.DataFrame({"study": df["study"].astype(str).to_numpy(), "patient": df["patient"].astype(str).to_numpy()})
+    for name in ("dropout", "last_session"):
+        if name in df.columns:
+            col = df[name]
+            if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+                raise ValueError(f"{who}: the '{name}' column must be numeric"
+                                 + (" (0/1 or True/False)." if name == "dropout" else " (a session number)."))
+            key[name] = col.astype(float).to_numpy()
+            if name == "dropout":
+                return key.groupby(_KEY)["dropout"].max().reset_index()
+            rated = df[[c for c in ("alliance", "symptoms", "therapist_alliance") if c in df.columns]].notna().any(axis=1)
+            key["seen"] = np.where(rated.to_numpy(), df["session"].to_numpy(float), np.nan)
+            per = key.groupby(_KEY).agg(last=("seen", "max"), planned=("last_session", "max")).reset_index()
+            per["dropout"] = np.where(per["planned"].notna() & per["last"].notna(),
+                                      (per["last"] < per["planned"]).astype(float), np.nan)
+            return per[_KEY + ["dropout"]]
+    return None
+
+
 def outcome_by_repair(df: pd.DataFrame, flags: pd.DataFrame, rule: str = "any", measure: str = "SMD",
                       method: str = "REML") -> RepairOutcome:
     """Compare patients with rupture–repair, with unrepaired ruptures and without ruptures (§9).
@@ -2382,8 +2405,10 @@ def outcome_by_repair(df: pd.DataFrame, flags: pd.DataFrame, rule: str = "any", 
     ``rupture_repair`` under ``rule``), unrepaired rupture (a rupture, not rupture–repair),
     no rupture. Outcome: symptom change, last minus first observed score (negative =
     improvement); each contrast via `outcome_by_pattern` (Hedges' g or MD, pooled per §6).
-    Dropout: when ``df`` has a ``dropout`` column (1/True = dropped out; the patient's maximum
-    is used), its share per group and study.
+    Dropout (its share per group and study): from a ``dropout`` column (1/True = dropped out;
+    the patient's maximum), else from a ``last_session`` column holding the session treatment
+    was planned to end with (per patient or study): dropped out = the patient's last observed
+    session (any rating) is earlier.
     """
     who = "outcome_by_repair"
     pp, _ = rupture_summary(flags, rule=rule)
@@ -2394,15 +2419,10 @@ def outcome_by_repair(df: pd.DataFrame, flags: pd.DataFrame, rule: str = "any", 
     data = _check_frame(df, ["symptoms"], who)
     change = _pre_post(data)[["study", "patient", "change"]]
     g = pp[["study", "patient", "group"]].merge(change, on=_KEY, how="left")
-    has_dropout = isinstance(df, pd.DataFrame) and "dropout" in df.columns
+    dd = _dropout(df, who)
+    has_dropout = dd is not None
     if has_dropout:
-        col = df["dropout"]
-        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
-            raise ValueError(f"{who}: the 'dropout' column must hold 0/1 or True/False.")
-        dd = pd.DataFrame({"study": df["study"].astype(str).to_numpy(),
-                           "patient": df["patient"].astype(str).to_numpy(),
-                           "dropout": col.astype(float).to_numpy()})
-        g = g.merge(dd.groupby(_KEY)["dropout"].max().reset_index(), on=_KEY, how="left")
+        g = g.merge(dd, on=_KEY, how="left")
     rows = []
     for (study, grp), s in g.groupby(["study", "group"], sort=True):
         ch = s["change"].dropna()

@@ -259,7 +259,7 @@ def outcome_tab(df, r_opts, g_opts, multi) -> None:
         _table(out.to_frame(), "outcome_by_repair_group", "groups")
         _table(out.contrast_frame(), "outcome_repair_contrasts", "contrasts")
         if not out.has_dropout:
-            st.caption("Add a 'dropout' column (1 = dropped out) to compare dropout as well.")
+            st.caption("A 'dropout' (1 = dropped out) or 'last_session' (planned) column adds dropout.")
         return
     st.markdown(out.summary(EVENTS[event].lower()))
     _table(out.to_frame() if out.meta is not None else out.per_study, f"outcome_by_{event}", "out")

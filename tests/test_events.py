@@ -1374,3 +1374,17 @@ def test_default_study_sd_ignores_patients_at_the_ceiling():
     assert f["sd_used"].iloc[0] > 0
     assert rows(f, "V3") == [3]
     assert not f[f.patient.str.startswith("C")]["rupture"].astype(bool).any()
+
+
+def test_outcome_by_repair_dropout_from_last_session_hand():
+    # the planned last session is 5; U2 and N2 stop after session 4 → dropped out
+    d = _repair_group_data().drop(columns="dropout")
+    d["last_session"] = 5
+    d = d[~(d["patient"].isin(["U2", "N2"]) & (d["session"] == 5))]
+    flags = ev.ruptures(d, criterion="mean_sd", sd="patient")
+    g = ev.outcome_by_repair(d, flags, measure="MD").to_frame().set_index("group")
+    assert g.loc["unrepaired rupture", "dropout_share"] == pytest.approx(0.5)
+    assert g.loc["no rupture", "dropout_share"] == pytest.approx(0.5)
+    assert g.loc["rupture–repair", "dropout_share"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="last_session"):
+        ev.outcome_by_repair(d.assign(last_session="five"), flags)
