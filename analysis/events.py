@@ -336,7 +336,9 @@ class RuptureCriterion:
         sd = {"robust": "a robust study-level within-patient SD", "patient": "the patient's own SD",
               "pooled": "the study's pooled within-patient SD",
               "max": "the larger of the patient's own and the study's pooled SD"}[self.sd]
-        return f"alliance ≥ {self.k:g} SD below the {what} of {ref}; SD = {sd}"
+        from analysis.formatting import num
+
+        return f"alliance ≥ {num(self.k)} SD below the {what} of {ref}; SD = {sd}"
 
 
 #: Calibrated default k: see METHODS §9 and tests/test_events.py::test_default_criterion_calibration.

@@ -119,7 +119,7 @@ def ruptures_tab(df, studies, raters, items) -> dict | None:
             ("Expected by chance", t.get("chance_expected"), "no ruptures simulated"),
             ("Rupture–repair", t["prev_rupture_repair"], fmt.count(t["n_rupture_repair"]) + " patients"))):
         col.metric(label, fmt.percent(value, 1, na="–"), sub, delta_color="off", delta_arrow="off")
-    st.markdown(f"Criterion: {ra.criterion.describe()} (k = {fmt.num(ra.criterion.k)}). " + ra.summary())
+    st.markdown(f"Criterion: {ra.criterion.describe()}. " + ra.summary())
     _notes(ra.messages)
     _table(ra.to_frame().rename(columns=ev.TABLE_LABELS), "rupture_prevalence", "prev")
     show_figure(pe.rupture_prevalence_figure(ra), "rupture_prevalence", key="ev_fig_prev")
