@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from analysis.simulate import SYMPTOM_INSTRUMENTS, simulate_study
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(420)
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 GSI = next(i for i in SYMPTOM_INSTRUMENTS if i.name.startswith("SCL-90-R GSI"))
@@ -22,7 +22,7 @@ def _errors_other_than_missing_pages(at: AppTest) -> list[str]:
 
 
 def _open_events(dataset: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=180)
     if dataset is not None:
         at.session_state["dataset"] = dataset
     at.run()
