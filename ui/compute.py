@@ -9,6 +9,7 @@ re-hash 35,000 rows for every cached call.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import pandas as pd
@@ -279,3 +280,109 @@ def conv_figure(figure: str, cache_key: tuple, _args: tuple, _kwargs: dict):
     from analysis import plots_convergence
 
     return getattr(plots_convergence, figure)(*_args, **_kwargs)
+
+
+# ============================================================================ events (Ruptures & gains page)
+# Keyed on the stored data fingerprint; the frame is passed as ``_df`` and never hashed.
+
+
+@st.cache_data(show_spinner=False, max_entries=96)
+def _event_result(key: str, _df: pd.DataFrame, func: str, options: tuple):
+    """One of analysis.events' result builders (rupture_analysis, gain_analysis, ...), cached."""
+    from analysis import events
+
+    return getattr(events, func)(_df, **_thaw(options))
+
+
+def event_ruptures(df: pd.DataFrame, **options):
+    """`analysis.events.rupture_analysis`, cached on the data fingerprint and the options.
+
+    The chance reference is cached on the options it depends on only (criterion, k, SD,
+    detrending, rater), so changing the repair rule or level does not re-simulate it.
+    """
+    key = data_key(df)
+    if options.get("item") is not None:
+        return _event_result(key, df, "rupture_analysis", _freeze(options))
+    ra = _event_result(key, df, "rupture_analysis", _freeze({**options, "chance": False}))
+    chance_opts = {k: options[k] for k in ("criterion", "k", "sd", "detrend", "rater") if k in options}
+    return dataclasses.replace(ra, chance=_event_result(key, df, "rupture_chance", _freeze(chance_opts)))
+
+
+def event_gains(df: pd.DataFrame, **options):
+    """`analysis.events.gain_analysis`, cached (mappings passed as sorted tuples)."""
+    return _event_result(data_key(df), df, "gain_analysis", _freeze(options))
+
+
+def event_reliable_change(df: pd.DataFrame, **options):
+    """`analysis.events.reliable_change_analysis`, cached."""
+    return _event_result(data_key(df), df, "reliable_change_analysis", _freeze(options))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _event_around(key: str, _df: pd.DataFrame, gain_options: tuple, rater: str, standardize: bool):
+    from analysis import events
+
+    gains = _event_result(key, _df, "gain_analysis", gain_options).gains
+    col = "alliance" if rater == "patient" else "therapist_alliance"
+    data = events.standardize_within_study(_df, [col]) if standardize else _df
+    return events.alliance_around_gains(data, gains, rater=rater), events.alliance_trajectory(data, gains, rater=rater)
+
+
+def event_around(df: pd.DataFrame, gain_options: dict, rater: str, standardize: bool):
+    """Alliance around gains and the alliance trajectory, cached."""
+    return _event_around(data_key(df), df, _freeze(gain_options), rater, standardize)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _event_outcome(key: str, _df: pd.DataFrame, event: str, measure: str, rupture_options: tuple,
+                   gain_options: tuple):
+    from analysis import events
+
+    if event == "gain":
+        gains = _event_result(key, _df, "gain_analysis", gain_options).gains
+        return events.outcome_by_pattern(_df, gains, measure=measure)
+    ra = _event_result(key, _df, "rupture_analysis", _freeze({**_thaw(rupture_options), "chance": False}))
+    if event == "repair_groups":
+        return events.outcome_by_repair(_df, ra.flags, rule=ra.rule, measure=measure)
+    return events.outcome_by_pattern(_df, ra.flags, event=event, measure=measure, rule=ra.rule)
+
+
+def event_outcome(df: pd.DataFrame, event: str, measure: str, rupture_options: dict, gain_options: dict):
+    """Relation of a rupture or gain pattern to outcome, cached with the pattern's options."""
+    return _event_outcome(data_key(df), df, event, measure, _freeze(rupture_options), _freeze(gain_options))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _event_baseline(key: str, _df: pd.DataFrame) -> dict:
+    from analysis import events
+
+    b = events.baseline_sd(_df, "symptoms")
+    return dict(zip(b["study"], b["baseline_sd"].astype(float)))
+
+
+def event_baseline(df: pd.DataFrame) -> dict:
+    """Each study's baseline symptom SD (study → SD), cached."""
+    return _event_baseline(data_key(df), df)
+
+
+def _freeze(options: dict) -> tuple:
+    """Options as a hashable tuple (dict values become sorted item tuples, lists tuples)."""
+    out = []
+    for k, v in sorted(options.items()):
+        if isinstance(v, dict):
+            v = ("__dict__", tuple(sorted(v.items())))
+        elif isinstance(v, list):
+            v = ("__list__", tuple(v))
+        out.append((k, v))
+    return tuple(out)
+
+
+def _thaw(options: tuple) -> dict:
+    out = {}
+    for k, v in options:
+        if isinstance(v, tuple) and len(v) == 2 and v[0] == "__dict__":
+            v = dict(v[1])
+        elif isinstance(v, tuple) and len(v) == 2 and v[0] == "__list__":
+            v = list(v[1])
+        out[k] = v
+    return out
