@@ -50,8 +50,8 @@ from analysis.data._common import (
     REQUIRED_COLUMNS,
     DataError,
 )
-from analysis.data.canonical import combine, template_csv, to_canonical
-from analysis.data.mapping import suggest_higher_is_better, suggest_mapping
+from analysis.data.canonical import combine, require_canonical, template_csv, to_canonical
+from analysis.data.mapping import Grouping, grouping_columns, suggest_higher_is_better, suggest_mapping
 from analysis.data.read import list_sheets, load
 from analysis.data.reshape import detect_wide, wide_to_long
 from analysis.data.summary import DataSummary, summarize
@@ -69,10 +69,13 @@ __all__ = [
     "OUTLIER_MADS",
     "DataError",
     "DataSummary",
+    "Grouping",
     "Issue",
     "ValidationReport",
     "combine",
     "detect_wide",
+    "grouping_columns",
+    "require_canonical",
     "list_sheets",
     "load",
     "suggest_higher_is_better",

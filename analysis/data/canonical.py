@@ -23,7 +23,7 @@ from analysis.data._common import (
     _plural,
     _row_phrase,
 )
-from analysis.data.convert import _as_id, _parse_numbers, _parse_sessions
+from analysis.data.convert import _as_id, _id_text, _parse_numbers, _parse_sessions
 
 
 def _resolve_column(df: pd.DataFrame, value: Any, canonical: str) -> Any:
@@ -126,6 +126,12 @@ def to_canonical(
     * ``study`` comes from the mapped column, else from the ``study`` argument,
       else 'Study 1'; ``attrs["study_from"]`` says which ('column',
       'argument', 'default').
+    * Study, patient and therapist codes with SPSS/Stata value labels
+      (``attrs["value_labels"]``, from ``load``) become their labels (sites
+      read 'Berlin', not '1'), when the labels tell the codes apart.
+    * Rows and patients left out (no session and no scores; patients without
+      any value in a wide file) are listed in ``attrs["dropped"]``, which
+      ``validate`` reports.
     * ``symptoms_higher_is_worse=False`` flips symptoms within each study:
       new = max + min − x over that study's observed values, so higher =
       more severe; ``attrs["symptoms_flipped"] = True`` and
@@ -152,133 +158,33 @@ def to_canonical(
     messages: list[str] = []
     problems: list[str] = []
     out = pd.DataFrame(index=src.index)
-
-    if "study" in cmap:
-        st = _as_id(src.iloc[:, positions["study"]])
-        fill = study.strip() if study else DEFAULT_STUDY
-        n_missing = int(st.isna().sum())
-        if n_missing:
-            st = st.fillna(fill)
-            messages.append(
-                f"{_plural(n_missing, 'row')} without a study label were given the label {fill!r}."
-            )
-        out["study"] = st.astype("str")
-        study_from = "column"
-    else:
-        out["study"] = pd.Series(
-            study.strip() if study else DEFAULT_STUDY, index=src.index, dtype="str"
-        )
-        study_from = "argument" if study else "default"
-
-    if "patient" in cmap:
-        out["patient"] = _as_id(src.iloc[:, positions["patient"]])
-
+    out["study"], study_from = _study_column(df, src, cmap, positions, study, messages)
+    for c in ("patient", "therapist"):
+        if c in cmap:
+            out[c] = _labelled_ids(df, src, cmap[c], positions[c], c, messages)
     session_missing = None
     if "session" in cmap:
-        raw = src.iloc[:, positions["session"]]
-        vals, bad, missing = _parse_sessions(raw, allow_labels=True)
-        b = bad.to_numpy()
-        if b.any():
-            labels = list(df.index[b])
-            problems.append(
-                f"Column {str(cmap['session'])!r} (session) must hold whole numbers ≥ 0, but {_row_phrase(df, labels)} "
-                f"contain{'s' if len(labels) == 1 else ''} {_bad_values_phrase(raw, b)}."
-            )
-        out["session"] = vals
-        session_missing = missing.to_numpy()
-
+        out["session"], session_missing = _session_column(df, src, cmap, positions, problems)
     for canonical in NUMERIC_COLUMNS:
         if canonical in cmap:
-            vals, bad = _parse_numbers(
-                src.iloc[:, positions[canonical]], allow_comma=True
-            )
+            vals, bad = _parse_numbers(src.iloc[:, positions[canonical]], allow_comma=True)
             b = bad.to_numpy()
             if b.any():
-                problems.append(
-                    _numeric_problem(df, src, positions[canonical], canonical, b)
-                )
+                problems.append(_numeric_problem(df, src, positions[canonical], canonical, b))
             out[canonical] = vals
-
-    if "therapist" in cmap:
-        out["therapist"] = _as_id(src.iloc[:, positions["therapist"]])
-
-    keep_rows = np.ones(len(src), dtype=bool)
-    if session_missing is not None and session_missing.any():
-        score_cols = [c for c in NUMERIC_COLUMNS if c in out]
-        has_data = (
-            out[score_cols].notna().any(axis=1).to_numpy()
-            if score_cols
-            else np.zeros(len(out), dtype=bool)
-        )
-        with_data = session_missing & has_data
-        empty = session_missing & ~has_data
-        if with_data.any():
-            labels = list(df.index[with_data])
-            problems.append(
-                f"Column {str(cmap['session'])!r} (session) is empty in {_row_phrase(df, labels)}, "
-                "which hold scores; fill in the session numbers or delete those rows."
-            )
-        if empty.any():
-            labels = list(df.index[empty])
-            messages.append(
-                f"Dropped {_plural(len(labels), 'row')} without a session number and without scores "
-                f"({_row_phrase(df, labels)})."
-            )
-            keep_rows &= ~empty
-
+    keep_rows, dropped = _rows_to_keep(df, out, cmap, session_missing, problems)
     if problems:
         raise DataError("The data cannot be converted:\n- " + "\n- ".join(problems))
-
+    messages.extend(dropped)
     out = out.loc[keep_rows]
     if "session" in out:
         out["session"] = out["session"].astype("int64")
-
-    # extra columns, by position (labels may repeat or clash with canonical names)
-    mapped_pos = set(positions.values())
     if keep_extra:
-        taken = set(out.columns)
-        kept_idx = np.flatnonzero(keep_rows)
-        for j, c in enumerate(df.columns):
-            if j in mapped_pos:
-                continue
-            name = str(c).strip() or f"column_{j + 1}"
-            if name in CANONICAL_COLUMNS or name in taken:
-                base = name
-                new = f"{base}_original"
-                k = 2
-                while new in taken:
-                    new = f"{base}_original{k}"
-                    k += 1
-                messages.append(f"The unused column {name!r} was kept as {new!r}.")
-                name = new
-            taken.add(name)
-            out[name] = src.iloc[kept_idx, j].set_axis(out.index)
-
-    flipped = False
+        _add_extra_columns(df, src, out, set(positions.values()), keep_rows, messages)
     flip_message = None
     if not symptoms_higher_is_worse and "symptoms" in out:
-        g = out.groupby("study", sort=False)["symptoms"]
-        lo, hi = g.transform("min"), g.transform("max")
-        out["symptoms"] = hi + lo - out["symptoms"]
-        flipped = True
-        ranges = []
-        for st_label, sub in out.assign(_lo=lo, _hi=hi).groupby("study", sort=False):
-            a, z = sub["_lo"].iloc[0], sub["_hi"].iloc[0]
-            ranges.append(
-                f"{st_label}: {a:g}–{z:g}" if pd.notna(a) else f"{st_label}: no values"
-            )
-        source = str(cmap["symptoms"])
-        stubs = df.attrs.get("wide_stubs")
-        for stub, target in stubs.items() if isinstance(stubs, dict) else []:
-            if str(target) == source:
-                source = f"{source}, from the {stub}_… columns"
-        flip_message = (
-            f"Symptom scores (column {source!r}) were reversed because higher meant better: "
-            "new = max + min − old within each study, so that higher now means more severe "
-            f"(observed range {'; '.join(ranges)})."
-        )
+        flip_message = _flip_symptoms(df, out, cmap)
         messages.append(flip_message)
-
     canon = [c for c in CANONICAL_COLUMNS if c in out]
     rest = [c for c in out.columns if c not in CANONICAL_COLUMNS]
     out = _sort_canonical(out[canon + rest])
@@ -286,12 +192,128 @@ def to_canonical(
     attrs.update(
         mapping={k: str(v) for k, v in cmap.items()},
         study_from=study_from,
-        symptoms_flipped=flipped,
+        symptoms_flipped=flip_message is not None,
         symptoms_flip_message=flip_message,
         messages=messages,
+        dropped=list(df.attrs.get("dropped") or []) + dropped,
     )
     out.attrs = attrs
     return out
+
+
+def _labelled_ids(df: pd.DataFrame, src: pd.DataFrame, col: Any, pos: int, canonical: str,
+                  messages: list[str]) -> pd.Series:
+    """An id column as text; codes with value labels (SPSS/Stata) replaced by their labels."""
+    ids = _as_id(src.iloc[:, pos])
+    labels = (df.attrs.get("value_labels") or {}).get(str(col)) if isinstance(df.attrs, dict) else None
+    if not labels:
+        return ids
+    table = {_id_text(k): str(v).strip() for k, v in labels.items() if str(v).strip()}
+    present = set(ids.dropna().unique())
+    used = {k: v for k, v in table.items() if k in present}
+    if not used:
+        return ids
+    if len(set(used.values())) < len(used) or set(used.values()) & (present - set(used)):
+        messages.append(f"The value labels of column {str(col)!r} ({canonical}) do not tell all codes apart, "
+                        "so the codes were kept.")
+        return ids
+    messages.append(f"Column {str(col)!r} ({canonical}): {_plural(len(used), 'code')} replaced by "
+                    f"{'its value label' if len(used) == 1 else 'their value labels'} "
+                    f"({_fmt_list([f'{k} = {v}' for k, v in list(used.items())[:5]], 5)}).")
+    return ids.map(lambda v: used.get(v, v)).astype("str")
+
+
+def _study_column(df, src, cmap, positions, study, messages) -> tuple[pd.Series, str]:
+    """The study label of every row and where it came from ('column', 'argument', 'default')."""
+    if "study" not in cmap:
+        return pd.Series(study.strip() if study else DEFAULT_STUDY, index=src.index, dtype="str"), (
+            "argument" if study else "default")
+    st = _labelled_ids(df, src, cmap["study"], positions["study"], "study", messages)
+    fill = study.strip() if study else DEFAULT_STUDY
+    n_missing = int(st.isna().sum())
+    if n_missing:
+        st = st.fillna(fill)
+        messages.append(f"{_plural(n_missing, 'row')} without a study label were given the label {fill!r}.")
+    return st.astype("str"), "column"
+
+
+def _session_column(df, src, cmap, positions, problems) -> tuple[pd.Series, np.ndarray]:
+    raw = src.iloc[:, positions["session"]]
+    vals, bad, missing = _parse_sessions(raw, allow_labels=True)
+    b = bad.to_numpy()
+    if b.any():
+        labels = list(df.index[b])
+        problems.append(
+            f"Column {str(cmap['session'])!r} (session) must hold whole numbers ≥ 0, but {_row_phrase(df, labels)} "
+            f"contain{'s' if len(labels) == 1 else ''} {_bad_values_phrase(raw, b)}."
+        )
+    return vals, missing.to_numpy()
+
+
+def _rows_to_keep(df, out, cmap, session_missing, problems) -> tuple[np.ndarray, list[str]]:
+    """Rows without a session number: an error when they hold scores, dropped (and said so) when empty."""
+    keep_rows = np.ones(len(out), dtype=bool)
+    dropped: list[str] = []
+    if session_missing is None or not session_missing.any():
+        return keep_rows, dropped
+    score_cols = [c for c in NUMERIC_COLUMNS if c in out]
+    has_data = out[score_cols].notna().any(axis=1).to_numpy() if score_cols else np.zeros(len(out), dtype=bool)
+    with_data = session_missing & has_data
+    empty = session_missing & ~has_data
+    if with_data.any():
+        labels = list(df.index[with_data])
+        problems.append(
+            f"Column {str(cmap['session'])!r} (session) is empty in {_row_phrase(df, labels)}, "
+            "which hold scores; fill in the session numbers or delete those rows."
+        )
+    if empty.any():
+        labels = list(df.index[empty])
+        dropped.append(f"Dropped {_plural(len(labels), 'row')} without a session number and without scores "
+                       f"({_row_phrase(df, labels)}).")
+        keep_rows &= ~empty
+    return keep_rows, dropped
+
+
+def _add_extra_columns(df, src, out, mapped_pos, keep_rows, messages) -> None:
+    """Unused columns, by position (labels may repeat or clash with canonical names)."""
+    taken = set(out.columns)
+    kept_idx = np.flatnonzero(keep_rows)
+    for j, c in enumerate(df.columns):
+        if j in mapped_pos:
+            continue
+        name = str(c).strip() or f"column_{j + 1}"
+        if name in CANONICAL_COLUMNS or name in taken:
+            base = name
+            new = f"{base}_original"
+            k = 2
+            while new in taken:
+                new = f"{base}_original{k}"
+                k += 1
+            messages.append(f"The unused column {name!r} was kept as {new!r}.")
+            name = new
+        taken.add(name)
+        out[name] = src.iloc[kept_idx, j].set_axis(out.index)
+
+
+def _flip_symptoms(df, out, cmap) -> str:
+    """Reverse symptoms within each study (new = max + min − old); returns the explanation."""
+    g = out.groupby("study", sort=False)["symptoms"]
+    lo, hi = g.transform("min"), g.transform("max")
+    out["symptoms"] = hi + lo - out["symptoms"]
+    ranges = []
+    for st_label, sub in out.assign(_lo=lo, _hi=hi).groupby("study", sort=False):
+        a, z = sub["_lo"].iloc[0], sub["_hi"].iloc[0]
+        ranges.append(f"{st_label}: {a:g}–{z:g}" if pd.notna(a) else f"{st_label}: no values")
+    source = str(cmap["symptoms"])
+    stubs = df.attrs.get("wide_stubs")
+    for stub, target in stubs.items() if isinstance(stubs, dict) else []:
+        if str(target) == source:
+            source = f"{source}, from the {stub}_… columns"
+    return (
+        f"Symptom scores (column {source!r}) were reversed because higher meant better: "
+        "new = max + min − old within each study, so that higher now means more severe "
+        f"(observed range {'; '.join(ranges)})."
+    )
 
 
 def _column_position(df: pd.DataFrame, col: Any) -> int:
@@ -373,6 +395,7 @@ def combine(
     messages: list[str] = []
     sources: list[str] = []
     flipped = False
+    dropped: list[str] = []
     for i, f in enumerate(frames):
         if not isinstance(f, pd.DataFrame):
             raise DataError(f"Data set {i + 1} is a {type(f).__name__}, not a table.")
@@ -449,6 +472,7 @@ def combine(
         msg = f.attrs.get("symptoms_flip_message")
         if msg:
             messages.append(f"{what}: {msg}")
+        dropped.extend(f"{what}: {d}" for d in (f.attrs.get("dropped") or []))
         sources.append(src or f"Data set {i + 1}")
         g.attrs = {}
         parts.append(g)
@@ -465,6 +489,7 @@ def combine(
         "sources": sources,
         "symptoms_flipped": flipped,
         "messages": messages,
+        "dropped": dropped,
         "study_from": "combined",
     }
     return out
@@ -487,3 +512,63 @@ def template_csv() -> str:
         ("My study", "P02", 3, 3.9, 25, 4.1, "T2"),
     ]
     return "\n".join(",".join(str(v) for v in r) for r in rows) + "\n"
+
+
+def require_canonical(
+    df: Any,
+    columns: Sequence[str] = ("alliance", "symptoms"),
+    *,
+    optional: Sequence[str] = (),
+    study: bool = True,
+    values: bool = True,
+) -> pd.DataFrame:
+    """The one guard for analysis modules: ``df`` must be canonical long data (METHODS §1).
+
+    Always checked: ``df`` is a DataFrame with at least one row and the
+    columns patient, session, ``columns`` (and study unless ``study=False``).
+    With ``values`` (default) also: study and patient present in every row,
+    session a whole number ≥ 0 in every row, ``columns`` and ``optional``
+    (when present) numeric, each (study, patient, session) once.
+
+    Returns a copy with study and patient as text, session int64, the value
+    columns float64 (NaN = not observed) and other columns untouched, sorted
+    by study, patient (natural order) and session with a fresh index; with
+    ``values=False`` the frame itself.  Raises DataError (a ValueError) with
+    a message for the researcher; no "who:" prefix is needed.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"Expected the data as a table in the canonical long format (METHODS §1), not a "
+                        f"{type(df).__name__}.")
+    need = [c for c in (("study",) if study else ()) + ("patient", "session", *columns) if c not in df.columns]
+    if need:
+        raise DataError(f"The data lack the column(s) {_fmt_list(need)}; canonical long data have one row per "
+                        "patient × session with study, patient, session, alliance and symptoms (METHODS §1).")
+    if len(df) == 0:
+        raise DataError("The data have no rows.")
+    if not values:
+        return df
+    out = df.copy()
+    for c in ("study", "patient", "therapist"):
+        if c in out:
+            out[c] = _as_id(out[c])
+            if c != "therapist" and out[c].isna().any():
+                raise DataError(f"Column {c!r} is empty in {_plural(int(out[c].isna().sum()), 'row')}; every row "
+                                f"needs a {c} label.")
+    sess, bad, missing = _parse_sessions(out["session"], allow_labels=False)
+    if (bad | missing).any():
+        raise DataError(f"Column 'session' must be a whole number ≥ 0 in every row; "
+                        f"{_plural(int((bad | missing).sum()), 'row')} {'is' if int((bad | missing).sum()) == 1 else 'are'} not.")
+    out["session"] = sess.astype("int64")
+    for c in (*columns, *optional):
+        if c in out:
+            vals, nonnum = _parse_numbers(out[c], allow_comma=False)
+            if nonnum.any():
+                raise DataError(f"Column {c!r} must hold numbers; {_plural(int(nonnum.sum()), 'value')} "
+                                f"{'is' if int(nonnum.sum()) == 1 else 'are'} not "
+                                f"({_bad_values_phrase(out[c], nonnum.to_numpy())}).")
+            out[c] = vals
+    key = [c for c in ("study", "patient", "session") if c in out]
+    if out.duplicated(key).any():
+        raise DataError("Some (study, patient, session) keys occur more than once; each session of a patient must "
+                        "be one row.")
+    return _sort_canonical(out)

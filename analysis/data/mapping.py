@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analysis.data._common import CANONICAL_COLUMNS, DataError, _compact, _guard, _normalize_name
@@ -23,6 +25,25 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
         "centre",
         "center",
         "dataset",
+        # site names in other languages (German, French, Spanish, Italian, Dutch)
+        "standort",
+        "zentrum",
+        "klinik",
+        "clinic",
+        "sitio",
+        "centro",
+        "sede",
+        "studie",
+        "estudio",
+        "etude",
+        "studio",
+        "ort",
+        "praxis",
+        "ambulanz",
+        "einrichtung",
+        "location",
+        "hospital",
+        "krankenhaus",
     ),
     "patient": (
         "patient",
@@ -379,3 +400,97 @@ def suggest_higher_is_better(
         return False
     return None
 
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """A column that looks like sites or studies (``grouping_columns``).
+
+    ``n_groups`` distinct values, each with at least ``min_patients``
+    patients; ``ids_repeat``: the same patient id occurs in several groups
+    (ids restart in each site, so the column must be part of the patient
+    key); ``by_name``: its name is a usual name of a study column."""
+
+    column: Any
+    n_groups: int
+    min_patients: int
+    ids_repeat: bool
+    by_name: bool
+
+    @property
+    def message(self) -> str:
+        """One plain sentence for the researcher (the column name is user text: escape it for Markdown)."""
+        what = (f"{self.n_groups} values, each with at least {self.min_patients} patients"
+                + ("; the same patient ids occur in several of them" if self.ids_repeat else ""))
+        return (f"No study column is chosen, but the column {str(self.column)!r} looks like a grouping ({what}). "
+                "If it marks sites or studies, choose it as the study column; otherwise all rows are analysed "
+                "as one study (k = 1, no meta-analysis).")
+
+
+_SCORE_CANONICALS = ("session", "alliance", "symptoms", "therapist_alliance")
+
+
+@_guard("Could not look for site columns")
+def grouping_columns(
+    df: pd.DataFrame, patient: Any = None, session: Any = None, exclude: Sequence[Any] = (),
+    max_groups: int = 50, min_patients: int = 5,
+) -> list[Grouping]:
+    """Columns that look like a grouping of patients into sites or studies (METHODS §1).
+
+    A column qualifies when it has 2 to ``max_groups`` distinct values, each
+    held by at least ``min_patients`` patients, its name is not that of a
+    score or session column, and it either is constant within each patient
+    or tells apart rows whose (patient, session) would otherwise repeat
+    (patient ids that restart in each site).  ``patient`` and ``session``
+    default to ``suggest_mapping``; without a session column each row is one
+    patient (a wide file).  Best first: restarting ids, then a study-like
+    name, then fewer groups.
+    """
+    if not isinstance(df, pd.DataFrame) or df.shape[1] < 2 or len(df) == 0:
+        return []
+    guess = suggest_mapping(df)
+    patient = guess.get("patient") if patient is None else patient
+    if patient is None or patient not in df.columns:
+        return []
+    if session is None:
+        session = guess.get("session")
+    if session is not None and session not in df.columns:
+        session = None
+    from analysis.data.convert import _as_id
+
+    pid = pd.Series(_as_id(df[patient]).to_numpy(dtype=object), index=range(len(df)))
+    key_cols = {"p": pid}
+    if session is not None:
+        key_cols["t"] = pd.Series(df[session].astype("string").to_numpy(dtype=object), index=range(len(df)))
+    key = pd.DataFrame(key_cols)
+    key_dup = key.duplicated(keep=False).to_numpy()
+    wide_pos = {q for g in _wide_groups(list(df.columns)).values() for q in g.values()}
+    skip = {str(c) for c in (patient, session, *exclude) if c is not None}
+    found: list[Grouping] = []
+    for pos, col in enumerate(df.columns):
+        if str(col) in skip or pos in wide_pos:
+            continue
+        norm = _normalize_name(col)
+        if any((sc := _name_score(c, norm)) is not None and sc[0] >= 2 for c in _SCORE_CANONICALS):
+            continue
+        s = df.iloc[:, pos]
+        if s.dtype.kind == "f" and not np.all(np.isnan(v := s.to_numpy(dtype=float)) | (v == np.round(v))):
+            continue
+        codes, uniq = pd.factorize(_as_id(s).to_numpy(dtype=object), use_na_sentinel=True)
+        if not 2 <= len(uniq) <= max_groups or (codes < 0).all():
+            continue
+        pairs = pd.DataFrame({"g": codes, "p": pid.to_numpy()})
+        per_group = pairs[codes >= 0].drop_duplicates().groupby("g")["p"].size()
+        if per_group.min() < min_patients:
+            continue
+        groups_per_patient = pairs[codes >= 0].groupby("p")["g"].nunique()
+        repeat = False
+        if (groups_per_patient > 1).any():
+            # the column varies within a patient id: only a grouping if it separates repeated keys
+            if not key_dup.any() or key.assign(g=codes).duplicated(keep=False).to_numpy().any():
+                continue
+            repeat = True
+        by_name = (sc := _name_score("study", norm)) is not None and sc[0] >= 3
+        found.append(Grouping(col, len(uniq), int(per_group.min()), repeat, by_name))
+    found.sort(key=lambda g: (not g.ids_repeat, not g.by_name, g.n_groups))
+    return found

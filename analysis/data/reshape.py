@@ -65,6 +65,7 @@ def wide_to_long(
     sep: str = "_",
     session_col: str = "session",
     dropna: bool = True,
+    study_col: Any = None,
 ) -> pd.DataFrame:
     """Reshape one-column-per-session data (wai_1 … wai_12, bdi_1 …) to long form (METHODS §1).
 
@@ -80,9 +81,16 @@ def wide_to_long(
     sorted by id and session; feed it to ``to_canonical`` with
     ``{"patient": id_col, "session": session_col, …}``.
 
+    ``study_col`` (optional) is a site or study column that is part of the
+    patient key: ids may then restart in each site (patient 1 of site A and
+    patient 1 of site B are two patients); map it as the study column in
+    ``to_canonical``.  Patients without any value in the session columns are
+    left out and listed in ``attrs["dropped"]`` (``validate`` reports them).
+
     Raises DataError when the id column is missing, has empty or repeated
-    ids (naming them), when a stub matches no column, or when output names
-    clash with existing columns.
+    ids (naming them, and the site column that would tell them apart), when
+    a stub matches no column, or when output names clash with existing
+    columns.
     """
     if not isinstance(df, pd.DataFrame):
         raise DataError("wide_to_long needs a table (DataFrame).")
@@ -143,18 +151,12 @@ def wide_to_long(
         )
 
     base = df.set_axis(pd.RangeIndex(len(df)), axis=0)
-    ids = _as_id(base.iloc[:, id_pos])
-    if ids.isna().any():
-        labels = list(df.index[ids.isna().to_numpy()])
-        raise DataError(
-            f"The id column {id_name!r} is empty in {_row_phrase(df, labels)}."
-        )
-    dup = ids[ids.duplicated(keep=False)]
-    if len(dup):
-        raise DataError(
-            f"In a wide file each patient has one row, but these ids appear more than once in {id_name!r}: "
-            f"{_fmt_list(pd.unique(dup))}."
-        )
+    study_pos = None
+    if study_col is not None:
+        study_pos = _column_position(df, _resolve_column(df, study_col, "study"))
+        if study_pos == id_pos or study_pos in taken:
+            raise DataError("The site (study) column must be another column than the id and the session columns.")
+    _check_wide_ids(df, base, id_pos, study_pos)
 
     sessions = sorted({k for cols in colmaps.values() for k in cols})
     n, m = len(base), len(sessions)
@@ -184,6 +186,7 @@ def wide_to_long(
         keep = np.column_stack([v.notna().to_numpy() for v in values.values()]).any(
             axis=1
         )
+    dropped = _empty_patients(base, id_pos, study_pos, keep.reshape(n, m).any(axis=1) if m else None)
     rows, sess = rows[keep], sess[keep]
     result = pd.DataFrame({id_name: base.iloc[rows, id_pos].to_numpy()})
     result[id_name] = base.iloc[rows, id_pos].reset_index(drop=True)
@@ -194,7 +197,59 @@ def wide_to_long(
         result[name] = base.iloc[rows, j].reset_index(drop=True)
     result.attrs = {k: v for k, v in df.attrs.items() if k != "header_rows"}
     result.attrs["wide_stubs"] = dict(stub_map)
+    result.attrs["dropped"] = list(df.attrs.get("dropped") or []) + dropped
+    if study_pos is not None:
+        result.attrs["wide_key"] = [str(df.columns[study_pos]), id_name]
     return result
+
+
+def _check_wide_ids(df: pd.DataFrame, base: pd.DataFrame, id_pos: int, study_pos: int | None) -> None:
+    """One row per patient: ids present and unique (within site when a site column is part of the key)."""
+    id_name = str(df.columns[id_pos])
+    ids = _as_id(base.iloc[:, id_pos])
+    if ids.isna().any():
+        labels = list(df.index[ids.isna().to_numpy()])
+        raise DataError(f"The id column {id_name!r} is empty in {_row_phrase(df, labels)}.")
+    if study_pos is not None:
+        site = _as_id(base.iloc[:, study_pos]).fillna("")
+        key = pd.DataFrame({"s": site.to_numpy(), "p": ids.to_numpy()})
+        dup = key.duplicated(keep=False).to_numpy()
+        if dup.any():
+            pairs = [f"{p} ({s})" for s, p in key[dup].drop_duplicates().itertuples(index=False)]
+            raise DataError(
+                f"In a wide file each patient has one row, but these ids appear more than once within the same "
+                f"{str(df.columns[study_pos])!r}: {_fmt_list(pairs)}."
+            )
+        return
+    dup = ids[ids.duplicated(keep=False)]
+    if len(dup):
+        hint = ""
+        from analysis.data.mapping import grouping_columns
+
+        groups = [g for g in grouping_columns(base, patient=df.columns[id_pos]) if g.ids_repeat]
+        if groups:
+            hint = (f" The ids seem to restart in each {groups[0].column!r}: choose that column as the site "
+                    "(study) column, so that it becomes part of the patient key.")
+        raise DataError(
+            f"In a wide file each patient has one row, but these ids appear more than once in {id_name!r}: "
+            f"{_fmt_list(pd.unique(dup))}.{hint}"
+        )
+
+
+def _empty_patients(base: pd.DataFrame, id_pos: int, study_pos: int | None, has_value) -> list[str]:
+    """A note naming the patients (rows of the wide file) that have no value in any session column."""
+    if has_value is None or has_value.all():
+        return []
+    empty = ~np.asarray(has_value, dtype=bool)
+    ids = _as_id(base.iloc[:, id_pos]).to_numpy()[empty]
+    if study_pos is not None:
+        sites = _as_id(base.iloc[:, study_pos]).to_numpy()[empty]
+        names = [f"{p} ({s})" for p, s in zip(ids, sites)]
+    else:
+        names = [str(p) for p in ids]
+    n = int(empty.sum())
+    return [f"{n} {'patient has' if n == 1 else 'patients have'} no value in any session column and "
+            f"{'was' if n == 1 else 'were'} left out: {_fmt_list(names)}."]
 
 
 def _is_missing(v: Any) -> bool:

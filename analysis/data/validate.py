@@ -140,6 +140,286 @@ def _label_patients(items: Sequence[tuple[Any, Any]], multi: bool) -> list[str]:
     return [f"{p} ({s})" if multi else str(p) for s, p in items]
 
 
+@dataclass(eq=False)
+class _Work:
+    """What every check reads: the frame with normalised columns (ids as text, sessions and
+    scores as floats), the study of each row, and the parsing problems found while preparing."""
+
+    work: pd.DataFrame
+    source: pd.DataFrame
+    dup_names: list
+    study_key: pd.Series
+    multi: bool
+    numeric: dict
+    raw: dict
+    session_bad: np.ndarray | None
+
+
+def _prepare(df: pd.DataFrame) -> _Work:
+    names = _column_labels(df)
+    counts = Counter(names)
+    dup_names = [n for n, k in counts.items() if k > 1]
+    keep = ~pd.Index(names).duplicated()
+    work = df.loc[:, keep].copy()
+    work.columns = [n for n, k in zip(names, keep) if k]
+    if isinstance(work.index, pd.MultiIndex):
+        work.index = pd.Index([str(i) for i in work.index])
+    if work.index.has_duplicates:
+        work = work.reset_index(drop=True)
+    raw = {c: work[c] for c in ("session", *NUMERIC_COLUMNS) if c in work}
+    for c in ("study", "patient", "therapist"):
+        if c in work:
+            work[c] = _as_id(work[c])
+    session_bad = None
+    if "session" in work and len(work):
+        vals, bad, missing = _parse_sessions(work["session"], allow_labels=False)
+        session_bad = (bad | missing).to_numpy()
+        work["session"] = vals
+    numeric: dict[str, tuple[pd.Series, np.ndarray]] = {}
+    for c in NUMERIC_COLUMNS:
+        if c in work and len(work):
+            vals, bad = _parse_numbers(work[c], allow_comma=False)
+            numeric[c] = (vals, bad.to_numpy())
+            work[c] = vals
+    multi = "study" in work and work["study"].nunique(dropna=True) > 1
+    study_key = work["study"] if "study" in work else pd.Series("(all data)", index=work.index, dtype="str")
+    return _Work(work, df, dup_names, study_key.fillna("(no study)"), multi, numeric, raw, session_bad)
+
+
+# ---- errors: the analysis cannot run
+
+
+def _check_duplicate_columns(w: _Work):
+    if w.dup_names:
+        yield Issue("error", "duplicate_columns",
+                    f"These column names appear more than once: {_fmt_list(w.dup_names)}. Only the first of each "
+                    "was checked; rename the others.")
+
+
+def _check_empty(w: _Work):
+    if len(w.work) == 0:
+        yield Issue("error", "empty_data", "The data have no rows.")
+
+
+def _check_missing_columns(w: _Work):
+    missing = [c for c in REQUIRED_COLUMNS if c not in w.work]
+    if not missing:
+        return
+    if len(w.work) == 0:
+        yield Issue("error", "missing_columns", f"Required columns missing: {_fmt_list(missing)}.")
+        return
+    yield Issue("error", "missing_columns",
+                f"Required {'column' if len(missing) == 1 else 'columns'} missing: {_fmt_list(missing)}. "
+                "Choose the matching column for each in the column mapping.", column=", ".join(missing))
+
+
+def _check_missing_ids(w: _Work):
+    for c in ("study", "patient"):
+        if c not in w.work:
+            continue
+        na = w.work[c].isna().to_numpy()
+        if na.any():
+            rows = _rows_of(w.work, na)
+            yield Issue("error", "missing_ids",
+                        f"{_plural(len(rows), 'row')} {'has' if len(rows) == 1 else 'have'} no {c} id: rows "
+                        f"{_fmt_list(rows)}.", rows=rows, patients=_patients_of(w.work, na), column=c)
+
+
+def _check_sessions(w: _Work):
+    if w.session_bad is None or not w.session_bad.any():
+        return
+    bad, raw = w.session_bad, w.raw["session"]
+    rows = _rows_of(w.work, bad)
+    examples = list(dict.fromkeys(str(v) for v in raw[bad].tolist()))[:5]
+    yield Issue("error", "invalid_session",
+                f"Session must be a whole number ≥ 0; {_plural(len(rows), 'row')} "
+                f"{'does' if len(rows) == 1 else 'do'} not comply (values {', '.join(repr(e) for e in examples)}) "
+                f"at {_where(w.work.assign(session=raw.astype(object)), bad)}.",
+                rows=rows, patients=_patients_of(w.work, bad), studies=_studies_of(w.work, bad), column="session")
+
+
+def _check_numbers(w: _Work):
+    for c, (_vals, b) in w.numeric.items():
+        if not b.any():
+            continue
+        rows = _rows_of(w.work, b)
+        examples = list(dict.fromkeys(str(v) for v in w.raw[c][b].tolist()))[:5]
+        hint = " (decimal commas: convert the data with to_canonical)" if any("," in e for e in examples) else ""
+        yield Issue("error", "non_numeric",
+                    f"Column {c!r} must hold numbers, but {_plural(len(rows), 'value')} "
+                    f"{'is' if len(rows) == 1 else 'are'} not: {', '.join(repr(e) for e in examples)}{hint} at "
+                    f"{_where(w.work, b)}.",
+                    rows=rows, patients=_patients_of(w.work, b), studies=_studies_of(w.work, b), column=c)
+
+
+def _check_duplicate_rows(w: _Work):
+    if "patient" not in w.work or "session" not in w.work:
+        return
+    key = pd.DataFrame({"s": w.study_key.to_numpy(), "p": w.work["patient"].to_numpy(),
+                        "t": w.work["session"].to_numpy()})
+    valid = key["p"].notna().to_numpy() & (~w.session_bad if w.session_bad is not None else True)
+    dupmask = key.duplicated(keep=False).to_numpy() & valid
+    if dupmask.any():
+        rows = _rows_of(w.work, dupmask)
+        yield Issue("error", "duplicate_rows",
+                    f"{_plural(len(rows), 'row')} repeat a study × patient × session that occurs more than once "
+                    f"(each session of a patient must be one row): {_where(w.work, dupmask)}.",
+                    rows=rows, patients=_patients_of(w.work, dupmask), studies=_studies_of(w.work, dupmask))
+
+
+# ---- warnings: the analysis runs, but look at these
+
+
+def _check_dropped_rows(w: _Work):
+    """Rows or patients left out on the way in (``attrs["dropped"]``, set by wide_to_long/to_canonical/combine)."""
+    notes = w.source.attrs.get("dropped") if isinstance(w.source.attrs, dict) else None
+    for note in notes or []:
+        yield Issue("warning", "dropped_rows", str(note))
+
+
+def _check_negative(w: _Work):
+    for c, (vals, _b) in w.numeric.items():
+        neg = np.nan_to_num(vals.to_numpy(dtype="float64"), nan=0.0) < 0
+        if neg.any():
+            rows = _rows_of(w.work, neg)
+            yield Issue("warning", "negative_values",
+                        f"Column {c!r} has {_plural(len(rows), 'negative value')} (questionnaire scores are usually "
+                        f"≥ 0; missing-value codes such as -99 should be blank): {_where(w.work, neg)}.",
+                        rows=rows, patients=_patients_of(w.work, neg), studies=_studies_of(w.work, neg), column=c)
+
+
+def _outliers(arr: np.ndarray, study_key: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Values more than OUTLIER_MADS scaled MADs from their study's median (studies with ≥ 5 values)."""
+    out_mask = np.zeros(len(arr), dtype=bool)
+    details = []
+    codes, uniques = pd.factorize(study_key.to_numpy())
+    for k, s in enumerate(uniques):
+        pos = np.flatnonzero(codes == k)
+        x = arr[pos]
+        obs = x[np.isfinite(x)]
+        if len(obs) < 5:
+            continue
+        med = float(np.median(obs))
+        mad = float(np.median(np.abs(obs - med))) * _MAD_TO_SD
+        if not mad > 0:
+            continue
+        with np.errstate(invalid="ignore"):
+            far = np.abs(x - med) > OUTLIER_MADS * mad
+        far &= np.isfinite(x)
+        if far.any():
+            out_mask[pos[far]] = True
+            details.append(f"{s}: median {med:.3g}, MAD {mad:.3g}")
+    return out_mask, details
+
+
+def _check_outliers(w: _Work):
+    for c, (vals, _b) in w.numeric.items():
+        mask, details = _outliers(vals.to_numpy(dtype="float64"), w.study_key)
+        if mask.any():
+            rows = _rows_of(w.work, mask)
+            yield Issue("warning", "outlying_values",
+                        f"Column {c!r} has {_plural(len(rows), 'value')} more than {OUTLIER_MADS:g} MADs from "
+                        f"the study median ({'; '.join(details[:5])}) — check for typing errors or a different "
+                        f"scoring: {_where(w.work, mask)}.",
+                        rows=rows, patients=_patients_of(w.work, mask), studies=_studies_of(w.work, mask), column=c)
+
+
+def _check_few_sessions(w: _Work):
+    if "patient" not in w.work or "session" not in w.work:
+        return
+    valid = w.work["patient"].notna().to_numpy()
+    key = pd.DataFrame({"s": w.study_key.to_numpy()[valid], "p": w.work["patient"].to_numpy()[valid],
+                        "t": w.work["session"].to_numpy()[valid]})
+    n_sess = key.groupby(["s", "p"], sort=False)["t"].nunique()
+    few = n_sess[n_sess < MIN_SESSIONS_PER_PATIENT]
+    if not len(few):
+        return
+    pairs = pd.MultiIndex.from_arrays([w.study_key.to_numpy(), w.work["patient"].to_numpy()])
+    mask = valid & pairs.isin(few.index)
+    labels = _label_patients(list(few.index), w.multi)
+    yield Issue("warning", "few_sessions",
+                f"{_plural(len(few), 'patient')} {'has' if len(few) == 1 else 'have'} fewer than "
+                f"{MIN_SESSIONS_PER_PATIENT} sessions and cannot contribute to lagged (session-to-session) "
+                f"effects: {_fmt_list(labels)}.",
+                rows=_rows_of(w.work, mask), patients=[_py(p) for _s, p in few.index],
+                studies=list(dict.fromkeys(_py(s) for s, _p in few.index)), column="patient")
+
+
+def _check_few_patients(w: _Work):
+    if "patient" not in w.work:
+        return
+    n_pat = w.work.assign(_s=w.study_key).groupby("_s", sort=False)["patient"].nunique()
+    small = n_pat[n_pat < MIN_PATIENTS_PER_STUDY]
+    if len(small):
+        desc = [f"{s} ({_plural(int(n), 'patient')})" for s, n in small.items()]
+        mask = w.study_key.isin(list(small.index)).to_numpy()
+        yield Issue("warning", "few_patients",
+                    f"{'This study has' if len(small) == 1 else 'These studies have'} fewer than "
+                    f"{MIN_PATIENTS_PER_STUDY} patients, so their estimates will be imprecise: {_fmt_list(desc)}.",
+                    rows=_rows_of(w.work, mask), patients=_patients_of(w.work, mask),
+                    studies=[_py(s) for s in small.index], column="patient")
+
+
+def _check_missingness(w: _Work):
+    for c in ("alliance", "symptoms"):
+        if c not in w.work:
+            continue
+        miss = w.work[c].isna()
+        share = miss.groupby(w.study_key, sort=False).mean()
+        heavy = share[share > MAX_MISSING_SHARE]
+        if len(heavy):
+            mask = (w.study_key.isin(list(heavy.index)) & miss).to_numpy()
+            desc = [f"{s}: {100 * v:.0f}% of rows" for s, v in heavy.items()]
+            yield Issue("warning", "heavy_missingness",
+                        f"Column {c!r} is missing in more than {100 * MAX_MISSING_SHARE:.0f}% of the rows "
+                        f"({_fmt_list(desc)}); results rest on the observed sessions only (nothing is imputed).",
+                        rows=_rows_of(w.work, mask), patients=_patients_of(w.work, mask),
+                        studies=[_py(s) for s in heavy.index], column=c)
+
+
+def _check_therapist_rating(w: _Work):
+    if "therapist_alliance" not in w.work:
+        yield Issue("warning", "no_therapist_rating",
+                    "There is no therapist-rated alliance column (therapist_alliance); analyses of "
+                    "patient–therapist convergence (METHODS §8) are not available.", column="therapist_alliance")
+        return
+    present = w.work["therapist_alliance"].notna().groupby(w.study_key, sort=False).any()
+    absent = present[~present]
+    if len(absent) == len(present):
+        yield Issue("warning", "no_therapist_rating",
+                    "The therapist-rated alliance column (therapist_alliance) is empty; analyses of "
+                    "patient–therapist convergence (METHODS §8) are not available.",
+                    rows=_rows_of(w.work, np.ones(len(w.work), dtype=bool)), studies=[_py(s) for s in absent.index],
+                    column="therapist_alliance")
+    elif len(absent):
+        mask = w.study_key.isin(list(absent.index)).to_numpy()
+        yield Issue("warning", "no_therapist_rating",
+                    f"No therapist-rated alliance in {_fmt_list(absent.index)}; these studies are left out of "
+                    "convergence analyses (METHODS §8).",
+                    rows=_rows_of(w.work, mask), studies=[_py(s) for s in absent.index], column="therapist_alliance")
+
+
+#: the checks of an empty frame (nothing else can be inspected)
+EMPTY_CHECKS = (_check_duplicate_columns, _check_empty, _check_missing_columns)
+#: every check of ``validate``, in report order (errors first, then warnings); each takes the prepared
+#: frame and yields Issues, so a new check is one small function added here
+CHECKS = (
+    _check_duplicate_columns,
+    _check_missing_columns,
+    _check_missing_ids,
+    _check_sessions,
+    _check_numbers,
+    _check_duplicate_rows,
+    _check_dropped_rows,
+    _check_negative,
+    _check_outliers,
+    _check_few_sessions,
+    _check_few_patients,
+    _check_missingness,
+    _check_therapist_rating,
+)
+
+
 @_guard("Could not check the data")
 def validate(df: pd.DataFrame) -> ValidationReport:
     """Check a canonical frame (METHODS §1) and list what is wrong or doubtful.
@@ -151,340 +431,22 @@ def validate(df: pd.DataFrame) -> ValidationReport:
     values in alliance/symptoms/therapist_alliance), ``duplicate_rows``
     (repeated study × patient × session).
 
-    Warnings: ``negative_values``; ``outlying_values`` (|x − study median| >
-    5 MAD, the MAD scaled by 1.4826 to estimate the SD; studies with ≥ 5
-    values and MAD > 0); ``few_sessions`` (patients with < 2 sessions);
-    ``few_patients`` (studies with < 10 patients); ``heavy_missingness``
-    (> 30 % of a study's rows without alliance or symptoms);
-    ``no_therapist_rating`` (therapist_alliance absent or all missing,
-    overall or in some studies).
+    Warnings: ``dropped_rows`` (rows or patients without any value that were
+    left out on the way in, from ``attrs["dropped"]``); ``negative_values``;
+    ``outlying_values`` (|x − study median| > 5 MAD, the MAD scaled by 1.4826
+    to estimate the SD; studies with ≥ 5 values and MAD > 0); ``few_sessions``
+    (patients with < 2 sessions); ``few_patients`` (studies with < 10
+    patients); ``heavy_missingness`` (> 30 % of a study's rows without
+    alliance or symptoms); ``no_therapist_rating`` (therapist_alliance absent
+    or all missing, overall or in some studies).
 
-    Each Issue names rows (index labels of ``df``) and patients.  Raises
-    DataError only if ``df`` is not a DataFrame or cannot be inspected.
+    The checks are the small functions in :data:`CHECKS`, run in order.  Each
+    Issue names rows (index labels of ``df``) and patients.  Raises DataError
+    only if ``df`` is not a DataFrame or cannot be inspected.
     """
     if not isinstance(df, pd.DataFrame):
         raise DataError("validate needs a table (DataFrame).")
-    errors: list[Issue] = []
-    warns: list[Issue] = []
-
-    names = _column_labels(df)
-    counts = Counter(names)
-    dup_names = [n for n, k in counts.items() if k > 1]
-    keep = ~pd.Index(names).duplicated()
-    work = df.loc[:, keep].copy()
-    work.columns = [n for n, k in zip(names, keep) if k]
-    if isinstance(work.index, pd.MultiIndex):
-        work.index = pd.Index([str(i) for i in work.index])
-    if work.index.has_duplicates:
-        work = work.reset_index(drop=True)
-    if dup_names:
-        errors.append(
-            Issue(
-                "error",
-                "duplicate_columns",
-                f"These column names appear more than once: {_fmt_list(dup_names)}. Only the first of each was checked; rename the others.",
-            )
-        )
-
-    if len(work) == 0:
-        errors.append(Issue("error", "empty_data", "The data have no rows."))
-        missing_cols = [c for c in REQUIRED_COLUMNS if c not in work]
-        if missing_cols:
-            errors.append(
-                Issue(
-                    "error",
-                    "missing_columns",
-                    f"Required columns missing: {_fmt_list(missing_cols)}.",
-                )
-            )
-        return ValidationReport(errors, warns)
-
-    missing_cols = [c for c in REQUIRED_COLUMNS if c not in work]
-    if missing_cols:
-        errors.append(
-            Issue(
-                "error",
-                "missing_columns",
-                f"Required {'column' if len(missing_cols) == 1 else 'columns'} missing: {_fmt_list(missing_cols)}. "
-                "Choose the matching column for each in the column mapping.",
-                column=", ".join(missing_cols),
-            )
-        )
-
-    # normalised views for the checks (original frame untouched)
-    for c in ("study", "patient", "therapist"):
-        if c in work:
-            work[c] = _as_id(work[c])
-    for c in ("study", "patient"):
-        if c in work:
-            na = work[c].isna().to_numpy()
-            if na.any():
-                rows = _rows_of(work, na)
-                errors.append(
-                    Issue(
-                        "error",
-                        "missing_ids",
-                        f"{_plural(len(rows), 'row')} {'has' if len(rows) == 1 else 'have'} no {c} id: rows {_fmt_list(rows)}.",
-                        rows=rows,
-                        patients=_patients_of(work, na),
-                        column=c,
-                    )
-                )
-    session_ok = None
-    if "session" in work:
-        raw = work["session"]
-        vals, bad, missing = _parse_sessions(raw, allow_labels=False)
-        badmask = (bad | missing).to_numpy()
-        if badmask.any():
-            rows = _rows_of(work, badmask)
-            examples = list(dict.fromkeys(str(v) for v in raw[badmask].tolist()))[:5]
-            errors.append(
-                Issue(
-                    "error",
-                    "invalid_session",
-                    f"Session must be a whole number ≥ 0; {_plural(len(rows), 'row')} "
-                    f"{'does' if len(rows) == 1 else 'do'} not comply (values {', '.join(repr(e) for e in examples)}) "
-                    f"at {_where(work.assign(session=raw.astype(object)), badmask)}.",
-                    rows=rows,
-                    patients=_patients_of(work, badmask),
-                    studies=_studies_of(work, badmask),
-                    column="session",
-                )
-            )
-        work["session"] = vals
-        session_ok = ~badmask
-
-    numeric: dict[str, pd.Series] = {}
-    for c in NUMERIC_COLUMNS:
-        if c not in work:
-            continue
-        raw = work[c]
-        vals, bad = _parse_numbers(raw, allow_comma=False)
-        b = bad.to_numpy()
-        if b.any():
-            rows = _rows_of(work, b)
-            examples = list(dict.fromkeys(str(v) for v in raw[b].tolist()))[:5]
-            hint = (
-                " (decimal commas: convert the data with to_canonical)"
-                if any("," in e for e in examples)
-                else ""
-            )
-            errors.append(
-                Issue(
-                    "error",
-                    "non_numeric",
-                    f"Column {c!r} must hold numbers, but {_plural(len(rows), 'value')} {'is' if len(rows) == 1 else 'are'} not: "
-                    f"{', '.join(repr(e) for e in examples)}{hint} at {_where(work, b)}.",
-                    rows=rows,
-                    patients=_patients_of(work, b),
-                    studies=_studies_of(work, b),
-                    column=c,
-                )
-            )
-        numeric[c] = vals
-        work[c] = vals
-
-    multi = "study" in work and work["study"].nunique(dropna=True) > 1
-    study_key = (
-        work["study"]
-        if "study" in work
-        else pd.Series("(all data)", index=work.index, dtype="str")
-    )
-    study_key = study_key.fillna("(no study)")
-
-    if "patient" in work and "session" in work:
-        key = pd.DataFrame(
-            {
-                "s": study_key.to_numpy(),
-                "p": work["patient"].to_numpy(),
-                "t": work["session"].to_numpy(),
-            }
-        )
-        valid = key["p"].notna().to_numpy() & (
-            session_ok if session_ok is not None else True
-        )
-        dupmask = key.duplicated(keep=False).to_numpy() & valid
-        if dupmask.any():
-            rows = _rows_of(work, dupmask)
-            pats = _patients_of(work, dupmask)
-            errors.append(
-                Issue(
-                    "error",
-                    "duplicate_rows",
-                    f"{_plural(len(rows), 'row')} repeat a study × patient × session that occurs more than once "
-                    f"(each session of a patient must be one row): {_where(work, dupmask)}.",
-                    rows=rows,
-                    patients=pats,
-                    studies=_studies_of(work, dupmask),
-                )
-            )
-
-    # ---- warnings ----
-    for c, vals in numeric.items():
-        arr = vals.to_numpy(dtype="float64")
-        neg = np.nan_to_num(arr, nan=0.0) < 0
-        if neg.any():
-            rows = _rows_of(work, neg)
-            warns.append(
-                Issue(
-                    "warning",
-                    "negative_values",
-                    f"Column {c!r} has {_plural(len(rows), 'negative value')} (questionnaire scores are usually ≥ 0; "
-                    f"missing-value codes such as -99 should be blank): {_where(work, neg)}.",
-                    rows=rows,
-                    patients=_patients_of(work, neg),
-                    studies=_studies_of(work, neg),
-                    column=c,
-                )
-            )
-        out_mask = np.zeros(len(work), dtype=bool)
-        details = []
-        codes, uniques = pd.factorize(study_key.to_numpy())
-        for k, s in enumerate(uniques):
-            pos = np.flatnonzero(codes == k)
-            x = arr[pos]
-            obs = x[np.isfinite(x)]
-            if len(obs) < 5:
-                continue
-            med = float(np.median(obs))
-            mad = float(np.median(np.abs(obs - med))) * _MAD_TO_SD
-            if not mad > 0:
-                continue
-            with np.errstate(invalid="ignore"):
-                far = np.abs(x - med) > OUTLIER_MADS * mad
-            far &= np.isfinite(x)
-            if far.any():
-                out_mask[pos[far]] = True
-                details.append(f"{s}: median {med:.3g}, MAD {mad:.3g}")
-        if out_mask.any():
-            rows = _rows_of(work, out_mask)
-            warns.append(
-                Issue(
-                    "warning",
-                    "outlying_values",
-                    f"Column {c!r} has {_plural(len(rows), 'value')} more than {OUTLIER_MADS:g} MADs from "
-                    f"the study median ({'; '.join(details[:5])}) — check for typing errors or a different "
-                    f"scoring: {_where(work, out_mask)}.",
-                    rows=rows,
-                    patients=_patients_of(work, out_mask),
-                    studies=_studies_of(work, out_mask),
-                    column=c,
-                )
-            )
-
-    if "patient" in work and "session" in work:
-        valid = work["patient"].notna().to_numpy()
-        key = pd.DataFrame(
-            {
-                "s": study_key.to_numpy()[valid],
-                "p": work["patient"].to_numpy()[valid],
-                "t": work["session"].to_numpy()[valid],
-            }
-        )
-        n_sess = key.groupby(["s", "p"], sort=False)["t"].nunique()
-        few = n_sess[n_sess < MIN_SESSIONS_PER_PATIENT]
-        if len(few):
-            few_set = set(few.index)
-            pairs = list(zip(study_key.to_numpy(), work["patient"].to_numpy()))
-            mask = np.array(
-                [valid[i] and pairs[i] in few_set for i in range(len(pairs))],
-                dtype=bool,
-            )
-            labels = _label_patients(list(few.index), multi)
-            warns.append(
-                Issue(
-                    "warning",
-                    "few_sessions",
-                    f"{_plural(len(few), 'patient')} {'has' if len(few) == 1 else 'have'} fewer than "
-                    f"{MIN_SESSIONS_PER_PATIENT} sessions and cannot contribute to lagged (session-to-session) "
-                    f"effects: {_fmt_list(labels)}.",
-                    rows=_rows_of(work, mask),
-                    patients=[_py(p) for _s, p in few.index],
-                    studies=list(dict.fromkeys(_py(s) for s, _p in few.index)),
-                    column="patient",
-                )
-            )
-
-    if "patient" in work:
-        n_pat = work.assign(_s=study_key).groupby("_s", sort=False)["patient"].nunique()
-        small = n_pat[n_pat < MIN_PATIENTS_PER_STUDY]
-        if len(small):
-            desc = [f"{s} ({_plural(int(n), 'patient')})" for s, n in small.items()]
-            mask = study_key.isin(list(small.index)).to_numpy()
-            warns.append(
-                Issue(
-                    "warning",
-                    "few_patients",
-                    f"{'This study has' if len(small) == 1 else 'These studies have'} fewer than "
-                    f"{MIN_PATIENTS_PER_STUDY} patients, so their estimates will be imprecise: {_fmt_list(desc)}.",
-                    rows=_rows_of(work, mask),
-                    patients=_patients_of(work, mask),
-                    studies=[_py(s) for s in small.index],
-                    column="patient",
-                )
-            )
-
-    for c in ("alliance", "symptoms"):
-        if c not in work:
-            continue
-        miss = work[c].isna()
-        share = miss.groupby(study_key, sort=False).mean()
-        heavy = share[share > MAX_MISSING_SHARE]
-        if len(heavy):
-            mask = (study_key.isin(list(heavy.index)) & miss).to_numpy()
-            desc = [f"{s}: {100 * v:.0f}% of rows" for s, v in heavy.items()]
-            warns.append(
-                Issue(
-                    "warning",
-                    "heavy_missingness",
-                    f"Column {c!r} is missing in more than {100 * MAX_MISSING_SHARE:.0f}% of the rows ({_fmt_list(desc)}); "
-                    "results rest on the observed sessions only (nothing is imputed).",
-                    rows=_rows_of(work, mask),
-                    patients=_patients_of(work, mask),
-                    studies=[_py(s) for s in heavy.index],
-                    column=c,
-                )
-            )
-
-    if "therapist_alliance" not in work:
-        warns.append(
-            Issue(
-                "warning",
-                "no_therapist_rating",
-                "There is no therapist-rated alliance column (therapist_alliance); analyses of "
-                "patient–therapist convergence (METHODS §8) are not available.",
-                column="therapist_alliance",
-            )
-        )
-    else:
-        present = (
-            work["therapist_alliance"].notna().groupby(study_key, sort=False).any()
-        )
-        absent = present[~present]
-        if len(absent) == len(present):
-            warns.append(
-                Issue(
-                    "warning",
-                    "no_therapist_rating",
-                    "The therapist-rated alliance column (therapist_alliance) is empty; analyses of "
-                    "patient–therapist convergence (METHODS §8) are not available.",
-                    rows=_rows_of(work, np.ones(len(work), dtype=bool)),
-                    studies=[_py(s) for s in absent.index],
-                    column="therapist_alliance",
-                )
-            )
-        elif len(absent):
-            mask = study_key.isin(list(absent.index)).to_numpy()
-            warns.append(
-                Issue(
-                    "warning",
-                    "no_therapist_rating",
-                    f"No therapist-rated alliance in {_fmt_list(absent.index)}; these studies are left out of "
-                    "convergence analyses (METHODS §8).",
-                    rows=_rows_of(work, mask),
-                    studies=[_py(s) for s in absent.index],
-                    column="therapist_alliance",
-                )
-            )
-    return ValidationReport(errors, warns)
-
+    w = _prepare(df)
+    checks = EMPTY_CHECKS if len(w.work) == 0 else CHECKS
+    issues = [issue for check in checks for issue in check(w)]
+    return ValidationReport([i for i in issues if i.level == "error"], [i for i in issues if i.level == "warning"])
