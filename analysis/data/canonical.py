@@ -521,10 +521,11 @@ def require_canonical(
     optional: Sequence[str] = (),
     study: bool = True,
     values: bool = True,
+    min_rows: int = 1,
 ) -> pd.DataFrame:
     """The one guard for analysis modules: ``df`` must be canonical long data (METHODS §1).
 
-    Always checked: ``df`` is a DataFrame with at least one row and the
+    Always checked: ``df`` is a DataFrame with at least ``min_rows`` rows and the
     columns patient, session, ``columns`` (and study unless ``study=False``).
     With ``values`` (default) also: study and patient present in every row,
     session a whole number ≥ 0 in every row, ``columns`` and ``optional``
@@ -543,8 +544,8 @@ def require_canonical(
     if need:
         raise DataError(f"The data lack the column(s) {_fmt_list(need)}; canonical long data have one row per "
                         "patient × session with study, patient, session, alliance and symptoms (METHODS §1).")
-    if len(df) == 0:
-        raise DataError("The data have no rows.")
+    if len(df) < min_rows:
+        raise DataError("The data have no rows." if len(df) == 0 else f"The data have only {len(df)} rows.")
     if not values:
         return df
     out = df.copy()
