@@ -224,12 +224,19 @@ def _tidy_text_columns(df: pd.DataFrame, allow_comma: bool) -> pd.DataFrame:
     are converted when ``allow_comma`` (not for comma-delimited files, where a
     quoted '1,234' is more likely a thousands separator).
     """
+    if df.shape[1] and all(pd.api.types.is_object_dtype(t) for t in df.dtypes) and df.attrs.get("_all_text"):
+        # straight from the text parser: every cell is a string
+        cols = _tidy_string_block(df, allow_comma)
+        out = pd.DataFrame(dict(enumerate(cols)), index=df.index)
+        out.columns = df.columns
+        return out
+    strings = [j for j in range(df.shape[1]) if isinstance(df.iloc[:, j].dtype, pd.StringDtype)]
+    if strings:
+        for j, col in zip(strings, _tidy_string_block(df.iloc[:, strings], allow_comma)):
+            df.isetitem(j, col)
     for j in range(df.shape[1]):
         s = df.iloc[:, j]
-        if isinstance(s.dtype, pd.StringDtype):
-            df.isetitem(j, _tidy_string_column(s, allow_comma))
-            continue
-        if not _is_text_dtype(s):
+        if j in strings or not _is_text_dtype(s):
             continue
         arr = s.to_numpy(dtype=object, na_value=np.nan)
         na = pd.isna(arr)
@@ -273,28 +280,45 @@ def _tidy_text_columns(df: pd.DataFrame, allow_comma: bool) -> pd.DataFrame:
     return df
 
 
-def _tidy_string_column(s: pd.Series, allow_comma: bool) -> pd.Series:
-    """Fast path of ``_tidy_text_columns`` for a column of the pandas text dtype."""
-    t = s.str.strip()
+def _tidy_string_block(block: pd.DataFrame, allow_comma: bool) -> list[pd.Series]:
+    """``_tidy_text_columns`` for columns of the pandas text dtype, all at once.
+
+    Each column is stripped, missing-value codes become missing, and a column
+    whose present values are all numbers (no zero-padded codes, no
+    infinities) becomes int64 (whole numbers, nothing missing) or float64.
+    The string operations run once over all cells, so a wide file with
+    thousands of columns costs about as much as a long one with as many cells.
+    """
+    n, k = block.shape
+    flat = pd.Series(block.to_numpy(dtype=object).ravel(order="F"), dtype="str")
+    t = flat.str.strip()
     t = t.mask(t.isin(_NA_STRINGS))
-    present = t.notna().to_numpy(dtype=bool)
-    if not present.any():
-        return pd.Series(np.nan, index=s.index, dtype="float64")
-    vals = t[present]
-    if vals.str.fullmatch(_LEADING_ZERO_RE).any():
-        return t
+    present = t.notna().to_numpy(dtype=bool).reshape((n, k), order="F")
+    zero_pad = t.str.fullmatch(_LEADING_ZERO_RE).fillna(False).to_numpy(dtype=bool).reshape((n, k), order="F")
     pattern = _NUMBER_RE if allow_comma else _NUMBER_DOT_RE
-    if not vals.str.fullmatch(pattern).all():
-        return t
-    nums = pd.to_numeric(t.str.replace(",", ".", regex=False), errors="coerce").astype(
-        "float64"
-    )
-    arr = nums.to_numpy(dtype="float64", na_value=np.nan)
-    if np.isinf(arr).any():
-        return t
-    if present.all() and (arr == np.round(arr)).all() and (np.abs(arr) < 2**53).all():
-        return nums.astype("int64")
-    return nums
+    number = t.str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool).reshape((n, k), order="F")
+    candidates = present.any(axis=0) & ~(zero_pad & present).any(axis=0) & (number | ~present).all(axis=0)
+    flat_nums = np.full(n * k, np.nan)
+    if candidates.any():
+        cells = np.repeat(candidates, n)
+        flat_nums[cells] = pd.to_numeric(
+            t[cells].str.replace(",", ".", regex=False), errors="coerce"
+        ).to_numpy(dtype="float64", na_value=np.nan)
+    nums = flat_nums.reshape((n, k), order="F")
+    out = []
+    for j in range(k):
+        pres = present[:, j]
+        if not pres.any():
+            out.append(pd.Series(np.nan, index=block.index, dtype="float64"))
+            continue
+        arr = nums[:, j]
+        if not candidates[j] or np.isinf(arr).any():
+            out.append(pd.Series(t.array[j * n:(j + 1) * n], index=block.index, dtype="str"))
+        elif pres.all() and (arr == np.round(arr)).all() and (np.abs(arr) < 2**53).all():
+            out.append(pd.Series(arr.astype("int64"), index=block.index))
+        else:
+            out.append(pd.Series(arr, index=block.index, dtype="float64"))
+    return out
 
 
 def _finish_frame(df: pd.DataFrame, allow_comma: bool | None) -> pd.DataFrame:
@@ -340,7 +364,22 @@ def _finish_frame(df: pd.DataFrame, allow_comma: bool | None) -> pd.DataFrame:
     return df
 
 
-def _read_text(data: bytes, name: str | None, sheet: Any, fmt: str) -> pd.DataFrame:
+def _head_lines(data: bytes, nrows: int) -> bytes:
+    """The bytes of the first lines of a text file: enough for the header, a few blank or
+    comment lines and ``nrows`` data rows (UTF-16 files, whose line ends are two bytes, are kept whole)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or _utf16_without_bom(data):
+        return data
+    end = -1
+    for _ in range(int(nrows) + 20):
+        end = data.find(b"\n", end + 1)
+        if end < 0:
+            return data
+    return data[: end + 1]
+
+
+def _read_text(data: bytes, name: str | None, sheet: Any, fmt: str, nrows: int | None = None) -> pd.DataFrame:
+    if nrows is not None:
+        data = _head_lines(data, nrows)
     text, encoding = _decode(data)
     if "\x00" in text:
         raise DataError(
@@ -359,7 +398,9 @@ def _read_text(data: bytes, name: str | None, sheet: Any, fmt: str) -> pd.DataFr
     else:
         sep = _sniff_delimiter(text, prefer_tab=(fmt == "tsv"))
     df, header_line = _parse_delimited(text, sep, name)
+    df.attrs["_all_text"] = True
     df = _finish_frame(df, allow_comma=(sep != ","))
+    df.attrs.pop("_all_text", None)
     df.attrs["encoding"] = encoding
     df.attrs["delimiter"] = sep
     df.attrs["header_rows"] = header_line
@@ -412,11 +453,11 @@ def _parse_delimited(text: str, sep: str, name: str | None) -> tuple[pd.DataFram
         ) from exc
     if header is None:
         raise DataError(f"{name or 'The file'} has no columns.")
-    columns = list(zip(*records)) if records else [() for _ in header]
-    frame = pd.DataFrame(
-        {i: pd.Series(list(col), dtype="str") for i, col in enumerate(columns)},
-        index=pd.RangeIndex(len(records)),
-    )
+    # one object block of strings: cheap to build also for thousands of columns
+    cells = np.empty((len(records), len(header)), dtype=object)
+    if records:
+        cells[:] = records
+    frame = pd.DataFrame(cells, index=pd.RangeIndex(len(records)), dtype=object, copy=False)
     frame.columns = header
     return frame, header_line
 
@@ -466,11 +507,11 @@ def _choose_sheet(names: list[str], sheet: Any) -> str:
     )
 
 
-def _read_xlsx(data: bytes, name: str | None, sheet: Any, fmt: str) -> pd.DataFrame:
+def _read_xlsx(data: bytes, name: str | None, sheet: Any, fmt: str, nrows: int | None = None) -> pd.DataFrame:
     names = _workbook_sheets(data)
     target = _choose_sheet(names, sheet)
     try:
-        df = pd.read_excel(io.BytesIO(data), sheet_name=target, engine="openpyxl")
+        df = pd.read_excel(io.BytesIO(data), sheet_name=target, engine="openpyxl", nrows=nrows)
     except Exception as exc:
         raise DataError(
             f"Could not read sheet {target!r} of {name or 'the workbook'}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
@@ -495,12 +536,12 @@ def _readstat_meta(df: pd.DataFrame, meta: Any) -> pd.DataFrame:
     return df
 
 
-def _read_sav(data: bytes, name: str | None, sheet: Any, fmt: str) -> pd.DataFrame:
+def _read_sav(data: bytes, name: str | None, sheet: Any, fmt: str, nrows: int | None = None) -> pd.DataFrame:
     import pyreadstat
 
     reader = pyreadstat.read_por if fmt == "por" else pyreadstat.read_sav
     try:
-        df, meta = reader(io.BytesIO(data))
+        df, meta = reader(io.BytesIO(data), row_limit=int(nrows or 0))
     except Exception as exc:
         raise DataError(
             f"Could not read {name or 'the file'} as an SPSS file: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}."
@@ -509,15 +550,15 @@ def _read_sav(data: bytes, name: str | None, sheet: Any, fmt: str) -> pd.DataFra
     return _readstat_meta(df, meta)
 
 
-def _read_dta(data: bytes, name: str | None, sheet: Any, fmt: str) -> pd.DataFrame:
+def _read_dta(data: bytes, name: str | None, sheet: Any, fmt: str, nrows: int | None = None) -> pd.DataFrame:
     import pyreadstat
 
     try:
-        df, meta = pyreadstat.read_dta(io.BytesIO(data))
+        df, meta = pyreadstat.read_dta(io.BytesIO(data), row_limit=int(nrows or 0))
     except Exception as first:  # noqa: BLE001 - pandas' reader knows some older variants
         try:
             with pd.io.stata.StataReader(io.BytesIO(data)) as rdr:
-                df = rdr.read(convert_categoricals=False)
+                df = rdr.read(nrows, convert_categoricals=False)
                 var_labels = rdr.variable_labels()
         except Exception:  # noqa: BLE001
             raise DataError(
@@ -532,9 +573,15 @@ def _read_dta(data: bytes, name: str | None, sheet: Any, fmt: str) -> pd.DataFra
     return _readstat_meta(df, meta)
 
 
-def _read_parquet(data: bytes, name: str | None, sheet: Any, fmt: str) -> pd.DataFrame:
+def _read_parquet(data: bytes, name: str | None, sheet: Any, fmt: str, nrows: int | None = None) -> pd.DataFrame:
     try:
-        df = pd.read_parquet(io.BytesIO(data))
+        if nrows is None:
+            df = pd.read_parquet(io.BytesIO(data))
+        else:
+            import pyarrow.parquet as pq
+
+            batch = next(pq.ParquetFile(io.BytesIO(data)).iter_batches(batch_size=max(1, int(nrows))), None)
+            df = pd.read_parquet(io.BytesIO(data)).head(0) if batch is None else batch.to_pandas()
     except Exception as exc:
         raise DataError(
             f"Could not read {name or 'the file'} as a Parquet file: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}."
@@ -550,7 +597,7 @@ def _read_parquet(data: bytes, name: str | None, sheet: Any, fmt: str) -> pd.Dat
 
 
 def _read_unsupported(
-    data: bytes, name: str | None, sheet: Any, fmt: str
+    data: bytes, name: str | None, sheet: Any, fmt: str, nrows: int | None = None
 ) -> pd.DataFrame:
     if fmt == "xls":
         raise DataError(
@@ -563,7 +610,7 @@ def _read_unsupported(
     )
 
 
-_READERS: dict[str, Callable[[bytes, str | None, Any, str], pd.DataFrame]] = {
+_READERS: dict[str, Callable[..., pd.DataFrame]] = {
     "csv": _read_text,
     "tsv": _read_text,
     "xlsx": _read_xlsx,
@@ -581,6 +628,7 @@ def load(
     source: Any,
     filename: str | os.PathLike | None = None,
     sheet: str | int | None = None,
+    nrows: int | None = None,
 ) -> pd.DataFrame:
     """Read a data file into a DataFrame (METHODS §1 intake; no renaming yet, see ``to_canonical``).
 
@@ -611,6 +659,10 @@ def load(
     ``i + 1 + header_rows``; errors in ``to_canonical`` quote those numbers
     (SPSS/Stata: case numbers ``i + 1``).
 
+    ``nrows`` reads only the first rows (a preview: the rest of the file is
+    not parsed, so a preview of a large file is quick); ``attrs["preview"]``
+    is then True and ``attrs["complete"]`` says whether the file has no more rows.
+
     Raises DataError for an empty or unreadable file, an unknown format, a
     missing sheet, or a file with a header but no data rows.
     """
@@ -630,7 +682,7 @@ def load(
             "workbook (.xlsx), an SPSS (.sav), Stata (.dta) or Parquet file."
         )
     try:
-        df = _READERS[fmt](data, name, sheet, fmt)
+        df = _READERS[fmt](data, name, sheet, fmt, nrows)
         used = fmt
     except DataError as first:
         # a renamed file (e.g. an Excel workbook saved as .csv): try what the bytes say
@@ -643,7 +695,7 @@ def load(
         ):
             raise
         try:
-            df = _READERS[alt](data, name, sheet, alt)
+            df = _READERS[alt](data, name, sheet, alt, nrows)
             used = alt
         except Exception:  # noqa: BLE001 - report the error of the format the name promised
             raise first from None
@@ -657,6 +709,11 @@ def load(
         )
     df.attrs["source_name"] = name if name else "data"
     df.attrs["format"] = used
+    if nrows is not None:
+        complete = len(df) < nrows
+        df = df.head(nrows)
+        df.attrs["preview"] = True
+        df.attrs["complete"] = complete
     if used in ("csv", "tsv", "xlsx"):
         df.attrs.setdefault("header_rows", 1)
     return df

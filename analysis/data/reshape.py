@@ -15,7 +15,6 @@ from analysis.data._common import (
     DataError,
     _fmt_list,
     _guard,
-    _is_real_numeric_dtype,
     _natural_key,
     _normalize_name,
     _row_phrase,
@@ -165,16 +164,17 @@ def wide_to_long(
     values: dict[str, pd.Series] = {}
     for stub, target in stub_map.items():
         cols = colmaps[stub]
-        mat = np.empty((n, m), dtype=object)
-        mat[:] = np.nan
-        for i, k in enumerate(sessions):
-            if k in cols:
-                mat[:, i] = base.iloc[:, cols[k]].astype(object).to_numpy()
-        series = pd.Series(mat.reshape(-1), dtype=object)
-        if all(_is_real_numeric_dtype(base.iloc[:, j]) for j in cols.values()):
-            series = pd.to_numeric(series, errors="coerce").astype("float64")
+        where = [i for i, k in enumerate(sessions) if k in cols]
+        sub = base.iloc[:, [cols[sessions[i]] for i in where]]
+        if all(_real_numeric(t) for t in sub.dtypes):
+            mat = np.full((n, m), np.nan)
+            mat[:, where] = sub.to_numpy(dtype="float64", na_value=np.nan)
+            series = pd.Series(mat.reshape(-1), dtype="float64")
         else:
-            series = series.infer_objects()
+            mat = np.empty((n, m), dtype=object)
+            mat[:] = np.nan
+            mat[:, where] = sub.astype(object).to_numpy()
+            series = pd.Series(mat.reshape(-1), dtype=object).infer_objects()
             if (
                 pd.api.types.is_object_dtype(series.dtype)
                 and series.map(lambda v: isinstance(v, str) or _is_missing(v)).all()
@@ -250,6 +250,11 @@ def _empty_patients(base: pd.DataFrame, id_pos: int, study_pos: int | None, has_
     n = int(empty.sum())
     return [f"{n} {'patient has' if n == 1 else 'patients have'} no value in any session column and "
             f"{'was' if n == 1 else 'were'} left out: {_fmt_list(names)}."]
+
+
+def _real_numeric(dtype) -> bool:
+    return (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+            and not pd.api.types.is_complex_dtype(dtype))
 
 
 def _is_missing(v: Any) -> bool:
