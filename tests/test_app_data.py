@@ -1,6 +1,7 @@
 """AppTest: the Data page — demo choice, upload with column mapping, validation, summary."""
 
 import io
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,11 @@ def _data_page():
     at.run()
     assert not at.exception
     return at
+
+
+def _plain(text: str) -> str:
+    """Markdown text as the reader sees it (user strings are backslash-escaped by ui.safe.esc)."""
+    return re.sub(r"\\(.)", r"\1", text)
 
 
 def _csv(df, **kw) -> bytes:
@@ -70,7 +76,7 @@ def test_upload_with_errors_blocks_and_keeps_choices():
     at.button(key="use_files").click().run()
     assert not at.exception
     assert at.session_state["dataset"]["name"] == before  # nothing replaced
-    errors = " ".join(e.value for e in at.error)
+    errors = _plain(" ".join(e.value for e in at.error))
     assert "more than once" in errors and "P0001" in errors
     assert at.text_input(key="label_0_dup.csv").value == "My study"  # the user's input is kept
 
@@ -79,7 +85,7 @@ def test_unreadable_file_gets_a_message_not_a_traceback():
     at = _data_page()
     at.file_uploader[0].set_value(("broken.xlsx", b"\x00\x01 not a workbook", "application/octet-stream")).run()
     assert not at.exception
-    assert "broken.xlsx" in " ".join(e.value for e in at.error)
+    assert "broken.xlsx" in _plain(" ".join(e.value for e in at.error))
 
 
 def test_two_files_become_two_studies():
