@@ -1,10 +1,12 @@
 """AppTest: the Data page — demo choice, upload with column mapping, validation, summary."""
 
 import io
+import json
 import re
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from analysis.simulate import simulate_study
@@ -98,3 +100,44 @@ def test_two_files_become_two_studies():
     df = at.session_state["dataset"]["df"]
     assert sorted(df["study"].unique()) == ["site_a", "site_b"]
     assert df.groupby("study")["patient"].nunique().to_dict() == {"site_a": 10, "site_b": 11}
+
+
+FIX = ROOT / "tests" / "fixtures"
+REAL_FILES = {
+    "multisite_wide.xlsx": ("Basel", "Graz", "Leipzig"),
+    "labelled_sites.sav": ("Bern", "Luzern", "Zürich"),
+    "standort_semicolon.csv": ("Dresden", "Hamburg", "Köln"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_FILES))
+def test_real_shaped_file_goes_to_the_pooled_page_without_editing(name):
+    at = _data_page()
+    at.file_uploader[0].set_value((name, (FIX / name).read_bytes(), "application/octet-stream")).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    at.button(key="use_files").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    ds = at.session_state["dataset"]
+    assert ds["source"] == "upload", [e.value for e in at.error]
+    df = ds["df"]
+    assert tuple(sorted(df["study"].unique())) == REAL_FILES[name]
+    assert df.groupby("study")["patient"].nunique().tolist() == [24, 24, 24]
+    if name == "multisite_wide.xlsx":  # the 9 empty patients are named in the data check
+        warnings = _plain(" ".join(w.value for w in at.warning))
+        assert "9 patients have no value in any session column" in warnings
+    at.switch_page("app_pages/pooled.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    forest = json.dumps(json.loads(at.get("plotly_chart")[0].proto.spec), ensure_ascii=False)
+    assert all(s in forest for s in REAL_FILES[name])
+
+
+def test_unmapped_site_column_gets_a_plain_warning():
+    raw = pd.read_csv(FIX / "standort_semicolon.csv", sep=";", decimal=",", encoding="utf-8-sig")
+    at = _data_page()
+    at.file_uploader[0].set_value(("gruppen.csv", _csv(raw.rename(columns={"Standort": "Gruppe"})),
+                                   "text/csv")).run()
+    assert not at.exception
+    assert at.selectbox(key="map_0_study_gruppen.csv").value == "— not in this file —"
+    warnings = _plain(" ".join(w.value for w in at.warning))
+    assert "'Gruppe' looks like a grouping" in warnings and "k = 1" in warnings
