@@ -1,9 +1,10 @@
 """Data page: pick a demo or upload files, map columns, validate, summarise."""
 
+import pandas as pd
 import streamlit as st
 
 from analysis import data as adata
-from analysis import plots_data
+from analysis import formatting as fmt
 from ui import compute
 from ui import mapping as umap
 from ui.downloads import show_figure, table_download
@@ -94,14 +95,30 @@ with st.expander(
     _show_report(report)
 per_study = summary.to_frame()
 st.subheader("Studies")
-st.dataframe(per_study, width="stretch", hide_index=True)
+# a static table (st.table): no data-grid bundle to load and draw in the browser for a few dozen rows
+shown = pd.DataFrame({
+    "Study": per_study["study"].astype(str),
+    "Patients": per_study["n_patients"].map(fmt.count),
+    "Session rows": per_study["n_rows"].map(fmt.count),
+    "Sessions per patient: median (min–max)": [
+        f"{fmt.num(m, 1)} ({fmt.count(lo)}–{fmt.count(hi)})"
+        for m, lo, hi in per_study[["sessions_median", "sessions_min", "sessions_max"]].itertuples(index=False)],
+    **{f"Missing {c.replace('_', ' ')}": (per_study[f"pct_missing_{c}"] / 100).map(fmt.percent)
+       for c in ("alliance", "symptoms", "therapist_alliance")},
+})
+st.table(shown.set_index("Study"))
 table_download(per_study, "study_summary")
-c1, c2 = st.columns(2)
-with c1:
-    show_figure(plots_data.patients_per_study_figure(df), "patients_per_study")
-with c2:
-    show_figure(plots_data.sessions_per_patient_figure(df), "sessions_per_patient")
-show_figure(plots_data.missingness_figure(df), "observed_per_session")
-with st.expander("Show the data (first 500 rows)"):
+# A fresh browser waits mostly for the plotly bundle (4.7 MB of JavaScript to parse before the first chart;
+# benchmarks/bench_data_page.py): the page opens with tables only, and draws the charts when asked.
+if st.toggle("Show charts: observed values per session, patients per study, sessions per patient",
+             key="data_charts"):
+    key = compute.data_key(df)
+    show_figure(compute.data_figure("missingness", key, df), "observed_per_session")
+    c1, c2 = st.columns(2)
+    with c1:
+        show_figure(compute.data_figure("patients_per_study", key, df), "patients_per_study")
+    with c2:
+        show_figure(compute.data_figure("sessions_per_patient", key, df), "sessions_per_patient")
+table_download(df, "canonical_data", label="Download the whole data set (CSV)")
+if st.toggle("Show the first 500 rows of the data", key="data_show_rows"):
     st.dataframe(df.head(500), width="stretch", hide_index=True)
-    table_download(df, "canonical_data", label="Download the whole data set (CSV)")

@@ -36,8 +36,11 @@ def _csv(df, **kw) -> bytes:
 
 def test_demo_summary_and_switching_demo():
     at = _data_page()
-    summary = next(d.value for d in at.dataframe if "n_patients" in d.value.columns)
-    assert summary["n_patients"].iloc[:17].sum() == 5350
+    summary = at.table[0].value
+    assert summary["Patients"].iloc[:17].str.replace(",", "").astype(int).sum() == 5350
+    assert summary.loc["All studies", "Patients"] == "5,350"
+    assert len(at.get("plotly_chart")) == 0  # charts on demand: the first view loads no plotly bundle
+    at.toggle(key="data_charts").set_value(True).run()
     assert len(at.get("plotly_chart")) == 3
     at.selectbox(key="demo_choice").set_value("Within/between demo: one ICBT trial, 182 patients, 11 weeks")
     at.button(key="load_demo").click().run()

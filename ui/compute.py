@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis import data as adata
-from analysis import lagged, meta, pipeline, plots_meta, screening
+from analysis import lagged, meta, pipeline, plots_data, plots_meta, screening
 from analysis.lagged import LagOptions
 
 # --------------------------------------------------------------------------- file intake (Data, Screening)
@@ -58,6 +58,13 @@ def canonical_file(content: bytes, choice) -> pd.DataFrame:
 def summary_and_report(key: str, _df: pd.DataFrame):
     """The Data page's summary and data check of the loaded data set (keyed on its fingerprint)."""
     return adata.summarize(_df), adata.validate(_df)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl=FILE_TTL)
+def data_figure(which: str, key: str, _df: pd.DataFrame):
+    """A Data page figure of the loaded data set: "missingness", "patients_per_study" or "sessions_per_patient"."""
+    return {"missingness": plots_data.missingness_figure, "patients_per_study": plots_data.patients_per_study_figure,
+            "sessions_per_patient": plots_data.sessions_per_patient_figure}[which](_df)
 
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl=FILE_TTL)
