@@ -45,6 +45,8 @@ def ipd() -> dict:
         symptom_trend=-0.12,
         alliance_trend=0.05,
         therapist=True,
+        cross_level_alliance=-0.08,
+        cross_level_symptoms=0.06,
         seed=20240517,
     )
     df = sim.data.copy()
@@ -69,25 +71,33 @@ def ipd() -> dict:
         "alliance_trend_latent_per_session": 0.05,
         "symptom_trend_latent_per_session": -0.12,
         "missing_sessions": 0.06,
+        "cross_level_alliance": -0.08,
+        "cross_level_symptoms": 0.06,
         "studies": s.assign(setting=s["study"].map(setting)).to_dict(orient="records"),
     }
 
 
 def icbt() -> dict:
+    # seed 004's pattern: within-person alliance → next-week symptoms negative, patient means positively
+    # associated, no within-person symptoms → alliance effect; weekly changes and SDs of Table 1's size
+    # (SPIN 0-68, WAI-SR summed 12-60); the total effect (raw values, prior symptoms controlled) is negative
     sim = simulate_study(
         182,
         range(1, 12),
         study="ICBT trial",
-        within_a_to_s=-0.15,
-        within_s_to_a=-0.10,
-        ar_alliance=0.35,
-        ar_symptoms=0.5,
-        between_corr=0.35,
+        within_a_to_s=-0.6,
+        within_s_to_a=0.0,
+        ar_alliance=0.5,
+        ar_symptoms=0.6,
+        between_corr=0.4,
+        sd_within_alliance=0.3,
+        sd_within_symptoms=0.3,
         symptom_trend=-0.15,
-        alliance_trend=0.04,
-        alliance_instrument=Instrument("WAI-SR (1-5)", 3.8, 0.6, 1, 5, 2),
-        symptom_instrument=Instrument("SPIN (0-68)", 38.0, 10.0, 0, 68, 0),
-        missing_sessions=0.07,
+        alliance_trend=0.02,
+        sd_symptom_trend=0.05,
+        alliance_instrument=Instrument("WAI-SR (12-60)", 44.0, 10.0, 12, 60, 0),
+        symptom_instrument=Instrument("SPIN (0-68)", 37.0, 11.0, 0, 68, 0),
+        missing_sessions=0.073,
         plant_ruptures=0.12,
         plant_gains=0.12,
         seed=182,
@@ -96,11 +106,13 @@ def icbt() -> dict:
     sim.events.to_csv(OUT / "icbt_planted_events.csv", index=False)
     t = {k: v for k, v in sim.truth.items() if k != "within_cov"}
     t.update(file="icbt_within_between.csv",
-             design="one ICBT-like trial, 182 patients, 11 weekly measurements, ~7% missing sessions; "
-                    "within-person effect negative, between-person association positive; "
-                    "12% of patients with a planted alliance rupture and 12% with a planted sudden gain",
-             alliance_trend_latent_per_session=0.04, symptom_trend_latent_per_session=-0.15,
-             planted_events="icbt_planted_events.csv")
+             design="one ICBT-like trial, 182 patients, 11 weekly measurements, ~7% missing weeks; "
+                    "within-person alliance -> next-week symptoms negative, between-person association of "
+                    "the means positive, no within-person symptoms -> alliance effect; weekly changes of the "
+                    "size of seed 004 Table 1; 12% of patients with a planted alliance rupture and 12% with "
+                    "a planted sudden gain",
+             alliance_trend_latent_per_session=0.02, symptom_trend_latent_per_session=-0.15,
+             sd_within_innovation=0.3, planted_events="icbt_planted_events.csv")
     return t
 
 
