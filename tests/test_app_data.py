@@ -144,3 +144,16 @@ def test_unmapped_site_column_gets_a_plain_warning():
     assert at.selectbox(key="map_0_study_gruppen.csv").value == "— not in this file —"
     warnings = _plain(" ".join(w.value for w in at.warning))
     assert "'Gruppe' looks like a grouping" in warnings and "k = 1" in warnings
+
+
+def test_hostile_file_and_column_names_stay_text():
+    hostile = "![x](http://127.0.0.1:9/beacon.png)"
+    d = simulate_study(10, range(1, 4), seed=6).data.drop(columns=["study"])
+    d = d.rename(columns={"alliance": "wai <img src=x onerror=alert(1)>"})
+    at = _data_page()
+    at.file_uploader[0].set_value((f"{hostile}.csv", _csv(d), "text/csv")).run()
+    assert not at.exception
+    shown = [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.label for e in at.expander]
+    shown += [w.value for w in (*at.warning, *at.error, *at.info, *at.success)]
+    assert not any(hostile in s or "<img" in s for s in shown)
+    assert any(_plain(s).startswith(hostile) for s in shown)  # the name is shown, as text

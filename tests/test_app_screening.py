@@ -196,3 +196,20 @@ def test_removing_the_file_clears_the_screening():
     assert not at.exception
     assert "Upload the new study" in _main_text(at)
     assert not at.get("plotly_chart")
+
+
+def test_multisite_wide_workbook_is_screened_one_site_at_a_time():
+    fix = Path(__file__).resolve().parent / "fixtures" / "multisite_wide.xlsx"
+    at = _open()
+    at.file_uploader[0].set_value(("multisite_wide.xlsx", fix.read_bytes(), "application/octet-stream"))
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.main.error, [e.value for e in at.main.error]
+    # ids restart in each site: the site column is offered as part of the key, chosen by default
+    assert at.selectbox(key="scr_widesite_multisite_wide.xlsx").value == "Site"
+    pick = at.selectbox(key="scr_filestudy_multisite_wide.xlsx")
+    assert sorted(pick.options) == ["Basel", "Graz", "Leipzig"]
+    pick.set_value("Graz").run()
+    assert not at.exception
+    assert "Checklist: Graz" in [h.value for h in at.main.header]
+    assert at.main.table[0].value.loc["Patients", "Result"] == "24"

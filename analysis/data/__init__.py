@@ -22,9 +22,22 @@ Typical flow::
     both = combine([df, df2])                     # several studies in one set
     summary = summarize(both)
 
+The package (everything is re-exported here, so ``from analysis import data``
+and ``analysis.data.load`` keep working):
+
+    read.py       load, list_sheets (CSV/TSV/TXT, XLSX, SAV, DTA, Parquet; ``nrows`` preview)
+    mapping.py    suggest_mapping, suggest_higher_is_better, grouping_columns
+    convert.py    numbers, sessions and ids from whatever the file holds
+    canonical.py  to_canonical, combine, template_csv, require_canonical (the guard
+                  other modules call on canonical input)
+    reshape.py    detect_wide, wide_to_long (site column as part of the key)
+    validate.py   validate: a tuple of small named checks (CHECKS)
+    summary.py    summarize
+
 ``DataError`` (a ``ValueError``) is the only exception that ``load``,
-``list_sheets``, ``suggest_mapping``, ``to_canonical``, ``wide_to_long``,
-``detect_wide``, ``validate``, ``combine`` and ``summarize`` let escape,
+``list_sheets``, ``suggest_mapping``, ``grouping_columns``, ``to_canonical``,
+``wide_to_long``, ``detect_wide``, ``validate``, ``combine``, ``summarize`` and
+``require_canonical`` let escape,
 whatever the bytes or frame they are given.  Its message is written for the
 researcher and names the columns, rows and patients concerned.
 
