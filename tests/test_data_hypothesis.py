@@ -567,3 +567,22 @@ def test_csv_and_wide_round_trip(long, decimal):
     np.testing.assert_allclose(
         again["symptoms"].to_numpy(), canon["symptoms"].to_numpy()
     )
+
+
+@MEDIUM
+@given(
+    parts=st.lists(st.tuples(TOKENS, st.sampled_from(SEPS)), max_size=60),
+    sep=st.sampled_from([",", ";", "\t"]),
+)
+def test_fast_text_parser_agrees_with_the_line_by_line_reader(parts, sep):
+    """pandas' C parser is used only when it splits the text exactly as the csv module does."""
+    from analysis.data.read import _parse_delimited_fast, _parse_delimited_lines
+
+    text = "".join(tok + s for tok, s in parts)
+    fast = _parse_delimited_fast(text, sep)
+    if fast is None:
+        return
+    slow = _parse_delimited_lines(text, sep, "t.csv")
+    assert fast[1] == slow[1]
+    assert list(fast[0].columns) == list(slow[0].columns)
+    assert fast[0].to_numpy(dtype=object).tolist() == slow[0].to_numpy(dtype=object).tolist()

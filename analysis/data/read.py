@@ -407,6 +407,40 @@ def _read_text(data: bytes, name: str | None, sheet: Any, fmt: str, nrows: int |
     return df
 
 
+_LEADING_BLANK_LINES = re.compile(r"(?:[ \t]*(?:\r\n|\n|\r))*")
+
+
+def _parse_delimited_fast(text: str, sep: str) -> tuple[pd.DataFrame, int] | None:
+    """``_parse_delimited`` with pandas' C parser (several times faster on large files), for the
+    regular case: no line longer than the header, header on one line. None sends every other
+    case (and every parser complaint) to the line-by-line reader, which names the offending line."""
+    lead = _LEADING_BLANK_LINES.match(text)
+    body = text[lead.end():]
+    if not body.strip():
+        return None
+    try:
+        f = pd.read_csv(io.StringIO(body), sep=sep, header=None, dtype=object, na_filter=False,
+                        keep_default_na=False, skip_blank_lines=False, skipinitialspace=True, quotechar='"',
+                        engine="c")
+    except Exception:  # noqa: BLE001 - the line-by-line reader reports it
+        return None
+    if f.shape[0] == 0:
+        return None
+    raw_header = [str(x) for x in f.iloc[0].tolist()]
+    if any("\n" in h or "\r" in h for h in raw_header):
+        return None
+    header = [h.strip() for h in raw_header]
+    if not any(header):
+        return None
+    cells = f.iloc[1:].to_numpy(dtype=object)
+    if cells.size and not all(isinstance(v, str) for v in cells[0]):
+        return None
+    frame = pd.DataFrame(cells, index=pd.RangeIndex(cells.shape[0]), dtype=object, copy=False)
+    frame.columns = header
+    lines = lead.group(0)
+    return frame, lines.count("\n") + lines.count("\r") - lines.count("\r\n") + 1
+
+
 def _parse_delimited(text: str, sep: str, name: str | None) -> tuple[pd.DataFrame, int]:
     """Split delimited text into a frame of strings; the first non-blank line is the header.
 
@@ -415,6 +449,12 @@ def _parse_delimited(text: str, sep: str, name: str | None) -> tuple[pd.DataFram
     become empty rows so that index label i is the i-th line after the header.
     Returns the frame and the line number of the header.
     """
+    fast = _parse_delimited_fast(text, sep)
+    return fast if fast is not None else _parse_delimited_lines(text, sep, name)
+
+
+def _parse_delimited_lines(text: str, sep: str, name: str | None) -> tuple[pd.DataFrame, int]:
+    """``_parse_delimited`` line by line (Python's csv module): every case, exact line numbers in errors."""
     shown = {"\t": "tab", ";": "semicolon", ",": "comma", "|": "bar"}.get(
         sep, repr(sep)
     )
