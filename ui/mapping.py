@@ -25,7 +25,7 @@ from ui import compute
 from ui.safe import esc
 
 CANONICAL = {
-    "study": "Study or site (optional; with patient it identifies a patient)",
+    "study": "Study or site (optional)",
     "patient": "Patient id (required)",
     "session": "Session or week number (required)",
     "alliance": "Patient-rated alliance (required)",
@@ -36,6 +36,8 @@ CANONICAL = {
 REQUIRED = ("patient", "session", "alliance", "symptoms")
 NONE = "— not in this file —"
 FILE_TYPES = ["csv", "tsv", "txt", "xlsx", "xls", "sav", "dta", "parquet"]
+HELP = {"study": "Several studies or sites in one file. Patient ids may then restart in each study or site: the "
+                 "study and the patient id together identify a patient. Without it, the file is one study."}
 SHOWN_ROWS = 8
 SHOWN_COLUMNS = 40
 
@@ -171,7 +173,7 @@ def form(name: str, content: bytes, key: KeyFn) -> Choice | None:
     for j, (fld, label) in enumerate(CANONICAL.items()):
         guess = suggestion.get(fld)
         default = str(guess) if guess is not None and str(guess) in cols else NONE
-        sel = mcols[j % 4].selectbox(label, cols, key=key("map", default, cols, field=fld))
+        sel = mcols[j % 4].selectbox(label, cols, key=key("map", default, cols, field=fld), help=HELP.get(fld))
         mapping[fld] = None if sel == NONE else sel
     stem = name.rsplit(".", 1)[0] if "." in name else name
     label = st.text_input("Study label (used when no study column is mapped)", key=key("label", stem))
