@@ -271,3 +271,68 @@ def teaching_nickell(params):
     from analysis import teaching
 
     return teaching.nickell_curve(params, NICKELL_SESSIONS, n_patients=NICKELL_PATIENTS)
+
+
+# ----------------------------------------------------------------------------
+# Convergence page (analysis.convergence, METHODS §8). Every wrapper is keyed on the data fingerprint;
+# the frame is passed as ``_df`` so it is never re-hashed.
+
+from analysis import convergence as conv  # noqa: E402
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def conv_demo(filename: str) -> tuple[pd.DataFrame, str]:
+    """A dyadic demo read through the intake path, with its fingerprint."""
+    from ui.state import load_demo
+
+    df = load_demo(filename)
+    return df, fingerprint(df)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def conv_sample(key: str, _df: pd.DataFrame, rules: conv.SampleRules) -> conv.SampleResult:
+    return conv.apply_sample_rules(_df, rules)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def conv_trajectories(key: str, _df: pd.DataFrame) -> pd.DataFrame:
+    return conv.trajectories(_df)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def conv_scores(key: str, _df: pd.DataFrame, discrepancy: str, transform: str, method: str) -> conv.DyadScores:
+    return conv.dyad_scores(_df, discrepancy=discrepancy, transform=transform, method=method)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def conv_growth(key: str, _df: pd.DataFrame, _scores: conv.DyadScores, scores_key: tuple, options: tuple):
+    return conv.growth_models(_df, scores=_scores, **dict(options))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def conv_dyadic(key: str, _df: pd.DataFrame):
+    return conv.dyadic_model(_df)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def conv_shape(key: str, _df: pd.DataFrame, time: str):
+    return conv.trajectory_shape(_df, time=time)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def conv_pooled(key: str, _df: pd.DataFrame, discrepancy: str, transform: str, time: str):
+    return conv.pooled_convergence(_df, model=2, discrepancy=discrepancy, transform=transform, time=time)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def conv_power(n_dyads: int, sessions: tuple, betas: tuple, n_sim: int):
+    return conv.convergence_power(n_dyads, sessions, betas=betas, n_sim=n_sim)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def conv_figure(figure: str, cache_key: tuple, _args: tuple, _kwargs: dict):
+    """A convergence figure (``analysis.plots_convergence.<figure>``), cached on ``cache_key``: the caller
+    passes a key that identifies every input (data fingerprint, study, rules, options)."""
+    from analysis import plots_convergence
+
+    return getattr(plots_convergence, figure)(*_args, **_kwargs)
