@@ -217,6 +217,11 @@ def _sniff_delimiter(text: str, prefer_tab: bool = False) -> str:
     return best_sep
 
 
+def _all_whole(v: np.ndarray) -> bool:
+    """Every value a finite whole number that int64 holds exactly (the column can be integers)."""
+    return bool(np.isfinite(v).all() and (v == np.round(v)).all() and (np.abs(v) < 2**53).all())
+
+
 def _tidy_text_columns(df: pd.DataFrame, allow_comma: bool) -> pd.DataFrame:
     """Strip text, blank -> missing, convert number-like text columns to numbers.
 
@@ -268,12 +273,7 @@ def _tidy_text_columns(df: pd.DataFrame, allow_comma: bool) -> pd.DataFrame:
         if bad.any():
             df.isetitem(j, text)
             continue
-        vals = nums.to_numpy()
-        if (
-            np.isfinite(vals).all()
-            and (vals == np.round(vals)).all()
-            and (np.abs(vals) < 2**53).all()
-        ):
+        if _all_whole(nums.to_numpy()):
             df.isetitem(j, nums.astype("int64"))
         else:
             df.isetitem(j, nums)
@@ -314,7 +314,7 @@ def _tidy_string_block(block: pd.DataFrame, allow_comma: bool) -> list[pd.Series
         arr = nums[:, j]
         if not candidates[j] or np.isinf(arr).any():
             out.append(pd.Series(t.array[j * n:(j + 1) * n], index=block.index, dtype="str"))
-        elif pres.all() and (arr == np.round(arr)).all() and (np.abs(arr) < 2**53).all():
+        elif pres.all() and _all_whole(arr):
             out.append(pd.Series(arr.astype("int64"), index=block.index))
         else:
             out.append(pd.Series(arr, index=block.index, dtype="float64"))
@@ -354,12 +354,7 @@ def _finish_frame(df: pd.DataFrame, allow_comma: bool | None) -> pd.DataFrame:
                 for j in range(df.shape[1]):
                     col = df.iloc[:, j]
                     if col.dtype.kind == "f" and len(col):
-                        v = col.to_numpy()
-                        if (
-                            np.isfinite(v).all()
-                            and (v == np.round(v)).all()
-                            and (np.abs(v) < 2**53).all()
-                        ):
+                        if _all_whole(col.to_numpy()):
                             df.isetitem(j, col.astype("int64"))
     return df
 

@@ -186,6 +186,12 @@ def _prepare(df: pd.DataFrame) -> _Work:
     return _Work(work, df, dup_names, study_key.fillna("(no study)"), multi, numeric, raw, session_bad)
 
 
+def _masked(w: _Work, level: str, code: str, message: str, mask: np.ndarray, column: str | None = None) -> Issue:
+    """An Issue about the rows in ``mask``: their index labels, patients and studies."""
+    return Issue(level, code, message, rows=_rows_of(w.work, mask), patients=_patients_of(w.work, mask),
+                 studies=_studies_of(w.work, mask), column=column)
+
+
 # ---- errors: the analysis cannot run
 
 
@@ -229,27 +235,24 @@ def _check_sessions(w: _Work):
     if w.session_bad is None or not w.session_bad.any():
         return
     bad, raw = w.session_bad, w.raw["session"]
-    rows = _rows_of(w.work, bad)
+    n = int(bad.sum())
     examples = list(dict.fromkeys(str(v) for v in raw[bad].tolist()))[:5]
-    yield Issue("error", "invalid_session",
-                f"Session must be a whole number ≥ 0; {_plural(len(rows), 'row')} "
-                f"{'does' if len(rows) == 1 else 'do'} not comply (values {', '.join(repr(e) for e in examples)}) "
-                f"at {_where(w.work.assign(session=raw.astype(object)), bad)}.",
-                rows=rows, patients=_patients_of(w.work, bad), studies=_studies_of(w.work, bad), column="session")
+    yield _masked(w, "error", "invalid_session",
+                  f"Session must be a whole number ≥ 0; {_plural(n, 'row')} {'does' if n == 1 else 'do'} not comply "
+                  f"(values {', '.join(repr(e) for e in examples)}) at "
+                  f"{_where(w.work.assign(session=raw.astype(object)), bad)}.", bad, "session")
 
 
 def _check_numbers(w: _Work):
     for c, (_vals, b) in w.numeric.items():
         if not b.any():
             continue
-        rows = _rows_of(w.work, b)
+        n = int(b.sum())
         examples = list(dict.fromkeys(str(v) for v in w.raw[c][b].tolist()))[:5]
         hint = " (decimal commas: convert the data with to_canonical)" if any("," in e for e in examples) else ""
-        yield Issue("error", "non_numeric",
-                    f"Column {c!r} must hold numbers, but {_plural(len(rows), 'value')} "
-                    f"{'is' if len(rows) == 1 else 'are'} not: {', '.join(repr(e) for e in examples)}{hint} at "
-                    f"{_where(w.work, b)}.",
-                    rows=rows, patients=_patients_of(w.work, b), studies=_studies_of(w.work, b), column=c)
+        yield _masked(w, "error", "non_numeric",
+                      f"Column {c!r} must hold numbers, but {_plural(n, 'value')} {'is' if n == 1 else 'are'} not: "
+                      f"{', '.join(repr(e) for e in examples)}{hint} at {_where(w.work, b)}.", b, c)
 
 
 def _check_duplicate_rows(w: _Work):
@@ -260,11 +263,9 @@ def _check_duplicate_rows(w: _Work):
     valid = key["p"].notna().to_numpy() & (~w.session_bad if w.session_bad is not None else True)
     dupmask = key.duplicated(keep=False).to_numpy() & valid
     if dupmask.any():
-        rows = _rows_of(w.work, dupmask)
-        yield Issue("error", "duplicate_rows",
-                    f"{_plural(len(rows), 'row')} repeat a study × patient × session that occurs more than once "
-                    f"(each session of a patient must be one row): {_where(w.work, dupmask)}.",
-                    rows=rows, patients=_patients_of(w.work, dupmask), studies=_studies_of(w.work, dupmask))
+        yield _masked(w, "error", "duplicate_rows",
+                      f"{_plural(int(dupmask.sum()), 'row')} repeat a study × patient × session that occurs more than "
+                      f"once (each session of a patient must be one row): {_where(w.work, dupmask)}.", dupmask)
 
 
 # ---- warnings: the analysis runs, but look at these
@@ -281,11 +282,10 @@ def _check_negative(w: _Work):
     for c, (vals, _b) in w.numeric.items():
         neg = np.nan_to_num(vals.to_numpy(dtype="float64"), nan=0.0) < 0
         if neg.any():
-            rows = _rows_of(w.work, neg)
-            yield Issue("warning", "negative_values",
-                        f"Column {c!r} has {_plural(len(rows), 'negative value')} (questionnaire scores are usually "
-                        f"≥ 0; missing-value codes such as -99 should be blank): {_where(w.work, neg)}.",
-                        rows=rows, patients=_patients_of(w.work, neg), studies=_studies_of(w.work, neg), column=c)
+            yield _masked(w, "warning", "negative_values",
+                          f"Column {c!r} has {_plural(int(neg.sum()), 'negative value')} (questionnaire scores are "
+                          f"usually ≥ 0; missing-value codes such as -99 should be blank): {_where(w.work, neg)}.",
+                          neg, c)
 
 
 def _outliers(arr: np.ndarray, study_key: pd.Series) -> tuple[np.ndarray, list[str]]:
@@ -316,12 +316,10 @@ def _check_outliers(w: _Work):
     for c, (vals, _b) in w.numeric.items():
         mask, details = _outliers(vals.to_numpy(dtype="float64"), w.study_key)
         if mask.any():
-            rows = _rows_of(w.work, mask)
-            yield Issue("warning", "outlying_values",
-                        f"Column {c!r} has {_plural(len(rows), 'value')} more than {OUTLIER_MADS:g} MADs from "
-                        f"the study median ({'; '.join(details[:5])}) — check for typing errors or a different "
-                        f"scoring: {_where(w.work, mask)}.",
-                        rows=rows, patients=_patients_of(w.work, mask), studies=_studies_of(w.work, mask), column=c)
+            yield _masked(w, "warning", "outlying_values",
+                          f"Column {c!r} has {_plural(int(mask.sum()), 'value')} more than {OUTLIER_MADS:g} MADs "
+                          f"from the study median ({'; '.join(details[:5])}) — check for typing errors or a different "
+                          f"scoring: {_where(w.work, mask)}.", mask, c)
 
 
 def _check_few_sessions(w: _Work):
