@@ -130,6 +130,9 @@ def test_data_without_therapist_ratings_runs_every_analysis_page():
     at = _app(df)
     for page in ("app_pages/data.py", "app_pages/lagged.py", "app_pages/pooled.py"):
         _goto(at, page)
+        if page == "app_pages/data.py":  # the Data page draws its charts on demand
+            at.toggle(key="data_charts").set_value(True).run()
+            assert not at.exception
         assert len(at.get("plotly_chart")) >= 1
 
 

@@ -16,20 +16,77 @@ import pandas as pd
 import streamlit as st
 
 from analysis import data as adata
-from analysis import lagged, meta, pipeline, plots_meta
+from analysis import lagged, meta, pipeline, plots_data, plots_meta, screening
 from analysis.lagged import LagOptions
 
+# --------------------------------------------------------------------------- file intake (Data, Screening)
+# Bounded: an uploaded file's parsed frame can be several times its size, so few entries are kept and
+# they expire; the preview holds only the head of a file.
+FILE_TTL = 3600
+#: rows read for the preview and the column mapping (the rest of the file is not parsed until used)
+PREVIEW_ROWS = 2000
 
-@st.cache_data(show_spinner=False, max_entries=32)
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl=FILE_TTL)
 def file_sheets(content: bytes, name: str) -> list[str]:
     """Sheet names of an uploaded workbook (empty for formats without sheets)."""
     return adata.list_sheets(content, filename=name)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@st.cache_data(show_spinner=False, max_entries=4, ttl=FILE_TTL)
 def load_file(content: bytes, name: str, sheet) -> pd.DataFrame:
     """An uploaded file read by :func:`analysis.data.load` (cached on its bytes)."""
     return adata.load(content, filename=name, sheet=sheet)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl=FILE_TTL)
+def preview_file(content: bytes, name: str, sheet) -> pd.DataFrame:
+    """The first :data:`PREVIEW_ROWS` rows of an uploaded file (``load(..., nrows=...)``)."""
+    return adata.load(content, filename=name, sheet=sheet, nrows=PREVIEW_ROWS)
+
+
+@st.cache_data(show_spinner=False, max_entries=4, ttl=FILE_TTL, hash_funcs={"ui.mapping.Choice": lambda c: c.key()})
+def canonical_file(content: bytes, choice) -> pd.DataFrame:
+    """The whole file, reshaped when wide, in the canonical format (choices of ``ui.mapping.form``)."""
+    raw = load_file(content, choice.name, choice.sheet)
+    if choice.stubs:
+        raw = adata.wide_to_long(raw, id_col=choice.id_col, stubs=choice.stubs, study_col=choice.site_col)
+    return adata.to_canonical(raw, choice.mapping, study=choice.label,
+                              symptoms_higher_is_worse=not choice.higher_better)
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=FILE_TTL)
+def summary_and_report(key: str, _df: pd.DataFrame):
+    """The Data page's summary and data check of the loaded data set (keyed on its fingerprint)."""
+    return adata.summarize(_df), adata.validate(_df)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl=FILE_TTL)
+def data_figure(which: str, key: str, _df: pd.DataFrame):
+    """A Data page figure of the loaded data set: "missingness", "patients_per_study" or "sessions_per_patient"."""
+    return {"missingness": plots_data.missingness_figure, "patients_per_study": plots_data.patients_per_study_figure,
+            "sessions_per_patient": plots_data.sessions_per_patient_figure}[which](_df)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl=FILE_TTL)
+def _screen(key: str, _study_df: pd.DataFrame, options: LagOptions):
+    fits, error = {}, None
+    for d in options.directions:
+        try:
+            fits[d] = lagged.fit_study(_study_df, options, d)
+        except ValueError as e:
+            error = str(e)
+            fits = {}
+            break
+    return fits, screening.screen_study(_study_df, options, fits or None), error
+
+
+def screen(study_df: pd.DataFrame, options: LagOptions):
+    """Screening page: stage-1 fits of one study (every chosen direction), its checklist and the fit error."""
+    return _screen(fingerprint(study_df), study_df, options)
+
+
+# --------------------------------------------------------------------------- data fingerprint
 
 
 def fingerprint(df: pd.DataFrame) -> str:
