@@ -17,6 +17,8 @@ from dataclasses import asdict, is_dataclass
 import pandas as pd
 import plotly.graph_objects as go
 
+from analysis.export import safe_figure
+
 __all__ = ["package_versions", "html_report", "reproduction_script"]
 
 _PACKAGES = ("numpy", "pandas", "scipy", "statsmodels", "plotly", "streamlit")
@@ -101,7 +103,7 @@ def html_report(
                 parts.append(_table_html(item))
             elif isinstance(item, go.Figure):
                 # plotly.js embedded in the first figure only (never a CDN: the report must open offline)
-                parts.append(item.to_html(full_html=False, include_plotlyjs=not plotly_included))
+                parts.append(safe_figure(item).to_html(full_html=False, include_plotlyjs=not plotly_included))
                 plotly_included = True
             else:
                 parts.append(f"<p>{html.escape(str(item))}</p>")

@@ -7,6 +7,7 @@ from analysis import convergence as conv
 from analysis import plots_convergence as pc
 from analysis import plots_meta
 from ui.downloads import show_figure, table_download
+from ui.safe import esc
 from ui.state import DEMOS, current, has_therapist_ratings, load_demo, set_dataset
 
 METHODS = "/methods#8-alliance-convergence-convergence-paper"
@@ -89,7 +90,7 @@ with st.expander("Per-session means and SDs"):
 try:
     scores = _scores(sd, discrepancy, transform)
 except ValueError as e:
-    st.error(f"Dyad scores could not be computed: {e}")
+    st.error(f"Dyad scores could not be computed: {esc(e, limit=None)}")
     st.stop()
 c1, c2 = st.columns(2)
 with c1:
@@ -103,7 +104,7 @@ with c2:
         st.caption(f"Reliability of the convergence score in this study: {rel:.2f} (share of its between-dyad "
                    "variance that is not rating noise; low values weaken every association with convergence).")
 for m in scores.messages:
-    st.info(m)
+    st.info(esc(m, limit=None))
 if len(scores.excluded):
     st.caption(f"{len(scores.excluded)} dyads were left out (fewer than 2 sessions rated by both).")
 
@@ -116,7 +117,7 @@ try:
     dy = _dyadic(sd)
 except ValueError as e:
     dy = None
-    st.info(f"The one-step dyadic model could not be fitted: {e}")
+    st.info(f"The one-step dyadic model could not be fitted: {esc(e, limit=None)}")
 show_figure(pc.discrepancy_figure(sd, dyadic=dy, study=study), "discrepancy", key="conv_disc")
 if dy is not None:
     ch = dy.discrepancy_change
@@ -126,7 +127,7 @@ if dy is not None:
         "patients rate higher means the ratings converge."
     )
     for m in dy.messages:
-        st.caption(m)
+        st.caption(esc(m, limit=None))
 
 st.header("Symptom growth: Models 1–3")
 if "symptoms" not in sd.columns or sd["symptoms"].notna().sum() == 0:
@@ -136,10 +137,10 @@ else:
         with st.spinner("Fitting growth models…"):
             gr = _growth(sd, discrepancy, transform, therapist_level)
     except ValueError as e:
-        st.error(f"The growth models could not be fitted: {e}")
+        st.error(f"The growth models could not be fitted: {esc(e, limit=None)}")
     else:
         for m in gr.messages:
-            st.info(m)
+            st.info(esc(m, limit=None))
         table = conv.models_table(gr)
         st.caption("Laid out like the paper's Table I: estimate (SE), Satterthwaite p. AIC (REML) compares only models "
                    "with the same fixed effects; use AIC (ML) to compare Models 1–3.")
@@ -149,7 +150,7 @@ else:
                        label="Download all fixed effects (CSV)")
         for mnum, gm in gr.models.items():
             for w in gm.warnings:
-                st.warning(f"Model {mnum}: {w}")
+                st.warning(f"Model {mnum}: {esc(w, limit=None)}")
         show_figure(pc.symptom_growth_figure(gr, sd, model=2), "symptom_growth_by_convergence", key="conv_growth")
 
 if len(studies) > 1:
@@ -160,7 +161,7 @@ if len(studies) > 1:
         with st.spinner("Fitting Model 2 in every study…"):
             per, meta = _pooled(d, discrepancy, transform, "REML", "z")
     except ValueError as e:
-        st.error(str(e))
+        st.error(esc(e, limit=None))
     else:
         st.dataframe(per, width="stretch", hide_index=True)
         table_download(per, "pooled_convergence", key="conv_pooled_dl")

@@ -9,6 +9,7 @@ from analysis import data as adata
 from analysis import plots_data
 from ui import compute
 from ui.downloads import show_figure, table_download
+from ui.safe import esc
 from ui.state import DEMOS, current, load_demo, set_dataset
 
 CANONICAL = {
@@ -31,9 +32,9 @@ def _summary_and_report(df: pd.DataFrame):
 
 def _show_report(report, where=st) -> None:
     for issue in report.errors:
-        where.error(issue.message)
+        where.error(esc(issue.message, limit=None))
     for issue in report.warnings:
-        where.warning(issue.message)
+        where.warning(esc(issue.message, limit=None))
     if report.ok and not report.warnings:
         where.success("No problems found.")
 
@@ -63,19 +64,19 @@ with upload_tab:
     prepared: list[tuple[str, pd.DataFrame, dict, str, bool]] = []
     for i, f in enumerate(files or []):
         content = f.getvalue()
-        with st.expander(f"{f.name}", expanded=True):
+        with st.expander(esc(f.name), expanded=True):
             sheet = None
             if f.name.lower().endswith((".xlsx", ".xls")):
                 try:
                     sheets = compute.file_sheets(content, f.name)
                 except adata.DataError as e:
-                    st.error(f"{f.name}: {e}")
+                    st.error(f"{esc(f.name)}: {esc(e, limit=None)}")
                     continue
                 sheet = st.selectbox("Sheet", sheets, key=f"sheet_{i}_{f.name}")
             try:
                 raw = compute.load_file(content, f.name, sheet)
             except adata.DataError as e:
-                st.error(f"{f.name}: {e}")
+                st.error(f"{esc(f.name)}: {esc(e, limit=None)}")
                 continue
             st.caption(f"{len(raw):,} rows × {raw.shape[1]} columns. First rows:")
             st.dataframe(raw.head(8), width="stretch")
@@ -93,7 +94,7 @@ with upload_tab:
                     try:
                         raw = adata.wide_to_long(raw, id_col=id_col, stubs=wide)
                     except adata.DataError as e:
-                        st.error(str(e))
+                        st.error(esc(e, limit=None))
                         continue
                     st.caption(f"Reshaped to {len(raw):,} rows.")
 
@@ -124,7 +125,7 @@ with upload_tab:
                 canon = adata.to_canonical(raw, mapping, study=label or Path(name).stem,
                                            symptoms_higher_is_worse=not higher_better)
             except adata.DataError as e:
-                failed.append(f"{name}: {e}")
+                failed.append(f"{esc(name)}: {esc(e, limit=None)}")
                 continue
             frames.append(canon)
             if canon.attrs.get("symptoms_flipped"):
@@ -136,7 +137,7 @@ with upload_tab:
                 combined = adata.combine(frames)
                 report = adata.validate(combined)
             except adata.DataError as e:
-                st.error(str(e))
+                st.error(esc(e, limit=None))
             else:
                 if report.ok:
                     label = ", ".join(n for n, *_ in prepared)
@@ -154,7 +155,7 @@ if msg := st.session_state.pop("upload_message", None):
 
 ds = current()
 df = ds["df"]
-st.header(f"Loaded: {ds['name']}")
+st.header(f"Loaded: {esc(ds['name'])}")
 summary, report = _summary_and_report(df)
 with st.expander(
     f"Data check: {len(report.errors)} errors, {len(report.warnings)} warnings", expanded=bool(report.warnings)

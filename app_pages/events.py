@@ -17,6 +17,7 @@ from analysis import events as ev
 from analysis import plots_events as pe
 from analysis.plots_meta import forest_plot
 from ui.downloads import show_figure, table_download
+from ui.safe import esc
 from ui.state import current, has_therapist_ratings
 
 M = "/methods#"
@@ -77,7 +78,7 @@ DATA_COLS = ["study", "patient", "session", "alliance", "symptoms", "therapist_a
 
 def _clean(exc: Exception) -> str:
     """The analysis message without the function-name prefix ("ruptures: ...")."""
-    return re.sub(r"^[a-z_]+: ", "", str(exc))
+    return esc(re.sub(r"^[a-z_]+: ", "", str(exc)), limit=None)
 
 
 def _num(x) -> str:
@@ -261,7 +262,7 @@ st.session_state["ev_rc_cstudies"] = [s for s in st.session_state["ev_rc_cstudie
 st.markdown(
     f"Alliance **ruptures** (dips in a patient's alliance) and their **repair**, **sudden gains** "
     f"(large, stable one-session drops in symptoms), **reliable change** from first to last session, "
-    f"and how each pattern relates to outcome. Data: **{ds['name']}** "
+    f"and how each pattern relates to outcome. Data: **{esc(ds['name'])}** "
     f"({_plural(n_studies, 'study', 'studies')}). Every threshold below is your choice; the results "
     f"update when you change it. Symptoms: higher = more severe; alliance: higher = stronger."
 )
@@ -324,7 +325,7 @@ with tab_r:
             lo = ps_r.loc[ps_r["prev_rupture"].idxmin()]
             hi = ps_r.loc[ps_r["prev_rupture"].idxmax()]
             sentence += (f"Across studies the share with a rupture ranged from {100 * lo.prev_rupture:.1f}% "
-                         f"({lo.study}) to {100 * hi.prev_rupture:.1f}% ({hi.study}).")
+                         f"({esc(lo.study)}) to {100 * hi.prev_rupture:.1f}% ({esc(hi.study)}).")
         st.markdown(sentence)
 
         st.subheader("Prevalence per study")
@@ -389,7 +390,7 @@ with tab_r:
             row = p_rows.iloc[0]
             if bool(row["eligible"]):
                 rup = p_rows[p_rows["rupture"].fillna(False).astype(bool)]
-                txt = (f"Patient {patient}: mean alliance {_num(row['patient_mean'])}, SD used "
+                txt = (f"Patient {esc(patient)}: mean alliance {_num(row['patient_mean'])}, SD used "
                        f"{_num(row['sd_used'])}, so a rupture is any session at or below "
                        f"{_num(row['threshold'])} (red dashed line). ")
                 if rup.empty:
@@ -535,9 +536,9 @@ with tab_g:
                         f"symptoms_gains_{g_study}_{g_patient}", key="ev_fig_gainseries")
             mine = gains[(gains["study"] == g_study) & (gains["patient"] == g_patient) & gains["is_gain"]]
             if mine.empty:
-                st.markdown(f"Patient {g_patient} has no sudden gain under these settings.")
+                st.markdown(f"Patient {esc(g_patient)} has no sudden gain under these settings.")
             else:
-                st.markdown(f"Patient {g_patient}: " + "; ".join(
+                st.markdown(f"Patient {esc(g_patient)}: " + "; ".join(
                     f"symptoms fell from {_num(r.pregain)} at session {r.pregain_session} to {_num(r.postgain)} at "
                     f"session {r.postgain_session} (a drop of {_num(r.magnitude)}, {100 * r.relative_magnitude:.0f}%)"
                     for r in mine.itertuples()) + ".")
@@ -605,7 +606,7 @@ with tab_g:
                     )
                 show_figure(pe.fig_alliance_around_gains(aag), "alliance_around_gains", key="ev_fig_around")
             for msg in aag.messages:
-                st.caption(msg)
+                st.caption(esc(msg, limit=None))
             t_aag = aag.to_frame()
             with st.expander("Table of these results"):
                 st.dataframe(t_aag, hide_index=True, width="stretch", key="ev_tbl_aag")
@@ -778,7 +779,7 @@ with tab_o:
             eff = "Hedges' g" if measure == "SMD" else "mean difference"
             if not multi:
                 r = ps_o.iloc[0]
-                st.markdown(f"**No pooling with one study.** In {r.study}, symptoms changed on average by "
+                st.markdown(f"**No pooling with one study.** In {esc(r.study)}, symptoms changed on average by "
                             f"{_signed(r.mean_change_event)} points in the {r.n_event:,} patients with the pattern "
                             f"({what}) and by {_signed(r.mean_change_no_event)} in the {r.n_no_event:,} without.")
                 if r.included:
@@ -814,7 +815,7 @@ with tab_o:
                        "(negative = improvement).")
             table_download(t_o, f"outcome_by_{event}", key="ev_dl_out")
             for msg in out.messages:
-                st.caption(msg)
+                st.caption(esc(msg, limit=None))
             if pooled:
                 xl = ("Hedges' g, with minus without the pattern (negative = more improvement with it)"
                       if measure == "SMD" else "Mean difference in symptom change (negative = more improvement with it)")

@@ -9,6 +9,7 @@ from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.options import DIRECTIONS, LINKS, option_panel, pooling_panel
 from ui.reporting import report_downloads
+from ui.safe import esc
 from ui.state import current, study_level_columns
 
 st.title("Pooled effects")
@@ -98,9 +99,9 @@ elif section == "Meta-regression":
                     mr = compute.meta_regression(m.yi, m.vi, M, options.pooling_method, options.test,
                                                  tuple(m.labels))
                 except ValueError as e:
-                    st.error(f"{DIRECTIONS[d]}: {e}")
+                    st.error(f"{DIRECTIONS[d]}: {esc(e, limit=None)}")
                     continue
-                st.markdown(f"**{DIRECTIONS[d]}.** {mr.summary()}")
+                st.markdown(f"**{DIRECTIONS[d]}.** {esc(mr.summary(), limit=None)}")
                 coef = mr.coefficients
                 st.dataframe(coef, width="stretch", hide_index=True)
                 table_download(coef, f"meta_regression_{d}", key=f"mr_dl_{d}")
@@ -124,10 +125,10 @@ elif section == "Early alliance → outcome":
     try:
         er = compute.early_alliance(df, int(early_n), options)
     except ValueError as e:
-        st.error(str(e))
+        st.error(esc(e, limit=None))
     else:
         for m in er.messages:
-            st.info(m)
+            st.info(esc(m, limit=None))
         for d, m in er.pooled.items():
             if m.k >= 1:
                 show_figure(plots_meta.forest_plot(m, title="Early alliance → final symptoms",

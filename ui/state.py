@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis import data as adata
+from ui.safe import esc
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "demo_data"
@@ -85,7 +86,7 @@ def sidebar_summary() -> None:
     df = ds["df"]
     with st.sidebar:
         st.markdown("**Loaded data**")
-        st.caption(ds["name"])
+        st.caption(esc(ds["name"]))
         if "n_patients" not in ds:  # a data set put into the session state by hand (tests)
             set_dataset(df, ds["name"], ds.get("source", "upload"), ds.get("notes"))
             ds = st.session_state["dataset"]
@@ -95,4 +96,4 @@ def sidebar_summary() -> None:
             + (" · therapist ratings" if ds["therapist"] else "")
         )
         for note in ds.get("notes", []):
-            st.caption(f"Note: {note}")
+            st.caption(f"Note: {esc(note, limit=None)}")
