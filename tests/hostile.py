@@ -87,6 +87,8 @@ LEAK_PATTERNS = {
     "html tag": re.compile(r"(?<!\\)<(img|script)"),
     "latex": re.compile(r"(?<!\\)\$\\frac"),
     "rtl override": re.compile(RLO),
+    # GFM makes a bare URL a link even when its punctuation is backslash-escaped
+    "autolink": re.compile(r"https?\\?:\\?/\\?/\\?127"),
 }
 
 

@@ -137,7 +137,7 @@ def test_fixture_is_hostile():
     df = hostile_frame()
     names = " ".join(map(str, df.columns)) + " " + " ".join(df["study"].unique())
     assert set(leaks(names + hostile_file_name())) == {"markdown image", "markdown link", "html tag", "latex",
-                                                        "rtl override"}
+                                                        "rtl override", "autolink"}
     assert any(len(s) >= 300 for s in df["study"].unique())
     assert any("\n" in s and "'" in s and '"' in s for s in df["study"].unique())
 

@@ -42,11 +42,19 @@ def _plain(value: Any, limit: int | None) -> str:
     return s
 
 
+# GitHub-flavoured Markdown turns bare URLs, www. names and e-mail addresses into links after
+# escapes are resolved, so backslashes cannot stop it: an invisible word joiner (U+2060) can.
+_AUTOLINK = re.compile(r"(?i)(?<=[a-z0-9])(:)(?=//)|(?<=\bwww)(\.)|(@)")
+
+
 def esc(value: Any, limit: int | None = 200) -> str:
     """``value`` as Markdown-safe plain text: punctuation backslash-escaped (so Markdown,
-    HTML, LaTeX ``$…$`` and Streamlit directives stay literal), line breaks and bidirectional
-    control characters removed, cut to ``limit`` characters (with "…"; ``None``: no cut)."""
-    return _PUNCT.sub(r"\\\1", _plain(value, limit))
+    HTML, LaTeX ``$…$`` and Streamlit directives stay literal), bare URLs, ``www.`` names and
+    e-mail addresses kept from becoming links (a word joiner, U+2060, invisible), line breaks
+    and bidirectional control characters removed, cut to ``limit`` characters (with "…";
+    ``None``: no cut)."""
+    s = _AUTOLINK.sub(lambda m: m.group(0) + "\u2060", _plain(value, limit))
+    return _PUNCT.sub(r"\\\1", s)
 
 
 def esc_frame(df: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:
