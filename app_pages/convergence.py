@@ -13,28 +13,28 @@ from ui.state import DEMOS, current, has_therapist_ratings, load_demo, set_datas
 METHODS = "/methods#8-alliance-convergence-convergence-paper"
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def _trajectories(df):
     return conv.trajectories(df)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def _scores(df, discrepancy, transform):
     return conv.dyad_scores(df, discrepancy=discrepancy, transform=transform)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def _growth(df, discrepancy, transform, therapist_level):
     return conv.growth_models(df, models=(1, 2, 3), therapist_level=therapist_level,
                               discrepancy=discrepancy, transform=transform)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def _dyadic(df):
     return conv.dyadic_model(df)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def _pooled(df, discrepancy, transform, method, test):
     return conv.pooled_convergence(df, model=2, discrepancy=discrepancy, transform=transform, method=method,
                                    test=test)

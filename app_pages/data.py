@@ -10,7 +10,7 @@ from analysis import plots_data
 from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.safe import esc
-from ui.state import DEMOS, current, load_demo, set_dataset
+from ui.state import DEMOS, current, load_demo, set_dataset, upload_key
 
 CANONICAL = {
     "study": "Study (optional: one file = one study)",
@@ -25,7 +25,7 @@ NONE = "— not in this file —"
 FILE_TYPES = ["csv", "tsv", "txt", "xlsx", "xls", "sav", "dta", "parquet"]
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
 def _summary_and_report(df: pd.DataFrame):
     return adata.summarize(df), adata.validate(df)
 
@@ -60,7 +60,7 @@ with upload_tab:
     )
     st.download_button("Download a template CSV", data=adata.template_csv().encode("utf-8"),
                        file_name="alliance_template.csv", mime="text/csv", on_click="ignore")
-    files = st.file_uploader("Data files", type=FILE_TYPES, accept_multiple_files=True, key="uploads")
+    files = st.file_uploader("Data files", type=FILE_TYPES, accept_multiple_files=True, key=upload_key())
     prepared: list[tuple[str, pd.DataFrame, dict, str, bool]] = []
     for i, f in enumerate(files or []):
         content = f.getvalue()

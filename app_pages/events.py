@@ -126,19 +126,19 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
 # --------------------------------------------------------------------------- cached analysis
 
 
-@st.cache_data(show_spinner=False, max_entries=24)
+@st.cache_data(show_spinner=False, max_entries=24, ttl="1h")
 def _ruptures(df: pd.DataFrame, k: float, sd: str, rater: str, pre: str, rule: str):
     flags = ev.ruptures(df, k=k, sd=sd, rater=rater, pre_level=pre)
     per_patient, per_study = ev.rupture_summary(flags, rule=rule)
     return flags, per_patient, per_study
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
 def _baseline(df: pd.DataFrame) -> pd.DataFrame:
     return ev.baseline_sd(df, "symptoms")
 
 
-@st.cache_data(show_spinner=False, max_entries=24)
+@st.cache_data(show_spinner=False, max_entries=24, ttl="1h")
 def _gains(df: pd.DataFrame, cut: tuple, first_only: bool, pairing: str):
     """``cut`` = (("study", cutoff), ...)."""
     gains = ev.sudden_gains(df, cutoff=dict(cut), first_only=first_only, pairing=pairing)
@@ -146,7 +146,7 @@ def _gains(df: pd.DataFrame, cut: tuple, first_only: bool, pairing: str):
     return gains, per_patient, per_study
 
 
-@st.cache_data(show_spinner=False, max_entries=24)
+@st.cache_data(show_spinner=False, max_entries=24, ttl="1h")
 def _around(df: pd.DataFrame, cut: tuple, first_only: bool, pairing: str, rater: str, standardize: bool):
     gains = _gains(df, cut, first_only, pairing)[0]
     col = "alliance" if rater == "patient" else "therapist_alliance"
@@ -154,7 +154,7 @@ def _around(df: pd.DataFrame, cut: tuple, first_only: bool, pairing: str, rater:
     return ev.alliance_around_gains(data, gains, rater=rater)
 
 
-@st.cache_data(show_spinner=False, max_entries=24)
+@st.cache_data(show_spinner=False, max_entries=24, ttl="1h")
 def _reliable_change(df: pd.DataFrame, r: float, sds: tuple, cut_mode: str, cut_value, norms: tuple,
                      cut_studies: tuple):
     sd_map = dict(sds)
@@ -173,7 +173,7 @@ def _reliable_change(df: pd.DataFrame, r: float, sds: tuple, cut_mode: str, cut_
     return rc.sort_values(["study", "patient"], kind="mergesort").reset_index(drop=True)
 
 
-@st.cache_data(show_spinner=False, max_entries=24)
+@st.cache_data(show_spinner=False, max_entries=24, ttl="1h")
 def _outcome(df: pd.DataFrame, event: str, measure: str, rupture_args: tuple, gain_args: tuple):
     if event == "gain":
         gains = _gains(df, *gain_args)[0]

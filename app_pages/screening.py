@@ -66,7 +66,7 @@ def _remember() -> None:
             store[key] = st.session_state[key]
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@st.cache_data(show_spinner=False, max_entries=32, ttl="1h")
 def _screen(study_df: pd.DataFrame, options: lagged.LagOptions):
     """Stage-1 fits of the study (every chosen direction) and its checklist."""
     fits, error = {}, None

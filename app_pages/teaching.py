@@ -18,13 +18,13 @@ NICKELL_PATIENTS = 800
 NICKELL_SESSIONS = range(3, 16)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
 def _simulate_and_fit(params: tg.TeachingParams):
     data = tg.simulate(params).data
     return data, tg.fit_estimates(data, params), tg.scatter_summary(data)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
 def _nickell(within_effect: float, between_corr: float, autoregression: float, seed: int):
     p = tg.TeachingParams(within_effect=within_effect, between_corr=between_corr, autoregression=autoregression,
                           seed=seed)

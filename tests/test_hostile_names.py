@@ -112,7 +112,7 @@ def _upload_hostile() -> AppTest:
     at.run()
     at.switch_page("app_pages/data.py")
     at.run()
-    at.file_uploader(key="uploads").set_value((hostile_file_name(), hostile_csv(), "text/csv")).run()
+    at.file_uploader[0].set_value((hostile_file_name(), hostile_csv(), "text/csv")).run()
     assert not at.exception, [e.value for e in at.exception]
     at.button(key="use_files").click().run()
     assert not at.exception, [e.value for e in at.exception]

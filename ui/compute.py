@@ -20,16 +20,33 @@ from analysis.lagged import LagOptions
 from ui.safe import esc
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@st.cache_data(show_spinner=False, max_entries=32, ttl="1h")
 def file_sheets(content: bytes, name: str) -> list[str]:
     """Sheet names of an uploaded workbook (empty for formats without sheets)."""
     return adata.list_sheets(content, filename=name)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+FILE_MEMO = "_file_reader_memo"  # session-state key: this session's read files (see load_file)
+FILE_MEMO_ENTRIES = 4
+
+
 def load_file(content: bytes, name: str, sheet) -> pd.DataFrame:
-    """An uploaded file read by :func:`analysis.data.load` (cached on its bytes)."""
-    return adata.load(content, filename=name, sheet=sheet)
+    """An uploaded file read by :func:`analysis.data.load`, remembered for this session only.
+
+    Not ``st.cache_data``: that cache is shared by every session, keeps a pickled copy of each
+    result (a 5-million-row file is ~250 MB) until it is evicted and unpickles another copy on
+    every rerun. Here the frame lives in this session's state (at most ``FILE_MEMO_ENTRIES``
+    files, keyed on a hash of the bytes, the name and the sheet), is returned without a copy
+    (callers must not change it in place) and is dropped when a data set is loaded
+    (``ui.state.set_dataset``) or the session ends.
+    """
+    key = (hashlib.sha1(content).hexdigest(), len(content), name, sheet)
+    memo = st.session_state.setdefault(FILE_MEMO, {})
+    if key not in memo:
+        while len(memo) >= FILE_MEMO_ENTRIES:
+            memo.pop(next(iter(memo)))
+        memo[key] = adata.load(content, filename=name, sheet=sheet)
+    return memo[key]
 
 
 def fingerprint(df: pd.DataFrame) -> str:
@@ -48,7 +65,7 @@ def data_key(df: pd.DataFrame) -> str:
     return fingerprint(df)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
 def _two_stage(key: str, _df: pd.DataFrame, options: LagOptions) -> pipeline.TwoStageResult:
     return pipeline.two_stage(_df, options)
 
@@ -70,7 +87,7 @@ def two_stage_or_stop(df: pd.DataFrame, options: LagOptions, spinner: str) -> pi
     return res
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def _multiverse(key: str, _df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
     return pipeline.multiverse(_df, options)
 
@@ -79,7 +96,7 @@ def multiverse(df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
     return _multiverse(data_key(df), df, options)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def _early_alliance(key: str, _df: pd.DataFrame, early_sessions: int, options: LagOptions):
     return pipeline.early_alliance_outcome(_df, early_sessions=early_sessions, options=options)
 
@@ -88,12 +105,12 @@ def early_alliance(df: pd.DataFrame, early_sessions: int, options: LagOptions) -
     return _early_alliance(data_key(df), df, early_sessions, options)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
 def prepare(df: pd.DataFrame, options: LagOptions, direction: str) -> pd.DataFrame:
     return lagged.prepare(df, options, direction)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def _pairing_counts(key: str, _df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
     return lagged.pairing_counts(_df, options)
 
@@ -102,22 +119,22 @@ def pairing_counts(df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
     return _pairing_counts(data_key(df), df, options)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
 def leave_one_out(yi, vi, labels, method: str, test: str) -> pd.DataFrame:
     return meta.leave_one_out(yi, vi, labels=labels, method=method, test=test)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
 def egger(yi, vi, method: str, test: str):
     return meta.egger_test(yi, vi, method=method, test=test)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
 def meta_regression(yi, vi, moderators: pd.DataFrame, method: str, test: str, labels):
     return meta.meta_regression(yi, vi, moderators, method=method, test=test, labels=labels)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
 def _pooled_forest(key: str, _df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: str):
     res = two_stage(_df, options)
     dirs = [d for d in options.directions if d in res.pooled]

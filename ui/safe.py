@@ -25,10 +25,12 @@ from analysis.export import plotly_text, safe_figure
 
 __all__ = ["esc", "esc_frame", "plotly_text", "safe_figure"]
 
-# Every ASCII punctuation character may be backslash-escaped in CommonMark; escaping all of
-# them is simpler and safer than choosing. ":" stops Streamlit's :color[...] and :emoji:
-# directives, "$" stops LaTeX, "<" and ">" stop HTML, "[" "]" "(" ")" "!" stop links and images.
-_PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~=:\"'&%^@;,?/])")
+# The characters that open Markdown (and Streamlit) markup anywhere in a line, backslash-escaped:
+# "[" "]" stop links and images (and :color[...] directives), "<" ">" stop HTML and <autolinks>,
+# "$" stops LaTeX, "`" "*" "_" "~" "|" "#" "{" "}" "\\" stop code, emphasis, strikethrough,
+# tables, headings and attributes. Other punctuation (. , ( ) ! : - ' ") cannot start markup
+# without one of these, so it is left alone and messages stay readable in tests and logs.
+_PUNCT = re.compile(r"([\\`*_{}\[\]<>$~|#])")
 _SPACE = re.compile(r"[\r\n\t\v\f\u2028\u2029\x85]+")
 # bidirectional overrides, embeddings, isolates and marks would reorder the rest of the sentence;
 # other control characters (C0, DEL, C1) have no business in a label either

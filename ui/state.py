@@ -7,6 +7,9 @@ about how it was made, e.g. a flipped symptom scale).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +31,7 @@ DEFAULT_DEMO = next(iter(DEMOS))
 DYADIC_DEMOS = ("dyads_bdi.csv", "dyads_gsi.csv")
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
 def load_demo(filename: str) -> pd.DataFrame:
     """Read a demo file through the same intake path as an upload."""
     raw = adata.load(DEMO_DIR / filename, filename=filename)
@@ -39,6 +42,7 @@ def load_demo(filename: str) -> pd.DataFrame:
 def set_dataset(df: pd.DataFrame, name: str, source: str, notes: list[str] | None = None) -> None:
     from ui.compute import fingerprint
 
+    previous = st.session_state.get("dataset")
     st.session_state["dataset"] = {
         "df": df, "name": name, "source": source, "notes": list(notes or []),
         # computed once here, so reruns neither re-hash nor re-count the data
@@ -50,10 +54,40 @@ def set_dataset(df: pd.DataFrame, name: str, source: str, notes: list[str] | Non
     # results computed for an earlier data set are no longer valid
     for key in [k for k in st.session_state if str(k).startswith("result_")]:
         del st.session_state[key]
+    if previous is not None:  # a data set replaces another: the old one and its files can go
+        release_uploads(big=previous.get("source") == "upload" or "_file_reader_memo" in st.session_state)
+
+
+def release_uploads(big: bool = True) -> None:
+    """Let go of this session's uploaded files once a data set is loaded (issue 16: memory).
+
+    The Data page's uploader key carries a generation number (``upload_key()``); a new number
+    gives an empty uploader, and Streamlit drops the files of the old one at the end of the run.
+    The frames read from them (``ui.compute.load_file``) are dropped here, and freed memory is
+    handed back to the operating system.
+    """
+    st.session_state["uploads_gen"] = st.session_state.get("uploads_gen", 0) + 1
+    st.session_state.pop("_file_reader_memo", None)
+    if big:  # the old frames are still referenced by this run; trim at the start of the next one
+        st.session_state["_return_memory"] = True
+
+
+def upload_key() -> str:
+    """Widget key of the Data page's file uploader (changes when a data set is loaded)."""
+    return f"uploads_{st.session_state.get('uploads_gen', 0)}"
+
+
+def _return_memory() -> None:
+    """Collect garbage and ask glibc to give freed heap pages back (RSS drops after a big file)."""
+    gc.collect()
+    with contextlib.suppress(Exception):  # not glibc (macOS, Windows, musl): nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def ensure_dataset() -> dict:
     """Load the default demo on first start."""
+    if st.session_state.pop("_return_memory", False):
+        _return_memory()
     if "dataset" not in st.session_state:
         set_dataset(load_demo(DEMOS[DEFAULT_DEMO]), DEFAULT_DEMO, "demo")
     return st.session_state["dataset"]
