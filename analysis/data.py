@@ -813,6 +813,15 @@ def _parse_delimited(text: str, sep: str, name: str | None) -> tuple[pd.DataFram
     header: list[str] | None = None
     header_line = 1
     records: list[list[str]] = []
+    # Rows are turned into string columns every _CHUNK_ROWS rows, so that at most one chunk of
+    # Python strings is alive at a time (a 5-million-row file as Python lists needs ~3 GB).
+    chunks: list[list[pd.Series]] = []
+
+    def flush() -> None:
+        if records:
+            chunks.append([pd.Series(list(col), dtype="str") for col in zip(*records)])
+            records.clear()
+
     try:
         for rec in reader:
             if header is None:
@@ -832,6 +841,8 @@ def _parse_delimited(text: str, sep: str, name: str | None) -> tuple[pd.DataFram
             elif len(rec) < n:
                 rec = rec + [""] * (n - len(rec))
             records.append(rec)
+            if len(records) >= _CHUNK_ROWS:
+                flush()
     except csv.Error as exc:
         raise DataError(
             f"Could not read {name or 'the file'} as a {shown}-separated table near line "
@@ -839,13 +850,18 @@ def _parse_delimited(text: str, sep: str, name: str | None) -> tuple[pd.DataFram
         ) from exc
     if header is None:
         raise DataError(f"{name or 'The file'} has no columns.")
-    columns = list(zip(*records)) if records else [() for _ in header]
+    flush()
+    n_rows = sum(len(c[0]) for c in chunks)
     frame = pd.DataFrame(
-        {i: pd.Series(list(col), dtype="str") for i, col in enumerate(columns)},
-        index=pd.RangeIndex(len(records)),
+        {i: (pd.concat([c[i] for c in chunks], ignore_index=True) if chunks else pd.Series([], dtype="str"))
+         for i in range(len(header))},
+        index=pd.RangeIndex(n_rows),
     )
     frame.columns = header
     return frame, header_line
+
+
+_CHUNK_ROWS = 200_000
 
 
 def _workbook_sheets(data: bytes) -> list[str]:
