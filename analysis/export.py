@@ -113,7 +113,10 @@ def safe_figure(fig):
     does not open one of plotly's simple formatting tags (``<b>``, ``<i>``, ``<br>``, ``<sup>``,
     ``<sub>``, ``<em>``, ``<extra>``) becomes ``&lt;`` (links, spans with styles and unknown
     tags stay text); bidirectional controls are removed. Idempotent; the figure is changed in
-    place (traces and layout, except the theme template) and returned."""
+    place (traces and layout, except the theme template) and returned; a figure it has already
+    made safe is returned at once (figures shared between sessions are never written to)."""
+    if getattr(fig, "_text_is_safe", False):
+        return fig
     for trace in fig.data:
         for key, value in trace.to_plotly_json().items():
             if key == "type":
@@ -127,4 +130,5 @@ def safe_figure(fig):
         clean, changed = _sanitize(value)
         if changed:
             fig.layout[key] = clean
+    fig._text_is_safe = True
     return fig

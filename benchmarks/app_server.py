@@ -75,3 +75,9 @@ def rss(pid: int) -> tuple[float, float]:
         elif line.startswith("VmHWM:"):
             peak = float(line.split()[1]) * 1024
     return cur, peak
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by ``pid`` (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -16,7 +16,8 @@ caches of the one before.
 
 Prints, per N: p50 / p95 / max seconds to the first forest plot and after the change, the
 number of failed sessions, the server's peak RSS while the sessions ran and its RSS a few
-seconds after they closed. Targets at N = 30: p95 ≤ 5 s first plot, ≤ 3 s after the change,
+seconds after they closed, and the server's CPU seconds per session (a figure that does not
+depend on what else the machine is doing, unlike the times; the load average is printed too). Targets at N = 30: p95 ≤ 5 s first plot, ≤ 3 s after the change,
 0 failures, RSS ≤ 4 GB, memory back near baseline after the sessions close.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import threading
@@ -33,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.app_server import GB, app_server, rss  # noqa: E402
+from benchmarks.app_server import GB, app_server, cpu_seconds, rss  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -118,17 +120,21 @@ def main() -> None:
     for n in args.n:
         with app_server(log=Path(f"/tmp/bench_class_server_{n}.log")) as (url, pid):
             base = rss(pid)[0]
+            load = os.getloadavg()[0]
+            cpu0 = cpu_seconds(pid)
             with PeakRSS(pid) as peak:
                 t = time.perf_counter()
                 res = asyncio.run(run_class(url, n, args.timeout))
                 wall = time.perf_counter() - t
+            cpu = cpu_seconds(pid) - cpu0
             time.sleep(5)
             after = rss(pid)[0]
         first = [r["first"] for r in res if "first" in r]
         change = [r["change"] for r in res if "change" in r]
         errors = [r["error"] for r in res if "error" in r]
         rows.append((n, first, change, errors, base, peak.peak, after, wall))
-        print(f"N={n}: done in {wall:.1f} s; {len(errors)} failed" + (f" (first: {errors[0]})" if errors else ""),
+        print(f"N={n}: done in {wall:.1f} s; {len(errors)} failed" + (f" (first: {errors[0]})" if errors else "")
+              + f"; server CPU {cpu:.1f} s ({cpu / n:.2f} s per session); machine load average at start {load:.1f}",
               flush=True)
     print()
     print(f"{'N':>3} | {'first plot p50':>14} {'p95':>6} {'max':>6} | {'after change p50':>16} {'p95':>6} "

@@ -17,7 +17,7 @@ import streamlit as st
 from analysis import data as adata
 from analysis import lagged, meta, pipeline, plots_meta
 from analysis.lagged import LagOptions
-from ui.safe import esc
+from ui.safe import esc, safe_figure
 
 
 @st.cache_data(show_spinner=False, max_entries=32, ttl="1h")
@@ -134,16 +134,23 @@ def meta_regression(yi, vi, moderators: pd.DataFrame, method: str, test: str, la
     return meta.meta_regression(yi, vi, moderators, method=method, test=test, labels=labels)
 
 
-@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
+# cache_resource, not cache_data: every session gets the same figure object, already made safe, instead of
+# unpickling (= re-validating) a plotly figure on every rerun of every session (0.14 s of CPU each; with a
+# class of 30 on one 2-core server that was the largest share of a page run). Nobody changes it in place:
+# safe_figure() finds nothing left to change, st.plotly_chart and the report only read it.
+@st.cache_resource(show_spinner=False, max_entries=64, ttl="1h")
 def _pooled_forest(key: str, _df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: str):
     res = two_stage(_df, options)
     dirs = [d for d in options.directions if d in res.pooled]
     if len(dirs) == 2:
-        return plots_meta.paired_forest_plot(res.pooled[dirs[0]], res.pooled[dirs[1]], titles=list(titles),
-                                             xlabel=xlabel)
-    return plots_meta.forest_plot(res.pooled[dirs[0]], title=titles[0], xlabel=xlabel)
+        fig = plots_meta.paired_forest_plot(res.pooled[dirs[0]], res.pooled[dirs[1]], titles=list(titles),
+                                            xlabel=xlabel)
+    else:
+        fig = plots_meta.forest_plot(res.pooled[dirs[0]], title=titles[0], xlabel=xlabel)
+    return safe_figure(fig)
 
 
 def pooled_forest(df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: str):
-    """The Pooled page's forest figure (paired when both directions are chosen), cached with its inputs."""
+    """The Pooled page's forest figure (paired when both directions are chosen), cached with its inputs,
+    shared read-only by every session."""
     return _pooled_forest(data_key(df), df, options, titles, xlabel)

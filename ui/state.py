@@ -39,17 +39,32 @@ def load_demo(filename: str) -> pd.DataFrame:
     return adata.to_canonical(raw, mapping)
 
 
-def set_dataset(df: pd.DataFrame, name: str, source: str, notes: list[str] | None = None) -> None:
+def _describe(df: pd.DataFrame) -> dict:
+    """The data set's fingerprint and counts, computed once per data set (not on every rerun)."""
     from ui.compute import fingerprint
 
-    previous = st.session_state.get("dataset")
-    st.session_state["dataset"] = {
-        "df": df, "name": name, "source": source, "notes": list(notes or []),
-        # computed once here, so reruns neither re-hash nor re-count the data
+    return {
         "key": fingerprint(df),
         "n_studies": int(df["study"].nunique()),
         "n_patients": int(df.groupby(["study", "patient"], observed=True).ngroups),
         "therapist": has_therapist_ratings(df),
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
+def _demo_description(filename: str) -> dict:
+    """:func:`_describe` of a demo, shared by every session (a class of 30 opening the app at once
+    hashes the default demo once, not 30 times)."""
+    return _describe(load_demo(filename))
+
+
+def set_dataset(df: pd.DataFrame, name: str, source: str, notes: list[str] | None = None,
+                description: dict | None = None) -> None:
+    previous = st.session_state.get("dataset")
+    st.session_state["dataset"] = {
+        "df": df, "name": name, "source": source, "notes": list(notes or []),
+        # computed once here, so reruns neither re-hash nor re-count the data
+        **(description or _describe(df)),
     }
     # results computed for an earlier data set are no longer valid
     for key in [k for k in st.session_state if str(k).startswith("result_")]:
@@ -89,7 +104,8 @@ def ensure_dataset() -> dict:
     if st.session_state.pop("_return_memory", False):
         _return_memory()
     if "dataset" not in st.session_state:
-        set_dataset(load_demo(DEMOS[DEFAULT_DEMO]), DEFAULT_DEMO, "demo")
+        filename = DEMOS[DEFAULT_DEMO]
+        set_dataset(load_demo(filename), DEFAULT_DEMO, "demo", description=_demo_description(filename))
     return st.session_state["dataset"]
 
 
