@@ -169,4 +169,4 @@ if len(studies) > 1:
             show_figure(plots_meta.forest_plot(meta, title="Convergence × time (Model 2)",
                                                xlabel="Standardized coefficient (negative = steeper improvement)"),
                         "pooled_convergence_forest", key="conv_forest")
-            st.write(meta.summary())
+            st.write(esc(meta.summary(), limit=None))

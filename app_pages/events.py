@@ -794,7 +794,7 @@ with tab_o:
                             f"{_num(meta.estimate)} (95% CI {_num(meta.ci_low)} to {_num(meta.ci_high)}, "
                             f"{_p(meta.pvalue)}): on average {lean} ({what}); the difference is "
                             f"{_signif(meta.pvalue)}.")
-                st.caption(meta.summary())
+                st.caption(esc(meta.summary(), limit=None))
             else:
                 st.info("No pooling: fewer than two studies have at least two patients with and two without the "
                         "pattern.")

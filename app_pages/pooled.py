@@ -36,7 +36,7 @@ fig = compute.pooled_forest(df, options, tuple(DIRECTIONS[d] for d in pooled), x
 show_figure(fig, "forest_plot", key="pooled_forest")
 
 for d, m in pooled.items():
-    st.markdown(f"**{DIRECTIONS[d]}.** {m.summary()}")
+    st.markdown(f"**{DIRECTIONS[d]}.** {esc(m.summary(), limit=None)}")
     if m.k >= 1:
         st.caption(lagged_effect_sentence(m.estimate, m.ci_low, m.ci_high, d, options.lag, options.standardize,
                                           effect, level=m.level))
@@ -80,7 +80,7 @@ elif section == "Funnel & Egger":
         show_figure(plots_meta.funnel_plot(m.yi, m.vi, m, xlabel=xlabel, title=f"Funnel plot: {DIRECTIONS[d]}",
                                            labels=list(m.labels)), f"funnel_{d}", key=f"funnel_{d}")
         eg = compute.egger(m.yi, m.vi, options.pooling_method, options.test)
-        st.write(eg.summary())
+        st.write(esc(eg.summary(), limit=None))
 
 elif section == "Meta-regression":
     mods = study_level_columns(df)
@@ -134,7 +134,7 @@ elif section == "Early alliance → outcome":
                 show_figure(plots_meta.forest_plot(m, title="Early alliance → final symptoms",
                                                    xlabel="Standardized coefficient (higher = more severe)"),
                             "early_alliance_outcome", key=f"early_{d}")
-                st.write(m.summary())
+                st.write(esc(m.summary(), limit=None))
         table_download(er.per_study, "early_alliance_outcome", key="early_dl")
 
 elif section == "Report & script":

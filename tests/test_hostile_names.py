@@ -179,6 +179,23 @@ def test_lagged_patient_view_with_hostile_names(hostile_app):
     assert not found, "\n".join(map(repr, found))
 
 
+def test_one_hostile_study_pooled_lagged_and_events():
+    """k = 1: the pooled 'summary' sentence names the only study."""
+    df = hostile_frame()
+    one = df[df["study"] == df["study"].iloc[0]]
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("app_pages/data.py")
+    at.run()
+    at.file_uploader[0].set_value(("one.csv", one.to_csv(index=False).encode("utf-8"), "text/csv")).run()
+    at.button(key="use_files").click().run()
+    assert at.session_state["dataset"]["n_studies"] == 1
+    found = []
+    for page in ("app_pages/pooled.py", "app_pages/lagged.py", "app_pages/events.py", "app_pages/convergence.py"):
+        found += _visit(at, page)
+    assert not found, "\n".join(map(repr, found))
+
+
 def test_screening_upload_and_collection_study(hostile_app):
     at = hostile_app
     found = _visit(at, "app_pages/screening.py")

@@ -93,8 +93,13 @@ def upload_key() -> str:
 
 
 def _return_memory() -> None:
-    """Collect garbage and ask glibc to give freed heap pages back (RSS drops after a big file)."""
+    """Collect garbage and give freed memory back to the operating system (RSS drops after a big
+    file): Arrow's memory pool (pandas' text columns) and glibc's heap both keep freed pages."""
     gc.collect()
+    with contextlib.suppress(Exception):  # no pyarrow: pandas text is in Python objects
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
     with contextlib.suppress(Exception):  # not glibc (macOS, Windows, musl): nothing to do
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
