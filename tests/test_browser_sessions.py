@@ -59,7 +59,7 @@ def test_an_upload_in_one_session_is_not_visible_in_another():
             wait_idle(bob, 120_000)
             text = bob.locator("body").inner_text()
             assert "secret_trial" not in text and SECRET not in text
-            assert bob.locator('[data-testid="stSidebar"]').get_by_text("17 studies", exact=False).count() == 1
+            assert bob.locator('[data-testid="stSidebar"]').get_by_text("17 studies · 5,350 patients", exact=False).count() == 1
             assert bob.locator('[data-testid="stFileUploader"] [data-testid="stFileUploaderFile"]').count() == 0
 
             # a third student arriving later sees the demo too
