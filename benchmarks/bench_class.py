@@ -5,13 +5,17 @@ Usage::
     .venv/bin/python benchmarks/bench_class.py                # N = 1, 10, 30
     .venv/bin/python benchmarks/bench_class.py --n 30
 
+    .venv/bin/python benchmarks/bench_class.py --driver ws    # websocket clients instead of chromium
+
 Starts the app (``streamlit run app.py --server.headless true --server.port P``, waits on
 ``/_stcore/health``, stops exactly that process at the end), then for each N opens N
 independent sessions at once: N browser contexts in one Debian chromium (launched with
 ``--no-sandbox --disable-gpu --disable-background-networking``). Each session opens the
 Pooled effects page and waits for the forest plot (time to plot), then switches the
 centering to grand-mean and waits until the forest plot shows the new estimates (time after
-the option change). A fresh server is started for each N so that no N profits from the
+the option change). With ``--driver ws`` the students are websocket clients speaking Streamlit's
+protocol (benchmarks/ws_client.py): the same two runs, without 30 browsers competing with the
+server for the same cores. A fresh server is started for each N so that no N profits from the
 caches of the one before.
 
 Prints, per N: p50 / p95 / max seconds to the first forest plot and after the change, the
@@ -77,6 +81,33 @@ async def student(browser, url: str, timeout_ms: float, out: dict) -> None:
         await ctx.close()
 
 
+async def student_ws(url: str, timeout_s: float, out: dict) -> None:
+    """The same student without a browser: Streamlit's websocket protocol (benchmarks/ws_client.py)."""
+    from benchmarks.ws_client import Student, forest_x
+
+    try:
+        async with Student(url) as s:
+            t0 = time.perf_counter()
+            await s.run("pooled", timeout=timeout_s)
+            if not s.plot_specs:
+                raise RuntimeError("no forest plot in the first run")
+            out["first"] = time.perf_counter() - t0
+            before = forest_x(s.plot_specs[0])
+            t1 = time.perf_counter()
+            await s.run("pooled", [s.radio_state("opt_centering", "Grand-mean (total effect)")], timeout=timeout_s)
+            if not s.plot_specs or forest_x(s.plot_specs[0]) == before:
+                raise RuntimeError("the forest plot did not change with the centering")
+            out["change"] = time.perf_counter() - t1
+    except Exception as e:  # a failed session is counted, not fatal
+        out["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+
+
+async def run_class_ws(url: str, n: int, timeout_s: float) -> list[dict]:
+    results = [{} for _ in range(n)]
+    await asyncio.gather(*(student_ws(url, timeout_s, r) for r in results))
+    return results
+
+
 async def run_class(url: str, n: int, timeout_s: float) -> list[dict]:
     from playwright.async_api import async_playwright
 
@@ -115,16 +146,25 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, nargs="+", default=[1, 10, 30])
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds allowed per step per session")
+    ap.add_argument("--driver", choices=["browser", "ws"], default="browser",
+                    help="browser: N chromium contexts (the browser shares the server's CPU); ws: N clients "
+                         "speaking Streamlit's websocket protocol (server cost only)")
+    ap.add_argument("--warm", action="store_true",
+                    help="one untimed session first (the instructor opened the app before the class): the "
+                         "import, demo and default-options fit are then cached, as they are in class")
     args = ap.parse_args()
     rows = []
     for n in args.n:
         with app_server(log=Path(f"/tmp/bench_class_server_{n}.log")) as (url, pid):
+            if args.warm:
+                asyncio.run(run_class_ws(url, 1, args.timeout))
             base = rss(pid)[0]
             load = os.getloadavg()[0]
             cpu0 = cpu_seconds(pid)
             with PeakRSS(pid) as peak:
                 t = time.perf_counter()
-                res = asyncio.run(run_class(url, n, args.timeout))
+                runner = run_class if args.driver == "browser" else run_class_ws
+                res = asyncio.run(runner(url, n, args.timeout))
                 wall = time.perf_counter() - t
             cpu = cpu_seconds(pid) - cpu0
             time.sleep(5)
@@ -137,6 +177,8 @@ def main() -> None:
               + f"; server CPU {cpu:.1f} s ({cpu / n:.2f} s per session); machine load average at start {load:.1f}",
               flush=True)
     print()
+    print(f"driver: {args.driver}" + (" (warm server: one session before the class)" if args.warm else
+                                       " (cold server: the first session pays the imports and the first fit)"))
     print(f"{'N':>3} | {'first plot p50':>14} {'p95':>6} {'max':>6} | {'after change p50':>16} {'p95':>6} "
           f"{'max':>6} | {'failed':>6} | {'RSS base':>8} {'peak':>6} {'after':>6} (GB)")
     for n, first, change, errors, base, peak, after, _wall in rows:
