@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis.lagged import LagOptions
+from analysis.meta import METHODS
 
 STORE = "lag_options"
 DIRECTIONS = {
@@ -171,7 +172,7 @@ def pooling_panel(df: pd.DataFrame, container=None) -> LagOptions:
     with c:
         st.markdown("#### Pooling")
         opts["pooling_method"] = st.selectbox(
-            "τ² estimator", ["REML", "DL", "ML", "PM", "EB", "HE", "SJ", "HS", "FE"], key=_w("pooling_method", opts),
+            "τ² estimator", list(METHODS), key=_w("pooling_method", opts),
             help="How the between-study variance is estimated. REML is the default; FE assumes no heterogeneity. "
                  f"[Methods §6]({LINKS['stage2']})",
         )
