@@ -385,6 +385,58 @@ def _panel_traces(fig: go.Figure, p: ForestPanel, axis: int, y_of: dict[str, flo
         ), row=1, col=axis)
 
 
+def _estimate_columns(panels, y_of, ys, pct, paired) -> tuple[list[_Column], list[tuple[str, int]]]:
+    """Right-hand columns: per panel "estimate [CI]" (studies, new, summary, PI rows) and weight; and each
+    panel's (title, index of its first column)."""
+    right_cols: list[_Column] = []
+    groups: list[tuple[str, int]] = []
+    for p in panels:
+        est = _Column(f"Estimate [{pct} CI]", {}, "right", "Estimate" + (f" ({p.title})" if paired else ""))
+        for r in p.studies:
+            est.cells[y_of[r.label]] = (fmt.estimate_ci(r.estimate, r.ci_low, r.ci_high), False)
+        if p.new is not None and "new" in ys:
+            est.cells[ys["new"]] = (fmt.estimate_ci(p.new.estimate, p.new.ci_low, p.new.ci_high), True)
+        if p.summary is not None:
+            e, lo, hi = p.summary
+            est.cells[ys["summary"]] = (fmt.estimate_ci(e, lo, hi) if _finite(lo, hi) else fmt.num(e), True)
+        if p.pi is not None:
+            est.cells[ys["pi"]] = (fmt.interval(*p.pi), False)
+        groups.append((p.title or "", len(right_cols)))
+        right_cols.append(est)
+        wcells = {y_of[r.label]: (f"{fmt.num(r.weight, 1)}%", False) for r in p.studies if _finite(r.weight)}
+        if wcells:
+            right_cols.append(_Column("Weight", wcells, "right", "Weight" + (f" ({p.title})" if paired else "")))
+    return right_cols, groups
+
+
+def _footer_annotations(panels, letters, paired, differ, notes, ml) -> tuple[list[dict], float]:
+    """Lines below the axes (verdicts, heterogeneity, the N-pairs footnote, notes) and the final y shift."""
+    annotations: list[dict] = []
+    foot_lines: list[tuple[str, str]] = []
+    for i, p in enumerate(panels):
+        head = f"<b>{letters[i]} ({html.escape(p.title)})</b>: " if paired and p.title else ""
+        if p.subtitle:
+            foot_lines.append((f"{head}<span style='color:{p.subtitle_color}'>{html.escape(p.subtitle)}</span>",
+                               "verdict"))
+    for i, p in enumerate(panels):
+        head = f"<b>{letters[i]} ({html.escape(p.title)})</b>: " if paired and p.title else ""
+        if p.footer:
+            foot_lines.append((head + p.footer, "heterogeneity"))
+    if differ:
+        a, b = (html.escape(p.title or f"panel {i + 1}") for i, p in enumerate(panels[:2]))
+        foot_lines.append((f"N pairs (A / B): session pairs used in A ({a}) and in B ({b}); "
+                           "one number when both are equal.", "footnote"))
+    foot_lines += [(html.escape(t), "footnote") for t in notes]
+    line_px = 15
+    shift = -50
+    for text, name in foot_lines:
+        annotations.append({"text": text, "x": 0.0, "xref": "paper", "xshift": -ml + _PAD, "xanchor": "left",
+                            "y": 0.0, "yref": "paper", "yanchor": "top", "yshift": shift, "align": "left",
+                            "showarrow": False, "font": {"size": FOOT_SIZE}, "name": name})
+        shift -= line_px * (text.count("<br>") + 1) + 3
+    return annotations, shift
+
+
 def forest_panels_figure(
     panels: Sequence[ForestPanel],
     xlabel: str = "Effect size",
@@ -446,24 +498,7 @@ def forest_panels_figure(
     ml = left_end + 2 * _PAD
 
     # ------------------------------------------------------------ right block
-    right_cols: list[_Column] = []
-    groups: list[tuple[str, int]] = []  # panel title, index of its first column
-    for p in panels:
-        est = _Column(f"Estimate [{pct} CI]", {}, "right", "Estimate" + (f" ({p.title})" if paired else ""))
-        for r in p.studies:
-            est.cells[y_of[r.label]] = (fmt.estimate_ci(r.estimate, r.ci_low, r.ci_high), False)
-        if p.new is not None and "new" in ys:
-            est.cells[ys["new"]] = (fmt.estimate_ci(p.new.estimate, p.new.ci_low, p.new.ci_high), True)
-        if p.summary is not None:
-            e, lo, hi = p.summary
-            est.cells[ys["summary"]] = (fmt.estimate_ci(e, lo, hi) if _finite(lo, hi) else fmt.num(e), True)
-        if p.pi is not None:
-            est.cells[ys["pi"]] = (fmt.interval(*p.pi), False)
-        groups.append((p.title or "", len(right_cols)))
-        right_cols.append(est)
-        wcells = {y_of[r.label]: (f"{fmt.num(r.weight, 1)}%", False) for r in p.studies if _finite(r.weight)}
-        if wcells:
-            right_cols.append(_Column("Weight", wcells, "right", "Weight" + (f" ({p.title})" if paired else "")))
+    right_cols, groups = _estimate_columns(panels, y_of, ys, pct, paired)
     letters_r = [chr(ord("A") + i) for i in range(len(groups))]
     if paired:  # a group title over each panel's columns; widen its first column to fit it
         for j, (t, i) in enumerate(groups):
@@ -513,28 +548,8 @@ def forest_panels_figure(
                             "name": "x title"})
 
     # ------------------------------------------------------------ footers below the axes
-    foot_lines: list[tuple[str, str]] = []
-    for i, p in enumerate(panels):
-        head = f"<b>{letters[i]} ({html.escape(p.title)})</b>: " if paired and p.title else ""
-        if p.subtitle:
-            foot_lines.append((f"{head}<span style='color:{p.subtitle_color}'>{html.escape(p.subtitle)}</span>",
-                               "verdict"))
-    for i, p in enumerate(panels):
-        head = f"<b>{letters[i]} ({html.escape(p.title)})</b>: " if paired and p.title else ""
-        if p.footer:
-            foot_lines.append((head + p.footer, "heterogeneity"))
-    if differ:
-        a, b = (html.escape(p.title or f"panel {i + 1}") for i, p in enumerate(panels[:2]))
-        foot_lines.append((f"N pairs (A / B): session pairs used in A ({a}) and in B ({b}); "
-                           "one number when both are equal.", "footnote"))
-    foot_lines += [(html.escape(t), "footnote") for t in notes]
-    line_px = 15
-    shift = -50
-    for text, name in foot_lines:
-        annotations.append({"text": text, "x": 0.0, "xref": "paper", "xshift": -ml + _PAD, "xanchor": "left",
-                            "y": 0.0, "yref": "paper", "yanchor": "top", "yshift": shift, "align": "left",
-                            "showarrow": False, "font": {"size": FOOT_SIZE}, "name": name})
-        shift -= line_px * (text.count("<br>") + 1) + 3
+    feet, shift = _footer_annotations(panels, letters, paired, differ, notes, ml)
+    annotations += feet
     top = (45 if title else 12) + (22 if any(p.title for p in panels) else 0)
     bottom = -shift + 8
     height = int(top + bottom + _ROW_PX * (y_top - y_bottom))
