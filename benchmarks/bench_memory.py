@@ -87,7 +87,7 @@ def main() -> None:
         page.get_by_role("button", name="Use these files").click()
         page.get_by_text("Data loaded. The analysis pages now use it.").wait_for(timeout=ms)
         wait_idle(page, ms)
-        page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=ms)
+        page.get_by_text("Loaded: Uploaded:", exact=False).first.wait_for(timeout=ms)
         t_use = time.perf_counter() - t
         in_use, peak = rss(pid)
         print(f"'Use these files' → summary shown: {t_use:.1f} s, RSS {in_use / GB:.2f} GB", flush=True)
