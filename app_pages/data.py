@@ -74,6 +74,8 @@ with upload_tab:
                 if report.ok:
                     label = ", ".join(c.name for _, c in prepared)
                     set_dataset(combined, f"Uploaded: {label}", "upload", notes)
+                    for content, choice in prepared:  # the loaded data set no longer needs the cached reads
+                        compute.release_file(content, choice)
                     st.session_state["upload_message"] = "Data loaded. The analysis pages now use it."
                     st.rerun()
                 else:

@@ -56,6 +56,14 @@ def canonical_file(content: bytes, choice) -> pd.DataFrame:
                               symptoms_higher_is_worse=not choice.higher_better)
 
 
+def release_file(content: bytes, choice) -> None:
+    """Drop one uploaded file's cached reads (raw and canonical frames) once its data set is loaded: the
+    canonical frame then lives in the session (``ui.state``), and the shared cache would otherwise keep
+    pickled copies of a large file for an hour after the data set is replaced (issue 16, memory)."""
+    canonical_file.clear(content, choice)
+    load_file.clear(content, choice.name, choice.sheet)
+
+
 @st.cache_data(show_spinner=False, max_entries=8, ttl=FILE_TTL)
 def summary_and_report(key: str, _df: pd.DataFrame):
     """The Data page's summary and data check of the loaded data set (keyed on its fingerprint)."""
