@@ -7,6 +7,7 @@ import streamlit as st
 
 from analysis import data as adata
 from analysis import meta
+from analysis.export import csv_bytes
 from analysis.report import html_report, reproduction_script
 from ui.options import DIRECTIONS
 
@@ -42,7 +43,7 @@ def report_downloads(ds: dict, options, res, fig) -> None:
     st.markdown(f"**Reproduce it in Python**: download the data ({DATA_NAME}) and the script into the project folder "
                 "and run `.venv/bin/python reproduce_analysis.py`; it prints the same pooled estimates.")
     c1, c2 = st.columns(2)
-    c1.download_button("Download the data (CSV)", data=lambda: ds["df"].to_csv(index=False).encode("utf-8"),
+    c1.download_button("Download the data (CSV)", data=lambda: csv_bytes(ds["df"]),
                        file_name=DATA_NAME, mime="text/csv", key="dl_repro_data", on_click="ignore")
     c2.download_button("Download the script (.py)",
                        data=lambda: script_text(options).encode("utf-8"),
