@@ -62,7 +62,7 @@ def test_main_path(capsys):
         report = ARTIFACTS / "report.html"
         dl.value.save_as(report)
         text = report.read_text(encoding="utf-8")
-        assert "Pooled estimates" in text and "person_mean" in text and "statsmodels" in text
+        assert "Pooled estimates" in text and "person-mean (within-patient)" in text and "statsmodels" in text
 
         page.locator('[data-testid="stSidebar"] [data-testid="stPageLink"]').filter(has_text="Convergence").click()
         page.get_by_role("heading", name="Alliance convergence").wait_for(timeout=60_000)
