@@ -1,0 +1,182 @@
+"""Sharing and reproducing: the exported R script (run live with Rscript) and the
+downloadable Python script (run from a folder outside the project, against an
+installed copy of the package) give the app's numbers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import data, lagged, pipeline, rscript
+from analysis.lagged import LagOptions
+from analysis.report import r_script, reproduction_script
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "demo_data" / "ipd_17_studies.csv"
+STUDIES = ["Study 02", "Study 04", "Study 10", "Study 13", "Study 15"]
+ODD_STUDY = 'Ä "tiny" \\ study'  # two patients only: fails in the app and in R
+
+
+def _canonical() -> pd.DataFrame:
+    """Five demo studies through the app's intake path, plus a study that cannot be fitted."""
+    raw = data.load(DEMO, filename=DEMO.name)
+    df = data.to_canonical(raw, data.suggest_mapping(raw))
+    df = df[df["study"].isin(STUDIES)]
+    first = df[df["study"] == STUDIES[0]]
+    tiny = first[first["patient"].isin(first["patient"].unique()[:2])].copy()
+    tiny["study"] = ODD_STUDY
+    return pd.concat([df, tiny], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def canonical():
+    return _canonical()
+
+
+R_OPTION_SETS = {
+    "default": LagOptions(),
+    "detrended_time_dl_knha": LagOptions(centering="detrended", time_trend="fixed", pooling_method="DL", test="knha"),
+    "fixed_effects_cross_pm": LagOptions(estimator="fixed_effects", cross_level=True, time_trend="fixed",
+                                         pooling_method="PM"),
+    "next_observed_lag2_raw_window_grand_sj": LagOptions(pairing="next_observed", lag=2, standardize=False,
+                                                         sessions=(2, 6), centering="grand_mean", pooling_method="SJ"),
+    "random_slope_none_noprior_fe": LagOptions(time_trend="fixed_random", control_prior_outcome=False,
+                                               centering="none", pooling_method="FE"),
+    "random_slope_eb_knha_one_direction": LagOptions(time_trend="fixed_random", directions=("symptoms_to_alliance",),
+                                                     pooling_method="EB", test="knha"),
+}
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("name", list(R_OPTION_SETS))
+def test_r_script_reproduces_two_stage(name, canonical, tmp_path):
+    options = R_OPTION_SETS[name]
+    fname = 'data "ü" \\ 1.csv'  # a file name that needs escaping inside R
+    canonical.to_csv(tmp_path / fname, index=False)
+    (tmp_path / "reproduce.R").write_text(r_script(fname, options), encoding="utf-8")
+    run = subprocess.run(["Rscript", "reproduce.R"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Stage 2, pooled" in run.stdout
+    res = pipeline.two_stage(canonical, options)
+
+    per_r = pd.read_csv(tmp_path / "per_study_estimates.csv", dtype={"study": str}, encoding="utf-8")
+    py = res.per_study.astype({"study": object, "direction": object, "term": object, "status": object})
+    key = ["study", "direction", "term"]
+    assert sorted(map(tuple, py[key].to_numpy())) == sorted(map(tuple, per_r[key].to_numpy()))
+    m = py.merge(per_r, on=key, suffixes=("_py", "_r"))
+    failed_py = m["status_py"] == "failed"
+    failed_r = m["status_r"].str.startswith("failed")
+    assert (failed_py == failed_r).all()
+    assert failed_py[m["study"] == ODD_STUDY].all()
+    ok = ~failed_py
+    assert ok.sum() >= 5 * len(options.directions) * 2
+    np.testing.assert_allclose(m.loc[ok, "estimate_r"], m.loc[ok, "estimate_py"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(m.loc[ok, "se_r"], m.loc[ok, "se_py"], rtol=0, atol=1e-4)
+
+    pooled_r = pd.read_csv(tmp_path / "pooled_estimates.csv").set_index("direction")
+    assert sorted(pooled_r.index) == sorted(res.pooled)
+    for direction, meta in res.pooled.items():
+        row = pooled_r.loc[direction]
+        assert int(row["k"]) == meta.k == 5
+        for col, val in (("estimate", meta.estimate), ("se", meta.se), ("tau2", meta.tau2),
+                         ("ci_low", meta.ci_low), ("ci_high", meta.ci_high)):
+            assert abs(row[col] - val) < 1e-4, (direction, col, row[col], val)
+
+
+@pytest.mark.r
+def test_r_string_literals_read_back_exactly(tmp_path):
+    values = ['plain', 'quote " and \\ backslash', "new\nline\ttab", "ümlaut – dash ⇄ 😀", "'); system('x'); ('"]
+    lines = [f"cat({rscript.r_string(v)}, '\\x1f', sep = '')" for v in values]
+    (tmp_path / "s.R").write_text("\n".join(lines), encoding="utf-8")
+    run = subprocess.run(["Rscript", "s.R"], cwd=tmp_path, capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.decode("utf-8").split("\x1f")[:-1] == values
+
+
+def test_r_string_is_ascii_and_rejects_nul():
+    assert rscript.r_string("ü⇄").isascii()
+    with pytest.raises(ValueError, match="NUL"):
+        rscript.r_string("a\x00b")
+
+
+def test_r_script_names_an_option_it_cannot_reproduce(monkeypatch):
+    # every LagOptions field outside R_SUPPORTED_OPTIONS must keep its default
+    monkeypatch.setattr(rscript, "R_SUPPORTED_OPTIONS", tuple(f for f in rscript.R_SUPPORTED_OPTIONS
+                                                            if f != "cross_level"))
+    assert "opt <- list(" in r_script("d.csv", LagOptions())
+    with pytest.raises(ValueError, match="cross_level"):
+        r_script("d.csv", LagOptions(cross_level=True))
+
+
+def test_r_script_embeds_every_option():
+    text = r_script("d.csv", LagOptions(sessions=(2, 6), lag=3, directions=("symptoms_to_alliance",)))
+    assert 'sessions = c(2L, 6L)' in text
+    assert 'lag = 3L' in text
+    assert 'directions = c("symptoms_to_alliance")' in text
+    assert 'pooling_method = "REML"' in text
+
+
+# ---------------------------------------------------------------- installed package, Python script
+
+
+@pytest.fixture(scope="session")
+def installed_site(tmp_path_factory):
+    """``pip install --no-deps --target`` of this project (a wheel build, as users install it)."""
+    site = tmp_path_factory.mktemp("site")
+    run = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(ROOT)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return site
+
+
+def _outside_env(site: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["PYTHONPATH"] = str(site)
+    return env
+
+
+def test_installed_package_layout_and_version(installed_site, tmp_path):
+    import analysis
+
+    for rel in ("analysis/pipeline.py", "alliance_dashboard/app.py", "alliance_dashboard/app_pages/lagged.py",
+                "alliance_dashboard/ui/state.py", "alliance_dashboard/.streamlit/config.toml",
+                "alliance_dashboard/demo_data/ipd_17_studies.csv", "alliance_dashboard/docs/METHODS.md"):
+        assert (installed_site / rel).is_file(), rel
+    env = _outside_env(installed_site)
+    run = subprocess.run([sys.executable, "-m", "analysis"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert analysis.__version__ in run.stdout and str(installed_site) in run.stdout
+    run = subprocess.run([sys.executable, "-c", "from alliance_dashboard.ui.launch import main; main(['--version'])"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"alliance-dashboard {analysis.__version__}"
+
+
+def test_python_script_runs_outside_the_project(installed_site, canonical, tmp_path):
+    options = LagOptions(centering="detrended", pooling_method="DL", test="knha")
+    work, elsewhere = tmp_path / "download", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    canonical.to_csv(work / "analysis_data.csv", index=False)
+    (work / "reproduce_analysis.py").write_text(reproduction_script("analysis_data.csv", options.to_dict()),
+                                                encoding="utf-8")
+    run = subprocess.run([sys.executable, str(work / "reproduce_analysis.py")], cwd=elsewhere,
+                         env=_outside_env(installed_site), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    res = pipeline.two_stage(canonical, options)
+    pooled = pd.read_csv(work / "python_pooled_estimates.csv").set_index("direction")
+    for direction, meta in res.pooled.items():
+        for col in ("estimate", "se", "tau2", "ci_low", "ci_high"):
+            assert pooled.loc[direction, col] == pytest.approx(getattr(meta, col), rel=1e-12, abs=1e-14)
+    per = pd.read_csv(work / "python_per_study_estimates.csv", dtype={"study": str})
+    np.testing.assert_allclose(per["estimate"].to_numpy(float), res.per_study["estimate"].to_numpy(float),
+                               rtol=1e-12, equal_nan=True)
+
