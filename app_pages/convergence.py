@@ -7,7 +7,7 @@ from analysis import convergence as conv
 from analysis import plots_convergence as pc
 from analysis import plots_meta
 from ui.downloads import show_figure, table_download
-from ui.state import DEMOS, current, has_therapist_ratings, load_demo, set_dataset
+from ui.state import DEMOS, current, data_banner, has_therapist_ratings, load_demo, set_dataset
 
 METHODS = "/methods#8-alliance-convergence-convergence-paper"
 
@@ -40,6 +40,7 @@ def _pooled(df, discrepancy, transform, method, test):
 
 
 st.title("Alliance convergence")
+data_banner()
 st.caption(
     "Do patient and therapist come to agree on the alliance over treatment, and do dyads that converge improve "
     f"more? Dyad scores and symptom growth Models 1–3 as in the convergence paper ([Methods §8]({METHODS}))."

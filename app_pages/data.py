@@ -8,6 +8,7 @@ import streamlit as st
 from analysis import data as adata
 from analysis import plots_data
 from ui import compute
+from ui.bundle import bundle_upload
 from ui.downloads import show_figure, table_download
 from ui.state import DEMOS, current, load_demo, set_dataset
 
@@ -57,6 +58,7 @@ with upload_tab:
         "One row per patient × session (long format), or one column per session (wide: `wai_1 … wai_12`). "
         "Several files can be combined; each file is one study unless it has a study column."
     )
+    bundle_upload()
     st.download_button("Download a template CSV", data=adata.template_csv().encode("utf-8"),
                        file_name="alliance_template.csv", mime="text/csv", on_click="ignore")
     files = st.file_uploader("Data files", type=FILE_TYPES, accept_multiple_files=True, key="uploads")

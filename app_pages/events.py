@@ -17,7 +17,7 @@ from analysis import events as ev
 from analysis import plots_events as pe
 from analysis.plots_meta import forest_plot
 from ui.downloads import show_figure, table_download
-from ui.state import current, has_therapist_ratings
+from ui.state import current, data_banner, has_therapist_ratings
 
 M = "/methods#"
 LINK_RUPTURES = M + "9-ruptures-ruptures-paper-stiles-2004-strauss-2006-gumz-2012"
@@ -216,6 +216,7 @@ def _save(keys) -> None:
 # --------------------------------------------------------------------------- page
 
 st.title("Ruptures & gains")
+data_banner()
 ds = current()
 df = ds["df"][[c for c in DATA_COLS if c in ds["df"].columns]]
 studies = sorted(df["study"].astype(str).unique())

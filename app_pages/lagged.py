@@ -9,9 +9,10 @@ from analysis.interpret import count_sentence, lagged_effect_sentence
 from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel
-from ui.state import current
+from ui.state import current, data_banner
 
 st.title("Lagged effects")
+data_banner()
 df = current()["df"]
 options = option_panel(df)
 st.caption(

@@ -16,7 +16,7 @@ from analysis.plots_screening import screening_forest
 from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel, pooling_panel
-from ui.state import current
+from ui.state import current, data_banner
 
 # The same column-mapping choices as the Data page (app_pages/data.py).
 CANONICAL = {
@@ -252,6 +252,7 @@ def main() -> None:
         "or a reference effect you type in."
     )
     ds = current()
+    data_banner()
     coll = ds["df"]
     pooling_panel(coll)
     options = option_panel(coll)

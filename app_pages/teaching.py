@@ -8,6 +8,7 @@ import streamlit as st
 from analysis import plots_teaching
 from analysis import teaching as tg
 from ui.downloads import show_figure, table_download
+from ui.persist import TEACHING, url_params
 
 M = "/methods#"
 LINKS = {
@@ -43,6 +44,7 @@ st.caption(
     "1 unit = 1 standard deviation of the patients' true average levels."
 )
 
+url_params("teaching", TEACHING)  # scenario and seed in the URL (shareable link)
 with st.sidebar:
     st.markdown("#### Simulation settings")
     within_effect = st.slider(

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import data, lagged, pipeline, rscript
+from analysis import data, pipeline, rscript
 from analysis.lagged import LagOptions
 from analysis.report import r_script, reproduction_script
 
