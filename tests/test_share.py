@@ -180,3 +180,68 @@ def test_python_script_runs_outside_the_project(installed_site, canonical, tmp_p
     np.testing.assert_allclose(per["estimate"].to_numpy(float), res.per_study["estimate"].to_numpy(float),
                                rtol=1e-12, equal_nan=True)
 
+
+
+# ---------------------------------------------------------------- reproducibility bundle
+
+
+def _bundle_options():
+    return LagOptions(centering="detrended", lag=2, pairing="next_observed", sessions=(1, 6), pooling_method="PM",
+                      test="knha")
+
+
+def test_bundle_round_trip_gives_identical_results(canonical):
+    import io
+    import json
+    import zipfile
+
+    from analysis import bundle
+
+    options = _bundle_options()
+    zipped = bundle.make_bundle(canonical, options, ODD_STUDY, page_options={"teach_seed": 7}, seeds={"teach_seed": 7},
+                                report_html="<html></html>", figures={"forest plot/1": "<svg/>"})
+    names = set(zipfile.ZipFile(io.BytesIO(zipped)).namelist())
+    assert {"data.csv", "mapping.json", "options.json", "manifest.json", "reproduce_analysis.py",
+            "reproduce_analysis.R", "report.html", "figures/forest_plot_1.svg", "README.txt"} <= names
+    b = bundle.read_bundle(zipped)
+    assert b.name == ODD_STUDY and b.options == options and b.page_options == {"teach_seed": 7}
+    assert b.manifest["seeds"] == {"teach_seed": 7} and "numpy" in b.manifest["packages"]
+    pd.testing.assert_frame_equal(b.data, canonical)
+    r1, r2 = pipeline.two_stage(canonical, options), pipeline.two_stage(b.data, options)
+    pd.testing.assert_frame_equal(r1.per_study, r2.per_study, check_exact=True)
+    for d in r1.pooled:
+        assert (r1.pooled[d].estimate, r1.pooled[d].se, r1.pooled[d].tau2) == (
+            r2.pooled[d].estimate, r2.pooled[d].se, r2.pooled[d].tau2)
+    # a changed file is refused, with the reason
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(zipped)) as zin, zipfile.ZipFile(buf, "w") as zout:
+        for n in zin.namelist():
+            blob = zin.read(n)
+            if n == "options.json":
+                doc = json.loads(blob)
+                doc["lag_options"]["lag"] = 1
+                blob = json.dumps(doc).encode()
+            zout.writestr(n, blob)
+    with pytest.raises(data.DataError, match="options.json.*changed"):
+        bundle.read_bundle(buf.getvalue())
+    with pytest.raises(data.DataError, match="not a zip"):
+        bundle.read_bundle(b"study,patient\n")
+    assert bundle.is_bundle(zipped) and not bundle.is_bundle(b"PK\x03\x04junk")
+
+
+def test_bundled_python_script_runs_from_a_folder_outside_the_project(installed_site, canonical, tmp_path):
+    import io
+    import zipfile
+
+    from analysis import bundle
+
+    options = _bundle_options()
+    zipfile.ZipFile(io.BytesIO(bundle.make_bundle(canonical, options, "b"))).extractall(tmp_path / "b")
+    run = subprocess.run([sys.executable, str(tmp_path / "b" / "reproduce_analysis.py")], cwd=tmp_path,
+                         env=_outside_env(installed_site), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    res = pipeline.two_stage(canonical, options)
+    pooled = pd.read_csv(tmp_path / "b" / "python_pooled_estimates.csv").set_index("direction")
+    for direction, meta in res.pooled.items():
+        assert pooled.loc[direction, "estimate"] == pytest.approx(meta.estimate, rel=1e-12)
+        assert pooled.loc[direction, "tau2"] == pytest.approx(meta.tau2, rel=1e-12, abs=1e-15)
