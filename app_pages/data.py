@@ -58,7 +58,6 @@ with upload_tab:
         "One row per patient × session (long format), or one column per session (wide: `wai_1 … wai_12`). "
         "Several files can be combined; each file is one study unless it has a study column."
     )
-    bundle_upload()
     st.download_button("Download a template CSV", data=adata.template_csv().encode("utf-8"),
                        file_name="alliance_template.csv", mime="text/csv", on_click="ignore")
     files = st.file_uploader("Data files", type=FILE_TYPES, accept_multiple_files=True, key="uploads")
@@ -150,6 +149,7 @@ with upload_tab:
                     _show_report(report)
         elif failed:
             st.info("Fix the problems above; your column choices are kept.")
+    bundle_upload()
 
 if msg := st.session_state.pop("upload_message", None):
     st.success(msg)

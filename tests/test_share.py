@@ -128,9 +128,16 @@ def test_r_script_embeds_every_option():
 @pytest.fixture(scope="session")
 def installed_site(tmp_path_factory):
     """``pip install --no-deps --target`` of this project (a wheel build, as users install it)."""
+    import shutil
+
     site = tmp_path_factory.mktemp("site")
+    src = tmp_path_factory.mktemp("src")  # a clean copy, so the build leaves nothing in the project folder
+    for rel in ("pyproject.toml", "requirements.txt", "README.md", "app.py"):
+        shutil.copy2(ROOT / rel, src / rel)
+    for rel in ("analysis", "ui", "app_pages", ".streamlit", "demo_data", "docs"):
+        shutil.copytree(ROOT / rel, src / rel, ignore=shutil.ignore_patterns("__pycache__"))
     run = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(ROOT)],
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(src)],
         capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
@@ -245,3 +252,22 @@ def test_bundled_python_script_runs_from_a_folder_outside_the_project(installed_
     for direction, meta in res.pooled.items():
         assert pooled.loc[direction, "estimate"] == pytest.approx(meta.estimate, rel=1e-12)
         assert pooled.loc[direction, "tau2"] == pytest.approx(meta.tau2, rel=1e-12, abs=1e-15)
+
+
+def test_reference_checker_flags_numerical_differences(tmp_path):
+    sys.path.insert(0, str(ROOT / "tests" / "reference"))
+    try:
+        import check_reference as cr
+    finally:
+        sys.path.pop(0)
+    doc = {"fits": [{"estimate": [0.25, -1.5e-3], "study": "A", "singular": True}], "tau2": 0.0}
+    same = {"fits": [{"estimate": [0.25 * (1 + 1e-11), -1.5e-3], "study": "A", "singular": True}], "tau2": 1e-14}
+    assert cr.compare_json(doc, same, 1e-9, 1e-12) == []
+    moved = {"fits": [{"estimate": [0.25 * (1 + 1e-8), -1.5e-3], "study": "A", "singular": True}], "tau2": 0.0}
+    assert cr.compare_json(doc, moved, 1e-9, 1e-12) == ["$.fits[0].estimate[0]: 0.25 != 0.2500000025"]
+    assert cr.compare_json(doc, {**doc, "tau2": None}, 1e-9, 1e-12)
+    assert cr.compare_json(doc, {"fits": [{**doc["fits"][0], "study": "B"}], "tau2": 0.0}, 1e-9, 1e-12)
+    pd.DataFrame({"s": ["x", "y"], "v": [1.0, 2.0]}).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame({"s": ["x", "y"], "v": [1.0, 2.0 + 1e-6]}).to_csv(tmp_path / "b.csv", index=False)
+    assert cr.compare_csv(tmp_path / "a.csv", tmp_path / "a.csv", 1e-9, 1e-12) == []
+    assert len(cr.compare_csv(tmp_path / "a.csv", tmp_path / "b.csv", 1e-9, 1e-12)) == 1
