@@ -43,3 +43,4 @@ with st.sidebar:
     st.divider()
 sidebar_summary()
 st.navigation(PAGES, position="hidden").run()
+persist.write_declared()  # the page's options into the URL (ui/persist.py)

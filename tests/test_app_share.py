@@ -109,3 +109,10 @@ def test_bundle_loaded_on_the_data_page_restores_data_and_options():
     m = res.pooled["symptoms_to_alliance"]
     shown = " ".join(str(x.value) for x in at.markdown)
     assert f"{m.estimate:.2f}".replace("-", "−") in shown
+
+
+def test_teaching_scenario_reaches_the_url_on_the_first_visit():
+    at = _goto(_app(), "app_pages/teaching.py")
+    qp = {k: at.query_params[k] for k in at.query_params}
+    flat = {k: (v[0] if isinstance(v, list) else v) for k, v in qp.items()}
+    assert flat.get("seed") == "1" and flat.get("within") == "-0.2" and flat.get("prior") == "0"

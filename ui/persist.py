@@ -25,6 +25,7 @@ import streamlit as st
 STORE = "_persist"  # remembered widget values
 _KEYS = "_persist_keys"  # keys registered through widget()
 _APPLIED = "_url_applied"  # URL groups already applied in this session
+_RUN = "_url_this_run"  # URL parameters declared in the current run (written again after the page)
 
 
 def _store() -> dict:
@@ -57,6 +58,14 @@ def sync() -> None:
     for key in st.session_state.get(_KEYS, ()):
         if key in st.session_state:
             store[key] = st.session_state[key]
+    st.session_state[_RUN] = {}
+
+
+def write_declared() -> None:
+    """Write every URL parameter declared in this run (app.py, after the page ran), so
+    values of widgets drawn for the first time reach the URL without waiting for a click."""
+    for params in st.session_state.get(_RUN, {}).values():
+        write_url(params)
 
 
 def forget(prefix: str) -> None:
@@ -144,6 +153,7 @@ def url_params(group: str, params: Mapping[str, Param]) -> list[str]:
                     st.session_state[p.key] = val
                     _store()[p.key] = val
                     applied.append(name)
+    st.session_state.setdefault(_RUN, {})[group] = dict(params)
     write_url(params)
     return applied
 

@@ -75,7 +75,7 @@ def data_banner() -> None:
     n_st, n_pt = ds.get("n_studies", 0), ds.get("n_patients", 0)
     size = f"{n_st} {'study' if n_st == 1 else 'studies'}, {n_pt:,} patients"
     if ds.get("source") == "demo":
-        text = f"Data: **{esc(ds['name'])}** — simulated demo data, not your own ({size})."
+        text = f"Data: **{esc(ds['name'])}** — simulated demo data, not your own."
         if ds.get("auto"):
             text += (" A reload or a shared link starts a new session, and Streamlit cannot keep uploaded "
                      "files across it: load your files (or a reproducibility bundle) again on the Data page.")
