@@ -11,9 +11,9 @@ import streamlit as st
 from ui import persist
 from ui.state import ensure_dataset, sidebar_summary
 
-st.set_page_config(page_title="Alliance ⇄ Symptoms", page_icon=":material/monitoring:", layout="wide")
-
 HERE = Path(__file__).resolve().parent
+# A local image: a ":material/...:" page icon makes the browser fetch the favicon from a font CDN.
+st.set_page_config(page_title="Alliance ⇄ Symptoms", page_icon=str(HERE / "assets" / "favicon.png"), layout="wide")
 # (file, title, icon). tests/test_app_shell.py checks every file exists.
 PAGE_SPECS = [
     ("app_pages/home.py", "Overview", ":material/home:"),

@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.teaching import Estimates, ScatterSummary, nickell_approximation
+from analysis.teaching import Estimates, ScatterSummary
 
 __all__ = ["estimates_figure", "nickell_figure", "scatter_figure"]
 
@@ -129,23 +129,21 @@ def scatter_figure(summary: ScatterSummary) -> go.Figure:
 
 
 def nickell_figure(curve: pd.DataFrame, rho: float) -> go.Figure:
-    """Estimated minus true autoregression against sessions per patient, with
-    −(1 + ρ)/(T − 1) for T = sessions (solid) and T = pairs (dotted, hidden at first),
-    and the within alliance → symptoms estimate minus its truth."""
+    """Estimated minus true autoregression against sessions per patient (``nickell_curve``), with
+    its approximation −(1 + ρ)/(T − 1) for T = pairs per patient (solid, METHODS §5) and for
+    T = sessions (dotted, hidden at first), and the within alliance → symptoms bias."""
     c = curve.sort_values("sessions")
-    t_lo, t_hi = int(c["sessions"].min()), int(c["sessions"].max())
-    tt = np.linspace(t_lo, t_hi, 200)
     fig = go.Figure()
     fig.add_hline(y=0, line={"color": "#a0aec0", "width": 1})
     fig.add_trace(go.Scatter(
-        x=tt, y=nickell_approximation(rho, tt), mode="lines", line={"color": _RED, "width": 2},
-        name="approximation −(1 + ρ)/(T − 1), T = sessions per patient",
-        hovertemplate="T = %{x:.1f}: %{y:.3f}<extra></extra>",
+        x=c["sessions"], y=c["approx"], mode="lines", line={"color": _RED, "width": 2},
+        name="approximation −(1 + ρ)/(T − 1), T = pairs per patient (sessions − 1)",
+        hovertemplate="%{x} sessions: %{y:.3f}<extra></extra>",
     ))
     fig.add_trace(go.Scatter(
-        x=tt, y=nickell_approximation(rho, tt - 1), mode="lines", line={"color": _RED, "width": 1, "dash": "dot"},
-        name="same formula with T = pairs per patient (sessions − 1)", visible="legendonly",
-        hovertemplate="T − 1 = %{x:.1f}: %{y:.3f}<extra></extra>",
+        x=c["sessions"], y=c["approx_sessions"], mode="lines", line={"color": _RED, "width": 1, "dash": "dot"},
+        name="same formula with T = sessions per patient", visible="legendonly",
+        hovertemplate="%{x} sessions: %{y:.3f}<extra></extra>",
     ))
     fig.add_trace(go.Scatter(
         x=c["sessions"], y=c["bias"], mode="lines+markers", marker={"size": 9, "color": _BLUE},
@@ -155,7 +153,7 @@ def nickell_figure(curve: pd.DataFrame, rho: float) -> go.Figure:
     ))
     fig.add_trace(go.Scatter(
         x=c["sessions"], y=c["within_bias"], mode="lines+markers", marker={"size": 6, "color": _GREY},
-        line={"color": _GREY, "dash": "dash"}, name="simulated: within alliance → symptoms estimate − true c_AS",
+        line={"color": _GREY, "dash": "dash"}, name="simulated: within alliance → symptoms estimate − its true value",
         hovertemplate="%{x} sessions: bias %{y:.3f}<extra></extra>",
     ))
     fig.update_xaxes(title_text="Sessions per patient (T)", dtick=1)

@@ -9,7 +9,7 @@ from ui.state import current
 current()
 
 st.title("Methods")
-st.caption("The exact definitions every result on this site follows. Option help on the other pages links here.")
+st.caption("What every number in this app is, with the references to cite. Option help on the other pages links here.")
 text = (Path(__file__).resolve().parents[1] / "docs" / "METHODS.md").read_text(encoding="utf-8")
 # The file's own first heading is replaced by the page title above.
 st.markdown(text.split("\n", 1)[1] if text.startswith("# ") else text)

@@ -83,3 +83,30 @@ def test_control_checkbox_changes_the_between_truth_and_seed_changes_the_sample(
     before = _sentence(at, "The within-patient estimate")
     at.number_input(key="teach_seed").set_value(2).run()
     assert _sentence(at, "The within-patient estimate") != before
+
+
+def test_presentation_mode_moves_settings_beside_figures_and_enlarges_text():
+    at = _open_teaching()
+    assert any(s.key == "teach_within" for s in at.sidebar.slider)
+    at.toggle(key="teach_present").set_value(True).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert not any(s.key == "teach_within" for s in at.sidebar.slider)  # settings left the sidebar
+    assert any(s.key == "teach_within" for s in at.main.slider)
+    import json
+
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert specs and all(sp["layout"]["font"]["size"] >= 18 for sp in specs)
+
+
+def test_systematic_miss_is_not_called_chance_on_the_page():
+    at = _open_teaching()
+    at.checkbox(key="teach_control").set_value(False)
+    at.slider(key="teach_within").set_value(0.4)
+    at.slider(key="teach_ar").set_value(0.7).run()
+    assert not at.exception, [e.message for e in at.exception]
+    body = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
+    assert "c_AS" not in body
+    assert "simulated 20 more times" in body
+    # seed 1 with these settings misses (issue 13: 5 of 5 seeds did) and the page says why
+    assert "misses the truth" in body
+    assert "not by chance" in body and "1 sample in 20" not in body

@@ -129,3 +129,33 @@ def _pooled_forest(key: str, _df: pd.DataFrame, options: LagOptions, titles: tup
 def pooled_forest(df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: str):
     """The Pooled page's forest figure (paired when both directions are chosen), cached with its inputs."""
     return _pooled_forest(data_key(df), df, options, titles, xlabel)
+
+
+# --------------------------------------------------------------------------- teaching (simulation only; no data key)
+NICKELL_PATIENTS = 800
+NICKELL_SESSIONS = range(3, 16)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
+def teaching_sample(params):
+    """One simulated teaching sample, its three estimates and the scatter summary (analysis.teaching)."""
+    from analysis import teaching
+
+    data = teaching.simulate(params).data
+    return data, teaching.fit_estimates(data, params), teaching.scatter_summary(data)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
+def teaching_replication(params, n_rep: int = 20):
+    """Many samples with the same settings: chance or systematic miss (analysis.teaching.replicate)."""
+    from analysis import teaching
+
+    return teaching.replicate(params.replace(seed=1), n_rep=n_rep)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
+def teaching_nickell(params):
+    """The Nickell curve for the page's settings (analysis.teaching.nickell_curve)."""
+    from analysis import teaching
+
+    return teaching.nickell_curve(params, NICKELL_SESSIONS, n_patients=NICKELL_PATIENTS)
