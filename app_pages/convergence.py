@@ -7,6 +7,7 @@ from analysis import convergence as conv
 from analysis import plots_convergence as pc
 from analysis import plots_meta
 from ui.downloads import show_figure, table_download
+from ui.persist import CONVERGENCE, url_params
 from ui.state import DEMOS, current, data_banner, has_therapist_ratings, load_demo, set_dataset
 
 METHODS = "/methods#8-alliance-convergence-convergence-paper"
@@ -59,6 +60,7 @@ if not has_therapist_ratings(df):
 
 d = df[df["therapist_alliance"].notna() | df["alliance"].notna()]
 studies = sorted(d["study"].astype(str).unique())
+url_params("convergence", CONVERGENCE)  # options in the URL (ui/persist.py)
 with st.sidebar:
     st.markdown("#### Convergence options")
     discrepancy = st.radio(

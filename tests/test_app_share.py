@@ -116,3 +116,11 @@ def test_teaching_scenario_reaches_the_url_on_the_first_visit():
     qp = {k: at.query_params[k] for k in at.query_params}
     flat = {k: (v[0] if isinstance(v, list) else v) for k, v in qp.items()}
     assert flat.get("seed") == "1" and flat.get("within") == "-0.2" and flat.get("prior") == "0"
+
+
+def test_convergence_options_from_the_url():
+    at = _goto(_app({"score": "signed", "transform": "log_shift", "therapist_level": "maybe"}),
+               "app_pages/convergence.py")
+    assert at.radio(key="conv_discrepancy").value == "signed"
+    assert at.radio(key="conv_transform").value == "log_shift"
+    assert at.checkbox(key="conv_therapist_level").value is False  # an invalid value is ignored

@@ -179,3 +179,10 @@ TEACHING = {
     "seed": Param("teach_seed", "int", lo=0, hi=1_000_000),
     "prior": Param("teach_control", "bool"),
 }
+
+#: The Convergence page's model options (never the study: study names are data).
+CONVERGENCE = {
+    "score": Param("conv_discrepancy", "choice", ("absolute", "signed")),
+    "transform": Param("conv_transform", "choice", ("none", "log_shift")),
+    "therapist_level": Param("conv_therapist_level", "bool"),
+}
