@@ -383,8 +383,8 @@ write.csv(pooled, "pooled_estimates.csv", row.names = FALSE, fileEncoding = "UTF
 
 # ------------------------------------------------------------------ summary
 cat("Lagged two-stage analysis of", data_file, "\n")
-cat("Options:", paste(names(opt), vapply(opt, function(v) paste(v, collapse = ","), ""), sep = "=",
-                      collapse = "; "), "\n\n")
+opt_text <- vapply(opt, function(v) if (is.null(v)) "all" else paste(v, collapse = ","), "")
+cat("Options:", paste(names(opt), opt_text, sep = "=", collapse = "; "), "\n\n")
 cat("Stage 1, 'within' coefficient per study:\n")
 show <- per[per$term == "within", c("study", "direction", "estimate", "se", "status")]
 print(format(show, digits = 4), row.names = FALSE)

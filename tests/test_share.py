@@ -271,3 +271,23 @@ def test_reference_checker_flags_numerical_differences(tmp_path):
     pd.DataFrame({"s": ["x", "y"], "v": [1.0, 2.0 + 1e-6]}).to_csv(tmp_path / "b.csv", index=False)
     assert cr.compare_csv(tmp_path / "a.csv", tmp_path / "a.csv", 1e-9, 1e-12) == []
     assert len(cr.compare_csv(tmp_path / "a.csv", tmp_path / "b.csv", 1e-9, 1e-12)) == 1
+
+
+@pytest.mark.r
+def test_bundled_r_script_runs_in_the_unzipped_bundle(canonical, tmp_path):
+    import io
+    import zipfile
+
+    from analysis import bundle
+
+    options = LagOptions(estimator="fixed_effects", sessions=(1, 6))
+    zipfile.ZipFile(io.BytesIO(bundle.make_bundle(canonical, options, "b"))).extractall(tmp_path)
+    run = subprocess.run(["Rscript", "reproduce_analysis.R"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "sessions=1,6" in run.stdout
+    res = pipeline.two_stage(canonical, options)
+    pooled = pd.read_csv(tmp_path / "pooled_estimates.csv").set_index("direction")
+    for direction, meta in res.pooled.items():
+        assert abs(pooled.loc[direction, "estimate"] - meta.estimate) < 1e-4
+        assert abs(pooled.loc[direction, "se"] - meta.se) < 1e-4
