@@ -134,7 +134,7 @@ def installed_site(tmp_path_factory):
     src = tmp_path_factory.mktemp("src")  # a clean copy, so the build leaves nothing in the project folder
     for rel in ("pyproject.toml", "requirements.txt", "README.md", "app.py"):
         shutil.copy2(ROOT / rel, src / rel)
-    for rel in ("analysis", "ui", "app_pages", ".streamlit", "demo_data", "docs"):
+    for rel in ("analysis", "ui", "app_pages", ".streamlit", "demo_data", "docs", "assets"):
         shutil.copytree(ROOT / rel, src / rel, ignore=shutil.ignore_patterns("__pycache__"))
     run = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(src)],
@@ -155,7 +155,8 @@ def test_installed_package_layout_and_version(installed_site, tmp_path):
 
     for rel in ("analysis/pipeline.py", "alliance_dashboard/app.py", "alliance_dashboard/app_pages/lagged.py",
                 "alliance_dashboard/ui/state.py", "alliance_dashboard/.streamlit/config.toml",
-                "alliance_dashboard/demo_data/ipd_17_studies.csv", "alliance_dashboard/docs/METHODS.md"):
+                "alliance_dashboard/demo_data/ipd_17_studies.csv", "alliance_dashboard/docs/METHODS.md",
+                "alliance_dashboard/assets/favicon.png"):
         assert (installed_site / rel).is_file(), rel
     env = _outside_env(installed_site)
     run = subprocess.run([sys.executable, "-m", "analysis"], cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -165,6 +166,27 @@ def test_installed_package_layout_and_version(installed_site, tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == f"alliance-dashboard {analysis.__version__}"
+
+
+def test_installed_app_runs_from_the_installed_copy(installed_site, tmp_path):
+    # the app's pages and ui/ helpers come from the installed copy, not from this project folder
+    code = (
+        "from streamlit.testing.v1 import AppTest\n"
+        "import sys\n"
+        f"at = AppTest.from_file({str(installed_site / 'alliance_dashboard' / 'app.py')!r}, default_timeout=180)\n"
+        "at.run()\n"
+        "assert not at.exception, [e.value for e in at.exception]\n"
+        "at.switch_page('app_pages/lagged.py'); at.run()\n"
+        "assert not at.exception, [e.value for e in at.exception]\n"
+        "import ui.state\n"
+        "print(ui.state.__file__)\n"
+        "print(len(at.get('plotly_chart')))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_outside_env(installed_site),
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    path, charts = run.stdout.strip().splitlines()[-2:]
+    assert path.startswith(str(installed_site)) and int(charts) >= 1
 
 
 def test_python_script_runs_outside_the_project(installed_site, canonical, tmp_path):
