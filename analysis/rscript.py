@@ -24,13 +24,29 @@ from dataclasses import fields
 
 from analysis.lagged import LagOptions
 
-__all__ = ["R_SUPPORTED_OPTIONS", "r_script", "r_string"]
+__all__ = ["R_SUPPORTED_OPTIONS", "R_VALUES", "r_script", "r_string"]
 
 #: LagOptions fields the R script reproduces; any other field must keep its default.
 R_SUPPORTED_OPTIONS = (
     "centering", "lag", "pairing", "directions", "control_prior_outcome", "standardize", "sessions",
     "time_trend", "cross_level", "estimator", "pooling_method", "test",
 )
+
+
+#: The values of the supported options that the R template implements (new values of these
+#: fields, e.g. a lag of 0 or another standardization, must be added to the template first).
+R_VALUES = {
+    "centering": ("none", "grand_mean", "person_mean", "detrended"),
+    "lag": (1, 2, 3),
+    "pairing": ("session", "next_observed"),
+    "control_prior_outcome": (True, False),
+    "standardize": (True, False),
+    "time_trend": ("none", "fixed", "fixed_random"),
+    "cross_level": (True, False),
+    "estimator": ("mixed", "fixed_effects"),
+    "pooling_method": ("DL", "REML", "ML", "PM", "EB", "HE", "SJ", "HS", "FE"),
+    "test": ("z", "knha"),
+}
 
 
 def r_string(value: str) -> str:
@@ -85,6 +101,16 @@ def _as_options(options) -> LagOptions:
 
 
 def _check_supported(options: LagOptions) -> None:
+    for name, allowed in R_VALUES.items():
+        v = getattr(options, name)
+        if not any(v is a or (type(v) is type(a) and v == a) for a in allowed):
+            raise ValueError(
+                f"The R script does not reproduce {name}={v!r} yet (it implements "
+                f"{', '.join(map(repr, allowed))}); use the Python script for this analysis."
+            )
+    for d in options.directions:
+        if d not in ("alliance_to_symptoms", "symptoms_to_alliance"):
+            raise ValueError(f"The R script does not reproduce the direction {d!r} yet.")
     default = LagOptions()
     for f in fields(LagOptions):
         if f.name in R_SUPPORTED_OPTIONS:

@@ -114,6 +114,16 @@ def test_r_script_names_an_option_it_cannot_reproduce(monkeypatch):
         r_script("d.csv", LagOptions(cross_level=True))
 
 
+def test_r_script_names_a_value_it_cannot_reproduce(monkeypatch):
+    # a new value of a supported field (e.g. another lag) must be implemented in the template first
+    monkeypatch.setitem(rscript.R_VALUES, "lag", (1, 2))
+    with pytest.raises(ValueError, match="lag=3"):
+        r_script("d.csv", LagOptions(lag=3))
+    monkeypatch.setitem(rscript.R_VALUES, "standardize", (True,))
+    with pytest.raises(ValueError, match="standardize=False"):
+        r_script("d.csv", LagOptions(standardize=False))
+
+
 def test_r_script_embeds_every_option():
     text = r_script("d.csv", LagOptions(sessions=(2, 6), lag=3, directions=("symptoms_to_alliance",)))
     assert 'sessions = c(2L, 6L)' in text
