@@ -178,6 +178,35 @@ def test_installed_package_layout_and_version(installed_site, tmp_path):
     assert run.stdout.strip() == f"alliance-dashboard {analysis.__version__}"
 
 
+def test_alliance_dashboard_command_starts_the_app(installed_site, tmp_path):
+    import signal
+    import time
+    import urllib.request
+
+    from tests.browser_util import free_port
+
+    exe = installed_site / "bin" / "alliance-dashboard"
+    run = subprocess.run([str(exe), "--version"], cwd=tmp_path, env=_outside_env(installed_site),
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.startswith("alliance-dashboard "), run.stderr
+    port = free_port()
+    proc = subprocess.Popen([str(exe), "--server.port", str(port), "--server.headless", "true"], cwd=tmp_path,
+                            env=_outside_env(installed_site), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline, ok = time.time() + 90, False
+        while time.time() < deadline and proc.poll() is None and not ok:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    ok = r.status == 200
+            except OSError:
+                time.sleep(0.5)
+        assert ok, "the installed app did not answer on its port"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
 def test_installed_app_runs_from_the_installed_copy(installed_site, tmp_path):
     # the app's pages and ui/ helpers come from the installed copy, not from this project folder
     code = (
