@@ -40,6 +40,8 @@ def test_lagged_options_in_the_url_are_applied_on_load():
     assert tuple(used["window"]) == (2, 6) and used["time_trend"] == "fixed"
     assert used["control_prior_outcome"] is False and list(used["directions"]) == ["symptoms_to_alliance"]
     assert at.radio(key="opt_centering").value == "detrended"
+    # the results shown were computed with these options
+    assert any("centering: detrended" in str(c.value) and "t + 2" in str(c.value) for c in at.caption)
     # and the URL keeps them (written back on every run)
     assert at.query_params["centering"] == ["detrended"] or at.query_params["centering"] == "detrended"
 
@@ -57,6 +59,8 @@ def test_pooled_options_in_the_url_change_the_pooled_result():
     used = at.session_state["lag_options"]
     assert used["pooling_method"] == "DL" and used["test"] == "knha"
     assert at.selectbox(key="opt_pooling_method").value == "DL"
+    # the results shown were computed with these options
+    assert any("τ² by DL, Knapp–Hartung t test" in str(c.value) for c in at.caption)
 
 
 def test_teaching_scenario_and_seed_from_the_url():
