@@ -348,10 +348,17 @@ fit_rows <- function(m) {
   }
   fit <- withCallingHandlers(lmer(f, data = m, REML = TRUE, control = ctl), warning = keep_note)
   if (opt$time_trend == "fixed_random") {
-    # The random-slope REML surface can have several boundary optima: keep the better of
-    # bobyqa and Nelder-Mead (the lower REML criterion), as the app's own solver does.
-    fit2 <- withCallingHandlers(lmer(f, data = m, REML = TRUE, control = ctl_nm), warning = keep_note)
-    if (REMLcrit(fit2) < REMLcrit(fit)) fit <- fit2
+    # The random-slope REML surface often has several optima on the boundary (a zero intercept
+    # or slope variance): start bobyqa and Nelder-Mead from several points (theta = lower
+    # Cholesky factor, relative to sigma) and keep the fit with the lowest REML criterion,
+    # i.e. the REML estimate, which the app's own solver also finds.
+    starts <- list(list(ctl_nm, NULL), list(ctl, c(0.1, 0, 0.1)), list(ctl, c(0.3, 0, 0)),
+                   list(ctl, c(0, 0, 0.3)), list(ctl_nm, c(0.1, 0, 0.1)))
+    for (s in starts) {
+      fit2 <- withCallingHandlers(lmer(f, data = m, REML = TRUE, control = s[[1]], start = s[[2]]),
+                                  warning = keep_note)
+      if (REMLcrit(fit2) < REMLcrit(fit)) fit <- fit2
+    }
   }
   list(estimate = unname(fixef(fit)), se = unname(sqrt(diag(as.matrix(vcov(fit))))),
        singular = isSingular(fit), reml = REMLcrit(fit), notes = unique(notes))

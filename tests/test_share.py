@@ -19,7 +19,8 @@ from analysis.report import r_script, reproduction_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "demo_data" / "ipd_17_studies.csv"
-STUDIES = ["Study 02", "Study 04", "Study 10", "Study 13", "Study 15"]
+# Study 08 has two REML optima of the random-slope model (the R script must find the better one)
+STUDIES = ["Study 02", "Study 04", "Study 08", "Study 10", "Study 13", "Study 15"]
 ODD_STUDY = 'Ä "tiny" \\ study'  # two patients only: fails in the app and in R
 
 
@@ -48,7 +49,7 @@ R_OPTION_SETS = {
                                                          sessions=(2, 6), centering="grand_mean", pooling_method="SJ"),
     "random_slope_none_noprior_fe": LagOptions(time_trend="fixed_random", control_prior_outcome=False,
                                                centering="none", pooling_method="FE"),
-    "random_slope_eb_knha_one_direction": LagOptions(time_trend="fixed_random", directions=("symptoms_to_alliance",),
+    "random_slope_eb_knha_one_direction": LagOptions(time_trend="fixed_random", directions=("alliance_to_symptoms",),
                                                      pooling_method="EB", test="knha"),
 }
 
@@ -75,7 +76,7 @@ def test_r_script_reproduces_two_stage(name, canonical, tmp_path):
     assert (failed_py == failed_r).all()
     assert failed_py[m["study"] == ODD_STUDY].all()
     ok = ~failed_py
-    assert ok.sum() >= 5 * len(options.directions) * 2
+    assert ok.sum() >= len(STUDIES) * len(options.directions) * 2
     np.testing.assert_allclose(m.loc[ok, "estimate_r"], m.loc[ok, "estimate_py"], rtol=0, atol=1e-4)
     np.testing.assert_allclose(m.loc[ok, "se_r"], m.loc[ok, "se_py"], rtol=0, atol=1e-4)
 
@@ -83,7 +84,7 @@ def test_r_script_reproduces_two_stage(name, canonical, tmp_path):
     assert sorted(pooled_r.index) == sorted(res.pooled)
     for direction, meta in res.pooled.items():
         row = pooled_r.loc[direction]
-        assert int(row["k"]) == meta.k == 5
+        assert int(row["k"]) == meta.k == len(STUDIES)
         for col, val in (("estimate", meta.estimate), ("se", meta.se), ("tau2", meta.tau2),
                          ("ci_low", meta.ci_low), ("ci_high", meta.ci_high)):
             assert abs(row[col] - val) < 1e-4, (direction, col, row[col], val)
