@@ -114,8 +114,9 @@ def make_bundle(
 ) -> bytes:
     """The reproducibility bundle (zip bytes) of ``df`` analysed with ``options``.
 
-    ``mapping`` defaults to ``df.attrs["mapping"]`` or the identity of the
-    canonical columns present. ``figures`` maps a name to a plotly figure
+    ``mapping`` (``{canonical: column}``, or one such dict per uploaded file)
+    defaults to ``df.attrs["mapping"]`` or the identity of the canonical
+    columns present. ``figures`` maps a name to a plotly figure
     (rendered to SVG with kaleido) or to ready SVG bytes/text. The R script is
     included when :func:`analysis.report.r_script` supports the options;
     otherwise README.txt says which option it cannot reproduce.
@@ -129,8 +130,7 @@ def make_bundle(
     if mapping is None:
         mapping = df.attrs.get("mapping") or {c: c for c in CANONICAL if c in df.columns}
     files: dict[str, bytes] = {DATA_NAME: csv}
-    files["mapping.json"] = json.dumps({str(k): (None if v is None else str(v)) for k, v in mapping.items()},
-                                       indent=2, ensure_ascii=False).encode("utf-8")
+    files["mapping.json"] = json.dumps(dict(mapping), indent=2, ensure_ascii=False, default=str).encode("utf-8")
     opts = {k: _json_value(v) for k, v in options.to_dict().items()}
     files["options.json"] = json.dumps({"lag_options": opts, "page_options": dict(page_options or {})},
                                        indent=2, ensure_ascii=False, default=str).encode("utf-8")

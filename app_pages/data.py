@@ -141,7 +141,8 @@ with upload_tab:
             else:
                 if report.ok:
                     label = ", ".join(n for n, *_ in prepared)
-                    set_dataset(combined, f"Uploaded: {label}", "upload", notes)
+                    set_dataset(combined, f"Uploaded: {label}", "upload", notes,
+                                mapping={n: m for n, _, m, *_ in prepared})  # kept for the bundle
                     st.session_state["upload_message"] = "Data loaded. The analysis pages now use it."
                     st.rerun()
                 else:

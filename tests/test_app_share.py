@@ -128,3 +128,19 @@ def test_convergence_options_from_the_url():
     assert at.radio(key="conv_discrepancy").value == "signed"
     assert at.radio(key="conv_transform").value == "log_shift"
     assert at.checkbox(key="conv_therapist_level").value is False  # an invalid value is ignored
+
+
+def test_uploaded_files_column_mapping_goes_into_the_bundle():
+    from analysis.simulate import simulate_study
+
+    d = simulate_study(15, range(1, 6), seed=4).data.drop(columns=["study"])
+    raw = d.rename(columns={"patient": "client_id", "session": "week", "alliance": "wai_sr", "symptoms": "phq9"})
+    at = _goto(_app(), "app_pages/data.py")
+    at.file_uploader[0].set_value(("trial_a.csv", raw.to_csv(index=False).encode(), "text/csv")).run()
+    at.button(key="use_files").click().run()
+    assert not at.exception
+    ds = at.session_state["dataset"]
+    b = bundle.read_bundle(bundle.make_bundle(ds["df"], LagOptions(), ds["name"], mapping=ds["mapping"]))
+    m = b.mapping["trial_a.csv"]
+    assert (m["patient"], m["session"], m["alliance"], m["symptoms"]) == ("client_id", "week", "wai_sr", "phq9")
+    pd.testing.assert_frame_equal(b.data, ds["df"])

@@ -178,6 +178,7 @@ TEACHING = {
     "missing": Param("teach_missing", "int", lo=0, hi=50),
     "seed": Param("teach_seed", "int", lo=0, hi=1_000_000),
     "prior": Param("teach_control", "bool"),
+    "present": Param("teach_present", "bool"),
 }
 
 #: The Convergence page's model options (never the study: study names are data).
