@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-__all__ = ["LMMFit", "drop_collinear", "fit_lmm"]
+__all__ = ["LMMFit", "boundary_lrt", "drop_collinear", "fit_lmm", "variance_components"]
 
 _LOG2PI = np.log(2.0 * np.pi)
 
@@ -108,6 +108,8 @@ class LMMFit:
     messages: tuple = ()
     ranef: np.ndarray | None = field(default=None, repr=False)
     group_labels: np.ndarray | None = field(default=None, repr=False)
+    vcov_varpar: np.ndarray | None = field(default=None, repr=False)
+    theta_index: tuple | None = field(default=None, repr=False)
 
     def fixed_frame(self) -> pd.DataFrame:
         """Fixed effects: term, estimate, se, df, t, pvalue."""
@@ -619,6 +621,51 @@ def _optimise(prob: _Problem, reml: bool, starts, n_agree=2):
 # public entry point
 
 
+def _check_convergence(prob, theta, reml, messages) -> bool:
+    """lme4's check: no bound pushed outwards, a PD Hessian, max |H⁻¹g| ≤ 1e-3 on the free parameters."""
+    lb = prob.lower_bounds()
+    _, g = prob.evaluate(theta, reml, True)
+    converged = True
+    if np.any((theta <= lb + 1e-10) & (g < -1e-3)):
+        converged = False
+        messages.append("Model failed to converge: the criterion still decreases at a variance bound.")
+    idx = _free(theta, g, lb)
+    if len(idx):
+        try:
+            Hs = _grad_hessian(prob, theta, reml, idx)
+            evals = np.linalg.eigvalsh(Hs)
+            if evals.min() <= 0:
+                converged = False
+                messages.append("Model failed to converge: the Hessian of the criterion is not positive "
+                                "definite at the optimum.")
+            else:
+                sg = np.max(np.abs(np.linalg.solve(Hs, g[idx])))
+                if sg > 1e-3:
+                    converged = False
+                    messages.append(f"Model failed to converge: max |scaled gradient| = {sg:.2g}.")
+        except np.linalg.LinAlgError:
+            converged = False
+            messages.append("Model failed to converge: the Hessian of the criterion is singular.")
+    return converged
+
+
+def _check_singular(prob, theta, psi, sigma2, re_names, messages) -> bool:
+    """lme4's isSingular (a Λ diagonal entry or the therapist θ below 1e-4), with a message naming it."""
+    q = len(re_names)
+    singular = bool(np.any(theta[prob.lam_diag.nonzero()[0]] < 1e-4))
+    if prob.outer and theta[-1] < 1e-4:
+        singular = True
+    if singular:
+        zero = [re_names[i] for i in range(q) if psi[i, i] <= 1e-8 * max(sigma2, 1e-300)]
+        if prob.outer and theta[-1] < 1e-4:
+            zero.append("therapist intercept")
+        msg = "Boundary (singular) fit: a random-effect covariance matrix is not of full rank"
+        if zero:
+            msg += " (variance estimated at ~0: " + ", ".join(zero) + ")"
+        messages.append(msg + ".")
+    return singular
+
+
 def fit_lmm(
     y,
     X,
@@ -700,30 +747,7 @@ def fit_lmm(
     if theta is None or not np.isfinite(crit):
         raise ValueError("The mixed model could not be fitted (the likelihood is not finite at any start value).")
 
-    # convergence check (as lme4): scaled gradient H⁻¹g on the free parameters
-    lb = prob.lower_bounds()
-    _, g = prob.evaluate(theta, reml, True)
-    converged = True
-    if np.any((theta <= lb + 1e-10) & (g < -1e-3)):
-        converged = False
-        messages.append("Model failed to converge: the criterion still decreases at a variance bound.")
-    idx = _free(theta, g, lb)
-    if len(idx):
-        try:
-            Hs = _grad_hessian(prob, theta, reml, idx)
-            evals = np.linalg.eigvalsh(Hs)
-            if evals.min() <= 0:
-                converged = False
-                messages.append("Model failed to converge: the Hessian of the criterion is not positive "
-                                "definite at the optimum.")
-            else:
-                sg = np.max(np.abs(np.linalg.solve(Hs, g[idx])))
-                if sg > 1e-3:
-                    converged = False
-                    messages.append(f"Model failed to converge: max |scaled gradient| = {sg:.2g}.")
-        except np.linalg.LinAlgError:
-            converged = False
-            messages.append("Model failed to converge: the Hessian of the criterion is singular.")
+    converged = _check_convergence(prob, theta, reml, messages)
 
     st = prob.state(theta)
     L, beta, A = st["L"], st["beta"], st["A"]
@@ -738,17 +762,7 @@ def fit_lmm(
     psi = sigma2 * (L @ L.T)
     outer_var = float(sigma2 * theta[-1] ** 2) if prob.outer else None
 
-    singular = bool(np.any(theta[prob.lam_diag.nonzero()[0]] < 1e-4))
-    if prob.outer and theta[-1] < 1e-4:
-        singular = True
-    if singular:
-        zero = [re_names[i] for i in range(q) if psi[i, i] <= 1e-8 * max(sigma2, 1e-300)]
-        if prob.outer and theta[-1] < 1e-4:
-            zero.append("therapist intercept")
-        msg = "Boundary (singular) fit: a random-effect covariance matrix is not of full rank"
-        if zero:
-            msg += " (variance estimated at ~0: " + ", ".join(zero) + ")"
-        messages.append(msg + ".")
+    singular = _check_singular(prob, theta, psi, sigma2, re_names, messages)
 
     # random effects (2-level only): b_j = Λ M_j⁻¹ (c_jy − C_jX β)
     ranef = None
@@ -757,9 +771,10 @@ def fit_lmm(
         ranef = u @ L.T
 
     dfs = np.full(p, np.nan)
+    avp = None
     if satterthwaite:
         try:
-            dfs = _satterthwaite(prob, theta, np.sqrt(sigma2), vcov, reml, messages)
+            dfs, avp = _satterthwaite(prob, theta, np.sqrt(sigma2), vcov, reml, messages)
         except (np.linalg.LinAlgError, ValueError, FloatingPointError):
             messages.append("Satterthwaite degrees of freedom could not be computed; z tests are reported.")
             dfs = np.full(p, np.nan)
@@ -796,6 +811,8 @@ def fit_lmm(
         messages=tuple(messages),
         ranef=ranef,
         group_labels=glab,
+        vcov_varpar=avp,
+        theta_index=(tuple(int(i) for i in prob.lam_rows), tuple(int(i) for i in prob.lam_cols)),
     )
 
 
@@ -856,4 +873,92 @@ def _satterthwaite(prob, theta, sigma, vcov, reml, messages):
         g = J[i, i, :]
         denom = g @ Avp @ g
         dfs[i] = 2.0 * vcov[i, i] ** 2 / denom if denom > 0 else np.nan
-    return dfs
+    return dfs, Avp
+
+
+# ----------------------------------------------------------------------------
+# inference on the variance components
+
+
+def _varcomp_values(fit: LMMFit, varpar) -> np.ndarray:
+    """(ψ lower triangle column-major, σ², therapist variance) as a function of (θ, σ)."""
+    rows, cols = fit.theta_index
+    q = len(fit.re_names)
+    theta, sigma = np.asarray(varpar[:-1], float), float(varpar[-1])
+    L = np.zeros((q, q))
+    L[list(rows), list(cols)] = theta[: len(rows)]
+    psi = sigma**2 * (L @ L.T)
+    ci, ri = np.tril_indices(q)[1], np.tril_indices(q)[0]
+    order = np.lexsort((ri, ci))
+    vals = list(psi[ri[order], ci[order]]) + [sigma**2]
+    if fit.outer_var is not None:
+        vals.append(sigma**2 * theta[-1] ** 2)
+    return np.array(vals)
+
+
+def variance_components(fit: LMMFit) -> pd.DataFrame:
+    """Variance components with asymptotic (Wald) standard errors.
+
+    Rows: every entry of the lower triangle of ψ = Cov(b_j) (``var(<name>)``
+    on the diagonal, ``cov(<a>, <b>)`` below it, column by column), the
+    residual variance σ² and, with a third level, the therapist variance.
+    ``se`` comes from the delta method: with ``Cov(θ, σ) = 2·H⁻¹`` (H the
+    Hessian of the unprofiled −2 log-likelihood at the optimum, lmerTest's
+    ``vcov_varpar``) and ``J = ∂(ψ, σ², σ²θ_T²)/∂(θ, σ)``, ``Var = J Cov J'``.
+    This equals the inverse observed information in the variance
+    parametrisation (SPSS's "Std. Error" of the covariance parameters) when the
+    optimum is interior. ``z`` = estimate / se with its two-sided normal p
+    (Wald's test, as SPSS prints it; for a variance at or near zero it is not
+    valid — use :func:`boundary_lrt`). SEs need ``satterthwaite=True`` at
+    fitting (the Hessian is computed there); otherwise they are NaN.
+    """
+    if fit.theta_index is None:
+        raise ValueError("This fit does not record its θ layout; refit with analysis.lmm.fit_lmm.")
+    q = len(fit.re_names)
+    ri, ci = np.tril_indices(q)
+    order = np.lexsort((ri, ci))
+    names = []
+    for r, c in zip(ri[order], ci[order]):
+        names.append(f"var({fit.re_names[r]})" if r == c else f"cov({fit.re_names[c]}, {fit.re_names[r]})")
+    names.append("residual")
+    if fit.outer_var is not None:
+        names.append("var(therapist)")
+    varpar = np.append(fit.theta, np.sqrt(fit.sigma2))
+    est = _varcomp_values(fit, varpar)
+    se = np.full(len(est), np.nan)
+    if fit.vcov_varpar is not None:
+        J = _jacobian(lambda vp: _varcomp_values(fit, vp), varpar)
+        V = J @ fit.vcov_varpar @ J.T
+        se = np.sqrt(np.clip(np.diag(V), 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = est / se
+    return pd.DataFrame({"component": names, "estimate": est, "se": se, "z": z,
+                         "pvalue": 2 * stats.norm.sf(np.abs(z))})
+
+
+def boundary_lrt(reduced: LMMFit, full: LMMFit, df_full: int, df_reduced: int | None = None) -> dict:
+    """Likelihood-ratio test of variance components at the boundary (mixture of χ²).
+
+    ``LR = deviance(reduced) − deviance(full)`` (both REML with the same fixed
+    effects, or both ML). Under H0 a variance on its boundary makes LR a 50:50
+    mixture of χ²(``df_reduced``) and χ²(``df_full``) (Self & Liang 1987; Stram
+    & Lee 1994): ``p = ½·P(χ²_df_reduced > LR) + ½·P(χ²_df_full > LR)``,
+    with χ²₀ a point mass at 0 (so p = ½ at LR = 0; LR below 1e-6 counts as 0).
+    ``df_reduced`` defaults to ``df_full − 1``.
+    E.g. a therapist intercept: χ²₀/χ²₁; a random slope with its covariance
+    added to a random intercept: χ²₁/χ²₂. Also returns the naive χ²(df_full) p.
+    """
+    if reduced.method != full.method:
+        raise ValueError("Both fits must use the same criterion (both REML or both ML).")
+    if reduced.n_obs != full.n_obs:
+        raise ValueError("Both fits must use the same observations.")
+    d0 = df_full - 1 if df_reduced is None else int(df_reduced)
+    lr = float(reduced.deviance - full.deviance)
+    lr = 0.0 if lr < 1e-6 else lr  # below the criteria's numerical accuracy
+
+    def sf(df):
+        return 0.0 if df == 0 else float(stats.chi2.sf(lr, df))
+
+    return {"statistic": lr, "df": (d0, int(df_full)), "pvalue": 0.5 * sf(d0) + 0.5 * sf(df_full),
+            "pvalue_naive": sf(df_full), "method": full.method}
+

@@ -16,13 +16,24 @@ Three estimators, all built from numpy arrays (no formulas):
 
   ``w_g`` depends on the group only through n_g, so ``Σ_g w_g a_g a_g'`` is a
   weighted sum of one (p+1)×(p+1) matrix per distinct group size: after one
-  pass over the data every likelihood evaluation costs O(#sizes · p²). The
+  pass over the data every likelihood evaluation costs O(#sizes · p²). Since
+  ``w_g = 1/n_g − 1/(n_g(1 + γn_g))``, ``A(γ)`` is computed as
+  ``W_c + Σ_g a_g a_g' / (n_g(1 + γn_g))`` with ``W_c`` the cross-products of
+  the group-demeaned rows: the weights ``1/(1 + γn_g)`` lie in (0, 1] (a bounded
+  transform of the variance ratio), so nothing cancels when τ² ≫ σ² (states
+  or schools that differ far more from each other than over time). The
   profile deviance is minimised over ``θ = √γ = τ/σ`` (lme4's parameter) by a
-  grid over [0, 1000] followed by bounded Brent; the boundary ``θ = 0`` is
+  log grid over [1e-3, 1e3] (extended to 1e8 when its end is best) followed by
+  safeguarded Newton on γ in the bracket; the boundary ``θ = 0`` is
   always evaluated exactly, and there ``β̂`` is the OLS estimate — the
   between-person fixed effects are *not* set to zero (the statsmodels MixedLM
   failure of issue 10239). A fit with ``θ̂ < 1e-4`` is flagged ``singular``
-  (lme4's ``isSingular`` tolerance).
+  (lme4's ``isSingular`` tolerance). When every group indicator is a linear
+  combination of the columns of X (e.g. 3 patients and the patient-level terms
+  intercept, between and prior_between) the criterion does not depend on θ, τ²
+  is not identified (lme4 stops anywhere on the flat criterion), and the fit is
+  reported at θ = 0 with a message: the within-group coefficients, their SEs
+  and σ̂² are the same for every θ.
 
 * :func:`fit_random_slope` — the same with random intercept and random slopes
   on columns ``Z`` (unstructured covariance ``G = σ² L L'``, L lower
@@ -197,7 +208,6 @@ class _RIProblem:
         self.G = len(starts)
         sizes = np.diff(np.r_[starts, self.N])
         sums = np.add.reduceat(W, starts, axis=0) if self.N else np.zeros((0, self.p + 1))
-        self.A0 = W.T @ W
         usz, inv = np.unique(sizes, return_inverse=True)
         self.usizes = usz.astype(float)
         self.counts = np.bincount(inv, minlength=len(usz)).astype(float)
@@ -215,6 +225,11 @@ class _RIProblem:
         self.C = C
         self.Cf = C.reshape(len(usz), q * q)
         self.q = q
+        # A(γ) = A − Σ_s γ/(1 + γ n_s) C_s = Wc + Σ_s C_s / (n_s (1 + γ n_s)), with Wc the
+        # within-group cross-products from demeaned rows (no cancellation for large γ)
+        Wd = W - np.repeat(sums / sizes[:, None], sizes, axis=0) if self.N else W
+        self.Wc = Wd.T @ Wd
+        self.Bf = self.Cf / self.usizes[:, None]
 
     def _crit(self, ld_v, R):
         p, N = self.p, self.N
@@ -231,8 +246,7 @@ class _RIProblem:
         th = np.atleast_1d(np.asarray(thetas, dtype=float))
         gam = th**2
         gu = gam[:, None] * self.usizes[None, :]
-        w = gam[:, None] / (1.0 + gu)
-        A = self.A0[None] - (w @ self.Cf).reshape(len(th), self.q, self.q)
+        A = self.Wc[None] + ((1.0 / (1.0 + gu)) @ self.Bf).reshape(len(th), self.q, self.q)
         ld_v = np.log1p(gu) @ self.counts
         out = np.full(th.shape, np.inf)
         p, N = self.p, self.N
@@ -257,7 +271,7 @@ class _RIProblem:
     def dev1(self, theta: float) -> float:
         gam = theta * theta
         gu = gam * self.usizes
-        A = self.A0 - ((gam / (1.0 + gu)) @ self.Cf).reshape(self.q, self.q)
+        A = self.Wc + ((1.0 / (1.0 + gu)) @ self.Bf).reshape(self.q, self.q)
         try:
             R = np.linalg.cholesky(A)
         except np.linalg.LinAlgError:
@@ -274,8 +288,8 @@ class _RIProblem:
         """
         u, m, p = self.usizes, self.counts, self.p
         d = 1.0 + gam * u
-        W = np.stack([gam / d, 1.0 / d**2, 2.0 * u / d**3]) @ self.Cf
-        A = self.A0 - W[0].reshape(self.q, self.q)
+        W = np.stack([1.0 / (u * d), 1.0 / d**2, 2.0 * u / d**3]) @ self.Cf
+        A = self.Wc + W[0].reshape(self.q, self.q)
         A1 = -W[1].reshape(self.q, self.q)
         A2 = W[2].reshape(self.q, self.q)
         Ai = np.linalg.inv(A)
@@ -297,8 +311,7 @@ class _RIProblem:
 
     def solve(self, theta: float):
         gam = theta**2
-        w = gam / (1.0 + gam * self.usizes)
-        A = self.A0 - np.einsum("s,sij->ij", w, self.C)
+        A = self.Wc + ((1.0 / (1.0 + gam * self.usizes)) @ self.Bf).reshape(self.q, self.q)
         p = self.p
         M, b, c = A[:p, :p], A[:p, p], A[p, p]
         Minv = np.linalg.inv(M)
@@ -345,6 +358,37 @@ def _newton_gamma(prob: _RIProblem, grid: np.ndarray, i: int, tol: float = 1e-11
     return float(np.sqrt(max(x, 0.0)))
 
 
+def _groups_in_span(X, groups, G) -> bool:
+    """True when every group indicator is a linear combination of the columns of X (then the
+    random intercept is confounded with the fixed effects). Possible only when G ≤ p."""
+    if G > X.shape[1]:
+        return False
+    _, inv = np.unique(np.asarray(groups), return_inverse=True)
+    D = np.zeros((X.shape[0], G))
+    D[np.arange(X.shape[0]), inv] = 1.0
+    coef = np.linalg.lstsq(X, D, rcond=None)[0]
+    return bool(np.max(np.abs(D - X @ coef)) < 1e-8)
+
+
+def _minimise_theta(prob: _RIProblem):
+    """θ̂ over [0, ∞): a log grid over [1e-3, 1e3] (extended to 1e8 when the best point is its end)
+    and safeguarded Newton in the bracket. Returns (θ̂, criterion at the grid, ok)."""
+    grid = np.r_[0.0, np.logspace(-3, 3, 25)]  # θ = τ/σ
+    dv = prob.dev(grid)
+    if not np.isfinite(dv).any():
+        raise ValueError("The mixed model likelihood could not be evaluated (degenerate data).")
+    i = int(np.nanargmin(dv))
+    if i == len(grid) - 1:
+        # very large τ/σ: the criterion is well conditioned there (A(γ) from within cross-products)
+        ext = np.logspace(3, 8, 21)[1:]
+        grid = np.r_[grid, ext]
+        dv = np.r_[dv, prob.dev(ext)]
+        i = int(np.nanargmin(dv))
+        if i == len(grid) - 1:
+            return grid[-1], dv, False
+    return _newton_gamma(prob, grid, i), dv, True
+
+
 def fit_random_intercept(X, y, groups, method: str = "REML", names=None) -> MixedFit:
     """Random-intercept linear mixed model by REML or ML (module docstring).
 
@@ -372,19 +416,23 @@ def fit_random_intercept(X, y, groups, method: str = "REML", names=None) -> Mixe
             "Every patient contributes a single row, so the random-intercept variance cannot "
             "be separated from the residual variance."
         )
-    grid = np.r_[0.0, np.logspace(-3, 3, 25)]  # θ = τ/σ
-    dv = prob.dev(grid)
     messages = []
-    if not np.isfinite(dv).any():
-        raise ValueError("The mixed model likelihood could not be evaluated (degenerate data).")
-    i = int(np.nanargmin(dv))
     converged = True
-    if i == len(grid) - 1:
-        theta = grid[-1]
-        converged = False
-        messages.append("The random-intercept variance is extremely large relative to the residual variance.")
+    if _groups_in_span(X, groups, prob.G):
+        # the patient-level terms fit every group mean exactly: the criterion does not depend on θ
+        # (τ² is not identified); the within-group terms and σ² are the same for every θ
+        theta = 0.0
+        dv = prob.dev(np.array([0.0]))
+        messages.append(
+            f"The random-intercept variance cannot be estimated: with {prob.G} patients the patient-level terms "
+            "(intercept and between parts) reproduce every patient's mean exactly. The within-patient "
+            "coefficients and their SEs do not depend on it; the patient-level terms' SEs are those of τ² = 0."
+        )
     else:
-        theta = _newton_gamma(prob, grid, i)
+        theta, dv, ok = _minimise_theta(prob)
+        if not ok:
+            converged = False
+            messages.append("The random-intercept variance is extremely large relative to the residual variance.")
     dmin = float(prob.dev1(theta))
     if theta > 0 and dv[0] <= dmin:
         theta, dmin = 0.0, float(dv[0])

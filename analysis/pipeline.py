@@ -6,7 +6,7 @@
 * :func:`multiverse` — the same under every centering, with and without a
   fixed time trend: "does my conclusion depend on centering?".
 * :func:`early_alliance_outcome` — §7, final symptoms on early alliance per
-  study, pooled.
+  study, pooled (implemented in :mod:`analysis.early`, re-exported here).
 
 Studies that cannot be fitted are reported (``status == "failed"`` and the
 reason) and left out of pooling; the others still run. With one usable study
@@ -16,12 +16,13 @@ so); with none, ``pooled`` has no entry for that direction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from analysis import lagged, mixed
+from analysis import lagged
+from analysis.early import EARLY_DIRECTION, early_alliance_outcome  # noqa: F401 (re-exported; lives in analysis/early.py)
 from analysis.lagged import CENTERINGS, LagOptions, StudyFit, effect_label
 
 __all__ = ["TwoStageResult", "early_alliance_outcome", "multiverse", "two_stage"]
@@ -30,7 +31,6 @@ _PER_STUDY_COLS = [
     "study", "direction", "effect", "term", "estimate", "se", "ci_low", "ci_high", "pvalue",
     "n_patients", "n_pairs", "status", "message",
 ]
-EARLY_DIRECTION = "early_alliance_to_outcome"
 
 
 @dataclass(frozen=True, eq=False)
@@ -242,123 +242,3 @@ def multiverse(df: pd.DataFrame, options: LagOptions | None = None) -> pd.DataFr
         "pvalue", "n_patients", "n_pairs", "status", "k", "tau2", "i2", "message",
     ]
     return out[cols]
-
-
-def early_alliance_outcome(
-    df: pd.DataFrame, early_sessions: int = 3, standardize: bool = True, options: LagOptions | None = None
-) -> TwoStageResult:
-    """Early alliance → final symptoms, per study and pooled (METHODS §7).
-
-    Per patient (within the analysis window ``options.sessions``): ``early
-    alliance`` = mean of the first ``early_sessions`` observed alliance
-    ratings; ``baseline`` = first observed symptom score; ``final`` = last
-    observed symptom score, which must come from a later session than both
-    (patients without all three are left out and counted). Per study, OLS::
-
-        final_i = b0 + b1·early_i + b2·baseline_i + e_i
-
-    with all three variables z-scored within the study over its patients
-    (ddof 1) when ``standardize`` — b1 is then a standardized partial
-    regression coefficient. Tests are t on N − 3 df. b1 (term
-    ``early_alliance``) is pooled by ``analysis.meta.random_effects`` with
-    ``options.pooling_method`` and ``options.test``. Negative b1 = higher early
-    alliance, lower (better) final symptoms.
-    """
-    options = options or LagOptions()
-    if isinstance(early_sessions, bool) or not isinstance(early_sessions, (int, np.integer)) or early_sessions < 1:
-        raise ValueError("early_sessions must be a whole number ≥ 1.")
-    base = lagged._Base(df, options.replace(standardize=False))
-    if base.n == 0:
-        raise ValueError("No rows in the analysis window.")
-    g, G = base.g, base.G
-    a, s, sess = base.raw["alliance"], base.raw["symptoms"], base.sess
-    aobs, sobs = ~np.isnan(a), ~np.isnan(s)
-    # rank of each observed alliance value within its patient (rows are sorted by session)
-    ca = np.cumsum(aobs)
-    first_row = base.pstart[g]
-    before = ca[first_row] - aobs[first_row]  # observed count before the patient's first row
-    rank = ca - before  # 1-based among observed
-    early_mask = aobs & (rank <= early_sessions)
-    n_early = np.bincount(g[early_mask], minlength=G)
-    early = np.bincount(g[early_mask], weights=a[early_mask], minlength=G) / np.maximum(n_early, 1)
-    last_early_sess = np.full(G, -1, dtype=np.int64)
-    np.maximum.at(last_early_sess, g[early_mask], sess[early_mask])
-    si = np.flatnonzero(sobs)
-    first_s = np.full(G, -1)
-    last_s = np.full(G, -1)
-    if len(si):
-        gs = g[si]
-        firsts = np.r_[True, gs[1:] != gs[:-1]]
-        lasts = np.r_[gs[1:] != gs[:-1], True]
-        first_s[gs[firsts]] = si[firsts]
-        last_s[gs[lasts]] = si[lasts]
-    ok = (n_early >= early_sessions) & (first_s >= 0) & (last_s >= 0)
-    ok &= sess[np.maximum(last_s, 0)] > np.maximum(last_early_sess, sess[np.maximum(first_s, 0)])
-    baseline = np.where(ok, s[np.maximum(first_s, 0)], np.nan)
-    final = np.where(ok, s[np.maximum(last_s, 0)], np.nan)
-    terms = ("intercept", "early_alliance", "baseline_symptoms")
-    o = options.replace(directions=("alliance_to_symptoms",))
-    fits = []
-    for k, lab in enumerate(base.study_labels):
-        pats = np.arange(base.spstart[k], base.spstart[k + 1])
-        use = pats[ok[pats]]
-        n_pat = len(use)
-        excluded = len(pats) - n_pat
-        note = (
-            f"{excluded} of {len(pats)} patients lacked {early_sessions} early alliance ratings, a baseline "
-            "or a later final symptom score and were left out."
-            if excluded
-            else ""
-        )
-        base_msgs = (note,) if note else ()
-        if base.problems[lab]:
-            fits.append(_early_failed(lab, o, f"Not fitted: {'; '.join(base.problems[lab])}.", n_pat, base_msgs))
-            continue
-        if n_pat < 5:
-            fits.append(_early_failed(lab, o, f"Not fitted: only {n_pat} usable patient(s) (at least 5 needed).", n_pat, base_msgs))
-            continue
-        e, b, f = early[use], baseline[use], final[use]
-        if standardize:
-            e, b, f = (_z(v) for v in (e, b, f))
-        try:
-            if not (np.all(np.isfinite(e)) and np.all(np.isfinite(b)) and np.all(np.isfinite(f))):
-                raise ValueError("early alliance, baseline or final symptoms do not vary across patients")
-            fit = mixed.fit_ols(np.column_stack([np.ones(n_pat), e, b]), f, names=terms)
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            fits.append(_early_failed(lab, o, f"Not fitted: {exc}.", n_pat, base_msgs))
-            continue
-        coef = lagged.coef_data(terms, fit.beta, fit.se, fit.df)
-        msgs = list(base_msgs)
-        status = "ok"
-        if n_pat < 20:
-            status = "warning"
-            msgs.append(f"Only {n_pat} patients.")
-        fits.append(
-            StudyFit(
-                study=lab, direction=EARLY_DIRECTION, options=o, effect="early alliance → final symptoms",
-                estimator="OLS, final symptoms ~ early alliance + baseline symptoms, t(N − 3)",
-                coef_data=coef, n_patients=n_pat, n_pairs=n_pat, sigma2=fit.sigma2, converged=True,
-                status=status, messages=tuple(msgs),
-            )
-        )
-    res, msgs = _pool(fits, "early_alliance", options, "early alliance → outcome")
-    per = _per_study_frame(fits)
-    per.loc[per["status"] == "failed", "term"] = "early_alliance"
-    return TwoStageResult(
-        per_study=per,
-        pooled={EARLY_DIRECTION: res} if res is not None else {},
-        fits={(f.study, EARLY_DIRECTION): f for f in fits},
-        options=o,
-        messages=tuple(msgs),
-        pooled_term="early_alliance",
-    )
-
-
-def _z(v):
-    sd = v.std(ddof=1)
-    return (v - v.mean()) / sd if sd > 0 else np.full_like(v, np.nan)
-
-
-def _early_failed(lab, o, reason, n_pat, extra):
-    f = lagged._failed(lab, EARLY_DIRECTION, o, reason, n_pat, n_pat, extra)
-    return replace(f, effect="early alliance → final symptoms", estimator="OLS")

@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -27,9 +29,7 @@ from analysis.convergence import (
     DyadicResult,
     DyadScores,
     GrowthResult,
-    dyad_scores,
     models_table,
-    trajectories,
 )
 
 __all__ = [
@@ -50,14 +50,15 @@ BAND_COLOR = "rgba(148, 103, 189, 0.18)"
 def _traj(data) -> pd.DataFrame:
     if isinstance(data, pd.DataFrame) and "patient_mean" in data.columns:
         return data
-    return trajectories(data)
+    raise ValueError("Pass the output of analysis.convergence.trajectories(df) (figures draw results, they do "
+                     "not compute them).")
 
 
 def alliance_trajectories_figure(data, study: str | None = None, title: str | None = None,
                                  offset: float = 0.08) -> go.Figure:
     """Mean ± 1 SD (error bars) of P and T per session, one panel per study.
 
-    ``data``: canonical long data or the output of :func:`trajectories`.
+    ``data``: the output of :func:`analysis.convergence.trajectories`.
     ``study`` restricts to one study. The two series are shifted by
     ``±offset`` sessions so their error bars do not overlap.
     """
@@ -67,7 +68,8 @@ def alliance_trajectories_figure(data, study: str | None = None, title: str | No
         if tr.empty:
             raise ValueError(f"No rows for study {study!r}.")
     studies = list(dict.fromkeys(tr["study"].astype(str)))
-    fig = make_subplots(rows=len(studies), cols=1, subplot_titles=studies if len(studies) > 1 else None,
+    fig = make_subplots(rows=len(studies), cols=1,
+                        subplot_titles=[html.escape(x) for x in studies] if len(studies) > 1 else None,
                         shared_xaxes=False, vertical_spacing=0.12 if len(studies) > 1 else 0.02)
     for i, s in enumerate(studies, start=1):
         sub = tr[tr["study"].astype(str) == s]
@@ -99,19 +101,25 @@ def alliance_trajectories_figure(data, study: str | None = None, title: str | No
 def dyad_trajectories_figure(df: pd.DataFrame, n: int = 12, seed: int = 0, study: str | None = None,
                              patients=None, scores: DyadScores | None = None, cols: int = 4,
                              title: str | None = None) -> go.Figure:
-    """Per-dyad P and T ratings with their OLS lines; the band between the lines is D̂_t.
+    """Per-dyad P and T ratings with their fitted lines; the band between the lines is D̂_t.
 
-    ``n`` dyads (of those with a convergence score) are drawn with a seeded
-    generator (``seed``) unless ``patients`` lists them. Panel titles give the
-    dyad's convergence score.
+    The lines are the ones stored in ``scores`` (columns intercept_/slope_patient
+    and _therapist: per-dyad OLS or empirical-Bayes, as the scores were made);
+    nothing is refitted here. ``n`` dyads (of those with a convergence score)
+    are drawn with a seeded generator (``seed``) unless ``patients`` lists them.
+    Panel titles give the dyad's convergence score.
     """
+    if scores is not None and "intercept_patient" not in (scores.table if isinstance(scores, DyadScores)
+                                                          else scores).columns:
+        raise ValueError("The scores lack the fitted lines (intercept_patient …); recompute them with dyad_scores.")
     d = df if study is None else df[df["study"] == study]
     if d.empty:
         raise ValueError("No data to plot.")
     if d["study"].nunique() > 1:
         raise ValueError("Choose one study (the study argument) for the per-dyad figure.")
-    sc = scores if scores is not None else dyad_scores(d)
-    tab = sc.table
+    if scores is None:
+        raise ValueError("Pass scores=dyad_scores(df): the figure draws the stored lines.")
+    tab = scores.table if isinstance(scores, DyadScores) else scores
     tab = tab[tab["study"].isin(d["study"].unique())].set_index("patient")
     if patients is None:
         ids = list(tab.index)
@@ -124,7 +132,7 @@ def dyad_trajectories_figure(df: pd.DataFrame, n: int = 12, seed: int = 0, study
         raise ValueError("None of the requested dyads has a convergence score.")
     ncol = min(cols, len(ids))
     nrow = int(np.ceil(len(ids) / ncol))
-    titles = [f"{p}<br>conv. {tab.at[p, 'convergence']:.3g}" for p in ids]
+    titles = [f"{html.escape(str(p))}<br>conv. {tab.at[p, 'convergence']:.3g}" for p in ids]
     fig = make_subplots(rows=nrow, cols=ncol, subplot_titles=titles, shared_yaxes=True,
                         horizontal_spacing=0.04, vertical_spacing=0.12 / max(nrow - 1, 1) + 0.04)
     for k, p in enumerate(ids):
@@ -132,10 +140,9 @@ def dyad_trajectories_figure(df: pd.DataFrame, n: int = 12, seed: int = 0, study
         x = d[(d["patient"] == p)].sort_values("session")
         j = x[x["alliance"].notna() & x["therapist_alliance"].notna()]
         t = j["session"].to_numpy(float)
-        lines = {}
-        for col in ("alliance", "therapist_alliance"):
-            b, a = np.polyfit(t, j[col].to_numpy(float), 1)
-            lines[col] = a + b * t
+        # the dyad's fitted lines as stored in the scores (OLS or empirical-Bayes): no refitting here
+        lines = {"alliance": tab.at[p, "intercept_patient"] + tab.at[p, "slope_patient"] * t,
+                 "therapist_alliance": tab.at[p, "intercept_therapist"] + tab.at[p, "slope_therapist"] * t}
         first = k == 0
         fig.add_trace(go.Scatter(x=t, y=lines["therapist_alliance"], mode="lines", line={"color": THERAPIST_COLOR,
                       "dash": "dash"}, name="T fitted", legendgroup="tf", showlegend=first, hoverinfo="skip"),
@@ -166,7 +173,7 @@ def convergence_distribution_figure(scores: DyadScores | pd.DataFrame, column: s
         v = sub[column].dropna()
         fig.add_trace(go.Histogram(x=v, nbinsx=nbins, name=str(s), opacity=0.65, legendgroup=str(s)), row=1, col=1)
         fig.add_trace(go.Box(x=v, name=str(s), boxpoints="all", jitter=0.4, pointpos=0, legendgroup=str(s),
-                             showlegend=False, text=sub.loc[v.index, "patient"],
+                             showlegend=False, text=[html.escape(str(x)) for x in sub.loc[v.index, "patient"]],
                              hovertemplate="%{text}: %{x:.4g}<extra></extra>"), row=2, col=1)
     fig.add_vline(x=0, line={"color": "grey", "dash": "dot"})
     label = "Convergence (positive = ratings approach each other)" if column == "convergence" else column
@@ -185,7 +192,7 @@ def discrepancy_figure(data, dyadic: DyadicResult | None = None, study: str | No
         tr = tr[tr["study"] == study]
     if tr["study"].nunique() > 1:
         raise ValueError("Choose one study for the discrepancy figure.")
-    se = tr["discrepancy_sd"] / np.sqrt(tr["n_joint"].clip(lower=1))
+    se = tr["discrepancy_se"]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=tr["session"], y=tr["discrepancy_mean"], mode="markers",
                              error_y={"type": "data", "array": (1.96 * se).fillna(0)},
@@ -206,37 +213,20 @@ def symptom_growth_figure(result: GrowthResult, df: pd.DataFrame | None = None, 
                           predictor: str = "convergence", title: str | None = None) -> go.Figure:
     """Model-implied mean symptom lines at −1 SD, mean and +1 SD of a dyad-level predictor.
 
-    ``ŷ(t) = (g00 + g0x·x) + (g10 + g1x·x)·t`` with the other (centered)
-    predictors at their means; x is the centered predictor at −SD, 0, +SD
-    (SD over the model's dyads). ``df`` (the model's data) adds the observed
-    session means as markers.
+    Draws :meth:`GrowthResult.implied_trajectories` and the observed means of
+    the model rows (``result.observed``). ``df`` is accepted for old scripts and ignored.
     """
-    if model not in result.models:
-        raise ValueError(f"Model {model} was not fitted.")
-    gm = result.models[model]
-    fx = gm.fixed.set_index("term")["estimate"]
-    if predictor not in fx.index:
-        raise ValueError(f"{predictor!r} is not a term of Model {model}.")
-    sd = float(result.sample[predictor].std(ddof=1))
-    sess_min = result.time_origin
-    if df is not None:
-        obs = df[df["patient"].isin(result.sample["patient"]) & df["symptoms"].notna()]
-        smin, smax = obs["session"].min(), obs["session"].max()
-    else:
-        smin, smax = sess_min, sess_min + 10
-    s = np.linspace(smin, smax, 60)
-    t = s - result.time_origin
+    lines = result.implied_trajectories(model=model, predictor=predictor)
     fig = go.Figure()
     for z, dash in ((-1, "dot"), (0, "solid"), (1, "dash")):
-        x = z * sd
-        y = fx["intercept"] + fx.get(predictor, 0) * x + (fx["time"] + fx.get(f"time:{predictor}", 0) * x) * t
-        fig.add_trace(go.Scatter(x=s, y=y, mode="lines", line={"dash": dash, "color": "#2ca02c"},
+        sub = lines[lines["z"] == z]
+        fig.add_trace(go.Scatter(x=sub["x"], y=sub["predicted"], mode="lines", line={"dash": dash, "color": "#2ca02c"},
                                  name=f"{TERM_LABELS.get(predictor, predictor)} {z:+d} SD" if z else "mean"))
-    if df is not None:
-        m = obs.groupby("session")["symptoms"].mean()
-        fig.add_trace(go.Scatter(x=m.index, y=m.values, mode="markers", marker={"color": "grey"},
-                                 name="Observed mean"))
-    fig.update_layout(title=title or f"Model {model}: implied symptom trajectories", xaxis_title="Session",
+    if result.observed is not None:
+        fig.add_trace(go.Scatter(x=result.observed["x"], y=result.observed["mean"], mode="markers",
+                                 marker={"color": "grey"}, name="Observed mean"))
+    xl = "Assessment occasion" if result.time == "occasion" else "Session"
+    fig.update_layout(title=title or f"Model {model}: implied symptom trajectories", xaxis_title=xl,
                       yaxis_title="Symptoms", template="plotly_white", height=400)
     return fig
 
@@ -245,6 +235,7 @@ def models_table_figure(result: GrowthResult, digits: int = 2, title: str | None
     """Plotly table of :func:`analysis.convergence.models_table` (the paper's Table I layout)."""
     tab = models_table(result, digits=digits)
     header = ["Term"] + [c.replace(" p", " p-value") if c.endswith(" p") else f"{c} Est. (SE)" for c in tab.columns]
+    tab = tab.set_index("term")
     cells = [tab.index.tolist()] + [tab[c].tolist() for c in tab.columns]
     fig = go.Figure(go.Table(columnwidth=[2.6] + [1.4 if not c.endswith(" p") else 0.8 for c in tab.columns],
                              header={"values": header, "align": "left", "fill_color": "#f0f0f0"},

@@ -150,6 +150,8 @@ def simulate_study(
     gain_size: float = 2.5,
     patient_prefix: str = "P",
     seed: int | np.random.Generator = 0,
+    cross_level_alliance: float = 0.0,
+    cross_level_symptoms: float = 0.0,
 ) -> Simulation:
     """Simulate one study (model in the module docstring).
 
@@ -171,6 +173,11 @@ def simulate_study(
       otherwise the level stays lowered by half the dip (no repair).
     * ``plant_gains``: share of patients with one sudden drop of ``gain_size``
       within-SDs in symptoms between two middle sessions that persists.
+    * ``cross_level_alliance`` (κ_A), ``cross_level_symptoms`` (κ_S): cross-level
+      interactions (seed 000): patient i's alliance → next-symptoms effect is
+      ``c_AS + κ_A·mA_i/sbA + κ_S·mS_i/sbS`` (its latent means in between-SD
+      units). The within process starts from the stationary distribution of the
+      average patient (κ = 0), so the first sessions are approximately stationary.
     """
     rng = np.random.default_rng(seed)
     sess = np.asarray(list(sessions), dtype=int)
@@ -193,9 +200,14 @@ def simulate_study(
 
     w = np.empty((n, T, 2))
     w[:, 0, :] = rng.multivariate_normal([0.0, 0.0], Sigma, size=n)
+    kappa = np.zeros(n)
+    if cross_level_alliance or cross_level_symptoms:
+        kappa = (cross_level_alliance * means[:, 0] / max(sd_between_alliance, 1e-12)
+                 + cross_level_symptoms * means[:, 1] / max(sd_between_symptoms, 1e-12))
     for j in range(1, T):
         innov = rng.standard_normal((n, 2)) * [sd_within_alliance, sd_within_symptoms]
         w[:, j, :] = w[:, j - 1, :] @ B.T + innov
+        w[:, j, 1] += kappa * w[:, j - 1, 0]
 
     jc = np.arange(T) - (T - 1) / 2.0
     A = means[:, [0]] + gA[:, None] * jc + w[:, :, 0]
@@ -272,6 +284,8 @@ def simulate_study(
         "ar_alliance": ar_alliance,
         "ar_symptoms": ar_symptoms,
         "between_corr": between_corr,
+        "cross_level_alliance": cross_level_alliance,
+        "cross_level_symptoms": cross_level_symptoms,
         "within_cov": Sigma.tolist(),
         # approximate standardized within effects (z over all values, no trends):
         "within_a_to_s_std": within_a_to_s * np.sqrt(var_a / var_s),

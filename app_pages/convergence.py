@@ -4,129 +4,190 @@ import pandas as pd
 import streamlit as st
 
 from analysis import convergence as conv
-from analysis import plots_convergence as pc
+from analysis import formatting as fmt
 from analysis import plots_meta
+from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.persist import CONVERGENCE, url_params
-from ui.state import DEMOS, current, data_banner, has_therapist_ratings, load_demo, set_dataset
+from ui.safe import esc
+from ui.state import DEMOS, DYADIC_DEMOS, current, has_therapist_ratings
 
 METHODS = "/methods#8-alliance-convergence-convergence-paper"
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _trajectories(df):
-    return conv.trajectories(df)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _scores(df, discrepancy, transform):
-    return conv.dyad_scores(df, discrepancy=discrepancy, transform=transform)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _growth(df, discrepancy, transform, therapist_level):
-    return conv.growth_models(df, models=(1, 2, 3), therapist_level=therapist_level,
-                              discrepancy=discrepancy, transform=transform)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _dyadic(df):
-    return conv.dyadic_model(df)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _pooled(df, discrepancy, transform, method, test):
-    return conv.pooled_convergence(df, model=2, discrepancy=discrepancy, transform=transform, method=method,
-                                   test=test)
-
+OWN = "— (choose the settings yourself)"
+DEMO_NAMES = {f: n for n, f in DEMOS.items() if f in DYADIC_DEMOS}
 
 st.title("Alliance convergence")
-data_banner()
 st.caption(
     "Do patient and therapist come to agree on the alliance over treatment, and do dyads that converge improve "
     f"more? Dyad scores and symptom growth Models 1–3 as in the convergence paper ([Methods §8]({METHODS}))."
 )
 ds = current()
-df = ds["df"]
-if not has_therapist_ratings(df):
-    st.warning("The loaded data have no therapist-rated alliance, which convergence needs. "
-               "Load a convergence demo or upload data with a therapist-rated alliance column.")
-    names = [n for n, f in DEMOS.items() if f in ("dyads_bdi.csv", "dyads_gsi.csv")]
-    pick = st.selectbox("Convergence demo", names, key="conv_demo")
-    if st.button("Load this demo", key="conv_load_demo"):
-        set_dataset(load_demo(DEMOS[pick]), pick, "demo")
-        st.rerun()
-    st.stop()
+loaded = ds["df"]
+name = ds.get("name", "")
+has_t = has_therapist_ratings(loaded)
+rel_loaded = 0.0
+if has_t:
+    try:
+        rels = compute.conv_scores(compute.data_key(loaded), loaded, "absolute", "none", "ols").reliability.values()
+        rel_loaded = max((r for r in rels if pd.notna(r)), default=0.0)
+    except ValueError:
+        rel_loaded = 0.0
+dyadic_loaded = has_t and rel_loaded >= 0.2
 
-d = df[df["therapist_alliance"].notna() | df["alliance"].notna()]
-studies = sorted(d["study"].astype(str).unique())
 url_params("convergence", CONVERGENCE)  # options in the URL (ui/persist.py)
-with st.sidebar:
-    st.markdown("#### Convergence options")
-    discrepancy = st.radio(
-        "Convergence score", ["absolute", "signed"], key="conv_discrepancy",
-        format_func={"absolute": "− slope of |P̂ − T̂| (default: positive = approaching)",
-                     "signed": "slope of P̂ − T̂ (signed)"}.get,
-        help=f"Per dyad, from the OLS lines of patient (P) and therapist (T) ratings. [Methods §8]({METHODS})",
-    )
-    transform = st.radio("Transform", ["none", "log_shift"], key="conv_transform",
-                         format_func={"none": "None", "log_shift": "log(x − min + 1) (for a skewed score)"}.get)
-    therapist_level = st.checkbox(
-        "Add a therapist level", key="conv_therapist_level",
-        help="A third level (random intercept per therapist). Falls back to two levels, with a message, when "
-             "it does not converge or its variance is zero.",
-        disabled="therapist" not in df.columns,
-    )
+preset_name = st.selectbox("Reproduce a paper", [OWN, *conv.PRESETS], key="conv_preset",
+                           help="Settings (sample rules, time coding, score, transform) that reproduce the seed "
+                                "paper's Tables I–II on the matching demo.")
+preset = conv.PRESETS.get(preset_name)
+if preset is not None:
+    df, key = compute.conv_demo(preset["demo"])
+    src = DEMO_NAMES[preset["demo"]]
+    st.info(f"**{preset_name}** on the demo *{src}*: {preset['description']}")
+else:
+    choices = ([f"Loaded data: {name}"] if has_t else []) + list(DEMO_NAMES.values())
+    default = 0 if dyadic_loaded else (1 if has_t else 0)
+    src = st.selectbox("Data for this page", choices, index=default, key="conv_source")
+    if not dyadic_loaded:
+        why = ("have no therapist-rated alliance" if not has_t else
+               f"give a convergence score with reliability {fmt.num(rel_loaded)} (mostly rating noise: too few "
+               "rating occasions per dyad)")
+        st.info(f"The loaded data ({esc(name)}) {why}, so this page opens on a convergence demo; choose the loaded "
+                "data above to analyse them anyway.")
+    if src.startswith("Loaded data"):
+        df, key = loaded, compute.data_key(loaded)
+    else:
+        df, key = compute.conv_demo(next(f for f, n in DEMO_NAMES.items() if n == src))
+
+studies = sorted(df["study"].astype(str).unique())
 study = st.selectbox("Study", studies, key="conv_study") if len(studies) > 1 else studies[0]
-sd = d[d["study"].astype(str) == study]
+sd = df[df["study"].astype(str) == study]
+skey = f"{key}|{study}"
+sessions = sorted(int(s) for s in sd["session"].unique())
+numeric = [c for c in sd.columns if c not in ("study", "patient", "session", "alliance", "therapist_alliance",
+                                              "symptoms", "therapist") and pd.api.types.is_numeric_dtype(sd[c])]
+
+if preset is not None:
+    rules, o = preset["rules"], dict(preset["options"])
+    with st.sidebar:
+        st.markdown("#### Convergence options")
+        st.caption("Set by the preset; choose “— (choose the settings yourself)” to change them.")
+else:
+    with st.sidebar:
+        st.markdown("#### Convergence options")
+        o = {
+            "score_method": st.radio("Growth lines", ["ols", "multilevel"], key="conv_method",
+                                     format_func={"ols": "Per-dyad OLS lines",
+                                                  "multilevel": "Multilevel growth curves (empirical Bayes)"}.get),
+            "discrepancy": st.radio("Convergence score", ["absolute", "signed"], key="conv_discrepancy",
+                                    format_func={"absolute": "− slope of |P̂ − T̂| (positive = approaching)",
+                                                 "signed": "slope of P̂ − T̂ (signed)"}.get),
+            "transform": st.radio("Transform", list(conv.TRANSFORMS), key="conv_transform",
+                                  format_func={"none": "None", "log_shift": "log(x − min + 1)",
+                                               "yeo_johnson": "Yeo–Johnson on the standardized score"}.get),
+            "time": st.radio("Time", list(conv.TIMES), key="conv_time",
+                             format_func={"session": "Session number", "from_first": "Sessions since the first",
+                                          "occasion": "Assessment occasion (0, 1, 2, …)"}.get),
+            "therapist_level": st.radio(
+                "Therapist level", ["never", "lrt", "always"], key="conv_levels",
+                disabled="therapist" not in sd.columns,
+                format_func={"never": "Two levels", "lrt": "Decide in the null model (LRT)",
+                             "always": "Three levels"}.get,
+                help="One decision for every model: the therapist variance is tested in the null model "
+                     "(50:50 mixture of χ²₀ and χ²₁)."),
+            "early_discrepancy": st.radio(
+                "Early P − T discrepancy in Model 3", ["raw", "fitted"], key="conv_early",
+                format_func={"raw": "Observed (dropped: = early P − early T)",
+                             "fitted": "From the growth lines at the first session"}.get),
+            "covariates": tuple(st.multiselect("Extra dyad-level covariates (Models 2–3)", numeric,
+                                               key="conv_covariates")),
+        }
+        with st.expander("Sample rules and windows"):
+            score_s = st.multiselect("Sessions in the convergence score (empty = all)", sessions, key="conv_score_s")
+            sym_s = st.multiselect("Sessions of the symptom series (empty = all)", sessions, key="conv_sym_s")
+            sym_final = st.checkbox("Add each dyad's last symptom score (termination)", key="conv_sym_final")
+            min_s = st.number_input("Minimum number of sessions (0 = none)", 0, 1000, 0, key="conv_min_s")
+            max_s = st.number_input("Maximum number of sessions (0 = none)", 0, 1000, 0, key="conv_max_s")
+            comp_s = st.multiselect("Complete P, T and symptoms at sessions", sessions, key="conv_comp_s")
+            comp_final = st.checkbox("Require a symptom score after those sessions", key="conv_comp_final")
+            length_col = st.selectbox("Treatment length", ["(highest session in the file)", *numeric],
+                                      key="conv_length")
+        rules = conv.SampleRules(
+            score_sessions=tuple(score_s) or None, symptom_sessions=tuple(sym_s) or None,
+            symptom_final=sym_final, min_sessions=int(min_s) or None, max_sessions=int(max_s) or None,
+            complete_sessions=tuple(comp_s) or None, complete_final=comp_final,
+            length_column=None if length_col.startswith("(") else length_col)
+
+try:
+    samp = compute.conv_sample(skey, sd, rules)
+except ValueError as e:
+    st.error(f"The sample rules could not be applied: {e}")
+    st.stop()
+if rules != conv.SampleRules():
+    st.subheader("Sample")
+    st.caption("Dyads removed by each inclusion rule, in order.")
+    st.dataframe(samp.counts, width="stretch", hide_index=True)
+    with st.expander("Excluded dyads"):
+        st.dataframe(samp.excluded, width="stretch", hide_index=True)
+sd = samp.data
+skey = f"{skey}|{rules!r}"
 
 st.header("Patient and therapist ratings over treatment")
 st.caption("Mean ± 1 SD per session (higher = stronger alliance). Converging lines mean the two raters come to agree.")
-show_figure(pc.alliance_trajectories_figure(_trajectories(sd), study=study), "alliance_trajectories",
-            key="conv_traj")
+tr = compute.conv_trajectories(skey, sd)
+show_figure(compute.conv_figure("alliance_trajectories_figure", (skey,), (tr,), {"study": study}),
+            "alliance_trajectories", key="conv_traj")
 with st.expander("Per-session means and SDs"):
-    tr = _trajectories(d)
     st.dataframe(tr, width="stretch", hide_index=True)
     table_download(tr, "alliance_trajectories", key="conv_traj_dl")
 
 try:
-    scores = _scores(sd, discrepancy, transform)
+    scores = compute.conv_scores(skey, sd, o["discrepancy"], o["transform"], o["score_method"])
 except ValueError as e:
     st.error(f"Dyad scores could not be computed: {e}")
     st.stop()
+rel = scores.reliability.get(study)
+if rel is not None and pd.notna(rel) and rel < 0.2:
+    st.warning(f"**The convergence analysis is not meaningful here.** The convergence score's reliability is "
+               f"{fmt.num(rel)}: its differences between dyads are mostly rating noise, so any association with "
+               "convergence (or its absence) says little. More rating occasions per dyad are needed.")
 c1, c2 = st.columns(2)
 with c1:
-    show_figure(pc.dyad_trajectories_figure(sd, n=12, seed=0, scores=scores), "dyad_trajectories", key="conv_dyads")
-    st.caption("Twelve randomly chosen dyads (fixed seed): ratings and their straight-line fits; the shaded band is "
-               "the fitted discrepancy.")
+    okey = (skey, o["discrepancy"], o["transform"], o["score_method"])
+    show_figure(compute.conv_figure("dyad_trajectories_figure", okey, (sd,), {"n": 12, "seed": 0, "scores": scores}),
+                "dyad_trajectories", key="conv_dyads")
+    st.caption("Twelve randomly chosen dyads (fixed seed): ratings and their fitted lines; the shaded band is the "
+               "fitted discrepancy.")
 with c2:
-    show_figure(pc.convergence_distribution_figure(scores), "convergence_distribution", key="conv_dist")
-    rel = scores.reliability.get(study)
+    show_figure(compute.conv_figure("convergence_distribution_figure", okey, (scores,), {}),
+                "convergence_distribution", key="conv_dist")
+    info = scores.transform_info.get(study, {})
+    if info:
+        st.caption(f"Skewness of the score: {fmt.num(info['skew_before'])} before, {fmt.num(info['skew_after'])} "
+                   f"after the transform ({fmt.option_text(o['transform'])}).")
     if rel is not None and pd.notna(rel):
-        st.caption(f"Reliability of the convergence score in this study: {rel:.2f} (share of its between-dyad "
-                   "variance that is not rating noise; low values weaken every association with convergence).")
-for m in scores.messages:
-    st.info(m)
-if len(scores.excluded):
-    st.caption(f"{len(scores.excluded)} dyads were left out (fewer than 2 sessions rated by both).")
-
+        st.caption(f"Reliability of the convergence score: {fmt.num(rel)} (share of its between-dyad variance that "
+                   "is not rating noise; low values weaken every association with convergence).")
+with st.expander("Messages about the scores"):
+    for m in scores.messages:
+        st.text(m)
 st.subheader("Dyad scores")
 st.dataframe(scores.table, width="stretch", hide_index=True)
 table_download(scores.table, "dyad_scores", key="conv_scores_dl")
 
 st.header("Discrepancy over time")
 try:
-    dy = _dyadic(sd)
+    dy = scores.dyadic.get(study) or compute.conv_dyadic(skey, sd)
 except ValueError as e:
     dy = None
     st.info(f"The one-step dyadic model could not be fitted: {e}")
-show_figure(pc.discrepancy_figure(sd, dyadic=dy, study=study), "discrepancy", key="conv_disc")
+show_figure(compute.conv_figure("discrepancy_figure", (skey, o["score_method"], dy is None), (tr,),
+                                 {"dyadic": dy, "study": study}), "discrepancy", key="conv_disc")
 if dy is not None:
     ch = dy.discrepancy_change
     st.markdown(
-        f"One-step dyadic model (both ratings stacked, role ±½ × time): the patient − therapist discrepancy changes "
-        f"by **{ch['estimate']:.3f}** per session (SE {ch['se']:.3f}, p = {ch['pvalue']:.3g}); a negative value while "
-        "patients rate higher means the ratings converge."
+        "One-step dyadic model (both ratings stacked, role ±½ × time): the patient − therapist discrepancy changes by "
+        f"**{fmt.num(ch['estimate'], 3)}** per session (SE {fmt.num(ch['se'], 3)}, {fmt.p_text(ch['pvalue'])}); a "
+        "negative value while patients rate higher means the ratings converge."
     )
     for m in dy.messages:
         st.caption(m)
@@ -134,34 +195,69 @@ if dy is not None:
 st.header("Symptom growth: Models 1–3")
 if "symptoms" not in sd.columns or sd["symptoms"].notna().sum() == 0:
     st.info("No symptom scores in this study.")
-else:
-    try:
-        with st.spinner("Fitting growth models…"):
-            gr = _growth(sd, discrepancy, transform, therapist_level)
-    except ValueError as e:
-        st.error(f"The growth models could not be fitted: {e}")
-    else:
-        for m in gr.messages:
-            st.info(m)
-        table = conv.models_table(gr)
-        st.caption("Laid out like the paper's Table I: estimate (SE), Satterthwaite p. AIC (REML) compares only models "
-                   "with the same fixed effects; use AIC (ML) to compare Models 1–3.")
-        st.dataframe(table, width="stretch", hide_index=True)
-        table_download(table, "growth_models_table", key="conv_table_dl")
-        table_download(gr.to_frame(), "growth_models_fixed_effects", key="conv_fixed_dl",
-                       label="Download all fixed effects (CSV)")
-        for mnum, gm in gr.models.items():
-            for w in gm.warnings:
-                st.warning(f"Model {mnum}: {w}")
-        show_figure(pc.symptom_growth_figure(gr, sd, model=2), "symptom_growth_by_convergence", key="conv_growth")
+    st.stop()
+try:
+    shape = compute.conv_shape(skey, sd, o["time"])
+    with st.expander(f"Preparatory analysis: {shape.summary()}"):
+        st.caption("Null model with time t or log(t − first t + 1), random intercept and slope, ML; lower AIC = "
+                   "better fit (the paper's linear vs log-linear comparison).")
+        st.dataframe(shape.table, width="stretch", hide_index=True)
+    with st.spinner("Fitting growth models…"):
+        gr = compute.conv_growth(skey, sd, scores, (o["discrepancy"], o["transform"], o["score_method"]),
+                                 tuple(sorted(o.items())))
+except ValueError as e:
+    st.error(f"The growth models could not be fitted: {e}")
+    st.stop()
+for m in gr.messages:
+    if m.startswith(("Two levels", "Three levels", "Symptom slopes vary", "Model(s)")):
+        st.info(m)
+singular = [str(k) for k, g in gr.models.items() if g.fit.singular]
+if singular:
+    st.warning(f"Model(s) {', '.join(singular)}: a random-effect variance was estimated at zero (singular fit). "
+               "The data cannot separate that variance from the residual; its estimate and its SE are not "
+               "informative, and the AIC comparison of these models is approximate.")
+if gr.slope_test is not None and gr.slope_test["pvalue"] >= 0.05:
+    st.warning("The symptom slopes do not vary significantly between dyads, so there is little to predict: "
+               "the paper's precondition for Models 2–3 is not met.")
+table = conv.models_table(gr)
+st.caption("Laid out like the paper's Table I: estimate (SE) and Satterthwaite p; variance components with Wald "
+           "SEs; likelihood-ratio tests with boundary-corrected p. AIC (REML) compares only models with the same "
+           "fixed effects; use AIC (ML) to compare Models 1–3.")
+st.dataframe(table, width="stretch", hide_index=True)
+table_download(table, "growth_models_table", key="conv_table_dl")
+table_download(gr.to_frame(), "growth_models_fixed_effects", key="conv_fixed_dl",
+               label="Download all fixed effects (CSV)")
+with st.expander("Model messages"):
+    for mnum, gm in gr.models.items():
+        for w in gm.warnings:
+            st.text(f"Model {mnum}: {w}")
+show_figure(compute.conv_figure("symptom_growth_figure", (skey, tuple(sorted(o.items()))), (gr,), {"model": 2}),
+            "symptom_growth_by_convergence", key="conv_growth")
 
-if len(studies) > 1:
+with st.expander("Power for convergence × time at this N (simulation)"):
+    st.caption("Simulated data sets with this study's number of dyads and score sessions; Model 2 fitted to each. "
+               "Includes the attenuation by the score's unreliability (the paper's cross-sectional approximation "
+               "needed N = 44 / 82 / 191 for β = .4 / .3 / .2).")
+    betas = st.multiselect("Standardized effects β", [0.2, 0.3, 0.4, 0.5], default=[0.3], key="conv_pw_beta")
+    n_sim = st.number_input("Simulations per β", 20, 1000, 100, step=20, key="conv_pw_nsim")
+    if st.button("Run the power simulation", key="conv_pw_run") and betas:
+        sess = tuple(sorted(int(s) for s in sd.loc[sd["alliance"].notna(), "session"].unique()))
+        try:
+            with st.spinner("Simulating…"):
+                pw = compute.conv_power(gr.models[min(gr.models)].n_dyads, sess, tuple(betas), int(n_sim))
+        except ValueError as e:
+            st.error(str(e))
+        else:
+            st.write(pw.summary())
+            st.dataframe(pw.table, width="stretch", hide_index=True)
+
+if len(studies) > 1 and preset is None:
     st.header("Convergence × time, pooled across studies")
     st.caption("Model 2's convergence × time coefficient per study, standardized (symptom SDs per session per SD of "
                "convergence), pooled with a random-effects model (REML).")
     try:
         with st.spinner("Fitting Model 2 in every study…"):
-            per, meta = _pooled(d, discrepancy, transform, "REML", "z")
+            per, meta = compute.conv_pooled(key, df, o["discrepancy"], o["transform"], o["time"])
     except ValueError as e:
         st.error(str(e))
     else:

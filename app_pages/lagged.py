@@ -104,3 +104,7 @@ else:
     st.dataframe(rows[rows["patient"] == patient], width="stretch", hide_index=True)
     table_download(rows, f"model_rows_{study}_{direction}", key="lag_rows_dl",
                    label="Download this study's model rows (CSV)")
+
+from ui.decomposition_view import lagged_page_sections  # noqa: E402
+
+lagged_page_sections(df, options)

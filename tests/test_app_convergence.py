@@ -27,6 +27,14 @@ def _run(df):
     return at
 
 
+def _use_loaded(at):
+    """Analyse the loaded data even when the page would open on a demo (unreliable score)."""
+    opts = at.selectbox(key="conv_source").options
+    at.selectbox(key="conv_source").set_value(next(o for o in opts if o.startswith("Loaded data"))).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def test_trajectories_scores_and_models_table_on_demo():
     at = _run(_demo("dyads_bdi.csv"))
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
@@ -37,10 +45,12 @@ def test_trajectories_scores_and_models_table_on_demo():
     assert len(scores) == 96
     models = next(t for t in tables if any("Model 1" in str(c) for c in t.columns))
     assert any("Model 3" in str(c) for c in models.columns)
+    # every row names its term, on screen (a real column, not a hidden index)
+    assert models["term"].str.len().gt(0).all() and "Convergence × Time" in set(models["term"])
 
 
 def test_score_option_changes_scores():
-    at = _run(_demo("dyads_gsi.csv"))
+    at = _use_loaded(_run(_demo("dyads_gsi.csv")))
     before = next(d.value for d in at.dataframe if "convergence" in d.value.columns)["convergence"].to_numpy()
     at.radio(key="conv_discrepancy").set_value("signed").run()
     assert not at.exception
@@ -51,15 +61,89 @@ def test_score_option_changes_scores():
 def test_two_studies_are_pooled():
     a = simulate_dyads(40, range(1, 8), study="A", seed=1).data
     b = simulate_dyads(50, range(1, 8), study="B", seed=2).data
-    at = _run(pd.concat([a, b], ignore_index=True))
+    at = _use_loaded(_run(pd.concat([a, b], ignore_index=True)))
     per = next(d.value for d in at.dataframe if {"study", "n_dyads", "status"} <= set(d.value.columns))
     assert set(per["study"]) == {"A", "B"}
     assert any("Convergence × time" in h.value for h in at.header)
 
 
-def test_without_therapist_ratings_offers_a_demo():
+def test_without_therapist_ratings_opens_on_a_demo():
     at = _run(simulate_study(30, range(1, 6), seed=1).data)
-    assert any("no therapist-rated alliance" in w.value for w in at.warning)
-    at.button(key="conv_load_demo").click().run()
-    assert not at.exception
-    assert at.session_state["dataset"]["df"]["therapist_alliance"].notna().any()
+    assert any("no therapist-rated alliance" in i.value for i in at.info)
+    assert at.selectbox(key="conv_source").value.startswith("Convergence demo")
+    tables = [d.value for d in at.dataframe]
+    assert any(len(t) == 96 and "convergence" in t.columns for t in tables)
+
+
+def test_unreliable_score_opens_on_a_demo_and_says_so():
+    """4 noisy sessions per dyad (the IPD demo: reliability < .07): the score is mostly noise; the page opens on the demo, and when
+    the user insists on the loaded data it says plainly that the analysis is not meaningful."""
+    at = _run(simulate_dyads(60, range(1, 5), seed=3, rating_noise=0.5).data)
+    assert any("reliability" in i.value and "opens on a convergence demo" in i.value for i in at.info)
+    _use_loaded(at)
+    assert any("not meaningful" in w.value for w in at.warning)
+
+
+def _preset(name):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("app_pages/convergence.py")
+    at.run()
+    at.selectbox(key="conv_preset").set_value(name).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at, _models_table(at)
+
+
+def test_preset_study1_shows_table_1():
+    at, tab = _preset("Seed 001 · Study 1 (BDI-II, sessions 1–14)")
+    assert tab.at["N dyads", "Model 1"] == "96"
+    assert tab.at["Alliance development × Time", "Model 3 p"] in (".001", ".002", ".003", ".004", "< .001")
+    assert any("Two levels in every model" in i.value for i in at.info)
+
+
+def test_preset_study2_shows_rules_and_table_2():
+    at, tab = _preset("Seed 001 · Study 2 (GSI, sessions 1/3/12/20/end)")
+    assert tab.at["N dyads", "Model 1"] == "139" and tab.at["N observations", "Model 1"] == str(139 * 5)
+    counts = next(d.value for d in at.dataframe if {"rule", "removed", "remaining"} <= set(d.value.columns))
+    assert counts["removed"].tolist()[1:3] == [50, 21]
+    assert any("not meaningful" in w.value for w in at.warning)  # 3 WAI occasions: an unreliable score
+
+
+def _models_table(at):
+    t = next(d.value for d in at.dataframe if any("Model 1" in str(c) for c in d.value.columns))
+    return t.set_index("term") if "term" in t.columns else t
+
+
+def test_symptom_only_occasions_stay_in_the_models():
+    """GSI at session 1 and at the end without WAI (seed 001 Study 2): those rows are symptom
+    observations of the growth models (the page once dropped every row without an alliance rating)."""
+    d = simulate_dyads(30, (1, 3, 12, 20, 30), seed=4).data
+    d.loc[d["session"].isin([1, 30]), ["alliance", "therapist_alliance"]] = float("nan")
+    at = _use_loaded(_run(d))
+    tab = _models_table(at)
+    assert tab.at["N observations", "Model 1"] == str(int(d["symptoms"].notna().sum()))
+
+
+def test_own_settings_rules_time_and_power():
+    """Own settings on the BDI demo: a score window, occasion time, a max-sessions rule from a column,
+    the multilevel score; then the power simulation runs and reports a power table."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("app_pages/convergence.py")
+    at.run()
+    at.multiselect(key="conv_score_s").set_value([1, 2, 3, 4, 5, 6, 7])
+    at.multiselect(key="conv_sym_s").set_value([1, 2, 3, 4, 5, 6, 7])
+    at.radio(key="conv_time").set_value("occasion")
+    at.radio(key="conv_method").set_value("multilevel")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    scores = next(d.value for d in at.dataframe if "convergence" in d.value.columns and "early_patient" in d.value.columns)
+    assert (scores["last_joint_session"] == 7).all()
+    tab = _models_table(at)
+    assert tab.at["N observations", "Model 1"] == str(96 * 7)
+    at.number_input(key="conv_pw_nsim").set_value(20)
+    at.multiselect(key="conv_pw_beta").set_value([0.4])
+    at.button(key="conv_pw_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    pw = next(d.value for d in at.dataframe if "power" in d.value.columns)
+    assert pw["n_ok"].iloc[0] == 20 and 0 <= pw["power"].iloc[0] <= 1

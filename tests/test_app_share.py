@@ -71,8 +71,8 @@ def test_teaching_scenario_and_seed_from_the_url():
     assert at.checkbox(key="teach_control").value is True
 
 
-@pytest.mark.parametrize("page", ["app_pages/lagged.py", "app_pages/pooled.py", "app_pages/convergence.py",
-                                  "app_pages/events.py", "app_pages/screening.py"])
+@pytest.mark.parametrize("page", ["app_pages/lagged.py", "app_pages/pooled.py", "app_pages/events.py",
+                                  "app_pages/screening.py"])
 def test_results_pages_name_the_demo_data_and_say_uploads_are_lost_on_reload(page):
     at = _goto(_app(), page)
     text = " ".join(str(x.value) for x in at.info)
@@ -123,11 +123,15 @@ def test_teaching_scenario_reaches_the_url_on_the_first_visit():
 
 
 def test_convergence_options_from_the_url():
-    at = _goto(_app({"score": "signed", "transform": "log_shift", "therapist_level": "maybe"}),
-               "app_pages/convergence.py")
+    from analysis import convergence as conv
+
+    preset = next(iter(conv.PRESETS))
+    at = _goto(_app({"score": "signed", "transform": "log_shift", "levels": "sometimes"}), "app_pages/convergence.py")
     assert at.radio(key="conv_discrepancy").value == "signed"
     assert at.radio(key="conv_transform").value == "log_shift"
-    assert at.checkbox(key="conv_therapist_level").value is False  # an invalid value is ignored
+    assert at.radio(key="conv_levels").value == "never"  # an invalid value is ignored
+    at = _goto(_app({"preset": preset}), "app_pages/convergence.py")
+    assert at.selectbox(key="conv_preset").value == preset
 
 
 def test_uploaded_files_column_mapping_goes_into_the_bundle():

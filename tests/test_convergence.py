@@ -10,6 +10,12 @@ written by this file's ``write_reference_inputs`` (run it as a script:
 (test_reference_inputs_are_reproducible checks that the designs still write
 exactly the committed CSVs).
 
+The R script also writes: delta-method SEs of the variance components (lmerTest's
+``vcov_varpar``), the boundary-corrected likelihood-ratio tests (slopes vary: ½χ²₁ + ½χ²₂;
+therapist level: ½χ²₀ + ½χ²₁), empirical-Bayes (multilevel) dyad scores from the stacked dyadic
+model's ``coef()``, Model 2 with time as assessment occasion and with an extra dyad-level
+covariate, and the linear vs log-linear null models' ML AICs.
+
 Tolerances: dyad scores 1e-9 relative (closed-form OLS, both sides); model
 quantities 1e-4 relative, with absolute floors 1e-4·SE for estimates and
 1e-6·σ² for variance components; p-values below 1e-10 on the log scale;
@@ -150,8 +156,10 @@ FITS = [
     ("missing", "model1", {"models": (1,)}),
     ("missing", "model2", {"models": (2,)}),
     ("missing", "model3", {"models": (3,)}),
-    ("missing", "model1_therapist", {"models": (1,), "therapist_level": True}),
-    ("missing", "model2_therapist", {"models": (2,), "therapist_level": True}),
+    ("missing", "model1_therapist", {"models": (1,), "therapist_level": "always"}),
+    ("missing", "model2_therapist", {"models": (2,), "therapist_level": "always"}),
+    ("study2", "model2_occasion", {"models": (2,), "time": "occasion"}),
+    ("study2", "model2_covariate", {"models": (2,), "covariates": ("n_sessions",)}),
 ]
 # lme4 (nloptwrap, tolerances 1e-15) stopped at a worse point than ours: its own convergence check
 # failed ("Model failed to converge with 1 negative eigenvalue") at θ = (0, 0.0064, 0.0755), a corner
@@ -162,6 +170,11 @@ LME4_NOT_CONVERGED = {("study2", "model3")}
 
 def _raw(name):
     return _load(name)[RAW_COLS]
+
+
+def _with_covariate(d):
+    """Add a dyad-level covariate: the dyad's last session in the file (treatment length)."""
+    return d.assign(n_sessions=d.groupby("patient")["session"].transform("max"))
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +222,11 @@ def _lme4_problem(name, key, terms):
     t = m["time"].to_numpy(float)
     if key.endswith("from_first"):
         t = m["session"].to_numpy(float) - m["session"].min()
+    if key.endswith("occasion"):
+        t = m.groupby("patient").cumcount().to_numpy(float)
+    if key.endswith("covariate"):
+        last = d.groupby("patient")["session"].max()
+        m["n_sessions"] = last.reindex(m["patient"]).to_numpy() - last.reindex(m["patient"].unique()).mean()
     if key.endswith("fitted"):
         m["early_discrepancy"] = m["early_discrepancy_fitted"]
     cols = []
@@ -304,7 +322,7 @@ def test_growth_model_matches_lme4(ref, raw_sets, name, key, kw):
     optimum (LME4_NOT_CONVERGED) our criterion is lower, and at lme4's θ our criterion, β̂ and SE are
     lme4's."""
     r = ref[name][key]
-    res = growth_models(raw_sets[name], **kw)
+    res = growth_models(_with_covariate(raw_sets[name]), **kw)
     gm = res.models[kw["models"][0]]
     fx = gm.fixed.set_index("term")
     terms = list(r["fixed"])
@@ -342,12 +360,13 @@ def test_growth_model_matches_lme4(ref, raw_sets, name, key, kw):
         diag = theta_r[[0, 2]] if n_theta == 3 else theta_r[[0, 2, 3]]
         assert gm.fit.singular == bool(np.any(diag < 1e-4))
         if key == "model2_therapist":
-            # fallback: 2 levels, and one parameter (σ²_T) fewer than lme4's boundary 3-level fit
-            assert gm.levels == 2 and gm.random["var_therapist"] is None and vc["var_therapist"] == 0
-            assert any("therapist variance was estimated at ~0; fell back to two levels" in w for w in gm.warnings)
+            # one level decision for every model: Model 2 keeps the therapist level (forced here), and its
+            # variance sits on the boundary exactly as lme4's; same parameter count, so the same AIC
+            assert gm.levels == 3 and vc["var_therapist"] == 0
+            assert gm.random["var_therapist"] == pytest.approx(0, abs=1e-8 * s2)
             assert gm.deviance_reml == pytest.approx(r["deviance_reml"], abs=1e-6)
-            assert gm.aic_reml == pytest.approx(r["aic_reml"] - 2, abs=1e-6)
-            assert gm.aic_ml == pytest.approx(r["aic_ml"] - 2, abs=1e-6)
+            assert gm.aic_reml == pytest.approx(r["aic_reml"], abs=1e-6)
+            assert gm.aic_ml == pytest.approx(r["aic_ml"], abs=1e-6)
         else:
             assert gm.levels == (3 if key.endswith("therapist") else 2)
             if gm.levels == 3:
@@ -592,63 +611,6 @@ def _demo(name):
                                                           "therapist": "string"})
 
 
-@pytest.fixture(scope="module")
-def demo_fits():
-    truth = json.loads((ROOT / "demo_data" / "truth.json").read_text())
-    return {k: (growth_models(_demo(f"{k}.csv")), truth[k]) for k in ("dyads_bdi", "dyads_gsi")}
-
-
-@pytest.mark.parametrize("key", ["dyads_bdi", "dyads_gsi"])
-def test_demo_symptoms_decline_and_no_convergence_slope_effect(demo_fits, key):
-    res, truth = demo_fits[key]
-    assert truth["symptom_slope"] < 0 and truth["convergence_on_slope"] == 0
-    m1 = res.models[1].fixed.set_index("term")
-    assert m1.at["time", "estimate"] < 0 and m1.at["time", "pvalue"] < 1e-6
-    for m in (2, 3):
-        fx = res.models[m].fixed.set_index("term")
-        assert fx.at["time:convergence", "pvalue"] > 0.05, m
-        assert res.models[m].converged
-    # Models 2-3 explain more than Model 1 (ML AIC, same sample)
-    assert res.models[2].aic_ml < res.models[1].aic_ml
-
-
-def test_gsi_demo_convergence_and_symptom_level(demo_fits):
-    """Truth: convergence lowers the symptom *level* (−0.35 latent SD per SD of the true convergence
-    share), not the slope.
-
-    What the data can show is limited, and these assertions say so rather than hide it:
-
-    * Model 2 adjusts for initial symptoms, i.e. the first observed score, which measures the very
-      level convergence acts on; the level effect left after that adjustment is only the part hidden by
-      measurement noise in initial symptoms (≈ −0.35 × 0.45²/(1 + 0.45²) ≈ −0.06 latent SD). And the
-      convergence score, from 4 noisy ratings per rater, is an unreliable measure of the true share
-      (estimated reliability ~0; corr(score, share) = 0.20 here). So Model 2's convergence main effect
-      is expected ≈ 0: in this data it is +0.37 (SE 1.10), not significant.
-    * Without the initial-symptoms adjustment (same random part, convergence on level and slope), the
-      convergence main effect has the true (negative) sign, −5.4 (SE 3.8), again not significant.
-    """
-    from analysis.lmm import fit_lmm
-
-    res, truth = demo_fits["dyads_gsi"]
-    assert truth["convergence_on_intercept"] < 0
-    fx = res.models[2].fixed.set_index("term")
-    assert fx.at["convergence", "pvalue"] > 0.05
-    assert abs(fx.at["convergence", "t"]) < 1
-    assert res.scores.reliability[res.study] < 0.2
-    # convergence-only level model (Model 2 without initial symptoms)
-    d = _demo("dyads_gsi.csv")
-    sample = res.sample.set_index("patient")
-    x = sample.loc[d["patient"], "convergence"].to_numpy()
-    t = d["session"].to_numpy(float)
-    f = fit_lmm(d["symptoms"].to_numpy(float), np.column_stack([np.ones_like(t), t, x, x * t]),
-                np.column_stack([np.ones_like(t), t]), d["patient"].to_numpy(),
-                coef_names=("intercept", "time", "convergence", "time:convergence"))
-    assert f.beta[2] < 0
-    # the dyads that converge more do start with fewer symptoms (the score is noisy, the sign is right)
-    raw = res.scores.table
-    assert np.corrcoef(raw["convergence"], raw["initial_symptoms"])[0, 1] < 0
-
-
 # ----------------------------------------------------------------------------
 # recovery of a planted convergence effect on the symptom slope (seeded)
 
@@ -729,17 +691,34 @@ def test_pooled_convergence_reports_and_skips_a_failing_study():
 
 
 def test_models_table_layout(raw_sets):
+    """Every row names its term in a real column (so the screen table and the CSV keep the labels)."""
+    from analysis.formatting import num
+
     res = growth_models(raw_sets["study1"])
     tab = models_table(res, digits=2)
-    assert list(tab.columns) == ["Model 1", "Model 1 p", "Model 2", "Model 2 p", "Model 3", "Model 3 p"]
-    assert tab.index[0] == "Intercept" and tab.index[1] == "Time (slope)"
-    assert tab.at["Convergence × Time", "Model 1"] == ""
+    assert list(tab.columns) == ["term", "Model 1", "Model 1 p", "Model 2", "Model 2 p", "Model 3", "Model 3 p"]
+    assert tab["term"].str.len().gt(0).all() and tab["term"].is_unique
+    t = tab.set_index("term")
+    assert t.index[0] == "Intercept" and t.index[1] == "Time (slope)"
+    assert t.at["Convergence × Time", "Model 1"] == ""
     fx = res.models[2].fixed.set_index("term")
-    assert tab.at["Convergence × Time", "Model 2"] == (
-        f"{fx.at['time:convergence', 'estimate']:.2f} ({fx.at['time:convergence', 'se']:.2f})")
-    assert tab.at["AIC (ML)", "Model 3"] == f"{res.models[3].aic_ml:.1f}"
-    assert tab.at["N dyads", "Model 1"] == "96"
-    assert "Early P−T discrepancy" not in tab.index  # dropped (collinear), with a warning
+    assert t.at["Convergence × Time", "Model 2"] == (
+        f"{num(fx.at['time:convergence', 'estimate'], 2)} ({num(fx.at['time:convergence', 'se'], 2)})")
+    assert t.at["AIC (ML)", "Model 3"] == num(res.models[3].aic_ml, 1)
+    assert t.at["N dyads", "Model 1"] == "96"
+    for row in ("Var(intercept)", "Cov(intercept, slope)", "Var(slope)", "Residual variance",
+                "Slopes vary: LR (χ²₁:χ²₂)", "AIC (REML)", "N observations"):
+        assert row in t.index
+    assert "Early P−T discrepancy" not in t.index  # dropped (collinear), with a warning
+    csv = tab.to_csv(index=False)
+    assert csv.splitlines()[1].startswith("Intercept,")
+
+
+def test_models_table_names_extra_covariates(raw_sets):
+    res = growth_models(_with_covariate(raw_sets["study2"]), models=(1, 2), covariates=("n_sessions",))
+    t = models_table(res).set_index("term")
+    assert t.at["n_sessions", "Model 1"] == "" and t.at["n_sessions", "Model 2"] != ""
+    assert "n_sessions × Time" in t.index
 
 
 @pytest.mark.parametrize(
@@ -748,6 +727,10 @@ def test_models_table_layout(raw_sets):
         (lambda d: growth_models(pd.concat([d, d.assign(study="Other")])), "fitted per study"),
         (lambda d: growth_models(d, models=(4,)), "subset of"),
         (lambda d: growth_models(d, time="weeks"), "time must be"),
+        (lambda d: growth_models(d, covariates=("nope",)), "not in the data"),
+        (lambda d: growth_models(d.assign(x=d["session"]), covariates=("x",)), "constant within a dyad"),
+        (lambda d: growth_models(d, therapist_level="maybe"), "therapist_level"),
+        (lambda d: dyad_scores(d, method="bayes"), "multilevel"),
         (lambda d: growth_models(d, early_discrepancy="x"), "early_discrepancy"),
         (lambda d: dyad_scores(d, discrepancy="ratio"), "absolute"),
         (lambda d: dyad_scores(d, transform="sqrt"), "log_shift"),
@@ -757,7 +740,8 @@ def test_models_table_layout(raw_sets):
         (lambda d: dyadic_model(d, random="banded"), "full"),
         (lambda d: growth_models(d[d["patient"].isin(["D002", "D003"])]), "growth models need more"),
     ],
-    ids=["two-studies", "model-4", "time", "early-disc", "discrepancy", "transform", "no-T", "dup-key",
+    ids=["two-studies", "model-4", "time", "covariate-missing", "covariate-varies", "level-mode", "score-method",
+         "early-disc", "discrepancy", "transform", "no-T", "dup-key",
          "negative-session", "dyadic-structure", "too-few-dyads"],
 )
 def test_clear_errors(raw_sets, call, match):
@@ -861,3 +845,241 @@ def test_dyadic_model_recovers_the_true_discrepancy_change():
     est, se = dm.discrepancy_change["estimate"], dm.discrepancy_change["se"]
     assert true_change < 0 and est < 0
     assert abs(est - true_change) < 2.5 * se
+
+
+# ----------------------------------------------------------------------------
+# random-effect inference, multilevel scores and the trajectory shape against lme4 / lmerTest
+
+VC_FITS = [f for f in FITS if (f[0], f[1]) not in LME4_NOT_CONVERGED]
+
+
+@pytest.mark.parametrize("name, key, kw", VC_FITS, ids=[f"{a}-{b}" for a, b, _ in VC_FITS])
+def test_variance_component_ses_match_lmertest(ref, raw_sets, name, key, kw):
+    """Variance components and their delta-method SEs (lmerTest's vcov_varpar): 1e-4 relative. A
+    component that lme4 puts exactly on the boundary (0) has no meaningful SE; its estimate is ~0 here."""
+    r = ref[name][key]
+    res = growth_models(_with_covariate(raw_sets[name]), **kw)
+    vc = res.models[kw["models"][0]].variance.set_index("component")
+    assert list(vc.index) == [e["component"] for e in r["varcomp"]]
+    s2 = r["sigma2"]
+    for e in r["varcomp"]:
+        c = e["component"]
+        if e["estimate"] == 0:
+            assert vc.at[c, "estimate"] == pytest.approx(0, abs=1e-8 * s2)
+            continue
+        assert vc.at[c, "estimate"] == pytest.approx(e["estimate"], rel=1e-4, abs=1e-6 * s2), c
+        assert vc.at[c, "se"] == pytest.approx(e["se"], rel=1e-4), c
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_slope_variance_lrt_matches_lme4(ref, raw_sets, name):
+    """Null model: random intercept only vs intercept + slope (REML), LR against ½χ²₁ + ½χ²₂."""
+    r = ref[name]["slope_lrt"]
+    st = growth_models(raw_sets[name], models=(1,), ml_refit=False).slope_test
+    assert st["df"] == (1, 2)
+    assert st["statistic"] == pytest.approx(r["statistic"], rel=1e-6, abs=1e-6)
+    _check_p([st["pvalue"]], [r["p"]])
+    assert st["pvalue"] < st["pvalue_naive"]  # the boundary correction halves the naive χ²₂ tail at most
+
+
+def test_therapist_level_decision_in_the_null_model(ref, raw_sets):
+    """One decision, in the null model: LR of the therapist variance against ½χ²₀ + ½χ²₁ (lme4: p = .204),
+    not significant → every model has two levels, and says so."""
+    r = ref["missing"]["therapist_lrt"]
+    res = growth_models(raw_sets["missing"], therapist_level=True)
+    lt = res.level_test
+    assert lt["statistic"] == pytest.approx(r["statistic"], rel=1e-5)
+    assert lt["pvalue"] == pytest.approx(r["p"], rel=1e-4)
+    assert lt["var_therapist"] == pytest.approx(
+        _varcorr(ref["missing"]["model1_therapist"]["varcorr"])["var_therapist"], rel=1e-4)
+    assert lt["levels"] == 2 and all(g.levels == 2 for g in res.models.values())
+    assert any("Two levels in every model" in m for m in res.messages)
+    # forced three levels: every model has them (one decision for all)
+    res3 = growth_models(raw_sets["missing"], therapist_level="always", ml_refit=False)
+    assert all(g.levels == 3 for g in res3.models.values())
+
+
+@pytest.mark.parametrize("name", ["study1", "missing"])
+def test_multilevel_scores_match_lme4_blups(ref, raw_sets, name):
+    """Empirical-Bayes lines from the stacked dyadic model (lme4 coef()) → scores, 1e-4 relative."""
+    r = pd.DataFrame(ref[name]["scores_multilevel"]).set_index("patient")
+    for disc, col in (("absolute", "convergence_absolute"), ("signed", "convergence_signed")):
+        sc = dyad_scores(raw_sets[name], discrepancy=disc, method="multilevel")
+        t = sc.table.set_index("patient").loc[r.index]
+        scale = r[col].abs().max()
+        _close(t["convergence"], r[col], 1e-4, 1e-5 * scale, col)
+    for c in ("early_patient", "early_therapist", "slope_patient", "slope_therapist", "alliance_development"):
+        _close(t[c], r[c], 1e-4, 1e-5 * r[c].abs().max(), c)
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_trajectory_shape_matches_lme4_ml_aic(ref, raw_sets, name):
+    from analysis.convergence import trajectory_shape
+
+    r = ref[name]["shape"]
+    sh = trajectory_shape(raw_sets[name])
+    aic = sh.table.set_index("shape")["aic_ml"]
+    assert aic["linear"] == pytest.approx(r["aic_linear"], abs=1e-5)
+    assert aic["log-linear"] == pytest.approx(r["aic_log"], abs=1e-5)
+    assert sh.preferred == ("linear" if r["aic_log"] > r["aic_linear"] else "log-linear")
+
+
+# ----------------------------------------------------------------------------
+# sample rules, symptom-only occasions, time coding
+
+
+def _study2_like() -> pd.DataFrame:
+    """Four dyads: GSI at session 1 and at the end (no WAI there), WAI + GSI at 3, 12, 20.
+
+    A: 30 sessions, complete. B: 25 sessions, complete. C: 15 sessions (too short). D: 28 sessions,
+    therapist rating missing at 12. E: 40 sessions, complete, with an extra WAI + GSI at 40.
+    """
+    rows = []
+    spec = {"A": 30, "B": 25, "C": 15, "D": 28, "E": 40}
+    rng = np.random.default_rng(5)
+    for p, n in spec.items():
+        for s in (1, 3, 12, 20, 40):
+            if s > n:
+                continue
+            wai = s in (3, 12, 20, 40)
+            rows.append((p, s, 5 + rng.random() if wai else NAN, 4 + rng.random() if wai else NAN,
+                         2 - 0.02 * s + 0.1 * rng.random()))
+        if n not in (1, 3, 12, 20, 40):
+            rows.append((p, n, NAN, NAN, 1.5 + 0.1 * rng.random()))
+    d = pd.DataFrame(rows, columns=["patient", "session", "alliance", "therapist_alliance", "symptoms"])
+    d.insert(0, "study", "S")
+    d.loc[(d["patient"] == "D") & (d["session"] == 12), "therapist_alliance"] = NAN
+    d["n_sessions"] = d["patient"].map(spec)
+    return d
+
+
+NAN = np.nan
+
+
+def test_symptom_only_occasions_stay_in_the_symptom_series():
+    """Session 1 and the end carry GSI but no WAI: they stay in the symptom series (initial symptoms =
+    session 1), while the convergence score uses the alliance rows only."""
+    d = _study2_like()
+    res = growth_models(d, models=(1,), ml_refit=False)
+    assert res.models[1].n_obs == int(d["symptoms"].notna().sum())
+    tab = res.scores.table.set_index("patient")
+    assert (tab["initial_symptoms_session"] == 1).all()
+    assert (tab["first_joint_session"] == 3).all()
+
+
+def test_sample_rules_count_each_rule_and_set_windows():
+    from analysis.convergence import SampleRules, apply_sample_rules
+
+    d = _study2_like()
+    rules = SampleRules(score_sessions=(3, 12, 20), symptom_sessions=(1, 3, 12, 20), symptom_final=True,
+                        min_sessions=20, complete_sessions=(3, 12, 20), complete_final=True)
+    sr = apply_sample_rules(d, rules)
+    c = sr.counts.set_index("rule")
+    assert c.at["all dyads", "remaining"] == 5
+    assert c.at["at least 20 sessions", "removed"] == 1  # C
+    assert c.at["complete at sessions 3, 12, 20", "removed"] == 1  # D
+    assert set(sr.excluded["patient"]) == {"C", "D"}
+    out = sr.data
+    assert set(out["patient"]) == {"A", "B", "E"}
+    # WAI only at 3, 12, 20 (E's session 40 ratings are outside the score window)
+    assert out.loc[out["alliance"].notna(), "session"].isin([3, 12, 20]).all()
+    # symptoms at 1, 3, 12, 20 and the final session: E's session-40 GSI is its final one
+    fin = out[out["symptoms"].notna()].groupby("patient")["session"].apply(list).to_dict()
+    assert fin == {"A": [1, 3, 12, 20, 30], "B": [1, 3, 12, 20, 25], "E": [1, 3, 12, 20, 40]}
+    # max-sessions subsample, treatment length from a column
+    sr2 = apply_sample_rules(d, SampleRules(max_sessions=28, length_column="n_sessions"))
+    assert set(sr2.data["patient"]) == {"B", "C", "D"}
+    assert sr2.counts.set_index("rule").at["at most 28 sessions", "removed"] == 2
+
+
+def test_time_codings():
+    d = _study2_like()
+    occ = growth_models(d, models=(1,), ml_refit=False, time="occasion")
+    ses = growth_models(d, models=(1,), ml_refit=False, time="session")
+    ff = growth_models(d, models=(1,), ml_refit=False, time="from_first")
+    assert occ.time_origin == 0 and ff.time_origin == 1
+    # from_first only shifts time: same slope and likelihood as session
+    b_s = ses.models[1].fixed.set_index("term")["estimate"]
+    b_f = ff.models[1].fixed.set_index("term")["estimate"]
+    assert b_f["time"] == pytest.approx(b_s["time"], rel=1e-6)
+    assert ff.models[1].deviance_reml == pytest.approx(ses.models[1].deviance_reml, abs=1e-6)
+    assert occ.models[1].n_obs == ses.models[1].n_obs
+
+
+def test_yeo_johnson_acts_on_the_scores_scale():
+    """log(x − min + 1) is ~identity on a 0.01–0.1 score; the standardized Yeo–Johnson is scale-free,
+    its λ is scipy's ML λ for the standardized score, and it removes the skew."""
+    from scipy import stats as sst
+
+    from analysis.convergence import transform_score
+
+    x = np.random.default_rng(3).lognormal(-3.5, 0.6, 300)  # skewed, 0.01–0.1
+    ls, info_ls = transform_score(x, "log_shift")
+    assert np.corrcoef(ls, x)[0, 1] > 0.999 and info_ls["skew_after"] > 0.85 * info_ls["skew_before"]
+    yj, info = transform_score(x, "yeo_johnson")
+    yj1000, _ = transform_score(1000 * x, "yeo_johnson")
+    np.testing.assert_allclose(yj, yj1000, rtol=1e-6)
+    z = (x - x.mean()) / x.std(ddof=1)
+    assert info["lambda"] == pytest.approx(sst.yeojohnson_normmax(z), rel=1e-6)
+    assert info["skew_before"] > 1 and abs(info["skew_after"]) < 0.1 * info["skew_before"]
+
+
+def test_power_is_near_alpha_without_an_effect_and_high_with_a_large_one():
+    from analysis.convergence import convergence_power
+
+    null = convergence_power(40, range(1, 9), betas=(0.0,), n_sim=30, seed=1)
+    assert null.table["n_ok"].iloc[0] == 30
+    assert null.table["power"].iloc[0] <= 0.2  # P(≥ 7 of 30 | α = .05) < .001
+    big = convergence_power(250, range(1, 15), betas=(0.95,), n_sim=6, seed=2, sd_convergence=0.35)
+    assert big.table["power"].iloc[0] >= 5 / 6
+    with pytest.raises(ValueError, match="at least 3 sessions"):
+        convergence_power(40, (1, 2))
+
+
+# ----------------------------------------------------------------------------
+# "Reproduce a paper" presets: the paper's qualitative Tables I-II on the demos
+
+
+def _run_preset(name):
+    from analysis.convergence import PRESETS
+
+    pr = PRESETS[name]
+    return growth_models(_demo(pr["demo"]), rules=pr["rules"], **pr["options"])
+
+
+def test_preset_study1_reproduces_table_1_pattern():
+    """Table I: symptoms decline (Model 1); slopes vary; convergence predicts neither level nor slope
+    (Models 2-3); alliance development × time is negative and significant (Model 3); initial symptoms
+    predict the level; the therapist level is dropped in the null model."""
+    res = _run_preset("Seed 001 · Study 1 (BDI-II, sessions 1–14)")
+    m = {k: g.fixed.set_index("term") for k, g in res.models.items()}
+    assert m[1].at["time", "estimate"] < 0 and m[1].at["time", "pvalue"] < 0.001
+    assert res.slope_test["pvalue"] < 0.001
+    assert res.level_test["levels"] == 2 and all(g.levels == 2 for g in res.models.values())
+    for k in (2, 3):
+        assert m[k].at["convergence", "pvalue"] > 0.05 and m[k].at["time:convergence", "pvalue"] > 0.05
+        assert m[k].at["initial_symptoms", "estimate"] > 0 and m[k].at["initial_symptoms", "pvalue"] < 0.001
+    assert m[3].at["time:alliance_development", "estimate"] < 0
+    assert m[3].at["time:alliance_development", "pvalue"] < 0.05
+    assert res.models[1].n_dyads == 96
+
+
+def test_preset_study2_reproduces_table_2_pattern():
+    """Table II: the rules keep 139 dyads (≥ 20 sessions, complete WAI at 3/12/20, a final GSI); GSI at
+    1, 3, 12, 20, T2 (five occasions); symptoms decline; slopes vary; convergence × time n.s."""
+    res = _run_preset("Seed 001 · Study 2 (GSI, sessions 1/3/12/20/end)")
+    c = res.sample_rules.counts.set_index("rule")
+    assert c.at["at least 20 sessions", "removed"] == 50
+    assert c.at["complete at sessions 3, 12, 20", "removed"] == 21
+    assert res.models[1].n_dyads == 139 and res.models[1].n_obs == 139 * 5
+    m = {k: g.fixed.set_index("term") for k, g in res.models.items()}
+    assert m[1].at["time", "estimate"] < 0 and m[1].at["time", "pvalue"] < 0.001
+    assert res.slope_test["pvalue"] < 0.05
+    assert res.level_test["levels"] == 2
+    for k in (2, 3):
+        assert m[k].at["time:convergence", "pvalue"] > 0.05
+        assert m[k].at["initial_symptoms", "pvalue"] < 0.001
+    # the scores use the WAI at 3, 12, 20 only; initial symptoms are the session-1 GSI
+    tab = res.scores.table
+    assert (tab["first_joint_session"] == 3).all() and (tab["last_joint_session"] == 20).all()
+    assert (tab["initial_symptoms_session"] == 1).all()

@@ -284,3 +284,44 @@ def test_clear_errors_on_bad_input(mutate, match):
     y, X, Z, g, kw = mutate(*_ok())
     with pytest.raises(ValueError, match=match):
         fit_lmm(y, X, Z, g, **kw)
+
+
+def test_boundary_lrt_mixture_and_errors():
+    """½χ²₀ + ½χ²₁ for one variance: p = ½·P(χ²₁ > LR); ½χ²₁ + ½χ²₂ for a slope with its covariance; the
+    naive χ² p is larger; fits with different criteria or rows are refused."""
+    from analysis.lmm import boundary_lrt
+
+    y, X, Z, g = _rs_data(seed=3)
+    full = fit_lmm(y, X, Z, g, satterthwaite=False)
+    red = fit_lmm(y, X, Z[:, :1], g, satterthwaite=False)
+    out = boundary_lrt(red, full, df_full=2)
+    lr = red.deviance - full.deviance
+    assert out["statistic"] == pytest.approx(lr) and out["df"] == (1, 2)
+    assert out["pvalue"] == pytest.approx(0.5 * stats.chi2.sf(lr, 1) + 0.5 * stats.chi2.sf(lr, 2))
+    assert out["pvalue"] < out["pvalue_naive"]
+    one = boundary_lrt(red, full, df_full=1, df_reduced=0)
+    assert one["pvalue"] == pytest.approx(0.5 * stats.chi2.sf(lr, 1))
+    same = boundary_lrt(full, full, df_full=1, df_reduced=0)
+    assert same["statistic"] == 0 and same["pvalue"] == 0.5
+    with pytest.raises(ValueError, match="same criterion"):
+        boundary_lrt(red, fit_lmm(y, X, Z, g, reml=False, satterthwaite=False), df_full=2)
+    with pytest.raises(ValueError, match="same observations"):
+        boundary_lrt(fit_lmm(y[:-8], X[:-8], Z[:-8, :1], g[:-8], satterthwaite=False), full, df_full=2)
+
+
+def test_variance_component_ses_shrink_with_more_clusters_and_cover_the_truth():
+    """Wald SEs of (τ00, τ01, τ11, σ²): roughly ∝ 1/√m, and the true values lie within 3 SE (seeded)."""
+    from analysis.lmm import variance_components
+
+    vcs = {}
+    for m in (60, 240):
+        y, X, Z, g = _rs_data(m=m, seed=11)
+        vcs[m] = variance_components(fit_lmm(y, X, Z, g)).set_index("component")
+    truth = {"var(z0)": 4.0, "cov(z0, z1)": 0.3, "var(z1)": 0.25, "residual": 1.0}
+    assert list(vcs[60].index) == list(truth)
+    for c, v in truth.items():
+        assert abs(vcs[240].at[c, "estimate"] - v) < 3 * vcs[240].at[c, "se"], c
+        assert 1.5 < vcs[60].at[c, "se"] / vcs[240].at[c, "se"] < 2.7, c
+    # without the Satterthwaite Hessian there are no SEs (said, not invented)
+    y, X, Z, g = _rs_data(m=60, seed=11)
+    assert variance_components(fit_lmm(y, X, Z, g, satterthwaite=False))["se"].isna().all()

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from analysis import plots_convergence as pc
-from analysis.convergence import dyad_scores, dyadic_model, growth_models, models_table
+from analysis.convergence import dyad_scores, dyadic_model, growth_models, models_table, trajectories
 from analysis.simulate import simulate_dyads
 
 NAN = np.nan
@@ -62,7 +62,7 @@ def _traces(fig, name=None, **match):
 
 
 def test_alliance_trajectories_means_sds_and_panels():
-    fig = pc.alliance_trajectories_figure(_tiny(), offset=0.1)
+    fig = pc.alliance_trajectories_figure(trajectories(_tiny()), offset=0.1)
     j = _json(fig)
     assert [a["text"] for a in j["layout"]["annotations"]] == ["S1", "S2"]
     assert len(j["data"]) == 4  # P and T per study
@@ -83,16 +83,16 @@ def test_alliance_trajectories_means_sds_and_panels():
     p2 = _traces(fig, "Patient (P)", xaxis="x2")[0]
     np.testing.assert_allclose(_arr(p2["y"]), [5, 5, 5, 5])
     # a single study; an unknown study is an error
-    one = _json(pc.alliance_trajectories_figure(_tiny(), study="S2"))
+    one = _json(pc.alliance_trajectories_figure(trajectories(_tiny()), study="S2"))
     assert len(one["data"]) == 2
     with pytest.raises(ValueError, match="No rows"):
-        pc.alliance_trajectories_figure(_tiny(), study="S9")
+        pc.alliance_trajectories_figure(trajectories(_tiny()), study="S9")
 
 
 def test_dyad_trajectories_lines_band_and_titles():
     d = _tiny()
     s1 = d[d["study"] == "S1"]
-    fig = pc.dyad_trajectories_figure(s1)
+    fig = pc.dyad_trajectories_figure(s1, scores=dyad_scores(s1))
     j = _json(fig)
     # A: convergence +1, B: −0.4 (crossing lines), D: +0.5
     assert [a["text"] for a in j["layout"]["annotations"]] == ["A<br>conv. 1", "B<br>conv. -0.4", "D<br>conv. 0.5"]
@@ -118,15 +118,17 @@ def test_dyad_trajectories_lines_band_and_titles():
     np.testing.assert_allclose(_arr(_traces(fig, "P fitted (band = fitted discrepancy)", xaxis="x2")[0]["y"]),
                                [4, 5, 6, 7], atol=1e-12)
     # explicit selection, and a seeded sample of n dyads
-    only = _json(pc.dyad_trajectories_figure(s1, patients=["B", "nobody"]))
+    only = _json(pc.dyad_trajectories_figure(s1, patients=["B", "nobody"], scores=dyad_scores(s1)))
     assert [a["text"] for a in only["layout"]["annotations"]] == ["B<br>conv. -0.4"]
-    a = _json(pc.dyad_trajectories_figure(s1, n=2, seed=3))["layout"]["annotations"]
-    b = _json(pc.dyad_trajectories_figure(s1, n=2, seed=3))["layout"]["annotations"]
+    a = _json(pc.dyad_trajectories_figure(s1, n=2, seed=3, scores=dyad_scores(s1)))["layout"]["annotations"]
+    b = _json(pc.dyad_trajectories_figure(s1, n=2, seed=3, scores=dyad_scores(s1)))["layout"]["annotations"]
     assert len(a) == 2 and a == b
     with pytest.raises(ValueError, match="one study"):
-        pc.dyad_trajectories_figure(d)
+        pc.dyad_trajectories_figure(d, scores=dyad_scores(d))
     with pytest.raises(ValueError, match="None of the requested"):
-        pc.dyad_trajectories_figure(s1, patients=["C"])
+        pc.dyad_trajectories_figure(s1, patients=["C"], scores=dyad_scores(s1))
+    with pytest.raises(ValueError, match="dyad_scores"):
+        pc.dyad_trajectories_figure(s1)
 
 
 def test_convergence_distribution_values():
@@ -149,19 +151,21 @@ def test_convergence_distribution_values():
 def test_discrepancy_figure_observed_means_and_model_line():
     d = _tiny()
     s1 = d[d["study"] == "S1"]
-    fig = pc.discrepancy_figure(s1)
+    fig = pc.discrepancy_figure(trajectories(s1))
     obs = _json(fig)["data"][0]
     # joint P − T per session: 0: none; 1: 2, −1, 2 → mean 1, SD √3, n 3; 2: 1, 0 → 0.5; 3: 0, 1, 1 → 2/3;
     # 4: B only, 7 − 5 = 2 (D has no T there)
     np.testing.assert_allclose(_arr(obs["y"]), [NAN, 1, 0.5, 2 / 3, 2], atol=1e-12)
     np.testing.assert_allclose(_arr(obs["error_y"]["array"])[1], 1.96 * np.sqrt(3) / np.sqrt(3), atol=1e-12)
     with pytest.raises(ValueError, match="one study"):
-        pc.discrepancy_figure(d)
+        pc.discrepancy_figure(trajectories(d))
+    with pytest.raises(ValueError, match="trajectories"):
+        pc.discrepancy_figure(s1)
     # with the stacked dyadic model: the line is γ_role + γ_role:time·(s − origin) over the sessions
     sim = simulate_dyads(30, range(1, 7), seed=4).data
     dy = dyadic_model(sim, time="from_first")
     fx = dy.fixed.set_index("term")["estimate"]
-    line = _json(pc.discrepancy_figure(sim, dy))["data"][1]
+    line = _json(pc.discrepancy_figure(trajectories(sim), dy))["data"][1]
     x, y = _arr(line["x"]), _arr(line["y"])
     assert x[0] == 1 and x[-1] == 6
     np.testing.assert_allclose(y, fx["role"] + fx["role:time"] * (x - 1), rtol=1e-12)
@@ -195,6 +199,18 @@ def test_models_table_figure_is_the_table():
     res = growth_models(sim, models=(1, 2), satterthwaite=False)
     tab = models_table(res, digits=3)
     cells = _json(pc.models_table_figure(res, digits=3))["data"][0]["cells"]["values"]
-    assert cells[0] == list(tab.index)
-    for k, c in enumerate(tab.columns, start=1):
+    assert cells[0] == list(tab["term"])
+    for k, c in enumerate(tab.columns[1:], start=1):
         assert cells[k] == list(tab[c])
+
+
+def test_user_strings_are_escaped_in_figure_text():
+    """Study and patient ids from a file end up in panel titles and hover text: no HTML gets through."""
+    d = _tiny().replace({"S1": "<b>S1</b>", "A": "<img src=x>"})
+    s1 = d[d["study"] == "<b>S1</b>"]
+    titles = [a["text"] for a in _json(pc.dyad_trajectories_figure(s1, scores=dyad_scores(s1)))["layout"]["annotations"]]
+    assert titles[0].startswith("&lt;img src=x&gt;<br>")
+    ann = [a["text"] for a in _json(pc.alliance_trajectories_figure(trajectories(d)))["layout"]["annotations"]]
+    assert "&lt;b&gt;S1&lt;/b&gt;" in ann
+    box = [t for t in _json(pc.convergence_distribution_figure(dyad_scores(d)))["data"] if t["type"] == "box"][0]
+    assert "&lt;img src=x&gt;" in box["text"]

@@ -83,3 +83,18 @@ def test_dyads_therapist_gap_closes():
     gap = (d["alliance"] - d["therapist_alliance"]).groupby(d["session"]).mean()
     assert gap.iloc[0] == pytest.approx(0.6, abs=0.08)
     assert gap.iloc[-1] == pytest.approx(0.6 * (1 - sim.truth["dyads"]["convergence_share"].mean()), abs=0.08)
+
+
+def test_cross_level_interaction_is_planted_and_recovered():
+    """κ_A < 0: patients with a higher alliance mean have a more negative alliance → symptoms effect; the
+    stage-1 between × within interaction recovers the sign, and κ = 0 plants none."""
+    from analysis.lagged import LagOptions, fit_study
+    from analysis.simulate import simulate_study
+
+    o = LagOptions(cross_level=True)
+    planted = simulate_study(600, range(1, 9), cross_level_alliance=-0.15, seed=11).data
+    c = fit_study(planted, o).coef("interaction")
+    assert c["ci_high"] < 0
+    null = simulate_study(600, range(1, 9), seed=11).data
+    c0 = fit_study(null, o).coef("interaction")
+    assert c0["ci_low"] < 0 < c0["ci_high"]

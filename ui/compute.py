@@ -131,6 +131,61 @@ def pooled_forest(df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: 
     return _pooled_forest(data_key(df), df, options, titles, xlabel)
 
 
+# ----------------------------------------------------------------------------------------------
+# Within/between decomposition, early alliance, per-session descriptives (issue 11 §1, §3, §5)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _decomposition(key: str, _df: pd.DataFrame, direction: str, lag: int, standardize: bool, study: str,
+                   sessions):
+    from analysis import decomposition
+
+    return decomposition.total_within_between(_df, direction, lag=lag, standardize=standardize, study=study,
+                                              sessions=sessions)
+
+
+def decomposition(df: pd.DataFrame, direction: str, lag: int, standardize: bool, study: str, sessions=None):
+    """Seed 004's total/within/between trio for one study (cached on the data fingerprint)."""
+    return _decomposition(data_key(df), df, direction, int(lag), bool(standardize), str(study),
+                          None if sessions is None else tuple(int(s) for s in sessions))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _session_descriptives(key: str, _df: pd.DataFrame, study: str, sessions):
+    from analysis import descriptives
+
+    d = _df
+    if sessions is not None:
+        d = d[(d["session"] >= sessions[0]) & (d["session"] <= sessions[1])]
+    tab = descriptives.session_descriptives(d, study=study)
+    try:
+        dd = descriptives.pre_post_d(d, "symptoms", study=study)
+    except ValueError:
+        dd = None
+    return tab, dd
+
+
+def session_descriptives(df: pd.DataFrame, study: str, sessions=None):
+    """(per-session table, pre–post d of symptoms or None) for one study in the window, cached."""
+    return _session_descriptives(data_key(df), df, str(study),
+                                 None if sessions is None else tuple(int(s) for s in sessions))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _early_outcome(key: str, _df: pd.DataFrame, options: LagOptions, early_window, outcome: str,
+                   outcome_session, outcome_column):
+    from analysis import early
+
+    return early.early_outcome(_df, options=options, early_window=early_window, outcome=outcome,
+                               outcome_session=outcome_session, outcome_column=outcome_column)
+
+
+def early_outcome(df: pd.DataFrame, options: LagOptions, early_window=None, outcome: str = "last",
+                  outcome_session=None, outcome_column=None):
+    """Early alliance → outcome with its own early window and outcome (analysis.early), cached."""
+    return _early_outcome(data_key(df), df, options, early_window, outcome, outcome_session, outcome_column)
+
+
 # --------------------------------------------------------------------------- teaching (simulation only; no data key)
 NICKELL_PATIENTS = 800
 NICKELL_SESSIONS = range(3, 16)
@@ -159,3 +214,68 @@ def teaching_nickell(params):
     from analysis import teaching
 
     return teaching.nickell_curve(params, NICKELL_SESSIONS, n_patients=NICKELL_PATIENTS)
+
+
+# ----------------------------------------------------------------------------
+# Convergence page (analysis.convergence, METHODS §8). Every wrapper is keyed on the data fingerprint;
+# the frame is passed as ``_df`` so it is never re-hashed.
+
+from analysis import convergence as conv  # noqa: E402
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def conv_demo(filename: str) -> tuple[pd.DataFrame, str]:
+    """A dyadic demo read through the intake path, with its fingerprint."""
+    from ui.state import load_demo
+
+    df = load_demo(filename)
+    return df, fingerprint(df)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def conv_sample(key: str, _df: pd.DataFrame, rules: conv.SampleRules) -> conv.SampleResult:
+    return conv.apply_sample_rules(_df, rules)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def conv_trajectories(key: str, _df: pd.DataFrame) -> pd.DataFrame:
+    return conv.trajectories(_df)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def conv_scores(key: str, _df: pd.DataFrame, discrepancy: str, transform: str, method: str) -> conv.DyadScores:
+    return conv.dyad_scores(_df, discrepancy=discrepancy, transform=transform, method=method)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def conv_growth(key: str, _df: pd.DataFrame, _scores: conv.DyadScores, scores_key: tuple, options: tuple):
+    return conv.growth_models(_df, scores=_scores, **dict(options))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def conv_dyadic(key: str, _df: pd.DataFrame):
+    return conv.dyadic_model(_df)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def conv_shape(key: str, _df: pd.DataFrame, time: str):
+    return conv.trajectory_shape(_df, time=time)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def conv_pooled(key: str, _df: pd.DataFrame, discrepancy: str, transform: str, time: str):
+    return conv.pooled_convergence(_df, model=2, discrepancy=discrepancy, transform=transform, time=time)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def conv_power(n_dyads: int, sessions: tuple, betas: tuple, n_sim: int):
+    return conv.convergence_power(n_dyads, sessions, betas=betas, n_sim=n_sim)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def conv_figure(figure: str, cache_key: tuple, _args: tuple, _kwargs: dict):
+    """A convergence figure (``analysis.plots_convergence.<figure>``), cached on ``cache_key``: the caller
+    passes a key that identifies every input (data fingerprint, study, rules, options)."""
+    from analysis import plots_convergence
+
+    return getattr(plots_convergence, figure)(*_args, **_kwargs)

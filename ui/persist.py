@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from analysis import convergence as _conv
+
 STORE = "_persist"  # remembered widget values
 _KEYS = "_persist_keys"  # keys registered through widget()
 _APPLIED = "_url_applied"  # URL groups already applied in this session
@@ -181,9 +183,14 @@ TEACHING = {
     "present": Param("teach_present", "bool"),
 }
 
-#: The Convergence page's model options (never the study: study names are data).
+#: The Convergence page's options (never the study or the data source: those name data).
+#: The preset names and option values are the analysis module's own constants.
 CONVERGENCE = {
+    "preset": Param("conv_preset", "choice", tuple(_conv.PRESETS)),
+    "lines": Param("conv_method", "choice", ("ols", "multilevel")),
     "score": Param("conv_discrepancy", "choice", ("absolute", "signed")),
-    "transform": Param("conv_transform", "choice", ("none", "log_shift")),
-    "therapist_level": Param("conv_therapist_level", "bool"),
+    "transform": Param("conv_transform", "choice", tuple(_conv.TRANSFORMS)),
+    "time": Param("conv_time", "choice", tuple(_conv.TIMES)),
+    "levels": Param("conv_levels", "choice", ("never", "lrt", "always")),
+    "early": Param("conv_early", "choice", ("raw", "fitted")),
 }

@@ -11,7 +11,13 @@
 #     using the centered dyad-level predictors exported by Python (columns of the CSV),
 #     so both programs fit identical models;
 #   * variants: Model 3 with the growth-line early discrepancy, time from the first
-#     session, a therapist random intercept (3 levels), the stacked dyadic model.
+#     session, time as assessment occasion, an extra dyad-level covariate, a therapist
+#     random intercept (3 levels), the stacked dyadic model;
+#   * inference on the random part: delta-method SEs of the variance components from
+#     lmerTest's vcov_varpar, the boundary-corrected LRTs (slopes vary: chi2_1:chi2_2;
+#     therapist level: chi2_0:chi2_1);
+#   * empirical-Bayes (multilevel) dyad scores from the stacked dyadic model's coef();
+#   * linear vs log-linear symptom trajectory by ML AIC.
 suppressPackageStartupMessages({
   library(lme4)
   library(lmerTest)
@@ -110,10 +116,74 @@ summ <- function(m_reml, m_ml = NULL) {
   res
 }
 
+# variance components with delta-method SEs from lmerTest's vcov_varpar (= 2 H^-1, H the Hessian of the
+# unprofiled REML deviance in (theta, sigma)): components psi (lower triangle, column-major), sigma^2,
+# and the therapist variance when present
+varcomp <- function(m) {
+  th <- unname(getME(m, "theta"))
+  s <- sigma(m)
+  q <- 2
+  ntl <- 3  # lower-triangle entries of the 2 x 2 dyad block
+  f <- function(vp) {
+    t <- vp[-length(vp)]
+    sg <- vp[length(vp)]
+    L <- matrix(0, q, q)
+    L[lower.tri(L, diag = TRUE)] <- t[1:ntl]
+    psi <- sg^2 * L %*% t(L)
+    out <- c(psi[1, 1], psi[2, 1], psi[2, 2], sg^2)
+    if (length(t) > ntl) out <- c(out, sg^2 * t[ntl + 1]^2)
+    out
+  }
+  # lme4 orders theta by random-effect term; put the dyad block first
+  nm <- names(getME(m, "theta"))
+  is_th <- grepl("^therapist", nm)
+  vp <- c(th[!is_th], th[is_th], s)
+  ord <- c(which(!is_th), which(is_th), length(th) + 1)
+  V <- m@vcov_varpar[ord, ord]
+  J <- numDeriv::jacobian(f, vp)
+  est <- f(vp)
+  se <- sqrt(pmax(diag(J %*% V %*% t(J)), 0))
+  comp <- c("var(intercept)", "cov(intercept, time)", "var(time)", "residual")
+  if (any(is_th)) comp <- c(comp, "var(therapist)")
+  lapply(seq_along(est), function(i) list(component = comp[i], estimate = est[i], se = se[i]))
+}
+
 fit_pair <- function(f, data) {
   m1 <- lmerTest::lmer(f, data = data, REML = TRUE, control = ctrl)
   m2 <- lme4::lmer(f, data = data, REML = FALSE, control = ctrl)
-  summ(m1, m2)
+  out <- summ(m1, m2)
+  out$varcomp <- varcomp(m1)
+  out
+}
+
+# boundary-corrected likelihood-ratio test: 50:50 mixture of chi2(df0) and chi2(df1) (chi2_0 = point mass)
+mix_p <- function(lr, df0, df1) {
+  p0 <- if (df0 == 0) 0 else pchisq(lr, df0, lower.tail = FALSE)
+  0.5 * p0 + 0.5 * pchisq(lr, df1, lower.tail = FALSE)
+}
+
+# empirical-Bayes P and T lines from the stacked dyadic model (role +-1/2), then the dyad scores
+eb_scores <- function(m, d) {
+  cf <- coef(m)$patient
+  out <- list()
+  for (p in rownames(cf)) {
+    x <- d[d$patient == p & !is.na(d$alliance) & !is.na(d$therapist_alliance), ]
+    x <- x[order(x$session), ]
+    if (nrow(x) < 2) next
+    s <- x$session
+    aP <- cf[p, "(Intercept)"] + cf[p, "role"] / 2
+    aT <- cf[p, "(Intercept)"] - cf[p, "role"] / 2
+    bP <- cf[p, "time"] + cf[p, "role:time"] / 2
+    bT <- cf[p, "time"] - cf[p, "role:time"] / 2
+    Dhat <- (aP - aT) + (bP - bT) * s
+    out[[length(out) + 1]] <- data.frame(
+      patient = p, early_patient = aP + bP * s[1], early_therapist = aT + bT * s[1],
+      slope_patient = bP, slope_therapist = bT,
+      convergence_absolute = -unname(coef(lm(abs(Dhat) ~ s))[2]), convergence_signed = bP - bT,
+      alliance_development = (bP + bT) / 2
+    )
+  }
+  do.call(rbind, out)
 }
 
 f1 <- symptoms ~ time + (time | patient)
@@ -141,6 +211,18 @@ for (name in c("study1", "study2", "missing")) {
     model2 = fit_pair(f2, m),
     model3 = fit_pair(f3, m)
   )
+  # the null model: do the slopes vary? (random intercept only vs intercept + slope, REML, chi2_1:chi2_2)
+  m1r <- lmerTest::lmer(f1, data = m, REML = TRUE, control = ctrl)
+  m0r <- lmerTest::lmer(symptoms ~ time + (1 | patient), data = m, REML = TRUE, control = ctrl)
+  lr <- max(REMLcrit(m0r) - REMLcrit(m1r), 0)
+  res$slope_lrt <- list(deviance_intercept_only = REMLcrit(m0r), statistic = lr, p = mix_p(lr, 1, 2))
+  # linear vs log-linear symptom trajectory (ML AIC); log uses log(time - min(time) + 1)
+  ml <- m
+  ml$logtime <- log(ml$time - min(ml$time) + 1)
+  res$shape <- list(
+    aic_linear = AIC(lme4::lmer(symptoms ~ time + (time | patient), data = ml, REML = FALSE, control = ctrl)),
+    aic_log = AIC(lme4::lmer(symptoms ~ logtime + (logtime | patient), data = ml, REML = FALSE, control = ctrl))
+  )
   if (name == "study1") {
     mf <- m
     mf$early_discrepancy <- mf$early_discrepancy_fitted
@@ -150,10 +232,22 @@ for (name in c("study1", "study2", "missing")) {
     m0 <- m
     m0$time <- m0$session - min(m0$session)
     res$model2_from_first <- fit_pair(f2, m0)
+    # time as assessment occasion 0, 1, 2, ... within each dyad
+    mo <- m[order(m$patient, m$session), ]
+    mo$time <- ave(mo$session, mo$patient, FUN = function(v) seq_along(v) - 1)
+    res$model2_occasion <- fit_pair(f2, mo)
+    # an extra dyad-level covariate: the dyad's last session (treatment length), centered over the dyads
+    last <- tapply(d$session, d$patient, max)
+    dy <- unique(m$patient)
+    mc <- m
+    mc$n_sessions <- unname(last[mc$patient]) - mean(last[dy])
+    res$model2_covariate <- fit_pair(update(f2, . ~ . + time * n_sessions), mc)
   }
   if (name == "missing") {
     res$model1_therapist <- fit_pair(update(f1, . ~ . + (1 | therapist)), m)
     res$model2_therapist <- fit_pair(update(f2, . ~ . + (1 | therapist)), m)
+    lr3 <- max(res$model1$deviance_reml - res$model1_therapist$deviance_reml, 0)
+    res$therapist_lrt <- list(statistic = lr3, p = mix_p(lr3, 0, 1))
   }
   if (name %in% c("study1", "missing")) {
     # stacked dyadic model from the raw ratings (every observed rating)
@@ -165,8 +259,9 @@ for (name in c("study1", "study2", "missing")) {
       rating = c(pa$alliance, th$therapist_alliance),
       role = c(rep(0.5, nrow(pa)), rep(-0.5, nrow(th)))
     )
-    res$dyadic_full <- summ(lmerTest::lmer(rating ~ role * time + (role * time | patient), data = st,
-                                           REML = TRUE, control = ctrl))
+    mdy <- lmerTest::lmer(rating ~ role * time + (role * time | patient), data = st, REML = TRUE, control = ctrl)
+    res$dyadic_full <- summ(mdy)
+    res$scores_multilevel <- eb_scores(mdy, d)
     res$dyadic_blocks <- summ(lmerTest::lmer(rating ~ role * time + (1 + time | patient) +
                                                (0 + role + role:time | patient), data = st,
                                              REML = TRUE, control = ctrl))
