@@ -71,7 +71,6 @@ from analysis.formatting import count, num, p_text, percent, pvalue
 from analysis.lmm import LMMFit, boundary_lrt, drop_collinear, fit_lmm, variance_components
 
 __all__ = [
-    "PRESETS",
     "TERM_LABELS",
     "DyadScores",
     "DyadicResult",
@@ -1603,30 +1602,4 @@ def convergence_power(n_dyads: int, sessions, betas=(0.2, 0.3, 0.4), *, n_sim: i
 # ----------------------------------------------------------------------------
 # "Reproduce a paper" presets (seed 001)
 
-PRESETS = {
-    "Seed 001 · Study 1 (BDI-II, sessions 1–14)": {
-        "demo": "dyads_bdi.csv",
-        "description": "96 dyads rated after each of 14 sessions; convergence from the multilevel growth curves "
-                       "of all WAI ratings; BDI-II over sessions 1–14; therapist level decided in the null model.",
-        "rules": SampleRules(),
-        "options": {"time": "session", "score_method": "multilevel", "discrepancy": "absolute",
-                    "transform": "yeo_johnson", "therapist_level": "lrt", "covariates": ()},
-    },
-    "Seed 001 · Study 2 (GSI, sessions 1/3/12/20/end)": {
-        "demo": "dyads_gsi.csv",
-        "description": "Dyads with ≥ 20 sessions and complete WAI at sessions 3, 12 and 20 plus a final GSI; "
-                       "convergence from WAI at 3, 12, 20; GSI at 1, 3, 12, 20 and termination, time as "
-                       "assessment occasion (0–4).",
-        "rules": SampleRules(score_sessions=(3, 12, 20), symptom_sessions=(1, 3, 12, 20), symptom_final=True,
-                             min_sessions=20, complete_sessions=(3, 12, 20), complete_final=True,
-                             length_column="n_sessions"),
-        "options": {"time": "occasion", "score_method": "multilevel", "discrepancy": "absolute",
-                    "transform": "yeo_johnson", "therapist_level": "lrt", "covariates": ()},
-    },
-}
-"""Settings that reproduce the seed paper's Tables I–II on the dyadic demos (demo_data/README.md).
 
-Each entry: ``demo`` (file in demo_data/), ``description``, ``rules`` (:class:`SampleRules`) and
-``options`` (keyword arguments of :func:`growth_models`). The paper log-transformed its skewed
-score; the presets use the scale-aware Yeo–Johnson transform instead (:func:`transform_score`).
-"""

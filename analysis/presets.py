@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from analysis.lagged import LagOptions
 
-__all__ = ["PRESETS", "Preset", "get", "register"]
+__all__ = ["PRESETS", "Preset", "get", "page_presets", "register"]
 
 
 def _freeze(d: dict):
@@ -136,3 +136,64 @@ register(Preset(
     expected="Total alliance → symptoms negative and significant; within negative and significant; between "
              "(person means) positive and significant; within symptoms → alliance not significant.",
 ))
+
+
+# --------------------------------------------------------------------------- convergence (seed 001)
+# Page key "convergence": ``rules`` (analysis.convergence.SampleRules), ``options`` (keyword arguments of
+# analysis.convergence.growth_models and dyad_scores) and ``description``. The paper log-transformed its
+# skewed score; the presets use the scale-aware Yeo–Johnson transform instead (transform_score).
+def _convergence_presets():
+    from analysis.convergence import SampleRules
+
+    common = {"score_method": "multilevel", "discrepancy": "absolute", "transform": "yeo_johnson",
+              "therapist_level": "lrt", "covariates": ()}
+    register(Preset(
+        key="convergence_001_study1",
+        title="Convergence, Study 1: BDI-II, sessions 1–14",
+        seed="001",
+        demo_file="dyads_bdi.csv",
+        options={"convergence": {
+            "description": "96 dyads rated after each of 14 sessions; convergence from the multilevel growth "
+                           "curves of all WAI ratings; BDI-II over sessions 1–14; therapist level decided in the "
+                           "null model.",
+            "rules": SampleRules(), "options": {"time": "session", **common}}},
+        checklist=(
+            ("time", "session number", "Study 1 modelled BDI-II over the session number"),
+            ("convergence score", "multilevel growth curves (empirical Bayes)", "Table I's note"),
+            ("discrepancy", "absolute |P − T|", "convergence = the discrepancy shrinking over time"),
+            ("transform", "Yeo–Johnson", "the paper transformed its skewed score"),
+            ("therapist level", "decided once in the null model (boundary LRT)", "one three-level decision"),
+        ),
+        expected="Raters do not converge on average; convergence does not predict symptom change; alliance "
+                 "development × time is the planted effect (demo_data/README.md).",
+    ))
+    register(Preset(
+        key="convergence_001_study2",
+        title="Convergence, Study 2: GSI at sessions 1/3/12/20/end",
+        seed="001",
+        demo_file="dyads_gsi.csv",
+        options={"convergence": {
+            "description": "Dyads with ≥ 20 sessions and complete WAI at sessions 3, 12 and 20 plus a final GSI; "
+                           "convergence from WAI at 3, 12, 20; GSI at 1, 3, 12, 20 and termination, time as "
+                           "assessment occasion (0–4).",
+            "rules": SampleRules(score_sessions=(3, 12, 20), symptom_sessions=(1, 3, 12, 20), symptom_final=True,
+                                 min_sessions=20, complete_sessions=(3, 12, 20), complete_final=True,
+                                 length_column="n_sessions"),
+            "options": {"time": "occasion", **common}}},
+        checklist=(
+            ("sample", "≥ 20 sessions; WAI complete at 3, 12, 20; final GSI", "Study 2's inclusion rules"),
+            ("score window", "WAI at sessions 3, 12, 20", "the convergence score's occasions"),
+            ("symptom series", "GSI at sessions 1, 3, 12, 20 and termination", "symptom-only occasions kept"),
+            ("time", "assessment occasion 0–4", "Study 2 coded time by occasion"),
+            ("transform", "Yeo–Johnson", "the paper transformed its skewed score"),
+        ),
+        expected="Convergence does not predict symptom change; it relates to lower symptom severity.",
+    ))
+
+
+_convergence_presets()
+
+
+def page_presets(page: str) -> dict[str, Preset]:
+    """The presets that set options on one page (e.g. ``"convergence"``), by key."""
+    return {k: p for k, p in PRESETS.items() if page in p.options}

@@ -5,7 +5,7 @@ import streamlit as st
 
 from analysis import convergence as conv
 from analysis import formatting as fmt
-from analysis import plots_meta
+from analysis import plots_meta, presets
 from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.persist import CONVERGENCE, url_params
@@ -34,15 +34,18 @@ if has_t:
         rel_loaded = 0.0
 dyadic_loaded = has_t and rel_loaded >= 0.2
 
+CONV_PRESETS = presets.page_presets("convergence")
 url_params("convergence", CONVERGENCE)  # options in the URL (ui/persist.py)
-preset_name = st.selectbox("Reproduce a paper", [OWN, *conv.PRESETS], key="conv_preset",
+preset_name = st.selectbox("Reproduce a paper", [OWN, *CONV_PRESETS], key="conv_preset",
+                           format_func=lambda k: k if k == OWN else CONV_PRESETS[k].title,
                            help="Settings (sample rules, time coding, score, transform) that reproduce the seed "
                                 "paper's Tables I–II on the matching demo.")
-preset = conv.PRESETS.get(preset_name)
+preset = CONV_PRESETS[preset_name].page_options("convergence") if preset_name in CONV_PRESETS else None
 if preset is not None:
-    df, key = compute.conv_demo(preset["demo"])
-    src = DEMO_NAMES[preset["demo"]]
-    st.info(f"**{preset_name}** on the demo *{src}*: {preset['description']}")
+    demo_file = CONV_PRESETS[preset_name].demo_file
+    df, key = compute.conv_demo(demo_file)
+    src = DEMO_NAMES[demo_file]
+    st.info(f"**{CONV_PRESETS[preset_name].title}** on the demo *{src}*: {preset['description']}")
 else:
     choices = ([f"Loaded data: {name}"] if has_t else []) + list(DEMO_NAMES.values())
     default = 0 if dyadic_loaded else (1 if has_t else 0)

@@ -95,14 +95,14 @@ def _preset(name):
 
 
 def test_preset_study1_shows_table_1():
-    at, tab = _preset("Seed 001 · Study 1 (BDI-II, sessions 1–14)")
+    at, tab = _preset("convergence_001_study1")
     assert tab.at["N dyads", "Model 1"] == "96"
     assert tab.at["Alliance development × Time", "Model 3 p"] in (".001", ".002", ".003", ".004", "< .001")
     assert any("Two levels in every model" in i.value for i in at.info)
 
 
 def test_preset_study2_shows_rules_and_table_2():
-    at, tab = _preset("Seed 001 · Study 2 (GSI, sessions 1/3/12/20/end)")
+    at, tab = _preset("convergence_001_study2")
     assert tab.at["N dyads", "Model 1"] == "139" and tab.at["N observations", "Model 1"] == str(139 * 5)
     counts = next(d.value for d in at.dataframe if {"rule", "removed", "remaining"} <= set(d.value.columns))
     assert counts["removed"].tolist()[1:3] == [50, 21]
@@ -147,3 +147,22 @@ def test_own_settings_rules_time_and_power():
     assert not at.exception, [e.value for e in at.exception]
     pw = next(d.value for d in at.dataframe if "power" in d.value.columns)
     assert pw["n_ok"].iloc[0] == 20 and 0 <= pw["power"].iloc[0] <= 1
+
+
+def test_sidebar_preset_control_loads_the_dyadic_demo_and_selects_the_convergence_preset():
+    """The one "Reproduce a paper" registry: a convergence preset chosen on the Lagged page's control loads its
+    demo as the data set and opens the Convergence page on the same preset."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("app_pages/lagged.py")
+    at.run()
+    at.selectbox(key="preset_choice").set_value("convergence_001_study2").run()
+    at.button(key="preset_apply").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["dataset"]["name"].startswith("Convergence demo")
+    at.switch_page("app_pages/convergence.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="conv_preset").value == "convergence_001_study2"
+    tab = _models_table(at)
+    assert tab.at["N dyads", "Model 1"] == "139"

@@ -123,9 +123,9 @@ def test_teaching_scenario_reaches_the_url_on_the_first_visit():
 
 
 def test_convergence_options_from_the_url():
-    from analysis import convergence as conv
+    from analysis import presets
 
-    preset = next(iter(conv.PRESETS))
+    preset = next(iter(presets.page_presets("convergence")))
     at = _goto(_app({"score": "signed", "transform": "log_shift", "levels": "sometimes"}), "app_pages/convergence.py")
     assert at.radio(key="conv_discrepancy").value == "signed"
     assert at.radio(key="conv_transform").value == "log_shift"

@@ -1041,17 +1041,17 @@ def test_power_is_near_alpha_without_an_effect_and_high_with_a_large_one():
 
 
 def _run_preset(name):
-    from analysis.convergence import PRESETS
+    from analysis.presets import PRESETS
 
-    pr = PRESETS[name]
-    return growth_models(_demo(pr["demo"]), rules=pr["rules"], **pr["options"])
+    pr = PRESETS[name].page_options("convergence")
+    return growth_models(_demo(PRESETS[name].demo_file), rules=pr["rules"], **pr["options"])
 
 
 def test_preset_study1_reproduces_table_1_pattern():
     """Table I: symptoms decline (Model 1); slopes vary; convergence predicts neither level nor slope
     (Models 2-3); alliance development × time is negative and significant (Model 3); initial symptoms
     predict the level; the therapist level is dropped in the null model."""
-    res = _run_preset("Seed 001 · Study 1 (BDI-II, sessions 1–14)")
+    res = _run_preset("convergence_001_study1")
     m = {k: g.fixed.set_index("term") for k, g in res.models.items()}
     assert m[1].at["time", "estimate"] < 0 and m[1].at["time", "pvalue"] < 0.001
     assert res.slope_test["pvalue"] < 0.001
@@ -1067,7 +1067,7 @@ def test_preset_study1_reproduces_table_1_pattern():
 def test_preset_study2_reproduces_table_2_pattern():
     """Table II: the rules keep 139 dyads (≥ 20 sessions, complete WAI at 3/12/20, a final GSI); GSI at
     1, 3, 12, 20, T2 (five occasions); symptoms decline; slopes vary; convergence × time n.s."""
-    res = _run_preset("Seed 001 · Study 2 (GSI, sessions 1/3/12/20/end)")
+    res = _run_preset("convergence_001_study2")
     c = res.sample_rules.counts.set_index("rule")
     assert c.at["at least 20 sessions", "removed"] == 50
     assert c.at["complete at sessions 3, 12, 20", "removed"] == 21

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from analysis import convergence as _conv
+from analysis import presets as _presets
 
 STORE = "_persist"  # remembered widget values
 _KEYS = "_persist_keys"  # keys registered through widget()
@@ -186,7 +187,7 @@ TEACHING = {
 #: The Convergence page's options (never the study or the data source: those name data).
 #: The preset names and option values are the analysis module's own constants.
 CONVERGENCE = {
-    "preset": Param("conv_preset", "choice", tuple(_conv.PRESETS)),
+    "preset": Param("conv_preset", "choice", tuple(_presets.page_presets("convergence"))),
     "lines": Param("conv_method", "choice", ("ols", "multilevel")),
     "score": Param("conv_discrepancy", "choice", ("absolute", "signed")),
     "transform": Param("conv_transform", "choice", tuple(_conv.TRANSFORMS)),

@@ -20,7 +20,7 @@ def _demo_name(filename: str) -> str:
     return next((name for name, f in state.DEMOS.items() if f == filename), filename)
 
 
-def _apply_lagged(options: dict, df) -> None:
+def _apply_lagged(options: dict, df, key: str) -> None:
     """Write the Lagged/Pooled option-panel values (keys of ``ui.options``) into its store."""
     st.session_state.pop(uopt.STORE, None)
     opts = uopt.stored(df)  # defaults for this data set (clears the panel's widget keys)
@@ -31,13 +31,18 @@ def _apply_lagged(options: dict, df) -> None:
         del st.session_state[k]
 
 
-# page key of Preset.options -> function(options, df) that writes them into that page's state;
-# other pages (e.g. convergence) register theirs with register_applier
-APPLIERS = {"lagged": _apply_lagged}
+def _apply_convergence(options: dict, df, key: str) -> None:
+    """The Convergence page reads its preset's options itself: select the preset there."""
+    st.session_state["conv_preset"] = key
+
+
+# page key of Preset.options -> function(options, df, key) that writes them into that page's state;
+# other pages register theirs with register_applier
+APPLIERS = {"lagged": _apply_lagged, "convergence": _apply_convergence}
 
 
 def register_applier(page: str, func) -> None:
-    """Let a page's options of a preset be applied (``func(options: dict, df)``)."""
+    """Let a page's options of a preset be applied (``func(options: dict, df, key: str)``)."""
     APPLIERS[page] = func
 
 
@@ -48,7 +53,7 @@ def apply_preset(key: str) -> None:
     state.set_dataset(df, _demo_name(p.demo_file), "demo", notes=[f"Preset: {p.title}"])
     for page in p.options:
         if page in APPLIERS:
-            APPLIERS[page](p.page_options(page), df)
+            APPLIERS[page](p.page_options(page), df, key)
     st.session_state[APPLIED] = {"key": key, "data_key": st.session_state["dataset"]["key"]}
 
 
