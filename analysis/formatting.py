@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 __all__ = ["MINUS", "num", "pvalue", "p_text", "interval", "estimate_ci", "signed", "count", "percent",
-           "stat", "tau2", "option_text"]
+           "stat", "tau2", "tau2_interval", "option_text"]
 
 MINUS = "\u2212"
 
@@ -91,16 +91,32 @@ def stat(name: str, value: Any, df: Any = None, digits: int = 2) -> str:
     """A test statistic with its df: "t(1458) = −2.31", "z = 1.96", "F(1, 15) = 4.20"."""
     if df is None or (not isinstance(df, tuple | list) and not _finite(df)):
         return f"{name} = {num(value, digits)}"
+    # degrees of freedom take no thousands separator (APA 7th ed., §6.38)
     if isinstance(df, tuple | list):
-        d = ", ".join(count(v) if float(v).is_integer() else num(v, 1) for v in df)
+        d = ", ".join(_df(v) for v in df if _finite(v))
     else:
-        d = count(df) if float(df).is_integer() else num(df, 1)
+        d = _df(df)
     return f"{name}({d}) = {num(value, digits)}"
 
 
-def tau2(x: Any, digits: int = 3) -> str:
-    """A between-study variance (τ²): small values keep significant digits."""
-    return num(x, digits, sig=2)
+def _df(v: Any) -> str:
+    v = float(v)
+    return f"{int(v)}" if v.is_integer() else num(v, 1)
+
+
+def tau2(x: Any, digits: int = 3, sig: int = 2) -> str:
+    """A between-study variance (τ²) with ``digits`` decimals and at least ``sig``
+    significant digits: 0.313 → "0.313", 0.00336 → "0.0034", 0.0004 → "0.00040"."""
+    if not _finite(x) or float(x) == 0:
+        return num(x, digits)
+    x = float(x)
+    decimals = max(digits, sig - 1 - math.floor(math.log10(abs(x))))
+    return num(x, decimals)
+
+
+def tau2_interval(lo: Any, hi: Any, digits: int = 3) -> str:
+    """A τ² confidence interval, each bound as :func:`tau2`: "[0.0016, 0.130]"."""
+    return f"[{tau2(lo, digits)}, {tau2(hi, digits)}]"
 
 
 def count(n: Any, na: str = "NA") -> str:
@@ -121,15 +137,29 @@ def option_text(value: Any) -> str:
     """An option value in words for a reader: None → "none", tuples as ranges or lists, booleans yes/no."""
     if value is None:
         return "none"
-    if isinstance(value, bool):
+    if isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b":
         return "yes" if value else "no"
     if isinstance(value, tuple | list):
-        if len(value) == 2 and all(isinstance(v, int | float) or v is None for v in value):
+        if len(value) == 2 and all(_is_number(v) or v is None for v in value):
             lo, hi = value
-            lo_t = "first" if lo is None else count(lo)
-            hi_t = "last" if hi is None else count(hi)
+            lo_t = "first" if lo is None else _option_number(lo)
+            hi_t = "last" if hi is None else _option_number(hi)
             return f"{lo_t} to {hi_t}"
         return ", ".join(option_text(v) for v in value) or "none"
-    if isinstance(value, float):
-        return num(value, 3)
+    if _is_number(value):
+        return _option_number(value)
     return str(value).replace("_", " ")
+
+
+def _is_number(v: Any) -> bool:
+    """int / float (numpy scalars included), not bool."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int | float):
+        return True
+    return getattr(getattr(v, "dtype", None), "kind", None) in ("i", "u", "f")
+
+
+def _option_number(v: Any) -> str:
+    f = float(v)
+    return count(f) if f.is_integer() else num(f, 3)

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import mixed
+from analysis.meta import METHODS
 
 __all__ = [
     "CENTERINGS",
@@ -60,7 +61,7 @@ DIRECTIONS = ("alliance_to_symptoms", "symptoms_to_alliance")
 PAIRINGS = ("session", "next_observed")
 TIME_TRENDS = ("none", "fixed", "fixed_random")
 ESTIMATORS = ("mixed", "fixed_effects")
-POOLING_METHODS = ("DL", "REML", "ML", "PM", "EB", "HE", "SJ", "HS", "FE")
+POOLING_METHODS = METHODS  # one τ² method list: analysis.meta.METHODS
 TESTS = ("z", "knha")
 TERMS = ("intercept", "within", "between", "prior_within", "prior_between", "interaction", "time")
 MIN_PATIENTS = 3

@@ -70,7 +70,7 @@ Inference for the coefficients, with ``w_k = 1 / (v_k + tau2)``:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -78,6 +78,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 from scipy.linalg import solve_triangular
+
+from . import formatting as fmt
 
 __all__ = [
     "METHODS",
@@ -90,6 +92,7 @@ __all__ = [
     "meta_regression",
     "random_effects",
     "random_effects_many",
+    "results_table",
 ]
 
 METHODS = ("FE", "DL", "REML", "ML", "PM", "EB", "HE", "SJ", "HS")
@@ -428,36 +431,26 @@ def _pm_root(qfun, target: float, tau2_max: float, maxiter: int) -> tuple[float,
     return root, ok, msgs
 
 
-_SMALL_K = 40  # below this, plain Python floats beat numpy call overhead
-
-
 def _q_intercept(y: np.ndarray, v: np.ndarray):
     """Generalised Q for one intercept, ``Q(tau2) = sum(w (y - mu_w)^2)`` with
-    ``w = 1/(v + tau2)``, as a function of tau2 (metafor's ``.QE.func``)."""
-    if y.size <= _SMALL_K:
-        pairs = list(zip(v.tolist(), y.tolist()))
+    ``w = 1/(v + tau2)``, as a function of tau2 (metafor's ``.QE.func``), on
+    Python floats (for one problem faster than numpy)."""
+    pairs = list(zip(v.tolist(), y.tolist()))
 
-        def qfun(t: float) -> float:
-            ws = [1.0 / (vv + t) for vv, _ in pairs]
-            s1 = sy = 0.0
-            for w, (_, yy) in zip(ws, pairs):
-                s1 += w
-                sy += w * yy
-            mu = sy / s1
-            out = 0.0
-            for w, (_, yy) in zip(ws, pairs):
-                d = yy - mu
-                out += w * d * d
-            return out
+    def qfun(t: float) -> float:
+        ws = [1.0 / (vv + t) for vv, _ in pairs]
+        s1 = sy = 0.0
+        for w, (_, yy) in zip(ws, pairs):
+            s1 += w
+            sy += w * yy
+        mu = sy / s1
+        out = 0.0
+        for w, (_, yy) in zip(ws, pairs):
+            d = yy - mu
+            out += w * d * d
+        return out
 
-        return qfun
-
-    def qfun_np(t: float) -> float:
-        w = 1.0 / (v + t)
-        r = y - float(w @ y) / float(w.sum())
-        return float(w @ (r * r))
-
-    return qfun_np
+    return qfun
 
 
 def _wsums(pairs: list[tuple[float, float]], tau2: float) -> tuple[float, ...]:
@@ -484,75 +477,237 @@ def _wsums(pairs: list[tuple[float, float]], tau2: float) -> tuple[float, ...]:
     return s1, s2, s3, mu, a, b
 
 
-def _fisher_small(vl: list[float], yl: list[float], k: int, method: str, tau2: float,
-                  ctl: _Control) -> _Tau2:
-    """ML/REML/EB for one intercept on Python floats (faster than numpy for
-    small k); the same steps as the numpy loop in ``_tau2_intercept``.
+def _fisher_scoring(start: Sequence[float], step, ctl: _Control) -> tuple[list[float], list[bool], list[int]]:
+    """The one Fisher-scoring loop for ML, REML and EB (module docstring), for
+    one problem or many at once.
 
-    ``delta``: REML ``(a - tr(P)) / tr(PP)`` with ``tr(P) = s1 - s2/s1`` and
-    ``tr(PP) = s2 - 2 s3/s1 + (s2/s1)^2``; ML ``(a - s1) / s2``; EB
-    ``(b k/(k-1) - k) / s1`` (sums as in ``_wsums``); halve while
-    ``tau2 + delta < 0``; stop when the change is ``<= threshold``; then
-    metafor's local-maximum check (ML/REML) and the SE of tau2.
+    ``start``: the start values; ``step(t, rows)``: the Fisher steps ``delta``
+    at ``t`` (a list) for the problems ``rows`` still iterating (the step may
+    be vectorised). Each step is multiplied by ``stepadj`` (NaN -> 0) and
+    halved while ``tau2 + delta < 0``; a problem stops when ``|change| <=
+    threshold``, or after ``maxiter`` iterations, which marks it as not
+    converged (as metafor). Returns the last iterates, the converged flags and
+    the iteration counts. The bookkeeping is on Python floats: for one problem
+    that is faster than numpy, for many it costs little next to the step.
     """
-    threshold, maxiter, stepadj = ctl.threshold, ctl.maxiter, ctl.stepadj
-    pairs = list(zip(vl, yl))
-    change = threshold + 1.0
+    tau2 = [float(x) for x in start]
+    conv = [True] * len(tau2)
+    iters = [0] * len(tau2)
+    rows = list(range(len(tau2)))
+    threshold, stepadj = ctl.threshold, ctl.stepadj
     it = 0
-    conv = True
-    while change > threshold:
+    while rows:
         it += 1
-        old = tau2
-        s1, s2, s3, _, a, b = _wsums(pairs, tau2)
-        if method == "REML":
-            q = s2 / s1
-            adj = (a - (s1 - q)) / (s2 - 2.0 * s3 / s1 + q * q)
-        elif method == "ML":
-            adj = (a - s1) / s2
-        else:
-            adj = (b * k / (k - 1) - k) / s1
-        adj *= stepadj
-        if math.isnan(adj):
-            adj = 0.0
-        while tau2 + adj < 0.0:
-            adj /= 2.0
-        tau2 = tau2 + adj
-        change = abs(old - tau2)
-        if it > maxiter:
-            conv = False
+        deltas = step([tau2[i] for i in rows], rows)
+        if isinstance(deltas, np.ndarray):
+            deltas = deltas.tolist()
+        still = []
+        for i, adj in zip(rows, deltas):
+            old = tau2[i]
+            adj *= stepadj
+            if adj != adj:  # NaN
+                adj = 0.0
+            if old + adj < 0.0:
+                if old == 0.0:  # halving from 0 ends when the step underflows to -0.0
+                    adj = -0.0
+                while old + adj < 0.0:
+                    adj /= 2.0
+            new = old + adj
+            tau2[i] = new
+            iters[i] = it
+            if abs(old - new) > threshold:
+                still.append(i)
+        if it > ctl.maxiter:
+            for i in rows:
+                conv[i] = False
             break
-    msgs: list[str] = []
-    if not conv:
-        msgs.append(_fisher_message(method, tau2, maxiter))
-    if conv and method in ("ML", "REML"):
-        s0, _, _, _, _, rss0 = _wsums(pairs, 0.0)
-        s1, _, _, _, _, rss1 = _wsums(pairs, tau2)
-        logv0 = sum(math.log(vv) for vv in vl)
-        logv1 = sum(math.log(vv + tau2) for vv in vl)
-        if method == "ML":
-            ll0 = -0.5 * k * _LOG_2PI - 0.5 * logv0 - 0.5 * rss0
-            ll = -0.5 * k * _LOG_2PI - 0.5 * logv1 - 0.5 * rss1
+        rows = still
+    return tau2, conv, iters
+
+
+def _psums(w: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Row-wise, for one intercept, ``P = W - w w'/sum(w)`` (V = diag(v); w = 0
+    marks a missing study): tr(P), sum(P*P), sum(PV * t(PV)) and sum(PV * P)
+    in closed form."""
+    s1 = w.sum(axis=1)
+    w2 = w * w
+    s2 = w2.sum(axis=1)
+    d = w - w2 / s1[:, None]  # diagonal of P
+    col = d * d + w2 * (s2[:, None] - w2) / (s1 * s1)[:, None]  # sum_i P_ij^2 for each j
+    a = (w2 * v).sum(axis=1)
+    s_pvpv = (d * d * v * v).sum(axis=1) + (a * a - (w2 * w2 * v * v).sum(axis=1)) / (s1 * s1)
+    return s1 - s2 / s1, col.sum(axis=1), s_pvpv, (col * v).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class _Tau2Many:
+    tau2: np.ndarray
+    se: np.ndarray
+    converged: np.ndarray
+    iterations: np.ndarray
+    reset: np.ndarray  # ML/REML set to 0 by the local-maximum check
+
+
+def _tau2_many(Y: np.ndarray, V: np.ndarray, M: np.ndarray, method: str,
+               ctl: _Control = _DEFAULT_CONTROL) -> _Tau2Many:
+    """tau2 and its SE for n intercept-only problems (rows of Y, V; ``M`` marks
+    the studies present), every estimator but PM (module docstring).
+
+    Standard errors (metafor), with ``t = max(tau2, 0)``:
+
+    * DL: ``sqrt(2(k-1) + 4 t tr(P) + 2 t^2 tr(PP)) / tr(P)`` at ``w = 1/v``
+    * HS: ``sqrt(2(k-1) + 4 t tr(P) + 2 t^2 tr(PP)) / sum(w)`` at ``w = 1/v``
+    * HE: ``sqrt(2 tr(PVPV) + 4 t tr(PV) + 2 t^2 (k-1)) / (k-1)``, ``P = I - J/k``
+    * SJ: ``tau0 sqrt(2 tr(PVPV) + 4 t sum(PV*P) + 2 t^2 tr(PP)) / (k-1)`` at
+      ``w = 1/(v + tau0)``
+    * REML ``sqrt(2 / tr(PP))``, ML ``sqrt(2 / sum(w^2))``, EB
+      ``sqrt(2 k^2 / (k-1)) / sum(w)``, at the estimate.
+    """
+    n = Y.shape[0]
+    Mf = M.astype(float)
+    v = np.where(M, V, 1.0)
+    k = Mf.sum(axis=1)
+    km1 = k - 1.0
+    y = np.where(M, Y, 0.0)
+    ymc = (y - (y.sum(axis=1) / k)[:, None]) * Mf
+    zeros = np.zeros(n)
+    conv = np.ones(n, bool)
+    iters = np.zeros(n, np.int64)
+    reset = np.zeros(n, bool)
+
+    def wts(t):
+        return Mf / (v + t[:, None])
+
+    def rss(w):
+        s1 = w.sum(axis=1)
+        r = (ymc - ((w * ymc).sum(axis=1) / s1)[:, None]) * Mf
+        return s1, r, (w * r * r).sum(axis=1)
+
+    if method == "FE":
+        return _Tau2Many(zeros, np.full(n, np.nan), conv, iters, reset)
+    if method in ("DL", "HS"):
+        w = wts(zeros)
+        s1, _, q = rss(w)
+        tr_p, s_pp, _, _ = _psums(w, v)
+        t, se = _moment_tau2(method, q, k, km1, tr_p, s_pp, s1)
+        return _Tau2Many(t, se, conv, iters, reset)
+    if method == "SJ":
+        if ctl.tau2_init is None:
+            d = (ymc - (ymc.sum(axis=1) / k)[:, None]) * Mf
+            tau0 = (d * d).sum(axis=1) / k
         else:
-            ll0 = -0.5 * (k - 1) * _LOG_2PI - 0.5 * logv0 - 0.5 * math.log(s0) - 0.5 * rss0
-            ll = -0.5 * (k - 1) * _LOG_2PI - 0.5 * logv1 - 0.5 * math.log(s1) - 0.5 * rss1
-        if ll0 - ll > _TOL and tau2 > threshold:
-            msgs.append(_ll0_message(method))
-            tau2 = 0.0
-    tau2 = max(0.0, tau2)
-    s1, s2, s3, _, _, _ = _wsums(pairs, tau2)
-    if method == "REML":
-        q = s2 / s1
-        se = math.sqrt(2.0 / (s2 - 2.0 * s3 / s1 + q * q))
-    elif method == "ML":
-        se = math.sqrt(2.0 / s2)
+            tau0 = np.full(n, float(ctl.tau2_init))
+        w = wts(tau0)
+        _, _, q = rss(w)
+        _, s_pp, s_pvpv, s_pvp = _psums(w, v)
+        t, se = _sj_tau2(tau0, q, km1, s_pp, s_pvpv, s_pvp)
+        return _Tau2Many(t, se, conv, iters, reset)
+    # HE (also the start of ML/REML/EB)
+    d = (ymc - (ymc.sum(axis=1) / k)[:, None]) * Mf
+    sv = (v * Mf).sum(axis=1)
+    tr_pv = (1.0 - 1.0 / k) * sv
+    rss_he = (d * d).sum(axis=1)
+    tau2_he = (rss_he - tr_pv) / km1
+    if method == "HE":
+        s_pvpv = (1.0 - 2.0 / k) * (v * v * Mf).sum(axis=1) + sv * sv / (k * k)
+        t, se = _he_tau2(rss_he, tr_pv, km1, s_pvpv)
+        return _Tau2Many(t, se, conv, iters, reset)
+
+    def step(t, rows):
+        all_rows = rows.size == n
+        mf = Mf if all_rows else Mf[rows]
+        yy = ymc if all_rows else ymc[rows]
+        w = mf / ((v if all_rows else v[rows]) + t[:, None])
+        s1 = w.sum(axis=1)
+        r = (yy - ((w * yy).sum(axis=1) / s1)[:, None]) * mf
+        wr = w * r
+        if method == "REML":
+            w2 = w * w
+            s2 = w2.sum(axis=1)
+            # tr(P) = s1 - s2/s1;  tr(PP) = s2 - 2 s3/s1 + (s2/s1)^2
+            q = s2 / s1
+            return ((wr * wr).sum(axis=1) - (s1 - q)) / (s2 - 2.0 * (w2 * w).sum(axis=1) / s1 + q * q)
+        if method == "ML":
+            return ((wr * wr).sum(axis=1) - s1) / (w * w).sum(axis=1)
+        kk = k if all_rows else k[rows]
+        return ((wr * r).sum(axis=1) * kk / (kk - 1) - kk) / s1
+
+    start = np.maximum(tau2_he, 0.0) if ctl.tau2_init is None else np.full(n, float(ctl.tau2_init))
+    t_list, c_list, i_list = _fisher_scoring(start.tolist(), lambda t, rows: step(np.array(t), np.array(rows)), ctl)
+    tau2, conv, iters = np.array(t_list), np.array(c_list, bool), np.array(i_list, np.int64)
+    if method in ("ML", "REML"):
+        # metafor's check for a local maximum away from tau2 = 0
+        s0, _, rss0 = rss(wts(zeros))
+        s1, _, rss1 = rss(wts(tau2))
+        logv0 = (np.log(v) * Mf).sum(axis=1)
+        logv1 = (np.log(v + tau2[:, None]) * Mf).sum(axis=1)
+        drop = _ll_drop(method, k, km1, logv0, logv1, rss0, rss1, np.log(s0), np.log(s1))
+        reset = conv & (drop > _TOL) & (tau2 > ctl.threshold)
+        tau2 = np.where(reset, 0.0, tau2)
+    tau2 = np.maximum(tau2, 0.0)
+    w = wts(tau2)
+    se = _fisher_se(method, k, km1, w.sum(axis=1), (w * w).sum(axis=1),
+                    _psums(w, v)[1] if method == "REML" else None)
+    return _Tau2Many(tau2, se, conv, iters, reset)
+
+
+def _ll_drop(method: str, k, df, logv0, logv1, rss0, rss1, logdet0=0.0, logdet1=0.0):
+    """Log-likelihood at tau2 = 0 minus the one at the estimate (metafor's check for a
+    local maximum), on floats or row-wise arrays: ML ``-(k log 2pi + sum log(v + tau2) +
+    Y'PY) / 2``; REML ``-((k - p) log 2pi + sum log(v + tau2) + log|X'WX| + Y'PY) / 2``."""
+    if method == "ML":
+        n, logdet0, logdet1 = k, 0.0, 0.0
     else:
-        se = math.sqrt(2.0 * k * k / (k - 1)) / s1
-    return _Tau2(tau2, se, conv, it, tuple(msgs))
+        n = df
+    ll0 = -0.5 * n * _LOG_2PI - 0.5 * logv0 - 0.5 * logdet0 - 0.5 * rss0
+    ll = -0.5 * n * _LOG_2PI - 0.5 * logv1 - 0.5 * logdet1 - 0.5 * rss1
+    return ll0 - ll
+
+
+def _fisher_se(method: str, k, df, s1, s2, s_pp):
+    """metafor's SE of tau2 at the estimate: REML ``sqrt(2 / tr(PP))``, ML
+    ``sqrt(2 / sum(w^2))``, EB and PM ``sqrt(2 k^2 / df) / sum(w)``."""
+    sqrt = np.sqrt if isinstance(s1, np.ndarray) else math.sqrt
+    if method == "REML":
+        return sqrt(2.0 / s_pp)
+    if method == "ML":
+        return sqrt(2.0 / s2)
+    return sqrt(2.0 * k * k / df) / s1
+
+
+def _moment_tau2(method: str, rss, k, df, tr_p, s_pp, s1):
+    """DL and HS with their metafor SEs (module docstring), on floats or row-wise arrays:
+    DL ``(Y'PY - df) / tr(P)``, HS ``(Y'PY - k) / sum(w)`` (``w = 1/v``), truncated at 0;
+    SE ``sqrt(2 df + 4 t tr(P) + 2 t^2 tr(PP)) / tr(P)`` (HS: ``/ sum(w)``), ``t`` the estimate."""
+    div = tr_p if method == "DL" else s1
+    t = np.maximum((rss - (df if method == "DL" else k)) / div, 0.0)
+    return t, np.sqrt(2 * df + 4 * t * tr_p + 2 * t * t * s_pp) / div
+
+
+def _sj_tau2(tau0, rss, df, s_pp, s_pvpv, s_pvp):
+    """SJ ``tau0 Y'PY / df`` (``w = 1/(v + tau0)``), truncated at 0, with SE
+    ``tau0 sqrt(2 tr(PVPV) + 4 t sum(PV*P) + 2 t^2 tr(PP)) / df``."""
+    t = np.maximum(tau0 * rss / df, 0.0)
+    return t, np.sqrt(tau0 * tau0 / df ** 2 * (2 * s_pvpv + 4 * t * s_pvp + 2 * t * t * s_pp))
+
+
+def _sj_start(ymc: np.ndarray, k: int) -> float:
+    """SJ's start ``tau0 = sum((y - ybar)^2) / k``."""
+    sy = float(ymc.sum())
+    return (float(ymc @ ymc) - sy * sy / k) / k
+
+
+def _he_tau2(rss, tr_pv, df, s_pvpv):
+    """HE ``(Y'PY - tr(PV)) / df`` (``P = I - H``), truncated at 0, with SE
+    ``sqrt(2 tr(PVPV) + 4 t tr(PV) + 2 t^2 df) / df``."""
+    t = np.maximum((rss - tr_pv) / df, 0.0)
+    return t, np.sqrt(2 * s_pvpv + 4 * t * tr_pv + 2 * t * t * df) / df
 
 
 def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
                     ctl: _Control = _DEFAULT_CONTROL) -> _Tau2:
-    """tau2 for an intercept-only model (closed forms for P = W - ww'/sum(w)).
+    """tau2 for one intercept-only model (closed forms for P = W - ww'/sum(w));
+    :func:`_tau2_many` holds the same formulas row-wise for many problems at once.
 
     Standard errors (metafor), with ``t = max(tau2, 0)``:
 
@@ -566,7 +721,7 @@ def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
     """
     k = y.size
     ymc = y - float(y.sum()) / k
-    threshold, maxiter, stepadj, tau2_init = ctl.threshold, ctl.maxiter, ctl.stepadj, ctl.tau2_init
+    threshold, maxiter, tau2_init = ctl.threshold, ctl.maxiter, ctl.tau2_init
     if method == "FE":
         return _Tau2(0.0)
     if method in ("DL", "HS"):
@@ -576,40 +731,25 @@ def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
         r = ymc - mu
         rss = float(w @ (r * r))
         tr_p, s_pp, _, _ = _p_sums(w, v)
-        if method == "DL":
-            tau2 = (rss - (k - 1)) / tr_p
-            t = max(tau2, 0.0)
-            se = math.sqrt(2 * (k - 1) + 4 * t * tr_p + 2 * t * t * s_pp) / tr_p
-        else:
-            tau2 = (rss - k) / s1
-            t = max(tau2, 0.0)
-            se = math.sqrt(2 * (k - 1) + 4 * t * tr_p + 2 * t * t * s_pp) / s1
-        return _Tau2(max(0.0, tau2), se)
+        t, se = _moment_tau2(method, rss, k, k - 1, tr_p, s_pp, s1)
+        return _Tau2(float(t), float(se))
     if method == "SJ":
-        if tau2_init is None:
-            sy = float(ymc.sum())
-            tau0 = (float(ymc @ ymc) - sy * sy / k) / k
-        else:
-            tau0 = float(tau2_init)
+        tau0 = _sj_start(ymc, k) if tau2_init is None else float(tau2_init)
         w = 1.0 / (v + tau0)
         s1 = float(w.sum())
         mu = float(w @ ymc) / s1
         r = ymc - mu
         rss = float(w @ (r * r))
-        tau2 = tau0 * rss / (k - 1)
-        tr_p, s_pp, s_pvpv, s_pvp = _p_sums(w, v)
-        t = max(tau2, 0.0)
-        se = math.sqrt(tau0 * tau0 / (k - 1) ** 2
-                       * (2 * s_pvpv + 4 * t * s_pvp + 2 * t * t * s_pp))
-        return _Tau2(max(0.0, tau2), se)
+        _, s_pp, s_pvpv, s_pvp = _p_sums(w, v)
+        t, se = _sj_tau2(tau0, rss, k - 1, s_pp, s_pvpv, s_pvp)
+        return _Tau2(float(t), float(se))
     if method == "PM":
         qfun = _q_intercept(ymc, v)
         tau2, ok, msgs = _pm_root(qfun, k - 1.0, max(ctl.tau2_max, 10.0 * _mad(y) ** 2), maxiter)
         if not math.isfinite(tau2):
             return _Tau2(_NAN, _NAN, False, 0, tuple(msgs))
         tau2 = max(0.0, tau2)
-        w = 1.0 / (v + tau2)
-        se = math.sqrt(2.0 * k * k / (k - 1)) / float(w.sum())
+        se = float(_fisher_se("PM", k, k - 1, float((1.0 / (v + tau2)).sum()), None, None))
         return _Tau2(tau2, se, ok, 0, tuple(msgs))
 
     # HE (also the starting value of ML/REML/EB)
@@ -619,82 +759,43 @@ def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
     tr_pv = (1.0 - 1.0 / k) * sv
     tau2_he = (rss_he - tr_pv) / (k - 1)
     if method == "HE":
-        t = max(tau2_he, 0.0)
         s_pvpv = (1.0 - 2.0 / k) * float(v @ v) + sv * sv / (k * k)
-        se = math.sqrt(2 * s_pvpv + 4 * t * tr_pv + 2 * t * t * (k - 1)) / (k - 1)
-        return _Tau2(max(0.0, tau2_he), se)
+        t, se = _he_tau2(rss_he, tr_pv, k - 1, s_pvpv)
+        return _Tau2(float(t), float(se))
 
-    # ML / REML / EB: Fisher scoring with step halving
-    tau2 = max(0.0, tau2_he) if tau2_init is None else float(tau2_init)
-    change = threshold + 1.0
-    it = 0
-    conv = True
-    reml = method == "REML"
-    ml = method == "ML"
-    if k <= _SMALL_K:
-        return _fisher_small(v.tolist(), ymc.tolist(), k, method, tau2, ctl)
-    while change > threshold:
-        it += 1
-        old = tau2
-        w = 1.0 / (v + tau2)
-        s1 = float(w.sum())
-        mu = float(w @ ymc) / s1
-        r = ymc - mu
-        wr = w * r
-        if reml:
-            w2 = w * w
-            s2 = float(w2.sum())
-            s3 = float(w2 @ w)
+    # ML / REML / EB: Fisher scoring (the one loop, _fisher_scoring) from the HE value, with the sums
+    # of _wsums on Python floats (for one problem faster than numpy up to k of several hundred)
+    pairs = list(zip(v.tolist(), ymc.tolist()))
+
+    def step(t, _rows):
+        s1, s2, s3, _, a, b = _wsums(pairs, t[0])
+        if method == "REML":
             q = s2 / s1
             # tr(P) = s1 - s2/s1;  tr(PP) = s2 - 2 s3/s1 + (s2/s1)^2
-            adj = (float(wr @ wr) - (s1 - q)) / (s2 - 2.0 * s3 / s1 + q * q)
-        elif ml:
-            adj = (float(wr @ wr) - s1) / float(w @ w)
-        else:  # EB
-            adj = (float(wr @ r) * k / (k - 1) - k) / s1
-        adj *= stepadj
-        if math.isnan(adj):
-            adj = 0.0
-        while tau2 + adj < 0.0:
-            adj /= 2.0
-        tau2 = tau2 + adj
-        change = abs(old - tau2)
-        if it > maxiter:
-            conv = False
-            break
+            return [(a - (s1 - q)) / (s2 - 2.0 * s3 / s1 + q * q)]
+        if method == "ML":
+            return [(a - s1) / s2]
+        return [(b * k / (k - 1) - k) / s1]
+
+    start = max(0.0, tau2_he) if tau2_init is None else float(tau2_init)
+    (tau2,), (conv,), (it,) = _fisher_scoring([start], step, ctl)
     msgs: list[str] = []
     if not conv:
         msgs.append(_fisher_message(method, tau2, maxiter))
     if conv and method in ("ML", "REML"):
         # metafor's check for a local maximum away from tau2 = 0
-        w0 = 1.0 / v
-        s0 = float(w0.sum())
-        r0 = ymc - float(w0 @ ymc) / s0
-        rss0 = float(w0 @ (r0 * r0))
-        w = 1.0 / (v + tau2)
-        s1 = float(w.sum())
-        r1 = ymc - float(w @ ymc) / s1
-        rss1 = float(w @ (r1 * r1))
-        if method == "ML":
-            ll0 = -0.5 * k * _LOG_2PI - 0.5 * float(np.log(v).sum()) - 0.5 * rss0
-            ll = -0.5 * k * _LOG_2PI - 0.5 * float(np.log(v + tau2).sum()) - 0.5 * rss1
-        else:
-            ll0 = (-0.5 * (k - 1) * _LOG_2PI - 0.5 * float(np.log(v).sum())
-                   - 0.5 * math.log(s0) - 0.5 * rss0)
-            ll = (-0.5 * (k - 1) * _LOG_2PI - 0.5 * float(np.log(v + tau2).sum())
-                  - 0.5 * math.log(s1) - 0.5 * rss1)
-        if ll0 - ll > _TOL and tau2 > threshold:
+        s0, _, _, _, _, rss0 = _wsums(pairs, 0.0)
+        s1, _, _, _, _, rss1 = _wsums(pairs, tau2)
+        logv0 = sum(math.log(vv) for vv, _ in pairs)
+        logv1 = sum(math.log(vv + tau2) for vv, _ in pairs)
+        if _ll_drop(method, k, k - 1, logv0, logv1, rss0, rss1, math.log(s0), math.log(s1)) > _TOL \
+                and tau2 > threshold:
             msgs.append(_ll0_message(method))
             tau2 = 0.0
     tau2 = max(0.0, tau2)
-    w = 1.0 / (v + tau2)
-    if method == "REML":
-        _, s_pp, _, _ = _p_sums(w, v)
-        se = math.sqrt(2.0 / s_pp)
-    elif method == "ML":
-        se = math.sqrt(2.0 / float(w @ w))
-    else:
-        se = math.sqrt(2.0 * k * k / (k - 1)) / float(w.sum())
+    s1, s2, s3, _, _, _ = _wsums(pairs, tau2)
+    q = s2 / s1
+    se = float(_fisher_se(method, k, k - 1, s1, s2, s2 - 2.0 * s3 / s1 + q * q))  # tr(PP) as in the step
     return _Tau2(tau2, se, conv, it, tuple(msgs))
 
 
@@ -704,7 +805,7 @@ def _tau2_general(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str,
     standard errors as ``_tau2_intercept`` in matrix form (metafor rma.uni)."""
     k, p = X.shape
     ymc = y - float(y.sum()) / k
-    threshold, maxiter, stepadj, tau2_init = ctl.threshold, ctl.maxiter, ctl.stepadj, ctl.tau2_init
+    threshold, maxiter, tau2_init = ctl.threshold, ctl.maxiter, ctl.tau2_init
     if method == "FE":
         return _Tau2(0.0)
     if method in ("DL", "HS"):
@@ -713,32 +814,15 @@ def _tau2_general(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str,
         rss = float(ymc @ P @ ymc)
         tr_p = float(np.trace(P))
         s_pp = float((P * P).sum())
-        if method == "DL":
-            tau2 = (rss - (k - p)) / tr_p
-            t = max(tau2, 0.0)
-            se = math.sqrt(2 * (k - p) + 4 * t * tr_p + 2 * t * t * s_pp) / tr_p
-        else:
-            s1 = float(w.sum())
-            tau2 = (rss - k) / s1
-            t = max(tau2, 0.0)
-            se = math.sqrt(2 * (k - p) + 4 * t * tr_p + 2 * t * t * s_pp) / s1
-        return _Tau2(max(0.0, tau2), se)
+        t, se = _moment_tau2(method, rss, k, k - p, tr_p, s_pp, float(w.sum()))
+        return _Tau2(float(t), float(se))
     if method == "SJ":
-        if tau2_init is None:
-            sy = float(ymc.sum())
-            tau0 = (float(ymc @ ymc) - sy * sy / k) / k
-        else:
-            tau0 = float(tau2_init)
-        w = 1.0 / (v + tau0)
-        P = _p_matrix(X, w)
-        rss = float(ymc @ P @ ymc)
+        tau0 = _sj_start(ymc, k) if tau2_init is None else float(tau2_init)
+        P = _p_matrix(X, 1.0 / (v + tau0))
         PV = P * v[None, :]
-        tau2 = tau0 * rss / (k - p)
-        t = max(tau2, 0.0)
-        se = math.sqrt(tau0 * tau0 / (k - p) ** 2 * (
-            2 * float((PV * PV.T).sum()) + 4 * t * float((PV * P).sum())
-            + 2 * t * t * float((P * P).sum())))
-        return _Tau2(max(0.0, tau2), se)
+        t, se = _sj_tau2(tau0, float(ymc @ P @ ymc), k - p, float((P * P).sum()), float((PV * PV.T).sum()),
+                         float((PV * P).sum()))
+        return _Tau2(float(t), float(se))
     if method == "PM":
 
         def qfun(t: float) -> float:
@@ -748,8 +832,7 @@ def _tau2_general(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str,
         if not math.isfinite(tau2):
             return _Tau2(_NAN, _NAN, False, 0, tuple(msgs))
         tau2 = max(0.0, tau2)
-        w = 1.0 / (v + tau2)
-        se = math.sqrt(2.0 * k * k / (k - p)) / float(w.sum())
+        se = float(_fisher_se("PM", k, k - p, float((1.0 / (v + tau2)).sum()), None, None))
         return _Tau2(tau2, se, ok, 0, tuple(msgs))
 
     # HE, and the start of ML/REML/EB
@@ -760,38 +843,22 @@ def _tau2_general(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str,
     tr_pv = float(np.trace(PV))
     tau2_he = (rss - tr_pv) / (k - p)
     if method == "HE":
-        t = max(tau2_he, 0.0)
-        se = math.sqrt(2 * float((PV * PV.T).sum()) + 4 * t * tr_pv
-                       + 2 * t * t * (k - p)) / (k - p)
-        return _Tau2(max(0.0, tau2_he), se)
+        t, se = _he_tau2(rss, tr_pv, k - p, float((PV * PV.T).sum()))
+        return _Tau2(float(t), float(se))
 
-    tau2 = max(0.0, tau2_he) if tau2_init is None else float(tau2_init)
-    change = threshold + 1.0
-    it = 0
-    conv = True
-    while change > threshold:
-        it += 1
-        old = tau2
-        w = 1.0 / (v + tau2)
+    def step(t, _rows):
+        w = 1.0 / (v + t[0])
         P = _p_matrix(X, w)
         if method == "REML":
             py = P @ ymc
-            adj = (float(py @ py) - float(np.trace(P))) / float((P * P).sum())
-        elif method == "ML":
+            return [(float(py @ py) - float(np.trace(P))) / float((P * P).sum())]
+        if method == "ML":
             py = P @ ymc
-            adj = (float(py @ py) - float(w.sum())) / float(w @ w)
-        else:
-            adj = (float(ymc @ P @ ymc) * k / (k - p) - k) / float(w.sum())
-        adj *= stepadj
-        if math.isnan(adj):
-            adj = 0.0
-        while tau2 + adj < 0.0:
-            adj /= 2.0
-        tau2 = tau2 + adj
-        change = abs(old - tau2)
-        if it > maxiter:
-            conv = False
-            break
+            return [(float(py @ py) - float(w.sum())) / float(w @ w)]
+        return [(float(ymc @ P @ ymc) * k / (k - p) - k) / float(w.sum())]
+
+    start = max(0.0, tau2_he) if tau2_init is None else float(tau2_init)
+    (tau2,), (conv,), (it,) = _fisher_scoring([start], step, ctl)
     msgs: list[str] = []
     if not conv:
         msgs.append(_fisher_message(method, tau2, maxiter))
@@ -800,26 +867,15 @@ def _tau2_general(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str,
         rss0 = _wls_rss(ymc, X, w0)
         w1 = 1.0 / (v + tau2)
         rss1 = _wls_rss(ymc, X, w1)
-        if method == "ML":
-            ll0 = -0.5 * k * _LOG_2PI - 0.5 * float(np.log(v).sum()) - 0.5 * rss0
-            ll = -0.5 * k * _LOG_2PI - 0.5 * float(np.log(v + tau2).sum()) - 0.5 * rss1
-        else:
-            ll0 = (-0.5 * (k - p) * _LOG_2PI - 0.5 * float(np.log(v).sum())
-                   - 0.5 * _logdet_xwx(X, w0) - 0.5 * rss0)
-            ll = (-0.5 * (k - p) * _LOG_2PI - 0.5 * float(np.log(v + tau2).sum())
-                  - 0.5 * _logdet_xwx(X, w1) - 0.5 * rss1)
-        if ll0 - ll > _TOL and tau2 > threshold:
+        logdets = (_logdet_xwx(X, w0), _logdet_xwx(X, w1)) if method == "REML" else (0.0, 0.0)
+        if _ll_drop(method, k, k - p, float(np.log(v).sum()), float(np.log(v + tau2).sum()), rss0, rss1,
+                    *logdets) > _TOL and tau2 > threshold:
             msgs.append(_ll0_message(method))
             tau2 = 0.0
     tau2 = max(0.0, tau2)
     w = 1.0 / (v + tau2)
-    if method == "REML":
-        P = _p_matrix(X, w)
-        se = math.sqrt(2.0 / float((P * P).sum()))
-    elif method == "ML":
-        se = math.sqrt(2.0 / float(w @ w))
-    else:
-        se = math.sqrt(2.0 * k * k / (k - p)) / float(w.sum())
+    s_pp = float((_p_matrix(X, w) ** 2).sum()) if method == "REML" else None
+    se = float(_fisher_se(method, k, k - p, float(w.sum()), float(w @ w), s_pp))
     return _Tau2(tau2, se, conv, it, tuple(msgs))
 
 
@@ -880,27 +936,7 @@ def _qprofile(qfun, df: int, tau2: float, level: float) -> tuple[float, float, l
     return lb, ub, msgs
 
 
-# --------------------------------------------------------------------------- formatting
-
-
-def _fmt(x: float, digits: int = 2) -> str:
-    if x is None or not math.isfinite(x):
-        return "NA"
-    s = f"{x:.{digits}f}"
-    if s.startswith("-") and float(s) == 0.0:
-        s = s[1:]
-    return s.replace("-", "\u2212")
-
-
-def _fmt_p(p: float) -> str:
-    if p is None or not math.isfinite(p):
-        return "p = NA"
-    if p < 0.001:
-        return "p < .001"
-    if p > 0.999:
-        return "p > .999"
-    s = f"{p:.3f}"
-    return "p = " + s.removeprefix("0")
+# --------------------------------------------------------------------------- wording
 
 
 def _heterogeneity_word(i2: float) -> str:
@@ -1019,16 +1055,16 @@ class MetaResult:
         if self.k == 1:
             return (
                 f"Only one study ({self.labels[0]}) was available, so nothing was pooled: "
-                f"its own estimate is {_fmt(self.estimate)} ({pct} CI {_fmt(self.ci_low)} "
-                f"to {_fmt(self.ci_high)})."
+                f"its own estimate is {fmt.num(self.estimate)} ({pct} CI {fmt.num(self.ci_low)} "
+                f"to {fmt.num(self.ci_high)})."
             )
-        stat = "z" if self.test == "z" else f"t({int(self.df)})"
+        stat = fmt.stat("z", self.statistic) if self.test == "z" else fmt.stat("t", self.statistic, self.df)
         core = (
-            f"{_fmt(self.estimate)} ({pct} CI {_fmt(self.ci_low)} to {_fmt(self.ci_high)}; "
-            f"{stat} = {_fmt(self.statistic)}, {_fmt_p(self.pvalue)})"
+            f"{fmt.num(self.estimate)} ({pct} CI {fmt.num(self.ci_low)} to {fmt.num(self.ci_high)}; "
+            f"{stat}, {fmt.p_text(self.pvalue)})"
         )
         het = (
-            f"Q({self.q_df}) = {_fmt(self.q)}, {_fmt_p(self.q_pvalue)}"
+            f"{fmt.stat('Q', self.q, self.q_df)}, {fmt.p_text(self.q_pvalue)}"
             if math.isfinite(self.q) else "Q not available"
         )
         if self.method == "FE":
@@ -1036,7 +1072,7 @@ class MetaResult:
                 f"Assuming one common effect across {self.k} studies (common-effect model, "
                 f"{TEST_NAMES[self.test]}), the pooled effect was {core}; heterogeneity "
                 f"between studies was {_heterogeneity_word(self.i2)} "
-                f"(I\u00b2 = {_fmt(self.i2, 0)}%, {het}), and a common-effect model gives "
+                f"(I\u00b2 = {fmt.num(self.i2, 0)}%, {het}), and a common-effect model gives "
                 "no prediction interval for a new study."
             )
         warn = "; with only two studies this is very uncertain" if self.k == 2 else ""
@@ -1044,34 +1080,55 @@ class MetaResult:
             f"Across {self.k} studies ({METHOD_NAMES[self.method]} random-effects model, "
             f"{TEST_NAMES[self.test]}), the average effect was {core}; heterogeneity "
             f"between studies was {_heterogeneity_word(self.i2)} "
-            f"(\u03c4\u00b2 = {_fmt(self.tau2, 3)}, I\u00b2 = {_fmt(self.i2, 0)}%, {het}{warn}), "
+            f"(\u03c4\u00b2 = {fmt.tau2(self.tau2)}, I\u00b2 = {fmt.num(self.i2, 0)}%, {het}{warn}), "
             f"so the effect in a new, comparable study would be expected to lie between "
-            f"{_fmt(self.pi_low)} and {_fmt(self.pi_high)} ({pct} prediction interval)."
+            f"{fmt.num(self.pi_low)} and {fmt.num(self.pi_high)} ({pct} prediction interval)."
         )
 
 
-def _final_sums(y: np.ndarray, v: np.ndarray, tau2: float):
-    """Pooled quantities for one intercept: ``sum(w)``, ``mu = sum(w y)/sum(w)``,
-    ``sum(w (y - mu)^2)`` at ``w = 1/(v + tau2)``; ``Q`` and ``tr(P)`` at
-    ``w = 1/v`` (Q on mean-centred y, as metafor); weights in percent."""
-    w = 1.0 / (v + tau2)
-    sw = float(w.sum())
-    est = float(w @ y) / sw
-    r = y - est
-    rss = float(w @ (r * r))
-    w0 = 1.0 / v
-    s0 = float(w0.sum())
-    ymc = y - float(y.sum()) / y.size
-    r0 = ymc - float(w0 @ ymc) / s0
-    q = max(0.0, float(w0 @ (r0 * r0)))
-    tr_p0 = s0 - float(w0 @ w0) / s0
-    wts = w * (100.0 / sw)
-    wts.flags.writeable = False
-    return sw, est, rss, q, tr_p0, wts
+def results_table(results: Mapping[str, MetaResult], names: Mapping[str, str] | None = None,
+                  label: str = "Direction") -> pd.DataFrame:
+    """Pooled results for readers: one row per result (e.g. per direction), the
+    key first (shown through ``names``), readable headers and numbers formatted
+    by :mod:`analysis.formatting` (APA p values, true minus, small effects with
+    significant digits; df "—" for a z-test, "—" for anything not estimable).
+    For the numbers themselves use :meth:`MetaResult.to_frame`."""
+    names = dict(names or {})
+    rows = []
+    for key, r in results.items():
+        pct = f"{100 * r.level:g}%"
+        pooled = r.k > 1
+        dash = "\u2014"
+        rows.append({
+            label: names.get(key, str(key).replace("_", " ")),
+            "Studies (k)": fmt.count(r.k),
+            "Estimate": fmt.num(r.estimate),
+            f"{pct} CI": fmt.interval(r.ci_low, r.ci_high),
+            "SE": fmt.num(r.se, 3),
+            "Test": TEST_NAMES[r.test],
+            "Statistic": fmt.num(r.statistic),
+            "df": fmt.count(r.df, na=dash),
+            "p": fmt.pvalue(r.pvalue, na=dash),
+            "\u03c4\u00b2": fmt.tau2(r.tau2) if pooled and r.method != "FE" else dash,
+            f"\u03c4\u00b2 {pct} CI": (fmt.tau2_interval(r.tau2_ci_low, r.tau2_ci_high)
+                                if math.isfinite(r.tau2_ci_low) else dash),
+            "I\u00b2": fmt.num(r.i2, 1, na=dash) + ("%" if math.isfinite(r.i2) else ""),
+            "Q": fmt.stat("Q", r.q, r.q_df) if pooled else dash,
+            "p (Q)": fmt.pvalue(r.q_pvalue, na=dash),
+            f"{pct} prediction interval": (fmt.interval(r.pi_low, r.pi_high)
+                                           if pooled and math.isfinite(r.pi_low) else dash),
+            "\u03c4\u00b2 estimator": f"{r.method} ({METHOD_NAMES[r.method]})",
+            "Converged": "yes" if r.converged else "no",
+            "Notes": " ".join(r.messages),
+        })
+    return pd.DataFrame(rows)
 
 
-def _final_sums_small(yl: list[float], vl: list[float], tau2: float):
-    """``_final_sums`` on Python floats (small k)."""
+def _final_sums(yl: list[float], vl: list[float], tau2: float):
+    """Pooled quantities for one intercept on Python floats: ``sum(w)``,
+    ``mu = sum(w y)/sum(w)``, ``sum(w (y - mu)^2)`` at ``w = 1/(v + tau2)``;
+    ``Q`` and ``tr(P)`` at ``w = 1/v`` (Q on mean-centred y, as metafor);
+    weights in percent."""
     k = len(yl)
     ws = [1.0 / (vv + tau2) for vv in vl]
     sw = sy = 0.0
@@ -1186,10 +1243,7 @@ def random_effects(
     msgs = _study_messages(k, v, method, test)
     msgs.extend(fit.messages)
 
-    if k <= _SMALL_K:
-        sw, est, rss, q, tr_p0, wts = _final_sums_small(y.tolist(), v.tolist(), tau2)
-    else:
-        sw, est, rss, q, tr_p0, wts = _final_sums(y, v, tau2)
+    sw, est, rss, q, tr_p0, wts = _final_sums(y.tolist(), v.tolist(), tau2)
     vb = 1.0 / sw
     if test == "knha":
         s2w = 0.0 if rss <= _EPS else rss / (k - 1)
@@ -1321,29 +1375,18 @@ def random_effects_many(
 
 
 def _many_core(Y, V, M, method, test, level, ctl=_DEFAULT_CONTROL) -> dict[str, np.ndarray]:
-    n, _kmax = Y.shape
+    """Row-wise pooled results for :func:`random_effects_many` (tau2 from :func:`_tau2_many`)."""
+    n = Y.shape[0]
     Mf = M.astype(float)
     y = np.where(M, Y, 0.0)
     v = np.where(M, V, 1.0)
     k = Mf.sum(axis=1)
     km1 = k - 1.0
     ymc = (y - (y.sum(axis=1) / k)[:, None]) * Mf
+    zeros = np.zeros(n)
 
     def wts(t):
         return Mf / (v + t[:, None])
-
-    def psums(w):
-        s1 = w.sum(axis=1)
-        w2 = w * w
-        s2 = w2.sum(axis=1)
-        d = w - w2 / s1[:, None]
-        col = d * d + w2 * (s2[:, None] - w2) / (s1 * s1)[:, None]
-        tr_p = s1 - s2 / s1
-        s_pp = col.sum(axis=1)
-        a = (w2 * v).sum(axis=1)
-        s_pvpv = (d * d * v * v).sum(axis=1) + (a * a - (w2 * w2 * v * v).sum(axis=1)) / (s1 * s1)
-        s_pvp = (col * v).sum(axis=1)
-        return tr_p, s_pp, s_pvpv, s_pvp
 
     def wresid(w, yy):
         s1 = w.sum(axis=1)
@@ -1351,119 +1394,8 @@ def _many_core(Y, V, M, method, test, level, ctl=_DEFAULT_CONTROL) -> dict[str, 
         r = (yy - mu[:, None]) * Mf
         return s1, mu, r
 
-    conv = np.ones(n, bool)
-    iters = np.zeros(n, int)
-    zeros = np.zeros(n)
-    if method == "FE":
-        tau2 = zeros.copy()
-        se_t = np.full(n, np.nan)
-    elif method in ("DL", "HS"):
-        w = wts(zeros)
-        s1, _, r = wresid(w, ymc)
-        rss = (w * r * r).sum(axis=1)
-        tr_p, s_pp, _, _ = psums(w)
-        if method == "DL":
-            tau2 = (rss - km1) / tr_p
-            t = np.maximum(tau2, 0.0)
-            se_t = np.sqrt(2 * km1 + 4 * t * tr_p + 2 * t * t * s_pp) / tr_p
-        else:
-            tau2 = (rss - k) / s1
-            t = np.maximum(tau2, 0.0)
-            se_t = np.sqrt(2 * km1 + 4 * t * tr_p + 2 * t * t * s_pp) / s1
-        tau2 = np.maximum(tau2, 0.0)
-    elif method == "SJ":
-        if ctl.tau2_init is None:
-            d = (ymc - (ymc.sum(axis=1) / k)[:, None]) * Mf
-            tau0 = (d * d).sum(axis=1) / k
-        else:
-            tau0 = np.full(n, float(ctl.tau2_init))
-        w = wts(tau0)
-        _, _, r = wresid(w, ymc)
-        rss = (w * r * r).sum(axis=1)
-        tau2 = tau0 * rss / km1
-        _, s_pp, s_pvpv, s_pvp = psums(w)
-        t = np.maximum(tau2, 0.0)
-        se_t = np.sqrt(tau0 * tau0 / km1 ** 2 * (2 * s_pvpv + 4 * t * s_pvp + 2 * t * t * s_pp))
-        tau2 = np.maximum(tau2, 0.0)
-    else:
-        d = (ymc - (ymc.sum(axis=1) / k)[:, None]) * Mf
-        rss_he = (d * d).sum(axis=1)
-        sv = (v * Mf).sum(axis=1)
-        tr_pv = (1.0 - 1.0 / k) * sv
-        tau2_he = (rss_he - tr_pv) / km1
-        if method == "HE":
-            t = np.maximum(tau2_he, 0.0)
-            s_pvpv = (1.0 - 2.0 / k) * (v * v * Mf).sum(axis=1) + sv * sv / (k * k)
-            se_t = np.sqrt(2 * s_pvpv + 4 * t * tr_pv + 2 * t * t * km1) / km1
-            tau2 = t
-        else:
-            if ctl.tau2_init is None:
-                tau2 = np.maximum(tau2_he, 0.0)
-            else:
-                tau2 = np.full(n, float(ctl.tau2_init))
-            active = np.ones(n, bool)
-            while active.any():
-                idx = np.flatnonzero(active)
-                t_old = tau2[idx]
-                w = Mf[idx] / (v[idx] + t_old[:, None])
-                s1 = w.sum(axis=1)
-                mu = (w * ymc[idx]).sum(axis=1) / s1
-                r = (ymc[idx] - mu[:, None]) * Mf[idx]
-                wr = w * r
-                if method == "REML":
-                    w2 = w * w
-                    s2 = w2.sum(axis=1)
-                    dd = w - w2 / s1[:, None]
-                    s_pp = (dd * dd + w2 * (s2[:, None] - w2) / (s1 * s1)[:, None]).sum(axis=1)
-                    adj = ((wr * wr).sum(axis=1) - (s1 - s2 / s1)) / s_pp
-                elif method == "ML":
-                    adj = ((wr * wr).sum(axis=1) - s1) / (w * w).sum(axis=1)
-                else:
-                    kk = k[idx]
-                    adj = ((wr * r).sum(axis=1) * kk / (kk - 1) - kk) / s1
-                adj = adj * ctl.stepadj
-                adj = np.where(np.isnan(adj), 0.0, adj)
-                neg = t_old + adj < 0.0
-                while neg.any():
-                    adj = np.where(neg, adj / 2.0, adj)
-                    neg = t_old + adj < 0.0
-                t_new = t_old + adj
-                tau2[idx] = t_new
-                iters[idx] += 1
-                change = np.abs(t_old - t_new)
-                still = change > ctl.threshold
-                over = iters[idx] > ctl.maxiter
-                # as metafor: passing maxiter marks non-convergence even if this
-                # last step was small
-                conv[idx[over]] = False
-                active[idx] = still & ~over
-            if method in ("ML", "REML"):
-                w0 = wts(zeros)
-                s0, _, r0 = wresid(w0, ymc)
-                rss0 = (w0 * r0 * r0).sum(axis=1)
-                w1 = wts(tau2)
-                s1, _, r1 = wresid(w1, ymc)
-                rss1 = (w1 * r1 * r1).sum(axis=1)
-                logv0 = (np.log(v) * Mf).sum(axis=1)
-                logv1 = (np.log(v + tau2[:, None]) * Mf).sum(axis=1)
-                if method == "ML":
-                    ll0 = -0.5 * k * _LOG_2PI - 0.5 * logv0 - 0.5 * rss0
-                    ll = -0.5 * k * _LOG_2PI - 0.5 * logv1 - 0.5 * rss1
-                else:
-                    ll0 = -0.5 * km1 * _LOG_2PI - 0.5 * logv0 - 0.5 * np.log(s0) - 0.5 * rss0
-                    ll = -0.5 * km1 * _LOG_2PI - 0.5 * logv1 - 0.5 * np.log(s1) - 0.5 * rss1
-                reset = conv & (ll0 - ll > _TOL) & (tau2 > ctl.threshold)
-                tau2 = np.where(reset, 0.0, tau2)
-            tau2 = np.maximum(tau2, 0.0)
-            w = wts(tau2)
-            if method == "REML":
-                _, s_pp, _, _ = psums(w)
-                se_t = np.sqrt(2.0 / s_pp)
-            elif method == "ML":
-                se_t = np.sqrt(2.0 / (w * w).sum(axis=1))
-            else:
-                se_t = np.sqrt(2.0 * k * k / km1) / w.sum(axis=1)
-
+    fit = _tau2_many(Y, V, M, method, ctl)
+    tau2, se_t, conv, iters = fit.tau2, fit.se, fit.converged, fit.iterations
     alpha = 1.0 - level
     w = wts(tau2)
     sw, est, r = wresid(w, y)
@@ -1686,21 +1618,35 @@ class MetaRegressionResult:
         """The coefficient table (one row per term)."""
         return self.coefficients
 
+    def display_frame(self) -> pd.DataFrame:
+        """The coefficient table for readers: readable headers, numbers by
+        :mod:`analysis.formatting` (APA p values, true minus)."""
+        pct = f"{100 * self.level:g}%"
+        stat = "z" if self.test == "z" else "t"
+        return pd.DataFrame({
+            "Term": list(self.terms),
+            "Estimate": [fmt.num(x) for x in self.estimate],
+            f"{pct} CI": [fmt.interval(a, b) for a, b in zip(self.ci_low, self.ci_high)],
+            "SE": [fmt.num(x, 3) for x in self.se],
+            stat: [fmt.num(x) for x in self.statistic],
+            "p": [fmt.pvalue(x) for x in self.pvalue],
+        })
+
     def summary(self) -> str:
         """One plain-language sentence on the moderators and residual heterogeneity."""
         if self.test == "z":
-            qm = f"\u03c7\u00b2({int(self.qm_df[0])}) = {_fmt(self.qm)}"
+            qm = fmt.stat("\u03c7\u00b2", self.qm, self.qm_df[0])
         else:
-            qm = f"F({int(self.qm_df[0])}, {int(self.qm_df[1])}) = {_fmt(self.qm)}"
-        r2 = (f", explaining about {_fmt(self.r2, 0)}% of the between-study variance"
+            qm = fmt.stat("F", self.qm, self.qm_df)
+        r2 = (f", explaining about {fmt.num(self.r2, 0)}% of the between-study variance"
               if self.r2 is not None and math.isfinite(self.r2) else "")
         terms = ", ".join(self.terms[1:])
         return (
             f"Together, the moderators ({terms}) "
             f"{'were' if self.qm_pvalue < 1 - self.level else 'were not'} significantly "
-            f"related to the effects across {self.k} studies ({qm}, {_fmt_p(self.qm_pvalue)})"
-            f"{r2}; residual heterogeneity: \u03c4\u00b2 = {_fmt(self.tau2, 3)}, "
-            f"QE({self.qe_df}) = {_fmt(self.qe)}, {_fmt_p(self.qe_pvalue)}."
+            f"related to the effects across {self.k} studies ({qm}, {fmt.p_text(self.qm_pvalue)})"
+            f"{r2}; residual heterogeneity: \u03c4\u00b2 = {fmt.tau2(self.tau2)}, "
+            f"{fmt.stat('QE', self.qe, self.qe_df)}, {fmt.p_text(self.qe_pvalue)}."
         )
 
 
@@ -1896,12 +1842,12 @@ class EggerResult:
     def summary(self) -> str:
         verdict = ("suggests funnel-plot asymmetry (small-study effects)"
                    if self.pvalue < 0.05 else "shows no clear funnel-plot asymmetry")
-        stat = "z" if self.test == "z" else f"t({int(self.df)})"
+        stat = fmt.stat("z", self.statistic) if self.test == "z" else fmt.stat("t", self.statistic, self.df)
         return (
-            f"Egger's regression test {verdict} ({stat} = {_fmt(self.statistic)}, "
-            f"{_fmt_p(self.pvalue)}); the estimate for a hypothetical study with no sampling "
-            f"error is {_fmt(self.b)} ({100 * self.level:g}% CI {_fmt(self.b_ci_low)} to "
-            f"{_fmt(self.b_ci_high)})."
+            f"Egger's regression test {verdict} ({stat}, "
+            f"{fmt.p_text(self.pvalue)}); the estimate for a hypothetical study with no sampling "
+            f"error is {fmt.num(self.b)} ({100 * self.level:g}% CI {fmt.num(self.b_ci_low)} to "
+            f"{fmt.num(self.b_ci_high)})."
         )
 
 

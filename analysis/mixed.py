@@ -195,6 +195,17 @@ def _wald(beta, cov):
 # ------------------------------------------------------------------ random intercept
 
 
+def _gls_solve(A: np.ndarray, p: int, N: int, method: str):
+    """GLS from the (p + 1) × (p + 1) cross-product matrix A = [X y]'V⁻¹[X y]·σ² at fixed θ:
+    β̂ = M⁻¹b, σ̂² = (c − b'β̂)/(N − p) (REML) or /N (ML), Cov(β̂) = σ̂²M⁻¹."""
+    M, b, c = A[:p, :p], A[:p, p], A[p, p]
+    Minv = np.linalg.inv(M)
+    Minv = 0.5 * (Minv + Minv.T)
+    beta = Minv @ b
+    sigma2 = (c - b @ beta) / (N - p if method == "REML" else N)
+    return beta, sigma2 * Minv, sigma2
+
+
 class _RIProblem:
     """Sufficient statistics of the random-intercept model (see module docstring)."""
 
@@ -312,15 +323,7 @@ class _RIProblem:
     def solve(self, theta: float):
         gam = theta**2
         A = self.Wc + ((1.0 / (1.0 + gam * self.usizes)) @ self.Bf).reshape(self.q, self.q)
-        p = self.p
-        M, b, c = A[:p, :p], A[:p, p], A[p, p]
-        Minv = np.linalg.inv(M)
-        Minv = 0.5 * (Minv + Minv.T)
-        beta = Minv @ b
-        Q = c - b @ beta
-        dfr = self.N - p if self.method == "REML" else self.N
-        sigma2 = Q / dfr
-        return beta, sigma2 * Minv, sigma2
+        return _gls_solve(A, self.p, self.N, self.method)
 
 
 def _newton_gamma(prob: _RIProblem, grid: np.ndarray, i: int, tol: float = 1e-11) -> float:
@@ -567,14 +570,7 @@ class _RSProblem:
 
     def solve(self, theta):
         A, _ = self._A(theta)
-        p = self.p
-        M, b, c = A[:p, :p], A[:p, p], A[p, p]
-        Minv = np.linalg.inv(M)
-        Minv = 0.5 * (Minv + Minv.T)
-        beta = Minv @ b
-        Q = c - b @ beta
-        sigma2 = Q / (self.N - p if self.method == "REML" else self.N)
-        return beta, sigma2 * Minv, sigma2
+        return _gls_solve(A, self.p, self.N, self.method)
 
 
 def fit_random_slope(X, y, groups, Z, method: str = "REML", names=None) -> MixedFit:

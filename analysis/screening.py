@@ -65,6 +65,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import data as adata
+from analysis import formatting as fmt
 from analysis import lagged, mixed
 from analysis.lagged import LagOptions, StudyFit
 from analysis.meta import MetaResult, random_effects
@@ -191,16 +192,6 @@ class ScreeningReport:
 # --------------------------------------------------------------------------- helpers
 
 
-def _fmt(x: float, digits: int = 2) -> str:
-    if x is None or not math.isfinite(x):
-        return "n/a"
-    return f"{x:.{digits}f}".replace("-", "−")
-
-
-def _pct(x: float) -> str:
-    return "n/a" if not math.isfinite(x) else f"{100 * x:.0f}%"
-
-
 def _window(df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
     if options.sessions is None:
         return df
@@ -264,55 +255,39 @@ def _first_sentence(msg: str, limit: int = 220) -> str:
 # --------------------------------------------------------------------------- the checklist
 
 
-def screen_study(
-    df: pd.DataFrame,
-    options: LagOptions | None = None,
-    fits: Mapping[str, StudyFit] | None = None,
-    thresholds: Thresholds = THRESHOLDS,
-) -> ScreeningReport:
-    """Data-quality checklist and verdict for one study (module docstring).
+@dataclass(eq=False)
+class _Study:
+    """What every check reads: the study's rows inside the analysis window, patient codes, the
+    scores as floats, the options, thresholds, fits, the Data page's report; ``stats`` collects numbers."""
 
-    ``df``: canonical long data (METHODS §1) of a single study. ``options``:
-    the analysis window, lag, pairing and directions to check (defaults of
-    :class:`LagOptions`). ``fits``: optional direction → :class:`StudyFit` of
-    this study; adds the "Stage-1 model" item. Raises ``ValueError`` when
-    ``df`` is not canonical single-study data.
-    """
-    options = options or LagOptions()
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError("screen_study needs the study's data as a table (DataFrame).")  # noqa: TRY004
-    need = [c for c in ("patient", "session", "alliance", "symptoms") if c not in df.columns]
-    if need:
-        raise ValueError(f"The study's data lack the column(s) {', '.join(need)} (METHODS §1).")
-    if "study" in df.columns and df["study"].nunique(dropna=True) > 1:
-        raise ValueError(
-            f"Screening looks at one study at a time; these data hold {df['study'].nunique()} studies."
-        )
-    study = str(df["study"].iloc[0]) if "study" in df.columns and len(df) else "New study"
-    t = thresholds
-    checks: list[Check] = []
-    stats: dict = {}
+    df: pd.DataFrame
+    win: pd.DataFrame
+    options: LagOptions
+    t: Thresholds
+    fits: Mapping[str, StudyFit] | None
+    report: adata.ValidationReport
+    stats: dict
+    codes: np.ndarray = field(init=False)
+    n_pat: int = field(init=False)
+    per_pat: pd.Series = field(init=False)
+    med: float = field(init=False)
+    a: np.ndarray = field(init=False)
+    s: np.ndarray = field(init=False)
 
-    report = adata.validate(df)
-    if not report.ok:
-        msgs = "; ".join(_first_sentence(i.message, 160) for i in report.errors[:3])
-        checks.append(Check("Data errors", f"{len(report.errors)} error(s)", "fail",
-                            f"The data cannot be analysed until these are fixed: {msgs}", "data errors"))
-        return ScreeningReport(study, tuple(checks), _verdict(checks), stats)
+    def __post_init__(self):
+        pat = self.win["patient"].astype("string").to_numpy(dtype=object)
+        self.codes = pd.factorize(pat)[0]
+        self.n_pat = len(np.unique(self.codes))
+        self.stats["n_patients"] = self.n_pat
+        self.per_pat = self.win.groupby(self.codes)["session"].nunique()
+        self.med = float(self.per_pat.median())
+        self.a = pd.to_numeric(self.win["alliance"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        self.s = pd.to_numeric(self.win["symptoms"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
-    win = _window(df, options)
-    if len(win) == 0:
-        lo, hi = options.sessions
-        checks.append(Check("Rows in the analysis window", "0 rows", "fail",
-                            f"The study has no sessions between {lo} and {hi}, the analysis window of the option "
-                            "panel. Widen the window or check the session numbers.", "no sessions in the window"))
-        return ScreeningReport(study, tuple(checks), _verdict(checks), stats)
-    pat = win["patient"].astype("string").to_numpy(dtype=object)
-    codes = pd.factorize(pat)[0]
 
-    # ---- patients
-    n_pat = len(np.unique(codes))
-    stats["n_patients"] = n_pat
+def _check_patients(c: _Study, checks: list[Check]) -> None:
+    """Enough patients to fit the model?"""
+    t, n_pat = c.t, c.n_pat
     if n_pat < t.patients_fail:
         checks.append(Check("Patients", f"{n_pat}", "fail",
                             f"Only {n_pat} patient(s): the lagged model needs at least {t.patients_fail}.",
@@ -326,9 +301,11 @@ def screen_study(
         checks.append(Check("Patients", f"{n_pat}", "pass", f"{n_pat} patients is enough to fit the model.",
                             ""))
 
-    # ---- sessions per patient
-    per_pat = win.groupby(codes)["session"].nunique()
-    med, mn, mx = float(per_pat.median()), int(per_pat.min()), int(per_pat.max())
+
+def _check_sessions(c: _Study, checks: list[Check]) -> None:
+    """Enough repeated sessions per patient?"""
+    t, stats, n_pat, per_pat, med = c.t, c.stats, c.n_pat, c.per_pat, c.med
+    mn, mx = int(per_pat.min()), int(per_pat.max())
     single = float((per_pat < 2).mean())
     stats.update(sessions_median=med, sessions_min=mn, sessions_max=mx, single_session_share=single)
     value = f"median {med:g}, min {mn}, max {mx}"
@@ -343,7 +320,7 @@ def screen_study(
             bits.append(f"the typical patient has only {med:g} sessions, so the person mean is a noisy baseline and "
                         "the prior-outcome coefficient is strongly biased (Nickell bias, METHODS §5)")
         if single > t.single_session_share:
-            bits.append(f"{n_single} of {n_pat} patients ({_pct(single)}) have a single session and contribute "
+            bits.append(f"{n_single} of {n_pat} patients ({fmt.percent(single)}) have a single session and contribute "
                         "nothing")
         checks.append(Check("Sessions per patient", value, "caution", "; ".join(bits).capitalize() + ".",
                             "few sessions per patient"))
@@ -352,14 +329,15 @@ def screen_study(
         checks.append(Check("Sessions per patient", value, "pass",
                             f"Enough repeated sessions per patient{extra}.", ""))
 
-    # ---- missingness: values missing in existing rows, and skipped sessions
-    a = pd.to_numeric(win["alliance"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    s = pd.to_numeric(win["symptoms"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+def _check_missing(c: _Study, checks: list[Check]) -> None:
+    """Missing values in existing rows and skipped sessions."""
+    t, stats, win, codes, a, s = c.t, c.stats, c.win, c.codes, c.a, c.s
     miss = {"alliance": float(np.isnan(a).mean()), "symptoms": float(np.isnan(s).mean())}
     skipped = _skipped_share(win["session"].to_numpy(), codes)
     stats.update(missing_alliance=miss["alliance"], missing_symptoms=miss["symptoms"], skipped_sessions=skipped)
-    value = (f"alliance {_pct(miss['alliance'])}, symptoms {_pct(miss['symptoms'])} of rows; "
-             f"{_pct(skipped)} of sessions skipped")
+    value = (f"alliance {fmt.percent(miss['alliance'])}, symptoms {fmt.percent(miss['symptoms'])} of rows; "
+             f"{fmt.percent(skipped)} of sessions skipped")
     never = [v for v, m in miss.items() if m >= 1.0]
     heavy = [v for v, m in miss.items() if t.missing_caution < m < 1.0]
     if never:
@@ -367,9 +345,9 @@ def screen_study(
                             f"{' and '.join(never).capitalize()} {'is' if len(never) == 1 else 'are'} never observed "
                             "in the analysis window.", f"{' and '.join(never)} never observed"))
     elif heavy or skipped > t.missing_caution:
-        bits = [f"more than {_pct(t.missing_caution)} of the rows lack {' and '.join(heavy)}"] if heavy else []
+        bits = [f"more than {fmt.percent(t.missing_caution)} of the rows lack {' and '.join(heavy)}"] if heavy else []
         if skipped > t.missing_caution:
-            bits.append(f"{_pct(skipped)} of the sessions between a patient's first and last session were not "
+            bits.append(f"{fmt.percent(skipped)} of the sessions between a patient's first and last session were not "
                         "recorded")
         what = " and ".join(heavy) + " values" if heavy else "sessions"
         checks.append(Check("Missing values", value, "caution",
@@ -378,9 +356,12 @@ def screen_study(
                             f"many missing {what}"))
     else:
         checks.append(Check("Missing values", value, "pass",
-                            f"Few missing values and skipped sessions (at most {_pct(t.missing_caution)}).", ""))
+                            f"Few missing values and skipped sessions (at most {fmt.percent(t.missing_caution)}).", ""))
 
-    # ---- ICC and within-patient SD per variable
+
+def _check_variability(c: _Study, checks: list[Check]) -> None:
+    """ICC and within-patient SD of alliance and symptoms."""
+    t, stats, codes, med, a, s = c.t, c.stats, c.codes, c.med, c.a, c.s
     for var, x in (("alliance", a), ("symptoms", s)):
         noun = _NOUN[var]
         Noun = noun[0].upper() + noun[1:]
@@ -408,10 +389,10 @@ def screen_study(
                              "lagged effect cannot be estimated.", f"{noun} does not vary within patients")
         else:
             share = ws["constant_share"]
-            value = f"{_fmt(wsd, 3)} scale points ({_pct(wsd / tsd)} of the total SD)"
+            value = f"{fmt.num(wsd, 3)} scale points ({fmt.percent(wsd / tsd)} of the total SD)"
             if math.isfinite(share) and share > t.constant_share_caution:
                 sd_check = Check(f"Within-patient SD of {var}", value, "caution",
-                                 f"{Noun} never changes for {_pct(share)} of the patients with two or "
+                                 f"{Noun} never changes for {fmt.percent(share)} of the patients with two or "
                                  "more values (ceiling or floor of the scale, or carried-forward values?); they add "
                                  "nothing to the within-patient effect.", f"{noun} often constant within patients")
             else:
@@ -432,22 +413,25 @@ def screen_study(
         else:
             rel = n_med * icc / (1.0 + (n_med - 1.0) * icc)
             stats[f"reliability_{var}"] = rel
-            relnote = (f" Reliability of a patient's mean over {n_med:g} sessions: {_fmt(rel)}"
+            relnote = (f" Reliability of a patient's mean over {n_med:g} sessions: {fmt.num(rel)}"
                        + (" (low: the between-patient part is pulled toward the within effect)." if rel < 0.7
                           else "."))
             if icc > t.icc_caution:
-                icc_check = Check(f"ICC of {var}", _fmt(icc), "caution",
-                                  f"{_pct(icc)} of the variance of {noun} lies between patients; the session-to-"
+                icc_check = Check(f"ICC of {var}", fmt.num(icc), "caution",
+                                  f"{fmt.percent(icc)} of the variance of {noun} lies between patients; the session-to-"
                                   f"session variation that the within-patient effect uses is small.{relnote}",
                                   f"{noun} varies little within patients")
             else:
-                icc_check = Check(f"ICC of {var}", _fmt(icc), "pass",
-                                  f"{_pct(icc)} of the variance lies between patients, {_pct(1 - icc)} within "
+                icc_check = Check(f"ICC of {var}", fmt.num(icc), "pass",
+                                  f"{fmt.percent(icc)} of the variance lies between patients, {fmt.percent(1 - icc)} within "
                                   f"patients.{relnote}", "")
         checks.append(icc_check)
         checks.append(sd_check)
 
-    # ---- range problems (validate warnings)
+
+def _check_range(c: _Study, checks: list[Check]) -> None:
+    """The Data page's warnings about values (negative, far-outlying)."""
+    report = c.report
     rng = [i for i in report.warnings if i.code in _RANGE_CODES]
     if rng:
         checks.append(Check("Range problems", f"{len(rng)} warning(s)", "caution",
@@ -457,7 +441,10 @@ def screen_study(
         checks.append(Check("Range problems", "none", "pass",
                             "No negative or far-outlying values (more than 5 MADs from the median).", ""))
 
-    # ---- pairs for the lag
+
+def _check_pairs(c: _Study, checks: list[Check]) -> None:
+    """Complete pairs for the chosen lag and pairing, per direction."""
+    t, stats, df, options = c.t, c.stats, c.df, c.options
     try:
         # counted on raw scores: a variable without variance (its own check) must not read as "no pairs"
         pc = lagged.pairing_counts(df, options.replace(standardize=False))
@@ -499,7 +486,10 @@ def screen_study(
         reason = " ".join(reasons) if reasons else f"Enough complete pairs at lag {options.lag}."
         checks.append(Check(f"Pairs for lag {options.lag}", "; ".join(parts), worst, reason, short))
 
-    # ---- stage-1 model
+
+def _check_model(c: _Study, checks: list[Check]) -> None:
+    """The stage-1 model could be fitted in every direction (only when fits are given)."""
+    fits = c.fits
     if fits:
         failed = {d: f for d, f in fits.items() if f is None or f.status == "failed"}
         if failed:
@@ -515,6 +505,57 @@ def screen_study(
             reason = "Fitted in every direction" + (f"; {'; '.join(notes)}." if notes else ".")
             checks.append(Check("Stage-1 model", "fitted", "pass", reason, ""))
 
+
+#: the checklist of ``screen_study``, in display order; each check reads the prepared study and appends
+#: its Check(s), so a new check is one small function added here
+CHECKS = (_check_patients, _check_sessions, _check_missing, _check_variability, _check_range, _check_pairs,
+          _check_model)
+
+
+def screen_study(
+    df: pd.DataFrame,
+    options: LagOptions | None = None,
+    fits: Mapping[str, StudyFit] | None = None,
+    thresholds: Thresholds = THRESHOLDS,
+) -> ScreeningReport:
+    """Data-quality checklist and verdict for one study (module docstring; the checks are :data:`CHECKS`).
+
+    ``df``: canonical long data (METHODS §1) of a single study. ``options``:
+    the analysis window, lag, pairing and directions to check (defaults of
+    :class:`LagOptions`). ``fits``: optional direction → :class:`StudyFit` of
+    this study; adds the "Stage-1 model" item. Raises ``ValueError`` when
+    ``df`` is not canonical single-study data.
+    """
+    options = options or LagOptions()
+    try:  # an empty study is reported by the checklist ("Data errors")
+        adata.require_canonical(df, study=False, values=False, min_rows=0)
+    except adata.DataError as e:
+        raise ValueError(f"The study cannot be screened: {e}") from None
+    if "study" in df.columns and df["study"].nunique(dropna=True) > 1:
+        raise ValueError(
+            f"Screening looks at one study at a time; these data hold {df['study'].nunique()} studies."
+        )
+    study = str(df["study"].iloc[0]) if "study" in df.columns and len(df) else "New study"
+    checks: list[Check] = []
+    stats: dict = {}
+
+    report = adata.validate(df)
+    if not report.ok:
+        msgs = "; ".join(_first_sentence(i.message, 160) for i in report.errors[:3])
+        checks.append(Check("Data errors", f"{len(report.errors)} error(s)", "fail",
+                            f"The data cannot be analysed until these are fixed: {msgs}", "data errors"))
+        return ScreeningReport(study, tuple(checks), _verdict(checks), stats)
+
+    win = _window(df, options)
+    if len(win) == 0:
+        lo, hi = options.sessions
+        checks.append(Check("Rows in the analysis window", "0 rows", "fail",
+                            f"The study has no sessions between {lo} and {hi}, the analysis window of the option "
+                            "panel. Widen the window or check the session numbers.", "no sessions in the window"))
+        return ScreeningReport(study, tuple(checks), _verdict(checks), stats)
+    ctx = _Study(df, win, options, thresholds, fits, report, stats)
+    for check in CHECKS:
+        check(ctx, checks)
     return ScreeningReport(study, tuple(checks), _verdict(checks), stats)
 
 
@@ -654,7 +695,7 @@ def manual_reference(estimate, ci_low=None, ci_high=None, pi_low=None, pi_high=N
             raise ValueError(f"Give both ends of the {name}, or neither.")
         if math.isfinite(lo_) and not lo_ <= est <= hi_:
             raise ValueError(
-                f"The {name} ({_fmt(lo_)} to {_fmt(hi_)}) must contain the estimate ({_fmt(est)}), with the "
+                f"The {name} ({fmt.num(lo_)} to {fmt.num(hi_)}) must contain the estimate ({fmt.num(est)}), with the "
                 "lower end first."
             )
         out[name] = (lo_, hi_)
@@ -687,7 +728,7 @@ def place(effect: Effect | None, reference: Reference | None) -> Placement:
     """
     if effect is None or not math.isfinite(effect.estimate):
         return Placement(None, "", "The study has no estimate in this direction, so it cannot be placed.")
-    own = f"{_fmt(effect.estimate)} (95% CI {_fmt(effect.ci_low)} to {_fmt(effect.ci_high)})"
+    own = f"{fmt.num(effect.estimate)} (95% CI {fmt.num(effect.ci_low)} to {fmt.num(effect.ci_high)})"
     if reference is None:
         return Placement(None, "", f"The study's estimate is {own}; there is no reference to compare it with.")
     pct = f"{100 * reference.level:g}%"
@@ -699,7 +740,7 @@ def place(effect: Effect | None, reference: Reference | None) -> Placement:
         if reference.has_ci:
             inside_ci = reference.ci_low <= effect.estimate <= reference.ci_high
             ci = (f" It lies {'inside' if inside_ci else 'outside'} {what} {pct} confidence interval "
-                  f"({_fmt(reference.ci_low)} to {_fmt(reference.ci_high)}), which describes the average effect, "
+                  f"({fmt.num(reference.ci_low)} to {fmt.num(reference.ci_high)}), which describes the average effect, "
                   "not the spread of study effects.")
         return Placement(None, "", f"The study's estimate is {own}; {why}, so it cannot be judged against one.{ci}")
     if effect.estimate < reference.pi_low:
@@ -708,7 +749,7 @@ def place(effect: Effect | None, reference: Reference | None) -> Placement:
         side = "above"
     else:
         side = "inside"
-    pi = f"{what} {pct} prediction interval ({_fmt(reference.pi_low)} to {_fmt(reference.pi_high)})"
+    pi = f"{what} {pct} prediction interval ({fmt.num(reference.pi_low)} to {fmt.num(reference.pi_high)})"
     if side == "inside":
         text = (f"The study's estimate, {own}, lies inside {pi}: an effect of this size is what one would expect "
                 "from a new, comparable study.")

@@ -116,6 +116,70 @@ def _stationary_cov(phi_a, phi_s, c_as, c_sa, sw_a, sw_s):
     return B, solve_discrete_lyapunov(B, Q)
 
 
+def _plant_events(rng, A, S, sess, plant_ruptures, rupture_size, rupture_repair, plant_gains, gain_size,
+                  sd_within_alliance, sd_within_symptoms, patient_prefix) -> list[dict]:
+    """Plant rupture dips in ``A`` and sudden gains in ``S`` (in place); return the planted events."""
+    n, T = A.shape
+    events = []
+    if plant_ruptures > 0 and T >= 4:
+        who = np.flatnonzero(rng.random(n) < plant_ruptures)
+        for i in who:
+            j = int(rng.integers(1, T - 1))
+            dip = rupture_size * sd_within_alliance
+            repaired = bool(rng.random() < rupture_repair)
+            A[i, j] -= dip
+            if not repaired:
+                A[i, j + 1 :] -= dip / 2.0
+            else:
+                A[i, j + 1 :] += 0.25 * dip
+            events.append(
+                {"patient": f"{patient_prefix}{i + 1:04d}", "event": "rupture", "session": int(sess[j]),
+                 "repaired": repaired}
+            )
+    if plant_gains > 0 and T >= 6:
+        who = np.flatnonzero(rng.random(n) < plant_gains)
+        for i in who:
+            j = int(rng.integers(3, T - 2))  # gain between j-1 -> j; 3 values before, >=2 after
+            drop = gain_size * sd_within_symptoms
+            S[i, j:] -= drop
+            events.append(
+                {"patient": f"{patient_prefix}{i + 1:04d}", "event": "sudden_gain", "session": int(sess[j - 1]),
+                 "repaired": np.nan}
+            )
+    return events
+
+
+def _add_therapist(data, rng, A, n_therapists, therapist_bias, therapist_tracking, therapist_noise,
+                   alliance_instrument) -> None:
+    """Add ``therapist_alliance`` = instrument(bias_i + tracking·A + noise) and a ``therapist`` id (in place)."""
+    n, T = A.shape
+    nt = n_therapists or max(1, n // 8)
+    tid = rng.integers(0, nt, size=n)
+    bias_i = therapist_bias + 0.3 * rng.standard_normal(n)
+    Tlat = bias_i[:, None] + therapist_tracking * A + therapist_noise * rng.standard_normal((n, T))
+    data["therapist_alliance"] = alliance_instrument.apply(Tlat.ravel())
+    data["therapist"] = np.repeat([f"T{t + 1:03d}" for t in tid], T)
+
+
+def _drop_missing(data, rng, n, T, missing_sessions, missing_values) -> pd.DataFrame:
+    """Whole sessions missing (MCAR, one anchor row kept per patient), then single values missing."""
+    if missing_sessions > 0:
+        drop = rng.random(len(data)) < missing_sessions
+        first = np.zeros(len(data), dtype=bool)
+        # keep at least one row per patient: never drop a patient's random "anchor" row
+        anchor = rng.integers(0, T, size=n)
+        first[np.arange(n) * T + anchor] = True
+        data = data.loc[~drop | first]
+    if missing_values > 0:
+        for col in ("alliance", "symptoms"):
+            m = rng.random(len(data)) < missing_values
+            data.loc[m, col] = np.nan
+    data = data.reset_index(drop=True)
+    data["study"] = data["study"].astype("string")
+    data["patient"] = data["patient"].astype("string")
+    return data
+
+
 def simulate_study(
     n_patients: int = 100,
     sessions=range(1, 8),
@@ -213,33 +277,8 @@ def simulate_study(
     A = means[:, [0]] + gA[:, None] * jc + w[:, :, 0]
     S = means[:, [1]] + gS[:, None] * jc + w[:, :, 1]
 
-    events = []
-    if plant_ruptures > 0 and T >= 4:
-        who = np.flatnonzero(rng.random(n) < plant_ruptures)
-        for i in who:
-            j = int(rng.integers(1, T - 1))
-            dip = rupture_size * sd_within_alliance
-            repaired = bool(rng.random() < rupture_repair)
-            A[i, j] -= dip
-            if not repaired:
-                A[i, j + 1 :] -= dip / 2.0
-            else:
-                A[i, j + 1 :] += 0.25 * dip
-            events.append(
-                {"patient": f"{patient_prefix}{i + 1:04d}", "event": "rupture", "session": int(sess[j]),
-                 "repaired": repaired}
-            )
-    if plant_gains > 0 and T >= 6:
-        who = np.flatnonzero(rng.random(n) < plant_gains)
-        for i in who:
-            j = int(rng.integers(3, T - 2))  # gain between j-1 -> j; 3 values before, >=2 after
-            drop = gain_size * sd_within_symptoms
-            S[i, j:] -= drop
-            events.append(
-                {"patient": f"{patient_prefix}{i + 1:04d}", "event": "sudden_gain", "session": int(sess[j - 1]),
-                 "repaired": np.nan}
-            )
-
+    events = _plant_events(rng, A, S, sess, plant_ruptures, rupture_size, rupture_repair, plant_gains, gain_size,
+                           sd_within_alliance, sd_within_symptoms, patient_prefix)
     pid = np.repeat([f"{patient_prefix}{i + 1:04d}" for i in range(n)], T)
     data = pd.DataFrame(
         {
@@ -251,27 +290,9 @@ def simulate_study(
         }
     )
     if therapist:
-        nt = n_therapists or max(1, n // 8)
-        tid = rng.integers(0, nt, size=n)
-        bias_i = therapist_bias + 0.3 * rng.standard_normal(n)
-        Tlat = bias_i[:, None] + therapist_tracking * A + therapist_noise * rng.standard_normal((n, T))
-        data["therapist_alliance"] = alliance_instrument.apply(Tlat.ravel())
-        data["therapist"] = np.repeat([f"T{t + 1:03d}" for t in tid], T)
-
-    if missing_sessions > 0:
-        drop = rng.random(len(data)) < missing_sessions
-        first = np.zeros(len(data), dtype=bool)
-        # keep at least one row per patient: never drop a patient's random "anchor" row
-        anchor = rng.integers(0, T, size=n)
-        first[np.arange(n) * T + anchor] = True
-        data = data.loc[~drop | first]
-    if missing_values > 0:
-        for col in ("alliance", "symptoms"):
-            m = rng.random(len(data)) < missing_values
-            data.loc[m, col] = np.nan
-    data = data.reset_index(drop=True)
-    data["study"] = data["study"].astype("string")
-    data["patient"] = data["patient"].astype("string")
+        _add_therapist(data, rng, A, n_therapists, therapist_bias, therapist_tracking, therapist_noise,
+                       alliance_instrument)
+    data = _drop_missing(data, rng, n, T, missing_sessions, missing_values)
 
     var_a = Sigma[0, 0] + sd_between_alliance**2
     var_s = Sigma[1, 1] + sd_between_symptoms**2

@@ -3,12 +3,13 @@
 import pandas as pd
 import streamlit as st
 
-from analysis import plots_lagged, plots_meta
+from analysis import meta, plots_lagged, plots_meta
 from analysis.interpret import lagged_effect_sentence
 from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.options import DIRECTIONS, LINKS, option_panel, pooling_panel
 from ui.reporting import report_downloads
+from ui.safe import esc
 from ui.state import current, data_banner, study_level_columns
 
 st.title("Pooled effects")
@@ -36,12 +37,13 @@ fig = compute.pooled_forest(df, options, tuple(DIRECTIONS[d] for d in pooled), x
 show_figure(fig, "forest_plot", key="pooled_forest")
 
 for d, m in pooled.items():
-    st.markdown(f"**{DIRECTIONS[d]}.** {m.summary()}")
+    st.markdown(f"**{DIRECTIONS[d]}.** {esc(m.summary(), None)}")
     if m.k >= 1:
         st.caption(lagged_effect_sentence(m.estimate, m.ci_low, m.ci_high, d, options.lag, options.standardize,
                                           effect, level=m.level))
+st.dataframe(meta.results_table(pooled, DIRECTIONS), width="stretch", hide_index=True)
 summary_table = pd.concat([m.to_frame().assign(direction=d) for d, m in pooled.items()], ignore_index=True)
-st.dataframe(summary_table, width="stretch", hide_index=True)
+summary_table = summary_table[["direction", *summary_table.columns.drop("direction")]]
 table_download(summary_table, "pooled_estimates", key="pooled_dl")
 
 SECTIONS = ["Leave-one-out", "Funnel & Egger", "Meta-regression", "Centering multiverse",
@@ -65,7 +67,7 @@ if section == "Leave-one-out":
             st.info(f"{DIRECTIONS[d]}: leave-one-out needs at least 3 studies (k = {m.k}).")
             continue
         loo = compute.leave_one_out(m.yi, m.vi, tuple(m.labels), options.pooling_method, options.test)
-        show_figure(plots_meta.leave_one_out_plot(loo, title=f"Leave-one-out: {DIRECTIONS[d]}"),
+        show_figure(plots_meta.leave_one_out_figure(loo, title=f"Leave-one-out: {DIRECTIONS[d]}"),
                     f"leave_one_out_{d}", key=f"loo_{d}")
         table_download(loo, f"leave_one_out_{d}", key=f"loo_dl_{d}")
 
@@ -77,7 +79,7 @@ elif section == "Funnel & Egger":
         if m.k < 3:
             st.info(f"{DIRECTIONS[d]}: a funnel plot and Egger's test need at least 3 studies (k = {m.k}).")
             continue
-        show_figure(plots_meta.funnel_plot(m.yi, m.vi, m, xlabel=xlabel, title=f"Funnel plot: {DIRECTIONS[d]}",
+        show_figure(plots_meta.funnel_figure(m.yi, m.vi, m, xlabel=xlabel, title=f"Funnel plot: {DIRECTIONS[d]}",
                                            labels=list(m.labels)), f"funnel_{d}", key=f"funnel_{d}")
         eg = compute.egger(m.yi, m.vi, options.pooling_method, options.test)
         st.write(eg.summary())
@@ -99,12 +101,11 @@ elif section == "Meta-regression":
                     mr = compute.meta_regression(m.yi, m.vi, M, options.pooling_method, options.test,
                                                  tuple(m.labels))
                 except ValueError as e:
-                    st.error(f"{DIRECTIONS[d]}: {e}")
+                    st.error(f"{DIRECTIONS[d]}: {esc(e, None)}")
                     continue
-                st.markdown(f"**{DIRECTIONS[d]}.** {mr.summary()}")
-                coef = mr.coefficients
-                st.dataframe(coef, width="stretch", hide_index=True)
-                table_download(coef, f"meta_regression_{d}", key=f"mr_dl_{d}")
+                st.markdown(f"**{DIRECTIONS[d]}.** {esc(mr.summary(), None)}")
+                st.dataframe(mr.display_frame(), width="stretch", hide_index=True)
+                table_download(mr.coefficients, f"meta_regression_{d}", key=f"mr_dl_{d}")
 
 elif section == "Centering multiverse":
     st.caption("Does the conclusion depend on centering? The same model under every centering, with and without a "
@@ -125,16 +126,18 @@ elif section == "Early alliance → outcome":
     try:
         er = compute.early_alliance(df, int(early_n), options)
     except ValueError as e:
-        st.error(str(e))
+        st.error(esc(e, None))
     else:
         for m in er.messages:
-            st.info(m)
+            st.info(esc(m, None))
         for d, m in er.pooled.items():
             if m.k >= 1:
-                show_figure(plots_meta.forest_plot(m, title="Early alliance → final symptoms",
-                                                   xlabel="Standardized coefficient (higher = more severe)"),
+                # one row per patient here, so there are no session pairs to count
+                show_figure(plots_meta.forest_figure(m, title="Early alliance → final symptoms",
+                                                     xlabel="Standardized coefficient (higher = more severe)",
+                                                     show_pairs=False),
                             "early_alliance_outcome", key=f"early_{d}")
-                st.write(m.summary())
+                st.markdown(esc(m.summary(), None))
         table_download(er.per_study, "early_alliance_outcome", key="early_dl")
 
 elif section == "Report & script":

@@ -4,7 +4,6 @@ place its lagged coefficients beside the collection or a typed-in reference."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -14,23 +13,12 @@ from analysis import lagged, screening
 from analysis.interpret import lagged_effect_sentence
 from analysis.plots_screening import screening_forest
 from ui import compute
+from ui import mapping as umap
 from ui.downloads import show_figure, table_download
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel, pooling_panel
+from ui.safe import esc
 from ui.state import current, data_banner
 
-# The same column-mapping choices as the Data page (app_pages/data.py).
-CANONICAL = {
-    "study": "Study (optional: one file = one study)",
-    "patient": "Patient id (required)",
-    "session": "Session or week number (required)",
-    "alliance": "Patient-rated alliance (required)",
-    "symptoms": "Symptom score (required)",
-    "therapist_alliance": "Therapist-rated alliance (optional)",
-    "therapist": "Therapist id (optional)",
-}
-REQUIRED = ("patient", "session", "alliance", "symptoms")
-NONE = "— not in this file —"
-FILE_TYPES = ["csv", "tsv", "txt", "xlsx", "xls", "sav", "dta", "parquet"]
 STORE = "scr_store"  # plain dict: widget values and the uploaded file survive switching pages
 MARK = {"pass": "✓\u00a0pass", "caution": "⚠\u00a0caution", "fail": "✗\u00a0fail"}
 REF_FIELDS = {"estimate": "Estimate", "ci_low": "CI lower", "ci_high": "CI upper",
@@ -44,6 +32,12 @@ _persisted: list[str] = []
 
 def _store() -> dict:
     return st.session_state.setdefault(STORE, {})
+
+
+def _scr_key(name: str):
+    """Widget keys of the mapping form for this page: ``scr_{kind}_{field}_{file name}``, persisted."""
+    return lambda kind, default, options=None, field="": _w(
+        f"scr_{kind}_{field + '_' if field else ''}{name}", default, options)
 
 
 def _w(key: str, default, options=None) -> str:
@@ -65,57 +59,12 @@ def _remember() -> None:
             store[key] = st.session_state[key]
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _screen(study_df: pd.DataFrame, options: lagged.LagOptions):
-    """Stage-1 fits of the study (every chosen direction) and its checklist."""
-    fits, error = {}, None
-    for d in options.directions:
-        try:
-            fits[d] = lagged.fit_study(study_df, options, d)
-        except ValueError as e:
-            error = str(e)
-            fits = {}
-            break
-    report = screening.screen_study(study_df, options, fits or None)
-    return fits, report, error
-
-
 # --------------------------------------------------------------------------- the study to screen
-
-
-def _uploaded_file():
-    """(name, bytes) of the file to screen, or None. The file is kept in the
-    store so that it is still there after a visit to another page."""
-    store = _store()
-    fresh = "scr_upload" not in st.session_state  # the uploader is new on this run (first visit or back from a page)
-    up = st.file_uploader(
-        "Data file of the new study", type=FILE_TYPES, key="scr_upload",
-        help="One row per patient × session (long) or one column per session (wide: wai_1 … wai_12). "
-             "CSV, TSV, Excel, SPSS, Stata or Parquet.",
-    )
-    if up is not None:
-        store["file"] = (up.name, up.getvalue())
-        store["file_seen"] = up.file_id
-        return store["file"]
-    if not fresh and store.get("file_seen"):  # the user removed the file from the uploader
-        store.pop("file", None)
-        store["file_seen"] = None
-        return None
-    store["file_seen"] = None
-    if "file" in store:
-        c1, c2 = st.columns([5, 1])
-        c1.caption(f"Screening **{store['file'][0]}**, uploaded earlier in this session. Upload another file to "
-                   "replace it.")
-        if c2.button("Forget this file", key="scr_forget"):
-            store.pop("file", None)
-            st.rerun()
-        return store.get("file")
-    return None
 
 
 def _from_upload():
     """Upload + column mapping (as on the Data page). Returns (canonical study data, label) or None."""
-    file = _uploaded_file()
+    file = umap.kept_upload(_store(), "Data file of the new study", key="scr_upload", forget_key="scr_forget")
     if file is None:
         st.info("Upload the new study's data file above, or choose **A study of the loaded collection** to try the "
                 "page without a file.")
@@ -123,87 +72,30 @@ def _from_upload():
                            file_name="alliance_template.csv", mime="text/csv", on_click="ignore", key="scr_template")
         return None
     name, content = file
-    sheet = None
-    if name.lower().endswith((".xlsx", ".xls")):
-        try:
-            sheets = compute.file_sheets(content, name)
-        except adata.DataError as e:
-            st.error(f"{name}: {e}")
-            return None
-        sheet = st.selectbox("Sheet", sheets, key=_w(f"scr_sheet_{name}", sheets[0], sheets))
-    try:
-        raw = compute.load_file(content, name, sheet)
-    except adata.DataError as e:
-        st.error(f"{name}: {e}")
+    store = _store()
+    with st.expander(f"Columns of {esc(name)}", expanded=store.get(f"unmapped_{name}", True)):
+        choice = umap.form(name, content, _scr_key(name))
+    if choice is None:
         return None
-
-    wide = None
-    try:
-        wide = adata.detect_wide(raw)
-    except adata.DataError:
-        wide = None
-    if wide:
-        reshape = st.checkbox("This file has one column per session: reshape to long", key=_w(f"scr_wide_{name}", True))
-        if reshape:
-            cols = [str(c) for c in raw.columns]
-            guess = str(adata.suggest_mapping(raw).get("patient"))
-            id_col = st.selectbox("Patient id column", cols,
-                                  key=_w(f"scr_wideid_{name}", guess if guess in cols else cols[0], cols))
-            try:
-                raw = adata.wide_to_long(raw, id_col=id_col, stubs=wide)
-            except adata.DataError as e:
-                st.error(str(e))
-                return None
-
-    try:
-        suggestion = adata.suggest_mapping(raw)
-    except adata.DataError:
-        suggestion = {}
-    cols = [NONE] + [str(c) for c in raw.columns]
-    keys = {}
-    for field in CANONICAL:
-        guess = suggestion.get(field)
-        default = str(guess) if guess is not None and str(guess) in cols else NONE
-        keys[field] = _w(f"scr_map_{field}_{name}", default, cols)
-    unmapped = [f for f in REQUIRED if st.session_state[keys[f]] == NONE]
-    with st.expander(f"Columns of {name} ({len(raw):,} rows × {raw.shape[1]} columns)", expanded=bool(unmapped)):
-        st.dataframe(raw.head(6), width="stretch")
-        mcols = st.columns(4)
-        mapping = {}
-        for j, (field, label) in enumerate(CANONICAL.items()):
-            sel = mcols[j % 4].selectbox(label, cols, key=keys[field])
-            mapping[field] = None if sel == NONE else sel
-        label = st.text_input("Study label (used when no study column is mapped)",
-                              key=_w(f"scr_label_{name}", Path(name).stem))
-        hib = False
-        if mapping["symptoms"]:
-            try:
-                hib = bool(adata.suggest_higher_is_better(mapping["symptoms"], raw))
-            except adata.DataError:
-                hib = False
-        higher_better = st.checkbox("Higher symptom scores mean *better* (e.g. ORS): flip so that higher = more severe",
-                                    key=_w(f"scr_flip_{name}_{mapping['symptoms']}", hib))
-    if not unmapped:
-        st.caption("Columns: " + " · ".join(f"{f} ← `{mapping[f]}`" for f in CANONICAL if mapping[f])
-                   + " (open the box above to change them).")
-    missing = [f for f in REQUIRED if mapping[f] is None]
-    if missing:
-        st.warning(f"Choose the column for {', '.join(missing)} in the box above.")
+    store[f"unmapped_{name}"] = bool(choice.missing)
+    if choice.missing:
+        st.warning(f"Choose the column for {', '.join(choice.missing)} in the box above.")
         return None
+    st.caption("Columns: " + umap.summary(choice) + " (open the box above to change them).")
     try:
-        canon = adata.to_canonical(raw, mapping, study=label or Path(name).stem,
-                                   symptoms_higher_is_worse=not higher_better)
+        with st.spinner("Reading the whole file…"):
+            canon = umap.canonical(content, choice)
     except adata.DataError as e:
-        st.error(f"{name}: {e} Your column choices are kept; change them in the box above.")
+        st.error(f"{esc(name)}: {esc(e, limit=800)} Your column choices are kept; change them in the box above.")
         return None
     if canon.attrs.get("symptoms_flipped"):
         st.caption("The symptom scale was flipped so that higher = more severe.")
     studies = list(pd.unique(canon["study"].astype(str)))
     if len(studies) > 1:
-        pick = st.selectbox(f"{name} holds {len(studies)} studies; screen", studies,
+        pick = st.selectbox(f"{esc(name)} holds {len(studies)} studies; screen", studies,
                             key=_w(f"scr_filestudy_{name}", studies[0], studies))
         canon = canon[canon["study"].astype(str) == pick].reset_index(drop=True)
-    return canon, str(canon["study"].iloc[0]) if len(canon) else (label or Path(name).stem)
+    return canon, str(canon["study"].iloc[0]) if len(canon) else choice.label
 
 
 def _from_collection(coll: pd.DataFrame):
@@ -275,22 +167,22 @@ def main() -> None:
         f"{'standardized within study' if options.standardize else 'raw scores'}."
     )
     if source == "upload" and label in set(coll["study"].astype(str)):
-        st.info(f"The loaded collection already has a study called **{label}**. If it is the same study, it is "
+        st.info(f"The loaded collection already has a study called **{esc(label)}**. If it is the same study, it is "
                 "compared with a pooled estimate that contains it; choose 'A study of the loaded collection' instead.")
 
     try:
         with st.spinner("Checking the study and fitting its models…"):
-            fits, report, fit_error = _screen(study_df, options)
+            fits, report, fit_error = compute.screen(study_df, options)
     except ValueError as e:
-        st.error(f"The study could not be screened: {e}")
+        st.error(f"The study could not be screened: {esc(e, limit=800)}")
         return
 
     # ---- verdict and checklist
-    st.header(f"Checklist: {label}")
+    st.header(f"Checklist: {esc(label)}")
     box = {"usable": st.success, "usable with cautions": st.warning, "not usable": st.error}[report.verdict.level]
     box(f"**Verdict:** {report.verdict.text}")
     if fit_error:
-        st.error(f"The lagged model could not be run: {fit_error}")
+        st.error(f"The lagged model could not be run: {esc(fit_error, limit=600)}")
     table = report.to_frame().rename(columns={"check": "Check", "result": "Result", "mark": "Mark",
                                               "reason": "Why"})
     table["Mark"] = table["Mark"].map(MARK)
@@ -329,11 +221,11 @@ def main() -> None:
                 st.caption(f"**{DIRECTIONS[d]}.** " + lagged_effect_sentence(
                     e.estimate, e.ci_low, e.ci_high, d, options.lag, options.standardize, f.effect))
             elif f is not None:
-                st.warning(f"{DIRECTIONS[d]}: {' '.join(f.messages[:1]) or 'not fitted.'}")
+                st.warning(f"{DIRECTIONS[d]}: {esc(' '.join(f.messages[:1]), limit=600) or 'not fitted.'}")
         notes = [(d, m) for d in dirs if d in fits for m in fits[d].messages]
         if notes:
             with st.expander(f"Model notes ({len(notes)})"):
-                st.markdown("\n".join(f"- *{DIRECTIONS[d]}:* {m}" for d, m in notes))
+                st.markdown("\n".join(f"- *{DIRECTIONS[d]}:* {esc(m, limit=600)}" for d, m in notes))
     if not options.standardize:
         st.warning("Standardization is off: the coefficients are in raw units and can be compared with other studies "
                    "only if all used the same instruments (option panel → More options).")
@@ -346,7 +238,7 @@ def main() -> None:
             res = compute.two_stage(coll, options)
     except ValueError as e:
         res = None
-        k_note = f"The collection's models could not be run with these options: {e}"
+        k_note = f"The collection's models could not be run with these options: {esc(e, limit=800)}"
     if res is not None:
         for d in dirs:
             m = res.pooled.get(d)
@@ -355,10 +247,10 @@ def main() -> None:
     if res is not None and not usable:
         k_all = max((m.k for m in res.pooled.values()), default=0)
         if exclude and k_all <= 1:
-            k_note = (f"The loaded collection holds only {label}, so there are no other studies to pool (k = 1) "
+            k_note = (f"The loaded collection holds only {esc(label)}, so there are no other studies to pool (k = 1) "
                       "and no prediction interval to compare with.")
         elif exclude:
-            k_note = (f"Besides {label}, the loaded collection has only {k_all - 1} study that could be fitted; at "
+            k_note = (f"Besides {esc(label)}, the loaded collection has only {k_all - 1} study that could be fitted; at "
                       "least 2 are needed for a pooled estimate and a prediction interval.")
         else:
             k_note = (f"The loaded collection has {k_all} {'study' if k_all == 1 else 'studies'} that could be "
@@ -385,7 +277,7 @@ def main() -> None:
         pl = screening.place(effects[d], refs.get(d))
         st.markdown(f"**{DIRECTIONS[d]}.** {pl.sentence}")
     if mode == "collection" and exclude:
-        st.caption(f"The collection was re-pooled without {label} (same τ² estimator and test), so the study is "
+        st.caption(f"The collection was re-pooled without {esc(label)} (same τ² estimator and test), so the study is "
                    "compared with the other studies only.")
 
 

@@ -1,9 +1,12 @@
 """AppTest: the Data page — demo choice, upload with column mapping, validation, summary."""
 
 import io
+import json
+import re
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from analysis.simulate import simulate_study
@@ -20,6 +23,11 @@ def _data_page():
     return at
 
 
+def _plain(text: str) -> str:
+    """Markdown text as the reader sees it (user strings are backslash-escaped by ui.safe.esc)."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
 def _csv(df, **kw) -> bytes:
     buf = io.StringIO()
     df.to_csv(buf, index=False, **kw)
@@ -28,8 +36,11 @@ def _csv(df, **kw) -> bytes:
 
 def test_demo_summary_and_switching_demo():
     at = _data_page()
-    summary = next(d.value for d in at.dataframe if "n_patients" in d.value.columns)
-    assert summary["n_patients"].iloc[:17].sum() == 5350
+    summary = at.table[0].value
+    assert summary["Patients"].iloc[:17].str.replace(",", "").astype(int).sum() == 5350
+    assert summary.loc["All studies", "Patients"] == "5,350"
+    assert len(at.get("plotly_chart")) == 0  # charts on demand: the first view loads no plotly bundle
+    at.toggle(key="data_charts").set_value(True).run()
     assert len(at.get("plotly_chart")) == 3
     at.selectbox(key="demo_choice").set_value("Within/between demo: one ICBT trial, 182 patients, 11 weeks")
     at.button(key="load_demo").click().run()
@@ -70,7 +81,7 @@ def test_upload_with_errors_blocks_and_keeps_choices():
     at.button(key="use_files").click().run()
     assert not at.exception
     assert at.session_state["dataset"]["name"] == before  # nothing replaced
-    errors = " ".join(e.value for e in at.error)
+    errors = _plain(" ".join(e.value for e in at.error))
     assert "more than once" in errors and "P0001" in errors
     assert at.text_input(key="label_0_dup.csv").value == "My study"  # the user's input is kept
 
@@ -79,7 +90,7 @@ def test_unreadable_file_gets_a_message_not_a_traceback():
     at = _data_page()
     at.file_uploader[0].set_value(("broken.xlsx", b"\x00\x01 not a workbook", "application/octet-stream")).run()
     assert not at.exception
-    assert "broken.xlsx" in " ".join(e.value for e in at.error)
+    assert "broken.xlsx" in _plain(" ".join(e.value for e in at.error))
 
 
 def test_two_files_become_two_studies():
@@ -92,3 +103,57 @@ def test_two_files_become_two_studies():
     df = at.session_state["dataset"]["df"]
     assert sorted(df["study"].unique()) == ["site_a", "site_b"]
     assert df.groupby("study")["patient"].nunique().to_dict() == {"site_a": 10, "site_b": 11}
+
+
+FIX = ROOT / "tests" / "fixtures"
+REAL_FILES = {
+    "multisite_wide.xlsx": ("Basel", "Graz", "Leipzig"),
+    "labelled_sites.sav": ("Bern", "Luzern", "Zürich"),
+    "standort_semicolon.csv": ("Dresden", "Hamburg", "Köln"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_FILES))
+def test_real_shaped_file_goes_to_the_pooled_page_without_editing(name):
+    at = _data_page()
+    at.file_uploader[0].set_value((name, (FIX / name).read_bytes(), "application/octet-stream")).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    at.button(key="use_files").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    ds = at.session_state["dataset"]
+    assert ds["source"] == "upload", [e.value for e in at.error]
+    df = ds["df"]
+    assert tuple(sorted(df["study"].unique())) == REAL_FILES[name]
+    assert df.groupby("study")["patient"].nunique().tolist() == [24, 24, 24]
+    if name == "multisite_wide.xlsx":  # the 9 empty patients are named in the data check
+        warnings = _plain(" ".join(w.value for w in at.warning))
+        assert "9 patients have no value in any session column" in warnings
+    at.switch_page("app_pages/pooled.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    forest = json.dumps(json.loads(at.get("plotly_chart")[0].proto.spec), ensure_ascii=False)
+    assert all(s in forest for s in REAL_FILES[name])
+
+
+def test_unmapped_site_column_gets_a_plain_warning():
+    raw = pd.read_csv(FIX / "standort_semicolon.csv", sep=";", decimal=",", encoding="utf-8-sig")
+    at = _data_page()
+    at.file_uploader[0].set_value(("gruppen.csv", _csv(raw.rename(columns={"Standort": "Gruppe"})),
+                                   "text/csv")).run()
+    assert not at.exception
+    assert at.selectbox(key="map_0_study_gruppen.csv").value == "— not in this file —"
+    warnings = _plain(" ".join(w.value for w in at.warning))
+    assert "'Gruppe' looks like a grouping" in warnings and "k = 1" in warnings
+
+
+def test_hostile_file_and_column_names_stay_text():
+    hostile = "![x](http://127.0.0.1:9/beacon.png)"
+    d = simulate_study(10, range(1, 4), seed=6).data.drop(columns=["study"])
+    d = d.rename(columns={"alliance": "wai <img src=x onerror=alert(1)>"})
+    at = _data_page()
+    at.file_uploader[0].set_value((f"{hostile}.csv", _csv(d), "text/csv")).run()
+    assert not at.exception
+    shown = [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.label for e in at.expander]
+    shown += [w.value for w in (*at.warning, *at.error, *at.info, *at.success)]
+    assert not any(hostile in s or "<img" in s for s in shown)
+    assert any(_plain(s).startswith(hostile) for s in shown)  # the name is shown, as text

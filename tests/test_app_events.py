@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from analysis.simulate import SYMPTOM_INSTRUMENTS, simulate_study
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(420)
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 GSI = next(i for i in SYMPTOM_INSTRUMENTS if i.name.startswith("SCL-90-R GSI"))
@@ -21,7 +22,7 @@ def _errors_other_than_missing_pages(at: AppTest) -> list[str]:
 
 
 def _open_events(dataset: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=180)
     if dataset is not None:
         at.session_state["dataset"] = dataset
     at.run()
@@ -51,72 +52,107 @@ def _one_study_without_therapist() -> dict:
     return {"df": df, "name": "Simulated one-study trial", "source": "demo", "notes": []}
 
 
-def test_ipd_demo_prevalence_follows_k_and_charts_exist():
+def test_ipd_demo_observed_vs_chance_and_options():
     at = _open_events()
-    # prevalence, alliance series, symptoms, around gains, Jacobson–Truax plot, outcome forest plot
-    assert len(at.get("plotly_chart")) >= 6
-    assert at.number_input(key="ev_k").value == 1.0
-    lenient = _prevalence(at)
-    assert lenient["Study"].iloc[-1] == "All studies"
-    metric_lenient = at.metric[0].value
+    # prevalence, alliance series, symptoms, around gains, trajectory, Jacobson–Truax, forest
+    assert len(at.get("plotly_chart")) >= 7
+    assert at.selectbox(key="ev_crit").value == "default"
+    assert at.number_input(key="ev_k").value == pytest.approx(2.4)
+    prev = _prevalence(at)
+    assert prev["Study"].iloc[-1] == "All studies"
+    # observed beside the chance reference, in the table, the metrics and the sentence
+    assert "Expected by chance (%)" in prev.columns
+    tot = prev.iloc[-1]
+    assert 0 < tot["Expected by chance (%)"] < tot["Rupture (%)"] < 50  # percentages
+    assert [m.label for m in at.metric][:2] == ["Patients with ≥ 1 rupture", "Expected by chance"]
+    assert "Expected by chance" in _markdown(at)
+    chart = next(c for c in at.get("plotly_chart") if "expected by chance" in c.proto.spec)
+    assert chart is not None
 
-    at.number_input(key="ev_k").set_value(2.0).run()
+    # a stricter k flags fewer patients
+    at.number_input(key="ev_k").set_value(3.0).run()
     assert not at.exception
     strict = _prevalence(at)
-    assert strict["Study"].tolist() == lenient["Study"].tolist()
-    # a stricter threshold can only remove ruptures, and with 5,350 patients it does remove some
-    assert (strict["Rupture (n)"] <= lenient["Rupture (n)"]).all()
-    assert strict["Rupture (n)"].iloc[-1] < lenient["Rupture (n)"].iloc[-1]
-    assert at.metric[0].value != metric_lenient
-    assert "k = 2 (strict)" in _markdown(at)
-    # several studies: the relation to outcome is pooled
-    assert "Pooled over" in _markdown(at)
+    assert strict["Rupture (n)"].iloc[-1] < prev["Rupture (n)"].iloc[-1]
 
-    # the demo has therapist ratings: the therapist rater is offered and works
-    assert "therapist" in at.radio(key="ev_rater").options[-1].lower()
-    at.radio(key="ev_rater").set_value("therapist").run()
-    assert not at.exception
-    assert not at.error
-    assert not _prevalence(at)["Rupture (n)"].equals(strict["Rupture (n)"])
+    # the earlier published-style criterion flags far more patients than its chance reference allows
+    at.selectbox(key="ev_crit").set_value("mean_sd").run()
+    assert not at.exception and not at.error
+    assert at.number_input(key="ev_k").value == 1.0  # the preset's k
+    old = _prevalence(at).iloc[-1]
+    assert old["Rupture (%)"] > 50 and old["Expected by chance (%)"] > 50
+    at.selectbox(key="ev_sd_opt").set_value("pooled").run()
+    assert not at.exception and not at.error
+
+    # both raters (the demo has therapist ratings): fewer ruptures, with their own chance reference
+    at.selectbox(key="ev_crit").set_value("default").run()
+    at.radio(key="ev_rater").set_value("both").run()
+    assert not at.exception and not at.error
+    both = _prevalence(at)
+    assert both["Rupture (n)"].iloc[-1] <= prev["Rupture (n)"].iloc[-1]
+    assert both["Expected by chance (%)"].iloc[-1] < prev["Expected by chance (%)"].iloc[-1]
+
+    # per-study reliability and SD for the sudden-gain cut-off: prefilled with each study's baseline SD
+    at.toggle(key="ev_sg_perstudy").set_value(True).run()
+    assert not at.exception and not at.error
+    gains = next(d.value for d in at.dataframe if "Cut-off" in d.value.columns).set_index("Study")
+    assert gains.loc["Study 02", "SD"] < 1 < gains.loc["Study 01", "SD"]  # GSI vs a wider scale
+    assert gains.loc["Study 02", "Cut-off"] == pytest.approx(1.96 * 2 ** 0.5 * gains.loc["Study 02", "SD"] * 0.1 ** 0.5)
+    at.radio(key="ev_sg_better").set_value("higher").run()
+    assert not at.exception and not at.error
+    at.radio(key="ev_sg_better").set_value("lower")
+
+    # sudden losses and a reliable-change method other than Jacobson–Truax
+    at.radio(key="ev_sg_kind").set_value("loss").run()
+    assert not at.exception and not at.error
+    assert "sudden loss" in _markdown(at)
+    at.radio(key="ev_rc_method").set_value("HA").run()
+    assert not at.exception and not at.error
+    assert "Method: Hageman–Arrindell (1999)" in _markdown(at)
 
     # a clinical cut-off used in one study only (Study 02 measured the SCL-90-R GSI)
+    at.radio(key="ev_rc_method").set_value("JT")
     at.radio(key="ev_rc_cmode").set_value("scl90").run()
     at.multiselect(key="ev_rc_cstudies").set_value(["Study 02"]).run()
     assert not at.exception and not at.error
     rc = next(d.value for d in at.dataframe if "Recovered (n)" in d.value.columns).set_index("Study")
-    assert rc.loc["Study 01", "Recovered (n)"] == "no c"
-    assert rc.loc["Study 02", "Recovered (n)"] != "no c"
+    assert pd.isna(rc.loc["Study 01", "Recovered (n)"])
     assert rc.loc["Study 02", "Cut-off c"] == pytest.approx(0.57)
 
+    # rupture–repair vs unrepaired vs none
+    at.radio(key="ev_out_event").set_value("repair_groups").run()
+    assert not at.exception and not at.error
+    groups = next(d.value for d in at.dataframe if "group" in d.value.columns)
+    assert set(groups["group"]) == {"rupture–repair", "unrepaired rupture", "no rupture"}
 
-def test_one_study_without_therapist_ratings_and_bad_inputs():
-    at = _open_events(_one_study_without_therapist())
+
+def test_one_study_item_column_and_bad_inputs():
+    ds = _one_study_without_therapist()
+    df = ds["df"]
+    df["rupture_intensity"] = (df["alliance"] < df["alliance"].quantile(0.05)).astype(float) * 4
+    at = _open_events(ds)
     assert not at.error, [e.value for e in at.error]
     assert at.radio(key="ev_rater").options == ["Patient"]
-    assert len(at.get("plotly_chart")) >= 4
     md = _markdown(at)
     assert "No pooling with one study" in md
     prev = _prevalence(at)
     assert prev["Study"].tolist() == ["ICBT-like trial"]  # no "All studies" row for one study
 
-    rc = next(d.value for d in at.dataframe if "Improved (n)" in d.value.columns)
-    assert "Recovered (n)" not in rc.columns  # no cut-off chosen: nobody can be "recovered"
-
-    # the published SCL-90-R GSI cut-off: some patients are now "recovered"
-    at.radio(key="ev_rc_cmode").set_value("scl90").run()
+    # the extra numeric column is offered as a rupture item
+    assert "rupture_intensity" in at.selectbox(key="ev_item").options
+    at.selectbox(key="ev_item").set_value("rupture_intensity").run()
+    at.number_input(key="ev_item_thr").set_value(3.0).run()
     assert not at.exception and not at.error
-    rc = next(d.value for d in at.dataframe if "Recovered (n)" in d.value.columns)
-    assert rc["Cut-off c"].iloc[0] == pytest.approx(0.57)
-    assert rc["Recovered (n)"].iloc[0] > 0
+    assert _prevalence(at)["Rupture (n)"].iloc[0] >= prev["Rupture (n)"].iloc[0]
 
     # invalid reliability: a clear message, never a traceback
     at.number_input(key="ev_sg_r").set_value(1.0).run()
     assert not at.exception
-    assert any("reliability must be in [0, 1)" in e.value for e in at.error)
+    assert any("reliability must be in [0, 1)" in e.value.replace("\\", "") for e in at.error)
     at.number_input(key="ev_sg_r").set_value(0.9)
     at.number_input(key="ev_rc_r").set_value(1.2).run()
     assert not at.exception
-    assert [e.value for e in at.error] and all("Reliable change" in e.value for e in at.error)
+    assert any("Reliable change" in e.value for e in at.error)
 
     # norms chosen but not typed in: a message, not an exception
     at.number_input(key="ev_rc_r").set_value(0.9)
@@ -126,8 +162,30 @@ def test_one_study_without_therapist_ratings_and_bad_inputs():
 
     # choices survive a visit to another page
     at.radio(key="ev_rc_cmode").set_value("none")
-    at.number_input(key="ev_k").set_value(1.5).run()
+    at.number_input(key="ev_k").set_value(2.0).run()
     at.switch_page("app_pages/data.py").run()
     at.switch_page("app_pages/events.py").run()
     assert not at.exception
-    assert at.number_input(key="ev_k").value == 1.5
+    assert at.number_input(key="ev_k").value == 2.0
+
+
+def test_chance_reference_cached_on_the_options_it_depends_on(monkeypatch):
+    """ui.compute: changing the repair rule or level reuses the chance simulation; changing k does not."""
+    from analysis import events as ev
+    from ui import compute
+
+    calls = []
+    real = ev.rupture_chance
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ev, "rupture_chance", counting)
+    d, _ = ev.simulate_rupture_data(120, 7, plant=0.3, seed=2024)
+    a = compute.event_ruptures(d, rule="any", pre_level="previous")
+    b = compute.event_ruptures(d, rule="all", pre_level="last_non_rupture")
+    assert len(calls) == 1 and b.chance.to_frame().equals(a.chance.to_frame())
+    assert b.rule == "all"
+    compute.event_ruptures(d, rule="all", k=3.0)
+    assert len(calls) == 2

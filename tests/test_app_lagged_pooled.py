@@ -95,8 +95,8 @@ def test_failing_study_is_reported_and_the_rest_pooled():
     assert row["status"].iloc[0] == "failed"
     assert any("could not be fitted" in m.value for m in at.markdown)
     at = _goto(at, "app_pages/pooled.py")
-    pooled = next(d.value for d in at.dataframe if "i2" in d.value.columns or "tau2" in d.value.columns)
-    assert set(pooled["k"]) == {3}
+    pooled = next(d.value for d in at.dataframe if "Direction" in d.value.columns)
+    assert set(pooled["Studies (k)"]) == {"3"}
 
 
 def test_k1_says_no_pooling_and_k2_warns():
@@ -130,6 +130,9 @@ def test_data_without_therapist_ratings_runs_every_analysis_page():
     at = _app(df)
     for page in ("app_pages/data.py", "app_pages/lagged.py", "app_pages/pooled.py"):
         _goto(at, page)
+        if page == "app_pages/data.py":  # the Data page draws its charts on demand
+            at.toggle(key="data_charts").set_value(True).run()
+            assert not at.exception
         assert len(at.get("plotly_chart")) >= 1
 
 
@@ -140,11 +143,18 @@ def test_downloaded_script_reproduces_the_pooled_estimates(tmp_path):
     at = _goto(_app(df), "app_pages/pooled.py")
     at.radio(key="opt_centering").set_value("detrended").run()
     at.radio(key="opt_test").set_value("knha").run()
-    pooled = next(d.value for d in at.dataframe if "tau2" in d.value.columns)
-    shown = dict(zip(pooled["direction"], pooled["estimate"]))
+    pooled = next(d.value for d in at.dataframe if "Direction" in d.value.columns)
 
-    from ui.options import to_lag_options
+    from analysis import formatting
+    from analysis.pipeline import two_stage
+    from ui.options import DIRECTIONS, to_lag_options
     options = to_lag_options(at.session_state["lag_options"], df)
+    res = two_stage(df, options)
+    shown = {d: res.pooled[d].estimate for d in res.pooled}
+    # the table on screen shows these estimates, APA-formatted, direction first
+    assert list(pooled.columns[:2]) == ["Direction", "Studies (k)"]
+    assert dict(zip(pooled["Direction"], pooled["Estimate"])) == {
+        DIRECTIONS[d]: formatting.num(v) for d, v in shown.items()}
     df.to_csv(tmp_path / DATA_NAME, index=False)  # what the "Download the data" button serves
     (tmp_path / "reproduce.py").write_text(script_text(options))
     out = subprocess.run([sys.executable, "reproduce.py"], cwd=tmp_path, capture_output=True, text=True,
@@ -169,7 +179,7 @@ def test_every_pooled_section_renders():
         assert not at.exception, (section, [e.value for e in at.exception])
         charts[section] = len(at.get("plotly_chart"))
         if section == "Meta-regression":
-            coef = [d.value for d in at.dataframe if "estimate" in d.value.columns and len(d.value) == 2]
+            coef = [d.value for d in at.dataframe if "Estimate" in d.value.columns and len(d.value) == 2]
             assert coef, "meta-regression coefficient table (intercept + setting) missing"
     # forest plot alone, then the section's own figures (two per direction where there are figures)
     assert charts["Report & script"] == 1 and charts["Meta-regression"] == 1

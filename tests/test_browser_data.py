@@ -34,6 +34,11 @@ def test_upload_csv_and_see_summary(tmp_path):
         page.get_by_role("button", name="Use these files").click()
         page.get_by_text("Loaded: Uploaded: my_trial.csv").wait_for(timeout=60_000)
         wait_idle(page)
+        # the first view draws the study table only; the charts come when asked for
+        page.locator('[data-testid="stTable"]').first.wait_for(timeout=30_000)
+        assert page.locator('[data-testid="stPlotlyChart"]').count() == 0
+        page.get_by_text("Show charts", exact=False).first.click()
+        wait_idle(page)
         charts = page.locator('[data-testid="stPlotlyChart"]')
         charts.first.wait_for(timeout=30_000)
         assert charts.count() >= 3

@@ -684,8 +684,9 @@ def test_pooled_convergence_reports_and_skips_a_failing_study():
     from analysis.plots_convergence import pooled_forest_figure
 
     fig = pooled_forest_figure(meta)
-    titles = [ax.title.text for ax in (fig.layout.xaxis, fig.layout.xaxis2, fig.layout.xaxis3) if ax.title.text]
-    assert any("Convergence × Time" in t for t in titles)
+    lay = fig.to_dict()["layout"]
+    titles = [(v.get("title") or {}).get("text") for k, v in lay.items() if k.startswith("xaxis")]
+    assert any(t and "Convergence × Time" in t for t in titles)
     with pytest.raises(ValueError, match="nothing to pool"):
         pooled_forest_figure(None)
 

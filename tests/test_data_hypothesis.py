@@ -19,7 +19,9 @@ from analysis.data import (
     ValidationReport,
     combine,
     detect_wide,
+    grouping_columns,
     load,
+    require_canonical,
     suggest_higher_is_better,
     suggest_mapping,
     summarize,
@@ -142,6 +144,14 @@ def test_load_random_delimited_text(parts, name, encoding):
     df = _load_ok(data, name)
     if df is not None:
         assert len(set(map(str, df.columns))) == df.shape[1]  # names made unique
+    # the preview (head of the file) never raises anything but DataError and never has more rows
+    try:
+        head = load(data, name, nrows=3)
+    except DataError:
+        return
+    assert len(head) <= 3 and head.attrs["preview"]
+    if df is not None:
+        assert list(head.columns) == list(df.columns)
 
 
 _BINARY_CACHE: dict[str, bytes] = {}
@@ -423,14 +433,34 @@ def test_random_frames_wide_to_long(df, data):
             st.just(stubs or {}), st.just(["wai", "bdi"]), st.just({"wai": "alliance"})
         )
     )
+    site = data.draw(st.one_of(st.none(), st.sampled_from([*list(df.columns), "nope"]))) if df.shape[1] else None
     try:
         out = wide_to_long(
-            df, id_col, choice, sep=data.draw(st.sampled_from(["_", "", "."]))
+            df, id_col, choice, sep=data.draw(st.sampled_from(["_", "", "."])), study_col=site
         )
     except DataError:
         return
     assert isinstance(out, pd.DataFrame)
     assert "session" in out and out["session"].dtype == np.int64
+    assert isinstance(out.attrs.get("dropped"), list)
+
+
+@FAST
+@given(df=frames(), data=st.data())
+def test_random_frames_grouping_and_guard_raise_only_dataerror(df, data):
+    cols = [*list(df.columns), None]
+    try:
+        groups = grouping_columns(df, patient=data.draw(st.sampled_from(cols)),
+                                  session=data.draw(st.sampled_from(cols)))
+    except DataError:
+        groups = []
+    for g in groups:
+        assert g.n_groups >= 2 and g.min_patients >= 5 and isinstance(g.message, str)
+    try:
+        out = require_canonical(df, study=data.draw(st.booleans()), values=data.draw(st.booleans()))
+    except DataError:
+        return
+    assert len(out) > 0
 
 
 @FAST
@@ -537,3 +567,22 @@ def test_csv_and_wide_round_trip(long, decimal):
     np.testing.assert_allclose(
         again["symptoms"].to_numpy(), canon["symptoms"].to_numpy()
     )
+
+
+@MEDIUM
+@given(
+    parts=st.lists(st.tuples(TOKENS, st.sampled_from(SEPS)), max_size=60),
+    sep=st.sampled_from([",", ";", "\t"]),
+)
+def test_fast_text_parser_agrees_with_the_line_by_line_reader(parts, sep):
+    """pandas' C parser is used only when it splits the text exactly as the csv module does."""
+    from analysis.data.read import _parse_delimited_fast, _parse_delimited_lines
+
+    text = "".join(tok + s for tok, s in parts)
+    fast = _parse_delimited_fast(text, sep)
+    if fast is None:
+        return
+    slow = _parse_delimited_lines(text, sep, "t.csv")
+    assert fast[1] == slow[1]
+    assert list(fast[0].columns) == list(slow[0].columns)
+    assert fast[0].to_numpy(dtype=object).tolist() == slow[0].to_numpy(dtype=object).tolist()

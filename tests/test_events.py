@@ -66,7 +66,7 @@ SD_POOL = math.sqrt(68 / 12)
 
 
 def test_ruptures_sd_patient_hand():
-    f = ev.ruptures(S1, k=1, sd="patient")
+    f = ev.ruptures(S1, criterion="mean_sd", k=1, sd="patient")
     # A: threshold 5 − 1.41421 = 3.58579 → session 3 (3) rupture; session 1 (4) not
     # B: threshold 5 − 1.58114 = 3.41886 → session 3 (3) rupture; session 5 (4) not
     # C: threshold 5 − 3.53553 = 1.46447 → session 3 (1) rupture; session 1 (2) not
@@ -82,7 +82,7 @@ def test_ruptures_sd_patient_hand():
 
 
 def test_ruptures_sd_pooled_hand():
-    f = ev.ruptures(S1, k=1, sd="pooled")
+    f = ev.ruptures(S1, criterion="mean_sd", k=1, sd="pooled")
     # threshold for all = 5 − 2.38048 = 2.61952
     # A session 3 (3) and B session 3 (3) are above → no rupture
     # C session 1 (2) and session 3 (1) are below → ruptures
@@ -94,7 +94,7 @@ def test_ruptures_sd_pooled_hand():
 
 
 def test_ruptures_sd_max_default_hand():
-    f = ev.ruptures(S1)  # k = 1, sd = "max"
+    f = ev.ruptures(S1, criterion="mean_sd")  # k = 1, sd = "max"
     # A: max(1.41421, 2.38048) = 2.38048 → threshold 2.61952 → none
     # B: max(1.58114, 2.38048) = 2.38048 → none
     # C: max(3.53553, 2.38048) = 3.53553 → threshold 1.46447 → session 3 only
@@ -106,7 +106,7 @@ def test_ruptures_sd_max_default_hand():
 
 
 def test_ruptures_k2_strict_hand():
-    f = ev.ruptures(S1, k=2, sd="patient")
+    f = ev.ruptures(S1, criterion="mean_sd", k=2, sd="patient")
     # A: 5 − 2·1.41421 = 2.17157; B: 5 − 2·1.58114 = 1.83772; C: 5 − 2·3.53553 = −2.07107
     # minima are 3, 3, 1 → no rupture anywhere
     assert not f.rupture.fillna(False).any()
@@ -114,7 +114,7 @@ def test_ruptures_k2_strict_hand():
 
 
 def test_repair_and_no_repair_hand():
-    f = ev.ruptures(S1, k=1, sd="patient").set_index(["patient", "session"])
+    f = ev.ruptures(S1, criterion="mean_sd", k=1, sd="patient").set_index(["patient", "session"])
     # A: rupture at 3; pre-rupture level = session 2 = 6; session 4 = 6 ≥ 6 → repaired at 4
     #    (the "at or above" boundary)
     assert f.loc[("A", 3), "pre_rupture_level"] == 6
@@ -131,7 +131,7 @@ def test_repair_and_no_repair_hand():
 
 
 def test_repair_first_session_uses_patient_mean():
-    f = ev.ruptures(S1, k=1, sd="pooled").set_index(["patient", "session"])
+    f = ev.ruptures(S1, criterion="mean_sd", k=1, sd="pooled").set_index(["patient", "session"])
     # C, pooled: rupture at session 1 (first observed) → pre level = patient mean 5;
     # session 2 = 8 ≥ 5 → repaired at 2. Rupture at session 3: pre level = 8 → 9 at session 4.
     assert f.loc[("C", 1), "pre_rupture_level"] == pytest.approx(5.0)
@@ -145,13 +145,13 @@ def test_pre_level_options_consecutive_ruptures():
     # mean 24/6 = 4; deviations 2, 2, −2, −3, −1, 2; squares 4+4+4+9+1+4 = 26
     # var 26/5 = 5.2; SD 2.28035; k = 0.5 → threshold 4 − 1.14018 = 2.85982
     # ruptures: session 3 (2) and session 4 (1); session 5 (3) is above
-    f = ev.ruptures(d, k=0.5, sd="patient").set_index("session")
+    f = ev.ruptures(d, criterion="mean_sd", k=0.5, sd="patient").set_index("session")
     assert rows(f.reset_index(), "F") == [3, 4]
     # "previous": session 4's level is session 3's value 2 → session 5 (3) repairs it
     assert f.loc[4, "pre_rupture_level"] == 2
     assert f.loc[4, "repair_session"] == 5
     assert f.loc[3, "repair_session"] == 6  # level 6 (session 2) → session 6 = 6
-    g = ev.ruptures(d, k=0.5, sd="patient", pre_level="last_non_rupture").set_index("session")
+    g = ev.ruptures(d, criterion="mean_sd", k=0.5, sd="patient", pre_level="last_non_rupture").set_index("session")
     # "last_non_rupture": session 3 is itself a rupture, so session 4's level is session 2 = 6
     assert g.loc[4, "pre_rupture_level"] == 6
     assert g.loc[4, "repair_session"] == 6
@@ -164,7 +164,7 @@ def test_too_few_values_not_flagged_and_counted():
         long("S2", "P3", [5, np.nan, 1]),              # 2 observed values of 3 rows
         long("S2", "P4", [np.nan, np.nan]),            # no observed value
     )
-    f = ev.ruptures(d, k=1, sd="patient")
+    f = ev.ruptures(d, criterion="mean_sd", k=1, sd="patient")
     assert f[f.patient.isin(["P2", "P3", "P4"])].rupture.isna().all()
     assert not f[f.patient.isin(["P2", "P3", "P4"])].eligible.any()
     assert f[f.patient == "P3"].n_obs.iloc[0] == 2
@@ -179,14 +179,14 @@ def test_pooled_sd_weights_by_df_including_two_value_patients():
     d = cat(long("S3", "P1", [4, 6, 3, 6, 6]), long("S3", "P2", [5, 1]))
     # P1: var 2, df 4; P2: [5, 1] mean 3, var (4 + 4)/1 = 8, df 1
     # pooled var = (4·2 + 1·8)/(4 + 1) = 16/5 = 3.2 → SD 1.78885
-    f = ev.ruptures(d, sd="pooled")
+    f = ev.ruptures(d, criterion="mean_sd", sd="pooled")
     assert f.sd_pooled.iloc[0] == pytest.approx(math.sqrt(3.2))
 
 
 def test_missing_alliance_row_is_skipped():
     # A with an extra unobserved session 6 and a gap: the flags are those of A
     d = cat(long("S1", "A", [4, 6, 3, 6, 6, np.nan]))
-    f = ev.ruptures(d, k=1, sd="patient")
+    f = ev.ruptures(d, criterion="mean_sd", k=1, sd="patient")
     assert f.n_obs.iloc[0] == 5
     assert rows(f, "A") == [3]
     assert pd.isna(f.rupture.iloc[5])
@@ -194,7 +194,7 @@ def test_missing_alliance_row_is_skipped():
 
 def test_constant_alliance_no_rupture():
     # SD 0: every value equals the mean; there is no dip → no rupture
-    f = ev.ruptures(long("S", "Z", [5, 5, 5, 5]), sd="patient")
+    f = ev.ruptures(long("S", "Z", [5, 5, 5, 5]), criterion="mean_sd", sd="patient")
     assert not f.rupture.astype(bool).any()
 
 
@@ -202,15 +202,15 @@ def test_therapist_rater():
     d = S1.copy()
     d["therapist_alliance"] = d["alliance"]
     d["alliance"] = 5.0
-    f = ev.ruptures(d, k=1, sd="patient", rater="therapist")
+    f = ev.ruptures(d, criterion="mean_sd", k=1, sd="patient", rater="therapist")
     assert rows(f, "A") == [3] and rows(f, "C") == [3]
     assert (f.rater == "therapist").all()
 
 
 def test_row_order_does_not_matter():
     shuffled = S1.sample(frac=1, random_state=3)
-    a = ev.ruptures(S1, sd="patient")
-    b = ev.ruptures(shuffled, sd="patient")
+    a = ev.ruptures(S1, criterion="mean_sd", sd="patient")
+    b = ev.ruptures(shuffled, criterion="mean_sd", sd="patient")
     pd.testing.assert_frame_equal(a, b)
 
 
@@ -220,7 +220,7 @@ def test_rupture_summary_any_vs_all():
     # var 5.5, SD 2.34521; k = 0.5 → threshold 4 − 1.17260 = 2.82740 → ruptures at 2 and 4
     # session 2: level 6 (session 1) → session 3 = 6 → repaired
     # session 4: level 6 (session 3) → session 5 = 5 < 6 → not repaired
-    f = ev.ruptures(d, k=0.5, sd="patient")
+    f = ev.ruptures(d, criterion="mean_sd", k=0.5, sd="patient")
     assert rows(f, "E") == [2, 4]
     pp, _ = ev.rupture_summary(f, rule="any")
     e = pp.set_index("patient").loc["E"]
@@ -233,7 +233,7 @@ def test_rupture_summary_any_vs_all():
 
 def test_rupture_summary_per_study_hand():
     d = cat(S1, long("S2", "Q1", [5, 5, 5, 1, 5]), long("S2", "Q2", [3, 3]))
-    f = ev.ruptures(d, k=1, sd="patient")
+    f = ev.ruptures(d, criterion="mean_sd", k=1, sd="patient")
     # S1 with sd="patient": A (repaired), B (not repaired), C (repaired) all have one rupture
     # → prevalence rupture 3/3, repair 2/3, rupture–repair (any) 2/3, all repaired 2/3
     # S2: Q1 = [5,5,5,1,5] mean 4.2, deviations .8,.8,.8,−3.2,.8 → squares 4·.64 + 10.24 = 12.8
@@ -249,6 +249,146 @@ def test_rupture_summary_per_study_hand():
     s2 = ps.set_index("study").loc["S2"]
     assert (s2.n_patients, s2.n_too_few, s2.n_eligible, s2.n_rupture, s2.n_repair) == (2, 1, 1, 1, 1)
     assert s2.prev_rupture == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------
+# §9 the calibrated default and the named criteria (hand-computed)
+# ---------------------------------------------------------------------------
+
+# Consistency constant of the 90%-trimmed RMS: c = Φ⁻¹(0.95) = 1.644854, φ(c) = 0.103136,
+# 1 − 2·c·φ(c)/0.9 = 1 − 0.339288/0.9 = 0.623013
+TRIM_C = 0.623013
+
+
+def test_robust_sd_hand():
+    # 10 values: the largest |u| (10) is trimmed, the other nine are 0.5 → √(0.25/0.623013)
+    u = [0.5, -0.5] * 4 + [0.5, 10.0]
+    assert ev.robust_sd(u) == pytest.approx(math.sqrt(0.25 / TRIM_C), rel=1e-5)
+    # mostly zeros (a scale's ceiling): not 0 as long as some kept residual differs from 0
+    assert ev.robust_sd([0.0] * 7 + [1.0, -1.0, 5.0]) == pytest.approx(math.sqrt((2 / 9) / TRIM_C), rel=1e-5)
+    assert np.isnan(ev.robust_sd([np.nan]))
+
+
+def test_default_criterion_hand():
+    # One patient, sessions 1..5, A = [2, 3, 1, 5, 6].
+    # Leave session 3 out: others (1,2), (2,3), (4,5), (5,6): mean session 3, mean alliance 4,
+    #   Sxx = 4+1+1+4 = 10, Sxy = 4+1+1+4 = 10 → slope 1 → expected at 3 = 4;
+    #   h = 1/4 + 0 = 0.25; u = (1 − 4)/√1.25 = −2.683282.
+    # Identity check via the full fit: mean 3.4, slope 1, fitted 1.4, 2.4, 3.4, 4.4, 5.4,
+    #   residuals .6, .6, −2.4, .6, .6, leverages .6, .3, .2, .3, .6 →
+    #   u = r/√(1 − h) = .948683, .717137, −2.683282, .717137, .948683.
+    #   robust SD (all 5 kept, ceil(0.9·5) = 5): mean u² = (.9 + .514286 + 7.2 + .514286 + .9)/5
+    #   = 2.005714 → σ̂ = √(2.005714/0.623013) = 1.794262.
+    # k = 1: threshold at 3 = 4 − 1.794262·√1.25 = 4 − 2.006045 = 1.993955 → 1 is a rupture;
+    # z = −3/2.006045 = −1.495481. Default k = 2.4: threshold 4 − 4.814509 < 1 → no rupture.
+    d = long("S", "P", [2, 3, 1, 5, 6])
+    f = ev.ruptures(d, k=1).set_index("session")
+    assert f.loc[3, "expected"] == pytest.approx(4.0)
+    assert f.loc[3, "sd_used"] == pytest.approx(1.794262, rel=1e-5)
+    assert f.loc[3, "threshold"] == pytest.approx(1.993955, rel=1e-5)
+    assert f.loc[3, "z"] == pytest.approx(-1.495481, rel=1e-5)
+    assert rows(f.reset_index(), "P") == [3]
+    assert (f["criterion"] == "default").all()
+    g = ev.ruptures(d)
+    assert g["k"].iloc[0] == ev.DEFAULT_K == 2.4
+    assert not g["rupture"].astype(bool).any()
+    # 3 observed values are too few for a detrended leave-one-out line
+    h = ev.ruptures(long("S", "Q", [2, 3, 1]))
+    assert not h["eligible"].any() and h["rupture"].isna().all()
+
+
+def test_other_sessions_criterion_hand():
+    # Patient A = [4, 6, 3, 6, 6]. Session 3: others 4, 6, 6, 6 → mean 5.5, SD 1
+    #   (squares 2.25 + 3·0.25 = 3, /3) → threshold 4.5 → 3 is a rupture.
+    # Session 1: others 6, 3, 6, 6 → mean 5.25, squares 3·0.5625 + 5.0625 = 6.75 → SD 1.5
+    #   → threshold 3.75 → 4 is not. Sessions 2, 4, 5 (6) lie above their others' mean.
+    f = ev.ruptures(S1[S1.patient == "A"], criterion="other_sessions").set_index("session")
+    assert f.loc[3, "expected"] == pytest.approx(5.5)
+    assert f.loc[3, "sd_used"] == pytest.approx(1.0)
+    assert f.loc[3, "threshold"] == pytest.approx(4.5)
+    assert f.loc[1, "threshold"] == pytest.approx(3.75)
+    assert rows(f.reset_index(), "A") == [3]
+
+
+def test_default_returns_one_boolean_row_per_session():
+    d, _ = ev.simulate_rupture_data(30, 7, plant=0.3, seed=5)
+    f = ev.ruptures(d)
+    assert len(f) == len(d)
+    assert not f.duplicated(["study", "patient", "session"]).any()
+    assert str(f["rupture"].dtype) == "boolean"
+    assert f["rupture"].notna().all()
+
+
+@pytest.mark.parametrize("n_sessions", [7, 11])
+def test_default_criterion_calibration(n_sessions):
+    """Specificity first (issue 15): rising alliance, no ruptures → ≤ 15% of patients flagged;
+    single dips of 3.5 within-patient SD planted in 30% of the patients → ≥ 70% found."""
+    clean, none = ev.simulate_rupture_data(2000, n_sessions, seed=41 + n_sessions)
+    assert none.empty
+    _, ps = ev.rupture_summary(ev.ruptures(clean))
+    assert ps["n_eligible"].iloc[0] == 2000
+    assert ps["prev_rupture"].iloc[0] <= 0.15
+    dipped, planted = ev.simulate_rupture_data(2000, n_sessions, plant=0.3, dip_sd=3.5,
+                                               seed=43 + n_sessions)
+    assert 0.25 < len(planted) / 2000 < 0.35
+    f = ev.ruptures(dipped)
+    found = planted.merge(f, on=["study", "patient", "session"])["rupture"].astype(bool)
+    assert len(found) == len(planted)
+    assert found.mean() >= 0.70
+    # the criterion the project used before fails the first target on the same data
+    _, old = ev.rupture_summary(ev.ruptures(clean, criterion="mean_sd"))
+    assert old["prev_rupture"].iloc[0] > 0.5
+
+
+def test_both_raters_rule_hand():
+    # criterion mean_sd, sd patient, k = 1 (hand values from S1 above): patient A dips at 3;
+    # therapist ratings of A dip at 3 too ([4, 6, 3, 6, 6]) → a rupture by both.
+    # Patient B dips at 3; B's therapist ratings are flat → no rupture by both.
+    d = S1[S1.patient.isin(["A", "B"])].copy()
+    d["therapist_alliance"] = np.where(d.patient == "A", d.alliance, 5.0)
+    f = ev.ruptures(d, criterion="mean_sd", sd="patient", rater="both")
+    assert rows(f, "A") == [3] and rows(f, "B") == []
+    assert rows(f, "B", "dip_patient") == [3] and rows(f, "B", "dip_therapist") == []
+    assert (f.rater == "both").all()
+
+
+def test_rupture_item_rules_hand():
+    # A (mean_sd, patient SD, k = 1) dips at session 3; an item ≥ 4 marks sessions 3 and 5.
+    d = S1[S1.patient == "A"].copy()
+    d["rupture_intensity"] = [1, 2, 4, np.nan, 5]
+    kw = dict(criterion="mean_sd", sd="patient", item="rupture_intensity", item_threshold=4)
+    assert rows(ev.ruptures(d, **kw, item_rule="or"), "A") == [3, 5]
+    assert rows(ev.ruptures(d, **kw, item_rule="and"), "A") == [3]
+    f = ev.ruptures(d, **kw, item_rule="item")
+    assert rows(f, "A") == [3, 5]
+    assert pd.isna(f.set_index("session").loc[4, "rupture"])  # no item value: unknown
+    with pytest.raises(ValueError, match="item_threshold"):
+        ev.ruptures(d, item="rupture_intensity")
+    with pytest.raises(ValueError, match="must be numeric"):
+        ev.ruptures(d.assign(rupture_intensity="high"), item="rupture_intensity", item_threshold=1)
+
+
+def test_chance_reference_without_and_with_ruptures():
+    clean, _ = ev.simulate_rupture_data(800, 9, seed=3)
+    ch = ev.rupture_chance(clean, n_sim=100, seed=2)
+    t = ch.total
+    assert t["study"] == "All studies" and t["n_eligible"] == 800
+    # no ruptures: the observed share is what chance predicts
+    assert abs(t["observed"] - t["expected"]) < 0.03
+    assert t["p_excess"] > 0.05
+    assert t["sim_low"] <= t["expected"] <= t["sim_high"]
+    dipped, planted = ev.simulate_rupture_data(800, 9, plant=0.3, seed=3)
+    ch2 = ev.rupture_chance(dipped, n_sim=100, seed=2)
+    t2 = ch2.total
+    assert t2["observed"] > t2["sim_high"]
+    assert t2["p_excess"] < 0.05
+    # about 30% planted × ≥ 70% found on top of the chance rate
+    assert t2["excess"] > 0.15
+    assert "expected without ruptures" in ch2.summary()
+    # the same seed gives the same reference
+    assert ev.rupture_chance(dipped, n_sim=100, seed=2).to_frame().equals(ch2.to_frame())
+    with pytest.raises(ValueError, match="n_sim"):
+        ev.rupture_chance(clean, n_sim=5)
 
 
 # ---------------------------------------------------------------------------
@@ -271,8 +411,8 @@ def alliance_data(draw):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(alliance_data(), st.floats(0.1, 3.0), st.floats(0.0, 2.0), st.sampled_from(["max", "patient", "pooled"]))
 def test_raising_k_never_adds_ruptures(d, k, dk, sd):
-    lo = ev.ruptures(d, k=k, sd=sd)
-    hi = ev.ruptures(d, k=k + dk, sd=sd)
+    lo = ev.ruptures(d, criterion="mean_sd", k=k, sd=sd)
+    hi = ev.ruptures(d, criterion="mean_sd", k=k + dk, sd=sd)
     r_lo = lo.rupture.fillna(False).to_numpy(bool)
     r_hi = hi.rupture.fillna(False).to_numpy(bool)
     assert r_hi.sum() <= r_lo.sum()
@@ -282,7 +422,7 @@ def test_raising_k_never_adds_ruptures(d, k, dk, sd):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(alliance_data(), st.floats(0.1, 3.0))
 def test_max_sd_flags_subset_of_both(d, k):
-    r = {s: ev.ruptures(d, k=k, sd=s).rupture.fillna(False).to_numpy(bool)
+    r = {s: ev.ruptures(d, criterion="mean_sd", k=k, sd=s).rupture.fillna(False).to_numpy(bool)
          for s in ("max", "patient", "pooled")}
     assert not (r["max"] & ~r["patient"]).any()
     assert not (r["max"] & ~r["pooled"]).any()
@@ -291,7 +431,7 @@ def test_max_sd_flags_subset_of_both(d, k):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(alliance_data(), st.floats(0.1, 2.0), st.sampled_from(["previous", "last_non_rupture"]))
 def test_rupture_and_repair_definitions_hold(d, k, pre):
-    f = ev.ruptures(d, k=k, sd="patient", pre_level=pre)
+    f = ev.ruptures(d, criterion="mean_sd", k=k, sd="patient", pre_level=pre)
     rup = f[f.rupture.fillna(False).astype(bool)]
     assert (rup.alliance <= rup.threshold + 1e-9).all()
     rep = rup[rup.repair.fillna(False).astype(bool)]
@@ -331,7 +471,7 @@ def test_planted_dips_are_detected():
             planted[pid] = (j + 1, repaired)
         frames.append(long("sim", pid, a))
     d = cat(*frames)
-    f = ev.ruptures(d, k=1.5, sd="max")
+    f = ev.ruptures(d, criterion="mean_sd", k=1.5, sd="max")
     flagged = f[f.rupture.fillna(False).astype(bool)]
     hit = [((flagged.patient == p) & (flagged.session == s)).any() for p, (s, _) in planted.items()]
     assert np.mean(hit) >= 0.85
@@ -635,33 +775,25 @@ def test_alliance_around_gains_missing_alliance_and_first_only():
     assert any("missing" in m for m in res.messages)
 
 
-def test_random_intercept_solver_matches_statsmodels():
-    sm = pytest.importorskip("statsmodels.api")
-    rng = np.random.default_rng(11)
-    sizes = rng.integers(2, 9, 40)
-    groups = np.repeat(np.arange(40), sizes)
-    x = (rng.random(groups.size) < 0.3).astype(float)
-    y = 0.2 + 0.5 * x + rng.normal(0, 1.0, 40)[groups] + rng.normal(0, 1.0, groups.size)
-    X = np.column_stack([np.ones_like(x), x])
-    ours = ev._random_intercept_reml(y, X, groups)
-    ref = sm.MixedLM(y, X, groups).fit(reml=True)
-    assert np.allclose(ours["beta"], ref.fe_params, atol=1e-5)
-    assert np.allclose(np.sqrt(np.diag(ours["cov"])), ref.bse_fe, atol=1e-5)
-    assert ours["tau2"] == pytest.approx(float(np.asarray(ref.cov_re)[0, 0]), rel=1e-4)
-    assert ours["sigma2"] == pytest.approx(float(ref.scale), rel=1e-4)
+def test_alliance_around_gains_model_matches_statsmodels():
+    """The random-intercept model (analysis.mixed) on the pairs agrees with statsmodels MixedLM."""
+    import statsmodels.api as sm
 
+    from analysis.simulate import simulate_study
 
-def test_random_intercept_solver_boundary_equals_ols():
-    # no between-group variation beyond noise and tiny groups often give τ² = 0;
-    # force it: y identical group means → λ = 0 and β = OLS
-    groups = np.repeat(np.arange(4), 3)
-    x = np.tile([0.0, 1.0, 0.0], 4)
-    y = np.tile([1.0, 2.0, 0.0], 4) + np.array([0, 0, 0, .1, -.1, 0, 0, .1, -.1, -.1, 0, .1])
-    X = np.column_stack([np.ones(12), x])
-    fit = ev._random_intercept_reml(y, X, groups)
-    beta_ols = np.linalg.lstsq(X, y, rcond=None)[0]
-    assert fit["tau2"] == 0.0
-    assert np.allclose(fit["beta"], beta_ols)
+    sim = simulate_study(60, range(1, 11), plant_gains=0.5, gain_size=4, sd_alliance_trend=0.4,
+                         ar_alliance=0.9, seed=8)
+    d = sim.data.assign(symptoms=sim.data["symptoms"] + 10)  # raw scores ≥ 0 (criterion 2)
+    gains = ev.sudden_gains(d, cutoff=2.0)
+    res = ev.alliance_around_gains(d, gains)
+    assert res.n_gain_pairs >= 10 and res.model_tau2 > 0
+    use = res.pairs[res.pairs["change"].notna() & res.pairs["group"].isin(["gain", "other"])]
+    X = np.column_stack([np.ones(len(use)), (use["group"] == "gain").to_numpy(float)])
+    ref = sm.MixedLM(use["change"].to_numpy(float), X, use["patient"].to_numpy()).fit(reml=True)
+    assert res.model_intercept == pytest.approx(ref.fe_params[0], abs=1e-5)
+    assert res.model_estimate == pytest.approx(ref.fe_params[1], abs=1e-5)
+    assert res.model_se == pytest.approx(ref.bse_fe[1], rel=1e-4)
+    assert res.model_sigma2 == pytest.approx(float(ref.scale), rel=1e-4)
 
 
 # ---------------------------------------------------------------------------
@@ -794,7 +926,7 @@ def test_outcome_by_pattern_too_few_not_pooled():
 def test_outcome_by_pattern_from_ruptures_and_gains():
     d = S1.copy()
     d["symptoms"] = d["session"] * -1.0 + 20  # all change −4
-    f = ev.ruptures(d, sd="patient")
+    f = ev.ruptures(d, criterion="mean_sd", sd="patient")
     res = ev.outcome_by_pattern(d, f)  # every eligible patient has a rupture → no comparison
     assert res.event == "rupture"
     assert res.per_study.n_event.iloc[0] == 3 and res.per_study.n_no_event.iloc[0] == 0
@@ -906,50 +1038,76 @@ def test_validation_sudden_gains_and_rc():
 # ---------------------------------------------------------------------------
 
 
-def test_fig_rupture_series():
-    f = ev.ruptures(S1, k=1, sd="patient")
-    fig = pe.fig_rupture_series(f, "S1", "A")
+def test_rupture_series_figure_draws_the_result():
+    res = ev.rupture_analysis(S1, criterion="mean_sd", sd="patient", chance=False)
+    fig = pe.rupture_series_figure(res, "S1", "A")
     names = {t.name: t for t in fig.data}
     assert list(names["Rupture"].x) == [3]
     assert names["Rupture"].marker.color == pe.RUPTURE_COLOR
     assert list(names["Repair"].x) == [4]
-    assert names["Repair"].marker.color == pe.REPAIR_COLOR
-    thr = next(t for t in fig.data if t.name and t.name.startswith("Threshold"))
-    assert thr.y[0] == pytest.approx(5 - SD_A)
+    assert list(names["Rupture threshold"].y) == pytest.approx([5 - SD_A] * 5)
+    assert list(names["Expected (criterion)"].y) == pytest.approx([5.0] * 5)
     assert "higher = stronger" in fig.layout.yaxis.title.text
     with pytest.raises(ValueError, match="no rows"):
-        pe.fig_rupture_series(f, "S1", "nobody")
+        pe.rupture_series_figure(res, "S1", "nobody")
+    # the default criterion: the expected value and threshold vary by session
+    d = long("S", "P", [2, 3, 1, 5, 6])
+    fig = pe.rupture_series_figure(ev.rupture_analysis(d, k=1, chance=False), "S", "P")
+    thr = next(t for t in fig.data if t.name == "Rupture threshold")
+    assert thr.y[2] == pytest.approx(1.993955, rel=1e-5)
 
 
-def test_fig_rupture_prevalence():
-    _, ps = ev.rupture_summary(ev.ruptures(S1, sd="patient"))
-    fig = pe.fig_rupture_prevalence(ps)
-    assert len(fig.data) == 3
-    assert list(fig.data[0].y) == pytest.approx([100.0])
-    assert list(fig.data[1].text) == ["2/3"]
+def test_rupture_prevalence_figure_shows_chance():
+    d, _ = ev.simulate_rupture_data(200, 8, plant=0.3, seed=4)
+    res = ev.rupture_analysis(d, n_sim=40)
+    fig = pe.rupture_prevalence_figure(res)
+    t = res.to_frame()
+    bars = [tr for tr in fig.data if tr.type == "bar"]
+    assert list(bars[0].y) == pytest.approx(list(100 * t["prev_rupture"]))
+    chance = next(tr for tr in fig.data if tr.name.startswith("Rupture expected by chance"))
+    assert list(chance.y) == pytest.approx(list(100 * t["chance_expected"]))
+    assert "Expected by chance" in res.summary()
 
 
-def test_fig_symptoms_and_alliance_around_gains():
+def test_gain_and_alliance_figures_draw_results():
     d = _gain_alliance_data()
-    g = ev.sudden_gains(d, cutoff=5)
-    fig = pe.fig_symptoms_with_gains(d, g, "S", "P1")
+    ga = ev.gain_analysis(d, cutoff=5)
+    fig = pe.gain_series_figure(d, ga, "S", "P1")
     seg = [t for t in fig.data if t.name == "Sudden gain"]
     assert len(seg) == 1 and list(seg[0].x) == [3, 4]
-    assert "higher = more severe" in fig.layout.yaxis.title.text
-    res = ev.alliance_around_gains(d, g)
-    fig = pe.fig_alliance_around_gains(res)
-    line = next(t for t in fig.data if t.name.startswith("Gain pairs"))
+    res = ev.alliance_around_gains(d, ga.gains)
+    gm = res.group_means.set_index(["group", "time"])
     # gain pairs: pregain alliance 3 and 4.5 → 3.75; postgain 4 and 5 → 4.5
+    assert gm.loc[("gain", "pre"), "mean"] == pytest.approx(3.75)
+    assert gm.loc[("gain", "post"), "mean"] == pytest.approx(4.5)
+    fig = pe.alliance_around_gains_figure(res)
+    line = next(t for t in fig.data if t.name.startswith("Gain pairs"))
     assert list(line.y) == pytest.approx([3.75, 4.5])
-    assert "higher = stronger" in fig.layout.yaxis.title.text
+    dist = res.change_distribution
+    widths = (dist["bin_high"] - dist["bin_low"]).to_numpy()
+    for grp in ("other", "gain"):  # densities integrate to 1; gain changes +1 and +.5 fall in their bins
+        assert float((dist["density_" + grp] * widths).sum()) == pytest.approx(1.0)
+    other_curve = next(t for t in fig.data if t.name == "Other pairs")
+    assert len(other_curve.x) == 40  # a curve, not one point per pair
+    tr = ev.alliance_trajectory(d, ga.gains)
+    rel = tr.relative.set_index("relative_session")
+    # both gainers' first gain is 3 → 4: relative 0 = session 3 (3 and 4.5), 1 = session 4 (4 and 5)
+    assert rel.loc[0, "mean"] == pytest.approx(3.75) and rel.loc[1, "mean"] == pytest.approx(4.5)
+    assert rel.loc[-2, "mean"] == pytest.approx(3.5)  # session 1: 3 and 4
+    fig = pe.alliance_trajectory_figure(tr)
+    assert list(fig.data[0].y) == pytest.approx(list(tr.relative.loc[tr.relative["n"] > 0, "mean"]))
 
 
-def test_fig_reliable_change():
-    rc = ev.reliable_change(_rc_data(), reliability=0.84, sd=10, norms=NORMS)
-    fig = pe.fig_reliable_change(rc)
+def test_reliable_change_figure_names_method():
+    res = ev.reliable_change_analysis(_rc_data(), reliability=0.84, sd=10, norms=NORMS)
+    fig = pe.reliable_change_figure(res)
     names = [t.name for t in fig.data]
     assert any(n and n.startswith("recovered") for n in names)
-    assert "higher = more severe" in fig.layout.xaxis.title.text
+    assert "Jacobson–Truax" in fig.layout.title.text
+    assert "No reliable change (±1.96·S_diff)" in names
+    fig = pe.reliable_change_figure(ev.reliable_change_analysis(_rc_data(), 0.84, 10, method="EN"))
+    assert "Edwards–Nunnally" in fig.layout.title.text
+    assert "No reliable change (±1.96·S_diff)" not in [t.name for t in fig.data]
 
 
 # ---------------------------------------------------------------------------
@@ -1000,3 +1158,233 @@ def test_standardize_within_study_constant_raises():
     d = cat(long("S1", "A", [4, 4, 4]), long("S2", "B", [1, 2, 3]))
     with pytest.raises(ValueError, match="S1"):
         ev.standardize_within_study(d, ["alliance"])
+
+
+# ---------------------------------------------------------------------------
+# §10 sudden losses, reversals, direction (hand-computed)
+# ---------------------------------------------------------------------------
+
+
+def test_sudden_loss_mirror_hand():
+    # [10, 9, 11, 20, 21, 19]: pair 3 → 4 rises by 9 ≥ 5 and ≥ 0.25·11 = 2.75; windows
+    # 10, 9, 11 (mean 10, SD 1) and 20, 21, 19 (mean 20, SD 1): s_p = 1, 20 − 10 = 10 > 2.776.
+    d = long("S", "P", [10, 9, 11, 20, 21, 19], col="symptoms")
+    g = ev.sudden_gains(d, cutoff=5, kind="loss")
+    hit = g[g.is_gain]
+    assert hit.pregain_session.tolist() == [3]
+    assert hit.magnitude.iloc[0] == pytest.approx(9.0)
+    assert (g.kind == "loss").all()
+    # the same series has no sudden gain, and as a higher-is-better measure the rise is a gain
+    assert not ev.sudden_gains(d, cutoff=5).is_gain.any()
+    up = ev.sudden_gains(d, cutoff=5, better="higher")
+    assert up[up.is_gain].pregain_session.tolist() == [3]
+
+
+def test_reversal_hand():
+    # gain 3 → 4 of 9 points (19 → 10): reversed when a later score is ≥ 10 + 4.5 = 14.5
+    base = [20, 21, 19, 10, 9, 11]
+    for later, rev in (([14.5], True), ([14.4], False), ([12, 16], True)):
+        d = long("S", "P", base + later, col="symptoms")
+        g = ev.sudden_gains(d, cutoff=5)
+        r = g[g.is_gain].iloc[0]
+        assert bool(r.reversal) is rev
+        if rev:
+            assert r.reversal_session == 7 + later.index(next(v for v in later if v >= 14.5))
+    g = ev.sudden_gains(long("S", "P", base + [15], col="symptoms"), cutoff=5)
+    assert pd.isna(g[~g.is_gain].reversal).all()
+    pp, ps = ev.sudden_gain_summary(g)
+    assert ps.n_reversed.iloc[0] == 1 and ps.prev_reversal.iloc[0] == 1.0
+    # a loss is reversed when half of it is recovered: loss 11 → 20 (9), back ≤ 15.5
+    d = long("S", "P", [10, 9, 11, 20, 21, 19, 15.5], col="symptoms")
+    lo = ev.sudden_gains(d, cutoff=5, kind="loss")
+    assert bool(lo[lo.is_gain].reversal.iloc[0]) is True
+
+
+# ---------------------------------------------------------------------------
+# §11 reliable-change methods (hand-computed)
+# ---------------------------------------------------------------------------
+
+
+def test_reliable_change_methods_hand():
+    # pre 10, 20, 30 → post 6, 14, 13; r = .8, SD = 10.
+    # M_pre 20, M_post 11; post deviations −5, 3, 2 → var 38/2 = 19; cov(pre, post) =
+    # (50 + 0 + 20)/2 = 35; S_E = 10·√.2 = 4.472136.
+    d = cat(long("S", "P1", [10, 6], col="symptoms"), long("S", "P2", [20, 14], col="symptoms"),
+            long("S", "P3", [30, 13], col="symptoms"))
+
+    def idx(method):
+        rc = ev.reliable_change(d, reliability=0.8, sd=10, method=method).set_index("patient")
+        return rc["rci"].to_numpy(), rc["category"].tolist(), rc
+
+    # JT: S_diff = √2·4.472136 = 6.324555 → −4, −6, −17 over it
+    v, cat_, _ = idx("JT")
+    assert v == pytest.approx([-0.632456, -0.948683, -2.687936], rel=1e-5)
+    assert cat_ == ["unchanged", "unchanged", "improved"]
+    # GLN: ((post − 20) − .8(pre − 20))/(10·√(1 − .64) = 6) → −6/6, −6/6, −15/6
+    v, cat_, _ = idx("GLN")
+    assert v == pytest.approx([-1.0, -1.0, -2.5])
+    assert cat_ == ["unchanged", "unchanged", "improved"]
+    # EN: T = .8(pre − 20) + 20 = 12, 20, 28; (post − T)/4.472136; reliable beyond ±2
+    v, cat_, rc = idx("EN")
+    assert v == pytest.approx([-1.341641, -1.341641, -3.354102], rel=1e-5)
+    assert (rc["rc_crit"] == 2.0).all()
+    assert cat_ == ["unchanged", "unchanged", "improved"]
+    # HA: r_DD = (100·.8 + 19·.8 − 70)/(100 + 19 − 70) = 25.2/49 = .514286;
+    # denominator √(.514286·(20 + 3.8)) = √12.24 = 3.498571;
+    # numerator .514286·(post − pre) + (11 − 20)(1 − .514286) = .514286·d − 4.371429
+    v, cat_, _ = idx("HA")
+    assert v == pytest.approx([-1.837497, -2.131486, -3.748484], rel=1e-5)
+    assert cat_ == ["unchanged", "improved", "improved"]
+    with pytest.raises(ValueError, match="method"):
+        ev.reliable_change(d, reliability=0.8, sd=10, method="NK")
+    # HA with too few patients: missing with a message
+    rc = ev.reliable_change(d.iloc[:4], reliability=0.8, sd=10, method="HA")
+    assert rc["rci"].isna().all() and rc.attrs["messages"]
+
+
+# ---------------------------------------------------------------------------
+# results for readers: repair groups, per-study cut-offs, analyses (hand-computed)
+# ---------------------------------------------------------------------------
+
+
+def _repair_group_data():
+    # mean_sd, patient SD, k = 1: [4, 6, 3, 6, 6] ruptures at 3 and is repaired at 4;
+    # [6, 7, 3, 5, 4] ruptures at 3, never repaired; [5, 5, 5, 5, 5] has no rupture.
+    frames = []
+    for pid, al, change, drop in (("R1", [4, 6, 3, 6, 6], -10, 0), ("R2", [4, 6, 3, 6, 6], -8, 0),
+                                  ("U1", [6, 7, 3, 5, 4], -2, 1), ("U2", [6, 7, 3, 5, 4], -4, 1),
+                                  ("N1", [5] * 5, -5, 0), ("N2", [5] * 5, -7, 1)):
+        d = long("S", pid, al)
+        d["symptoms"] = [20, 20, 20, 20, 20 + change]
+        d["dropout"] = drop
+        frames.append(d)
+    return cat(*frames)
+
+
+def test_outcome_by_repair_hand():
+    d = _repair_group_data()
+    flags = ev.ruptures(d, criterion="mean_sd", sd="patient")
+    res = ev.outcome_by_repair(d, flags, measure="MD")
+    g = res.to_frame().set_index("group")
+    # mean change: repaired (−10, −8) → −9; unrepaired (−2, −4) → −3; none (−5, −7) → −6
+    assert g.loc["rupture–repair", "mean_change"] == pytest.approx(-9)
+    assert g.loc["unrepaired rupture", "mean_change"] == pytest.approx(-3)
+    assert g.loc["no rupture", "mean_change"] == pytest.approx(-6)
+    # dropout shares 0, 1, 1/2
+    assert g["dropout_share"].tolist() == pytest.approx([0.5, 0.0, 1.0])  # sorted: no, rupture–repair, unrepaired
+    # repaired vs none: MD = −9 − (−6) = −3; var = 2/2 + 2/2 = 2 (each group SD √2)
+    c = res.contrasts["rupture–repair vs no rupture"].per_study.iloc[0]
+    assert (c.yi, c.vi, c.n_event, c.n_no_event) == (pytest.approx(-3), pytest.approx(2), 2, 2)
+    c = res.contrasts["rupture–repair vs unrepaired rupture"].per_study.iloc[0]
+    assert c.yi == pytest.approx(-6)
+    cf = res.contrast_frame().set_index("contrast")
+    assert cf.loc["unrepaired rupture vs no rupture", "estimate"] == pytest.approx(3)
+    assert res.has_dropout
+
+
+def test_gain_cutoffs_per_study_and_rc_analysis_cutoff_studies():
+    d = cat(_rc_data(), _rc_data().assign(study="T"))
+    # per-study r and SD: 1.96·√2·SD·√(1 − r)
+    cuts = ev.gain_cutoffs(d, reliability={"S": 0.84, "T": 0.75}, sd={"S": 10, "T": 4}).set_index("study")
+    assert cuts.loc["S", "cutoff"] == pytest.approx(1.96 * math.sqrt(2) * 10 * 0.4)
+    assert cuts.loc["T", "cutoff"] == pytest.approx(1.96 * math.sqrt(2) * 4 * 0.5)
+    typed = ev.gain_cutoffs(d, cutoff=3.0)
+    assert typed["cutoff"].tolist() == [3.0, 3.0]
+    res = ev.reliable_change_analysis(d, reliability=0.84, sd=10, norms=NORMS, cutoff_studies=["S"])
+    t = res.to_frame().set_index("study")
+    assert t.loc["S", "cutoff"] == pytest.approx(250 / 15) and np.isnan(t.loc["T", "cutoff"])
+    assert t.loc["S", "n_recovered"] == 2 and np.isnan(t.loc["T", "n_recovered"])  # P2 and P7
+    # the total row adds the studies' counts
+    assert t.loc["All studies", "n_patients"] == t.loc["S", "n_patients"] + t.loc["T", "n_patients"]
+    assert res.summary().startswith("Method: Jacobson–Truax (1991).")
+
+
+def test_rupture_analysis_total_and_extra_columns():
+    d = S1.assign(rupture_item=[1.0] * 15, label="x")
+    assert ev.extra_numeric_columns(d) == ["rupture_item"]
+    res = ev.rupture_analysis(d, criterion="mean_sd", sd="patient", chance=False)
+    t = res.to_frame()
+    assert t["prev_rupture"].iloc[-1] == pytest.approx(1.0)
+    assert t["repair_given_rupture"].iloc[-1] == pytest.approx(2 / 3)
+    assert "3 classified patients" in res.summary()
+    labels = dict(res.patients("S1"))
+    assert labels["A"] == "A · 1 rupture(s), 1 repaired"
+    assert res.patient_note("S1", "B").startswith("Ruptures: session 3 (not repaired")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.floats(1, 7), min_size=5, max_size=10), st.floats(-5, 5), st.data())
+def test_default_expected_value_ignores_the_session_itself(vals, shift, data):
+    """Leave-one-out: moving session t's own rating never moves its expected value."""
+    t = data.draw(st.integers(0, len(vals) - 1))
+    d = long("S", "P", vals)
+    moved = d.copy()
+    moved.loc[t, "alliance"] += shift
+    a = ev.ruptures(d, sd="patient")
+    b = ev.ruptures(moved, sd="patient")
+    assert b["expected"].iloc[t] == pytest.approx(a["expected"].iloc[t], abs=1e-9)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(alliance_data(), st.floats(0.5, 3.0), st.floats(0.0, 2.0))
+def test_default_raising_k_never_adds_ruptures(d, k, dk):
+    lo = ev.ruptures(d, k=k).rupture.fillna(False).to_numpy(bool)
+    hi = ev.ruptures(d, k=k + dk).rupture.fillna(False).to_numpy(bool)
+    assert not (hi & ~lo).any()
+
+
+def test_chance_reference_both_raters():
+    from analysis.simulate import simulate_study
+
+    sim = simulate_study(800, range(1, 10), therapist=True, alliance_trend=0.15, seed=21)
+    clean = sim.data
+    t = ev.rupture_chance(clean, rater="both", n_sim=60, seed=3).total
+    assert abs(t["observed"] - t["expected"]) < 0.02
+    # plant a dip seen by both raters (4 SD of each rating's within-patient noise) in 30% of the patients
+    rng = np.random.default_rng(5)
+    d = clean.copy()
+    pats = d["patient"].unique()
+    hit = set(pats[rng.random(len(pats)) < 0.3])
+    ses = {p: int(rng.integers(2, 9)) for p in hit}
+    m = d["patient"].isin(hit) & (d["session"] == d["patient"].map(ses))
+    for c in ("alliance", "therapist_alliance"):
+        d.loc[m, c] -= 4 * ev.rupture_chance(clean, rater="patient" if c == "alliance" else "therapist",
+                                             n_sim=20).per_study["sigma_within"].iloc[0]
+    t2 = ev.rupture_chance(d, rater="both", n_sim=60, seed=3).total
+    assert t2["observed"] > t2["sim_high"] and t2["p_excess"] < 0.05
+    f = ev.ruptures(d, rater="both")
+    _, ps = ev.rupture_summary(f)
+    assert ps["prev_rupture"].iloc[0] == pytest.approx(t2["observed"])  # the same rule as ruptures()
+
+
+def test_default_study_sd_ignores_patients_at_the_ceiling():
+    # 8 patients rate 7 every session (no within-patient variation), 3 vary; one of them dips.
+    frames = [long("S", f"C{i}", [7] * 6) for i in range(8)]
+    var = {"V1": [4, 5, 4.5, 5.5, 5, 6], "V2": [5, 4.5, 6, 5, 6.5, 6], "V3": [4, 5, 1, 5.5, 6, 6.5]}
+    frames += [long("S", p, v) for p, v in var.items()]
+    f = ev.ruptures(cat(*frames))
+    # independent check: u = r/√(1 − h) from each varying patient's own least-squares line
+    us = []
+    for v in var.values():
+        x = np.arange(1, 7.0)
+        b, a = np.polyfit(x, v, 1)
+        h = 1 / 6 + (x - x.mean()) ** 2 / ((x - x.mean()) ** 2).sum()
+        us.extend((np.asarray(v) - (a + b * x)) / np.sqrt(1 - h))
+    assert f["sd_used"].iloc[0] == pytest.approx(ev.robust_sd(us), rel=1e-9)
+    assert f["sd_used"].iloc[0] > 0
+    assert rows(f, "V3") == [3]
+    assert not f[f.patient.str.startswith("C")]["rupture"].astype(bool).any()
+
+
+def test_outcome_by_repair_dropout_from_last_session_hand():
+    # the planned last session is 5; U2 and N2 stop after session 4 → dropped out
+    d = _repair_group_data().drop(columns="dropout")
+    d["last_session"] = 5
+    d = d[~(d["patient"].isin(["U2", "N2"]) & (d["session"] == 5))]
+    flags = ev.ruptures(d, criterion="mean_sd", sd="patient")
+    g = ev.outcome_by_repair(d, flags, measure="MD").to_frame().set_index("group")
+    assert g.loc["unrepaired rupture", "dropout_share"] == pytest.approx(0.5)
+    assert g.loc["no rupture", "dropout_share"] == pytest.approx(0.5)
+    assert g.loc["rupture–repair", "dropout_share"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="last_session"):
+        ev.outcome_by_repair(d.assign(last_session="five"), flags)

@@ -66,12 +66,9 @@ FIT_IDS = [
 ]
 
 
-@pytest.fixture(params=["python-loop", "numpy"])
-def engine(request, monkeypatch):
-    """Run intercept-only fits through both inner loops (small-k Python floats
-    and the numpy version used for larger k)."""
-    if request.param == "numpy":
-        monkeypatch.setattr(meta, "_SMALL_K", 0)
+@pytest.fixture(params=["numpy"])
+def engine(request):
+    """Intercept-only fits have one engine (meta._fisher_scoring); kept as a fixture for the test ids."""
     return request.param
 
 

@@ -3,12 +3,12 @@ positions, texts), not only that a figure is returned."""
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from figure_layout import decode as _decode
 
 from analysis.meta import leave_one_out, random_effects
 from analysis.plots_meta import (
@@ -27,21 +27,6 @@ N = np.asarray(BCG["n"], float)
 Z975 = 1.959963984540054
 
 
-def _decode(obj):
-    """plotly writes numeric arrays as base64 typed arrays ({"dtype", "bdata"});
-    turn them back into lists so the JSON can be inspected."""
-    if isinstance(obj, dict):
-        if "bdata" in obj and "dtype" in obj:
-            arr = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=np.dtype(obj["dtype"]))
-            if "shape" in obj:
-                arr = arr.reshape([int(x) for x in str(obj["shape"]).split(",")])
-            return arr.tolist()
-        return {k: _decode(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_decode(v) for v in obj]
-    return obj
-
-
 def _json(fig):
     return _decode(json.loads(fig.to_json()))
 
@@ -55,6 +40,18 @@ def _trace(fj, name):
 
 def _annotations(fj, name):
     return [a for a in fj["layout"].get("annotations", []) if a.get("name") == name]
+
+
+def _column(fj, name):
+    """A text column of the forest plot: {y: text} (tags and entities removed)."""
+    import html
+    import re
+
+    return {a["y"]: html.unescape(re.sub(r"<[^>]+>", "", a["text"])) for a in _annotations(fj, name)}
+
+
+def _top_down(col):
+    return [col[y] for y in sorted(col, reverse=True)]
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +76,7 @@ def test_forest_rows_markers_and_error_bars(bcg_result):
     w = bcg_result.weights
     assert np.allclose((size / size.max()) ** 2, w / w.max())
     assert fj["layout"]["title"]["text"] == "BCG trials"
-    assert fj["layout"]["xaxis2"]["title"]["text"] == "log risk ratio"
+    assert fj["layout"]["xaxis"]["title"]["text"] == "log risk ratio"
 
 
 def test_forest_diamond_and_prediction_interval(bcg_result):
@@ -99,19 +96,20 @@ def test_forest_diamond_and_prediction_interval(bcg_result):
 
 def test_forest_texts_labels_counts_and_heterogeneity(bcg_result):
     fj = _json(forest_plot(bcg_result))
-    labels = _trace(fj, "Study labels")["text"]
-    assert labels == LABELS
-    npat = _trace(fj, "N patients")["text"]
-    assert npat == [str(int(n)) for n in N]
-    npairs = _trace(fj, "N pairs")["text"]
-    assert npairs == [str(int(3 * n)) for n in N]
-    est = _trace(fj, "Estimates")["text"]
-    assert est[0] == "\u22120.89 [\u22122.01, 0.23]"
-    assert "\u22120.71 [\u22121.07, \u22120.36]" in est[-2]
-    weights = _trace(fj, "Weights")["text"]
-    assert len(weights) == 13 and all(t.endswith("%") for t in weights)
-    summary = _trace(fj, "Summary labels")["text"]
-    assert "REML" in summary[0] and "prediction interval" in summary[1]
+    rows = fj["layout"]["meta"]["y_rows"]
+    labels = _column(fj, "Study label")
+    assert [labels[y] for y in rows] == LABELS
+    npat = _column(fj, "N patients")
+    assert [npat[y] for y in rows] == [f"{int(n):,}" for n in N]
+    npairs = _column(fj, "N pairs")
+    assert [npairs[y] for y in rows] == [f"{int(3 * n):,}" for n in N]
+    est = _column(fj, "Estimate")
+    assert est[rows[0]] == "\u22120.89 [\u22122.01, 0.23]"
+    assert est[fj["layout"]["meta"]["y_pooled"]] == "\u22120.71 [\u22121.07, \u22120.36]"
+    weights = _column(fj, "Weight")
+    assert len(weights) == 13 and all(t.endswith("%") for t in weights.values())
+    assert "REML" in labels[fj["layout"]["meta"]["y_pooled"]]
+    assert "prediction interval" in labels[fj["layout"]["meta"]["y_pi"]]
     het = _annotations(fj, "heterogeneity")
     assert len(het) == 1
     text = het[0]["text"]
@@ -122,8 +120,8 @@ def test_forest_texts_labels_counts_and_heterogeneity(bcg_result):
 
 def test_forest_without_counts_has_no_count_columns():
     res = random_effects(Y, V, labels=LABELS)
-    names = [t["name"] for t in _json(forest_plot(res))["data"]]
-    assert "N patients" not in names and "N pairs" not in names
+    fj = _json(forest_plot(res))
+    assert not _annotations(fj, "N patients") and not _annotations(fj, "N pairs")
 
 
 def test_forest_fe_and_knha_named_and_fe_has_no_pi():
@@ -131,7 +129,7 @@ def test_forest_fe_and_knha_named_and_fe_has_no_pi():
     fj = _json(forest_plot(fe))
     names = [t["name"] for t in fj["data"]]
     assert "Prediction interval" not in names
-    assert "FE model" in _trace(fj, "Summary labels")["text"][0]
+    assert "FE model" in _column(fj, "Study label")[fj["layout"]["meta"]["y_pooled"]]
     assert "\u03c4\u00b2" not in _annotations(fj, "heterogeneity")[0]["text"]
     kh = random_effects(Y, V, method="PM", test="knha", labels=LABELS)
     text = _annotations(_json(forest_plot(kh)), "heterogeneity")[0]["text"]
@@ -142,8 +140,8 @@ def test_forest_single_study():
     res = random_effects([0.3], [0.04], labels=["Only"])
     fj = _json(forest_plot(res))
     assert len(_trace(fj, "Studies")["x"]) == 1
-    assert "No pooling" in _trace(fj, "Summary labels")["text"][0]
-    assert _trace(fj, "Pooled estimate")["x"][1] == pytest.approx(0.3)
+    assert "nothing was pooled" in _annotations(fj, "heterogeneity")[0]["text"]
+    assert fj["layout"]["meta"]["y_pooled"] is None and fj["layout"]["meta"]["y_pi"] is None
 
 
 def test_forest_rejects_non_result():
@@ -162,32 +160,33 @@ def test_paired_forest_aligns_rows_and_leaves_missing_rows_empty():
     fj = _json(fig)
     rows = fj["layout"]["meta"]["rows"]
     assert rows == LABELS  # union, in order of A then B's extras
-    labels_trace = _trace(fj, "Study labels")
-    assert labels_trace["text"] == LABELS
-    row_y = dict(zip(LABELS, labels_trace["y"]))
+    row_y = dict(zip(LABELS, fj["layout"]["meta"]["y_rows"]))
+    labels = _column(fj, "Study label")
+    assert [labels[row_y[lab]] for lab in LABELS] == LABELS
     sa = _trace(fj, "Studies (Alliance \u2192 symptoms)")
     sb = _trace(fj, "Studies (Symptoms \u2192 alliance)")
     assert sa["y"] == [row_y[lab] for lab in LABELS[:11]]
     assert sb["y"] == [row_y[lab] for lab in b_lab]
     # a study only in A is an empty row in B, and vice versa
     assert row_y[LABELS[0]] not in sb["y"] and row_y[LABELS[12]] not in sa["y"]
-    eb = _trace(fj, "Estimates (Symptoms \u2192 alliance)")
-    assert row_y[LABELS[0]] not in eb["y"][:-2]
+    eb = _column(fj, "Estimate (Symptoms \u2192 alliance)")
+    assert row_y[LABELS[0]] not in eb and row_y[LABELS[12]] in eb
     da = _trace(fj, "Pooled estimate (Alliance \u2192 symptoms)")
     db = _trace(fj, "Pooled estimate (Symptoms \u2192 alliance)")
     assert da["x"][1] == pytest.approx(a.estimate) and db["x"][1] == pytest.approx(b.estimate)
     assert da["y"] == db["y"]
     titles = [x["text"] for x in _annotations(fj, "panel title")]
-    assert titles == ["<b>Alliance \u2192 symptoms</b>", "<b>Symptoms \u2192 alliance</b>"]
+    assert len(titles) == 2 and titles[0].startswith("<b>A") and titles[1].startswith("<b>B")
     het = [x["text"] for x in _annotations(fj, "heterogeneity")]
     assert len(het) == 2 and "REML" in het[0] and "DL" in het[1] and "Knapp" in het[1]
-    pairs = dict(zip(LABELS, _trace(fj, "N pairs")["text"]))
-    assert pairs[LABELS[2]] == f"{int(N[2])} / {int(N[2]) + 1}"
-    assert pairs[LABELS[3]] == str(int(N[3]))
-    assert pairs[LABELS[12]] == str(int(N[12]))
-    # both panels share the x range
-    assert fj["layout"]["xaxis2"]["range"] == fj["layout"]["xaxis4"]["range"]
-    assert fj["layout"]["xaxis4"]["title"]["text"] == "Standardized lagged effect"
+    assert "Alliance \u2192 symptoms" in het[0] and "Symptoms \u2192 alliance" in het[1]
+    pairs = _column(fj, "N pairs")
+    assert pairs[row_y[LABELS[2]]] == f"{int(N[2]):,} / {int(N[2]) + 1:,}"
+    assert pairs[row_y[LABELS[3]]] == f"{int(N[3]):,}"
+    assert pairs[row_y[LABELS[12]]] == f"{int(N[12]):,}"
+    # both panels share the x range and one x-axis title
+    assert fj["layout"]["xaxis"]["range"] == fj["layout"]["xaxis2"]["range"]
+    assert [x["text"] for x in _annotations(fj, "x title")] == ["Standardized lagged effect"]
 
 
 def test_paired_forest_rejects_duplicate_labels():

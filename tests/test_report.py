@@ -1,7 +1,9 @@
 """analysis.report: the HTML report escapes user text and opens offline; the script quotes user text."""
 
 import ast
+import html
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -20,7 +22,7 @@ def test_report_escapes_user_text_and_embeds_plotly_once():
     assert out.count("* plotly.js v") == 1
     assert "<script src=" not in out.replace(" ", "")
     assert out.count('class="plotly-graph-div"') == 2
-    assert "person_mean" in out
+    assert "Centering of the predictor" in out and "person-mean (within-patient)" in out
     for pkg in ("numpy", "pandas", "scipy", "statsmodels"):
         assert pkg in out
 
@@ -41,3 +43,32 @@ def test_reproduction_script_is_valid_python_and_quotes_user_text():
     consts = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     assert name in consts and 'S"1' in consts
     assert "centering='detrended'" in src and "lag=2" in src
+
+
+def test_options_in_words_not_python_values():
+    from analysis.lagged import LagOptions
+
+    out = html_report("R", options=LagOptions(sessions=(1, 10), directions=("alliance_to_symptoms",)))
+    opts = out[out.index("<h2>Options</h2>"):out.index("<h2>Software</h2>")]
+    for python in ("None", "True", "False", "('", "_"):
+        assert python not in opts, python
+    assert "Sessions analysed" in opts and "1 to 10" in opts and "alliance → symptoms" in opts
+    assert "Lag (sessions)" in opts and "REML" in opts
+
+
+def test_a_warning_shared_by_200_studies_is_printed_once():
+    warning = ("Only 3 patients had two or more sessions in the analysis window; the within-patient "
+               "coefficient of this study rests on very few pairs and its standard error may be too small. " * 3)
+    per_study = pd.DataFrame({
+        "study": [f"Site <{i}>" for i in range(200)],
+        "estimate": np.linspace(-0.2, 0.3, 200),
+        "pvalue": np.r_[3e-9, np.linspace(0.01, 0.99, 199)],
+        "message": [warning] * 199 + ["A different note for one study."],
+    })
+    out = html_report("Many studies", sections=[("Per-study coefficients", [per_study])],
+                      messages=[warning, warning])
+    assert out.count(html.escape(warning.strip())) == 1  # once, as a footnote (and the message list deduplicated)
+    assert out.count("note 1</a>") == 199 and out.count("note 2</a>") == 1
+    assert len(out.encode("utf-8")) < 120_000
+    assert "Site &lt;0&gt;" in out and "Site <0>" not in out
+    assert "&lt; .001" in out and "0.000000003" not in out and "e-09" not in out

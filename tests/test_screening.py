@@ -392,14 +392,14 @@ def test_figure_places_the_new_study_at_its_estimate_and_flags_the_pi():
         assert pi["x"] == [pytest.approx(ref.pi_low), pytest.approx(ref.pi_high)]
         diamond = _role(fj, "reference", d)
         assert min(diamond["x"]) == pytest.approx(ref.ci_low) and max(diamond["x"]) == pytest.approx(ref.ci_high)
-    titles = [a["text"] for a in fj["layout"]["annotations"] if a.get("name") == "panel title"]
-    assert "inside the 95% prediction interval" in titles[0]
-    assert "outside the 95% prediction interval (above)" in titles[1]
+    verdicts = [a["text"] for a in fj["layout"]["annotations"] if a.get("name") == "verdict"]
+    assert "A → S" in verdicts[0] and "inside the 95% prediction interval" in verdicts[0]
+    assert "S → A" in verdicts[1] and "outside the 95% prediction interval (above)" in verdicts[1]
     # the new study has its own labelled row, below the collection's studies
-    ticks = dict(zip(fj["layout"]["yaxis"]["ticktext"], fj["layout"]["yaxis"]["tickvals"]))
-    new_tick = next(k for k in ticks if "Screened: New" in k)
-    assert ticks[new_tick] == meta["y_new"]
-    assert all(ticks[lab] > meta["y_new"] for lab in m.labels)
+    labels = {a["text"]: a["y"] for a in fj["layout"]["annotations"] if a.get("name") == "Study label"}
+    new_label = next(k for k in labels if "Screened: New" in k)
+    assert labels[new_label] == meta["y_new"]
+    assert all(labels[lab] > meta["y_new"] for lab in m.labels)
 
 
 def test_figure_with_manual_reference_and_a_failed_direction():
@@ -412,9 +412,9 @@ def test_figure_with_manual_reference_and_a_failed_direction():
     assert _role(fj, "new", "symptoms_to_alliance") is None
     assert _role(fj, "new", "alliance_to_symptoms")["x"] == [pytest.approx(-0.2)]
     assert _role(fj, "pi", "alliance_to_symptoms") is None
-    titles = [a["text"] for a in fj["layout"]["annotations"] if a.get("name") == "panel title"]
-    assert "no prediction interval" in titles[0]
-    assert "no estimate" in titles[1]
+    verdicts = [a["text"] for a in fj["layout"]["annotations"] if a.get("name") == "verdict"]
+    assert "no prediction interval" in verdicts[0]
+    assert "no estimate" in verdicts[1]
 
 
 def test_figure_needs_a_direction():

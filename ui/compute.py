@@ -9,26 +9,84 @@ re-hash 35,000 rows for every cached call.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import pandas as pd
 import streamlit as st
 
 from analysis import data as adata
-from analysis import lagged, meta, pipeline, plots_meta
+from analysis import lagged, meta, pipeline, plots_data, plots_meta, screening
 from analysis.lagged import LagOptions
 
+# --------------------------------------------------------------------------- file intake (Data, Screening)
+# Bounded: an uploaded file's parsed frame can be several times its size, so few entries are kept and
+# they expire; the preview holds only the head of a file.
+FILE_TTL = 3600
+#: rows read for the preview and the column mapping (the rest of the file is not parsed until used)
+PREVIEW_ROWS = 2000
 
-@st.cache_data(show_spinner=False, max_entries=32)
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl=FILE_TTL)
 def file_sheets(content: bytes, name: str) -> list[str]:
     """Sheet names of an uploaded workbook (empty for formats without sheets)."""
     return adata.list_sheets(content, filename=name)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@st.cache_data(show_spinner=False, max_entries=4, ttl=FILE_TTL)
 def load_file(content: bytes, name: str, sheet) -> pd.DataFrame:
     """An uploaded file read by :func:`analysis.data.load` (cached on its bytes)."""
     return adata.load(content, filename=name, sheet=sheet)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl=FILE_TTL)
+def preview_file(content: bytes, name: str, sheet) -> pd.DataFrame:
+    """The first :data:`PREVIEW_ROWS` rows of an uploaded file (``load(..., nrows=...)``)."""
+    return adata.load(content, filename=name, sheet=sheet, nrows=PREVIEW_ROWS)
+
+
+@st.cache_data(show_spinner=False, max_entries=4, ttl=FILE_TTL, hash_funcs={"ui.mapping.Choice": lambda c: c.key()})
+def canonical_file(content: bytes, choice) -> pd.DataFrame:
+    """The whole file, reshaped when wide, in the canonical format (choices of ``ui.mapping.form``)."""
+    raw = load_file(content, choice.name, choice.sheet)
+    if choice.stubs:
+        raw = adata.wide_to_long(raw, id_col=choice.id_col, stubs=choice.stubs, study_col=choice.site_col)
+    return adata.to_canonical(raw, choice.mapping, study=choice.label,
+                              symptoms_higher_is_worse=not choice.higher_better)
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=FILE_TTL)
+def summary_and_report(key: str, _df: pd.DataFrame):
+    """The Data page's summary and data check of the loaded data set (keyed on its fingerprint)."""
+    return adata.summarize(_df), adata.validate(_df)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl=FILE_TTL)
+def data_figure(which: str, key: str, _df: pd.DataFrame):
+    """A Data page figure of the loaded data set: "missingness", "patients_per_study" or "sessions_per_patient"."""
+    return {"missingness": plots_data.missingness_figure, "patients_per_study": plots_data.patients_per_study_figure,
+            "sessions_per_patient": plots_data.sessions_per_patient_figure}[which](_df)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl=FILE_TTL)
+def _screen(key: str, _study_df: pd.DataFrame, options: LagOptions):
+    fits, error = {}, None
+    for d in options.directions:
+        try:
+            fits[d] = lagged.fit_study(_study_df, options, d)
+        except ValueError as e:
+            error = str(e)
+            fits = {}
+            break
+    return fits, screening.screen_study(_study_df, options, fits or None), error
+
+
+def screen(study_df: pd.DataFrame, options: LagOptions):
+    """Screening page: stage-1 fits of one study (every chosen direction), its checklist and the fit error."""
+    return _screen(fingerprint(study_df), study_df, options)
+
+
+# --------------------------------------------------------------------------- data fingerprint
 
 
 def fingerprint(df: pd.DataFrame) -> str:
@@ -121,9 +179,9 @@ def _pooled_forest(key: str, _df: pd.DataFrame, options: LagOptions, titles: tup
     res = two_stage(_df, options)
     dirs = [d for d in options.directions if d in res.pooled]
     if len(dirs) == 2:
-        return plots_meta.paired_forest_plot(res.pooled[dirs[0]], res.pooled[dirs[1]], titles=list(titles),
+        return plots_meta.paired_forest_figure(res.pooled[dirs[0]], res.pooled[dirs[1]], titles=list(titles),
                                              xlabel=xlabel)
-    return plots_meta.forest_plot(res.pooled[dirs[0]], title=titles[0], xlabel=xlabel)
+    return plots_meta.forest_figure(res.pooled[dirs[0]], title=titles[0], xlabel=xlabel)
 
 
 def pooled_forest(df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: str):
@@ -279,3 +337,109 @@ def conv_figure(figure: str, cache_key: tuple, _args: tuple, _kwargs: dict):
     from analysis import plots_convergence
 
     return getattr(plots_convergence, figure)(*_args, **_kwargs)
+
+
+# ============================================================================ events (Ruptures & gains page)
+# Keyed on the stored data fingerprint; the frame is passed as ``_df`` and never hashed.
+
+
+@st.cache_data(show_spinner=False, max_entries=96)
+def _event_result(key: str, _df: pd.DataFrame, func: str, options: tuple):
+    """One of analysis.events' result builders (rupture_analysis, gain_analysis, ...), cached."""
+    from analysis import events
+
+    return getattr(events, func)(_df, **_thaw(options))
+
+
+def event_ruptures(df: pd.DataFrame, **options):
+    """`analysis.events.rupture_analysis`, cached on the data fingerprint and the options.
+
+    The chance reference is cached on the options it depends on only (criterion, k, SD,
+    detrending, rater), so changing the repair rule or level does not re-simulate it.
+    """
+    key = data_key(df)
+    if options.get("item") is not None:
+        return _event_result(key, df, "rupture_analysis", _freeze(options))
+    ra = _event_result(key, df, "rupture_analysis", _freeze({**options, "chance": False}))
+    chance_opts = {k: options[k] for k in ("criterion", "k", "sd", "detrend", "rater") if k in options}
+    return dataclasses.replace(ra, chance=_event_result(key, df, "rupture_chance", _freeze(chance_opts)))
+
+
+def event_gains(df: pd.DataFrame, **options):
+    """`analysis.events.gain_analysis`, cached (mappings passed as sorted tuples)."""
+    return _event_result(data_key(df), df, "gain_analysis", _freeze(options))
+
+
+def event_reliable_change(df: pd.DataFrame, **options):
+    """`analysis.events.reliable_change_analysis`, cached."""
+    return _event_result(data_key(df), df, "reliable_change_analysis", _freeze(options))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _event_around(key: str, _df: pd.DataFrame, gain_options: tuple, rater: str, standardize: bool):
+    from analysis import events
+
+    gains = _event_result(key, _df, "gain_analysis", gain_options).gains
+    col = "alliance" if rater == "patient" else "therapist_alliance"
+    data = events.standardize_within_study(_df, [col]) if standardize else _df
+    return events.alliance_around_gains(data, gains, rater=rater), events.alliance_trajectory(data, gains, rater=rater)
+
+
+def event_around(df: pd.DataFrame, gain_options: dict, rater: str, standardize: bool):
+    """Alliance around gains and the alliance trajectory, cached."""
+    return _event_around(data_key(df), df, _freeze(gain_options), rater, standardize)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _event_outcome(key: str, _df: pd.DataFrame, event: str, measure: str, rupture_options: tuple,
+                   gain_options: tuple):
+    from analysis import events
+
+    if event == "gain":
+        gains = _event_result(key, _df, "gain_analysis", gain_options).gains
+        return events.outcome_by_pattern(_df, gains, measure=measure)
+    ra = _event_result(key, _df, "rupture_analysis", _freeze({**_thaw(rupture_options), "chance": False}))
+    if event == "repair_groups":
+        return events.outcome_by_repair(_df, ra.flags, rule=ra.rule, measure=measure)
+    return events.outcome_by_pattern(_df, ra.flags, event=event, measure=measure, rule=ra.rule)
+
+
+def event_outcome(df: pd.DataFrame, event: str, measure: str, rupture_options: dict, gain_options: dict):
+    """Relation of a rupture or gain pattern to outcome, cached with the pattern's options."""
+    return _event_outcome(data_key(df), df, event, measure, _freeze(rupture_options), _freeze(gain_options))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _event_baseline(key: str, _df: pd.DataFrame) -> dict:
+    from analysis import events
+
+    b = events.baseline_sd(_df, "symptoms")
+    return dict(zip(b["study"], b["baseline_sd"].astype(float)))
+
+
+def event_baseline(df: pd.DataFrame) -> dict:
+    """Each study's baseline symptom SD (study → SD), cached."""
+    return _event_baseline(data_key(df), df)
+
+
+def _freeze(options: dict) -> tuple:
+    """Options as a hashable tuple (dict values become sorted item tuples, lists tuples)."""
+    out = []
+    for k, v in sorted(options.items()):
+        if isinstance(v, dict):
+            v = ("__dict__", tuple(sorted(v.items())))
+        elif isinstance(v, list):
+            v = ("__list__", tuple(v))
+        out.append((k, v))
+    return tuple(out)
+
+
+def _thaw(options: tuple) -> dict:
+    out = {}
+    for k, v in options:
+        if isinstance(v, tuple) and len(v) == 2 and v[0] == "__dict__":
+            v = dict(v[1])
+        elif isinstance(v, tuple) and len(v) == 2 and v[0] == "__list__":
+            v = list(v[1])
+        out[k] = v
+    return out

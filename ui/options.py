@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis.lagged import LagOptions
+from analysis.meta import METHODS
 from ui import persist
 from ui.persist import Param
 
@@ -27,7 +28,6 @@ CENTERING = {
     "grand_mean": "Grand-mean (total effect)",
     "none": "None (total effect)",
 }
-POOLING_METHODS = ("REML", "DL", "ML", "PM", "EB", "HE", "SJ", "HS", "FE")
 TIME_TREND = {"none": "No time trend", "fixed": "Fixed time trend", "fixed_random": "Fixed + random time slope"}
 M = "/methods#"
 LINKS = {
@@ -99,7 +99,7 @@ def url_spec(df: pd.DataFrame) -> dict[str, Param]:
 
 
 POOL_URL = {
-    "tau2": Param("opt_pooling_method", "choice", POOLING_METHODS),
+    "tau2": Param("opt_pooling_method", "choice", tuple(METHODS)),
     "test": Param("opt_test", "choice", ("z", "knha")),
 }
 
@@ -208,7 +208,7 @@ def pooling_panel(df: pd.DataFrame, container=None) -> LagOptions:
     with c:
         st.markdown("#### Pooling")
         opts["pooling_method"] = st.selectbox(
-            "τ² estimator", list(POOLING_METHODS), key=_w("pooling_method", opts),
+            "τ² estimator", list(METHODS), key=_w("pooling_method", opts),
             help="How the between-study variance is estimated. REML is the default; FE assumes no heterogeneity. "
                  f"[Methods §6]({LINKS['stage2']})",
         )

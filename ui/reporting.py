@@ -6,8 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from analysis import data as adata
+from analysis import meta
 from analysis.report import html_report, r_script, reproduction_script
 from ui.bundle import BUNDLE_NAME, bundle_bytes
+from ui.options import DIRECTIONS
 from ui.safe import esc
 
 DATA_NAME = "analysis_data.csv"
@@ -21,8 +23,7 @@ def script_text(options) -> str:
 def _report_html(ds: dict, options, res, fig) -> bytes:
     df = ds["df"]
     sections = [("Pooled estimates", [fig, *[m.summary() for m in res.pooled.values()],
-                                      pd.concat([m.to_frame().assign(direction=d) for d, m in res.pooled.items()],
-                                                ignore_index=True) if res.pooled else pd.DataFrame()]),
+                                      meta.results_table(res.pooled, DIRECTIONS) if res.pooled else pd.DataFrame()]),
                 ("Per-study coefficients (all terms)", [res.per_study])]
     text = html_report(f"Alliance ⇄ symptoms: {ds['name']}", data_summary=adata.summarize(df).to_frame(),
                        options=options, sections=sections, messages=[*ds.get("notes", []), *res.messages])
