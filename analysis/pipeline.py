@@ -16,6 +16,7 @@ so); with none, ``pooled`` has no entry for that direction.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,6 +132,19 @@ def _per_study_frame(fits: list[StudyFit]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=_PER_STUDY_COLS)
 
 
+def _failure_summary(left: list[StudyFit], n_names: int = 5, n_reasons: int = 2) -> str:
+    """Why studies failed, said once: the most common reasons with their counts and the first few names
+    (a collection where 200 of 200 studies fail gets one readable sentence, not 200 names)."""
+    reasons = Counter((f.messages[0] if f.messages else "no usable estimate") for f in left)
+    top = reasons.most_common(n_reasons)
+    why = "; ".join(f"{r.rstrip('.')} ({n} {'study' if n == 1 else 'studies'})" for r, n in top)
+    if len(reasons) > n_reasons:
+        why += f"; {len(reasons) - n_reasons} other reasons"
+    names = [str(f.study) for f in left]
+    shown = ", ".join(names[:n_names]) + (f" and {len(names) - n_names} more" if len(names) > n_names else "")
+    return f"Reason: {why}. {'Study' if len(names) == 1 else 'Studies'}: {shown}."
+
+
 def _pool(fits: list[StudyFit], term: str, options: LagOptions, label: str):
     """Random-effects pooling of ``term`` over the usable fits; (MetaResult | None, messages)."""
     from analysis.meta import random_effects
@@ -138,12 +152,15 @@ def _pool(fits: list[StudyFit], term: str, options: LagOptions, label: str):
     use = [f for f in fits if f.status != "failed" and term in f.terms and np.isfinite(f.coef(term)["se"])]
     use = [f for f in use if f.coef(term)["se"] > 0]
     msgs = []
-    left = [f.study for f in fits if f not in use]
+    left = [f for f in fits if f not in use]
     if left:
-        msgs.append(
-            f"{label}: {len(left)} of {len(fits)} studies could not be fitted and were left out of pooling "
-            f"({', '.join(left)})."
-        )
+        why = _failure_summary(left)
+        if not use:
+            msgs.append(f"{label}: no study could be fitted ({len(left)} of {len(fits)}), so nothing was pooled. "
+                        f"{why}")
+            return None, msgs
+        msgs.append(f"{label}: {len(left)} of {len(fits)} studies could not be fitted and were left out of "
+                    f"pooling. {why}")
     if not use:
         msgs.append(f"{label}: no study could be fitted, so nothing was pooled.")
         return None, msgs

@@ -20,6 +20,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis import formatting as fmt
+from analysis.export import safe_figure
 from analysis.rscript import r_script  # noqa: F401 (public: analysis.report.r_script)
 
 __all__ = ["OPTION_NAMES", "package_versions", "html_report", "options_table", "r_script", "reproduction_script"]
@@ -226,7 +227,7 @@ def html_report(
                 parts.append(_table_html(item, notes))
             elif isinstance(item, go.Figure):
                 # plotly.js embedded in the first figure only (never a CDN: the report must open offline)
-                parts.append(item.to_html(full_html=False, include_plotlyjs=not plotly_included))
+                parts.append(safe_figure(item).to_html(full_html=False, include_plotlyjs=not plotly_included))
                 plotly_included = True
             else:
                 parts.append(f"<p>{html.escape(str(item))}</p>")

@@ -123,7 +123,7 @@ else:
 try:
     samp = compute.conv_sample(skey, sd, rules)
 except ValueError as e:
-    st.error(f"The sample rules could not be applied: {e}")
+    st.error(f"The sample rules could not be applied: {esc(e, limit=None)}")
     st.stop()
 if rules != conv.SampleRules():
     st.subheader("Sample")
@@ -146,7 +146,7 @@ with st.expander("Per-session means and SDs"):
 try:
     scores = compute.conv_scores(skey, sd, o["discrepancy"], o["transform"], o["score_method"])
 except ValueError as e:
-    st.error(f"Dyad scores could not be computed: {e}")
+    st.error(f"Dyad scores could not be computed: {esc(e, limit=None)}")
     st.stop()
 rel = scores.reliability.get(study)
 if rel is not None and pd.notna(rel) and rel < 0.2:
@@ -182,7 +182,7 @@ try:
     dy = scores.dyadic.get(study) or compute.conv_dyadic(skey, sd)
 except ValueError as e:
     dy = None
-    st.info(f"The one-step dyadic model could not be fitted: {e}")
+    st.info(f"The one-step dyadic model could not be fitted: {esc(e, limit=None)}")
 show_figure(compute.conv_figure("discrepancy_figure", (skey, o["score_method"], dy is None), (tr,),
                                  {"dyadic": dy, "study": study}), "discrepancy", key="conv_disc")
 if dy is not None:
@@ -193,7 +193,7 @@ if dy is not None:
         "negative value while patients rate higher means the ratings converge."
     )
     for m in dy.messages:
-        st.caption(m)
+        st.caption(esc(m, limit=None))
 
 st.header("Symptom growth: Models 1–3")
 if "symptoms" not in sd.columns or sd["symptoms"].notna().sum() == 0:
@@ -209,11 +209,11 @@ try:
         gr = compute.conv_growth(skey, sd, scores, (o["discrepancy"], o["transform"], o["score_method"]),
                                  tuple(sorted(o.items())))
 except ValueError as e:
-    st.error(f"The growth models could not be fitted: {e}")
+    st.error(f"The growth models could not be fitted: {esc(e, limit=None)}")
     st.stop()
 for m in gr.messages:
     if m.startswith(("Two levels", "Three levels", "Symptom slopes vary", "Model(s)")):
-        st.info(m)
+        st.info(esc(m, limit=None))
 singular = [str(k) for k, g in gr.models.items() if g.fit.singular]
 if singular:
     st.warning(f"Model(s) {', '.join(singular)}: a random-effect variance was estimated at zero (singular fit). "
@@ -249,7 +249,7 @@ with st.expander("Power for convergence × time at this N (simulation)"):
             with st.spinner("Simulating…"):
                 pw = compute.conv_power(gr.models[min(gr.models)].n_dyads, sess, tuple(betas), int(n_sim))
         except ValueError as e:
-            st.error(str(e))
+            st.error(esc(e, limit=None))
         else:
             st.write(pw.summary())
             st.dataframe(pw.table, width="stretch", hide_index=True)
@@ -262,7 +262,7 @@ if len(studies) > 1 and preset is None:
         with st.spinner("Fitting Model 2 in every study…"):
             per, meta = compute.conv_pooled(key, df, o["discrepancy"], o["transform"], o["time"])
     except ValueError as e:
-        st.error(str(e))
+        st.error(esc(e, limit=None))
     else:
         st.dataframe(per, width="stretch", hide_index=True)
         table_download(per, "pooled_convergence", key="conv_pooled_dl")
@@ -270,4 +270,4 @@ if len(studies) > 1 and preset is None:
             show_figure(plots_meta.forest_plot(meta, title="Convergence × time (Model 2)",
                                                xlabel="Standardized coefficient (negative = steeper improvement)"),
                         "pooled_convergence_forest", key="conv_forest")
-            st.write(meta.summary())
+            st.write(esc(meta.summary(), limit=None))

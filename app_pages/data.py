@@ -9,8 +9,8 @@ from ui import compute
 from ui import mapping as umap
 from ui.bundle import bundle_upload
 from ui.downloads import show_figure, table_download
-from ui.safe import esc
-from ui.state import DEMOS, current, load_demo, set_dataset
+from ui.safe import esc, esc_frame
+from ui.state import DEMOS, current, load_demo, set_dataset, upload_key
 
 
 def _show_report(report, where=st) -> None:
@@ -43,7 +43,7 @@ with upload_tab:
     )
     st.download_button("Download a template CSV", data=adata.template_csv().encode("utf-8"),
                        file_name="alliance_template.csv", mime="text/csv", on_click="ignore")
-    files = st.file_uploader("Data files", type=umap.FILE_TYPES, accept_multiple_files=True, key="uploads")
+    files = st.file_uploader("Data files", type=umap.FILE_TYPES, accept_multiple_files=True, key=upload_key())
     prepared: list[tuple[bytes, umap.Choice]] = []
     for i, f in enumerate(files or []):
         with st.expander(esc(f.name), expanded=True):
@@ -76,6 +76,8 @@ with upload_tab:
                     label = ", ".join(c.name for _, c in prepared)
                     set_dataset(combined, f"Uploaded: {label}", "upload", notes,
                                 mapping={c.name: c.mapping for _, c in prepared})  # kept for the bundle
+                    for content, choice in prepared:  # the loaded data set no longer needs the cached reads
+                        compute.release_file(content, choice)
                     st.session_state["upload_message"] = "Data loaded. The analysis pages now use it."
                     st.rerun()
                 else:
@@ -109,7 +111,7 @@ shown = pd.DataFrame({
     **{f"Missing {c.replace('_', ' ')}": (per_study[f"pct_missing_{c}"] / 100).map(fmt.percent)
        for c in ("alliance", "symptoms", "therapist_alliance")},
 })
-st.table(shown.set_index("Study"))
+st.table(esc_frame(shown.set_index("Study")))  # study names are Markdown in st.table
 table_download(per_study, "study_summary")
 # A fresh browser waits mostly for the plotly bundle (4.7 MB of JavaScript to parse before the first chart;
 # benchmarks/bench_data_page.py): the page opens with tables only, and draws the charts when asked.

@@ -1,5 +1,6 @@
 import streamlit as st
 
+from ui.safe import esc
 from ui.state import current
 
 st.title("Alliance ⇄ Symptoms")
@@ -24,6 +25,6 @@ Every statistic is defined in the methods document (`docs/METHODS.md`) and check
 (lme4, metafor). Nothing you upload leaves this computer.
 """
 )
-st.info(f"Loaded now: **{ds['name']}**. Change it on the Data page.")
+st.info(f"Loaded now: **{esc(ds['name'])}**. Change it on the Data page.")
 st.page_link("app_pages/data.py", label="Go to the Data page", icon=":material/folder_open:")
 st.page_link("app_pages/lagged.py", label="Go to Lagged effects", icon=":material/swap_horiz:")

@@ -82,7 +82,7 @@ elif section == "Funnel & Egger":
         show_figure(plots_meta.funnel_figure(m.yi, m.vi, m, xlabel=xlabel, title=f"Funnel plot: {DIRECTIONS[d]}",
                                            labels=list(m.labels)), f"funnel_{d}", key=f"funnel_{d}")
         eg = compute.egger(m.yi, m.vi, options.pooling_method, options.test)
-        st.write(eg.summary())
+        st.write(esc(eg.summary(), limit=None))
 
 elif section == "Meta-regression":
     mods = study_level_columns(df)

@@ -16,7 +16,7 @@ from ui import compute
 from ui import mapping as umap
 from ui.downloads import show_figure, table_download
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel, pooling_panel
-from ui.safe import esc
+from ui.safe import esc, esc_frame
 from ui.state import current, data_banner
 
 STORE = "scr_store"  # plain dict: widget values and the uploaded file survive switching pages
@@ -128,7 +128,7 @@ def _manual_references(dirs) -> dict:
         try:
             refs[d] = screening.manual_reference(**vals)
         except ValueError as e:
-            st.error(f"{DIRECTIONS[d]}: {e}")
+            st.error(f"{DIRECTIONS[d]}: {esc(e, limit=None)}")
             refs[d] = None
     return refs
 
@@ -187,7 +187,7 @@ def main() -> None:
                                               "reason": "Why"})
     table["Mark"] = table["Mark"].map(MARK)
     table = table[["Check", "Mark", "Result", "Why"]]
-    st.table(table.set_index("Check"))
+    st.table(esc_frame(table.set_index("Check")))
     table_download(report.to_frame(), f"screening_checklist_{label}", key="scr_dl_checklist",
                    label="Download the checklist (CSV)")
     with st.expander("How the marks are decided"):
@@ -275,7 +275,7 @@ def main() -> None:
     show_figure(fig, f"screening_{label}", key="scr_forest")
     for d in dirs:
         pl = screening.place(effects[d], refs.get(d))
-        st.markdown(f"**{DIRECTIONS[d]}.** {pl.sentence}")
+        st.markdown(f"**{DIRECTIONS[d]}.** {esc(pl.sentence, limit=None)}")
     if mode == "collection" and exclude:
         st.caption(f"The collection was re-pooled without {esc(label)} (same τ² estimator and test), so the study is "
                    "compared with the other studies only.")

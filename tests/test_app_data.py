@@ -24,8 +24,9 @@ def _data_page():
 
 
 def _plain(text: str) -> str:
-    """Markdown text as the reader sees it (user strings are backslash-escaped by ui.safe.esc)."""
-    return re.sub(r"\\(.)", r"\1", text)
+    """Markdown text as the reader sees it (user strings are backslash-escaped by ui.safe.esc, which also puts
+    an invisible word joiner, U+2060, into bare URLs so that they do not become links)."""
+    return re.sub(r"\\(.)", r"\1", text).replace("\u2060", "")
 
 
 def _csv(df, **kw) -> bytes:

@@ -278,3 +278,18 @@ def test_coefficient_and_multiverse_figures(coll):
     mv = multiverse(coll, LagOptions(directions=("alliance_to_symptoms",)))
     fig = multiverse_figure(mv)
     assert len(fig.data[0].x) == 8
+
+
+def test_when_every_study_fails_the_reason_is_said_once_with_a_count_and_a_few_names():
+    """200 of 200 studies too small: one message per direction, not a list of 200 names (issue 16)."""
+    df = pd.concat([simulate_study(2, range(1, 4), study=f"Site {i:03d}", seed=i).data for i in range(200)],
+                   ignore_index=True)
+    res = two_stage(df)
+    assert res.pooled == {}
+    msgs = [m for m in res.messages if m.startswith("alliance")]
+    assert len(msgs) == 1, msgs
+    m = msgs[0]
+    assert "200 of 200" in m and "nothing was pooled" in m
+    assert "only 2 patient" in m and "(200 studies)" in m  # the reason, with its count
+    assert "Site 000, Site 001, Site 002, Site 003, Site 004 and 195 more" in m
+    assert "Site 199" not in m and len(m) < 400

@@ -18,6 +18,7 @@ import streamlit as st
 from analysis import data as adata
 from analysis import lagged, meta, pipeline, plots_data, plots_meta, screening
 from analysis.lagged import LagOptions
+from ui.safe import esc, safe_figure
 
 # --------------------------------------------------------------------------- file intake (Data, Screening)
 # Bounded: an uploaded file's parsed frame can be several times its size, so few entries are kept and
@@ -53,6 +54,14 @@ def canonical_file(content: bytes, choice) -> pd.DataFrame:
         raw = adata.wide_to_long(raw, id_col=choice.id_col, stubs=choice.stubs, study_col=choice.site_col)
     return adata.to_canonical(raw, choice.mapping, study=choice.label,
                               symptoms_higher_is_worse=not choice.higher_better)
+
+
+def release_file(content: bytes, choice) -> None:
+    """Drop one uploaded file's cached reads (raw and canonical frames) once its data set is loaded: the
+    canonical frame then lives in the session (``ui.state``), and the shared cache would otherwise keep
+    pickled copies of a large file for an hour after the data set is replaced (issue 16, memory)."""
+    canonical_file.clear(content, choice)
+    load_file.clear(content, choice.name, choice.sheet)
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=FILE_TTL)
@@ -105,7 +114,7 @@ def data_key(df: pd.DataFrame) -> str:
     return fingerprint(df)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
 def _two_stage(key: str, _df: pd.DataFrame, options: LagOptions) -> pipeline.TwoStageResult:
     return pipeline.two_stage(_df, options)
 
@@ -120,14 +129,14 @@ def two_stage_or_stop(df: pd.DataFrame, options: LagOptions, spinner: str) -> pi
         with st.spinner(spinner):
             res = two_stage(df, options)
     except ValueError as e:
-        st.error(f"The models could not be run with these options: {e}")
+        st.error(f"The models could not be run with these options: {esc(e, limit=None)}")
         st.stop()
     for m in res.messages:
-        st.info(m)
+        st.info(esc(m, limit=None))
     return res
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def _multiverse(key: str, _df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
     return pipeline.multiverse(_df, options)
 
@@ -136,7 +145,7 @@ def multiverse(df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
     return _multiverse(data_key(df), df, options)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def _early_alliance(key: str, _df: pd.DataFrame, early_sessions: int, options: LagOptions):
     return pipeline.early_alliance_outcome(_df, early_sessions=early_sessions, options=options)
 
@@ -145,12 +154,12 @@ def early_alliance(df: pd.DataFrame, early_sessions: int, options: LagOptions) -
     return _early_alliance(data_key(df), df, early_sessions, options)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
 def prepare(df: pd.DataFrame, options: LagOptions, direction: str) -> pd.DataFrame:
     return lagged.prepare(df, options, direction)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def _pairing_counts(key: str, _df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
     return lagged.pairing_counts(_df, options)
 
@@ -159,33 +168,40 @@ def pairing_counts(df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
     return _pairing_counts(data_key(df), df, options)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
 def leave_one_out(yi, vi, labels, method: str, test: str) -> pd.DataFrame:
     return meta.leave_one_out(yi, vi, labels=labels, method=method, test=test)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
 def egger(yi, vi, method: str, test: str):
     return meta.egger_test(yi, vi, method=method, test=test)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
 def meta_regression(yi, vi, moderators: pd.DataFrame, method: str, test: str, labels):
     return meta.meta_regression(yi, vi, moderators, method=method, test=test, labels=labels)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+# cache_resource, not cache_data: every session gets the same figure object, already made safe, instead of
+# unpickling (= re-validating) a plotly figure on every rerun of every session (0.14 s of CPU each; with a
+# class of 30 on one 2-core server that was the largest share of a page run). Nobody changes it in place:
+# safe_figure() finds nothing left to change, st.plotly_chart and the report only read it.
+@st.cache_resource(show_spinner=False, max_entries=64, ttl="1h")
 def _pooled_forest(key: str, _df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: str):
     res = two_stage(_df, options)
     dirs = [d for d in options.directions if d in res.pooled]
     if len(dirs) == 2:
-        return plots_meta.paired_forest_figure(res.pooled[dirs[0]], res.pooled[dirs[1]], titles=list(titles),
-                                             xlabel=xlabel)
-    return plots_meta.forest_figure(res.pooled[dirs[0]], title=titles[0], xlabel=xlabel)
+        fig = plots_meta.paired_forest_figure(res.pooled[dirs[0]], res.pooled[dirs[1]], titles=list(titles),
+                                              xlabel=xlabel)
+    else:
+        fig = plots_meta.forest_figure(res.pooled[dirs[0]], title=titles[0], xlabel=xlabel)
+    return safe_figure(fig)
 
 
 def pooled_forest(df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: str):
-    """The Pooled page's forest figure (paired when both directions are chosen), cached with its inputs."""
+    """The Pooled page's forest figure (paired when both directions are chosen), cached with its inputs,
+    shared read-only by every session."""
     return _pooled_forest(data_key(df), df, options, titles, xlabel)
 
 
@@ -193,7 +209,7 @@ def pooled_forest(df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: 
 # Within/between decomposition, early alliance, per-session descriptives (issue 11 §1, §3, §5)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@st.cache_data(show_spinner=False, max_entries=32, ttl="1h")
 def _decomposition(key: str, _df: pd.DataFrame, direction: str, lag: int, standardize: bool, study: str,
                    sessions):
     from analysis import decomposition
@@ -208,7 +224,7 @@ def decomposition(df: pd.DataFrame, direction: str, lag: int, standardize: bool,
                           None if sessions is None else tuple(int(s) for s in sessions))
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@st.cache_data(show_spinner=False, max_entries=32, ttl="1h")
 def _session_descriptives(key: str, _df: pd.DataFrame, study: str, sessions):
     from analysis import descriptives
 
@@ -229,7 +245,7 @@ def session_descriptives(df: pd.DataFrame, study: str, sessions=None):
                                  None if sessions is None else tuple(int(s) for s in sessions))
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def _early_outcome(key: str, _df: pd.DataFrame, options: LagOptions, early_window, outcome: str,
                    outcome_session, outcome_column):
     from analysis import early
@@ -281,7 +297,7 @@ def teaching_nickell(params):
 from analysis import convergence as conv  # noqa: E402
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
 def conv_demo(filename: str) -> tuple[pd.DataFrame, str]:
     """A dyadic demo read through the intake path, with its fingerprint."""
     from ui.state import load_demo
@@ -290,47 +306,47 @@ def conv_demo(filename: str) -> tuple[pd.DataFrame, str]:
     return df, fingerprint(df)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def conv_sample(key: str, _df: pd.DataFrame, rules: conv.SampleRules) -> conv.SampleResult:
     return conv.apply_sample_rules(_df, rules)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def conv_trajectories(key: str, _df: pd.DataFrame) -> pd.DataFrame:
     return conv.trajectories(_df)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def conv_scores(key: str, _df: pd.DataFrame, discrepancy: str, transform: str, method: str) -> conv.DyadScores:
     return conv.dyad_scores(_df, discrepancy=discrepancy, transform=transform, method=method)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def conv_growth(key: str, _df: pd.DataFrame, _scores: conv.DyadScores, scores_key: tuple, options: tuple):
     return conv.growth_models(_df, scores=_scores, **dict(options))
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def conv_dyadic(key: str, _df: pd.DataFrame):
     return conv.dyadic_model(_df)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def conv_shape(key: str, _df: pd.DataFrame, time: str):
     return conv.trajectory_shape(_df, time=time)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
 def conv_pooled(key: str, _df: pd.DataFrame, discrepancy: str, transform: str, time: str):
     return conv.pooled_convergence(_df, model=2, discrepancy=discrepancy, transform=transform, time=time)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
 def conv_power(n_dyads: int, sessions: tuple, betas: tuple, n_sim: int):
     return conv.convergence_power(n_dyads, sessions, betas=betas, n_sim=n_sim)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
 def conv_figure(figure: str, cache_key: tuple, _args: tuple, _kwargs: dict):
     """A convergence figure (``analysis.plots_convergence.<figure>``), cached on ``cache_key``: the caller
     passes a key that identifies every input (data fingerprint, study, rules, options)."""
@@ -343,7 +359,7 @@ def conv_figure(figure: str, cache_key: tuple, _args: tuple, _kwargs: dict):
 # Keyed on the stored data fingerprint; the frame is passed as ``_df`` and never hashed.
 
 
-@st.cache_data(show_spinner=False, max_entries=96)
+@st.cache_data(show_spinner=False, max_entries=96, ttl="1h")
 def _event_result(key: str, _df: pd.DataFrame, func: str, options: tuple):
     """One of analysis.events' result builders (rupture_analysis, gain_analysis, ...), cached."""
     from analysis import events
@@ -375,7 +391,7 @@ def event_reliable_change(df: pd.DataFrame, **options):
     return _event_result(data_key(df), df, "reliable_change_analysis", _freeze(options))
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@st.cache_data(show_spinner=False, max_entries=32, ttl="1h")
 def _event_around(key: str, _df: pd.DataFrame, gain_options: tuple, rater: str, standardize: bool):
     from analysis import events
 
@@ -390,7 +406,7 @@ def event_around(df: pd.DataFrame, gain_options: dict, rater: str, standardize: 
     return _event_around(data_key(df), df, _freeze(gain_options), rater, standardize)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@st.cache_data(show_spinner=False, max_entries=32, ttl="1h")
 def _event_outcome(key: str, _df: pd.DataFrame, event: str, measure: str, rupture_options: tuple,
                    gain_options: tuple):
     from analysis import events
@@ -409,7 +425,7 @@ def event_outcome(df: pd.DataFrame, event: str, measure: str, rupture_options: d
     return _event_outcome(data_key(df), df, event, measure, _freeze(rupture_options), _freeze(gain_options))
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
 def _event_baseline(key: str, _df: pd.DataFrame) -> dict:
     from analysis import events
 

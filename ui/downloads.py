@@ -1,7 +1,9 @@
 """Download buttons: tables as CSV; figures as PNG, SVG (kaleido + chromium) and HTML.
 
 Static images are rendered only when the user clicks (deferred data), so no
-page pays for kaleido on every rerun.
+page pays for kaleido on every rerun. Every CSV is written by
+:func:`analysis.export.csv_bytes` (formula-like text neutralised); every figure is shown
+and exported after :func:`ui.safe.safe_figure` (user strings cannot become plotly markup).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from analysis.export import csv_bytes
+from ui.safe import safe_figure
+
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower() or "download"
@@ -20,7 +25,7 @@ def _slug(name: str) -> str:
 def table_download(df: pd.DataFrame, name: str, key: str | None = None, label: str = "Download table (CSV)") -> None:
     st.download_button(
         label,
-        data=lambda: df.to_csv(index=False).encode("utf-8"),
+        data=lambda: csv_bytes(df),
         file_name=f"{_slug(name)}.csv",
         mime="text/csv",
         key=key or f"dl_csv_{_slug(name)}",
@@ -33,6 +38,7 @@ def _image(fig: go.Figure, fmt: str) -> bytes:
 
 
 def figure_downloads(fig: go.Figure, name: str, key: str | None = None) -> None:
+    fig = safe_figure(fig)
     base = key or _slug(name)
     c1, c2, c3 = st.columns(3)
     with c1:
@@ -49,6 +55,7 @@ def figure_downloads(fig: go.Figure, name: str, key: str | None = None) -> None:
 
 def show_figure(fig: go.Figure, name: str, key: str | None = None) -> None:
     """Show a plotly figure with its PNG / SVG / HTML download buttons underneath."""
+    fig = safe_figure(fig)
     st.plotly_chart(fig, width="stretch", key=f"chart_{key or _slug(name)}")
     with st.expander("Download this figure", expanded=False):
         figure_downloads(fig, name, key=key)

@@ -7,6 +7,7 @@ import streamlit as st
 
 from analysis import data as adata
 from analysis import meta
+from analysis.export import csv_bytes
 from analysis.report import html_report, r_script, reproduction_script
 from ui.bundle import BUNDLE_NAME, bundle_bytes
 from ui.options import DIRECTIONS
@@ -46,7 +47,7 @@ def report_downloads(ds: dict, options, res, fig) -> None:
                 "`python reproduce_analysis.py` from any folder. R (lme4 + metafor): run `Rscript reproduce_analysis.R` "
                 "in that folder. Both print the same pooled estimates.")
     c1, c2, c3 = st.columns(3)
-    c1.download_button("Download the data (CSV)", data=lambda: ds["df"].to_csv(index=False).encode("utf-8"),
+    c1.download_button("Download the data (CSV)", data=lambda: csv_bytes(ds["df"]),
                        file_name=DATA_NAME, mime="text/csv", key="dl_repro_data", on_click="ignore")
     c2.download_button("Download the script (.py)",
                        data=lambda: script_text(options).encode("utf-8"),

@@ -1,11 +1,17 @@
 """Show user-derived text as text: the one escaping helper for every page.
 
 Study, patient, therapist, column, sheet and file names (and any value from an uploaded
-file shown in a sentence) pass through :func:`esc` before they reach ``st.markdown``,
-``st.caption``, ``st.write``, alerts, labels or help texts. Markdown renders images, and
-images fetch URLs: an unescaped name such as ``![x](http://host/beacon.png)`` would make the
-viewer's browser call that host. Rule (grep-able, see CONTRIBUTING.md): every f-string that
-puts a user string into a Streamlit text element wraps it in ``esc(...)``.
+file shown in a sentence, including analysis messages that quote them) pass through
+:func:`esc` before they reach ``st.markdown``, ``st.caption``, ``st.write``, ``st.header``,
+alerts, expander / tab / widget labels, help texts, radio options or ``st.table`` cells
+(:func:`esc_frame`). Markdown renders images, and images fetch URLs: an unescaped name such
+as ``![x](http://host/beacon.png)`` would make the viewer's browser call that host.
+Text-only elements (``st.dataframe``, ``st.text``, ``st.code``, selectbox / multiselect
+options) need no escaping. Plotly text is a small HTML dialect: figures shown with
+``ui.downloads.show_figure`` pass through :func:`safe_figure`.
+
+Rule (grep-able, see CONTRIBUTING.md): every f-string that puts a user string into a
+Streamlit text element wraps it in ``esc(...)``; whole messages use ``esc(msg, limit=None)``.
 """
 
 from __future__ import annotations
@@ -13,21 +19,57 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["esc"]
+import pandas as pd
 
-# Every ASCII punctuation character may be backslash-escaped in CommonMark; escaping all of
-# them is simpler and safer than choosing. ":" stops Streamlit's :color[...] and :emoji:
-# directives, "$" stops LaTeX, "<" and ">" stop HTML, "[" "]" "(" ")" "!" stop links and images.
-_PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~=:\"'&%^@;,?/])")
-_SPACE = re.compile(r"[\r\n\t\v\f\u2028\u2029]+")
-# bidirectional overrides and isolates would reorder the rest of the sentence
-_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069\u200e\u200f]")
+from analysis.export import plotly_text, safe_figure
+
+__all__ = ["esc", "esc_frame", "plotly_text", "safe_figure"]
+
+# The characters that open Markdown (and Streamlit) markup anywhere in a line, backslash-escaped:
+# "[" "]" stop links and images (and :color[...] directives), "<" ">" stop HTML and <autolinks>,
+# "$" stops LaTeX, "`" "*" "_" "~" "|" "#" "{" "}" "\\" stop code, emphasis, strikethrough,
+# tables, headings and attributes. Other punctuation (. , ( ) ! : - ' ") cannot start markup
+# without one of these, so it is left alone and messages stay readable in tests and logs.
+_PUNCT = re.compile(r"([\\`*_{}\[\]<>$~|#])")
+_SPACE = re.compile(r"[\r\n\t\v\f\u2028\u2029\x85]+")
+# bidirectional overrides, embeddings, isolates and marks would reorder the rest of the sentence;
+# other control characters (C0, DEL, C1) have no business in a label either
+_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\x00-\x08\x0e-\x1f\x7f-\x9f]")
 
 
-def esc(value: Any, limit: int | None = 200) -> str:
-    """``value`` as Markdown-safe plain text: punctuation escaped, line breaks and
-    bidirectional control characters removed, cut to ``limit`` characters (with "…")."""
+def _plain(value: Any, limit: int | None) -> str:
     s = _BIDI.sub("", _SPACE.sub(" ", str(value)))
     if limit is not None and len(s) > limit:
         s = s[: limit - 1] + "…"
+    return s
+
+
+# GitHub-flavoured Markdown turns bare URLs, www. names and e-mail addresses into links after
+# escapes are resolved, so backslashes cannot stop it: an invisible word joiner (U+2060) can.
+_AUTOLINK = re.compile(r"(?i)(?<=[a-z0-9])(:)(?=//)|(?<=\bwww)(\.)|(@)")
+
+
+def esc(value: Any, limit: int | None = 200) -> str:
+    """``value`` as Markdown-safe plain text: punctuation backslash-escaped (so Markdown,
+    HTML, LaTeX ``$…$`` and Streamlit directives stay literal), bare URLs, ``www.`` names and
+    e-mail addresses kept from becoming links (a word joiner, U+2060, invisible), line breaks
+    and bidirectional control characters removed, cut to ``limit`` characters (with "…";
+    ``None``: no cut)."""
+    s = _AUTOLINK.sub(lambda m: m.group(0) + "\u2060", _plain(value, limit))
     return _PUNCT.sub(r"\\\1", s)
+
+
+def esc_frame(df: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:
+    """A copy of ``df`` for ``st.table`` (which renders cells and headers as Markdown):
+    every text cell, column name and index label passed through :func:`esc`."""
+
+    def cell(v):
+        return esc(v, limit) if isinstance(v, str) else v
+
+    out = df.copy()
+    for c in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[c]) and not pd.api.types.is_bool_dtype(out[c]):
+            out[c] = out[c].map(cell).astype(object)
+    out.columns = [cell(c) for c in out.columns]
+    out.index = out.index.map(cell)
+    return out

@@ -7,6 +7,9 @@ about how it was made, e.g. a flipped symptom scale).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +31,7 @@ DEFAULT_DEMO = next(iter(DEMOS))
 DYADIC_DEMOS = ("dyads_bdi.csv", "dyads_gsi.csv")
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
 def load_demo(filename: str) -> pd.DataFrame:
     """Read a demo file through the same intake path as an upload."""
     raw = adata.load(DEMO_DIR / filename, filename=filename)
@@ -36,30 +39,81 @@ def load_demo(filename: str) -> pd.DataFrame:
     return adata.to_canonical(raw, mapping)
 
 
-def set_dataset(df: pd.DataFrame, name: str, source: str, notes: list[str] | None = None,
-                mapping: dict | None = None) -> None:
-    """Make ``df`` the loaded data set (``source``: "demo", "upload" or "bundle"; ``mapping``: the
-    column mapping it was made with, kept for the reproducibility bundle)."""
+def _describe(df: pd.DataFrame) -> dict:
+    """The data set's fingerprint and counts, computed once per data set (not on every rerun)."""
     from ui.compute import fingerprint
 
-    st.session_state["dataset"] = {
-        "df": df, "name": name, "source": source, "notes": list(notes or []),
-        "mapping": dict(mapping) if mapping else df.attrs.get("mapping"),
-        # computed once here, so reruns neither re-hash nor re-count the data
+    return {
         "key": fingerprint(df),
         "n_studies": int(df["study"].nunique()),
         "n_patients": int(df.groupby(["study", "patient"], observed=True).ngroups),
         "therapist": has_therapist_ratings(df),
     }
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
+def _demo_description(filename: str) -> dict:
+    """:func:`_describe` of a demo, shared by every session (a class of 30 opening the app at once
+    hashes the default demo once, not 30 times)."""
+    return _describe(load_demo(filename))
+
+
+def set_dataset(df: pd.DataFrame, name: str, source: str, notes: list[str] | None = None,
+                description: dict | None = None, mapping: dict | None = None) -> None:
+    """Make ``df`` the loaded data set (``source``: "demo", "upload" or "bundle"; ``mapping``: the
+    column mapping it was made with, kept for the reproducibility bundle)."""
+    previous = st.session_state.get("dataset")
+    st.session_state["dataset"] = {
+        "df": df, "name": name, "source": source, "notes": list(notes or []),
+        "mapping": dict(mapping) if mapping else df.attrs.get("mapping"),
+        # computed once here, so reruns neither re-hash nor re-count the data
+        **(description or _describe(df)),
+    }
     # results computed for an earlier data set are no longer valid
     for key in [k for k in st.session_state if str(k).startswith("result_")]:
         del st.session_state[key]
+    if previous is not None:  # a data set replaces another: the old one and its files can go
+        release_uploads(big=previous.get("source") == "upload" or "_file_reader_memo" in st.session_state)
+
+
+def release_uploads(big: bool = True) -> None:
+    """Let go of this session's uploaded files once a data set is loaded (issue 16: memory).
+
+    The Data page's uploader key carries a generation number (``upload_key()``); a new number
+    gives an empty uploader, and Streamlit drops the files of the old one at the end of the run.
+    The frames read from them (``ui.compute.load_file``) are dropped here, and freed memory is
+    handed back to the operating system.
+    """
+    st.session_state["uploads_gen"] = st.session_state.get("uploads_gen", 0) + 1
+    st.session_state.pop("_file_reader_memo", None)
+    if big:  # the old frames are still referenced by this run; trim at the start of the next one
+        st.session_state["_return_memory"] = True
+
+
+def upload_key() -> str:
+    """Widget key of the Data page's file uploader (changes when a data set is loaded)."""
+    return f"uploads_{st.session_state.get('uploads_gen', 0)}"
+
+
+def _return_memory() -> None:
+    """Collect garbage and give freed memory back to the operating system (RSS drops after a big
+    file): Arrow's memory pool (pandas' text columns) and glibc's heap both keep freed pages."""
+    gc.collect()
+    with contextlib.suppress(Exception):  # no pyarrow: pandas text is in Python objects
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
+    with contextlib.suppress(Exception):  # not glibc (macOS, Windows, musl): nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def ensure_dataset() -> dict:
     """Load the default demo on first start."""
+    if st.session_state.pop("_return_memory", False):
+        _return_memory()
     if "dataset" not in st.session_state:
-        set_dataset(load_demo(DEMOS[DEFAULT_DEMO]), DEFAULT_DEMO, "demo")
+        filename = DEMOS[DEFAULT_DEMO]
+        set_dataset(load_demo(filename), DEFAULT_DEMO, "demo", description=_demo_description(filename))
         st.session_state["dataset"]["auto"] = True  # loaded because a new session started
     return st.session_state["dataset"]
 
@@ -111,7 +165,7 @@ def sidebar_summary() -> None:
     df = ds["df"]
     with st.sidebar:
         st.markdown("**Loaded data**")
-        st.caption(ds["name"])
+        st.caption(esc(ds["name"]))
         if "n_patients" not in ds:  # a data set put into the session state by hand (tests)
             set_dataset(df, ds["name"], ds.get("source", "upload"), ds.get("notes"))
             ds = st.session_state["dataset"]
@@ -121,4 +175,4 @@ def sidebar_summary() -> None:
             + (" · therapist ratings" if ds["therapist"] else "")
         )
         for note in ds.get("notes", []):
-            st.caption(f"Note: {note}")
+            st.caption(f"Note: {esc(note, limit=None)}")

@@ -1,0 +1,197 @@
+"""Benchmark: a class of N students on one server (issue 16).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_class.py                # N = 1, 10, 30
+    .venv/bin/python benchmarks/bench_class.py --n 30
+
+    .venv/bin/python benchmarks/bench_class.py --driver ws    # websocket clients instead of chromium
+
+Starts the app (``streamlit run app.py --server.headless true --server.port P``, waits on
+``/_stcore/health``, stops exactly that process at the end), then for each N opens N
+independent sessions at once: N browser contexts in one Debian chromium (launched with
+``--no-sandbox --disable-gpu --disable-background-networking``). Each session opens the
+Pooled effects page and waits for the forest plot (time to plot), then switches the
+centering to grand-mean and waits until the forest plot shows the new estimates (time after
+the option change). With ``--driver ws`` the students are websocket clients speaking Streamlit's
+protocol (benchmarks/ws_client.py): the same two runs, without 30 browsers competing with the
+server for the same cores. A fresh server is started for each N so that no N profits from the
+caches of the one before.
+
+Prints, per N: p50 / p95 / max seconds to the first forest plot and after the change, the
+number of failed sessions, the server's peak RSS while the sessions ran and its RSS a few
+seconds after they closed, and the server's CPU seconds per session (a figure that does not
+depend on what else the machine is doing, unlike the times; the load average is printed too). Targets at N = 30: p95 ≤ 5 s first plot, ≤ 3 s after the change,
+0 failures, RSS ≤ 4 GB, memory back near baseline after the sessions close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.app_server import GB, app_server, cpu_seconds, rss  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+FOREST = """() => {
+  const el = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+  if (!el || !el.data || !el.data.length) return null;
+  return JSON.stringify(el.data.map(t => t.x));
+}"""
+
+
+def pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    k = (len(xs) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+async def student(browser, url: str, timeout_ms: float, out: dict) -> None:
+    ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = await ctx.new_page()
+        t0 = time.perf_counter()
+        await page.goto(url + "/pooled", timeout=timeout_ms)
+        await page.wait_for_function(f"() => ({FOREST})() !== null", timeout=timeout_ms, polling=50)
+        out["first"] = time.perf_counter() - t0
+        before = await page.evaluate(FOREST)
+        radio = page.locator('[data-testid="stSidebar"] label').filter(has_text="Grand-mean (total effect)").first
+        await radio.wait_for(timeout=timeout_ms)
+        await radio.click()
+        t1 = time.perf_counter()
+        await page.wait_for_function(f"(b) => {{ const x = ({FOREST})(); return x !== null && x !== b; }}",
+                                     arg=before, timeout=timeout_ms, polling=50)
+        out["change"] = time.perf_counter() - t1
+    except Exception as e:  # a failed session is counted, not fatal
+        out["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+    finally:
+        await ctx.close()
+
+
+async def student_ws(url: str, timeout_s: float, out: dict) -> None:
+    """The same student without a browser: Streamlit's websocket protocol (benchmarks/ws_client.py)."""
+    from benchmarks.ws_client import Student, forest_x
+
+    try:
+        async with Student(url) as s:
+            t0 = time.perf_counter()
+            await s.run("pooled", timeout=timeout_s)
+            if not s.plot_specs:
+                raise RuntimeError("no forest plot in the first run")
+            out["first"] = time.perf_counter() - t0
+            before = forest_x(s.plot_specs[0])
+            t1 = time.perf_counter()
+            await s.run("pooled", [s.radio_state("opt_centering", "Grand-mean (total effect)")], timeout=timeout_s)
+            if not s.plot_specs or forest_x(s.plot_specs[0]) == before:
+                raise RuntimeError("the forest plot did not change with the centering")
+            out["change"] = time.perf_counter() - t1
+    except Exception as e:  # a failed session is counted, not fatal
+        out["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+
+
+async def run_class_ws(url: str, n: int, timeout_s: float) -> list[dict]:
+    results = [{} for _ in range(n)]
+    await asyncio.gather(*(student_ws(url, timeout_s, r) for r in results))
+    return results
+
+
+async def run_class(url: str, n: int, timeout_s: float) -> list[dict]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            results = [{} for _ in range(n)]
+            await asyncio.gather(*(student(browser, url, timeout_s * 1000, r) for r in results))
+            return results
+        finally:
+            await browser.close()
+
+
+class PeakRSS:
+    """Sample the server's RSS every 0.2 s in a thread (VmHWM is process-lifetime, this is per phase)."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss(self.pid)[0])
+            time.sleep(0.2)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, nargs="+", default=[1, 10, 30])
+    ap.add_argument("--timeout", type=float, default=180.0, help="seconds allowed per step per session")
+    ap.add_argument("--driver", choices=["browser", "ws"], default="browser",
+                    help="browser: N chromium contexts (the browser shares the server's CPU); ws: N clients "
+                         "speaking Streamlit's websocket protocol (server cost only)")
+    ap.add_argument("--warm", action="store_true",
+                    help="one untimed session first (the instructor opened the app before the class): the "
+                         "import, demo and default-options fit are then cached, as they are in class")
+    args = ap.parse_args()
+    rows = []
+    for n in args.n:
+        with app_server(log=Path(f"/tmp/bench_class_server_{n}.log")) as (url, pid):
+            if args.warm:
+                asyncio.run(run_class_ws(url, 1, args.timeout))
+            base = rss(pid)[0]
+            load = os.getloadavg()[0]
+            cpu0 = cpu_seconds(pid)
+            with PeakRSS(pid) as peak:
+                t = time.perf_counter()
+                runner = run_class if args.driver == "browser" else run_class_ws
+                res = asyncio.run(runner(url, n, args.timeout))
+                wall = time.perf_counter() - t
+            cpu = cpu_seconds(pid) - cpu0
+            time.sleep(5)
+            after = rss(pid)[0]
+        first = [r["first"] for r in res if "first" in r]
+        change = [r["change"] for r in res if "change" in r]
+        errors = [r["error"] for r in res if "error" in r]
+        rows.append((n, first, change, errors, base, peak.peak, after, wall))
+        print(f"N={n}: done in {wall:.1f} s; {len(errors)} failed" + (f" (first: {errors[0]})" if errors else "")
+              + f"; server CPU {cpu:.1f} s ({cpu / n:.2f} s per session); machine load average at start {load:.1f}",
+              flush=True)
+    print()
+    print(f"driver: {args.driver}" + (" (warm server: one session before the class)" if args.warm else
+                                       " (cold server: the first session pays the imports and the first fit)"))
+    print(f"{'N':>3} | {'first plot p50':>14} {'p95':>6} {'max':>6} | {'after change p50':>16} {'p95':>6} "
+          f"{'max':>6} | {'failed':>6} | {'RSS base':>8} {'peak':>6} {'after':>6} (GB)")
+    for n, first, change, errors, base, peak, after, _wall in rows:
+        print(f"{n:>3} | {pct(first, .5):>14.2f} {pct(first, .95):>6.2f} {max(first, default=float('nan')):>6.2f} | "
+              f"{pct(change, .5):>16.2f} {pct(change, .95):>6.2f} {max(change, default=float('nan')):>6.2f} | "
+              f"{len(errors):>6} | {base / GB:>8.2f} {peak / GB:>6.2f} {after / GB:>6.2f}")
+    n, first, change, errors, base, peak, after, _ = rows[-1]
+    ok = (pct(first, .95) <= 5 and pct(change, .95) <= 3 and not errors and peak <= 4 * GB)
+    print(f"targets at N = {n} (p95 ≤ 5 s first plot, ≤ 3 s after change, 0 failures, RSS ≤ 4 GB): "
+          f"{'met' if ok else 'NOT met'}")
+    if first:
+        print(f"(mean first plot {statistics.mean(first):.2f} s)")
+
+
+if __name__ == "__main__":
+    main()
