@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test lint bench demo clean
+.PHONY: run test lint bench demo reference clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ lint: $(VENV)/.dev-installed
 
 bench: $(VENV)/.installed
 	for f in benchmarks/bench_*.py; do echo "== $$f"; PYTHONPATH=. $(BIN)/python $$f; done
+
+# Rerun every R script in tests/reference (needs R with lme4, metafor, clubSandwich, jsonlite)
+# and fail on any numerical difference from the committed values (relative 1e-9).
+reference: $(VENV)/.dev-installed
+	$(BIN)/python tests/reference/check_reference.py
 
 demo: $(VENV)/.installed
 	$(BIN)/python demo_data/make_demo.py

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui import persist
 from ui.state import ensure_dataset, sidebar_summary
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +34,7 @@ PAGES = [
 
 # Our own sidebar links (the automatic navigation is hidden; see .streamlit/config.toml).
 # The page files live in app_pages/, not pages/, so Streamlit's legacy multipage mode never starts.
+persist.sync()  # remember widget choices across pages (ui/persist.py)
 ensure_dataset()
 with st.sidebar:
     st.markdown("### Alliance ⇄ Symptoms")
@@ -41,3 +43,4 @@ with st.sidebar:
     st.divider()
 sidebar_summary()
 st.navigation(PAGES, position="hidden").run()
+persist.write_declared()  # the page's options into the URL (ui/persist.py)

@@ -21,8 +21,9 @@ import plotly.graph_objects as go
 
 from analysis import formatting as fmt
 from analysis.export import safe_figure
+from analysis.rscript import r_script  # noqa: F401 (public: analysis.report.r_script)
 
-__all__ = ["OPTION_NAMES", "package_versions", "html_report", "options_table", "reproduction_script"]
+__all__ = ["OPTION_NAMES", "package_versions", "html_report", "options_table", "r_script", "reproduction_script"]
 
 _PACKAGES = ("numpy", "pandas", "scipy", "statsmodels", "plotly", "streamlit")
 
@@ -244,13 +245,19 @@ def reproduction_script(
     pooled_method: str | None = None,
     test: str | None = None,
 ) -> str:
-    """Python source that reproduces the two-stage analysis with the ``analysis`` package.
+    """Python source that reproduces the two-stage analysis with the installed ``analysis`` package.
 
-    The script reads ``data_filename`` (the CSV the user downloads next to it),
-    runs :func:`analysis.pipeline.two_stage` with the same options and prints the
-    pooled estimates. Every user-supplied string is embedded with ``repr`` so
-    that it is data, not code.
+    The script reads ``data_filename`` from its own folder (the CSV the user
+    downloads next to it), runs :func:`analysis.pipeline.two_stage` with the
+    same options, prints the pooled estimates and writes
+    ``python_per_study_estimates.csv`` and ``python_pooled_estimates.csv`` next
+    to itself. It needs only the ``alliance-dashboard`` package installed
+    (``pip install .`` in the project folder), so it runs from any folder.
+    Every user-supplied string is embedded with ``repr`` so that it is data,
+    not code.
     """
+    import analysis
+
     opts = _options_dict(options)
     if pooled_method is not None:
         opts["pooling_method"] = pooled_method
@@ -259,17 +266,31 @@ def reproduction_script(
     opt_lines = ",\n".join(f"    {k}={v!r}" for k, v in opts.items())
     map_line = f"mapping = {dict(mapping)!r}" if mapping else "mapping = data.suggest_mapping(raw)"
     study_arg = f", study={study_label!r}" if study_label else ""
+    version = analysis.__version__
     return f'''"""Reproduces the analysis shown in the Alliance <-> Symptoms dashboard.
 
-Run from the project folder (so that `analysis` can be imported):
-    .venv/bin/python this_script.py
+Needs the dashboard's Python package (version {version}), installed once with
+    pip install <the dashboard's project folder>
+Then, from any folder:
+    python this_script.py
+It reads {data_filename!r} from the folder of this script, prints the pooled
+estimates and writes python_per_study_estimates.csv and python_pooled_estimates.csv
+next to this script.
 """
+import os
+
 import pandas as pd
 
+import analysis
 from analysis import data, lagged, pipeline
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+if analysis.__version__ != {version!r}:
+    print("Note: this script was written by version {version} of the analysis package; "
+          "installed is", analysis.__version__)
+
 pd.set_option("display.width", 160)
-raw = data.load({data_filename!r})
+raw = data.load(os.path.join(HERE, {data_filename!r}))
 {map_line}
 df = data.to_canonical(raw, mapping{study_arg})
 options = lagged.LagOptions(
@@ -277,8 +298,13 @@ options = lagged.LagOptions(
 )
 result = pipeline.two_stage(df, options)
 print(result.per_study.to_string(index=False))
+rows = []
 for direction, pooled in result.pooled.items():
     print(direction, "pooled within-patient effect:",
           f"estimate={{pooled.estimate:.6f}} se={{pooled.se:.6f}} "
           f"ci=[{{pooled.ci_low:.6f}}, {{pooled.ci_high:.6f}}] tau2={{pooled.tau2:.6f}} k={{pooled.k}}")
+    rows.append({{"direction": direction, "estimate": pooled.estimate, "se": pooled.se, "tau2": pooled.tau2,
+                 "k": pooled.k, "ci_low": pooled.ci_low, "ci_high": pooled.ci_high, "pvalue": pooled.pvalue}})
+result.per_study.to_csv(os.path.join(HERE, "python_per_study_estimates.csv"), index=False)
+pd.DataFrame(rows).to_csv(os.path.join(HERE, "python_pooled_estimates.csv"), index=False)
 '''

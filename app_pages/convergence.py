@@ -8,6 +8,7 @@ from analysis import formatting as fmt
 from analysis import plots_meta, presets
 from ui import compute
 from ui.downloads import show_figure, table_download
+from ui.persist import CONVERGENCE, url_params
 from ui.safe import esc
 from ui.state import DEMOS, DYADIC_DEMOS, current, has_therapist_ratings
 
@@ -34,6 +35,7 @@ if has_t:
 dyadic_loaded = has_t and rel_loaded >= 0.2
 
 CONV_PRESETS = presets.page_presets("convergence")
+url_params("convergence", CONVERGENCE)  # options in the URL (ui/persist.py)
 preset_name = st.selectbox("Reproduce a paper", [OWN, *CONV_PRESETS], key="conv_preset",
                            format_func=lambda k: k if k == OWN else CONV_PRESETS[k].title,
                            help="Settings (sample rules, time coding, score, transform) that reproduce the seed "

@@ -7,6 +7,7 @@ from analysis import data as adata
 from analysis import formatting as fmt
 from ui import compute
 from ui import mapping as umap
+from ui.bundle import bundle_upload
 from ui.downloads import show_figure, table_download
 from ui.safe import esc, esc_frame
 from ui.state import DEMOS, current, load_demo, set_dataset, upload_key
@@ -73,7 +74,8 @@ with upload_tab:
             else:
                 if report.ok:
                     label = ", ".join(c.name for _, c in prepared)
-                    set_dataset(combined, f"Uploaded: {label}", "upload", notes)
+                    set_dataset(combined, f"Uploaded: {label}", "upload", notes,
+                                mapping={c.name: c.mapping for _, c in prepared})  # kept for the bundle
                     for content, choice in prepared:  # the loaded data set no longer needs the cached reads
                         compute.release_file(content, choice)
                     st.session_state["upload_message"] = "Data loaded. The analysis pages now use it."
@@ -83,6 +85,7 @@ with upload_tab:
                     _show_report(report)
         elif failed:
             st.info("Fix the problems above; your column choices are kept.")
+    bundle_upload()
 
 if msg := st.session_state.pop("upload_message", None):
     st.success(msg)

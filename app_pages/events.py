@@ -13,7 +13,7 @@ from analysis.plots_meta import forest_plot
 from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.safe import esc
-from ui.state import current, has_therapist_ratings
+from ui.state import current, data_banner, has_therapist_ratings
 
 LINK_RUPTURES, LINK_GAINS, LINK_RC = ("/methods#9-ruptures-ruptures-paper-stiles-2004-strauss-2006-gumz-2012",
                                       "/methods#10-sudden-gains-review-tang-and-de-rubeis-1999",
@@ -271,6 +271,7 @@ def outcome_tab(df, r_opts, g_opts, multi) -> None:
 
 
 st.title("Ruptures & gains")
+data_banner()
 ds = current()
 df = ds["df"]
 studies = sorted(df["study"].astype(str).unique())

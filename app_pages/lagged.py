@@ -10,9 +10,10 @@ from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel
 from ui.safe import esc
-from ui.state import current
+from ui.state import current, data_banner
 
 st.title("Lagged effects")
+data_banner()
 df = current()["df"]
 options = option_panel(df)
 SCALE = {"total": "standardized within study by the total SD", "within": "standardized within study by the "

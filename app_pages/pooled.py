@@ -12,9 +12,10 @@ from ui.downloads import show_figure, table_download
 from ui.options import DIRECTIONS, LINKS, option_panel, pooling_panel
 from ui.reporting import report_downloads
 from ui.safe import esc
-from ui.state import current, study_level_columns
+from ui.state import current, data_banner, study_level_columns
 
 st.title("Pooled effects")
+data_banner()
 ds = current()
 df = ds["df"]
 pooling_panel(df)

@@ -17,7 +17,7 @@ from ui import mapping as umap
 from ui.downloads import show_figure, table_download
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel, pooling_panel
 from ui.safe import esc, esc_frame
-from ui.state import current
+from ui.state import current, data_banner
 
 STORE = "scr_store"  # plain dict: widget values and the uploaded file survive switching pages
 MARK = {"pass": "✓\u00a0pass", "caution": "⚠\u00a0caution", "fail": "✗\u00a0fail"}
@@ -144,6 +144,7 @@ def main() -> None:
         "or a reference effect you type in."
     )
     ds = current()
+    data_banner()
     coll = ds["df"]
     pooling_panel(coll)
     options = option_panel(coll)

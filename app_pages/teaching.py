@@ -9,6 +9,7 @@ from analysis import plots_teaching
 from analysis import teaching as tg
 from ui import compute
 from ui.downloads import show_figure, table_download
+from ui.persist import TEACHING, url_params
 
 M = "/methods#"
 LINKS = {
@@ -48,6 +49,7 @@ if not present:
         "1 unit = 1 standard deviation of the patients' true average levels."
     )
 
+url_params("teaching", TEACHING)  # scenario and seed in the URL (shareable link)
 if present:
     controls, body = st.columns([1, 4], gap="small")
 else:

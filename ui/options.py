@@ -1,9 +1,10 @@
 """The stage-1 option panel shared by the Lagged and Pooled pages.
 
 Widget values are copied into a plain session-state dict (``lag_options``)
-after each run and written back into the widget keys before the widgets are
-drawn, so choices survive switching pages (Streamlit forgets the state of
-widgets that are not on the current page).
+after each run and written back into the widget keys (``ui.persist.widget``)
+before the widgets are drawn, so choices survive switching pages (Streamlit
+forgets the state of widgets that are not on the current page). The options
+are also kept in the URL (``ui.persist.url_params``), so a link reproduces them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from analysis.lagged import POOLING_METHODS, LagOptions
+from analysis.lagged import LagOptions
+from analysis.meta import METHODS
+from ui import persist
+from ui.persist import Param
 
 STORE = "lag_options"
 DIRECTIONS = {
@@ -80,10 +84,46 @@ def stored(df: pd.DataFrame) -> dict:
     if opts is None or opts.get("_bounds") != (smin, smax):
         opts = _defaults(df)
         opts["_bounds"] = (smin, smax)
-        for key in [k for k in st.session_state if str(k).startswith("opt_")]:
-            del st.session_state[key]
+        persist.forget("opt_")
         st.session_state[STORE] = opts
     return opts
+
+
+def store_options(options: LagOptions, df: pd.DataFrame) -> None:
+    """Make ``options`` the current choices for ``df`` (e.g. restored from a bundle)."""
+    smin, smax = int(df["session"].min()), int(df["session"].max())
+    opts = {k: v for k, v in options.to_dict().items() if k in _defaults(df)}
+    opts["directions"] = list(options.directions)
+    opts["window"] = tuple(options.sessions) if options.sessions is not None else (smin, smax)
+    opts["_bounds"] = (smin, smax)
+    persist.forget("opt_")
+    st.session_state[STORE] = opts
+
+
+def url_spec(df: pd.DataFrame) -> dict[str, Param]:
+    """The stage-1 options as URL parameters (the session window within the data's sessions)."""
+    smin, smax = int(df["session"].min()), int(df["session"].max())
+    return {
+        "centering": Param("opt_centering", "choice", tuple(CENTERING)),
+        "directions": Param("opt_directions", "choices", tuple(DIRECTIONS)),
+        "sessions": Param("opt_window", "range", lo=smin, hi=smax),
+        "lag": Param("opt_lag", "choice", (1, 2, 3, 0)),
+        "pairing": Param("opt_pairing", "choice", ("session", "next_observed")),
+        "standardize": Param("opt_standardize", "bool"),
+        "std_by": Param("opt_standardize_by", "choice", ("total", "within")),
+        "prior": Param("opt_control_prior_outcome", "bool"),
+        "trend": Param("opt_time_trend", "choice", tuple(TIME_TREND)),
+        "cross": Param("opt_cross_level", "bool"),
+        "outmod": Param("opt_outcome_moderator", "bool"),
+        "estimator": Param("opt_estimator", "choice", ("mixed", "fixed_effects")),
+        "df": Param("opt_df_method", "choice", ("z", "satterthwaite")),
+    }
+
+
+POOL_URL = {
+    "tau2": Param("opt_pooling_method", "choice", tuple(METHODS)),
+    "test": Param("opt_test", "choice", ("z", "knha")),
+}
 
 
 def to_lag_options(opts: dict, df: pd.DataFrame) -> LagOptions:
@@ -117,9 +157,7 @@ def _w(name: str, opts: dict) -> str:
     same widget on another page is otherwise ignored and the widget falls back
     to its default.
     """
-    key = f"opt_{name}"
-    st.session_state[key] = st.session_state.get(key, opts[name])
-    return key
+    return persist.widget(f"opt_{name}", opts[name])
 
 
 def option_panel(df: pd.DataFrame, container=None) -> LagOptions:
@@ -127,6 +165,7 @@ def option_panel(df: pd.DataFrame, container=None) -> LagOptions:
     c = container or st.sidebar
     opts = stored(df)
     smin, smax = opts["_bounds"]
+    persist.url_params("lag", url_spec(df))
     with c:
         st.markdown("#### Model options")
         opts["centering"] = st.radio(
@@ -237,10 +276,11 @@ def pooling_panel(df: pd.DataFrame, container=None) -> LagOptions:
     """Stage-2 choices (estimator of τ², test) on top of the stage-1 options."""
     c = container or st.sidebar
     opts = stored(df)
+    persist.url_params("pool", POOL_URL)
     with c:
         st.markdown("#### Pooling")
         opts["pooling_method"] = st.selectbox(
-            "τ² estimator", ["REML", *(m for m in POOLING_METHODS if m != "REML")], key=_w("pooling_method", opts),
+            "τ² estimator", ["REML", *(m for m in METHODS if m != "REML")], key=_w("pooling_method", opts),
             help="How the between-study variance is estimated. REML is the default; FE assumes no heterogeneity. "
                  f"[Methods §6]({LINKS['stage2']})",
         )

@@ -59,10 +59,13 @@ def _demo_description(filename: str) -> dict:
 
 
 def set_dataset(df: pd.DataFrame, name: str, source: str, notes: list[str] | None = None,
-                description: dict | None = None) -> None:
+                description: dict | None = None, mapping: dict | None = None) -> None:
+    """Make ``df`` the loaded data set (``source``: "demo", "upload" or "bundle"; ``mapping``: the
+    column mapping it was made with, kept for the reproducibility bundle)."""
     previous = st.session_state.get("dataset")
     st.session_state["dataset"] = {
         "df": df, "name": name, "source": source, "notes": list(notes or []),
+        "mapping": dict(mapping) if mapping else df.attrs.get("mapping"),
         # computed once here, so reruns neither re-hash nor re-count the data
         **(description or _describe(df)),
     }
@@ -111,7 +114,28 @@ def ensure_dataset() -> dict:
     if "dataset" not in st.session_state:
         filename = DEMOS[DEFAULT_DEMO]
         set_dataset(load_demo(filename), DEFAULT_DEMO, "demo", description=_demo_description(filename))
+        st.session_state["dataset"]["auto"] = True  # loaded because a new session started
     return st.session_state["dataset"]
+
+
+def data_banner() -> None:
+    """Name the loaded data set in the main area of a results page (one call under the title).
+
+    Demo results must never be mistaken for one's own: a demo is named as such, and
+    when it was loaded because a new session started (a reload, a shared link) the
+    page says plainly that uploads are not kept across reloads.
+    """
+    ds = ensure_dataset()
+    n_st, n_pt = ds.get("n_studies", 0), ds.get("n_patients", 0)
+    size = f"{n_st} {'study' if n_st == 1 else 'studies'}, {n_pt:,} patients"
+    if ds.get("source") == "demo":
+        text = f"Data: **{esc(ds['name'])}** — simulated demo data, not your own."
+        if ds.get("auto"):
+            text += (" A reload or a shared link starts a new session, and Streamlit cannot keep uploaded "
+                     "files across it: load your files (or a reproducibility bundle) again on the Data page.")
+        st.info(text, icon=":material/dataset:")
+    else:
+        st.caption(f"Data: **{esc(ds['name'])}** ({size}).")
 
 
 def current() -> dict:

@@ -1,0 +1,150 @@
+"""AppTest: options in the URL are applied on load and written back; the teaching scenario is
+shareable; every results page names the loaded data set; a bundle loaded on the Data page
+restores data, mapping and options exactly."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from analysis import bundle, pipeline
+from analysis.lagged import LagOptions
+from analysis.simulate import simulate_collection
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _app(query=None, df=None):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    if df is not None:
+        at.session_state["dataset"] = {"df": df, "name": "my study", "source": "upload", "notes": []}
+    return at
+
+
+def _goto(at, page):
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_lagged_options_in_the_url_are_applied_on_load():
+    query = {"centering": "detrended", "lag": "2", "pairing": "next_observed", "sessions": "2-6",
+             "trend": "fixed", "prior": "0", "directions": "symptoms_to_alliance"}
+    at = _goto(_app(query), "app_pages/lagged.py")
+    used = at.session_state["lag_options"]
+    assert used["centering"] == "detrended" and used["lag"] == 2 and used["pairing"] == "next_observed"
+    assert tuple(used["window"]) == (2, 6) and used["time_trend"] == "fixed"
+    assert used["control_prior_outcome"] is False and list(used["directions"]) == ["symptoms_to_alliance"]
+    assert at.radio(key="opt_centering").value == "detrended"
+    # the results shown were computed with these options
+    assert any("centering: detrended" in str(c.value) and "t + 2" in str(c.value) for c in at.caption)
+    # and the URL keeps them (written back on every run)
+    assert at.query_params["centering"] == ["detrended"] or at.query_params["centering"] == "detrended"
+
+
+def test_invalid_url_values_are_ignored():
+    at = _goto(_app({"centering": "<script>", "lag": "9", "sessions": "5-1", "tau2": "XX"}), "app_pages/pooled.py")
+    used = at.session_state["lag_options"]
+    defaults = LagOptions()
+    assert used["centering"] == defaults.centering and used["lag"] == defaults.lag
+    assert used["pooling_method"] == defaults.pooling_method
+
+
+def test_pooled_options_in_the_url_change_the_pooled_result():
+    at = _goto(_app({"tau2": "DL", "test": "knha"}), "app_pages/pooled.py")
+    used = at.session_state["lag_options"]
+    assert used["pooling_method"] == "DL" and used["test"] == "knha"
+    assert at.selectbox(key="opt_pooling_method").value == "DL"
+    # the results shown were computed with these options
+    assert any("τ² by DL, Knapp–Hartung t test" in str(c.value) for c in at.caption)
+
+
+def test_teaching_scenario_and_seed_from_the_url():
+    at = _goto(_app({"seed": "42", "within": "-0.35", "patients": "120", "prior": "1"}), "app_pages/teaching.py")
+    assert at.number_input(key="teach_seed").value == 42
+    assert at.slider(key="teach_within").value == pytest.approx(-0.35)
+    assert at.slider(key="teach_patients").value == 120
+    assert at.checkbox(key="teach_control").value is True
+
+
+@pytest.mark.parametrize("page", ["app_pages/lagged.py", "app_pages/pooled.py", "app_pages/events.py",
+                                  "app_pages/screening.py"])
+def test_results_pages_name_the_demo_data_and_say_uploads_are_lost_on_reload(page):
+    at = _goto(_app(), page)
+    text = " ".join(str(x.value) for x in at.info)
+    assert "demo data, not your own" in text and "cannot keep uploaded files" in text
+
+
+def test_results_page_names_an_uploaded_data_set():
+    df = simulate_collection(k=3, n_patients=30, sessions=range(1, 7), instruments=False, seed=2).data
+    at = _goto(_app(df=df), "app_pages/lagged.py")
+    assert any("my study" in str(c.value) for c in at.caption)
+    assert not any("demo data" in str(x.value) for x in at.info)
+
+
+def test_bundle_loaded_on_the_data_page_restores_data_and_options():
+    df = simulate_collection(k=3, n_patients=30, sessions=range(1, 8), instruments=False, seed=5).data
+    from analysis import data as adata
+
+    df = adata.to_canonical(df, {c: c for c in ("study", "patient", "session", "alliance", "symptoms")})
+    options = LagOptions(centering="detrended", lag=2, sessions=(2, 7), pooling_method="PM", test="knha",
+                         directions=("symptoms_to_alliance",))
+    zipped = bundle.make_bundle(df, options, "bundle test", page_options={"teach_seed": 9})
+    at = _goto(_app(), "app_pages/data.py")
+    at.file_uploader(key="bundle_upload").set_value(("b.zip", zipped, "application/zip"))
+    at.run()
+    at.button(key="bundle_load").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    ds = at.session_state["dataset"]
+    pd.testing.assert_frame_equal(ds["df"], df)
+    assert ds["source"] == "bundle"
+    at = _goto(at, "app_pages/pooled.py")
+    used = at.session_state["lag_options"]
+    assert used["centering"] == "detrended" and used["lag"] == 2 and tuple(used["window"]) == (2, 7)
+    assert used["pooling_method"] == "PM" and used["test"] == "knha"
+    assert list(used["directions"]) == ["symptoms_to_alliance"]
+    # identical results: the app's pooled estimate equals two_stage on the original data
+    res = pipeline.two_stage(df, options)
+    m = res.pooled["symptoms_to_alliance"]
+    shown = " ".join(str(x.value) for x in at.markdown).replace("\\", "")  # markdown escapes
+    assert f"{m.estimate:.2f}".replace("-", "−") in shown
+
+
+def test_teaching_scenario_reaches_the_url_on_the_first_visit():
+    at = _goto(_app(), "app_pages/teaching.py")
+    qp = {k: at.query_params[k] for k in at.query_params}
+    flat = {k: (v[0] if isinstance(v, list) else v) for k, v in qp.items()}
+    assert flat.get("seed") == "1" and flat.get("within") == "-0.2" and flat.get("prior") == "0"
+
+
+def test_convergence_options_from_the_url():
+    from analysis import presets
+
+    preset = next(iter(presets.page_presets("convergence")))
+    at = _goto(_app({"score": "signed", "transform": "log_shift", "levels": "sometimes"}), "app_pages/convergence.py")
+    assert at.radio(key="conv_discrepancy").value == "signed"
+    assert at.radio(key="conv_transform").value == "log_shift"
+    assert at.radio(key="conv_levels").value == "never"  # an invalid value is ignored
+    at = _goto(_app({"preset": preset}), "app_pages/convergence.py")
+    assert at.selectbox(key="conv_preset").value == preset
+
+
+def test_uploaded_files_column_mapping_goes_into_the_bundle():
+    from analysis.simulate import simulate_study
+
+    d = simulate_study(15, range(1, 6), seed=4).data.drop(columns=["study"])
+    raw = d.rename(columns={"patient": "client_id", "session": "week", "alliance": "wai_sr", "symptoms": "phq9"})
+    at = _goto(_app(), "app_pages/data.py")
+    at.file_uploader[0].set_value(("trial_a.csv", raw.to_csv(index=False).encode(), "text/csv")).run()
+    at.button(key="use_files").click().run()
+    assert not at.exception
+    ds = at.session_state["dataset"]
+    b = bundle.read_bundle(bundle.make_bundle(ds["df"], LagOptions(), ds["name"], mapping=ds["mapping"]))
+    m = b.mapping["trial_a.csv"]
+    assert (m["patient"], m["session"], m["alliance"], m["symptoms"]) == ("client_id", "week", "wai_sr", "phq9")
+    pd.testing.assert_frame_equal(b.data, ds["df"])

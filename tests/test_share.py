@@ -1,0 +1,355 @@
+"""Sharing and reproducing: the exported R script (run live with Rscript) and the
+downloadable Python script (run from a folder outside the project, against an
+installed copy of the package) give the app's numbers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import data, pipeline, rscript
+from analysis.lagged import LagOptions
+from analysis.report import r_script, reproduction_script
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "demo_data" / "ipd_17_studies.csv"
+# Study 08 has two REML optima of the random-slope model (the R script must find the better one)
+STUDIES = ["Study 02", "Study 04", "Study 08", "Study 10", "Study 13", "Study 15"]
+ODD_STUDY = 'Ä "tiny" \\ study'  # two patients only: fails in the app and in R
+
+
+def _canonical() -> pd.DataFrame:
+    """Five demo studies through the app's intake path, plus a study that cannot be fitted."""
+    raw = data.load(DEMO, filename=DEMO.name)
+    df = data.to_canonical(raw, data.suggest_mapping(raw))
+    df = df[df["study"].isin(STUDIES)]
+    first = df[df["study"] == STUDIES[0]]
+    tiny = first[first["patient"].isin(first["patient"].unique()[:2])].copy()
+    tiny["study"] = ODD_STUDY
+    return pd.concat([df, tiny], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def canonical():
+    return _canonical()
+
+
+R_OPTION_SETS = {
+    "default": LagOptions(),
+    "detrended_time_dl_knha": LagOptions(centering="detrended", time_trend="fixed", pooling_method="DL", test="knha"),
+    "fixed_effects_cross_pm": LagOptions(estimator="fixed_effects", cross_level=True, time_trend="fixed",
+                                         pooling_method="PM"),
+    "next_observed_lag2_raw_window_grand_sj": LagOptions(pairing="next_observed", lag=2, standardize=False,
+                                                         sessions=(2, 6), centering="grand_mean", pooling_method="SJ"),
+    "random_slope_none_noprior_fe": LagOptions(time_trend="fixed_random", control_prior_outcome=False,
+                                               centering="none", pooling_method="FE"),
+    "random_slope_eb_knha_one_direction": LagOptions(time_trend="fixed_random", directions=("alliance_to_symptoms",),
+                                                     pooling_method="EB", test="knha"),
+}
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("name", list(R_OPTION_SETS))
+def test_r_script_reproduces_two_stage(name, canonical, tmp_path):
+    options = R_OPTION_SETS[name]
+    fname = 'data "ü" \\ 1.csv'  # a file name that needs escaping inside R
+    canonical.to_csv(tmp_path / fname, index=False)
+    (tmp_path / "reproduce.R").write_text(r_script(fname, options), encoding="utf-8")
+    run = subprocess.run(["Rscript", "reproduce.R"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Stage 2, pooled" in run.stdout
+    res = pipeline.two_stage(canonical, options)
+
+    per_r = pd.read_csv(tmp_path / "per_study_estimates.csv", dtype={"study": str}, encoding="utf-8")
+    py = res.per_study.astype({"study": object, "direction": object, "term": object, "status": object})
+    key = ["study", "direction", "term"]
+    assert sorted(map(tuple, py[key].to_numpy())) == sorted(map(tuple, per_r[key].to_numpy()))
+    m = py.merge(per_r, on=key, suffixes=("_py", "_r"))
+    failed_py = m["status_py"] == "failed"
+    failed_r = m["status_r"].str.startswith("failed")
+    assert (failed_py == failed_r).all()
+    assert failed_py[m["study"] == ODD_STUDY].all()
+    ok = ~failed_py
+    assert ok.sum() >= len(STUDIES) * len(options.directions) * 2
+    np.testing.assert_allclose(m.loc[ok, "estimate_r"], m.loc[ok, "estimate_py"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(m.loc[ok, "se_r"], m.loc[ok, "se_py"], rtol=0, atol=1e-4)
+
+    pooled_r = pd.read_csv(tmp_path / "pooled_estimates.csv").set_index("direction")
+    assert sorted(pooled_r.index) == sorted(res.pooled)
+    for direction, meta in res.pooled.items():
+        row = pooled_r.loc[direction]
+        assert int(row["k"]) == meta.k == len(STUDIES)
+        for col, val in (("estimate", meta.estimate), ("se", meta.se), ("tau2", meta.tau2),
+                         ("ci_low", meta.ci_low), ("ci_high", meta.ci_high)):
+            assert abs(row[col] - val) < 1e-4, (direction, col, row[col], val)
+
+
+@pytest.mark.r
+def test_r_string_literals_read_back_exactly(tmp_path):
+    values = ['plain', 'quote " and \\ backslash', "new\nline\ttab", "ümlaut – dash ⇄ 😀", "'); system('x'); ('"]
+    lines = [f"cat({rscript.r_string(v)}, '\\x1f', sep = '')" for v in values]
+    (tmp_path / "s.R").write_text("\n".join(lines), encoding="utf-8")
+    run = subprocess.run(["Rscript", "s.R"], cwd=tmp_path, capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.decode("utf-8").split("\x1f")[:-1] == values
+
+
+def test_r_string_is_ascii_and_rejects_nul():
+    assert rscript.r_string("ü⇄").isascii()
+    with pytest.raises(ValueError, match="NUL"):
+        rscript.r_string("a\x00b")
+
+
+def test_r_script_names_an_option_it_cannot_reproduce(monkeypatch):
+    # every LagOptions field outside R_SUPPORTED_OPTIONS must keep its default
+    monkeypatch.setattr(rscript, "R_SUPPORTED_OPTIONS", tuple(f for f in rscript.R_SUPPORTED_OPTIONS
+                                                            if f != "cross_level"))
+    assert "opt <- list(" in r_script("d.csv", LagOptions())
+    with pytest.raises(ValueError, match="cross_level"):
+        r_script("d.csv", LagOptions(cross_level=True))
+
+
+def test_r_script_names_a_value_it_cannot_reproduce(monkeypatch):
+    # a new value of a supported field (e.g. another lag) must be implemented in the template first
+    monkeypatch.setitem(rscript.R_VALUES, "lag", (1, 2))
+    with pytest.raises(ValueError, match="lag=3"):
+        r_script("d.csv", LagOptions(lag=3))
+    monkeypatch.setitem(rscript.R_VALUES, "standardize", (True,))
+    with pytest.raises(ValueError, match="standardize=False"):
+        r_script("d.csv", LagOptions(standardize=False))
+
+
+def test_r_script_embeds_every_option():
+    text = r_script("d.csv", LagOptions(sessions=(2, 6), lag=3, directions=("symptoms_to_alliance",)))
+    assert 'sessions = c(2L, 6L)' in text
+    assert 'lag = 3L' in text
+    assert 'directions = c("symptoms_to_alliance")' in text
+    assert 'pooling_method = "REML"' in text
+
+
+# ---------------------------------------------------------------- installed package, Python script
+
+
+@pytest.fixture(scope="session")
+def installed_site(tmp_path_factory):
+    """``pip install --no-deps --target`` of this project (a wheel build, as users install it)."""
+    import shutil
+
+    site = tmp_path_factory.mktemp("site")
+    src = tmp_path_factory.mktemp("src")  # a clean copy, so the build leaves nothing in the project folder
+    for rel in ("pyproject.toml", "requirements.txt", "README.md", "app.py"):
+        shutil.copy2(ROOT / rel, src / rel)
+    for rel in ("analysis", "ui", "app_pages", ".streamlit", "demo_data", "docs", "assets"):
+        shutil.copytree(ROOT / rel, src / rel, ignore=shutil.ignore_patterns("__pycache__"))
+    run = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(src)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return site
+
+
+def _outside_env(site: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["PYTHONPATH"] = str(site)
+    return env
+
+
+def test_installed_package_layout_and_version(installed_site, tmp_path):
+    import analysis
+
+    for rel in ("analysis/pipeline.py", "alliance_dashboard/app.py", "alliance_dashboard/app_pages/lagged.py",
+                "alliance_dashboard/ui/state.py", "alliance_dashboard/.streamlit/config.toml",
+                "alliance_dashboard/demo_data/ipd_17_studies.csv", "alliance_dashboard/docs/METHODS.md",
+                "alliance_dashboard/assets/favicon.png"):
+        assert (installed_site / rel).is_file(), rel
+    env = _outside_env(installed_site)
+    run = subprocess.run([sys.executable, "-m", "analysis"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert analysis.__version__ in run.stdout and str(installed_site) in run.stdout
+    run = subprocess.run([sys.executable, "-c", "from alliance_dashboard.ui.launch import main; main(['--version'])"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"alliance-dashboard {analysis.__version__}"
+
+
+def test_alliance_dashboard_command_starts_the_app(installed_site, tmp_path):
+    import signal
+    import time
+    import urllib.request
+
+    from tests.browser_util import free_port
+
+    exe = installed_site / "bin" / "alliance-dashboard"
+    run = subprocess.run([str(exe), "--version"], cwd=tmp_path, env=_outside_env(installed_site),
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.startswith("alliance-dashboard "), run.stderr
+    port = free_port()
+    proc = subprocess.Popen([str(exe), "--server.port", str(port), "--server.headless", "true"], cwd=tmp_path,
+                            env=_outside_env(installed_site), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline, ok = time.time() + 90, False
+        while time.time() < deadline and proc.poll() is None and not ok:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    ok = r.status == 200
+            except OSError:
+                time.sleep(0.5)
+        assert ok, "the installed app did not answer on its port"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_installed_app_runs_from_the_installed_copy(installed_site, tmp_path):
+    # the app's pages and ui/ helpers come from the installed copy, not from this project folder
+    code = (
+        "from streamlit.testing.v1 import AppTest\n"
+        "import sys\n"
+        f"at = AppTest.from_file({str(installed_site / 'alliance_dashboard' / 'app.py')!r}, default_timeout=180)\n"
+        "at.run()\n"
+        "assert not at.exception, [e.value for e in at.exception]\n"
+        "at.switch_page('app_pages/lagged.py'); at.run()\n"
+        "assert not at.exception, [e.value for e in at.exception]\n"
+        "import ui.state\n"
+        "print(ui.state.__file__)\n"
+        "print(len(at.get('plotly_chart')))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_outside_env(installed_site),
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    path, charts = run.stdout.strip().splitlines()[-2:]
+    assert path.startswith(str(installed_site)) and int(charts) >= 1
+
+
+def test_python_script_runs_outside_the_project(installed_site, canonical, tmp_path):
+    options = LagOptions(centering="detrended", pooling_method="DL", test="knha")
+    work, elsewhere = tmp_path / "download", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    canonical.to_csv(work / "analysis_data.csv", index=False)
+    (work / "reproduce_analysis.py").write_text(reproduction_script("analysis_data.csv", options.to_dict()),
+                                                encoding="utf-8")
+    run = subprocess.run([sys.executable, str(work / "reproduce_analysis.py")], cwd=elsewhere,
+                         env=_outside_env(installed_site), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    res = pipeline.two_stage(canonical, options)
+    pooled = pd.read_csv(work / "python_pooled_estimates.csv").set_index("direction")
+    for direction, meta in res.pooled.items():
+        for col in ("estimate", "se", "tau2", "ci_low", "ci_high"):
+            assert pooled.loc[direction, col] == pytest.approx(getattr(meta, col), rel=1e-12, abs=1e-14)
+    per = pd.read_csv(work / "python_per_study_estimates.csv", dtype={"study": str})
+    np.testing.assert_allclose(per["estimate"].to_numpy(float), res.per_study["estimate"].to_numpy(float),
+                               rtol=1e-12, equal_nan=True)
+
+
+
+# ---------------------------------------------------------------- reproducibility bundle
+
+
+def _bundle_options():
+    return LagOptions(centering="detrended", lag=2, pairing="next_observed", sessions=(1, 6), pooling_method="PM",
+                      test="knha")
+
+
+def test_bundle_round_trip_gives_identical_results(canonical):
+    import io
+    import json
+    import zipfile
+
+    from analysis import bundle
+
+    options = _bundle_options()
+    zipped = bundle.make_bundle(canonical, options, ODD_STUDY, page_options={"teach_seed": 7}, seeds={"teach_seed": 7},
+                                report_html="<html></html>", figures={"forest plot/1": "<svg/>"})
+    names = set(zipfile.ZipFile(io.BytesIO(zipped)).namelist())
+    assert {"data.csv", "mapping.json", "options.json", "manifest.json", "reproduce_analysis.py",
+            "reproduce_analysis.R", "report.html", "figures/forest_plot_1.svg", "README.txt"} <= names
+    b = bundle.read_bundle(zipped)
+    assert b.name == ODD_STUDY and b.options == options and b.page_options == {"teach_seed": 7}
+    assert b.manifest["seeds"] == {"teach_seed": 7} and "numpy" in b.manifest["packages"]
+    pd.testing.assert_frame_equal(b.data, canonical)
+    r1, r2 = pipeline.two_stage(canonical, options), pipeline.two_stage(b.data, options)
+    pd.testing.assert_frame_equal(r1.per_study, r2.per_study, check_exact=True)
+    for d in r1.pooled:
+        assert (r1.pooled[d].estimate, r1.pooled[d].se, r1.pooled[d].tau2) == (
+            r2.pooled[d].estimate, r2.pooled[d].se, r2.pooled[d].tau2)
+    # a changed file is refused, with the reason
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(zipped)) as zin, zipfile.ZipFile(buf, "w") as zout:
+        for n in zin.namelist():
+            blob = zin.read(n)
+            if n == "options.json":
+                doc = json.loads(blob)
+                doc["lag_options"]["lag"] = 1
+                blob = json.dumps(doc).encode()
+            zout.writestr(n, blob)
+    with pytest.raises(data.DataError, match="options.json.*changed"):
+        bundle.read_bundle(buf.getvalue())
+    with pytest.raises(data.DataError, match="not a zip"):
+        bundle.read_bundle(b"study,patient\n")
+    assert bundle.is_bundle(zipped) and not bundle.is_bundle(b"PK\x03\x04junk")
+
+
+def test_bundled_python_script_runs_from_a_folder_outside_the_project(installed_site, canonical, tmp_path):
+    import io
+    import zipfile
+
+    from analysis import bundle
+
+    options = _bundle_options()
+    zipfile.ZipFile(io.BytesIO(bundle.make_bundle(canonical, options, "b"))).extractall(tmp_path / "b")
+    run = subprocess.run([sys.executable, str(tmp_path / "b" / "reproduce_analysis.py")], cwd=tmp_path,
+                         env=_outside_env(installed_site), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    res = pipeline.two_stage(canonical, options)
+    pooled = pd.read_csv(tmp_path / "b" / "python_pooled_estimates.csv").set_index("direction")
+    for direction, meta in res.pooled.items():
+        assert pooled.loc[direction, "estimate"] == pytest.approx(meta.estimate, rel=1e-12)
+        assert pooled.loc[direction, "tau2"] == pytest.approx(meta.tau2, rel=1e-12, abs=1e-15)
+
+
+def test_reference_checker_flags_numerical_differences(tmp_path):
+    sys.path.insert(0, str(ROOT / "tests" / "reference"))
+    try:
+        import check_reference as cr
+    finally:
+        sys.path.pop(0)
+    doc = {"fits": [{"estimate": [0.25, -1.5e-3], "study": "A", "singular": True}], "tau2": 0.0}
+    same = {"fits": [{"estimate": [0.25 * (1 + 1e-11), -1.5e-3], "study": "A", "singular": True}], "tau2": 1e-14}
+    assert cr.compare_json(doc, same, 1e-9, 1e-12) == []
+    moved = {"fits": [{"estimate": [0.25 * (1 + 1e-8), -1.5e-3], "study": "A", "singular": True}], "tau2": 0.0}
+    assert cr.compare_json(doc, moved, 1e-9, 1e-12) == ["$.fits[0].estimate[0]: 0.25 != 0.2500000025"]
+    assert cr.compare_json(doc, {**doc, "tau2": None}, 1e-9, 1e-12)
+    assert cr.compare_json(doc, {"fits": [{**doc["fits"][0], "study": "B"}], "tau2": 0.0}, 1e-9, 1e-12)
+    pd.DataFrame({"s": ["x", "y"], "v": [1.0, 2.0]}).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame({"s": ["x", "y"], "v": [1.0, 2.0 + 1e-6]}).to_csv(tmp_path / "b.csv", index=False)
+    assert cr.compare_csv(tmp_path / "a.csv", tmp_path / "a.csv", 1e-9, 1e-12) == []
+    assert len(cr.compare_csv(tmp_path / "a.csv", tmp_path / "b.csv", 1e-9, 1e-12)) == 1
+
+
+@pytest.mark.r
+def test_bundled_r_script_runs_in_the_unzipped_bundle(canonical, tmp_path):
+    import io
+    import zipfile
+
+    from analysis import bundle
+
+    options = LagOptions(estimator="fixed_effects", sessions=(1, 6))
+    zipfile.ZipFile(io.BytesIO(bundle.make_bundle(canonical, options, "b"))).extractall(tmp_path)
+    run = subprocess.run(["Rscript", "reproduce_analysis.R"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "sessions=1,6" in run.stdout
+    res = pipeline.two_stage(canonical, options)
+    pooled = pd.read_csv(tmp_path / "pooled_estimates.csv").set_index("direction")
+    for direction, meta in res.pooled.items():
+        assert abs(pooled.loc[direction, "estimate"] - meta.estimate) < 1e-4
+        assert abs(pooled.loc[direction, "se"] - meta.se) < 1e-4

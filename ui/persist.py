@@ -1,0 +1,197 @@
+"""One way to keep widget choices: across pages (session state) and in the URL (query string).
+
+Widgets. Streamlit forgets a widget's value when a run does not draw it (after a
+visit to another page). :func:`widget` returns a key seeded from the last
+remembered value; :func:`sync` (called by app.py at the top of every run)
+remembers the values of every key registered through :func:`widget`.
+
+URL. :func:`url_params` puts a page's options into ``st.query_params`` so a link
+reproduces the view (on the same data or the demo). It is called before the
+page's widgets are drawn: on the first run of a session (a reload or a shared
+link) it applies the values found in the URL — each checked against its
+:class:`Param` (allowed choices, range), anything else ignored — and on every
+run it writes the current values back. Only options go into the URL, never
+data, file names or study names.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import streamlit as st
+
+from analysis import convergence as _conv
+from analysis import presets as _presets
+
+STORE = "_persist"  # remembered widget values
+_KEYS = "_persist_keys"  # keys registered through widget()
+_APPLIED = "_url_applied"  # URL groups already applied in this session
+_RUN = "_url_this_run"  # URL parameters declared in the current run (written again after the page)
+
+
+def _store() -> dict:
+    return st.session_state.setdefault(STORE, {})
+
+
+def widget(key: str, default, allowed=None) -> str:
+    """A widget key whose value survives visits to other pages.
+
+    The key is seeded from the remembered value (else ``default``; a
+    remembered value not in ``allowed`` falls back to ``default``) and
+    re-assigned on every run, so Streamlit keeps it. Pass no ``value=``/``index=``
+    to the widget itself.
+    """
+    keys = st.session_state.setdefault(_KEYS, set())
+    keys.add(key)
+    if key in st.session_state:
+        val = st.session_state[key]
+    else:
+        val = _store().get(key, default)
+        if allowed is not None and val not in allowed:
+            val = default
+    st.session_state[key] = val
+    return key
+
+
+def sync() -> None:
+    """Remember the current value of every registered widget key (app.py, top of each run)."""
+    store = _store()
+    for key in st.session_state.get(_KEYS, ()):
+        if key in st.session_state:
+            store[key] = st.session_state[key]
+    st.session_state[_RUN] = {}
+
+
+def write_declared() -> None:
+    """Write every URL parameter declared in this run (app.py, after the page ran), so
+    values of widgets drawn for the first time reach the URL without waiting for a click."""
+    for params in st.session_state.get(_RUN, {}).values():
+        write_url(params)
+
+
+def forget(prefix: str) -> None:
+    """Drop remembered values and widget state of keys starting with ``prefix`` (e.g. new data)."""
+    store = _store()
+    for k in [k for k in store if str(k).startswith(prefix)]:
+        del store[k]
+    for k in [k for k in st.session_state if str(k).startswith(prefix)]:
+        del st.session_state[k]
+
+
+# --------------------------------------------------------------------------- URL
+
+
+@dataclass(frozen=True)
+class Param:
+    """One option in the URL: the widget ``key`` it sets and what is allowed.
+
+    ``kind``: ``"choice"`` (one of ``choices``), ``"choices"`` (a subset, comma
+    separated), ``"int"``/``"float"`` (within ``lo``–``hi``), ``"bool"``
+    (1/0) or ``"range"`` (two whole numbers ``a-b`` within ``lo``–``hi``).
+    """
+
+    key: str
+    kind: str
+    choices: tuple = ()
+    lo: float | None = None
+    hi: float | None = None
+
+    def encode(self, v) -> str:
+        if self.kind == "choices":
+            return ",".join(str(x) for x in v)
+        if self.kind == "bool":
+            return "1" if v else "0"
+        if self.kind == "range":
+            return f"{int(v[0])}-{int(v[1])}"
+        if self.kind == "float":
+            return f"{float(v):g}"
+        return str(v)
+
+    def _in_range(self, x: float) -> bool:
+        return (self.lo is None or x >= self.lo) and (self.hi is None or x <= self.hi)
+
+    def decode(self, text: str):
+        """The value for the widget, or None when ``text`` is not allowed."""
+        text = str(text).strip()
+        try:
+            if self.kind == "choice":
+                return next((c for c in self.choices if str(c) == text), None)
+            if self.kind == "choices":
+                parts = [p for p in text.split(",") if p]
+                vals = [next((c for c in self.choices if str(c) == p), None) for p in parts]
+                return vals if vals and None not in vals and len(set(parts)) == len(parts) else None
+            if self.kind == "bool":
+                return {"1": True, "0": False, "true": True, "false": False}.get(text.lower())
+            if self.kind == "int":
+                x = int(text)
+                return x if self._in_range(x) else None
+            if self.kind == "float":
+                x = float(text)
+                return x if math.isfinite(x) and self._in_range(x) else None
+            if self.kind == "range":
+                a, b = (int(p) for p in text.split("-", 1)) if not text.startswith("-") else (None, None)
+                return (a, b) if a is not None and a <= b and self._in_range(a) and self._in_range(b) else None
+        except (ValueError, TypeError):
+            return None
+        return None
+
+
+def url_params(group: str, params: Mapping[str, Param]) -> list[str]:
+    """Apply (first run of the session) and write (every run) ``params`` in the URL.
+
+    Call before the widgets are drawn. Returns the URL names whose values were
+    applied in this run (empty after the first run).
+    """
+    applied_groups = st.session_state.setdefault(_APPLIED, set())
+    applied = []
+    if group not in applied_groups:
+        applied_groups.add(group)
+        qp = st.query_params
+        for name, p in params.items():
+            if name in qp:
+                val = p.decode(qp[name])
+                if val is not None:
+                    st.session_state[p.key] = val
+                    _store()[p.key] = val
+                    applied.append(name)
+    st.session_state.setdefault(_RUN, {})[group] = dict(params)
+    write_url(params)
+    return applied
+
+
+def write_url(params: Mapping[str, Param]) -> None:
+    """Write the current value of every parameter whose widget key is set."""
+    qp = st.query_params
+    for name, p in params.items():
+        if p.key in st.session_state:
+            text = p.encode(st.session_state[p.key])
+            if qp.get(name) != text:
+                qp[name] = text
+
+
+#: The teaching page's scenario and seed (widget keys and ranges as drawn there).
+TEACHING = {
+    "within": Param("teach_within", "float", lo=-0.5, hi=0.5),
+    "between": Param("teach_between", "float", lo=-0.9, hi=0.9),
+    "ar": Param("teach_ar", "float", lo=0.0, hi=0.8),
+    "sessions": Param("teach_sessions", "int", lo=3, hi=20),
+    "patients": Param("teach_patients", "int", lo=20, hi=1000),
+    "missing": Param("teach_missing", "int", lo=0, hi=50),
+    "seed": Param("teach_seed", "int", lo=0, hi=1_000_000),
+    "prior": Param("teach_control", "bool"),
+    "present": Param("teach_present", "bool"),
+}
+
+#: The Convergence page's options (never the study or the data source: those name data).
+#: The preset names and option values are the analysis module's own constants.
+CONVERGENCE = {
+    "preset": Param("conv_preset", "choice", tuple(_presets.page_presets("convergence"))),
+    "lines": Param("conv_method", "choice", ("ols", "multilevel")),
+    "score": Param("conv_discrepancy", "choice", ("absolute", "signed")),
+    "transform": Param("conv_transform", "choice", tuple(_conv.TRANSFORMS)),
+    "time": Param("conv_time", "choice", tuple(_conv.TIMES)),
+    "levels": Param("conv_levels", "choice", ("never", "lrt", "always")),
+    "early": Param("conv_early", "choice", ("raw", "fitted")),
+}
