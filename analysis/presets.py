@@ -85,8 +85,8 @@ register(Preset(
     options={"lagged": {
         "window": (1, 7), "centering": "person_mean", "lag": 1, "pairing": "session",
         "directions": ["alliance_to_symptoms", "symptoms_to_alliance"], "standardize": True,
-        "control_prior_outcome": True, "time_trend": "none", "cross_level": True, "estimator": "mixed",
-        "pooling_method": "REML", "test": "z",
+        "control_prior_outcome": True, "time_trend": "none", "cross_level": True, "outcome_moderator": True,
+        "estimator": "mixed", "pooling_method": "REML", "test": "z",
     }},
     checklist=(
         ("Data", "IPD-MA demo: 17 studies, sessions 1–7", "17 primary studies, 5,350 participants."),
@@ -98,8 +98,9 @@ register(Preset(
         ("Standardize within study", "on", "“standardized session-by-session within-patient coefficients”, "
          "so studies with different instruments can be pooled."),
         ("Control for the prior outcome", "on", "Lagged models predict the next session above the current one."),
-        ("Cross-level interaction", "on", "“Cross-level interactions indicated that higher alliances and lower "
-         "symptoms positively impacted the relation”."),
+        ("Cross-level interactions", "predictor's and outcome's patient means × within effect",
+         "“Cross-level interactions indicated that higher alliances and lower symptoms positively impacted the "
+         "relation”: both the alliance level and the symptom level moderate the within effect."),
         ("Stage 1 estimator", "random-intercept model (REML)", "Two-stage IPD-MA: a multilevel model per study."),
         ("Stage 2", "random effects, REML τ², z test", "“meta-analyzed these coefficients by using "
          "random-effects models”."),
@@ -117,7 +118,7 @@ register(Preset(
         "window": (1, 11), "centering": "person_mean", "lag": 1, "pairing": "session",
         "directions": ["alliance_to_symptoms", "symptoms_to_alliance"], "standardize": False,
         "control_prior_outcome": True, "time_trend": "none", "cross_level": False, "estimator": "mixed",
-        "pooling_method": "REML", "test": "z",
+        "pooling_method": "REML", "test": "z", "df_method": "satterthwaite",
     }},
     checklist=(
         ("Data", "ICBT demo: one trial, 182 patients, 11 weekly measurements", "n = 182, weekly SPIN and WAI-SR "
@@ -132,6 +133,8 @@ register(Preset(
         ("Models", "total, within, between (section below)", "The three models of the paper, REML with "
          "Satterthwaite df (t(1458) in the paper)."),
         ("Directions", "both", "The reverse direction (symptoms → alliance) is in the supplement: not significant."),
+        ("Tests of the study models", "t with Satterthwaite df", "The paper reports t(df), e.g. t(1458), "
+         "from lmerTest."),
     ),
     expected="Total alliance → symptoms negative and significant; within negative and significant; between "
              "(person means) positive and significant; within symptoms → alliance not significant.",

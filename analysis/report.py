@@ -273,7 +273,7 @@ Needs the dashboard's Python package (version {version}), installed once with
     pip install <the dashboard's project folder>
 Then, from any folder:
     python this_script.py
-It reads {data_filename!r} from the folder of this script, prints the pooled
+It reads the data file named in DATA_FILE below from the folder of this script, prints the pooled
 estimates and writes python_per_study_estimates.csv and python_pooled_estimates.csv
 next to this script.
 """
@@ -285,12 +285,13 @@ import analysis
 from analysis import data, lagged, pipeline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+DATA_FILE = {data_filename!r}
 if analysis.__version__ != {version!r}:
     print("Note: this script was written by version {version} of the analysis package; "
           "installed is", analysis.__version__)
 
 pd.set_option("display.width", 160)
-raw = data.load(os.path.join(HERE, {data_filename!r}))
+raw = data.load(os.path.join(HERE, DATA_FILE))
 {map_line}
 df = data.to_canonical(raw, mapping{study_arg})
 options = lagged.LagOptions(

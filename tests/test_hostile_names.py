@@ -297,5 +297,7 @@ def test_reproduction_script_embeds_user_strings_as_literals():
     assert len(tree.body) == len(benign.body)  # the names added no statement
     consts = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     assert {evil, evil + ".csv", "patient\n" + evil} <= consts  # each name is one string literal, unchanged
-    imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
-    assert not any(a.name == "os" for n in imports for a in n.names)
+    def imports(t):
+        return sorted(a.name for n in ast.walk(t) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names)
+
+    assert imports(tree) == imports(benign)  # the injected "import os; os.system(...)" stayed inside a string
