@@ -157,7 +157,7 @@ def _z(v):
 
 
 def _early_failed(lab, o, reason, n_pat, extra):
-    f = lagged._failed(lab, EARLY_DIRECTION, o, reason, n_pat, n_pat, extra)
+    f = lagged.failed_fit(lab, EARLY_DIRECTION, o, reason, n_pat, n_pat, extra)
     return replace(f, effect="early alliance → outcome", estimator="OLS")
 
 
@@ -171,7 +171,7 @@ def early_outcome(df: pd.DataFrame, early_sessions: int = 3, standardize: bool =
     options = options or LagOptions()
     early_window = _check(early_sessions, early_window, outcome, outcome_session, outcome_column, df)
     independent = early_window is not None or outcome != "last"
-    base = lagged._Base(df, options.replace(standardize=False, sessions=None if independent else options.sessions))
+    base = lagged.StudyData(df, options.replace(standardize=False, sessions=None if independent else options.sessions))
     if base.n == 0:
         raise ValueError("No rows in the analysis window.")
     early, baseline, final, ok = _patient_values(base, df, early_sessions, early_window, outcome, outcome_session,

@@ -938,7 +938,6 @@ def failed_fit(study, direction, options, reason, n_patients=0, n_pairs=0, extra
     )
 
 
-_failed = failed_fit  # former private name (kept for code that still imports it)
 
 
 def _empty_coef():
@@ -1241,12 +1240,6 @@ def fit_study(df: pd.DataFrame, options: LagOptions | None = None, direction: st
     data = prepare_studies(df, options)
     (fit,) = fit_studies(data, options, direction)
     return fit
-
-
-# former private names, kept for code that still imports them
-_Base = StudyData
-_Rows = ModelRows
-_model_rows = model_rows
 
 
 @dataclass(frozen=True, eq=False)
