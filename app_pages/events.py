@@ -55,6 +55,16 @@ def _pick(key: str, options, default) -> None:
 def _fail(what: str, exc: Exception) -> None:
     st.error(f"{what} not computed: {esc(exc, limit=600)}")
 
+
+def _run(what: str, spinner: str, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` under a spinner; on a ValueError say why (``_fail``) and return None."""
+    try:
+        with st.spinner(spinner):
+            return fn(*args, **kwargs)
+    except ValueError as exc:
+        _fail(what, exc)
+        return None
+
 def _table(t: pd.DataFrame, name: str, key: str) -> pd.DataFrame:
     """A results table with reader labels (percent columns as percentages) and its CSV download."""
     t = t.assign(**{c: 100 * t[c] for c in t.columns if "(%)" in c})  # shares shown as percentages
@@ -107,11 +117,8 @@ def ruptures_tab(df, studies, raters, items) -> dict | None:
         opts |= dict(item=item, item_threshold=float(i1.number_input("Item marks a rupture at or above", value=1.0,
                                                                      key="ev_item_thr")),
                      item_rule=i2.radio("Combine", list(ITEM_RULES), format_func=ITEM_RULES.get, key="ev_item_rule"))
-    try:
-        with st.spinner("Finding ruptures and the chance reference…"):
-            ra = compute.event_ruptures(df, **opts)
-    except ValueError as exc:
-        _fail("Ruptures", exc)
+    ra = _run("Ruptures", "Finding ruptures and the chance reference…", compute.event_ruptures, df, **opts)
+    if ra is None:
         return None
     t = ra.total
     for col, (label, value, sub) in zip(st.columns(3), (
@@ -159,11 +166,8 @@ def gains_tab(df, studies, raters) -> dict | None:
             edited = st.data_editor(seed, hide_index=True, disabled=["study"], key="ev_sg_table")
             opts["reliability"] = dict(zip(edited["study"], edited["reliability"].astype(float)))
             opts["sd"] = dict(zip(edited["study"], edited["sd"].astype(float)))
-    try:
-        with st.spinner("Finding sudden gains…"):
-            ga = compute.event_gains(df, **opts)
-    except ValueError as exc:
-        _fail("Sudden gains", exc)
+    ga = _run("Sudden gains", "Finding sudden gains…", compute.event_gains, df, **opts)
+    if ga is None:
         return None
     st.markdown(ga.summary())
     _table(ga.to_frame().rename(columns=ev.TABLE_LABELS), "sudden_events_per_study", "gains")
@@ -221,11 +225,8 @@ def rc_tab(df, studies) -> None:
     if cmode != "none" and len(studies) > 1:
         opts["cutoff_studies"] = list(c3.multiselect("Use c in these studies (same instrument only)", studies,
                                                      key="ev_rc_cstudies"))
-    try:
-        with st.spinner("Classifying reliable change…"):
-            rc = compute.event_reliable_change(df, **opts)
-    except ValueError as exc:
-        _fail("Reliable change", exc)
+    rc = _run("Reliable change", "Classifying reliable change…", compute.event_reliable_change, df, **opts)
+    if rc is None:
         return
     st.markdown(rc.summary())
     _notes(rc.messages)
@@ -249,11 +250,9 @@ def outcome_tab(df, r_opts, g_opts, multi) -> None:
     if opts is None:
         st.error("Fix the settings in the tab that defines this pattern first.")
         return
-    try:
-        with st.spinner("Relating the pattern to outcome…"):
-            out = compute.event_outcome(df, event, measure, r_opts or {}, g_opts or {})
-    except ValueError as exc:
-        _fail("Relation to outcome", exc)
+    out = _run("Relation to outcome", "Relating the pattern to outcome…", compute.event_outcome, df, event,
+               measure, r_opts or {}, g_opts or {})
+    if out is None:
         return
     if event == "repair_groups":
         _table(out.to_frame(), "outcome_by_repair_group", "groups")
