@@ -56,7 +56,7 @@ with upload_tab:
         with st.spinner("Reading the whole files…"):
             for content, choice in prepared:
                 try:
-                    canon = umap.canonical(content, choice)
+                    canon = umap.canonical(content, choice, cached=False)
                 except adata.DataError as e:
                     failed.append(f"{esc(choice.name)}: {esc(e, limit=800)}")
                     continue
@@ -74,10 +74,10 @@ with upload_tab:
             else:
                 if report.ok:
                     label = ", ".join(c.name for _, c in prepared)
+                    del frames, canon  # (the combined frame is kept; the per-file frames can go)
                     set_dataset(combined, f"Uploaded: {label}", "upload", notes,
-                                mapping={c.name: c.mapping for _, c in prepared})  # kept for the bundle
-                    for content, choice in prepared:  # the loaded data set no longer needs the cached reads
-                        compute.release_file(content, choice)
+                                mapping={c.name: c.mapping for _, c in prepared},  # kept for the bundle
+                                report=report)
                     st.session_state["upload_message"] = "Data loaded. The analysis pages now use it."
                     st.rerun()
                 else:
@@ -93,7 +93,7 @@ if msg := st.session_state.pop("upload_message", None):
 ds = current()
 df = ds["df"]
 st.header(f"Loaded: {esc(ds['name'])}")
-summary, report = compute.summary_and_report(compute.data_key(df), df)
+summary, report = compute.summary_and_report(compute.data_key(df), df, ds.get("report"))
 with st.expander(
     f"Data check: {len(report.errors)} errors, {len(report.warnings)} warnings", expanded=bool(report.warnings)
 ):

@@ -195,9 +195,10 @@ def summary(choice: Choice) -> str:
     return " · ".join(f"{f} ← {esc(choice.mapping[f])}" for f in CANONICAL if choice.mapping.get(f))
 
 
-def canonical(content: bytes, choice: Choice) -> pd.DataFrame:
-    """The whole file read and converted with the form's choices (cached; raises DataError)."""
-    return compute.canonical_file(content, choice)
+def canonical(content: bytes, choice: Choice, cached: bool = True) -> pd.DataFrame:
+    """The whole file read and converted with the form's choices (raises DataError); ``cached=False`` for
+    a read used once (the Data page keeps the result in the session, not in the shared cache)."""
+    return compute.canonical_file(content, choice) if cached else compute.read_canonical(content, choice)
 
 
 def kept_upload(store: dict, label: str, key: str, forget_key: str):

@@ -59,12 +59,13 @@ def _demo_description(filename: str) -> dict:
 
 
 def set_dataset(df: pd.DataFrame, name: str, source: str, notes: list[str] | None = None,
-                description: dict | None = None, mapping: dict | None = None) -> None:
+                description: dict | None = None, mapping: dict | None = None, report=None) -> None:
     """Make ``df`` the loaded data set (``source``: "demo", "upload" or "bundle"; ``mapping``: the
-    column mapping it was made with, kept for the reproducibility bundle)."""
+    column mapping it was made with, kept for the reproducibility bundle; ``report``: its
+    ``analysis.data.validate`` report when already made, so the Data page does not check it again)."""
     previous = st.session_state.get("dataset")
     st.session_state["dataset"] = {
-        "df": df, "name": name, "source": source, "notes": list(notes or []),
+        "df": df, "name": name, "source": source, "notes": list(notes or []), "report": report,
         "mapping": dict(mapping) if mapping else df.attrs.get("mapping"),
         # computed once here, so reruns neither re-hash nor re-count the data
         **(description or _describe(df)),

@@ -141,8 +141,11 @@ def _py(v: Any) -> Any:
     return v
 
 
+_DIGIT_RUNS = re.compile(r"([0-9]+)")
+
+
 def _natural_key(value: Any) -> tuple:
-    parts = re.split(r"([0-9]+)", str(value))
+    parts = _DIGIT_RUNS.split(str(value))
     key: list[tuple] = []
     for p in parts:
         if not p:
@@ -156,10 +159,13 @@ def _natural_key(value: Any) -> tuple:
 
 def _natural_rank(values: pd.Series) -> pd.Series:
     """Integer rank of each value in natural order ('P2' < 'P10'); NaN stays NaN."""
-    uniq = pd.unique(values.dropna())
-    order = sorted(uniq, key=lambda v: (_natural_key(v), str(v)))
-    rank = {v: i for i, v in enumerate(order)}
-    return values.map(rank).astype("float64")
+    codes, uniq = pd.factorize(values, use_na_sentinel=True)
+    uniq = list(uniq)  # each distinct value ranked once, then spread over the rows by its code
+    order = sorted(range(len(uniq)), key=lambda i: (_natural_key(uniq[i]), str(uniq[i])))
+    rank = np.empty(len(uniq) + 1, dtype="float64")
+    rank[np.asarray(order, dtype=np.intp)] = np.arange(len(uniq), dtype="float64")
+    rank[-1] = np.nan  # the code -1 (missing) indexes the last slot
+    return pd.Series(rank[codes], index=values.index)
 
 
 def _normalize_name(name: Any) -> str:

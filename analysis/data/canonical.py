@@ -342,7 +342,10 @@ def _sort_canonical(df: pd.DataFrame) -> pd.DataFrame:
     pos = order.sort_values(
         list(keys), kind="mergesort", na_position="last"
     ).index.to_numpy()
-    out = df.iloc[pos].reset_index(drop=True)
+    if np.array_equal(pos, np.arange(len(pos))):  # already in order (e.g. from to_canonical): no copy
+        out = df.reset_index(drop=True)
+    else:
+        out = df.iloc[pos].reset_index(drop=True)
     out.attrs = dict(df.attrs)
     return out
 
@@ -401,7 +404,7 @@ def combine(
             raise DataError(f"Data set {i + 1} is a {type(f).__name__}, not a table.")
         src = f.attrs.get("source_name")
         what = f"Data set {i + 1}" + (f" ({src})" if src else "")
-        g = f.copy()
+        g = f.copy(deep=False)  # copy-on-write: the caller's frame is never changed, nor copied up front
         names = _column_labels(g)
         if len(set(names)) != len(names):
             dups = [n for n, k in Counter(names).items() if k > 1]

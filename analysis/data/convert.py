@@ -175,6 +175,9 @@ def _as_id(s: pd.Series) -> pd.Series:
             rest = ~whole & ~np.isnan(vals)
             out[rest] = [str(float(v)) for v in vals[rest]]
         return pd.Series(out, index=index, dtype="str")
+    if isinstance(s.dtype, pd.StringDtype):  # every present value is text: strip it where it lies
+        t = s.astype("str").str.strip()
+        return t.mask(t == "").astype("str")
     if isinstance(s.dtype, pd.CategoricalDtype):
         s = s.astype(object)
     arr = s.to_numpy(dtype=object, na_value=np.nan)

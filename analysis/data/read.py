@@ -229,7 +229,8 @@ def _tidy_text_columns(df: pd.DataFrame, allow_comma: bool) -> pd.DataFrame:
     are converted when ``allow_comma`` (not for comma-delimited files, where a
     quoted '1,234' is more likely a thousands separator).
     """
-    if df.shape[1] and all(pd.api.types.is_object_dtype(t) for t in df.dtypes) and df.attrs.get("_all_text"):
+    if df.shape[1] and df.attrs.get("_all_text") and all(
+            pd.api.types.is_object_dtype(t) or isinstance(t, pd.StringDtype) for t in df.dtypes):
         # straight from the text parser: every cell is a string
         cols = _tidy_string_block(df, allow_comma)
         out = pd.DataFrame(dict(enumerate(cols)), index=df.index)
@@ -286,11 +287,30 @@ def _tidy_string_block(block: pd.DataFrame, allow_comma: bool) -> list[pd.Series
     Each column is stripped, missing-value codes become missing, and a column
     whose present values are all numbers (no zero-padded codes, no
     infinities) becomes int64 (whole numbers, nothing missing) or float64.
-    The string operations run once over all cells, so a wide file with
-    thousands of columns costs about as much as a long one with as many cells.
+    The string operations run over many cells at once, so a wide file with
+    thousands of columns costs about as much as a long one with as many cells;
+    they run over at most :data:`_CELLS_PER_PASS` cells (or one column) at a
+    time, so a long file's intermediate copies stay the size of one column.
     """
     n, k = block.shape
-    flat = pd.Series(block.to_numpy(dtype=object).ravel(order="F"), dtype="str")
+    step = max(1, _CELLS_PER_PASS // max(n, 1))
+    out: list[pd.Series] = []
+    for a in range(0, k, step):
+        out.extend(_tidy_string_cells(block.iloc[:, a:a + step], allow_comma))
+    return out
+
+
+#: cells converted in one pass of :func:`_tidy_string_block` (bounds its working memory)
+_CELLS_PER_PASS = 1_000_000
+
+
+def _tidy_string_cells(block: pd.DataFrame, allow_comma: bool) -> list[pd.Series]:
+    """:func:`_tidy_string_block` for one group of columns, all cells at once."""
+    n, k = block.shape
+    if k == 1 and isinstance(block.dtypes.iloc[0], pd.StringDtype):  # no detour through Python objects
+        flat = pd.Series(block.iloc[:, 0].array, dtype="str").reset_index(drop=True)
+    else:
+        flat = pd.Series(block.to_numpy(dtype=object).ravel(order="F"), dtype="str")
     t = flat.str.strip()
     t = t.mask(t.isin(_NA_STRINGS))
     present = t.notna().to_numpy(dtype=bool).reshape((n, k), order="F")
@@ -381,7 +401,7 @@ def _read_text(data: bytes, name: str | None, sheet: Any, fmt: str, nrows: int |
             f"{name or 'The file'} is not a text file (it contains binary data); "
             "save it as CSV, Excel (.xlsx), SPSS (.sav), Stata (.dta) or Parquet."
         )
-    if not text.strip():
+    if not text or text.isspace():  # (not text.strip(): no copy of a large file's text)
         raise DataError(f"The file {name or ''} is empty.".replace("  ", " "))
     first_end = text.find("\n")
     first = (text if first_end < 0 else text[:first_end]).strip()
@@ -390,9 +410,11 @@ def _read_text(data: bytes, name: str | None, sheet: Any, fmt: str, nrows: int |
         # Excel's 'sep=;' first line: use it and blank the line (keeps line numbers)
         sep = hint.group(1)
         text = "" if first_end < 0 else text[first_end:]
+        raw = None
     else:
         sep = _sniff_delimiter(text, prefer_tab=(fmt == "tsv"))
-    df, header_line = _parse_delimited(text, sep, name)
+        raw = (data, encoding)
+    df, header_line = _parse_delimited(text, sep, name, raw)
     df.attrs["_all_text"] = True
     df = _finish_frame(df, allow_comma=(sep != ","))
     df.attrs.pop("_all_text", None)
@@ -405,38 +427,60 @@ def _read_text(data: bytes, name: str | None, sheet: Any, fmt: str, nrows: int |
 _LEADING_BLANK_LINES = re.compile(r"(?:[ \t]*(?:\r\n|\n|\r))*")
 
 
-def _parse_delimited_fast(text: str, sep: str) -> tuple[pd.DataFrame, int] | None:
+def _parse_delimited_fast(text: str, sep: str, raw: tuple[bytes, str] | None = None) -> tuple[pd.DataFrame, int] | None:
     """``_parse_delimited`` with pandas' C parser (several times faster on large files), for the
     regular case: no line longer than the header, header on one line. None sends every other
-    case (and every parser complaint) to the line-by-line reader, which names the offending line."""
+    case (and every parser complaint) to the line-by-line reader, which names the offending line.
+
+    Cells come back as pandas text columns (Arrow-backed when pyarrow is installed), never as one
+    Python object per cell: a 5-million-row file would otherwise hold 25 million Python strings at
+    once. ``raw`` (the file's bytes and the encoding they decoded with) lets the parser read the
+    bytes themselves for the single-byte and UTF-8 encodings, instead of a copy of ``text`` that
+    ``io.StringIO`` keeps at four bytes per character.
+    """
     lead = _LEADING_BLANK_LINES.match(text)
-    body = text[lead.end():]
-    if not body.strip():
+    body = text[lead.end():] if lead.end() else text
+    if not body or body.isspace():
         return None
+    encoding = None
+    if raw is not None and raw[1] in _BYTE_ENCODINGS:
+        data, enc = raw
+        # the leading blank lines are ASCII (one byte per character in every encoding here)
+        offset = lead.end() + (3 if enc == "utf-8-sig" else 0)
+        source, encoding = io.BytesIO(data[offset:] if offset else data), _BYTE_ENCODINGS[enc]
+    else:
+        source = io.StringIO(body)
     try:
-        f = pd.read_csv(io.StringIO(body), sep=sep, header=None, dtype=object, na_filter=False,
+        f = pd.read_csv(source, sep=sep, header=None, dtype="str", na_filter=False,
                         keep_default_na=False, skip_blank_lines=False, skipinitialspace=True, quotechar='"',
-                        engine="c")
+                        engine="c", encoding=encoding)
     except Exception:  # noqa: BLE001 - the line-by-line reader reports it
         return None
+    finally:
+        del source
     if f.shape[0] == 0:
         return None
-    raw_header = [str(x) for x in f.iloc[0].tolist()]
+    raw_header = ["" if pd.isna(x) else str(x) for x in f.iloc[0].tolist()]
     if any("\n" in h or "\r" in h for h in raw_header):
         return None
     header = [h.strip() for h in raw_header]
     if not any(header):
         return None
-    cells = f.iloc[1:].to_numpy(dtype=object)
-    if cells.size and not all(isinstance(v, str) for v in cells[0]):
+    if f.shape[0] > 1 and f.iloc[1].isna().any():  # a short first data row: the line reader pads it
         return None
-    frame = pd.DataFrame(cells, index=pd.RangeIndex(cells.shape[0]), dtype=object, copy=False)
+    frame = f.iloc[1:]
+    frame.index = pd.RangeIndex(frame.shape[0])
     frame.columns = header
     lines = lead.group(0)
     return frame, lines.count("\n") + lines.count("\r") - lines.count("\r\n") + 1
 
 
-def _parse_delimited(text: str, sep: str, name: str | None) -> tuple[pd.DataFrame, int]:
+#: encodings whose bytes pandas' C parser reads directly (name for pandas); others are read from the text
+_BYTE_ENCODINGS = {"utf-8": "utf-8", "utf-8-sig": "utf-8", "cp1252": "cp1252", "latin-1": "latin-1"}
+
+
+def _parse_delimited(text: str, sep: str, name: str | None,
+                     raw: tuple[bytes, str] | None = None) -> tuple[pd.DataFrame, int]:
     """Split delimited text into a frame of strings; the first non-blank line is the header.
 
     Short lines are padded with missing values; a line with more (non-empty)
@@ -444,7 +488,7 @@ def _parse_delimited(text: str, sep: str, name: str | None) -> tuple[pd.DataFram
     become empty rows so that index label i is the i-th line after the header.
     Returns the frame and the line number of the header.
     """
-    fast = _parse_delimited_fast(text, sep)
+    fast = _parse_delimited_fast(text, sep, raw)
     return fast if fast is not None else _parse_delimited_lines(text, sep, name)
 
 
