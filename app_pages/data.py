@@ -1,5 +1,7 @@
 """Data page: pick a demo or upload files, map columns, validate, summarise."""
 
+import weakref
+
 import pandas as pd
 import streamlit as st
 
@@ -124,6 +126,7 @@ if st.toggle("Show charts: observed values per session, patients per study, sess
         show_figure(compute.data_figure("patients_per_study", key, df), "patients_per_study")
     with c2:
         show_figure(compute.data_figure("sessions_per_patient", key, df), "sessions_per_patient")
-table_download(df, "canonical_data", label="Download the whole data set (CSV)")
+# a weak reference: the button's callable outlives this run, and must not keep a replaced data set alive
+table_download(weakref.ref(df), "canonical_data", label="Download the whole data set (CSV)")
 if st.toggle("Show the first 500 rows of the data", key="data_show_rows"):
     st.dataframe(df.head(500), width="stretch", hide_index=True)

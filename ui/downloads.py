@@ -9,6 +9,7 @@ and exported after :func:`ui.safe.safe_figure` (user strings cannot become plotl
 from __future__ import annotations
 
 import re
+import weakref
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -22,10 +23,14 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower() or "download"
 
 
-def table_download(df: pd.DataFrame, name: str, key: str | None = None, label: str = "Download table (CSV)") -> None:
+def table_download(df: pd.DataFrame | weakref.ref, name: str, key: str | None = None,
+                   label: str = "Download table (CSV)") -> None:
+    """A CSV download of ``df``, written when clicked; ``df`` may be a weak reference to a large frame
+    (Streamlit keeps the button's callable until the run after next, which should not keep the frame)."""
+    frame = df if isinstance(df, weakref.ref) else (lambda: df)
     st.download_button(
         label,
-        data=lambda: csv_bytes(df),
+        data=lambda: csv_bytes(frame()),
         file_name=f"{_slug(name)}.csv",
         mime="text/csv",
         key=key or f"dl_csv_{_slug(name)}",

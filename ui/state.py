@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -74,7 +75,8 @@ def set_dataset(df: pd.DataFrame, name: str, source: str, notes: list[str] | Non
     for key in [k for k in st.session_state if str(k).startswith("result_")]:
         del st.session_state[key]
     if previous is not None:  # a data set replaces another: the old one and its files can go
-        release_uploads(big=previous.get("source") == "upload" or "_file_reader_memo" in st.session_state)
+        release_uploads(big=source == "upload" or previous.get("source") == "upload"
+                        or "_file_reader_memo" in st.session_state)
 
 
 def release_uploads(big: bool = True) -> None:
@@ -89,11 +91,21 @@ def release_uploads(big: bool = True) -> None:
     st.session_state.pop("_file_reader_memo", None)
     if big:  # the old frames are still referenced by this run; trim at the start of the next one
         st.session_state["_return_memory"] = True
+        # ... and once more after it: Streamlit lets go of the old run's download callables and uploaded
+        # files only when the next run has finished
+        for delay in _LATE_TRIMS:
+            t = threading.Timer(delay, _return_memory)
+            t.daemon = True
+            t.start()
 
 
 def upload_key() -> str:
     """Widget key of the Data page's file uploader (changes when a data set is loaded)."""
     return f"uploads_{st.session_state.get('uploads_gen', 0)}"
+
+
+#: seconds after a large data set is loaded or replaced at which freed memory is handed back again
+_LATE_TRIMS = (3.0, 15.0)
 
 
 def _return_memory() -> None:

@@ -53,7 +53,7 @@ def summarize(df: pd.DataFrame) -> DataSummary:
         raise DataError("summarize needs a table (DataFrame).")
     names = _column_labels(df)
     keep = ~pd.Index(names).duplicated()
-    work = df.loc[:, keep].copy()
+    work = df.loc[:, keep].copy(deep=False)  # copy-on-write: the caller's frame is never changed
     work.columns = [n for n, k in zip(names, keep) if k]
     for req in ("patient", "session"):
         if req not in work:

@@ -160,7 +160,7 @@ def _prepare(df: pd.DataFrame) -> _Work:
     counts = Counter(names)
     dup_names = [n for n, k in counts.items() if k > 1]
     keep = ~pd.Index(names).duplicated()
-    work = df.loc[:, keep].copy()
+    work = df.loc[:, keep].copy(deep=False)  # copy-on-write: the caller's frame is never changed
     work.columns = [n for n, k in zip(names, keep) if k]
     if isinstance(work.index, pd.MultiIndex):
         work.index = pd.Index([str(i) for i in work.index])
@@ -258,14 +258,19 @@ def _check_numbers(w: _Work):
 def _check_duplicate_rows(w: _Work):
     if "patient" not in w.work or "session" not in w.work:
         return
-    key = pd.DataFrame({"s": w.study_key.to_numpy(), "p": w.work["patient"].to_numpy(),
-                        "t": w.work["session"].to_numpy()})
-    valid = key["p"].notna().to_numpy() & (~w.session_bad if w.session_bad is not None else True)
+    s_code, p_code = _codes(w.study_key), _codes(w.work["patient"])
+    key = pd.DataFrame({"s": s_code, "p": p_code, "t": w.work["session"].to_numpy()})
+    valid = (p_code >= 0) & (~w.session_bad if w.session_bad is not None else True)
     dupmask = key.duplicated(keep=False).to_numpy() & valid
     if dupmask.any():
         yield _masked(w, "error", "duplicate_rows",
                       f"{_plural(int(dupmask.sum()), 'row')} repeat a study × patient × session that occurs more than "
                       f"once (each session of a patient must be one row): {_where(w.work, dupmask)}.", dupmask)
+
+
+def _codes(s: pd.Series) -> np.ndarray:
+    """Integer codes of a column's values (−1 = missing): equal values, equal codes."""
+    return pd.factorize(s)[0]
 
 
 # ---- warnings: the analysis runs, but look at these
@@ -325,15 +330,18 @@ def _check_outliers(w: _Work):
 def _check_few_sessions(w: _Work):
     if "patient" not in w.work or "session" not in w.work:
         return
-    valid = w.work["patient"].notna().to_numpy()
-    key = pd.DataFrame({"s": w.study_key.to_numpy()[valid], "p": w.work["patient"].to_numpy()[valid],
-                        "t": w.work["session"].to_numpy()[valid]})
+    # study and patient as integer codes (no Python string per row on a large file); labels for the few
+    (s_code, s_uniq), (p_code, p_uniq) = pd.factorize(w.study_key), pd.factorize(w.work["patient"])
+    valid = p_code >= 0
+    key = pd.DataFrame({"s": s_code[valid], "p": p_code[valid], "t": w.work["session"].to_numpy()[valid]})
     n_sess = key.groupby(["s", "p"], sort=False)["t"].nunique()
-    few = n_sess[n_sess < MIN_SESSIONS_PER_PATIENT]
-    if not len(few):
+    few_codes = n_sess[n_sess < MIN_SESSIONS_PER_PATIENT]
+    if not len(few_codes):
         return
-    pairs = pd.MultiIndex.from_arrays([w.study_key.to_numpy(), w.work["patient"].to_numpy()])
-    mask = valid & pairs.isin(few.index)
+    fs, fp = few_codes.index.get_level_values(0), few_codes.index.get_level_values(1)
+    few = pd.Series(few_codes.to_numpy(), index=pd.MultiIndex.from_arrays(
+        [np.asarray(s_uniq, dtype=object)[fs], np.asarray(p_uniq, dtype=object)[fp]]))
+    mask = valid & pd.MultiIndex.from_arrays([s_code, p_code]).isin(list(zip(fs, fp)))
     labels = _label_patients(list(few.index), w.multi)
     yield Issue("warning", "few_sessions",
                 f"{_plural(len(few), 'patient')} {'has' if len(few) == 1 else 'have'} fewer than "
