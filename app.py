@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import persist
-from ui.state import ensure_dataset, sidebar_summary
+from ui.state import ensure_dataset, freeze_startup_objects, sidebar_summary
 
 HERE = Path(__file__).resolve().parent
 # A local image: a ":material/...:" page icon makes the browser fetch the favicon from a font CDN.
@@ -44,3 +44,4 @@ with st.sidebar:
 sidebar_summary()
 st.navigation(PAGES, position="hidden").run()
 persist.write_declared()  # the page's options into the URL (ui/persist.py)
+freeze_startup_objects()  # once per process: the libraries' objects leave the garbage collector's scans

@@ -2,17 +2,16 @@
 
 import html
 
-import pandas as pd
 import streamlit as st
 
-from analysis import meta, plots_lagged, plots_meta
+from analysis import plots_lagged, plots_meta
 from analysis.interpret import lagged_effect_sentence
 from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.options import DIRECTIONS, LINKS, option_panel, pooling_panel
 from ui.reporting import report_downloads
 from ui.safe import esc
-from ui.state import current, data_banner, study_level_columns
+from ui.state import current, data_banner
 
 st.title("Pooled effects")
 data_banner()
@@ -65,9 +64,8 @@ for d, m in pooled.items():
     if m.k >= 1:
         st.caption(lagged_effect_sentence(m.estimate, m.ci_low, m.ci_high, d, options.lag, options.standardize,
                                           effect, level=m.level))
-st.dataframe(meta.results_table(pooled, DIRECTIONS), width="stretch", hide_index=True)
-summary_table = pd.concat([m.to_frame().assign(direction=d) for d, m in pooled.items()], ignore_index=True)
-summary_table = summary_table[["direction", *summary_table.columns.drop("direction")]]
+shown_table, summary_table = compute.pooled_tables(df, options, DIRECTIONS)
+st.dataframe(shown_table, width="stretch", hide_index=True)
 table_download(summary_table, "pooled_estimates", key="pooled_dl")
 
 SECTIONS = ["Leave-one-out", "Funnel & Egger", "Meta-regression", "Centering multiverse",
@@ -109,7 +107,7 @@ elif section == "Funnel & Egger":
         st.write(esc(eg.summary(), limit=None))
 
 elif section == "Meta-regression":
-    mods = study_level_columns(df)
+    mods = compute.study_level_columns(df)
     if df["study"].nunique() < 3:
         st.info("Meta-regression needs at least 3 studies.")
     elif not mods:

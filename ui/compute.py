@@ -218,6 +218,49 @@ def pooled_forest(df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: 
 
 
 # ----------------------------------------------------------------------------------------------
+# Per-run work of the shell and the Pooled page, computed once per data set / options (issue 16: a class
+# of 30 on one 2-core server; every session's rerun pays only for what is drawn)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
+def _patient_level_columns(key: str, _df: pd.DataFrame) -> list[str]:
+    from ui.options import patient_level_columns as find
+
+    return find(_df)
+
+
+def patient_level_columns(df: pd.DataFrame) -> list[str]:
+    """:func:`ui.options.patient_level_columns`, once per data set (a groupby per extra column)."""
+    return _patient_level_columns(data_key(df), df)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
+def _study_level_columns(key: str, _df: pd.DataFrame) -> list[str]:
+    from ui.state import study_level_columns as find
+
+    return find(_df)
+
+
+def study_level_columns(df: pd.DataFrame) -> list[str]:
+    """:func:`ui.state.study_level_columns`, once per data set."""
+    return _study_level_columns(data_key(df), df)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
+def _pooled_tables(key: str, _df: pd.DataFrame, options: LagOptions, names: tuple):
+    res = two_stage(_df, options)
+    pooled = {d: res.pooled[d] for d in options.directions if d in res.pooled}
+    shown = meta.results_table(pooled, dict(names))
+    table = pd.concat([m.to_frame().assign(direction=d) for d, m in pooled.items()], ignore_index=True)
+    return shown, table[["direction", *table.columns.drop("direction")]]
+
+
+def pooled_tables(df: pd.DataFrame, options: LagOptions, names: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The Pooled page's results table (formatted for readers) and its download (the numbers), cached."""
+    return _pooled_tables(data_key(df), df, options, tuple(names.items()))
+
+
+# ----------------------------------------------------------------------------------------------
 # Within/between decomposition, early alliance, per-session descriptives (issue 11 §1, §3, §5)
 
 

@@ -14,7 +14,7 @@ import streamlit as st
 
 from analysis.lagged import LagOptions
 from analysis.meta import METHODS
-from ui import persist
+from ui import compute, persist
 from ui.persist import Param
 
 STORE = "lag_options"
@@ -39,9 +39,17 @@ LINKS = {
 }
 
 
+def session_bounds(df: pd.DataFrame) -> tuple[int, int]:
+    """First and last session number of ``df`` (stored with the loaded data set, so not recomputed per rerun)."""
+    ds = st.session_state.get("dataset")
+    if ds is not None and ds.get("df") is df and ds.get("session_bounds"):
+        return ds["session_bounds"]
+    return int(df["session"].min()), int(df["session"].max())
+
+
 def _defaults(df: pd.DataFrame) -> dict:
     o = LagOptions()
-    smin, smax = int(df["session"].min()), int(df["session"].max())
+    smin, smax = session_bounds(df)
     return {
         "centering": o.centering,
         "lag": o.lag,
@@ -79,7 +87,7 @@ def patient_level_columns(df: pd.DataFrame) -> list[str]:
 
 def stored(df: pd.DataFrame) -> dict:
     """The user's current choices (defaults on first use or after a new data set)."""
-    smin, smax = int(df["session"].min()), int(df["session"].max())
+    smin, smax = session_bounds(df)
     opts = st.session_state.get(STORE)
     if opts is None or opts.get("_bounds") != (smin, smax):
         opts = _defaults(df)
@@ -91,7 +99,7 @@ def stored(df: pd.DataFrame) -> dict:
 
 def store_options(options: LagOptions, df: pd.DataFrame) -> None:
     """Make ``options`` the current choices for ``df`` (e.g. restored from a bundle)."""
-    smin, smax = int(df["session"].min()), int(df["session"].max())
+    smin, smax = session_bounds(df)
     opts = {k: v for k, v in options.to_dict().items() if k in _defaults(df)}
     opts["directions"] = list(options.directions)
     opts["window"] = tuple(options.sessions) if options.sessions is not None else (smin, smax)
@@ -102,7 +110,7 @@ def store_options(options: LagOptions, df: pd.DataFrame) -> None:
 
 def url_spec(df: pd.DataFrame) -> dict[str, Param]:
     """The stage-1 options as URL parameters (the session window within the data's sessions)."""
-    smin, smax = int(df["session"].min()), int(df["session"].max())
+    smin, smax = session_bounds(df)
     return {
         "centering": Param("opt_centering", "choice", tuple(CENTERING)),
         "directions": Param("opt_directions", "choices", tuple(DIRECTIONS)),
@@ -238,7 +246,7 @@ def option_panel(df: pd.DataFrame, container=None) -> LagOptions:
             )
             if not (hybrid and opts["control_prior_outcome"]):
                 opts["outcome_moderator"] = False
-            cands = patient_level_columns(df)
+            cands = compute.patient_level_columns(df)  # (cached: a groupby per extra column)
             opts["covariates"] = [c for c in opts.get("covariates", []) if c in cands]
             if cands:
                 st.session_state["opt_covariates"] = [

@@ -32,9 +32,12 @@ DEFAULT_DEMO = next(iter(DEMOS))
 DYADIC_DEMOS = ("dyads_bdi.csv", "dyads_gsi.csv")
 
 
-@st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
+# cache_resource: every session shares one read-only frame per demo (a class of 30 opening the app would
+# otherwise unpickle its own copy on every first run). Nothing changes a loaded data set in place: pages and
+# analysis functions derive new frames from it.
+@st.cache_resource(show_spinner=False, max_entries=8, ttl="1h")
 def load_demo(filename: str) -> pd.DataFrame:
-    """Read a demo file through the same intake path as an upload."""
+    """Read a demo file through the same intake path as an upload (one shared, read-only frame)."""
     raw = adata.load(DEMO_DIR / filename, filename=filename)
     mapping = adata.suggest_mapping(raw)
     return adata.to_canonical(raw, mapping)
@@ -44,8 +47,11 @@ def _describe(df: pd.DataFrame) -> dict:
     """The data set's fingerprint and counts, computed once per data set (not on every rerun)."""
     from ui.compute import fingerprint
 
+    sessions = df["session"] if "session" in df else pd.Series(dtype="float64")
     return {
         "key": fingerprint(df),
+        # the session range: the option panel's bounds on every rerun of every page
+        "session_bounds": (int(sessions.min()), int(sessions.max())) if sessions.notna().any() else None,
         "n_studies": int(df["study"].nunique()),
         "n_patients": int(df.groupby(["study", "patient"], observed=True).ngroups),
         "therapist": has_therapist_ratings(df),
@@ -118,6 +124,27 @@ def _return_memory() -> None:
         pa.default_memory_pool().release_unused()
     with contextlib.suppress(Exception):  # not glibc (macOS, Windows, musl): nothing to do
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+_STARTUP_FROZEN = False
+
+
+def freeze_startup_objects() -> None:
+    """Once per server process, at the end of its first run: exempt everything alive then (the imported
+    libraries, the shared caches) from Python's cyclic garbage collector (``gc.freeze``).
+
+    With pandas, SciPy, statsmodels and plotly loaded, the heap holds a few million objects that never
+    die, and every full collection walked them all: on a 2-core server with a class of 30, those
+    collections were most of the server's CPU time per page run (issue 16, a class of 30). Objects
+    freed by reference counting are freed as before; only cycles among the frozen objects are no
+    longer looked for.
+    """
+    global _STARTUP_FROZEN
+    if _STARTUP_FROZEN:
+        return
+    _STARTUP_FROZEN = True
+    gc.collect()  # what is already garbage is freed, not frozen
+    gc.freeze()
 
 
 def ensure_dataset() -> dict:
