@@ -176,7 +176,8 @@ def to_canonical(
     if problems:
         raise DataError("The data cannot be converted:\n- " + "\n- ".join(problems))
     messages.extend(dropped)
-    out = out.loc[keep_rows]
+    if not keep_rows.all():  # (a boolean selection of every row would copy the whole frame)
+        out = out.loc[keep_rows]
     if "session" in out:
         out["session"] = out["session"].astype("int64")
     if keep_extra:

@@ -321,9 +321,11 @@ def _tidy_string_cells(block: pd.DataFrame, allow_comma: bool) -> list[pd.Series
     flat_nums = np.full(n * k, np.nan)
     if candidates.any():
         cells = np.repeat(candidates, n)
-        flat_nums[cells] = pd.to_numeric(
-            t[cells].str.replace(",", ".", regex=False), errors="coerce"
-        ).to_numpy(dtype="float64", na_value=np.nan)
+        text = t if candidates.all() else t[cells]  # (no copy of a column that is all candidates)
+        if allow_comma:  # without decimal commas the pattern admits no comma: nothing to replace
+            text = text.str.replace(",", ".", regex=False)
+        flat_nums[cells] = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        del text
     nums = flat_nums.reshape((n, k), order="F")
     out = []
     for j in range(k):
