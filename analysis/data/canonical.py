@@ -485,7 +485,7 @@ def combine(
     rest = [c for c in out.columns if c not in CANONICAL_COLUMNS]
     out = out[canon + rest]
     for c in ("study", "patient", "therapist"):
-        if c in out:
+        if c in out and len(parts) > 1:  # (one data set: its ids were made text just above)
             out[c] = _as_id(out[c])
     out = _sort_canonical(out)
     out.attrs = {

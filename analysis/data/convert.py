@@ -177,7 +177,8 @@ def _as_id(s: pd.Series) -> pd.Series:
         return pd.Series(out, index=index, dtype="str")
     if isinstance(s.dtype, pd.StringDtype):  # every present value is text: strip it where it lies
         t = s.astype("str").str.strip()
-        return t.mask(t == "").astype("str")
+        blank = (t == "").to_numpy(dtype=bool, na_value=False)
+        return t.mask(blank).astype("str") if blank.any() else t
     if isinstance(s.dtype, pd.CategoricalDtype):
         s = s.astype(object)
     arr = s.to_numpy(dtype=object, na_value=np.nan)

@@ -42,6 +42,11 @@ class DataSummary:
         return pd.concat([self.per_study, pd.DataFrame([total])], ignore_index=True)
 
 
+def _with_patient(work: pd.DataFrame) -> pd.DataFrame:
+    """The rows with a patient id (``work`` itself when every row has one: no copy of a large frame)."""
+    return work if work["patient"].notna().all() else work.dropna(subset=["patient"])
+
+
 @_guard("Could not summarise the data")
 def summarize(df: pd.DataFrame) -> DataSummary:
     """Counts and missingness per study and per study × session (METHODS §1).
@@ -79,7 +84,7 @@ def summarize(df: pd.DataFrame) -> DataSummary:
     rows = []
     for s, idx in work.groupby("study", sort=False).groups.items():
         sub = work.loc[idx]
-        per_pat = sub.dropna(subset=["patient"]).groupby("patient")["session"].nunique()
+        per_pat = _with_patient(sub).groupby("patient")["session"].nunique()
         rows.append(
             {
                 "study": s,
@@ -125,8 +130,11 @@ def summarize(df: pd.DataFrame) -> DataSummary:
             "n_symptoms": obs["symptoms"].astype(int),
             "n_therapist_alliance": obs["therapist_alliance"].astype(int),
         }
-    ).dropna(subset=["session"])
+    )
+    if sess["session"].isna().any():  # (a selection of every row would copy the frame)
+        sess = sess.dropna(subset=["session"])
     per_session = sess.groupby(["study", "session"], sort=False).sum().reset_index()
+    del sess
     if len(per_session):
         per_session["session"] = per_session["session"].astype("int64")
         per_session["_r"] = _natural_rank(per_session["study"])
@@ -149,7 +157,7 @@ def summarize(df: pd.DataFrame) -> DataSummary:
         )
 
     per_pat_all = (
-        work.dropna(subset=["patient"])
+        _with_patient(work)
         .groupby(["study", "patient"])["session"]
         .nunique()
     )

@@ -297,7 +297,7 @@ def _outliers(arr: np.ndarray, study_key: pd.Series) -> tuple[np.ndarray, list[s
     """Values more than OUTLIER_MADS scaled MADs from their study's median (studies with ≥ 5 values)."""
     out_mask = np.zeros(len(arr), dtype=bool)
     details = []
-    codes, uniques = pd.factorize(study_key.to_numpy())
+    codes, uniques = pd.factorize(study_key)  # (not .to_numpy(): no Python string per row)
     for k, s in enumerate(uniques):
         pos = np.flatnonzero(codes == k)
         x = arr[pos]
