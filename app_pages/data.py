@@ -70,13 +70,14 @@ with upload_tab:
         if frames and not failed:
             try:
                 combined = adata.combine(frames)
+                frames.clear()  # (the per-file frames are not needed while the combined one is checked)
+                canon = None
                 report = adata.validate(combined)
             except adata.DataError as e:
                 st.error(esc(e, limit=800))
             else:
                 if report.ok:
                     label = ", ".join(c.name for _, c in prepared)
-                    del frames, canon  # (the combined frame is kept; the per-file frames can go)
                     set_dataset(combined, f"Uploaded: {label}", "upload", notes,
                                 mapping={c.name: c.mapping for _, c in prepared},  # kept for the bundle
                                 report=report)

@@ -330,19 +330,17 @@ def _column_position(df: pd.DataFrame, col: Any) -> int:
 
 
 def _sort_canonical(df: pd.DataFrame) -> pd.DataFrame:
-    keys: dict[str, pd.Series] = {}
+    keys: list[np.ndarray] = []  # study, patient, session; missing values last; ties keep their order
     if "study" in df:
-        keys["__k_study"] = _natural_rank(df["study"])
+        keys.append(_natural_rank(df["study"]).to_numpy(dtype="float64"))
     if "patient" in df:
-        keys["__k_patient"] = _natural_rank(df["patient"])
+        keys.append(_natural_rank(df["patient"]).to_numpy(dtype="float64"))
     if "session" in df:
-        keys["__k_session"] = pd.to_numeric(df["session"], errors="coerce")
+        keys.append(pd.to_numeric(df["session"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan))
     if not keys:
         return df.reset_index(drop=True)
-    order = pd.DataFrame(keys, index=df.index).reset_index(drop=True)
-    pos = order.sort_values(
-        list(keys), kind="mergesort", na_position="last"
-    ).index.to_numpy()
+    pos = np.lexsort(keys[::-1])  # (stable; NaN sorts last; the last key given is the primary one)
+    del keys
     if np.array_equal(pos, np.arange(len(pos))):  # already in order (e.g. from to_canonical): no copy
         out = df.reset_index(drop=True)
     else:
@@ -480,12 +478,15 @@ def combine(
         sources.append(src or f"Data set {i + 1}")
         g.attrs = {}
         parts.append(g)
-    out = pd.concat(parts, ignore_index=True, sort=False)
+    # (one data set: its frame as it is, not a copy)
+    several = len(parts) > 1
+    out = pd.concat(parts, ignore_index=True, sort=False) if several else parts[0].reset_index(drop=True)
+    del parts
     canon = [c for c in CANONICAL_COLUMNS if c in out]
     rest = [c for c in out.columns if c not in CANONICAL_COLUMNS]
     out = out[canon + rest]
     for c in ("study", "patient", "therapist"):
-        if c in out and len(parts) > 1:  # (one data set: its ids were made text just above)
+        if c in out and several:  # (one data set: its ids were made text just above)
             out[c] = _as_id(out[c])
     out = _sort_canonical(out)
     out.attrs = {

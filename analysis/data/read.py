@@ -300,6 +300,22 @@ def _tidy_string_block(block: pd.DataFrame, allow_comma: bool) -> list[pd.Series
     return out
 
 
+def _to_float(text: pd.Series) -> np.ndarray:
+    """Number-like text (checked against the number pattern; missing cells allowed) as float64.
+
+    Arrow-backed text is cast by Arrow (correctly rounded, like Python's ``float``), without the
+    Python object per cell that ``pd.to_numeric`` makes of it (0.4 GB for 5 million cells)."""
+    if isinstance(text.dtype, pd.StringDtype) and text.dtype.storage == "pyarrow":
+        import pyarrow as pa
+
+        try:
+            return np.asarray(pa.array(text.array).cast(pa.float64()).to_numpy(zero_copy_only=False),
+                              dtype="float64")
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):
+            pass
+    return pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
 #: cells converted in one pass of :func:`_tidy_string_block` (bounds its working memory)
 _CELLS_PER_PASS = 1_000_000
 
@@ -324,7 +340,7 @@ def _tidy_string_cells(block: pd.DataFrame, allow_comma: bool) -> list[pd.Series
         text = t if candidates.all() else t[cells]  # (no copy of a column that is all candidates)
         if allow_comma:  # without decimal commas the pattern admits no comma: nothing to replace
             text = text.str.replace(",", ".", regex=False)
-        flat_nums[cells] = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        flat_nums[cells] = _to_float(text)
         del text
     nums = flat_nums.reshape((n, k), order="F")
     out = []
