@@ -62,6 +62,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=5_000_000)
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per step")
+    ap.add_argument("--settle", type=int, default=20,
+                    help="seconds to watch the RSS after the replacement (the last value is reported)")
     args = ap.parse_args()
     t = time.perf_counter()
     path = make_csv(Path(f"/tmp/bench_memory_{args.rows}.csv"), args.rows)
@@ -97,9 +99,13 @@ def main() -> None:
         page.get_by_role("button", name="Load this demo").click()
         page.get_by_text("Loaded: IPD-MA demo").wait_for(timeout=ms)
         wait_idle(page, ms)
-        page.wait_for_timeout(3000)  # let the server release what the last run dropped
-        after, peak = rss(pid)
         print(f"demo loaded again: {time.perf_counter() - t:.1f} s", flush=True)
+        trace = []
+        for _ in range(args.settle):  # the server hands freed memory back within a few seconds
+            page.wait_for_timeout(1000)
+            trace.append(rss(pid)[0])
+        after, peak = rss(pid)
+        print("RSS each second after the replacement (GB): " + " ".join(f"{r / GB:.2f}" for r in trace), flush=True)
 
     print()
     print(f"{'rows':>12} {'baseline GB':>12} {'peak GB':>9} {'in use GB':>10} {'after replace GB':>17} "

@@ -71,6 +71,8 @@ def set_dataset(df: pd.DataFrame, name: str, source: str, notes: list[str] | Non
     column mapping it was made with, kept for the reproducibility bundle; ``report``: its
     ``analysis.data.validate`` report when already made, so the Data page does not check it again)."""
     previous = st.session_state.get("dataset")
+    if previous is not None:  # deleted first: Streamlit would otherwise keep the last run's value until the next run
+        del st.session_state["dataset"]
     st.session_state["dataset"] = {
         "df": df, "name": name, "source": source, "notes": list(notes or []), "report": report,
         "mapping": dict(mapping) if mapping else df.attrs.get("mapping"),
