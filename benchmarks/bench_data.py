@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import argparse
 import io
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analysis import data as adata
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis import data as adata  # noqa: E402
 
 #: rows the Data page and Screening page read for the preview and the column mapping (ui.mapping)
 PREVIEW_ROWS = 2000

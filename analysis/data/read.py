@@ -468,8 +468,12 @@ def _parse_delimited_fast(text: str, sep: str, raw: tuple[bytes, str] | None = N
         source, encoding = io.BytesIO(data[offset:] if offset else data), _BYTE_ENCODINGS[enc]
     else:
         source = io.StringIO(body)
+    # text columns, except for a wide file (thousands of columns, few rows each: one block of Python
+    # strings is quicker there than thousands of small Arrow arrays)
+    first_line = body[:body.find("\n")] if "\n" in body[:1_000_000] else body[:1_000_000]
+    dtype = object if first_line.count(sep) >= _WIDE_COLUMNS else "str"
     try:
-        f = pd.read_csv(source, sep=sep, header=None, dtype="str", na_filter=False,
+        f = pd.read_csv(source, sep=sep, header=None, dtype=dtype, na_filter=False,
                         keep_default_na=False, skip_blank_lines=False, skipinitialspace=True, quotechar='"',
                         engine="c", encoding=encoding)
     except Exception:  # noqa: BLE001 - the line-by-line reader reports it
@@ -486,12 +490,21 @@ def _parse_delimited_fast(text: str, sep: str, raw: tuple[bytes, str] | None = N
         return None
     if f.shape[0] > 1 and f.iloc[1].isna().any():  # a short first data row: the line reader pads it
         return None
+    if dtype is object:  # one block of strings, as the line reader makes it
+        cells = f.iloc[1:].to_numpy(dtype=object)
+        frame = pd.DataFrame(cells, index=pd.RangeIndex(cells.shape[0]), dtype=object, copy=False)
+        frame.columns = header
+        lines = lead.group(0)
+        return frame, lines.count("\n") + lines.count("\r") - lines.count("\r\n") + 1
     frame = f.iloc[1:]
     frame.index = pd.RangeIndex(frame.shape[0])
     frame.columns = header
     lines = lead.group(0)
     return frame, lines.count("\n") + lines.count("\r") - lines.count("\r\n") + 1
 
+
+#: from this many separators in the header line on, a file is read as one block of Python strings
+_WIDE_COLUMNS = 500
 
 #: encodings whose bytes pandas' C parser reads directly (name for pandas); others are read from the text
 _BYTE_ENCODINGS = {"utf-8": "utf-8", "utf-8-sig": "utf-8", "cp1252": "cp1252", "latin-1": "latin-1"}
