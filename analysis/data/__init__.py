@@ -55,11 +55,7 @@ from analysis.data._common import (
     CANONICAL_COLUMNS,
     DEFAULT_STUDY,
     ID_COLUMNS,
-    MAX_MISSING_SHARE,
-    MIN_PATIENTS_PER_STUDY,
-    MIN_SESSIONS_PER_PATIENT,
     NUMERIC_COLUMNS,
-    OUTLIER_MADS,
     REQUIRED_COLUMNS,
     DataError,
 )
@@ -68,7 +64,15 @@ from analysis.data.mapping import Grouping, grouping_columns, suggest_higher_is_
 from analysis.data.read import list_sheets, load
 from analysis.data.reshape import detect_wide, wide_to_long
 from analysis.data.summary import DataSummary, summarize
-from analysis.data.validate import Issue, ValidationReport, validate
+from analysis.data.validate import (
+    MAX_MISSING_SHARE,
+    MIN_PATIENTS_PER_STUDY,
+    MIN_SESSIONS_PER_PATIENT,
+    OUTLIER_MADS,
+    Issue,
+    ValidationReport,
+    validate,
+)
 
 __all__ = [
     "CANONICAL_COLUMNS",
