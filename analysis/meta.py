@@ -85,6 +85,7 @@ __all__ = [
     "METHODS",
     "TESTS",
     "EggerResult",
+    "Estimate",
     "MetaRegressionResult",
     "MetaResult",
     "egger_test",
@@ -952,6 +953,19 @@ def _heterogeneity_word(i2: float) -> str:
 
 
 # --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, eq=False)
+class Estimate:
+    """A labelled estimate with its confidence interval: the common part of a study row in a forest plot
+    (``plots_meta.ForestRow``), a screened study's effect and the reference it is placed against
+    (``screening.Effect``, ``screening.Reference``). Equality is left to the subclasses (a reference
+    compares by identity, a row by its values)."""
+
+    label: str
+    estimate: float
+    ci_low: float
+    ci_high: float
 
 
 @dataclass(frozen=True, eq=False)

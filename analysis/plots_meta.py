@@ -26,7 +26,7 @@ from plotly.subplots import make_subplots
 from scipy import special
 
 from . import formatting as fmt
-from .meta import METHOD_NAMES, MetaResult, _check_effects
+from .meta import METHOD_NAMES, Estimate, MetaResult, _check_effects
 
 __all__ = ["FONT_FAMILY", "NEW_COLOR", "ForestPanel", "ForestRow", "forest_figure", "forest_panels_figure", "forest_plot",
            "funnel_figure", "funnel_plot", "leave_one_out_figure", "leave_one_out_plot", "paired_forest_figure",
@@ -91,13 +91,9 @@ def text_width(text: str, size: float = FONT_SIZE, bold: bool = False) -> float:
 
 
 @dataclass(frozen=True)
-class ForestRow:
+class ForestRow(Estimate):
     """One study row: its estimate with CI, weight (percent) and counts (NaN when unknown)."""
 
-    label: str
-    estimate: float
-    ci_low: float
-    ci_high: float
     weight: float = math.nan
     n_patients: float = math.nan
     n_pairs: float = math.nan
