@@ -522,6 +522,7 @@ def require_canonical(
     study: bool = True,
     values: bool = True,
     min_rows: int = 1,
+    why: str = "",
 ) -> pd.DataFrame:
     """The one guard for analysis modules: ``df`` must be canonical long data (METHODS §1).
 
@@ -535,7 +536,9 @@ def require_canonical(
     columns float64 (NaN = not observed) and other columns untouched, sorted
     by study, patient (natural order) and session with a fresh index; with
     ``values=False`` the frame itself.  Raises DataError (a ValueError) with
-    a message for the researcher; no "who:" prefix is needed.
+    a message for the researcher; no "who:" prefix is needed.  ``why`` (a
+    sentence) follows the message about missing columns, saying what the
+    caller needs them for.
     """
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"Expected the data as a table in the canonical long format (METHODS §1), not a "
@@ -543,7 +546,8 @@ def require_canonical(
     need = [c for c in (("study",) if study else ()) + ("patient", "session", *columns) if c not in df.columns]
     if need:
         raise DataError(f"The data lack the column(s) {_fmt_list(need)}; canonical long data have one row per "
-                        "patient × session with study, patient, session, alliance and symptoms (METHODS §1).")
+                        "patient × session with study, patient, session, alliance and symptoms (METHODS §1)."
+                        + (f" {why}" if why else ""))
     if len(df) < min_rows:
         raise DataError("The data have no rows." if len(df) == 0 else f"The data have only {len(df)} rows.")
     if not values:
