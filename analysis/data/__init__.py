@@ -31,7 +31,7 @@ and ``analysis.data.load`` keep working):
     canonical.py  to_canonical, combine, template_csv, require_canonical (the guard
                   other modules call on canonical input)
     reshape.py    detect_wide, wide_to_long (site column as part of the key)
-    validate.py   validate: a tuple of small named checks (CHECKS)
+    validate.py   validate: a tuple of small named checks (CHECKS) and their thresholds
     summary.py    summarize
 
 ``DataError`` (a ``ValueError``) is the only exception that ``load``,
