@@ -60,6 +60,7 @@ __all__ = [
     "RuptureCriterion",
     "AllianceTrajectory",
     "GainAnalysis",
+    "HA_CRIT",
     "ReliableChangeAnalysis",
     "RuptureAnalysis",
     "alliance_around_gains",
@@ -1572,6 +1573,9 @@ def _pre_post(data: pd.DataFrame) -> pd.DataFrame:
     return pp
 
 
+#: Critical value of the Hageman–Arrindell RC_INDIV (one-sided 5%; METHODS §11).
+HA_CRIT = 1.65
+
 RC_METHODS = {
     "JT": "Jacobson–Truax (1991)",
     "GLN": "Gulliksen–Lord–Novick (Hsu, 1989)",
@@ -1595,11 +1599,14 @@ def reliable_change(df: pd.DataFrame, reliability, sd, norms=None, cutoff=None,
       ``RC = ((x_post − M_pre) − r·(x_pre − M_pre)) / (SD·√(1 − r²))``; |RC| > 1.96.
     * ``"EN"``: the estimated true pre score ``T = r·(x_pre − M_pre) + M_pre``;
       ``RC = (x_post − T) / S_E``, reliable when x_post lies outside T ± 2·S_E (|RC| > 2).
-    * ``"HA"``: with the study's pre and post SDs s_1, s_2 and pre–post correlation r_12 (from
-      the data), r_DD = (s_1²·r + s_2²·r − 2·r_12·s_1·s_2)/(s_1² + s_2² − 2·r_12·s_1·s_2),
-      ``RC_ID = ((x_post − x_pre)·r_DD + (M_post − M_pre)·(1 − r_DD)) /
-      √(r_DD·(s_1²(1 − r) + s_2²(1 − r)))``; |RC_ID| > 1.96. Needs ≥ 3 patients with both
-      scores and r_DD > 0 in the study.
+    * ``"HA"`` (Hageman & Arrindell, 1999, RC_INDIV): the reliabilities at pre and post follow
+      from the one S_E, r_t = (s_t² − S_E²)/s_t² with the study's pre and post SDs s_1, s_2, so
+      ``r_DD = (s_1²·r_1 + s_2²·r_2 − 2·r_12·s_1·s_2)/(s_1² + s_2² − 2·r_12·s_1·s_2)
+      = 1 − 2·S_E²/var(x_post − x_pre)`` (r_12 the pre–post correlation) and
+      ``RC = ((x_post − x_pre)·r_DD + (M_post − M_pre)·(1 − r_DD)) / √(r_DD·2·S_E²)``;
+      reliable when |RC| > 1.65 (`HA_CRIT`: Hageman and Arrindell's one-sided 5% bound on
+      the risk of misclassifying a patient). Needs ≥ 3 patients with both scores and
+      r_DD > 0 in the study.
 
     Lower symptoms are better, so ``reliable_improvement`` = index < −crit and
     ``reliable_deterioration`` = index > crit (``rci`` holds the chosen method's index,
@@ -1714,23 +1721,20 @@ def _rc_index(pp: pd.DataFrame, method: str):
         return ((post - m_pre) - r * (pre - m_pre)) / (sd * np.sqrt(1.0 - r * r)), 1.96, msgs
     if method == "EN":
         return (post - (r * (pre - m_pre) + m_pre)) / se, 2.0, msgs
-    # HA
+    # HA: one S_E for both occasions; r_DD = 1 − 2·S_E² / var(x_post − x_pre)
     m_post = pp["study"].map(st["post"].mean()).to_numpy(float)
     n = pp["study"].map(st.size()).fillna(0).to_numpy(float)
-    s1 = pp["study"].map(st["pre"].std(ddof=1)).to_numpy(float)
-    s2 = pp["study"].map(st["post"].std(ddof=1)).to_numpy(float)
-    cov = pp["study"].map(st.apply(lambda g: float(np.cov(g["pre"], g["post"], ddof=1)[0, 1])
-                                   if len(g) >= 2 else np.nan)).to_numpy(float)
+    var_d = pp["study"].map(st["change"].var(ddof=1)).to_numpy(float)
     with np.errstate(all="ignore"):
-        rdd = (s1 ** 2 * r + s2 ** 2 * r - 2 * cov) / (s1 ** 2 + s2 ** 2 - 2 * cov)
-        idx = ((post - pre) * rdd + (m_post - m_pre) * (1 - rdd)) / np.sqrt(
-            rdd * (s1 ** 2 * (1 - r) + s2 ** 2 * (1 - r)))
+        rdd = 1.0 - 2.0 * se ** 2 / var_d
+        idx = ((post - pre) * rdd + (m_post - m_pre) * (1 - rdd)) / np.sqrt(rdd * 2.0 * se ** 2)
     bad = (n < 3) | ~(rdd > 0)
     for study in sorted(set(pp.loc[bad, "study"])):
-        msgs.append(f"Study {study}: the Hageman–Arrindell index needs ≥ 3 patients with a first "
-                    f"and last score and a positive reliability of the difference scores.")
+        msgs.append(f"Study {study}: the Hageman–Arrindell index needs ≥ 3 patients with a first and last "
+                    f"score and more spread in their changes than measurement error alone gives "
+                    f"(reliability of the change scores r_DD > 0).")
     idx[bad] = np.nan
-    return idx, 1.96, msgs
+    return idx, HA_CRIT, msgs
 
 
 # --------------------------------------------------------------------------

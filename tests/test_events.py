@@ -5,7 +5,9 @@ Expected values are computed by hand in the comments next to each case.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -1229,17 +1231,45 @@ def test_reliable_change_methods_hand():
     assert v == pytest.approx([-1.341641, -1.341641, -3.354102], rel=1e-5)
     assert (rc["rc_crit"] == 2.0).all()
     assert cat_ == ["unchanged", "unchanged", "improved"]
-    # HA: r_DD = (100·.8 + 19·.8 − 70)/(100 + 19 − 70) = 25.2/49 = .514286;
-    # denominator √(.514286·(20 + 3.8)) = √12.24 = 3.498571;
-    # numerator .514286·(post − pre) + (11 − 20)(1 − .514286) = .514286·d − 4.371429
-    v, cat_, _ = idx("HA")
-    assert v == pytest.approx([-1.837497, -2.131486, -3.748484], rel=1e-5)
-    assert cat_ == ["unchanged", "improved", "improved"]
+    # HA (one S_E² = 20 at pre and post): r_1 = (100 − 20)/100 = .8, r_2 = (19 − 20)/19;
+    # r_DD = (100·.8 + 19·r_2 − 70)/(100 + 19 − 70) = (80 − 1 − 70)/49 = 9/49 (= 1 − 2·20/49,
+    # 49 = variance of the changes −4, −6, −17); denominator √(9/49·2·20) = 2.710523;
+    # numerator (9/49)·d + (11 − 20)(40/49) = (9·d − 360)/49 → −8.081633, −8.448980, −10.469388
+    v, cat_, rc = idx("HA")
+    assert v == pytest.approx([-2.981576, -3.117102, -3.862496], rel=1e-5)
+    assert (rc["rc_crit"] == 1.65).all()
+    assert cat_ == ["improved", "improved", "improved"]
     with pytest.raises(ValueError, match="method"):
         ev.reliable_change(d, reliability=0.8, sd=10, method="NK")
     # HA with too few patients: missing with a message
     rc = ev.reliable_change(d.iloc[:4], reliability=0.8, sd=10, method="HA")
     assert rc["rci"].isna().all() and rc.attrs["messages"]
+    # HA when measurement error alone exceeds the spread of the changes (2·S_E² = 98 ≥ 49):
+    # r_DD ≤ 0, no index, a message
+    rc = ev.reliable_change(d, reliability=0.51, sd=10, method="HA")
+    assert rc["rci"].isna().all() and "r_DD" in rc.attrs["messages"][0]
+
+
+REF_DIR = Path(__file__).resolve().parent / "reference"
+
+
+@pytest.mark.parametrize("config", ["given", "baseline"])
+@pytest.mark.parametrize("method", list(ev.RC_METHODS))
+def test_reliable_change_matches_r(config, method):
+    """Every method against tests/reference/make_reliable_change_reference.R (base R from the formulas)."""
+    ref = json.loads((REF_DIR / "reliable_change_reference.json").read_text())[f"{config}_{method}"]
+    data = pd.read_csv(REF_DIR / "reliable_change_data.csv")
+    sd = ref["sd"]  # None: each study's baseline SD (reliable_change_analysis's default)
+    res = ev.reliable_change_analysis(data, reliability=ref["reliability"], sd=sd, method=method)
+    got = res.per_patient.set_index("patient").loc[ref["patient"]]
+    want = np.array([np.nan if v is None else v for v in ref["index"]], dtype=float)
+    assert np.array_equal(np.isnan(got["rci"].to_numpy(float)), np.isnan(want))
+    assert got["rci"].to_numpy(float) == pytest.approx(want, rel=1e-10, abs=1e-12, nan_ok=True)
+    assert got["category"].astype(object).where(got["category"].notna(), None).tolist() == ref["category"]
+    assert (got["rc_crit"] == ref["crit"]).all()
+    if method == "HA" and config == "given":  # r_DD < 0 in study B: no index there, and a message
+        assert got.loc[got["study"] == "B", "rci"].isna().all()
+        assert any("Study B" in m for m in res.messages)
 
 
 # ---------------------------------------------------------------------------
