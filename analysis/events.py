@@ -2263,6 +2263,8 @@ class ReliableChangeAnalysis:
     method: str
     per_patient: pd.DataFrame = field(repr=False, compare=False)
     messages: tuple = ()
+    #: per study: reliability, sd and sd_source ("baseline" / "given") used (`gain_cutoffs`)
+    inputs: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     def to_frame(self) -> pd.DataFrame:
         rc = self.per_patient
@@ -2273,6 +2275,9 @@ class ReliableChangeAnalysis:
         per = rc.groupby("study").agg(s_diff=("s_diff", "first"), cutoff=("cutoff", "first"),
                                       crit=("rc_crit", "first")).reindex(studies)
         t = pd.DataFrame({"study": studies, "n_patients": counts.sum(axis=1).to_numpy()})
+        if self.inputs is not None:
+            inp = self.inputs.set_index("study").reindex(studies)
+            t["reliability"], t["sd"] = inp["reliability"].to_numpy(float), inp["sd"].to_numpy(float)
         for c in _RC_CATS:
             t["n_" + c] = counts[c].to_numpy()
         t["smallest_reliable_change"] = (per["crit"] * per["s_diff"]).to_numpy() if self.method == "JT" else np.nan
@@ -2311,15 +2316,17 @@ def reliable_change_analysis(df: pd.DataFrame, reliability=0.9, sd=None, method:
                              norms=None, cutoff_studies=None) -> ReliableChangeAnalysis:
     """`reliable_change` per study with the cut-off used only in ``cutoff_studies`` (§11).
 
-    ``sd=None`` uses each study's baseline SD. ``cutoff``/``norms`` as in `reliable_change`;
+    ``reliability`` and ``sd`` are one number or a dict study → number, resolved per study
+    exactly as for the sudden-gain cut-off (`gain_cutoffs`, one implementation): ``sd=None``
+    uses each study's baseline SD. ``cutoff``/``norms`` as in `reliable_change`;
     ``cutoff_studies`` (default all) lists the studies that measured with the instrument the
     cut-off belongs to.
     """
     data = df
     studies = sorted(data["study"].astype(str).unique())
-    if sd is None:
-        cuts = gain_cutoffs(df, reliability=0.5)  # only for its per-study baseline SD check
-        sd = dict(zip(cuts["study"], cuts["sd"]))
+    inputs = gain_cutoffs(df, reliability=reliability, sd=sd)[["study", "reliability", "sd", "sd_source"]]
+    reliability = dict(zip(inputs["study"], inputs["reliability"]))
+    sd = dict(zip(inputs["study"], inputs["sd"]))
     with_c = [] if cutoff is None and norms is None else \
         [s for s in studies if cutoff_studies is None or s in set(map(str, cutoff_studies))]
     without = [s for s in studies if s not in with_c]
@@ -2335,7 +2342,7 @@ def reliable_change_analysis(df: pd.DataFrame, reliability=0.9, sd=None, method:
             msgs.extend(r.attrs.get("messages", ()))
     rc = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     rc = rc.sort_values(["study", "patient"], kind="mergesort").reset_index(drop=True)
-    return ReliableChangeAnalysis(method=method, per_patient=rc, messages=tuple(msgs))
+    return ReliableChangeAnalysis(method=method, per_patient=rc, messages=tuple(msgs), inputs=inputs)
 
 
 _REPAIR_GROUPS = ("rupture–repair", "unrepaired rupture", "no rupture")

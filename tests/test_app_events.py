@@ -109,6 +109,12 @@ def test_ipd_demo_observed_vs_chance_and_options():
     at.radio(key="ev_rc_method").set_value("HA").run()
     assert not at.exception and not at.error
     assert "Method: Hageman–Arrindell (1999)" in _markdown(at)
+    # per-study r and SD on the reliable-change tab too: the same inputs, the same baseline SDs
+    at.toggle(key="ev_rc_perstudy").set_value(True).run()
+    assert not at.exception and not at.error
+    rct = next(d.value for d in at.dataframe if "Improved (n)" in d.value.columns).set_index("Study")
+    assert rct.loc["Study 02", "SD"] == pytest.approx(gains.loc["Study 02", "SD"])
+    assert rct.loc["Study 01", "r"] == pytest.approx(0.9)
 
     # a clinical cut-off used in one study only (Study 02 measured the SCL-90-R GSI)
     at.radio(key="ev_rc_method").set_value("JT")

@@ -1327,6 +1327,20 @@ def test_gain_cutoffs_per_study_and_rc_analysis_cutoff_studies():
     # the total row adds the studies' counts
     assert t.loc["All studies", "n_patients"] == t.loc["S", "n_patients"] + t.loc["T", "n_patients"]
     assert res.summary().startswith("Method: Jacobson–Truax (1991).")
+    # per-study r and SD for reliable change: the same resolution as the sudden-gain cut-off
+    rel, sds = {"S": 0.84, "T": 0.75}, {"S": 10, "T": 4}
+    res = ev.reliable_change_analysis(d, reliability=rel, sd=sds)
+    t = res.to_frame().set_index("study")
+    assert t.loc["S", "reliability"] == 0.84 and t.loc["T", "sd"] == 4.0
+    pp = res.per_patient.groupby("study")[["reliability", "sd", "s_diff"]].first()
+    assert pp.loc["T", "s_diff"] == pytest.approx(math.sqrt(2) * 4 * 0.5)
+    assert t.loc["T", "smallest_reliable_change"] == pytest.approx(cuts.loc["T", "cutoff"])
+    # default SD: each study's baseline SD, as gain_cutoffs gives it
+    base = ev.reliable_change_analysis(d, reliability=rel).to_frame().set_index("study")
+    g = ev.gain_cutoffs(d, reliability=rel).set_index("study")
+    assert base.loc["S", "sd"] == g.loc["S", "sd"] and base.loc["T", "sd"] == g.loc["T", "sd"]
+    with pytest.raises(ValueError, match="reliability"):
+        ev.reliable_change_analysis(d, reliability={"S": 0.84})
 
 
 def test_rupture_analysis_total_and_extra_columns():
