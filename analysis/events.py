@@ -343,11 +343,11 @@ class RuptureCriterion:
 
 
 #: Calibrated default k: see METHODS §9 and tests/test_events.py::test_default_criterion_calibration.
-DEFAULT_K = 2.4
+DEFAULT_K = 2.5
 
 #: Named rupture criteria (METHODS §9). ``"default"`` is calibrated by simulation
-#: (≤ 15% of patients flagged without ruptures, ≥ 70% of planted 3.5-SD dips found, at 7 and
-#: 11 sessions); ``"other_sessions"`` is the published dip ≥ 1 SD below the mean of the
+#: (≤ 15% of patients flagged without ruptures at 7, 11 and 20 sessions, ≥ 70% of planted
+#: 3.5-SD dips found at 7 and 11); ``"other_sessions"`` is the published dip ≥ 1 SD below the mean of the
 #: patient's other session ratings (Safran & Muran, 2006); ``"mean_sd"`` is the dip
 #: ≥ k·SD below the patient's mean with the dip included (this project's earlier default;
 #: k = 1 lenient, k = 2 strict; Stiles et al., 2004; Strauss et al., 2006; Gumz et al., 2012 style).
@@ -359,7 +359,8 @@ RUPTURE_CRITERIA = {
 
 #: The named criteria in words (for option lists).
 CRITERION_LABELS = {
-    "default": "Calibrated default: dip below the trend of the patient's other sessions (k = 2.4, robust study SD)",
+    "default": f"Calibrated default: dip below the trend of the patient's other sessions (k = {DEFAULT_K:g}, "
+               "robust study SD)",
     "other_sessions": "Published: ≥ 1 SD below the mean of the patient's other sessions (Safran & Muran)",
     "mean_sd": "Earlier default: ≥ k SD below the patient's mean, dip included (k = 1 lenient, 2 strict)",
 }
@@ -590,7 +591,7 @@ def ruptures(df: pd.DataFrame, criterion="default", k: float | None = None, sd: 
       = 1/(n_i − 1) + (t − t̄_(−t))²/Σ(s − t̄_(−t))² (the prediction's own uncertainty)
       and σ̂ one robust study-level within-patient SD (`robust_sd` of the standardized
       residuals of all eligible sessions of the study, patients whose ratings never vary left
-      out); k = `DEFAULT_K` = 2.4. Needs ≥ 4
+      out); k = `DEFAULT_K` = 2.5. Needs ≥ 4
       observed values per patient.
     * ``"other_sessions"``: E_it = mean of the patient's other sessions, S_it = their SD
       (ddof = 1), k = 1 (Safran & Muran, 2006: a dip of at least one SD from the patient's

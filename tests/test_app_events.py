@@ -57,7 +57,7 @@ def test_ipd_demo_observed_vs_chance_and_options():
     # prevalence, alliance series, symptoms, around gains, trajectory, Jacobson–Truax, forest
     assert len(at.get("plotly_chart")) >= 7
     assert at.selectbox(key="ev_crit").value == "default"
-    assert at.number_input(key="ev_k").value == pytest.approx(2.4)
+    assert at.number_input(key="ev_k").value == pytest.approx(2.5)
     prev = _prevalence(at)
     assert prev["Study"].iloc[-1] == "All studies"
     # observed beside the chance reference, in the table, the metrics and the sentence
