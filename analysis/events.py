@@ -13,6 +13,7 @@ ruptures(df, criterion="default", k, sd, detrend, rater, pre_level,
 RUPTURE_CRITERIA / RuptureCriterion / DEFAULT_K / robust_sd             §9
 rupture_summary(flags, rule="any")                                    §9
 rupture_chance(df, criterion, ..., n_sim=100, seed=1) -> RuptureChance  §9 chance reference
+rupture_item_chance(flags, n_sim=100, seed=1) -> RuptureChance          §9 ... with "dip and item"
 simulate_rupture_data(n_patients, n_sessions, plant, dip_sd, seed)    §9 calibration design
 sudden_gains(df, cutoff, reliability, sd, first_only, pairing,
              kind="gain"|"loss", better="lower"|"higher")             §10
@@ -79,6 +80,7 @@ __all__ = [
     "reliable_change_cutoff",
     "robust_sd",
     "rupture_chance",
+    "rupture_item_chance",
     "rupture_summary",
     "ruptures",
     "simulate_rupture_data",
@@ -752,6 +754,8 @@ class RuptureChance:
     seed: int
     per_study: pd.DataFrame
     messages: tuple = ()
+    #: "simulation" (`rupture_chance`) or "item_permutation" (`rupture_item_chance`)
+    method: str = "simulation"
 
     def to_frame(self) -> pd.DataFrame:
         return self.per_study.copy()
@@ -760,12 +764,20 @@ class RuptureChance:
     def total(self) -> pd.Series:
         return self.per_study.iloc[-1]
 
+    @property
+    def basis(self) -> str:
+        """What the expected prevalence assumes, in a few words."""
+        return ("item at random sessions" if self.method == "item_permutation"
+                else "no ruptures simulated")
+
     def summary(self) -> str:
         from analysis.formatting import count, percent
 
         t = self.total
+        what = ("if each patient's item values fell on random sessions of that patient"
+                if self.method == "item_permutation" else "without ruptures")
         return (f"Observed: {percent(t['observed'], 1)} of {count(t['n_eligible'])} classified patients "
-                f"had a rupture; expected without ruptures: {percent(t['expected'], 1)} "
+                f"had a rupture; expected {what}: {percent(t['expected'], 1)} "
                 f"(95% of {count(self.n_sim)} simulations {percent(t['sim_low'], 1)} to "
                 f"{percent(t['sim_high'], 1)}).")
 
@@ -789,7 +801,8 @@ def _line_fit(y, x, starts, counts):
     return fit, u
 
 
-def _chance_rows(studies, st_pat, elig_p, obs_p, sims, sigma, n_sim) -> pd.DataFrame:
+def _chance_rows(studies, st_pat, elig_p, obs_p, sims, sigma, n_sim, exact=None) -> pd.DataFrame:
+    """Per-study observed vs chance rows; ``exact`` (per patient) replaces the simulated mean."""
     rows = []
     for name, sel in [(s, st_pat == i) for i, s in enumerate(studies)] + [("All studies", np.ones_like(elig_p))]:
         m = sel & elig_p
@@ -800,8 +813,9 @@ def _chance_rows(studies, st_pat, elig_p, obs_p, sims, sigma, n_sim) -> pd.DataF
         if ne:
             shares = sims[:, m].mean(axis=1)
             o = float(obs_p[m].mean())
-            row.update(observed=o, expected=float(shares.mean()), sim_low=float(np.quantile(shares, 0.025)),
-                       sim_high=float(np.quantile(shares, 0.975)), excess=o - float(shares.mean()),
+            e = float(shares.mean() if exact is None else exact[m].mean())
+            row.update(observed=o, expected=e, sim_low=float(np.quantile(shares, 0.025)),
+                       sim_high=float(np.quantile(shares, 0.975)), excess=o - e,
                        p_excess=float((1 + np.sum(shares >= o - 1e-12)) / (n_sim + 1)))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -874,6 +888,64 @@ def rupture_chance(df: pd.DataFrame, criterion="default", k: float | None = None
     msgs = () if elig_p.any() else ("No patient has enough alliance ratings to be classified.",)
     return RuptureChance(criterion=crit, rater=rater, n_sim=int(n_sim), seed=int(seed), per_study=per_study,
                          messages=msgs)
+
+
+def rupture_item_chance(flags: pd.DataFrame, n_sim: int = 100, seed: int = 1) -> RuptureChance:
+    """Chance reference of the rule "dip **and** item" (METHODS §9): the item at random sessions.
+
+    ``flags``: the output of `ruptures` with ``item=...`` and ``item_rule="and"``. The
+    question is whether the sessions the item marks are the sessions where alliance dips,
+    more often than chance. Null model: each patient's item values are permuted at random
+    over that patient's sessions with both a classified alliance dip status and an item
+    value (alliance untouched). For a patient with m such sessions, d of them dips and f
+    of them marked by the item, the chance of at least one session that is both is exactly
+
+        P = 1 − C(m − d, f) / C(m, f)
+
+    (hypergeometric: none of the f marks lands on one of the d dips). The expected
+    prevalence is the mean of P over the classified patients (exact); its 2.5–97.5% range
+    and p = (1 + #{simulated ≥ observed})/(n_sim + 1) come from ``n_sim`` draws of
+    independent Bernoulli(P) patients. With "or" or "item alone" a patient's any-rupture
+    status does not change under this permutation (an item mark counts wherever it falls),
+    so no chance level of that kind exists there; `rupture_analysis` says so.
+    """
+    who = "rupture_item_chance"
+    need = ["study", "patient", "eligible", "dip", "item", "item_flag", "rupture"]
+    if not isinstance(flags, pd.DataFrame) or any(c not in flags.columns for c in need):
+        raise ValueError(f"{who}: flags must be the output of ruptures(..., item=..., item_rule='and').")
+    if isinstance(n_sim, bool) or not isinstance(n_sim, (int, np.integer)) or not 20 <= n_sim <= 5000:
+        raise ValueError(f"{who}: n_sim must be a whole number from 20 to 5000, got {n_sim!r}.")
+    dip = flags["dip"].astype("boolean")
+    known = dip.notna().to_numpy()
+    if "dip_therapist" in flags.columns:
+        dt = flags["dip_therapist"].astype("boolean")
+        known &= dt.notna().to_numpy()
+        dip = dip & dt
+    pair = known & flags["item"].notna().to_numpy()
+    dd = pair & dip.fillna(False).to_numpy(dtype=bool)
+    ff = pair & flags["item_flag"].to_numpy(dtype=bool)
+    g = pd.DataFrame({"study": flags["study"].astype(str), "patient": flags["patient"].astype(str),
+                      "eligible": flags["eligible"].to_numpy(dtype=bool), "m": pair, "d": dd, "f": ff,
+                      "both": dd & ff}).groupby(["study", "patient"], sort=True)
+    pp = g.agg(eligible=("eligible", "first"), m=("m", "sum"), d=("d", "sum"), f=("f", "sum"),
+               both=("both", "any")).reset_index()
+    m, d, f = (pp[c].to_numpy(float) for c in ("m", "d", "f"))
+    with np.errstate(all="ignore"):
+        log_ratio = (special.gammaln(m - d + 1) - special.gammaln(m - d - f + 1)
+                     - special.gammaln(m + 1) + special.gammaln(m - f + 1))
+    prob = np.where(f > m - d, 1.0, 1.0 - np.exp(log_ratio))
+    prob = np.where((d == 0) | (f == 0), 0.0, prob)
+    studies = sorted(pp["study"].unique())
+    st_pat = pp["study"].map({s: i for i, s in enumerate(studies)}).to_numpy()
+    elig_p = pp["eligible"].to_numpy(dtype=bool)
+    sims = np.random.default_rng(seed).random((int(n_sim), len(pp))) < prob
+    per_study = _chance_rows(studies, st_pat, elig_p, pp["both"].to_numpy(dtype=bool), sims, {}, n_sim,
+                             exact=prob)
+    crit = flags.attrs.get("criterion", RUPTURE_CRITERIA["default"])
+    rater = str(flags["rater"].iloc[0]) if "rater" in flags.columns and len(flags) else "patient"
+    msgs = () if elig_p.any() else ("No patient has enough alliance ratings to be classified.",)
+    return RuptureChance(criterion=crit, rater=rater, n_sim=int(n_sim), seed=int(seed), per_study=per_study,
+                         messages=msgs, method="item_permutation")
 
 
 _FLAG_COLS = ["study", "patient", "session", "n_obs", "eligible", "rupture", "repair"]
@@ -2073,8 +2145,12 @@ class RuptureAnalysis:
              f"least one rupture; {count(n_p)} of them ({percent(_share(n_p, n_r), 1)}) repaired at least "
              f"one rupture later on.")
         if self.chance is not None and np.isfinite(t.get("chance_expected", np.nan)):
-            s += (f" Expected by chance (the same criterion on {count(self.chance.n_sim)} simulated data sets "
-                  f"with each patient's own level and trend but no ruptures): "
+            how = ("if each patient's item values fell on random sessions of that patient, alliance as "
+                   f"observed; range from {count(self.chance.n_sim)} draws"
+                   if self.chance.method == "item_permutation" else
+                   f"the same criterion on {count(self.chance.n_sim)} simulated data sets "
+                   "with each patient's own level and trend but no ruptures")
+            s += (f" Expected by chance ({how}): "
                   f"{percent(t['chance_expected'], 1)} (95% of simulations "
                   f"{percent(t['chance_sim_low'], 1)} to {percent(t['chance_sim_high'], 1)}); "
                   f"{'more' if t['prev_rupture'] > t['chance_sim_high'] else 'not clearly more'} than chance "
@@ -2129,8 +2205,10 @@ def rupture_analysis(df: pd.DataFrame, criterion="default", k=None, sd=None, det
                      chance: bool = True, n_sim: int = 100, seed: int = 1) -> RuptureAnalysis:
     """`ruptures` + `rupture_summary` + `rupture_chance` in one result (METHODS §9).
 
-    The chance reference is computed for alliance dips without an item (see
-    `rupture_chance`); with an item it is None and a message says why.
+    The chance reference: without an item, alliance dips simulated without ruptures
+    (`rupture_chance`); with an item and ``item_rule="and"``, the item's marks at random
+    sessions of each patient (`rupture_item_chance`); with "or" or "item alone" None, and a
+    message says why no chance level exists.
     """
     flags = ruptures(df, criterion=criterion, k=k, sd=sd, detrend=detrend, rater=rater,
                      pre_level=pre_level, item=item, item_threshold=item_threshold, item_rule=item_rule)
@@ -2140,9 +2218,15 @@ def rupture_analysis(df: pd.DataFrame, criterion="default", k=None, sd=None, det
     if chance and item is None:
         ch = rupture_chance(df, criterion=crit, rater=rater, n_sim=n_sim, seed=seed)
         msgs.extend(ch.messages)
+    elif chance and item_rule == "and":
+        ch = rupture_item_chance(flags, n_sim=n_sim, seed=seed)
+        msgs.extend(ch.messages)
     elif chance:
-        msgs.append("The chance reference is simulated for alliance dips only; it is not shown with a "
-                    "rupture item.")
+        msgs.append(f"No chance reference with \"{'dip or item' if item_rule == 'or' else 'item alone'}\": an "
+                    f"item rating at or above the threshold counts as a rupture by itself, and a rupture "
+                    f"rating has no no-rupture model to simulate (unlike alliance dips, which arise from "
+                    f"noise too). With \"dip and item\" the page shows how often dips and item marks "
+                    f"would coincide by chance.")
     return RuptureAnalysis(criterion=crit, rater=rater, rule=rule, item=item, flags=flags,
                            per_patient=pp, per_study=ps, chance=ch, messages=tuple(msgs))
 

@@ -135,7 +135,7 @@ def ruptures_tab(df, studies, raters, items) -> dict | None:
     t = ra.total
     for col, (label, value, sub) in zip(st.columns(3), (
             ("Patients with ≥ 1 rupture", t["prev_rupture"], fmt.count(t["n_rupture"]) + " patients"),
-            ("Expected by chance", t.get("chance_expected"), "no ruptures simulated"),
+            ("Expected by chance", t.get("chance_expected"), ra.chance.basis if ra.chance else "none here"),
             ("Rupture–repair", t["prev_rupture_repair"], fmt.count(t["n_rupture_repair"]) + " patients"))):
         col.metric(label, fmt.percent(value, 1, na="–"), sub, delta_color="off", delta_arrow="off")
     st.markdown(f"Criterion: {ra.criterion.describe()}. " + ra.summary())

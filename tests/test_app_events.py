@@ -150,6 +150,15 @@ def test_one_study_item_column_and_bad_inputs():
     at.number_input(key="ev_item_thr").set_value(3.0).run()
     assert not at.exception and not at.error
     assert _prevalence(at)["Rupture (n)"].iloc[0] >= prev["Rupture (n)"].iloc[0]
+    # "dip or item": no chance level, said plainly; "dip and item": marks at random sessions
+    assert "Expected by chance (%)" not in _prevalence(at).columns
+    assert any("No chance reference" in c.value for c in at.caption)
+    at.radio(key="ev_item_rule").set_value("and").run()
+    assert not at.exception and not at.error
+    both = _prevalence(at)
+    assert "Expected by chance (%)" in both.columns and both["Rupture (n)"].iloc[0] <= prev["Rupture (n)"].iloc[0]
+    assert next(m for m in at.metric if m.label == "Expected by chance").delta == "item at random sessions"
+    assert "random sessions of that patient" in _markdown(at)
 
     # invalid reliability: a clear message, never a traceback
     at.number_input(key="ev_sg_r").set_value(1.0).run()

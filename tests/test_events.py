@@ -371,6 +371,68 @@ def test_rupture_item_rules_hand():
         ev.ruptures(d.assign(rupture_intensity="high"), item="rupture_intensity", item_threshold=1)
 
 
+def test_item_chance_hand():
+    # mean_sd, patient SD, k = 1: A, B and C each dip at session 3 only.
+    # A: item ≥ 4 at 3 and 5, none at 4 → m = 4 sessions with both, d = 1, f = 2, dip and item at 3;
+    #    P(≥ 1 coincidence) = 1 − C(3, 2)/C(4, 2) = 1 − 3/6 = .5
+    # B: item ≥ 4 at 1 only → m = 5, d = 1, f = 1, no coincidence; P = 1 − C(4, 1)/C(5, 1) = .2
+    # C: no item mark → P = 0.  Expected (.5 + .2 + 0)/3 = .233333, observed 1/3.
+    d = S1.copy()
+    d["rupture_intensity"] = [1, 2, 4, np.nan, 5] + [5, 1, 1, 1, 1] + [1] * 5
+    kw = dict(criterion="mean_sd", sd="patient", item="rupture_intensity", item_threshold=4)
+    ra = ev.rupture_analysis(d, **kw, item_rule="and", n_sim=200)
+    assert ra.chance is not None and ra.chance.method == "item_permutation"
+    t = ra.to_frame().iloc[-1]
+    assert t["chance_expected"] == pytest.approx(0.7 / 3)
+    assert t["prev_rupture"] == pytest.approx(1 / 3)
+    assert ra.chance.total["observed"] == pytest.approx(1 / 3)
+    assert "random sessions" in ra.summary() and ra.chance.basis == "item at random sessions"
+    # a patient whose marks outnumber the sessions without a dip always coincides: P = 1
+    one = ev.rupture_item_chance(ev.ruptures(d.assign(rupture_intensity=5.0), **kw, item_rule="and"))
+    assert one.total["expected"] == 1.0 and one.total["observed"] == 1.0
+    # with "or" / "item alone" no chance level exists (permuting the item changes nothing): said plainly
+    for rule in ("or", "item"):
+        ra = ev.rupture_analysis(d, **kw, item_rule=rule)
+        assert ra.chance is None and "No chance reference" in ra.messages[0]
+        assert "chance_expected" not in ra.to_frame().columns
+    with pytest.raises(ValueError, match="item_rule='and'"):
+        ev.rupture_item_chance(ev.ruptures(d))
+
+
+def _item_data(planted_marks: bool, plant: float, seed: int, rate: float = 0.1):
+    """Simulated alliance (10 sessions); an item 1–5 marking a share ``rate`` of the sessions at
+    random, plus (``planted_marks``) every planted dip."""
+    d, planted = ev.simulate_rupture_data(800, 10, plant=plant, dip_sd=3.5, seed=seed)
+    rng = np.random.default_rng(seed)
+    d["rupture_item"] = np.where(rng.random(len(d)) < rate, 5.0, 1.0)
+    if planted_marks:
+        key = d["patient"].astype(str) + "/" + d["session"].astype(str)
+        d.loc[key.isin(planted["patient"] + "/" + planted["session"].astype(str)).to_numpy(), "rupture_item"] = 5.0
+    return d
+
+
+@pytest.mark.parametrize("plant", [0.0, 0.3])
+def test_item_chance_without_coincidence_matches_observed(plant):
+    # item marks independent of the alliance (with or without planted dips): dips and marks
+    # coincide only by chance, and the reference says so
+    d = _item_data(False, plant, seed=5 + int(10 * plant), rate=0.3)
+    ra = ev.rupture_analysis(d, item="rupture_item", item_threshold=4, item_rule="and", n_sim=400, seed=3)
+    t = ra.to_frame().iloc[-1]
+    assert t["chance_sim_low"] <= t["prev_rupture"] <= t["chance_sim_high"]
+    assert abs(t["prev_rupture"] - t["chance_expected"]) < 0.03
+    assert t["chance_p_excess"] > 0.02
+
+
+def test_item_chance_with_planted_ruptures_marked():
+    # the item also marks every planted dip (a rater who sees the rupture): far more coincidences
+    d = _item_data(True, 0.3, seed=9)
+    ra = ev.rupture_analysis(d, item="rupture_item", item_threshold=4, item_rule="and", n_sim=400, seed=3)
+    t = ra.to_frame().iloc[-1]
+    assert t["prev_rupture"] > t["chance_sim_high"] and t["prev_rupture"] > 3 * t["chance_expected"]
+    assert t["chance_p_excess"] == pytest.approx(1 / 401)
+    assert "more than chance" in ra.summary() and "not clearly more" not in ra.summary()
+
+
 def test_chance_reference_without_and_with_ruptures():
     clean, _ = ev.simulate_rupture_data(800, 9, seed=3)
     ch = ev.rupture_chance(clean, n_sim=100, seed=2)
