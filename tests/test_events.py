@@ -1128,10 +1128,34 @@ def test_rupture_prevalence_figure_shows_chance():
     fig = pe.rupture_prevalence_figure(res)
     t = res.to_frame()
     bars = [tr for tr in fig.data if tr.type == "bar"]
-    assert list(bars[0].y) == pytest.approx(list(100 * t["prev_rupture"]))
+    assert list(bars[0].x) == pytest.approx(list(100 * t["prev_rupture"]))
     chance = next(tr for tr in fig.data if tr.name.startswith("Rupture expected by chance"))
-    assert list(chance.y) == pytest.approx(list(100 * t["chance_expected"]))
+    assert list(chance.x) == pytest.approx(list(100 * t["chance_expected"]))
     assert "Expected by chance" in res.summary()
+    # 17 studies: one row per study (horizontal bars), the counts n/N in a column right of the plot
+    # (never under a bar or a chance mark), the figure grows with the studies
+    many = pd.concat([d.assign(study=f"Study {i:02d}") for i in range(1, 18)], ignore_index=True)
+    fig = pe.rupture_prevalence_figure(ev.rupture_analysis(many, chance=False))
+    bars = [tr for tr in fig.data if tr.type == "bar"]
+    assert all(b.orientation == "h" and len(b.y) == 18 for b in bars)
+    labels = next(tr for tr in fig.data if tr.type == "scatter" and tr.mode == "text")
+    n, N, nrr = (int(res.total[c]) * 17 for c in ("n_rupture", "n_eligible", "n_rupture_repair"))
+    assert list(labels.y) == list(bars[0].y) and labels.text[-1] == f"{n}/{N} · {nrr}/{N}"
+    assert min(labels.x) >= max(max(b.x) for b in bars) and fig.layout.height >= 18 * 40
+
+
+def test_alliance_around_gains_background_is_a_density():
+    # thousands of other pairs are drawn as one density curve over common bins, not as points
+    d, _ = ev.simulate_rupture_data(600, 12, seed=8)
+    d["symptoms"] = d["symptoms"] - d["symptoms"].min()  # raw scores ≥ 0 for criterion 2
+    ga = ev.gain_analysis(d, cutoff=0.5)
+    res = ev.alliance_around_gains(d, ga.gains)
+    assert res.n_other_pairs > 5000
+    fig = pe.alliance_around_gains_figure(res)
+    assert max(len(tr.x) for tr in fig.data) <= 100
+    other = next(tr for tr in fig.data if tr.name == "Other pairs" and tr.fill == "tozeroy")
+    dist = res.change_distribution
+    assert list(other.y) == pytest.approx(list(dist["density_other"]))
 
 
 def test_gain_and_alliance_figures_draw_results():
