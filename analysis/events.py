@@ -14,6 +14,7 @@ RUPTURE_CRITERIA / RuptureCriterion / DEFAULT_K / robust_sd             §9
 rupture_summary(flags, rule="any")                                    §9
 rupture_chance(df, criterion, ..., n_sim=100, seed=1) -> RuptureChance  §9 chance reference
 rupture_item_chance(flags, n_sim=100, seed=1) -> RuptureChance          §9 ... with "dip and item"
+rupture_chance_curve(df, criterion, sd, detrend, rater, ...).at(k)      §9 the same, simulated once for all k
 simulate_rupture_data(n_patients, n_sessions, plant, dip_sd, seed)    §9 calibration design
 sudden_gains(df, cutoff, reliability, sd, first_only, pairing,
              kind="gain"|"loss", better="lower"|"higher")             §10
@@ -58,6 +59,7 @@ __all__ = [
     "OutcomeByPattern",
     "RepairOutcome",
     "RuptureChance",
+    "RuptureChanceCurve",
     "RuptureCriterion",
     "AllianceTrajectory",
     "GainAnalysis",
@@ -80,6 +82,7 @@ __all__ = [
     "reliable_change_cutoff",
     "robust_sd",
     "rupture_chance",
+    "rupture_chance_curve",
     "rupture_item_chance",
     "rupture_summary",
     "ruptures",
@@ -838,14 +841,58 @@ def rupture_chance(df: pd.DataFrame, criterion="default", k: float | None = None
 
     ``rater="both"``: sessions with both ratings; both series are simulated, their noise
     correlated within a session with the study's correlation of the two standardized
-    residuals, and a session counts when both dip. A rupture item is not simulated.
+    residuals, and a session counts when both dip. A rupture item is not simulated
+    (`rupture_item_chance`). Equals ``rupture_chance_curve(...).at(k)``.
     """
+    return rupture_chance_curve(df, criterion=criterion, sd=sd, detrend=detrend, rater=rater,
+                                n_sim=n_sim, seed=seed).at(k)
+
+
+@dataclass(frozen=True)
+class RuptureChanceCurve:
+    """The simulated no-rupture data sets of `rupture_chance`, kept for every k (METHODS §9).
+
+    The simulated data do not depend on k: per data set and patient ``min_z`` holds the
+    lowest z = (A − E)/S over the patient's classifiable sessions (with both raters the
+    larger of the two z of a session), so the patient has a dip at k exactly when
+    min_z ≤ −k. `at` gives the `RuptureChance` for one k without simulating again.
+    """
+
+    criterion: RuptureCriterion
+    rater: str
+    n_sim: int
+    seed: int
+    studies: tuple
+    min_z: np.ndarray = field(repr=False, compare=False)  # (n_sim, patients)
+    sigma: dict = field(repr=False, compare=False)
+    observed: tuple = field(repr=False, compare=False)  # (values per rater, sessions, starts, study per row)
+
+    def at(self, k: float | None = None) -> RuptureChance:
+        """Observed vs expected prevalence at ``k`` (None: the criterion's k)."""
+        crit = _resolve_criterion(self.criterion, k, None, None, "rupture_chance")
+        ys, x, starts, study_row = self.observed
+        obs = [_dips(y[None, :], x, starts, study_row, crit) for y in ys]
+        st_row = pd.Series(study_row).map({s: i for i, s in enumerate(self.studies)}).to_numpy()
+        elig_p = np.logical_and.reduce([o["eligible"][starts] for o in obs])
+        obs_flag = np.logical_and.reduce([o["flag"][0] for o in obs])
+        obs_p = np.add.reduceat(obs_flag.astype(np.int64), starts) > 0
+        sims = self.min_z <= -crit.k + _tol(crit.k)
+        per_study = _chance_rows(list(self.studies), st_row[starts], elig_p, obs_p, sims, self.sigma, self.n_sim)
+        msgs = () if elig_p.any() else ("No patient has enough alliance ratings to be classified.",)
+        return RuptureChance(criterion=crit, rater=self.rater, n_sim=self.n_sim, seed=self.seed,
+                             per_study=per_study, messages=msgs)
+
+
+def rupture_chance_curve(df: pd.DataFrame, criterion="default", sd: str | None = None,
+                         detrend: bool | None = None, rater: str = "patient", n_sim: int = 100,
+                         seed: int = 1) -> RuptureChanceCurve:
+    """Simulate the no-rupture data sets of `rupture_chance` once, for every k (METHODS §9)."""
     who = "rupture_chance"
     if rater not in ("patient", "therapist", "both"):
         raise ValueError(f"{who}: rater must be 'patient', 'therapist' or 'both', got {rater!r}.")
     if isinstance(n_sim, bool) or not isinstance(n_sim, (int, np.integer)) or not 20 <= n_sim <= 5000:
         raise ValueError(f"{who}: n_sim must be a whole number from 20 to 5000, got {n_sim!r}.")
-    crit = _resolve_criterion(criterion, k, sd, detrend, who)
+    crit = _resolve_criterion(criterion, None, sd, detrend, who)
     cols = ["alliance", "therapist_alliance"] if rater == "both" else [_RATER_COLUMN[rater]]
     if isinstance(df, pd.DataFrame) and "therapist_alliance" in cols and "therapist_alliance" not in df.columns:
         raise ValueError(f"{who}: rater={rater!r} needs a 'therapist_alliance' column.")
@@ -860,7 +907,6 @@ def rupture_chance(df: pd.DataFrame, criterion="default", k: float | None = None
     studies = sorted(set(study_row))
     st_row = pd.Series(study_row).map({s: i for i, s in enumerate(studies)}).to_numpy()
     ys = [od[c].to_numpy(float) for c in cols]
-    obs = [_dips(y[None, :], x, starts, study_row, crit) for y in ys]
     fits, us = zip(*(_line_fit(y, x, starts, counts) for y in ys))
     sig = [pd.Series(st_row).map({i: robust_sd(u[st_row == i]) for i in range(len(studies))}).to_numpy(float)
            for u in us]
@@ -870,24 +916,25 @@ def rupture_chance(df: pd.DataFrame, criterion="default", k: float | None = None
             m = (st_row == i) & np.isfinite(us[0]) & np.isfinite(us[1])
             if m.sum() >= 3 and us[0][m].std() > 0 and us[1][m].std() > 0:
                 rho[st_row == i] = float(np.corrcoef(us[0][m], us[1][m])[0, 1])
+
+    def _z(y):  # z of the classifiable sessions; +inf elsewhere (never a dip)
+        z = _dips(y, x, starts, study_row, crit)["z"]
+        return np.where(np.isfinite(z), z, np.inf)
+
     rng = np.random.default_rng(seed)
-    sims = []
+    mins = []
     for b0 in range(0, n_sim, 25):
         nb = min(25, n_sim - b0)
         e1 = rng.standard_normal((nb, len(x)))
-        flag = _dips(fits[0][None, :] + sig[0] * e1, x, starts, study_row, crit)["flag"]
+        z = _z(fits[0][None, :] + sig[0] * e1)
         if len(cols) == 2:
             e2 = rho * e1 + np.sqrt(1 - rho ** 2) * rng.standard_normal((nb, len(x)))
-            flag = flag & _dips(fits[1][None, :] + sig[1] * e2, x, starts, study_row, crit)["flag"]
-        sims.append(np.add.reduceat(flag.astype(np.int64), starts, axis=1) > 0)  # (nb, patients)
-    elig_p = np.logical_and.reduce([o["eligible"][starts] for o in obs])
-    obs_flag = np.logical_and.reduce([o["flag"][0] for o in obs])
-    obs_p = np.add.reduceat(obs_flag.astype(np.int64), starts) > 0
+            z = np.maximum(z, _z(fits[1][None, :] + sig[1] * e2))
+        mins.append(np.minimum.reduceat(z, starts, axis=1))  # (nb, patients)
     sigma = {s: float(sig[0][st_row == i][0]) for i, s in enumerate(studies)}
-    per_study = _chance_rows(studies, st_row[starts], elig_p, obs_p, np.concatenate(sims, axis=0), sigma, n_sim)
-    msgs = () if elig_p.any() else ("No patient has enough alliance ratings to be classified.",)
-    return RuptureChance(criterion=crit, rater=rater, n_sim=int(n_sim), seed=int(seed), per_study=per_study,
-                         messages=msgs)
+    return RuptureChanceCurve(criterion=crit, rater=rater, n_sim=int(n_sim), seed=int(seed),
+                              studies=tuple(studies), min_z=np.concatenate(mins, axis=0), sigma=sigma,
+                              observed=(tuple(ys), x, starts, study_row))
 
 
 def rupture_item_chance(flags: pd.DataFrame, n_sim: int = 100, seed: int = 1) -> RuptureChance:

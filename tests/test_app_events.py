@@ -185,22 +185,26 @@ def test_one_study_item_column_and_bad_inputs():
 
 
 def test_chance_reference_cached_on_the_options_it_depends_on(monkeypatch):
-    """ui.compute: changing the repair rule or level reuses the chance simulation; changing k does not."""
+    """ui.compute: changing k, the repair rule or level reuses the chance simulation; the SD does not."""
     from analysis import events as ev
     from ui import compute
 
+    d, _ = ev.simulate_rupture_data(120, 7, plant=0.3, seed=2024)
+    at_3 = ev.rupture_chance(d, k=3.0).to_frame()
     calls = []
-    real = ev.rupture_chance
+    real = ev.rupture_chance_curve
 
     def counting(*args, **kwargs):
         calls.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ev, "rupture_chance", counting)
-    d, _ = ev.simulate_rupture_data(120, 7, plant=0.3, seed=2024)
+    monkeypatch.setattr(ev, "rupture_chance_curve", counting)
     a = compute.event_ruptures(d, rule="any", pre_level="previous")
     b = compute.event_ruptures(d, rule="all", pre_level="last_non_rupture")
     assert len(calls) == 1 and b.chance.to_frame().equals(a.chance.to_frame())
     assert b.rule == "all"
-    compute.event_ruptures(d, rule="all", k=3.0)
+    c = compute.event_ruptures(d, rule="all", k=3.0)
+    assert len(calls) == 1 and c.chance.criterion.k == 3.0
+    assert c.chance.to_frame().equals(at_3)
+    compute.event_ruptures(d, rule="all", k=3.0, sd="patient")
     assert len(calls) == 2

@@ -456,6 +456,28 @@ def test_chance_reference_without_and_with_ruptures():
         ev.rupture_chance(clean, n_sim=5)
 
 
+def test_chance_curve_is_the_chance_reference_at_every_k():
+    # simulated once, read at any k: the same numbers as simulating again at that k, and the
+    # simulated shares fall as k grows (each simulated patient's lowest z is fixed)
+    d, _ = ev.simulate_rupture_data(300, 9, plant=0.3, seed=12)
+    curve = ev.rupture_chance_curve(d, n_sim=60, seed=4)
+    prev = None
+    for k in (1.5, ev.DEFAULT_K, 3.0):
+        a, b = curve.at(k).to_frame(), ev.rupture_chance(d, k=k, n_sim=60, seed=4).to_frame()
+        pd.testing.assert_frame_equal(a, b)
+        flags = ev.ruptures(d, k=k)
+        assert a["observed"].iloc[-1] == pytest.approx(ev.rupture_summary(flags)[1]["prev_rupture"].iloc[0])
+        if prev is not None:
+            assert a["expected"].iloc[-1] < prev
+        prev = a["expected"].iloc[-1]
+    assert curve.at(None).criterion.k == ev.DEFAULT_K
+    # both raters: a session counts when both z are ≤ −k
+    both = ev.simulate_rupture_data(200, 8, seed=5)[0].assign(therapist_alliance=lambda x: x["alliance"] * 0.5)
+    c2 = ev.rupture_chance_curve(both, rater="both", n_sim=40, seed=1)
+    pd.testing.assert_frame_equal(c2.at(2.0).to_frame(),
+                                  ev.rupture_chance(both, rater="both", k=2.0, n_sim=40, seed=1).to_frame())
+
+
 # ---------------------------------------------------------------------------
 # properties (hypothesis)
 # ---------------------------------------------------------------------------
