@@ -2431,7 +2431,10 @@ class ReliableChangeAnalysis:
         N = len(rc)
         imp = int(rc["category"].isin(["recovered", "improved"]).sum())
         det = int((rc["category"] == "deteriorated").sum())
-        s = (f"Method: {RC_METHODS[self.method]}. Of {count(N)} patients with at least two symptom scores, "
+        crit = {"JT": "|RCI| > 1.96", "GLN": "|RC| > 1.96", "EN": "the last score outside T ± 2·S_E",
+                "HA": f"|RC_INDIV| > {HA_CRIT:g}"}[self.method]
+        s = (f"Method: {RC_METHODS[self.method]}. Reliable change when {crit}. Of {count(N)} patients with "
+             f"at least two symptom scores, "
              f"{percent(_share(imp, N), 1)} ({count(imp)}) improved reliably and {percent(_share(det, N), 1)} "
              f"({count(det)}) deteriorated reliably from their first to their last score")
         with_c = rc[rc["cutoff"].notna()]

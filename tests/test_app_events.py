@@ -108,7 +108,7 @@ def test_ipd_demo_observed_vs_chance_and_options():
     assert "sudden loss" in _markdown(at)
     at.radio(key="ev_rc_method").set_value("HA").run()
     assert not at.exception and not at.error
-    assert "Method: Hageman–Arrindell (1999)" in _markdown(at)
+    assert "Method: Hageman–Arrindell (1999). Reliable change when |RC_INDIV| > 1.65." in _markdown(at)
     # per-study r and SD on the reliable-change tab too: the same inputs, the same baseline SDs
     at.toggle(key="ev_rc_perstudy").set_value(True).run()
     assert not at.exception and not at.error
