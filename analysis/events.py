@@ -1288,12 +1288,20 @@ def _reversals(data: pd.DataFrame, out: pd.DataFrame, sign: float):
     ev_rows = np.flatnonzero(out["is_gain"].to_numpy(dtype=bool))
     if not len(ev_rows):
         return rev, rev_s
-    series = {k: (g["session"].to_numpy(), g["symptoms"].to_numpy(float))
-              for k, g in data.groupby(_KEY, sort=False)}
+    d = data[["study", "patient", "session", "symptoms"]].sort_values(["study", "patient", "session"],
+                                                                       kind="mergesort")
+    key = d["study"].str.cat(d["patient"], sep="\x1f").to_numpy()
+    all_s, all_x = d["session"].to_numpy(), d["symptoms"].to_numpy(float)
+    cut = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.array([], dtype=int)
+    span = dict(zip(key[cut], zip(cut, np.r_[cut[1:], len(key)])))  # patient → its rows
+    o_st, o_pt = out["study"].to_numpy(object), out["patient"].to_numpy(object)
+    o_ps, o_post, o_mag = (out[c].to_numpy(dtype=float, na_value=np.nan)
+                           for c in ("postgain_session", "postgain", "magnitude"))
     for r in ev_rows:
-        ses, x = series[(out["study"].iat[r], out["patient"].iat[r])]
-        post_s, post = int(out["postgain_session"].iat[r]), float(out["postgain"].iat[r])
-        half = post + sign * 0.5 * float(out["magnitude"].iat[r])  # half-way back to pregain
+        a0, a1 = span[f"{o_st[r]}\x1f{o_pt[r]}"]
+        ses, x = all_s[a0:a1], all_x[a0:a1]
+        post_s, post = o_ps[r], float(o_post[r])
+        half = post + sign * 0.5 * float(o_mag[r])  # half-way back to pregain
         later = ses > post_s
         back = later & (sign * (x - half) >= -_tol(half))
         rev[r] = bool(back.any())
