@@ -76,7 +76,9 @@ one_study <- function(pp, r, sd, method) {
   } else {
     r1 <- (s1^2 - se^2) / s1^2; r2 <- (s2^2 - se^2) / s2^2
     rdd <- (s1^2 * r1 + s2^2 * r2 - 2 * s1 * s2 * r12) / (s1^2 + s2^2 - 2 * s1 * s2 * r12)
-    idx <- ((pp$post - pp$pre) * rdd + (m2 - m1) * (1 - rdd)) / sqrt(rdd * 2 * se^2); crit <- 1.65
+    idx <- if (rdd > 0) ((pp$post - pp$pre) * rdd + (m2 - m1) * (1 - rdd)) / sqrt(rdd * 2 * se^2)
+           else rep(NA_real_, nrow(pp))  # r_DD <= 0: no index
+    crit <- 1.65
   }
   list(rows = data.frame(study = pp$study, patient = pp$patient, index = idx,
                          category = category(idx, crit)), r_dd = rdd, crit = crit)
