@@ -966,7 +966,7 @@ def rupture_item_chance(flags: pd.DataFrame, n_sim: int = 100, seed: int = 1) ->
     known = dip.notna().to_numpy()
     if "dip_therapist" in flags.columns:
         dt = flags["dip_therapist"].astype("boolean")
-        known &= dt.notna().to_numpy()
+        known = known & dt.notna().to_numpy()
         dip = dip & dt
     pair = known & flags["item"].notna().to_numpy()
     dd = pair & dip.fillna(False).to_numpy(dtype=bool)

@@ -423,6 +423,21 @@ def test_item_chance_without_coincidence_matches_observed(plant):
     assert t["chance_p_excess"] > 0.02
 
 
+def test_item_chance_both_raters_counts_sessions_where_both_dip():
+    # both raters: a session is a dip only when both ratings dip; the permutation reference uses
+    # those combined dips, and its observed share is the table's rupture prevalence
+    d = _item_data(True, 0.3, seed=21)
+    d["therapist_alliance"] = d["alliance"] + np.random.default_rng(2).normal(0, 0.3, len(d))
+    ra = ev.rupture_analysis(d, rater="both", item="rupture_item", item_threshold=4, item_rule="and",
+                             n_sim=100)
+    t = ra.to_frame().iloc[-1]
+    assert ra.chance.method == "item_permutation"
+    assert ra.chance.total["observed"] == pytest.approx(t["prev_rupture"])
+    f = ra.flags
+    both_dip = (f["dip_patient"].fillna(False) & f["dip_therapist"].fillna(False)).astype(bool)
+    assert not (f["rupture"].fillna(False).astype(bool) & ~both_dip).any()
+
+
 def test_item_chance_with_planted_ruptures_marked():
     # the item also marks every planted dip (a rater who sees the rupture): far more coincidences
     d = _item_data(True, 0.3, seed=9)
