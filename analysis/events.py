@@ -855,7 +855,8 @@ class RuptureChanceCurve:
     The simulated data do not depend on k: per data set and patient ``min_z`` holds the
     lowest z = (A − E)/S over the patient's classifiable sessions (with both raters the
     larger of the two z of a session), so the patient has a dip at k exactly when
-    min_z ≤ −k. `at` gives the `RuptureChance` for one k without simulating again.
+    min_z ≤ −k (min_z is kept in single precision: ties within ~1e-7 are immaterial for
+    simulated continuous data). `at` gives the `RuptureChance` for one k without simulating again.
     """
 
     criterion: RuptureCriterion
@@ -930,7 +931,7 @@ def rupture_chance_curve(df: pd.DataFrame, criterion="default", sd: str | None =
         if len(cols) == 2:
             e2 = rho * e1 + np.sqrt(1 - rho ** 2) * rng.standard_normal((nb, len(x)))
             z = np.maximum(z, _z(fits[1][None, :] + sig[1] * e2))
-        mins.append(np.minimum.reduceat(z, starts, axis=1))  # (nb, patients)
+        mins.append(np.minimum.reduceat(z, starts, axis=1).astype(np.float32))  # (nb, patients); half the memory
     sigma = {s: float(sig[0][st_row == i][0]) for i, s in enumerate(studies)}
     return RuptureChanceCurve(criterion=crit, rater=rater, n_sim=int(n_sim), seed=int(seed),
                               studies=tuple(studies), min_z=np.concatenate(mins, axis=0), sigma=sigma,
