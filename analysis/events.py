@@ -867,6 +867,26 @@ class RuptureChanceCurve:
     min_z: np.ndarray = field(repr=False, compare=False)  # (n_sim, patients)
     sigma: dict = field(repr=False, compare=False)
     observed: tuple = field(repr=False, compare=False)  # (values per rater, sessions, starts, study per row)
+    eligible: np.ndarray = field(default=None, repr=False, compare=False)  # (patients,) classifiable
+
+    def to_frame(self, ks=(1.0, 1.5, 2.0, 2.5, 3.0, 3.5)) -> pd.DataFrame:
+        """Expected prevalence without ruptures (all studies) for each k in ``ks``: k, expected,
+        sim_low, sim_high (shares of the classifiable patients; 2.5% / 97.5% over the data sets)."""
+        z = self.min_z[:, self.eligible]
+        rows = []
+        for k in ks:
+            shares = (z <= -float(k) + _tol(float(k))).mean(axis=1) if z.shape[1] else np.full(self.n_sim, np.nan)
+            rows.append({"k": float(k), "expected": float(np.mean(shares)),
+                         "sim_low": float(np.quantile(shares, 0.025)), "sim_high": float(np.quantile(shares, 0.975))})
+        return pd.DataFrame(rows)
+
+    def summary(self) -> str:
+        from analysis.formatting import count, num, percent
+
+        t = self.to_frame()
+        return (f"Without ruptures ({count(self.n_sim)} simulated data sets), the share of classified patients "
+                "with at least one dip would be " + ", ".join(
+                    f"{percent(e, 1)} at k = {num(k)}" for k, e in zip(t["k"], t["expected"])) + ".")
 
     def at(self, k: float | None = None) -> RuptureChance:
         """Observed vs expected prevalence at ``k`` (None: the criterion's k)."""
@@ -935,7 +955,9 @@ def rupture_chance_curve(df: pd.DataFrame, criterion="default", sd: str | None =
     sigma = {s: float(sig[0][st_row == i][0]) for i, s in enumerate(studies)}
     return RuptureChanceCurve(criterion=crit, rater=rater, n_sim=int(n_sim), seed=int(seed),
                               studies=tuple(studies), min_z=np.concatenate(mins, axis=0), sigma=sigma,
-                              observed=(tuple(ys), x, starts, study_row))
+                              observed=(tuple(ys), x, starts, study_row),
+                              eligible=np.logical_and.reduce([_dips(y[None, :], x, starts, study_row, crit)["eligible"]
+                                                              [starts] for y in ys]))
 
 
 def rupture_item_chance(flags: pd.DataFrame, n_sim: int = 100, seed: int = 1) -> RuptureChance:

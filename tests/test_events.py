@@ -486,6 +486,10 @@ def test_chance_curve_is_the_chance_reference_at_every_k():
             assert a["expected"].iloc[-1] < prev
         prev = a["expected"].iloc[-1]
     assert curve.at(None).criterion.k == ev.DEFAULT_K
+    table = curve.to_frame(ks=(1.5, ev.DEFAULT_K)).set_index("k")
+    assert table.loc[1.5, "expected"] == pytest.approx(curve.at(1.5).total["expected"])
+    assert table.loc[ev.DEFAULT_K, "expected"] < table.loc[1.5, "expected"]
+    assert "at k = 2.5" in curve.summary()
     # both raters: a session counts when both z are ≤ −k
     both = ev.simulate_rupture_data(200, 8, seed=5)[0].assign(therapist_alliance=lambda x: x["alliance"] * 0.5)
     c2 = ev.rupture_chance_curve(both, rater="both", n_sim=40, seed=1)
