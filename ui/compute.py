@@ -359,15 +359,17 @@ def _event_result(key: str, _df: pd.DataFrame, func: str, options: tuple):
 def event_ruptures(df: pd.DataFrame, **options):
     """`analysis.events.rupture_analysis`, cached on the data fingerprint and the options.
 
-    The chance reference is cached on the options it depends on only (criterion, k, SD,
-    detrending, rater), so changing the repair rule or level does not re-simulate it.
+    The chance simulation is cached on the options it depends on only (criterion, SD,
+    detrending, rater: `rupture_chance_curve`), so changing k, the repair rule or the level
+    does not re-simulate it; k only reads the cached curve.
     """
     key = data_key(df)
     if options.get("item") is not None:
         return _event_result(key, df, "rupture_analysis", _freeze(options))
     ra = _event_result(key, df, "rupture_analysis", _freeze({**options, "chance": False}))
-    chance_opts = {k: options[k] for k in ("criterion", "k", "sd", "detrend", "rater") if k in options}
-    return dataclasses.replace(ra, chance=_event_result(key, df, "rupture_chance", _freeze(chance_opts)))
+    curve_opts = {k: options[k] for k in ("criterion", "sd", "detrend", "rater") if k in options}
+    curve = _event_result(key, df, "rupture_chance_curve", _freeze(curve_opts))
+    return dataclasses.replace(ra, chance=curve.at(options.get("k")))
 
 
 def event_gains(df: pd.DataFrame, **options):
