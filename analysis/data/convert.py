@@ -162,6 +162,10 @@ def _as_id(s: pd.Series) -> pd.Series:
     """Identifier column as pandas text ('str' dtype); 1.0 -> '1', blanks -> missing."""
     if isinstance(s, pd.DataFrame):  # a repeated column label
         s = s.iloc[:, 0]
+    if isinstance(s.dtype, pd.StringDtype):  # text already (the usual case): strip, blanks -> missing
+        t = s.astype("str").str.strip()
+        blank = (t == "").to_numpy(dtype=bool, na_value=False)
+        return t.mask(blank) if blank.any() else t  # (no second copy of a large column without blanks)
     index = s.index
     if _is_real_numeric_dtype(s) and s.dtype.kind in "iuf":
         vals = s.to_numpy(dtype="float64", na_value=np.nan)
@@ -175,10 +179,6 @@ def _as_id(s: pd.Series) -> pd.Series:
             rest = ~whole & ~np.isnan(vals)
             out[rest] = [str(float(v)) for v in vals[rest]]
         return pd.Series(out, index=index, dtype="str")
-    if isinstance(s.dtype, pd.StringDtype):  # every present value is text: strip it where it lies
-        t = s.astype("str").str.strip()
-        blank = (t == "").to_numpy(dtype=bool, na_value=False)
-        return t.mask(blank).astype("str") if blank.any() else t
     if isinstance(s.dtype, pd.CategoricalDtype):
         s = s.astype(object)
     arr = s.to_numpy(dtype=object, na_value=np.nan)
