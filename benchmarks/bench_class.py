@@ -2,20 +2,22 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_class.py                # N = 1, 10, 30
+    .venv/bin/python benchmarks/bench_class.py                     # N = 1, 10, 30, websocket students
     .venv/bin/python benchmarks/bench_class.py --n 30
 
-    .venv/bin/python benchmarks/bench_class.py --driver ws    # websocket clients instead of chromium
+    .venv/bin/python benchmarks/bench_class.py --driver browser    # chromium contexts instead
 
 Starts the app (``streamlit run app.py --server.headless true --server.port P``, waits on
 ``/_stcore/health``, stops exactly that process at the end), then for each N opens N
-independent sessions at once: N browser contexts in one Debian chromium (launched with
-``--no-sandbox --disable-gpu --disable-background-networking``). Each session opens the
-Pooled effects page and waits for the forest plot (time to plot), then switches the
-centering to grand-mean and waits until the forest plot shows the new estimates (time after
-the option change). With ``--driver ws`` the students are websocket clients speaking Streamlit's
-protocol (benchmarks/ws_client.py): the same two runs, without 30 browsers competing with the
-server for the same cores. A fresh server is started for each N so that no N profits from the
+independent sessions at once. By default the students are websocket clients speaking
+Streamlit's protocol (benchmarks/ws_client.py). Each session opens the Pooled effects page
+and waits for the forest plot (time to plot), then switches the centering to grand-mean and
+waits until the forest plot shows the new estimates (time after the option change). With
+``--driver browser`` they are N browser contexts in one Debian chromium (launched with
+``--no-sandbox --disable-gpu --disable-background-networking``), doing the same: on a 2-core
+machine 30 chromium contexts take the cores from the server (load average above 30), so the
+times then measure the browsers more than the server; the server's CPU seconds per session are
+comparable across drivers. A fresh server is started for each N so that no N profits from the
 caches of the one before.
 
 Prints, per N: p50 / p95 / max seconds to the first forest plot and after the change, the
@@ -146,7 +148,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, nargs="+", default=[1, 10, 30])
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds allowed per step per session")
-    ap.add_argument("--driver", choices=["browser", "ws"], default="browser",
+    ap.add_argument("--driver", choices=["browser", "ws"], default="ws",
                     help="browser: N chromium contexts (the browser shares the server's CPU); ws: N clients "
                          "speaking Streamlit's websocket protocol (server cost only)")
     ap.add_argument("--warm", action="store_true",

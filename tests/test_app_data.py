@@ -158,3 +158,23 @@ def test_hostile_file_and_column_names_stay_text():
     shown += [w.value for w in (*at.warning, *at.error, *at.info, *at.success)]
     assert not any(hostile in s or "<img" in s for s in shown)
     assert any(_plain(s).startswith(hostile) for s in shown)  # the name is shown, as text
+
+
+def test_a_replaced_upload_is_not_kept_alive():
+    """Issue 16 (memory): once another data set is loaded, nothing in the session keeps the uploaded frame
+    (Streamlit's copy of the last run's session state kept it; so did the whole-data download's callable)."""
+    import gc
+    import weakref
+
+    d = simulate_study(12, range(1, 6), seed=5).data
+    at = _data_page()
+    at.file_uploader[0].set_value(("trial_b.csv", _csv(d.drop(columns=["study"])), "text/csv")).run()
+    at.button(key="use_files").click().run()
+    assert not at.exception
+    assert at.session_state["dataset"]["source"] == "upload"
+    uploaded = weakref.ref(at.session_state["dataset"]["df"])
+    at.button(key="load_demo").click().run()
+    assert not at.exception
+    assert at.session_state["dataset"]["source"] == "demo"
+    gc.collect()
+    assert uploaded() is None
