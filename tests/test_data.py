@@ -1076,3 +1076,22 @@ def test_template_csv_round_trip():
     report = validate(canon)
     assert report.ok
     assert _codes(report) == ["few_patients"]
+
+
+def test_arrow_number_parsing_matches_pandas_on_the_number_pattern():
+    """The intake casts number-like text with Arrow (no Python object per cell; issue 16, memory): on every
+    form the number pattern admits it must give pandas' (Python's) correctly rounded values."""
+    import re
+
+    from analysis.data._common import _NUMBER_DOT_RE
+    from analysis.data.read import _to_float
+
+    rng = np.random.default_rng(7)
+    forms = ["+3", "-3.5", ".5", "5.", "1e5", "1E-2", "-.5e+3", "12345678901234567890", "0.1", "1e400",
+             "3.14159265358979323846", "2.2250738585072014e-308", "4.9e-324", "0.30000000000000004"]
+    forms += [repr(float(x)) for x in rng.normal(0, 1e3, 200)] + [f"{x:.2f}" for x in rng.normal(4, 1, 200)]
+    assert all(re.fullmatch(_NUMBER_DOT_RE, f) for f in forms)
+    text = pd.Series(forms + [None], dtype="str")
+    got = _to_float(text)
+    want = pd.to_numeric(pd.Series(forms + [None], dtype=object), errors="coerce").to_numpy(dtype="float64")
+    np.testing.assert_array_equal(got, want)
