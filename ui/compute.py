@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 
 import pandas as pd
+import plotly.io as pio
 import streamlit as st
 
 from analysis import data as adata
@@ -197,7 +199,16 @@ def _pooled_forest(key: str, _df: pd.DataFrame, options: LagOptions, titles: tup
                                               xlabel=xlabel)
     else:
         fig = plots_meta.forest_figure(res.pooled[dirs[0]], title=titles[0], xlabel=xlabel)
-    return safe_figure(fig)
+    return _shared_figure(safe_figure(fig))
+
+
+def _shared_figure(fig):
+    """``fig`` whose ``to_dict()`` is read back from its JSON, made once: ``st.plotly_chart`` calls
+    ``to_dict()`` on every run of every session, and plotly's deep copy and array walk cost ~8 ms each time
+    (json.loads: under 1 ms). Each call still returns a new dict, so no caller can change another's."""
+    spec = pio.to_json(fig, validate=False)
+    fig.to_dict = lambda: json.loads(spec)
+    return fig
 
 
 def pooled_forest(df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: str):
