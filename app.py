@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import persist
-from ui.state import ensure_dataset, freeze_startup_objects, sidebar_summary
+from ui.state import ensure_dataset, freeze_first_run_objects, freeze_startup_objects, sidebar_summary
 
 HERE = Path(__file__).resolve().parent
 # A local image: a ":material/...:" page icon makes the browser fetch the favicon from a font CDN.
@@ -32,6 +32,8 @@ PAGES = [
     if (HERE / f).exists()
 ]
 
+freeze_startup_objects()  # once per process: the libraries' objects leave the garbage collector's scans
+
 # Our own sidebar links (the automatic navigation is hidden; see .streamlit/config.toml).
 # The page files live in app_pages/, not pages/, so Streamlit's legacy multipage mode never starts.
 persist.sync()  # remember widget choices across pages (ui/persist.py)
@@ -44,4 +46,4 @@ with st.sidebar:
 sidebar_summary()
 st.navigation(PAGES, position="hidden").run()
 persist.write_declared()  # the page's options into the URL (ui/persist.py)
-freeze_startup_objects()  # once per process: the libraries' objects leave the garbage collector's scans
+freeze_first_run_objects()  # once per process, after the first complete run: what it imported too

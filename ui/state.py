@@ -146,8 +146,8 @@ _STARTUP_FROZEN = False
 
 
 def freeze_startup_objects() -> None:
-    """Once per server process, at the end of its first run: exempt everything alive then (the imported
-    libraries, the shared caches) from Python's cyclic garbage collector (``gc.freeze``).
+    """Once per server process, at the start of its first run: import what the pages use, then exempt
+    everything alive (the imported libraries) from Python's cyclic garbage collector (``gc.freeze``).
 
     With pandas, SciPy, statsmodels and plotly loaded, the heap holds a few million objects that never
     die, and every full collection walked them all: on a 2-core server with a class of 30, those
@@ -159,8 +159,29 @@ def freeze_startup_objects() -> None:
     if _STARTUP_FROZEN:
         return
     _STARTUP_FROZEN = True
+    # the pages' libraries (pandas, SciPy, statsmodels, plotly through the analysis modules), imported now so
+    # that a class arriving at once does not run its first page runs with them still in the scans
+    import ui.compute  # noqa: F401
+    import ui.downloads  # noqa: F401
+    import ui.options  # noqa: F401
+    import ui.reporting  # noqa: F401
+
     gc.collect()  # what is already garbage is freed, not frozen
     gc.freeze()
+
+
+def freeze_first_run_objects() -> None:
+    """Once per server process, at the end of its first complete run: the same for what that run imported
+    (the page's own modules) and made for every later session (shared caches)."""
+    global _FIRST_RUN_FROZEN
+    if _FIRST_RUN_FROZEN:
+        return
+    _FIRST_RUN_FROZEN = True
+    gc.collect()
+    gc.freeze()
+
+
+_FIRST_RUN_FROZEN = False
 
 
 def ensure_dataset() -> dict:
