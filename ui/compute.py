@@ -22,6 +22,10 @@ from analysis import lagged, meta, pipeline, plots_data, plots_meta, screening
 from analysis.lagged import LagOptions
 from ui.safe import esc, safe_figure
 
+#: LagOptions (a frozen dataclass of plain values) hashed by its repr: Streamlit's generic hashing walked it
+#: field by field on every cached call of every rerun (issue 16, a class of 30)
+OPTIONS_HASH = {LagOptions: repr}
+
 # --------------------------------------------------------------------------- file intake (Data, Screening)
 # Bounded: an uploaded file's parsed frame can be several times its size, so few entries are kept and
 # they expire; the preview holds only the head of a file.
@@ -128,7 +132,7 @@ def data_key(df: pd.DataFrame) -> str:
     return fingerprint(df)
 
 
-@st.cache_data(show_spinner=False, max_entries=96, ttl="1h")
+@st.cache_data(show_spinner=False, max_entries=96, ttl="1h", hash_funcs=OPTIONS_HASH)
 def _on_data(target: str, _func, key: str, _df: pd.DataFrame, options: LagOptions):
     """``_func(_df, options)`` cached on ``target`` (the function's qualified name: st.cache_data keys on this
     wrapper's source, so the name keeps the entries of different functions apart), the data fingerprint and
@@ -190,7 +194,7 @@ def meta_regression(yi, vi, moderators: pd.DataFrame, method: str, test: str, la
 # unpickling (= re-validating) a plotly figure on every rerun of every session (0.14 s of CPU each; with a
 # class of 30 on one 2-core server that was the largest share of a page run). Nobody changes it in place:
 # safe_figure() finds nothing left to change, st.plotly_chart and the report only read it.
-@st.cache_resource(show_spinner=False, max_entries=64, ttl="1h")
+@st.cache_resource(show_spinner=False, max_entries=64, ttl="1h", hash_funcs=OPTIONS_HASH)
 def _pooled_forest(key: str, _df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: str):
     res = two_stage(_df, options)
     dirs = [d for d in options.directions if d in res.pooled]
@@ -246,7 +250,7 @@ def study_level_columns(df: pd.DataFrame) -> list[str]:
     return _study_level_columns(data_key(df), df)
 
 
-@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h", hash_funcs=OPTIONS_HASH)
 def _pooled_tables(key: str, _df: pd.DataFrame, options: LagOptions, names: tuple):
     res = two_stage(_df, options)
     pooled = {d: res.pooled[d] for d in options.directions if d in res.pooled}
