@@ -12,8 +12,9 @@ data set instead and waits again. The server's resident memory is read from
 /proc/<pid>/status (VmRSS now, VmHWM = peak) of exactly the process it started.
 
 Prints: baseline RSS (app started, demo loaded), peak RSS, RSS once the upload is in use,
-RSS after replacing the data set (after the uploader was cleared), and the seconds of each
-step. Targets (issue 16): peak ≤ 2 GB; ≤ 0.5 GB above baseline after replacement.
+RSS each second for ``--settle`` seconds after the data set was replaced (the last value is
+reported), and the seconds of each step. Targets (issue 16): peak ≤ 2 GB; ≤ 0.5 GB above
+baseline after replacement.
 """
 
 from __future__ import annotations
