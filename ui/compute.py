@@ -55,7 +55,11 @@ def preview_file(content: bytes, name: str, sheet) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=4, ttl=FILE_TTL, hash_funcs={"ui.mapping.Choice": lambda c: c.key()})
 def canonical_file(content: bytes, choice) -> pd.DataFrame:
     """The whole file, reshaped when wide, in the canonical format (choices of ``ui.mapping.form``)."""
-    raw = load_file(content, choice.name, choice.sheet)
+    return _convert(load_file(content, choice.name, choice.sheet), choice)
+
+
+def _convert(raw: pd.DataFrame, choice) -> pd.DataFrame:
+    """A file's frame reshaped (when wide) and converted with the form's choices."""
     if choice.stubs:
         raw = adata.wide_to_long(raw, id_col=choice.id_col, stubs=choice.stubs, study_col=choice.site_col)
     return adata.to_canonical(raw, choice.mapping, study=choice.label,
@@ -66,19 +70,7 @@ def read_canonical(content: bytes, choice) -> pd.DataFrame:
     """:func:`canonical_file` without the caches, for a read that is used once (the Data page's "Use these
     files"): the file's raw frame is dropped as soon as it is converted, and no pickled copy of either frame
     is kept in the shared cache (a 5-million-row file: about 0.5 GB less at the peak; issue 16, memory)."""
-    raw = adata.load(content, filename=choice.name, sheet=choice.sheet)
-    if choice.stubs:
-        raw = adata.wide_to_long(raw, id_col=choice.id_col, stubs=choice.stubs, study_col=choice.site_col)
-    return adata.to_canonical(raw, choice.mapping, study=choice.label,
-                              symptoms_higher_is_worse=not choice.higher_better)
-
-
-def release_file(content: bytes, choice) -> None:
-    """Drop one uploaded file's cached reads (raw and canonical frames) once its data set is loaded: the
-    canonical frame then lives in the session (``ui.state``), and the shared cache would otherwise keep
-    pickled copies of a large file for an hour after the data set is replaced (issue 16, memory)."""
-    canonical_file.clear(content, choice)
-    load_file.clear(content, choice.name, choice.sheet)
+    return _convert(adata.load(content, filename=choice.name, sheet=choice.sheet), choice)
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=FILE_TTL)

@@ -92,8 +92,8 @@ def release_uploads(big: bool = True) -> None:
 
     The Data page's uploader key carries a generation number (``upload_key()``); a new number
     gives an empty uploader, and Streamlit drops the files of the old one at the end of the run.
-    The frames read from them (``ui.compute.load_file``) are dropped here, and freed memory is
-    handed back to the operating system.
+    The Data page reads the whole files without caching them (``ui.compute.read_canonical``), so the
+    loaded data set is their only copy; freed memory is handed back to the operating system.
     """
     st.session_state["uploads_gen"] = st.session_state.get("uploads_gen", 0) + 1
     st.session_state.pop("_file_reader_memo", None)
