@@ -137,7 +137,7 @@ def make_bundle(
     files["reproduce_analysis.py"] = reproduction_script(DATA_NAME, options.to_dict()).encode("utf-8")
     r_note = ""
     try:
-        files["reproduce_analysis.R"] = r_script(DATA_NAME, options).encode("utf-8")
+        files["reproduce_analysis.R"] = r_script(DATA_NAME, options, data=df).encode("utf-8")
     except ValueError as exc:
         r_note = f"No R script: {exc}"
     if report_html is not None:

@@ -6,12 +6,17 @@ standardization, centering, lag pairing, the per-study lagged model) and
 stage 2 (§6: ``metafor::rma`` with the same τ² method and test) exactly as
 :func:`analysis.pipeline.two_stage` does for the given
 :class:`analysis.lagged.LagOptions`. It writes ``per_study_estimates.csv``
-(study, direction, term, estimate, se, status) and ``pooled_estimates.csv``
+(study, direction, term, estimate, se, df, status) and ``pooled_estimates.csv``
 (direction, estimate, se, tau2, k, ci_low, ci_high, pvalue) and prints a
 summary.
 
 Mixed models are fitted with ``lme4::lmer`` (REML, bobyqa with a tight
-tolerance); the fixed-effects estimator is OLS on patient-demeaned rows with
+tolerance; with ``df_method="satterthwaite"`` the t tests' df come from
+``lmerTest`` at the same REML estimate); lag 0, the outcome moderator,
+patient-level covariates (numeric centred per study, text as dummies against
+the first level, terms a study cannot estimate left out as the app does) and
+the within-patient SD standardization are built as
+:func:`analysis.lagged.model_rows` builds them. The fixed-effects estimator is OLS on patient-demeaned rows with
 CR1 cluster-robust SEs written out in base R (``G/(G−1)·B⁻¹MB⁻¹``, as
 :func:`analysis.mixed.fit_within_cr1`). User strings (the file name) enter the
 script only as escaped R string literals.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,30 @@ def canonical():
     return _canonical()
 
 
+def _with_covariates(df: pd.DataFrame) -> pd.DataFrame:
+    """The demo studies plus patient-level covariates, read back through the app's intake (which decides
+    numeric vs text): ``age`` (numeric, some patients missing), ``group`` (3 levels, some missing) and
+    ``arm`` (Study 02 has no patient in the reference level 'a', so its dummies are dropped there);
+    ``setting`` (study-level in the demo) is constant within each study and dropped in every study."""
+    df = df.copy()
+    codes = pd.factorize(df["study"].astype(str) + "|" + df["patient"].astype(str))[0]
+    rng = np.random.default_rng(5)
+    age = rng.normal(40, 12, codes.max() + 1).round(1)[codes]
+    age[codes % 17 == 3] = np.nan
+    group = np.array(["ctrl", "icbt", "wait"], dtype=object)[rng.integers(0, 3, codes.max() + 1)][codes]
+    group[codes % 23 == 5] = None
+    arm = np.where((df["study"] == "Study 02").to_numpy(), np.array(["b", "c"])[codes % 2],
+                   np.array(["a", "b", "c"])[codes % 3])
+    df["age"], df["group"], df["arm"] = age, group, arm
+    raw = data.load(df.to_csv(index=False).encode("utf-8"), filename="with_covariates.csv")
+    return data.to_canonical(raw, data.suggest_mapping(raw))
+
+
+@pytest.fixture(scope="module")
+def canonical_cov(canonical):
+    return _with_covariates(canonical)
+
+
 R_OPTION_SETS = {
     "default": LagOptions(),
     "detrended_time_dl_knha": LagOptions(centering="detrended", time_trend="fixed", pooling_method="DL", test="knha"),
@@ -51,20 +76,39 @@ R_OPTION_SETS = {
                                                centering="none", pooling_method="FE"),
     "random_slope_eb_knha_one_direction": LagOptions(time_trend="fixed_random", directions=("alliance_to_symptoms",),
                                                      pooling_method="EB", test="knha"),
+    # lag 0, Satterthwaite t tests (lmerTest), covariates (numeric + text levels, missing values)
+    "lag0_next_observed_satterthwaite_covariates": LagOptions(
+        lag=0, directions=("symptoms_to_alliance",), pairing="next_observed", df_method="satterthwaite",
+        covariates=("age", "group")),
+    "lag0_detrended_within_sd_dl": LagOptions(lag=0, directions=("symptoms_to_alliance",), centering="detrended",
+                                              standardize_by="within", pooling_method="DL"),
+    "outcome_moderator_cross_level_covariates_knha": LagOptions(
+        outcome_moderator=True, cross_level=True, covariates=("age", "arm", "setting"), test="knha"),
+    "fixed_effects_outcome_moderator_covariates_pm": LagOptions(
+        estimator="fixed_effects", outcome_moderator=True, covariates=("group", "arm"), time_trend="fixed",
+        pooling_method="PM"),
+    "satterthwaite_random_slope_within_sd": LagOptions(df_method="satterthwaite", time_trend="fixed_random",
+                                                       standardize_by="within"),
+    "raw_grand_mean_covariates_knha": LagOptions(standardize=False, centering="grand_mean",
+                                                 covariates=("age", "arm"), test="knha"),
 }
+# the R script guesses the covariate types itself (numeric when every value reads as a number) for this set
+R_GUESSES_KINDS = {"raw_grand_mean_covariates_knha"}
 
 
 @pytest.mark.r
 @pytest.mark.parametrize("name", list(R_OPTION_SETS))
-def test_r_script_reproduces_two_stage(name, canonical, tmp_path):
+def test_r_script_reproduces_two_stage(name, canonical, canonical_cov, tmp_path):
     options = R_OPTION_SETS[name]
+    frame = canonical_cov if options.covariates else canonical
     fname = 'data "ü" \\ 1.csv'  # a file name that needs escaping inside R
-    canonical.to_csv(tmp_path / fname, index=False)
-    (tmp_path / "reproduce.R").write_text(r_script(fname, options), encoding="utf-8")
+    frame.to_csv(tmp_path / fname, index=False)
+    script = r_script(fname, options, data=None if name in R_GUESSES_KINDS else frame)
+    (tmp_path / "reproduce.R").write_text(script, encoding="utf-8")
     run = subprocess.run(["Rscript", "reproduce.R"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Stage 2, pooled" in run.stdout
-    res = pipeline.two_stage(canonical, options)
+    res = pipeline.two_stage(frame, options)
 
     per_r = pd.read_csv(tmp_path / "per_study_estimates.csv", dtype={"study": str}, encoding="utf-8")
     py = res.per_study.astype({"study": object, "direction": object, "term": object, "status": object})
@@ -79,6 +123,20 @@ def test_r_script_reproduces_two_stage(name, canonical, tmp_path):
     assert ok.sum() >= len(STUDIES) * len(options.directions) * 2
     np.testing.assert_allclose(m.loc[ok, "estimate_r"], m.loc[ok, "estimate_py"], rtol=0, atol=1e-4)
     np.testing.assert_allclose(m.loc[ok, "se_r"], m.loc[ok, "se_py"], rtol=0, atol=1e-4)
+    df_py = np.array([res.fits[(s, d)].coef(t)["df"] for s, d, t in m.loc[ok, key].to_numpy()])
+    if options.df_method == "satterthwaite":
+        assert np.isfinite(df_py).all()
+        np.testing.assert_allclose(m.loc[ok, "df"], df_py, rtol=1e-4)
+    elif options.estimator == "fixed_effects":
+        np.testing.assert_array_equal(m.loc[ok, "df"], df_py)
+    else:
+        assert np.isinf(df_py).all() and np.isinf(m.loc[ok, "df"]).all()
+    if options.covariates:
+        # constant covariates are dropped per study in both (setting is study-level; Study 02 lacks arm 'a')
+        assert not m["term"].str.contains("setting").any()
+        s02 = m[m["study"] == "Study 02"]
+        assert "arm" not in options.covariates or not s02["term"].str.startswith(("arm", "within × arm")).any()
+        assert m["term"].str.startswith("within × ").any()
 
     pooled_r = pd.read_csv(tmp_path / "pooled_estimates.csv").set_index("direction")
     assert sorted(pooled_r.index) == sorted(res.pooled)
@@ -123,6 +181,23 @@ def test_r_script_names_a_value_it_cannot_reproduce(monkeypatch):
     monkeypatch.setitem(rscript.R_VALUES, "standardize", (True,))
     with pytest.raises(ValueError, match="standardize=False"):
         r_script("d.csv", LagOptions(standardize=False))
+
+
+def test_r_script_covers_every_lag_option_and_names_a_new_one(monkeypatch):
+    # every option the app offers today is exported; a value the template lacks is named, never mis-scripted
+    assert set(rscript.R_SUPPORTED_OPTIONS) == {f.name for f in fields(LagOptions)}
+    monkeypatch.setitem(rscript.R_VALUES, "df_method", ("z",))
+    with pytest.raises(ValueError, match="df_method='satterthwaite'"):
+        r_script("d.csv", LagOptions(df_method="satterthwaite"))
+
+
+def test_r_script_embeds_covariate_types_decided_by_the_app():
+    df = pd.DataFrame({"age": [30.5, np.nan], "code": pd.array(["1", "2"], dtype="string"), "flag": [True, False]})
+    assert rscript.covariate_kinds(df, ("age", "code", "flag")) == {
+        "age": "numeric", "code": "categorical", "flag": "categorical"}
+    text = r_script("d.csv", LagOptions(covariates=("age", "code")), data=df)
+    assert 'covariate_kinds = c("age" = "numeric", "code" = "categorical")' in text
+    assert "covariate_kinds = NULL" in r_script("d.csv", LagOptions(covariates=("age",)))
 
 
 def test_r_script_embeds_every_option():

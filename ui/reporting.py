@@ -54,7 +54,7 @@ def report_downloads(ds: dict, options, res, fig) -> None:
                        file_name="reproduce_analysis.py", mime="text/x-python", key="dl_repro_script",
                        on_click="ignore")
     try:
-        r_text = r_script(DATA_NAME, options)
+        r_text = r_script(DATA_NAME, options, data=ds["df"])
     except ValueError as e:
         c3.caption(esc(str(e)))
     else:
