@@ -165,4 +165,4 @@ elif section == "Early alliance → outcome":
         table_download(er.per_study, "early_alliance_outcome", key="early_dl")
 
 elif section == "Report & script":
-    report_downloads(ds, options, res, fig)
+    report_downloads(ds, options, res, fig, xlabel)
