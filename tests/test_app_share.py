@@ -148,3 +148,31 @@ def test_uploaded_files_column_mapping_goes_into_the_bundle():
     m = b.mapping["trial_a.csv"]
     assert (m["patient"], m["session"], m["alliance"], m["symptoms"]) == ("client_id", "week", "wai_sr", "phq9")
     pd.testing.assert_frame_equal(b.data, ds["df"])
+
+
+def _download_keys(at) -> set:
+    keys = set()
+    for el in at.get("download_button"):
+        k = getattr(el.proto, "id", "") or ""
+        keys.add(k)
+    return keys
+
+
+def test_trio_and_growth_pages_offer_their_r_scripts():
+    at = _goto(_app(), "app_pages/lagged.py")
+    ids = " ".join(_download_keys(at))
+    assert "dl_dec_r" in ids and "dl_dec_data" in ids
+    at = _goto(_app(), "app_pages/convergence.py")
+    ids = " ".join(_download_keys(at))
+    assert "dl_growth_r" in ids and "dl_growth_data" in ids
+
+
+def test_report_section_offers_the_r_script_with_new_options():
+    at = _goto(_app({"lag": "0", "directions": "symptoms_to_alliance", "df": "satterthwaite"}), "app_pages/pooled.py")
+    used = at.session_state["lag_options"]
+    assert used["lag"] == 0 and used["df_method"] == "satterthwaite"
+    at.segmented_control(key="pooled_section").set_value("Report & script").run()
+    assert not at.exception, [e.value for e in at.exception]
+    ids = " ".join(_download_keys(at))
+    assert "dl_repro_r" in ids and "dl_bundle" in ids
+    assert not any("does not reproduce" in str(c.value) for c in at.caption)

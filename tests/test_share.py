@@ -558,3 +558,82 @@ def test_growth_model_data_are_the_rows_of_the_fit():
     per = md.groupby("patient")["convergence"].first()
     np.testing.assert_allclose(per.mean(), gr.centering["convergence"], rtol=1e-12)
     assert "convergence_x_development" not in md.columns
+
+
+# ---------------------------------------------------------------- bundle: extra R scripts and every figure
+
+
+@pytest.mark.r
+def test_bundle_with_trio_and_growth_scripts_runs_them_in_the_unzipped_bundle(canonical, tmp_path):
+    import io
+    import zipfile
+
+    from analysis import bundle, decomposition
+    from analysis import convergence as conv
+
+    options = LagOptions(lag=2, standardize=True, sessions=(1, 6))
+    gr = conv.growth_models(_demo("dyads_gsi.csv"), models=(1, 2))
+    zipped = bundle.make_bundle(canonical, options, "b", decomposition={"study": "Study 04",
+                                                                        "direction": "symptoms_to_alliance"},
+                                growth=gr)
+    names = set(zipfile.ZipFile(io.BytesIO(zipped)).namelist())
+    assert {"reproduce_decomposition.R", "growth/growth_model_data.csv", "growth/reproduce_growth_models.R"} <= names
+    b = bundle.read_bundle(zipped)  # the checksums of the new files are in the manifest
+    assert {"reproduce_decomposition.R", "growth/reproduce_growth_models.R"} <= {f["name"] for f in b.manifest["files"]}
+    zipfile.ZipFile(io.BytesIO(zipped)).extractall(tmp_path)
+    run = subprocess.run(["Rscript", "reproduce_decomposition.R"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    res = decomposition.total_within_between(canonical, "symptoms_to_alliance", lag=2, standardize=True,
+                                             study="Study 04", sessions=(1, 6))
+    rr = pd.read_csv(tmp_path / "decomposition_estimates.csv")
+    w = rr[(rr["model"] == "within") & (rr["term"] == "within")].iloc[0]
+    assert abs(w["estimate"] - res.coef("within", "within")["estimate"]) < 1e-4
+    run = subprocess.run(["Rscript", "reproduce_growth_models.R"], cwd=tmp_path / "growth", capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    fx = pd.read_csv(tmp_path / "growth" / "growth_fixed_effects.csv")
+    py = gr.to_frame()
+    _assert_close(fx["estimate"], py.set_index(["model", "term"]).loc[list(zip(fx["model"], fx["term"])), "estimate"],
+                  "growth estimates")
+
+
+def test_bundle_says_why_a_trio_script_is_missing(canonical):
+    import io
+    import zipfile
+
+    from analysis import bundle
+
+    zipped = bundle.make_bundle(canonical, LagOptions(lag=0, directions=("symptoms_to_alliance",)), "b",
+                                decomposition={"study": "Study 04", "direction": "symptoms_to_alliance"})
+    z = zipfile.ZipFile(io.BytesIO(zipped))
+    assert "reproduce_decomposition.R" not in z.namelist()
+    assert "No R script of the total/within/between models: lag must be" in z.read("README.txt").decode()
+
+
+def test_bundle_holds_every_figure_of_the_analysis_as_svg(canonical):
+    import io
+    import time
+    import zipfile
+
+    from analysis import bundle, plots_meta
+    from ui import reporting
+
+    options = LagOptions()
+    res = pipeline.two_stage(canonical, options)
+    ds = {"df": canonical, "name": "demo"}
+    forest = plots_meta.forest_figure(res.pooled["alliance_to_symptoms"], title="forest", xlabel="x")
+    figs = reporting.analysis_figures(ds, options, res, forest)  # no page choices: the pooled-page figures
+    expected = {"forest_plot"} | {f"{kind}_{d}" for d in options.directions
+                                  for kind in ("study_coefficients", "leave_one_out", "funnel", "multiverse")}
+    assert set(figs) == expected
+    t0 = time.time()
+    zipped = bundle.make_bundle(canonical, options, "b", figures=figs)
+    took = time.time() - t0
+    z = zipfile.ZipFile(io.BytesIO(zipped))
+    svgs = {n: z.read(n) for n in z.namelist() if n.startswith("figures/")}
+    assert set(svgs) == {f"figures/{n}.svg" for n in expected}
+    for n, b in svgs.items():
+        assert b"<svg" in b[:400] and len(b) > 5000, n
+    assert took < 120, f"rendering {len(svgs)} figures took {took:.0f} s"
+    assert bundle.read_bundle(zipped).options == options
