@@ -176,3 +176,46 @@ def test_report_section_offers_the_r_script_with_new_options():
     ids = " ".join(_download_keys(at))
     assert "dl_repro_r" in ids and "dl_bundle" in ids
     assert not any("does not reproduce" in str(c.value) for c in at.caption)
+
+
+def _figures_script():
+    import streamlit as st
+
+    from analysis import convergence as conv
+    from analysis import data as adata
+    from analysis import pipeline as pl
+    from analysis import plots_meta as pm
+    from analysis.lagged import LagOptions as LO
+    from tests.test_share import DEMO, _demo
+    from ui import compute, reporting
+    from ui.r_downloads import bundle_extras
+
+    raw = adata.load(DEMO, filename=DEMO.name)
+    df = adata.to_canonical(raw, adata.suggest_mapping(raw))
+    df = df[df["study"].isin(["Study 02", "Study 04", "Study 10"])].reset_index(drop=True)
+    options = LO(lag=1)
+    res = pl.two_stage(df, options)
+    st.session_state.update({"dec_study": "Study 04", "dec_direction": "alliance_to_symptoms",
+                             "lag_view_study": "Study 02", "lag_view_dir": "symptoms_to_alliance",
+                             "lag_view_patient": str(df.loc[df["study"] == "Study 02", "patient"].iloc[0]),
+                             "pooled_term": "prior_within", "pooled_early_n": 3,
+                             "share_growth": (compute.data_key(df), conv.growth_models(_demo("dyads_gsi.csv")))})
+    forest = pm.forest_figure(res.pooled["alliance_to_symptoms"], title="f", xlabel="x")
+    figs = reporting.analysis_figures({"df": df, "name": "d"}, options, res, forest)
+    st.text("\n".join(sorted(figs)))
+    st.text("\n".join(sorted(bundle_extras(df, compute.data_key(df)))))
+
+
+def test_bundle_figures_follow_what_the_pages_showed():
+    at = AppTest.from_function(_figures_script, default_timeout=300)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    names = set(at.text[0].value.split("\n"))
+    dirs = ("alliance_to_symptoms", "symptoms_to_alliance")
+    expected = {"forest_plot", "total_within_between_alliance_to_symptoms", "person_means_alliance_to_symptoms",
+                "patient_series", "symptom_growth_by_convergence"}
+    expected |= {f"{k}_{d}" for d in dirs for k in ("study_coefficients", "leave_one_out", "funnel", "multiverse")}
+    expected |= {f"forest_{d}_prior_within" for d in dirs}
+    assert expected <= names, expected - names
+    assert any(n.startswith("early_alliance_outcome_") for n in names)
+    assert set(at.text[1].value.split("\n")) == {"decomposition", "growth"}

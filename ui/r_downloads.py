@@ -57,7 +57,13 @@ def bundle_extras(df, data_key: str) -> dict:
     if study is not None and direction is not None and "study" in df.columns and (
             df["study"].astype(str) == str(study)).any():
         out["decomposition"] = {"study": study, "direction": direction}
-    kept = st.session_state.get(_GROWTH_KEY)
-    if kept is not None and kept[0] == data_key:
-        out["growth"] = kept[1]
+    gr = kept_growth(data_key)
+    if gr is not None:
+        out["growth"] = gr
     return out
+
+
+def kept_growth(data_key: str):
+    """The last growth result shown on the Convergence page for the data set ``data_key``, or None."""
+    kept = st.session_state.get(_GROWTH_KEY)
+    return kept[1] if kept is not None and kept[0] == data_key else None

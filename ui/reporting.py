@@ -14,6 +14,7 @@ from analysis.report import html_report, r_script, reproduction_script
 from ui import compute
 from ui.bundle import BUNDLE_NAME, bundle_bytes
 from ui.options import DIRECTIONS
+from ui.r_downloads import kept_growth
 from ui.safe import esc, safe_figure
 
 DATA_NAME = "analysis_data.csv"
@@ -81,6 +82,22 @@ def analysis_figures(ds: dict, options, res, forest, xlabel: str = "Within-patie
             view = None
         if view is not None:
             figs["patient_series"] = plots_lagged.patient_series_figure(view)
+    early_n = st.session_state.get("pooled_early_n")  # the early-alliance section was opened
+    if early_n is not None:
+        try:
+            er = compute.early_alliance(df, int(early_n), options)
+        except ValueError:
+            er = None
+        for d, m in (er.pooled.items() if er is not None else ()):
+            if m.k >= 1:
+                figs[f"early_alliance_outcome_{d}"] = plots_meta.forest_figure(
+                    m, title="Early alliance → final symptoms", show_pairs=False,
+                    xlabel="Standardized coefficient (higher = more severe)")
+    gr = kept_growth(compute.data_key(df))
+    if gr is not None and 2 in gr.models:
+        from analysis import plots_convergence
+
+        figs["symptom_growth_by_convergence"] = plots_convergence.symptom_growth_figure(gr, model=2)
     return {k: safe_figure(f) for k, f in figs.items()}
 
 
