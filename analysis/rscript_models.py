@@ -118,6 +118,9 @@ _DECOMPOSITION = r'''# Reproduces the total, within and between models of one st
 
 raw <- read.csv(data_file, colClasses = "character", na.strings = character(0),
                 check.names = FALSE, fileEncoding = "UTF-8")
+# text marked as UTF-8 (sorting and matching non-ASCII names needs the mark)
+raw[] <- lapply(raw, enc2utf8)
+names(raw) <- enc2utf8(names(raw))
 need <- c("patient", "session", "alliance", "symptoms")
 if (!all(need %in% names(raw))) stop("The data lack the column(s) ", paste(setdiff(need, names(raw)), collapse = ", "))
 if ("study" %in% names(raw)) {
@@ -211,7 +214,9 @@ if (sum(both) >= 3) {
 } else {
   notes <- c(notes, "The between model was not fitted: fewer than 3 patients with both person means.")
 }
-est <- do.call(rbind, est)
+est <- if (length(est)) do.call(rbind, est) else
+  data.frame(model = character(0), term = character(0), estimate = numeric(0), se = numeric(0), df = numeric(0),
+             pvalue = numeric(0))
 vc <- if (length(vc)) do.call(rbind, vc) else data.frame(model = character(0), tau2 = numeric(0))
 write.csv(est, "decomposition_estimates.csv", row.names = FALSE, fileEncoding = "UTF-8")
 write.csv(vc, "decomposition_variance.csv", row.names = FALSE, fileEncoding = "UTF-8")
@@ -239,6 +244,9 @@ _GROWTH = r'''# Refits the symptom growth Models 1-3 of the convergence analysis
 
 d <- read.csv(data_file, colClasses = "character", na.strings = character(0),
               check.names = FALSE, fileEncoding = "UTF-8")
+# text marked as UTF-8 (sorting and matching non-ASCII names needs the mark)
+d[] <- lapply(d, enc2utf8)
+names(d) <- enc2utf8(names(d))
 d$t <- num(d$t)
 d$symptoms <- num(d$symptoms)
 base <- setdiff(unique(unlist(predictors)), "convergence_x_development")

@@ -41,6 +41,9 @@ def canonical():
     return _canonical()
 
 
+HOSTILE_COVARIATE = 'grüppe "x" \\ $(y) ×'  # a column name that must stay data inside the R script
+
+
 def _with_covariates(df: pd.DataFrame) -> pd.DataFrame:
     """The demo studies plus patient-level covariates, read back through the app's intake (which decides
     numeric vs text): ``age`` (numeric, some patients missing), ``group`` (3 levels, some missing) and
@@ -56,6 +59,7 @@ def _with_covariates(df: pd.DataFrame) -> pd.DataFrame:
     arm = np.where((df["study"] == "Study 02").to_numpy(), np.array(["b", "c"])[codes % 2],
                    np.array(["a", "b", "c"])[codes % 3])
     df["age"], df["group"], df["arm"] = age, group, arm
+    df[HOSTILE_COVARIATE] = np.where(pd.isna(group), None, np.char.add("lev ", group.astype(str)) + ' "ü" \\')
     raw = data.load(df.to_csv(index=False).encode("utf-8"), filename="with_covariates.csv")
     return data.to_canonical(raw, data.suggest_mapping(raw))
 
@@ -79,7 +83,7 @@ R_OPTION_SETS = {
     # lag 0, Satterthwaite t tests (lmerTest), covariates (numeric + text levels, missing values)
     "lag0_next_observed_satterthwaite_covariates": LagOptions(
         lag=0, directions=("symptoms_to_alliance",), pairing="next_observed", df_method="satterthwaite",
-        covariates=("age", "group")),
+        covariates=("age", HOSTILE_COVARIATE)),
     "lag0_detrended_within_sd_dl": LagOptions(lag=0, directions=("symptoms_to_alliance",), centering="detrended",
                                               standardize_by="within", pooling_method="DL"),
     "outcome_moderator_cross_level_covariates_knha": LagOptions(
@@ -487,6 +491,26 @@ def test_r_decomposition_script_reproduces_the_trio(name, tmp_path):
     for model in ("total", "within"):
         assert abs(vc.loc[model, "tau2"] - res.tau2[model]) < 1e-4
         assert abs(vc.loc[model, "sigma2"] - res.sigma2[model]) < 1e-4
+
+
+@pytest.mark.r
+def test_r_decomposition_script_with_a_hostile_study_name_and_a_study_that_cannot_be_fitted(canonical, tmp_path):
+    from analysis import decomposition
+    from analysis.rscript_models import r_decomposition_script
+
+    hostile = 'Ä "04" \\ $(x) ×'
+    df = canonical.copy()
+    df["study"] = df["study"].replace({"Study 04": hostile})
+    df.to_csv(tmp_path / "analysis_data.csv", index=False)
+    _rscript(tmp_path, r_decomposition_script("analysis_data.csv", hostile, standardize=True))
+    rr = pd.read_csv(tmp_path / "decomposition_estimates.csv")
+    py = decomposition.total_within_between(df, study=hostile, standardize=True).to_frame()
+    np.testing.assert_allclose(rr["estimate"], py["estimate"], rtol=0, atol=1e-4)
+    # two patients: no model can be fitted, in the app or in R (which says why)
+    run = _rscript(tmp_path, r_decomposition_script("analysis_data.csv", ODD_STUDY))
+    assert run.stdout.count("was not fitted") == 3
+    assert len(decomposition.total_within_between(df, study=ODD_STUDY).to_frame()) == 0
+    assert len(pd.read_csv(tmp_path / "decomposition_estimates.csv")) == 0
 
 
 def _growth_sets():
