@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from analysis import data, pipeline, rscript
-from analysis.lagged import LagOptions
+from analysis.lagged import DIRECTIONS, LagOptions
 from analysis.report import r_script, reproduction_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,23 +81,33 @@ R_OPTION_SETS = {
     "random_slope_eb_knha_one_direction": LagOptions(time_trend="fixed_random", directions=("alliance_to_symptoms",),
                                                      pooling_method="EB", test="knha"),
     # lag 0, Satterthwaite t tests (lmerTest), covariates (numeric + text levels, missing values)
-    "lag0_next_observed_satterthwaite_covariates": LagOptions(
+    "lag0_next_observed_satterthwaite_covariates_ml": LagOptions(
         lag=0, directions=("symptoms_to_alliance",), pairing="next_observed", df_method="satterthwaite",
-        covariates=("age", HOSTILE_COVARIATE)),
+        covariates=("age", HOSTILE_COVARIATE), pooling_method="ML"),
     "lag0_detrended_within_sd_dl": LagOptions(lag=0, directions=("symptoms_to_alliance",), centering="detrended",
                                               standardize_by="within", pooling_method="DL"),
     "outcome_moderator_cross_level_covariates_knha": LagOptions(
         outcome_moderator=True, cross_level=True, covariates=("age", "arm", "setting"), test="knha"),
-    "fixed_effects_outcome_moderator_covariates_pm": LagOptions(
-        estimator="fixed_effects", outcome_moderator=True, covariates=("group", "arm"), time_trend="fixed",
+    "fixed_effects_lag3_outcome_moderator_covariates_pm": LagOptions(
+        estimator="fixed_effects", lag=3, outcome_moderator=True, covariates=("group", "arm"), time_trend="fixed",
         pooling_method="PM"),
-    "satterthwaite_random_slope_within_sd": LagOptions(df_method="satterthwaite", time_trend="fixed_random",
-                                                       standardize_by="within"),
-    "raw_grand_mean_covariates_knha": LagOptions(standardize=False, centering="grand_mean",
-                                                 covariates=("age", "arm"), test="knha"),
+    "satterthwaite_random_slope_within_sd_he": LagOptions(df_method="satterthwaite", time_trend="fixed_random",
+                                                          standardize_by="within", pooling_method="HE"),
+    "raw_grand_mean_covariates_hs_knha": LagOptions(standardize=False, centering="grand_mean",
+                                                    covariates=("age", "arm"), pooling_method="HS", test="knha"),
 }
+# Together the sets cover every value of every LagOptions field (lags 0-3, all nine tau2 estimators, ...).
 # the R script guesses the covariate types itself (numeric when every value reads as a number) for this set
-R_GUESSES_KINDS = {"raw_grand_mean_covariates_knha"}
+R_GUESSES_KINDS = {"raw_grand_mean_covariates_hs_knha"}
+
+
+def test_r_option_sets_cover_every_value_the_r_script_implements():
+    for name, allowed in rscript.R_VALUES.items():
+        used = {getattr(o, name) for o in R_OPTION_SETS.values()}
+        assert set(allowed) <= used, (name, set(allowed) - used)
+    sets = R_OPTION_SETS.values()
+    assert {o.directions for o in sets} >= {DIRECTIONS, ("alliance_to_symptoms",), ("symptoms_to_alliance",)}
+    assert any(o.sessions for o in sets) and any(len(o.covariates) >= 3 for o in sets)
 
 
 @pytest.mark.r
