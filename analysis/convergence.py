@@ -67,6 +67,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.data import require_canonical
 from analysis.formatting import count, num, p_text, percent, pvalue
 from analysis.lmm import LMMFit, boundary_lrt, drop_collinear, fit_lmm, variance_components
 
@@ -121,41 +122,17 @@ for _k in list(TERM_LABELS):
     if _k not in ("intercept", "time"):
         TERM_LABELS[f"time:{_k}"] = TERM_LABELS[_k] + " × Time"
 
-_REQ = ("study", "patient", "session")
-
 
 # ----------------------------------------------------------------------------
 # input checks
 
 
 def _check(df: pd.DataFrame, cols) -> pd.DataFrame:
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError("Expected a pandas DataFrame in the long format (METHODS §1).")
-    missing = [c for c in (*_REQ, *cols) if c not in df.columns]
-    if missing:
-        raise ValueError(
-            "The data lack the column(s) " + ", ".join(missing) + ". Alliance convergence needs "
-            "patient-rated 'alliance' and therapist-rated 'therapist_alliance' per session."
-        )
-    if len(df) == 0:
-        raise ValueError("The data are empty.")
-    out = df.copy()
-    for c in ("session", "alliance", "therapist_alliance", "symptoms"):
-        if c in out.columns:
-            try:
-                out[c] = pd.to_numeric(out[c]).astype(float)
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"Column '{c}' must be numeric.") from exc
-    s = out["session"]
-    if s.isna().any() or (s < 0).any() or not np.all(np.mod(s, 1) == 0):
-        raise ValueError("'session' must be a whole number ≥ 0 in every row.")
-    out["study"] = out["study"].astype("string")
-    out["patient"] = out["patient"].astype("string")
-    if out["study"].isna().any() or out["patient"].isna().any():
-        raise ValueError("'study' and 'patient' must not be missing.")
-    if out.duplicated(["study", "patient", "session"]).any():
-        raise ValueError("Some (study, patient, session) keys occur more than once; each session must be one row.")
-    return out.sort_values(["study", "patient", "session"], kind="stable").reset_index(drop=True)
+    """Canonical dyadic data (analysis.data.require_canonical): study, patient, session and ``cols``, the
+    ratings and symptoms numeric, sorted by study, patient and session."""
+    return require_canonical(df, cols, optional=("therapist_alliance", "symptoms"),
+                             why="Alliance convergence needs patient-rated 'alliance' and therapist-rated "
+                                 "'therapist_alliance' per session.")
 
 
 # ----------------------------------------------------------------------------

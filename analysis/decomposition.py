@@ -30,6 +30,7 @@ from scipy import stats
 
 from analysis import formatting as fmt
 from analysis import lmm, mixed
+from analysis.data import require_canonical
 
 __all__ = ["DecompositionResult", "total_within_between"]
 
@@ -137,11 +138,9 @@ def _zscore(x: np.ndarray) -> np.ndarray:
 
 
 def _select(df, study, sessions):
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError("The data must be a pandas DataFrame in canonical long format (METHODS §1).")  # noqa: TRY004
-    miss = [c for c in ("patient", "session", "alliance", "symptoms") if c not in df.columns]
-    if miss:
-        raise ValueError(f"The data lack the column(s) {', '.join(miss)} (METHODS §1).")
+    """One study's rows in the session window (the study's rows checked by analysis.data.require_canonical),
+    sorted by patient and session."""
+    require_canonical(df, study=False, values=False)
     if "study" in df.columns:
         labels = df["study"].astype("string")
         studies = sorted(labels.dropna().unique())
@@ -155,28 +154,13 @@ def _select(df, study, sessions):
     else:
         d = df
         study = "Study" if study is None else str(study)
-    sess = pd.to_numeric(d["session"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    if np.isnan(sess).any() or np.any(sess != np.round(sess)):
-        raise ValueError("Column 'session' must hold whole numbers in every row.")
-    keep = np.ones(len(d), bool)
+    d = require_canonical(d, study=False, min_rows=0, sort=False)
     if sessions is not None:
-        lo, hi = sessions
-        keep = (sess >= lo) & (sess <= hi)
-    out = pd.DataFrame({
-        "patient": d["patient"].astype("string").to_numpy()[keep],
-        "session": sess[keep].astype(np.int64),
-    })
-    for v in ("alliance", "symptoms"):
-        try:
-            out[v] = pd.to_numeric(d[v], errors="raise").to_numpy(dtype=float, na_value=np.nan)[keep]
-        except (TypeError, ValueError):
-            raise ValueError(f"Column '{v}' must be numeric.") from None
-    if out["patient"].isna().any():
-        raise ValueError("Column 'patient' has missing values; every row needs a patient id.")
-    if out.duplicated(["patient", "session"]).any():
-        raise ValueError("A patient has more than one row for the same session; (patient, session) must be unique.")
-    if len(out) == 0:
+        d = d[d["session"].between(*sessions)]
+    if len(d) == 0:
         raise ValueError("No rows in the session window.")
+    out = pd.DataFrame({"patient": d["patient"].astype("string").to_numpy(), "session": d["session"].to_numpy(),
+                        "alliance": d["alliance"].to_numpy(), "symptoms": d["symptoms"].to_numpy()})
     return str(study), out.sort_values(["patient", "session"], kind="stable").reset_index(drop=True)
 
 

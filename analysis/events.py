@@ -13,6 +13,8 @@ ruptures(df, criterion="default", k, sd, detrend, rater, pre_level,
 RUPTURE_CRITERIA / RuptureCriterion / DEFAULT_K / robust_sd             §9
 rupture_summary(flags, rule="any")                                    §9
 rupture_chance(df, criterion, ..., n_sim=100, seed=1) -> RuptureChance  §9 chance reference
+rupture_item_chance(flags, n_sim=100, seed=1) -> RuptureChance          §9 ... with "dip and item"
+rupture_chance_curve(df, criterion, sd, detrend, rater, ...).at(k)      §9 the same, simulated once for all k
 simulate_rupture_data(n_patients, n_sessions, plant, dip_sd, seed)    §9 calibration design
 sudden_gains(df, cutoff, reliability, sd, first_only, pairing,
              kind="gain"|"loss", better="lower"|"higher")             §10
@@ -57,9 +59,11 @@ __all__ = [
     "OutcomeByPattern",
     "RepairOutcome",
     "RuptureChance",
+    "RuptureChanceCurve",
     "RuptureCriterion",
     "AllianceTrajectory",
     "GainAnalysis",
+    "HA_CRIT",
     "ReliableChangeAnalysis",
     "RuptureAnalysis",
     "alliance_around_gains",
@@ -78,6 +82,8 @@ __all__ = [
     "reliable_change_cutoff",
     "robust_sd",
     "rupture_chance",
+    "rupture_chance_curve",
+    "rupture_item_chance",
     "rupture_summary",
     "ruptures",
     "simulate_rupture_data",
@@ -342,11 +348,11 @@ class RuptureCriterion:
 
 
 #: Calibrated default k: see METHODS §9 and tests/test_events.py::test_default_criterion_calibration.
-DEFAULT_K = 2.4
+DEFAULT_K = 2.5
 
 #: Named rupture criteria (METHODS §9). ``"default"`` is calibrated by simulation
-#: (≤ 15% of patients flagged without ruptures, ≥ 70% of planted 3.5-SD dips found, at 7 and
-#: 11 sessions); ``"other_sessions"`` is the published dip ≥ 1 SD below the mean of the
+#: (≤ 15% of patients flagged without ruptures at 7, 11 and 20 sessions, ≥ 70% of planted
+#: 3.5-SD dips found at 7 and 11); ``"other_sessions"`` is the published dip ≥ 1 SD below the mean of the
 #: patient's other session ratings (Safran & Muran, 2006); ``"mean_sd"`` is the dip
 #: ≥ k·SD below the patient's mean with the dip included (this project's earlier default;
 #: k = 1 lenient, k = 2 strict; Stiles et al., 2004; Strauss et al., 2006; Gumz et al., 2012 style).
@@ -358,7 +364,8 @@ RUPTURE_CRITERIA = {
 
 #: The named criteria in words (for option lists).
 CRITERION_LABELS = {
-    "default": "Calibrated default: dip below the trend of the patient's other sessions (k = 2.4, robust study SD)",
+    "default": f"Calibrated default: dip below the trend of the patient's other sessions (k = {DEFAULT_K:g}, "
+               "robust study SD)",
     "other_sessions": "Published: ≥ 1 SD below the mean of the patient's other sessions (Safran & Muran)",
     "mean_sd": "Earlier default: ≥ k SD below the patient's mean, dip included (k = 1 lenient, 2 strict)",
 }
@@ -589,7 +596,7 @@ def ruptures(df: pd.DataFrame, criterion="default", k: float | None = None, sd: 
       = 1/(n_i − 1) + (t − t̄_(−t))²/Σ(s − t̄_(−t))² (the prediction's own uncertainty)
       and σ̂ one robust study-level within-patient SD (`robust_sd` of the standardized
       residuals of all eligible sessions of the study, patients whose ratings never vary left
-      out); k = `DEFAULT_K` = 2.4. Needs ≥ 4
+      out); k = `DEFAULT_K` = 2.5. Needs ≥ 4
       observed values per patient.
     * ``"other_sessions"``: E_it = mean of the patient's other sessions, S_it = their SD
       (ddof = 1), k = 1 (Safran & Muran, 2006: a dip of at least one SD from the patient's
@@ -750,6 +757,8 @@ class RuptureChance:
     seed: int
     per_study: pd.DataFrame
     messages: tuple = ()
+    #: "simulation" (`rupture_chance`) or "item_permutation" (`rupture_item_chance`)
+    method: str = "simulation"
 
     def to_frame(self) -> pd.DataFrame:
         return self.per_study.copy()
@@ -758,12 +767,20 @@ class RuptureChance:
     def total(self) -> pd.Series:
         return self.per_study.iloc[-1]
 
+    @property
+    def basis(self) -> str:
+        """What the expected prevalence assumes, in a few words."""
+        return ("item at random sessions" if self.method == "item_permutation"
+                else "no ruptures simulated")
+
     def summary(self) -> str:
         from analysis.formatting import count, percent
 
         t = self.total
+        what = ("if each patient's item values fell on random sessions of that patient"
+                if self.method == "item_permutation" else "without ruptures")
         return (f"Observed: {percent(t['observed'], 1)} of {count(t['n_eligible'])} classified patients "
-                f"had a rupture; expected without ruptures: {percent(t['expected'], 1)} "
+                f"had a rupture; expected {what}: {percent(t['expected'], 1)} "
                 f"(95% of {count(self.n_sim)} simulations {percent(t['sim_low'], 1)} to "
                 f"{percent(t['sim_high'], 1)}).")
 
@@ -787,7 +804,8 @@ def _line_fit(y, x, starts, counts):
     return fit, u
 
 
-def _chance_rows(studies, st_pat, elig_p, obs_p, sims, sigma, n_sim) -> pd.DataFrame:
+def _chance_rows(studies, st_pat, elig_p, obs_p, sims, sigma, n_sim, exact=None) -> pd.DataFrame:
+    """Per-study observed vs chance rows; ``exact`` (per patient) replaces the simulated mean."""
     rows = []
     for name, sel in [(s, st_pat == i) for i, s in enumerate(studies)] + [("All studies", np.ones_like(elig_p))]:
         m = sel & elig_p
@@ -798,8 +816,9 @@ def _chance_rows(studies, st_pat, elig_p, obs_p, sims, sigma, n_sim) -> pd.DataF
         if ne:
             shares = sims[:, m].mean(axis=1)
             o = float(obs_p[m].mean())
-            row.update(observed=o, expected=float(shares.mean()), sim_low=float(np.quantile(shares, 0.025)),
-                       sim_high=float(np.quantile(shares, 0.975)), excess=o - float(shares.mean()),
+            e = float(shares.mean() if exact is None else exact[m].mean())
+            row.update(observed=o, expected=e, sim_low=float(np.quantile(shares, 0.025)),
+                       sim_high=float(np.quantile(shares, 0.975)), excess=o - e,
                        p_excess=float((1 + np.sum(shares >= o - 1e-12)) / (n_sim + 1)))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -822,14 +841,79 @@ def rupture_chance(df: pd.DataFrame, criterion="default", k: float | None = None
 
     ``rater="both"``: sessions with both ratings; both series are simulated, their noise
     correlated within a session with the study's correlation of the two standardized
-    residuals, and a session counts when both dip. A rupture item is not simulated.
+    residuals, and a session counts when both dip. A rupture item is not simulated
+    (`rupture_item_chance`). Equals ``rupture_chance_curve(...).at(k)``.
     """
+    return rupture_chance_curve(df, criterion=criterion, sd=sd, detrend=detrend, rater=rater,
+                                n_sim=n_sim, seed=seed).at(k)
+
+
+@dataclass(frozen=True)
+class RuptureChanceCurve:
+    """The simulated no-rupture data sets of `rupture_chance`, kept for every k (METHODS §9).
+
+    The simulated data do not depend on k: per data set and patient ``min_z`` holds the
+    lowest z = (A − E)/S over the patient's classifiable sessions (with both raters the
+    larger of the two z of a session), so the patient has a dip at k exactly when
+    min_z ≤ −k (min_z is kept in single precision: ties within ~1e-7 are immaterial for
+    simulated continuous data). `at` gives the `RuptureChance` for one k without simulating again.
+    """
+
+    criterion: RuptureCriterion
+    rater: str
+    n_sim: int
+    seed: int
+    studies: tuple
+    min_z: np.ndarray = field(repr=False, compare=False)  # (n_sim, patients)
+    sigma: dict = field(repr=False, compare=False)
+    observed: tuple = field(repr=False, compare=False)  # (values per rater, sessions, starts, study per row)
+    eligible: np.ndarray = field(default=None, repr=False, compare=False)  # (patients,) classifiable
+
+    def to_frame(self, ks=(1.0, 1.5, 2.0, 2.5, 3.0, 3.5)) -> pd.DataFrame:
+        """Expected prevalence without ruptures (all studies) for each k in ``ks``: k, expected,
+        sim_low, sim_high (shares of the classifiable patients; 2.5% / 97.5% over the data sets)."""
+        z = self.min_z[:, self.eligible]
+        rows = []
+        for k in ks:
+            shares = (z <= -float(k) + _tol(float(k))).mean(axis=1) if z.shape[1] else np.full(self.n_sim, np.nan)
+            rows.append({"k": float(k), "expected": float(np.mean(shares)),
+                         "sim_low": float(np.quantile(shares, 0.025)), "sim_high": float(np.quantile(shares, 0.975))})
+        return pd.DataFrame(rows)
+
+    def summary(self) -> str:
+        from analysis.formatting import count, num, percent
+
+        t = self.to_frame()
+        return (f"Without ruptures ({count(self.n_sim)} simulated data sets), the share of classified patients "
+                "with at least one dip would be " + ", ".join(
+                    f"{percent(e, 1)} at k = {num(k)}" for k, e in zip(t["k"], t["expected"])) + ".")
+
+    def at(self, k: float | None = None) -> RuptureChance:
+        """Observed vs expected prevalence at ``k`` (None: the criterion's k)."""
+        crit = _resolve_criterion(self.criterion, k, None, None, "rupture_chance")
+        ys, x, starts, study_row = self.observed
+        obs = [_dips(y[None, :], x, starts, study_row, crit) for y in ys]
+        st_row = pd.Series(study_row).map({s: i for i, s in enumerate(self.studies)}).to_numpy()
+        elig_p = np.logical_and.reduce([o["eligible"][starts] for o in obs])
+        obs_flag = np.logical_and.reduce([o["flag"][0] for o in obs])
+        obs_p = np.add.reduceat(obs_flag.astype(np.int64), starts) > 0
+        sims = self.min_z <= -crit.k + _tol(crit.k)
+        per_study = _chance_rows(list(self.studies), st_row[starts], elig_p, obs_p, sims, self.sigma, self.n_sim)
+        msgs = () if elig_p.any() else ("No patient has enough alliance ratings to be classified.",)
+        return RuptureChance(criterion=crit, rater=self.rater, n_sim=self.n_sim, seed=self.seed,
+                             per_study=per_study, messages=msgs)
+
+
+def rupture_chance_curve(df: pd.DataFrame, criterion="default", sd: str | None = None,
+                         detrend: bool | None = None, rater: str = "patient", n_sim: int = 100,
+                         seed: int = 1) -> RuptureChanceCurve:
+    """Simulate the no-rupture data sets of `rupture_chance` once, for every k (METHODS §9)."""
     who = "rupture_chance"
     if rater not in ("patient", "therapist", "both"):
         raise ValueError(f"{who}: rater must be 'patient', 'therapist' or 'both', got {rater!r}.")
     if isinstance(n_sim, bool) or not isinstance(n_sim, (int, np.integer)) or not 20 <= n_sim <= 5000:
         raise ValueError(f"{who}: n_sim must be a whole number from 20 to 5000, got {n_sim!r}.")
-    crit = _resolve_criterion(criterion, k, sd, detrend, who)
+    crit = _resolve_criterion(criterion, None, sd, detrend, who)
     cols = ["alliance", "therapist_alliance"] if rater == "both" else [_RATER_COLUMN[rater]]
     if isinstance(df, pd.DataFrame) and "therapist_alliance" in cols and "therapist_alliance" not in df.columns:
         raise ValueError(f"{who}: rater={rater!r} needs a 'therapist_alliance' column.")
@@ -844,7 +928,6 @@ def rupture_chance(df: pd.DataFrame, criterion="default", k: float | None = None
     studies = sorted(set(study_row))
     st_row = pd.Series(study_row).map({s: i for i, s in enumerate(studies)}).to_numpy()
     ys = [od[c].to_numpy(float) for c in cols]
-    obs = [_dips(y[None, :], x, starts, study_row, crit) for y in ys]
     fits, us = zip(*(_line_fit(y, x, starts, counts) for y in ys))
     sig = [pd.Series(st_row).map({i: robust_sd(u[st_row == i]) for i in range(len(studies))}).to_numpy(float)
            for u in us]
@@ -854,24 +937,85 @@ def rupture_chance(df: pd.DataFrame, criterion="default", k: float | None = None
             m = (st_row == i) & np.isfinite(us[0]) & np.isfinite(us[1])
             if m.sum() >= 3 and us[0][m].std() > 0 and us[1][m].std() > 0:
                 rho[st_row == i] = float(np.corrcoef(us[0][m], us[1][m])[0, 1])
+
+    def _z(y):  # z of the classifiable sessions; +inf elsewhere (never a dip)
+        z = _dips(y, x, starts, study_row, crit)["z"]
+        return np.where(np.isfinite(z), z, np.inf)
+
     rng = np.random.default_rng(seed)
-    sims = []
+    mins = []
     for b0 in range(0, n_sim, 25):
         nb = min(25, n_sim - b0)
         e1 = rng.standard_normal((nb, len(x)))
-        flag = _dips(fits[0][None, :] + sig[0] * e1, x, starts, study_row, crit)["flag"]
+        z = _z(fits[0][None, :] + sig[0] * e1)
         if len(cols) == 2:
             e2 = rho * e1 + np.sqrt(1 - rho ** 2) * rng.standard_normal((nb, len(x)))
-            flag = flag & _dips(fits[1][None, :] + sig[1] * e2, x, starts, study_row, crit)["flag"]
-        sims.append(np.add.reduceat(flag.astype(np.int64), starts, axis=1) > 0)  # (nb, patients)
-    elig_p = np.logical_and.reduce([o["eligible"][starts] for o in obs])
-    obs_flag = np.logical_and.reduce([o["flag"][0] for o in obs])
-    obs_p = np.add.reduceat(obs_flag.astype(np.int64), starts) > 0
+            z = np.maximum(z, _z(fits[1][None, :] + sig[1] * e2))
+        mins.append(np.minimum.reduceat(z, starts, axis=1).astype(np.float32))  # (nb, patients); half the memory
     sigma = {s: float(sig[0][st_row == i][0]) for i, s in enumerate(studies)}
-    per_study = _chance_rows(studies, st_row[starts], elig_p, obs_p, np.concatenate(sims, axis=0), sigma, n_sim)
+    return RuptureChanceCurve(criterion=crit, rater=rater, n_sim=int(n_sim), seed=int(seed),
+                              studies=tuple(studies), min_z=np.concatenate(mins, axis=0), sigma=sigma,
+                              observed=(tuple(ys), x, starts, study_row),
+                              eligible=np.logical_and.reduce([_dips(y[None, :], x, starts, study_row, crit)["eligible"]
+                                                              [starts] for y in ys]))
+
+
+def rupture_item_chance(flags: pd.DataFrame, n_sim: int = 100, seed: int = 1) -> RuptureChance:
+    """Chance reference of the rule "dip **and** item" (METHODS §9): the item at random sessions.
+
+    ``flags``: the output of `ruptures` with ``item=...`` and ``item_rule="and"``. The
+    question is whether the sessions the item marks are the sessions where alliance dips,
+    more often than chance. Null model: each patient's item values are permuted at random
+    over that patient's sessions with both a classified alliance dip status and an item
+    value (alliance untouched). For a patient with m such sessions, d of them dips and f
+    of them marked by the item, the chance of at least one session that is both is exactly
+
+        P = 1 − C(m − d, f) / C(m, f)
+
+    (hypergeometric: none of the f marks lands on one of the d dips). The expected
+    prevalence is the mean of P over the classified patients (exact); its 2.5–97.5% range
+    and p = (1 + #{simulated ≥ observed})/(n_sim + 1) come from ``n_sim`` draws of
+    independent Bernoulli(P) patients. With "or" or "item alone" a patient's any-rupture
+    status does not change under this permutation (an item mark counts wherever it falls),
+    so no chance level of that kind exists there; `rupture_analysis` says so.
+    """
+    who = "rupture_item_chance"
+    need = ["study", "patient", "eligible", "dip", "item", "item_flag", "rupture"]
+    if not isinstance(flags, pd.DataFrame) or any(c not in flags.columns for c in need):
+        raise ValueError(f"{who}: flags must be the output of ruptures(..., item=..., item_rule='and').")
+    if isinstance(n_sim, bool) or not isinstance(n_sim, (int, np.integer)) or not 20 <= n_sim <= 5000:
+        raise ValueError(f"{who}: n_sim must be a whole number from 20 to 5000, got {n_sim!r}.")
+    dip = flags["dip"].astype("boolean")
+    known = dip.notna().to_numpy()
+    if "dip_therapist" in flags.columns:
+        dt = flags["dip_therapist"].astype("boolean")
+        known = known & dt.notna().to_numpy()
+        dip = dip & dt
+    pair = known & flags["item"].notna().to_numpy()
+    dd = pair & dip.fillna(False).to_numpy(dtype=bool)
+    ff = pair & flags["item_flag"].to_numpy(dtype=bool)
+    g = pd.DataFrame({"study": flags["study"].astype(str), "patient": flags["patient"].astype(str),
+                      "eligible": flags["eligible"].to_numpy(dtype=bool), "m": pair, "d": dd, "f": ff,
+                      "both": dd & ff}).groupby(["study", "patient"], sort=True)
+    pp = g.agg(eligible=("eligible", "first"), m=("m", "sum"), d=("d", "sum"), f=("f", "sum"),
+               both=("both", "any")).reset_index()
+    m, d, f = (pp[c].to_numpy(float) for c in ("m", "d", "f"))
+    with np.errstate(all="ignore"):
+        log_ratio = (special.gammaln(m - d + 1) - special.gammaln(m - d - f + 1)
+                     - special.gammaln(m + 1) + special.gammaln(m - f + 1))
+    prob = np.where(f > m - d, 1.0, 1.0 - np.exp(log_ratio))
+    prob = np.where((d == 0) | (f == 0), 0.0, prob)
+    studies = sorted(pp["study"].unique())
+    st_pat = pp["study"].map({s: i for i, s in enumerate(studies)}).to_numpy()
+    elig_p = pp["eligible"].to_numpy(dtype=bool)
+    sims = np.random.default_rng(seed).random((int(n_sim), len(pp))) < prob
+    per_study = _chance_rows(studies, st_pat, elig_p, pp["both"].to_numpy(dtype=bool), sims, {}, n_sim,
+                             exact=prob)
+    crit = flags.attrs.get("criterion", RUPTURE_CRITERIA["default"])
+    rater = str(flags["rater"].iloc[0]) if "rater" in flags.columns and len(flags) else "patient"
     msgs = () if elig_p.any() else ("No patient has enough alliance ratings to be classified.",)
     return RuptureChance(criterion=crit, rater=rater, n_sim=int(n_sim), seed=int(seed), per_study=per_study,
-                         messages=msgs)
+                         messages=msgs, method="item_permutation")
 
 
 _FLAG_COLS = ["study", "patient", "session", "n_obs", "eligible", "rupture", "repair"]
@@ -1167,12 +1311,20 @@ def _reversals(data: pd.DataFrame, out: pd.DataFrame, sign: float):
     ev_rows = np.flatnonzero(out["is_gain"].to_numpy(dtype=bool))
     if not len(ev_rows):
         return rev, rev_s
-    series = {k: (g["session"].to_numpy(), g["symptoms"].to_numpy(float))
-              for k, g in data.groupby(_KEY, sort=False)}
+    d = data[["study", "patient", "session", "symptoms"]].sort_values(["study", "patient", "session"],
+                                                                       kind="mergesort")
+    key = d["study"].str.cat(d["patient"], sep="\x1f").to_numpy()
+    all_s, all_x = d["session"].to_numpy(), d["symptoms"].to_numpy(float)
+    cut = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.array([], dtype=int)
+    span = dict(zip(key[cut], zip(cut, np.r_[cut[1:], len(key)])))  # patient → its rows
+    o_st, o_pt = out["study"].to_numpy(object), out["patient"].to_numpy(object)
+    o_ps, o_post, o_mag = (out[c].to_numpy(dtype=float, na_value=np.nan)
+                           for c in ("postgain_session", "postgain", "magnitude"))
     for r in ev_rows:
-        ses, x = series[(out["study"].iat[r], out["patient"].iat[r])]
-        post_s, post = int(out["postgain_session"].iat[r]), float(out["postgain"].iat[r])
-        half = post + sign * 0.5 * float(out["magnitude"].iat[r])  # half-way back to pregain
+        a0, a1 = span[f"{o_st[r]}\x1f{o_pt[r]}"]
+        ses, x = all_s[a0:a1], all_x[a0:a1]
+        post_s, post = o_ps[r], float(o_post[r])
+        half = post + sign * 0.5 * float(o_mag[r])  # half-way back to pregain
         later = ses > post_s
         back = later & (sign * (x - half) >= -_tol(half))
         rev[r] = bool(back.any())
@@ -1572,6 +1724,9 @@ def _pre_post(data: pd.DataFrame) -> pd.DataFrame:
     return pp
 
 
+#: Critical value of the Hageman–Arrindell RC_INDIV (one-sided 5%; METHODS §11).
+HA_CRIT = 1.65
+
 RC_METHODS = {
     "JT": "Jacobson–Truax (1991)",
     "GLN": "Gulliksen–Lord–Novick (Hsu, 1989)",
@@ -1595,11 +1750,14 @@ def reliable_change(df: pd.DataFrame, reliability, sd, norms=None, cutoff=None,
       ``RC = ((x_post − M_pre) − r·(x_pre − M_pre)) / (SD·√(1 − r²))``; |RC| > 1.96.
     * ``"EN"``: the estimated true pre score ``T = r·(x_pre − M_pre) + M_pre``;
       ``RC = (x_post − T) / S_E``, reliable when x_post lies outside T ± 2·S_E (|RC| > 2).
-    * ``"HA"``: with the study's pre and post SDs s_1, s_2 and pre–post correlation r_12 (from
-      the data), r_DD = (s_1²·r + s_2²·r − 2·r_12·s_1·s_2)/(s_1² + s_2² − 2·r_12·s_1·s_2),
-      ``RC_ID = ((x_post − x_pre)·r_DD + (M_post − M_pre)·(1 − r_DD)) /
-      √(r_DD·(s_1²(1 − r) + s_2²(1 − r)))``; |RC_ID| > 1.96. Needs ≥ 3 patients with both
-      scores and r_DD > 0 in the study.
+    * ``"HA"`` (Hageman & Arrindell, 1999, RC_INDIV): the reliabilities at pre and post follow
+      from the one S_E, r_t = (s_t² − S_E²)/s_t² with the study's pre and post SDs s_1, s_2, so
+      ``r_DD = (s_1²·r_1 + s_2²·r_2 − 2·r_12·s_1·s_2)/(s_1² + s_2² − 2·r_12·s_1·s_2)
+      = 1 − 2·S_E²/var(x_post − x_pre)`` (r_12 the pre–post correlation) and
+      ``RC = ((x_post − x_pre)·r_DD + (M_post − M_pre)·(1 − r_DD)) / √(r_DD·2·S_E²)``;
+      reliable when |RC| > 1.65 (`HA_CRIT`: Hageman and Arrindell's one-sided 5% bound on
+      the risk of misclassifying a patient). Needs ≥ 3 patients with both scores and
+      r_DD > 0 in the study.
 
     Lower symptoms are better, so ``reliable_improvement`` = index < −crit and
     ``reliable_deterioration`` = index > crit (``rci`` holds the chosen method's index,
@@ -1714,23 +1872,20 @@ def _rc_index(pp: pd.DataFrame, method: str):
         return ((post - m_pre) - r * (pre - m_pre)) / (sd * np.sqrt(1.0 - r * r)), 1.96, msgs
     if method == "EN":
         return (post - (r * (pre - m_pre) + m_pre)) / se, 2.0, msgs
-    # HA
+    # HA: one S_E for both occasions; r_DD = 1 − 2·S_E² / var(x_post − x_pre)
     m_post = pp["study"].map(st["post"].mean()).to_numpy(float)
     n = pp["study"].map(st.size()).fillna(0).to_numpy(float)
-    s1 = pp["study"].map(st["pre"].std(ddof=1)).to_numpy(float)
-    s2 = pp["study"].map(st["post"].std(ddof=1)).to_numpy(float)
-    cov = pp["study"].map(st.apply(lambda g: float(np.cov(g["pre"], g["post"], ddof=1)[0, 1])
-                                   if len(g) >= 2 else np.nan)).to_numpy(float)
+    var_d = pp["study"].map(st["change"].var(ddof=1)).to_numpy(float)
     with np.errstate(all="ignore"):
-        rdd = (s1 ** 2 * r + s2 ** 2 * r - 2 * cov) / (s1 ** 2 + s2 ** 2 - 2 * cov)
-        idx = ((post - pre) * rdd + (m_post - m_pre) * (1 - rdd)) / np.sqrt(
-            rdd * (s1 ** 2 * (1 - r) + s2 ** 2 * (1 - r)))
+        rdd = 1.0 - 2.0 * se ** 2 / var_d
+        idx = ((post - pre) * rdd + (m_post - m_pre) * (1 - rdd)) / np.sqrt(rdd * 2.0 * se ** 2)
     bad = (n < 3) | ~(rdd > 0)
     for study in sorted(set(pp.loc[bad, "study"])):
-        msgs.append(f"Study {study}: the Hageman–Arrindell index needs ≥ 3 patients with a first "
-                    f"and last score and a positive reliability of the difference scores.")
+        msgs.append(f"Study {study}: the Hageman–Arrindell index needs ≥ 3 patients with a first and last "
+                    f"score and more spread in their changes than measurement error alone gives "
+                    f"(reliability of the change scores r_DD > 0).")
     idx[bad] = np.nan
-    return idx, 1.96, msgs
+    return idx, HA_CRIT, msgs
 
 
 # --------------------------------------------------------------------------
@@ -2068,8 +2223,12 @@ class RuptureAnalysis:
              f"least one rupture; {count(n_p)} of them ({percent(_share(n_p, n_r), 1)}) repaired at least "
              f"one rupture later on.")
         if self.chance is not None and np.isfinite(t.get("chance_expected", np.nan)):
-            s += (f" Expected by chance (the same criterion on {count(self.chance.n_sim)} simulated data sets "
-                  f"with each patient's own level and trend but no ruptures): "
+            how = ("if each patient's item values fell on random sessions of that patient, alliance as "
+                   f"observed; range from {count(self.chance.n_sim)} draws"
+                   if self.chance.method == "item_permutation" else
+                   f"the same criterion on {count(self.chance.n_sim)} simulated data sets "
+                   "with each patient's own level and trend but no ruptures")
+            s += (f" Expected by chance ({how}): "
                   f"{percent(t['chance_expected'], 1)} (95% of simulations "
                   f"{percent(t['chance_sim_low'], 1)} to {percent(t['chance_sim_high'], 1)}); "
                   f"{'more' if t['prev_rupture'] > t['chance_sim_high'] else 'not clearly more'} than chance "
@@ -2124,8 +2283,10 @@ def rupture_analysis(df: pd.DataFrame, criterion="default", k=None, sd=None, det
                      chance: bool = True, n_sim: int = 100, seed: int = 1) -> RuptureAnalysis:
     """`ruptures` + `rupture_summary` + `rupture_chance` in one result (METHODS §9).
 
-    The chance reference is computed for alliance dips without an item (see
-    `rupture_chance`); with an item it is None and a message says why.
+    The chance reference: without an item, alliance dips simulated without ruptures
+    (`rupture_chance`); with an item and ``item_rule="and"``, the item's marks at random
+    sessions of each patient (`rupture_item_chance`); with "or" or "item alone" None, and a
+    message says why no chance level exists.
     """
     flags = ruptures(df, criterion=criterion, k=k, sd=sd, detrend=detrend, rater=rater,
                      pre_level=pre_level, item=item, item_threshold=item_threshold, item_rule=item_rule)
@@ -2135,9 +2296,15 @@ def rupture_analysis(df: pd.DataFrame, criterion="default", k=None, sd=None, det
     if chance and item is None:
         ch = rupture_chance(df, criterion=crit, rater=rater, n_sim=n_sim, seed=seed)
         msgs.extend(ch.messages)
+    elif chance and item_rule == "and":
+        ch = rupture_item_chance(flags, n_sim=n_sim, seed=seed)
+        msgs.extend(ch.messages)
     elif chance:
-        msgs.append("The chance reference is simulated for alliance dips only; it is not shown with a "
-                    "rupture item.")
+        msgs.append(f"No chance reference with \"{'dip or item' if item_rule == 'or' else 'item alone'}\": an "
+                    f"item rating at or above the threshold counts as a rupture by itself, and a rupture "
+                    f"rating has no no-rupture model to simulate (unlike alliance dips, which arise from "
+                    f"noise too). With \"dip and item\" the page shows how often dips and item marks "
+                    f"would coincide by chance.")
     return RuptureAnalysis(criterion=crit, rater=rater, rule=rule, item=item, flags=flags,
                            per_patient=pp, per_study=ps, chance=ch, messages=tuple(msgs))
 
@@ -2259,6 +2426,8 @@ class ReliableChangeAnalysis:
     method: str
     per_patient: pd.DataFrame = field(repr=False, compare=False)
     messages: tuple = ()
+    #: per study: reliability, sd and sd_source ("baseline" / "given") used (`gain_cutoffs`)
+    inputs: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     def to_frame(self) -> pd.DataFrame:
         rc = self.per_patient
@@ -2269,6 +2438,9 @@ class ReliableChangeAnalysis:
         per = rc.groupby("study").agg(s_diff=("s_diff", "first"), cutoff=("cutoff", "first"),
                                       crit=("rc_crit", "first")).reindex(studies)
         t = pd.DataFrame({"study": studies, "n_patients": counts.sum(axis=1).to_numpy()})
+        if self.inputs is not None:
+            inp = self.inputs.set_index("study").reindex(studies)
+            t["reliability"], t["sd"] = inp["reliability"].to_numpy(float), inp["sd"].to_numpy(float)
         for c in _RC_CATS:
             t["n_" + c] = counts[c].to_numpy()
         t["smallest_reliable_change"] = (per["crit"] * per["s_diff"]).to_numpy() if self.method == "JT" else np.nan
@@ -2290,7 +2462,10 @@ class ReliableChangeAnalysis:
         N = len(rc)
         imp = int(rc["category"].isin(["recovered", "improved"]).sum())
         det = int((rc["category"] == "deteriorated").sum())
-        s = (f"Method: {RC_METHODS[self.method]}. Of {count(N)} patients with at least two symptom scores, "
+        crit = {"JT": "|RCI| > 1.96", "GLN": "|RC| > 1.96", "EN": "the last score outside T ± 2·S_E",
+                "HA": f"|RC_INDIV| > {HA_CRIT:g}"}[self.method]
+        s = (f"Method: {RC_METHODS[self.method]}. Reliable change when {crit}. Of {count(N)} patients with "
+             f"at least two symptom scores, "
              f"{percent(_share(imp, N), 1)} ({count(imp)}) improved reliably and {percent(_share(det, N), 1)} "
              f"({count(det)}) deteriorated reliably from their first to their last score")
         with_c = rc[rc["cutoff"].notna()]
@@ -2307,15 +2482,17 @@ def reliable_change_analysis(df: pd.DataFrame, reliability=0.9, sd=None, method:
                              norms=None, cutoff_studies=None) -> ReliableChangeAnalysis:
     """`reliable_change` per study with the cut-off used only in ``cutoff_studies`` (§11).
 
-    ``sd=None`` uses each study's baseline SD. ``cutoff``/``norms`` as in `reliable_change`;
+    ``reliability`` and ``sd`` are one number or a dict study → number, resolved per study
+    exactly as for the sudden-gain cut-off (`gain_cutoffs`, one implementation): ``sd=None``
+    uses each study's baseline SD. ``cutoff``/``norms`` as in `reliable_change`;
     ``cutoff_studies`` (default all) lists the studies that measured with the instrument the
     cut-off belongs to.
     """
     data = df
     studies = sorted(data["study"].astype(str).unique())
-    if sd is None:
-        cuts = gain_cutoffs(df, reliability=0.5)  # only for its per-study baseline SD check
-        sd = dict(zip(cuts["study"], cuts["sd"]))
+    inputs = gain_cutoffs(df, reliability=reliability, sd=sd)[["study", "reliability", "sd", "sd_source"]]
+    reliability = dict(zip(inputs["study"], inputs["reliability"]))
+    sd = dict(zip(inputs["study"], inputs["sd"]))
     with_c = [] if cutoff is None and norms is None else \
         [s for s in studies if cutoff_studies is None or s in set(map(str, cutoff_studies))]
     without = [s for s in studies if s not in with_c]
@@ -2331,7 +2508,7 @@ def reliable_change_analysis(df: pd.DataFrame, reliability=0.9, sd=None, method:
             msgs.extend(r.attrs.get("messages", ()))
     rc = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     rc = rc.sort_values(["study", "patient"], kind="mergesort").reset_index(drop=True)
-    return ReliableChangeAnalysis(method=method, per_patient=rc, messages=tuple(msgs))
+    return ReliableChangeAnalysis(method=method, per_patient=rc, messages=tuple(msgs), inputs=inputs)
 
 
 _REPAIR_GROUPS = ("rupture–repair", "unrepaired rupture", "no rupture")

@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import meta, mixed
+from analysis.data import require_canonical
 
 __all__ = [
     "CENTERINGS",
@@ -278,14 +279,6 @@ def _check_direction(direction):
 # --------------------------------------------------------------------------- data → arrays
 
 
-def _float_col(df, col):
-    s = df[col]
-    try:
-        return pd.to_numeric(s, errors="raise").to_numpy(dtype=float, na_value=np.nan)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"Column '{col}' must be numeric (values like 3.5); {exc}") from None
-
-
 def covariate_is_numeric(col: pd.Series) -> bool:
     """True when a covariate column enters as a centred number, False when as 0/1 dummies (§5):
     numeric dtypes except booleans are numbers; text, categorical and boolean columns are levels."""
@@ -306,37 +299,16 @@ class StudyData:
     """
 
     def __init__(self, df: pd.DataFrame, options: LagOptions):
-        if not isinstance(df, pd.DataFrame):
-            raise ValueError(  # noqa: TRY004 (bad input raises ValueError, CONTRIBUTING)
-                "The data must be a pandas DataFrame in canonical long format (METHODS §1)."
-            )
-        need = ["patient", "session", "alliance", "symptoms"]
-        missing = [c for c in need if c not in df.columns]
-        if missing:
-            raise ValueError(
-                f"The data lack the column(s) {', '.join(missing)}; canonical long data need "
-                "study, patient, session, alliance and symptoms (METHODS §1)."
-            )
-        n0 = len(df)
-        sess = pd.to_numeric(df["session"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        if np.isnan(sess).any():
-            raise ValueError("Column 'session' must be a whole number ≥ 0 in every row (some are missing or not numbers).")
-        if np.any(sess != np.round(sess)) or np.any(sess < 0):
-            raise ValueError("Column 'session' must hold whole numbers ≥ 0.")
-        sess = sess.astype(np.int64)
-        if "study" in df.columns:
-            st = df["study"]
-            if st.isna().any():
-                raise ValueError("Column 'study' has missing values; every row needs a study label.")
-            scode, slabels = pd.factorize(st.astype("string"), sort=True)
+        d = require_canonical(df, study=False, min_rows=0, sort=False)  # same rows and order as df
+        n0 = len(d)
+        sess = d["session"].to_numpy(dtype=np.int64)
+        if "study" in d.columns:
+            scode, slabels = pd.factorize(d["study"], sort=True)
         else:
             scode, slabels = np.zeros(n0, dtype=np.int64), pd.Index(["Study"])
-        pt = df["patient"]
-        if pt.isna().any():
-            raise ValueError("Column 'patient' has missing values; every row needs a patient id.")
-        pcode, plabels = pd.factorize(pt.astype("string"), sort=True)
-        a = _float_col(df, "alliance")
-        s = _float_col(df, "symptoms")
+        pcode, plabels = pd.factorize(d["patient"], sort=True)
+        a = d["alliance"].to_numpy(dtype=float, na_value=np.nan)
+        s = d["symptoms"].to_numpy(dtype=float, na_value=np.nan)
         keep = np.ones(n0, dtype=bool)
         if options.sessions is not None:
             keep = (sess >= options.sessions[0]) & (sess <= options.sessions[1])
@@ -347,13 +319,6 @@ class StudyData:
         self.src_index = idx[order]  # position in the caller's frame
         n = len(sess)
         newpat = np.r_[True, (scode[1:] != scode[:-1]) | (pcode[1:] != pcode[:-1])] if n else np.zeros(0, bool)
-        dup = np.r_[False, (~newpat[1:]) & (sess[1:] == sess[:-1])] if n else np.zeros(0, bool)
-        if dup.any():
-            j = int(np.flatnonzero(dup)[0])
-            raise ValueError(
-                f"Patient {plabels[pcode[j]]} of study {slabels[scode[j]]} has more than one row for "
-                f"session {sess[j]}; the key (study, patient, session) must be unique."
-            )
         self.n = n
         self.study_labels = [str(x) for x in slabels]
         self.scode = scode

@@ -85,6 +85,8 @@ __all__ = [
     "METHODS",
     "TESTS",
     "EggerResult",
+    "Estimate",
+    "Heterogeneity",
     "MetaRegressionResult",
     "MetaResult",
     "egger_test",
@@ -704,6 +706,33 @@ def _he_tau2(rss, tr_pv, df, s_pvpv):
     return t, np.sqrt(2 * s_pvpv + 4 * t * tr_pv + 2 * t * t * df) / df
 
 
+def _pm_tau2(qfun, k: int, df: int, y: np.ndarray, v: np.ndarray, ctl: _Control) -> _Tau2:
+    """Paule–Mandel: the root of ``Q(tau2) = df`` (``qfun``, the generalized Q of the model), with the
+    Fisher-information SE at the estimate (metafor)."""
+    tau2, ok, msgs = _pm_root(qfun, float(df), max(ctl.tau2_max, 10.0 * _mad(y) ** 2), ctl.maxiter)
+    if not math.isfinite(tau2):
+        return _Tau2(_NAN, _NAN, False, 0, tuple(msgs))
+    tau2 = max(0.0, tau2)
+    se = float(_fisher_se("PM", k, df, float((1.0 / (v + tau2)).sum()), None, None))
+    return _Tau2(tau2, se, ok, 0, tuple(msgs))
+
+
+def _scored_tau2(method: str, step, tau2_he: float, ctl: _Control, ll_drop) -> tuple[float, bool, int, list[str]]:
+    """ML / REML / EB by Fisher scoring (the one loop, :func:`_fisher_scoring`) from the HE value (or
+    ``ctl.tau2_init``), then metafor's check for a local maximum away from tau2 = 0 (ML/REML: when
+    ``ll_drop(tau2)``, the log-likelihood lost against tau2 = 0, exceeds the tolerance, tau2 is set to 0).
+    Returns (tau2 truncated at 0, converged, iterations, messages)."""
+    start = max(0.0, tau2_he) if ctl.tau2_init is None else float(ctl.tau2_init)
+    (tau2,), (conv,), (it,) = _fisher_scoring([start], step, ctl)
+    msgs: list[str] = []
+    if not conv:
+        msgs.append(_fisher_message(method, tau2, ctl.maxiter))
+    if conv and method in ("ML", "REML") and ll_drop(tau2) > _TOL and tau2 > ctl.threshold:
+        msgs.append(_ll0_message(method))
+        tau2 = 0.0
+    return max(0.0, tau2), conv, it, msgs
+
+
 def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
                     ctl: _Control = _DEFAULT_CONTROL) -> _Tau2:
     """tau2 for one intercept-only model (closed forms for P = W - ww'/sum(w));
@@ -721,7 +750,6 @@ def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
     """
     k = y.size
     ymc = y - float(y.sum()) / k
-    threshold, maxiter, tau2_init = ctl.threshold, ctl.maxiter, ctl.tau2_init
     if method == "FE":
         return _Tau2(0.0)
     if method in ("DL", "HS"):
@@ -734,7 +762,7 @@ def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
         t, se = _moment_tau2(method, rss, k, k - 1, tr_p, s_pp, s1)
         return _Tau2(float(t), float(se))
     if method == "SJ":
-        tau0 = _sj_start(ymc, k) if tau2_init is None else float(tau2_init)
+        tau0 = _sj_start(ymc, k) if ctl.tau2_init is None else float(ctl.tau2_init)
         w = 1.0 / (v + tau0)
         s1 = float(w.sum())
         mu = float(w @ ymc) / s1
@@ -744,13 +772,7 @@ def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
         t, se = _sj_tau2(tau0, rss, k - 1, s_pp, s_pvpv, s_pvp)
         return _Tau2(float(t), float(se))
     if method == "PM":
-        qfun = _q_intercept(ymc, v)
-        tau2, ok, msgs = _pm_root(qfun, k - 1.0, max(ctl.tau2_max, 10.0 * _mad(y) ** 2), maxiter)
-        if not math.isfinite(tau2):
-            return _Tau2(_NAN, _NAN, False, 0, tuple(msgs))
-        tau2 = max(0.0, tau2)
-        se = float(_fisher_se("PM", k, k - 1, float((1.0 / (v + tau2)).sum()), None, None))
-        return _Tau2(tau2, se, ok, 0, tuple(msgs))
+        return _pm_tau2(_q_intercept(ymc, v), k, k - 1, y, v, ctl)
 
     # HE (also the starting value of ML/REML/EB)
     sy = float(ymc.sum())
@@ -777,22 +799,14 @@ def _tau2_intercept(y: np.ndarray, v: np.ndarray, method: str,
             return [(a - s1) / s2]
         return [(b * k / (k - 1) - k) / s1]
 
-    start = max(0.0, tau2_he) if tau2_init is None else float(tau2_init)
-    (tau2,), (conv,), (it,) = _fisher_scoring([start], step, ctl)
-    msgs: list[str] = []
-    if not conv:
-        msgs.append(_fisher_message(method, tau2, maxiter))
-    if conv and method in ("ML", "REML"):
-        # metafor's check for a local maximum away from tau2 = 0
+    def ll_drop(tau2):
         s0, _, _, _, _, rss0 = _wsums(pairs, 0.0)
         s1, _, _, _, _, rss1 = _wsums(pairs, tau2)
         logv0 = sum(math.log(vv) for vv, _ in pairs)
         logv1 = sum(math.log(vv + tau2) for vv, _ in pairs)
-        if _ll_drop(method, k, k - 1, logv0, logv1, rss0, rss1, math.log(s0), math.log(s1)) > _TOL \
-                and tau2 > threshold:
-            msgs.append(_ll0_message(method))
-            tau2 = 0.0
-    tau2 = max(0.0, tau2)
+        return _ll_drop(method, k, k - 1, logv0, logv1, rss0, rss1, math.log(s0), math.log(s1))
+
+    tau2, conv, it, msgs = _scored_tau2(method, step, tau2_he, ctl, ll_drop)
     s1, s2, s3, _, _, _ = _wsums(pairs, tau2)
     q = s2 / s1
     se = float(_fisher_se(method, k, k - 1, s1, s2, s2 - 2.0 * s3 / s1 + q * q))  # tr(PP) as in the step
@@ -805,7 +819,6 @@ def _tau2_general(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str,
     standard errors as ``_tau2_intercept`` in matrix form (metafor rma.uni)."""
     k, p = X.shape
     ymc = y - float(y.sum()) / k
-    threshold, maxiter, tau2_init = ctl.threshold, ctl.maxiter, ctl.tau2_init
     if method == "FE":
         return _Tau2(0.0)
     if method in ("DL", "HS"):
@@ -817,23 +830,14 @@ def _tau2_general(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str,
         t, se = _moment_tau2(method, rss, k, k - p, tr_p, s_pp, float(w.sum()))
         return _Tau2(float(t), float(se))
     if method == "SJ":
-        tau0 = _sj_start(ymc, k) if tau2_init is None else float(tau2_init)
+        tau0 = _sj_start(ymc, k) if ctl.tau2_init is None else float(ctl.tau2_init)
         P = _p_matrix(X, 1.0 / (v + tau0))
         PV = P * v[None, :]
         t, se = _sj_tau2(tau0, float(ymc @ P @ ymc), k - p, float((P * P).sum()), float((PV * PV.T).sum()),
                          float((PV * P).sum()))
         return _Tau2(float(t), float(se))
     if method == "PM":
-
-        def qfun(t: float) -> float:
-            return _wls_rss(ymc, X, 1.0 / (v + t))
-
-        tau2, ok, msgs = _pm_root(qfun, float(k - p), max(ctl.tau2_max, 10.0 * _mad(y) ** 2), maxiter)
-        if not math.isfinite(tau2):
-            return _Tau2(_NAN, _NAN, False, 0, tuple(msgs))
-        tau2 = max(0.0, tau2)
-        se = float(_fisher_se("PM", k, k - p, float((1.0 / (v + tau2)).sum()), None, None))
-        return _Tau2(tau2, se, ok, 0, tuple(msgs))
+        return _pm_tau2(lambda t: _wls_rss(ymc, X, 1.0 / (v + t)), k, k - p, y, v, ctl)
 
     # HE, and the start of ML/REML/EB
     H = X @ _xwx_inv(X, np.ones(k)) @ X.T
@@ -857,22 +861,13 @@ def _tau2_general(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str,
             return [(float(py @ py) - float(w.sum())) / float(w @ w)]
         return [(float(ymc @ P @ ymc) * k / (k - p) - k) / float(w.sum())]
 
-    start = max(0.0, tau2_he) if tau2_init is None else float(tau2_init)
-    (tau2,), (conv,), (it,) = _fisher_scoring([start], step, ctl)
-    msgs: list[str] = []
-    if not conv:
-        msgs.append(_fisher_message(method, tau2, maxiter))
-    if conv and method in ("ML", "REML"):
-        w0 = 1.0 / v
-        rss0 = _wls_rss(ymc, X, w0)
-        w1 = 1.0 / (v + tau2)
-        rss1 = _wls_rss(ymc, X, w1)
+    def ll_drop(tau2):
+        w0, w1 = 1.0 / v, 1.0 / (v + tau2)
         logdets = (_logdet_xwx(X, w0), _logdet_xwx(X, w1)) if method == "REML" else (0.0, 0.0)
-        if _ll_drop(method, k, k - p, float(np.log(v).sum()), float(np.log(v + tau2).sum()), rss0, rss1,
-                    *logdets) > _TOL and tau2 > threshold:
-            msgs.append(_ll0_message(method))
-            tau2 = 0.0
-    tau2 = max(0.0, tau2)
+        return _ll_drop(method, k, k - p, float(np.log(v).sum()), float(np.log(v + tau2).sum()),
+                        _wls_rss(ymc, X, w0), _wls_rss(ymc, X, w1), *logdets)
+
+    tau2, conv, it, msgs = _scored_tau2(method, step, tau2_he, ctl, ll_drop)
     w = 1.0 / (v + tau2)
     s_pp = float((_p_matrix(X, w) ** 2).sum()) if method == "REML" else None
     se = float(_fisher_se(method, k, k - p, float(w.sum()), float(w @ w), s_pp))
@@ -880,6 +875,16 @@ def _tau2_general(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str,
 
 
 # --------------------------------------------------------------------------- Q-profile
+
+
+def _q_root(qfun, crit: float, bracket: tuple, q_at: tuple, which: str, msgs: list[str]) -> float:
+    """The tau2 where ``Q(tau2) = crit`` inside ``bracket`` (Q at its ends: ``q_at``), by Brent's method;
+    a search that does not converge is said in ``msgs`` (``which``: "upper" or "lower" bound)."""
+    root, ok = _brent_root(lambda t: qfun(t) - crit, *bracket, q_at[0] - crit, q_at[1] - crit, _TOL,
+                           _CONFINT_MAXITER)
+    if not ok:
+        msgs.append(f"The search for the {which} bound of the tau2 CI did not converge.")
+    return root
 
 
 def _qprofile(qfun, df: int, tau2: float, level: float) -> tuple[float, float, list[str]]:
@@ -914,11 +919,7 @@ def _qprofile(qfun, df: int, tau2: float, level: float) -> tuple[float, float, l
                 f"the search limit {t_max:.6g} and is reported as that limit (as metafor does)."
             )
         else:
-            root, ok = _brent_root(lambda t: qfun(t) - crit_l, t_min, t_max,
-                                   q_min - crit_l, q_max - crit_l, _TOL, _CONFINT_MAXITER)
-            ub = root
-            if not ok:
-                msgs.append("The search for the upper bound of the tau2 CI did not converge.")
+            ub = _q_root(qfun, crit_l, (t_min, t_max), (q_min, q_max), "upper", msgs)
     if q_max > crit_u:
         lb = ub = t_max
         msgs.append(
@@ -928,11 +929,7 @@ def _qprofile(qfun, df: int, tau2: float, level: float) -> tuple[float, float, l
     elif q_min < crit_u:
         lb = t_min
     else:
-        root, ok = _brent_root(lambda t: qfun(t) - crit_u, t_min, t_max,
-                               q_min - crit_u, q_max - crit_u, _TOL, _CONFINT_MAXITER)
-        lb = root
-        if not ok:
-            msgs.append("The search for the lower bound of the tau2 CI did not converge.")
+        lb = _q_root(qfun, crit_u, (t_min, t_max), (q_min, q_max), "lower", msgs)
     return lb, ub, msgs
 
 
@@ -955,7 +952,37 @@ def _heterogeneity_word(i2: float) -> str:
 
 
 @dataclass(frozen=True, eq=False)
-class MetaResult:
+class Estimate:
+    """A labelled estimate with its confidence interval: the common part of a study row in a forest plot
+    (``plots_meta.ForestRow``), a screened study's effect and the reference it is placed against
+    (``screening.Effect``, ``screening.Reference``). Equality is left to the subclasses (a reference
+    compares by identity, a row by its values)."""
+
+    label: str
+    estimate: float
+    ci_low: float
+    ci_high: float
+
+
+@dataclass(frozen=True, eq=False)
+class Heterogeneity:
+    """The (residual) between-study heterogeneity of a random-effects model or meta-regression: τ² with
+    its SE and Q-profile CI, I² (percent) and H² (METHODS §6)."""
+
+    tau2: float
+    tau2_se: float
+    tau2_ci_low: float
+    tau2_ci_high: float
+    i2: float
+    h2: float
+
+    @property
+    def tau(self) -> float:
+        return math.sqrt(self.tau2) if self.tau2 >= 0 else _NAN
+
+
+@dataclass(frozen=True, eq=False)
+class MetaResult(Heterogeneity):
     """Pooled random-effects (or common-effect) estimate, as metafor rma.uni.
 
     ``statistic`` is z (``test="z"``) or t on ``df = k - 1`` (``test="knha"``).
@@ -971,12 +998,6 @@ class MetaResult:
     ci_high: float
     pi_low: float
     pi_high: float
-    tau2: float
-    tau2_se: float
-    tau2_ci_low: float
-    tau2_ci_high: float
-    i2: float
-    h2: float
     q: float
     q_df: int
     q_pvalue: float
@@ -994,10 +1015,6 @@ class MetaResult:
     iterations: int = 0
     n_patients: np.ndarray | None = None
     n_pairs: np.ndarray | None = None
-
-    @property
-    def tau(self) -> float:
-        return math.sqrt(self.tau2) if self.tau2 >= 0 else _NAN
 
     def to_frame(self) -> pd.DataFrame:
         """One tidy row with the pooled result (messages joined by '; ')."""
@@ -1565,7 +1582,7 @@ def _design(moderators: Any, k: int) -> tuple[np.ndarray, list[str], list[str]]:
 
 
 @dataclass(frozen=True, eq=False)
-class MetaRegressionResult:
+class MetaRegressionResult(Heterogeneity):
     """Mixed-effects meta-regression (metafor ``rma.uni`` with ``mods``).
 
     ``qm`` is the omnibus Wald test of all moderators (chi-square on ``qm_df[0]``
@@ -1589,12 +1606,6 @@ class MetaRegressionResult:
     qe: float
     qe_df: int
     qe_pvalue: float
-    tau2: float
-    tau2_se: float
-    tau2_ci_low: float
-    tau2_ci_high: float
-    i2: float
-    h2: float
     r2: float
     k: int
     p: int

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -106,32 +107,49 @@ def rupture_series_figure(result, study: str, patient: str) -> go.Figure:
 
 
 def rupture_prevalence_figure(result) -> go.Figure:
-    """Per-study rupture prevalence (bars, n/N) with the chance reference (black marks, 95% range).
+    """Per-study rupture prevalence (bars) with the chance reference (black marks, 95% range).
 
     Draws ``result.to_frame()`` of a `RuptureAnalysis`; without a chance reference only the
-    bars for rupture and rupture–repair are drawn.
+    bars for rupture and rupture–repair are drawn. Horizontal bars, one row per study (the
+    "All studies" row last), the figure as tall as the rows need; the counts n/N stand in a
+    column to the right of the plot ("rupture · rupture–repair" of the classified patients),
+    where neither bars nor chance marks can cover them, however many studies there are.
     """
     t = result.to_frame()
     studies = t["study"].astype(str).tolist()
     fig = go.Figure()
+    top = 0.0
     for prev, cnt, label, color in (("prev_rupture", "n_rupture", "Any rupture", RUPTURE_COLOR),
                                     ("prev_rupture_repair", "n_rupture_repair", "Rupture–repair", REPAIR_COLOR)):
-        txt = [f"{int(n)}/{int(N)}" for n, N in zip(t[cnt], t["n_eligible"])]
-        fig.add_trace(go.Bar(x=studies, y=100 * t[prev].to_numpy(float), name=label, marker_color=color,
-                             text=txt, textposition="outside",
-                             hovertemplate="%{x}<br>" + label + ": %{y:.1f}% (%{text})<extra></extra>"))
+        x = 100 * t[prev].to_numpy(float)
+        top = max(top, float(np.nanmax(x, initial=0.0)))
+        fig.add_trace(go.Bar(y=studies, x=x, orientation="h", name=label, marker_color=color,
+                             customdata=[f"{int(n)}/{int(N)}" for n, N in zip(t[cnt], t["n_eligible"])],
+                             hovertemplate="%{y}<br>" + label + ": %{x:.1f}% (%{customdata})<extra></extra>"))
     if "chance_expected" in t.columns:
         e = 100 * t["chance_expected"].to_numpy(float)
+        hi = 100 * t["chance_sim_high"].to_numpy(float)
+        top = max(top, float(np.nanmax(hi, initial=0.0)))
         fig.add_trace(go.Scatter(
-            x=studies, y=e, mode="markers", name="Rupture expected by chance (95% range)",
-            marker={"color": CHANCE_COLOR, "symbol": "line-ew-open", "size": 22, "line": {"width": 3}},
-            error_y={"type": "data", "symmetric": False,
-                     "array": 100 * t["chance_sim_high"].to_numpy(float) - e,
+            y=studies, x=e, mode="markers", name="Rupture expected by chance (95% range)",
+            marker={"color": CHANCE_COLOR, "symbol": "line-ns-open", "size": 16, "line": {"width": 3}},
+            error_x={"type": "data", "symmetric": False, "array": hi - e,
                      "arrayminus": e - 100 * t["chance_sim_low"].to_numpy(float), "color": CHANCE_COLOR},
-            hovertemplate="%{x}<br>expected by chance: %{y:.1f}%<extra></extra>"))
+            hovertemplate="%{y}<br>expected by chance: %{x:.1f}%<extra></extra>"))
+    right = min(100.0, top) * 1.08 + 1
+    counts = [f"{int(a)}/{int(N)} · {int(b)}/{int(N)}"
+              for a, b, N in zip(t["n_rupture"], t["n_rupture_repair"], t["n_eligible"])]
+    fig.add_trace(go.Scatter(y=studies, x=[right] * len(studies), mode="text", text=counts,
+                             textposition="middle right", textfont={"size": 12}, cliponaxis=False,
+                             name="n/N", showlegend=False, hoverinfo="skip"))
+    fig.add_annotation(x=1, xref="paper", xanchor="left", y=1, yref="paper", yanchor="bottom", showarrow=False,
+                       text="n/N: rupture · rupture–repair", font={"size": 12})
     fig.update_layout(barmode="group", title="Rupture prevalence per study, observed and expected by chance",
-                      xaxis_title="Study", yaxis_title="Patients (% of classified)", template="plotly_white",
-                      legend={"orientation": "h", "y": -0.25})
+                      yaxis_title="Study", xaxis_title="Patients (% of classified)", template="plotly_white",
+                      legend={"orientation": "h", "y": -0.12 if len(studies) > 6 else -0.3},
+                      height=max(340, 150 + 40 * len(studies)), bargap=0.25, margin={"r": 190})
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(range=[0, right])
     return fig
 
 

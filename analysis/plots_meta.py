@@ -14,9 +14,11 @@ overlap whatever the figure's width; the forest panels take the space between.
 from __future__ import annotations
 
 import html
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,7 @@ from plotly.subplots import make_subplots
 from scipy import special
 
 from . import formatting as fmt
-from .meta import METHOD_NAMES, MetaResult, _check_effects
+from .meta import METHOD_NAMES, Estimate, MetaResult, _check_effects
 
 __all__ = ["FONT_FAMILY", "NEW_COLOR", "ForestPanel", "ForestRow", "forest_figure", "forest_panels_figure", "forest_plot",
            "funnel_figure", "funnel_plot", "leave_one_out_figure", "leave_one_out_plot", "paired_forest_figure",
@@ -50,27 +52,10 @@ _GAP = 16  # px between text columns
 _PAD = 8  # px between the text and the figure edge or a panel
 _REF_WIDTH = 1000  # px; a paired panel's title names the direction when it fits at this width
 
-# Advance widths in 1/1000 em of Liberation Sans Regular / Bold (= Arial metrics).
-_CHARS = (" !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
-          "\u2212\u2013\u2014\u03c4\u00b2\u2192\u21c4\u2026\u2265\u2264\u00d7\u00b1\u00e4\u00f6\u00fc\u00c4\u00d6"
-          "\u00dc\u00df\u00e9\u00e8\u00e1\u00f1\u03c7\u0394\u03b1\u03b2\u00b7")
-_REGULAR = (
-    278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278, 278, 556, 556, 556, 556, 556, 556,
-    556, 556, 556, 556, 278, 278, 584, 584, 584, 556, 1015, 667, 667, 722, 722, 667, 611, 778, 722, 278, 500, 667,
-    556, 833, 722, 778, 667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 278, 278, 278, 469, 556, 333, 556,
-    556, 500, 556, 556, 278, 556, 556, 222, 222, 500, 222, 833, 556, 556, 556, 556, 333, 500, 278, 556, 500, 722,
-    500, 500, 500, 334, 260, 334, 584, 584, 556, 1000, 395, 333, 1000, 365, 1000, 549, 549, 584, 549, 556, 556,
-    556, 667, 778, 722, 611, 556, 556, 556, 556, 525, 668, 578, 575, 278,
-)
-_BOLD = (
-    278, 333, 474, 556, 556, 889, 722, 238, 333, 333, 389, 584, 278, 333, 278, 278, 556, 556, 556, 556, 556, 556,
-    556, 556, 556, 556, 333, 333, 584, 584, 584, 611, 975, 722, 722, 722, 722, 667, 611, 778, 722, 278, 556, 722,
-    611, 833, 722, 778, 667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 333, 278, 333, 584, 556, 333, 556,
-    611, 556, 611, 556, 333, 611, 611, 278, 278, 556, 278, 889, 611, 611, 611, 611, 389, 556, 333, 611, 556, 778,
-    556, 556, 500, 389, 280, 389, 584, 584, 556, 1000, 446, 333, 1000, 365, 1000, 549, 549, 584, 549, 556, 611,
-    611, 722, 778, 722, 611, 556, 556, 556, 611, 576, 719, 615, 610, 278,
-)
-_WIDTHS = {False: dict(zip(_CHARS, _REGULAR)), True: dict(zip(_CHARS, _BOLD))}
+# Advance widths in 1/1000 em of Liberation Sans Regular / Bold (= Arial metrics), a data file.
+_FONT = json.loads((Path(__file__).parent / "resources" / "font_widths.json").read_text(encoding="utf-8"))
+_WIDTHS = {False: dict(zip(_FONT["chars"], _FONT["regular"], strict=True)),
+           True: dict(zip(_FONT["chars"], _FONT["bold"], strict=True))}
 
 
 def text_width(text: str, size: float = FONT_SIZE, bold: bool = False) -> float:
@@ -91,13 +76,9 @@ def text_width(text: str, size: float = FONT_SIZE, bold: bool = False) -> float:
 
 
 @dataclass(frozen=True)
-class ForestRow:
+class ForestRow(Estimate):
     """One study row: its estimate with CI, weight (percent) and counts (NaN when unknown)."""
 
-    label: str
-    estimate: float
-    ci_low: float
-    ci_high: float
     weight: float = math.nan
     n_patients: float = math.nan
     n_pairs: float = math.nan

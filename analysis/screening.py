@@ -68,7 +68,7 @@ from analysis import data as adata
 from analysis import formatting as fmt
 from analysis import lagged, mixed
 from analysis.lagged import LagOptions, StudyFit
-from analysis.meta import MetaResult, random_effects
+from analysis.meta import Estimate, MetaResult, random_effects
 
 __all__ = [
     "MARKS",
@@ -578,13 +578,9 @@ def _verdict(checks: Sequence[Check]) -> Verdict:
 
 
 @dataclass(frozen=True)
-class Effect:
+class Effect(Estimate):
     """One lagged coefficient with its (normal-theory) CI, e.g. a study's ``within`` term."""
 
-    label: str
-    estimate: float
-    ci_low: float
-    ci_high: float
     se: float = math.nan
     n_patients: float = math.nan
     n_pairs: float = math.nan
@@ -602,17 +598,13 @@ def effect_from_fit(fit: StudyFit | None, term: str = "within") -> Effect | None
 
 
 @dataclass(frozen=True, eq=False)
-class Reference:
+class Reference(Estimate):
     """What a study is compared with: a pooled estimate with CI and prediction
     interval (PI; NaN when there is none) and, for a collection, its studies.
 
     ``source`` is ``"collection"`` or ``"manual"``; ``k`` the number of pooled
     studies (0 for a typed-in reference)."""
 
-    label: str
-    estimate: float
-    ci_low: float
-    ci_high: float
     pi_low: float = math.nan
     pi_high: float = math.nan
     level: float = 0.95

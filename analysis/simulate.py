@@ -31,7 +31,9 @@ Everything is deterministic given ``seed``. The true values are returned in
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -70,24 +72,18 @@ class Instrument:
 
 RAW = Instrument("latent", 0.0, 1.0)
 
-# Plausible means/SDs of common instruments in outpatient samples (illustrative).
-ALLIANCE_INSTRUMENTS = (
-    Instrument("WAI-SR (1-5)", 3.9, 0.65, 1, 5, 2),
-    Instrument("WAI-S (1-7)", 5.5, 0.85, 1, 7, 2),
-    Instrument("HAQ-II (1-6)", 4.6, 0.7, 1, 6, 2),
-    Instrument("CALPAS (1-7)", 5.6, 0.8, 1, 7, 2),
-    Instrument("SRS (0-40)", 34.0, 5.0, 0, 40, 1),
-    Instrument("WAI (1-7)", 5.3, 0.9, 1, 7, 2),
-)
-SYMPTOM_INSTRUMENTS = (
-    Instrument("BDI-II (0-63)", 22.0, 10.0, 0, 63, 0),
-    Instrument("PHQ-9 (0-27)", 12.0, 5.5, 0, 27, 0),
-    Instrument("OQ-45 (0-180)", 75.0, 22.0, 0, 180, 0),
-    Instrument("SCL-90-R GSI (0-4)", 1.2, 0.6, 0, 4, 2),
-    Instrument("HAM-D (0-52)", 18.0, 6.5, 0, 52, 0),
-    Instrument("GAD-7 (0-21)", 10.0, 4.5, 0, 21, 0),
-    Instrument("LSAS-SR (0-144)", 75.0, 22.0, 0, 144, 0),
-)
+
+
+def _instruments(measure: str) -> tuple[Instrument, ...]:
+    """The instruments of one measure ("alliance" or "symptoms") in resources/instruments.csv: plausible
+    means/SDs of common instruments in outpatient samples (illustrative), their range and decimals."""
+    with open(Path(__file__).parent / "resources" / "instruments.csv", newline="", encoding="utf-8") as f:
+        return tuple(Instrument(r["name"], float(r["loc"]), float(r["scale"]), int(r["low"]), int(r["high"]),
+                                int(r["decimals"])) for r in csv.DictReader(f) if r["measure"] == measure)
+
+
+ALLIANCE_INSTRUMENTS = _instruments("alliance")
+SYMPTOM_INSTRUMENTS = _instruments("symptoms")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,4 @@
-"""Ruptures & gains page (METHODS §9–§11): layout only. Statistics, tables and sentences come from
-`analysis.events` (cached in `ui.compute`), figures from `analysis.plots_events`."""
+"""Ruptures & gains page (METHODS §9–§11), layout only: results from `analysis.events` via `ui.compute`."""
 
 from __future__ import annotations
 
@@ -89,6 +88,19 @@ def _patient(prefix: str, studies, options) -> tuple[str, str | None]:
                                key=f"{prefix}_patient")
 
 
+def _rel_sd(prefix: str, col, toggle_col, df, studies):
+    """Reliability and SD: one value each, or per study (both tabs; baseline SDs prefilled)."""
+    r = float(col.number_input("Reliability r (your input)", step=0.01, format="%.2f", key=f"{prefix}_r"))
+    src = col.radio("SD", list(SD_SRC), format_func=SD_SRC.get, key=f"{prefix}_sdsrc")
+    sd = float(col.number_input("SD", step=0.1, format="%.3f", key=f"{prefix}_sd")) if src == "typed" else None
+    if len(studies) < 2 or not toggle_col.toggle("Per-study r and SD", key=f"{prefix}_perstudy"):
+        return r, sd
+    base = compute.event_baseline(df)
+    seed = pd.DataFrame({"study": studies, "reliability": r, "sd": [sd or base.get(s) for s in studies]})
+    edited = st.data_editor(seed, hide_index=True, disabled=["study"], key=f"{prefix}_table")
+    return tuple(dict(zip(edited["study"], edited[c].astype(float))) for c in ("reliability", "sd"))
+
+
 def _reset_k() -> None:
     c = ev.RUPTURE_CRITERIA[st.session_state["ev_crit"]]
     st.session_state.update(ev_k=c.k, ev_sd_opt=c.sd, ev_detrend=c.detrend)
@@ -123,7 +135,7 @@ def ruptures_tab(df, studies, raters, items) -> dict | None:
     t = ra.total
     for col, (label, value, sub) in zip(st.columns(3), (
             ("Patients with ≥ 1 rupture", t["prev_rupture"], fmt.count(t["n_rupture"]) + " patients"),
-            ("Expected by chance", t.get("chance_expected"), "no ruptures simulated"),
+            ("Expected by chance", t.get("chance_expected"), ra.chance.basis if ra.chance else "none here"),
             ("Rupture–repair", t["prev_rupture_repair"], fmt.count(t["n_rupture_repair"]) + " patients"))):
         col.metric(label, fmt.percent(value, 1, na="–"), sub, delta_color="off", delta_arrow="off")
     st.markdown(f"Criterion: {ra.criterion.describe()}. " + ra.summary())
@@ -155,17 +167,7 @@ def gains_tab(df, studies, raters) -> dict | None:
     if mode == "typed":
         opts["cutoff"] = float(c2.number_input("Cut-off (score points)", min_value=0.001, step=0.5, key="ev_sg_cut"))
     else:
-        r = c2.number_input("Reliability r (your input)", step=0.01, format="%.2f", key="ev_sg_r")
-        src = c2.radio("SD", list(SD_SRC), format_func=SD_SRC.get, key="ev_sg_sdsrc")
-        sd = float(c2.number_input("SD", step=0.1, format="%.3f", key="ev_sg_sd")) if src == "typed" else None
-        opts["reliability"], opts["sd"] = float(r), sd
-        if len(studies) > 1 and c3.toggle("Per-study r and SD", key="ev_sg_perstudy"):
-            base = compute.event_baseline(df)
-            seed = pd.DataFrame({"study": studies, "reliability": float(r),
-                                 "sd": [sd or base.get(s) for s in studies]})
-            edited = st.data_editor(seed, hide_index=True, disabled=["study"], key="ev_sg_table")
-            opts["reliability"] = dict(zip(edited["study"], edited["reliability"].astype(float)))
-            opts["sd"] = dict(zip(edited["study"], edited["sd"].astype(float)))
+        opts["reliability"], opts["sd"] = _rel_sd("ev_sg", c2, c3, df, studies)
     ga = _run("Sudden gains", "Finding sudden gains…", compute.event_gains, df, **opts)
     if ga is None:
         return None
@@ -204,11 +206,9 @@ def rc_tab(df, studies) -> None:
                 f"reliably improved and crossing the clinical cut-off c. [Definitions (§11)]({LINK_RC})")
     c1, c2, c3 = st.columns(3)
     method = c1.radio("Method", list(ev.RC_METHODS), format_func=ev.RC_METHODS.get, key="ev_rc_method")
-    r = c1.number_input("Reliability r (your input)", step=0.01, format="%.2f", key="ev_rc_r")
-    src = c2.radio("SD", list(SD_SRC), format_func=SD_SRC.get, key="ev_rc_sdsrc")
-    sd = float(c2.number_input("SD", step=0.1, format="%.3f", key="ev_rc_sd")) if src == "typed" else None
+    r, sd = _rel_sd("ev_rc", c1, c2, df, studies)
     cmode = c2.radio("Clinical cut-off c", list(CUTS), format_func=CUTS.get, key="ev_rc_cmode")
-    opts = dict(reliability=float(r), sd=sd, method=method)
+    opts = dict(reliability=r, sd=sd, method=method)
     if cmode == "norms":
         vals = [c3.number_input(lab, value=None, step=0.1, key=f"ev_rc_{k}") for lab, k in (
             ("Clinical mean M_c", "mc"), ("Clinical SD_c", "sdc"), ("Functional mean M_f", "mf"), ("Functional SD_f", "sdf"))]

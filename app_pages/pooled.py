@@ -70,18 +70,17 @@ summary_table = pd.concat([m.to_frame().assign(direction=d) for d, m in pooled.i
 summary_table = summary_table[["direction", *summary_table.columns.drop("direction")]]
 table_download(summary_table, "pooled_estimates", key="pooled_dl")
 
-SECTIONS = ["Leave-one-out", "Funnel & Egger", "Meta-regression", "Centering multiverse",
-            "Early alliance → outcome", "Report & script"]
+SECTIONS = ["Leave-one-out", "Funnel & Egger", "Meta-regression", "Centering multiverse", "Report & script"]
 # Only the chosen section is computed and drawn, so changing an option redraws the forest plot and at most
-# one section, not six.
+# one section, not five.
 section = st.segmented_control(
     "More analyses (choose one)", SECTIONS, default=None, key="pooled_section",
-    help="Sensitivity analyses, publication-bias checks, moderators, the centering multiverse, METHODS §7, and the "
-         "report / reproduction script.",
+    help="Sensitivity analyses, publication-bias checks, moderators, the centering multiverse and the report / "
+         "reproduction script. Early alliance → outcome (METHODS §7) is on the Lagged effects page.",
 )
 if section is None:
     st.caption("Choose an analysis above: leave-one-out, funnel plot and Egger's test, meta-regression, the "
-               "centering multiverse, early alliance → outcome, or the downloadable report and script.")
+               "centering multiverse, or the downloadable report and script.")
 
 if section == "Leave-one-out":
     st.caption("Each row: the pooled estimate when that study is left out. A study that moves the estimate a lot "
@@ -142,27 +141,6 @@ elif section == "Centering multiverse":
     pooled_rows = mv[mv["row"] == "pooled"]
     st.dataframe(pooled_rows, width="stretch", hide_index=True)
     table_download(mv, "centering_multiverse", key="mv_dl")
-
-elif section == "Early alliance → outcome":
-    st.caption("METHODS §7: per study, final symptoms regressed on early alliance (mean of the first sessions) and "
-               "baseline symptoms, standardized within study; pooled across studies.")
-    early_n = st.number_input("Early sessions (first observed)", 1, 10, 3, key="pooled_early_n")
-    try:
-        er = compute.early_alliance(df, int(early_n), options)
-    except ValueError as e:
-        st.error(esc(e, None))
-    else:
-        for m in er.messages:
-            st.info(esc(m, None))
-        for d, m in er.pooled.items():
-            if m.k >= 1:
-                # one row per patient here, so there are no session pairs to count
-                show_figure(plots_meta.forest_figure(m, title="Early alliance → final symptoms",
-                                                     xlabel="Standardized coefficient (higher = more severe)",
-                                                     show_pairs=False),
-                            "early_alliance_outcome", key=f"early_{d}")
-                st.markdown(esc(m.summary(), None))
-        table_download(er.per_study, "early_alliance_outcome", key="early_dl")
 
 elif section == "Report & script":
     report_downloads(ds, options, res, fig, xlabel)

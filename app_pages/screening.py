@@ -12,23 +12,24 @@ from analysis import data as adata
 from analysis import lagged, screening
 from analysis.interpret import lagged_effect_sentence
 from analysis.plots_screening import screening_forest
-from ui import compute
+from ui import compute, persist
 from ui import mapping as umap
 from ui.downloads import show_figure, table_download
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel, pooling_panel
 from ui.safe import esc, esc_frame
 from ui.state import current, data_banner
 
-STORE = "scr_store"  # plain dict: widget values and the uploaded file survive switching pages
+STORE = "scr_store"  # plain dict: the uploaded file survives switching pages (widget values: ui.persist)
 MARK = {"pass": "✓\u00a0pass", "caution": "⚠\u00a0caution", "fail": "✗\u00a0fail"}
 REF_FIELDS = {"estimate": "Estimate", "ci_low": "CI lower", "ci_high": "CI upper",
               "pi_low": "PI lower", "pi_high": "PI upper"}
 FIT_STATUS = {"ok": "ok", "warning": "ok (see notes)", "failed": "not fitted"}
 SOURCES = {"upload": "A new study (upload a file)", "collection": "A study of the loaded collection"}
 REF_MODES = {"collection": "The loaded collection", "manual": "A reference effect typed in by hand"}
-
-_persisted: list[str] = []
-
+#: The page's options in the URL (ui/persist.py): what is screened and what it is compared with, never a
+#: study name, a file or typed-in numbers.
+URL = {"screen": persist.Param("scr_source", "choice", tuple(SOURCES)),
+       "compare": persist.Param("scr_ref_mode", "choice", tuple(REF_MODES))}
 
 def _store() -> dict:
     return st.session_state.setdefault(STORE, {})
@@ -36,27 +37,8 @@ def _store() -> dict:
 
 def _scr_key(name: str):
     """Widget keys of the mapping form for this page: ``scr_{kind}_{field}_{file name}``, persisted."""
-    return lambda kind, default, options=None, field="": _w(
+    return lambda kind, default, options=None, field="": persist.widget(
         f"scr_{kind}_{field + '_' if field else ''}{name}", default, options)
-
-
-def _w(key: str, default, options=None) -> str:
-    """A widget key whose value is restored after a visit to another page
-    (Streamlit forgets the state of widgets that were not drawn)."""
-    if key not in st.session_state:
-        val = _store().get(key, default)
-        if options is not None and val not in options:
-            val = default
-        st.session_state[key] = val
-    _persisted.append(key)
-    return key
-
-
-def _remember() -> None:
-    store = _store()
-    for key in _persisted:
-        if key in st.session_state:
-            store[key] = st.session_state[key]
 
 
 # --------------------------------------------------------------------------- the study to screen
@@ -93,14 +75,15 @@ def _from_upload():
     studies = list(pd.unique(canon["study"].astype(str)))
     if len(studies) > 1:
         pick = st.selectbox(f"{esc(name)} holds {len(studies)} studies; screen", studies,
-                            key=_w(f"scr_filestudy_{name}", studies[0], studies))
+                            key=persist.widget(f"scr_filestudy_{name}", studies[0], studies))
         canon = canon[canon["study"].astype(str) == pick].reset_index(drop=True)
     return canon, str(canon["study"].iloc[0]) if len(canon) else choice.label
 
 
 def _from_collection(coll: pd.DataFrame):
     studies = list(pd.unique(coll["study"].astype(str)))
-    pick = st.selectbox("Study of the loaded collection", studies, key=_w("scr_coll_study", studies[0], studies),
+    pick = st.selectbox("Study of the loaded collection", studies,
+                        key=persist.widget("scr_coll_study", studies[0], studies),
                         help="The study is compared with the pooled estimate of the *other* studies, so that it is "
                              "not compared with itself.")
     return coll[coll["study"].astype(str) == pick].reset_index(drop=True), pick
@@ -119,8 +102,8 @@ def _manual_references(dirs) -> dict:
         cols = st.columns(5)
         vals = {}
         for c, (f, lab) in zip(cols, REF_FIELDS.items()):
-            vals[f] = c.number_input(lab, value=None, step=0.01, format="%.3f", key=_w(f"scr_ref_{d}_{f}", None),
-                                     placeholder="—")
+            vals[f] = c.number_input(lab, value=None, step=0.01, format="%.3f", placeholder="—",
+                                     key=persist.widget(f"scr_ref_{d}_{f}", None))
         if vals["estimate"] is None and all(v is None for v in vals.values()):
             st.caption("Type at least the estimate to compare with.")
             refs[d] = None
@@ -138,6 +121,7 @@ def _manual_references(dirs) -> dict:
 
 def main() -> None:
     st.title("Screening")
+    persist.url_params("screening", URL)
     st.caption(
         "Check a study before it joins the meta-analysis: a data-quality checklist with a verdict, its lagged "
         "coefficients under the model options in the sidebar, and where they fall relative to the loaded collection "
@@ -153,7 +137,7 @@ def main() -> None:
     dirs = list(options.directions)
 
     source = st.radio("Study to screen", list(SOURCES), format_func=SOURCES.get, horizontal=True,
-                      key=_w("scr_source", "upload", list(SOURCES)))
+                      key=persist.widget("scr_source", "upload", list(SOURCES)))
     picked = _from_upload() if source == "upload" else _from_collection(coll)
     if picked is None:
         return
@@ -257,8 +241,8 @@ def main() -> None:
                       "fitted; at least 2 are needed for a pooled estimate and a prediction interval.")
     if usable:
         ks = sorted({r.k for r in usable.values()})
-        mode = st.radio("Compare with", list(REF_MODES), horizontal=True, key=_w("scr_ref_mode", "collection",
-                                                                                  list(REF_MODES)),
+        mode = st.radio("Compare with", list(REF_MODES), horizontal=True,
+                        key=persist.widget("scr_ref_mode", "collection", list(REF_MODES)),
                         format_func=lambda m: REF_MODES[m] + (f" (k = {'/'.join(map(str, ks))} studies"
                                                               f"{', without the screened study' if exclude else ''})"
                                                               if m == "collection" else ""))
@@ -281,7 +265,4 @@ def main() -> None:
                    "compared with the other studies only.")
 
 
-try:
-    main()
-finally:
-    _remember()
+main()

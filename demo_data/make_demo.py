@@ -81,6 +81,7 @@ def icbt() -> dict:
     # seed 004's pattern: within-person alliance → next-week symptoms negative, patient means positively
     # associated, no within-person symptoms → alliance effect; weekly changes and SDs of Table 1's size
     # (SPIN 0-68, WAI-SR summed 12-60); the total effect (raw values, prior symptoms controlled) is negative
+    sd_within = 0.3  # SD of the within-person innovations of both series
     sim = simulate_study(
         182,
         range(1, 12),
@@ -90,8 +91,8 @@ def icbt() -> dict:
         ar_alliance=0.5,
         ar_symptoms=0.6,
         between_corr=0.4,
-        sd_within_alliance=0.3,
-        sd_within_symptoms=0.3,
+        sd_within_alliance=sd_within,
+        sd_within_symptoms=sd_within,
         symptom_trend=-0.15,
         alliance_trend=0.02,
         sd_symptom_trend=0.05,
@@ -112,7 +113,7 @@ def icbt() -> dict:
                     "size of seed 004 Table 1; 12% of patients with a planted alliance rupture and 12% with "
                     "a planted sudden gain",
              alliance_trend_latent_per_session=0.02, symptom_trend_latent_per_session=-0.15,
-             sd_within_innovation=0.3, planted_events="icbt_planted_events.csv")
+             sd_within_innovation=sd_within, planted_events="icbt_planted_events.csv")
     return t
 
 
@@ -123,6 +124,7 @@ def dyads_bdi() -> dict:
     lines cross and the raters do not converge on average. Alliance development (the patient's true
     alliance growth) steepens the symptom decline; convergence has no effect.
     """
+    n_therapists = 34
     sim = simulate_dyads(
         96,
         range(1, 15),
@@ -135,13 +137,12 @@ def dyads_bdi() -> dict:
         sd_convergence=0.0,
         symptom_instrument=SYMPTOM_INSTRUMENTS[0],
         symptom_intercept=1.38,
-        symptom_slope=-0.08,
         sd_symptom_intercept=0.7,
         sd_symptom_slope=0.1,
         development_on_slope=-0.05,
         convergence_on_slope=0.0,
         convergence_on_intercept=0.0,
-        n_therapists=34,
+        n_therapists=n_therapists,
         seed=96,
     )
     df = sim.data.copy()
@@ -157,7 +158,7 @@ def dyads_bdi() -> dict:
     df["therapist_alliance"] = np.round(np.clip(m + 0.6 * (th - m), 1, 7), 2)
     df.to_csv(OUT / "dyads_bdi.csv", index=False)
     t = {k: v for k, v in sim.truth.items() if k != "dyads"}
-    t.update(file="dyads_bdi.csv", n_therapists=34, therapist_start_above_patient=0.35,
+    t.update(file="dyads_bdi.csv", n_therapists=n_therapists, therapist_start_above_patient=0.35,
              therapist_growth_below_patient=0.05, therapist_range_shrink=0.6,
              design="Seed 001 Study 1 design: 96 dyads x sessions 1-14, WAI-P and WAI-T (1-7), BDI-II; "
                     "therapists start higher, patients end higher (no convergence on average); "

@@ -57,7 +57,7 @@ def test_ipd_demo_observed_vs_chance_and_options():
     # prevalence, alliance series, symptoms, around gains, trajectory, Jacobson–Truax, forest
     assert len(at.get("plotly_chart")) >= 7
     assert at.selectbox(key="ev_crit").value == "default"
-    assert at.number_input(key="ev_k").value == pytest.approx(2.4)
+    assert at.number_input(key="ev_k").value == pytest.approx(2.5)
     prev = _prevalence(at)
     assert prev["Study"].iloc[-1] == "All studies"
     # observed beside the chance reference, in the table, the metrics and the sentence
@@ -108,7 +108,13 @@ def test_ipd_demo_observed_vs_chance_and_options():
     assert "sudden loss" in _markdown(at)
     at.radio(key="ev_rc_method").set_value("HA").run()
     assert not at.exception and not at.error
-    assert "Method: Hageman–Arrindell (1999)" in _markdown(at)
+    assert "Method: Hageman–Arrindell (1999). Reliable change when |RC_INDIV| > 1.65." in _markdown(at)
+    # per-study r and SD on the reliable-change tab too: the same inputs, the same baseline SDs
+    at.toggle(key="ev_rc_perstudy").set_value(True).run()
+    assert not at.exception and not at.error
+    rct = next(d.value for d in at.dataframe if "Improved (n)" in d.value.columns).set_index("Study")
+    assert rct.loc["Study 02", "SD"] == pytest.approx(gains.loc["Study 02", "SD"])
+    assert rct.loc["Study 01", "r"] == pytest.approx(0.9)
 
     # a clinical cut-off used in one study only (Study 02 measured the SCL-90-R GSI)
     at.radio(key="ev_rc_method").set_value("JT")
@@ -144,6 +150,15 @@ def test_one_study_item_column_and_bad_inputs():
     at.number_input(key="ev_item_thr").set_value(3.0).run()
     assert not at.exception and not at.error
     assert _prevalence(at)["Rupture (n)"].iloc[0] >= prev["Rupture (n)"].iloc[0]
+    # "dip or item": no chance level, said plainly; "dip and item": marks at random sessions
+    assert "Expected by chance (%)" not in _prevalence(at).columns
+    assert any("No chance reference" in c.value for c in at.caption)
+    at.radio(key="ev_item_rule").set_value("and").run()
+    assert not at.exception and not at.error
+    both = _prevalence(at)
+    assert "Expected by chance (%)" in both.columns and both["Rupture (n)"].iloc[0] <= prev["Rupture (n)"].iloc[0]
+    assert next(m for m in at.metric if m.label == "Expected by chance").delta == "item at random sessions"
+    assert "random sessions of that patient" in _markdown(at)
 
     # invalid reliability: a clear message, never a traceback
     at.number_input(key="ev_sg_r").set_value(1.0).run()
@@ -170,22 +185,26 @@ def test_one_study_item_column_and_bad_inputs():
 
 
 def test_chance_reference_cached_on_the_options_it_depends_on(monkeypatch):
-    """ui.compute: changing the repair rule or level reuses the chance simulation; changing k does not."""
+    """ui.compute: changing k, the repair rule or level reuses the chance simulation; the SD does not."""
     from analysis import events as ev
     from ui import compute
 
+    d, _ = ev.simulate_rupture_data(120, 7, plant=0.3, seed=2024)
+    at_3 = ev.rupture_chance(d, k=3.0).to_frame()
     calls = []
-    real = ev.rupture_chance
+    real = ev.rupture_chance_curve
 
     def counting(*args, **kwargs):
         calls.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ev, "rupture_chance", counting)
-    d, _ = ev.simulate_rupture_data(120, 7, plant=0.3, seed=2024)
+    monkeypatch.setattr(ev, "rupture_chance_curve", counting)
     a = compute.event_ruptures(d, rule="any", pre_level="previous")
     b = compute.event_ruptures(d, rule="all", pre_level="last_non_rupture")
     assert len(calls) == 1 and b.chance.to_frame().equals(a.chance.to_frame())
     assert b.rule == "all"
-    compute.event_ruptures(d, rule="all", k=3.0)
+    c = compute.event_ruptures(d, rule="all", k=3.0)
+    assert len(calls) == 1 and c.chance.criterion.k == 3.0
+    assert c.chance.to_frame().equals(at_3)
+    compute.event_ruptures(d, rule="all", k=3.0, sd="patient")
     assert len(calls) == 2

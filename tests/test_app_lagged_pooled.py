@@ -174,7 +174,7 @@ def test_every_pooled_section_renders():
     assert len(at.get("plotly_chart")) == 1  # nothing but the forest plot until a section is chosen
     charts = {}
     for section in ("Leave-one-out", "Funnel & Egger", "Meta-regression", "Centering multiverse",
-                    "Early alliance → outcome", "Report & script"):
+                    "Report & script"):
         at.get("button_group")[0].set_value(section).run()
         assert not at.exception, (section, [e.value for e in at.exception])
         charts[section] = len(at.get("plotly_chart"))

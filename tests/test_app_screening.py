@@ -213,3 +213,37 @@ def test_multisite_wide_workbook_is_screened_one_site_at_a_time():
     assert not at.exception
     assert "Checklist: Graz" in [h.value for h in at.main.header]
     assert at.main.table[0].value.loc["Patients", "Result"] == "24"
+
+
+def _open_with_url(**params) -> AppTest:
+    """The Screening page opened from a link carrying ``params`` in its query string."""
+    at = AppTest.from_file(APP, default_timeout=90)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.run()
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def _url(at: AppTest) -> dict:
+    return {k: (v[0] if isinstance(v, list) else v) for k, v in ((k, at.query_params[k]) for k in at.query_params)}
+
+
+def test_options_in_the_url_are_applied_on_load_and_written_back():
+    """A shared link (ui/persist.py): ?screen=collection&compare=manual opens the page on a study of the loaded
+    collection compared with a typed-in reference; a value that is not an option is ignored; the URL never
+    carries the study's name."""
+    at = _open_with_url(screen="collection", compare="manual")
+    assert at.radio(key="scr_source").value == "collection"
+    assert at.radio(key="scr_ref_mode").value == "manual"
+    assert any("Type at least the estimate" in c.value for c in at.main.caption)
+    url = _url(at)
+    assert url["screen"] == "collection" and url["compare"] == "manual"
+    study = at.selectbox(key="scr_coll_study").value
+    assert all(study not in str(v) for v in url.values())
+    # a changed choice goes back into the URL
+    at.radio(key="scr_ref_mode").set_value("collection").run()
+    assert _url(at)["compare"] == "collection"
+    assert _open_with_url(screen="somewhere").radio(key="scr_source").value == "upload"

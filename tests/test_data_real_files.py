@@ -143,6 +143,12 @@ def test_require_canonical_is_one_guard_with_plain_messages():
     with pytest.raises(ValueError, match="must hold numbers"):
         adata.require_canonical(ok.assign(alliance=["x", 4]))
     assert adata.require_canonical(ok.drop(columns="study"), study=False, values=False) is not None
+    kept = adata.require_canonical(ok.set_index(pd.Index([7, 3])), sort=False)
+    assert list(kept.index) == [7, 3] and list(kept["session"]) == [2, 1]  # the caller's rows, checked
+    with pytest.raises(adata.DataError, match=r"patient 1 of study A has more than one row for session 1"):
+        adata.require_canonical(ok.assign(session=[1, 1]))
+    with pytest.raises(adata.DataError, match=r"\(METHODS §1\)\. Convergence needs 'therapist_alliance'\.$"):
+        adata.require_canonical(ok, ("alliance", "therapist_alliance"), why="Convergence needs 'therapist_alliance'.")
 
 
 def test_preview_reads_only_the_head():

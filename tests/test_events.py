@@ -5,7 +5,9 @@ Expected values are computed by hand in the comments next to each case.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -280,7 +282,7 @@ def test_default_criterion_hand():
     #   robust SD (all 5 kept, ceil(0.9·5) = 5): mean u² = (.9 + .514286 + 7.2 + .514286 + .9)/5
     #   = 2.005714 → σ̂ = √(2.005714/0.623013) = 1.794262.
     # k = 1: threshold at 3 = 4 − 1.794262·√1.25 = 4 − 2.006045 = 1.993955 → 1 is a rupture;
-    # z = −3/2.006045 = −1.495481. Default k = 2.4: threshold 4 − 4.814509 < 1 → no rupture.
+    # z = −3/2.006045 = −1.495481. Default k = 2.5: threshold 4 − 5.015113 < 1 → no rupture.
     d = long("S", "P", [2, 3, 1, 5, 6])
     f = ev.ruptures(d, k=1).set_index("session")
     assert f.loc[3, "expected"] == pytest.approx(4.0)
@@ -290,7 +292,7 @@ def test_default_criterion_hand():
     assert rows(f.reset_index(), "P") == [3]
     assert (f["criterion"] == "default").all()
     g = ev.ruptures(d)
-    assert g["k"].iloc[0] == ev.DEFAULT_K == 2.4
+    assert g["k"].iloc[0] == ev.DEFAULT_K == 2.5
     assert not g["rupture"].astype(bool).any()
     # 3 observed values are too few for a detrended leave-one-out line
     h = ev.ruptures(long("S", "Q", [2, 3, 1]))
@@ -319,10 +321,11 @@ def test_default_returns_one_boolean_row_per_session():
     assert f["rupture"].notna().all()
 
 
-@pytest.mark.parametrize("n_sessions", [7, 11])
+@pytest.mark.parametrize("n_sessions", [7, 11, 20])
 def test_default_criterion_calibration(n_sessions):
-    """Specificity first (issue 15): rising alliance, no ruptures → ≤ 15% of patients flagged;
-    single dips of 3.5 within-patient SD planted in 30% of the patients → ≥ 70% found."""
+    """Specificity first (issue 15): rising alliance, no ruptures → ≤ 15% of patients flagged
+    at 7, 11 and 20 sessions; single dips of 3.5 within-patient SD planted in 30% of the
+    patients → ≥ 70% found (METHODS §9 reports the means over further seeds)."""
     clean, none = ev.simulate_rupture_data(2000, n_sessions, seed=41 + n_sessions)
     assert none.empty
     _, ps = ev.rupture_summary(ev.ruptures(clean))
@@ -368,6 +371,83 @@ def test_rupture_item_rules_hand():
         ev.ruptures(d.assign(rupture_intensity="high"), item="rupture_intensity", item_threshold=1)
 
 
+def test_item_chance_hand():
+    # mean_sd, patient SD, k = 1: A, B and C each dip at session 3 only.
+    # A: item ≥ 4 at 3 and 5, none at 4 → m = 4 sessions with both, d = 1, f = 2, dip and item at 3;
+    #    P(≥ 1 coincidence) = 1 − C(3, 2)/C(4, 2) = 1 − 3/6 = .5
+    # B: item ≥ 4 at 1 only → m = 5, d = 1, f = 1, no coincidence; P = 1 − C(4, 1)/C(5, 1) = .2
+    # C: no item mark → P = 0.  Expected (.5 + .2 + 0)/3 = .233333, observed 1/3.
+    d = S1.copy()
+    d["rupture_intensity"] = [1, 2, 4, np.nan, 5] + [5, 1, 1, 1, 1] + [1] * 5
+    kw = dict(criterion="mean_sd", sd="patient", item="rupture_intensity", item_threshold=4)
+    ra = ev.rupture_analysis(d, **kw, item_rule="and", n_sim=200)
+    assert ra.chance is not None and ra.chance.method == "item_permutation"
+    t = ra.to_frame().iloc[-1]
+    assert t["chance_expected"] == pytest.approx(0.7 / 3)
+    assert t["prev_rupture"] == pytest.approx(1 / 3)
+    assert ra.chance.total["observed"] == pytest.approx(1 / 3)
+    assert "random sessions" in ra.summary() and ra.chance.basis == "item at random sessions"
+    # a patient whose marks outnumber the sessions without a dip always coincides: P = 1
+    one = ev.rupture_item_chance(ev.ruptures(d.assign(rupture_intensity=5.0), **kw, item_rule="and"))
+    assert one.total["expected"] == 1.0 and one.total["observed"] == 1.0
+    # with "or" / "item alone" no chance level exists (permuting the item changes nothing): said plainly
+    for rule in ("or", "item"):
+        ra = ev.rupture_analysis(d, **kw, item_rule=rule)
+        assert ra.chance is None and "No chance reference" in ra.messages[0]
+        assert "chance_expected" not in ra.to_frame().columns
+    with pytest.raises(ValueError, match="item_rule='and'"):
+        ev.rupture_item_chance(ev.ruptures(d))
+
+
+def _item_data(planted_marks: bool, plant: float, seed: int, rate: float = 0.1):
+    """Simulated alliance (10 sessions); an item 1–5 marking a share ``rate`` of the sessions at
+    random, plus (``planted_marks``) every planted dip."""
+    d, planted = ev.simulate_rupture_data(800, 10, plant=plant, dip_sd=3.5, seed=seed)
+    rng = np.random.default_rng(seed)
+    d["rupture_item"] = np.where(rng.random(len(d)) < rate, 5.0, 1.0)
+    if planted_marks:
+        key = d["patient"].astype(str) + "/" + d["session"].astype(str)
+        d.loc[key.isin(planted["patient"] + "/" + planted["session"].astype(str)).to_numpy(), "rupture_item"] = 5.0
+    return d
+
+
+@pytest.mark.parametrize("plant", [0.0, 0.3])
+def test_item_chance_without_coincidence_matches_observed(plant):
+    # item marks independent of the alliance (with or without planted dips): dips and marks
+    # coincide only by chance, and the reference says so
+    d = _item_data(False, plant, seed=5 + int(10 * plant), rate=0.3)
+    ra = ev.rupture_analysis(d, item="rupture_item", item_threshold=4, item_rule="and", n_sim=400, seed=3)
+    t = ra.to_frame().iloc[-1]
+    assert t["chance_sim_low"] <= t["prev_rupture"] <= t["chance_sim_high"]
+    assert abs(t["prev_rupture"] - t["chance_expected"]) < 0.03
+    assert t["chance_p_excess"] > 0.02
+
+
+def test_item_chance_both_raters_counts_sessions_where_both_dip():
+    # both raters: a session is a dip only when both ratings dip; the permutation reference uses
+    # those combined dips, and its observed share is the table's rupture prevalence
+    d = _item_data(True, 0.3, seed=21)
+    d["therapist_alliance"] = d["alliance"] + np.random.default_rng(2).normal(0, 0.3, len(d))
+    ra = ev.rupture_analysis(d, rater="both", item="rupture_item", item_threshold=4, item_rule="and",
+                             n_sim=100)
+    t = ra.to_frame().iloc[-1]
+    assert ra.chance.method == "item_permutation"
+    assert ra.chance.total["observed"] == pytest.approx(t["prev_rupture"])
+    f = ra.flags
+    both_dip = (f["dip_patient"].fillna(False) & f["dip_therapist"].fillna(False)).astype(bool)
+    assert not (f["rupture"].fillna(False).astype(bool) & ~both_dip).any()
+
+
+def test_item_chance_with_planted_ruptures_marked():
+    # the item also marks every planted dip (a rater who sees the rupture): far more coincidences
+    d = _item_data(True, 0.3, seed=9)
+    ra = ev.rupture_analysis(d, item="rupture_item", item_threshold=4, item_rule="and", n_sim=400, seed=3)
+    t = ra.to_frame().iloc[-1]
+    assert t["prev_rupture"] > t["chance_sim_high"] and t["prev_rupture"] > 3 * t["chance_expected"]
+    assert t["chance_p_excess"] == pytest.approx(1 / 401)
+    assert "more than chance" in ra.summary() and "not clearly more" not in ra.summary()
+
+
 def test_chance_reference_without_and_with_ruptures():
     clean, _ = ev.simulate_rupture_data(800, 9, seed=3)
     ch = ev.rupture_chance(clean, n_sim=100, seed=2)
@@ -389,6 +469,32 @@ def test_chance_reference_without_and_with_ruptures():
     assert ev.rupture_chance(dipped, n_sim=100, seed=2).to_frame().equals(ch2.to_frame())
     with pytest.raises(ValueError, match="n_sim"):
         ev.rupture_chance(clean, n_sim=5)
+
+
+def test_chance_curve_is_the_chance_reference_at_every_k():
+    # simulated once, read at any k: the same numbers as simulating again at that k, and the
+    # simulated shares fall as k grows (each simulated patient's lowest z is fixed)
+    d, _ = ev.simulate_rupture_data(300, 9, plant=0.3, seed=12)
+    curve = ev.rupture_chance_curve(d, n_sim=60, seed=4)
+    prev = None
+    for k in (1.5, ev.DEFAULT_K, 3.0):
+        a, b = curve.at(k).to_frame(), ev.rupture_chance(d, k=k, n_sim=60, seed=4).to_frame()
+        pd.testing.assert_frame_equal(a, b)
+        flags = ev.ruptures(d, k=k)
+        assert a["observed"].iloc[-1] == pytest.approx(ev.rupture_summary(flags)[1]["prev_rupture"].iloc[0])
+        if prev is not None:
+            assert a["expected"].iloc[-1] < prev
+        prev = a["expected"].iloc[-1]
+    assert curve.at(None).criterion.k == ev.DEFAULT_K
+    table = curve.to_frame(ks=(1.5, ev.DEFAULT_K)).set_index("k")
+    assert table.loc[1.5, "expected"] == pytest.approx(curve.at(1.5).total["expected"])
+    assert table.loc[ev.DEFAULT_K, "expected"] < table.loc[1.5, "expected"]
+    assert "at k = 2.5" in curve.summary()
+    # both raters: a session counts when both z are ≤ −k
+    both = ev.simulate_rupture_data(200, 8, seed=5)[0].assign(therapist_alliance=lambda x: x["alliance"] * 0.5)
+    c2 = ev.rupture_chance_curve(both, rater="both", n_sim=40, seed=1)
+    pd.testing.assert_frame_equal(c2.at(2.0).to_frame(),
+                                  ev.rupture_chance(both, rater="both", k=2.0, n_sim=40, seed=1).to_frame())
 
 
 # ---------------------------------------------------------------------------
@@ -1063,10 +1169,34 @@ def test_rupture_prevalence_figure_shows_chance():
     fig = pe.rupture_prevalence_figure(res)
     t = res.to_frame()
     bars = [tr for tr in fig.data if tr.type == "bar"]
-    assert list(bars[0].y) == pytest.approx(list(100 * t["prev_rupture"]))
+    assert list(bars[0].x) == pytest.approx(list(100 * t["prev_rupture"]))
     chance = next(tr for tr in fig.data if tr.name.startswith("Rupture expected by chance"))
-    assert list(chance.y) == pytest.approx(list(100 * t["chance_expected"]))
+    assert list(chance.x) == pytest.approx(list(100 * t["chance_expected"]))
     assert "Expected by chance" in res.summary()
+    # 17 studies: one row per study (horizontal bars), the counts n/N in a column right of the plot
+    # (never under a bar or a chance mark), the figure grows with the studies
+    many = pd.concat([d.assign(study=f"Study {i:02d}") for i in range(1, 18)], ignore_index=True)
+    fig = pe.rupture_prevalence_figure(ev.rupture_analysis(many, chance=False))
+    bars = [tr for tr in fig.data if tr.type == "bar"]
+    assert all(b.orientation == "h" and len(b.y) == 18 for b in bars)
+    labels = next(tr for tr in fig.data if tr.type == "scatter" and tr.mode == "text")
+    n, N, nrr = (int(res.total[c]) * 17 for c in ("n_rupture", "n_eligible", "n_rupture_repair"))
+    assert list(labels.y) == list(bars[0].y) and labels.text[-1] == f"{n}/{N} · {nrr}/{N}"
+    assert min(labels.x) >= max(max(b.x) for b in bars) and fig.layout.height >= 18 * 40
+
+
+def test_alliance_around_gains_background_is_a_density():
+    # thousands of other pairs are drawn as one density curve over common bins, not as points
+    d, _ = ev.simulate_rupture_data(600, 12, seed=8)
+    d["symptoms"] = d["symptoms"] - d["symptoms"].min()  # raw scores ≥ 0 for criterion 2
+    ga = ev.gain_analysis(d, cutoff=0.5)
+    res = ev.alliance_around_gains(d, ga.gains)
+    assert res.n_other_pairs > 5000
+    fig = pe.alliance_around_gains_figure(res)
+    assert max(len(tr.x) for tr in fig.data) <= 100
+    other = next(tr for tr in fig.data if tr.name == "Other pairs" and tr.fill == "tozeroy")
+    dist = res.change_distribution
+    assert list(other.y) == pytest.approx(list(dist["density_other"]))
 
 
 def test_gain_and_alliance_figures_draw_results():
@@ -1229,17 +1359,45 @@ def test_reliable_change_methods_hand():
     assert v == pytest.approx([-1.341641, -1.341641, -3.354102], rel=1e-5)
     assert (rc["rc_crit"] == 2.0).all()
     assert cat_ == ["unchanged", "unchanged", "improved"]
-    # HA: r_DD = (100·.8 + 19·.8 − 70)/(100 + 19 − 70) = 25.2/49 = .514286;
-    # denominator √(.514286·(20 + 3.8)) = √12.24 = 3.498571;
-    # numerator .514286·(post − pre) + (11 − 20)(1 − .514286) = .514286·d − 4.371429
-    v, cat_, _ = idx("HA")
-    assert v == pytest.approx([-1.837497, -2.131486, -3.748484], rel=1e-5)
-    assert cat_ == ["unchanged", "improved", "improved"]
+    # HA (one S_E² = 20 at pre and post): r_1 = (100 − 20)/100 = .8, r_2 = (19 − 20)/19;
+    # r_DD = (100·.8 + 19·r_2 − 70)/(100 + 19 − 70) = (80 − 1 − 70)/49 = 9/49 (= 1 − 2·20/49,
+    # 49 = variance of the changes −4, −6, −17); denominator √(9/49·2·20) = 2.710523;
+    # numerator (9/49)·d + (11 − 20)(40/49) = (9·d − 360)/49 → −8.081633, −8.448980, −10.469388
+    v, cat_, rc = idx("HA")
+    assert v == pytest.approx([-2.981576, -3.117102, -3.862496], rel=1e-5)
+    assert (rc["rc_crit"] == 1.65).all()
+    assert cat_ == ["improved", "improved", "improved"]
     with pytest.raises(ValueError, match="method"):
         ev.reliable_change(d, reliability=0.8, sd=10, method="NK")
     # HA with too few patients: missing with a message
     rc = ev.reliable_change(d.iloc[:4], reliability=0.8, sd=10, method="HA")
     assert rc["rci"].isna().all() and rc.attrs["messages"]
+    # HA when measurement error alone exceeds the spread of the changes (2·S_E² = 98 ≥ 49):
+    # r_DD ≤ 0, no index, a message
+    rc = ev.reliable_change(d, reliability=0.51, sd=10, method="HA")
+    assert rc["rci"].isna().all() and "r_DD" in rc.attrs["messages"][0]
+
+
+REF_DIR = Path(__file__).resolve().parent / "reference"
+
+
+@pytest.mark.parametrize("config", ["given", "baseline"])
+@pytest.mark.parametrize("method", list(ev.RC_METHODS))
+def test_reliable_change_matches_r(config, method):
+    """Every method against tests/reference/make_reliable_change_reference.R (base R from the formulas)."""
+    ref = json.loads((REF_DIR / "reliable_change_reference.json").read_text())[f"{config}_{method}"]
+    data = pd.read_csv(REF_DIR / "reliable_change_data.csv")
+    sd = ref["sd"]  # None: each study's baseline SD (reliable_change_analysis's default)
+    res = ev.reliable_change_analysis(data, reliability=ref["reliability"], sd=sd, method=method)
+    got = res.per_patient.set_index("patient").loc[ref["patient"]]
+    want = np.array([np.nan if v is None else v for v in ref["index"]], dtype=float)
+    assert np.array_equal(np.isnan(got["rci"].to_numpy(float)), np.isnan(want))
+    assert got["rci"].to_numpy(float) == pytest.approx(want, rel=1e-10, abs=1e-12, nan_ok=True)
+    assert got["category"].astype(object).where(got["category"].notna(), None).tolist() == ref["category"]
+    assert (got["rc_crit"] == ref["crit"]).all()
+    if method == "HA" and config == "given":  # r_DD < 0 in study B: no index there, and a message
+        assert got.loc[got["study"] == "B", "rci"].isna().all()
+        assert any("Study B" in m for m in res.messages)
 
 
 # ---------------------------------------------------------------------------
@@ -1297,6 +1455,20 @@ def test_gain_cutoffs_per_study_and_rc_analysis_cutoff_studies():
     # the total row adds the studies' counts
     assert t.loc["All studies", "n_patients"] == t.loc["S", "n_patients"] + t.loc["T", "n_patients"]
     assert res.summary().startswith("Method: Jacobson–Truax (1991).")
+    # per-study r and SD for reliable change: the same resolution as the sudden-gain cut-off
+    rel, sds = {"S": 0.84, "T": 0.75}, {"S": 10, "T": 4}
+    res = ev.reliable_change_analysis(d, reliability=rel, sd=sds)
+    t = res.to_frame().set_index("study")
+    assert t.loc["S", "reliability"] == 0.84 and t.loc["T", "sd"] == 4.0
+    pp = res.per_patient.groupby("study")[["reliability", "sd", "s_diff"]].first()
+    assert pp.loc["T", "s_diff"] == pytest.approx(math.sqrt(2) * 4 * 0.5)
+    assert t.loc["T", "smallest_reliable_change"] == pytest.approx(cuts.loc["T", "cutoff"])
+    # default SD: each study's baseline SD, as gain_cutoffs gives it
+    base = ev.reliable_change_analysis(d, reliability=rel).to_frame().set_index("study")
+    g = ev.gain_cutoffs(d, reliability=rel).set_index("study")
+    assert base.loc["S", "sd"] == g.loc["S", "sd"] and base.loc["T", "sd"] == g.loc["T", "sd"]
+    with pytest.raises(ValueError, match="reliability"):
+        ev.reliable_change_analysis(d, reliability={"S": 0.84})
 
 
 def test_rupture_analysis_total_and_extra_columns():

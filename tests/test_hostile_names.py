@@ -159,7 +159,7 @@ def test_pooled_sections_show_hostile_names_as_text(hostile_app):
     seg = at.get("button_group")
     assert seg, "no section chooser on the Pooled page"
     for section in ["Leave-one-out", "Funnel & Egger", "Meta-regression", "Centering multiverse",
-                    "Early alliance → outcome", "Report & script"]:
+                    "Report & script"]:
         at.session_state["pooled_section"] = section
         at.run()
         assert not at.exception, (section, [e.value for e in at.exception])

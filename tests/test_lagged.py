@@ -202,11 +202,11 @@ def test_input_errors(raw):
     with pytest.raises(ValueError, match="more than one row for session"):
         prepare(dup)
     bad = one.assign(session=one["session"] + 0.5)
-    with pytest.raises(ValueError, match="whole numbers"):
+    with pytest.raises(ValueError, match="whole number"):
         prepare(bad)
     with pytest.raises(ValueError, match="direction"):
         prepare(one, LagOptions(), "alliance_to_alliance")
-    with pytest.raises(ValueError, match="numeric"):
+    with pytest.raises(ValueError, match="'alliance' must hold numbers"):
         prepare(one.assign(alliance="high"))
 
 

@@ -21,6 +21,8 @@ def page_options() -> dict:
     for k, v in st.session_state.get(persist.STORE, {}).items():
         if str(k).startswith("opt_"):
             continue  # the lagged options are written as LagOptions
+        if str(k).startswith("scr_"):
+            continue  # the Screening page's choices concern a study screened against the data, not the data set
         val = list(v) if isinstance(v, tuple) else v
         try:
             json.dumps(val)

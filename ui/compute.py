@@ -114,13 +114,21 @@ def data_key(df: pd.DataFrame) -> str:
     return fingerprint(df)
 
 
-@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
-def _two_stage(key: str, _df: pd.DataFrame, options: LagOptions) -> pipeline.TwoStageResult:
-    return pipeline.two_stage(_df, options)
+@st.cache_data(show_spinner=False, max_entries=96, ttl="1h")
+def _on_data(target: str, _func, key: str, _df: pd.DataFrame, options: LagOptions):
+    """``_func(_df, options)`` cached on ``target`` (the function's qualified name: st.cache_data keys on this
+    wrapper's source, so the name keeps the entries of different functions apart), the data fingerprint and
+    the options; neither the function nor the frame is hashed."""
+    return _func(_df, options)
+
+
+def _data_call(func, df: pd.DataFrame, options: LagOptions):
+    """One cached ``func(df, options)`` call (func: an analysis function taking the frame and LagOptions)."""
+    return _on_data(f"{func.__module__}.{func.__qualname__}", func, data_key(df), df, options)
 
 
 def two_stage(df: pd.DataFrame, options: LagOptions) -> pipeline.TwoStageResult:
-    return _two_stage(data_key(df), df, options)
+    return _data_call(pipeline.two_stage, df, options)
 
 
 def two_stage_or_stop(df: pd.DataFrame, options: LagOptions, spinner: str) -> pipeline.TwoStageResult:
@@ -136,22 +144,8 @@ def two_stage_or_stop(df: pd.DataFrame, options: LagOptions, spinner: str) -> pi
     return res
 
 
-@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
-def _multiverse(key: str, _df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
-    return pipeline.multiverse(_df, options)
-
-
 def multiverse(df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
-    return _multiverse(data_key(df), df, options)
-
-
-@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
-def _early_alliance(key: str, _df: pd.DataFrame, early_sessions: int, options: LagOptions):
-    return pipeline.early_alliance_outcome(_df, early_sessions=early_sessions, options=options)
-
-
-def early_alliance(df: pd.DataFrame, early_sessions: int, options: LagOptions) -> pipeline.TwoStageResult:
-    return _early_alliance(data_key(df), df, early_sessions, options)
+    return _data_call(pipeline.multiverse, df, options)
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
@@ -159,13 +153,8 @@ def prepare(df: pd.DataFrame, options: LagOptions, direction: str) -> pd.DataFra
     return lagged.prepare(df, options, direction)
 
 
-@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
-def _pairing_counts(key: str, _df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
-    return lagged.pairing_counts(_df, options)
-
-
 def pairing_counts(df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
-    return _pairing_counts(data_key(df), df, options)
+    return _data_call(lagged.pairing_counts, df, options)
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
@@ -370,15 +359,17 @@ def _event_result(key: str, _df: pd.DataFrame, func: str, options: tuple):
 def event_ruptures(df: pd.DataFrame, **options):
     """`analysis.events.rupture_analysis`, cached on the data fingerprint and the options.
 
-    The chance reference is cached on the options it depends on only (criterion, k, SD,
-    detrending, rater), so changing the repair rule or level does not re-simulate it.
+    The chance simulation is cached on the options it depends on only (criterion, SD,
+    detrending, rater: `rupture_chance_curve`), so changing k, the repair rule or the level
+    does not re-simulate it; k only reads the cached curve.
     """
     key = data_key(df)
     if options.get("item") is not None:
         return _event_result(key, df, "rupture_analysis", _freeze(options))
     ra = _event_result(key, df, "rupture_analysis", _freeze({**options, "chance": False}))
-    chance_opts = {k: options[k] for k in ("criterion", "k", "sd", "detrend", "rater") if k in options}
-    return dataclasses.replace(ra, chance=_event_result(key, df, "rupture_chance", _freeze(chance_opts)))
+    curve_opts = {k: options[k] for k in ("criterion", "sd", "detrend", "rater") if k in options}
+    curve = _event_result(key, df, "rupture_chance_curve", _freeze(curve_opts))
+    return dataclasses.replace(ra, chance=curve.at(options.get("k")))
 
 
 def event_gains(df: pd.DataFrame, **options):

@@ -31,7 +31,7 @@ and ``analysis.data.load`` keep working):
     canonical.py  to_canonical, combine, template_csv, require_canonical (the guard
                   other modules call on canonical input)
     reshape.py    detect_wide, wide_to_long (site column as part of the key)
-    validate.py   validate: a tuple of small named checks (CHECKS)
+    validate.py   validate: a tuple of small named checks (CHECKS) and their thresholds
     summary.py    summarize
 
 ``DataError`` (a ``ValueError``) is the only exception that ``load``,
@@ -55,11 +55,7 @@ from analysis.data._common import (
     CANONICAL_COLUMNS,
     DEFAULT_STUDY,
     ID_COLUMNS,
-    MAX_MISSING_SHARE,
-    MIN_PATIENTS_PER_STUDY,
-    MIN_SESSIONS_PER_PATIENT,
     NUMERIC_COLUMNS,
-    OUTLIER_MADS,
     REQUIRED_COLUMNS,
     DataError,
 )
@@ -68,7 +64,15 @@ from analysis.data.mapping import Grouping, grouping_columns, suggest_higher_is_
 from analysis.data.read import list_sheets, load
 from analysis.data.reshape import detect_wide, wide_to_long
 from analysis.data.summary import DataSummary, summarize
-from analysis.data.validate import Issue, ValidationReport, validate
+from analysis.data.validate import (
+    MAX_MISSING_SHARE,
+    MIN_PATIENTS_PER_STUDY,
+    MIN_SESSIONS_PER_PATIENT,
+    OUTLIER_MADS,
+    Issue,
+    ValidationReport,
+    validate,
+)
 
 __all__ = [
     "CANONICAL_COLUMNS",

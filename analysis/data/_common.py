@@ -31,13 +31,6 @@ NUMERIC_COLUMNS: tuple[str, ...] = ("alliance", "symptoms", "therapist_alliance"
 ID_COLUMNS: tuple[str, ...] = ("study", "patient", "therapist")
 DEFAULT_STUDY = "Study 1"
 
-#: validation thresholds (METHODS §1 intake checks)
-MIN_SESSIONS_PER_PATIENT = 2
-MIN_PATIENTS_PER_STUDY = 10
-MAX_MISSING_SHARE = 0.30
-OUTLIER_MADS = 5.0
-_MAD_TO_SD = 1.4826
-
 _TEXT_FORMATS = ("csv", "tsv")
 _MAX_LISTED = 10
 

@@ -522,6 +522,8 @@ def require_canonical(
     study: bool = True,
     values: bool = True,
     min_rows: int = 1,
+    why: str = "",
+    sort: bool = True,
 ) -> pd.DataFrame:
     """The one guard for analysis modules: ``df`` must be canonical long data (METHODS §1).
 
@@ -533,9 +535,12 @@ def require_canonical(
 
     Returns a copy with study and patient as text, session int64, the value
     columns float64 (NaN = not observed) and other columns untouched, sorted
-    by study, patient (natural order) and session with a fresh index; with
-    ``values=False`` the frame itself.  Raises DataError (a ValueError) with
-    a message for the researcher; no "who:" prefix is needed.
+    by study, patient (natural order) and session with a fresh index (with
+    ``sort=False`` in the rows and index of ``df``); with ``values=False``
+    the frame itself.  Raises DataError (a ValueError) with
+    a message for the researcher; no "who:" prefix is needed.  ``why`` (a
+    sentence) follows the message about missing columns, saying what the
+    caller needs them for.
     """
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"Expected the data as a table in the canonical long format (METHODS §1), not a "
@@ -543,7 +548,8 @@ def require_canonical(
     need = [c for c in (("study",) if study else ()) + ("patient", "session", *columns) if c not in df.columns]
     if need:
         raise DataError(f"The data lack the column(s) {_fmt_list(need)}; canonical long data have one row per "
-                        "patient × session with study, patient, session, alliance and symptoms (METHODS §1).")
+                        "patient × session with study, patient, session, alliance and symptoms (METHODS §1)."
+                        + (f" {why}" if why else ""))
     if len(df) < min_rows:
         raise DataError("The data have no rows." if len(df) == 0 else f"The data have only {len(df)} rows.")
     if not values:
@@ -569,7 +575,11 @@ def require_canonical(
                                 f"({_bad_values_phrase(out[c], nonnum.to_numpy())}).")
             out[c] = vals
     key = [c for c in ("study", "patient", "session") if c in out]
-    if out.duplicated(key).any():
-        raise DataError("Some (study, patient, session) keys occur more than once; each session of a patient must "
-                        "be one row.")
-    return _sort_canonical(out)
+    dup = out.duplicated(key).to_numpy()
+    if dup.any():
+        first = out.iloc[int(np.flatnonzero(dup)[0])]
+        where = f" of study {first['study']}" if "study" in out else ""
+        raise DataError(f"Some (study, patient, session) keys occur more than once; each session of a patient must "
+                        f"be one row, but patient {first['patient']}{where} has more than one row for session "
+                        f"{first['session']}.")
+    return _sort_canonical(out) if sort else out

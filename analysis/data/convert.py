@@ -162,6 +162,9 @@ def _as_id(s: pd.Series) -> pd.Series:
     """Identifier column as pandas text ('str' dtype); 1.0 -> '1', blanks -> missing."""
     if isinstance(s, pd.DataFrame):  # a repeated column label
         s = s.iloc[:, 0]
+    if isinstance(s.dtype, pd.StringDtype):  # text already (the usual case): strip, blanks -> missing
+        t = s.astype("str").str.strip()
+        return t.mask(t == "")
     index = s.index
     if _is_real_numeric_dtype(s) and s.dtype.kind in "iuf":
         vals = s.to_numpy(dtype="float64", na_value=np.nan)

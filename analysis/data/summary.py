@@ -73,30 +73,11 @@ def summarize(df: pd.DataFrame) -> DataSummary:
         else:
             obs[c] = pd.Series(False, index=work.index)
 
-    def pct_missing(mask: pd.Series) -> float:
-        return float(100.0 * (1.0 - mask.mean())) if len(mask) else float("nan")
-
     rows = []
     for s, idx in work.groupby("study", sort=False).groups.items():
         sub = work.loc[idx]
         per_pat = sub.dropna(subset=["patient"]).groupby("patient")["session"].nunique()
-        rows.append(
-            {
-                "study": s,
-                "n_patients": int(sub["patient"].nunique()),
-                "n_rows": len(sub),
-                "sessions_median": float(per_pat.median())
-                if len(per_pat)
-                else float("nan"),
-                "sessions_min": int(per_pat.min()) if len(per_pat) else 0,
-                "sessions_max": int(per_pat.max()) if len(per_pat) else 0,
-                "pct_missing_alliance": pct_missing(obs["alliance"].loc[idx]),
-                "pct_missing_symptoms": pct_missing(obs["symptoms"].loc[idx]),
-                "pct_missing_therapist_alliance": pct_missing(
-                    obs["therapist_alliance"].loc[idx]
-                ),
-            }
-        )
+        rows.append({"study": s, "n_patients": int(sub["patient"].nunique()), **_counts(sub, per_pat, obs)})
     per_study = pd.DataFrame(
         rows,
         columns=[
@@ -153,18 +134,21 @@ def summarize(df: pd.DataFrame) -> DataSummary:
         .groupby(["study", "patient"])["session"]
         .nunique()
     )
-    totals = {
-        "n_studies": int(work["study"].nunique()),
-        "n_patients": len(per_pat_all),
-        "n_rows": len(work),
-        "sessions_median": float(per_pat_all.median())
-        if len(per_pat_all)
-        else float("nan"),
-        "sessions_min": int(per_pat_all.min()) if len(per_pat_all) else 0,
-        "sessions_max": int(per_pat_all.max()) if len(per_pat_all) else 0,
-        "pct_missing_alliance": pct_missing(obs["alliance"]),
-        "pct_missing_symptoms": pct_missing(obs["symptoms"]),
-        "pct_missing_therapist_alliance": pct_missing(obs["therapist_alliance"]),
-    }
+    totals = {"n_studies": int(work["study"].nunique()), "n_patients": len(per_pat_all),
+              **_counts(work, per_pat_all, obs)}
     return DataSummary(per_study=per_study, per_session=per_session, totals=totals)
+
+
+def _counts(rows: pd.DataFrame, per_patient: pd.Series, observed: dict) -> dict:
+    """The rows, sessions per patient (median, min, max) and the % missing of each numeric column, for a
+    study's rows or for all rows (``observed``: column → observed mask over the whole frame)."""
+    n = len(per_patient)
+    out = {"n_rows": len(rows),
+           "sessions_median": float(per_patient.median()) if n else float("nan"),
+           "sessions_min": int(per_patient.min()) if n else 0,
+           "sessions_max": int(per_patient.max()) if n else 0}
+    for c in NUMERIC_COLUMNS:
+        mask = observed[c].loc[rows.index]
+        out[f"pct_missing_{c}"] = float(100.0 * (1.0 - mask.mean())) if len(mask) else float("nan")
+    return out
 

@@ -12,13 +12,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.data._common import (
-    _MAD_TO_SD,
     _MAX_LISTED,
-    MAX_MISSING_SHARE,
-    MIN_PATIENTS_PER_STUDY,
-    MIN_SESSIONS_PER_PATIENT,
     NUMERIC_COLUMNS,
-    OUTLIER_MADS,
     REQUIRED_COLUMNS,
     DataError,
     _column_labels,
@@ -28,6 +23,13 @@ from analysis.data._common import (
     _py,
 )
 from analysis.data.convert import _as_id, _parse_numbers, _parse_sessions
+
+#: thresholds of the checks (METHODS §1 intake checks)
+MIN_SESSIONS_PER_PATIENT = 2
+MIN_PATIENTS_PER_STUDY = 10
+MAX_MISSING_SHARE = 0.30
+OUTLIER_MADS = 5.0
+_MAD_TO_SD = 1.4826
 
 
 @dataclass(frozen=True)
