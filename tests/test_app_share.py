@@ -198,7 +198,7 @@ def _figures_script():
     st.session_state.update({"dec_study": "Study 04", "dec_direction": "alliance_to_symptoms",
                              "lag_view_study": "Study 02", "lag_view_dir": "symptoms_to_alliance",
                              "lag_view_patient": str(df.loc[df["study"] == "Study 02", "patient"].iloc[0]),
-                             "pooled_term": "prior_within", "pooled_early_n": 3,
+                             "pooled_term": "prior_within", "early_window": (1, 3), "early_outcome": "last",
                              "share_growth": (compute.data_key(df), conv.growth_models(_demo("dyads_gsi.csv")))})
     forest = pm.forest_figure(res.pooled["alliance_to_symptoms"], title="f", xlabel="x")
     figs = reporting.analysis_figures({"df": df, "name": "d"}, options, res, forest)
@@ -217,5 +217,5 @@ def test_bundle_figures_follow_what_the_pages_showed():
     expected |= {f"{k}_{d}" for d in dirs for k in ("study_coefficients", "leave_one_out", "funnel", "multiverse")}
     expected |= {f"forest_{d}_prior_within" for d in dirs}
     assert expected <= names, expected - names
-    assert any(n.startswith("early_alliance_outcome_") for n in names)
+    assert "early_alliance_partial_beta" in names
     assert set(at.text[1].value.split("\n")) == {"decomposition", "growth"}

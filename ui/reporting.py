@@ -82,17 +82,22 @@ def analysis_figures(ds: dict, options, res, forest, xlabel: str = "Within-patie
             view = None
         if view is not None:
             figs["patient_series"] = plots_lagged.patient_series_figure(view)
-    early_n = st.session_state.get("pooled_early_n")  # the early-alliance section was opened
-    if early_n is not None:
+    window = st.session_state.get("early_window")  # the early-alliance section of the Lagged effects page
+    if window is not None:
+        outcome = st.session_state.get("early_outcome", "last")
+        kw = {"early_window": tuple(window), "outcome": outcome}
+        if outcome == "session":
+            kw["outcome_session"] = st.session_state.get("early_outcome_session")
+        elif outcome == "column":
+            kw["outcome_column"] = st.session_state.get("early_outcome_column")
         try:
-            er = compute.early_alliance(df, int(early_n), options)
-        except ValueError:
-            er = None
-        for d, m in (er.pooled.items() if er is not None else ()):
-            if m.k >= 1:
-                figs[f"early_alliance_outcome_{d}"] = plots_meta.forest_figure(
-                    m, title="Early alliance → final symptoms", show_pairs=False,
-                    xlabel="Standardized coefficient (higher = more severe)")
+            m = compute.early_outcome(df, options, **kw).beta.pooled.get("early_alliance_to_outcome")
+        except (ValueError, TypeError):
+            m = None
+        if m is not None and m.k >= 1:
+            figs["early_alliance_partial_beta"] = plots_meta.forest_plot(
+                m, title="Early alliance → outcome (partial β, baseline-adjusted)",
+                xlabel="Standardized partial β (negative = lower outcome symptoms)")
     gr = kept_growth(compute.data_key(df))
     if gr is not None and 2 in gr.models:
         from analysis import plots_convergence
