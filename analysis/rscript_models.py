@@ -95,10 +95,11 @@ ctl_nl <- lmerControl(optimizer = "nloptwrap", optCtrl = list(xtol_abs = 1e-14, 
 # boundary one optimiser alone can stop early). do.call puts the data into the model's call, so that
 # lmerTest can rebuild the deviance function from any frame.
 best_lmer <- function(f, m, REML = TRUE) {
+  crit <- function(fit) if (REML) REMLcrit(fit) else deviance(fit)
   best <- NULL
   for (ctrl in list(ctl, ctl_nm, ctl_nl)) {
     fit <- suppressWarnings(do.call(lme4::lmer, list(formula = f, data = m, REML = REML, control = ctrl)))
-    if (is.null(best) || deviance(fit, REML = REML) < deviance(best, REML = REML)) best <- fit
+    if (is.null(best) || crit(fit) < crit(best)) best <- fit
   }
   best
 }

@@ -568,10 +568,9 @@ def test_r_growth_script_reproduces_models_1_to_3(name, tmp_path):
         assert (g.levels == 3) == np.isfinite(vc.loc[k, "var_therapist"])
         _assert_close([vc.loc[k, c] for c in comps], [g.random[c] for c in comps], f"model {k} variances")
         _assert_close(vc.loc[k, "aic_ml"], g.aic_ml, f"model {k} ML AIC")
-        # the app's REML optimum is never worse than lme4's best of three optimisers (which can stop up to
-        # ~2e-5 short on a boundary)
+        # the same REML optimum (lme4's best of three optimisers; the app's never worse)
         rdev = vc.loc[k, "deviance_reml"]
-        assert g.deviance_reml <= rdev + 1e-6 and abs(rdev - g.deviance_reml) < 1e-4, (k, rdev, g.deviance_reml)
+        assert g.deviance_reml <= rdev + 1e-7 and abs(rdev - g.deviance_reml) < 1e-6, (k, rdev, g.deviance_reml)
         assert set(str(vc.loc[k, "dropped"]).split()) - {"nan"} == set(g.dropped_terms)
 
 
