@@ -219,3 +219,18 @@ def test_bundle_figures_follow_what_the_pages_showed():
     assert expected <= names, expected - names
     assert "early_alliance_partial_beta" in names
     assert set(at.text[1].value.split("\n")) == {"decomposition", "growth"}
+
+
+def test_convergence_page_on_the_loaded_data_puts_its_growth_models_into_the_bundle():
+    from analysis import data as adata
+    from ui.compute import data_key
+
+    path = ROOT / "demo_data" / "dyads_gsi.csv"
+    raw = adata.load(path, filename=path.name)
+    df = adata.to_canonical(raw, adata.suggest_mapping(raw))
+    at = _goto(_app(df=df), "app_pages/convergence.py")
+    assert at.selectbox(key="conv_source").value.startswith("Loaded data")
+    kept_key, gr = at.session_state["share_growth"]
+    assert kept_key == data_key(df) and sorted(gr.models) == [1, 2, 3]
+    ids = " ".join(_download_keys(at))
+    assert "dl_growth_r" in ids
