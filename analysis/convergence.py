@@ -724,9 +724,27 @@ class GrowthResult:
     sample_rules: SampleResult | None = None
     covariates: tuple = ()
     observed: pd.DataFrame | None = None
+    rows: pd.DataFrame | None = field(default=None, repr=False)
 
     def to_frame(self) -> pd.DataFrame:
         return pd.concat([m.to_frame() for m in self.models.values()], ignore_index=True)
+
+    def model_data(self) -> pd.DataFrame:
+        """The rows the growth models were fitted to, one per symptom score: ``patient``, ``therapist``
+        (only when the models have the therapist level), ``t`` (the time coding), ``symptoms`` and every
+        dyad-level predictor of the models on its original scale (uncentered; the models centre them
+        at the mean over the dyads, and the product term is built from the centred values).
+        Everything upstream (sample rules, dyad scores, exclusions) is already applied."""
+        if self.rows is None:
+            raise ValueError("This result does not carry its model rows.")
+        three = any(m.levels == 3 for m in self.models.values())
+        out = self.rows[["patient", "therapist", "t", "symptoms"] if three else ["patient", "t", "symptoms"]].copy()
+        dy = self.sample.set_index("patient")
+        for c in dy.columns:
+            if c == "convergence_x_development":
+                continue
+            out[c] = dy[c].reindex(out["patient"]).to_numpy(float) + self.centering[c]
+        return out.reset_index(drop=True)
 
     def implied_trajectories(self, model: int = 2, predictor: str = "convergence", n: int = 60) -> pd.DataFrame:
         """Model-implied mean symptom lines at −1 SD, mean and +1 SD of a dyad-level predictor.
@@ -1156,6 +1174,7 @@ def growth_models(
         covariates=covariates,
         observed=rows.groupby("t", sort=True)["symptoms"].agg(["mean", "count"]).reset_index()
         .rename(columns={"count": "n"}).assign(x=lambda o: o["t"] + origin),
+        rows=rows[[c for c in ("patient", "therapist", "t", "symptoms") if c in rows.columns]].reset_index(drop=True),
     )
 
 

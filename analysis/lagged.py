@@ -279,6 +279,12 @@ def _check_direction(direction):
 # --------------------------------------------------------------------------- data → arrays
 
 
+def covariate_is_numeric(col: pd.Series) -> bool:
+    """True when a covariate column enters as a centred number, False when as 0/1 dummies (§5):
+    numeric dtypes except booleans are numbers; text, categorical and boolean columns are levels."""
+    return bool(pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col))
+
+
 class StudyData:
     """Stage-1 input: canonical data sorted by (study, patient, session),
     restricted to the session window and standardized per study (§2), with
@@ -389,7 +395,7 @@ class StudyData:
         out = {}
         for name in names:
             col = df[name].iloc[src] if len(src) else df[name].iloc[:0]
-            numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+            numeric = covariate_is_numeric(col)
             if numeric:
                 vals = col.to_numpy(dtype=float, na_value=np.nan)
                 codes, levels = vals, None
@@ -964,7 +970,10 @@ def _estimate(X, y, g, time, options: LagOptions, terms) -> _Estimates:
 
         mixed._rank_check(X.T @ X, terms)
         Z = np.ones((len(y), 1)) if time is None else np.column_stack([np.ones(len(y)), time])
-        fit = lmm.fit_lmm(y, X, Z, g, coef_names=tuple(terms), reml=True, satterthwaite=True)
+        # the random-slope REML surface often has several boundary optima: start from the global one that
+        # the 2-D solver finds (the fit of the z tests), so both df methods share one REML estimate (as R)
+        start = None if time is None else mixed.fit_random_slope(X, y, g, Z, names=terms).theta
+        fit = lmm.fit_lmm(y, X, Z, g, coef_names=tuple(terms), reml=True, satterthwaite=True, start=start)
         psi = np.asarray(fit.psi)
         slope = time is not None
         return _Estimates(

@@ -6,12 +6,17 @@ standardization, centering, lag pairing, the per-study lagged model) and
 stage 2 (§6: ``metafor::rma`` with the same τ² method and test) exactly as
 :func:`analysis.pipeline.two_stage` does for the given
 :class:`analysis.lagged.LagOptions`. It writes ``per_study_estimates.csv``
-(study, direction, term, estimate, se, status) and ``pooled_estimates.csv``
+(study, direction, term, estimate, se, df, status) and ``pooled_estimates.csv``
 (direction, estimate, se, tau2, k, ci_low, ci_high, pvalue) and prints a
 summary.
 
 Mixed models are fitted with ``lme4::lmer`` (REML, bobyqa with a tight
-tolerance); the fixed-effects estimator is OLS on patient-demeaned rows with
+tolerance; with ``df_method="satterthwaite"`` the t tests' df come from
+``lmerTest`` at the same REML estimate); lag 0, the outcome moderator,
+patient-level covariates (numeric centred per study, text as dummies against
+the first level, terms a study cannot estimate left out as the app does) and
+the within-patient SD standardization are built as
+:func:`analysis.lagged.model_rows` builds them. The fixed-effects estimator is OLS on patient-demeaned rows with
 CR1 cluster-robust SEs written out in base R (``G/(G−1)·B⁻¹MB⁻¹``, as
 :func:`analysis.mixed.fit_within_cr1`). User strings (the file name) enter the
 script only as escaped R string literals.
@@ -24,20 +29,22 @@ from dataclasses import fields
 
 from analysis.lagged import LagOptions
 
-__all__ = ["R_SUPPORTED_OPTIONS", "R_VALUES", "r_script", "r_string"]
+__all__ = ["R_SUPPORTED_OPTIONS", "R_VALUES", "covariate_kinds", "r_script", "r_string"]
 
 #: LagOptions fields the R script reproduces; any other field must keep its default.
 R_SUPPORTED_OPTIONS = (
     "centering", "lag", "pairing", "directions", "control_prior_outcome", "standardize", "sessions",
-    "time_trend", "cross_level", "estimator", "pooling_method", "test",
+    "time_trend", "cross_level", "estimator", "pooling_method", "test", "outcome_moderator", "covariates",
+    "standardize_by", "df_method",
 )
 
 
 #: The values of the supported options that the R template implements (new values of these
-#: fields, e.g. a lag of 0 or another standardization, must be added to the template first).
+#: fields, e.g. another lag or another standardization, must be added to the template first).
+#: ``covariates`` (any patient-level columns) and ``sessions`` (any window) are not listed: every value works.
 R_VALUES = {
     "centering": ("none", "grand_mean", "person_mean", "detrended"),
-    "lag": (1, 2, 3),
+    "lag": (0, 1, 2, 3),
     "pairing": ("session", "next_observed"),
     "control_prior_outcome": (True, False),
     "standardize": (True, False),
@@ -46,6 +53,9 @@ R_VALUES = {
     "estimator": ("mixed", "fixed_effects"),
     "pooling_method": ("DL", "REML", "ML", "PM", "EB", "HE", "SJ", "HS", "FE"),
     "test": ("z", "knha"),
+    "outcome_moderator": (True, False),
+    "standardize_by": ("total", "within"),
+    "df_method": ("z", "satterthwaite"),
 }
 
 
@@ -122,11 +132,23 @@ def _check_supported(options: LagOptions) -> None:
             )
 
 
-def r_script(data_filename: str, options) -> str:
+def covariate_kinds(df, names) -> dict:
+    """``{name: "numeric" | "categorical"}`` for the covariate columns ``names`` of ``df``, decided as
+    the app decides (:func:`analysis.lagged.covariate_is_numeric`), so that the R script does not
+    have to guess a column's type from the CSV text. Columns absent from ``df`` are left out."""
+    from analysis.lagged import covariate_is_numeric
+
+    return {n: ("numeric" if covariate_is_numeric(df[n]) else "categorical") for n in names if n in df.columns}
+
+
+def r_script(data_filename: str, options, data=None) -> str:
     """R source reproducing :func:`analysis.pipeline.two_stage` for ``options`` (METHODS §2–§6).
 
     ``data_filename`` is the canonical long CSV (columns study, patient, session,
-    alliance, symptoms) in the folder where the script is run. Raises
+    alliance, symptoms and any covariate columns) in the folder where the script
+    is run. ``data`` (the analysed frame) tells the script which covariates are
+    numbers and which are levels (:func:`covariate_kinds`); without it, R takes a
+    column whose every non-missing value reads as a number as numeric. Raises
     ``ValueError`` naming the option when a :class:`LagOptions` value is not
     reproduced by the R script (every field outside :data:`R_SUPPORTED_OPTIONS`
     must keep its default).
@@ -135,12 +157,17 @@ def r_script(data_filename: str, options) -> str:
     _check_supported(opts)
     d = opts.to_dict()
     lines = [f"  {k} = {_r_value(d[k])}" for k in R_SUPPORTED_OPTIONS]
+    kinds = covariate_kinds(data, opts.covariates) if data is not None else {}
+    kinds_r = "NULL" if not kinds else "c(" + ", ".join(
+        f"{r_string(k)} = {r_string(v)}" for k, v in kinds.items()) + ")"
+    lines.append(f"  covariate_kinds = {kinds_r}")
     opt_block = "opt <- list(\n" + ",\n".join(lines) + "\n)"
     return _TEMPLATE.replace("@DATA_FILE@", r_string(data_filename)).replace("@OPTIONS@", opt_block)
 
 
 _TEMPLATE = r'''# Reproduces the lagged two-stage IPD meta-analysis of the Alliance <-> Symptoms
-# dashboard (docs/METHODS.md sections 2-6) with lme4 and metafor only.
+# dashboard (docs/METHODS.md sections 2-6) with lme4 and metafor (and lmerTest for
+# Satterthwaite t tests).
 #
 # Run in the folder that holds the data file:
 #     Rscript this_script.R
@@ -148,9 +175,13 @@ _TEMPLATE = r'''# Reproduces the lagged two-stage IPD meta-analysis of the Allia
 #
 # Stage 1, per study and direction X -> Y with lag L:
 #   Y[t+L] = b0 + bW*X_within[t] + bB*X_between + aW*Y_within[t] + aB*Y_between
-#            [+ c*X_between*X_within[t]] [+ d*time] + u_patient [+ v_patient*time] + e
+#            [+ c*X_between*X_within[t]] [+ cY*Y_between*X_within[t]] [+ d*time]
+#            [+ g*C + h*C*X_within[t] for each patient-level covariate C]
+#            + u_patient [+ v_patient*time] + e
 # (lme4::lmer, REML), or the within (fixed-effects) OLS estimator with CR1
-# cluster-robust SEs by patient. Stage 2: metafor::rma on the 'within' estimates.
+# cluster-robust SEs by patient. Lag 0 (symptoms -> alliance only): the outcome is
+# alliance rated later in the same session t, the prior outcome alliance at t - 1.
+# Stage 2: metafor::rma on the 'within' estimates.
 
 suppressPackageStartupMessages({
   library(lme4)
@@ -159,16 +190,21 @@ suppressPackageStartupMessages({
 
 data_file <- @DATA_FILE@
 @OPTIONS@
+if (opt$df_method == "satterthwaite") suppressPackageStartupMessages(library(lmerTest))
 
 # ------------------------------------------------------------------ read the canonical data
 raw <- read.csv(data_file, colClasses = "character", na.strings = character(0),
                 check.names = FALSE, fileEncoding = "UTF-8")
+# text marked as UTF-8 (sorting and matching non-ASCII names needs the mark)
+raw[] <- lapply(raw, enc2utf8)
+names(raw) <- enc2utf8(names(raw))
 need <- c("patient", "session", "alliance", "symptoms")
 if (!all(need %in% names(raw))) {
   stop("The data lack the column(s) ", paste(setdiff(need, names(raw)), collapse = ", "),
        "; canonical long data need study, patient, session, alliance and symptoms.")
 }
-num <- function(v) suppressWarnings(as.numeric(ifelse(trimws(v) %in% c("", "NA", "NaN"), NA, v)))
+missing_text <- function(v) is.na(v) | trimws(v) %in% c("", "NA", "NaN")
+num <- function(v) suppressWarnings(as.numeric(ifelse(missing_text(v), NA, v)))
 if (!("study" %in% names(raw))) raw$study <- "Study"
 raw$session <- num(raw$session)
 if (any(is.na(raw$session)) || any(raw$session != round(raw$session)) || any(raw$session < 0)) {
@@ -186,6 +222,40 @@ fe <- opt$estimator == "fixed_effects"
 vars_of <- list(alliance_to_symptoms = c("alliance", "symptoms"),
                 symptoms_to_alliance = c("symptoms", "alliance"))
 
+# ------------------------------------------------------------------ patient-level covariates (section 5)
+# Numeric: centred at the study's mean over its patients (divided by their SD when standardizing).
+# Text: a 0/1 dummy per level except the first (levels sorted over the whole analysis window).
+# Internal column names c1, c1x, ... keep the model formula free of user text; 'label' names the terms.
+label <- c(intercept = "intercept", within = "within", between = "between", prior_within = "prior_within",
+           prior_between = "prior_between", interaction = "interaction",
+           interaction_outcome = "interaction_outcome", time = "time")
+covs <- list()
+for (nm in opt$covariates) {
+  if (!(nm %in% names(raw))) stop("The covariate column '", nm, "' is not in the data.")
+  v <- raw[[nm]]
+  kind <- if (!is.null(opt$covariate_kinds) && nm %in% names(opt$covariate_kinds)) {
+    opt$covariate_kinds[[nm]]
+  } else if (all(missing_text(v) | !is.na(num(v)))) "numeric" else "categorical"
+  cv <- list(name = nm, kind = kind)
+  if (kind == "numeric") {
+    cv$value <- num(v)
+    cv$mains <- sprintf("c%d", length(covs) + 1)
+    label[cv$mains] <- nm
+  } else {
+    v[missing_text(v)] <- NA
+    cv$levels <- sort(unique(v[!is.na(v)]), method = "radix")
+    cv$value <- match(v, cv$levels)
+    cv$mains <- if (length(cv$levels) > 1) sprintf("c%d_%d", length(covs) + 1, seq_along(cv$levels)[-1]) else character(0)
+    label[cv$mains] <- paste0(nm, ": ", cv$levels[-1])
+  }
+  cv$inters <- paste0(cv$mains, "x")
+  label[cv$inters] <- paste0("within \u00d7 ", label[cv$mains])
+  covs[[length(covs) + 1]] <- cv
+  raw[[sprintf(".cov%d", length(covs))]] <- cv$value
+}
+cov_mains <- unlist(lapply(covs, `[[`, "mains"))
+cov_inters <- unlist(lapply(covs, `[[`, "inters"))
+
 model_terms <- function() {
   t <- if (fe) character(0) else "intercept"
   t <- c(t, "within")
@@ -195,10 +265,12 @@ model_terms <- function() {
     if (hybrid && !fe) t <- c(t, "prior_between")
   }
   if (opt$cross_level) t <- c(t, "interaction")
+  if (opt$outcome_moderator) t <- c(t, "interaction_outcome")
   if (opt$time_trend != "none") t <- c(t, "time")
-  t
+  if (!fe) t <- c(t, cov_mains)
+  c(t, cov_inters)
 }
-terms <- model_terms()
+terms_all <- model_terms()
 
 gsum <- function(v, g, G) vapply(split(v, factor(g, levels = seq_len(G))), sum, numeric(1))
 
@@ -206,6 +278,7 @@ gsum <- function(v, g, G) vapply(split(v, factor(g, levels = seq_len(G))), sum, 
 prepare_study <- function(d) {
   d <- d[order(d$patient, d$session, method = "radix"), ]
   d$pid <- match(d$patient, unique(d$patient))
+  G <- max(d$pid)
   if (anyDuplicated(paste(d$pid, d$session))) {
     stop("A patient of study ", d$study[1], " has more than one row for a session.")
   }
@@ -219,9 +292,33 @@ prepare_study <- function(d) {
       problems <- c(problems, sprintf("%s has no variance in the analysis window (%d observed value(s))",
                                       v, sum(obs)))
     }
+    if (opt$standardize && opt$standardize_by == "within") {
+      # pooled within-patient SD: sqrt(sum of squared deviations from the patient means / (N - G))
+      nobs <- tabulate(d$pid[obs], G)
+      pm <- gsum(x[obs], d$pid[obs], G) / nobs
+      s <- sqrt(sum((x[obs] - pm[d$pid[obs]])^2) / (sum(obs) - sum(nobs > 0)))
+      if (sum(obs) >= 2 && !(is.finite(s) && s > 0)) {
+        problems <- c(problems, sprintf("%s does not vary within patients (within-patient SD 0)", v))
+      }
+      good <- is.finite(s) && s > 0
+    }
     if (opt$standardize) d[[v]] <- if (good) (x - mean(x[obs])) / s else rep(NA_real_, nrow(d))
   }
-  list(d = d, problems = problems)
+  # covariates: one value per patient
+  pcov <- list()
+  for (k in seq_along(covs)) {
+    v <- d[[sprintf(".cov%d", k)]]
+    sp <- split(v, factor(d$pid, levels = seq_len(G)))
+    pcov[[k]] <- vapply(seq_len(G), function(p) {
+      vp <- sp[[p]][!is.na(sp[[p]])]
+      if (length(vp) && any(vp != vp[1])) {
+        stop("Covariate '", covs[[k]]$name, "' must be patient-level (one value per patient), but patient ",
+             d$patient[d$pid == p][1], " of study ", d$study[1], " has several values.")
+      }
+      if (length(vp)) as.numeric(vp[1]) else NA_real_
+    }, numeric(1))
+  }
+  list(d = d, problems = problems, pcov = pcov)
 }
 
 # ------------------------------------------------------------------ centering (section 3)
@@ -259,6 +356,7 @@ centre <- function(d, v) {
 lead_index <- function(d, yvar) {
   n <- nrow(d)
   yobs <- !is.na(d[[yvar]])
+  if (opt$lag == 0) return(ifelse(yobs, seq_len(n), NA_integer_))  # same session, rated later
   if (opt$pairing == "session") {
     j <- match(paste(d$pid, d$session + opt$lag), paste(d$pid, d$session))
   } else {
@@ -273,30 +371,87 @@ lead_index <- function(d, yvar) {
   j
 }
 
-model_rows <- function(d, direction) {
+# lag 0: the prior outcome is the one of session t - 1 (or the patient's previous row with an observed outcome)
+previous_index <- function(d, yvar) {
+  n <- nrow(d)
+  yobs <- !is.na(d[[yvar]])
+  if (opt$pairing == "session") {
+    j <- match(paste(d$pid, d$session - 1), paste(d$pid, d$session))
+  } else {
+    oi <- which(yobs)
+    pos <- findInterval(seq_len(n) - 1, oi)
+    j <- rep(NA_integer_, n)
+    okp <- pos >= 1
+    cand <- oi[pos[okp]]
+    j[okp] <- ifelse(d$pid[cand] == d$pid[okp], cand, NA_integer_)
+  }
+  j[!is.na(j) & !yobs[ifelse(is.na(j), 1L, j)]] <- NA_integer_
+  j
+}
+
+model_rows <- function(ps, direction) {
+  d <- ps$d
   xv <- vars_of[[direction]][1]
   yv <- vars_of[[direction]][2]
   X <- centre(d, xv)
   Y <- centre(d, yv)
   j <- lead_index(d, yv)
+  prior <- if (opt$lag == 0) previous_index(d, yv) else seq_len(nrow(d))
   ok <- !is.na(j) & !is.na(X$within)
   if (!is.null(X$between)) ok <- ok & !is.na(X$between)
   if (opt$control_prior_outcome) {
-    ok <- ok & !is.na(Y$within)
+    ok <- ok & !is.na(prior) & !is.na(Y$within[ifelse(is.na(prior), 1L, prior)])
     if (!is.null(Y$between) && !fe) ok <- ok & !is.na(Y$between)
   }
+  for (per in ps$pcov) ok <- ok & !is.na(per[d$pid])
   m <- data.frame(patient = d$pid[ok], lead = d[[yv]][j[ok]], within = X$within[ok])
   if (!is.null(X$between)) m$between <- X$between[ok]
   if (opt$control_prior_outcome) {
-    m$prior_within <- Y$within[ok]
+    m$prior_within <- Y$within[prior[ok]]
     if (!is.null(Y$between)) m$prior_between <- Y$between[ok]
   }
   if (opt$cross_level) m$interaction <- m$between * m$within
+  if (opt$outcome_moderator) m$interaction_outcome <- Y$between[ok] * m$within
   if (opt$time_trend != "none") {
     s <- d$session[ok]
     m$time <- s - mean(s)
   }
+  for (k in seq_along(covs)) {
+    cv <- covs[[k]]
+    per <- ps$pcov[[k]]
+    v <- per[m$patient]
+    if (cv$kind == "numeric") {
+      has <- !is.na(per)
+      ctr <- v - mean(per[has])
+      s <- if (sum(has) >= 2) sd(per[has]) else NA_real_
+      if (opt$standardize) ctr <- if (is.finite(s) && s > 0) ctr / s else 0 * ctr
+      m[[cv$mains]] <- ctr
+    } else {
+      for (l in seq_along(cv$mains)) m[[cv$mains[l]]] <- as.numeric(v == l + 1)
+    }
+    for (l in seq_along(cv$mains)) m[[cv$inters[l]]] <- m[[cv$mains[l]]] * m$within
+  }
   m
+}
+
+# covariate terms a study cannot estimate: constant in the study, or dummies that add up to the intercept
+study_terms <- function(m) {
+  t <- terms_all
+  if (nrow(m) == 0) return(t)
+  for (cv in covs) {
+    for (l in seq_along(cv$mains)) {
+      v <- m[[cv$mains[l]]]
+      if (max(v) - min(v) == 0) t <- setdiff(t, c(cv$mains[l], cv$inters[l]))
+    }
+  }
+  for (cv in covs) {
+    if (cv$kind != "categorical") next
+    left <- cv$mains[cv$mains %in% t | cv$inters %in% t]
+    if (length(left) && all(rowSums(as.matrix(m[, left, drop = FALSE])) == 1)) {
+      t <- setdiff(t, c(left, paste0(left, "x")))
+    }
+  }
+  t
 }
 
 # ------------------------------------------------------------------ the per-study model (section 5)
@@ -313,7 +468,7 @@ collinear <- function(X) {
   min(ev) <= 1e-10 * max(ev)
 }
 
-fit_rows <- function(m) {
+fit_rows <- function(m, terms) {
   fixed <- setdiff(terms, "intercept")
   N <- nrow(m)
   G <- length(unique(m$patient))
@@ -332,8 +487,8 @@ fit_rows <- function(m) {
     e <- drop(yd - Xd %*% beta)
     S <- rowsum(Xd * e, m$patient)
     V <- G / (G - 1) * (Binv %*% crossprod(S) %*% Binv)
-    return(list(estimate = beta, se = sqrt(pmax(diag(V), 0)), singular = FALSE, reml = NA_real_,
-                notes = character(0)))
+    return(list(estimate = beta, se = sqrt(pmax(diag(V), 0)), df = rep(G - 1, p), singular = FALSE,
+                reml = NA_real_, notes = character(0)))
   }
   if (N <= length(terms)) stop("too few rows for the number of coefficients")
   if (collinear(cbind(1, X))) stop("the model terms are collinear")
@@ -346,7 +501,7 @@ fit_rows <- function(m) {
     notes <<- c(notes, conditionMessage(w))
     invokeRestart("muffleWarning")
   }
-  fit <- withCallingHandlers(lmer(f, data = m, REML = TRUE, control = ctl), warning = keep_note)
+  fit <- withCallingHandlers(lme4::lmer(f, data = m, REML = TRUE, control = ctl), warning = keep_note)
   if (opt$time_trend == "fixed_random") {
     # The random-slope REML surface often has several optima on the boundary (a zero intercept
     # or slope variance): start bobyqa and Nelder-Mead from several points (theta = lower
@@ -355,12 +510,18 @@ fit_rows <- function(m) {
     starts <- list(list(ctl_nm, NULL), list(ctl, c(0.1, 0, 0.1)), list(ctl, c(0.3, 0, 0)),
                    list(ctl, c(0, 0, 0.3)), list(ctl_nm, c(0.1, 0, 0.1)))
     for (s in starts) {
-      fit2 <- withCallingHandlers(lmer(f, data = m, REML = TRUE, control = s[[1]], start = s[[2]]),
+      fit2 <- withCallingHandlers(lme4::lmer(f, data = m, REML = TRUE, control = s[[1]], start = s[[2]]),
                                   warning = keep_note)
       if (REMLcrit(fit2) < REMLcrit(fit)) fit <- fit2
     }
   }
-  list(estimate = unname(fixef(fit)), se = unname(sqrt(diag(as.matrix(vcov(fit))))),
+  df <- rep(Inf, length(terms))
+  if (opt$df_method == "satterthwaite") {
+    # t tests with Satterthwaite's df (lmerTest) at the REML estimate found above
+    cf <- summary(lmerTest::as_lmerModLmerTest(fit))$coefficients
+    df <- unname(cf[, "df"])
+  }
+  list(estimate = unname(fixef(fit)), se = unname(sqrt(diag(as.matrix(vcov(fit))))), df = df,
        singular = isSingular(fit), reml = REMLcrit(fit), notes = unique(notes))
 }
 
@@ -372,15 +533,16 @@ for (st in studies) {
   for (direction in opt$directions) {
     rec <- tryCatch({
       if (length(ps$problems)) stop(paste(ps$problems, collapse = "; "))
-      m <- model_rows(ps$d, direction)
-      r <- fit_rows(m)
-      data.frame(study = st, direction = direction, term = terms, estimate = r$estimate, se = r$se,
-                 status = if (r$singular) "singular" else "ok", n_patients = length(unique(m$patient)),
-                 n_pairs = nrow(m), reml_criterion = r$reml, notes = paste(r$notes, collapse = " "),
-                 stringsAsFactors = FALSE)
+      m <- model_rows(ps, direction)
+      terms <- study_terms(m)
+      r <- fit_rows(m, terms)
+      data.frame(study = st, direction = direction, term = unname(label[terms]), estimate = r$estimate,
+                 se = r$se, df = r$df, status = if (r$singular) "singular" else "ok",
+                 n_patients = length(unique(m$patient)), n_pairs = nrow(m), reml_criterion = r$reml,
+                 notes = paste(r$notes, collapse = " "), stringsAsFactors = FALSE)
     }, error = function(e) {
       data.frame(study = st, direction = direction, term = "within", estimate = NA_real_, se = NA_real_,
-                 status = paste("failed:", conditionMessage(e)), n_patients = NA_integer_,
+                 df = NA_real_, status = paste("failed:", conditionMessage(e)), n_patients = NA_integer_,
                  n_pairs = NA_integer_, reml_criterion = NA_real_, notes = "", stringsAsFactors = FALSE)
     })
     per[[length(per) + 1]] <- rec
@@ -416,8 +578,10 @@ write.csv(pooled, "pooled_estimates.csv", row.names = FALSE, fileEncoding = "UTF
 
 # ------------------------------------------------------------------ summary
 cat("Lagged two-stage analysis of", data_file, "\n")
-opt_text <- vapply(opt, function(v) if (is.null(v)) "all" else paste(v, collapse = ","), "")
-cat("Options:", paste(names(opt), opt_text, sep = "=", collapse = "; "), "\n\n")
+opt_show <- opt[setdiff(names(opt), "covariate_kinds")]
+opt_text <- mapply(function(v, nm) if (is.null(v)) (if (nm == "sessions") "all" else "none") else
+  paste(v, collapse = ","), opt_show, names(opt_show))
+cat("Options:", paste(names(opt_show), opt_text, sep = "=", collapse = "; "), "\n\n")
 cat("Stage 1, 'within' coefficient per study:\n")
 show <- per[per$term == "within", c("study", "direction", "estimate", "se", "status")]
 print(format(show, digits = 4), row.names = FALSE)

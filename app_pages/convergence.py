@@ -9,6 +9,7 @@ from analysis import plots_meta, presets
 from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.persist import CONVERGENCE, url_params
+from ui.r_downloads import growth_r_download
 from ui.safe import esc
 from ui.state import DEMOS, DYADIC_DEMOS, current, has_therapist_ratings
 
@@ -230,6 +231,8 @@ st.dataframe(table, width="stretch", hide_index=True)
 table_download(table, "growth_models_table", key="conv_table_dl")
 table_download(gr.to_frame(), "growth_models_fixed_effects", key="conv_fixed_dl",
                label="Download all fixed effects (CSV)")
+with st.expander("Reproduce Models 1–3 in R"):
+    growth_r_download(gr, compute.data_key(loaded) if df is loaded else None)
 with st.expander("Model messages"):
     for mnum, gm in gr.models.items():
         for w in gm.warnings:

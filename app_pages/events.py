@@ -9,7 +9,7 @@ from analysis import events as ev
 from analysis import formatting as fmt
 from analysis import plots_events as pe
 from analysis.plots_meta import forest_plot
-from ui import compute
+from ui import compute, persist
 from ui.downloads import show_figure, table_download
 from ui.safe import esc
 from ui.state import current, data_banner, has_therapist_ratings
@@ -37,14 +37,13 @@ MEASURES = {"SMD": "Hedges' g (default)", "MD": "Raw mean difference"}
 
 
 def _persist(data_key: str, defaults: dict) -> None:
-    """Seed widget keys from this data set's earlier choices (Streamlit forgets them between pages)."""
-    saved = st.session_state.get("ev_saved")
-    if not isinstance(saved, dict) or saved.get("_data") != data_key:
-        saved = st.session_state["ev_saved"] = {"_data": data_key}
-        for key in defaults:
-            st.session_state.pop(key, None)
-    for key in [k for k in defaults if k not in st.session_state]:
-        st.session_state[key] = saved.get(key, defaults[key])
+    """Widget keys kept by ui.persist (across pages, options in the URL); another data set starts from defaults."""
+    if st.session_state.get("ev_data_key") != data_key:
+        persist.forget("ev_")
+        st.session_state["ev_data_key"] = data_key
+    persist.url_params("events", persist.EVENTS)
+    for key, default in defaults.items():
+        persist.widget(key, default)
 
 
 def _pick(key: str, options, default) -> None:
@@ -297,4 +296,3 @@ with t3:
     rc_tab(df, studies)
 with t4:
     outcome_tab(df, r_opts, g_opts, len(studies) > 1)
-st.session_state["ev_saved"].update({k: st.session_state[k] for k in DEFAULTS if k in st.session_state})

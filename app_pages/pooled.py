@@ -141,4 +141,4 @@ elif section == "Centering multiverse":
     table_download(mv, "centering_multiverse", key="mv_dl")
 
 elif section == "Report & script":
-    report_downloads(ds, options, res, fig)
+    report_downloads(ds, options, res, fig, xlabel)

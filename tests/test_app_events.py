@@ -208,3 +208,32 @@ def test_chance_reference_cached_on_the_options_it_depends_on(monkeypatch):
     assert c.chance.to_frame().equals(at_3)
     compute.event_ruptures(d, rule="all", k=3.0, sd="patient")
     assert len(calls) == 2
+
+
+def test_options_in_the_url_are_applied_and_kept_across_pages():
+    """A shared link (ui/persist.py): the criterion, k, event kind and RC method in the query string open the
+    page with those choices; a value outside the allowed range is ignored; the choices come back after a visit
+    to another page; the URL never carries a study or column name."""
+    at = AppTest.from_file(APP, default_timeout=180)
+    for k, v in {"criterion": "other_sessions", "k": "3.1", "event": "loss", "rc": "HA", "sd": "nonsense"}.items():
+        at.query_params[k] = v
+    at.run()
+    at.switch_page("app_pages/events.py")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.selectbox(key="ev_crit").value == "other_sessions"
+    assert at.number_input(key="ev_k").value == pytest.approx(3.1)
+    assert at.radio(key="ev_sg_kind").value == "loss"
+    assert at.radio(key="ev_rc_method").value == "HA"
+    assert at.selectbox(key="ev_sd_opt").value != "nonsense"
+    url = {k: (v[0] if isinstance(v, list) else v) for k, v in ((k, at.query_params[k]) for k in at.query_params)}
+    assert url["k"] == "3.1" and url["rc"] == "HA"
+    studies = set(at.session_state["dataset"]["df"]["study"].astype(str))
+    assert not any(s in str(v) for s in studies for v in url.values())
+    at.number_input(key="ev_k").set_value(2.8).run()
+    at.switch_page("app_pages/pooled.py")
+    at.run()
+    at.switch_page("app_pages/events.py")
+    at.run()
+    assert at.number_input(key="ev_k").value == pytest.approx(2.8)
+    assert at.radio(key="ev_rc_method").value == "HA"

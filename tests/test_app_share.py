@@ -148,3 +148,89 @@ def test_uploaded_files_column_mapping_goes_into_the_bundle():
     m = b.mapping["trial_a.csv"]
     assert (m["patient"], m["session"], m["alliance"], m["symptoms"]) == ("client_id", "week", "wai_sr", "phq9")
     pd.testing.assert_frame_equal(b.data, ds["df"])
+
+
+def _download_keys(at) -> set:
+    keys = set()
+    for el in at.get("download_button"):
+        k = getattr(el.proto, "id", "") or ""
+        keys.add(k)
+    return keys
+
+
+def test_trio_and_growth_pages_offer_their_r_scripts():
+    at = _goto(_app(), "app_pages/lagged.py")
+    ids = " ".join(_download_keys(at))
+    assert "dl_dec_r" in ids and "dl_dec_data" in ids
+    at = _goto(_app(), "app_pages/convergence.py")
+    ids = " ".join(_download_keys(at))
+    assert "dl_growth_r" in ids and "dl_growth_data" in ids
+
+
+def test_report_section_offers_the_r_script_with_new_options():
+    at = _goto(_app({"lag": "0", "directions": "symptoms_to_alliance", "df": "satterthwaite"}), "app_pages/pooled.py")
+    used = at.session_state["lag_options"]
+    assert used["lag"] == 0 and used["df_method"] == "satterthwaite"
+    at.segmented_control(key="pooled_section").set_value("Report & script").run()
+    assert not at.exception, [e.value for e in at.exception]
+    ids = " ".join(_download_keys(at))
+    assert "dl_repro_r" in ids and "dl_bundle" in ids
+    assert not any("does not reproduce" in str(c.value) for c in at.caption)
+
+
+def _figures_script():
+    import streamlit as st
+
+    from analysis import convergence as conv
+    from analysis import data as adata
+    from analysis import pipeline as pl
+    from analysis import plots_meta as pm
+    from analysis.lagged import LagOptions as LO
+    from tests.test_share import DEMO, _demo
+    from ui import compute, reporting
+    from ui.r_downloads import bundle_extras
+
+    raw = adata.load(DEMO, filename=DEMO.name)
+    df = adata.to_canonical(raw, adata.suggest_mapping(raw))
+    df = df[df["study"].isin(["Study 02", "Study 04", "Study 10"])].reset_index(drop=True)
+    options = LO(lag=1)
+    res = pl.two_stage(df, options)
+    st.session_state.update({"dec_study": "Study 04", "dec_direction": "alliance_to_symptoms",
+                             "lag_view_study": "Study 02", "lag_view_dir": "symptoms_to_alliance",
+                             "lag_view_patient": str(df.loc[df["study"] == "Study 02", "patient"].iloc[0]),
+                             "pooled_term": "prior_within", "early_window": (1, 3), "early_outcome": "last",
+                             "share_growth": (compute.data_key(df), conv.growth_models(_demo("dyads_gsi.csv")))})
+    forest = pm.forest_figure(res.pooled["alliance_to_symptoms"], title="f", xlabel="x")
+    figs = reporting.analysis_figures({"df": df, "name": "d"}, options, res, forest)
+    st.text("\n".join(sorted(figs)))
+    st.text("\n".join(sorted(bundle_extras(df, compute.data_key(df)))))
+
+
+def test_bundle_figures_follow_what_the_pages_showed():
+    at = AppTest.from_function(_figures_script, default_timeout=300)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    names = set(at.text[0].value.split("\n"))
+    dirs = ("alliance_to_symptoms", "symptoms_to_alliance")
+    expected = {"forest_plot", "total_within_between_alliance_to_symptoms", "person_means_alliance_to_symptoms",
+                "patient_series", "symptom_growth_by_convergence"}
+    expected |= {f"{k}_{d}" for d in dirs for k in ("study_coefficients", "leave_one_out", "funnel", "multiverse")}
+    expected |= {f"forest_{d}_prior_within" for d in dirs}
+    assert expected <= names, expected - names
+    assert "early_alliance_partial_beta" in names
+    assert set(at.text[1].value.split("\n")) == {"decomposition", "growth"}
+
+
+def test_convergence_page_on_the_loaded_data_puts_its_growth_models_into_the_bundle():
+    from analysis import data as adata
+    from ui.compute import data_key
+
+    path = ROOT / "demo_data" / "dyads_gsi.csv"
+    raw = adata.load(path, filename=path.name)
+    df = adata.to_canonical(raw, adata.suggest_mapping(raw))
+    at = _goto(_app(df=df), "app_pages/convergence.py")
+    assert at.selectbox(key="conv_source").value.startswith("Loaded data")
+    kept_key, gr = at.session_state["share_growth"]
+    assert kept_key == data_key(df) and sorted(gr.models) == [1, 2, 3]
+    ids = " ".join(_download_keys(at))
+    assert "dl_growth_r" in ids

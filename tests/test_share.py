@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 
 from analysis import data, pipeline, rscript
-from analysis.lagged import LagOptions
+from analysis.lagged import DIRECTIONS, LagOptions
 from analysis.report import r_script, reproduction_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +41,34 @@ def canonical():
     return _canonical()
 
 
+HOSTILE_COVARIATE = 'grüppe "x" \\ $(y) ×'  # a column name that must stay data inside the R script
+
+
+def _with_covariates(df: pd.DataFrame) -> pd.DataFrame:
+    """The demo studies plus patient-level covariates, read back through the app's intake (which decides
+    numeric vs text): ``age`` (numeric, some patients missing), ``group`` (3 levels, some missing) and
+    ``arm`` (Study 02 has no patient in the reference level 'a', so its dummies are dropped there);
+    ``setting`` (study-level in the demo) is constant within each study and dropped in every study."""
+    df = df.copy()
+    codes = pd.factorize(df["study"].astype(str) + "|" + df["patient"].astype(str))[0]
+    rng = np.random.default_rng(5)
+    age = rng.normal(40, 12, codes.max() + 1).round(1)[codes]
+    age[codes % 17 == 3] = np.nan
+    group = np.array(["ctrl", "icbt", "wait"], dtype=object)[rng.integers(0, 3, codes.max() + 1)][codes]
+    group[codes % 23 == 5] = None
+    arm = np.where((df["study"] == "Study 02").to_numpy(), np.array(["b", "c"])[codes % 2],
+                   np.array(["a", "b", "c"])[codes % 3])
+    df["age"], df["group"], df["arm"] = age, group, arm
+    df[HOSTILE_COVARIATE] = np.where(pd.isna(group), None, np.char.add("lev ", group.astype(str)) + ' "ü" \\')
+    raw = data.load(df.to_csv(index=False).encode("utf-8"), filename="with_covariates.csv")
+    return data.to_canonical(raw, data.suggest_mapping(raw))
+
+
+@pytest.fixture(scope="module")
+def canonical_cov(canonical):
+    return _with_covariates(canonical)
+
+
 R_OPTION_SETS = {
     "default": LagOptions(),
     "detrended_time_dl_knha": LagOptions(centering="detrended", time_trend="fixed", pooling_method="DL", test="knha"),
@@ -51,20 +80,49 @@ R_OPTION_SETS = {
                                                centering="none", pooling_method="FE"),
     "random_slope_eb_knha_one_direction": LagOptions(time_trend="fixed_random", directions=("alliance_to_symptoms",),
                                                      pooling_method="EB", test="knha"),
+    # lag 0, Satterthwaite t tests (lmerTest), covariates (numeric + text levels, missing values)
+    "lag0_next_observed_satterthwaite_covariates_ml": LagOptions(
+        lag=0, directions=("symptoms_to_alliance",), pairing="next_observed", df_method="satterthwaite",
+        covariates=("age", HOSTILE_COVARIATE), pooling_method="ML"),
+    "lag0_detrended_within_sd_dl": LagOptions(lag=0, directions=("symptoms_to_alliance",), centering="detrended",
+                                              standardize_by="within", pooling_method="DL"),
+    "outcome_moderator_cross_level_covariates_knha": LagOptions(
+        outcome_moderator=True, cross_level=True, covariates=("age", "arm", "setting"), test="knha"),
+    "fixed_effects_lag3_outcome_moderator_covariates_pm": LagOptions(
+        estimator="fixed_effects", lag=3, outcome_moderator=True, covariates=("group", "arm"), time_trend="fixed",
+        pooling_method="PM"),
+    "satterthwaite_random_slope_within_sd_he": LagOptions(df_method="satterthwaite", time_trend="fixed_random",
+                                                          standardize_by="within", pooling_method="HE"),
+    "raw_grand_mean_covariates_hs_knha": LagOptions(standardize=False, centering="grand_mean",
+                                                    covariates=("age", "arm"), pooling_method="HS", test="knha"),
 }
+# Together the sets cover every value of every LagOptions field (lags 0-3, all nine tau2 estimators, ...).
+# the R script guesses the covariate types itself (numeric when every value reads as a number) for this set
+R_GUESSES_KINDS = {"raw_grand_mean_covariates_hs_knha"}
+
+
+def test_r_option_sets_cover_every_value_the_r_script_implements():
+    for name, allowed in rscript.R_VALUES.items():
+        used = {getattr(o, name) for o in R_OPTION_SETS.values()}
+        assert set(allowed) <= used, (name, set(allowed) - used)
+    sets = R_OPTION_SETS.values()
+    assert {o.directions for o in sets} >= {DIRECTIONS, ("alliance_to_symptoms",), ("symptoms_to_alliance",)}
+    assert any(o.sessions for o in sets) and any(len(o.covariates) >= 3 for o in sets)
 
 
 @pytest.mark.r
 @pytest.mark.parametrize("name", list(R_OPTION_SETS))
-def test_r_script_reproduces_two_stage(name, canonical, tmp_path):
+def test_r_script_reproduces_two_stage(name, canonical, canonical_cov, tmp_path):
     options = R_OPTION_SETS[name]
+    frame = canonical_cov if options.covariates else canonical
     fname = 'data "ü" \\ 1.csv'  # a file name that needs escaping inside R
-    canonical.to_csv(tmp_path / fname, index=False)
-    (tmp_path / "reproduce.R").write_text(r_script(fname, options), encoding="utf-8")
+    frame.to_csv(tmp_path / fname, index=False)
+    script = r_script(fname, options, data=None if name in R_GUESSES_KINDS else frame)
+    (tmp_path / "reproduce.R").write_text(script, encoding="utf-8")
     run = subprocess.run(["Rscript", "reproduce.R"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Stage 2, pooled" in run.stdout
-    res = pipeline.two_stage(canonical, options)
+    res = pipeline.two_stage(frame, options)
 
     per_r = pd.read_csv(tmp_path / "per_study_estimates.csv", dtype={"study": str}, encoding="utf-8")
     py = res.per_study.astype({"study": object, "direction": object, "term": object, "status": object})
@@ -79,6 +137,20 @@ def test_r_script_reproduces_two_stage(name, canonical, tmp_path):
     assert ok.sum() >= len(STUDIES) * len(options.directions) * 2
     np.testing.assert_allclose(m.loc[ok, "estimate_r"], m.loc[ok, "estimate_py"], rtol=0, atol=1e-4)
     np.testing.assert_allclose(m.loc[ok, "se_r"], m.loc[ok, "se_py"], rtol=0, atol=1e-4)
+    df_py = np.array([res.fits[(s, d)].coef(t)["df"] for s, d, t in m.loc[ok, key].to_numpy()])
+    if options.df_method == "satterthwaite":
+        assert np.isfinite(df_py).all()
+        np.testing.assert_allclose(m.loc[ok, "df"], df_py, rtol=1e-4)
+    elif options.estimator == "fixed_effects":
+        np.testing.assert_array_equal(m.loc[ok, "df"], df_py)
+    else:
+        assert np.isinf(df_py).all() and np.isinf(m.loc[ok, "df"]).all()
+    if options.covariates:
+        # constant covariates are dropped per study in both (setting is study-level; Study 02 lacks arm 'a')
+        assert not m["term"].str.contains("setting").any()
+        s02 = m[m["study"] == "Study 02"]
+        assert "arm" not in options.covariates or not s02["term"].str.startswith(("arm", "within × arm")).any()
+        assert m["term"].str.startswith("within × ").any()
 
     pooled_r = pd.read_csv(tmp_path / "pooled_estimates.csv").set_index("direction")
     assert sorted(pooled_r.index) == sorted(res.pooled)
@@ -123,6 +195,23 @@ def test_r_script_names_a_value_it_cannot_reproduce(monkeypatch):
     monkeypatch.setitem(rscript.R_VALUES, "standardize", (True,))
     with pytest.raises(ValueError, match="standardize=False"):
         r_script("d.csv", LagOptions(standardize=False))
+
+
+def test_r_script_covers_every_lag_option_and_names_a_new_one(monkeypatch):
+    # every option the app offers today is exported; a value the template lacks is named, never mis-scripted
+    assert set(rscript.R_SUPPORTED_OPTIONS) == {f.name for f in fields(LagOptions)}
+    monkeypatch.setitem(rscript.R_VALUES, "df_method", ("z",))
+    with pytest.raises(ValueError, match="df_method='satterthwaite'"):
+        r_script("d.csv", LagOptions(df_method="satterthwaite"))
+
+
+def test_r_script_embeds_covariate_types_decided_by_the_app():
+    df = pd.DataFrame({"age": [30.5, np.nan], "code": pd.array(["1", "2"], dtype="string"), "flag": [True, False]})
+    assert rscript.covariate_kinds(df, ("age", "code", "flag")) == {
+        "age": "numeric", "code": "categorical", "flag": "categorical"}
+    text = r_script("d.csv", LagOptions(covariates=("age", "code")), data=df)
+    assert 'covariate_kinds = c("age" = "numeric", "code" = "categorical")' in text
+    assert "covariate_kinds = NULL" in r_script("d.csv", LagOptions(covariates=("age",)))
 
 
 def test_r_script_embeds_every_option():
@@ -353,3 +442,224 @@ def test_bundled_r_script_runs_in_the_unzipped_bundle(canonical, tmp_path):
     for direction, meta in res.pooled.items():
         assert abs(pooled.loc[direction, "estimate"] - meta.estimate) < 1e-4
         assert abs(pooled.loc[direction, "se"] - meta.se) < 1e-4
+
+
+# ---------------------------------------------------------------- R scripts of the trio and the growth models
+
+
+def _demo(name: str) -> pd.DataFrame:
+    raw = data.load(ROOT / "demo_data" / name, filename=name)
+    return data.to_canonical(raw, data.suggest_mapping(raw))
+
+
+def _rscript(tmp_path, script: str) -> subprocess.CompletedProcess:
+    (tmp_path / "reproduce.R").write_text(script, encoding="utf-8")
+    run = subprocess.run(["Rscript", "reproduce.R"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+def _assert_close(r, py, what, rel=1e-4):
+    """|R − app| ≤ rel · max(1, |app|): 1e-4 absolute for values up to 1, relative beyond (variance
+    components on a BDI scale are in the tens)."""
+    r, py = np.asarray(r, float), np.asarray(py, float)
+    bad = ~(np.abs(r - py) <= rel * np.maximum(1.0, np.abs(py)))
+    assert not bad.any(), (what, r[bad], py[bad])
+
+
+DECOMPOSITION_SETS = {
+    "icbt_raw_lag1": ("icbt_within_between.csv", dict(direction="alliance_to_symptoms", lag=1, standardize=False)),
+    "icbt_z_lag2_window_reverse": ("icbt_within_between.csv",
+                                   dict(direction="symptoms_to_alliance", lag=2, standardize=True, sessions=(2, 9))),
+    "ipd_study_04_z": ("ipd_17_studies.csv", dict(direction="alliance_to_symptoms", lag=1, standardize=True,
+                                                  study="Study 04", sessions=(1, 6))),
+}
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("name", list(DECOMPOSITION_SETS))
+def test_r_decomposition_script_reproduces_the_trio(name, tmp_path):
+    from analysis import decomposition
+    from analysis.rscript_models import r_decomposition_script
+
+    demo, kw = DECOMPOSITION_SETS[name]
+    df = _demo(demo)
+    df.to_csv(tmp_path / "analysis_data.csv", index=False)
+    run = _rscript(tmp_path, r_decomposition_script("analysis_data.csv", **kw))
+    assert "Wrote decomposition_estimates.csv" in run.stdout
+    res = decomposition.total_within_between(df, **kw)
+    py = res.to_frame()
+    rr = pd.read_csv(tmp_path / "decomposition_estimates.csv")
+    assert sorted(zip(py["model"], py["term"])) == sorted(zip(rr["model"], rr["term"]))
+    assert len(py) == 9
+    m = py.astype({"model": object, "term": object}).merge(rr, on=["model", "term"], suffixes=("_py", "_r"))
+    for c in ("estimate", "se", "statistic", "pvalue", "ci_low", "ci_high"):
+        np.testing.assert_allclose(m[f"{c}_r"], m[f"{c}_py"], rtol=0, atol=1e-4, err_msg=c)
+    np.testing.assert_allclose(m["df_r"], m["df_py"], rtol=1e-3)
+    assert (m["n_obs_r"] == m["n_obs_py"]).all() and (m["n_patients_r"] == m["n_patients_py"]).all()
+    vc = pd.read_csv(tmp_path / "decomposition_variance.csv").set_index("model")
+    for model in ("total", "within"):
+        assert abs(vc.loc[model, "tau2"] - res.tau2[model]) < 1e-4
+        assert abs(vc.loc[model, "sigma2"] - res.sigma2[model]) < 1e-4
+
+
+@pytest.mark.r
+def test_r_decomposition_script_with_a_hostile_study_name_and_a_study_that_cannot_be_fitted(canonical, tmp_path):
+    from analysis import decomposition
+    from analysis.rscript_models import r_decomposition_script
+
+    hostile = 'Ä "04" \\ $(x) ×'
+    df = canonical.copy()
+    df["study"] = df["study"].replace({"Study 04": hostile})
+    df.to_csv(tmp_path / "analysis_data.csv", index=False)
+    _rscript(tmp_path, r_decomposition_script("analysis_data.csv", hostile, standardize=True))
+    rr = pd.read_csv(tmp_path / "decomposition_estimates.csv")
+    py = decomposition.total_within_between(df, study=hostile, standardize=True).to_frame()
+    np.testing.assert_allclose(rr["estimate"], py["estimate"], rtol=0, atol=1e-4)
+    # two patients: no model can be fitted, in the app or in R (which says why)
+    run = _rscript(tmp_path, r_decomposition_script("analysis_data.csv", ODD_STUDY))
+    assert run.stdout.count("was not fitted") == 3
+    assert len(decomposition.total_within_between(df, study=ODD_STUDY).to_frame()) == 0
+    assert len(pd.read_csv(tmp_path / "decomposition_estimates.csv")) == 0
+
+
+def _growth_sets():
+    from analysis.convergence import SampleRules
+
+    return {
+        "gsi_default": ("dyads_gsi.csv", dict()),
+        "gsi_rules_log_occasion_fitted": ("dyads_gsi.csv", dict(rules=SampleRules(min_sessions=5),
+                                                               transform="log_shift", time="occasion",
+                                                               early_discrepancy="fitted")),
+        "gsi_covariate_from_first": ("dyads_gsi.csv", dict(covariates=("n_sessions",), time="from_first")),
+        "gsi_three_levels": ("dyads_gsi.csv", dict(therapist_level="always")),
+        # the app's solver used to stop at a zero therapist variance here (REML 658.9372 vs lme4's 658.9310)
+        "gsi_three_levels_from_first_fitted": ("dyads_gsi.csv", dict(therapist_level="always", time="from_first",
+                                                                     early_discrepancy="fitted")),
+        "bdi_default_signed": ("dyads_bdi.csv", dict(discrepancy="signed")),
+        "bdi_three_levels_multilevel_scores": ("dyads_bdi.csv", dict(therapist_level="always", score_method="multilevel")),
+    }
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("name", list(_growth_sets()))
+def test_r_growth_script_reproduces_models_1_to_3(name, tmp_path):
+    from analysis import convergence as conv
+    from analysis.rscript_models import r_growth_script
+
+    demo, kw = _growth_sets()[name]
+    gr = conv.growth_models(_demo(demo), **kw)
+    assert len(gr.models) == 3
+    gr.model_data().to_csv(tmp_path / "growth_model_data.csv", index=False)
+    run = _rscript(tmp_path, r_growth_script("growth_model_data.csv", gr))
+    assert "Wrote growth_fixed_effects.csv" in run.stdout
+    py = gr.to_frame()
+    rr = pd.read_csv(tmp_path / "growth_fixed_effects.csv")
+    assert sorted(zip(py["model"], py["term"])) == sorted(zip(rr["model"], rr["term"]))
+    m = py.astype({"term": object}).merge(rr, on=["model", "term"], suffixes=("_py", "_r"))
+    for c in ("estimate", "se"):
+        _assert_close(m[f"{c}_r"], m[f"{c}_py"], c)
+    np.testing.assert_allclose(m["df_r"], m["df_py"], rtol=1e-3)
+    vc = pd.read_csv(tmp_path / "growth_random_effects.csv").set_index("model")
+    for k, g in gr.models.items():
+        assert vc.loc[k, "n_dyads"] == g.n_dyads and vc.loc[k, "n_obs"] == g.n_obs
+        comps = ["var_intercept", "var_slope", "cov_intercept_slope", "residual"]
+        comps += ["var_therapist"] if g.levels == 3 else []
+        assert (g.levels == 3) == np.isfinite(vc.loc[k, "var_therapist"])
+        _assert_close([vc.loc[k, c] for c in comps], [g.random[c] for c in comps], f"model {k} variances")
+        _assert_close(vc.loc[k, "aic_ml"], g.aic_ml, f"model {k} ML AIC")
+        # the same REML optimum (lme4's best of three optimisers; the app's never worse)
+        rdev = vc.loc[k, "deviance_reml"]
+        assert g.deviance_reml <= rdev + 1e-7 and abs(rdev - g.deviance_reml) < 1e-6, (k, rdev, g.deviance_reml)
+        assert set(str(vc.loc[k, "dropped"]).split()) - {"nan"} == set(g.dropped_terms)
+
+
+def test_growth_model_data_are_the_rows_of_the_fit():
+    from analysis import convergence as conv
+
+    gr = conv.growth_models(_demo("dyads_gsi.csv"), therapist_level="always")
+    md = gr.model_data()
+    assert len(md) == gr.models[1].n_obs and md["patient"].nunique() == gr.models[1].n_dyads
+    assert list(md.columns[:4]) == ["patient", "therapist", "t", "symptoms"]
+    per = md.groupby("patient")["convergence"].first()
+    np.testing.assert_allclose(per.mean(), gr.centering["convergence"], rtol=1e-12)
+    assert "convergence_x_development" not in md.columns
+
+
+# ---------------------------------------------------------------- bundle: extra R scripts and every figure
+
+
+@pytest.mark.r
+def test_bundle_with_trio_and_growth_scripts_runs_them_in_the_unzipped_bundle(canonical, tmp_path):
+    import io
+    import zipfile
+
+    from analysis import bundle, decomposition
+    from analysis import convergence as conv
+
+    options = LagOptions(lag=2, standardize=True, sessions=(1, 6))
+    gr = conv.growth_models(_demo("dyads_gsi.csv"), models=(1, 2))
+    zipped = bundle.make_bundle(canonical, options, "b", decomposition={"study": "Study 04",
+                                                                        "direction": "symptoms_to_alliance"},
+                                growth=gr)
+    names = set(zipfile.ZipFile(io.BytesIO(zipped)).namelist())
+    assert {"reproduce_decomposition.R", "growth/growth_model_data.csv", "growth/reproduce_growth_models.R"} <= names
+    b = bundle.read_bundle(zipped)  # the checksums of the new files are in the manifest
+    assert {"reproduce_decomposition.R", "growth/reproduce_growth_models.R"} <= {f["name"] for f in b.manifest["files"]}
+    zipfile.ZipFile(io.BytesIO(zipped)).extractall(tmp_path)
+    run = subprocess.run(["Rscript", "reproduce_decomposition.R"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    res = decomposition.total_within_between(canonical, "symptoms_to_alliance", lag=2, standardize=True,
+                                             study="Study 04", sessions=(1, 6))
+    rr = pd.read_csv(tmp_path / "decomposition_estimates.csv")
+    w = rr[(rr["model"] == "within") & (rr["term"] == "within")].iloc[0]
+    assert abs(w["estimate"] - res.coef("within", "within")["estimate"]) < 1e-4
+    run = subprocess.run(["Rscript", "reproduce_growth_models.R"], cwd=tmp_path / "growth", capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    fx = pd.read_csv(tmp_path / "growth" / "growth_fixed_effects.csv")
+    py = gr.to_frame()
+    _assert_close(fx["estimate"], py.set_index(["model", "term"]).loc[list(zip(fx["model"], fx["term"])), "estimate"],
+                  "growth estimates")
+
+
+def test_bundle_says_why_a_trio_script_is_missing(canonical):
+    import io
+    import zipfile
+
+    from analysis import bundle
+
+    zipped = bundle.make_bundle(canonical, LagOptions(lag=0, directions=("symptoms_to_alliance",)), "b",
+                                decomposition={"study": "Study 04", "direction": "symptoms_to_alliance"})
+    z = zipfile.ZipFile(io.BytesIO(zipped))
+    assert "reproduce_decomposition.R" not in z.namelist()
+    assert "No R script of the total/within/between models: lag must be" in z.read("README.txt").decode()
+
+
+def test_bundle_holds_every_figure_of_the_analysis_as_svg(canonical):
+    import io
+    import time
+    import zipfile
+
+    from analysis import bundle, plots_meta
+    from ui import reporting
+
+    options = LagOptions()
+    res = pipeline.two_stage(canonical, options)
+    ds = {"df": canonical, "name": "demo"}
+    forest = plots_meta.forest_figure(res.pooled["alliance_to_symptoms"], title="forest", xlabel="x")
+    figs = reporting.analysis_figures(ds, options, res, forest)  # no page choices: the pooled-page figures
+    expected = {"forest_plot"} | {f"{kind}_{d}" for d in options.directions
+                                  for kind in ("study_coefficients", "leave_one_out", "funnel", "multiverse")}
+    assert set(figs) == expected
+    t0 = time.time()
+    zipped = bundle.make_bundle(canonical, options, "b", figures=figs)
+    took = time.time() - t0
+    z = zipfile.ZipFile(io.BytesIO(zipped))
+    svgs = {n: z.read(n) for n in z.namelist() if n.startswith("figures/")}
+    assert set(svgs) == {f"figures/{n}.svg" for n in expected}
+    for n, b in svgs.items():
+        assert b"<svg" in b[:400] and len(b) > 5000, n
+    assert took < 120, f"rendering {len(svgs)} figures took {took:.0f} s"
+    assert bundle.read_bundle(zipped).options == options

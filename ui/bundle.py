@@ -34,9 +34,13 @@ def page_options() -> dict:
 
 def bundle_bytes(ds: dict, options, report_html: bytes | None = None, figures: dict | None = None) -> bytes:
     """The bundle of the loaded data set and the current options."""
+    from ui.compute import data_key
+    from ui.r_downloads import bundle_extras
+
     seeds = {k: v for k, v in page_options().items() if "seed" in k}
     return abundle.make_bundle(ds["df"], options, ds["name"], mapping=ds.get("mapping"), page_options=page_options(),
-                               seeds=seeds, report_html=report_html, figures=figures)
+                               seeds=seeds, report_html=report_html, figures=figures,
+                               **bundle_extras(ds["df"], data_key(ds["df"])))
 
 
 def restore(b: abundle.Bundle) -> None:

@@ -15,6 +15,7 @@ from ui.downloads import show_figure, table_download
 from ui.early_view import early_section
 from ui.options import DIRECTIONS
 from ui.presets import preset_control
+from ui.r_downloads import decomposition_r_download
 from ui.safe import esc
 
 _LABEL = {"total": "Total (within + between)", "within": "Within patients", "between": "Between patients"}
@@ -68,6 +69,8 @@ def decomposition_section(df, options) -> None:
         table_download(tab, f"total_within_between_{study}_{direction}", key="dec_dl")
         for m in res.messages:
             st.caption(esc(m, limit=None))
+    with st.expander("Reproduce these three models in R"):
+        decomposition_r_download(df, study, direction, options)
 
 
 def descriptives_section(df, study: str, sessions=None) -> None:

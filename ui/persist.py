@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from analysis import convergence as _conv
+from analysis import events as _ev
 from analysis import presets as _presets
 
 STORE = "_persist"  # remembered widget values
@@ -194,4 +195,18 @@ CONVERGENCE = {
     "time": Param("conv_time", "choice", tuple(_conv.TIMES)),
     "levels": Param("conv_levels", "choice", ("never", "lrt", "always")),
     "early": Param("conv_early", "choice", ("raw", "fitted")),
+}
+
+#: The Ruptures & gains page's main options (criterion, thresholds, raters, methods; never study names).
+EVENTS = {
+    "criterion": Param("ev_crit", "choice", tuple(_ev.CRITERION_LABELS)),
+    "k": Param("ev_k", "float", lo=0.5, hi=4.0),
+    "sd": Param("ev_sd_opt", "choice", ("robust", "patient", "pooled", "max")),
+    "detrend": Param("ev_detrend", "bool"),
+    "rater": Param("ev_rater", "choice", ("patient", "therapist", "both")),
+    "event": Param("ev_sg_kind", "choice", ("gain", "loss")),
+    "better": Param("ev_sg_better", "choice", ("lower", "higher")),
+    "rc": Param("ev_rc_method", "choice", tuple(_ev.RC_METHODS)),
+    "outcome": Param("ev_out_event", "choice", ("rupture", "repair", "rupture_repair", "repair_groups", "gain")),
+    "effect": Param("ev_out_measure", "choice", ("SMD", "MD")),
 }
