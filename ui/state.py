@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import gc
 import threading
+import weakref
 from pathlib import Path
 
 import pandas as pd
@@ -83,8 +84,11 @@ def set_dataset(df: pd.DataFrame, name: str, source: str, notes: list[str] | Non
     for key in [k for k in st.session_state if str(k).startswith("result_")]:
         del st.session_state[key]
     if previous is not None:  # a data set replaces another: the old one and its files can go
-        release_uploads(big=source == "upload" or previous.get("source") == "upload"
-                        or "_file_reader_memo" in st.session_state)
+        big = source == "upload" or previous.get("source") == "upload" or "_file_reader_memo" in st.session_state
+        release_uploads(big=big)
+        if previous.get("source") == "upload" and isinstance(previous.get("df"), pd.DataFrame):
+            # ... and once the old frame is really gone (Streamlit may hold it a run longer)
+            weakref.finalize(previous["df"], _trim_soon)
 
 
 def release_uploads(big: bool = True) -> None:
@@ -102,9 +106,14 @@ def release_uploads(big: bool = True) -> None:
         # ... and once more after it: Streamlit lets go of the old run's download callables and uploaded
         # files only when the next run has finished
         for delay in _LATE_TRIMS:
-            t = threading.Timer(delay, _return_memory)
-            t.daemon = True
-            t.start()
+            _trim_soon(delay)
+
+
+def _trim_soon(delay: float = 0.5) -> None:
+    """:func:`_return_memory` shortly, from a background thread (not inside the deallocation that calls this)."""
+    t = threading.Timer(delay, _return_memory)
+    t.daemon = True
+    t.start()
 
 
 def upload_key() -> str:
