@@ -86,3 +86,14 @@ def test_option_text_in_words():
     assert f.option_text("grand_mean") == "grand mean"
     assert f.option_text(0.95) == "0.950" and f.option_text(3) == "3" and f.option_text(np.int64(2)) == "2"
     assert f.option_text(np.float64(0.5)) == "0.500"
+
+
+def test_an_estimate_and_its_interval_share_their_decimals():
+    """APA: an estimate and its bounds with the same decimals; small-scale results get more decimals from
+    their largest magnitude (two significant digits), and a negative bound rounding to zero keeps its sign."""
+    assert f.estimate_ci(0.0052, -0.0008, 0.0123) == f"0.005 [{M}0.001, 0.012]"
+    assert f.interval(-0.0008, 0.0123) == f"[{M}0.001, 0.012]"
+    assert f.estimate_ci(0.0042, 0.001, 0.0074) == "0.0042 [0.0010, 0.0074]"
+    assert f.estimate_ci(0.25, -0.0008, 0.5) == f"0.25 [{M}0.00, 0.50]"
+    assert f.estimate_ci(12.5, 3.2, 21.9) == "12.50 [3.20, 21.90]"
+    assert f.estimate_ci(math.nan, math.nan, math.nan) == "NA [NA, NA]"
