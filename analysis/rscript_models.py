@@ -84,6 +84,14 @@ suppressPackageStartupMessages({
 })
 missing_text <- function(v) is.na(v) | trimws(v) %in% c("", "NA", "NaN")
 num <- function(v) suppressWarnings(as.numeric(ifelse(missing_text(v), NA, v)))
+# every column as text, marked as UTF-8 (sorting and matching non-ASCII names needs the mark)
+read_text_csv <- function(path) {
+  x <- read.csv(path, colClasses = "character", na.strings = character(0), check.names = FALSE,
+                fileEncoding = "UTF-8")
+  x[] <- lapply(x, enc2utf8)
+  names(x) <- enc2utf8(names(x))
+  x
+}
 ctl <- lmerControl(optimizer = "bobyqa", optCtrl = list(rhoend = 1e-10, maxfun = 1e5),
                    check.conv.singular = "ignore", calc.derivs = FALSE)
 ctl_nm <- lmerControl(optimizer = "Nelder_Mead", optCtrl = list(FtolAbs = 1e-14, FtolRel = 1e-14, maxfun = 1e6),
@@ -117,11 +125,7 @@ _DECOMPOSITION = r'''# Reproduces the total, within and between models of one st
 @COMMON@
 @SETTINGS@
 
-raw <- read.csv(data_file, colClasses = "character", na.strings = character(0),
-                check.names = FALSE, fileEncoding = "UTF-8")
-# text marked as UTF-8 (sorting and matching non-ASCII names needs the mark)
-raw[] <- lapply(raw, enc2utf8)
-names(raw) <- enc2utf8(names(raw))
+raw <- read_text_csv(data_file)
 need <- c("patient", "session", "alliance", "symptoms")
 if (!all(need %in% names(raw))) stop("The data lack the column(s) ", paste(setdiff(need, names(raw)), collapse = ", "))
 if ("study" %in% names(raw)) {
@@ -243,11 +247,7 @@ _GROWTH = r'''# Refits the symptom growth Models 1-3 of the convergence analysis
 @COMMON@
 @SETTINGS@
 
-d <- read.csv(data_file, colClasses = "character", na.strings = character(0),
-              check.names = FALSE, fileEncoding = "UTF-8")
-# text marked as UTF-8 (sorting and matching non-ASCII names needs the mark)
-d[] <- lapply(d, enc2utf8)
-names(d) <- enc2utf8(names(d))
+d <- read_text_csv(data_file)
 d$t <- num(d$t)
 d$symptoms <- num(d$symptoms)
 base <- setdiff(unique(unlist(predictors)), "convergence_x_development")
