@@ -41,7 +41,11 @@ def _persist(data_key: str, defaults: dict) -> None:
     if st.session_state.get("ev_data_key") != data_key:
         persist.forget("ev_")
         st.session_state["ev_data_key"] = data_key
-    persist.url_params("events", persist.EVENTS)
+    applied = persist.url_params("events", persist.EVENTS)
+    if "criterion" in applied:  # a link naming a criterion but not its k / SD / trend gets the criterion's own
+        c = ev.RUPTURE_CRITERIA[st.session_state["ev_crit"]]
+        for name, key, val in (("k", "ev_k", c.k), ("sd", "ev_sd_opt", c.sd), ("detrend", "ev_detrend", c.detrend)):
+            st.session_state[key] = st.session_state[key] if name in applied else val
     for key, default in defaults.items():
         persist.widget(key, default)
 
@@ -185,11 +189,10 @@ def gains_tab(df, studies, raters) -> dict | None:
     rater = c1.radio("Alliance rated by", [r for r in raters if r != "both"], format_func=RATERS.get,
                      key="ev_ag_rater", horizontal=True)
     std = c2.checkbox("Standardize alliance within each study first (METHODS §2)", key="ev_ag_std")
-    try:
-        aag, traj = compute.event_around(df, opts, rater, bool(std))
-    except ValueError as exc:
-        _fail("Alliance around gains", exc)
+    if (res := _run("Alliance around gains", "Alliance around gains…", compute.event_around, df, opts, rater,
+                    bool(std))) is None:
         return opts
+    aag, traj = res
     st.markdown(aag.summary("SD units" if std else "alliance points"))
     _notes(aag.messages)
     if aag.n_gain_pairs:
@@ -284,8 +287,7 @@ DEFAULTS = {"ev_crit": "default", "ev_k": ev.DEFAULT_K, "ev_sd_opt": "robust", "
 _persist(ds.get("key", ds["name"]), DEFAULTS)
 _pick("ev_rater", raters, "patient")
 _pick("ev_ag_rater", [r for r in raters if r != "both"], "patient")
-st.markdown(f"Data: **{esc(ds['name'])}** ({fmt.count(len(studies))} {'study' if len(studies) == 1 else 'studies'}). "
-            "Every threshold is your choice; symptoms: higher = more severe; alliance: higher = stronger.")
+st.markdown("Every threshold is your choice; symptoms: higher = more severe; alliance: higher = stronger.")
 t1, t2, t3, t4 = st.tabs([":material/bolt: Ruptures & repairs", ":material/trending_down: Sudden gains",
                           ":material/verified: Reliable change", ":material/target: Relation to outcome"])
 with t1:

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from analysis import events as ev
 from analysis.simulate import SYMPTOM_INSTRUMENTS, simulate_study
 
 pytestmark = pytest.mark.timeout(420)
@@ -237,3 +238,20 @@ def test_options_in_the_url_are_applied_and_kept_across_pages():
     at.run()
     assert at.number_input(key="ev_k").value == pytest.approx(2.8)
     assert at.radio(key="ev_rc_method").value == "HA"
+
+
+def test_a_link_naming_only_the_criterion_opens_that_criterion_as_published():
+    """?criterion=other_sessions without k / SD / trend: the page uses that criterion's own k, SD and trend
+    (as choosing it in the selectbox does), not the default criterion's."""
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["criterion"] = "other_sessions"
+    at.run()
+    at.switch_page("app_pages/events.py")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    c = ev.RUPTURE_CRITERIA["other_sessions"]
+    assert at.number_input(key="ev_k").value == pytest.approx(c.k)
+    assert at.selectbox(key="ev_sd_opt").value == c.sd
+    assert at.checkbox(key="ev_detrend").value == c.detrend
+    assert (c.k, c.sd, c.detrend) != (ev.RUPTURE_CRITERIA["default"].k, ev.RUPTURE_CRITERIA["default"].sd,
+                                      ev.RUPTURE_CRITERIA["default"].detrend)
