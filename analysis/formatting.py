@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["MINUS", "num", "pvalue", "p_text", "interval", "estimate_ci", "signed", "count", "percent",
+__all__ = ["MINUS", "decimals_for", "fixed", "num", "pvalue", "p_text", "interval", "estimate_ci", "signed", "count", "percent",
            "stat", "tau2", "tau2_interval", "option_text"]
 
 MINUS = "\u2212"
@@ -77,8 +77,8 @@ def p_text(p: Any) -> str:
     return "p " + v if v[0] in "<>" else "p = " + v
 
 
-def _shared_decimals(values, digits: int, sig: int = 2) -> int:
-    """Decimals shared by an estimate and its bounds: ``digits``, or more when the largest magnitude
+def decimals_for(values, digits: int = 2, sig: int = 2) -> int:
+    """Decimals shared by numbers shown together (an estimate and its bounds; a table column): ``digits``, or more when the largest magnitude
     among ``values`` would show fewer than ``sig`` significant digits (0.0123 → 3 decimals)."""
     big = max((abs(float(v)) for v in values if _finite(v)), default=0.0)
     if big == 0.0:
@@ -86,29 +86,31 @@ def _shared_decimals(values, digits: int, sig: int = 2) -> int:
     return max(digits, sig - 1 - math.floor(math.log10(big)))
 
 
-def _bound(x: Any, decimals: int, na: str) -> str:
-    """One interval bound with ``decimals`` decimals; a negative bound that rounds to zero keeps its
-    sign ("−0.00"), so an interval that crosses zero still says so."""
+def fixed(x: Any, decimals: int, na: str = "NA") -> str:
+    """``x`` with exactly ``decimals`` decimals and a true minus (numbers shown beside others with the same
+    decimals: an interval, a table column). A negative value that rounds to zero keeps its sign ("−0.00"),
+    so an interval that crosses zero still says so."""
     if not _finite(x):
         return na
     return f"{float(x) + 0.0:.{decimals}f}".replace("-", MINUS)  # + 0.0: an exact −0.0 prints unsigned
 
 
-def interval(lo: Any, hi: Any, digits: int = 2, na: str = "NA") -> str:
+def interval(lo: Any, hi: Any, digits: int = 2, na: str = "NA", decimals: int | None = None) -> str:
     """A confidence interval in brackets, both bounds with the same decimals: "[−0.12, 0.30]".
 
     The decimals are ``digits``, or more when the larger bound (in magnitude) would show fewer than two
-    significant digits: "[0.0012, 0.0091]", "[−0.001, 0.012]", "[−0.00, 0.50]".
+    significant digits: "[0.0012, 0.0091]", "[−0.001, 0.012]", "[−0.00, 0.50]". ``decimals`` fixes them
+    (e.g. one :func:`decimals_for` over a whole forest-plot column).
     """
-    d = _shared_decimals((lo, hi), digits)
-    return f"[{_bound(lo, d, na)}, {_bound(hi, d, na)}]"
+    d = decimals_for((lo, hi), digits) if decimals is None else decimals
+    return f"[{fixed(lo, d, na)}, {fixed(hi, d, na)}]"
 
 
-def estimate_ci(est: Any, lo: Any, hi: Any, digits: int = 2) -> str:
+def estimate_ci(est: Any, lo: Any, hi: Any, digits: int = 2, decimals: int | None = None) -> str:
     """An estimate with its interval, all three with the same decimals (APA): "−0.12 [−0.20, −0.04]",
     "0.005 [−0.001, 0.012]" (the decimals as in :func:`interval`, over the three values)."""
-    d = _shared_decimals((est, lo, hi), digits)
-    return f"{num(est, d)} [{_bound(lo, d, 'NA')}, {_bound(hi, d, 'NA')}]"
+    d = decimals_for((est, lo, hi), digits) if decimals is None else decimals
+    return f"{fixed(est, d)} [{fixed(lo, d)}, {fixed(hi, d)}]"
 
 
 def stat(name: str, value: Any, df: Any = None, digits: int = 2) -> str:

@@ -1116,11 +1116,12 @@ def results_table(results: Mapping[str, MetaResult], names: Mapping[str, str] | 
         pct = f"{100 * r.level:g}%"
         pooled = r.k > 1
         dash = "\u2014"
+        d = fmt.decimals_for((r.estimate, r.ci_low, r.ci_high))  # the estimate and its CI alike (APA)
         rows.append({
             label: names.get(key, str(key).replace("_", " ")),
             "Studies (k)": fmt.count(r.k),
-            "Estimate": fmt.num(r.estimate),
-            f"{pct} CI": fmt.interval(r.ci_low, r.ci_high),
+            "Estimate": fmt.fixed(r.estimate, d),
+            f"{pct} CI": fmt.interval(r.ci_low, r.ci_high, decimals=d),
             "SE": fmt.num(r.se, 3),
             "Test": TEST_NAMES[r.test],
             "Statistic": fmt.num(r.statistic),

@@ -373,15 +373,20 @@ def _estimate_columns(panels, y_of, ys, pct, paired) -> tuple[list[_Column], lis
     groups: list[tuple[str, int]] = []
     for p in panels:
         est = _Column(f"Estimate [{pct} CI]", {}, "right", "Estimate" + (f" ({p.title})" if paired else ""))
+        # one number of decimals for the whole column (APA), from its largest magnitude
+        d = fmt.decimals_for([v for r in (*p.studies, *((p.new,) if p.new is not None else ()))
+                              for v in (r.estimate, r.ci_low, r.ci_high)]
+                             + list(p.summary or ()) + list(p.pi or ()))
         for r in p.studies:
-            est.cells[y_of[r.label]] = (fmt.estimate_ci(r.estimate, r.ci_low, r.ci_high), False)
+            est.cells[y_of[r.label]] = (fmt.estimate_ci(r.estimate, r.ci_low, r.ci_high, decimals=d), False)
         if p.new is not None and "new" in ys:
-            est.cells[ys["new"]] = (fmt.estimate_ci(p.new.estimate, p.new.ci_low, p.new.ci_high), True)
+            est.cells[ys["new"]] = (fmt.estimate_ci(p.new.estimate, p.new.ci_low, p.new.ci_high, decimals=d), True)
         if p.summary is not None:
             e, lo, hi = p.summary
-            est.cells[ys["summary"]] = (fmt.estimate_ci(e, lo, hi) if _finite(lo, hi) else fmt.num(e), True)
+            est.cells[ys["summary"]] = (fmt.estimate_ci(e, lo, hi, decimals=d) if _finite(lo, hi)
+                                        else fmt.fixed(e, d), True)
         if p.pi is not None:
-            est.cells[ys["pi"]] = (fmt.interval(*p.pi), False)
+            est.cells[ys["pi"]] = (fmt.interval(*p.pi, decimals=d), False)
         groups.append((p.title or "", len(right_cols)))
         right_cols.append(est)
         wcells = {y_of[r.label]: (f"{fmt.num(r.weight, 1)}%", False) for r in p.studies if _finite(r.weight)}

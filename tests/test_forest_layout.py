@@ -150,3 +150,19 @@ def test_panel_titles_do_not_overlap_when_the_margins_are_narrow(width):
                                       {"alliance_to_symptoms": ref, "symptoms_to_alliance": None}))
     bad = overlapping(fj, width)
     assert not bad, _describe(bad)
+
+
+def test_estimate_column_shares_one_number_of_decimals():
+    """Every "estimate [CI]" cell of a panel has the same decimals (APA), even when one study's numbers are
+    an order of magnitude smaller than the others'."""
+    import re
+
+    from analysis.plots_meta import ForestPanel, ForestRow, forest_panels_figure
+
+    rows = [ForestRow("A", -0.22, -0.30, -0.13), ForestRow("B", -0.049, -0.083, -0.014),
+            ForestRow("C", 0.004, -0.0008, 0.0091)]
+    fig = forest_panels_figure([ForestPanel(studies=tuple(rows), summary=(-0.09, -0.15, -0.03))])
+    cells = [a.text for a in fig.layout.annotations if "[" in str(a.text) and "CI" not in str(a.text)]
+    assert len(cells) == 4, cells
+    decimals = {len(m) for c in cells for m in re.findall(r"\d\.(\d+)", c)}
+    assert decimals == {2}, cells

@@ -97,3 +97,12 @@ def test_an_estimate_and_its_interval_share_their_decimals():
     assert f.estimate_ci(0.25, -0.0008, 0.5) == f"0.25 [{M}0.00, 0.50]"
     assert f.estimate_ci(12.5, 3.2, 21.9) == "12.50 [3.20, 21.90]"
     assert f.estimate_ci(math.nan, math.nan, math.nan) == "NA [NA, NA]"
+
+
+def test_one_number_of_decimals_for_a_column():
+    """decimals_for: a forest-plot column or table shares one number of decimals, from its largest magnitude."""
+    assert f.decimals_for([-0.049, -0.083, -0.014, -0.22, -0.30, -0.13]) == 2
+    assert f.decimals_for([0.0042, 0.001, 0.0074]) == 4
+    assert f.decimals_for([math.nan, 12.5]) == 2 and f.decimals_for([]) == 2
+    assert f.estimate_ci(-0.049, -0.083, -0.014, decimals=2) == f"{M}0.05 [{M}0.08, {M}0.01]"
+    assert f.interval(-0.004, 0.13, decimals=2) == f"[{M}0.00, 0.13]"
