@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.convergence import PRESETS, apply_sample_rules, dyad_scores, dyadic_model, growth_models
+from analysis import presets
+from analysis.convergence import apply_sample_rules, dyad_scores, dyadic_model, growth_models
 
 ROOT = Path(__file__).resolve().parents[1]
-STUDY2 = "Seed 001 · Study 2 (GSI, sessions 1/3/12/20/end)"
+STUDY2 = "convergence_001_study2"  # preset key (analysis/presets.py)
 
 
 def _time(f, repeat):
@@ -81,9 +82,11 @@ def main(argv=None) -> None:
     if not args.no_page:
         page_times(Path(args.file))
 
-    pr = PRESETS[STUDY2]
-    d2 = apply_sample_rules(df, pr["rules"]).data if Path(args.file).name == pr["demo"] else df
-    opts = pr["options"] if Path(args.file).name == pr["demo"] else {}
+    pr = presets.get(STUDY2)
+    conv = pr.page_options("convergence")
+    on_demo = Path(args.file).name == pr.demo_file
+    d2 = apply_sample_rules(df, conv["rules"]).data if on_demo else df
+    opts = dict(conv["options"]) if on_demo else {}
     growth_models(d2, **opts)  # warm-up (imports)
     best, med = _time(lambda: growth_models(d2, **opts), args.repeat)
     print(f"Models 1-3 (+ null-model tests), REML + Satterthwaite + ML refits: best {best:.3f} s, "
