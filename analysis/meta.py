@@ -1069,15 +1069,16 @@ class MetaResult(Heterogeneity):
     def summary(self) -> str:
         """One plain-language sentence: estimate, CI, heterogeneity and PI."""
         pct = f"{100 * self.level:g}%"
+        d = fmt.decimals_for((self.estimate, self.ci_low, self.ci_high))  # one number of decimals (APA)
         if self.k == 1:
             return (
                 f"Only one study ({self.labels[0]}) was available, so nothing was pooled: "
-                f"its own estimate is {fmt.num(self.estimate)} ({pct} CI {fmt.num(self.ci_low)} "
-                f"to {fmt.num(self.ci_high)})."
+                f"its own estimate is {fmt.fixed(self.estimate, d)} ({pct} CI {fmt.fixed(self.ci_low, d)} "
+                f"to {fmt.fixed(self.ci_high, d)})."
             )
         stat = fmt.stat("z", self.statistic) if self.test == "z" else fmt.stat("t", self.statistic, self.df)
         core = (
-            f"{fmt.num(self.estimate)} ({pct} CI {fmt.num(self.ci_low)} to {fmt.num(self.ci_high)}; "
+            f"{fmt.fixed(self.estimate, d)} ({pct} CI {fmt.fixed(self.ci_low, d)} to {fmt.fixed(self.ci_high, d)}; "
             f"{stat}, {fmt.p_text(self.pvalue)})"
         )
         het = (
@@ -1637,8 +1638,10 @@ class MetaRegressionResult(Heterogeneity):
         stat = "z" if self.test == "z" else "t"
         return pd.DataFrame({
             "Term": list(self.terms),
-            "Estimate": [fmt.num(x) for x in self.estimate],
-            f"{pct} CI": [fmt.interval(a, b) for a, b in zip(self.ci_low, self.ci_high)],
+            "Estimate": [fmt.fixed(x, fmt.decimals_for((x, a, b)))
+                         for x, a, b in zip(self.estimate, self.ci_low, self.ci_high)],
+            f"{pct} CI": [fmt.interval(a, b, decimals=fmt.decimals_for((x, a, b)))
+                          for x, a, b in zip(self.estimate, self.ci_low, self.ci_high)],
             "SE": [fmt.num(x, 3) for x in self.se],
             stat: [fmt.num(x) for x in self.statistic],
             "p": [fmt.pvalue(x) for x in self.pvalue],

@@ -720,7 +720,8 @@ def place(effect: Effect | None, reference: Reference | None) -> Placement:
     """
     if effect is None or not math.isfinite(effect.estimate):
         return Placement(None, "", "The study has no estimate in this direction, so it cannot be placed.")
-    own = f"{fmt.num(effect.estimate)} (95% CI {fmt.num(effect.ci_low)} to {fmt.num(effect.ci_high)})"
+    d = fmt.decimals_for((effect.estimate, effect.ci_low, effect.ci_high))
+    own = f"{fmt.fixed(effect.estimate, d)} (95% CI {fmt.fixed(effect.ci_low, d)} to {fmt.fixed(effect.ci_high, d)})"
     if reference is None:
         return Placement(None, "", f"The study's estimate is {own}; there is no reference to compare it with.")
     pct = f"{100 * reference.level:g}%"
