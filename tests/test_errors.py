@@ -1,9 +1,9 @@
 """An unexpected error on a page shows a plain message and a copyable diagnostic (version, page, options),
 never a traceback or the exception's message (which can carry the user's data) — issue 23 #12."""
 
+import tomllib
 from pathlib import Path
 
-import tomllib
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
