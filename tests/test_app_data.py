@@ -83,8 +83,44 @@ def test_upload_with_errors_blocks_and_keeps_choices():
     assert not at.exception
     assert at.session_state["dataset"]["name"] == before  # nothing replaced
     errors = _plain(" ".join(e.value for e in at.error))
-    assert "more than once" in errors and "P0001" in errors
+    assert "exact copy" in errors and errors.count("P0001 session 1") == 1  # issue 23 #11: named once
     assert at.text_input(key="label_0_dup.csv").value == "My study"  # the user's input is kept
+    # the demo's own check no longer reads as if it were about the rejected file
+    assert not any(s.value == "No problems found." for s in at.success)
+    # one click drops the exact copy (the count is on the button) and loads the file
+    assert at.button(key="drop_copies").label == "Drop the 1 exact copy and load"
+    at.button(key="drop_copies").click().run()
+    assert not at.exception
+    ds = at.session_state["dataset"]
+    assert ds["source"] == "upload" and len(ds["df"]) == len(d) - 1
+    assert "1 exact copy of a row was dropped." in ds["notes"]
+
+
+def test_conflicting_duplicates_are_listed_once_and_not_droppable():
+    d = simulate_study(12, range(1, 4), seed=5).data.drop(columns=["study"])
+    clash = d.iloc[[0]].copy()
+    clash["alliance"] += 1
+    d = pd.concat([d, clash], ignore_index=True)
+    at = _data_page()
+    at.file_uploader[0].set_value(("clash.csv", _csv(d), "text/csv")).run()
+    at.button(key="use_files").click().run()
+    errors = _plain(" ".join(e.value for e in at.error))
+    assert "different values" in errors and errors.count("P0001 session 1") == 1
+    assert not [b for b in at.button if b.key == "drop_copies"]
+
+
+def test_absent_therapist_column_is_reported_as_absent():
+    """Issue 23 #14: an absent therapist column showed as "Missing 100%"."""
+    d = simulate_study(12, range(1, 4), seed=5).data.drop(columns=["study", "therapist_alliance"],
+                                                           errors="ignore")
+    at = _data_page()
+    at.file_uploader[0].set_value(("no_t.csv", _csv(d), "text/csv")).run()
+    at.button(key="use_files").click().run()
+    assert at.session_state["dataset"]["source"] == "upload"
+    col = at.table[0].value["Missing therapist alliance"]
+    assert set(col) == {"no column"}
+    assert not any("therapist" in w.value.lower() for w in at.warning)
+    assert any("No therapist-rated alliance column" in i.value for i in at.info)
 
 
 def test_unreadable_file_gets_a_message_not_a_traceback():

@@ -71,6 +71,8 @@ from analysis.data.validate import (
     OUTLIER_MADS,
     Issue,
     ValidationReport,
+    drop_exact_duplicates,
+    exact_duplicates,
     validate,
 )
 
@@ -91,6 +93,8 @@ __all__ = [
     "ValidationReport",
     "combine",
     "detect_wide",
+    "drop_exact_duplicates",
+    "exact_duplicates",
     "grouping_columns",
     "require_canonical",
     "list_sheets",
