@@ -214,3 +214,47 @@ def test_a_replaced_upload_is_not_kept_alive():
     assert at.session_state["dataset"]["source"] == "demo"
     gc.collect()
     assert uploaded() is None
+
+
+@pytest.mark.parametrize("names", [
+    {"study": "Standort", "patient": "Patient", "session": "Sitzung", "alliance": "Allianz",
+     "symptoms": "Symptome", "therapist": "Therapeut"},
+    {"study": "centro", "patient": "paziente", "session": "seduta", "alliance": "alleanza",
+     "symptoms": "sintomi", "therapist": "terapeuta"},
+    {"study": "site", "patient": "patiënt", "session": "séance", "alliance": "alliance_thérapeutique",
+     "symptoms": "symptômes", "therapist": "thérapeute"},
+    {"study": "sitio", "patient": "paciente", "session": "sesión", "alliance": "alianza", "symptoms": "síntomas",
+     "therapist": "terapeuta"},
+    {"study": "locatie", "patient": "cliënt", "session": "sessie", "alliance": "alliantie", "symptoms": "klachten",
+     "therapist": "behandelaar"},
+    {"study": "mottagning", "patient": "klient", "session": "vecka", "alliance": "allians", "symptoms": "symtom",
+     "therapist": "terapeut"},
+])
+def test_localized_column_names_are_mapped(names):
+    """Issue 23 #13: Allianz, Symptome, Sitzung, Therapeut … (de, fr, es, nl, it, sv) were not recognised."""
+    d = simulate_study(12, range(1, 4), seed=5).data
+    d["therapist"] = (d["patient"].astype(str).str[-1:].astype(int) % 3).astype(str)
+    at = _data_page()
+    at.file_uploader[0].set_value(("lokal.csv", _csv(d.rename(columns=names)), "text/csv")).run()
+    for canonical, own in names.items():
+        assert at.selectbox(key=f"map_0_{canonical}_lokal.csv").value == own, canonical
+
+
+def test_spss_variable_labels_are_shown_and_used(tmp_path):
+    """Issue 23 #13: SPSS variable labels feed the guess and are shown beside each column."""
+    import pyreadstat  # a runtime requirement (SPSS files)
+    d = simulate_study(12, range(1, 4), seed=5).data.drop(columns=["study", "therapist_alliance"], errors="ignore")
+    d = d.rename(columns={"patient": "v_a", "session": "v_b", "alliance": "v_c", "symptoms": "v_d"})
+    d["v_a"] = d["v_a"].astype(str)
+    path = tmp_path / "labelled.sav"
+    pyreadstat.write_sav(d, str(path), column_labels=["Patient code", "Session number",
+                                                      "Working alliance (WAI-SR)", "OQ-45 total score"])
+    at = _data_page()
+    at.file_uploader[0].set_value(("labelled.sav", path.read_bytes(), "application/octet-stream")).run()
+    assert not at.exception
+    for canonical, col in (("patient", "v_a"), ("session", "v_b"), ("alliance", "v_c"), ("symptoms", "v_d")):
+        assert at.selectbox(key=f"map_0_{canonical}_labelled.sav").value == col, canonical
+    box = at.selectbox(key="map_0_alliance_labelled.sav")
+    assert "v_c — Working alliance (WAI-SR)" in box.options
+    assert any("Variable labels from the file" in c.value and "OQ-45 total score" in _plain(c.value)
+               for c in at.caption)

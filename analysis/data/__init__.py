@@ -60,7 +60,7 @@ from analysis.data._common import (
     DataError,
 )
 from analysis.data.canonical import combine, require_canonical, template_csv, to_canonical
-from analysis.data.mapping import Grouping, grouping_columns, suggest_higher_is_better, suggest_mapping
+from analysis.data.mapping import Grouping, column_labels, grouping_columns, suggest_higher_is_better, suggest_mapping
 from analysis.data.read import list_sheets, load
 from analysis.data.reshape import detect_wide, wide_to_long
 from analysis.data.summary import DataSummary, summarize
@@ -91,6 +91,7 @@ __all__ = [
     "Grouping",
     "Issue",
     "ValidationReport",
+    "column_labels",
     "combine",
     "detect_wide",
     "drop_exact_duplicates",
