@@ -1037,6 +1037,19 @@ def test_power_is_near_alpha_without_an_effect_and_high_with_a_large_one():
         convergence_power(40, (1, 2))
 
 
+def test_power_reports_progress_and_stops_when_cancelled():
+    from analysis.convergence import convergence_power
+    from analysis.progress import Cancelled
+
+    seen = []
+    res = convergence_power(30, range(1, 7), betas=(0.2, 0.4), n_sim=3, seed=1, progress=seen.append)
+    assert seen == sorted(seen) and len(seen) == 6 and seen[0] == 0 and seen[-1] == pytest.approx(5 / 6)
+    assert res.table["n_ok"].tolist() == [3, 3]
+    with pytest.raises(Cancelled):
+        convergence_power(30, range(1, 7), betas=(0.2,), n_sim=50, progress=seen.append,
+                          cancelled=lambda: len(seen) > 8)
+
+
 # ----------------------------------------------------------------------------
 # "Reproduce a paper" presets: the paper's qualitative Tables I-II on the demos
 

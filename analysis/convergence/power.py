@@ -91,7 +91,7 @@ class PowerResult:
 
 
 def convergence_power(n_dyads: int, sessions, betas=(0.2, 0.3, 0.4), *, n_sim: int = 200, alpha: float = 0.05,
-                      seed: int = 0, **design) -> PowerResult:
+                      seed: int = 0, progress=None, cancelled=None, **design) -> PowerResult:
     """Power of Model 2's ``time:convergence`` test by simulation (:func:`analysis.simulate.simulate_dyads`).
 
     For each standardized effect β, ``n_sim`` data sets of ``n_dyads`` dyads
@@ -103,8 +103,10 @@ def convergence_power(n_dyads: int, sessions, betas=(0.2, 0.3, 0.4), *, n_sim: i
     with p < ``alpha``. Unlike the paper's cross-sectional approximation
     (N = 44 / 82 / 191 for β = .4 / .3 / .2) this includes the attenuation by
     the score's unreliability, so it is usually lower. ``design``: further
-    :func:`simulate_dyads` arguments (e.g. ``symptom_instrument``).
+    :func:`simulate_dyads` arguments (e.g. ``symptom_instrument``). ``progress``, ``cancelled``: see
+    :mod:`analysis.progress` (the dashboard runs this off the page's thread).
     """
+    from analysis.progress import checkpoint
     from analysis.simulate import simulate_dyads
 
     sessions = tuple(int(s) for s in sessions)
@@ -117,13 +119,15 @@ def convergence_power(n_dyads: int, sessions, betas=(0.2, 0.3, 0.4), *, n_sim: i
     sd_slope = float(design.pop("sd_symptom_slope", 0.04))
     rng = np.random.default_rng(seed)
     rows = []
-    for b in betas:
+    if not all(-1 < float(b) < 1 for b in betas):
+        raise ValueError("Each β must lie strictly between −1 and 1.")
+    total = max(1, len(betas) * int(n_sim))
+    for j, b in enumerate(betas):
         b = float(b)
-        if not -1 < b < 1:
-            raise ValueError("Each β must lie strictly between −1 and 1.")
         eff = sd_slope * b / np.sqrt(1 - b * b)
         hits, ests, ok = 0, [], 0
-        for _ in range(int(n_sim)):
+        for i in range(int(n_sim)):
+            checkpoint(progress, cancelled, (j * int(n_sim) + i) / total)
             sim = simulate_dyads(int(n_dyads), sessions, sd_symptom_slope=sd_slope, convergence_on_slope=eff,
                                  seed=int(rng.integers(2**31)), **design)
             try:
