@@ -9,7 +9,10 @@ intercept and slope) and ``Λ`` a lower-triangular (block-diagonal) q × q
 Cholesky factor whose free entries are the parameter vector θ (the lme4
 parametrisation: the diagonal is bounded below by 0, so a variance can be
 estimated at exactly zero). An optional random intercept at a higher level
-(therapist k, dyads nested in therapists) adds ``v_k ~ N(0, σ² θ_T²)``.
+(therapist k, dyads nested in therapists) adds ``v_k ~ N(0, σ² θ_T²)``; more
+generally the higher level's single random effect multiplies a row covariate
+``u`` (``outer_z``; default 1): ``u·v_k`` (e.g. a random slope of a within
+effect across studies, patients nested in studies: the one-stage IPD model).
 
 Estimation is (restricted) maximum likelihood with σ² profiled out. With
 ``M_j = I + Λ' Z_j' Z_j Λ`` and ``C_j = Λ' Z_j' [X_j y_j]`` the Woodbury
@@ -19,7 +22,7 @@ identity gives, summed over clusters,
     log|V/σ²| = Σ_j log|M_j|
 
 (the third level is a rank-one update per therapist: with
-``w_k = Σ_j 1'W_j 1`` and ``a_k = Σ_j 1'W_j [X y]``, ``W_j = (I + Z_jΛΛ'Z_j')⁻¹``,
+``w_k = Σ_j u_j'W_j u_j`` and ``a_k = Σ_j u_j'W_j [X y]`` (u_j = 1 for an intercept), ``W_j = (I + Z_jΛΛ'Z_j')⁻¹``,
 ``K −= Σ_k θ_T² a_k a_k' / (1 + θ_T² w_k)`` and
 ``log|V/σ²| += Σ_k log(1 + θ_T² w_k)``). Writing ``A = K_XX``,
 ``β̂ = A⁻¹ K_Xy`` and ``r² = K_yy − K_yX β̂`` (the penalised residual sum of
@@ -246,7 +249,7 @@ class _Problem:
     ``R_j = Z_j'Ṽ⁻¹[X y]``, ``w = (−β̂, 1)``, the derivative is ``2(GΛ)_rc``.
     """
 
-    def __init__(self, y, X, Z, gidx, m, blocks, oidx=None, n_outer=0):
+    def __init__(self, y, X, Z, gidx, m, blocks, oidx=None, n_outer=0, uz=None):
         n, p = X.shape
         q = Z.shape[1]
         self.n, self.p, self.q, self.m = n, p, q, m
@@ -284,13 +287,15 @@ class _Problem:
         if self.outer:
             self.oidx = oidx  # outer index per cluster (length m)
             self.n_outer = n_outer
-            self.n_j = np.bincount(gidx, minlength=m).astype(float)
+            # the outer random effect's covariate u (1: an intercept); "1" below stands for u
+            self.uz = np.ones(n) if uz is None else np.asarray(uz, float)
+            self.n_j = np.bincount(gidx, self.uz * self.uz, minlength=m).astype(float)
             self.Zt1 = np.empty((m, q))
             for a in range(q):
-                self.Zt1[:, a] = np.bincount(gidx, Z[:, a], minlength=m)
+                self.Zt1[:, a] = np.bincount(gidx, Z[:, a] * self.uz, minlength=m)
             self.XYt1 = np.empty((m, p + 1))
             for c in range(p + 1):
-                self.XYt1[:, c] = np.bincount(gidx, XY[:, c], minlength=m)
+                self.XYt1[:, c] = np.bincount(gidx, XY[:, c] * self.uz, minlength=m)
         self.eye = np.eye(q)
         # the rows themselves, for the residual-based penalised RSS (criterion_varpar)
         self.y, self.X, self.Z, self.gidx = y, X, Z, gidx
@@ -441,7 +446,7 @@ class _Problem:
         r2 = float(e @ e - np.einsum("ma,ma->", dj, Md))
         if self.outer:
             c1 = self.Zt1 @ st["L"]
-            aj = np.bincount(self.gidx, e, minlength=m) - np.einsum("ma,ma->m", c1, Md)
+            aj = np.bincount(self.gidx, self.uz * e, minlength=m) - np.einsum("ma,ma->m", c1, Md)
             ak = np.bincount(self.oidx, aj, minlength=self.n_outer)
             r2 -= float(np.sum(st["fk"] * ak**2))
         return r2
@@ -624,10 +629,22 @@ def _leave_zero_variances(prob: _Problem, x, fx, reml, lb):
     diagonal entry: a zero variance is a stationary point that a Newton method never leaves even
     when raising it lowers the criterion (seen with a three-level growth model whose therapist
     variance Newton left at 0, 0.006 above lme4's REML criterion). Restart from θ_k = 0.1 and 0.5
-    and keep any optimum that is lower by more than 1e-8.
+    and keep any optimum that is lower by more than 1e-8. When neither gets away from 0 (a Newton
+    step from far out can overshoot back onto the boundary, seen with the one-stage model's slope SD
+    at θ ≈ 0.03), the criterion is scanned along θ_k on a log grid and Newton restarted from its best
+    point when that is lower.
     """
+    grid = (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)
     for k in np.flatnonzero((lb == 0) & (x <= 1e-10)):
-        for val in (0.1, 0.5):
+        starts = [0.1, 0.5]
+        trial = x.copy()
+        fs = []
+        for v in grid:
+            trial[k] = v
+            fs.append(prob.evaluate(trial, reml))
+        if np.min(fs) < fx - 1e-10:
+            starts.append(grid[int(np.argmin(fs))])
+        for val in starts:
             x0 = x.copy()
             x0[k] = val
             try:
@@ -689,6 +706,33 @@ def _check_singular(prob, theta, psi, sigma2, re_names, messages) -> bool:
     return singular
 
 
+def _build_problem(y, X, Z, groups, blocks, outer=None, outer_z=None):
+    """The :class:`_Problem` of a model (cluster codes, nesting check); (problem, cluster labels, n_outer)."""
+    glab, gidx = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    m = len(glab)
+    oidx = None
+    n_outer = None
+    if outer is not None:
+        olab_row = np.asarray(outer).astype(str)
+        olab, oidx_row = np.unique(olab_row, return_inverse=True)
+        n_outer = len(olab)
+        oidx = np.full(m, -1)
+        oidx[gidx] = oidx_row
+        if np.any(oidx[gidx] != oidx_row):
+            raise ValueError(
+                "Each dyad must have one therapist: the third level needs dyads nested in therapists."
+            )
+    uz = None
+    if outer_z is not None:
+        if outer is None:
+            raise ValueError("outer_z needs outer (the level whose random effect it multiplies).")
+        uz = np.asarray(outer_z, float)
+        if uz.shape != np.shape(y) or not np.isfinite(uz).all():
+            raise ValueError("outer_z must be one finite value per row.")
+    prob = _Problem(y, X, Z, gidx, m, blocks, oidx, n_outer or 0, uz)
+    return prob, glab, n_outer
+
+
 def fit_lmm(
     y,
     X,
@@ -699,6 +743,7 @@ def fit_lmm(
     re_names=None,
     blocks=None,
     outer=None,
+    outer_z=None,
     reml: bool = True,
     satterthwaite: bool = True,
     start=None,
@@ -711,7 +756,9 @@ def fit_lmm(
         random-effect covariates (the same columns for every cluster).
     groups : cluster label per row (dyad). ``outer`` : optional label per row
         of a higher level (therapist) with a random intercept; clusters must
-        be nested in it.
+        be nested in it. ``outer_z`` : optional covariate per row that the
+        higher level's random effect multiplies (default 1, an intercept; e.g.
+        a within effect for its random slope across studies).
     blocks : sizes of the unstructured diagonal blocks of Cov(b) (default one
         q × q unstructured block; e.g. ``(2, 2)`` for two independent 2 × 2
         blocks, ``(1, 1, 1, 1)`` for a diagonal covariance).
@@ -731,36 +778,21 @@ def fit_lmm(
     q = Z.shape[1]
     coef_names = tuple(coef_names) if coef_names is not None else tuple(f"x{i}" for i in range(p))
     re_names = tuple(re_names) if re_names is not None else tuple(f"z{i}" for i in range(q))
-    glab, gidx = np.unique(np.asarray(groups).astype(str), return_inverse=True)
-    m = len(glab)
     blocks = tuple(blocks) if blocks is not None else (q,)
     messages = []
     if np.linalg.matrix_rank(X) < p:
         raise ValueError("The fixed-effect design is rank deficient; drop collinear terms first.")
     if n - p <= 0:
         raise ValueError("Not enough observations for the number of fixed effects.")
-    oidx = None
-    n_outer = None
-    if outer is not None:
-        olab_row = np.asarray(outer).astype(str)
-        olab, oidx_row = np.unique(olab_row, return_inverse=True)
-        n_outer = len(olab)
-        oidx = np.full(m, -1)
-        for gi, oi in zip(gidx, oidx_row):
-            if oidx[gi] == -1:
-                oidx[gi] = oi
-            elif oidx[gi] != oi:
-                raise ValueError(
-                    "Each dyad must have one therapist: the third level needs dyads nested in therapists."
-                )
-    prob = _Problem(y, X, Z, gidx, m, blocks, oidx, n_outer or 0)
+    prob, glab, n_outer = _build_problem(y, X, Z, groups, blocks, outer, outer_z)
+    m = prob.m
 
     # start values: identity Λ (lme4's default) and a moment-based start
     base = np.where(prob.lam_diag, 1.0, 0.0)
     starts = []
     if start is not None:
         starts.append(np.asarray(start, float))
-    mom = _moment_start(y, X, Z, gidx, m, prob)
+    mom = _moment_start(y, X, Z, prob.gidx, m, prob)
     for s in (base, mom, 0.3 * base, 3.0 * base):
         if s is None:
             continue
@@ -985,3 +1017,69 @@ def boundary_lrt(reduced: LMMFit, full: LMMFit, df_full: int, df_reduced: int | 
     return {"statistic": lr, "df": (d0, int(df_full)), "pvalue": 0.5 * sf(d0) + 0.5 * sf(df_full),
             "pvalue_naive": sf(df_full), "method": full.method}
 
+
+
+def outer_sd_profile_ci(fit: LMMFit, y, X, Z, groups, outer, *, outer_z=None, blocks=None,
+                        level: float = 0.95) -> tuple[float, float, tuple]:
+    """Profile-likelihood confidence interval of the higher level's SD, ``τ = σ·θ_T`` (lme4's
+    ``confint(fit, method = "profile")`` for that ``sd_`` parameter).
+
+    The profile criterion at a fixed τ is the (REML or ML, as ``fit``) −2 log-likelihood minimised
+    over every other variance parameter (θ of the clusters and σ, with θ_T = τ/σ); the interval is
+    ``{τ ≥ 0 : profile(τ) − deviance ≤ χ²₁(level)}``. Its lower end is 0 when the criterion at τ = 0
+    stays within that bound (a singular or nearly singular fit). Returns ``(low, high, messages)``.
+    """
+    y = np.asarray(y, float)
+    X = np.asarray(X, float)
+    Z = np.asarray(Z, float)
+    if fit.outer_var is None:
+        raise ValueError("The fit has no higher level to profile.")
+    blocks = tuple(blocks) if blocks is not None else (Z.shape[1],)
+    prob, _glab, _n = _build_problem(y, X, Z, groups, blocks, outer, outer_z)
+    reml = fit.method == "REML"
+    nl = prob.n_lam
+    lb = prob.lower_bounds()[:nl]
+    target = float(stats.chi2.ppf(level, 1))
+    tau_hat = float(np.sqrt(fit.outer_var))
+    sig_hat = float(np.sqrt(fit.sigma2))
+    best = float(fit.deviance)
+    msgs = []
+    state = {"x": np.append(np.asarray(fit.theta[:nl], float), np.log(sig_hat))}
+
+    def dev_at(tau):
+        def f(x):
+            sigma = np.exp(x[-1])
+            vp = np.concatenate([x[:-1], [tau / sigma, sigma]])
+            v = prob.criterion_varpar(vp, reml)
+            return v if np.isfinite(v) else 1e300
+
+        bounds = [(lo_, None) if np.isfinite(lo_) else (None, None) for lo_ in lb] + [(None, None)]
+        r = optimize.minimize(f, state["x"], method="L-BFGS-B", bounds=bounds,
+                              options={"ftol": 1e-13, "gtol": 1e-9, "maxiter": 500})
+        state["x"] = r.x
+        return float(r.fun) - best
+
+    def root(a, b):
+        return float(optimize.brentq(lambda t: dev_at(t) - target, a, b, xtol=1e-7 * max(tau_hat, 1e-3)))
+
+    # lower end
+    state["x"] = np.append(np.asarray(fit.theta[:nl], float), np.log(sig_hat))
+    d0 = dev_at(0.0)
+    if d0 <= target:
+        lo = 0.0
+    else:
+        state["x"] = np.append(np.asarray(fit.theta[:nl], float), np.log(sig_hat))
+        lo = root(0.0, tau_hat)
+    # upper end: step out until the bound is crossed
+    state["x"] = np.append(np.asarray(fit.theta[:nl], float), np.log(sig_hat))
+    step = max(tau_hat, 0.1 * sig_hat / max(float(np.sqrt(np.mean(prob.uz**2))), 1e-8))
+    a, b = tau_hat, tau_hat + step
+    hi = np.nan
+    for _ in range(40):
+        if dev_at(b) > target:
+            hi = root(a, b)
+            break
+        a, b = b, b + 2 * (b - a)
+    if not np.isfinite(hi):
+        msgs.append("The profile-likelihood upper limit of τ could not be found (the likelihood stays flat).")
+    return float(lo), float(hi), tuple(msgs)
