@@ -54,6 +54,7 @@ from __future__ import annotations
 
 from analysis.lagged.fit import StudyFit, coef_data, failed_fit, fit_studies, fit_study
 from analysis.lagged.options import (
+    _VARS,  # noqa: F401
     CENTERINGS,
     CORE_COLUMNS,
     DF_METHODS,
@@ -71,6 +72,7 @@ from analysis.lagged.options import (
     TESTS,
     TIME_TRENDS,
     LagOptions,
+    _check_direction,  # noqa: F401 (imported from analysis.lagged by analysis.onestage)
     effect_label,
     model_terms,
 )
