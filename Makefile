@@ -34,9 +34,11 @@ lint: $(VENV)/.dev-installed
 bench: $(VENV)/.installed
 	for f in benchmarks/bench_*.py; do echo "== $$f"; PYTHONPATH=. $(BIN)/python $$f; done
 
-# Rerun every R script in tests/reference (needs R with lme4, metafor, clubSandwich, jsonlite)
-# and fail on any numerical difference from the committed values (relative 1e-9).
+# Rerun every script in tests/reference (R with the packages .ci/system-deps installs)
+# (and the Python scripts that simulate their inputs), and fail on any numerical difference from the committed
+# values (relative 1e-9) or on a file no script writes.
 reference: $(VENV)/.dev-installed
+	.ci/system-deps
 	$(BIN)/python tests/reference/check_reference.py
 
 demo: $(VENV)/.installed
