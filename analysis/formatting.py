@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 __all__ = ["MINUS", "decimals_for", "fixed", "num", "pvalue", "p_text", "interval", "estimate_ci", "signed", "count", "percent",
-           "stat", "tau2", "tau2_interval", "option_text", "cell", "format_frame"]
+           "stat", "tau2", "tau2_interval", "option_text", "cell", "format_frame", "nums"]
 
 MINUS = "\u2212"
 
@@ -266,4 +266,18 @@ def format_frame(df, digits: int = 2):
     for j, c in enumerate(df.columns):
         col = df.iloc[:, j]
         out[c] = [cell(v, c, digits) for v in col.tolist()] if len(col) else pd.Series([], dtype="str")
+    return out
+
+
+def nums(values, digits: int = 2, sign: bool = False, decimals: int | None = None) -> list[str]:
+    """Numbers for a figure's hover text or labels (plotly's own ``%{x:.3f}`` would print a hyphen-minus
+    and fixed decimals): :func:`num` (``sign``: :func:`signed`), or :func:`fixed` with ``decimals``."""
+    import numpy as np
+
+    out = []
+    for v in np.asarray(values, dtype=object).ravel().tolist():
+        if decimals is not None:
+            out.append(fixed(v, decimals))
+        else:
+            out.append(signed(v, digits) if sign else num(v, digits))
     return out

@@ -23,19 +23,20 @@ def styled(df: pd.DataFrame):
 
 
 def show_table(df: pd.DataFrame, name: str, key: str | None = None, title: str | None = None, note: str = "",
-               manuscript: bool = True, **kw) -> None:
+               manuscript: bool = True, csv: pd.DataFrame | None = None, **kw) -> None:
     """Show ``df`` formatted; ``key`` is the CSV button's key. Underneath, its downloads: CSV (raw numbers) and, for tables that go into
-    manuscripts (``manuscript``), Word (APA table) and LaTeX with the same text as on screen."""
+    manuscripts (``manuscript``), Word (APA table) and LaTeX with the same text as on screen. ``csv``: a
+    fuller frame for the CSV (e.g. every column of the result), else ``df``."""
     kw.setdefault("width", "stretch")
     kw.setdefault("hide_index", True)
     st.dataframe(styled(df), **kw)
     csv_key = key or f"dl_csv_{_slug(name)}"  # (the CSV button keeps the key it had before Word and LaTeX)
     if not manuscript:
-        table_download(df, name, key=csv_key)
+        table_download(df if csv is None else csv, name, key=csv_key)
         return
     c1, c2, c3 = st.columns(3)
     with c1:
-        table_download(df, name, key=csv_key, label="CSV (raw numbers)")
+        table_download(df if csv is None else csv, name, key=csv_key, label="CSV (raw numbers)")
     heading = title or name.replace("_", " ").capitalize()
     with c2:
         st.download_button("Word table (APA)", data=lambda: tables.docx_bytes(df, heading, note=note),
