@@ -33,8 +33,8 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -55,8 +55,7 @@ IDLE = """() => !document.querySelector('[data-testid="stStatusWidget"]')
 CHARTS = "() => document.querySelectorAll('.js-plotly-plot').length"
 
 
-@dataclass
-class Page:
+class Page(NamedTuple):
     path: str
     title: str
     #: ("radio", first label, second label) or ("checkbox", label) or ("select", widget label, option) or None
@@ -77,12 +76,11 @@ PAGES = [
 ]
 
 
-@dataclass
 class Step:
-    seconds: list = field(default_factory=list)
-    cpu: list = field(default_factory=list)
-    load: list = field(default_factory=list)
-    note: str = ""
+    """One measured step of a page: seconds, server CPU seconds and load average per repetition."""
+
+    def __init__(self):
+        self.seconds, self.cpu, self.load, self.note = [], [], [], ""
 
     def add(self, s: float, c: float) -> None:
         self.seconds.append(s)
@@ -155,39 +153,36 @@ def bench_page(browser, url: str, pid: int, p: Page, reps: int, timeout_ms: floa
             steps[k].note = "—"
     for r in range(reps):
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = ctx.new_page()
         try:
-            need = p.path not in ("data",)
-            timed(steps["cold"], pid, lambda: page.goto(f"{url}/{p.path}", timeout=timeout_ms), page, None,
-                  timeout_ms, need)
-            home = sidebar_link(page, "Overview")
-            c0 = page.evaluate(SIG)
-            home.click()
-            wait_done(page, None if not c0 else c0, timeout_ms, need_charts=False)
-            link = sidebar_link(page, p.title)
-            timed(steps["warm"], pid, link.click, page, page.evaluate(SIG), timeout_ms, need)
-            try:
-                if p.option:
-                    for flip in (False, True):
-                        before = page.evaluate(SIG)
-                        timed(steps["option"], pid, lambda f=flip: change_option(page, p.option, f), page, before,
-                              timeout_ms)
-                if p.slider:
-                    for flip in (False, True):
-                        before = page.evaluate(SIG)
-                        timed(steps["slider"], pid, lambda f=flip: move_slider(page, p.slider, f), page, before,
-                              timeout_ms)
-                if p.preset:
-                    before = page.evaluate(SIG)
-                    timed(steps["preset"], pid, lambda: apply_preset(page, r + 1), page, before, timeout_ms)
-            except Exception as e:  # an interaction that fails is reported, the page's other numbers stand
-                for k in ("option", "slider", "preset"):
-                    if not steps[k].seconds and not steps[k].note:
-                        steps[k].note = f"failed: {type(e).__name__}"
-                print(f"  {p.path}: {type(e).__name__}: {str(e).splitlines()[0][:120]}", flush=True)
+            one_session(ctx.new_page(), url, pid, p, r, steps, timeout_ms)
         finally:
             ctx.close()
     return steps
+
+
+def one_session(page, url: str, pid: int, p: Page, r: int, steps: dict, timeout_ms: float) -> None:
+    need = p.path != "data"
+    timed(steps["cold"], pid, lambda: page.goto(f"{url}/{p.path}", timeout=timeout_ms), page, None, timeout_ms, need)
+    sidebar_link(page, "Overview").click()
+    page.wait_for_url("**/", timeout=timeout_ms)
+    wait_done(page, None, timeout_ms, need_charts=False)
+    timed(steps["warm"], pid, sidebar_link(page, p.title).click, page, None, timeout_ms, need)
+    try:
+        if p.option:
+            for flip in (False, True):
+                timed(steps["option"], pid, lambda f=flip: change_option(page, p.option, f), page,
+                      page.evaluate(SIG), timeout_ms)
+        if p.slider:
+            for flip in (False, True):
+                timed(steps["slider"], pid, lambda f=flip: move_slider(page, p.slider, f), page,
+                      page.evaluate(SIG), timeout_ms)
+        if p.preset:
+            timed(steps["preset"], pid, lambda: apply_preset(page, r + 1), page, page.evaluate(SIG), timeout_ms)
+    except Exception as e:  # an interaction that fails is reported, the page's other numbers stand
+        for k in ("option", "slider", "preset"):
+            if not steps[k].seconds and not steps[k].note:
+                steps[k].note = f"failed: {type(e).__name__}"
+        print(f"  {p.path}: {type(e).__name__}: {str(e).splitlines()[0][:120]}", flush=True)
 
 
 def forest_draw(browser, k: int = 200, reps: int = 3) -> list[float]:
