@@ -74,7 +74,7 @@ class NickellBias:
     centering: str
 
     def summary(self) -> str:
-        return (f"Nickell bias: with about {self.pairs:g} pairs per patient the within-centred prior-outcome "
+        return (f"Nickell bias: with about {self.pairs:g} session pairs per patient (T) the within-centred prior-outcome "
                 f"coefficient ({num(self.rho_hat, 3)}) is biased by about {num(self.bias, 3)} "
                 f"(implied ρ ≈ {num(self.rho, 2)}; expected bias on this study's own sessions and centering, METHODS §5); the cross-lagged within effect can be "
                 "biased as well.")
