@@ -103,7 +103,7 @@ c1, c2, c3 = st.columns(3)
 studies = sorted(df["study"].astype(str).unique())
 study = c1.selectbox("Study", studies, key="lag_view_study")
 direction = c2.selectbox("Direction", list(options.directions), format_func=DIRECTIONS.get, key="lag_view_dir")
-rows = compute.prepare(df[df["study"] == study], options, direction)
+rows = compute.prepare(df, study, options, direction)
 patients = sorted(rows["patient"].astype(str).unique()) if len(rows) else []
 if not patients:
     st.info("No model rows for this study with the current options.")
