@@ -94,6 +94,7 @@ from analysis.events.rupture import (
     CRITERION_LABELS,
     DEFAULT_K,
     RUPTURE_CRITERIA,
+    STUDY_SD_K,
     RuptureCriterion,
     robust_sd,
     rupture_summary,
@@ -104,6 +105,7 @@ from analysis.events.rupture import (
 __all__ = [
     "CRITERION_LABELS",
     "DEFAULT_K",
+    "STUDY_SD_K",
     "RC_METHODS",
     "RUPTURE_CRITERIA",
     "SCL90R_GSI_GERMAN_CUTOFF",
