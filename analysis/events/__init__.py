@@ -91,11 +91,13 @@ from analysis.events.readers import (
     rupture_analysis,
 )
 from analysis.events.rupture import (
+    CEILING_WARN,
     CRITERION_LABELS,
     DEFAULT_K,
     RUPTURE_CRITERIA,
     STUDY_SD_K,
     RuptureCriterion,
+    model_warnings,
     robust_sd,
     rupture_summary,
     ruptures,
@@ -106,6 +108,8 @@ __all__ = [
     "CRITERION_LABELS",
     "DEFAULT_K",
     "STUDY_SD_K",
+    "CEILING_WARN",
+    "model_warnings",
     "RC_METHODS",
     "RUPTURE_CRITERIA",
     "SCL90R_GSI_GERMAN_CUTOFF",

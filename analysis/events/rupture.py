@@ -378,6 +378,38 @@ def _with_item(data, item, item_threshold, item_rule, eligible, known, dip):
     return eligible, known & iobs, dip & known & iflag, iflag
 
 
+#: Share of a study's ratings at its highest value from which `model_warnings` warns of a ceiling.
+CEILING_WARN = 0.10
+
+
+def model_warnings(flags: pd.DataFrame) -> tuple[str, ...]:
+    """Where the data break the no-rupture model of the chance reference (METHODS §9), in words.
+
+    Ceiling: in a study where ≥ `CEILING_WARN` of the classified patients' ratings equal the
+    study's highest rating, dips next to ceiling sessions are judged against a truncated line and
+    the chance reference (unbounded normal noise) understates the false-flag rate: with a 1–7 scale
+    and 20% of ratings at the ceiling (half of the last sessions) the default flagged 16% of
+    rupture-free patients at 20 sessions (10% without a ceiling; METHODS §9 calibration table).
+    """
+    from analysis.formatting import percent
+
+    need = {"study", "alliance", "eligible"}
+    if not need <= set(flags.columns):
+        return ()
+    f = flags[flags["eligible"].astype(bool) & flags["alliance"].notna()]
+    out = []
+    for study, s in f.groupby("study", sort=True):
+        top = float(s["alliance"].max())
+        share = float(np.mean(np.isclose(s["alliance"].to_numpy(float), top)))
+        if len(s) >= 20 and share >= CEILING_WARN:
+            out.append(f"Study {study}: {percent(share, 0)} of the alliance ratings sit at the highest value "
+                       f"({top:g}), a ceiling. Dips next to ceiling sessions are judged against a truncated "
+                       f"line and the chance reference assumes unbounded noise, so both the flags and "
+                       f"\"more than chance\" overstate ruptures here (with 20% of ratings at a ceiling the "
+                       f"default flagged 16% of rupture-free patients instead of 10%).")
+    return tuple(out)
+
+
 def ruptures(df: pd.DataFrame, criterion="default", k: float | None = None, sd: str | None = None,
              detrend: bool | None = None, rater: str = "patient", pre_level: str = "previous",
              item: str | None = None, item_threshold: float | None = None,
@@ -520,7 +552,8 @@ def simulate_rupture_data(n_patients: int = 400, n_sessions: int = 7, plant: flo
     * ``growth="concave"``: the linear rise trend·(t − 1) is replaced by the same total rise
       reached early, trend·(T − 1)·(1 − e^(−3(t − 1)/(T − 1)))/(1 − e^(−3)).
     * ``likert=True``: ratings on a 1–7 scale in steps of 0.25 (the mean of 4 items),
-      clip(round(4·(5 + 0.6·A))/4, 1, 7): ceiling effects in the later sessions.
+      clip(round(4·(6 + 0.6·A))/4, 1, 7): 16% of the ratings at the ceiling at 7 sessions,
+      20% at 20 (half of the last sessions).
 
     Returns (data, planted) with planted = one row per dip (study, patient, session).
     """
@@ -552,7 +585,7 @@ def simulate_rupture_data(n_patients: int = 400, n_sessions: int = 7, plant: flo
     m = key.isin(planted["patient"] + "\x1f" + planted["session"].astype(str)).to_numpy()
     d.loc[m, "alliance"] = d.loc[m, "alliance"] - dip_sd * sw * pat[m].map(mult).to_numpy(float)
     if likert:
-        d["alliance"] = np.clip(np.round(4 * (5 + 0.6 * d["alliance"])) / 4, 1, 7)
+        d["alliance"] = np.clip(np.round(4 * (6 + 0.6 * d["alliance"])) / 4, 1, 7)
     return d, planted
 
 
