@@ -58,7 +58,8 @@ def test_ipd_demo_observed_vs_chance_and_options():
     # prevalence, alliance series, symptoms, around gains, trajectory, Jacobson–Truax, forest
     assert len(at.get("plotly_chart")) >= 7
     assert at.selectbox(key="ev_crit").value == "default"
-    assert at.number_input(key="ev_k").value == pytest.approx(2.5)
+    assert at.number_input(key="ev_k").value == pytest.approx(ev.DEFAULT_K)
+    assert at.selectbox(key="ev_sd_opt").value == "moderated"
     prev = _prevalence(at)
     assert prev["Study"].iloc[-1] == "All studies"
     # observed beside the chance reference, in the table, the metrics and the sentence
@@ -75,6 +76,13 @@ def test_ipd_demo_observed_vs_chance_and_options():
     assert not at.exception
     strict = _prevalence(at)
     assert strict["Rupture (n)"].iloc[-1] < prev["Rupture (n)"].iloc[-1]
+
+    # the 1-SD floor: its chance rate beside it, named a floor, not a detector
+    at.selectbox(key="ev_crit").set_value("other_sessions").run()
+    assert not at.exception and not at.error
+    floor = [w.value for w in at.warning if "a floor" in w.value]
+    assert len(floor) == 1 and "by chance alone it would flag" in floor[0]
+    assert _prevalence(at).iloc[-1]["Expected by chance (%)"] > 50
 
     # the earlier published-style criterion flags far more patients than its chance reference allows
     at.selectbox(key="ev_crit").set_value("mean_sd").run()

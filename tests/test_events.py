@@ -1649,3 +1649,31 @@ def test_ceiling_warning_names_the_share_and_the_cost():
     assert f"{round(100 * share)}%" in warn[0] and "(7)" in warn[0]
     clean, _ = ev.simulate_rupture_data(300, 20, seed=3)
     assert not [m for m in ev.rupture_analysis(clean, chance=False).messages if "ceiling" in m]
+
+
+def test_sudden_gain_conventions_hand():
+    """Published criteria (default) vs "as the R package suddengains" (METHODS §10), one case each."""
+    from scipy import stats
+
+    # criterion 3: pre window 10, 11, 12 (SD 1), post window d − 1, d, d + 1 (SD 1): s_p = 1 and
+    # mean_pre − mean_post = 2.7762, above the published 2.776 but below qt(.975, 4) = 2.776445
+    d = 11 - 2.7762
+    g = long("S", "P", [10, 11, 12, d - 1, d, d + 1], col="symptoms")
+    pub = ev.sudden_gains(g, cutoff=1).set_index("pregain_session").loc[3]
+    pkg = ev.sudden_gains(g, cutoff=1, convention="suddengains").set_index("pregain_session").loc[3]
+    assert pub["t_crit"] == 2.776 and pkg["t_crit"] == pytest.approx(stats.t.ppf(0.975, 4), abs=1e-12)
+    assert pub["criterion3"] and not pkg["criterion3"]
+    assert pub["sd_pooled"] == pytest.approx(1.0) and pkg["sd_pooled"] == pytest.approx(1.0)
+    # reversal: 12 → 6 (magnitude 6) and later exactly half-way back (9): published yes, package no
+    r = long("S", "P", [12, 12, 12, 6, 6, 6, 9], col="symptoms")
+    pub = ev.sudden_gains(r, cutoff=1).query("is_gain").iloc[0]
+    pkg = ev.sudden_gains(r, cutoff=1, convention="suddengains").query("is_gain").iloc[0]
+    assert pub["reversal"] and pub["reversal_session"] == 7 and not pkg["reversal"]
+    # a loss's criterion 2: 20 → 23 is a rise of 15% of 20; the package counts any rise
+    s = long("S", "P", [20, 20, 20, 23, 23, 23], col="symptoms")
+    pub = ev.sudden_gains(s, cutoff=1, kind="loss").set_index("pregain_session").loc[3]
+    pkg = ev.sudden_gains(s, cutoff=1, kind="loss", convention="suddengains").set_index("pregain_session").loc[3]
+    assert not pub["criterion2"] and pkg["criterion2"]
+    assert ev.sudden_gains(s, cutoff=1, kind="loss", convention="suddengains").attrs["convention"] == "suddengains"
+    with pytest.raises(ValueError, match="convention must be one of"):
+        ev.sudden_gains(s, cutoff=1, convention="R")

@@ -201,7 +201,7 @@ CONVERGENCE = {
 EVENTS = {
     "criterion": Param("ev_crit", "choice", tuple(_ev.CRITERION_LABELS)),
     "k": Param("ev_k", "float", lo=0.5, hi=4.0),
-    "sd": Param("ev_sd_opt", "choice", ("robust", "patient", "pooled", "max")),
+    "sd": Param("ev_sd_opt", "choice", ("moderated", "robust", "patient", "pooled", "max")),
     "detrend": Param("ev_detrend", "bool"),
     "rater": Param("ev_rater", "choice", ("patient", "therapist", "both")),
     "event": Param("ev_sg_kind", "choice", ("gain", "loss")),

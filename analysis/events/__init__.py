@@ -69,6 +69,7 @@ from analysis.events.gain_alliance import (
     alliance_trajectory,
 )
 from analysis.events.gains import (
+    GAIN_CONVENTIONS,
     T_CRIT_SUDDEN_GAINS,
     sudden_gain_summary,
     sudden_gains,
@@ -114,6 +115,7 @@ __all__ = [
     "RUPTURE_CRITERIA",
     "SCL90R_GSI_GERMAN_CUTOFF",
     "T_CRIT_SUDDEN_GAINS",
+    "GAIN_CONVENTIONS",
     "AllianceAroundGains",
     "OutcomeByPattern",
     "RepairOutcome",

@@ -294,11 +294,12 @@ class GainAnalysis:
 
 
 def gain_analysis(df: pd.DataFrame, kind: str = "gain", better: str = "lower", reliability=0.9, sd=None,
-                  cutoff=None, first_only: bool = False, pairing: str = "session") -> GainAnalysis:
+                  cutoff=None, first_only: bool = False, pairing: str = "session",
+                  convention: str = "published") -> GainAnalysis:
     """Per-study cut-offs (`gain_cutoffs`), `sudden_gains` and `sudden_gain_summary` (§10)."""
     cuts = gain_cutoffs(df, reliability=reliability, sd=sd, cutoff=cutoff)
     g = sudden_gains(df, cutoff=dict(zip(cuts["study"], cuts["cutoff"])), first_only=first_only,
-                     pairing=pairing, kind=kind, better=better)
+                     pairing=pairing, kind=kind, better=better, convention=convention)
     pp, ps = sudden_gain_summary(g)
     return GainAnalysis(kind=kind, better=better, first_only=bool(first_only), pairing=pairing, cutoffs=cuts,
                         gains=g, per_patient=pp, per_study=ps)

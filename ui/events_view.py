@@ -1,0 +1,66 @@
+"""Shared widgets of the Ruptures & gains page (layout helpers only; results come from `ui.compute`)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from ui import compute
+from ui.downloads import table_download
+from ui.safe import esc
+
+SD_SRC = {"baseline": "Each study's baseline SD (from the data)", "typed": "Type one SD for all studies"}
+
+
+def pick(key: str, options, default) -> None:
+    if st.session_state.get(key) not in list(options):
+        st.session_state[key] = default
+
+def fail(what: str, exc: Exception) -> None:
+    st.error(f"{what} not computed: {esc(exc, limit=600)}")
+
+
+def run(what: str, spinner: str, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` under a spinner; on a ValueError say why (``fail``) and return None."""
+    try:
+        with st.spinner(spinner):
+            return fn(*args, **kwargs)
+    except ValueError as exc:
+        fail(what, exc)
+        return None
+
+def table(t: pd.DataFrame, name: str, key: str) -> pd.DataFrame:
+    """A results table with reader labels (percent columns as percentages) and its CSV download."""
+    t = t.assign(**{c: 100 * t[c] for c in t.columns if "(%)" in c})  # shares shown as percentages
+    st.dataframe(t, hide_index=True, width="stretch", key=f"ev_tbl_{key}", column_config={
+        c: st.column_config.NumberColumn(c, format="%.1f") for c in t.columns if "(%)" in c})
+    table_download(t, name, key=f"ev_dl_{key}")
+    return t
+
+
+def notes(messages) -> None:
+    for msg in messages:
+        st.caption(esc(msg))
+
+
+def patient_picker(prefix: str, studies, options) -> tuple[str, str | None]:
+    """Study and patient pickers; ``options(study)`` gives (patient, label) pairs."""
+    c1, c2 = st.columns([1, 2])
+    study = c1.selectbox("Study", studies, key=f"{prefix}_study") if len(studies) > 1 else studies[0]
+    labels = dict(options(study))
+    pick(f"{prefix}_patient", labels, next(iter(labels), None))
+    return study, c2.selectbox("Patient (with an event first)", list(labels), format_func=labels.get,
+                               key=f"{prefix}_patient")
+
+
+def rel_sd(prefix: str, col, toggle_col, df, studies):
+    """Reliability and SD: one value each, or per study (both tabs; baseline SDs prefilled)."""
+    r = float(col.number_input("Reliability r (your input)", step=0.01, format="%.2f", key=f"{prefix}_r"))
+    src = col.radio("SD", list(SD_SRC), format_func=SD_SRC.get, key=f"{prefix}_sdsrc")
+    sd = float(col.number_input("SD", step=0.1, format="%.3f", key=f"{prefix}_sd")) if src == "typed" else None
+    if len(studies) < 2 or not toggle_col.toggle("Per-study r and SD", key=f"{prefix}_perstudy"):
+        return r, sd
+    base = compute.event_baseline(df)
+    seed = pd.DataFrame({"study": studies, "reliability": r, "sd": [sd or base.get(s) for s in studies]})
+    edited = st.data_editor(seed, hide_index=True, disabled=["study"], key=f"{prefix}_table")
+    return tuple(dict(zip(edited["study"], edited[c].astype(float))) for c in ("reliability", "sd"))
