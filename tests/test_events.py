@@ -385,12 +385,12 @@ def test_moderated_criterion_hand():
     lev = 1 / 5 + (3 - xo.mean()) ** 2 / np.sum((xo - xo.mean()) ** 2)
     s2t = s02 if np.isinf(d0) else (d0 * s02 + 3 * s2o) / (d0 + 3)
     tstat = (1 - (a + 3 * b)) / np.sqrt(s2t * (1 + lev))
-    z = stats.norm.ppf(6 * stats.t.cdf(tstat, d0 + 3))
+    z = stats.norm.ppf(1 - (1 - stats.t.cdf(tstat, d0 + 3)) ** 6)
     row = f.loc[("A", 3)]
     assert row["expected"] == pytest.approx(a + 3 * b, rel=1e-9)
     assert row["sd_used"] == pytest.approx(np.sqrt(s2t), rel=1e-9)
     assert row["z"] == pytest.approx(z, rel=1e-7)
-    q = stats.t.isf(stats.norm.sf(ev.DEFAULT_K) / 6, d0 + 3)
+    q = stats.t.isf(1 - (1 - stats.norm.sf(ev.DEFAULT_K)) ** (1 / 6), d0 + 3)
     assert row["threshold"] == pytest.approx(a + 3 * b - q * np.sqrt(s2t * (1 + lev)), rel=1e-9)
     assert bool(row["rupture"]) == (z <= -ev.DEFAULT_K)
 
@@ -1677,3 +1677,46 @@ def test_sudden_gain_conventions_hand():
     assert ev.sudden_gains(s, cutoff=1, kind="loss", convention="suddengains").attrs["convention"] == "suddengains"
     with pytest.raises(ValueError, match="convention must be one of"):
         ev.sudden_gains(s, cutoff=1, convention="R")
+
+
+# ---------------------------------------------------------------------------
+# the within/between demo's planted events (issue 22 #8; demo_data/README.md)
+# ---------------------------------------------------------------------------
+
+DEMO_DIR = Path(__file__).resolve().parents[1] / "demo_data"
+
+
+def _icbt_demo():
+    return (pd.read_csv(DEMO_DIR / "icbt_within_between.csv"), pd.read_csv(DEMO_DIR / "icbt_planted_events.csv"))
+
+
+def test_icbt_demo_readme_states_the_files_planted_rates():
+    import re
+
+    d, planted = _icbt_demo()
+    n = d["patient"].nunique()
+    readme = (DEMO_DIR / "README.md").read_text(encoding="utf-8")
+    m_r = re.search(r"\*\*Ruptures\*\*: (\d+) of the (\d+) patients \(([\d.]+)%\)", readme)
+    m_g = re.search(r"\*\*Sudden gains\*\*: (\d+) other patients \(([\d.]+)%\)", readme)
+    n_r, n_g = int((planted["event"] == "rupture").sum()), int((planted["event"] == "sudden_gain").sum())
+    assert (int(m_r.group(1)), int(m_r.group(2)), float(m_r.group(3))) == (n_r, n, round(100 * n_r / n, 1))
+    assert (int(m_g.group(1)), float(m_g.group(2))) == (n_g, round(100 * n_g / n, 1))
+    assert planted.groupby("event")["patient"].nunique().to_dict() == {"rupture": n_r, "sudden_gain": n_g}
+
+
+def test_icbt_demo_defaults_recover_the_planted_events():
+    """Default criteria find the planted ruptures (5 × own SD) and gains (1.3 × the default cut-off), and
+    the alliance rises at the planted gains (seed 002)."""
+    d, planted = _icbt_demo()
+    f = ev.ruptures(d)
+    rup = planted[planted["event"] == "rupture"].merge(f, on=["study", "patient", "session"])
+    assert len(rup) == (planted["event"] == "rupture").sum()
+    assert rup["rupture"].astype(bool).mean() >= 0.70
+    ga = ev.gain_analysis(d)
+    found = planted[planted["event"] == "sudden_gain"].merge(
+        ga.gains[ga.gains["is_gain"]], left_on=["patient", "session"], right_on=["patient", "postgain_session"])
+    assert len(found) >= 0.85 * (planted["event"] == "sudden_gain").sum()
+    planted_sizes = planted.loc[planted["event"] == "sudden_gain", "size"]
+    assert (planted_sizes > ga.cutoffs["cutoff"].iloc[0]).all()  # every planted gain passes criterion 1
+    aag = ev.alliance_around_gains(d, ga.gains)
+    assert aag.model_estimate > 0 and aag.model_p < 0.01 and aag.paired_p < 0.01

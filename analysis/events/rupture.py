@@ -27,7 +27,7 @@ class RuptureCriterion:
     patient's own straight-line trend instead of the mean. ``sd``: ``"moderated"`` – the
     patient's own leave-one-out SD shrunk toward the study's distribution of patient SDs
     (empirical Bayes, `analysis.events.moderated`; reference "other" only), judged by its t
-    reference with a Bonferroni correction over the patient's sessions; ``"robust"`` – one
+    reference with a Šidák correction over the patient's sessions; ``"robust"`` – one
     robust study-level within-patient SD; ``"patient"`` – the patient's own SD (of the
     other sessions with reference "other"); ``"pooled"`` / ``"max"`` – the study's pooled
     within-patient SD / the larger of patient and pooled SD (reference "all" only).
@@ -52,8 +52,8 @@ class RuptureCriterion:
         if self.sd == "moderated":
             return (f"alliance below the {what} of {ref} by more than the patient's own noise allows: the "
                     f"leave-one-out residual in the patient's SD shrunk toward the study's patient SDs "
-                    f"(moderated t), one-sided p × the patient's number of sessions ≤ "
-                    f"{percent(float(stats.norm.sf(self.k)), 1)} (k = {num(self.k)})")
+                    f"(moderated t), one-sided p corrected for the patient's number of sessions "
+                    f"(Šidák) ≤ {percent(float(stats.norm.sf(self.k)), 1)} (k = {num(self.k)})")
         sd = {"robust": "a robust study-level within-patient SD", "patient": "the patient's own SD",
               "pooled": "the study's pooled within-patient SD",
               "max": "the larger of the patient's own and the study's pooled SD"}[self.sd]
@@ -232,9 +232,9 @@ def _dips(Y, x, starts, study_of_row, crit: RuptureCriterion):
         sd_used = scale = np.fmax(sd_own, sd_pooled)
     scale = np.where(eligible, scale, np.nan)
     with np.errstate(all="ignore"):
-        if crit.sd == "moderated":  # t(d0 + d) reference, Bonferroni over the patient's sessions
-            q = stats.t.isf(stats.norm.sf(crit.k) / n, df_t)
-            p_adj = np.minimum(n * stats.t.cdf(resid / scale, df_t), 1.0 - 1e-9)
+        if crit.sd == "moderated":  # t(d0 + d) reference, Šidák over the patient's n sessions
+            q = stats.t.isf(-np.expm1(np.log1p(-stats.norm.sf(crit.k)) / n), df_t)
+            p_adj = -np.expm1(n * np.log1p(-stats.t.cdf(resid / scale, df_t)))
             z = np.where(scale > 0, stats.norm.ppf(p_adj), np.nan)
         else:
             q = crit.k
@@ -423,14 +423,17 @@ def ruptures(df: pd.DataFrame, criterion="default", k: float | None = None, sd: 
     with E_it the reference value and S_it the SD the dip is measured in, as set by the
     criterion (`RuptureCriterion`; named presets in `RUPTURE_CRITERIA`):
 
-    * ``"default"`` (calibrated, METHODS §9): E_it = the prediction at session t from the
-      straight line through the patient's **other** observed sessions (leave-one-out,
-      detrended: alliance usually rises over treatment); S_it = σ̂·√(1 + h_it) with h_it
-      = 1/(n_i − 1) + (t − t̄_(−t))²/Σ(s − t̄_(−t))² (the prediction's own uncertainty)
-      and σ̂ one robust study-level within-patient SD (`robust_sd` of the standardized
-      residuals of all eligible sessions of the study, patients whose ratings never vary left
-      out); k = `DEFAULT_K` = 2.5. Needs ≥ 4
-      observed values per patient.
+    * ``"default"`` (METHODS §9): E_it = the prediction at session t from the straight line
+      through the patient's **other** observed sessions (leave-one-out, detrended); the residual
+      is studentized by the patient's own leave-one-out SD shrunk toward the study's distribution
+      of patient SDs (empirical Bayes, limma's moderated t; `analysis.events.moderated`),
+      t_it ~ t(d0 + n_i − 3), and a dip is a Šidák-corrected one-sided p over the patient's
+      sessions ≤ Φ(−k), k = `DEFAULT_K` = 1.28 (≈ 10% of rupture-free patients flagged). ``z`` is
+      Φ⁻¹ of that corrected p, ``df`` the t reference's df. Needs ≥ 4 observed values per patient.
+    * ``"study_sd"`` (the earlier calibrated default): the same line; S_it = σ̂·√(1 + h_it) with
+      h_it = 1/(n_i − 1) + (t − t̄_(−t))²/Σ(s − t̄_(−t))² and σ̂ one robust study-level
+      within-patient SD (`robust_sd` of the standardized residuals of all eligible sessions of the
+      study, patients whose ratings never vary left out); k = `STUDY_SD_K` = 2.5.
     * ``"other_sessions"``: E_it = mean of the patient's other sessions, S_it = their SD
       (ddof = 1), k = 1 (Safran & Muran, 2006: a dip of at least one SD from the patient's
       other session ratings). ≥ 3 values.
