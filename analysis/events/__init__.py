@@ -32,6 +32,7 @@ standardize_within_study(df, columns)                                 §2
 clinical_cutoff_c(M_clinical, SD_clinical, M_functional, SD_functional)§11
 outcome_by_pattern(df, flags_or_gains, event=None, measure="SMD", ...) §9/§10
 outcome_by_repair(df, flags, rule, measure) -> RepairOutcome          §9
+dropout_models(df, predictors, criterion) -> DropoutModels           §9a (logistic + Cox)
 rupture_analysis / gain_analysis / gain_cutoffs /
 reliable_change_analysis                                              results for readers
 SCL90R_GSI_GERMAN_CUTOFF = 0.57                                       §11
@@ -61,6 +62,11 @@ from analysis.events.change import (
     RC_METHODS,
     SCL90R_GSI_GERMAN_CUTOFF,
     reliable_change,
+)
+from analysis.events.dropout import (
+    DROPOUT_PREDICTORS,
+    DropoutModels,
+    dropout_models,
 )
 from analysis.events.gain_alliance import (
     AllianceAroundGains,
@@ -106,6 +112,9 @@ from analysis.events.rupture import (
 )
 
 __all__ = [
+    "DROPOUT_PREDICTORS",
+    "DropoutModels",
+    "dropout_models",
     "CRITERION_LABELS",
     "DEFAULT_K",
     "STUDY_SD_K",

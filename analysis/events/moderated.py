@@ -70,4 +70,4 @@ def squeeze_var(s2, df, d0, s02) -> np.ndarray:
     s2, df, d0, s02 = (np.asarray(a, float) for a in (s2, df, d0, s02))
     with np.errstate(all="ignore"):
         out = (d0 * s02 + df * np.where(np.isfinite(s2), s2, 0.0)) / (d0 + df)
-    return np.where(np.isinf(d0), s02 + 0.0 * s2, out)
+        return np.where(np.isinf(d0), s02 + 0.0 * np.where(np.isfinite(s2), s2, 0.0), out)

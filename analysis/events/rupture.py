@@ -428,8 +428,8 @@ def ruptures(df: pd.DataFrame, criterion="default", k: float | None = None, sd: 
       is studentized by the patient's own leave-one-out SD shrunk toward the study's distribution
       of patient SDs (empirical Bayes, limma's moderated t; `analysis.events.moderated`),
       t_it ~ t(d0 + n_i − 3), and a dip is a Šidák-corrected one-sided p over the patient's
-      sessions ≤ Φ(−k), k = `DEFAULT_K` = 1.28 (≈ 10% of rupture-free patients flagged). ``z`` is
-      Φ⁻¹ of that corrected p, ``df`` the t reference's df. Needs ≥ 4 observed values per patient.
+      sessions ≤ Φ(−k), k = `DEFAULT_K` = 1.28 (≈ 10% of rupture-free patients flagged); ``z`` =
+      Φ⁻¹(corrected p), ``df`` the t reference's df. ≥ 4 values per patient.
     * ``"study_sd"`` (the earlier calibrated default): the same line; S_it = σ̂·√(1 + h_it) with
       h_it = 1/(n_i − 1) + (t − t̄_(−t))²/Σ(s − t̄_(−t))² and σ̂ one robust study-level
       within-patient SD (`robust_sd` of the standardized residuals of all eligible sessions of the
@@ -442,13 +442,10 @@ def ruptures(df: pd.DataFrame, criterion="default", k: float | None = None, sd: 
       SD √(Σ(n_i − 1)s_i²/Σ(n_i − 1))), ``"patient"`` or ``"pooled"``; k = 1 (lenient) or
       2 (strict). ≥ 3 values. (This project's earlier default.)
 
-    ``k``, ``sd`` and ``detrend`` override the preset's value. When S_it is 0 no session is
-    a dip. Patients with too few observed values are not classified (``eligible`` False,
-    ``rupture`` missing).
+    ``k``, ``sd``, ``detrend`` override the preset's; S_it = 0: no dip; too few values: not classified.
 
-    ``rater``: ``"patient"`` (column ``alliance``), ``"therapist"``
-    (``therapist_alliance``) or ``"both"`` (a dip in both ratings of the same session;
-    ``alliance`` and the repair then refer to the patient's rating).
+    ``rater``: ``"patient"`` (``alliance``), ``"therapist"`` (``therapist_alliance``) or ``"both"`` (a dip
+    in both ratings of a session; ``alliance`` and the repair then refer to the patient's rating).
 
     Optional rupture item (e.g. a post-session rupture-intensity rating): ``item`` names a
     numeric column, ``item_threshold`` the value at or above which the item marks a
