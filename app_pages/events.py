@@ -10,7 +10,7 @@ from analysis import plots_events as pe
 from analysis.plots_meta import forest_plot
 from ui import compute, persist
 from ui.downloads import show_figure, table_download
-from ui.events_view import notes, patient_picker, pick, rel_sd, run, table
+from ui.events_view import dropout_section, notes, patient_picker, pick, rel_sd, run, table
 from ui.safe import esc
 from ui.state import current, data_banner, has_therapist_ratings
 
@@ -117,7 +117,10 @@ def gains_tab(df, studies, raters) -> dict | None:
     mode = c2.radio("Criterion 1: minimum change", list(CUT_MODE), format_func=CUT_MODE.get, key="ev_sg_mode")
     opts = dict(kind=kind, better=better, first_only=bool(c3.checkbox("Only each patient's first event",
                                                                        key="ev_sg_first")),
-                pairing=c3.radio("Consecutive sessions", list(PAIRING), format_func=PAIRING.get, key="ev_sg_pairing"))
+                pairing=c3.radio("Consecutive sessions", list(PAIRING), format_func=PAIRING.get, key="ev_sg_pairing"),
+                convention=c3.radio("Conventions", list(ev.GAIN_CONVENTIONS), format_func=ev.GAIN_CONVENTIONS.get,
+                                    key="ev_sg_conv", help="Published criteria (default) or as the R package "
+                                    "suddengains, to match R results (METHODS §10)"))
     if mode == "typed":
         opts["cutoff"] = float(c2.number_input("Cut-off (score points)", min_value=0.001, step=0.5, key="ev_sg_cut"))
     else:
@@ -202,17 +205,15 @@ def outcome_tab(df, r_opts, g_opts, multi) -> None:
     opts = g_opts if event == "gain" else r_opts
     if opts is None:
         st.error("Fix the settings in the tab that defines this pattern first.")
-        return
+        return dropout_section(df, r_opts)
     out = run("Relation to outcome", "Relating the pattern to outcome…", compute.event_outcome, df, event,
                measure, r_opts or {}, g_opts or {})
     if out is None:
-        return
+        return dropout_section(df, r_opts)
     if event == "repair_groups":
         table(out.to_frame(), "outcome_by_repair_group", "groups")
         table(out.contrast_frame(), "outcome_repair_contrasts", "contrasts")
-        if not out.has_dropout:
-            st.caption("A 'dropout' (1 = dropped out) or 'last_session' (planned) column adds dropout.")
-        return
+        return dropout_section(df, r_opts)
     st.markdown(out.summary(EVENTS[event].lower()))
     table(out.to_frame() if out.meta is not None else out.per_study, f"outcome_by_{event}", "out")
     notes(out.messages)
@@ -220,6 +221,7 @@ def outcome_tab(df, r_opts, g_opts, multi) -> None:
         show_figure(forest_plot(out.meta, title=f"{EVENTS[event]} and symptom change",
                                 xlabel="Effect, with minus without the pattern (negative = more improvement)"),
                     f"outcome_by_{event}_forest", key="ev_fig_forest")
+    dropout_section(df, r_opts)
 
 
 st.title("Ruptures & gains")
@@ -231,10 +233,10 @@ raters = ["patient", "therapist", "both"] if has_therapist_ratings(df) else ["pa
 DEFAULTS = {"ev_crit": "default", "ev_k": ev.DEFAULT_K, "ev_sd_opt": "moderated", "ev_detrend": True, "ev_rater": "patient",
             "ev_pre": "previous", "ev_rule": "any", "ev_item": "(none)", "ev_item_rule": "or", "ev_sg_kind": "gain",
             "ev_sg_better": "lower", "ev_sg_mode": "rc", "ev_sg_r": 0.90, "ev_sg_sdsrc": "baseline", "ev_sg_sd": 1.0,
-            "ev_sg_cut": 1.0, "ev_sg_first": False, "ev_sg_pairing": "session", "ev_ag_rater": "patient",
+            "ev_sg_cut": 1.0, "ev_sg_first": False, "ev_sg_pairing": "session", "ev_sg_conv": "published", "ev_ag_rater": "patient",
             "ev_ag_std": len(studies) > 1, "ev_rc_method": "JT", "ev_rc_r": 0.90, "ev_rc_sdsrc": "baseline",
             "ev_rc_sd": 1.0, "ev_rc_cmode": "none", "ev_rc_cstudies": list(studies), "ev_out_event": "rupture",
-            "ev_out_measure": "SMD"}
+            "ev_out_measure": "SMD", "ev_do_preds": ["early_alliance", "rupture", "repair"]}
 _persist(ds.get("key", ds["name"]), DEFAULTS)
 pick("ev_rater", raters, "patient")
 pick("ev_ag_rater", [r for r in raters if r != "both"], "patient")

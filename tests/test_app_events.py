@@ -263,3 +263,26 @@ def test_a_link_naming_only_the_criterion_opens_that_criterion_as_published():
     assert at.checkbox(key="ev_detrend").value == c.detrend
     assert (c.k, c.sd, c.detrend) != (ev.RUPTURE_CRITERIA["default"].k, ev.RUPTURE_CRITERIA["default"].sd,
                                       ev.RUPTURE_CRITERIA["default"].detrend)
+
+
+def test_dropout_models_and_sudden_gain_conventions_on_the_page():
+    """Data with a dropout column: the Relation-to-outcome tab shows the logistic and Cox dropout models
+    (per study and pooled); the sudden-gain tab switches to the suddengains convention (issue 22 #6, #7)."""
+    from analysis.events.dropout import simulate_dropout_data
+
+    d = simulate_dropout_data(2, 80, 9, seed=4)
+    d["symptoms"] = (30 + 6 * d["symptoms"]).clip(0).round()  # a raw symptom scale (sudden gains need ≥ 0)
+    at = _open_events({"df": d, "name": "Dropout trial", "source": "upload", "notes": []})
+    table = next(x.value for x in at.dataframe if "Odds / hazard ratio" in x.value.columns)
+    assert set(table["model"]) == {"logistic", "cox"}
+    cox = table[(table["model"] == "cox") & (table["study"] == "Pooled")].iloc[0]
+    assert cox["Odds / hazard ratio"] < 1  # lower current alliance → faster dropout (the simulated truth)
+    assert "hazard ratio per SD of the current alliance" in _markdown(at)
+    assert any("Ruptures and repairs need sessions" in c.value for c in at.caption)
+    at.multiselect(key="ev_do_preds").set_value(["early_alliance"]).run()
+    assert not at.exception and not at.error
+    assert set(next(x.value for x in at.dataframe if "Odds / hazard ratio" in x.value.columns)["term"]) == {
+        "early_alliance", "alliance"}
+    assert at.radio(key="ev_sg_conv").value == "published"
+    at.radio(key="ev_sg_conv").set_value("suddengains").run()
+    assert not at.exception and not at.error

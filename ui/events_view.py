@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from analysis import events as ev
 from ui import compute
 from ui.downloads import table_download
 from ui.safe import esc
@@ -64,3 +65,28 @@ def rel_sd(prefix: str, col, toggle_col, df, studies):
     seed = pd.DataFrame({"study": studies, "reliability": r, "sd": [sd or base.get(s) for s in studies]})
     edited = st.data_editor(seed, hide_index=True, disabled=["study"], key=f"{prefix}_table")
     return tuple(dict(zip(edited["study"], edited[c].astype(float))) for c in ("reliability", "sd"))
+
+
+def dropout_section(df: pd.DataFrame, r_opts: dict | None) -> None:
+    """Dropout on alliance, ruptures and repairs: logistic and Cox models, per study and pooled (METHODS §9a)."""
+    st.subheader("Dropout")
+    if not {"dropout", "last_session"} & set(df.columns):
+        st.caption("A 'dropout' (1 = dropped out) or 'last_session' (planned) column adds dropout models: logistic "
+                   "regression on early alliance, ruptures and repairs, and a Cox model of time to dropout.")
+        return
+    preds = st.multiselect("Predictors of dropout (logistic model)", list(ev.DROPOUT_PREDICTORS),
+                           format_func=ev.DROPOUT_PREDICTORS.get, key="ev_do_preds")
+    if not preds:
+        st.error("Choose at least one predictor of dropout.")
+        return
+    crit = (r_opts or {}).get("criterion", "default")
+    res = run("Dropout models", "Fitting the dropout models…", compute.event_dropout, df, predictors=list(preds),
+              criterion=crit)
+    if res is None:
+        return
+    st.markdown(res.summary())
+    notes(res.messages)
+    labels = {"estimate": "log ratio", "ratio": "Odds / hazard ratio", "ci_low": "CI low (log)",
+              "ci_high": "CI high (log)", "pvalue": "p", "n": "Patients", "n_events": "Dropouts"}
+    st.dataframe(res.to_frame().rename(columns=labels), hide_index=True, width="stretch", key="ev_tbl_dropout")
+    table_download(res.to_frame(), "dropout_models", key="ev_dl_dropout")
