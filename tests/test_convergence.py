@@ -757,7 +757,7 @@ def test_therapist_level_falls_back_when_the_three_level_fit_fails(raw_sets, mon
     against lme4 in test_growth_model_matches_lme4[missing-model2_therapist])."""
     import dataclasses
 
-    import analysis.convergence as conv
+    import analysis.convergence.growth as conv
 
     real = conv.fit_lmm
 
@@ -785,7 +785,7 @@ def test_dyadic_structures_are_nested_and_fall_back(raw_sets, monkeypatch):
     no covariances. A non-converged 'full' fit is replaced by 'blocks', with a message."""
     import dataclasses
 
-    import analysis.convergence as conv
+    import analysis.convergence.dyadic as conv
 
     d = raw_sets["missing"]
     fits = {s: dyadic_model(d, random=s, satterthwaite=False) for s in ("full", "blocks", "diagonal")}

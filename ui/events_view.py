@@ -7,8 +7,8 @@ import streamlit as st
 
 from analysis import events as ev
 from ui import compute
-from ui.downloads import table_download
 from ui.safe import esc
+from ui.tables import show_table
 
 SD_SRC = {"baseline": "Each study's baseline SD (from the data)", "typed": "Type one SD for all studies"}
 
@@ -33,9 +33,7 @@ def run(what: str, spinner: str, fn, *args, **kwargs):
 def table(t: pd.DataFrame, name: str, key: str) -> pd.DataFrame:
     """A results table with reader labels (percent columns as percentages) and its CSV download."""
     t = t.assign(**{c: 100 * t[c] for c in t.columns if "(%)" in c})  # shares shown as percentages
-    st.dataframe(t, hide_index=True, width="stretch", key=f"ev_tbl_{key}", column_config={
-        c: st.column_config.NumberColumn(c, format="%.1f") for c in t.columns if "(%)" in c})
-    table_download(t, name, key=f"ev_dl_{key}")
+    show_table(t, name, key=f"ev_dl_{key}", title=name.replace("_", " ").capitalize())
     return t
 
 
@@ -88,5 +86,5 @@ def dropout_section(df: pd.DataFrame, r_opts: dict | None) -> None:
     notes(res.messages)
     labels = {"estimate": "log ratio", "ratio": "Odds / hazard ratio", "ci_low": "CI low (log)",
               "ci_high": "CI high (log)", "pvalue": "p", "n": "Patients", "n_events": "Dropouts"}
-    st.dataframe(res.to_frame().rename(columns=labels), hide_index=True, width="stretch", key="ev_tbl_dropout")
-    table_download(res.to_frame(), "dropout_models", key="ev_dl_dropout")
+    show_table(res.to_frame().rename(columns=labels), "dropout_models", key="ev_dl_dropout",
+               title="Dropout models", csv=res.to_frame())
