@@ -433,6 +433,11 @@ def event_ruptures(df: pd.DataFrame, **options):
     return dataclasses.replace(ra, chance=curve.at(options.get("k")))
 
 
+def event_dropout(df: pd.DataFrame, **options):
+    """`analysis.events.dropout_models` (logistic + Cox, METHODS §9a), cached on the data and the options."""
+    return _event_result(data_key(df), df, "dropout_models", _freeze(options))
+
+
 def event_gains(df: pd.DataFrame, **options):
     """`analysis.events.gain_analysis`, cached (mappings passed as sorted tuples)."""
     return _event_result(data_key(df), df, "gain_analysis", _freeze(options))
