@@ -99,21 +99,30 @@ with st.expander("How many pairs each pairing mode yields"):
 st.header("What went into the model")
 st.caption("For one patient: the raw series, the value the centering subtracts, the within deviations, and the "
            "outcome each session is paired with.")
-c1, c2, c3 = st.columns(3)
-studies = sorted(df["study"].astype(str).unique())
-study = c1.selectbox("Study", studies, key="lag_view_study")
-direction = c2.selectbox("Direction", list(options.directions), format_func=DIRECTIONS.get, key="lag_view_dir")
-rows = compute.prepare(df[df["study"] == study], options, direction)
-patients = sorted(rows["patient"].astype(str).unique()) if len(rows) else []
-if not patients:
-    st.info("No model rows for this study with the current options.")
-else:
-    patient = c3.selectbox("Patient", patients, key="lag_view_patient")
-    view = lagged.patient_view(df[df["study"] == study], options, direction, patient, study)
-    show_figure(plots_lagged.patient_series_figure(view), "patient_series", key="lag_patient")
-    st.dataframe(styled(rows[rows["patient"] == patient]), width="stretch", hide_index=True)
-    table_download(rows, f"model_rows_{study}_{direction}", key="lag_rows_dl",
-                   label="Download this study's model rows (CSV)")
+
+
+@st.fragment
+def model_rows():
+    """One patient's model rows. A fragment: picking a study, direction or patient reruns only this part
+    (issue 24)."""
+    c1, c2, c3 = st.columns(3)
+    studies = sorted(df["study"].astype(str).unique())
+    study = c1.selectbox("Study", studies, key="lag_view_study")
+    direction = c2.selectbox("Direction", list(options.directions), format_func=DIRECTIONS.get, key="lag_view_dir")
+    rows = compute.prepare(df, study, options, direction)
+    patients = sorted(rows["patient"].astype(str).unique()) if len(rows) else []
+    if not patients:
+        st.info("No model rows for this study with the current options.")
+    else:
+        patient = c3.selectbox("Patient", patients, key="lag_view_patient")
+        view = lagged.patient_view(df[df["study"] == study], options, direction, patient, study)
+        show_figure(plots_lagged.patient_series_figure(view), "patient_series", key="lag_patient")
+        st.dataframe(styled(rows[rows["patient"] == patient]), width="stretch", hide_index=True)
+        table_download(rows, f"model_rows_{study}_{direction}", key="lag_rows_dl",
+                       label="Download this study's model rows (CSV)")
+
+
+model_rows()
 
 from ui.decomposition_view import lagged_page_sections  # noqa: E402
 
