@@ -225,7 +225,7 @@ CONVERGENCE = {
 EVENTS = {
     **url_spec(_evo.RuptureOptions, {"criterion": "ev_crit", "k": "ev_k", "sd": "ev_sd_opt", "detrend": "ev_detrend",
                                      "rater": "ev_rater"}),
-    **url_spec(_evo.GainOptions, {"kind": "ev_sg_kind", "better": "ev_sg_better"}),
+    **url_spec(_evo.GainOptions, {"kind": "ev_sg_kind", "better": "ev_sg_better", "convention": "ev_sg_conv"}),
     **url_spec(_evo.ReliableChangeOptions, {"method": "ev_rc_method"}),
     **url_spec(_evo.OutcomeOptions, {"event": "ev_out_event", "measure": "ev_out_measure"}),
 }

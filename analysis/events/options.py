@@ -12,7 +12,7 @@ messages come from these declarations; the keyword arguments are those of
 >>> RuptureOptions(sd="pooled")
 Traceback (most recent call last):
 ...
-ValueError: sd 'pooled' or 'max' needs a criterion whose SD includes the dip (criterion 'mean_sd').
+ValueError: This SD does not go with the criterion: 'pooled' and 'max' need criterion 'mean_sd' (the dip included); 'moderated' needs a criterion against the patient's other sessions.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from analysis.events.change import RC_METHODS, SCL90R_GSI_GERMAN_CUTOFF
+from analysis.events.gains import GAIN_CONVENTIONS
 from analysis.events.rupture import _SD_CHOICES, CRITERION_LABELS, DEFAULT_K, RUPTURE_CRITERIA
 from analysis.options import Constraint, Declared, option
 
@@ -44,9 +45,11 @@ class RuptureOptions(Declared):
         "float", DEFAULT_K, lo=0.5, hi=4.0, label="k: SDs below the expected value", url="k", methods=M9,
         help="How many SDs below the expected value a session's alliance must fall to be a dip.")
     sd: str = option(
-        "choice", "robust", choices=("robust", "patient", "pooled", "max"), label="SD", widget="select", url="sd",
-        methods=M9, labels={"robust": "Robust study-level within-patient SD", "patient": "Patient's own SD",
-                            "pooled": "Study's pooled within-patient SD", "max": "Larger of patient and pooled SD"},
+        "choice", "moderated", choices=("moderated", "robust", "patient", "pooled", "max"), label="SD",
+        widget="select", url="sd", methods=M9,
+        labels={"moderated": "Patient's own SD, shrunk toward the study's (moderated t)",
+                "robust": "Robust study-level within-patient SD", "patient": "Patient's own SD",
+                "pooled": "Study's pooled within-patient SD", "max": "Larger of patient and pooled SD"},
         help="The SD that k multiplies.")
     detrend: bool = option(
         "flag", True, label="Against the patient's own trend (detrended)", url="detrend", methods=M9,
@@ -70,7 +73,8 @@ class RuptureOptions(Declared):
 
     CONSTRAINTS: ClassVar[tuple[Constraint, ...]] = (
         Constraint(("sd", "criterion"), lambda o: o.sd not in _SD_CHOICES[RUPTURE_CRITERIA[o.criterion].reference],
-                   "sd 'pooled' or 'max' needs a criterion whose SD includes the dip (criterion 'mean_sd')."),
+                   "This SD does not go with the criterion: 'pooled' and 'max' need criterion 'mean_sd' (the dip "
+                   "included); 'moderated' needs a criterion against the patient's other sessions."),
     )
 
 
@@ -94,6 +98,10 @@ class GainOptions(Declared):
         "choice", "session", choices=("session", "next_observed"), label="Consecutive sessions", widget="radio",
         methods=M10, labels={"session": "Sessions n and n + 1 by number", "next_observed": "Next observed session"},
         help="Whether a missed session breaks a pair (by number) or the next observed session is used.")
+    convention: str = option(
+        "choice", "published", choices=tuple(GAIN_CONVENTIONS), labels=GAIN_CONVENTIONS, label="Conventions",
+        widget="radio", url="convention", methods=M10,
+        help="Published criteria (default) or as the R package suddengains (qt critical values, strict reversal).")
 
 
 @dataclass(frozen=True)
