@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from analysis import nickell
 from analysis.interpret import count_sentence, lagged_effect_sentence
 from ui import compute
 from ui.downloads import show_figure, table_download
@@ -59,6 +60,8 @@ for direction in options.directions:
     table["status"] = table["status"].map({"ok": "ok", "warning": "ok (see notes)", "failed": "failed"})
     show_table(table, f"per_study_{direction}", key=f"lag_dl_{direction}", csv=d,
                title=f"Per-study lagged coefficients: {DIRECTIONS[direction]}")
+    if note := nickell.attenuation_note([f for (_s, dn), f in res.fits.items() if dn == direction]):
+        st.warning(note)
 
     diag = []
     for (study, dirn), fit in res.fits.items():
@@ -67,7 +70,7 @@ for direction in options.directions:
         g = fit.diagnostics()
         diag.append({"study": study, "median pairs per patient": g["median_pairs"],
                      "ICC of predictor": g["icc_predictor"],
-                     "reliability of person mean": g["reliability_person_mean"],
+                     "reliability of person mean (attenuation factor)": g["reliability_person_mean"],
                      "Nickell bias of prior outcome": g["nickell_bias"] if options.control_prior_outcome else np.nan,
                      "random-intercept variance": g["tau2"], "boundary (τ² ≈ 0)": g["singular"],
                      "converged": g["converged"], "messages": " ".join(fit.messages)})
@@ -76,10 +79,12 @@ for direction in options.directions:
     with st.expander(f"Diagnostics and warnings ({n_warn} {'study' if n_warn == 1 else 'studies'} with notes)",
                      expanded=False):
         st.markdown(
-            "- **Nickell bias**: with few pairs per patient, the person-mean-centered prior outcome is biased "
-            "downward by about −(1 + ρ)/(T − 1).\n"
-            "- **Reliability of the person mean** = n·ICC / (1 + (n − 1)·ICC): low values mean the between part is "
-            "a noisy score and between effects are pulled toward the within effect.\n"
+            "- **Nickell bias**: with few pairs per patient, the within-centered prior outcome is biased "
+            "downward (about −(1 + ρ)/(T − 1) for person-mean centering, about twice that when detrended); the "
+            "value shown is the expected bias on this study's own sessions, pairs and centering.\n"
+            "- **Reliability of the person mean** = n·ICC / (1 + (n − 1)·ICC): the factor by which between "
+            "effects and cross-level interactions are attenuated (below 0.8: more than 20%); a between effect "
+            "is also pulled toward the within effect.\n"
             "- **Boundary**: a random-intercept variance of zero is common in this model; the fixed effects are "
             "still correct (checked against lme4)."
         )
