@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analysis import lagged, nickell, plots_lagged
+from analysis import nickell
 from analysis.interpret import count_sentence, lagged_effect_sentence
 from ui import compute
 from ui.downloads import show_figure, table_download
@@ -47,7 +47,7 @@ for direction in options.directions:
             + lagged_effect_sentence(m.estimate, m.ci_low, m.ci_high, direction, options.lag,
                                      options.standardize, effect)
         )
-    show_figure(plots_lagged.study_coefficients_figure(res, direction), f"coefficients_{direction}",
+    show_figure(compute.lagged_figure("coefficients", df, options, direction), f"coefficients_{direction}",
                 key=f"lag_coef_{direction}")
 
     table = d[["study", "effect", "estimate", "se", "ci_low", "ci_high", "pvalue", "n_patients", "n_pairs",
@@ -115,8 +115,8 @@ def model_rows():
         st.info("No model rows for this study with the current options.")
     else:
         patient = c3.selectbox("Patient", patients, key="lag_view_patient")
-        view = lagged.patient_view(df[df["study"] == study], options, direction, patient, study)
-        show_figure(plots_lagged.patient_series_figure(view), "patient_series", key="lag_patient")
+        show_figure(compute.lagged_figure("patient", df, options, direction, study, patient), "patient_series",
+                    key="lag_patient")
         st.dataframe(styled(rows[rows["patient"] == patient]), width="stretch", hide_index=True)
         table_download(rows, f"model_rows_{study}_{direction}", key="lag_rows_dl",
                        label="Download this study's model rows (CSV)")

@@ -18,7 +18,7 @@ import plotly.io as pio
 import streamlit as st
 
 from analysis import data as adata
-from analysis import lagged, meta, pipeline, plots_data, plots_meta, screening
+from analysis import lagged, meta, pipeline, plots_data, plots_lagged, plots_meta, screening
 from analysis.lagged import LagOptions
 from ui.safe import esc, safe_figure
 
@@ -223,6 +223,24 @@ def _shared_figure(fig):
     spec = pio.to_json(fig, validate=False)
     fig.to_dict = lambda: json.loads(spec)
     return fig
+
+
+@st.cache_resource(show_spinner=False, max_entries=128, ttl="1h", hash_funcs=OPTIONS_HASH)
+def _lagged_figure(which: str, key: str, _df: pd.DataFrame, options: LagOptions, direction: str, study, patient):
+    if which == "coefficients":
+        fig = plots_lagged.study_coefficients_figure(two_stage(_df, options), direction)
+    else:
+        view = lagged.patient_view(_df[_df["study"].astype(str) == study], options, direction, patient, study)
+        fig = plots_lagged.patient_series_figure(view)
+    return _shared_figure(safe_figure(fig))
+
+
+def lagged_figure(which: str, df: pd.DataFrame, options: LagOptions, direction: str, study=None, patient=None):
+    """A Lagged page figure, built once per data set and options and shared read-only by every session
+    (issue 24: a rerun that changes nothing it shows does not rebuild it): "coefficients" (the per-study
+    coefficients of ``direction``) or "patient" (``patient`` of ``study``: what went into the model)."""
+    return _lagged_figure(which, data_key(df), df, options, direction,
+                          None if study is None else str(study), None if patient is None else str(patient))
 
 
 def pooled_forest(df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: str):

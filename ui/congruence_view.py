@@ -9,7 +9,9 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import formatting as fmt
+from analysis.convergence.congruence import CongruenceOptions
 from ui import compute
+from ui.declared import draw, find
 from ui.safe import esc
 from ui.tables import show_table
 
@@ -25,10 +27,15 @@ def congruence_section(skey: str, sd, methods_link: str) -> None:
     st.header("Congruence models: patient and therapist alliance → symptoms")
     st.caption("Two ways to ask whether agreement matters that do not depend on whether the rating lines cross "
                f"([Methods §8]({methods_link})).")
-    c1, c2, c3 = st.columns(3)
-    control_initial = c1.checkbox("Response surface: control for initial symptoms", True, key="cong_initial")
-    lag = int(c2.number_input("APIM: symptoms … sessions later", 1, 3, 1, key="cong_lag"))
-    control_prior = c3.checkbox("APIM: control for symptoms at t", True, key="cong_prior")
+    cols = st.columns(3)
+    values = {}
+    for col, (name, key) in zip(cols, (("control_initial", "initial"), ("lag", "lag"), ("control_prior", "prior"))):
+        opt = find(CongruenceOptions, name)
+        kw = {"min_value": int(opt.lo), "max_value": int(opt.hi), "step": 1} if opt.kind == "int" else {}
+        values[name] = draw(opt, f"cong_{key}", col, **({"value": opt.default} if f"cong_{key}" not in
+                                                        st.session_state else {}), **kw)
+    o = CongruenceOptions(**values)
+    control_initial, lag, control_prior = o.control_initial, int(o.lag), o.control_prior
     st.subheader("Response surface (polynomial regression; Edwards & Parry, 1993)")
     try:
         rsa = compute.conv_rsa(skey, sd, control_initial)

@@ -42,8 +42,27 @@ from analysis.convergence._common import _check
 from analysis.formatting import estimate_ci, num, p_text, stat
 from analysis.lmm import fit_lmm
 from analysis.mixed import fit_ols
+from analysis.options import Declared, option
 
-__all__ = ["APIMResult", "ResponseSurface", "apim", "response_surface"]
+__all__ = ["APIMResult", "CongruenceOptions", "ResponseSurface", "apim", "response_surface"]
+
+M8 = "8-alliance-convergence-convergence-paper"
+
+
+@dataclass(frozen=True)
+class CongruenceOptions(Declared):
+    """The options of :func:`response_surface` and :func:`apim` (declared once: :mod:`analysis.options`)."""
+
+    control_initial: bool = option(
+        "flag", True, label="Response surface: control for initial symptoms", url="rsa_initial", methods=M8,
+        help="Enter each dyad's first symptom score as a covariate, so the surface describes the last score "
+             "given where the dyad started (dyads with a single symptom score are left out).")
+    lag: int = option(
+        "int", 1, lo=1, hi=3, label="APIM: symptoms … sessions later", url="apim_lag", methods=M8,
+        help="The outcome is the patient's symptom score this many sessions after the alliance ratings.")
+    control_prior: bool = option(
+        "flag", True, label="APIM: control for symptoms at t", url="apim_prior", methods=M8,
+        help="Enter the symptom score at the session of the ratings as a covariate.")
 
 _RSA_TERMS = ("intercept", "P", "T", "P^2", "P×T", "T^2")
 _SURFACE = {  # parameter: (weights on b1..b5, meaning)
