@@ -34,7 +34,10 @@ res = compute.two_stage_or_stop(df, options, "Fitting one model per study…")
 ps = res.per_study
 within = ps[ps["term"] == "within"]
 for direction in options.directions:
-    st.header(DIRECTIONS[direction] if options.lag else "Symptoms → alliance rated later in the same session")
+    # the heading says the lag in use ("next-session" only at lag 1; issue 23 #10)
+    st.header(DIRECTIONS[direction] if options.lag == 1 else
+              "Symptoms → alliance rated later in the same session" if not options.lag else
+              plots_lagged.direction_label(direction, options.lag)["arrow"].capitalize())
     d = within[within["direction"] == direction]
     effect = d["effect"].iloc[0] if len(d) else "within-patient"
     ok = d[d["status"] != "failed"]
