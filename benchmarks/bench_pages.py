@@ -16,8 +16,9 @@ per page:
 * **warm**: in that session, to the Overview and back through the sidebar link;
 * **option → plot**: an option of the page changed (the centering, the convergence score, the rupture
   criterion), until a chart shows the new result;
-* **slider** (Teaching): a slider moved by one step, until the chart is redrawn;
-* **preset** (Lagged): "Reproduce a paper" applied, until the page shows it.
+* **slider** (Teaching): a slider moved by one step, until the chart is redrawn (the replications and the
+  Nickell curve follow from a background job);
+* **preset** (Lagged): "Reproduce a paper" applied, until a chart shows it.
 
 Beside each median: the server's CPU seconds for that step (user + system of the server process, /proc:
 what the step cost the server, independent of what else the machine does) and the 1-minute load average
@@ -62,6 +63,7 @@ class Page(NamedTuple):
     option: tuple | None = None
     slider: str | None = None
     preset: bool = False
+    charts: bool = True  # the page draws a chart when it opens (Data: only after a click; Screening: a study)
 
 
 PAGES = [
@@ -71,8 +73,8 @@ PAGES = [
     Page("convergence", "Convergence", ("radio", "slope of P̂ − T̂ (signed)", "− slope of |P̂ − T̂| (positive = approaching)")),
     Page("events", "Ruptures & gains", ("checkbox", "Against the patient's own trend (detrended)")),
     Page("teaching", "Teaching", slider="Within-patient effect"),
-    Page("screening", "Screening"),
-    Page("data", "Data"),
+    Page("screening", "Screening", charts=False),
+    Page("data", "Data", charts=False),
 ]
 
 
@@ -95,14 +97,16 @@ class Step:
 
 
 def wait_done(page, before: str | None, timeout_ms: float, need_charts: bool = True) -> None:
-    """Until the script is idle (twice, 100 ms apart), the page has its charts and (``before`` given)
-    a chart differs from ``before``."""
+    """Page loads: until the script is idle (twice, 100 ms apart) and the page has its charts. Interactions
+    (``before`` given): until a chart differs from ``before`` (twice): the plot the widget drives is drawn,
+    even if slower parts (a background job's progress bar, a section further down) are still running."""
     deadline = time.perf_counter() + timeout_ms / 1000
     stable = 0
     while time.perf_counter() < deadline:
-        ok = page.evaluate(IDLE) and (not need_charts or page.evaluate(CHARTS) > 0)
-        if ok and before is not None:
+        if before is not None:
             ok = page.evaluate(SIG) != before
+        else:
+            ok = page.evaluate(IDLE) and (not need_charts or page.evaluate(CHARTS) > 0)
         stable = stable + 1 if ok else 0
         if stable >= 2:
             return
@@ -161,7 +165,7 @@ def bench_page(browser, url: str, pid: int, p: Page, reps: int, timeout_ms: floa
 
 
 def one_session(page, url: str, pid: int, p: Page, r: int, steps: dict, timeout_ms: float) -> None:
-    need = p.path != "data"
+    need = p.charts
     timed(steps["cold"], pid, lambda: page.goto(f"{url}/{p.path}", timeout=timeout_ms), page, None, timeout_ms, need)
     sidebar_link(page, "Overview").click()
     page.wait_for_url("**/", timeout=timeout_ms)
@@ -229,10 +233,10 @@ def main() -> None:
         try:
             ctx = browser.new_context(viewport={"width": 1400, "height": 1000})  # warm the server, untimed
             warm = ctx.new_page()
-            for p in PAGES:
+            for p in pages:
                 warm.goto(f"{url}/{p.path}", timeout=timeout_ms)
                 try:
-                    wait_done(warm, None, timeout_ms, need_charts=p.path != "data")
+                    wait_done(warm, None, timeout_ms, need_charts=p.charts)
                 except TimeoutError:
                     print(f"  warm-up: {p.path} did not finish", flush=True)
             ctx.close()
