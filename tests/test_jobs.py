@@ -220,3 +220,14 @@ def test_a_loaded_data_set_is_fitted_in_the_background_with_the_pages_default_op
 
     res = compute._on_data(f"{real.__module__}.{real.__qualname__}", counted, key, df, LagOptions())
     assert calls == [] and set(res.pooled) == {"alliance_to_symptoms", "symptoms_to_alliance"}
+
+
+def test_a_large_data_set_is_not_fitted_before_a_page_asks(monkeypatch):
+    from analysis.simulate import simulate_study
+    from ui import compute
+
+    df = simulate_study(30, range(1, 7), study="Q", seed=42).data
+    monkeypatch.setattr(compute, "PREFIT_MAX_ROWS", len(df) - 1)
+    key = compute.fingerprint(df)
+    compute.prefit(df, key)
+    assert jobs.lookup(compute._prefit, key=key, data=key, _df=df) is None
