@@ -34,7 +34,7 @@ lint: $(VENV)/.dev-installed
 bench: $(VENV)/.installed
 	for f in benchmarks/bench_*.py; do echo "== $$f"; PYTHONPATH=. $(BIN)/python $$f; done
 
-# Rerun every R script in tests/reference (needs R with lme4, metafor, clubSandwich, jsonlite)
+# Rerun every R script in tests/reference (needs R with lme4, metafor, clubSandwich, lavaan, jsonlite)
 # and fail on any numerical difference from the committed values (relative 1e-9).
 reference: $(VENV)/.dev-installed
 	$(BIN)/python tests/reference/check_reference.py

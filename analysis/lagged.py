@@ -79,6 +79,7 @@ DIRECTIONS = ("alliance_to_symptoms", "symptoms_to_alliance")
 PAIRINGS = ("session", "next_observed")
 TIME_TRENDS = ("none", "fixed", "fixed_random")
 ESTIMATORS = ("mixed", "fixed_effects")
+STAGE1_MODELS = ("lmm", "riclpm", "dpm")  # stage-1 model family: these lagged models or analysis.dynamics (§15)
 POOLING_METHODS = meta.METHODS  # one list of τ² estimators (analysis.meta)
 TESTS = meta.TESTS
 STANDARDIZE_BY = ("total", "within")
@@ -99,6 +100,7 @@ _LABEL = {"alliance": "alliance", "symptoms": "symptoms"}
 _CHOICES = {
     "centering": CENTERINGS, "pairing": PAIRINGS, "time_trend": TIME_TRENDS, "estimator": ESTIMATORS,
     "pooling_method": POOLING_METHODS, "test": TESTS, "standardize_by": STANDARDIZE_BY, "df_method": DF_METHODS,
+    "stage1": STAGE1_MODELS,
 }
 _FLAGS = ("control_prior_outcome", "standardize", "cross_level", "outcome_moderator")
 _COMBINATIONS = (
@@ -156,6 +158,10 @@ class LagOptions:
     * ``lag = 0`` (symptoms → alliance only): symptoms rated before session t,
       alliance after it, so the outcome is alliance at the same session t and
       the prior outcome is alliance at the previous session — §4.
+    * ``stage1``: ``"lmm"`` (default: the lagged models above), ``"riclpm"``
+      or ``"dpm"`` (latent-centred SEM by FIML, :mod:`analysis.dynamics`,
+      §15; window and standardization as above, lag 1 between sessions; the
+      centering, lag, trend and estimator choices then do not apply).
     """
 
     centering: str = "person_mean"
@@ -174,6 +180,7 @@ class LagOptions:
     covariates: tuple = ()
     standardize_by: str = "total"
     df_method: str = "z"
+    stage1: str = "lmm"
 
     def __post_init__(self):
         # one declaration of the choice and flag constraints (the rest are checked below)
