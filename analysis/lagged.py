@@ -46,14 +46,16 @@ CR1 convention); between-patient terms are not estimable there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from analysis import meta, mixed
 from analysis.data import require_canonical
+from analysis.options import Constraint, Declared, option
 
 __all__ = [
     "CENTERINGS",
@@ -96,32 +98,21 @@ _LABEL = {"alliance": "alliance", "symptoms": "symptoms"}
 
 # --------------------------------------------------------------------------- options
 
-# LagOptions' constraints, declared once: allowed values, flags, and combinations that cannot be fitted
-_CHOICES = {
-    "centering": CENTERINGS, "pairing": PAIRINGS, "time_trend": TIME_TRENDS, "estimator": ESTIMATORS,
-    "pooling_method": POOLING_METHODS, "test": TESTS, "standardize_by": STANDARDIZE_BY, "df_method": DF_METHODS,
-    "stage1": STAGE1_MODELS,
-}
-_FLAGS = ("control_prior_outcome", "standardize", "cross_level", "outcome_moderator")
-_COMBINATIONS = (
-    (lambda o: o.lag == 0 and o.directions != ("symptoms_to_alliance",),
-     "lag must be 1–3 for alliance → symptoms; lag 0 (alliance rated later in the same session as the "
-     "symptoms) is only for the direction 'symptoms_to_alliance'."),
-    (lambda o: o.cross_level and o.centering in ("none", "grand_mean"),
-     "cross_level needs a between-patient part of the predictor: use centering 'person_mean' or 'detrended'."),
-    (lambda o: o.outcome_moderator and (o.centering in ("none", "grand_mean") or not o.control_prior_outcome),
-     "outcome_moderator needs the between-patient part of the outcome as a main effect: use centering "
-     "'person_mean' or 'detrended' with control_prior_outcome=True."),
-    (lambda o: o.time_trend == "fixed_random" and o.estimator == "fixed_effects",
-     "A random slope of time needs estimator='mixed'; with 'fixed_effects' use time_trend='fixed'."),
-    (lambda o: o.df_method == "satterthwaite" and o.estimator != "mixed",
-     "df_method='satterthwaite' needs estimator='mixed' (fixed effects use t(G − 1))."),
-)
+M_STD = "2-standardization-default-on"
+M_CENTER = "3-centering-of-a-time-varying-variable-x"
+M_LAG = "4-lags"
+M_STAGE1 = "5-stage-1-lagged-model-per-study"
+M_DYNAMIC = "15-latent-centred-dynamic-models-ri-clpm-and-the-ml-sem-dynamic-panel-model"
 
 
 @dataclass(frozen=True)
-class LagOptions:
+class LagOptions(Declared):
     """All choices of the lagged analysis (METHODS §2–§6); defaults marked there.
+
+    Each field is declared once below (allowed values, label, help, URL key):
+    :mod:`analysis.options` checks them and writes the messages; the app's
+    widgets, links and the scripts' arguments are derived from the same
+    declarations.
 
     * ``centering``: ``"none"`` (total effect), ``"grand_mean"``,
       ``"person_mean"`` (default, Hamaker & Muthén) or ``"detrended"``
@@ -141,7 +132,7 @@ class LagOptions:
     * ``estimator``: ``"mixed"`` (random-intercept REML) or ``"fixed_effects"``
       (within OLS, CR1 SEs).
     * ``pooling_method`` / ``test``: stage-2 τ² estimator and ``"z"`` or
-      ``"knha"`` (§6).
+      ``"knha"`` (§6; declared once in :class:`analysis.meta.PoolOptions`).
     * ``outcome_moderator``: add ``Y^b × X^w`` (term ``interaction_outcome``):
       the patient's average outcome level moderating the within effect (needs
       a between part and ``control_prior_outcome``, whose ``prior_between`` is
@@ -162,91 +153,114 @@ class LagOptions:
       or ``"dpm"`` (latent-centred SEM by FIML, :mod:`analysis.dynamics`,
       §15; window and standardization as above, lag 1 between sessions; the
       centering, lag, trend and estimator choices then do not apply).
+
+    >>> LagOptions(centering="grand_mean", lag=2).lag
+    2
+    >>> LagOptions(estimator="fixed_effects", time_trend="fixed_random")
+    Traceback (most recent call last):
+    ...
+    ValueError: A random slope of time needs estimator='mixed'; with 'fixed_effects' use time_trend='fixed'.
     """
 
-    centering: str = "person_mean"
-    lag: int = 1
-    pairing: str = "session"
-    directions: tuple = DIRECTIONS
-    control_prior_outcome: bool = True
-    standardize: bool = True
-    sessions: tuple | None = None
-    time_trend: str = "none"
-    cross_level: bool = False
-    estimator: str = "mixed"
-    pooling_method: str = "REML"
-    test: str = "z"
-    outcome_moderator: bool = False
-    covariates: tuple = ()
-    standardize_by: str = "total"
-    df_method: str = "z"
-    stage1: str = "lmm"
+    centering: str = option(
+        "choice", "person_mean", choices=CENTERINGS, label="Centering", widget="radio", url="centering",
+        labels={"person_mean": "Person-mean (within / between)", "detrended": "Detrended (within / between)",
+                "grand_mean": "Grand-mean (total effect)", "none": "None (total effect)"},
+        help="Person-mean splits each predictor into a within-patient deviation and a between-patient mean "
+             "(default). Detrended removes each patient's own linear trend first.", methods=M_CENTER)
+    lag: int = option(
+        "choice", 1, choices=(1, 2, 3, 0), label="Lag (sessions)", widget="select", url="lag", methods=M_LAG,
+        labels={1: "1", 2: "2", 3: "3", 0: "0: alliance rated later in the same session"},
+        help="Pair predictors at session t with the outcome at session t + lag. Lag 0 (symptoms → alliance "
+             "only): symptoms rated before session t predict the alliance rated after it.")
+    pairing: str = option(
+        "choice", "session", choices=PAIRINGS, label="Pairing", widget="radio", url="pairing", methods=M_LAG,
+        labels={"session": "By session number (default)", "next_observed": "Next observed session"},
+        help="By session number: if session t + lag was not observed the pair is missing. Next observed: "
+             "pair each row with the patient's next observed row.")
+    directions: tuple = option(
+        "choices", DIRECTIONS, choices=DIRECTIONS, label="Directions", url="directions", methods=M_STAGE1,
+        labels={"alliance_to_symptoms": "Alliance → next-session symptoms",
+                "symptoms_to_alliance": "Symptoms → next-session alliance"},
+        help="Which lagged effects to estimate: alliance at session t → symptoms at t + lag, "
+             "and symptoms at t → alliance at t + lag.")
+    control_prior_outcome: bool = option(
+        "flag", True, label="Control for the prior outcome", url="prior", methods=M_STAGE1,
+        help="Adds the outcome at session t (within and between parts) as predictors. "
+             "Causes a small downward (Nickell) bias in its own coefficient.")
+    standardize: bool = option(
+        "flag", True, label="Standardize within study", url="standardize", methods=M_STD,
+        help="z-scores per study so that coefficients are comparable across instruments (needed for pooling).")
+    sessions: tuple | None = option(
+        "range", None, lo=0, label="Sessions analysed", url="sessions", methods="1-data",
+        help="Only sessions in this window are used for every mean, SD, trend and pair "
+             "(the IPD meta-analysis used sessions 1–7).")
+    time_trend: str = option(
+        "choice", "none", choices=TIME_TRENDS, label="Time trend", widget="select", url="trend", methods=M_CENTER,
+        labels={"none": "No time trend", "fixed": "Fixed time trend", "fixed_random": "Fixed + random time slope"},
+        help="Adds grand-mean-centered session as a fixed effect (and optionally a random slope).")
+    cross_level: bool = option(
+        "flag", False, label="Cross-level interaction (between × within)", url="cross", methods=M_STAGE1,
+        help="Adds the product of the between and within parts of the predictor.")
+    estimator: str = option(
+        "choice", "mixed", choices=ESTIMATORS, label="Estimator", widget="radio", url="estimator", methods=M_STAGE1,
+        labels={"mixed": "Random-intercept model (REML)",
+                "fixed_effects": "Fixed effects (demeaned OLS, cluster-robust SE)"},
+        help="The fixed-effects estimator cannot estimate between-patient terms.")
+    pooling_method: str = meta.TAU2_METHOD.field()
+    test: str = meta.POOL_TEST.field()
+    outcome_moderator: bool = option(
+        "flag", False, label="Outcome's patient mean moderates the within effect", url="outmod", methods=M_STAGE1,
+        help="Adds the product of the patient's average outcome (between part) and the within predictor, "
+             "e.g. whether the alliance → symptoms effect differs for patients with higher average "
+             "symptoms. Needs within/between centering and the prior outcome.")
+    covariates: tuple = option(
+        "columns", (), label="Patient-level covariates (moderators)", methods=M_STAGE1,
+        reserved=CORE_COLUMNS + TERMS, reserved_prefix="within × ",
+        reserved_reason="it is a core column or a model term name",
+        help="Columns with one value per patient (e.g. treatment, diagnosis, age). Each enters as a "
+             "main effect and as a moderator of the within effect (within × covariate).")
+    standardize_by: str = option(
+        "choice", "total", choices=STANDARDIZE_BY, label="Standardize by", widget="radio", url="std_by",
+        methods=M_STD, labels={"total": "Total SD (all values of the study)", "within": "Within-patient SD"},
+        help="Which SD the z-scores divide by. Within-patient SD puts the coefficients in units of "
+             "session-to-session variation.")
+    df_method: str = option(
+        "choice", "z", choices=DF_METHODS, label="Tests of the study models", widget="radio", url="df",
+        methods=M_STAGE1, labels={"z": "Wald z (default)", "satterthwaite": "t with Satterthwaite df (as lmerTest)"},
+        help="Satterthwaite t tests are slower; they matter for small studies.")
+    stage1: str = option(
+        "choice", "lmm", choices=STAGE1_MODELS, label="Study model (stage 1)", widget="radio", url="stage1",
+        methods=M_DYNAMIC, r=("lmm",),
+        labels={"lmm": "Lagged mixed model (default)", "riclpm": "RI-CLPM (latent-centred SEM, FIML)",
+                "dpm": "Dynamic panel model (ML-SEM, FIML)"},
+        help="The RI-CLPM and the dynamic panel model separate stable patient differences from "
+             "session-to-session change inside the model, without the Nickell and feedback bias of "
+             "person-mean centering (METHODS §15). They use lag 1 between sessions; centering, lag, "
+             "trend and estimator then do not apply.")
 
-    def __post_init__(self):
-        # one declaration of the choice and flag constraints (the rest are checked below)
-        object.__setattr__(self, "pooling_method", str(self.pooling_method).upper())
-        for name, allowed in _CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"{name} must be one of {', '.join(map(repr, allowed))}; got {getattr(self, name)!r}."
-                )
-        for name in _FLAGS:
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")  # noqa: TRY004
-            object.__setattr__(self, name, bool(getattr(self, name)))
-        if isinstance(self.lag, bool) or not isinstance(self.lag, (int, np.integer)) or not 0 <= self.lag <= 3:
-            raise ValueError(f"lag must be a whole number from 1 to 3 (or 0, see below); got {self.lag!r}.")
-        object.__setattr__(self, "lag", int(self.lag))
-        self._check_directions()
-        self._check_sessions()
-        self._check_covariates()
-        for bad, msg in _COMBINATIONS:
-            if bad(self):
-                raise ValueError(msg)
-
-    def _check_directions(self):
-        dirs = (self.directions,) if isinstance(self.directions, str) else tuple(self.directions)
-        if not dirs:
-            raise ValueError("directions must name at least one of 'alliance_to_symptoms', 'symptoms_to_alliance'.")
-        for d in dirs:
-            if d not in DIRECTIONS:
-                raise ValueError(f"each direction must be one of {', '.join(map(repr, DIRECTIONS))}; got {d!r}.")
-        if len(set(dirs)) != len(dirs):
-            raise ValueError("directions must not repeat a direction.")
-        object.__setattr__(self, "directions", dirs)
-
-    def _check_sessions(self):
-        if self.sessions is None:
-            return
-        s = tuple(self.sessions)
-        if len(s) != 2 or any(isinstance(v, bool) or not float(v).is_integer() for v in s) or s[0] > s[1] or s[0] < 0:
-            raise ValueError(
-                "sessions must be None or (first, last): two whole session numbers ≥ 0 with first ≤ last; "
-                f"got {self.sessions!r}."
-            )
-        object.__setattr__(self, "sessions", (int(s[0]), int(s[1])))
-
-    def _check_covariates(self):
-        cov = (self.covariates,) if isinstance(self.covariates, str) else tuple(self.covariates)
-        for c in cov:
-            if not isinstance(c, str) or not c.strip():
-                raise ValueError(f"covariates must be column names (text); got {c!r}.")
-            if c in CORE_COLUMNS or c in TERMS or c.startswith("within × "):
-                raise ValueError(f"{c!r} cannot be a covariate: it is a core column or a model term name.")
-        if len(set(cov)) != len(cov):
-            raise ValueError("covariates must not repeat a column.")
-        object.__setattr__(self, "covariates", cov)
+    CONSTRAINTS: ClassVar[tuple[Constraint, ...]] = (
+        Constraint(("lag", "directions"), lambda o: o.lag == 0 and tuple(o.directions) != ("symptoms_to_alliance",),
+                   "lag must be 1–3 for alliance → symptoms; lag 0 (alliance rated later in the same session as "
+                   "the symptoms) is only for the direction 'symptoms_to_alliance'."),
+        Constraint(("cross_level", "centering"), lambda o: o.cross_level and o.centering in ("none", "grand_mean"),
+                   "cross_level needs a between-patient part of the predictor: use centering 'person_mean' or "
+                   "'detrended'."),
+        Constraint(("outcome_moderator", "centering", "control_prior_outcome"),
+                   lambda o: o.outcome_moderator and (o.centering in ("none", "grand_mean")
+                                                      or not o.control_prior_outcome),
+                   "outcome_moderator needs the between-patient part of the outcome as a main effect: use centering "
+                   "'person_mean' or 'detrended' with control_prior_outcome=True."),
+        Constraint(("time_trend", "estimator"), lambda o: o.time_trend == "fixed_random" and o.estimator == "fixed_effects",
+                   "A random slope of time needs estimator='mixed'; with 'fixed_effects' use time_trend='fixed'."),
+        Constraint(("df_method", "estimator"), lambda o: o.df_method == "satterthwaite" and o.estimator != "mixed",
+                   "df_method='satterthwaite' needs estimator='mixed' (fixed effects use t(G − 1))."),
+    )
 
     @property
     def hybrid(self) -> bool:
         """True when X and the prior outcome are split into within and between parts."""
         return self.centering in ("person_mean", "detrended")
-
-    def replace(self, **changes) -> LagOptions:
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def model_terms(options: LagOptions) -> tuple[str, ...]:

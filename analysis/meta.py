@@ -71,7 +71,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -80,6 +80,7 @@ from scipy import special
 from scipy.linalg import solve_triangular
 
 from . import formatting as fmt
+from .options import Declared, Option
 
 __all__ = [
     "METHODS",
@@ -89,6 +90,7 @@ __all__ = [
     "Heterogeneity",
     "MetaRegressionResult",
     "MetaResult",
+    "PoolOptions",
     "egger_test",
     "leave_one_out",
     "meta_regression",
@@ -112,6 +114,34 @@ METHOD_NAMES = {
     "HS": "Hunter-Schmidt",
 }
 TEST_NAMES = {"z": "z-test", "knha": "Knapp-Hartung t-test"}
+
+_STAGE2 = "6-stage-2-random-effects-pooling"
+#: The τ² estimator, declared once (LagOptions.pooling_method and PoolOptions.method reuse it).
+TAU2_METHOD = Option(
+    "choice", "REML", "τ² estimator", choices=METHODS, case="upper", widget="select", url="tau2", methods=_STAGE2,
+    labels={"REML": "REML", **{m: m for m in METHODS if m != "REML"}},
+    help="How the between-study variance is estimated. REML is the default; FE assumes no heterogeneity.")
+#: The test and CI of the pooled coefficients, declared once.
+POOL_TEST = Option(
+    "choice", "z", "Test and CI", choices=TESTS, case="lower", widget="radio", url="test", methods=_STAGE2,
+    labels={"z": "Normal (z)", "knha": "Knapp–Hartung (t, k − 1 df)"},
+    help="Knapp–Hartung widens intervals to reflect uncertainty in τ²; recommended with few studies.")
+
+
+@dataclass(frozen=True)
+class PoolOptions(Declared):
+    """The stage-2 choices (METHODS §6): τ² ``method`` and ``test``.
+
+    >>> PoolOptions(method="dl").method
+    'DL'
+    >>> PoolOptions(test="t")
+    Traceback (most recent call last):
+    ...
+    ValueError: test must be one of 'z', 'knha'; got 't'.
+    """
+
+    method: str = TAU2_METHOD.field()
+    test: str = POOL_TEST.field()
 
 # metafor rma.uni control defaults
 _THRESHOLD = 1e-5  # Fisher scoring convergence threshold
@@ -175,13 +205,12 @@ def _as_vector(x: Any, name: str) -> np.ndarray:
     return arr
 
 
+_METHOD_OPT, _TEST_OPT = (replace(o, name=n) for o, n in ((TAU2_METHOD, "method"), (POOL_TEST, "test")))
+
+
 def _check_method_test(method: str, test: str, level: float) -> tuple[str, str, float]:
-    m = str(method).upper()
-    if m not in METHODS:
-        raise ValueError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
-    t = str(test).lower()
-    if t not in TESTS:
-        raise ValueError(f"Unknown test {test!r}; choose 'z' or 'knha' (Knapp-Hartung).")
+    m = _METHOD_OPT.check(method)
+    t = _TEST_OPT.check(test)
     try:
         lv = float(level)
     except (TypeError, ValueError):
