@@ -43,7 +43,8 @@ from scipy import stats
 from analysis import sem
 from analysis.data import require_canonical
 
-__all__ = ["SEMResult", "riclpm", "dpm", "dpm_both", "fit_studies", "CROSS_LAGS", "ESTIMATORS"]
+__all__ = ["CROSS_LAGS", "ESTIMATORS", "SEMResult", "dpm", "dpm_both", "dpm_wide", "fit_studies", "riclpm",
+           "riclpm_model", "riclpm_wide", "stage1_fits", "study_fit"]
 
 CROSS_LAGS = ("alliance_to_symptoms", "symptoms_to_alliance")
 ESTIMATORS = ("RI-CLPM", "DPM")
@@ -376,7 +377,7 @@ def _run(model, Y, start, *, model_name, study, waves, msgs, std_fun, blocks, wi
     findex = None
     if with_fit and np.isfinite(fit.loglik):
         findex = sem.fit_indices(model, data, fit.theta, fit.loglik)
-    std = _delta_std(std_fun, fit.theta, fit.vcov) if np.isfinite(fit.loglik) else {}
+    std = _delta_std(std_fun, fit.theta, fit.vcov) if std_fun is not None and np.isfinite(fit.loglik) else {}
     return SEMResult(model=model_name, study=study, params=params, loglik=fit.loglik, n=n, waves=tuple(waves),
                      n_patterns=data.n_patterns, fit=findex, standardized=std, converged=fit.converged,
                      messages=tuple(msgs), vcov=fit.vcov), fit, data
@@ -390,31 +391,45 @@ def _study_frame(df):
     return d, (str(studies[0]) if len(studies) else "")
 
 
-def riclpm(df: pd.DataFrame, *, sessions=None, time_invariant: bool = True, fit_indices: bool = True) -> SEMResult:
+def riclpm(df: pd.DataFrame, *, sessions=None, time_invariant: bool = True, fit_indices: bool = True,
+           standardized: bool = True) -> SEMResult:
     """Random-intercept cross-lagged panel model of one study by FIML (module docstring; METHODS §15.1).
 
     ``sessions`` selects the waves (default: every session number in the data).
     With ``time_invariant=False`` the lagged effects are free per wave (named
     ``ar_alliance[s]`` etc., s the outcome's session) and ``lr_test`` holds the
-    likelihood-ratio test against the time-invariant model.
+    likelihood-ratio test against the time-invariant model. ``fit_indices`` /
+    ``standardized``: skip the χ²-based indices or the standardized lags
+    (faster, e.g. in simulations).
     """
     d, study = _study_frame(df)
     Y, waves, msgs = _wide(d, sessions)
+    n_pat = int(d["patient"].nunique())
+    return riclpm_wide(Y, waves, study=study, msgs=msgs, n_patients=n_pat, time_invariant=time_invariant,
+                       fit_indices=fit_indices, standardized=standardized)
+
+
+def riclpm_wide(Y, waves, *, study="", msgs=(), n_patients=None, time_invariant=True, fit_indices=True,
+                standardized=True, start=None) -> SEMResult:
+    """:func:`riclpm` on a wide matrix (patients × [alliance at ``waves``, symptoms at ``waves``], NaN =
+    missing); ``start`` optionally gives starting values (e.g. the truth in a simulation)."""
     T = len(waves)
+    msgs = list(msgs)
     name = "RI-CLPM" if time_invariant else "RI-CLPM (time-varying lags)"
     if T < 3:
-        return _blank(name, study, waves, int(d["patient"].nunique()),
+        return _blank(name, study, waves, n_patients if n_patients is not None else len(Y),
                       msgs + [f"{T} wave(s) with data: the RI-CLPM needs at least 3 sessions."])
     model = _riclpm_model(T, waves, time_invariant)
-    start = _riclpm_start(model, Y, T)
+    if start is None:
+        start = _riclpm_start(model, Y, T)
     ria = [2 * T, 2 * T + 1]
     blocks = [("the random intercepts", ria)]
     blocks += [(f"the within components at session {waves[0]}", [2 * T + 2, 3 * T + 2])]
-    res, fit, data = _run(model, Y, start, model_name=name, study=study, waves=waves, msgs=msgs,
-                          std_fun=lambda th: _std_riclpm(model, th, T, time_invariant), blocks=blocks,
-                          with_fit=fit_indices)
+    std_fun = (lambda th: _std_riclpm(model, th, T, time_invariant)) if standardized else None
+    res, fit, data = _run(model, Y, np.asarray(start, float), model_name=name, study=study, waves=waves,
+                          msgs=msgs, std_fun=std_fun, blocks=blocks, with_fit=fit_indices)
     if not time_invariant and res.converged:
-        inv = riclpm(df, sessions=sessions, time_invariant=True, fit_indices=False)
+        inv = riclpm_wide(Y, waves, study=study, fit_indices=False, standardized=False)
         if np.isfinite(inv.loglik):
             chi = max(2.0 * (res.loglik - inv.loglik), 0.0)
             ddf = len(model.names) - len(_riclpm_model(T, waves, True).names)
@@ -423,13 +438,19 @@ def riclpm(df: pd.DataFrame, *, sessions=None, time_invariant: bool = True, fit_
     return res
 
 
+def riclpm_model(waves, time_invariant: bool = True) -> sem.RamModel:
+    """The RI-CLPM of :func:`riclpm` as a :class:`analysis.sem.RamModel` (parameter order of ``to_frame``)."""
+    return _riclpm_model(len(waves), tuple(waves), time_invariant)
+
+
 def _replace(res, **kw):
     from dataclasses import replace
 
     return replace(res, **kw)
 
 
-def dpm(df: pd.DataFrame, *, outcome: str = "symptoms", sessions=None, fit_indices: bool = True) -> SEMResult:
+def dpm(df: pd.DataFrame, *, outcome: str = "symptoms", sessions=None, fit_indices: bool = True,
+        standardized: bool = True) -> SEMResult:
     """ML-SEM dynamic panel model for one outcome of one study (module docstring; METHODS §15.2).
 
     ``outcome="symptoms"`` estimates ``ar_symptoms`` and ``alliance_to_symptoms``;
@@ -440,10 +461,19 @@ def dpm(df: pd.DataFrame, *, outcome: str = "symptoms", sessions=None, fit_indic
     predictor = "alliance" if outcome == "symptoms" else "symptoms"
     d, study = _study_frame(df)
     Y, waves, msgs = _wide(d, sessions, variables=(outcome, predictor))
+    return dpm_wide(Y, waves, outcome=outcome, study=study, msgs=msgs, n_patients=int(d["patient"].nunique()),
+                    fit_indices=fit_indices, standardized=standardized)
+
+
+def dpm_wide(Y, waves, *, outcome="symptoms", study="", msgs=(), n_patients=None, fit_indices=True,
+             standardized=True) -> SEMResult:
+    """:func:`dpm` on a wide matrix (patients × [outcome at ``waves``, predictor at ``waves``])."""
+    predictor = "alliance" if outcome == "symptoms" else "symptoms"
     T = len(waves)
+    msgs = list(msgs)
     name = f"DPM ({outcome})"
     if T < 3:
-        return _blank(name, study, waves, int(d["patient"].nunique()),
+        return _blank(name, study, waves, n_patients if n_patients is not None else len(Y),
                       msgs + [f"{T} wave(s) with data: the dynamic panel model needs at least 3 sessions."])
     Y = Y[:, : 2 * T - 1]  # x at the last wave predicts nothing
     model = _dpm_model(T, waves, outcome, predictor)
@@ -459,7 +489,8 @@ def dpm(df: pd.DataFrame, *, outcome: str = "symptoms", sessions=None, fit_indic
         return {cross: float(np.mean(c)), f"ar_{outcome}": float(np.mean(a))}
 
     exo = [2 * T - 1, 0] + list(range(T, 2 * T - 1))
-    res, _, _ = _run(model, Y, start, model_name=name, study=study, waves=waves, msgs=msgs, std_fun=std_fun,
+    res, _, _ = _run(model, Y, start, model_name=name, study=study, waves=waves, msgs=msgs,
+                     std_fun=std_fun if standardized else None,
                      blocks=[("η, the first outcome and the predictors", exo)], with_fit=fit_indices)
     return res
 

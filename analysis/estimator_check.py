@@ -104,6 +104,7 @@ def _wide_long(d: pd.DataFrame, waves):
 
 
 def _simulate(rng, mu, L, mask, pats, waves, study):
+    """One data set: wide matrix (same missing values as the study) and its long canonical frame."""
     n, p = mask.shape
     T = len(waves)
     Y = mu + rng.standard_normal((n, p)) @ L.T
@@ -111,24 +112,33 @@ def _simulate(rng, mu, L, mask, pats, waves, study):
     a, s = Y[:, :T], Y[:, T:]
     present = ~(np.isnan(a) & np.isnan(s))
     pi, wi = np.nonzero(present)
-    return pd.DataFrame({
+    long = pd.DataFrame({
         "study": study, "patient": np.asarray(pats)[pi], "session": np.asarray(waves, dtype=np.int64)[wi],
         "alliance": a[pi, wi], "symptoms": s[pi, wi],
     })
+    return Y, long
 
 
-def _lmm(sim, centering):
-    from analysis.lagged import LagOptions, fit_study
+def _lmm(sim: pd.DataFrame, estimators) -> dict:
+    """Person-mean and detrended lagged mixed models (lag 1, prior outcome, raw scale), both directions."""
+    from analysis.lagged import LagOptions, fit_studies, prepare_studies
 
     out = {}
-    opts = LagOptions(centering=centering, standardize=False, lag=1, control_prior_outcome=True)
-    for direction in dynamics.CROSS_LAGS:
-        try:
-            f = fit_study(sim, opts, direction)
-            c = f.coef("within") if f.status != "failed" else None
-        except (ValueError, KeyError, np.linalg.LinAlgError):
-            c = None
-        out[direction] = (c["estimate"], c["se"], c["ci_low"], c["ci_high"]) if c else (np.nan,) * 4
+    base = LagOptions(standardize=False, lag=1, control_prior_outcome=True)
+    data = prepare_studies(sim, base)
+    for centering in ("person_mean", "detrended"):
+        if centering not in estimators:
+            continue
+        opts = base.replace(centering=centering)
+        rows = {}
+        for direction in dynamics.CROSS_LAGS:
+            try:
+                f = fit_studies(data, opts, direction)[0]
+                c = f.coef("within") if f.status != "failed" else None
+            except (ValueError, KeyError, IndexError, np.linalg.LinAlgError):
+                c = None
+            rows[direction] = (c["estimate"], c["se"], c["ci_low"], c["ci_high"]) if c else (np.nan,) * 4
+        out[centering] = rows
     return out
 
 
@@ -139,18 +149,18 @@ def _sem_row(res, name):
     return r["estimate"], r["se"], r["ci_low"], r["ci_high"]
 
 
-def _fit_all(sim, estimators):
-    rows = {}
-    if "person_mean" in estimators:
-        rows["person_mean"] = _lmm(sim, "person_mean")
-    if "detrended" in estimators:
-        rows["detrended"] = _lmm(sim, "detrended")
+def _fit_all(sim, Y, waves, theta, estimators):
+    rows = _lmm(sim, estimators) if {"person_mean", "detrended"} & set(estimators) else {}
+    T = len(waves)
     if "riclpm" in estimators:
-        r = dynamics.riclpm(sim, fit_indices=False)
+        r = dynamics.riclpm_wide(Y, waves, fit_indices=False, standardized=False, start=theta)
         rows["riclpm"] = {d: _sem_row(r, d) for d in dynamics.CROSS_LAGS}
     if "dpm" in estimators:
-        both = dynamics.dpm_both(sim, fit_indices=False)
-        rows["dpm"] = {d: _sem_row(both[d], d) for d in dynamics.CROSS_LAGS}
+        sym = dynamics.dpm_wide(np.hstack([Y[:, T:], Y[:, :T]]), waves, outcome="symptoms", fit_indices=False,
+                                standardized=False)
+        al = dynamics.dpm_wide(Y, waves, outcome="alliance", fit_indices=False, standardized=False)
+        rows["dpm"] = {"alliance_to_symptoms": _sem_row(sym, "alliance_to_symptoms"),
+                       "symptoms_to_alliance": _sem_row(al, "symptoms_to_alliance")}
     return rows
 
 
@@ -176,7 +186,7 @@ def estimator_check(df: pd.DataFrame, *, n_sim: int = 100, seed: int = 0, estima
     if not np.isfinite(fit.loglik) or not fit.converged:
         why = fit.messages[-1] if fit.messages else "the RI-CLPM did not converge."
         raise ValueError(f"The RI-CLPM could not be fitted to {study}: {why}")
-    model = dynamics._riclpm_model(len(fit.waves), fit.waves, True)
+    model = dynamics.riclpm_model(fit.waves)
     theta = fit.params["estimate"].to_numpy()
     mu, Sigma = model.implied(theta)
     try:
@@ -190,8 +200,8 @@ def estimator_check(df: pd.DataFrame, *, n_sim: int = 100, seed: int = 0, estima
     records = []
     for i in range(n_sim):
         checkpoint(progress, cancelled, i / n_sim)
-        sim = _simulate(rng, mu, L, mask, pats, fit.waves, study)
-        for est, dirs in _fit_all(sim, estimators).items():
+        Y, sim = _simulate(rng, mu, L, mask, pats, fit.waves, study)
+        for est, dirs in _fit_all(sim, Y, fit.waves, theta, estimators).items():
             for direction, (b, se, lo, hi) in dirs.items():
                 records.append((i, est, direction, b, se, lo, hi))
     checkpoint(progress, cancelled, 1.0)

@@ -151,23 +151,26 @@ class Builder:
 
 
 @dataclass(frozen=True)
-class _Group:
-    idx: np.ndarray  # (G, k) observed indices per pattern
-    n: np.ndarray  # (G,)
-    mean: np.ndarray  # (G, k)
-    cov: np.ndarray  # (G, k, k) ML covariance within the pattern
-    flat2: np.ndarray  # (G·k·k,) indices into a flattened p×p matrix (scatter-add by bincount)
-    flat1: np.ndarray  # (G·k,) indices into a p-vector
-
-
-@dataclass(frozen=True)
 class PatternData:
-    """Sufficient statistics of wide data with missing values, by missingness pattern."""
+    """Sufficient statistics of wide data with missing values, one row per missingness pattern.
+
+    ``mask`` (P×p, observed), ``n`` (cases), ``mean`` and ``cov`` (ML covariance)
+    of each pattern, with zeros in the unobserved entries. Every pattern is
+    processed in one batch padded to p variables: the unobserved block of Σ is
+    replaced by the identity (zero covariances), which leaves log|Σ_oo| and the
+    quadratic form unchanged.
+    """
 
     p: int
     n: int
-    groups: tuple[_Group, ...]
-    n_patterns: int
+    mask: np.ndarray
+    counts: np.ndarray
+    mean: np.ndarray
+    cov: np.ndarray
+
+    @property
+    def n_patterns(self) -> int:
+        return len(self.counts)
 
     @classmethod
     def from_wide(cls, Y: np.ndarray) -> PatternData:
@@ -178,23 +181,18 @@ class PatternData:
         n, p = Y.shape
         pats, inv = np.unique(obs, axis=0, return_inverse=True)
         inv = inv.ravel()
-        sizes = pats.sum(axis=1)
-        groups = []
-        for k in np.unique(sizes):
-            which = np.flatnonzero(sizes == k)
-            idx = np.stack([np.flatnonzero(pats[w]) for w in which])
-            ns, means, covs = [], [], []
-            for w, ix in zip(which, idx):
-                rows = Y[inv == w][:, ix]
-                mu = rows.mean(axis=0)
-                dev = rows - mu
-                ns.append(len(rows))
-                means.append(mu)
-                covs.append(dev.T @ dev / len(rows))
-            groups.append(_Group(idx=idx, n=np.asarray(ns, float), mean=np.asarray(means),
-                                 cov=np.asarray(covs), flat2=(idx[:, :, None] * p + idx[:, None, :]).ravel(),
-                                 flat1=idx.ravel()))
-        return cls(p=p, n=n, groups=tuple(groups), n_patterns=len(pats))
+        P = len(pats)
+        counts = np.bincount(inv, minlength=P).astype(float)
+        Y0 = np.where(obs, Y, 0.0)
+        mean = np.zeros((P, p))
+        np.add.at(mean, inv, Y0)
+        mean /= counts[:, None]
+        dev = Y0 - mean[inv]
+        dev[~obs] = 0.0
+        cov = np.zeros((P, p, p))
+        np.add.at(cov, inv, dev[:, :, None] * dev[:, None, :])
+        cov /= counts[:, None, None]
+        return cls(p=p, n=n, mask=pats, counts=counts, mean=mean, cov=cov)
 
 
 def _batch_loglik(data: PatternData, mu: np.ndarray, Sigma: np.ndarray, grad: bool):
@@ -203,34 +201,28 @@ def _batch_loglik(data: PatternData, mu: np.ndarray, Sigma: np.ndarray, grad: bo
     ℓ is −inf where some Σ_oo is not positive definite (its gradients are then 0).
     """
     B, p = mu.shape
-    ll = np.zeros(B)
-    ok = np.ones(B, dtype=bool)
-    G = np.zeros(B * p * p) if grad else None
-    gmu = np.zeros(B * p) if grad else None
-    off2 = (np.arange(B) * p * p)[:, None]
-    off1 = (np.arange(B) * p)[:, None]
-    for g in data.groups:
-        ix = g.idx
-        k = ix.shape[1]
-        Sg = Sigma[:, ix[:, :, None], ix[:, None, :]]  # B, G, k, k
-        L, good = _chol(Sg)
-        ok &= good
-        logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
-        W = np.linalg.inv(L)
-        W = np.swapaxes(W, -1, -2) @ W  # Σ_oo⁻¹
-        d = g.mean - mu[:, ix]  # B, G, k
-        C = g.cov + d[..., :, None] * d[..., None, :]
-        tr = np.einsum("bgij,bgji->bg", W, C)
-        ll -= 0.5 * ((k * LOG2PI + logdet + tr) @ g.n)
-        if grad:
-            Gg = 0.5 * g.n[:, None, None] * (W @ C @ W - W)
-            G += np.bincount((off2 + g.flat2).ravel(), weights=Gg.ravel(), minlength=B * p * p)
-            Wd = np.einsum("bgij,bgj->bgi", W, d) * g.n[:, None]
-            gmu += np.bincount((off1 + g.flat1).ravel(), weights=Wd.ravel(), minlength=B * p)
+    m = data.mask.astype(float)  # P, p
+    mm = m[:, :, None] * m[:, None, :]
+    pad = np.eye(p) * (1.0 - m)[:, :, None]  # identity on the unobserved diagonal
+    Sg = Sigma[:, None] * mm + pad  # B, P, p, p
+    L, good = _chol(Sg.reshape(-1, p, p))
+    L = L.reshape(B, -1, p, p)
+    ok = good.reshape(B, -1).all(axis=1)
+    logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)  # B, P
+    Li = np.linalg.inv(L)
+    W = np.swapaxes(Li, -1, -2) @ Li
+    d = (data.mean - mu[:, None, :]) * m  # B, P, p
+    C = data.cov + d[..., :, None] * d[..., None, :]
+    tr = np.einsum("bgij,bgji->bg", W, C)
+    k = m.sum(axis=1)
+    ll = -0.5 * ((k * LOG2PI + logdet + tr) @ data.counts)
     ll = np.where(ok & np.isfinite(ll), ll, -np.inf)
     if not grad:
         return ll, None, None
-    return ll, G.reshape(B, p, p), gmu.reshape(B, p)
+    Gg = (W @ C @ W - W) * mm
+    G = 0.5 * np.einsum("g,bgij->bij", data.counts, Gg)
+    gmu = np.einsum("g,bgi->bi", data.counts, np.einsum("bgij,bgj->bgi", W, d) * m)
+    return ll, G, gmu
 
 
 def _chol(S):
@@ -416,7 +408,8 @@ def _ascent(model, data, theta, max_iter, tol, hinv0=None):
     except np.linalg.LinAlgError:
         Hinv = np.eye(len(theta)) / N
     it = 0
-    for it in range(1, max_iter + 1):
+    for _ in range(max_iter):
+        it += 1
         step = Hinv @ g
         slope = float(g @ step)
         if slope <= 0:  # not an ascent direction: restart from the (scaled) gradient
@@ -525,18 +518,11 @@ def saturated(data: PatternData, start=None, *, tol: float = 1e-9):
 
 def baseline(data: PatternData):
     """Independence model (free means and variances): (μ, variances, ℓ) — closed form per variable."""
-    p = data.p
-    s1 = np.zeros(p)
-    cnt = np.zeros(p)
-    for g in data.groups:
-        np.add.at(s1, g.idx, g.n[:, None] * g.mean)
-        np.add.at(cnt, g.idx, np.repeat(g.n[:, None], g.idx.shape[1], axis=1))
-    mu = s1 / cnt
-    ss = np.zeros(p)
-    for g in data.groups:
-        dv = np.diagonal(g.cov, axis1=1, axis2=2) + (g.mean - mu[g.idx]) ** 2
-        np.add.at(ss, g.idx, g.n[:, None] * dv)
-    var = ss / cnt
+    w = data.counts[:, None] * data.mask
+    cnt = w.sum(axis=0)
+    mu = (w * data.mean).sum(axis=0) / cnt
+    dv = np.diagonal(data.cov, axis1=1, axis2=2) + (data.mean - mu) ** 2
+    var = (w * dv).sum(axis=0) / cnt
     ll = float(-0.5 * np.sum(cnt * (LOG2PI + np.log(var) + 1.0)))
     return mu, var, ll
 
