@@ -8,6 +8,7 @@ from analysis import plots_lagged, plots_meta
 from analysis.interpret import lagged_effect_sentence
 from ui import compute
 from ui.downloads import show_figure, table_download
+from ui.dynamics_view import check_section, comparison_section
 from ui.options import DIRECTIONS, LINKS, option_panel, pooling_panel
 from ui.reporting import report_downloads
 from ui.safe import esc
@@ -68,7 +69,8 @@ shown_table, summary_table = compute.pooled_tables(df, options, DIRECTIONS)
 st.dataframe(shown_table, width="stretch", hide_index=True)
 table_download(summary_table, "pooled_estimates", key="pooled_dl")
 
-SECTIONS = ["Leave-one-out", "Funnel & Egger", "Meta-regression", "Centering multiverse", "Report & script"]
+SECTIONS = ["Leave-one-out", "Funnel & Egger", "Meta-regression", "Centering multiverse", "Estimator comparison",
+            "Estimator check", "Report & script"]
 # Only the chosen section is computed and drawn, so changing an option redraws the forest plot and at most
 # one section, not five.
 section = st.segmented_control(
@@ -139,6 +141,12 @@ elif section == "Centering multiverse":
     pooled_rows = mv[mv["row"] == "pooled"]
     st.dataframe(pooled_rows, width="stretch", hide_index=True)
     table_download(mv, "centering_multiverse", key="mv_dl")
+
+elif section == "Estimator comparison":
+    comparison_section(df, options, "pooled")
+
+elif section == "Estimator check":
+    check_section(df, options, "pooled")
 
 elif section == "Report & script":
     report_downloads(ds, options, res, fig, xlabel)
