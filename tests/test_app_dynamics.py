@@ -66,3 +66,28 @@ def test_estimator_comparison_and_check_on_the_pooled_page():
     table = next(d.value for d in at.dataframe if "coverage" in d.value.columns)
     assert set(table["estimator"]) == {"person_mean", "detrended", "riclpm", "dpm"}
     assert (table["n_sim"] > 0).all()
+
+
+def _latent_table(at):
+    return next(d.value for d in at.dataframe if "true_value" in d.value.columns and "note" in d.value.columns)
+
+
+def test_teaching_feedback_slider_shows_latent_models_beside_the_lmm():
+    """Feedback 0 → −0.5 (seeded sample, 6 sessions, prior symptoms controlled): the person-mean LMM's estimate
+    drifts towards 0, the RI-CLPM's and the DPM's stay put and their CIs cover the true −0.20."""
+    at = AppTest.from_file(str(ROOT / "app_pages" / "teaching.py"), default_timeout=300)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.checkbox(key="teach_control").check()
+    at.slider(key="teach_sessions").set_value(6).run()
+    before = _latent_table(at).set_index("model")["estimate"]
+    at.slider(key="teach_feedback").set_value(-0.5).run()
+    assert not at.exception, [e.value for e in at.exception]
+    latent = _latent_table(at)
+    assert list(latent["model"]) == ["Person-mean LMM (within)", "RI-CLPM", "Dynamic panel model"]
+    after = latent.set_index("model")
+    assert after.loc["Person-mean LMM (within)", "estimate"] - before["Person-mean LMM (within)"] > 0.04
+    for m in ("RI-CLPM", "Dynamic panel model"):
+        assert abs(after.loc[m, "estimate"] - before[m]) < 0.03
+        assert after.loc[m, "ci_low"] <= -0.2 <= after.loc[m, "ci_high"]
+    assert any("Person-mean LMM vs latent-centred models" in str(c.proto.spec) for c in at.get("plotly_chart"))

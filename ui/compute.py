@@ -325,6 +325,15 @@ def teaching_sample(params):
     return data, teaching.fit_estimates(data, params), teaching.scatter_summary(data)
 
 
+@st.cache_data(show_spinner=False, max_entries=32, ttl=3600)
+def teaching_latent(params):
+    """Person-mean LMM, RI-CLPM and DPM estimates of the alliance → symptoms effect on the teaching sample."""
+    from analysis import teaching
+
+    data, est, _ = teaching_sample(params)
+    return teaching.latent_estimates(data, params, est)
+
+
 @st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
 def teaching_replication(params, n_rep: int = 20):
     """Many samples with the same settings: chance or systematic miss (analysis.teaching.replicate)."""
