@@ -164,7 +164,7 @@ class LagOptions(Declared):
         help="Satterthwaite t tests are slower; they matter for small studies.")
     stage1: str = option(
         "choice", "lmm", choices=STAGE1_MODELS, label="Study model (stage 1)", widget="radio", url="stage1",
-        methods=M_DYNAMIC, r=("lmm",),
+        methods=M_DYNAMIC,
         labels={"lmm": "Lagged mixed model (default)", "riclpm": "RI-CLPM (latent-centred SEM, FIML)",
                 "dpm": "Dynamic panel model (ML-SEM, FIML)"},
         help="The RI-CLPM and the dynamic panel model separate stable patient differences from "
