@@ -13,6 +13,7 @@ from ui.options import DIRECTIONS, LINKS, option_panel, pooling_panel
 from ui.reporting import report_downloads
 from ui.safe import esc
 from ui.state import current, data_banner
+from ui.tables import show_table
 
 st.title("Pooled effects")
 data_banner()
@@ -66,8 +67,7 @@ for d, m in pooled.items():
         st.caption(lagged_effect_sentence(m.estimate, m.ci_low, m.ci_high, d, options.lag, options.standardize,
                                           effect, level=m.level))
 shown_table, summary_table = compute.pooled_tables(df, options, DIRECTIONS)
-st.dataframe(shown_table, width="stretch", hide_index=True)
-table_download(summary_table, "pooled_estimates", key="pooled_dl")
+show_table(shown_table, "pooled_estimates", key="pooled_dl", csv=summary_table, title="Pooled estimates")
 
 SECTIONS = ["Leave-one-out", "Funnel & Egger", "Meta-regression", "Centering multiverse", "Estimator comparison",
             "Estimator check", "Report & script"]
@@ -127,8 +127,8 @@ elif section == "Meta-regression":
                     st.error(f"{DIRECTIONS[d]}: {esc(e, None)}")
                     continue
                 st.markdown(f"**{DIRECTIONS[d]}.** {esc(mr.summary(), None)}")
-                st.dataframe(mr.display_frame(), width="stretch", hide_index=True)
-                table_download(mr.coefficients, f"meta_regression_{d}", key=f"mr_dl_{d}")
+                show_table(mr.display_frame(), f"meta_regression_{d}", key=f"mr_dl_{d}", csv=mr.coefficients,
+                           title=f"Meta-regression: {DIRECTIONS[d]}")
 
 elif section == "Centering multiverse":
     st.caption("Does the conclusion depend on centering? The same model under every centering, with and without a "
@@ -139,8 +139,7 @@ elif section == "Centering multiverse":
     for d in pooled:
         show_figure(plots_lagged.multiverse_figure(mv, d), f"multiverse_{d}", key=f"mv_{d}")
     pooled_rows = mv[mv["row"] == "pooled"]
-    st.dataframe(pooled_rows, width="stretch", hide_index=True)
-    table_download(mv, "centering_multiverse", key="mv_dl")
+    show_table(pooled_rows, "centering_multiverse", key="mv_dl", csv=mv, title="Centering multiverse (pooled)")
 
 elif section == "Estimator comparison":
     comparison_section(df, options, "pooled")

@@ -10,6 +10,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from analysis import formatting as fmt
 from analysis import mixed
 from analysis.lagged.options import _VARS, MIN_PATIENTS, LagOptions, _check_direction, effect_label
 from analysis.lagged.rows import ModelRows, StudyData, model_rows, prepare_studies
@@ -335,9 +336,10 @@ def _diagnostics(data: StudyData, k: int, g: np.ndarray, xvar: str, coef: dict, 
             rho = (rho_hat * (T - 1) + 1.0) / (T - 2)
             nick = -(1.0 + rho) / (T - 1)
             msgs.append(
-                f"Nickell bias: with about {T:g} pairs per patient the within-centred prior-outcome "
-                f"coefficient ({rho_hat:.3f}) is biased by about {nick:.3f} (−(1+ρ)/(T−1), ρ ≈ {rho:.2f}; "
-                "METHODS §5); the cross-lagged within effect can be biased as well."
+                f"Nickell bias: with about {T:g} session pairs per patient (T) the within-centred "
+                f"prior-outcome coefficient ({fmt.num(rho_hat, 3)}) is biased by about {fmt.num(nick, 3)} "
+                f"(−(1 + ρ)/(T − 1), ρ ≈ {fmt.num(rho)}; METHODS §5); the cross-lagged within effect can be "
+                "biased as well."
             )
         else:
             msgs.append(
@@ -346,7 +348,8 @@ def _diagnostics(data: StudyData, k: int, g: np.ndarray, xvar: str, coef: dict, 
             )
     if "between" in terms and np.isfinite(rel) and rel < 0.7:
         msgs.append(
-            f"The person mean of {xvar} has reliability {rel:.2f} (ICC {icc:.2f}, {med_obs:g} values per "
+            f"The person mean of {xvar} has reliability {fmt.num(rel)} (ICC {fmt.num(icc)}, {med_obs:g} values "
+            "per "
             "patient): the between-patient effect is pulled toward the within effect (METHODS §5)."
         )
     diag = {
