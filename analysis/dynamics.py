@@ -48,7 +48,8 @@ __all__ = ["CROSS_LAGS", "ESTIMATORS", "SEMResult", "dpm", "dpm_both", "dpm_wide
 
 CROSS_LAGS = ("alliance_to_symptoms", "symptoms_to_alliance")
 ESTIMATORS = ("RI-CLPM", "DPM")
-MIN_PATIENTS = 50
+MIN_PATIENTS = 50  # below: fitted with a warning
+MIN_FIT_PATIENTS = 10  # below: not fitted (the R script applies the same rule)
 _Z = stats.norm.ppf(0.975)
 
 
@@ -360,6 +361,9 @@ def _run(model, Y, start, *, model_name, study, waves, msgs, std_fun, blocks, wi
     data = sem.PatternData.from_wide(Y)
     n = data.n
     msgs = list(msgs)
+    if n < MIN_FIT_PATIENTS:
+        return _blank(model_name, study, waves, n, msgs + [
+            f"only {n} patient(s) with data: the SEM estimators need at least {MIN_FIT_PATIENTS}."]), None, data
     if n < MIN_PATIENTS:
         msgs.append(f"only {n} patients: SEM estimates are unstable below {MIN_PATIENTS} patients; "
                     "read them with caution.")
@@ -541,8 +545,9 @@ def _n_pairs(frame: pd.DataFrame, direction: str) -> int:
 
 def study_fit(res: SEMResult, direction: str, options, n_pairs: int = 0):
     """A :class:`analysis.lagged.StudyFit` from one SEM fit: terms ``within`` (the cross-lag of
-    ``direction``), ``prior_within`` (the outcome's autoregression) and ``within_std`` (the
-    standardized within cross-lag, lavaan std.all averaged over waves), Wald z."""
+    ``direction``) and ``prior_within`` (the outcome's autoregression), Wald z. In the pipeline the data
+    are standardized per study (§2), so ``within`` is on the scale of the lagged models' ``within``; the
+    within-person standardized lag (lavaan std.all) stays on the :class:`SEMResult`."""
     from analysis.lagged import StudyFit, coef_data, failed_fit
 
     outcome = "symptoms" if direction == "alliance_to_symptoms" else "alliance"
@@ -551,9 +556,9 @@ def study_fit(res: SEMResult, direction: str, options, n_pairs: int = 0):
         reason = res.messages[-1] if res.messages else "the model could not be fitted."
         f = failed_fit(res.study, direction, options, f"{label}: {reason}", n_patients=res.n, n_pairs=n_pairs)
         return _replace(f, estimator=label, effect="within-patient")
-    terms = ("within", "prior_within", "within_std")
-    est = [res.estimate(direction), res.estimate(f"ar_{outcome}"), res.standardized[direction][0]]
-    se = [res.se(direction), res.se(f"ar_{outcome}"), res.standardized[direction][1]]
+    terms = ("within", "prior_within")
+    est = [res.estimate(direction), res.estimate(f"ar_{outcome}")]
+    se = [res.se(direction), res.se(f"ar_{outcome}")]
     return StudyFit(
         study=res.study, direction=direction, options=options, effect="within-patient", estimator=label,
         coef_data=coef_data(terms, est, se), n_patients=res.n, n_pairs=n_pairs, converged=res.converged,

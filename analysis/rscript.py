@@ -562,6 +562,7 @@ sem_rows <- function(st, ps, direction) {
   if (is.null(fit)) {
     sw <- sem_wide(ps$d, c("alliance", "symptoms"))
     if (length(sw$waves) < 3) stop("the SEM estimators need at least 3 sessions with data")
+    if (sum(rowSums(!is.na(sw$w)) > 0) < 10) stop("the SEM estimators need at least 10 patients with data")
     w <- sw$w
     fit <- if (opt$stage1 == "riclpm") sem_fit(riclpm_syntax(sw$waves), w) else {
       W <- sw$waves; n <- length(W)

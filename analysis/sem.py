@@ -463,8 +463,12 @@ def fit(model: RamModel, data: PatternData, start: np.ndarray, *, max_iter: int 
                         theta, ll, g = theta + step, ll1, g1
             except np.linalg.LinAlgError:
                 pass
-            ev = np.linalg.eigvalsh(-H)
-            if ev.min() <= 1e-10 * max(ev.max(), 1.0):
+            info = -H
+            dg = np.diag(info)
+            # scale-free check (parameters on very different scales, e.g. raw symptom sums and alliance items)
+            scaled = info / np.sqrt(np.outer(np.abs(dg), np.abs(dg))) if np.all(dg > 0) else None
+            ev = np.linalg.eigvalsh(scaled) if scaled is not None else np.array([-1.0])
+            if ev.min() <= 1e-11:
                 messages.append("the information matrix is singular (a parameter is not identified); "
                                 "standard errors are not available.")
             else:

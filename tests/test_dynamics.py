@@ -60,12 +60,14 @@ IDS = [f"{n}-{y}" if y else n for n, y, _ in PAIRS]
 def test_estimates_and_se_equal_lavaan(fits, case, direction, ref):
     res = fits[case][direction]
     assert ref["converged"] and res.converged
+    assert res.loglik >= ref["fit"]["logl"] - 1e-6  # at least as high: the same optimum, found as precisely
     fr = res.to_frame()
     est = dict(zip(fr["parameter"].map(_label), fr["estimate"]))
     se = dict(zip(fr["parameter"].map(_label), fr["se"]))
     assert set(est) == set(ref["estimates"])
     for p, v in ref["estimates"].items():
-        assert est[p] == pytest.approx(v, abs=1e-4, rel=1e-5), p
+        # 1e-4, relative for the large variances (lavaan's own convergence tolerance; see the R script)
+        assert abs(est[p] - v) <= 1e-4 * max(1.0, abs(v)), p
         assert se[p] == pytest.approx(ref["se"][p], rel=1e-3), p
 
 

@@ -81,16 +81,12 @@ dpm_syntax <- function(Tw, y, x) {
 }
 
 fit_one <- function(syntax, data) {
-  # tighter than lavaan's default convergence (nlminb rel.tol 1e-10), so that the reference estimates are
-  # exact to 1e-6; the first tolerance nlminb reaches is used
-  for (tol in c(1e-13, 1e-12, 1e-11, 1e-10)) {
-    fit <- suppressWarnings(lavaan(syntax, data = data, missing = "ml", meanstructure = TRUE, fixed.x = FALSE,
-                  int.ov.free = FALSE, int.lv.free = FALSE, auto.var = FALSE, auto.cov.lv.x = FALSE,
-                  auto.cov.y = FALSE, auto.fix.first = FALSE, auto.fix.single = FALSE, std.lv = FALSE,
-                  control = list(rel.tol = tol, iter.max = 10000, eval.max = 20000)))
-    if (lavInspect(fit, "converged")) return(fit)
-  }
-  fit
+  # lavaan's defaults (nlminb, rel.tol 1e-10): its estimates stop about 1e-4 relative short of the exact
+  # optimum on the large-variance parameters (the Python log-likelihoods are 1e-9 to 1e-6 higher), hence the
+  # tests' tolerance of 1e-4 * max(1, |estimate|)
+  lavaan(syntax, data = data, missing = "ml", meanstructure = TRUE, fixed.x = FALSE,
+         int.ov.free = FALSE, int.lv.free = FALSE, auto.var = FALSE, auto.cov.lv.x = FALSE,
+         auto.cov.y = FALSE, auto.fix.first = FALSE, auto.fix.single = FALSE, std.lv = FALSE)
 }
 
 summarise <- function(fit, std_paths) {
