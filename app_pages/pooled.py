@@ -7,8 +7,8 @@ import streamlit as st
 from analysis import plots_lagged, plots_meta
 from analysis.interpret import lagged_effect_sentence
 from ui import compute
-from ui.dynamics_view import check_section, comparison_section
 from ui.downloads import show_figure, table_download
+from ui.dynamics_view import check_section, comparison_section
 from ui.options import DIRECTIONS, LINKS, option_panel, pooling_panel
 from ui.reporting import report_downloads
 from ui.safe import esc

@@ -75,13 +75,17 @@ def _latent_table(at):
 def test_teaching_feedback_slider_shows_latent_models_beside_the_lmm():
     """Feedback 0 → −0.5 (seeded sample, 6 sessions, prior symptoms controlled): the person-mean LMM's estimate
     drifts towards 0, the RI-CLPM's and the DPM's stay put and their CIs cover the true −0.20."""
+    from test_app_teaching import _settle
+
     at = AppTest.from_file(str(ROOT / "app_pages" / "teaching.py"), default_timeout=300)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     at.checkbox(key="teach_control").check()
     at.slider(key="teach_sessions").set_value(6).run()
+    _settle(at)
     before = _latent_table(at).set_index("model")["estimate"]
     at.slider(key="teach_feedback").set_value(-0.5).run()
+    _settle(at)
     assert not at.exception, [e.value for e in at.exception]
     latent = _latent_table(at)
     assert list(latent["model"]) == ["Person-mean LMM (within)", "RI-CLPM", "Dynamic panel model"]

@@ -30,7 +30,8 @@ def _settle(at: AppTest) -> AppTest:
     from ui import jobs
 
     for _ in range(3):
-        pending = [at.session_state[k] for k in ("_job_teach_rep", "_job_teach_nickell") if k in at.session_state]
+        pending = [at.session_state[k] for k in ("_job_teach_rep", "_job_teach_nickell", "_job_teach_latent")
+                   if k in at.session_state]
         pending = [j for j in pending if j is not None and not j.done]
         if not pending and not at.get("progress"):
             break
