@@ -6,6 +6,7 @@ import streamlit as st
 
 from analysis import nickell
 from analysis.interpret import count_sentence, lagged_effect_sentence
+from analysis.plots_lagged import direction_label
 from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.dynamics_view import check_section, comparison_section
@@ -42,7 +43,10 @@ res = compute.two_stage_or_stop(df, options, "Fitting one model per study…")
 ps = res.per_study
 within = ps[ps["term"] == "within"]
 for direction in options.directions:
-    st.header(DIRECTIONS[direction] if options.lag else "Symptoms → alliance rated later in the same session")
+    # the heading says the lag in use ("next-session" only at lag 1; issue 23 #10)
+    st.header(DIRECTIONS[direction] if options.lag == 1 else
+              "Symptoms → alliance rated later in the same session" if not options.lag else
+              direction_label(direction, options.lag)["arrow"].capitalize())
     d = within[within["direction"] == direction]
     effect = d["effect"].iloc[0] if len(d) else "within-patient"
     ok = d[d["status"] != "failed"]
