@@ -24,7 +24,7 @@ def test_teaching_feedback_and_pooled_estimator_comparison_in_the_browser():
         page.goto(url + "/pooled")
         page.get_by_role("heading", name="Pooled effects").wait_for(timeout=120_000)
         wait_idle(page, 300_000)
-        page.get_by_role("button", name="Estimator comparison").click()
+        page.locator('[data-testid="stButtonGroup"] button').filter(has_text="Estimator comparison").click()
         wait_idle(page, 120_000)
         page.get_by_role("button", name="Fit the RI-CLPM and the DPM to every study").click()
         page.get_by_text("Estimator comparison: Alliance", exact=False).first.wait_for(timeout=900_000)
