@@ -16,7 +16,9 @@ def test_teaching_feedback_and_pooled_estimator_comparison_in_the_browser():
         wait_idle(page, 240_000)
         page.get_by_role("heading", name="4. Feedback and latent centering: RI-CLPM and dynamic panel model").wait_for(
             timeout=240_000)
-        page.get_by_text("Person-mean LMM vs latent-centred models", exact=False).first.wait_for(timeout=300_000)
+        fig = page.get_by_text("Person-mean LMM vs latent-centred models", exact=False).first
+        fig.wait_for(timeout=300_000)
+        fig.scroll_into_view_if_needed()
         slider = page.locator('[data-testid="stSlider"]').filter(has_text="Feedback: symptoms")
         assert "-0.40" in slider.inner_text() or "−0.40" in slider.inner_text()
         page.screenshot(path=str(ARTIFACTS / "teaching_feedback.png"), full_page=True)
@@ -27,5 +29,7 @@ def test_teaching_feedback_and_pooled_estimator_comparison_in_the_browser():
         page.locator('[data-testid="stButtonGroup"] button').filter(has_text="Estimator comparison").click()
         wait_idle(page, 120_000)
         page.get_by_role("button", name="Fit the RI-CLPM and the DPM to every study").click()
-        page.get_by_text("Estimator comparison: Alliance", exact=False).first.wait_for(timeout=900_000)
+        forest = page.get_by_text("Estimator comparison: Alliance", exact=False).first
+        forest.wait_for(timeout=900_000)
+        forest.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "pooled_estimator_comparison.png"), full_page=True)
