@@ -613,22 +613,3 @@ def stage1_fits(data, options, stage1: str) -> dict:
 
 
 COMPARISON_LABELS = {"lmm": "Hybrid LMM", "riclpm": "RI-CLPM", "dpm": "DPM"}
-
-
-def compare_estimators(df: pd.DataFrame, options=None, *, stage1=("lmm", "riclpm", "dpm"), progress=None,
-                       cancelled=None) -> dict:
-    """The two-stage analysis under each stage-1 estimator (``options`` otherwise unchanged; the
-    ``"lmm"`` entry uses the options' own lagged model) → ``{label: TwoStageResult}`` with labels
-    "Hybrid LMM", "RI-CLPM", "DPM" (the input of
-    :func:`analysis.plots_dynamics.estimator_comparison_figure`)."""
-    from analysis.lagged import LagOptions
-    from analysis.pipeline import two_stage
-    from analysis.progress import checkpoint
-
-    options = options or LagOptions()
-    out = {}
-    for i, s in enumerate(stage1):
-        checkpoint(progress, cancelled, i / len(stage1))
-        out[COMPARISON_LABELS[s]] = two_stage(df, options.replace(stage1=s))
-    checkpoint(progress, cancelled, 1.0)
-    return out
