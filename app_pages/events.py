@@ -7,8 +7,9 @@ import streamlit as st
 from analysis import events as ev
 from analysis import formatting as fmt
 from analysis import plots_events as pe
+from analysis.events.options import DropoutOptions, GainOptions
 from analysis.plots_meta import forest_plot
-from ui import compute, persist
+from ui import compute, declared, persist
 from ui.downloads import show_figure, table_download
 from ui.events_view import dropout_section, notes, patient_picker, pick, rel_sd, run, table
 from ui.safe import esc
@@ -41,7 +42,8 @@ def _persist(data_key: str, defaults: dict) -> None:
     if st.session_state.get("ev_data_key") != data_key:
         persist.forget("ev_")
         st.session_state["ev_data_key"] = data_key
-    applied = persist.url_params("events", persist.EVENTS)
+    applied = persist.url_params("events", persist.EVENTS | declared.url_spec(GainOptions, lambda n: "ev_sg_conv")
+                                 | declared.url_spec(DropoutOptions, lambda n: "ev_do_preds"))
     if "criterion" in applied:  # a link naming a criterion but not its k / SD / trend gets the criterion's own
         c = ev.RUPTURE_CRITERIA[st.session_state["ev_crit"]]
         for name, key, val in (("k", "ev_k", c.k), ("sd", "ev_sd_opt", c.sd), ("detrend", "ev_detrend", c.detrend)):
@@ -118,9 +120,7 @@ def gains_tab(df, studies, raters) -> dict | None:
     opts = dict(kind=kind, better=better, first_only=bool(c3.checkbox("Only each patient's first event",
                                                                        key="ev_sg_first")),
                 pairing=c3.radio("Consecutive sessions", list(PAIRING), format_func=PAIRING.get, key="ev_sg_pairing"),
-                convention=c3.radio("Conventions", list(ev.GAIN_CONVENTIONS), format_func=ev.GAIN_CONVENTIONS.get,
-                                    key="ev_sg_conv", help="Published criteria (default) or as the R package "
-                                    "suddengains, to match R results (METHODS §10)"))
+                convention=declared.draw(GainOptions.declaration("convention"), "ev_sg_conv", c3))
     if mode == "typed":
         opts["cutoff"] = float(c2.number_input("Cut-off (score points)", min_value=0.001, step=0.5, key="ev_sg_cut"))
     else:
@@ -233,10 +233,11 @@ raters = ["patient", "therapist", "both"] if has_therapist_ratings(df) else ["pa
 DEFAULTS = {"ev_crit": "default", "ev_k": ev.DEFAULT_K, "ev_sd_opt": "moderated", "ev_detrend": True, "ev_rater": "patient",
             "ev_pre": "previous", "ev_rule": "any", "ev_item": "(none)", "ev_item_rule": "or", "ev_sg_kind": "gain",
             "ev_sg_better": "lower", "ev_sg_mode": "rc", "ev_sg_r": 0.90, "ev_sg_sdsrc": "baseline", "ev_sg_sd": 1.0,
-            "ev_sg_cut": 1.0, "ev_sg_first": False, "ev_sg_pairing": "session", "ev_sg_conv": "published", "ev_ag_rater": "patient",
+            "ev_sg_cut": 1.0, "ev_sg_first": False, "ev_sg_pairing": "session",
+            "ev_sg_conv": GainOptions.declaration("convention").default, "ev_ag_rater": "patient",
             "ev_ag_std": len(studies) > 1, "ev_rc_method": "JT", "ev_rc_r": 0.90, "ev_rc_sdsrc": "baseline",
             "ev_rc_sd": 1.0, "ev_rc_cmode": "none", "ev_rc_cstudies": list(studies), "ev_out_event": "rupture",
-            "ev_out_measure": "SMD", "ev_do_preds": ["early_alliance", "rupture", "repair"]}
+            "ev_out_measure": "SMD", "ev_do_preds": list(DropoutOptions.declaration("predictors").default)}
 _persist(ds.get("key", ds["name"]), DEFAULTS)
 pick("ev_rater", raters, "patient")
 pick("ev_ag_rater", [r for r in raters if r != "both"], "patient")

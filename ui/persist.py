@@ -206,7 +206,6 @@ EVENTS = {
     "rater": Param("ev_rater", "choice", ("patient", "therapist", "both")),
     "event": Param("ev_sg_kind", "choice", ("gain", "loss")),
     "better": Param("ev_sg_better", "choice", ("lower", "higher")),
-    "convention": Param("ev_sg_conv", "choice", tuple(_ev.GAIN_CONVENTIONS)),
     "rc": Param("ev_rc_method", "choice", tuple(_ev.RC_METHODS)),
     "outcome": Param("ev_out_event", "choice", ("rupture", "repair", "rupture_repair", "repair_groups", "gain")),
     "effect": Param("ev_out_measure", "choice", ("SMD", "MD")),

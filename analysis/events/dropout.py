@@ -32,20 +32,25 @@ import pandas as pd
 from scipy import stats
 
 from analysis.events._base import _KEY, _check_frame
+from analysis.events.options import DropoutOptions
 from analysis.events.outcomes import _dropout
 from analysis.events.rupture import rupture_summary, ruptures
 
 __all__ = ["DROPOUT_PREDICTORS", "DropoutModels", "dropout_cox", "dropout_logistic", "dropout_models",
            "dropout_patients", "simulate_dropout_data"]
 
-#: Predictors of the logistic dropout model (METHODS §9a), in words.
-DROPOUT_PREDICTORS = {
-    "early_alliance": "Early alliance (mean of the first 3 rated sessions)",
-    "mean_alliance": "Mean alliance (all rated sessions)",
-    "rupture": "At least one rupture",
-    "repair": "At least one repaired rupture",
-}
+#: Predictors of the logistic dropout model (METHODS §9a), in words; declared once in
+#: `analysis.events.options.DropoutOptions`.
+DROPOUT_PREDICTORS = DropoutOptions.declaration("predictors").labels
 _EARLY = 3
+
+
+def _predictors(predictors, who: str) -> tuple:
+    """The predictors checked against their declaration (`DropoutOptions`), in the declared order."""
+    try:
+        return DropoutOptions(predictors=tuple(predictors)).predictors
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{who}: {exc}") from None
 
 
 def _zscore(x: pd.Series, by: pd.Series) -> pd.Series:
@@ -151,11 +156,7 @@ def dropout_logistic(df: pd.DataFrame, predictors=("early_alliance", "mean_allia
     study and term ``estimate`` (log OR), ``se``, ``z``, ``pvalue``, Wald ``ci_low/high``, ``ratio``
     (OR), ``n``, ``n_events``, ``note``; pooled per term by `analysis.meta.random_effects`.
     """
-    predictors = tuple(predictors)
-    bad = [p for p in predictors if p not in DROPOUT_PREDICTORS]
-    if bad or not predictors or len(set(predictors)) < len(predictors):
-        raise ValueError(f"dropout_logistic: predictors must be one or more of {', '.join(DROPOUT_PREDICTORS)}, "
-                         f"got {list(predictors)!r}.")
+    predictors = _predictors(predictors, "dropout_logistic")
     return _logistic(dropout_patients(df, criterion=criterion, standardize=standardize), predictors, method)
 
 
@@ -259,10 +260,7 @@ class DropoutModels:
 def dropout_models(df: pd.DataFrame, predictors=("early_alliance", "rupture", "repair"), criterion="default",
                    standardize: bool = True, method: str = "REML") -> DropoutModels:
     """`dropout_logistic` and `dropout_cox` in one result, with notes on what they assume (METHODS §9a)."""
-    bad = [p for p in predictors if p not in DROPOUT_PREDICTORS]
-    if bad or not predictors or len(set(predictors)) < len(tuple(predictors)):
-        raise ValueError(f"dropout_models: predictors must be one or more of {', '.join(DROPOUT_PREDICTORS)}, "
-                         f"got {list(predictors)!r}.")
+    predictors = _predictors(predictors, "dropout_models")
     pp = dropout_patients(df, criterion=criterion, standardize=standardize)
     lg, lgp = _logistic(pp, tuple(predictors), method)
     cx, cxp = dropout_cox(df, standardize=standardize, method=method)
