@@ -72,7 +72,7 @@ def dropout_section(df: pd.DataFrame, r_opts: dict | None) -> None:
         st.caption("A 'dropout' (1 = dropped out) or 'last_session' (planned) column adds dropout models: logistic "
                    "regression on early alliance, ruptures and repairs, and a Cox model of time to dropout.")
         return
-    preds = declared.draw(DropoutOptions.declaration("predictors"), "ev_do_preds")
+    preds = declared.draw(declared.find(DropoutOptions, "predictors"), "ev_do_preds")
     if not preds:
         st.error("Choose at least one predictor of dropout.")
         return

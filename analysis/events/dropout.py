@@ -32,21 +32,27 @@ import pandas as pd
 from scipy import stats
 
 from analysis.events._base import _KEY, _check_frame
-from analysis.events.options import DropoutOptions
 from analysis.events.outcomes import _dropout
 from analysis.events.rupture import rupture_summary, ruptures
 
 __all__ = ["DROPOUT_PREDICTORS", "DropoutModels", "dropout_cox", "dropout_logistic", "dropout_models",
            "dropout_patients", "simulate_dropout_data"]
 
-#: Predictors of the logistic dropout model (METHODS §9a), in words; declared once in
-#: `analysis.events.options.DropoutOptions`.
-DROPOUT_PREDICTORS = DropoutOptions.declaration("predictors").labels
+#: Predictors of the logistic dropout model (METHODS §9a), in words (the choices of
+#: `analysis.events.options.DropoutOptions.predictors`).
+DROPOUT_PREDICTORS = {
+    "early_alliance": "Early alliance (mean of the first 3 rated sessions)",
+    "mean_alliance": "Mean alliance (all rated sessions)",
+    "rupture": "At least one rupture",
+    "repair": "At least one repaired rupture",
+}
 _EARLY = 3
 
 
 def _predictors(predictors, who: str) -> tuple:
     """The predictors checked against their declaration (`DropoutOptions`), in the declared order."""
+    from analysis.events.options import DropoutOptions  # the declaration (it imports this module's words)
+
     try:
         return DropoutOptions(predictors=tuple(predictors)).predictors
     except (ValueError, TypeError) as exc:

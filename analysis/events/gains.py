@@ -15,7 +15,6 @@ from analysis.events._base import (
     _tol,
     reliable_change_cutoff,
 )
-from analysis.events.options import GainOptions
 
 #: Tang & DeRubeis (1999) critical t values for criterion 3, keyed by the
 #: total number of observed values in the two 3-session windows: 3 + 3 = 6
@@ -23,9 +22,9 @@ from analysis.events.options import GainOptions
 #: df 2). These are the published two-sided .05 values.
 T_CRIT_SUDDEN_GAINS = {6: 2.776, 5: 3.182, 4: 4.303}
 
-#: Conventions of `sudden_gains` (METHODS §10): the published criteria (default) or the R package's; declared
-#: once in `analysis.events.options.GainOptions`.
-GAIN_CONVENTIONS = GainOptions.declaration("convention").labels
+#: Conventions of `sudden_gains` (METHODS §10): the published criteria (default) or the R package's.
+GAIN_CONVENTIONS = {"published": "Published criteria (Tang & DeRubeis, 1999)",
+                    "suddengains": "As the R package suddengains (qt critical values, strict reversal)"}
 
 
 # --------------------------------------------------------------------------
@@ -68,10 +67,9 @@ def _gain_sign(pairing, kind, better, column, first_only, who, convention="publi
         raise ValueError(f"{who}: column must name a numeric measure, got {column!r}.")
     if not isinstance(first_only, (bool, np.bool_)):
         raise ValueError(f"{who}: first_only must be True or False.")
-    try:
-        GainOptions(convention=convention)
-    except ValueError as exc:
-        raise ValueError(f"{who}: {exc}") from None
+    if convention not in GAIN_CONVENTIONS:
+        raise ValueError(f"{who}: convention must be one of {', '.join(map(repr, GAIN_CONVENTIONS))}, "
+                         f"got {convention!r}.")
     return 1.0 if (kind == "gain") == (better == "lower") else -1.0
 
 
