@@ -203,6 +203,7 @@ TEACHING = {
     "within": Param("teach_within", "float", lo=-0.5, hi=0.5),
     "between": Param("teach_between", "float", lo=-0.9, hi=0.9),
     "ar": Param("teach_ar", "float", lo=0.0, hi=0.8),
+    "feedback": Param("teach_feedback", "float", lo=-0.5, hi=0.5),
     "sessions": Param("teach_sessions", "int", lo=3, hi=20),
     "patients": Param("teach_patients", "int", lo=20, hi=1000),
     "missing": Param("teach_missing", "int", lo=0, hi=50),
