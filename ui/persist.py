@@ -164,12 +164,16 @@ def url_params(group: str, params: Mapping[str, Param]) -> list[str]:
 
 
 def write_url(params: Mapping[str, Param]) -> None:
-    """Write the current value of every parameter whose widget key is set."""
+    """Write the current value of every parameter whose widget key is set; a value the parameter does not
+    allow (e.g. a page's "— (choose the settings yourself)" entry) is left out of the URL."""
     qp = st.query_params
     for name, p in params.items():
         if p.key in st.session_state:
             text = p.encode(st.session_state[p.key])
-            if qp.get(name) != text:
+            if p.decode(text) is None:
+                if name in qp:
+                    del qp[name]
+            elif qp.get(name) != text:
                 qp[name] = text
 
 
