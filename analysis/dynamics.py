@@ -470,7 +470,7 @@ def dpm(df: pd.DataFrame, *, outcome: str = "symptoms", sessions=None, fit_indic
 
 
 def dpm_wide(Y, waves, *, outcome="symptoms", study="", msgs=(), n_patients=None, fit_indices=True,
-             standardized=True) -> SEMResult:
+             standardized=True, start=None) -> SEMResult:
     """:func:`dpm` on a wide matrix (patients × [outcome at ``waves``, predictor at ``waves``])."""
     predictor = "alliance" if outcome == "symptoms" else "symptoms"
     T = len(waves)
@@ -481,7 +481,7 @@ def dpm_wide(Y, waves, *, outcome="symptoms", study="", msgs=(), n_patients=None
                       msgs + [f"{T} wave(s) with data: the dynamic panel model needs at least 3 sessions."])
     Y = Y[:, : 2 * T - 1]  # x at the last wave predicts nothing
     model = _dpm_model(T, waves, outcome, predictor)
-    start = _dpm_start(model, Y, T, outcome)
+    start = _dpm_start(model, Y, T, outcome) if start is None else np.asarray(start, float)
     cross = f"{predictor}_to_{outcome}"
 
     def std_fun(th):
