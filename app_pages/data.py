@@ -11,7 +11,7 @@ from ui import compute
 from ui import mapping as umap
 from ui.bundle import bundle_upload
 from ui.downloads import show_figure, table_download
-from ui.safe import esc, esc_frame
+from ui.safe import esc, esc_frame, md
 from ui.state import DEMOS, current, load_demo, set_dataset, upload_key
 
 
@@ -60,13 +60,13 @@ with upload_tab:
                 try:
                     canon = umap.canonical(content, choice, cached=False)
                 except adata.DataError as e:
-                    failed.append(f"{esc(choice.name)}: {esc(e, limit=800)}")
+                    failed.append(md("{name}: {e}", name=esc(choice.name), e=esc(e, limit=800)))
                     continue
                 frames.append(canon)
                 if canon.attrs.get("symptoms_flipped"):
                     notes.append(f"{choice.name}: symptom scale flipped so that higher = more severe.")
         for msg in failed:
-            st.error(msg)
+            st.error(md("{m}", m=msg))
         if frames and not failed:
             try:
                 combined = adata.combine(frames)
@@ -91,7 +91,7 @@ with upload_tab:
     bundle_upload()
 
 if msg := st.session_state.pop("upload_message", None):
-    st.success(msg)
+    st.success(md("{m}", m=msg))
 
 ds = current()
 df = ds["df"]

@@ -11,7 +11,7 @@ from analysis import plots_events as pe
 from analysis.plots_meta import forest_plot
 from ui import compute, persist
 from ui.downloads import show_figure, table_download
-from ui.safe import esc
+from ui.safe import Markup, esc, md
 from ui.state import current, data_banner, has_therapist_ratings
 
 LINK_RUPTURES, LINK_GAINS, LINK_RC = ("/methods#9-ruptures-ruptures-paper-stiles-2004-strauss-2006-gumz-2012",
@@ -55,7 +55,7 @@ def _pick(key: str, options, default) -> None:
         st.session_state[key] = default
 
 def _fail(what: str, exc: Exception) -> None:
-    st.error(f"{what} not computed: {esc(exc, limit=600)}")
+    st.error(md("{what} not computed: {exc}", what=what, exc=esc(exc, limit=600)))
 
 
 def _run(what: str, spinner: str, fn, *args, **kwargs):
@@ -140,8 +140,8 @@ def ruptures_tab(df, studies, raters, items) -> dict | None:
             ("Patients with ≥ 1 rupture", t["prev_rupture"], fmt.count(t["n_rupture"]) + " patients"),
             ("Expected by chance", t.get("chance_expected"), ra.chance.basis if ra.chance else "none here"),
             ("Rupture–repair", t["prev_rupture_repair"], fmt.count(t["n_rupture_repair"]) + " patients"))):
-        col.metric(label, fmt.percent(value, 1, na="–"), sub, delta_color="off", delta_arrow="off")
-    st.markdown(f"Criterion: {ra.criterion.describe()}. " + ra.summary())
+        col.metric(Markup(label), fmt.percent(value, 1, na="–"), sub, delta_color="off", delta_arrow="off")
+    st.markdown(md("Criterion: {c}. {s}", c=ra.criterion.describe(), s=ra.summary()))
     _notes(ra.messages)
     _table(ra.to_frame().rename(columns=ev.TABLE_LABELS), "rupture_prevalence", "prev")
     show_figure(pe.rupture_prevalence_figure(ra), "rupture_prevalence", key="ev_fig_prev")
@@ -174,7 +174,7 @@ def gains_tab(df, studies, raters) -> dict | None:
     ga = _run("Sudden gains", "Finding sudden gains…", compute.event_gains, df, **opts)
     if ga is None:
         return None
-    st.markdown(ga.summary())
+    st.markdown(md("{s}", s=ga.summary()))
     _table(ga.to_frame().rename(columns=ev.TABLE_LABELS), "sudden_events_per_study", "gains")
     study, patient = _patient("ev_sg", studies, lambda s: ga.patients(
         s, df.loc[df["study"].astype(str) == s, "patient"].astype(str).unique()))
@@ -193,11 +193,11 @@ def gains_tab(df, studies, raters) -> dict | None:
                     bool(std))) is None:
         return opts
     aag, traj = res
-    st.markdown(aag.summary("SD units" if std else "alliance points"))
+    st.markdown(md("{s}", s=aag.summary("SD units" if std else "alliance points")))
     _notes(aag.messages)
     if aag.n_gain_pairs:
         show_figure(pe.alliance_around_gains_figure(aag), "alliance_around_gains", key="ev_fig_around")
-        st.markdown(traj.summary())
+        st.markdown(md("{s}", s=traj.summary()))
         show_figure(pe.alliance_trajectory_figure(traj), "alliance_trajectory", key="ev_fig_traj")
         table_download(aag.to_frame(), "alliance_around_gains", key="ev_dl_aag")
     return opts
@@ -230,7 +230,7 @@ def rc_tab(df, studies) -> None:
     rc = _run("Reliable change", "Classifying reliable change…", compute.event_reliable_change, df, **opts)
     if rc is None:
         return
-    st.markdown(rc.summary())
+    st.markdown(md("{s}", s=rc.summary()))
     _notes(rc.messages)
     tab = rc.to_frame().rename(columns=ev.TABLE_LABELS | {"cutoff": "Cut-off c", "n_patients": "Patients (≥ 2 scores)"})
     if tab["Cut-off c"].isna().all():
@@ -262,7 +262,7 @@ def outcome_tab(df, r_opts, g_opts, multi) -> None:
         if not out.has_dropout:
             st.caption("A 'dropout' (1 = dropped out) or 'last_session' (planned) column adds dropout.")
         return
-    st.markdown(out.summary(EVENTS[event].lower()))
+    st.markdown(md("{s}", s=out.summary(EVENTS[event].lower())))
     _table(out.to_frame() if out.meta is not None else out.per_study, f"outcome_by_{event}", "out")
     _notes(out.messages)
     if multi and out.meta is not None and out.meta.k >= 2:

@@ -9,7 +9,7 @@ from analysis.interpret import count_sentence, lagged_effect_sentence
 from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel
-from ui.safe import esc
+from ui.safe import Markup, md
 from ui.state import current, data_banner
 
 st.title("Lagged effects")
@@ -20,14 +20,14 @@ SCALE = {"total": "standardized within study by the total SD", "within": "standa
          "within-patient SD"}
 timing = (f"outcome at session t + {options.lag}" if options.lag else
           "alliance rated later in the same session t")
-st.caption(
-    f"One model per study (METHODS [§5]({LINKS['stage1']})): {timing} on the "
-    f"predictor at session t · centering: {CENTERING[options.centering].lower()} · "
-    f"{SCALE[options.standardize_by] if options.standardize else 'raw scores'} · "
-    f"{'controlling for the prior outcome' if options.control_prior_outcome else 'no control for the prior outcome'}"
-    f" · {'t tests, Satterthwaite df' if options.df_method == 'satterthwaite' else 'Wald z tests'}"
-    + (f" · moderators: {esc(', '.join(options.covariates))}" if options.covariates else "") + "."
-)
+st.caption(md(
+    "One model per study (METHODS [§5]({link})): {timing} on the predictor at session t · centering: {centering} · "
+    "{scale} · {prior} · {tests}{moderators}.", link=Markup(LINKS["stage1"]), timing=timing,
+    centering=CENTERING[options.centering].lower(),
+    scale=SCALE[options.standardize_by] if options.standardize else "raw scores",
+    prior="controlling for the prior outcome" if options.control_prior_outcome else "no control for the prior outcome",
+    tests="t tests, Satterthwaite df" if options.df_method == "satterthwaite" else "Wald z tests",
+    moderators=md(" · moderators: {c}", c=", ".join(options.covariates)) if options.covariates else ""))
 res = compute.two_stage_or_stop(df, options, "Fitting one model per study…")
 
 ps = res.per_study

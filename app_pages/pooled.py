@@ -10,7 +10,7 @@ from ui import compute
 from ui.downloads import show_figure, table_download
 from ui.options import DIRECTIONS, LINKS, option_panel, pooling_panel
 from ui.reporting import report_downloads
-from ui.safe import esc
+from ui.safe import Markup, esc, md
 from ui.state import current, data_banner
 
 st.title("Pooled effects")
@@ -19,11 +19,11 @@ ds = current()
 df = ds["df"]
 pooling_panel(df)
 options = option_panel(df)
-st.caption(
-    f"Two-stage individual participant data meta-analysis: the within-patient coefficient of each study "
-    f"(Lagged effects page) pooled with a random-effects model, τ² by {options.pooling_method}, "
-    f"{'Knapp–Hartung t test' if options.test == 'knha' else 'z test'} (METHODS [§6]({LINKS['stage2']}))."
-)
+st.caption(md(
+    "Two-stage individual participant data meta-analysis: the within-patient coefficient of each study "
+    "(Lagged effects page) pooled with a random-effects model, τ² by {method}, {test} (METHODS [§6]({link})).",
+    method=options.pooling_method, test="Knapp–Hartung t test" if options.test == "knha" else "z test",
+    link=Markup(LINKS["stage2"])))
 res = compute.two_stage_or_stop(df, options, "Fitting the study models and pooling…")
 
 # ---- term picker: any stage-1 term pooled on its own (the sections below concern the within effect)
@@ -43,7 +43,7 @@ if term != "within":
         show_figure(plots_meta.forest_plot(m, title=html.escape(f"{DIRECTIONS[d]}: {label}"),
                                            xlabel=html.escape(label)),
                     f"forest_{d}_term", key=f"pooled_term_forest_{d}")
-        st.markdown(f"**{DIRECTIONS[d]}, {esc(label)}.** {m.summary()}")
+        st.markdown(md("**{d}, {label}.** {s}", d=DIRECTIONS[d], label=label, s=m.summary()))
         st.caption(esc(plots_lagged.term_reading(term, d, options.lag), limit=None))
     st.divider()
     st.caption("Below: the within-patient effect, pooled.")

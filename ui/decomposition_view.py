@@ -87,7 +87,7 @@ def descriptives_section(df, study: str, sessions=None) -> None:
                    "(absolute values, so rises and falls do not cancel; METHODS §13).")
         if d is not None:
             st.markdown(
-                f"Pre–post Cohen's d of symptoms (session {d.pre_session} → {d.post_session}, "
+                f"Pre–post Cohen's d of symptoms (session {int(d.pre_session)} → {int(d.post_session)}, "
                 f"{fmt.count(d.n)} patients with both): **{fmt.num(d.d)}** (d_av: mean change over the average "
                 "of the two SDs; positive = symptoms decreased)."
             )

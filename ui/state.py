@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis import data as adata
-from ui.safe import esc
+from ui.safe import Markup, esc, md
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "demo_data"
@@ -219,9 +219,9 @@ def data_banner() -> None:
         if ds.get("auto"):
             text += (" A reload or a shared link starts a new session, and Streamlit cannot keep uploaded "
                      "files across it: load your files (or a reproducibility bundle) again on the Data page.")
-        st.info(text, icon=":material/dataset:")
+        st.info(Markup(text), icon=":material/dataset:")  # built above from esc(name) and literals
     else:
-        st.caption(f"Data: **{esc(ds['name'])}** ({size}).")
+        st.caption(md("Data: **{name}** ({size}).", name=esc(ds["name"]), size=size))
 
 
 def current() -> dict:
