@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import persist
+from ui.errors import run_page
 from ui.state import ensure_dataset, freeze_first_run_objects, freeze_startup_objects, sidebar_summary
 
 HERE = Path(__file__).resolve().parent
@@ -44,6 +45,6 @@ with st.sidebar:
         st.page_link(p, label=p.title, icon=p.icon)
     st.divider()
 sidebar_summary()
-st.navigation(PAGES, position="hidden").run()
+run_page(st.navigation(PAGES, position="hidden"))  # an unexpected error: a plain message (ui/errors.py)
 persist.write_declared()  # the page's options into the URL (ui/persist.py)
 freeze_first_run_objects()  # once per process, after the first complete run: what it imported too

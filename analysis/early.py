@@ -67,10 +67,23 @@ class EarlyResult:
 
         parts = []
         m = self.beta.pooled.get(EARLY_DIRECTION)
-        if m is not None:
-            parts.append(f"Partial β (baseline-adjusted) pooled over {m.k} studies: "
+        if m is not None and m.k == 1:
+            # one study: nothing was pooled, so the sentence gives that study's own estimate (its table row)
+            t = self.beta.to_frame()
+            own = t[(t["row"] == "study") & (t["direction"] == EARLY_DIRECTION)]
+            if len(own):
+                r = own.iloc[0]
+                parts.append(f"Only one study ({r['study']}), so nothing was pooled; its own partial β "
+                             f"(baseline-adjusted): {fmt.estimate_ci(r['estimate'], r['ci_low'], r['ci_high'])}, "
+                             f"{fmt.p_text(r['pvalue'])}.")
+        elif m is not None:
+            parts.append(f"Partial β (baseline-adjusted) pooled over {fmt.count(m.k)} studies: "
                          f"{fmt.estimate_ci(m.estimate, m.ci_low, m.ci_high)}, {fmt.p_text(m.pvalue)}.")
-        if self.pooled_r is not None:
+        if self.pooled_r is not None and self.pooled_r.k == 1:
+            parts.append(f"Correlation r (one study, not pooled): "
+                         f"{fmt.estimate_ci(self.r_estimate, self.r_ci_low, self.r_ci_high)}, "
+                         f"{fmt.p_text(self.pooled_r.pvalue)}.")
+        elif self.pooled_r is not None:
             parts.append(f"Correlation r pooled on Fisher's z: "
                          f"{fmt.estimate_ci(self.r_estimate, self.r_ci_low, self.r_ci_high)}, "
                          f"{fmt.p_text(self.pooled_r.pvalue)}.")

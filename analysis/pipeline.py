@@ -72,17 +72,21 @@ class TwoStageResult:
         extra = []
         for direction, m in self.pooled.items():
             eff = rows.loc[rows["direction"] == direction, "effect"]
+            # k = 1: nothing was pooled, so the row repeats the study's own estimate, CI and p exactly
+            # (the meta-analysis' normal-theory interval would contradict the study's row above it).
+            own = rows.loc[(rows["direction"] == direction) & (rows["study"].astype(str) == str(m.labels[0]))]
+            src = own.iloc[0] if m.k == 1 and len(own) else None
             extra.append(
                 {
                     "study": "Pooled" if m.k > 1 else "Pooled (k = 1, not pooled)",
                     "direction": direction,
                     "effect": eff.iloc[0] if len(eff) else "",
                     "term": self.pooled_term,
-                    "estimate": m.estimate,
-                    "se": m.se,
-                    "ci_low": m.ci_low,
-                    "ci_high": m.ci_high,
-                    "pvalue": m.pvalue,
+                    "estimate": m.estimate if src is None else src["estimate"],
+                    "se": m.se if src is None else src["se"],
+                    "ci_low": m.ci_low if src is None else src["ci_low"],
+                    "ci_high": m.ci_high if src is None else src["ci_high"],
+                    "pvalue": m.pvalue if src is None else src["pvalue"],
                     "n_patients": int(np.nansum(m.n_patients)) if m.n_patients is not None else np.nan,
                     "n_pairs": int(np.nansum(m.n_pairs)) if m.n_pairs is not None else np.nan,
                     "status": "ok" if m.converged else "warning",

@@ -398,27 +398,29 @@ def _estimate_columns(panels, y_of, ys, pct, paired) -> tuple[list[_Column], lis
 def _footer_annotations(panels, letters, paired, differ, notes, ml) -> tuple[list[dict], float]:
     """Lines below the axes (verdicts, heterogeneity, the N-pairs footnote, notes) and the final y shift."""
     annotations: list[dict] = []
-    foot_lines: list[tuple[str, str]] = []
+    # (text, name, colour): a verdict is coloured through its annotation's font, never a styled <span>
+    # (ui.safe.safe_figure turns styled spans into visible text).
+    foot_lines: list[tuple[str, str, str | None]] = []
     for i, p in enumerate(panels):
         head = f"<b>{letters[i]} ({html.escape(p.title)})</b>: " if paired and p.title else ""
         if p.subtitle:
-            foot_lines.append((f"{head}<span style='color:{p.subtitle_color}'>{html.escape(p.subtitle)}</span>",
-                               "verdict"))
+            foot_lines.append((head + html.escape(p.subtitle), "verdict", p.subtitle_color))
     for i, p in enumerate(panels):
         head = f"<b>{letters[i]} ({html.escape(p.title)})</b>: " if paired and p.title else ""
         if p.footer:
-            foot_lines.append((head + p.footer, "heterogeneity"))
+            foot_lines.append((head + p.footer, "heterogeneity", None))
     if differ:
         a, b = (html.escape(p.title or f"panel {i + 1}") for i, p in enumerate(panels[:2]))
         foot_lines.append((f"N pairs (A / B): session pairs used in A ({a}) and in B ({b}); "
-                           "one number when both are equal.", "footnote"))
-    foot_lines += [(html.escape(t), "footnote") for t in notes]
+                           "one number when both are equal.", "footnote", None))
+    foot_lines += [(html.escape(t), "footnote", None) for t in notes]
     line_px = 15
     shift = -50
-    for text, name in foot_lines:
+    for text, name, color in foot_lines:
+        font = {"size": FOOT_SIZE} if color is None else {"size": FOOT_SIZE, "color": color}
         annotations.append({"text": text, "x": 0.0, "xref": "paper", "xshift": -ml + _PAD, "xanchor": "left",
                             "y": 0.0, "yref": "paper", "yanchor": "top", "yshift": shift, "align": "left",
-                            "showarrow": False, "font": {"size": FOOT_SIZE}, "name": name})
+                            "showarrow": False, "font": font, "name": name})
         shift -= line_px * (text.count("<br>") + 1) + 3
     return annotations, shift
 

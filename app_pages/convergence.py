@@ -6,7 +6,7 @@ import streamlit as st
 from analysis import convergence as conv
 from analysis import formatting as fmt
 from analysis import plots_meta, presets
-from ui import compute
+from ui import compute, jobs
 from ui.downloads import show_figure, table_download
 from ui.persist import CONVERGENCE, url_params
 from ui.r_downloads import growth_r_download
@@ -247,14 +247,15 @@ with st.expander("Power for convergence × time at this N (simulation)"):
                "needed N = 44 / 82 / 191 for β = .4 / .3 / .2).")
     betas = st.multiselect("Standardized effects β", [0.2, 0.3, 0.4, 0.5], default=[0.3], key="conv_pw_beta")
     n_sim = st.number_input("Simulations per β", 20, 1000, 100, step=20, key="conv_pw_nsim")
-    if st.button("Run the power simulation", key="conv_pw_run") and betas:
-        sess = tuple(sorted(int(s) for s in sd.loc[sd["alliance"].notna(), "session"].unique()))
-        try:
-            with st.spinner("Simulating…"):
-                pw = compute.conv_power(gr.models[min(gr.models)].n_dyads, sess, tuple(betas), int(n_sim))
-        except ValueError as e:
-            st.error(esc(e, limit=None))
-        else:
+    clicked = st.button("Run the power simulation", key="conv_pw_run", disabled=not betas)
+    sess = tuple(sorted(int(s) for s in sd.loc[sd["alliance"].notna(), "session"].unique()))
+    try:  # off the page's thread, with a progress bar (ui/jobs.py); the result stays until the inputs change
+        pw = jobs.run(conv.convergence_power, gr.models[min(gr.models)].n_dyads, sess, betas=tuple(betas),
+                      n_sim=int(n_sim), start=clicked and bool(betas), widget="conv_pw", label="Simulating…")
+    except ValueError as e:
+        st.error(esc(e, limit=None))
+    else:
+        if pw is not None:
             st.write(md("{s}", s=pw.summary()))
             st.dataframe(pw.table, width="stretch", hide_index=True)
 

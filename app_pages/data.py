@@ -15,13 +15,27 @@ from ui.safe import esc, esc_frame, md
 from ui.state import DEMOS, current, load_demo, set_dataset, upload_key
 
 
-def _show_report(report, where=st) -> None:
+def _show_report(report, where=st, name: str | None = None) -> None:
+    """Errors (block the load), warnings (change how results read), notes (routine information)."""
     for issue in report.errors:
         where.error(esc(issue.message, limit=1200))
     for issue in report.warnings:
         where.warning(esc(issue.message, limit=1200))
-    if report.ok and not report.warnings:
-        where.success("No problems found.")
+    for issue in report.notes:
+        where.info(esc(issue.message, limit=1200))
+    if report.ok and not report.warnings and name is not None:
+        where.success(f"No problems found in {esc(name)}.")
+
+
+def _retry_dropping_copies() -> None:
+    st.session_state["_upload_drop_copies"] = True
+
+
+def _missing_cell(pct, present: bool) -> str:
+    """Share of rows without a value; an optional column that is absent (or never filled) says so."""
+    if not present:
+        return "no column"
+    return "none recorded" if pct >= 100 else fmt.percent(pct / 100)
 
 
 st.title("Data")
@@ -53,7 +67,9 @@ with upload_tab:
         if choice is not None:
             prepared.append((f.getvalue(), choice))
 
-    if prepared and st.button("Use these files", type="primary", key="use_files"):
+    drop_copies = bool(st.session_state.pop("_upload_drop_copies", False))  # "Drop the exact copies" clicked
+    upload_failed = False
+    if prepared and (st.button("Use these files", type="primary", key="use_files") or drop_copies):
         frames, notes, failed = [], [], []
         with st.spinner("Reading the whole files…"):
             for content, choice in prepared:
@@ -72,6 +88,11 @@ with upload_tab:
                 combined = adata.combine(frames)
                 frames.clear()  # (the per-file frames are not needed while the combined one is checked)
                 canon = None
+                if drop_copies:
+                    combined, n_copies = adata.drop_exact_duplicates(combined)
+                    if n_copies:
+                        notes.append(f"{fmt.count(n_copies)} exact {'copy' if n_copies == 1 else 'copies'} of a row "
+                                     f"{'was' if n_copies == 1 else 'were'} dropped.")
                 report = adata.validate(combined)
             except adata.DataError as e:
                 st.error(esc(e, limit=800))
@@ -84,9 +105,16 @@ with upload_tab:
                     st.session_state["upload_message"] = "Data loaded. The analysis pages now use it."
                     st.rerun()
                 else:
+                    upload_failed = True
                     st.error("The files were not loaded, because of these problems (your column choices are kept):")
                     _show_report(report)
+                    copies = next((i for i in report.errors if i.code == "exact_duplicate_rows"), None)
+                    if copies is not None:
+                        st.button(f"Drop the {fmt.count(len(copies.rows))} exact "
+                                  f"{'copy' if len(copies.rows) == 1 else 'copies'} and load", type="primary",
+                                  key="drop_copies", on_click=_retry_dropping_copies)
         elif failed:
+            upload_failed = True
             st.info("Fix the problems above; your column choices are kept.")
     bundle_upload()
 
@@ -96,11 +124,15 @@ if msg := st.session_state.pop("upload_message", None):
 ds = current()
 df = ds["df"]
 st.header(f"Loaded: {esc(ds['name'])}")
+if upload_failed:
+    st.caption("Your files were not loaded (see above); the analysis pages still use this data set.")
 summary, report = compute.summary_and_report(compute.data_key(df), df, ds.get("report"))
 with st.expander(
-    f"Data check: {len(report.errors)} errors, {len(report.warnings)} warnings", expanded=bool(report.warnings)
+    f"Data check of {esc(ds['name'])}: {len(report.errors)} errors, {len(report.warnings)} warnings"
+    + (f", {len(report.notes)} notes" if report.notes else ""),
+    expanded=bool(report.warnings) and not upload_failed,
 ):
-    _show_report(report)
+    _show_report(report, name=ds["name"])
 per_study = summary.to_frame()
 st.subheader("Studies")
 # a static table (st.table): no data-grid bundle to load and draw in the browser for a few dozen rows
@@ -111,7 +143,7 @@ shown = pd.DataFrame({
     "Sessions per patient: median (min–max)": [
         f"{fmt.num(m, 1)} ({fmt.count(lo)}–{fmt.count(hi)})"
         for m, lo, hi in per_study[["sessions_median", "sessions_min", "sessions_max"]].itertuples(index=False)],
-    **{f"Missing {c.replace('_', ' ')}": (per_study[f"pct_missing_{c}"] / 100).map(fmt.percent)
+    **{f"Missing {c.replace('_', ' ')}": [_missing_cell(v, c in df) for v in per_study[f"pct_missing_{c}"]]
        for c in ("alliance", "symptoms", "therapist_alliance")},
 })
 st.table(esc_frame(shown.set_index("Study")))  # study names are Markdown in st.table

@@ -33,6 +33,8 @@ def _show(fig, name, key):
 
 
 st.title("Teaching: within, between and total effects")
+# The URL (a reload or a shared link) is applied before any of its widgets exists, the toggle included.
+url_params("teaching", TEACHING)  # scenario, seed and presentation mode in the URL (shareable link)
 present = st.toggle(
     "Presentation mode (projector)", key="teach_present",
     help="Larger chart text, the settings beside the figures instead of in the sidebar, and the figures first "
@@ -50,7 +52,6 @@ if not present:
         "1 unit = 1 standard deviation of the patients' true average levels."
     )
 
-url_params("teaching", TEACHING)  # scenario and seed in the URL (shareable link)
 if present:
     controls, body = st.columns([1, 4], gap="small")
 else:

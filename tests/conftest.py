@@ -3,6 +3,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MPLBACKEND", "Agg")
+# AppTest must see a page's exception (ui/errors.py otherwise shows users a plain message instead).
+os.environ.setdefault("ALLIANCE_RAISE_ERRORS", "1")
 
 # In CI, property-based tests use a fixed example sequence so a run is reproducible;
 # locally they explore new examples each time.

@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from analysis import data as adata
 from analysis.simulate import simulate_dyads, simulate_study
+from ui import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,6 +146,10 @@ def test_own_settings_rules_time_and_power():
     at.multiselect(key="conv_pw_beta").set_value([0.4])
     at.button(key="conv_pw_run").click().run()
     assert not at.exception, [e.value for e in at.exception]
+    # the simulation runs off the page's thread (ui/jobs.py): a progress bar, then the result on the next run
+    assert jobs.wait(at.session_state["_job_conv_pw"], 240).state == "done"
+    at.run()
+    assert not at.get("progress")
     pw = next(d.value for d in at.dataframe if "power" in d.value.columns)
     assert pw["n_ok"].iloc[0] == 20 and 0 <= pw["power"].iloc[0] <= 1
 

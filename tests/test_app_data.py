@@ -83,8 +83,44 @@ def test_upload_with_errors_blocks_and_keeps_choices():
     assert not at.exception
     assert at.session_state["dataset"]["name"] == before  # nothing replaced
     errors = _plain(" ".join(e.value for e in at.error))
-    assert "more than once" in errors and "P0001" in errors
+    assert "exact copy" in errors and errors.count("P0001 session 1") == 1  # issue 23 #11: named once
     assert at.text_input(key="label_0_dup.csv").value == "My study"  # the user's input is kept
+    # the demo's own check no longer reads as if it were about the rejected file
+    assert not any(s.value == "No problems found." for s in at.success)
+    # one click drops the exact copy (the count is on the button) and loads the file
+    assert at.button(key="drop_copies").label == "Drop the 1 exact copy and load"
+    at.button(key="drop_copies").click().run()
+    assert not at.exception
+    ds = at.session_state["dataset"]
+    assert ds["source"] == "upload" and len(ds["df"]) == len(d) - 1
+    assert "1 exact copy of a row was dropped." in ds["notes"]
+
+
+def test_conflicting_duplicates_are_listed_once_and_not_droppable():
+    d = simulate_study(12, range(1, 4), seed=5).data.drop(columns=["study"])
+    clash = d.iloc[[0]].copy()
+    clash["alliance"] += 1
+    d = pd.concat([d, clash], ignore_index=True)
+    at = _data_page()
+    at.file_uploader[0].set_value(("clash.csv", _csv(d), "text/csv")).run()
+    at.button(key="use_files").click().run()
+    errors = _plain(" ".join(e.value for e in at.error))
+    assert "different values" in errors and errors.count("P0001 session 1") == 1
+    assert not [b for b in at.button if b.key == "drop_copies"]
+
+
+def test_absent_therapist_column_is_reported_as_absent():
+    """Issue 23 #14: an absent therapist column showed as "Missing 100%"."""
+    d = simulate_study(12, range(1, 4), seed=5).data.drop(columns=["study", "therapist_alliance"],
+                                                           errors="ignore")
+    at = _data_page()
+    at.file_uploader[0].set_value(("no_t.csv", _csv(d), "text/csv")).run()
+    at.button(key="use_files").click().run()
+    assert at.session_state["dataset"]["source"] == "upload"
+    col = at.table[0].value["Missing therapist alliance"]
+    assert set(col) == {"no column"}
+    assert not any("therapist" in w.value.lower() for w in at.warning)
+    assert any("No therapist-rated alliance column" in i.value for i in at.info)
 
 
 def test_unreadable_file_gets_a_message_not_a_traceback():
@@ -178,3 +214,47 @@ def test_a_replaced_upload_is_not_kept_alive():
     assert at.session_state["dataset"]["source"] == "demo"
     gc.collect()
     assert uploaded() is None
+
+
+@pytest.mark.parametrize("names", [
+    {"study": "Standort", "patient": "Patient", "session": "Sitzung", "alliance": "Allianz",
+     "symptoms": "Symptome", "therapist": "Therapeut"},
+    {"study": "centro", "patient": "paziente", "session": "seduta", "alliance": "alleanza",
+     "symptoms": "sintomi", "therapist": "terapeuta"},
+    {"study": "site", "patient": "patiënt", "session": "séance", "alliance": "alliance_thérapeutique",
+     "symptoms": "symptômes", "therapist": "thérapeute"},
+    {"study": "sitio", "patient": "paciente", "session": "sesión", "alliance": "alianza", "symptoms": "síntomas",
+     "therapist": "terapeuta"},
+    {"study": "locatie", "patient": "cliënt", "session": "sessie", "alliance": "alliantie", "symptoms": "klachten",
+     "therapist": "behandelaar"},
+    {"study": "mottagning", "patient": "klient", "session": "vecka", "alliance": "allians", "symptoms": "symtom",
+     "therapist": "terapeut"},
+])
+def test_localized_column_names_are_mapped(names):
+    """Issue 23 #13: Allianz, Symptome, Sitzung, Therapeut … (de, fr, es, nl, it, sv) were not recognised."""
+    d = simulate_study(12, range(1, 4), seed=5).data
+    d["therapist"] = (d["patient"].astype(str).str[-1:].astype(int) % 3).astype(str)
+    at = _data_page()
+    at.file_uploader[0].set_value(("lokal.csv", _csv(d.rename(columns=names)), "text/csv")).run()
+    for canonical, own in names.items():
+        assert at.selectbox(key=f"map_0_{canonical}_lokal.csv").value == own, canonical
+
+
+def test_spss_variable_labels_are_shown_and_used(tmp_path):
+    """Issue 23 #13: SPSS variable labels feed the guess and are shown beside each column."""
+    import pyreadstat  # a runtime requirement (SPSS files)
+    d = simulate_study(12, range(1, 4), seed=5).data.drop(columns=["study", "therapist_alliance"], errors="ignore")
+    d = d.rename(columns={"patient": "v_a", "session": "v_b", "alliance": "v_c", "symptoms": "v_d"})
+    d["v_a"] = d["v_a"].astype(str)
+    path = tmp_path / "labelled.sav"
+    pyreadstat.write_sav(d, str(path), column_labels=["Patient code", "Session number",
+                                                      "Working alliance (WAI-SR)", "OQ-45 total score"])
+    at = _data_page()
+    at.file_uploader[0].set_value(("labelled.sav", path.read_bytes(), "application/octet-stream")).run()
+    assert not at.exception
+    for canonical, col in (("patient", "v_a"), ("session", "v_b"), ("alliance", "v_c"), ("symptoms", "v_d")):
+        assert at.selectbox(key=f"map_0_{canonical}_labelled.sav").value == col, canonical
+    box = at.selectbox(key="map_0_alliance_labelled.sav")
+    assert "v_c — Working alliance (WAI-SR)" in box.options
+    assert any("Variable labels from the file" in c.value and "OQ-45 total score" in _plain(c.value)
+               for c in at.caption)

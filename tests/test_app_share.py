@@ -234,3 +234,11 @@ def test_convergence_page_on_the_loaded_data_puts_its_growth_models_into_the_bun
     assert kept_key == data_key(df) and sorted(gr.models) == [1, 2, 3]
     ids = " ".join(_download_keys(at))
     assert "dl_growth_r" in ids
+
+
+def test_teaching_link_with_presentation_mode_opens_without_error():
+    """Defect 1 (issue 23): `present=1` in the URL raised StreamlitWidgetAlreadyInstantiatedError
+    because the toggle was drawn before the URL was applied."""
+    at = _goto(_app({"present": "1", "seed": "7"}), "app_pages/teaching.py")
+    assert at.toggle(key="teach_present").value is True
+    assert at.number_input(key="teach_seed").value == 7

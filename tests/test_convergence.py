@@ -757,7 +757,7 @@ def test_therapist_level_falls_back_when_the_three_level_fit_fails(raw_sets, mon
     against lme4 in test_growth_model_matches_lme4[missing-model2_therapist])."""
     import dataclasses
 
-    import analysis.convergence as conv
+    import analysis.convergence.growth as conv
 
     real = conv.fit_lmm
 
@@ -785,7 +785,7 @@ def test_dyadic_structures_are_nested_and_fall_back(raw_sets, monkeypatch):
     no covariances. A non-converged 'full' fit is replaced by 'blocks', with a message."""
     import dataclasses
 
-    import analysis.convergence as conv
+    import analysis.convergence.dyadic as conv
 
     d = raw_sets["missing"]
     fits = {s: dyadic_model(d, random=s, satterthwaite=False) for s in ("full", "blocks", "diagonal")}
@@ -1035,6 +1035,19 @@ def test_power_is_near_alpha_without_an_effect_and_high_with_a_large_one():
     assert big.table["power"].iloc[0] >= 5 / 6
     with pytest.raises(ValueError, match="at least 3 sessions"):
         convergence_power(40, (1, 2))
+
+
+def test_power_reports_progress_and_stops_when_cancelled():
+    from analysis.convergence import convergence_power
+    from analysis.progress import Cancelled
+
+    seen = []
+    res = convergence_power(30, range(1, 7), betas=(0.2, 0.4), n_sim=3, seed=1, progress=seen.append)
+    assert seen == sorted(seen) and len(seen) == 6 and seen[0] == 0 and seen[-1] == pytest.approx(5 / 6)
+    assert res.table["n_ok"].tolist() == [3, 3]
+    with pytest.raises(Cancelled):
+        convergence_power(30, range(1, 7), betas=(0.2,), n_sim=50, progress=seen.append,
+                          cancelled=lambda: len(seen) > 8)
 
 
 # ----------------------------------------------------------------------------

@@ -74,11 +74,11 @@ def _canonical(
 
 
 def _codes(report: ValidationReport) -> list[str]:
-    return [i.code for i in report.errors + report.warnings]
+    return [i.code for i in report.issues]
 
 
 def _issue(report: ValidationReport, code: str) -> Issue:
-    found = [i for i in report.errors + report.warnings if i.code == code]
+    found = [i for i in report.issues if i.code == code]
     assert found, f"no issue {code!r} in {_codes(report)}"
     assert len(found) == 1, f"{len(found)} issues {code!r}"
     return found[0]
@@ -840,13 +840,52 @@ def test_validate_non_numeric_names_patient_and_rows():
 
 def test_validate_duplicate_rows():
     df = _canonical()
-    dup = df.iloc[[5]]  # P2, session 2
+    dup = df.iloc[[5]].copy()  # P2, session 2, with a different alliance value: a conflict
+    dup["alliance"] = dup["alliance"] + 1
     df = pd.concat([df, dup], ignore_index=True)
     issue = _issue(validate(df), "duplicate_rows")
     assert issue.level == "error"
     assert issue.rows == [5, len(df) - 1]
     assert issue.patients == ["P2"]
     assert "patient P2 session 2" in issue.message
+    assert issue.message.count("patient P2 session 2") == 1  # issue 23 #11: each session named once
+    assert "exact_duplicate_rows" not in _codes(validate(df))
+
+
+def test_exact_copies_are_one_error_with_a_count_and_drop_with_one_call():
+    """Issue 23 #11: one duplicated row blocked the load and was listed twice; exact copies are now counted,
+    named once and dropped by drop_exact_duplicates; conflicting rows stay a separate error."""
+    from analysis.data import drop_exact_duplicates
+
+    df = _canonical()
+    conflict = df.iloc[[7]].copy()
+    conflict["symptoms"] = conflict["symptoms"] + 3
+    df = pd.concat([df, df.iloc[[5, 5, 6]], conflict], ignore_index=True)  # 3 exact copies, 1 conflict
+    report = validate(df)
+    exact = _issue(report, "exact_duplicate_rows")
+    assert exact.level == "error" and len(exact.rows) == 3
+    assert exact.message.startswith("3 rows are exact copies")
+    assert exact.message.count("patient P2 session 2") == 2  # two copies of that row, each one row
+    clash = _issue(report, "duplicate_rows")
+    assert "patient P2 session 2" not in clash.message and clash.message.startswith("1 session of a patient")
+    cleaned, n = drop_exact_duplicates(df)
+    assert n == 3 and len(cleaned) == len(df) - 3
+    after = validate(cleaned)
+    assert "exact_duplicate_rows" not in _codes(after) and "duplicate_rows" in _codes(after)
+    same, none = drop_exact_duplicates(_canonical())
+    assert none == 0 and len(same) == len(_canonical())
+
+
+def test_messages_name_the_users_own_columns():
+    """Issue 23 #14: "Column 'symptoms' has 1 negative value" when the user's column is OQ45."""
+    raw = _canonical().rename(columns={"symptoms": "OQ45", "alliance": "WAI_SR", "patient": "pid"})
+    raw.loc[3, "OQ45"] = -4
+    canon = to_canonical(raw, {"study": "study", "patient": "pid", "session": "session",
+                               "alliance": "WAI_SR", "symptoms": "OQ45"})
+    issue = _issue(validate(canon), "negative_values")
+    assert issue.message.startswith("Column 'OQ45' (symptoms) has 1 negative value")
+    both = combine([canon, canon.assign(study="other")])
+    assert _issue(validate(both), "negative_values").message.startswith("Column 'OQ45' (symptoms)")
 
 
 def test_validate_messages_name_the_study_when_several():
@@ -947,7 +986,8 @@ def test_validate_therapist_rating_absent():
     issue = _issue(
         validate(_canonical().drop(columns="therapist_alliance")), "no_therapist_rating"
     )
-    assert issue.level == "warning"
+    assert issue.level == "note"  # issue 23: an absent optional column is a note, not a warning
+    assert "No therapist-rated alliance column" in issue.message
     empty = _canonical()
     empty["therapist_alliance"] = np.nan
     assert _issue(validate(empty), "no_therapist_rating").message.startswith(

@@ -384,7 +384,7 @@ def test_random_frames_never_raise_other_errors(df, data):
     assert isinstance(report, ValidationReport)
     assert report.ok == (not report.errors)
     table = report.to_frame()
-    assert len(table) == len(report.errors) + len(report.warnings)
+    assert len(table) == len(report.errors) + len(report.warnings) + len(report.notes)
 
     for m in (mapping, _mapping_for(data.draw, df)):
         try:

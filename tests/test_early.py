@@ -81,3 +81,19 @@ def test_bad_choices():
     bad = DATA.assign(post=np.arange(len(DATA), dtype=float))
     with pytest.raises(ValueError, match="one value per patient"):
         early_outcome(bad, outcome="column", outcome_column="post")
+
+
+def test_one_study_is_not_called_pooled_and_its_row_repeats_the_study():
+    """Defect 7 (issue 23): with k = 1 "nothing was pooled" sat above "pooled over 1 studies: …", and the
+    "Pooled" row's CI (normal theory) differed from the study's own row."""
+    one = DATA[DATA["study"] == DATA["study"].iloc[0]]
+    res = early_outcome(one)
+    text = res.summary()
+    assert "pooled over" not in text.lower() and "over 1 studies" not in text
+    assert "Only one study" in text and "nothing was pooled" in text
+    t = res.beta.to_frame()
+    study = t[t["row"] == "study"].iloc[0]
+    pooled = t[t["row"] == "pooled"].iloc[0]
+    assert pooled["study"] == "Pooled (k = 1, not pooled)"
+    for c in ("estimate", "se", "ci_low", "ci_high", "pvalue"):
+        assert pooled[c] == pytest.approx(study[c], rel=1e-12), c

@@ -420,3 +420,22 @@ def test_figure_with_manual_reference_and_a_failed_direction():
 def test_figure_needs_a_direction():
     with pytest.raises(ValueError):
         screening_forest({}, {})
+
+
+def test_verdict_under_the_forest_is_coloured_text_not_markup_shown_as_text():
+    """Defect 2 (issue 23): after an upload the footer read the literal
+    "<span style='color:#b22222'>new study outside …</span>": safe_figure (the sink) turns a styled span into
+    text, so the verdict's colour must come from the annotation's font."""
+    from analysis.export import safe_figure
+    from analysis.plots_meta import POOLED_COLOR
+
+    m = _meta(k=8, seed=2)
+    ref = collection_reference(m)
+    outside = Effect("New", ref.pi_high + 0.05, ref.pi_high, ref.pi_high + 0.1)
+    fig = safe_figure(screening_forest({"alliance_to_symptoms": outside}, {"alliance_to_symptoms": ref}))
+    verdict = [a for a in _json(fig)["layout"]["annotations"] if a.get("name") == "verdict"]
+    assert len(verdict) == 1
+    assert verdict[0]["text"] == "new study outside the 95% prediction interval (above)"
+    assert verdict[0]["font"]["color"] == POOLED_COLOR
+    texts = " ".join(str(a.get("text")) for a in _json(fig)["layout"]["annotations"])
+    assert "&lt;" not in texts and "span" not in texts

@@ -392,11 +392,6 @@ def conv_pooled(key: str, _df: pd.DataFrame, discrepancy: str, transform: str, t
     return conv.pooled_convergence(_df, model=2, discrepancy=discrepancy, transform=transform, time=time)
 
 
-@st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
-def conv_power(n_dyads: int, sessions: tuple, betas: tuple, n_sim: int):
-    return conv.convergence_power(n_dyads, sessions, betas=betas, n_sim=n_sim)
-
-
 @st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
 def conv_figure(figure: str, cache_key: tuple, _args: tuple, _kwargs: dict):
     """A convergence figure (``analysis.plots_convergence.<figure>``), cached on ``cache_key``: the caller

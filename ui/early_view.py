@@ -52,7 +52,7 @@ def early_section(df: pd.DataFrame, options) -> None:
         show_figure(plots_meta.forest_plot(m, title="Early alliance → outcome (partial β, baseline-adjusted)",
                                            xlabel="Standardized partial β (negative = lower outcome symptoms)"),
                     "early_alliance_partial_beta", key="early_beta_forest")
-    if res.pooled_r is not None and res.pooled_r.k >= 1:
+    if res.pooled_r is not None and res.pooled_r.k >= 2:
         st.caption(f"Correlation r pooled on Fisher's z over {fmt.count(res.pooled_r.k)} studies "
                    f"(τ² on the z scale = {fmt.tau2(res.pooled_r.tau2)}).")
     tab = res.to_frame()

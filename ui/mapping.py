@@ -169,12 +169,21 @@ def form(name: str, content: bytes, key: KeyFn) -> Choice | None:
     if site_col:
         suggestion["study"] = site_col
     cols = [NONE] + [str(c) for c in raw.columns]
+    var_labels = adata.column_labels(head)  # SPSS/Stata variable labels: shown beside each column, used above
+
+    def shown(c: str) -> str:
+        return f"{c} — {var_labels[c]}" if c in var_labels else c
+
+    if var_labels:
+        st.caption("Variable labels from the file: " + esc("; ".join(f"{c} = {v}" for c, v in var_labels.items()),
+                                                          limit=600))
     mapping: dict = {}
     mcols = st.columns(4)
     for j, (fld, label) in enumerate(CANONICAL.items()):
         guess = suggestion.get(fld)
         default = str(guess) if guess is not None and str(guess) in cols else NONE
-        sel = mcols[j % 4].selectbox(label, cols, key=key("map", default, cols, field=fld), help=HELP.get(fld))
+        sel = mcols[j % 4].selectbox(label, cols, key=key("map", default, cols, field=fld), help=HELP.get(fld),
+                                     format_func=shown)
         mapping[fld] = None if sel == NONE else sel
     stem = name.rsplit(".", 1)[0] if "." in name else name
     label = st.text_input("Study label (used when no study column is mapped)", key=key("label", stem))

@@ -60,7 +60,7 @@ from analysis.data._common import (
     DataError,
 )
 from analysis.data.canonical import combine, require_canonical, template_csv, to_canonical
-from analysis.data.mapping import Grouping, grouping_columns, suggest_higher_is_better, suggest_mapping
+from analysis.data.mapping import Grouping, column_labels, grouping_columns, suggest_higher_is_better, suggest_mapping
 from analysis.data.read import list_sheets, load
 from analysis.data.reshape import detect_wide, wide_to_long
 from analysis.data.summary import DataSummary, summarize
@@ -71,6 +71,8 @@ from analysis.data.validate import (
     OUTLIER_MADS,
     Issue,
     ValidationReport,
+    drop_exact_duplicates,
+    exact_duplicates,
     validate,
 )
 
@@ -89,8 +91,11 @@ __all__ = [
     "Grouping",
     "Issue",
     "ValidationReport",
+    "column_labels",
     "combine",
     "detect_wide",
+    "drop_exact_duplicates",
+    "exact_duplicates",
     "grouping_columns",
     "require_canonical",
     "list_sheets",

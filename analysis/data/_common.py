@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -162,8 +163,10 @@ def _natural_rank(values: pd.Series) -> pd.Series:
 
 
 def _normalize_name(name: Any) -> str:
-    """Lower-case, non-alphanumerics -> '_', camelCase split ('PatientID' -> 'patient_id')."""
-    text = str(name).strip()
+    """Lower-case, accents folded ('Thérapeute' -> 'therapeute', 'Größe' -> 'grosse'), non-alphanumerics
+    -> '_', camelCase split ('PatientID' -> 'patient_id')."""
+    text = unicodedata.normalize("NFKD", str(name).strip().replace("ß", "ss"))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
     text = re.sub(r"([a-z])([A-Z])", r"\1_\2", text)
     text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", text)
     text = text.lower()

@@ -398,6 +398,7 @@ def combine(
     sources: list[str] = []
     flipped = False
     dropped: list[str] = []
+    own_names: dict[str, list[str]] = {}
     for i, f in enumerate(frames):
         if not isinstance(f, pd.DataFrame):
             raise DataError(f"Data set {i + 1} is a {type(f).__name__}, not a table.")
@@ -476,6 +477,10 @@ def combine(
             messages.append(f"{what}: {msg}")
         dropped.extend(f"{what}: {d}" for d in (f.attrs.get("dropped") or []))
         sources.append(src or f"Data set {i + 1}")
+        for canonical, own in (f.attrs.get("mapping") or {}).items():  # the users' own column names
+            seen = own_names.setdefault(str(canonical), [])
+            if str(own) not in seen:
+                seen.append(str(own))
         g.attrs = {}
         parts.append(g)
     # (one data set: its frame as it is, not a copy)
@@ -490,6 +495,7 @@ def combine(
             out[c] = _as_id(out[c])
     out = _sort_canonical(out)
     out.attrs = {
+        "mapping": {c: " / ".join(v) for c, v in own_names.items()},  # canonical → the files' own column name(s)
         "source_name": "; ".join(sources),
         "sources": sources,
         "symptoms_flipped": flipped,

@@ -44,6 +44,13 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
         "location",
         "hospital",
         "krankenhaus",
+        # nl, sv, fr, es, it
+        "locatie",
+        "centrum",
+        "mottagning",
+        "ziekenhuis",
+        "ospedale",
+        "hopital",
     ),
     "patient": (
         "patient",
@@ -64,6 +71,21 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
         "vpn",
         "klient",
         "proband",
+        # de, fr, es, nl, it, sv (accents are folded before comparing)
+        "patient_nr",
+        "fall",
+        "fallnummer",
+        "sujet",
+        "paciente",
+        "cliente",
+        "sujeto",
+        "participante",
+        "caso",
+        "deelnemer",
+        "paziente",
+        "soggetto",
+        "partecipante",
+        "deltagare",
     ),
     "session": (
         "session",
@@ -79,6 +101,25 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
         "sitzung",
         "woche",
         "zeitpunkt",
+        # de, fr, es, nl, it, sv
+        "sitzungsnummer",
+        "termin",
+        "stunde",
+        "messzeitpunkt",
+        "seance",
+        "semaine",
+        "visite",
+        "sesion",
+        "semana",
+        "visita",
+        "sessie",
+        "zitting",
+        "seduta",
+        "sessione",
+        "settimana",
+        "vecka",
+        "besok",
+        "tillfalle",
     ),
     "therapist_alliance": (
         "therapist_alliance",
@@ -100,6 +141,16 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
         "wai_s_t",
         "hai_t",
         "haq_t",
+        # de, fr, es, nl, it, sv
+        "allianz_therapeut",
+        "therapeut_allianz",
+        "allianz_t",
+        "allianz_th",
+        "alliance_therapeute",
+        "alianza_terapeuta",
+        "alliantie_therapeut",
+        "alleanza_terapeuta",
+        "allians_terapeut",
     ),
     "alliance": (
         "alliance",
@@ -121,6 +172,20 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
         "alliance_c",
         "working_alliance",
         "p_wai",
+        # de, fr, es, nl, it, sv
+        "allianz",
+        "therapeutische_allianz",
+        "arbeitsbundnis",
+        "arbeitsbeziehung",
+        "alliance_therapeutique",
+        "alianza",
+        "alianza_terapeutica",
+        "alliantie",
+        "werkrelatie",
+        "alleanza",
+        "alleanza_terapeutica",
+        "allians",
+        "arbetsallians",
     ),
     "symptoms": (
         "symptoms",
@@ -147,6 +212,25 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
         "core_om",
         "ors",
         "severity",
+        "depression",
+        # de, fr, es, nl, it, sv
+        "symptome",
+        "symptombelastung",
+        "belastung",
+        "beschwerden",
+        "schweregrad",
+        "symptomes",
+        "severite",
+        "sintomas",
+        "sintoma",
+        "gravedad",
+        "symptomen",
+        "klachten",
+        "sintomi",
+        "sintomo",
+        "gravita",
+        "symtom",
+        "svarighetsgrad",
     ),
     "therapist": (
         "therapist",
@@ -157,6 +241,17 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
         "therapeut",
         "clinician",
         "clinician_id",
+        # de, fr, es, nl, it, sv
+        "therapeutin",
+        "behandler",
+        "therapeute",
+        "clinicien",
+        "terapeuta",
+        "clinico",
+        "behandelaar",
+        "terapista",
+        "terapeut",
+        "behandlare",
     ),
 }
 _ORDER = (
@@ -192,8 +287,15 @@ _THERAPIST_TOKENS = {
     "therapeut",
     "therapists",
     "clinician",
+    "therapeutin",
+    "therapeute",
+    "terapeuta",
+    "terapeut",
+    "behandler",
+    "behandelaar",
+    "behandlare",
 }
-_PATIENT_TOKENS = {"p", "c", "pt", "patient", "client"}
+_PATIENT_TOKENS = {"p", "c", "pt", "patient", "client", "pat", "klient", "paciente", "paziente", "cliente"}
 
 _HIGHER_IS_BETTER = (
     "ors",
@@ -279,7 +381,14 @@ def _name_score(canonical: str, name: str) -> tuple[int, int] | None:
                     break
         if score is not None and (best is None or score > best):
             best = score
+    if best is None and canonical == "therapist_alliance" and set(tokens) & _THERAPIST_TOKENS \
+            and set(tokens) & _ALLIANCE_WORDS:  # 'Therapist rating of the alliance', 'WAI Therapeut'
+        best = (1, 0)
     return best
+
+
+_ALLIANCE_WORDS = {"alliance", "allianz", "alianza", "alliantie", "alleanza", "allians", "wai", "calpas", "haq",
+                   "hai", "srs", "arbeitsbundnis", "arbeitsbeziehung", "werkrelatie"}
 
 
 _WIDE_RE = re.compile(r"^(.*?[A-Za-z].*?)([_.\- ]?)([0-9]+)$")
@@ -312,9 +421,15 @@ def suggest_mapping(df: pd.DataFrame) -> dict[str, Any]:
     matches to common names (id, client, pid, subject, case; sess, week, time,
     visit; wai, hai, haq, calpas, srs, tsr; wai_t, therapist_wai, calpas_t;
     bdi, phq9, oq45, scl, gsi, spin, lsas, gad, hamd, ors; therapist, th_id;
-    study, site, trial …) beat names that start with one ('wai_sr_total'),
+    study, site, trial …, and their German, French, Spanish, Dutch, Italian
+    and Swedish equivalents: Allianz, Symptome, Sitzung, Therapeut, séance,
+    alianza, sessie, seduta, vecka …; accents are folded) beat names that start
+    with one ('wai_sr_total'),
     which beat names that contain one ('mean_wai').  Columns that belong to a
-    wide block (wai_1, wai_2, …) are not proposed; see ``detect_wide``.  No
+    wide block (wai_1, wai_2, …) are not proposed; see ``detect_wide``.  An
+    SPSS/Stata variable label (``attrs["column_labels"]``) is scored like a
+    name, just below a name of the same fit ('v7' labelled 'Working alliance'
+    is the alliance column).  No
     column is proposed for two canonical names.
 
     Returns ``{canonical: column label or None}`` for all seven canonical
@@ -323,6 +438,7 @@ def suggest_mapping(df: pd.DataFrame) -> dict[str, Any]:
     if not isinstance(df, pd.DataFrame):
         raise DataError("suggest_mapping needs a table (DataFrame).")
     wide_pos = {p for g in _wide_groups(list(df.columns)).values() for p in g.values()}
+    labels = column_labels(df)
     candidates: list[tuple[tuple[int, int], int, int, str, Any]] = []
     seen_names: set[str] = set()
     for pos, col in enumerate(df.columns):
@@ -332,8 +448,12 @@ def suggest_mapping(df: pd.DataFrame) -> dict[str, Any]:
         if norm in seen_names:
             continue
         seen_names.add(norm)
+        label = _normalize_name(labels.get(str(col), ""))
         for c_rank, canonical in enumerate(_ORDER):
-            score = _name_score(canonical, norm)
+            # the name first; an SPSS/Stata variable label counts just below a name of the same fit
+            by_name, by_label = _name_score(canonical, norm), _name_score(canonical, label) if label else None
+            score = max((2 * s[0] + 1, s[1]) if s is by_name else (2 * s[0], s[1])
+                        for s in (by_name, by_label) if s is not None) if (by_name or by_label) else None
             if score is not None:
                 candidates.append((score, -c_rank, -pos, canonical, col))
     candidates.sort(key=lambda t: (t[0], t[1], t[2]), reverse=True)
@@ -345,6 +465,13 @@ def suggest_mapping(df: pd.DataFrame) -> dict[str, Any]:
         mapping[canonical] = col
         used.add(-negpos)
     return mapping
+
+
+def column_labels(df: pd.DataFrame) -> dict[str, str]:
+    """Variable labels of an SPSS or Stata file (``attrs["column_labels"]``, set by ``load``): column → label;
+    empty for other files."""
+    labels = df.attrs.get("column_labels") if isinstance(df.attrs, dict) else None
+    return {str(k): str(v) for k, v in (labels or {}).items() if str(v).strip()}
 
 
 def _is_canonical_exact(col: Any) -> bool:

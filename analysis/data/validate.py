@@ -36,7 +36,8 @@ _MAD_TO_SD = 1.4826
 class Issue:
     """One finding of ``validate``.
 
-    ``level`` is 'error' (analysis cannot run) or 'warning'; ``code`` a
+    ``level`` is 'error' (analysis cannot run), 'warning' (changes how results read) or 'note'
+    (routine information, e.g. an optional column that is absent); ``code`` a
     stable identifier; ``message`` the text for the researcher (long lists
     truncated); ``rows`` the index labels of the rows concerned and
     ``patients`` the patient ids concerned (full lists); ``studies`` and
@@ -54,10 +55,11 @@ class Issue:
 
 @dataclass(frozen=True)
 class ValidationReport:
-    """Errors and warnings found by ``validate``; ``ok`` is True when there are no errors."""
+    """Errors, warnings and notes found by ``validate``; ``ok`` is True when there are no errors."""
 
     errors: list[Issue] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
+    notes: list[Issue] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -65,7 +67,7 @@ class ValidationReport:
 
     @property
     def issues(self) -> list[Issue]:
-        return list(self.errors) + list(self.warnings)
+        return list(self.errors) + list(self.warnings) + list(self.notes)
 
     def codes(self) -> list[str]:
         """Codes of all issues, errors first."""
@@ -155,6 +157,14 @@ class _Work:
     numeric: dict
     raw: dict
     session_bad: np.ndarray | None
+    names: dict = field(default_factory=dict)
+
+    def col(self, c: str) -> str:
+        """A column as the user knows it: their own name (and the role when it differs), e.g. "'OQ45'
+        (symptoms)"; the canonical name when the data did not come through a column mapping."""
+        own = self.names.get(c)
+        role = c.replace("_", " ")
+        return f"'{own}' ({role})" if own and own != c else f"'{c}'"
 
 
 def _prepare(df: pd.DataFrame) -> _Work:
@@ -185,7 +195,9 @@ def _prepare(df: pd.DataFrame) -> _Work:
             work[c] = vals
     multi = "study" in work and work["study"].nunique(dropna=True) > 1
     study_key = work["study"] if "study" in work else pd.Series("(all data)", index=work.index, dtype="str")
-    return _Work(work, df, dup_names, study_key.fillna("(no study)"), multi, numeric, raw, session_bad)
+    names = df.attrs.get("mapping") if isinstance(df.attrs, dict) else None
+    names = {str(k): str(v) for k, v in (names or {}).items()}
+    return _Work(work, df, dup_names, study_key.fillna("(no study)"), multi, numeric, raw, session_bad, names)
 
 
 def _masked(w: _Work, level: str, code: str, message: str, mask: np.ndarray, column: str | None = None) -> Issue:
@@ -253,21 +265,56 @@ def _check_numbers(w: _Work):
         examples = list(dict.fromkeys(str(v) for v in w.raw[c][b].tolist()))[:5]
         hint = " (decimal commas: convert the data with to_canonical)" if any("," in e for e in examples) else ""
         yield _masked(w, "error", "non_numeric",
-                      f"Column {c!r} must hold numbers, but {_plural(n, 'value')} {'is' if n == 1 else 'are'} not: "
+                      f"Column {w.col(c)} must hold numbers, but {_plural(n, 'value')} {'is' if n == 1 else 'are'} not: "
                       f"{', '.join(repr(e) for e in examples)}{hint} at {_where(w.work, b)}.", b, c)
 
 
 def _check_duplicate_rows(w: _Work):
+    """Repeated study × patient × session. Exact copies of a row (every column equal; the Data page drops
+    them with one click, :func:`drop_exact_duplicates`) and conflicting rows (same session, different
+    values) are two errors; each repeated session is listed once."""
     if "patient" not in w.work or "session" not in w.work:
         return
     s_code, p_code = _codes(w.study_key), _codes(w.work["patient"])
     key = pd.DataFrame({"s": s_code, "p": p_code, "t": w.work["session"].to_numpy()})
     valid = (p_code >= 0) & (~w.session_bad if w.session_bad is not None else True)
     dupmask = key.duplicated(keep=False).to_numpy() & valid
-    if dupmask.any():
+    if not dupmask.any():
+        return
+    exact = exact_duplicates(w.source) & dupmask  # later copies of an identical earlier row
+    # a session conflicts when its rows still repeat once the exact copies are set aside
+    rest = key[dupmask & ~exact]
+    conflict = dupmask & ~exact & rest.duplicated(keep=False).reindex(key.index, fill_value=False).to_numpy()
+    if exact.any():
+        n = int(exact.sum())
+        yield _masked(w, "error", "exact_duplicate_rows",
+                      f"{_plural(n, 'row')} {'is an exact copy' if n == 1 else 'are exact copies'} of another row "
+                      f"(every column equal): {_where(w.work, exact)}. Drop the copies (one click on the Data "
+                      "page) or remove them from the file.", exact)
+    if conflict.any():
+        once = conflict & ~key.duplicated(keep="first").to_numpy()  # each repeated session named once
+        n = int(once.sum())
         yield _masked(w, "error", "duplicate_rows",
-                      f"{_plural(int(dupmask.sum()), 'row')} repeat a study × patient × session that occurs more than "
-                      f"once (each session of a patient must be one row): {_where(w.work, dupmask)}.", dupmask)
+                      f"{_plural(n, 'session')} of a patient {'occurs' if n == 1 else 'occur'} in more than one "
+                      "row with different values (each session of a patient must be one row; decide which row is "
+                      f"right): {_where(w.work, once)}.", conflict)
+
+
+def exact_duplicates(df: pd.DataFrame) -> np.ndarray:
+    """True for each row that repeats an earlier row exactly (every column equal, missing equal to missing)."""
+    if len(df) == 0 or df.shape[1] == 0:
+        return np.zeros(len(df), dtype=bool)
+    return df.set_axis(range(df.shape[1]), axis=1).duplicated(keep="first").to_numpy()
+
+
+def drop_exact_duplicates(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """``df`` without the rows that repeat an earlier row exactly, and how many were dropped (attrs kept)."""
+    mask = exact_duplicates(df)
+    if not mask.any():
+        return df, 0
+    out = df.loc[~mask].reset_index(drop=True)
+    out.attrs = dict(df.attrs)
+    return out, int(mask.sum())
 
 
 def _codes(s: pd.Series) -> np.ndarray:
@@ -290,7 +337,7 @@ def _check_negative(w: _Work):
         neg = np.nan_to_num(vals.to_numpy(dtype="float64"), nan=0.0) < 0
         if neg.any():
             yield _masked(w, "warning", "negative_values",
-                          f"Column {c!r} has {_plural(int(neg.sum()), 'negative value')} (questionnaire scores are "
+                          f"Column {w.col(c)} has {_plural(int(neg.sum()), 'negative value')} (questionnaire scores are "
                           f"usually ≥ 0; missing-value codes such as -99 should be blank): {_where(w.work, neg)}.",
                           neg, c)
 
@@ -324,7 +371,7 @@ def _check_outliers(w: _Work):
         mask, details = _outliers(vals.to_numpy(dtype="float64"), w.study_key)
         if mask.any():
             yield _masked(w, "warning", "outlying_values",
-                          f"Column {c!r} has {_plural(int(mask.sum()), 'value')} more than {OUTLIER_MADS:g} MADs "
+                          f"Column {w.col(c)} has {_plural(int(mask.sum()), 'value')} more than {OUTLIER_MADS:g} MADs "
                           f"from the study median ({'; '.join(details[:5])}) — check for typing errors or a different "
                           f"scoring: {_where(w.work, mask)}.", mask, c)
 
@@ -379,17 +426,17 @@ def _check_missingness(w: _Work):
             mask = (w.study_key.isin(list(heavy.index)) & miss).to_numpy()
             desc = [f"{s}: {100 * v:.0f}% of rows" for s, v in heavy.items()]
             yield Issue("warning", "heavy_missingness",
-                        f"Column {c!r} is missing in more than {100 * MAX_MISSING_SHARE:.0f}% of the rows "
+                        f"Column {w.col(c)} is missing in more than {100 * MAX_MISSING_SHARE:.0f}% of the rows "
                         f"({_fmt_list(desc)}); results rest on the observed sessions only (nothing is imputed).",
                         rows=_rows_of(w.work, mask), patients=_patients_of(w.work, mask),
                         studies=[_py(s) for s in heavy.index], column=c)
 
 
 def _check_therapist_rating(w: _Work):
-    if "therapist_alliance" not in w.work:
-        yield Issue("warning", "no_therapist_rating",
-                    "There is no therapist-rated alliance column (therapist_alliance); analyses of "
-                    "patient–therapist convergence (METHODS §8) are not available.", column="therapist_alliance")
+    if "therapist_alliance" not in w.work:  # an optional column that is absent: a note, not a warning
+        yield Issue("note", "no_therapist_rating",
+                    "No therapist-rated alliance column was given, so the Convergence page (patient–therapist "
+                    "agreement) is not available for these data; everything else is.", column="therapist_alliance")
         return
     present = w.work["therapist_alliance"].notna().groupby(w.study_key, sort=False).any()
     absent = present[~present]
@@ -439,6 +486,12 @@ def validate(df: pd.DataFrame) -> ValidationReport:
     values in alliance/symptoms/therapist_alliance), ``duplicate_rows``
     (repeated study × patient × session).
 
+    ``exact_duplicate_rows`` (rows identical to an earlier row in every column:
+    :func:`drop_exact_duplicates` removes them).
+
+    Notes (routine information): ``no_therapist_rating`` when there is no
+    therapist-rated alliance column at all.
+
     Warnings: ``dropped_rows`` (rows or patients without any value that were
     left out on the way in, from ``attrs["dropped"]``); ``negative_values``;
     ``outlying_values`` (|x − study median| > 5 MAD, the MAD scaled by 1.4826
@@ -457,4 +510,5 @@ def validate(df: pd.DataFrame) -> ValidationReport:
     w = _prepare(df)
     checks = EMPTY_CHECKS if len(w.work) == 0 else CHECKS
     issues = [issue for check in checks for issue in check(w)]
-    return ValidationReport([i for i in issues if i.level == "error"], [i for i in issues if i.level == "warning"])
+    return ValidationReport([i for i in issues if i.level == "error"], [i for i in issues if i.level == "warning"],
+                            [i for i in issues if i.level == "note"])
