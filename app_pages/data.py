@@ -120,6 +120,8 @@ with upload_tab:
 
 if msg := st.session_state.pop("upload_message", None):
     st.success(md("{m}", m=msg))
+for note in st.session_state.pop("upload_notes", ()):
+    st.warning(md("{m}", m=note))
 
 ds = current()
 df = ds["df"]
