@@ -35,7 +35,7 @@ import re
 import zipfile
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -355,22 +355,24 @@ def _check_manifest(m) -> dict:
 
 
 def _lag_options(raw, df: pd.DataFrame) -> tuple[LagOptions, list[str]]:
-    """The bundle's lag options, each value checked on its own (then together); a bad value is dropped
-    (its default used) with a message that names it. Never raises."""
-    notes: list[str] = []
+    """The bundle's lag options through the options' declarations (:func:`analysis.options.clean`: the
+    same checks as the widgets and links, impossible combinations included) and against these data
+    (window inside the data's sessions, covariates that are columns). A bad value is dropped (its
+    default used) with a message that names it. Never raises."""
+    from analysis.options import clean
+
     if not isinstance(raw, dict):
-        return LagOptions(), ["The bundle's lag options are not a mapping; the defaults are used."]
-    names = [f.name for f in fields(LagOptions)]
+        return LagOptions(), ["Ignored the bundle's lag options: they are not a mapping of names to values."]
+    notes: list[str] = []
     good: dict = {}
     for key, value in raw.items():
-        if key not in names:
-            notes.append(f"Ignored the unknown option {str(key)[:60]!r}.")
-            continue
+        shown = str(value)[:60]
         try:
-            v = value
-            if key in ("sessions", "directions", "covariates") and isinstance(v, list):
-                v = tuple(v)
-            LagOptions(**{key: v})
+            ok, msgs = clean(LagOptions, {str(key): value})
+            notes += [m[:300] for m in msgs]
+            if key not in ok:
+                continue
+            v = ok[key]
             if key == "covariates" and any(c not in df.columns for c in v):
                 raise ValueError("not a column of the data.")
             if key == "sessions" and v is not None:
@@ -378,15 +380,16 @@ def _lag_options(raw, df: pd.DataFrame) -> tuple[LagOptions, list[str]]:
                 if not lo <= v[0] <= v[1] <= hi:
                     raise ValueError(f"the window must lie within the data's sessions {lo}–{hi}.")
             good[key] = v
-        except (ValueError, TypeError, OverflowError, AttributeError) as exc:
-            notes.append(f"Ignored {key} = {str(value)[:60]}: {str(exc)[:200]}")
+        except (ValueError, TypeError, OverflowError, AttributeError, KeyError) as exc:
+            notes.append(f"Ignored {str(key)[:60]} = {shown}: {str(exc)[:200]}")
+    ok, msgs = clean(LagOptions, good)
+    notes += msgs
     while True:
         try:
-            return LagOptions(**good), notes
-        except (ValueError, TypeError, OverflowError) as exc:
-            # an impossible combination: drop the options in the order the bundle gave them
-            key = next(iter(good))
-            notes.append(f"Ignored {key} = {str(good.pop(key))[:60]}: {str(exc)[:200]}")
+            return LagOptions(**ok), notes
+        except (ValueError, TypeError, OverflowError) as exc:  # a combination the declarations missed
+            key = next(iter(ok))
+            notes.append(f"Ignored {key} = {str(ok.pop(key))[:60]}: {str(exc)[:200]}")
 
 
 def read_bundle(content: bytes) -> Bundle:

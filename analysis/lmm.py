@@ -9,7 +9,10 @@ intercept and slope) and ``Λ`` a lower-triangular (block-diagonal) q × q
 Cholesky factor whose free entries are the parameter vector θ (the lme4
 parametrisation: the diagonal is bounded below by 0, so a variance can be
 estimated at exactly zero). An optional random intercept at a higher level
-(therapist k, dyads nested in therapists) adds ``v_k ~ N(0, σ² θ_T²)``.
+(therapist k, dyads nested in therapists) adds ``v_k ~ N(0, σ² θ_T²)``; more
+generally the higher level's single random effect multiplies a row covariate
+``u`` (``outer_z``; default 1): ``u·v_k`` (e.g. a random slope of a within
+effect across studies, patients nested in studies: the one-stage IPD model).
 
 Estimation is (restricted) maximum likelihood with σ² profiled out. With
 ``M_j = I + Λ' Z_j' Z_j Λ`` and ``C_j = Λ' Z_j' [X_j y_j]`` the Woodbury
@@ -19,7 +22,7 @@ identity gives, summed over clusters,
     log|V/σ²| = Σ_j log|M_j|
 
 (the third level is a rank-one update per therapist: with
-``w_k = Σ_j 1'W_j 1`` and ``a_k = Σ_j 1'W_j [X y]``, ``W_j = (I + Z_jΛΛ'Z_j')⁻¹``,
+``w_k = Σ_j u_j'W_j u_j`` and ``a_k = Σ_j u_j'W_j [X y]`` (u_j = 1 for an intercept), ``W_j = (I + Z_jΛΛ'Z_j')⁻¹``,
 ``K −= Σ_k θ_T² a_k a_k' / (1 + θ_T² w_k)`` and
 ``log|V/σ²| += Σ_k log(1 + θ_T² w_k)``). Writing ``A = K_XX``,
 ``β̂ = A⁻¹ K_Xy`` and ``r² = K_yy − K_yX β̂`` (the penalised residual sum of
@@ -59,11 +62,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize, sparse, stats
 
 __all__ = ["LMMFit", "boundary_lrt", "drop_collinear", "fit_lmm", "variance_components"]
 
 _LOG2PI = np.log(2.0 * np.pi)
+_SPARSE_P = 24  # above this many fixed effects (+1) the cluster sums use sparse products
 
 
 # ----------------------------------------------------------------------------
@@ -209,23 +213,17 @@ def drop_collinear(X: np.ndarray, names, tol: float = 1e-7):
     dropped). Returns ``(X_kept, kept_names, dropped_names)``.
     """
     X = np.asarray(X, float)
-    keep, dropped = [], []
-    Q = np.zeros((X.shape[0], 0))
-    for k in range(X.shape[1]):
-        x = X[:, k]
-        nx = np.linalg.norm(x)
-        if nx == 0:
-            dropped.append(names[k])
-            continue
-        res = x - Q @ (Q.T @ x)
-        nr = np.linalg.norm(res)
-        if nr <= tol * nx:
-            dropped.append(names[k])
-            continue
-        # re-orthogonalise once for stability
-        res = res - Q @ (Q.T @ res)
-        Q = np.column_stack([Q, res / np.linalg.norm(res)])
-        keep.append(k)
+    if X.shape[1] == 0:
+        return X, [], []
+    # |R_kk| of a (Householder) QR is the norm of column k's residual after projection onto the
+    # columns before it: the sequential check in one LAPACK call
+    r = np.zeros(X.shape[1])
+    d = np.abs(np.diag(np.linalg.qr(X, mode="r")))
+    r[: len(d)] = d
+    nx = np.linalg.norm(X, axis=0)
+    ok = (nx > 0) & (r > tol * nx)
+    keep = [k for k in range(X.shape[1]) if ok[k]]
+    dropped = [names[k] for k in range(X.shape[1]) if not ok[k]]
     return X[:, keep], [names[k] for k in keep], dropped
 
 
@@ -246,7 +244,7 @@ class _Problem:
     ``R_j = Z_j'Ṽ⁻¹[X y]``, ``w = (−β̂, 1)``, the derivative is ``2(GΛ)_rc``.
     """
 
-    def __init__(self, y, X, Z, gidx, m, blocks, oidx=None, n_outer=0):
+    def __init__(self, y, X, Z, gidx, m, blocks, oidx=None, n_outer=0, uz=None):
         n, p = X.shape
         q = Z.shape[1]
         self.n, self.p, self.q, self.m = n, p, q, m
@@ -284,14 +282,39 @@ class _Problem:
         if self.outer:
             self.oidx = oidx  # outer index per cluster (length m)
             self.n_outer = n_outer
-            self.n_j = np.bincount(gidx, minlength=m).astype(float)
+            self.E_outer = sparse.csr_matrix((np.ones(m), (oidx, np.arange(m))), shape=(n_outer, m))
+            # the outer random effect's covariate u (1: an intercept); "1" below stands for u
+            self.uz = np.ones(n) if uz is None else np.asarray(uz, float)
+            self.n_j = np.bincount(gidx, self.uz * self.uz, minlength=m).astype(float)
             self.Zt1 = np.empty((m, q))
             for a in range(q):
-                self.Zt1[:, a] = np.bincount(gidx, Z[:, a], minlength=m)
+                self.Zt1[:, a] = np.bincount(gidx, Z[:, a] * self.uz, minlength=m)
             self.XYt1 = np.empty((m, p + 1))
             for c in range(p + 1):
-                self.XYt1[:, c] = np.bincount(gidx, XY[:, c], minlength=m)
+                self.XYt1[:, c] = np.bincount(gidx, XY[:, c] * self.uz, minlength=m)
+            self.EXYt1 = self.E_outer @ self.XYt1  # Σ_j u_j'[X y]_j per outer unit
         self.eye = np.eye(q)
+        # many fixed effects (e.g. study-specific terms of a one-stage model): each cluster's
+        # Z_j'[X y] is mostly zeros, and the m·(p+1)² sums below are done with sparse products
+        self.sparse = p + 1 > _SPARSE_P and np.count_nonzero(self.ZtXY) < 0.3 * self.ZtXY.size
+        if self.sparse:
+            self.S = sparse.csr_matrix(self.ZtXY.reshape(m * q, p + 1))
+            self.X_sp = sparse.csr_matrix(X)
+            # the non-zero entries of S (row j·q + a, column c) and every pair of them within one
+            # cluster: Σ_j C_j'M_j⁻¹C_j and Σ_j C_j'M_j⁻¹c1_j become one weighted bincount each
+            srow = np.repeat(np.arange(m * q), np.diff(self.S.indptr))
+            self.nz_j, self.nz_a = np.divmod(srow, q)
+            self.nz_c, self.nz_v = self.S.indices.astype(np.int64), self.S.data
+            starts = np.r_[0, np.cumsum(np.bincount(self.nz_j, minlength=m))]
+            cnt = np.diff(starts)
+            pj = np.repeat(np.arange(m), cnt * cnt)  # cluster of each pair
+            off = np.repeat(starts[:-1], cnt * cnt)
+            within = np.arange(len(pj)) - np.repeat(np.r_[0, np.cumsum(cnt * cnt)][:-1], cnt * cnt)
+            i1 = off + within // np.repeat(np.maximum(cnt, 1), cnt * cnt)
+            i2 = off + within % np.repeat(np.maximum(cnt, 1), cnt * cnt)
+            self.pair_j, self.pair_a, self.pair_b = pj, self.nz_a[i1], self.nz_a[i2]
+            self.pair_idx = self.nz_c[i1] * (p + 1) + self.nz_c[i2]
+            self.pair_v = self.nz_v[i1] * self.nz_v[i2]
         # the rows themselves, for the residual-based penalised RSS (criterion_varpar)
         self.y, self.X, self.Z, self.gidx = y, X, Z, gidx
 
@@ -330,29 +353,46 @@ class _Problem:
             return None, None
         return np.linalg.inv(M), 2.0 * np.log(np.diagonal(cm, axis1=1, axis2=2)).sum()
 
-    def state(self, theta):
-        """Everything that depends on θ only (None when a matrix is not PD)."""
+    def state(self, theta, full=True):
+        """Everything that depends on θ only (None when a matrix is not PD). ``full=False`` leaves out
+        the per-cluster ``M_j⁻¹C_j`` that only the gradient and the random effects need."""
         theta = np.asarray(theta, float)
         L = self.lam(theta)
         ZtZL = self.ZtZ @ L
         M = L.T @ ZtZL + self.eye
-        C = L.T @ self.ZtXY  # (m, q, p+1)
         Mi, logdet = self._inv(M)
         if Mi is None:
             return None
-        MC = Mi @ C
         P1 = self.p + 1
-        K = self.XYtXY - C.reshape(-1, P1).T @ MC.reshape(-1, P1)
-        st = {"L": L, "ZtZL": ZtZL, "Mi": Mi, "MC": MC}
+        st = {"L": L, "ZtZL": ZtZL, "Mi": Mi}
+        if self.sparse:
+            # Σ_j C_j'M_j⁻¹C_j = Σ_j (Z_j'[X y])' W_j (Z_j'[X y]), W_j = Λ M_j⁻¹ Λ', over non-zero pairs
+            W = L @ Mi @ L.T
+            wts = self.pair_v * W[self.pair_j, self.pair_a, self.pair_b]
+            K = self.XYtXY - np.bincount(self.pair_idx, wts, minlength=P1 * P1).reshape(P1, P1)
+            if full:
+                C = L.T @ self.ZtXY  # (m, q, p+1)
+                st["MC"] = Mi @ C
+        else:
+            C = L.T @ self.ZtXY  # (m, q, p+1)
+            MC = Mi @ C
+            st["MC"] = MC
+            K = self.XYtXY - C.reshape(-1, P1).T @ MC.reshape(-1, P1)
         if self.outer:
             tau = theta[-1] ** 2
             c1 = self.Zt1 @ L  # rows: L'Z_j'1
             Mc1 = np.einsum("mab,mb->ma", Mi, c1)
             w = self.n_j - np.einsum("mq,mq->m", c1, Mc1)
-            a = self.XYt1 - np.einsum("mqa,mq->ma", C, Mc1)
             sk = np.bincount(self.oidx, w, minlength=self.n_outer)
-            ak = np.zeros((self.n_outer, P1))
-            np.add.at(ak, self.oidx, a)
+            # a_j = 1'W_j[X y] = Z_j'... : Σ_j (XYt1_j − C_j'M_j⁻¹c1_j), C_j'M_j⁻¹c1_j = (Z_j'[X y])'(Λ M_j⁻¹ c1_j)
+            v = Mc1 @ L.T  # rows: Λ M_j⁻¹ c1_j
+            if self.sparse:
+                idx = self.oidx[self.nz_j] * P1 + self.nz_c
+                ak = self.EXYt1 - np.bincount(idx, self.nz_v * v[self.nz_j, self.nz_a],
+                                              minlength=self.n_outer * P1).reshape(self.n_outer, P1)
+            else:
+                a = self.XYt1 - np.einsum("mqa,mq->ma", self.ZtXY, v)
+                ak = self.E_outer @ a
             fk = tau / (1.0 + tau * sk)
             K = K - (ak * fk[:, None]).T @ ak
             logdet = logdet + np.log1p(tau * sk).sum()
@@ -374,7 +414,7 @@ class _Problem:
 
     def evaluate(self, theta, reml=True, grad=False):
         """Profiled −2 log-likelihood (REML or ML) at θ, optionally with its gradient."""
-        st = self.state(theta)
+        st = self.state(theta, full=grad)
         if st is None:
             return (np.inf, np.full(self.n_theta, np.nan)) if grad else np.inf
         n_eff = self.n - self.p if reml else self.n
@@ -399,7 +439,17 @@ class _Problem:
         Rw = R @ wv
         G = Q.sum(axis=0) - c * (Rw.T @ Rw)
         Ainv = np.linalg.inv(st["A"])
-        if reml:
+        if reml and self.sparse:
+            # Σ_j R_jX A⁻¹ R_jX' with R_jX sparse (zero outside the cluster's own columns)
+            Rs = [sparse.csr_matrix(R[:, a, :p]) for a in range(self.q)]
+            RA = [r @ Ainv for r in Rs]
+            for a in range(self.q):
+                for b in range(a, self.q):
+                    v = Rs[a].multiply(RA[b]).sum()
+                    G[a, b] -= v
+                    if b != a:
+                        G[b, a] -= v
+        elif reml:
             RXt = np.swapaxes(R[:, :, :p], 0, 1).reshape(self.q, -1)  # (q, m·p)
             RXA = np.swapaxes(R[:, :, :p] @ Ainv, 0, 1).reshape(self.q, -1)
             G = G - RXA @ RXt.T
@@ -432,7 +482,7 @@ class _Problem:
         ``d_j = Λ'Z_j'e_j`` and ``a_k = Σ_j 1'W_j e_j``.
         """
         m = self.m
-        e = self.y - self.X @ st["beta"]
+        e = self.y - (self.X_sp @ st["beta"] if self.sparse else self.X @ st["beta"])
         Zte = np.empty((m, self.q))
         for a in range(self.q):
             Zte[:, a] = np.bincount(self.gidx, self.Z[:, a] * e, minlength=m)
@@ -441,7 +491,7 @@ class _Problem:
         r2 = float(e @ e - np.einsum("ma,ma->", dj, Md))
         if self.outer:
             c1 = self.Zt1 @ st["L"]
-            aj = np.bincount(self.gidx, e, minlength=m) - np.einsum("ma,ma->m", c1, Md)
+            aj = np.bincount(self.gidx, self.uz * e, minlength=m) - np.einsum("ma,ma->m", c1, Md)
             ak = np.bincount(self.oidx, aj, minlength=self.n_outer)
             r2 -= float(np.sum(st["fk"] * ak**2))
         return r2
@@ -450,7 +500,7 @@ class _Problem:
         """Unprofiled −2 log-likelihood at (θ, σ) (lmerTest's ``devfun_vp``; r² from the rows)."""
         theta, sigma = varpar[:-1], varpar[-1]
         s2 = sigma**2
-        st = self.state(theta)
+        st = self.state(theta, full=False)
         if st is None:
             return np.inf
         dev = st["logdet"] + self.r2_rows(theta, st) / s2 + self.n * np.log(2 * np.pi * s2)
@@ -459,7 +509,7 @@ class _Problem:
         return dev
 
     def covbeta(self, varpar):
-        st = self.state(varpar[:-1])
+        st = self.state(varpar[:-1], full=False)
         return varpar[-1] ** 2 * np.linalg.inv(st["A"])
 
 
@@ -624,10 +674,22 @@ def _leave_zero_variances(prob: _Problem, x, fx, reml, lb):
     diagonal entry: a zero variance is a stationary point that a Newton method never leaves even
     when raising it lowers the criterion (seen with a three-level growth model whose therapist
     variance Newton left at 0, 0.006 above lme4's REML criterion). Restart from θ_k = 0.1 and 0.5
-    and keep any optimum that is lower by more than 1e-8.
+    and keep any optimum that is lower by more than 1e-8. When neither gets away from 0 (a Newton
+    step from far out can overshoot back onto the boundary, seen with the one-stage model's slope SD
+    at θ ≈ 0.03), the criterion is scanned along θ_k on a log grid and Newton restarted from its best
+    point when that is lower.
     """
+    grid = (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)
     for k in np.flatnonzero((lb == 0) & (x <= 1e-10)):
-        for val in (0.1, 0.5):
+        starts = [0.1, 0.5]
+        trial = x.copy()
+        fs = []
+        for v in grid:
+            trial[k] = v
+            fs.append(prob.evaluate(trial, reml))
+        if np.min(fs) < fx - 1e-10:
+            starts.append(grid[int(np.argmin(fs))])
+        for val in starts:
             x0 = x.copy()
             x0[k] = val
             try:
@@ -689,6 +751,33 @@ def _check_singular(prob, theta, psi, sigma2, re_names, messages) -> bool:
     return singular
 
 
+def _build_problem(y, X, Z, groups, blocks, outer=None, outer_z=None):
+    """The :class:`_Problem` of a model (cluster codes, nesting check); (problem, cluster labels, n_outer)."""
+    glab, gidx = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    m = len(glab)
+    oidx = None
+    n_outer = None
+    if outer is not None:
+        olab_row = np.asarray(outer).astype(str)
+        olab, oidx_row = np.unique(olab_row, return_inverse=True)
+        n_outer = len(olab)
+        oidx = np.full(m, -1)
+        oidx[gidx] = oidx_row
+        if np.any(oidx[gidx] != oidx_row):
+            raise ValueError(
+                "Each dyad must have one therapist: the third level needs dyads nested in therapists."
+            )
+    uz = None
+    if outer_z is not None:
+        if outer is None:
+            raise ValueError("outer_z needs outer (the level whose random effect it multiplies).")
+        uz = np.asarray(outer_z, float)
+        if uz.shape != np.shape(y) or not np.isfinite(uz).all():
+            raise ValueError("outer_z must be one finite value per row.")
+    prob = _Problem(y, X, Z, gidx, m, blocks, oidx, n_outer or 0, uz)
+    return prob, glab, n_outer
+
+
 def fit_lmm(
     y,
     X,
@@ -699,6 +788,7 @@ def fit_lmm(
     re_names=None,
     blocks=None,
     outer=None,
+    outer_z=None,
     reml: bool = True,
     satterthwaite: bool = True,
     start=None,
@@ -711,7 +801,9 @@ def fit_lmm(
         random-effect covariates (the same columns for every cluster).
     groups : cluster label per row (dyad). ``outer`` : optional label per row
         of a higher level (therapist) with a random intercept; clusters must
-        be nested in it.
+        be nested in it. ``outer_z`` : optional covariate per row that the
+        higher level's random effect multiplies (default 1, an intercept; e.g.
+        a within effect for its random slope across studies).
     blocks : sizes of the unstructured diagonal blocks of Cov(b) (default one
         q × q unstructured block; e.g. ``(2, 2)`` for two independent 2 × 2
         blocks, ``(1, 1, 1, 1)`` for a diagonal covariance).
@@ -731,36 +823,21 @@ def fit_lmm(
     q = Z.shape[1]
     coef_names = tuple(coef_names) if coef_names is not None else tuple(f"x{i}" for i in range(p))
     re_names = tuple(re_names) if re_names is not None else tuple(f"z{i}" for i in range(q))
-    glab, gidx = np.unique(np.asarray(groups).astype(str), return_inverse=True)
-    m = len(glab)
     blocks = tuple(blocks) if blocks is not None else (q,)
     messages = []
     if np.linalg.matrix_rank(X) < p:
         raise ValueError("The fixed-effect design is rank deficient; drop collinear terms first.")
     if n - p <= 0:
         raise ValueError("Not enough observations for the number of fixed effects.")
-    oidx = None
-    n_outer = None
-    if outer is not None:
-        olab_row = np.asarray(outer).astype(str)
-        olab, oidx_row = np.unique(olab_row, return_inverse=True)
-        n_outer = len(olab)
-        oidx = np.full(m, -1)
-        for gi, oi in zip(gidx, oidx_row):
-            if oidx[gi] == -1:
-                oidx[gi] = oi
-            elif oidx[gi] != oi:
-                raise ValueError(
-                    "Each dyad must have one therapist: the third level needs dyads nested in therapists."
-                )
-    prob = _Problem(y, X, Z, gidx, m, blocks, oidx, n_outer or 0)
+    prob, glab, n_outer = _build_problem(y, X, Z, groups, blocks, outer, outer_z)
+    m = prob.m
 
     # start values: identity Λ (lme4's default) and a moment-based start
     base = np.where(prob.lam_diag, 1.0, 0.0)
     starts = []
     if start is not None:
         starts.append(np.asarray(start, float))
-    mom = _moment_start(y, X, Z, gidx, m, prob)
+    mom = _moment_start(y, X, Z, prob.gidx, m, prob)
     for s in (base, mom, 0.3 * base, 3.0 * base):
         if s is None:
             continue
@@ -985,3 +1062,132 @@ def boundary_lrt(reduced: LMMFit, full: LMMFit, df_full: int, df_reduced: int | 
     return {"statistic": lr, "df": (d0, int(df_full)), "pvalue": 0.5 * sf(d0) + 0.5 * sf(df_full),
             "pvalue_naive": sf(df_full), "method": full.method}
 
+
+
+def outer_sd_profile_ci(fit: LMMFit, y, X, Z, groups, outer, *, outer_z=None, blocks=None,
+                        level: float = 0.95) -> tuple[float, float, tuple]:
+    """Profile-likelihood confidence interval of the higher level's SD, ``τ = σ·θ_T`` (lme4's
+    ``confint(fit, method = "profile")`` for that ``sd_`` parameter).
+
+    The profile criterion at a fixed τ is the (REML or ML, as ``fit``) −2 log-likelihood minimised
+    over every other variance parameter (θ of the clusters and σ, with θ_T = τ/σ); the interval is
+    ``{τ ≥ 0 : profile(τ) − deviance ≤ χ²₁(level)}``. Its lower end is 0 when the criterion at τ = 0
+    stays within that bound (a singular or nearly singular fit). Returns ``(low, high, messages)``.
+    """
+    y = np.asarray(y, float)
+    X = np.asarray(X, float)
+    Z = np.asarray(Z, float)
+    if fit.outer_var is None:
+        raise ValueError("The fit has no higher level to profile.")
+    blocks = tuple(blocks) if blocks is not None else (Z.shape[1],)
+    prob, _glab, _n = _build_problem(y, X, Z, groups, blocks, outer, outer_z)
+    reml = fit.method == "REML"
+    nl = prob.n_lam
+    lb = prob.lower_bounds()[:nl]
+    target = float(stats.chi2.ppf(level, 1))
+    tau_hat = float(np.sqrt(fit.outer_var))
+    sig_hat = float(np.sqrt(fit.sigma2))
+    best = float(fit.deviance)
+    msgs = []
+    state = {"x": np.append(np.asarray(fit.theta[:nl], float), np.log(sig_hat))}
+
+    def dev_at(tau):
+        def f(x):
+            sigma = np.exp(x[-1])
+            vp = np.concatenate([x[:-1], [tau / sigma, sigma]])
+            v = prob.criterion_varpar(vp, reml)
+            return v if np.isfinite(v) else np.inf
+
+        x, fx = _projected_newton_fd(f, state["x"], np.append(lb, -np.inf))
+        state["x"] = x
+        return fx - best
+
+    def root(a, b):
+        return float(optimize.brentq(lambda t: dev_at(t) - target, a, b, xtol=1e-6 * max(tau_hat, 1e-3),
+                                     rtol=1e-10))
+
+    # lower end
+    state["x"] = np.append(np.asarray(fit.theta[:nl], float), np.log(sig_hat))
+    d0 = dev_at(0.0)
+    if d0 <= target:
+        lo = 0.0
+    else:
+        state["x"] = np.append(np.asarray(fit.theta[:nl], float), np.log(sig_hat))
+        lo = root(0.0, tau_hat)
+    # upper end: step out until the bound is crossed
+    state["x"] = np.append(np.asarray(fit.theta[:nl], float), np.log(sig_hat))
+    step = max(tau_hat, 0.1 * sig_hat / max(float(np.sqrt(np.mean(prob.uz**2))), 1e-8))
+    a, b = tau_hat, tau_hat + step
+    hi = np.nan
+    for _ in range(40):
+        if dev_at(b) > target:
+            hi = root(a, b)
+            break
+        a, b = b, b + 2 * (b - a)
+    if not np.isfinite(hi):
+        msgs.append("The profile-likelihood upper limit of τ could not be found (the likelihood stays flat).")
+    return float(lo), float(hi), tuple(msgs)
+
+
+def _projected_newton_fd(f, x0, lb, h=1e-4, maxiter=30, tol=1e-10):
+    """Minimise a smooth f over ``x ≥ lb`` by projected Newton with central-difference derivatives.
+
+    For the small inner problems of a profile (2–4 variance parameters, warm-started near the
+    optimum), where a quasi-Newton method with finite-difference gradients needs several times as
+    many evaluations. A bound coordinate whose gradient points outward is held at its bound; a
+    Hessian that is not positive definite is shifted; steps are halved until f decreases.
+    """
+    x = np.maximum(np.asarray(x0, float), lb)
+    d = len(x)
+    fx = f(x)
+    for _ in range(maxiter):
+        hs = h * np.maximum(1.0, np.abs(x))
+        g = np.empty(d)
+        H = np.empty((d, d))
+        fp = np.empty(d)
+        fm = np.empty(d)
+        for i in range(d):
+            e = np.zeros(d)
+            e[i] = hs[i]
+            lo_side = x[i] - hs[i] < lb[i]
+            xp = x + e if not lo_side else x + 2 * e
+            xm = x - e if not lo_side else x + e
+            fp[i], fm[i] = f(xp), f(xm)
+            if lo_side:  # one-sided at the bound: f(x), f(x+h), f(x+2h)
+                g[i] = (-3 * fx + 4 * fm[i] - fp[i]) / (2 * hs[i])
+                H[i, i] = (fx - 2 * fm[i] + fp[i]) / hs[i] ** 2
+            else:
+                g[i] = (fp[i] - fm[i]) / (2 * hs[i])
+                H[i, i] = (fp[i] - 2 * fx + fm[i]) / hs[i] ** 2
+        for i in range(d):
+            for j in range(i + 1, d):
+                ei = np.zeros(d)
+                ej = np.zeros(d)
+                ei[i], ej[j] = hs[i], hs[j]
+                fpp = f(x + ei + ej)
+                f_i = fp[i] if x[i] - hs[i] >= lb[i] else fm[i]
+                f_j = fp[j] if x[j] - hs[j] >= lb[j] else fm[j]
+                H[i, j] = H[j, i] = (fpp - f_i - f_j + fx) / (hs[i] * hs[j])
+        free = ~((x <= lb + 1e-12) & (g > 0))
+        step = np.zeros(d)
+        if free.any():
+            Hf = H[np.ix_(free, free)]
+            w, V = np.linalg.eigh((Hf + Hf.T) / 2)
+            w = np.maximum(w, 1e-8 * max(1.0, np.abs(w).max()))
+            step[free] = -(V / w) @ (V.T @ g[free])
+        t = 1.0
+        improved = False
+        for _ls in range(30):
+            xn = np.maximum(x + t * step, lb)
+            fn = f(xn)
+            if fn <= fx:
+                improved = True
+                break
+            t /= 2
+        if not improved:
+            break
+        done = fx - fn < tol
+        x, fx = xn, fn
+        if done:
+            break
+    return x, float(fx)

@@ -28,35 +28,18 @@ from collections.abc import Mapping
 from dataclasses import fields
 
 from analysis.lagged import LagOptions
+from analysis.options import declared
 
 __all__ = ["R_SUPPORTED_OPTIONS", "R_VALUES", "covariate_kinds", "r_script", "r_string"]
 
-#: LagOptions fields the R script reproduces; any other field must keep its default.
-R_SUPPORTED_OPTIONS = (
-    "centering", "lag", "pairing", "directions", "control_prior_outcome", "standardize", "sessions",
-    "time_trend", "cross_level", "estimator", "pooling_method", "test", "outcome_moderator", "covariates",
-    "standardize_by", "df_method",
-)
+#: LagOptions fields the R script reproduces (declared with ``r=`` in analysis.lagged); any other field must
+#: keep its default.
+R_SUPPORTED_OPTIONS = tuple(o.name for o in declared(LagOptions) if o.r)
 
-
-#: The values of the supported options that the R template implements (new values of these
-#: fields, e.g. another lag or another standardization, must be added to the template first).
+#: The values of the supported options that the R template implements, from the declarations (a new value of
+#: these fields, e.g. another lag, is left out there with ``r=(...)`` until the template implements it).
 #: ``covariates`` (any patient-level columns) and ``sessions`` (any window) are not listed: every value works.
-R_VALUES = {
-    "centering": ("none", "grand_mean", "person_mean", "detrended"),
-    "lag": (0, 1, 2, 3),
-    "pairing": ("session", "next_observed"),
-    "control_prior_outcome": (True, False),
-    "standardize": (True, False),
-    "time_trend": ("none", "fixed", "fixed_random"),
-    "cross_level": (True, False),
-    "estimator": ("mixed", "fixed_effects"),
-    "pooling_method": ("DL", "REML", "ML", "PM", "EB", "HE", "SJ", "HS", "FE"),
-    "test": ("z", "knha"),
-    "outcome_moderator": (True, False),
-    "standardize_by": ("total", "within"),
-    "df_method": ("z", "satterthwaite"),
-}
+R_VALUES = {o.name: o.r_values for o in declared(LagOptions) if o.r_values}
 
 
 def r_string(value: str) -> str:

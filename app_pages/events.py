@@ -13,6 +13,7 @@ from ui import compute, persist
 from ui.downloads import show_figure, table_download
 from ui.safe import Markup, esc, md
 from ui.state import current, data_banner, has_therapist_ratings
+from ui.tables import show_table
 
 LINK_RUPTURES, LINK_GAINS, LINK_RC = ("/methods#9-ruptures-ruptures-paper-stiles-2004-strauss-2006-gumz-2012",
                                       "/methods#10-sudden-gains-review-tang-and-de-rubeis-1999",
@@ -70,9 +71,7 @@ def _run(what: str, spinner: str, fn, *args, **kwargs):
 def _table(t: pd.DataFrame, name: str, key: str) -> pd.DataFrame:
     """A results table with reader labels (percent columns as percentages) and its CSV download."""
     t = t.assign(**{c: 100 * t[c] for c in t.columns if "(%)" in c})  # shares shown as percentages
-    st.dataframe(t, hide_index=True, width="stretch", key=f"ev_tbl_{key}", column_config={
-        c: st.column_config.NumberColumn(c, format="%.1f") for c in t.columns if "(%)" in c})
-    table_download(t, name, key=f"ev_dl_{key}")
+    show_table(t, name, key=f"ev_dl_{key}", title=name.replace("_", " ").capitalize())
     return t
 
 

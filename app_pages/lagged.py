@@ -11,6 +11,7 @@ from ui.downloads import show_figure, table_download
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel
 from ui.safe import Markup, md
 from ui.state import current, data_banner
+from ui.tables import show_table, styled
 
 st.title("Lagged effects")
 data_banner()
@@ -57,11 +58,8 @@ for direction in options.directions:
                                for s, st_ in zip(d["study"], d["status"])])
     # "warning" fits are valid estimates with notes (e.g. a zero random-intercept variance); say so plainly
     table["status"] = table["status"].map({"ok": "ok", "warning": "ok (see notes)", "failed": "failed"})
-    st.dataframe(table, width="stretch", hide_index=True,
-                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
-                                ("estimate", "se", "CI low", "CI high", "df")} | {
-                     "p": st.column_config.NumberColumn(format="%.4f")})
-    table_download(d, f"per_study_{direction}", key=f"lag_dl_{direction}")
+    show_table(table, f"per_study_{direction}", key=f"lag_dl_{direction}", csv=d,
+               title=f"Per-study lagged coefficients: {DIRECTIONS[direction]}")
 
     diag = []
     for (study, dirn), fit in res.fits.items():
@@ -86,15 +84,13 @@ for direction in options.directions:
             "- **Boundary**: a random-intercept variance of zero is common in this model; the fixed effects are "
             "still correct (checked against lme4)."
         )
-        st.dataframe(diag, width="stretch", hide_index=True)
-        table_download(diag, f"diagnostics_{direction}", key=f"lag_diag_dl_{direction}")
+        show_table(diag, f"diagnostics_{direction}", key=f"lag_diag_dl_{direction}", manuscript=False)
 
 with st.expander("All coefficients of every study model"):
-    st.dataframe(ps, width="stretch", hide_index=True)
-    table_download(ps, "all_coefficients", key="lag_all_dl")
+    show_table(ps, "all_coefficients", key="lag_all_dl", manuscript=False)
 
 with st.expander("How many pairs each pairing mode yields"):
-    st.dataframe(compute.pairing_counts(df, options), width="stretch", hide_index=True)
+    st.dataframe(styled(compute.pairing_counts(df, options)), width="stretch", hide_index=True)
 
 st.header("What went into the model")
 st.caption("For one patient: the raw series, the value the centering subtracts, the within deviations, and the "
@@ -111,7 +107,7 @@ else:
     patient = c3.selectbox("Patient", patients, key="lag_view_patient")
     view = lagged.patient_view(df[df["study"] == study], options, direction, patient, study)
     show_figure(plots_lagged.patient_series_figure(view), "patient_series", key="lag_patient")
-    st.dataframe(rows[rows["patient"] == patient], width="stretch", hide_index=True)
+    st.dataframe(styled(rows[rows["patient"] == patient]), width="stretch", hide_index=True)
     table_download(rows, f"model_rows_{study}_{direction}", key="lag_rows_dl",
                    label="Download this study's model rows (CSV)")
 

@@ -12,6 +12,7 @@ from ui.options import DIRECTIONS, LINKS, option_panel, pooling_panel
 from ui.reporting import report_downloads
 from ui.safe import Markup, esc, md
 from ui.state import current, data_banner
+from ui.tables import show_table
 
 st.title("Pooled effects")
 data_banner()
@@ -65,8 +66,7 @@ for d, m in pooled.items():
         st.caption(lagged_effect_sentence(m.estimate, m.ci_low, m.ci_high, d, options.lag, options.standardize,
                                           effect, level=m.level))
 shown_table, summary_table = compute.pooled_tables(df, options, DIRECTIONS)
-st.dataframe(shown_table, width="stretch", hide_index=True)
-table_download(summary_table, "pooled_estimates", key="pooled_dl")
+show_table(shown_table, "pooled_estimates", key="pooled_dl", csv=summary_table, title="Pooled estimates")
 
 SECTIONS = ["Leave-one-out", "Funnel & Egger", "Meta-regression", "Centering multiverse", "Report & script"]
 # Only the chosen section is computed and drawn, so changing an option redraws the forest plot and at most
@@ -125,8 +125,8 @@ elif section == "Meta-regression":
                     st.error(f"{DIRECTIONS[d]}: {esc(e, None)}")
                     continue
                 st.markdown(f"**{DIRECTIONS[d]}.** {esc(mr.summary(), None)}")
-                st.dataframe(mr.display_frame(), width="stretch", hide_index=True)
-                table_download(mr.coefficients, f"meta_regression_{d}", key=f"mr_dl_{d}")
+                show_table(mr.display_frame(), f"meta_regression_{d}", key=f"mr_dl_{d}", csv=mr.coefficients,
+                           title=f"Meta-regression: {DIRECTIONS[d]}")
 
 elif section == "Centering multiverse":
     st.caption("Does the conclusion depend on centering? The same model under every centering, with and without a "
@@ -137,8 +137,7 @@ elif section == "Centering multiverse":
     for d in pooled:
         show_figure(plots_lagged.multiverse_figure(mv, d), f"multiverse_{d}", key=f"mv_{d}")
     pooled_rows = mv[mv["row"] == "pooled"]
-    st.dataframe(pooled_rows, width="stretch", hide_index=True)
-    table_download(mv, "centering_multiverse", key="mv_dl")
+    show_table(pooled_rows, "centering_multiverse", key="mv_dl", csv=mv, title="Centering multiverse (pooled)")
 
 elif section == "Report & script":
     report_downloads(ds, options, res, fig, xlabel)

@@ -375,9 +375,9 @@ def test_bad_input_raises_clear_value_error(yi, vi, match):
 
 
 def test_bad_options_raise():
-    with pytest.raises(ValueError, match="Unknown method"):
+    with pytest.raises(ValueError, match="method must be one of"):
         random_effects([0.1, 0.2], [0.01, 0.02], method="XYZ")
-    with pytest.raises(ValueError, match="Unknown test"):
+    with pytest.raises(ValueError, match="test must be one of"):
         random_effects([0.1, 0.2], [0.01, 0.02], test="t2")
     with pytest.raises(ValueError, match="level"):
         random_effects([0.1, 0.2], [0.01, 0.02], level=95)

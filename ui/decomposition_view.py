@@ -11,12 +11,13 @@ import streamlit as st
 from analysis import formatting as fmt
 from analysis import plots_decomposition
 from ui import compute
-from ui.downloads import show_figure, table_download
+from ui.downloads import show_figure
 from ui.early_view import early_section
 from ui.options import DIRECTIONS
 from ui.presets import preset_control
 from ui.r_downloads import decomposition_r_download
 from ui.safe import esc
+from ui.tables import show_table
 
 _LABEL = {"total": "Total (within + between)", "within": "Within patients", "between": "Between patients"}
 _KEY_TERM = {"total": "predictor", "within": "within", "between": "between"}
@@ -65,8 +66,8 @@ def decomposition_section(df, options) -> None:
     show_figure(plots_decomposition.person_means_figure(res), f"person_means_{direction}", key="dec_scatter")
     with st.expander("All coefficients of the three models"):
         tab = res.to_frame()
-        st.dataframe(tab, width="stretch", hide_index=True)
-        table_download(tab, f"total_within_between_{study}_{direction}", key="dec_dl")
+        show_table(tab, f"total_within_between_{study}_{direction}", key="dec_dl",
+                   title="Total, within- and between-patient models")
         for m in res.messages:
             st.caption(esc(m, limit=None))
     with st.expander("Reproduce these three models in R"):
@@ -81,8 +82,7 @@ def descriptives_section(df, study: str, sessions=None) -> None:
         except ValueError as e:
             st.info(f"Not available: {esc(str(e))}")
             return
-        st.dataframe(tab, width="stretch", hide_index=True)
-        table_download(tab, f"session_descriptives_{study}", key="desc_dl")
+        show_table(tab, f"session_descriptives_{study}", key="desc_dl", title="Per-session descriptives")
         st.caption("Mean absolute change = mean over patients observed in both sessions of |x(s) − x(s − 1)| "
                    "(absolute values, so rises and falls do not cancel; METHODS §13).")
         if d is not None:

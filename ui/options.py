@@ -12,30 +12,36 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from analysis import lagged, meta
 from analysis.lagged import LagOptions
-from analysis.meta import METHODS
-from ui import compute, persist
+from ui import compute, declared, persist
 from ui.persist import Param
 
 STORE = "lag_options"
-DIRECTIONS = {
-    "alliance_to_symptoms": "Alliance → next-session symptoms",
-    "symptoms_to_alliance": "Symptoms → next-session alliance",
-}
-CENTERING = {
-    "person_mean": "Person-mean (within / between)",
-    "detrended": "Detrended (within / between)",
-    "grand_mean": "Grand-mean (total effect)",
-    "none": "None (total effect)",
-}
-TIME_TREND = {"none": "No time trend", "fixed": "Fixed time trend", "fixed_random": "Fixed + random time slope"}
-M = "/methods#"
+_KEYS = {"sessions": "window"}  # the store's name of an option, where it differs from the option's
+
+
+def decl(name: str):
+    """The declaration (:class:`analysis.options.Option`) of LagOptions field ``name``."""
+    return declared.find(LagOptions, name)
+
+
+def _labels(name: str) -> dict:
+    o = decl(name)
+    return {v: o.label_of(v) for v in o.shown}
+
+
+#: Words for each direction, centering and time trend (from their declarations in analysis.lagged).
+DIRECTIONS = _labels("directions")
+CENTERING = _labels("centering")
+TIME_TREND = _labels("time_trend")
+M = declared.METHODS_PAGE
 LINKS = {
-    "std": M + "2-standardization-default-on",
-    "center": M + "3-centering-of-a-time-varying-variable-x",
-    "lag": M + "4-lags",
-    "stage1": M + "5-stage-1-lagged-model-per-study",
-    "stage2": M + "6-stage-2-random-effects-pooling",
+    "std": M + lagged.M_STD,
+    "center": M + lagged.M_CENTER,
+    "lag": M + lagged.M_LAG,
+    "stage1": M + lagged.M_STAGE1,
+    "stage2": M + meta.TAU2_METHOD.methods,
 }
 
 
@@ -47,27 +53,13 @@ def session_bounds(df: pd.DataFrame) -> tuple[int, int]:
     return int(df["session"].min()), int(df["session"].max())
 
 
+def _store_key(name: str) -> str:
+    return _KEYS.get(name, name)
+
+
 def _defaults(df: pd.DataFrame) -> dict:
-    o = LagOptions()
-    smin, smax = session_bounds(df)
-    return {
-        "centering": o.centering,
-        "lag": o.lag,
-        "pairing": o.pairing,
-        "directions": list(o.directions),
-        "window": (smin, smax),
-        "standardize": o.standardize,
-        "control_prior_outcome": o.control_prior_outcome,
-        "time_trend": o.time_trend,
-        "cross_level": o.cross_level,
-        "estimator": o.estimator,
-        "pooling_method": o.pooling_method,
-        "test": o.test,
-        "outcome_moderator": o.outcome_moderator,
-        "covariates": list(o.covariates),
-        "standardize_by": o.standardize_by,
-        "df_method": o.df_method,
-    }
+    bounds = session_bounds(df)
+    return {_store_key(o.name): declared.widget_value(o, o.default, bounds) for o in declared.declared(LagOptions)}
 
 
 def patient_level_columns(df: pd.DataFrame) -> list[str]:
@@ -99,63 +91,49 @@ def stored(df: pd.DataFrame) -> dict:
 
 def store_options(options: LagOptions, df: pd.DataFrame) -> None:
     """Make ``options`` the current choices for ``df`` (e.g. restored from a bundle)."""
-    smin, smax = session_bounds(df)
-    opts = {k: v for k, v in options.to_dict().items() if k in _defaults(df)}
-    opts["directions"] = list(options.directions)
-    opts["window"] = tuple(options.sessions) if options.sessions is not None else (smin, smax)
-    opts["_bounds"] = (smin, smax)
+    bounds = session_bounds(df)
+    opts = {_store_key(o.name): declared.widget_value(o, getattr(options, o.name), bounds)
+            for o in declared.declared(LagOptions)}
+    opts["_bounds"] = bounds
     persist.forget("opt_")
     st.session_state[STORE] = opts
 
 
+def _key(name: str) -> str:
+    return f"opt_{_store_key(name)}"
+
+
+STAGE2 = ("pooling_method", "test")
+
+
 def url_spec(df: pd.DataFrame) -> dict[str, Param]:
     """The stage-1 options as URL parameters (the session window within the data's sessions)."""
-    smin, smax = session_bounds(df)
-    return {
-        "centering": Param("opt_centering", "choice", tuple(CENTERING)),
-        "directions": Param("opt_directions", "choices", tuple(DIRECTIONS)),
-        "sessions": Param("opt_window", "range", lo=smin, hi=smax),
-        "lag": Param("opt_lag", "choice", (1, 2, 3, 0)),
-        "pairing": Param("opt_pairing", "choice", ("session", "next_observed")),
-        "standardize": Param("opt_standardize", "bool"),
-        "std_by": Param("opt_standardize_by", "choice", ("total", "within")),
-        "prior": Param("opt_control_prior_outcome", "bool"),
-        "trend": Param("opt_time_trend", "choice", tuple(TIME_TREND)),
-        "cross": Param("opt_cross_level", "bool"),
-        "outmod": Param("opt_outcome_moderator", "bool"),
-        "estimator": Param("opt_estimator", "choice", ("mixed", "fixed_effects")),
-        "df": Param("opt_df_method", "choice", ("z", "satterthwaite")),
-    }
+    return declared.url_spec(LagOptions, _key, names=[o.name for o in declared.declared(LagOptions)
+                                                      if o.name not in STAGE2],
+                             bounds={"sessions": session_bounds(df)})
 
 
-POOL_URL = {
-    "tau2": Param("opt_pooling_method", "choice", tuple(METHODS)),
-    "test": Param("opt_test", "choice", ("z", "knha")),
-}
+#: The stage-2 options as URL parameters.
+POOL_URL = declared.url_spec(LagOptions, _key, names=STAGE2)
 
 
 def to_lag_options(opts: dict, df: pd.DataFrame) -> LagOptions:
-    smin, smax = opts["_bounds"]
-    window = tuple(opts["window"])
-    return LagOptions(
-        centering=opts["centering"],
-        lag=int(opts["lag"]),
-        pairing=opts["pairing"],
-        directions=("symptoms_to_alliance",) if int(opts["lag"]) == 0 else tuple(
-            d for d in DIRECTIONS if d in opts["directions"]),
-        sessions=None if window == (smin, smax) else (int(window[0]), int(window[1])),
-        standardize=bool(opts["standardize"]),
-        control_prior_outcome=bool(opts["control_prior_outcome"]),
-        time_trend=opts["time_trend"],
-        cross_level=bool(opts["cross_level"]),
-        estimator=opts["estimator"],
-        pooling_method=opts.get("pooling_method", "REML"),
-        test=opts.get("test", "z"),
-        outcome_moderator=bool(opts.get("outcome_moderator", False)),
-        covariates=tuple(c for c in opts.get("covariates", []) if c in df.columns),
-        standardize_by=opts.get("standardize_by", "total"),
-        df_method=opts.get("df_method", "z") if opts["estimator"] == "mixed" else "z",
-    )
+    """The stored widget values as :class:`LagOptions`: an option that no model can fit with the others
+    (its constraint in ``LagOptions.CONSTRAINTS``) is analysed at its default, as its widget says."""
+    bounds = opts["_bounds"]
+    vals = {}
+    for o in declared.declared(LagOptions):
+        k = _store_key(o.name)
+        vals[o.name] = declared.option_value(o, opts[k], bounds) if k in opts else o.default
+    if vals["lag"] == 0:
+        vals["directions"] = ("symptoms_to_alliance",)
+    else:
+        vals["directions"] = tuple(d for d in DIRECTIONS if d in vals["directions"])
+    vals["covariates"] = tuple(c for c in vals["covariates"] if c in df.columns)
+    for name in ("cross_level", "outcome_moderator", "time_trend", "df_method"):
+        if vals[name] in declared.impossible(LagOptions, vals, name):
+            vals[name] = decl(name).default
+    return LagOptions(**vals)
 
 
 def _w(name: str, opts: dict) -> str:
@@ -168,6 +146,18 @@ def _w(name: str, opts: dict) -> str:
     return persist.widget(f"opt_{name}", opts[name])
 
 
+def _draw(name: str, opts: dict, container, constrained: bool = True, **kw):
+    """The declared widget of LagOptions field ``name``, seeded with the stored choice (``constrained``: values
+    that cannot be fitted with the other choices disable it or fall back to the default)."""
+    return declared.draw(decl(name), _w(_store_key(name), opts), container, cls=LagOptions if constrained else None,
+                         values=to_lag_values(opts), **kw)
+
+
+def to_lag_values(opts: dict) -> dict:
+    """The stored choices under the option names (what the constraints read)."""
+    return {o.name: opts[_store_key(o.name)] for o in declared.declared(LagOptions) if _store_key(o.name) in opts}
+
+
 def option_panel(df: pd.DataFrame, container=None) -> LagOptions:
     """Draw the stage-1 options and return them as a :class:`LagOptions`."""
     c = container or st.sidebar
@@ -176,103 +166,33 @@ def option_panel(df: pd.DataFrame, container=None) -> LagOptions:
     persist.url_params("lag", url_spec(df))
     with c:
         st.markdown("#### Model options")
-        opts["centering"] = st.radio(
-            "Centering", list(CENTERING), format_func=CENTERING.get, key=_w("centering", opts),
-            help="Person-mean splits each predictor into a within-patient deviation and a between-patient mean "
-                 f"(default). Detrended removes each patient's own linear trend first. [Methods §3]({LINKS['center']})",
-        )
-        opts["directions"] = st.multiselect(
-            "Directions", list(DIRECTIONS), format_func=DIRECTIONS.get, key=_w("directions", opts),
-            help="Which lagged effects to estimate: alliance at session t → symptoms at t + lag, "
-                 f"and symptoms at t → alliance at t + lag. [Methods §5]({LINKS['stage1']})",
-        )
+        opts["centering"] = _draw("centering", opts, st)
+        opts["directions"] = _draw("directions", opts, st)
         if smax > smin:
-            opts["window"] = st.slider(
-                "Sessions analysed", smin, smax, key=_w("window", opts),
-                help="Only sessions in this window are used for every mean, SD, trend and pair "
-                     f"(the IPD meta-analysis used sessions 1–7). [Methods §1]({M}1-data)",
-            )
-        opts["lag"] = st.selectbox(
-            "Lag (sessions)", [1, 2, 3, 0], key=_w("lag", opts),
-            format_func=lambda v: "0: alliance rated later in the same session" if v == 0 else str(v),
-            help="Pair predictors at session t with the outcome at session t + lag. Lag 0 (symptoms → alliance "
-                 "only): symptoms rated before session t predict the alliance rated after it. "
-                 f"[Methods §4]({LINKS['lag']})",
-        )
+            opts["window"] = _draw("sessions", opts, st, min_value=smin, max_value=smax)
+        opts["lag"] = _draw("lag", opts, st, constrained=False)  # lag 0 sets the direction (below)
         if opts["lag"] == 0 and list(opts["directions"]) != ["symptoms_to_alliance"]:
             opts["directions"] = ["symptoms_to_alliance"]
             st.caption("Lag 0 is for symptoms → alliance only, so only that direction is estimated.")
-        opts["pairing"] = st.radio(
-            "Pairing", ["session", "next_observed"], key=_w("pairing", opts),
-            format_func={"session": "By session number (default)", "next_observed": "Next observed session"}.get,
-            help="By session number: if session t + lag was not observed the pair is missing. Next observed: "
-                 f"pair each row with the patient's next observed row. [Methods §4]({LINKS['lag']})",
-        )
+        opts["pairing"] = _draw("pairing", opts, st)
         with st.expander("More options"):
-            opts["standardize"] = st.checkbox(
-                "Standardize within study", key=_w("standardize", opts),
-                help="z-scores per study so that coefficients are comparable across instruments "
-                     f"(needed for pooling). [Methods §2]({LINKS['std']})",
-            )
-            opts["standardize_by"] = st.radio(
-                "Standardize by", ["total", "within"], key=_w("standardize_by", opts),
-                format_func={"total": "Total SD (all values of the study)",
-                             "within": "Within-patient SD"}.get,
-                disabled=not opts["standardize"],
-                help="Which SD the z-scores divide by. Within-patient SD puts the coefficients in units of "
-                     f"session-to-session variation. [Methods §2]({LINKS['std']})",
-            )
-            opts["control_prior_outcome"] = st.checkbox(
-                "Control for the prior outcome", key=_w("control_prior_outcome", opts),
-                help="Adds the outcome at session t (within and between parts) as predictors. "
-                     f"Causes a small downward (Nickell) bias in its own coefficient. [Methods §5]({LINKS['stage1']})",
-            )
-            opts["time_trend"] = st.selectbox(
-                "Time trend", list(TIME_TREND), format_func=TIME_TREND.get, key=_w("time_trend", opts),
-                help=f"Adds grand-mean-centered session as a fixed effect (and optionally a random slope). "
-                     f"[Methods §3]({LINKS['center']})",
-            )
-            opts["cross_level"] = st.checkbox(
-                "Cross-level interaction (between × within)", key=_w("cross_level", opts),
-                help=f"Adds the product of the between and within parts of the predictor. [Methods §5]({LINKS['stage1']})",
-            )
-            hybrid = opts["centering"] in ("person_mean", "detrended")
-            opts["outcome_moderator"] = st.checkbox(
-                "Outcome's patient mean moderates the within effect", key=_w("outcome_moderator", opts),
-                disabled=not (hybrid and opts["control_prior_outcome"]),
-                help="Adds the product of the patient's average outcome (between part) and the within predictor, "
-                     "e.g. whether the alliance → symptoms effect differs for patients with higher average "
-                     f"symptoms. Needs within/between centering and the prior outcome. [Methods §5]({LINKS['stage1']})",
-            )
-            if not (hybrid and opts["control_prior_outcome"]):
-                opts["outcome_moderator"] = False
+            opts["standardize"] = _draw("standardize", opts, st)
+            opts["standardize_by"] = _draw("standardize_by", opts, st, disabled=not opts["standardize"])
+            opts["control_prior_outcome"] = _draw("control_prior_outcome", opts, st)
+            opts["time_trend"] = _draw("time_trend", opts, st)
+            opts["cross_level"] = _draw("cross_level", opts, st)
+            opts["outcome_moderator"] = _draw("outcome_moderator", opts, st)
             cands = compute.patient_level_columns(df)  # (cached: a groupby per extra column)
             opts["covariates"] = [c for c in opts.get("covariates", []) if c in cands]
             if cands:
                 st.session_state["opt_covariates"] = [
                     c for c in st.session_state.get("opt_covariates", opts["covariates"]) if c in cands]
-                opts["covariates"] = st.multiselect(
-                    "Patient-level covariates (moderators)", cands, key="opt_covariates",
-                    help="Columns with one value per patient (e.g. treatment, diagnosis, age). Each enters as a "
-                         "main effect and as a moderator of the within effect (within × covariate). "
-                         f"[Methods §5]({LINKS['stage1']})",
-                )
+                opts["covariates"] = declared.draw(decl("covariates"), "opt_covariates", st, choices=cands)
             else:
                 st.caption("Patient-level covariates: none in the data (a column with one value per patient, e.g. "
                            "treatment or age, can moderate the within effect).")
-            opts["estimator"] = st.radio(
-                "Estimator", ["mixed", "fixed_effects"], key=_w("estimator", opts),
-                format_func={"mixed": "Random-intercept model (REML)",
-                             "fixed_effects": "Fixed effects (demeaned OLS, cluster-robust SE)"}.get,
-                help=f"The fixed-effects estimator cannot estimate between-patient terms. [Methods §5]({LINKS['stage1']})",
-            )
-            opts["df_method"] = st.radio(
-                "Tests of the study models", ["z", "satterthwaite"], key=_w("df_method", opts),
-                format_func={"z": "Wald z (default)", "satterthwaite": "t with Satterthwaite df (as lmerTest)"}.get,
-                disabled=opts["estimator"] != "mixed",
-                help="Satterthwaite t tests are slower; they matter for small studies. "
-                     f"[Methods §5]({LINKS['stage1']})",
-            )
+            opts["estimator"] = _draw("estimator", opts, st)
+            opts["df_method"] = _draw("df_method", opts, st)
     st.session_state[STORE] = opts
     if not opts["directions"]:
         st.warning("Choose at least one direction in the option panel.")
@@ -287,16 +207,7 @@ def pooling_panel(df: pd.DataFrame, container=None) -> LagOptions:
     persist.url_params("pool", POOL_URL)
     with c:
         st.markdown("#### Pooling")
-        opts["pooling_method"] = st.selectbox(
-            "τ² estimator", ["REML", *(m for m in METHODS if m != "REML")], key=_w("pooling_method", opts),
-            help="How the between-study variance is estimated. REML is the default; FE assumes no heterogeneity. "
-                 f"[Methods §6]({LINKS['stage2']})",
-        )
-        opts["test"] = st.radio(
-            "Test and CI", ["z", "knha"], key=_w("test", opts),
-            format_func={"z": "Normal (z)", "knha": "Knapp–Hartung (t, k − 1 df)"}.get,
-            help="Knapp–Hartung widens intervals to reflect uncertainty in τ²; recommended with few studies. "
-                 f"[Methods §6]({LINKS['stage2']})",
-        )
+        opts["pooling_method"] = _draw("pooling_method", opts, st)
+        opts["test"] = _draw("test", opts, st)
     st.session_state[STORE] = opts
     return to_lag_options(opts, df)

@@ -13,6 +13,7 @@ from analysis import presets
 from ui import options as uopt
 from ui import state
 from ui.safe import md
+from ui.tables import styled
 
 APPLIED = "preset_applied"
 
@@ -95,7 +96,7 @@ def preset_control(container=None) -> None:
         if changed:
             st.caption(md("Changed by you since: {c}.", c=", ".join(changed)))
     with st.expander(md("Preset: {t} — what was set and why", t=p.title), expanded=True):
-        st.dataframe(p.checklist_frame(), width="stretch", hide_index=True)
+        st.dataframe(styled(p.checklist_frame()), width="stretch", hide_index=True)
         if p.expected:
             st.caption(md("What the paper found (and the demo plants): {e}", e=p.expected))
         if changed:

@@ -1,0 +1,209 @@
+"""Options declared once (analysis.options): messages, cleaning of raw values, constraints, and the round trip
+of every declared option through widget value → URL text → options → script arguments."""
+
+import itertools
+from dataclasses import dataclass, fields
+
+import pytest
+
+from analysis import lagged, meta, report, rscript
+from analysis.lagged import LagOptions
+from analysis.meta import PoolOptions
+from analysis.options import Constraint, Declared, Option, clean, declared, impossible, option, script_args
+from analysis.simulate import simulate_collection
+from ui import declared as udecl
+from ui import options as uopts
+
+#: every options class and the values its round trip should try for options without a list of values
+OPTION_CLASSES = (LagOptions, PoolOptions)
+EXTRA = {"sessions": [None, (2, 6), (1, 1)], "covariates": [(), ("treatment",)]}
+
+
+@dataclass(frozen=True)
+class _Toy(Declared):
+    kind: str = option("choice", "a", choices=("a", "b", "c"), label="Kind", url="k", labels={"c": "see"})
+    on: bool = option("flag", False, label="On", url="on")
+    n: int = option("int", 2, lo=1, hi=5, label="N", url="n")
+    x: float = option("float", 0.5, lo=0.0, hi=1.0, label="X", url="x")
+    win: tuple | None = option("range", None, lo=1, label="Window", url="w")
+    many: tuple = option("choices", ("a",), choices=("a", "b"), label="Many", url="m")
+    cols: tuple = option("columns", (), label="Columns", reserved=("study",), reserved_reason="it is a core column")
+
+    CONSTRAINTS = (Constraint(("on", "kind"), lambda o: o.on and o.kind == "c", "on needs kind 'a' or 'b'."),)
+
+
+def test_every_kind_checks_and_normalises():
+    import numpy as np
+
+    t = _Toy(kind="b", on=np.bool_(True), n=np.int64(3), x=1, win=[2, 4], many=["b", "a"], cols="age")
+    assert (t.kind, t.on, t.n, t.x, t.win, t.many, t.cols) == ("b", True, 3, 1.0, (2, 4), ("a", "b"), ("age",))
+    assert type(t.on) is bool and type(t.n) is int and type(t.x) is float
+    bad = [({"kind": "d"}, "kind must be one of 'a', 'b', 'c'; got 'd'."),
+           ({"on": "yes"}, "on must be True or False; got 'yes'."),
+           ({"n": 6}, "n must be a whole number from 1 to 5; got 6."),
+           ({"n": 2.5}, "n must be a whole number from 1 to 5; got 2.5."),
+           ({"n": True}, "n must be a whole number"),
+           ({"x": float("nan")}, "x must be a number from 0 to 1; got nan."),
+           ({"win": (4, 2)}, "win must be None or (first, last): two whole numbers ≥ 1 with first ≤ last"),
+           ({"win": (0, 2)}, "≥ 1"),
+           ({"many": ()}, "many must name at least one of 'a', 'b'."),
+           ({"many": ("a", "z")}, "each of many must be one of 'a', 'b'; got 'z'."),
+           ({"many": ("a", "a")}, "many must not repeat a value."),
+           ({"cols": ("study",)}, "'study' cannot be in cols: it is a core column."),
+           ({"cols": (3,)}, "cols must be column names (text); got 3."),
+           ({"on": True, "kind": "c"}, "on needs kind 'a' or 'b'.")]
+    for kw, msg in bad:
+        with pytest.raises(ValueError) as exc:
+            _Toy(**kw)
+        assert msg in str(exc.value), (kw, str(exc.value))
+
+
+def test_clean_keeps_good_values_and_names_each_dropped_one():
+    good, msgs = clean(_Toy, {"k": "b", "on": "1", "n": "9", "x": "0.25", "w": "3-1", "m": "b,a", "zz": "1"},
+                       text=True)
+    assert good == {"kind": "b", "on": True, "x": 0.25, "many": ("a", "b")}
+    assert len(msgs) == 3 and any("n='9'" in m for m in msgs) and any("w='3-1'" in m for m in msgs)
+    assert any("unknown option 'zz'" in m for m in msgs)
+    # a combination no model can fit: the dependent option (the constraint's first) is dropped, with the reason
+    good, msgs = clean(_Toy, {"kind": "c", "on": True})
+    assert good == {"kind": "c"} and msgs == ["Ignored on=True: on needs kind 'a' or 'b'."]
+    # column names never come from a link
+    good, msgs = clean(_Toy, {"cols": "age"}, text=True)
+    assert good == {} and "column names" in msgs[0]
+    # a bundle's JSON (lists, not tuples)
+    assert clean(_Toy, {"win": [1, 3], "cols": ["age"]}) == ({"win": (1, 3), "cols": ("age",)}, [])
+
+
+def test_impossible_choices_name_the_reason():
+    assert impossible(_Toy, {"kind": "c"}, "on") == {True: "on needs kind 'a' or 'b'."}
+    assert impossible(_Toy, {"kind": "a"}, "on") == {}
+    assert impossible(LagOptions, {"estimator": "fixed_effects"}, "df_method") == {
+        "satterthwaite": "df_method='satterthwaite' needs estimator='mixed' (fixed effects use t(G − 1))."}
+    assert set(impossible(LagOptions, {"centering": "none"}, "outcome_moderator")) == {True}
+    assert impossible(LagOptions, {"time_trend": "fixed_random"}, "estimator") == {}  # the trend depends on it
+
+
+def test_declarations_are_complete():
+    for cls in OPTION_CLASSES:
+        decl = declared(cls)
+        assert [o.name for o in decl] == [f.name for f in fields(cls)]
+        assert len({o.url for o in decl if o.url}) == sum(1 for o in decl if o.url)  # URL names unique
+        for o in decl:
+            assert o.label and o.help and o.methods, o.name
+            assert o.check(o.default) == o.default
+            if o.labels:
+                assert set(o.labels) == set(o.choices), o.name
+            if o.kind == "columns":
+                assert o.url is None  # user column names never go into a link
+
+
+def _values(o: Option):
+    if o.kind in ("choice", "flag"):
+        return list(o.values)
+    if o.kind == "choices":
+        return [c for r in range(1, len(o.choices) + 1) for c in itertools.combinations(o.choices, r)]
+    return EXTRA[o.name]
+
+
+def _valid_lag_options(name, value):
+    """A LagOptions with ``name=value``, other options changed as little as its constraints need."""
+    fixes = [{}, {"directions": ("symptoms_to_alliance",)}, {"centering": "person_mean"},
+             {"control_prior_outcome": True, "centering": "person_mean"}, {"estimator": "mixed"},
+             {"lag": 1}]
+    for fix in fixes:
+        try:
+            return LagOptions(**{**fix, name: value})
+        except ValueError:
+            continue
+    raise AssertionError(f"no valid LagOptions with {name}={value!r}")
+
+
+def test_every_lag_option_round_trips_widget_url_options_script():
+    df = simulate_collection(k=2, n_patients=12, seed=3).data.assign(
+        treatment=lambda d: (d["patient"].astype(str).str[-1] < "5").map({True: "CBT", False: "PDT"}))
+    bounds = uopts.session_bounds(df)
+    spec = {p.key: (url, p) for url, p in {**uopts.url_spec(df), **uopts.POOL_URL}.items()}
+    n = 0
+    for o in declared(LagOptions):
+        for value in _values(o):
+            opts = _valid_lag_options(o.name, value)
+            # options → widget values (as the panel stores them) → URL text → widget values → options
+            widgets = {k: v for k, v in uopts._defaults(df).items()}
+            for p in declared(LagOptions):
+                widgets[uopts._store_key(p.name)] = udecl.widget_value(p, getattr(opts, p.name), bounds)
+            back, url_text = dict(widgets), {}
+            for key, (url, param) in spec.items():
+                store = key.removeprefix("opt_")
+                url_text[url] = param.encode(widgets[store])
+                back[store] = param.decode(url_text[url])
+                assert back[store] is not None, (url, url_text[url])
+            # the same text through the declarations' own cleaner (what a shared link or a bundle goes through)
+            good, msgs = clean(LagOptions, url_text, text=True)
+            assert not msgs, msgs
+            full = {k: v for k, v in opts.to_dict().items() if k != "covariates"}
+            if opts.sessions is None:
+                full["sessions"] = bounds
+            assert good == full
+            back["_bounds"] = bounds
+            assert uopts.to_lag_options(back, df) == opts, (o.name, value)
+            # options → script arguments (Python always; R for the values it reproduces)
+            args = script_args(opts)
+            assert args[o.name] == getattr(opts, o.name)
+            assert f"    {o.name}={getattr(opts, o.name)!r}" in report.reproduction_script("d.csv", opts)
+            if o.name in rscript.R_SUPPORTED_OPTIONS and (not o.r_values or value in o.r_values):
+                assert f"  {o.name} = {rscript._r_value(getattr(opts, o.name))}" in rscript.r_script("d.csv", opts)
+            n += 1
+    assert n >= 40
+
+
+def declared_opt(store_key: str) -> Option:
+    name = {v: k for k, v in uopts._KEYS.items()}.get(store_key, store_key)
+    return udecl.find(LagOptions, name)
+
+
+def test_pool_options_share_the_lag_declarations():
+    assert PoolOptions().method == LagOptions().pooling_method and PoolOptions().test == LagOptions().test
+    assert udecl.find(LagOptions, "pooling_method").choices == meta.METHODS
+    for m in meta.METHODS:
+        assert PoolOptions(method=m.lower()).method == m
+    with pytest.raises(ValueError, match="method must be one of"):
+        meta.random_effects([0.1, 0.2], [0.01, 0.02], method="XYZ")
+
+
+def test_ui_vocabularies_come_from_the_declarations():
+    assert list(uopts.DIRECTIONS) == list(lagged.DIRECTIONS)
+    assert set(uopts.CENTERING) == set(lagged.CENTERINGS)
+    assert list(uopts.CENTERING)[0] == LagOptions().centering  # the default first on the widget
+    assert set(uopts.TIME_TREND) == set(lagged.TIME_TRENDS)
+    assert udecl.help_text(udecl.find(LagOptions, "lag")).endswith("[Methods §4](/methods#4-lags)")
+
+
+def test_a_link_with_every_option_sets_every_widget_and_is_written_back():
+    """AppTest: the real widgets take every URL option of a non-default LagOptions, the page analyses exactly
+    those options, and the URL written back is the same text."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    want = LagOptions(centering="detrended", lag=2, pairing="next_observed", directions=("symptoms_to_alliance",),
+                      control_prior_outcome=True, standardize=True, sessions=(2, 6), time_trend="fixed",
+                      cross_level=True, estimator="mixed", pooling_method="DL", test="knha",
+                      outcome_moderator=True, standardize_by="within", df_method="z")
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180)
+    at.run()
+    df = at.session_state["dataset"]["df"]
+    bounds = uopts.session_bounds(df)
+    query = {}
+    for url, p in {**uopts.url_spec(df), **uopts.POOL_URL}.items():
+        o = declared_opt(p.key.removeprefix("opt_"))
+        query[url] = p.encode(udecl.widget_value(o, getattr(want, o.name), bounds))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    at.switch_page("app_pages/pooled.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert uopts.to_lag_options(at.session_state["lag_options"], df) == want
+    written = {k: at.query_params[k] for k in query}
+    assert {k: (v[0] if isinstance(v, list) else v) for k, v in written.items()} == query
