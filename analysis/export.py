@@ -97,7 +97,8 @@ def csv_bytes(df: pd.DataFrame, index: bool = False) -> bytes:
 
 
 # bidirectional overrides, embeddings, isolates and marks reorder the rest of a text
-_CONTROL = re.compile(r"[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+# ... and C0/C1 control characters (a NUL in a study name made kaleido's PNG export fail, issue 25 #10)
+_CONTROL = re.compile(r"[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _plain(value: Any) -> str:
