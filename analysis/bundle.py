@@ -265,10 +265,13 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplem
 
 
 def _open_zip(content: bytes) -> zipfile.ZipFile:
-    if not isinstance(content, (bytes, bytearray, memoryview)):
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        content = io.BytesIO(content)
+    elif not (hasattr(content, "read") and hasattr(content, "seek")):
         _fail("A reproducibility bundle is a zip file's bytes.")
     try:
-        z = zipfile.ZipFile(io.BytesIO(content))
+        content.seek(0)
+        z = zipfile.ZipFile(content)  # a file object (an upload) is read in place, not copied
         infos = z.infolist()
     except _ZIP_ERRORS:
         _fail("This file is not a readable zip file, so it is not a reproducibility bundle.")
@@ -281,9 +284,10 @@ def _open_zip(content: bytes) -> zipfile.ZipFile:
     return z
 
 
-def _member(z: zipfile.ZipFile, name: str, budget: list[int]) -> bytes:
+def _member(z: zipfile.ZipFile, name: str, budget: list[int], keep: bool = True) -> bytes | str:
     """One member's bytes, read in chunks: never more than its stated size or the bundle's budget
-    (a member whose header understates its size is refused, not read to the end)."""
+    (a member whose header understates its size is refused, not read to the end). ``keep=False``:
+    only its SHA-256 (hex), so a large member is checked without being held in memory."""
     try:
         info = z.getinfo(name)
         if info.flag_bits & 0x1:
@@ -291,7 +295,7 @@ def _member(z: zipfile.ZipFile, name: str, budget: list[int]) -> bytes:
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             _fail(f"{name} in the bundle uses a compression method (number {info.compress_type}) this app does "
                   "not read; bundles made by this app use deflate.")
-        chunks, n = [], 0
+        chunks, n, sha = [], 0, hashlib.sha256()
         with z.open(info) as fh:
             while True:
                 chunk = fh.read(1 << 20)
@@ -300,9 +304,12 @@ def _member(z: zipfile.ZipFile, name: str, budget: list[int]) -> bytes:
                 n += len(chunk)
                 if n > info.file_size or n > budget[0]:
                     _fail(f"{name} in the bundle is larger than its zip header says; the bundle is damaged.")
-                chunks.append(chunk)
+                if keep:
+                    chunks.append(chunk)
+                else:
+                    sha.update(chunk)
         budget[0] -= n
-        return b"".join(chunks)
+        return b"".join(chunks) if keep else sha.hexdigest()
     except adata.DataError:
         raise
     except _ZIP_ERRORS as exc:
@@ -392,8 +399,9 @@ def _lag_options(raw, df: pd.DataFrame) -> tuple[LagOptions, list[str]]:
             notes.append(f"Ignored {key} = {str(ok.pop(key))[:60]}: {str(exc)[:200]}")
 
 
-def read_bundle(content: bytes) -> Bundle:
+def read_bundle(content) -> Bundle:
     """Read a bundle made by :func:`make_bundle`: an untrusted file, checked before anything is used.
+    ``content``: the zip's bytes or a seekable binary file object (read in place).
 
     The zip (at most :data:`MAX_BYTES` uncompressed, the upload limit, and
     :data:`MAX_MEMBERS` files; no encryption; stored or deflated members, each
@@ -417,18 +425,22 @@ def read_bundle(content: bytes) -> Bundle:
             if n not in names or n not in listed:
                 _fail(f"The bundle lacks {n}.")
         wanted = [n for n in (PARQUET_NAME, DATA_NAME, "options.json", "mapping.json") if n in listed]
-        blobs = {}
+        blobs, shas = {}, {}
         for n in wanted:
             if n not in names:
                 _fail(f"The bundle lacks {n}, which its manifest lists.")
-            b = _member(z, n, budget)
-            if _sha(b) != listed[n]:
+            # with a Parquet copy the CSV is only checked (streamed through SHA-256), never held
+            keep = not (n == DATA_NAME and PARQUET_NAME in listed)
+            b = _member(z, n, budget, keep=keep)
+            shas[n] = _sha(b) if keep else b
+            if shas[n] != listed[n]:
                 _fail(f"{n} in the bundle was changed after the bundle was made (checksum differs).")
-            blobs[n] = b
+            if keep:
+                blobs[n] = b
         for n in listed:  # the other files are for people (scripts, report); they must be there
             if n not in names:
                 _fail(f"The bundle lacks {n}, which its manifest lists.")
-    if manifest["data"]["sha256"] != _sha(blobs[DATA_NAME]):
+    if manifest["data"]["sha256"] != shas[DATA_NAME]:
         _fail("The data fingerprint in manifest.json does not match data.csv.")
     opts_doc = _json(blobs["options.json"], "options.json")
     if not isinstance(opts_doc, dict):

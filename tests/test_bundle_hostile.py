@@ -49,7 +49,7 @@ def _load_bundle(content: bytes, name: str = "b.zip") -> AppTest:
     at.run()
     at.switch_page("app_pages/data.py")
     at.run()
-    at.file_uploader(key="bundle_upload").set_value((name, content, "application/zip")).run()
+    at.file_uploader(key="bundle_upload_0").set_value((name, content, "application/zip")).run()
     at.button(key="bundle_load").click().run()
     assert not at.exception, [e.value for e in at.exception]
     return at

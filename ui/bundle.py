@@ -56,12 +56,13 @@ def bundle_upload() -> None:
     """A file uploader for a reproducibility bundle (Data page)."""
     st.markdown("**Reproducibility bundle**: load a bundle downloaded from this app to restore its data, "
                 f"column mapping and options exactly (at most {abundle.MAX_BYTES // 2**20} MB uncompressed).")
-    f = st.file_uploader("Bundle (.zip)", type=["zip"], key="bundle_upload")
+    # the key changes when a data set is loaded (ui.state.release_uploads), so the zip's bytes are let go
+    f = st.file_uploader("Bundle (.zip)", type=["zip"], key=f"bundle_upload_{st.session_state.get('uploads_gen', 0)}")
     if f is None:
         return
     if st.button("Load this bundle", key="bundle_load", type="primary"):
         try:
-            b = abundle.read_bundle(f.getvalue())
+            b = abundle.read_bundle(f)  # the upload is a seekable file: read in place
         except adata.DataError as e:
             st.error(md("{name}: {e} Nothing was loaded; the data set in use is unchanged.", name=esc(f.name),
                         e=esc(e, limit=600)))

@@ -84,9 +84,11 @@ def set_dataset(df: pd.DataFrame, name: str, source: str, notes: list[str] | Non
     for key in [k for k in st.session_state if str(k).startswith("result_")]:
         del st.session_state[key]
     if previous is not None:  # a data set replaces another: the old one and its files can go
-        big = source == "upload" or previous.get("source") == "upload" or "_file_reader_memo" in st.session_state
+        # a bundle is an upload too (issue 25 #4): the same release of files and memory
+        big = (source in ("upload", "bundle") or previous.get("source") in ("upload", "bundle")
+               or "_file_reader_memo" in st.session_state)
         release_uploads(big=big)
-        if previous.get("source") == "upload" and isinstance(previous.get("df"), pd.DataFrame):
+        if previous.get("source") in ("upload", "bundle") and isinstance(previous.get("df"), pd.DataFrame):
             # ... and once the old frame is really gone (Streamlit may hold it a run longer)
             weakref.finalize(previous["df"], _trim_soon)
 
