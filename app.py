@@ -14,13 +14,14 @@ import streamlit as st
 from ui import persist
 from ui.errors import run_page
 from ui.launch import serving_problem
+from ui.safe import md
 from ui.state import ensure_dataset, freeze_first_run_objects, freeze_startup_objects, sidebar_summary
 
 HERE = Path(__file__).resolve().parent
 # A local image: a ":material/...:" page icon makes the browser fetch the favicon from a font CDN.
 st.set_page_config(page_title="Alliance ⇄ Symptoms", page_icon=str(HERE / "assets" / "favicon.png"), layout="wide")
 if problem := serving_problem():  # started without .streamlit/config.toml: no data on this server (issue 25 #11)
-    st.error(problem)
+    st.error(md("{p}", p=problem))
     st.stop()
 # (file, title, icon). tests/test_app_shell.py checks every file exists.
 PAGE_SPECS = [

@@ -12,7 +12,7 @@ from ui import mapping as umap
 from ui.bundle import bundle_upload
 from ui.downloads import show_figure, table_download
 from ui.safe import esc, esc_frame, md
-from ui.state import DEMOS, current, load_demo, set_dataset, upload_key
+from ui.state import DEMOS, current, design_warnings, load_demo, set_dataset, upload_key
 
 
 def _show_report(report, where=st, name: str | None = None) -> None:
@@ -126,6 +126,7 @@ for note in st.session_state.pop("upload_notes", ()):
 ds = current()
 df = ds["df"]
 st.header(f"Loaded: {esc(ds['name'])}")
+design_warnings(ds)
 if upload_failed:
     st.caption("Your files were not loaded (see above); the analysis pages still use this data set.")
 summary, report = compute.summary_and_report(compute.data_key(df), df, ds.get("report"))

@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from analysis.export import csv_bytes
-from ui.safe import safe_figure
+from ui.safe import md, safe_figure
 
 MAX_NAME = 80  # characters of a download's file name before its extension (browsers refuse very long names)
 
@@ -86,8 +86,8 @@ def figure_downloads(fig: go.Figure, name: str, key: str | None = None) -> None:
     with _FAILED_LOCK:
         failed = [_FAILED.pop((session, k)) for k in (f"dl_png_{base}", f"dl_svg_{base}") if (session, k) in _FAILED]
     for what in failed:
-        st.warning(f"The {what} export of this figure failed (the image renderer, kaleido, could not draw it). "
-                   "Download the HTML version instead, or try again.")
+        st.warning(md("The {what} export of this figure failed (the image renderer, kaleido, could not draw it). "
+                      "Download the HTML version instead, or try again.", what=what))
     c1, c2, c3 = st.columns(3)
     with c1:
         st.download_button("PNG", data=_export(fig, "png", session, f"dl_png_{base}"), file_name=f"{_slug(name)}.png",

@@ -56,7 +56,36 @@ def _describe(df: pd.DataFrame) -> dict:
         "n_studies": int(df["study"].nunique()),
         "n_patients": int(df.groupby(["study", "patient"], observed=True).ngroups),
         "therapist": has_therapist_ratings(df),
+        "design": design_notes(df),
     }
+
+
+def design_notes(df: pd.DataFrame) -> list[str]:
+    """Plain sentences for a design no analysis can use (issue 25 #6): one session per patient, fewer
+    than 3 patients in every study, no alliance or no symptom values. Empty for a usable design."""
+    notes = []
+    for col, what in (("alliance", "alliance"), ("symptoms", "symptom")):
+        if col not in df.columns or not df[col].notna().any():
+            notes.append(f"The data hold no {what} values, so no analysis that uses the {what} can run: the "
+                         "lagged effects, pooled effects and events need both alliance and symptoms.")
+    if not {"study", "patient", "session"} <= set(df.columns) or df.empty:
+        return notes
+    per_patient = df.groupby(["study", "patient"], observed=True)["session"].nunique()
+    if len(per_patient) and int(per_patient.max()) < 2:
+        notes.append("Every patient has a single session, so there are no session pairs: lagged effects, "
+                     "ruptures, sudden gains and change over treatment need at least two sessions per patient.")
+    per_study = per_patient.groupby(level="study", observed=True).size()
+    if len(per_study) and int(per_study.max()) < 3:
+        notes.append("Every study has fewer than 3 patients, so no study model can be fitted (a within-patient "
+                     "model needs at least 3 patients with session pairs) and nothing can be pooled.")
+    return notes
+
+
+def design_warnings(ds: dict | None = None) -> None:
+    """The loaded data set's design notes (:func:`design_notes`) as page-level warnings."""
+    ds = ds or ensure_dataset()
+    for note in ds.get("design", ()):
+        st.warning(md("{n}", n=note), icon=":material/warning:")
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
@@ -224,6 +253,7 @@ def data_banner() -> None:
         st.info(Markup(text), icon=":material/dataset:")  # built above from esc(name) and literals
     else:
         st.caption(md("Data: **{name}** ({size}).", name=esc(ds["name"]), size=size))
+    design_warnings(ds)
 
 
 def current() -> dict:
