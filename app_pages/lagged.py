@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analysis import lagged, plots_lagged
+from analysis import nickell
 from analysis.interpret import count_sentence, lagged_effect_sentence
 from ui import compute
 from ui.downloads import show_figure, table_download
@@ -47,7 +47,7 @@ for direction in options.directions:
             + lagged_effect_sentence(m.estimate, m.ci_low, m.ci_high, direction, options.lag,
                                      options.standardize, effect)
         )
-    show_figure(plots_lagged.study_coefficients_figure(res, direction), f"coefficients_{direction}",
+    show_figure(compute.lagged_figure("coefficients", df, options, direction), f"coefficients_{direction}",
                 key=f"lag_coef_{direction}")
 
     table = d[["study", "effect", "estimate", "se", "ci_low", "ci_high", "pvalue", "n_patients", "n_pairs",
@@ -60,6 +60,8 @@ for direction in options.directions:
     table["status"] = table["status"].map({"ok": "ok", "warning": "ok (see notes)", "failed": "failed"})
     show_table(table, f"per_study_{direction}", key=f"lag_dl_{direction}", csv=d,
                title=f"Per-study lagged coefficients: {DIRECTIONS[direction]}")
+    if note := nickell.attenuation_note([f for (_s, dn), f in res.fits.items() if dn == direction]):
+        st.warning(md("{n}", n=note))
 
     diag = []
     for (study, dirn), fit in res.fits.items():
@@ -68,7 +70,7 @@ for direction in options.directions:
         g = fit.diagnostics()
         diag.append({"study": study, "median pairs per patient": g["median_pairs"],
                      "ICC of predictor": g["icc_predictor"],
-                     "reliability of person mean": g["reliability_person_mean"],
+                     "reliability of person mean (attenuation factor)": g["reliability_person_mean"],
                      "Nickell bias of prior outcome": g["nickell_bias"] if options.control_prior_outcome else np.nan,
                      "random-intercept variance": g["tau2"], "boundary (τ² ≈ 0)": g["singular"],
                      "converged": g["converged"], "messages": " ".join(fit.messages)})
@@ -77,10 +79,12 @@ for direction in options.directions:
     with st.expander(f"Diagnostics and warnings ({n_warn} {'study' if n_warn == 1 else 'studies'} with notes)",
                      expanded=False):
         st.markdown(
-            "- **Nickell bias**: with few pairs per patient, the person-mean-centered prior outcome is biased "
-            "downward by about −(1 + ρ)/(T − 1).\n"
-            "- **Reliability of the person mean** = n·ICC / (1 + (n − 1)·ICC): low values mean the between part is "
-            "a noisy score and between effects are pulled toward the within effect.\n"
+            "- **Nickell bias**: with few pairs per patient, the within-centered prior outcome is biased "
+            "downward (about −(1 + ρ)/(T − 1) for person-mean centering, about twice that when detrended); the "
+            "value shown is the expected bias on this study's own sessions, pairs and centering.\n"
+            "- **Reliability of the person mean** = n·ICC / (1 + (n − 1)·ICC): the factor by which between "
+            "effects and cross-level interactions are attenuated (below 0.8: more than 20%); a between effect "
+            "is also pulled toward the within effect.\n"
             "- **Boundary**: a random-intercept variance of zero is common in this model; the fixed effects are "
             "still correct (checked against lme4)."
         )
@@ -95,21 +99,30 @@ with st.expander("How many pairs each pairing mode yields"):
 st.header("What went into the model")
 st.caption("For one patient: the raw series, the value the centering subtracts, the within deviations, and the "
            "outcome each session is paired with.")
-c1, c2, c3 = st.columns(3)
-studies = sorted(df["study"].astype(str).unique())
-study = c1.selectbox("Study", studies, key="lag_view_study")
-direction = c2.selectbox("Direction", list(options.directions), format_func=DIRECTIONS.get, key="lag_view_dir")
-rows = compute.prepare(df[df["study"] == study], options, direction)
-patients = sorted(rows["patient"].astype(str).unique()) if len(rows) else []
-if not patients:
-    st.info("No model rows for this study with the current options.")
-else:
-    patient = c3.selectbox("Patient", patients, key="lag_view_patient")
-    view = lagged.patient_view(df[df["study"] == study], options, direction, patient, study)
-    show_figure(plots_lagged.patient_series_figure(view), "patient_series", key="lag_patient")
-    st.dataframe(styled(rows[rows["patient"] == patient]), width="stretch", hide_index=True)
-    table_download(rows, f"model_rows_{study}_{direction}", key="lag_rows_dl",
-                   label="Download this study's model rows (CSV)")
+
+
+@st.fragment
+def model_rows():
+    """One patient's model rows. A fragment: picking a study, direction or patient reruns only this part
+    (issue 24)."""
+    c1, c2, c3 = st.columns(3)
+    studies = sorted(df["study"].astype(str).unique())
+    study = c1.selectbox("Study", studies, key="lag_view_study")
+    direction = c2.selectbox("Direction", list(options.directions), format_func=DIRECTIONS.get, key="lag_view_dir")
+    rows = compute.prepare(df, study, options, direction)
+    patients = sorted(rows["patient"].astype(str).unique()) if len(rows) else []
+    if not patients:
+        st.info("No model rows for this study with the current options.")
+    else:
+        patient = c3.selectbox("Patient", patients, key="lag_view_patient")
+        show_figure(compute.lagged_figure("patient", df, options, direction, study, patient), "patient_series",
+                    key="lag_patient")
+        st.dataframe(styled(rows[rows["patient"] == patient]), width="stretch", hide_index=True)
+        table_download(rows, f"model_rows_{study}_{direction}", key="lag_rows_dl",
+                       label="Download this study's model rows (CSV)")
+
+
+model_rows()
 
 from ui.decomposition_view import lagged_page_sections  # noqa: E402
 

@@ -221,8 +221,7 @@ def main() -> None:
         k_note = md("The collection's models could not be run with these options: {e}", e=esc(e, limit=800))
     if res is not None:
         for d in dirs:
-            m = res.pooled.get(d)
-            collection_refs[d] = screening.collection_reference(m, exclude=exclude) if m is not None else None
+            collection_refs[d] = compute.collection_reference(coll, options, d, exclude)
     usable = {d: r for d, r in collection_refs.items() if r is not None}
     if res is not None and not usable:
         k_all = max((m.k for m in res.pooled.values()), default=0)

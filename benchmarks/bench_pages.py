@@ -62,6 +62,7 @@ class Page(NamedTuple):
     option: tuple | None = None
     slider: str | None = None
     preset: bool = False
+    charts: bool = True  # the page draws a chart when it opens (Data: only after a click; Screening: a study)
 
 
 PAGES = [
@@ -71,8 +72,8 @@ PAGES = [
     Page("convergence", "Convergence", ("radio", "slope of P̂ − T̂ (signed)", "− slope of |P̂ − T̂| (positive = approaching)")),
     Page("events", "Ruptures & gains", ("checkbox", "Against the patient's own trend (detrended)")),
     Page("teaching", "Teaching", slider="Within-patient effect"),
-    Page("screening", "Screening"),
-    Page("data", "Data"),
+    Page("screening", "Screening", charts=False),
+    Page("data", "Data", charts=False),
 ]
 
 
@@ -161,7 +162,7 @@ def bench_page(browser, url: str, pid: int, p: Page, reps: int, timeout_ms: floa
 
 
 def one_session(page, url: str, pid: int, p: Page, r: int, steps: dict, timeout_ms: float) -> None:
-    need = p.path != "data"
+    need = p.charts
     timed(steps["cold"], pid, lambda: page.goto(f"{url}/{p.path}", timeout=timeout_ms), page, None, timeout_ms, need)
     sidebar_link(page, "Overview").click()
     page.wait_for_url("**/", timeout=timeout_ms)
@@ -229,10 +230,10 @@ def main() -> None:
         try:
             ctx = browser.new_context(viewport={"width": 1400, "height": 1000})  # warm the server, untimed
             warm = ctx.new_page()
-            for p in PAGES:
+            for p in pages:
                 warm.goto(f"{url}/{p.path}", timeout=timeout_ms)
                 try:
-                    wait_done(warm, None, timeout_ms, need_charts=p.path != "data")
+                    wait_done(warm, None, timeout_ms, need_charts=p.charts)
                 except TimeoutError:
                     print(f"  warm-up: {p.path} did not finish", flush=True)
             ctx.close()

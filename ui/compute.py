@@ -18,7 +18,7 @@ import plotly.io as pio
 import streamlit as st
 
 from analysis import data as adata
-from analysis import lagged, meta, pipeline, plots_data, plots_meta, screening
+from analysis import lagged, meta, pipeline, plots_data, plots_lagged, plots_meta, screening
 from analysis.lagged import LagOptions
 from ui.safe import esc, safe_figure
 
@@ -158,9 +158,27 @@ def multiverse(df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
     return _data_call(pipeline.multiverse, df, options)
 
 
-@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
-def prepare(df: pd.DataFrame, options: LagOptions, direction: str) -> pd.DataFrame:
-    return lagged.prepare(df, options, direction)
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h", hash_funcs=OPTIONS_HASH)
+def _prepare(key: str, study: str, _df: pd.DataFrame, options: LagOptions, direction: str) -> pd.DataFrame:
+    return lagged.prepare(_df[_df["study"].astype(str) == study], options, direction)
+
+
+def prepare(df: pd.DataFrame, study: str, options: LagOptions, direction: str) -> pd.DataFrame:
+    """One study's model rows (:func:`analysis.lagged.prepare`), keyed on the data fingerprint and the study:
+    the study's rows are not hashed on every rerun (issue 24)."""
+    return _prepare(data_key(df), str(study), df, options, direction)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h", hash_funcs=OPTIONS_HASH)
+def _collection_reference(key: str, _df: pd.DataFrame, options: LagOptions, direction: str, exclude):
+    pooled = two_stage(_df, options).pooled.get(direction)
+    return screening.collection_reference(pooled, exclude=exclude) if pooled is not None else None
+
+
+def collection_reference(df: pd.DataFrame, options: LagOptions, direction: str, exclude: str | None = None):
+    """Screening's reference: the collection pooled in ``direction``, without ``exclude``
+    (:func:`analysis.screening.collection_reference`), cached instead of re-pooled on every rerun."""
+    return _collection_reference(data_key(df), df, options, direction, exclude)
 
 
 def pairing_counts(df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
@@ -205,6 +223,24 @@ def _shared_figure(fig):
     spec = pio.to_json(fig, validate=False)
     fig.to_dict = lambda: json.loads(spec)
     return fig
+
+
+@st.cache_resource(show_spinner=False, max_entries=128, ttl="1h", hash_funcs=OPTIONS_HASH)
+def _lagged_figure(which: str, key: str, _df: pd.DataFrame, options: LagOptions, direction: str, study, patient):
+    if which == "coefficients":
+        fig = plots_lagged.study_coefficients_figure(two_stage(_df, options), direction)
+    else:
+        view = lagged.patient_view(_df[_df["study"].astype(str) == study], options, direction, patient, study)
+        fig = plots_lagged.patient_series_figure(view)
+    return _shared_figure(safe_figure(fig))
+
+
+def lagged_figure(which: str, df: pd.DataFrame, options: LagOptions, direction: str, study=None, patient=None):
+    """A Lagged page figure, built once per data set and options and shared read-only by every session
+    (issue 24: a rerun that changes nothing it shows does not rebuild it): "coefficients" (the per-study
+    coefficients of ``direction``) or "patient" (``patient`` of ``study``: what went into the model)."""
+    return _lagged_figure(which, data_key(df), df, options, direction,
+                          None if study is None else str(study), None if patient is None else str(patient))
 
 
 def pooled_forest(df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: str):
@@ -314,6 +350,8 @@ def early_outcome(df: pd.DataFrame, options: LagOptions, early_window=None, outc
 # --------------------------------------------------------------------------- teaching (simulation only; no data key)
 NICKELL_PATIENTS = 800
 NICKELL_SESSIONS = range(3, 16)
+#: samples the Teaching page simulates with other seeds (chance or systematic miss); run by ui/jobs.py
+TEACHING_REPLICATIONS = 20
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
@@ -323,22 +361,6 @@ def teaching_sample(params):
 
     data = teaching.simulate(params).data
     return data, teaching.fit_estimates(data, params), teaching.scatter_summary(data)
-
-
-@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
-def teaching_replication(params, n_rep: int = 20):
-    """Many samples with the same settings: chance or systematic miss (analysis.teaching.replicate)."""
-    from analysis import teaching
-
-    return teaching.replicate(params.replace(seed=1), n_rep=n_rep)
-
-
-@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
-def teaching_nickell(params):
-    """The Nickell curve for the page's settings (analysis.teaching.nickell_curve)."""
-    from analysis import teaching
-
-    return teaching.nickell_curve(params, NICKELL_SESSIONS, n_patients=NICKELL_PATIENTS)
 
 
 # ----------------------------------------------------------------------------
@@ -427,6 +449,11 @@ def event_ruptures(df: pd.DataFrame, **options):
     curve_opts = {k: options[k] for k in ("criterion", "sd", "detrend", "rater") if k in options}
     curve = _event_result(key, df, "rupture_chance_curve", _freeze(curve_opts))
     return dataclasses.replace(ra, chance=curve.at(options.get("k")))
+
+
+def event_dropout(df: pd.DataFrame, **options):
+    """`analysis.events.dropout_models` (logistic + Cox, METHODS §9a), cached on the data and the options."""
+    return _event_result(data_key(df), df, "dropout_models", _freeze(options))
 
 
 def event_gains(df: pd.DataFrame, **options):

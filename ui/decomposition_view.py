@@ -6,6 +6,8 @@ study; every statistic comes from the result object.
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 
 from analysis import formatting as fmt
@@ -16,7 +18,7 @@ from ui.early_view import early_section
 from ui.options import DIRECTIONS
 from ui.presets import preset_control
 from ui.r_downloads import decomposition_r_download
-from ui.safe import esc
+from ui.safe import esc, md
 from ui.tables import show_table
 
 _LABEL = {"total": "Total (within + between)", "within": "Within patients", "between": "Between patients"}
@@ -61,6 +63,7 @@ def decomposition_section(df, options) -> None:
             st.caption(f"95% CI {fmt.interval(c['ci_low'], c['ci_high'], 3)} · {fmt.stat('t', c['statistic'], c['df'])}"
                        f" · {fmt.p_text(c['pvalue'])} · n = {fmt.count(c['n_obs'])}"
                        f"{' rows' if model != 'between' else ' patients'}")
+    _published_between(res)
     st.markdown(esc(res.reading(), limit=None))
     show_figure(plots_decomposition.trio_figure(res), f"trio_{direction}", key="dec_trio")
     show_figure(plots_decomposition.person_means_figure(res), f"person_means_{direction}", key="dec_scatter")
@@ -72,6 +75,22 @@ def decomposition_section(df, options) -> None:
             st.caption(esc(m, limit=None))
     with st.expander("Reproduce these three models in R"):
         decomposition_r_download(df, study, direction, options)
+
+
+def _published_between(res) -> None:
+    """Seed 004's between model as published (session rows, Satterthwaite), beside the OLS of person means."""
+    try:
+        c = res.coef("between_sessions", "between")
+    except KeyError:
+        return
+    note = next((m for m in res.messages if m.startswith("Between model as published")), "")
+    test = (fmt.stat("t", c["statistic"], c["df"]) + f" · {fmt.p_text(c['pvalue'])}" if math.isfinite(c["df"])
+            else f"t = {fmt.num(c['statistic'], 2)}, df not defined")
+    st.markdown(md("**Between, as the paper fitted it** (person-mean outcome on within and between {pred}, {n} "
+                   "session rows, random intercept): b = {b}, SE {se}, {test}. The column *Between patients* above "
+                   "is the OLS of the person means (one row per patient, n − 2 df).", pred=esc(res.predictor),
+                   n=fmt.count(c["n_obs"]), b=fmt.signed(c["estimate"], 3), se=fmt.num(c["se"], 3), test=test))
+    st.caption(esc(note, limit=None))
 
 
 def descriptives_section(df, study: str, sessions=None) -> None:

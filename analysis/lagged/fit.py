@@ -10,8 +10,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from analysis import formatting as fmt
-from analysis import mixed
+from analysis import mixed, nickell
 from analysis.lagged.options import _VARS, MIN_PATIENTS, LagOptions, _check_direction, effect_label
 from analysis.lagged.rows import ModelRows, StudyData, model_rows, prepare_studies
 
@@ -277,7 +276,7 @@ def _fit_one(data: StudyData, rows: ModelRows, k: int, options: LagOptions, dire
     coef = coef_data(terms, est.beta, est.se, est.df)
     msgs = _fit_messages(options, est, n_pat)
     status = "warning" if (est.singular or n_pat < 10) else "ok"
-    diag, dmsgs = _diagnostics(data, k, g, xvar, coef, options)
+    diag, dmsgs = _diagnostics(data, k, g, xvar, coef, options, pairs=(rows.idx[lo:hi], rows.lead[lo:hi]))
     msgs.extend(dmsgs)
     if cov_note:
         msgs.append(cov_note)
@@ -317,8 +316,9 @@ def _fit_messages(options: LagOptions, est: _Estimates, n_pat: int) -> list:
     return msgs
 
 
-def _diagnostics(data: StudyData, k: int, g: np.ndarray, xvar: str, coef: dict, options: LagOptions):
+def _diagnostics(data: StudyData, k: int, g: np.ndarray, xvar: str, coef: dict, options: LagOptions, pairs=None):
     """Pairs and observations per patient, ICC and person-mean reliability of X, Nickell bias (§5).
+    ``pairs``: (row, outcome row) positions of the model pairs in ``data``.
     Returns (StudyFit diagnostic fields, messages)."""
     msgs = []
     terms = coef["term"]
@@ -327,36 +327,33 @@ def _diagnostics(data: StudyData, k: int, g: np.ndarray, xvar: str, coef: dict, 
     _, _, _, nobs = data.centered(xvar, options.centering)
     med_obs = float(np.median(nobs[g[starts]]))
     icc = _icc(data, xvar, k)
-    rel = med_obs * icc / (1.0 + (med_obs - 1.0) * icc) if np.isfinite(icc) else np.nan
+    rel = nickell.attenuation(icc, med_obs)
     nick = np.nan
     if options.control_prior_outcome and (options.hybrid or options.estimator == "fixed_effects"):
-        rho_hat = float(coef["estimate"][terms.index("prior_within")])
-        T = med_pairs
-        if T > 2:
-            rho = (rho_hat * (T - 1) + 1.0) / (T - 2)
-            nick = -(1.0 + rho) / (T - 1)
-            msgs.append(
-                f"Nickell bias: with about {T:g} session pairs per patient (T) the within-centred "
-                f"prior-outcome coefficient ({fmt.num(rho_hat, 3)}) is biased by about {fmt.num(nick, 3)} "
-                f"(−(1 + ρ)/(T − 1), ρ ≈ {fmt.num(rho)}; METHODS §5); the cross-lagged within effect can be "
-                "biased as well."
-            )
-        else:
-            msgs.append(
-                "Nickell bias: with at most two pairs per patient the within-centred prior-outcome "
-                "coefficient is severely biased (METHODS §5)."
-            )
-    if "between" in terms and np.isfinite(rel) and rel < 0.7:
-        msgs.append(
-            f"The person mean of {xvar} has reliability {fmt.num(rel)} (ICC {fmt.num(icc)}, {med_obs:g} values "
-            "per "
-            "patient): the between-patient effect is pulled toward the within effect (METHODS §5)."
-        )
+        nick, nmsg = _nickell(data, k, xvar, coef, options, pairs, med_pairs)
+        msgs.append(nmsg)
+    msgs += nickell.attenuation_messages(xvar, rel, icc, med_obs, terms)
     diag = {
         "median_pairs": med_pairs, "median_observations": med_obs, "icc_predictor": float(icc),
         "reliability_person_mean": float(rel), "nickell_bias": float(nick),
     }
     return diag, msgs
+
+
+def _nickell(data: StudyData, k: int, xvar: str, coef: dict, options: LagOptions, pairs, med_pairs: float):
+    """Nickell bias of the prior-outcome coefficient on this study's own design (:mod:`analysis.nickell`)."""
+    rho_hat = float(coef["estimate"][coef["term"].index("prior_within")])
+    if med_pairs <= 2 or pairs is None:
+        return np.nan, ("Nickell bias: with at most two pairs per patient the within-centred prior-outcome "
+                        "coefficient is severely biased (METHODS §5).")
+    yvar = "symptoms" if xvar == "alliance" else "alliance"
+    lo, hi = int(data.sstart[k]), int(data.sstart[k + 1])
+    idx, lead = pairs
+    prior = data.previous_index(yvar, options.pairing)[idx] if options.lag == 0 else idx
+    centering = "detrended" if options.centering == "detrended" else "person_mean"
+    res = nickell.nickell_bias(rho_hat, data.sess[lo:hi], data.g[lo:hi], ~np.isnan(data.z[yvar][lo:hi]),
+                               prior - lo, lead - lo, centering, estimator=options.estimator)
+    return res.bias, res.summary()
 
 
 def _drop_message(rows: ModelRows, k: int, options: LagOptions) -> str:
