@@ -210,7 +210,8 @@ def _between_sessions(x, xm, xb, ym, g, ok, plabel):
     names = ("intercept", "within", "between")
     fit = lmm.fit_lmm(yy, XX, np.ones((len(yy), 1)), gg, coef_names=names, re_names=("(Intercept)",),
                       satterthwaite=False)
-    share = float(fit.sigma2) / float(fit.psi[0, 0] + fit.sigma2)
+    total = float(fit.psi[0, 0] + fit.sigma2)
+    share = float(fit.sigma2) / total if total > 0 else 0.0  # both variances 0: the boundary case below
     if share >= DEGENERATE:
         r, fit = _mixed_rows(yy, XX, gg, names, "between_sessions")
         return r, fit, ("Between model as published (session rows): the outcome is the patient's mean, so "
