@@ -6,8 +6,10 @@ import streamlit as st
 
 from analysis import nickell
 from analysis.interpret import count_sentence, lagged_effect_sentence
+from analysis.plots_lagged import direction_label
 from ui import compute
 from ui.downloads import show_figure, table_download
+from ui.dynamics_view import check_section, comparison_section
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel
 from ui.safe import Markup, md
 from ui.state import current, data_banner
@@ -21,20 +23,31 @@ SCALE = {"total": "standardized within study by the total SD", "within": "standa
          "within-patient SD"}
 timing = (f"outcome at session t + {options.lag}" if options.lag else
           "alliance rated later in the same session t")
-st.caption(md(
-    "One model per study (METHODS [§5]({link})): {timing} on the predictor at session t · centering: {centering} · "
-    "{scale} · {prior} · {tests}{moderators}.", link=Markup(LINKS["stage1"]), timing=timing,
-    centering=CENTERING[options.centering].lower(),
-    scale=SCALE[options.standardize_by] if options.standardize else "raw scores",
-    prior="controlling for the prior outcome" if options.control_prior_outcome else "no control for the prior outcome",
-    tests="t tests, Satterthwaite df" if options.df_method == "satterthwaite" else "Wald z tests",
-    moderators=md(" · moderators: {c}", c=", ".join(options.covariates)) if options.covariates else ""))
+SEM = {"riclpm": "RI-CLPM", "dpm": "dynamic panel model (ML-SEM)"}
+if options.stage1 != "lmm":
+    st.caption(f"One {SEM[options.stage1]} per study, fitted by full-information ML (METHODS §15): lag 1 between "
+               f"sessions, latent-centred (no person means subtracted) · "
+               f"{SCALE[options.standardize_by] if options.standardize else 'raw scores'}. Centering, lag, trend and "
+               "estimator options apply to the mixed models only.")
+else:
+    st.caption(md(
+        "One model per study (METHODS [§5]({link})): {timing} on the predictor at session t · centering: "
+        "{centering} · {scale} · {prior} · {tests}{moderators}.", link=Markup(LINKS["stage1"]), timing=timing,
+        centering=CENTERING[options.centering].lower(),
+        scale=SCALE[options.standardize_by] if options.standardize else "raw scores",
+        prior="controlling for the prior outcome" if options.control_prior_outcome else "no control for the prior "
+              "outcome",
+        tests="t tests, Satterthwaite df" if options.df_method == "satterthwaite" else "Wald z tests",
+        moderators=md(" · moderators: {c}", c=", ".join(options.covariates)) if options.covariates else ""))
 res = compute.two_stage_or_stop(df, options, "Fitting one model per study…")
 
 ps = res.per_study
 within = ps[ps["term"] == "within"]
 for direction in options.directions:
-    st.header(DIRECTIONS[direction] if options.lag else "Symptoms → alliance rated later in the same session")
+    # the heading says the lag in use ("next-session" only at lag 1; issue 23 #10)
+    st.header(md("{h}", h=DIRECTIONS[direction] if options.lag == 1 else
+                 "Symptoms → alliance rated later in the same session" if not options.lag else
+                 direction_label(direction, options.lag)["arrow"].capitalize()))
     d = within[within["direction"] == direction]
     effect = d["effect"].iloc[0] if len(d) else "within-patient"
     ok = d[d["status"] != "failed"]
@@ -89,6 +102,10 @@ for direction in options.directions:
             "still correct (checked against lme4)."
         )
         show_table(diag, f"diagnostics_{direction}", key=f"lag_diag_dl_{direction}", manuscript=False)
+
+st.header("Latent-centred models")
+comparison_section(df, options, "lag")
+check_section(df, options, "lag")
 
 with st.expander("All coefficients of every study model"):
     show_table(ps, "all_coefficients", key="lag_all_dl", manuscript=False)

@@ -20,6 +20,23 @@ LINKS = {
 PRESENT_FONT = 18
 
 
+def _wrap(text, width: int):
+    """Plotly title text broken into lines of at most ``width`` characters (existing breaks kept)."""
+    if not text:
+        return text
+    lines = []
+    for part in str(text).split("<br>"):
+        line = ""
+        for word in part.split(" "):
+            if line and len(line) + 1 + len(word) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}" if line else word
+        lines.append(line)
+    return "<br>".join(lines)
+
+
 def _show(fig, name, key):
     """Show a figure; in presentation mode with projector-sized text."""
     if st.session_state.get("teach_present"):
@@ -28,6 +45,9 @@ def _show(fig, name, key):
                           margin={"t": 70, "b": 170}, height=max(560, int(fig.layout.height or 450) + 120))
         fig.update_xaxes(tickfont_size=PRESENT_FONT - 2, title_font_size=PRESENT_FONT - 2)
         fig.update_yaxes(tickfont_size=PRESENT_FONT - 2, title_font_size=PRESENT_FONT - 2)
+        # projector-sized axis titles must fit their panel: wrapped into short lines (issue 23 #8)
+        fig.for_each_xaxis(lambda ax: ax.update(title_text=_wrap(ax.title.text, 48)))
+        fig.for_each_yaxis(lambda ax: ax.update(title_text=_wrap(ax.title.text, 30)))
         fig.update_annotations(font_size=PRESENT_FONT - 4)
     show_figure(fig, name, key=key)
 
@@ -52,6 +72,10 @@ if not present:
         "1 unit = 1 standard deviation of the patients' true average levels."
     )
 
+# Presentation mode collapses the sidebar (the projector's 1280 px go to the figures); leaving it opens it again.
+if present != st.session_state.get("_teach_sidebar_collapsed", False):
+    st.set_page_config(initial_sidebar_state="collapsed" if present else "expanded")
+    st.session_state["_teach_sidebar_collapsed"] = present
 if present:
     controls, body = st.columns([1, 4], gap="small")
 else:
@@ -75,6 +99,12 @@ with controls:
         help="ρ: how much of this session's deviation from a patient's usual symptom level is still there at "
              "the next session. Alliance has no carry-over in this simulation, to keep the truth simple.",
     )
+    feedback = st.slider(
+        "Feedback: symptoms → next-session alliance", -0.5, 0.5, 0.0, 0.05, key="teach_feedback",
+        help="Reciprocal feedback: a session with more severe symptoms than usual is followed by a weaker "
+             "alliance. With feedback the person-mean model's alliance → symptoms estimate is biased; the "
+             "latent-centred RI-CLPM and dynamic panel model (section 4) are not.",
+    )
     n_sessions = st.slider("Sessions per patient", 3, 20, 10, 1, key="teach_sessions")
     n_patients = st.slider("Patients", 20, 1000, 300, 10, key="teach_patients")
     missing_pct = st.slider(
@@ -93,7 +123,7 @@ with controls:
 params = tg.TeachingParams(
     within_effect=float(within_effect), between_corr=float(between_corr), autoregression=float(autoregression),
     n_sessions=int(n_sessions), n_patients=int(n_patients), missing=missing_pct / 100.0, seed=int(seed),
-    control_prior=bool(control),
+    control_prior=bool(control), feedback=float(feedback),
 )
 with body:
     with st.spinner("Simulating and fitting…"):
@@ -197,3 +227,17 @@ with body:
             "lies between the formula with T = pairs and with T = sessions (dotted: click its legend entry)."
         )
         table_download(curve, "teaching_nickell_curve", key="teach_dl_nickell")
+
+    # ----------------------------------------------------------------------------------------- 4
+    st.header("4. Feedback and latent centering: RI-CLPM and dynamic panel model")
+    st.markdown(
+        "Move the **feedback** slider: when symptoms also drive the next alliance, the person-mean model's "
+        "alliance → symptoms estimate drifts from the truth. The RI-CLPM and the ML-SEM dynamic panel model "
+        "separate each patient's stable level inside the model (no person means are subtracted), so they "
+        "recover the truth (METHODS §15)."
+    )
+    latent = jobs.run(tg.latent_estimates, _data=data, params=params, _est=est, key="teaching", start=True,
+                      widget="teach_latent", label="Fitting the RI-CLPM and the dynamic panel model…")
+    if latent is not None:
+        _show(plots_teaching.latent_figure(latent), "teaching_latent_models", key="teach_latent")
+        st.dataframe(latent, width="stretch", hide_index=True)

@@ -242,3 +242,18 @@ def test_teaching_link_with_presentation_mode_opens_without_error():
     at = _goto(_app({"present": "1", "seed": "7"}), "app_pages/teaching.py")
     assert at.toggle(key="teach_present").value is True
     assert at.number_input(key="teach_seed").value == 7
+
+
+def test_lagged_heading_names_the_lag_in_use():
+    """Issue 23 #10: with lag 2 the heading still said "next-session"."""
+    at = _goto(_app({"lag": "2"}), "app_pages/lagged.py")
+    heads = [h.value for h in at.header]
+    assert any("session t+2" in h for h in heads), heads
+    assert not any("next-session" in h for h in heads), heads
+
+
+def test_the_no_preset_choice_stays_out_of_the_url():
+    """Issue 23 #12: the Convergence URL carried preset=—+(choose+the+settings+yourself)."""
+    at = _goto(_app(), "app_pages/convergence.py")
+    assert "preset" not in at.query_params
+    assert at.query_params.get("lines") or at.query_params.get("score")  # the options themselves are there

@@ -137,6 +137,30 @@ def _data_call(func, df: pd.DataFrame, options: LagOptions):
     return _on_data(f"{func.__module__}.{func.__qualname__}", func, data_key(df), df, options)
 
 
+#: a larger data set is not fitted before a page asks for it (memory: a 5-million-row upload, issue 16)
+PREFIT_MAX_ROWS = 250_000
+
+
+def prefit(df: pd.DataFrame, key: str) -> None:
+    """Start the default analysis of a newly loaded data set (the two-stage fit every Lagged and Pooled page
+    opens with) in the background (ui/jobs.py): the first visit finds it cached (issue 24). A page that asks
+    for it while it runs waits for this computation instead of starting another (one per cache key). Not for
+    data sets above :data:`PREFIT_MAX_ROWS` rows."""
+    from ui import jobs
+
+    if len(df) > PREFIT_MAX_ROWS:
+        return
+    jobs.submit(_prefit, key=key, label="Fitting the study models", data=key, _df=df)
+
+
+def _prefit(data: str, df: pd.DataFrame) -> None:
+    try:
+        _on_data(f"{pipeline.two_stage.__module__}.{pipeline.two_stage.__qualname__}", pipeline.two_stage, data, df,
+                 LagOptions())
+    except ValueError:  # the page shows why when it asks (not cached, so it is tried there again)
+        pass
+
+
 def two_stage(df: pd.DataFrame, options: LagOptions) -> pipeline.TwoStageResult:
     return _data_call(pipeline.two_stage, df, options)
 
@@ -402,6 +426,16 @@ def conv_growth(key: str, _df: pd.DataFrame, _scores: conv.DyadScores, scores_ke
 @st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def conv_dyadic(key: str, _df: pd.DataFrame):
     return conv.dyadic_model(_df)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
+def conv_rsa(key: str, _df: pd.DataFrame, control_initial: bool):
+    return conv.response_surface(_df, control_initial=control_initial)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
+def conv_apim(key: str, _df: pd.DataFrame, lag: int, control_prior: bool):
+    return conv.apim(_df, lag=lag, control_prior=control_prior)
 
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
