@@ -5,8 +5,10 @@ import pandas as pd
 import streamlit as st
 
 from analysis import lagged, plots_lagged
+from analysis.bayes_meta import SmallKOptions
 from analysis.interpret import count_sentence, lagged_effect_sentence
-from ui import compute
+from ui import compute, few_studies
+from ui.declared import draw, find
 from ui.downloads import show_figure, table_download
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel
 from ui.safe import esc
@@ -88,6 +90,9 @@ for direction in options.directions:
         )
         st.dataframe(diag, width="stretch", hide_index=True)
         table_download(diag, f"diagnostics_{direction}", key=f"lag_diag_dl_{direction}")
+
+if draw(find(SmallKOptions, "one_stage"), "lag_one_stage"):
+    few_studies.one_stage_section(df, options, res, DIRECTIONS, "Within-patient lagged coefficient")
 
 with st.expander("All coefficients of every study model"):
     st.dataframe(ps, width="stretch", hide_index=True)
