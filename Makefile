@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test lint bench demo reference clean
+.PHONY: run serve test lint bench demo reference clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
+# A class on a lecture-hall network (README "Serving a class"): make serve ADDRESS=192.168.1.20 [PORT=8501].
+# Binds only the address given (never all interfaces by default); XSRF protection on; uploads up to 200 MB.
+serve: $(VENV)/.installed
+	@test -n "$(ADDRESS)" || { echo "make serve ADDRESS=<this computer's address on the class network> [PORT=8501]"; exit 2; }
+	$(BIN)/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) \
+		--server.enableXsrfProtection true --server.enableCORS true --server.maxUploadSize 200 --server.headless true
+
 test: $(VENV)/.dev-installed
 	.ci/system-deps
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not browser"
@@ -33,6 +40,8 @@ lint: $(VENV)/.dev-installed
 
 bench: $(VENV)/.installed
 	for f in benchmarks/bench_*.py; do echo "== $$f"; PYTHONPATH=. $(BIN)/python $$f; done
+	@echo "== benchmarks/bench_class.py --varied (30 students, 30 different analyses)"
+	PYTHONPATH=. $(BIN)/python benchmarks/bench_class.py --varied --n 30 --warm
 
 # Rerun every R script in tests/reference (needs R with lme4, metafor, clubSandwich, jsonlite)
 # and fail on any numerical difference from the committed values (relative 1e-9).

@@ -10,6 +10,17 @@ session window, the person means X̄_i and Ȳ_i:
   mean of the person means (of the patients with an observed X).
 * ``between``: Ȳ_i = c0 + c·X̄_i + e_i, OLS with one row per patient that has
   both means; t test on n − 2 df.
+* ``between_sessions`` (the paper's between model as published): on the session
+  rows of the total and within models (rows with X, Y and the lead observed),
+  Ȳ_i = d0 + dW·X^w_it + dB·X^b_i + u_i + e_it, random intercept, REML,
+  Satterthwaite df. The outcome is constant within a patient, so σ² holds only
+  what dW·X^w fails to reproduce (near zero) and the Satterthwaite df are odd:
+  the within term, whose information comes only from how the patients' within
+  deviations average out over their rows, gets about the number of patients;
+  the between term, a patient-level predictor, gets about the number of rows
+  (seed 004: t(130.53) and t(1604.99) with 182 patients). Its between estimate
+  is close to the OLS of person means (rows weight the patients), its df are not
+  a sample size.
 
 u_i ~ N(0, τ²), e ~ N(0, σ²). The two mixed models are fitted by REML with
 :func:`analysis.lmm.fit_lmm` (random intercept), whose t tests use
@@ -36,7 +47,7 @@ __all__ = ["DecompositionResult", "total_within_between"]
 
 _VARS = {"alliance_to_symptoms": ("alliance", "symptoms"), "symptoms_to_alliance": ("symptoms", "alliance")}
 _COLS = ["model", "term", "estimate", "se", "df", "statistic", "pvalue", "ci_low", "ci_high", "n_obs", "n_patients"]
-MODELS = ("total", "within", "between")
+MODELS = ("total", "within", "between", "between_sessions")
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,6 +191,41 @@ def _mixed_rows(y, X, g, names, model):
     return rows, fit
 
 
+DEGENERATE = 1e-8  # σ²/(τ² + σ²) below this: the residual variance is on its boundary
+
+
+def _between_sessions(x, xm, xb, ym, g, ok, plabel):
+    """Seed 004's published between model on the session rows of the within model (module docstring).
+
+    Returns (coefficient rows, LMMFit, a note for readers). When the outcome mean leaves no residual
+    variance (σ² ≈ 0: always, in exact arithmetic, for an outcome constant within patients) the REML
+    optimum is on the boundary, the within term is 0 by construction and Satterthwaite's df are not
+    defined: df and p are then left missing, and the note says why."""
+    rows_ = ok & np.isfinite(ym[g]) & np.isfinite(xb[g])
+    if len(np.unique(g[rows_])) < 3:
+        raise ValueError("fewer than 3 patients with an observed predictor and an outcome mean")
+    XX = np.column_stack([np.ones(int(rows_.sum())), (x - xm[g])[rows_], xb[g][rows_]])
+    yy, gg = ym[g][rows_], plabel[g[rows_]]
+    names = ("intercept", "within", "between")
+    fit = lmm.fit_lmm(yy, XX, np.ones((len(yy), 1)), gg, coef_names=names, re_names=("(Intercept)",),
+                      satterthwaite=False)
+    share = float(fit.sigma2) / float(fit.psi[0, 0] + fit.sigma2)
+    if share >= DEGENERATE:
+        r, fit = _mixed_rows(yy, XX, gg, names, "between_sessions")
+        return r, fit, ("Between model as published (session rows): the outcome is the patient's mean, so "
+                        "its Satterthwaite df do not count patients (METHODS §12).")
+    r = [{"model": "between_sessions", "term": names[j], "estimate": fit.beta[j], "se": fit.se[j],
+          "df": np.nan, "statistic": fit.beta[j] / fit.se[j], "pvalue": np.nan, "ci_low": np.nan,
+          "ci_high": np.nan, "n_obs": fit.n_obs, "n_patients": fit.n_groups} for j in range(3)]
+    return r, fit, (
+        "Between model as published (session rows, person-mean outcome): the outcome does not vary within "
+        f"patients, so the residual variance is zero (σ² = {fmt.num(fit.sigma2, 2)} vs τ² = "
+        f"{fmt.num(fit.psi[0, 0], 2)}), the within term is 0 by construction and the model's "
+        "Satterthwaite df are not defined (lme4 reports a failed convergence on it; the paper's t(130.53) "
+        "and t(1604.99) are values of such a fit, not sample sizes). Use the OLS of the person means "
+        "(n − 2 df) for the between association (METHODS §12).")
+
+
 def total_within_between(df: pd.DataFrame, direction: str = "alliance_to_symptoms", lag: int = 1,
                          standardize: bool = False, study=None, *, sessions=None) -> DecompositionResult:
     """Seed 004's total, within and between models for one study (module docstring; METHODS §12).
@@ -252,6 +298,14 @@ def total_within_between(df: pd.DataFrame, direction: str = "alliance_to_symptom
         singular[model] = bool(fit.singular)
         converged[model] = bool(fit.converged)
         msgs.extend(f"{model} model: {m}" for m in fit.messages)
+    try:
+        r, fit, note = _between_sessions(x, xm, xb, ym, g, ok, plabel)
+        rows.extend(r)
+        tau2["between_sessions"], sigma2["between_sessions"] = float(fit.psi[0, 0]), float(fit.sigma2)
+        singular["between_sessions"], converged["between_sessions"] = bool(fit.singular), bool(fit.converged)
+        msgs.append(note)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        msgs.append(f"The between model on the session rows was not fitted: {exc}.")
     both = np.isfinite(xm) & np.isfinite(ym)
     pm = pd.DataFrame({"patient": pd.array(plabel[both], dtype="string"), "x_mean": xm[both], "y_mean": ym[both]})
     line = (np.nan, np.nan)

@@ -34,6 +34,7 @@ import pandas as pd
 
 from analysis import lagged, mixed
 from analysis.lagged import LagOptions, StudyFit
+from analysis.twostage import TwoStageResult, per_study_frame, pool_fits
 
 __all__ = ["OUTCOMES", "EarlyResult", "early_alliance_outcome", "early_outcome"]
 
@@ -179,7 +180,6 @@ def early_outcome(df: pd.DataFrame, early_sessions: int = 3, standardize: bool =
                   outcome_session=None, outcome_column=None) -> EarlyResult:
     """Early alliance → outcome: partial β and r, per study and pooled (module docstring, METHODS §7)."""
     from analysis import meta
-    from analysis.pipeline import TwoStageResult, _per_study_frame, _pool
 
     options = options or LagOptions()
     early_window = _check(early_sessions, early_window, outcome, outcome_session, outcome_column, df)
@@ -236,8 +236,8 @@ def early_outcome(df: pd.DataFrame, early_sessions: int = 3, standardize: bool =
         r = float(np.corrcoef(early[use], final[use])[0, 1])
         if np.isfinite(r) and abs(r) < 1 and n_pat > 3:
             corr.append({"study": lab, "n": n_pat, "r": r, "z": float(np.arctanh(r)), "v": 1.0 / (n_pat - 3)})
-    res, msgs = _pool(fits, "early_alliance", options, "early alliance → outcome")
-    per = _per_study_frame(fits)
+    res, msgs = pool_fits(fits, "early_alliance", options, "early alliance → outcome")
+    per = per_study_frame(fits)
     per.loc[per["status"] == "failed", "term"] = "early_alliance"
     beta = TwoStageResult(per_study=per, pooled={EARLY_DIRECTION: res} if res is not None else {},
                           fits={(f.study, EARLY_DIRECTION): f for f in fits}, options=o, messages=tuple(msgs),

@@ -76,8 +76,12 @@ def _plain(value: Any) -> str:
 
 
 # Plotly renders these tags in text (bold, italics, line break, super/subscript, the hover
-# box's <extra>); anything else that looks like a tag is shown as text after escaping.
-_PLOTLY_TAG = re.compile(r"<(?!/?(?:b|i|em|sup|sub|br|extra)\s*/?>)", re.IGNORECASE)
+# box's <extra>), and the forest's text blocks give each line its size and a hex colour with one
+# exact span form (analysis.plots_meta._block); anything else that looks like a tag is shown as
+# text after escaping.
+_PLOTLY_TAG = re.compile(r"<(?!/?(?:b|i|em|sup|sub|br|extra)\s*/?>"
+                         r'|span style="font-size:\d+(?:\.\d+)?px(?:;color:#[0-9a-fA-F]{3,8})?">|/span>)',
+                         re.IGNORECASE)
 
 
 def plotly_text(value: Any) -> str:

@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 __all__ = ["MINUS", "decimals_for", "fixed", "num", "pvalue", "p_text", "interval", "estimate_ci", "signed", "count", "percent",
-           "stat", "tau2", "tau2_interval", "option_text"]
+           "stat", "tau2", "tau2_interval", "option_text", "cell", "format_frame", "nums"]
 
 MINUS = "\u2212"
 
@@ -189,3 +189,95 @@ def _is_number(v: Any) -> bool:
 def _option_number(v: Any) -> str:
     f = float(v)
     return count(f) if f.is_integer() else num(f, 3)
+
+
+# --------------------------------------------------------------------------- tables
+# A results table is shown, exported to Word/LaTeX and labelled with these rules, chosen by column name
+# (the raw numbers stay in the frame and in its CSV download).
+
+_P_NAMES = {"p", "pvalue", "p_value", "q_pvalue", "p value", "p_lrt", "lrt_p", "p (lrt)"}
+_DF_NAMES = {"df", "q_df", "df_resid", "ddf", "dof"}
+_COUNT_PREFIXES = ("n_", "n ", "k_", "number")
+_COUNT_NAMES = {"n", "k", "session", "sessions", "patients", "studies", "pairs", "dyads", "n pairs", "n patients",
+                "removed", "remaining", "n_obs", "nobs", "rows"}
+
+
+def _column_kind(name: Any) -> str:
+    """'p' | 'df' | 'tau2' | 'percent' | 'count' | 'number' for a result column, from its name."""
+    n = str(name).strip().lower()
+    if n in _P_NAMES or n.startswith(("p_", "p (", "pvalue")) or n.endswith(("_p", "_pvalue", " p")):
+        return "p"
+    if n in _DF_NAMES or n.endswith("_df") or n.startswith("df"):
+        return "df"
+    if "tau2" in n or "τ²" in n or n in {"variance", "random-intercept variance"}:
+        return "tau2"
+    if n in {"i2", "i²", "i2 (%)", "i² (%)"} or n.startswith("pct_") or "(%)" in n or n.endswith("%"):
+        return "percent"
+    if n in _COUNT_NAMES or n.startswith(_COUNT_PREFIXES) or n.endswith(("(n)", "_n")):
+        return "count"
+    return "number"
+
+
+def cell(value: Any, column: Any = "", digits: int = 2) -> str:
+    """One table cell for a reader, by its column's kind (:func:`format_frame`): p values APA (".042",
+    "< .001"), df whole or with one decimal, τ² as :func:`tau2`, percentages with one decimal, counts with
+    thousands separators, other numbers as :func:`num` (true minus, small effects visible); text as it is;
+    missing values empty; booleans yes/no."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
+    if not _is_number(value):
+        try:
+            if value != value:  # pd.NA / NaT-like
+                return ""
+        except (TypeError, ValueError):
+            return ""
+        return str(value)
+    if not _finite(value):
+        return ""
+    kind = _column_kind(column)
+    if kind == "p":
+        return pvalue(value)
+    if kind == "df":
+        return _df(value)
+    if kind == "tau2":
+        return tau2(value)
+    if kind == "percent":
+        return num(value, 1)
+    f = float(value)
+    if kind == "count" and f.is_integer():
+        return count(f)
+    if f.is_integer() and abs(f) >= 1000 and getattr(getattr(value, "dtype", None), "kind", "f") in "iu":
+        return count(f)
+    if getattr(getattr(value, "dtype", None), "kind", None) in ("i", "u") or (isinstance(value, int)):
+        return str(int(f)).replace("-", MINUS)
+    return num(f, digits)
+
+
+def format_frame(df, digits: int = 2):
+    """A copy of ``df`` with every cell as the text a reader sees (:func:`cell`): what the pages show,
+    and what the Word and LaTeX tables contain. Column names are kept."""
+    import pandas as pd
+
+    out = pd.DataFrame(index=df.index)
+    for j, c in enumerate(df.columns):
+        col = df.iloc[:, j]
+        out[c] = [cell(v, c, digits) for v in col.tolist()] if len(col) else pd.Series([], dtype="str")
+    return out
+
+
+def nums(values, digits: int = 2, sign: bool = False, decimals: int | None = None) -> list[str]:
+    """Numbers for a figure's hover text or labels (plotly's own ``%{x:.3f}`` would print a hyphen-minus
+    and fixed decimals): :func:`num` (``sign``: :func:`signed`), or :func:`fixed` with ``decimals``."""
+    import numpy as np
+
+    out = []
+    for v in np.asarray(values, dtype=object).ravel().tolist():
+        if decimals is not None:
+            out.append(fixed(v, decimals))
+        else:
+            out.append(signed(v, digits) if sign else num(v, digits))
+    return out

@@ -53,7 +53,7 @@ Three estimators, all built from numpy arrays (no formulas):
 
 All functions take integer or label group codes and return a small frozen
 dataclass. Wald tests of the mixed models are normal (z) tests, as in lme4's
-``summary`` without lmerTest; see ``analysis/lagged.py`` for why.
+``summary`` without lmerTest; see ``analysis.lagged`` for why.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis import formatting as fmt
 from analysis.convergence import (
     TERM_LABELS,
     DyadicResult,
@@ -85,9 +86,10 @@ def alliance_trajectories_figure(data, study: str | None = None, title: str | No
                     legendgroup=who,
                     showlegend=i == 1,
                     line={"color": color},
-                    customdata=np.column_stack([sub["session"], sub[f"n_{col}"], sub[f"{col}_sd"]]),
-                    hovertemplate=f"{who}<br>session %{{customdata[0]}}<br>mean %{{y:.2f}}"
-                                  "<br>SD %{customdata[2]:.2f}<br>n %{customdata[1]}<extra></extra>",
+                    customdata=np.column_stack([sub["session"].astype(str), fmt.nums(sub[f"n_{col}"], 0),
+                                                fmt.nums(sub[f"{col}_sd"]), fmt.nums(sub[f"{col}_mean"])]),
+                    hovertemplate=f"{who}<br>session %{{customdata[0]}}<br>mean %{{customdata[3]}}"
+                                  "<br>SD %{customdata[2]}<br>n %{customdata[1]}<extra></extra>",
                 ),
                 row=i, col=1,
             )
@@ -132,7 +134,7 @@ def dyad_trajectories_figure(df: pd.DataFrame, n: int = 12, seed: int = 0, study
         raise ValueError("None of the requested dyads has a convergence score.")
     ncol = min(cols, len(ids))
     nrow = int(np.ceil(len(ids) / ncol))
-    titles = [f"{html.escape(str(p))}<br>conv. {tab.at[p, 'convergence']:.3g}" for p in ids]
+    titles = [f"{html.escape(str(p))}<br>conv. {fmt.num(tab.at[p, 'convergence'])}" for p in ids]
     fig = make_subplots(rows=nrow, cols=ncol, subplot_titles=titles, shared_yaxes=True,
                         horizontal_spacing=0.04, vertical_spacing=0.12 / max(nrow - 1, 1) + 0.04)
     for k, p in enumerate(ids):
@@ -174,7 +176,8 @@ def convergence_distribution_figure(scores: DyadScores | pd.DataFrame, column: s
         fig.add_trace(go.Histogram(x=v, nbinsx=nbins, name=str(s), opacity=0.65, legendgroup=str(s)), row=1, col=1)
         fig.add_trace(go.Box(x=v, name=str(s), boxpoints="all", jitter=0.4, pointpos=0, legendgroup=str(s),
                              showlegend=False, text=[html.escape(str(x)) for x in sub.loc[v.index, "patient"]],
-                             hovertemplate="%{text}: %{x:.4g}<extra></extra>"), row=2, col=1)
+                             customdata=fmt.nums(v, 3), hovertemplate="%{text}: %{customdata}<extra></extra>"),
+                      row=2, col=1)
     fig.add_vline(x=0, line={"color": "grey", "dash": "dot"})
     label = "Convergence (positive = ratings approach each other)" if column == "convergence" else column
     fig.update_xaxes(title_text=label, row=2, col=1)
@@ -201,7 +204,7 @@ def discrepancy_figure(data, dyadic: DyadicResult | None = None, study: str | No
         fx = dyadic.fixed.set_index("term")["estimate"]
         s = np.linspace(tr["session"].min(), tr["session"].max(), 50)
         fig.add_trace(go.Scatter(x=s, y=fx["role"] + fx["role:time"] * (s - dyadic.time_origin), mode="lines",
-                                 name=f"Dyadic model: change {fx['role:time']:.3g} per session",
+                                 name=f"Dyadic model: change {fmt.num(fx['role:time'], 3)} per session",
                                  line={"color": "#9467bd"}))
     fig.add_hline(y=0, line={"color": "grey", "dash": "dot"})
     fig.update_layout(title=title or "Patient − therapist alliance discrepancy", xaxis_title="Session",

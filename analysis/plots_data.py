@@ -6,6 +6,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis import formatting as fmt
+
 
 def patients_per_study_figure(df: pd.DataFrame) -> go.Figure:
     """Bar chart: number of patients per study."""
@@ -40,7 +42,8 @@ def missingness_figure(df: pd.DataFrame) -> go.Figure:
             go.Heatmap(z=pct.values, x=pct.columns.astype(int), y=pct.index.astype(str), zmin=0, zmax=100,
                        colorscale="Blues", colorbar=dict(title="% observed") if j == 1 else None,
                        showscale=j == 1,
-                       hovertemplate="%{y}, session %{x}: %{z:.0f}% observed<extra></extra>"),
+                       text=[[fmt.num(v, 0) for v in row] for row in pct.values],
+                       hovertemplate="%{y}, session %{x}: %{text}% observed<extra></extra>"),
             row=1, col=j,
         )
         fig.update_xaxes(title_text="Session", row=1, col=j)

@@ -14,6 +14,8 @@ import html
 import numpy as np
 import plotly.graph_objects as go
 
+from analysis import formatting as fmt
+
 __all__ = ["person_means_figure", "trio_figure"]
 
 _BLUE, _ORANGE, _GREY = "#2b6cb0", "#dd6b20", "#718096"
@@ -33,8 +35,9 @@ def person_means_figure(result) -> go.Figure:
         x=pm["x_mean"], y=pm["y_mean"], mode="markers", name="patients",
         marker={"color": _BLUE, "size": 7, "opacity": 0.6},
         text=[html.escape(str(p)) for p in pm["patient"]],
-        hovertemplate="%{text}<br>mean " + result.predictor + " %{x:.3g}<br>mean " + result.outcome
-        + " %{y:.3g}<extra></extra>",
+        customdata=np.column_stack([fmt.nums(pm["x_mean"]), fmt.nums(pm["y_mean"])]),
+        hovertemplate="%{text}<br>mean " + result.predictor + " %{customdata[0]}<br>mean " + result.outcome
+        + " %{customdata[1]}<extra></extra>",
     ))
     a, b = result.between_line
     if len(pm) and np.isfinite(a) and np.isfinite(b):
@@ -66,7 +69,8 @@ def trio_figure(result) -> go.Figure:
     fig = go.Figure(go.Scatter(
         x=est, y=labels, mode="markers", marker={"color": _BLUE, "size": 10},
         error_x={"type": "data", "symmetric": False, "array": hi - est, "arrayminus": est - lo},
-        hovertemplate="%{y}: %{x:.3g}<extra></extra>", showlegend=False,
+        customdata=[fmt.estimate_ci(e, a, b) for e, a, b in zip(est, lo, hi)],
+        hovertemplate="%{y}: %{customdata}<extra></extra>", showlegend=False,
     ))
     fig.add_vline(x=0, line={"color": _GREY, "dash": "dot"})
     fig.update_layout(

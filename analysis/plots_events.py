@@ -22,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.formatting import num
+from analysis.formatting import num, nums
 
 __all__ = [
     "alliance_around_gains_figure",
@@ -77,14 +77,14 @@ def rupture_series_figure(result, study: str, patient: str) -> go.Figure:
     obs = p[p["alliance"].notna()]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=obs["session"], y=obs["alliance"], mode="lines+markers", name="Alliance",
-                             line={"color": SERIES_COLOR}, marker={"size": 7},
-                             hovertemplate="session %{x}<br>alliance %{y:.3g}<extra></extra>"))
+                             line={"color": SERIES_COLOR}, marker={"size": 7}, text=nums(obs["alliance"]),
+                             hovertemplate="session %{x}<br>alliance %{text}<extra></extra>"))
     if bool(p["eligible"].iloc[0]):
         fig.add_trace(go.Scatter(x=p["session"], y=p["expected"], mode="lines", name="Expected (criterion)",
                                  line={"color": OTHER_COLOR, "dash": "dot"}, hoverinfo="skip"))
         fig.add_trace(go.Scatter(x=p["session"], y=p["threshold"], mode="lines", name="Rupture threshold",
-                                 line={"color": RUPTURE_COLOR, "dash": "dash"},
-                                 hovertemplate="threshold %{y:.3g}<extra></extra>"))
+                                 line={"color": RUPTURE_COLOR, "dash": "dash"}, text=nums(p["threshold"]),
+                                 hovertemplate="threshold %{text}<extra></extra>"))
         rup = p[p["rupture"].astype("boolean").fillna(False).astype(bool)]
         fig.add_trace(go.Scatter(x=rup["session"], y=rup["alliance"], mode="markers", name="Rupture",
                                  marker={"color": RUPTURE_COLOR, "size": 13, "symbol": "triangle-down"}))
@@ -124,8 +124,10 @@ def rupture_prevalence_figure(result) -> go.Figure:
         x = 100 * t[prev].to_numpy(float)
         top = max(top, float(np.nanmax(x, initial=0.0)))
         fig.add_trace(go.Bar(y=studies, x=x, orientation="h", name=label, marker_color=color,
-                             customdata=[f"{int(n)}/{int(N)}" for n, N in zip(t[cnt], t["n_eligible"])],
-                             hovertemplate="%{y}<br>" + label + ": %{x:.1f}% (%{customdata})<extra></extra>"))
+                             customdata=np.column_stack([[f"{int(n)}/{int(N)}" for n, N in zip(t[cnt], t["n_eligible"])],
+                                                         nums(x, 1)]),
+                             hovertemplate="%{y}<br>" + label + ": %{customdata[1]}% (%{customdata[0]})"
+                                           "<extra></extra>"))
     if "chance_expected" in t.columns:
         e = 100 * t["chance_expected"].to_numpy(float)
         hi = 100 * t["chance_sim_high"].to_numpy(float)
@@ -135,7 +137,7 @@ def rupture_prevalence_figure(result) -> go.Figure:
             marker={"color": CHANCE_COLOR, "symbol": "line-ns-open", "size": 16, "line": {"width": 3}},
             error_x={"type": "data", "symmetric": False, "array": hi - e,
                      "arrayminus": e - 100 * t["chance_sim_low"].to_numpy(float), "color": CHANCE_COLOR},
-            hovertemplate="%{y}<br>expected by chance: %{x:.1f}%<extra></extra>"))
+            text=nums(e, 1), hovertemplate="%{y}<br>expected by chance: %{text}%<extra></extra>"))
     right = min(100.0, top) * 1.08 + 1
     counts = [f"{int(a)}/{int(N)} · {int(b)}/{int(N)}"
               for a, b, N in zip(t["n_rupture"], t["n_rupture_repair"], t["n_eligible"])]
@@ -172,8 +174,8 @@ def gain_series_figure(df: pd.DataFrame, result, study: str, patient: str) -> go
     word = "Sudden gain" if kind == "gain" else "Sudden loss"
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=p["session"], y=p["symptoms"], mode="lines+markers", name="Symptoms",
-                             line={"color": SERIES_COLOR}, marker={"size": 7},
-                             hovertemplate="session %{x}<br>symptoms %{y:.3g}<extra></extra>"))
+                             line={"color": SERIES_COLOR}, marker={"size": 7}, text=nums(p["symptoms"]),
+                             hovertemplate="session %{x}<br>symptoms %{text}<extra></extra>"))
     ev = g[g["is_gain"].astype(bool)]
     later = g[g["meets_criteria"].astype(bool) & ~g["is_gain"].astype(bool)]
     for sub, name, dash in ((ev, word, "solid"), (later, "Later (not counted)", "dash")):
@@ -310,7 +312,8 @@ def reliable_change_figure(result, study: str | None = None) -> go.Figure:
                 fig.add_trace(go.Scatter(
                     x=s["pre"], y=s["post"], mode="markers", name=f"{cat} (n = {len(s)})",
                     marker={"color": col, "size": 8}, text=[html.escape(str(p)) for p in s["patient"]],
-                    hovertemplate="%{text}<br>pre %{x:.3g} → post %{y:.3g}<extra></extra>"))
+                    customdata=np.column_stack([nums(s["pre"]), nums(s["post"])]),
+                    hovertemplate="%{text}<br>pre %{customdata[0]} → post %{customdata[1]}<extra></extra>"))
     names = {"JT": "Jacobson–Truax", "GLN": "Gulliksen–Lord–Novick", "EN": "Edwards–Nunnally",
              "HA": "Hageman–Arrindell"}
     fig.update_layout(title=f"Reliable and clinically significant change ({names.get(method, method)})",

@@ -19,6 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis import formatting as fmt
 from analysis.lagged import DIRECTIONS, PatientView
 
 __all__ = [
@@ -106,20 +107,24 @@ def patient_series_figure(view, patient: str | None = None, study: str | None = 
     if series is not None:
         fig.add_trace(go.Scatter(x=series["session"], y=series["x"], mode="lines+markers",
                                  name=f"{lab['x']} (all observed)", line={"color": _BLUE}, connectgaps=False,
-                                 hovertemplate="session %{x}: %{y:.2f}<extra></extra>"), row=1, col=1)
+                                 text=fmt.nums(series["x"]), hovertemplate="session %{x}: %{text}<extra></extra>"),
+                  row=1, col=1)
     fig.add_trace(go.Scatter(x=r["session"], y=r["x"], mode="markers", name=f"{lab['x']} in a model row",
                              marker={"color": _BLUE, "size": 10, "symbol": "circle-open", "line": {"width": 2}},
-                             hovertemplate="session %{x}: %{y:.2f}<extra></extra>"), row=1, col=1)
+                             text=fmt.nums(r["x"]), hovertemplate="session %{x}: %{text}<extra></extra>"),
+                  row=1, col=1)
     fig.add_trace(go.Scatter(x=r["session"], y=r["x_center"], mode="lines", name="centre subtracted",
-                             line={"color": _GREY, "dash": "dash"},
-                             hovertemplate="centre at session %{x}: %{y:.2f}<extra></extra>"), row=1, col=1)
+                             line={"color": _GREY, "dash": "dash"}, text=fmt.nums(r["x_center"]),
+                             hovertemplate="centre at session %{x}: %{text}<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Bar(x=r["session"], y=r["within"], name="within deviation",
                          marker_color=np.where(r["within"] >= 0, _BLUE, _RED),
-                         hovertemplate="session %{x}: within %{y:+.2f}<extra></extra>"), row=2, col=1)
+                         customdata=fmt.nums(r["within"], sign=True),
+                         hovertemplate="session %{x}: within %{customdata}<extra></extra>"), row=2, col=1)
     if series is not None:
         fig.add_trace(go.Scatter(x=series["session"], y=series["y"], mode="lines+markers",
                                  name=f"{lab['y']} (all observed)", line={"color": _ORANGE, "width": 1},
-                                 marker={"size": 5}, hovertemplate="session %{x}: %{y:.2f}<extra></extra>"),
+                                 marker={"size": 5}, text=fmt.nums(series["y"]),
+                                 hovertemplate="session %{x}: %{text}<extra></extra>"),
                       row=3, col=1)
     # one trace for every pairing line (segments separated by None), shown once in the legend
     px, py = [], []
@@ -132,9 +137,10 @@ def patient_series_figure(view, patient: str | None = None, study: str | None = 
     fig.add_trace(go.Scatter(
         x=r["lead_session"], y=r["lead"], mode="markers", name=f"{lab['y']} at t+{lag} (model outcome)",
         marker={"color": _ORANGE, "size": 10},
-        customdata=np.column_stack([r["session"], r["within"]]),
-        hovertemplate=("outcome at session %{x}: %{y:.2f}<br>paired with predictor at session "
-                       "%{customdata[0]} (within %{customdata[1]:+.2f})<extra></extra>"),
+        customdata=np.column_stack([r["session"].astype(str), fmt.nums(r["within"], sign=True),
+                                    fmt.nums(r["lead"])]),
+        hovertemplate=("outcome at session %{x}: %{customdata[2]}<br>paired with predictor at session "
+                       "%{customdata[0]} (within %{customdata[1]})<extra></extra>"),
     ), row=3, col=1)
     # axis titles in short lines (≤ 31 characters at 10 px) so each fits beside its own panel
     # (≈ 200 px tall) and neighbouring titles cannot overlap
@@ -258,10 +264,11 @@ def study_coefficients_figure(result, direction: str = "alliance_to_symptoms", t
         marker={"color": _BLUE, "size": 9},
         error_x={"type": "data", "symmetric": False, "array": (t["ci_high"].to_numpy(float) - est)[ok],
                      "arrayminus": (est - t["ci_low"].to_numpy(float))[ok], "color": _BLUE},
-        customdata=np.column_stack([t["ci_low"].to_numpy(float)[ok], t["ci_high"].to_numpy(float)[ok],
-                                    t["n_patients"].to_numpy()[ok], t["n_pairs"].to_numpy()[ok]]),
-        hovertemplate=("%{y}: %{x:.3f} [%{customdata[0]:.3f}, %{customdata[1]:.3f}]<br>"
-                       "%{customdata[2]} patients, %{customdata[3]} pairs<extra></extra>"),
+        customdata=np.column_stack([
+            [fmt.estimate_ci(e, lo, hi) for e, lo, hi in zip(est[ok], t["ci_low"].to_numpy(float)[ok],
+                                                              t["ci_high"].to_numpy(float)[ok])],
+            fmt.nums(t["n_patients"].to_numpy()[ok], 0), fmt.nums(t["n_pairs"].to_numpy()[ok], 0)]),
+        hovertemplate="%{y}: %{customdata[0]}<br>%{customdata[1]} patients, %{customdata[2]} pairs<extra></extra>",
     ))
     if (~ok).any():
         fig.add_trace(go.Scatter(x=np.zeros((~ok).sum()), y=study[~ok], mode="text", text=["not fitted"] * (~ok).sum(),
@@ -277,7 +284,8 @@ def study_coefficients_figure(result, direction: str = "alliance_to_symptoms", t
         ))
         fig.add_trace(go.Scatter(x=[pooled.estimate], y=[lbl], mode="markers", marker={"symbol": "diamond", "size": 14, "color": _ORANGE},
                                  showlegend=False,
-                                 hovertemplate=f"pooled: %{{x:.3f}} [{pooled.ci_low:.3f}, {pooled.ci_high:.3f}]<extra></extra>"))
+                                 hovertemplate="pooled: " + fmt.estimate_ci(pooled.estimate, pooled.ci_low,
+                                                                            pooled.ci_high) + "<extra></extra>"))
         ylabels = [lbl] + ylabels
     fig.add_vline(x=0, line={"color": _GREY, "dash": "dot"})
     fig.update_yaxes(categoryorder="array", categoryarray=ylabels, title_text="")
@@ -301,7 +309,8 @@ def multiverse_figure(table: pd.DataFrame, direction: str = "alliance_to_symptom
         x=est, y=lab, mode="markers", marker={"size": 10, "color": np.where(t["effect"] == "total", _GREY, _BLUE)},
         error_x={"type": "data", "symmetric": False, "array": t["ci_high"].to_numpy(float) - est,
                      "arrayminus": est - t["ci_low"].to_numpy(float)},
-        hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+        customdata=[fmt.estimate_ci(e, lo, hi) for e, lo, hi in zip(est, t["ci_low"], t["ci_high"])],
+        hovertemplate="%{y}: %{customdata}<extra></extra>",
     ))
     fig.add_vline(x=0, line={"color": _GREY, "dash": "dot"})
     fig.update_yaxes(autorange="reversed")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from scipy import special
 from . import formatting as fmt
 from .meta import METHOD_NAMES, Estimate, MetaResult, _check_effects
 
-__all__ = ["FONT_FAMILY", "NEW_COLOR", "ForestPanel", "ForestRow", "forest_figure", "forest_panels_figure", "forest_plot",
+__all__ = ["FONT_FAMILY", "NEW_COLOR", "ForestPanel", "ForestRow", "cell_annotations", "forest_figure", "forest_panels_figure", "forest_plot",
            "funnel_figure", "funnel_plot", "leave_one_out_figure", "leave_one_out_plot", "paired_forest_figure",
            "meta_panel", "paired_forest_plot", "text_width"]
 
@@ -215,15 +216,81 @@ def _annotation(text: str, y: float, x: float, shift: float, anchor: str, name: 
 
 
 def _column_annotations(placed, y_header: float, origin_px: float, x_paper: float) -> list[dict]:
-    """Annotations for placed columns; px are measured from ``origin_px`` (the paper x = ``x_paper``)."""
+    """Annotations for placed columns; px are measured from ``origin_px`` (the paper x = ``x_paper``).
+    A column's cells on rows a whole number of rows apart are one multi-line annotation (:func:`_block`)."""
     out = []
     for col, left, right in placed:
         anchor, px = ("left", left) if col.align == "left" else ("right", right)
         shift = px - origin_px
         out.append(_annotation(col.header, y_header, x_paper, shift, anchor, "Header", bold=True))
-        for y, (text, bold) in col.cells.items():
-            color = (col.color or {}).get(y)
-            out.append(_annotation(text, y, x_paper, shift, anchor, col.name, bold=bold, color=color))
+        cells = [_annotation(text, y, x_paper, shift, anchor, col.name, bold=bold, color=(col.color or {}).get(y))
+                 for y, (text, bold) in sorted(col.cells.items(), key=lambda c: -c[0]) if text.strip()]
+        run: list[dict] = []
+        for a in cells:
+            if not _HEX.match(a["font"].get("color") or "#000"):  # (a block's lines take hex colours only)
+                out.append(a)
+                continue
+            gap = run[-1]["y"] - a["y"] if run else 1.0
+            if run and not (abs(gap - round(gap)) < 1e-9 and 1 <= round(gap) <= _MAX_BLANK + 1):
+                out.append(_block(run))
+                run = []
+            run.append(a)
+        if run:
+            out.append(_block(run))
+    return out
+
+
+#: blank lines a text block bridges (rows without a cell in this column, e.g. a study missing in one panel)
+_MAX_BLANK = 3
+#: plotly draws the lines of a multi-line text 1.3 em apart; a block's font makes that one row (_ROW_PX)
+_LINE_SPACING = 1.3
+_BLOCK_SIZE = _ROW_PX / _LINE_SPACING
+_HEX = re.compile(r"^#[0-9a-fA-F]{3,8}$")
+
+
+def _block(cells: list[dict]) -> dict:
+    """One annotation for a column's cells on successive rows (top row first), one line per row.
+
+    A 200-study forest has about 1,000 cells; as separate annotations chromium needs seconds to lay them
+    out (each is measured on its own), as one block per column well under one (issue 24). The block's
+    font size makes plotly's line spacing exactly one row; each line carries the cell's own size and
+    colour. :func:`cell_annotations` turns blocks back into one annotation per cell.
+    """
+    if len(cells) == 1:
+        return cells[0]
+    lines, prev = [], None
+    for a in cells:
+        if prev is not None:
+            lines += [" "] * (round(prev - a["y"]) - 1)
+        font = a["font"]
+        style = f"font-size:{font['size']}px" + (f";color:{font['color']}" if font.get("color") else "")
+        lines.append(f'<span style="{style}">{a["text"]}</span>')
+        prev = a["y"]
+    return {**cells[0], "text": "<br>".join(lines), "y": (cells[0]["y"] + cells[-1]["y"]) / 2,
+            "font": {"size": _BLOCK_SIZE}}
+
+
+_LINE_STYLE = re.compile(r'^<span style="font-size:([0-9.]+)px(?:;color:([^"]+))?">(.*)</span>$', re.S)
+
+
+def cell_annotations(annotations: Sequence[dict]) -> list[dict]:
+    """A forest figure's annotations with every text block (:func:`_block`) split into one annotation per
+    cell (its row's ``y``, own font size and colour): what tests and readers of the figure's JSON inspect."""
+    out = []
+    for a in annotations:
+        a = dict(a)
+        lines = str(a.get("text", "")).split("<br>")
+        size = (a.get("font") or {}).get("size")
+        if len(lines) < 2 or size is None or abs(size - _BLOCK_SIZE) > 1e-9:
+            out.append(a)
+            continue
+        top = a["y"] + (len(lines) - 1) / 2
+        for i, line in enumerate(lines):
+            m = _LINE_STYLE.match(line)
+            if m is None:
+                continue  # a blank line
+            font = {"size": float(m.group(1))} | ({"color": m.group(2)} if m.group(2) else {})
+            out.append({**a, "text": m.group(3), "y": round(top - i, 9), "font": font})
     return out
 
 
@@ -465,7 +532,7 @@ def forest_panels_figure(
         ys["new"], y = y, y + 1
     if y > 0:
         y += 0.4
-    y_of = {lab: y + (n - 1 - i) for i, lab in enumerate(order)}
+    y_of = {lab: round(y + (n - 1 - i), 9) for i, lab in enumerate(order)}  # (9 decimals: see cell_annotations)
     y_header = y + max(n, 1) - 1 + 1.3
     y_group = y_header + 1.0
     y_top = (y_group if paired else y_header) + 0.7
@@ -498,7 +565,7 @@ def forest_panels_figure(
 
     annotations = _column_annotations(left, y_header, ml, 0.0)
     annotations += _column_annotations(right, y_header, 0.0, 1.0)
-    annotations = [a for a in annotations if a["text"].strip()]
+    annotations = [a for a in annotations if a["text"].strip()]  # (headers: cells are kept only with text)
     if paired:
         for t, i in groups:
             _, lo_px, _ = right[i]

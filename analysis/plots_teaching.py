@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis import formatting as fmt
 from analysis.teaching import Estimates, ScatterSummary
 
 __all__ = ["estimates_figure", "nickell_figure", "scatter_figure"]
@@ -47,21 +48,22 @@ def estimates_figure(est: Estimates) -> go.Figure:
             error_x={"type": "data", "symmetric": False, "array": [r["ci_high"] - r["estimate"]],
                      "arrayminus": [r["estimate"] - r["ci_low"]], "color": colors[i], "thickness": 2, "width": 6},
             name=f"{r['model']}: estimate with 95% CI", showlegend=False,
-            hovertemplate=(f"{r['model']}<br>estimate %{{x:.3f}}<br>95% CI {r['ci_low']:.3f} to "
-                           f"{r['ci_high']:.3f}<extra></extra>"),
+            hovertemplate=(f"{r['model']}<br>estimate {fmt.estimate_ci(r['estimate'], r['ci_low'], r['ci_high'], 3)}"
+                           " (95% CI)<extra></extra>"),
         ))
     truth = f[np.isfinite(f["true_value"])]
     fig.add_trace(go.Scatter(
         x=truth["true_value"], y=truth["label"], mode="markers", name="true value",
         marker={"symbol": "x-thin", "size": 18, "line": {"width": 3, "color": _RED}, "color": _RED},
-        hovertemplate="true value %{x:.3f}<extra></extra>",
+        text=fmt.nums(truth["true_value"], 3), hovertemplate="true value %{text}<extra></extra>",
     ))
     t = est.truth
     fig.add_trace(go.Scatter(
         x=[t.between_expected], y=[labels[2]], mode="markers",
         name=f"what the between term recovers with ~{t.sessions_used} sessions (large-sample value)",
         marker={"symbol": "diamond-open", "size": 15, "line": {"width": 2}, "color": _GREY},
-        hovertemplate="what the model recovers on average with this many sessions: %{x:.3f}<extra></extra>",
+        hovertemplate="what the model recovers on average with this many sessions: "
+                      + fmt.num(t.between_expected, 3) + "<extra></extra>",
     ))
     tot_hi = f.loc[0, "ci_high"]
     fig.add_annotation(x=tot_hi if np.isfinite(tot_hi) else 0, y=labels[0], text="  (no single true value)",
@@ -92,14 +94,19 @@ def scatter_figure(summary: ScatterSummary) -> go.Figure:
     ))
     fig.add_trace(go.Scatter(
         x=pm["mean_alliance"], y=pm["mean_symptoms"], mode="markers", name="patient averages",
-        marker={"color": _ORANGE, "size": 6, "opacity": 0.6}, customdata=pm["patient"],
-        hovertemplate="patient %{customdata}<br>average alliance %{x:.2f}<br>average symptoms %{y:.2f}<extra></extra>",
+        marker={"color": _ORANGE, "size": 6, "opacity": 0.6},
+        customdata=np.column_stack([pm["patient"].astype(str), fmt.nums(pm["mean_alliance"]),
+                                    fmt.nums(pm["mean_symptoms"])]),
+        hovertemplate="patient %{customdata[0]}<br>average alliance %{customdata[1]}<br>average symptoms "
+                      "%{customdata[2]}<extra></extra>",
     ), row=1, col=1)
     fig.add_trace(go.Scatter(
         x=wp["alliance_dev"], y=wp["symptoms_next_dev"], mode="markers", name="session pairs (deviations)",
         marker={"color": _BLUE, "size": 4, "opacity": 0.35},
-        hovertemplate="alliance vs own average %{x:+.2f}<br>next-session symptoms vs own average %{y:+.2f}"
-                      "<extra></extra>",
+        customdata=np.column_stack([fmt.nums(wp["alliance_dev"], sign=True),
+                                    fmt.nums(wp["symptoms_next_dev"], sign=True)]),
+        hovertemplate="alliance vs own average %{customdata[0]}<br>next-session symptoms vs own average "
+                      "%{customdata[1]}<extra></extra>",
     ), row=1, col=2)
     for col, x, y, slope, color, name in (
         (1, pm["mean_alliance"], pm["mean_symptoms"], summary.between_slope, _ORANGE, "between slope"),
@@ -115,7 +122,7 @@ def scatter_figure(summary: ScatterSummary) -> go.Figure:
                                      line={"color": "black", "width": 5}), row=1, col=col)
             fig.add_trace(go.Scatter(x=xl, y=yl, mode="lines", name=f"{name} {_signed(slope)}",
                                      line={"color": color, "width": 3},
-                                     hovertemplate=f"{name} {slope:.3f}<extra></extra>"), row=1, col=col)
+                                     hovertemplate=f"{name} {fmt.num(slope, 3)}<extra></extra>"), row=1, col=col)
     fig.update_xaxes(title_text="Patient's average alliance (higher = stronger)", row=1, col=1)
     fig.update_yaxes(title_text="Patient's average symptoms (higher = more severe)", row=1, col=1)
     fig.update_xaxes(title_text="Alliance at session t minus own average<br>(right = stronger than usual)",
@@ -137,28 +144,28 @@ def nickell_figure(curve: pd.DataFrame, rho: float) -> go.Figure:
     fig.add_hline(y=0, line={"color": "#a0aec0", "width": 1})
     fig.add_trace(go.Scatter(
         x=c["sessions"], y=c["approx"], mode="lines", line={"color": _RED, "width": 2},
-        name="approximation −(1 + ρ)/(T − 1), T = pairs per patient (sessions − 1)",
-        hovertemplate="%{x} sessions: %{y:.3f}<extra></extra>",
+        name="approximation −(1 + ρ)/(T − 1), T = session pairs per patient (sessions − 1)",
+        text=fmt.nums(c["approx"], 3), hovertemplate="%{x} sessions: %{text}<extra></extra>",
     ))
     fig.add_trace(go.Scatter(
         x=c["sessions"], y=c["approx_sessions"], mode="lines", line={"color": _RED, "width": 1, "dash": "dot"},
-        name="same formula with T = sessions per patient", visible="legendonly",
-        hovertemplate="%{x} sessions: %{y:.3f}<extra></extra>",
+        name="the same formula with sessions instead of pairs (a common slip)", visible="legendonly",
+        text=fmt.nums(c["approx_sessions"], 3), hovertemplate="%{x} sessions: %{text}<extra></extra>",
     ))
     fig.add_trace(go.Scatter(
         x=c["sessions"], y=c["bias"], mode="lines+markers", marker={"size": 9, "color": _BLUE},
         line={"color": _BLUE}, name="simulated: autoregression estimate − true ρ",
-        customdata=np.column_stack([c["estimate"]]),
-        hovertemplate="%{x} sessions: estimate %{customdata[0]:.3f}, bias %{y:.3f}<extra></extra>",
+        customdata=np.column_stack([fmt.nums(c["estimate"], 3), fmt.nums(c["bias"], 3)]),
+        hovertemplate="%{x} sessions: estimate %{customdata[0]}, bias %{customdata[1]}<extra></extra>",
     ))
     fig.add_trace(go.Scatter(
         x=c["sessions"], y=c["within_bias"], mode="lines+markers", marker={"size": 6, "color": _GREY},
         line={"color": _GREY, "dash": "dash"}, name="simulated: within alliance → symptoms estimate − its true value",
-        hovertemplate="%{x} sessions: bias %{y:.3f}<extra></extra>",
+        text=fmt.nums(c["within_bias"], 3), hovertemplate="%{x} sessions: bias %{text}<extra></extra>",
     ))
-    fig.update_xaxes(title_text="Sessions per patient (T)", dtick=1)
+    fig.update_xaxes(title_text="Sessions per patient (T = sessions − 1 pairs)", dtick=1)
     fig.update_yaxes(title_text="Estimate − truth<br>(below 0 = underestimated)")
-    fig.update_layout(title=f"Nickell bias of the person-mean-centered prior symptoms (true ρ = {rho:.2f})",
+    fig.update_layout(title=f"Nickell bias of the person-mean-centered prior symptoms (true ρ = {fmt.num(rho)})",
                       height=440, margin={"t": 60, "l": 70, "r": 20, "b": 60},
                       legend={"orientation": "h", "y": -0.22})
     return fig

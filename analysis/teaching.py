@@ -51,6 +51,7 @@ from scipy.linalg import solve_discrete_lyapunov
 
 from analysis import formatting
 from analysis.lagged import LagOptions, fit_study
+from analysis.progress import checkpoint
 from analysis.simulate import RAW, Simulation, simulate_study
 
 __all__ = [
@@ -404,14 +405,17 @@ class Replication:
                 f"(target {fmt(self.targets['within'])}, bias {fmt(w)} ± {fmt(self.mc_se['within'])}).")
 
 
-def replicate(params: TeachingParams, n_rep: int = 20, seed_base: int = 10_000, min_bias: float = 0.02) -> Replication:
-    """Simulate and fit ``n_rep`` samples with ``params`` (other seeds) to tell chance from systematic misses."""
+def replicate(params: TeachingParams, n_rep: int = 20, seed_base: int = 10_000, min_bias: float = 0.02,
+              progress=None, cancelled=None) -> Replication:
+    """Simulate and fit ``n_rep`` samples with ``params`` (other seeds) to tell chance from systematic misses.
+    ``progress``, ``cancelled``: see :mod:`analysis.progress`."""
     if int(n_rep) < 2:
         raise ValueError("At least 2 replications are needed.")
     seeds = tuple(seed_base + 100 * params.seed + r for r in range(1, int(n_rep) + 1))
     est = {"total": [], "within": [], "between": []}
     truth = None
-    for sd in seeds:
+    for i, sd in enumerate(seeds):
+        checkpoint(progress, cancelled, i / len(seeds))
         q = params.replace(seed=sd)
         e = fit_estimates(simulate(q).data, q)
         truth = e.truth
@@ -501,7 +505,8 @@ def nickell_approximation(rho: float, T) -> np.ndarray:
         return np.where(T > 1, -(1.0 + rho) / (T - 1.0), np.nan)
 
 
-def nickell_curve(params: TeachingParams, sessions=range(3, 16), n_patients: int = 800) -> pd.DataFrame:
+def nickell_curve(params: TeachingParams, sessions=range(3, 16), n_patients: int = 800, progress=None,
+                  cancelled=None) -> pd.DataFrame:
     """Empirical Nickell bias for each number of sessions T.
 
     For each T: simulate ``n_patients`` patients with T complete sessions and
@@ -512,11 +517,14 @@ def nickell_curve(params: TeachingParams, sessions=range(3, 16), n_patients: int
     same with T = sessions per patient (shown for comparison: with 2,000
     simulated patients and ρ = .5 the bias is −0.29 at 7 sessions and −0.165 at
     11, against −0.30 / −0.167 with T = pairs and −0.25 / −0.15 with T =
-    sessions), and ``within_bias`` = within alliance → symptoms estimate − its truth.
+    sessions), and ``within_bias`` = within alliance → symptoms estimate − its truth. ``progress``,
+    ``cancelled``: see :mod:`analysis.progress`.
     """
     rho = params.autoregression
     recs = []
-    for T in sessions:
+    sessions = list(sessions)
+    for i, T in enumerate(sessions):
+        checkpoint(progress, cancelled, i / len(sessions))
         p = params.replace(n_sessions=int(T), n_patients=int(n_patients), missing=0.0, control_prior=True,
                            seed=params.seed + 1000 * int(T))
         f = fit_study(simulate(p).data, p.lag_options("person_mean"), DIRECTION)

@@ -12,6 +12,7 @@ from ui.persist import CONVERGENCE, url_params
 from ui.r_downloads import growth_r_download
 from ui.safe import esc
 from ui.state import DEMOS, DYADIC_DEMOS, current, has_therapist_ratings
+from ui.tables import show_table, styled
 
 METHODS = "/methods#8-alliance-convergence-convergence-paper"
 OWN = "— (choose the settings yourself)"
@@ -129,9 +130,9 @@ except ValueError as e:
 if rules != conv.SampleRules():
     st.subheader("Sample")
     st.caption("Dyads removed by each inclusion rule, in order.")
-    st.dataframe(samp.counts, width="stretch", hide_index=True)
+    st.dataframe(styled(samp.counts), width="stretch", hide_index=True)
     with st.expander("Excluded dyads"):
-        st.dataframe(samp.excluded, width="stretch", hide_index=True)
+        st.dataframe(styled(samp.excluded), width="stretch", hide_index=True)
 sd = samp.data
 skey = f"{skey}|{rules!r}"
 
@@ -141,8 +142,7 @@ tr = compute.conv_trajectories(skey, sd)
 show_figure(compute.conv_figure("alliance_trajectories_figure", (skey,), (tr,), {"study": study}),
             "alliance_trajectories", key="conv_traj")
 with st.expander("Per-session means and SDs"):
-    st.dataframe(tr, width="stretch", hide_index=True)
-    table_download(tr, "alliance_trajectories", key="conv_traj_dl")
+    show_table(tr, "alliance_trajectories", key="conv_traj_dl", title="Alliance per session (mean, SD)")
 
 try:
     scores = compute.conv_scores(skey, sd, o["discrepancy"], o["transform"], o["score_method"])
@@ -175,8 +175,7 @@ with st.expander("Messages about the scores"):
     for m in scores.messages:
         st.text(m)
 st.subheader("Dyad scores")
-st.dataframe(scores.table, width="stretch", hide_index=True)
-table_download(scores.table, "dyad_scores", key="conv_scores_dl")
+show_table(scores.table, "dyad_scores", key="conv_scores_dl", manuscript=False)
 
 st.header("Discrepancy over time")
 try:
@@ -205,7 +204,7 @@ try:
     with st.expander(f"Preparatory analysis: {shape.summary()}"):
         st.caption("Null model with time t or log(t − first t + 1), random intercept and slope, ML; lower AIC = "
                    "better fit (the paper's linear vs log-linear comparison).")
-        st.dataframe(shape.table, width="stretch", hide_index=True)
+        st.dataframe(styled(shape.table), width="stretch", hide_index=True)
     with st.spinner("Fitting growth models…"):
         gr = compute.conv_growth(skey, sd, scores, (o["discrepancy"], o["transform"], o["score_method"]),
                                  tuple(sorted(o.items())))
@@ -227,8 +226,7 @@ table = conv.models_table(gr)
 st.caption("Laid out like the paper's Table I: estimate (SE) and Satterthwaite p; variance components with Wald "
            "SEs; likelihood-ratio tests with boundary-corrected p. AIC (REML) compares only models with the same "
            "fixed effects; use AIC (ML) to compare Models 1–3.")
-st.dataframe(table, width="stretch", hide_index=True)
-table_download(table, "growth_models_table", key="conv_table_dl")
+show_table(table, "growth_models_table", key="conv_table_dl", title="Growth models of symptoms (Models 1–3)")
 table_download(gr.to_frame(), "growth_models_fixed_effects", key="conv_fixed_dl",
                label="Download all fixed effects (CSV)")
 with st.expander("Reproduce Models 1–3 in R"):
@@ -256,7 +254,7 @@ with st.expander("Power for convergence × time at this N (simulation)"):
     else:
         if pw is not None:
             st.write(pw.summary())
-            st.dataframe(pw.table, width="stretch", hide_index=True)
+            st.dataframe(styled(pw.table), width="stretch", hide_index=True)
 
 if len(studies) > 1 and preset is None:
     st.header("Convergence × time, pooled across studies")
@@ -268,8 +266,7 @@ if len(studies) > 1 and preset is None:
     except ValueError as e:
         st.error(esc(e, limit=None))
     else:
-        st.dataframe(per, width="stretch", hide_index=True)
-        table_download(per, "pooled_convergence", key="conv_pooled_dl")
+        show_table(per, "pooled_convergence", key="conv_pooled_dl", title="Convergence × time per study")
         if meta is not None:
             show_figure(plots_meta.forest_plot(meta, title="Convergence × time (Model 2)",
                                                xlabel="Standardized coefficient (negative = steeper improvement)"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from analysis import events as ev
@@ -11,6 +10,7 @@ from analysis import plots_events as pe
 from analysis.plots_meta import forest_plot
 from ui import compute, persist
 from ui.downloads import show_figure, table_download
+from ui.events_view import dropout_section, notes, patient_picker, pick, rel_sd, run, table
 from ui.safe import esc
 from ui.state import current, data_banner, has_therapist_ratings
 
@@ -18,7 +18,8 @@ LINK_RUPTURES, LINK_GAINS, LINK_RC = ("/methods#9-ruptures-ruptures-paper-stiles
                                       "/methods#10-sudden-gains-review-tang-and-de-rubeis-1999",
                                       "/methods#11-reliable-and-clinically-significant-change-jacobson-and-truax-1991")
 CRITERIA = ev.CRITERION_LABELS
-SD_LABELS = {"robust": "Robust study-level within-patient SD", "patient": "Patient's own SD",
+SD_LABELS = {"moderated": "Patient's own SD, shrunk toward the study's (moderated t)",
+             "robust": "Robust study-level within-patient SD", "patient": "Patient's own SD",
              "pooled": "Study's pooled within-patient SD", "max": "Larger of patient and pooled SD"}
 RATERS = {"patient": "Patient", "therapist": "Therapist", "both": "Both (same session)"}
 PRE = {"previous": "Session just before the rupture", "last_non_rupture": "Last earlier non-rupture session"}
@@ -27,7 +28,6 @@ ITEM_RULES = {"or": "dip or item", "and": "dip and item", "item": "item alone"}
 KINDS = {"gain": "Sudden gains", "loss": "Sudden losses"}
 BETTER = {"lower": "Lower scores are better (symptoms)", "higher": "Higher scores are better"}
 PAIRING = {"session": "Sessions n and n + 1 by number", "next_observed": "Next observed session"}
-SD_SRC = {"baseline": "Each study's baseline SD (from the data)", "typed": "Type one SD for all studies"}
 CUT_MODE = {"rc": "Reliable change value (r and SD per study)", "typed": "Type the cut-off myself"}
 CUTS = {"none": "No cut-off", "norms": "Compute c from norms", "typed": "Type c myself",
         "scl90": f"Preset: SCL-90-R GSI, German norms, c = {ev.SCL90R_GSI_GERMAN_CUTOFF}"}
@@ -50,60 +50,6 @@ def _persist(data_key: str, defaults: dict) -> None:
         persist.widget(key, default)
 
 
-def _pick(key: str, options, default) -> None:
-    if st.session_state.get(key) not in list(options):
-        st.session_state[key] = default
-
-def _fail(what: str, exc: Exception) -> None:
-    st.error(f"{what} not computed: {esc(exc, limit=600)}")
-
-
-def _run(what: str, spinner: str, fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` under a spinner; on a ValueError say why (``_fail``) and return None."""
-    try:
-        with st.spinner(spinner):
-            return fn(*args, **kwargs)
-    except ValueError as exc:
-        _fail(what, exc)
-        return None
-
-def _table(t: pd.DataFrame, name: str, key: str) -> pd.DataFrame:
-    """A results table with reader labels (percent columns as percentages) and its CSV download."""
-    t = t.assign(**{c: 100 * t[c] for c in t.columns if "(%)" in c})  # shares shown as percentages
-    st.dataframe(t, hide_index=True, width="stretch", key=f"ev_tbl_{key}", column_config={
-        c: st.column_config.NumberColumn(c, format="%.1f") for c in t.columns if "(%)" in c})
-    table_download(t, name, key=f"ev_dl_{key}")
-    return t
-
-
-def _notes(messages) -> None:
-    for msg in messages:
-        st.caption(esc(msg))
-
-
-def _patient(prefix: str, studies, options) -> tuple[str, str | None]:
-    """Study and patient pickers; ``options(study)`` gives (patient, label) pairs."""
-    c1, c2 = st.columns([1, 2])
-    study = c1.selectbox("Study", studies, key=f"{prefix}_study") if len(studies) > 1 else studies[0]
-    labels = dict(options(study))
-    _pick(f"{prefix}_patient", labels, next(iter(labels), None))
-    return study, c2.selectbox("Patient (with an event first)", list(labels), format_func=labels.get,
-                               key=f"{prefix}_patient")
-
-
-def _rel_sd(prefix: str, col, toggle_col, df, studies):
-    """Reliability and SD: one value each, or per study (both tabs; baseline SDs prefilled)."""
-    r = float(col.number_input("Reliability r (your input)", step=0.01, format="%.2f", key=f"{prefix}_r"))
-    src = col.radio("SD", list(SD_SRC), format_func=SD_SRC.get, key=f"{prefix}_sdsrc")
-    sd = float(col.number_input("SD", step=0.1, format="%.3f", key=f"{prefix}_sd")) if src == "typed" else None
-    if len(studies) < 2 or not toggle_col.toggle("Per-study r and SD", key=f"{prefix}_perstudy"):
-        return r, sd
-    base = compute.event_baseline(df)
-    seed = pd.DataFrame({"study": studies, "reliability": r, "sd": [sd or base.get(s) for s in studies]})
-    edited = st.data_editor(seed, hide_index=True, disabled=["study"], key=f"{prefix}_table")
-    return tuple(dict(zip(edited["study"], edited[c].astype(float))) for c in ("reliability", "sd"))
-
-
 def _reset_k() -> None:
     c = ev.RUPTURE_CRITERIA[st.session_state["ev_crit"]]
     st.session_state.update(ev_k=c.k, ev_sd_opt=c.sd, ev_detrend=c.detrend)
@@ -116,9 +62,10 @@ def ruptures_tab(df, studies, raters, items) -> dict | None:
     c1, c2, c3 = st.columns(3)
     crit = c1.selectbox("Criterion", list(CRITERIA), format_func=CRITERIA.get, key="ev_crit", on_change=_reset_k)
     ref = ev.RUPTURE_CRITERIA[crit].reference
-    k = c1.number_input("k: SDs below the expected value", 0.5, 4.0, step=0.1, format="%.2f", key="ev_k")
-    sds = ["robust", "patient"] + (["pooled", "max"] if ref == "all" else [])
-    _pick("ev_sd_opt", sds, ev.RUPTURE_CRITERIA[crit].sd)
+    k = c1.number_input("k: SDs below the expected value (moderated SD: patient-level z, 1.28 = 10% flagged by "
+                        "chance)", 0.5, 4.0, step=0.1, format="%.2f", key="ev_k")
+    sds = (["moderated"] if ref == "other" else []) + ["robust", "patient"] + (["pooled", "max"] if ref == "all" else [])
+    pick("ev_sd_opt", sds, ev.RUPTURE_CRITERIA[crit].sd)
     sd = c2.selectbox("SD", sds, format_func=SD_LABELS.get, key="ev_sd_opt")
     detrend = c2.checkbox("Against the patient's own trend (detrended)", key="ev_detrend")
     rater = c2.radio("Alliance rated by", raters, format_func=RATERS.get, key="ev_rater", horizontal=True)
@@ -132,7 +79,7 @@ def ruptures_tab(df, studies, raters, items) -> dict | None:
         opts |= dict(item=item, item_threshold=float(i1.number_input("Item marks a rupture at or above", value=1.0,
                                                                      key="ev_item_thr")),
                      item_rule=i2.radio("Combine", list(ITEM_RULES), format_func=ITEM_RULES.get, key="ev_item_rule"))
-    ra = _run("Ruptures", "Finding ruptures and the chance reference…", compute.event_ruptures, df, **opts)
+    ra = run("Ruptures", "Finding ruptures and the chance reference…", compute.event_ruptures, df, **opts)
     if ra is None:
         return None
     t = ra.total
@@ -141,12 +88,16 @@ def ruptures_tab(df, studies, raters, items) -> dict | None:
             ("Expected by chance", t.get("chance_expected"), ra.chance.basis if ra.chance else "none here"),
             ("Rupture–repair", t["prev_rupture_repair"], fmt.count(t["n_rupture_repair"]) + " patients"))):
         col.metric(label, fmt.percent(value, 1, na="–"), sub, delta_color="off", delta_arrow="off")
+    if crit == "other_sessions" and ra.chance is not None:
+        st.warning(f"1 SD below own other sessions is a floor below which a dip is not worth a look, not a detector: "
+                   f"by chance alone it would flag {fmt.percent(t.get('chance_expected'), 1, na='–')} of these "
+                   f"patients (observed {fmt.percent(t['prev_rupture'], 1, na='–')}).")
     st.markdown(f"Criterion: {ra.criterion.describe()}. " + ra.summary())
-    _notes(ra.messages)
-    _table(ra.to_frame().rename(columns=ev.TABLE_LABELS), "rupture_prevalence", "prev")
+    notes(ra.messages)
+    table(ra.to_frame().rename(columns=ev.TABLE_LABELS), "rupture_prevalence", "prev")
     show_figure(pe.rupture_prevalence_figure(ra), "rupture_prevalence", key="ev_fig_prev")
     st.subheader("One patient's alliance")
-    study, patient = _patient("ev_rs", studies, ra.patients)
+    study, patient = patient_picker("ev_rs", studies, ra.patients)
     if patient is not None:
         show_figure(pe.rupture_series_figure(ra, study, patient), "alliance_ruptures", key="ev_fig_series")
         st.caption(esc(ra.patient_note(study, patient)))
@@ -166,17 +117,20 @@ def gains_tab(df, studies, raters) -> dict | None:
     mode = c2.radio("Criterion 1: minimum change", list(CUT_MODE), format_func=CUT_MODE.get, key="ev_sg_mode")
     opts = dict(kind=kind, better=better, first_only=bool(c3.checkbox("Only each patient's first event",
                                                                        key="ev_sg_first")),
-                pairing=c3.radio("Consecutive sessions", list(PAIRING), format_func=PAIRING.get, key="ev_sg_pairing"))
+                pairing=c3.radio("Consecutive sessions", list(PAIRING), format_func=PAIRING.get, key="ev_sg_pairing"),
+                convention=c3.radio("Conventions", list(ev.GAIN_CONVENTIONS), format_func=ev.GAIN_CONVENTIONS.get,
+                                    key="ev_sg_conv", help="Published criteria (default) or as the R package "
+                                    "suddengains, to match R results (METHODS §10)"))
     if mode == "typed":
         opts["cutoff"] = float(c2.number_input("Cut-off (score points)", min_value=0.001, step=0.5, key="ev_sg_cut"))
     else:
-        opts["reliability"], opts["sd"] = _rel_sd("ev_sg", c2, c3, df, studies)
-    ga = _run("Sudden gains", "Finding sudden gains…", compute.event_gains, df, **opts)
+        opts["reliability"], opts["sd"] = rel_sd("ev_sg", c2, c3, df, studies)
+    ga = run("Sudden gains", "Finding sudden gains…", compute.event_gains, df, **opts)
     if ga is None:
         return None
     st.markdown(ga.summary())
-    _table(ga.to_frame().rename(columns=ev.TABLE_LABELS), "sudden_events_per_study", "gains")
-    study, patient = _patient("ev_sg", studies, lambda s: ga.patients(
+    table(ga.to_frame().rename(columns=ev.TABLE_LABELS), "sudden_events_per_study", "gains")
+    study, patient = patient_picker("ev_sg", studies, lambda s: ga.patients(
         s, df.loc[df["study"].astype(str) == s, "patient"].astype(str).unique()))
     if patient is not None:
         show_figure(pe.gain_series_figure(df, ga, study, patient), "symptoms_gains", key="ev_fig_gainseries")
@@ -189,12 +143,12 @@ def gains_tab(df, studies, raters) -> dict | None:
     rater = c1.radio("Alliance rated by", [r for r in raters if r != "both"], format_func=RATERS.get,
                      key="ev_ag_rater", horizontal=True)
     std = c2.checkbox("Standardize alliance within each study first (METHODS §2)", key="ev_ag_std")
-    if (res := _run("Alliance around gains", "Alliance around gains…", compute.event_around, df, opts, rater,
+    if (res := run("Alliance around gains", "Alliance around gains…", compute.event_around, df, opts, rater,
                     bool(std))) is None:
         return opts
     aag, traj = res
     st.markdown(aag.summary("SD units" if std else "alliance points"))
-    _notes(aag.messages)
+    notes(aag.messages)
     if aag.n_gain_pairs:
         show_figure(pe.alliance_around_gains_figure(aag), "alliance_around_gains", key="ev_fig_around")
         st.markdown(traj.summary())
@@ -208,7 +162,7 @@ def rc_tab(df, studies) -> None:
                 f"reliably improved and crossing the clinical cut-off c. [Definitions (§11)]({LINK_RC})")
     c1, c2, c3 = st.columns(3)
     method = c1.radio("Method", list(ev.RC_METHODS), format_func=ev.RC_METHODS.get, key="ev_rc_method")
-    r, sd = _rel_sd("ev_rc", c1, c2, df, studies)
+    r, sd = rel_sd("ev_rc", c1, c2, df, studies)
     cmode = c2.radio("Clinical cut-off c", list(CUTS), format_func=CUTS.get, key="ev_rc_cmode")
     opts = dict(reliability=r, sd=sd, method=method)
     if cmode == "norms":
@@ -227,15 +181,15 @@ def rc_tab(df, studies) -> None:
     if cmode != "none" and len(studies) > 1:
         opts["cutoff_studies"] = list(c3.multiselect("Use c in these studies (same instrument only)", studies,
                                                      key="ev_rc_cstudies"))
-    rc = _run("Reliable change", "Classifying reliable change…", compute.event_reliable_change, df, **opts)
+    rc = run("Reliable change", "Classifying reliable change…", compute.event_reliable_change, df, **opts)
     if rc is None:
         return
     st.markdown(rc.summary())
-    _notes(rc.messages)
+    notes(rc.messages)
     tab = rc.to_frame().rename(columns=ev.TABLE_LABELS | {"cutoff": "Cut-off c", "n_patients": "Patients (≥ 2 scores)"})
     if tab["Cut-off c"].isna().all():
         tab = tab.drop(columns=["Recovered (n)", "Recovered (%)", "Cut-off c"])
-    _table(tab, "reliable_change_per_study", "rc")
+    table(tab, "reliable_change_per_study", "rc")
     study = st.selectbox("Study for the figure", studies, key="ev_rc_study") if len(studies) > 1 else studies[0]
     show_figure(pe.reliable_change_figure(rc, study=study), "reliable_change", key="ev_fig_rc")
     table_download(rc.per_patient, "reliable_change_per_patient", key="ev_dl_rcpp", label="Download per patient (CSV)")
@@ -251,24 +205,23 @@ def outcome_tab(df, r_opts, g_opts, multi) -> None:
     opts = g_opts if event == "gain" else r_opts
     if opts is None:
         st.error("Fix the settings in the tab that defines this pattern first.")
-        return
-    out = _run("Relation to outcome", "Relating the pattern to outcome…", compute.event_outcome, df, event,
+        return dropout_section(df, r_opts)
+    out = run("Relation to outcome", "Relating the pattern to outcome…", compute.event_outcome, df, event,
                measure, r_opts or {}, g_opts or {})
     if out is None:
-        return
+        return dropout_section(df, r_opts)
     if event == "repair_groups":
-        _table(out.to_frame(), "outcome_by_repair_group", "groups")
-        _table(out.contrast_frame(), "outcome_repair_contrasts", "contrasts")
-        if not out.has_dropout:
-            st.caption("A 'dropout' (1 = dropped out) or 'last_session' (planned) column adds dropout.")
-        return
+        table(out.to_frame(), "outcome_by_repair_group", "groups")
+        table(out.contrast_frame(), "outcome_repair_contrasts", "contrasts")
+        return dropout_section(df, r_opts)
     st.markdown(out.summary(EVENTS[event].lower()))
-    _table(out.to_frame() if out.meta is not None else out.per_study, f"outcome_by_{event}", "out")
-    _notes(out.messages)
+    table(out.to_frame() if out.meta is not None else out.per_study, f"outcome_by_{event}", "out")
+    notes(out.messages)
     if multi and out.meta is not None and out.meta.k >= 2:
         show_figure(forest_plot(out.meta, title=f"{EVENTS[event]} and symptom change",
                                 xlabel="Effect, with minus without the pattern (negative = more improvement)"),
                     f"outcome_by_{event}_forest", key="ev_fig_forest")
+    dropout_section(df, r_opts)
 
 
 st.title("Ruptures & gains")
@@ -277,16 +230,16 @@ ds = current()
 df = ds["df"]
 studies = sorted(df["study"].astype(str).unique())
 raters = ["patient", "therapist", "both"] if has_therapist_ratings(df) else ["patient"]
-DEFAULTS = {"ev_crit": "default", "ev_k": ev.DEFAULT_K, "ev_sd_opt": "robust", "ev_detrend": True, "ev_rater": "patient",
+DEFAULTS = {"ev_crit": "default", "ev_k": ev.DEFAULT_K, "ev_sd_opt": "moderated", "ev_detrend": True, "ev_rater": "patient",
             "ev_pre": "previous", "ev_rule": "any", "ev_item": "(none)", "ev_item_rule": "or", "ev_sg_kind": "gain",
             "ev_sg_better": "lower", "ev_sg_mode": "rc", "ev_sg_r": 0.90, "ev_sg_sdsrc": "baseline", "ev_sg_sd": 1.0,
-            "ev_sg_cut": 1.0, "ev_sg_first": False, "ev_sg_pairing": "session", "ev_ag_rater": "patient",
+            "ev_sg_cut": 1.0, "ev_sg_first": False, "ev_sg_pairing": "session", "ev_sg_conv": "published", "ev_ag_rater": "patient",
             "ev_ag_std": len(studies) > 1, "ev_rc_method": "JT", "ev_rc_r": 0.90, "ev_rc_sdsrc": "baseline",
             "ev_rc_sd": 1.0, "ev_rc_cmode": "none", "ev_rc_cstudies": list(studies), "ev_out_event": "rupture",
-            "ev_out_measure": "SMD"}
+            "ev_out_measure": "SMD", "ev_do_preds": ["early_alliance", "rupture", "repair"]}
 _persist(ds.get("key", ds["name"]), DEFAULTS)
-_pick("ev_rater", raters, "patient")
-_pick("ev_ag_rater", [r for r in raters if r != "both"], "patient")
+pick("ev_rater", raters, "patient")
+pick("ev_ag_rater", [r for r in raters if r != "both"], "patient")
 st.markdown("Every threshold is your choice; symptoms: higher = more severe; alliance: higher = stronger.")
 t1, t2, t3, t4 = st.tabs([":material/bolt: Ruptures & repairs", ":material/trending_down: Sudden gains",
                           ":material/verified: Reliable change", ":material/target: Relation to outcome"])

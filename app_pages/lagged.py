@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analysis import lagged, plots_lagged
+from analysis import lagged, nickell, plots_lagged
 from analysis.bayes_meta import SmallKOptions
 from analysis.interpret import count_sentence, lagged_effect_sentence
 from ui import compute, few_studies
@@ -13,6 +13,7 @@ from ui.downloads import show_figure, table_download
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel
 from ui.safe import esc
 from ui.state import current, data_banner
+from ui.tables import show_table, styled
 
 st.title("Lagged effects")
 data_banner()
@@ -59,11 +60,10 @@ for direction in options.directions:
                                for s, st_ in zip(d["study"], d["status"])])
     # "warning" fits are valid estimates with notes (e.g. a zero random-intercept variance); say so plainly
     table["status"] = table["status"].map({"ok": "ok", "warning": "ok (see notes)", "failed": "failed"})
-    st.dataframe(table, width="stretch", hide_index=True,
-                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
-                                ("estimate", "se", "CI low", "CI high", "df")} | {
-                     "p": st.column_config.NumberColumn(format="%.4f")})
-    table_download(d, f"per_study_{direction}", key=f"lag_dl_{direction}")
+    show_table(table, f"per_study_{direction}", key=f"lag_dl_{direction}", csv=d,
+               title=f"Per-study lagged coefficients: {DIRECTIONS[direction]}")
+    if note := nickell.attenuation_note([f for (_s, dn), f in res.fits.items() if dn == direction]):
+        st.warning(note)
 
     diag = []
     for (study, dirn), fit in res.fits.items():
@@ -72,7 +72,7 @@ for direction in options.directions:
         g = fit.diagnostics()
         diag.append({"study": study, "median pairs per patient": g["median_pairs"],
                      "ICC of predictor": g["icc_predictor"],
-                     "reliability of person mean": g["reliability_person_mean"],
+                     "reliability of person mean (attenuation factor)": g["reliability_person_mean"],
                      "Nickell bias of prior outcome": g["nickell_bias"] if options.control_prior_outcome else np.nan,
                      "random-intercept variance": g["tau2"], "boundary (τ² ≈ 0)": g["singular"],
                      "converged": g["converged"], "messages": " ".join(fit.messages)})
@@ -81,44 +81,53 @@ for direction in options.directions:
     with st.expander(f"Diagnostics and warnings ({n_warn} {'study' if n_warn == 1 else 'studies'} with notes)",
                      expanded=False):
         st.markdown(
-            "- **Nickell bias**: with few pairs per patient, the person-mean-centered prior outcome is biased "
-            "downward by about −(1 + ρ)/(T − 1).\n"
-            "- **Reliability of the person mean** = n·ICC / (1 + (n − 1)·ICC): low values mean the between part is "
-            "a noisy score and between effects are pulled toward the within effect.\n"
+            "- **Nickell bias**: with few pairs per patient, the within-centered prior outcome is biased "
+            "downward (about −(1 + ρ)/(T − 1) for person-mean centering, about twice that when detrended); the "
+            "value shown is the expected bias on this study's own sessions, pairs and centering.\n"
+            "- **Reliability of the person mean** = n·ICC / (1 + (n − 1)·ICC): the factor by which between "
+            "effects and cross-level interactions are attenuated (below 0.8: more than 20%); a between effect "
+            "is also pulled toward the within effect.\n"
             "- **Boundary**: a random-intercept variance of zero is common in this model; the fixed effects are "
             "still correct (checked against lme4)."
         )
-        st.dataframe(diag, width="stretch", hide_index=True)
-        table_download(diag, f"diagnostics_{direction}", key=f"lag_diag_dl_{direction}")
+        show_table(diag, f"diagnostics_{direction}", key=f"lag_diag_dl_{direction}", manuscript=False)
 
 if draw(find(SmallKOptions, "one_stage"), "lag_one_stage"):
     few_studies.one_stage_section(df, options, res, DIRECTIONS, "Within-patient lagged coefficient")
 
 with st.expander("All coefficients of every study model"):
-    st.dataframe(ps, width="stretch", hide_index=True)
-    table_download(ps, "all_coefficients", key="lag_all_dl")
+    show_table(ps, "all_coefficients", key="lag_all_dl", manuscript=False)
 
 with st.expander("How many pairs each pairing mode yields"):
-    st.dataframe(compute.pairing_counts(df, options), width="stretch", hide_index=True)
+    st.dataframe(styled(compute.pairing_counts(df, options)), width="stretch", hide_index=True)
 
 st.header("What went into the model")
 st.caption("For one patient: the raw series, the value the centering subtracts, the within deviations, and the "
            "outcome each session is paired with.")
-c1, c2, c3 = st.columns(3)
-studies = sorted(df["study"].astype(str).unique())
-study = c1.selectbox("Study", studies, key="lag_view_study")
-direction = c2.selectbox("Direction", list(options.directions), format_func=DIRECTIONS.get, key="lag_view_dir")
-rows = compute.prepare(df[df["study"] == study], options, direction)
-patients = sorted(rows["patient"].astype(str).unique()) if len(rows) else []
-if not patients:
-    st.info("No model rows for this study with the current options.")
-else:
-    patient = c3.selectbox("Patient", patients, key="lag_view_patient")
-    view = lagged.patient_view(df[df["study"] == study], options, direction, patient, study)
-    show_figure(plots_lagged.patient_series_figure(view), "patient_series", key="lag_patient")
-    st.dataframe(rows[rows["patient"] == patient], width="stretch", hide_index=True)
-    table_download(rows, f"model_rows_{study}_{direction}", key="lag_rows_dl",
-                   label="Download this study's model rows (CSV)")
+
+
+@st.fragment
+def model_rows():
+    """One patient's model rows. A fragment: picking a study, direction or patient reruns only this part
+    (issue 24)."""
+    c1, c2, c3 = st.columns(3)
+    studies = sorted(df["study"].astype(str).unique())
+    study = c1.selectbox("Study", studies, key="lag_view_study")
+    direction = c2.selectbox("Direction", list(options.directions), format_func=DIRECTIONS.get, key="lag_view_dir")
+    rows = compute.prepare(df, study, options, direction)
+    patients = sorted(rows["patient"].astype(str).unique()) if len(rows) else []
+    if not patients:
+        st.info("No model rows for this study with the current options.")
+    else:
+        patient = c3.selectbox("Patient", patients, key="lag_view_patient")
+        view = lagged.patient_view(df[df["study"] == study], options, direction, patient, study)
+        show_figure(plots_lagged.patient_series_figure(view), "patient_series", key="lag_patient")
+        st.dataframe(styled(rows[rows["patient"] == patient]), width="stretch", hide_index=True)
+        table_download(rows, f"model_rows_{study}_{direction}", key="lag_rows_dl",
+                       label="Download this study's model rows (CSV)")
+
+
+model_rows()
 
 from ui.decomposition_view import lagged_page_sections  # noqa: E402
 

@@ -18,6 +18,7 @@ from ui.downloads import show_figure, table_download
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel, pooling_panel
 from ui.safe import esc, esc_frame
 from ui.state import current, data_banner
+from ui.tables import show_table
 
 STORE = "scr_store"  # plain dict: the uploaded file survives switching pages (widget values: ui.persist)
 MARK = {"pass": "✓\u00a0pass", "caution": "⚠\u00a0caution", "fail": "✗\u00a0fail"}
@@ -194,11 +195,7 @@ def main() -> None:
                      "N patients": f.n_patients, "N pairs": f.n_pairs, "Fit": FIT_STATUS.get(f.status, f.status)})
     if rows:
         coef = pd.DataFrame(rows)
-        st.dataframe(coef, width="stretch", hide_index=True,
-                     column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                    for c in ("Estimate", "SE", "CI low", "CI high")}
-                     | {"p": st.column_config.NumberColumn(format="%.4f")})
-        table_download(coef, f"screening_coefficients_{label}", key="scr_dl_coef")
+        show_table(coef, f"screening_coefficients_{label}", key="scr_dl_coef", title="Lagged coefficients")
         for d in dirs:
             e, f = effects[d], fits.get(d)
             if e is not None:
@@ -225,8 +222,7 @@ def main() -> None:
         k_note = f"The collection's models could not be run with these options: {esc(e, limit=800)}"
     if res is not None:
         for d in dirs:
-            m = res.pooled.get(d)
-            collection_refs[d] = screening.collection_reference(m, exclude=exclude) if m is not None else None
+            collection_refs[d] = compute.collection_reference(coll, options, d, exclude)
     usable = {d: r for d, r in collection_refs.items() if r is not None}
     if res is not None and not usable:
         k_all = max((m.k for m in res.pooled.values()), default=0)

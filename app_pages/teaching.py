@@ -7,7 +7,7 @@ import streamlit as st
 
 from analysis import plots_teaching
 from analysis import teaching as tg
-from ui import compute
+from ui import compute, jobs
 from ui.downloads import show_figure, table_download
 from ui.persist import TEACHING, url_params
 
@@ -97,7 +97,6 @@ params = tg.TeachingParams(
 with body:
     with st.spinner("Simulating and fitting…"):
         data, est, scatter = compute.teaching_sample(params)
-        rep = compute.teaching_replication(params)
 
     st.caption(
         f"This simulation: {est.n_patients} patients with a usable pair, {est.n_pairs:,} session pairs "
@@ -123,9 +122,14 @@ with body:
         st.warning(m)
     if not present:
         _show(plots_teaching.estimates_figure(est), "teaching_estimates", key="teach_estimates")
+    # the replications and the Nickell curve run off the page's thread (ui/jobs.py): a slider redraws the
+    # estimates at once, and these follow when ready (issue 24)
+    rep = jobs.run(tg.replicate, params.replace(seed=1), n_rep=compute.TEACHING_REPLICATIONS, start=True,
+                   widget="teach_rep", label="Simulating the same settings with other seeds…")
     st.markdown(tg.estimates_sentence(est, replication=rep))
-    st.caption(f"Chance or bias? The same settings were simulated {rep.n_rep} more times (other seeds): "
-               + rep.summary())
+    if rep is not None:
+        st.caption(f"Chance or bias? The same settings were simulated {rep.n_rep} more times (other seeds): "
+                   + rep.summary())
     st.markdown(tg.between_sentence(est, control))
 
     frame = est.to_frame()
@@ -179,15 +183,16 @@ with body:
         "correlation, autoregression and seed, fitted with prior symptoms controlled. Grey: the within "
         "alliance → symptoms estimate minus its truth, which is biased much less."
     )
-    with st.spinner("Simulating one study per number of sessions…"):
-        curve = compute.teaching_nickell(params.replace(n_sessions=10, n_patients=300, missing=0.0,
-                                                        control_prior=True))
-    _show(plots_teaching.nickell_figure(curve, params.autoregression), "teaching_nickell_bias",
-                key="teach_nickell")
-    st.markdown(tg.nickell_sentence(curve, params.autoregression))
-    st.caption(
-        "T in the formula is the number of pairs per patient (sessions − 1), as in Methods §5. It is a "
-        "large-sample approximation: from about 8 sessions on it is close; with fewer sessions the real bias lies "
-        "between the formula with T = pairs and with T = sessions (dotted: click its legend entry)."
-    )
-    table_download(curve, "teaching_nickell_curve", key="teach_dl_nickell")
+    curve = jobs.run(tg.nickell_curve, params.replace(n_sessions=10, n_patients=300, missing=0.0, control_prior=True),
+                     compute.NICKELL_SESSIONS, n_patients=compute.NICKELL_PATIENTS, start=True,
+                     widget="teach_nickell", label="Simulating one study per number of sessions…")
+    if curve is not None:
+        _show(plots_teaching.nickell_figure(curve, params.autoregression), "teaching_nickell_bias",
+              key="teach_nickell")
+        st.markdown(tg.nickell_sentence(curve, params.autoregression))
+        st.caption(
+            "T in the formula is the number of pairs per patient (sessions − 1), as in Methods §5. It is a "
+            "large-sample approximation: from about 8 sessions on it is close; with fewer sessions the real bias "
+            "lies between the formula with T = pairs and with T = sessions (dotted: click its legend entry)."
+        )
+        table_download(curve, "teaching_nickell_curve", key="teach_dl_nickell")

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -38,6 +39,8 @@ def app_server(timeout: float = 120.0, log: Path | None = None):
         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
+    if threading.current_thread() is threading.main_thread():  # `timeout` or kill: still stop the server
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         deadline = time.time() + timeout
         while True:

@@ -22,6 +22,7 @@ class Student:
         self.ws = None
         self.elements: dict[str, object] = {}  # widget key -> element proto (radio etc.)
         self.plot_specs: list[str] = []
+        self.errors: list[str] = []  # exceptions the last run showed
         self.widget_states: dict[str, object] = {}
 
     async def __aenter__(self):
@@ -33,15 +34,17 @@ class Student:
     async def __aexit__(self, *exc):
         await self.ws.close()
 
-    async def run(self, page_name: str, widgets: list | None = None, timeout: float = 300.0) -> None:
-        """Run the script for ``page_name`` and collect what it sends until the run finishes."""
+    async def run(self, page_name: str, widgets: list | None = None, timeout: float = 300.0,
+                  query: str = "") -> None:
+        """Run the script for ``page_name`` (``query``: the URL's query string, e.g. options of a shared link)
+        and collect what it sends until the run finishes."""
         msg = BackMsg()
         cs = msg.rerun_script
         cs.page_name = page_name
-        cs.query_string = ""
+        cs.query_string = query
         for w in widgets or []:
             cs.widget_states.widgets.append(w)
-        self.plot_specs = []
+        self.plot_specs, self.errors = [], []
         await self.ws.send(msg.SerializeToString())
         async with asyncio.timeout(timeout):
             while True:
@@ -55,6 +58,8 @@ class Student:
                         self.plot_specs.append(el.plotly_chart.spec)
                     elif which == "radio":
                         self.elements[el.radio.id] = el.radio
+                    elif which == "exception":
+                        self.errors.append(el.exception.message)
                 elif kind == "script_finished":
                     return
 

@@ -77,6 +77,75 @@ def ipd() -> dict:
     }
 
 
+# Planted events of the within/between demo (issue 22, METHODS §9/§10): in the observed metric, after
+# simulation, so that their size is known in the units the page's default criteria use.
+RUPTURE_SHARE, GAIN_SHARE = 0.12, 0.12
+RUPTURE_OWN_SD = 5.0  # a rupture dip = 5 x the patient's own SD around their straight line
+GAIN_X_CUTOFF = 1.3  # a sudden gain = 1.3 x the default criterion-1 cut-off (r = .90, baseline SD)
+ALLIANCE_RISE_OWN_SD = 2.0  # alliance at the postgain session: + 2 x the patient's own SD (a rise, then back)
+
+
+def _own_sd(s: pd.DataFrame, col: str) -> float:
+    """SD of a patient's residuals around their own least-squares line (ddof = 2)."""
+    x, y = s["session"].to_numpy(float), s[col].to_numpy(float)
+    ok = np.isfinite(y)
+    b = np.polyfit(x[ok], y[ok], 1)
+    return float(np.sqrt(np.sum((y[ok] - np.polyval(b, x[ok])) ** 2) / (ok.sum() - 2)))
+
+
+def plant_icbt_events(d: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Plant ruptures (own-SD units), sudden gains (detectable by the defaults) and an alliance rise after gains.
+
+    Ruptures: in RUPTURE_SHARE of the patients one observed session s (3rd to 9th) drops by RUPTURE_OWN_SD x the
+    patient's own alliance SD; half of them are repaired (only session s drops), in the others the level stays
+    lowered by half the dip from s on. Gains: in GAIN_SHARE of the other patients symptoms fall by GAIN_X_CUTOFF x
+    the default cut-off 1.96·√2·SD_baseline·√(1 − .90) from a postgain session n + 1 (n from 3 to 9, both n
+    and n + 1 observed) on, and alliance rises by ALLIANCE_RISE_OWN_SD x the patient's own alliance SD at n + 1
+    (seed 002: alliance rises after a gain; a one-session rise, so that the demo keeps seed 004's pattern of no
+    within-person symptoms → alliance effect).
+    Scores stay within the instruments' ranges (SPIN 0-68, WAI-SR 12-60).
+    """
+    rng = np.random.default_rng(seed)
+    d = d.copy()
+    pats = np.array(sorted(d["patient"].unique()))
+    order = rng.permutation(len(pats))
+    n_r, n_g = round(RUPTURE_SHARE * len(pats)), round(GAIN_SHARE * len(pats))
+    rupt, gain = pats[order[:n_r]], pats[order[n_r:n_r + n_g]]
+    first = d.sort_values("session").groupby("patient")["symptoms"].first()
+    cutoff = 1.96 * np.sqrt(2) * first.std(ddof=1) * np.sqrt(1 - 0.90)
+    rows = []
+    for i, p in enumerate(rupt):
+        m = d["patient"] == p
+        s = d[m]
+        sd = _own_sd(s, "alliance")
+        ses = int(rng.choice(s.loc[s["session"].between(3, 9) & s["alliance"].notna(), "session"]))
+        repaired = i % 2 == 0
+        drop = RUPTURE_OWN_SD * sd
+        d.loc[m & (d["session"] == ses), "alliance"] -= drop
+        if not repaired:
+            d.loc[m & (d["session"] > ses), "alliance"] -= drop / 2
+        rows.append({"study": "ICBT trial", "patient": p, "event": "rupture", "session": ses, "repaired": repaired,
+                     "size": drop})
+    for p in gain:
+        m = d["patient"] == p
+        s = d[m].set_index("session")
+        ok = [n for n in range(3, 10) if n in s.index and n + 1 in s.index
+              and np.isfinite(s.loc[n, "symptoms"]) and np.isfinite(s.loc[n + 1, "symptoms"])]
+        n = int(rng.choice(ok))
+        rise = ALLIANCE_RISE_OWN_SD * _own_sd(d[m], "alliance")
+        d.loc[m & (d["session"] > n), "symptoms"] -= GAIN_X_CUTOFF * cutoff
+        d.loc[m & (d["session"] == n + 1), "alliance"] += rise
+        rows.append({"study": "ICBT trial", "patient": p, "event": "sudden_gain", "session": n + 1, "repaired": None,
+                     "size": GAIN_X_CUTOFF * cutoff})
+    d["symptoms"] = d["symptoms"].round(0).clip(0, 68)  # the instruments' whole-number metric
+    d["alliance"] = d["alliance"].round(0).clip(12, 60)
+    events = pd.DataFrame(rows).sort_values(["event", "patient"]).reset_index(drop=True)
+    planted = {"planted_rupture_share": n_r / len(pats), "planted_gain_share": n_g / len(pats),
+               "planted_rupture_own_sd": RUPTURE_OWN_SD, "planted_gain_points": GAIN_X_CUTOFF * cutoff,
+               "planted_gain_default_cutoff": cutoff, "planted_alliance_rise_own_sd": ALLIANCE_RISE_OWN_SD}
+    return d, events, planted
+
+
 def icbt() -> dict:
     # seed 004's pattern: within-person alliance → next-week symptoms negative, patient means positively
     # associated, no within-person symptoms → alliance effect; weekly changes and SDs of Table 1's size
@@ -99,19 +168,19 @@ def icbt() -> dict:
         alliance_instrument=Instrument("WAI-SR (12-60)", 44.0, 10.0, 12, 60, 0),
         symptom_instrument=Instrument("SPIN (0-68)", 37.0, 11.0, 0, 68, 0),
         missing_sessions=0.073,
-        plant_ruptures=0.12,
-        plant_gains=0.12,
         seed=182,
     )
-    sim.data.to_csv(OUT / "icbt_within_between.csv", index=False)
-    sim.events.to_csv(OUT / "icbt_planted_events.csv", index=False)
+    data, events, planted = plant_icbt_events(sim.data, seed=183)
+    data.to_csv(OUT / "icbt_within_between.csv", index=False)
+    events.to_csv(OUT / "icbt_planted_events.csv", index=False)
     t = {k: v for k, v in sim.truth.items() if k != "within_cov"}
+    t.update(planted)
     t.update(file="icbt_within_between.csv",
              design="one ICBT-like trial, 182 patients, 11 weekly measurements, ~7% missing weeks; "
                     "within-person alliance -> next-week symptoms negative, between-person association of "
                     "the means positive, no within-person symptoms -> alliance effect; weekly changes of the "
-                    "size of seed 004 Table 1; 12% of patients with a planted alliance rupture and 12% with "
-                    "a planted sudden gain",
+                    "size of seed 004 Table 1; planted alliance ruptures (3.5 x the patient's own SD) and "
+                    "sudden gains (1.5 x the default cut-off) followed by an alliance rise (see planted_*)",
              alliance_trend_latent_per_session=0.02, symptom_trend_latent_per_session=-0.15,
              sd_within_innovation=sd_within, planted_events="icbt_planted_events.csv")
     return t

@@ -121,7 +121,9 @@ def text_boxes(fj: dict, width: float) -> list[Box]:
     """Pixel boxes of every annotation and text-trace point of figure JSON ``fj`` drawn ``width`` px wide."""
     f = _Frame(fj, width)
     boxes: list[Box] = []
-    for a in f.lay.get("annotations", []):
+    from analysis.plots_meta import cell_annotations
+
+    for a in cell_annotations(f.lay.get("annotations", [])):  # a forest's text blocks: one box per cell
         lines, bold = _plain(str(a.get("text", "")))
         size = (a.get("font") or {}).get("size", f.font)
         w = max(measure(ln, size, bold) for ln in lines)

@@ -78,6 +78,11 @@ def test_preset_loads_demo_sets_options_and_shows_the_papers_pattern():
     assert t.loc[("total", "predictor"), "estimate"] < 0 and t.loc[("total", "predictor"), "pvalue"] < 0.05
     assert t.loc[("within", "within"), "estimate"] < 0
     assert t.loc[("between", "between"), "estimate"] > 0 and t.loc[("between", "between"), "pvalue"] < 0.05
+    # seed 004's between model as published (session rows) beside the OLS, labelled, with why the df are odd
+    assert t.loc[("between_sessions", "between"), "estimate"] > 0
+    shown = [m.value for m in at.markdown if "Between, as the paper fitted it" in m.value]
+    assert shown and "df not defined" in shown[0] and "OLS of the person means" in shown[0]
+    assert any("t(130.53)" in c.value for c in at.caption)
     # switching to the IPD preset sets its options (cross-level interaction, window 1-7)
     at.selectbox(key="preset_choice").set_value("ipd_ma_000").run()
     at.button(key="preset_apply").click().run()

@@ -58,7 +58,8 @@ def test_ipd_demo_observed_vs_chance_and_options():
     # prevalence, alliance series, symptoms, around gains, trajectory, Jacobson–Truax, forest
     assert len(at.get("plotly_chart")) >= 7
     assert at.selectbox(key="ev_crit").value == "default"
-    assert at.number_input(key="ev_k").value == pytest.approx(2.5)
+    assert at.number_input(key="ev_k").value == pytest.approx(ev.DEFAULT_K)
+    assert at.selectbox(key="ev_sd_opt").value == "moderated"
     prev = _prevalence(at)
     assert prev["Study"].iloc[-1] == "All studies"
     # observed beside the chance reference, in the table, the metrics and the sentence
@@ -75,6 +76,13 @@ def test_ipd_demo_observed_vs_chance_and_options():
     assert not at.exception
     strict = _prevalence(at)
     assert strict["Rupture (n)"].iloc[-1] < prev["Rupture (n)"].iloc[-1]
+
+    # the 1-SD floor: its chance rate beside it, named a floor, not a detector
+    at.selectbox(key="ev_crit").set_value("other_sessions").run()
+    assert not at.exception and not at.error
+    floor = [w.value for w in at.warning if "a floor" in w.value]
+    assert len(floor) == 1 and "by chance alone it would flag" in floor[0]
+    assert _prevalence(at).iloc[-1]["Expected by chance (%)"] > 50
 
     # the earlier published-style criterion flags far more patients than its chance reference allows
     at.selectbox(key="ev_crit").set_value("mean_sd").run()
@@ -255,3 +263,26 @@ def test_a_link_naming_only_the_criterion_opens_that_criterion_as_published():
     assert at.checkbox(key="ev_detrend").value == c.detrend
     assert (c.k, c.sd, c.detrend) != (ev.RUPTURE_CRITERIA["default"].k, ev.RUPTURE_CRITERIA["default"].sd,
                                       ev.RUPTURE_CRITERIA["default"].detrend)
+
+
+def test_dropout_models_and_sudden_gain_conventions_on_the_page():
+    """Data with a dropout column: the Relation-to-outcome tab shows the logistic and Cox dropout models
+    (per study and pooled); the sudden-gain tab switches to the suddengains convention (issue 22 #6, #7)."""
+    from analysis.events.dropout import simulate_dropout_data
+
+    d = simulate_dropout_data(2, 80, 9, seed=4)
+    d["symptoms"] = (30 + 6 * d["symptoms"]).clip(0).round()  # a raw symptom scale (sudden gains need ≥ 0)
+    at = _open_events({"df": d, "name": "Dropout trial", "source": "upload", "notes": []})
+    table = next(x.value for x in at.dataframe if "Odds / hazard ratio" in x.value.columns)
+    assert set(table["model"]) == {"logistic", "cox"}
+    cox = table[(table["model"] == "cox") & (table["study"] == "Pooled")].iloc[0]
+    assert cox["Odds / hazard ratio"] < 1  # lower current alliance → faster dropout (the simulated truth)
+    assert "hazard ratio per SD of the current alliance" in _markdown(at)
+    assert any("Ruptures and repairs need sessions" in c.value for c in at.caption)
+    at.multiselect(key="ev_do_preds").set_value(["early_alliance"]).run()
+    assert not at.exception and not at.error
+    assert set(next(x.value for x in at.dataframe if "Odds / hazard ratio" in x.value.columns)["term"]) == {
+        "early_alliance", "alliance"}
+    assert at.radio(key="ev_sg_conv").value == "published"
+    at.radio(key="ev_sg_conv").set_value("suddengains").run()
+    assert not at.exception and not at.error

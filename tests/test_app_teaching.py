@@ -21,6 +21,23 @@ def _open_teaching() -> AppTest:
     at.switch_page("app_pages/teaching.py")
     at.run()
     assert not at.exception, [e.message for e in at.exception]
+    return _settle(at)
+
+
+def _settle(at: AppTest) -> AppTest:
+    """The replications and the Nickell curve run off the script thread (ui/jobs.py); a browser reruns the
+    page when they finish: here, wait for them and run again."""
+    from ui import jobs
+
+    for _ in range(3):
+        pending = [at.session_state[k] for k in ("_job_teach_rep", "_job_teach_nickell") if k in at.session_state]
+        pending = [j for j in pending if j is not None and not j.done]
+        if not pending and not at.get("progress"):
+            break
+        for j in pending:
+            jobs.wait(j, 120)
+        at.run()
+    assert not at.get("progress")
     return at
 
 
@@ -59,6 +76,7 @@ def test_moving_sliders_changes_estimates_and_truth():
     before = _sentence(at, "The within-patient estimate")
     w0 = _number_after(before, "The within-patient estimate")
     at.slider(key="teach_within").set_value(0.3).run()
+    _settle(at)
     assert not at.exception
     after = _sentence(at, "The within-patient estimate")
     assert after != before
@@ -69,6 +87,7 @@ def test_moving_sliders_changes_estimates_and_truth():
 
     nickell_before = _sentence(at, "True autoregression")
     at.slider(key="teach_ar").set_value(0.6).run()
+    _settle(at)
     assert "ρ = 0.60" in _sentence(at, "True autoregression") != nickell_before
 
 
@@ -76,12 +95,14 @@ def test_control_checkbox_changes_the_between_truth_and_seed_changes_the_sample(
     at = _open_teaching()
     assert "noisy score" in _sentence(at, "Patients whose average alliance")
     at.checkbox(key="teach_control").check().run()
+    _settle(at)
     assert not at.exception
     s = _sentence(at, "With prior symptoms in the model")
     assert "true value here is 0" in s
     assert at.table[0].value.loc["Between-patient (person means)", "True value"] == "0.00"
     before = _sentence(at, "The within-patient estimate")
     at.number_input(key="teach_seed").set_value(2).run()
+    _settle(at)
     assert _sentence(at, "The within-patient estimate") != before
 
 
@@ -89,6 +110,7 @@ def test_presentation_mode_moves_settings_beside_figures_and_enlarges_text():
     at = _open_teaching()
     assert any(s.key == "teach_within" for s in at.sidebar.slider)
     at.toggle(key="teach_present").set_value(True).run()
+    _settle(at)
     assert not at.exception, [e.message for e in at.exception]
     assert not any(s.key == "teach_within" for s in at.sidebar.slider)  # settings left the sidebar
     assert any(s.key == "teach_within" for s in at.main.slider)
@@ -103,6 +125,7 @@ def test_systematic_miss_is_not_called_chance_on_the_page():
     at.checkbox(key="teach_control").set_value(False)
     at.slider(key="teach_within").set_value(0.4)
     at.slider(key="teach_ar").set_value(0.7).run()
+    _settle(at)
     assert not at.exception, [e.message for e in at.exception]
     body = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
     assert "c_AS" not in body

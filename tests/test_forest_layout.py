@@ -10,7 +10,7 @@ import pytest
 from figure_layout import figure_json, measure, overlapping, text_boxes
 
 from analysis.meta import random_effects
-from analysis.plots_meta import forest_plot, paired_forest_plot
+from analysis.plots_meta import cell_annotations, forest_plot, paired_forest_plot
 from analysis.plots_screening import screening_forest
 from analysis.screening import Effect, collection_reference
 
@@ -73,11 +73,11 @@ def test_screening_forest_columns_never_overlap(width):
 def test_a_over_b_is_explained_and_names_both_directions():
     a, b = _pair()
     fj = figure_json(paired_forest_plot(a, b, titles=("Alliance → symptoms", "Symptoms → alliance")))
-    notes = " ".join(x["text"] for x in fj["layout"]["annotations"])
+    notes = " ".join(x["text"] for x in cell_annotations(fj["layout"]["annotations"]))
     assert "N pairs (A / B)" in notes
     assert "A (Alliance → symptoms)" in notes and "B (Symptoms → alliance)" in notes
     # the same letters head the two groups of estimate columns
-    groups = [x["text"] for x in fj["layout"]["annotations"] if x.get("name") == "Group title"]
+    groups = [x["text"] for x in cell_annotations(fj["layout"]["annotations"]) if x.get("name") == "Group title"]
     assert groups == ["<b>A: Alliance → symptoms</b>", "<b>B: Symptoms → alliance</b>"]
 
 
@@ -85,7 +85,7 @@ def test_equal_pair_counts_need_no_a_over_b():
     a = random_effects([0.1, 0.2, 0.3], [0.01, 0.02, 0.01], labels=["x", "y", "z"], n_patients=[5, 6, 7],
                        n_pairs=[20, 30, 40])
     fj = figure_json(paired_forest_plot(a, a))
-    texts = " ".join(x["text"] for x in fj["layout"]["annotations"])
+    texts = " ".join(x["text"] for x in cell_annotations(fj["layout"]["annotations"]))
     assert "(A / B)" not in texts and "N pairs" in texts
 
 
@@ -105,12 +105,12 @@ def test_n_pairs_that_only_repeat_n_patients_are_not_shown():
     # early alliance → outcome: one row per patient, so "pairs" = patients
     res = random_effects([0.1, -0.2, 0.05], [0.01, 0.02, 0.015], labels=["s1", "s2", "s3"],
                          n_patients=[40, 55, 61], n_pairs=[40, 55, 61])
-    texts = [x["text"] for x in figure_json(forest_plot(res))["layout"]["annotations"]]
+    texts = [x["text"] for x in cell_annotations(figure_json(forest_plot(res))["layout"]["annotations"])]
     assert "<b>N patients</b>" in texts
     assert not any("N pairs" in t for t in texts)
     lag = random_effects([0.1, -0.2, 0.05], [0.01, 0.02, 0.015], labels=["s1", "s2", "s3"],
                          n_patients=[40, 55, 61], n_pairs=[400, 550, 610])
-    texts = [x["text"] for x in figure_json(forest_plot(lag, show_pairs=False))["layout"]["annotations"]]
+    texts = [x["text"] for x in cell_annotations(figure_json(forest_plot(lag, show_pairs=False))["layout"]["annotations"])]
     assert not any("N pairs" in t for t in texts)
 
 
@@ -162,7 +162,7 @@ def test_estimate_column_shares_one_number_of_decimals():
     rows = [ForestRow("A", -0.22, -0.30, -0.13), ForestRow("B", -0.049, -0.083, -0.014),
             ForestRow("C", 0.004, -0.0008, 0.0091)]
     fig = forest_panels_figure([ForestPanel(studies=tuple(rows), summary=(-0.09, -0.15, -0.03))])
-    cells = [a.text for a in fig.layout.annotations if "[" in str(a.text) and "CI" not in str(a.text)]
+    cells = [a["text"] for a in cell_annotations(fig.to_plotly_json()["layout"]["annotations"]) if "[" in str(a["text"]) and "CI" not in str(a["text"])]
     assert len(cells) == 4, cells
     decimals = {len(m) for c in cells for m in re.findall(r"\d\.(\d+)", c)}
     assert decimals == {2}, cells

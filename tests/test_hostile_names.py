@@ -63,7 +63,10 @@ def markdown_texts(node, where: str = ""):
 
 
 # In plotly text only these simple tags are markup we write ourselves; any other "<" is a user's
-PLOTLY_MARKUP = re.compile(r"<(?!/?(?:b|i|em|sup|sub|br|extra)\s*/?>)", re.IGNORECASE)
+# (the forest's text blocks style their lines with one exact span form: a size in px and a hex colour)
+PLOTLY_MARKUP = re.compile(r"<(?!/?(?:b|i|em|sup|sub|br|extra)\s*/?>"
+                           r'|span style="font-size:\d+(?:\.\d+)?px(?:;color:#[0-9a-fA-F]{3,8})?">|/span>)',
+                           re.IGNORECASE)
 
 
 def _json_strings(obj, path=""):

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis import formatting as fmt
 from analysis import plots_convergence as pc
 from analysis.convergence import dyad_scores, dyadic_model, growth_models, models_table, trajectories
 from analysis.simulate import simulate_dyads
@@ -95,7 +96,7 @@ def test_dyad_trajectories_lines_band_and_titles():
     fig = pc.dyad_trajectories_figure(s1, scores=dyad_scores(s1))
     j = _json(fig)
     # A: convergence +1, B: −0.4 (crossing lines), D: +0.5
-    assert [a["text"] for a in j["layout"]["annotations"]] == ["A<br>conv. 1", "B<br>conv. -0.4", "D<br>conv. 0.5"]
+    assert [a["text"] for a in j["layout"]["annotations"]] == ["A<br>conv. 1.00", "B<br>conv. \u22120.40", "D<br>conv. 0.50"]
     # per dyad: T fitted, P fitted (filled to T: the band is D̂), P markers, T markers
     assert [t["name"] for t in j["data"]][:4] == ["T fitted", "P fitted (band = fitted discrepancy)",
                                                   "Patient (P)", "Therapist (T)"]
@@ -119,7 +120,7 @@ def test_dyad_trajectories_lines_band_and_titles():
                                [4, 5, 6, 7], atol=1e-12)
     # explicit selection, and a seeded sample of n dyads
     only = _json(pc.dyad_trajectories_figure(s1, patients=["B", "nobody"], scores=dyad_scores(s1)))
-    assert [a["text"] for a in only["layout"]["annotations"]] == ["B<br>conv. -0.4"]
+    assert [a["text"] for a in only["layout"]["annotations"]] == ["B<br>conv. \u22120.40"]
     a = _json(pc.dyad_trajectories_figure(s1, n=2, seed=3, scores=dyad_scores(s1)))["layout"]["annotations"]
     b = _json(pc.dyad_trajectories_figure(s1, n=2, seed=3, scores=dyad_scores(s1)))["layout"]["annotations"]
     assert len(a) == 2 and a == b
@@ -169,7 +170,7 @@ def test_discrepancy_figure_observed_means_and_model_line():
     x, y = _arr(line["x"]), _arr(line["y"])
     assert x[0] == 1 and x[-1] == 6
     np.testing.assert_allclose(y, fx["role"] + fx["role:time"] * (x - 1), rtol=1e-12)
-    assert f"{fx['role:time']:.3g}" in line["name"]
+    assert fmt.num(fx['role:time'], 3) in line["name"]  # the one formatting rule (true minus)
 
 
 def test_symptom_growth_lines_and_observed_means():

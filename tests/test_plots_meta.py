@@ -12,6 +12,7 @@ from figure_layout import decode as _decode
 
 from analysis.meta import leave_one_out, random_effects
 from analysis.plots_meta import (
+    cell_annotations,
     forest_plot,
     funnel_plot,
     leave_one_out_plot,
@@ -39,7 +40,7 @@ def _trace(fj, name):
 
 
 def _annotations(fj, name):
-    return [a for a in fj["layout"].get("annotations", []) if a.get("name") == name]
+    return [a for a in cell_annotations(fj["layout"].get("annotations", [])) if a.get("name") == name]
 
 
 def _column(fj, name):
@@ -230,3 +231,28 @@ def test_leave_one_out_plot_rejects_other_tables():
 
     with pytest.raises(ValueError, match="leave_one_out"):
         leave_one_out_plot(pd.DataFrame({"a": [1]}))
+
+
+def test_a_large_forest_draws_each_text_column_as_one_block():
+    """Issue 24: a 200-study forest as ~1,000 annotations took chromium seconds; one multi-line block per
+    column (line spacing = one row) draws the same cells, each on its study's row, and survives the sink."""
+    from analysis.export import safe_figure
+
+    rng = np.random.default_rng(4)
+    k = 200
+    labels = [f"Study <{i}>" for i in range(k)]
+    res = random_effects(rng.normal(0.1, 0.1, k), rng.uniform(0.002, 0.01, k), labels=labels,
+                         n_patients=list(rng.integers(20, 400, k)), n_pairs=list(rng.integers(100, 3000, k)))
+    fj = _json(safe_figure(forest_plot(res)))
+    raw = fj["layout"]["annotations"]
+    assert len(raw) < 30  # 5 columns × (header + block) + summary rows and footers
+    assert "&lt;span" not in json.dumps(raw)  # the block's own markup is not escaped by safe_figure
+    rows = fj["layout"]["meta"]["y_rows"]
+    col = _column(fj, "Study label")
+    assert [col[y] for y in rows] == [f"Study <{i}>" for i in range(k)]  # user text stays text
+    est = _column(fj, "Estimate")
+    assert len([y for y in rows if y in est]) == k
+    # one block's lines are one row (24 px) apart: plotly's line spacing is 1.3 em of the block's font
+    block = next(a for a in raw if a.get("name") == "Study label" and "<br>" in a["text"])
+    assert block["font"]["size"] * 1.3 == pytest.approx(24)
+    assert block["text"].count("<br>") == k - 1

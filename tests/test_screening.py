@@ -16,6 +16,7 @@ import pytest
 
 from analysis.lagged import LagOptions, fit_study
 from analysis.meta import random_effects
+from analysis.plots_meta import cell_annotations
 from analysis.plots_screening import NEW_COLOR, screening_forest
 from analysis.screening import (
     THRESHOLDS,
@@ -396,7 +397,7 @@ def test_figure_places_the_new_study_at_its_estimate_and_flags_the_pi():
     assert "A → S" in verdicts[0] and "inside the 95% prediction interval" in verdicts[0]
     assert "S → A" in verdicts[1] and "outside the 95% prediction interval (above)" in verdicts[1]
     # the new study has its own labelled row, below the collection's studies
-    labels = {a["text"]: a["y"] for a in fj["layout"]["annotations"] if a.get("name") == "Study label"}
+    labels = {a["text"]: a["y"] for a in cell_annotations(fj["layout"]["annotations"]) if a.get("name") == "Study label"}
     new_label = next(k for k in labels if "Screened: New" in k)
     assert labels[new_label] == meta["y_new"]
     assert all(labels[lab] > meta["y_new"] for lab in m.labels)
@@ -438,4 +439,4 @@ def test_verdict_under_the_forest_is_coloured_text_not_markup_shown_as_text():
     assert verdict[0]["text"] == "new study outside the 95% prediction interval (above)"
     assert verdict[0]["font"]["color"] == POOLED_COLOR
     texts = " ".join(str(a.get("text")) for a in _json(fig)["layout"]["annotations"])
-    assert "&lt;" not in texts and "span" not in texts
+    assert "&lt;" not in texts and "span" not in verdict[0]["text"]

@@ -286,7 +286,7 @@ def test_nickell_figure_draws_formula_and_simulated_bias(curve):
     assert np.asarray(approx.y) == pytest.approx(-(1 + p.autoregression) / (x - 2))  # T = pairs = sessions − 1
     sim = next(t for t in fig.data if t.name.startswith("simulated: autoregression"))
     assert list(sim.y) == pytest.approx(c["bias"].tolist())
-    sessions = next(t for t in fig.data if t.name.startswith("same formula with T = sessions"))
+    sessions = next(t for t in fig.data if t.name.startswith("the same formula with sessions instead of pairs"))
     assert sessions.visible == "legendonly"
 
 

@@ -158,9 +158,27 @@ def multiverse(df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
     return _data_call(pipeline.multiverse, df, options)
 
 
-@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
-def prepare(df: pd.DataFrame, options: LagOptions, direction: str) -> pd.DataFrame:
-    return lagged.prepare(df, options, direction)
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h", hash_funcs=OPTIONS_HASH)
+def _prepare(key: str, study: str, _df: pd.DataFrame, options: LagOptions, direction: str) -> pd.DataFrame:
+    return lagged.prepare(_df[_df["study"].astype(str) == study], options, direction)
+
+
+def prepare(df: pd.DataFrame, study: str, options: LagOptions, direction: str) -> pd.DataFrame:
+    """One study's model rows (:func:`analysis.lagged.prepare`), keyed on the data fingerprint and the study:
+    the study's rows are not hashed on every rerun (issue 24)."""
+    return _prepare(data_key(df), str(study), df, options, direction)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h", hash_funcs=OPTIONS_HASH)
+def _collection_reference(key: str, _df: pd.DataFrame, options: LagOptions, direction: str, exclude):
+    pooled = two_stage(_df, options).pooled.get(direction)
+    return screening.collection_reference(pooled, exclude=exclude) if pooled is not None else None
+
+
+def collection_reference(df: pd.DataFrame, options: LagOptions, direction: str, exclude: str | None = None):
+    """Screening's reference: the collection pooled in ``direction``, without ``exclude``
+    (:func:`analysis.screening.collection_reference`), cached instead of re-pooled on every rerun."""
+    return _collection_reference(data_key(df), df, options, direction, exclude)
 
 
 def pairing_counts(df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
@@ -314,6 +332,8 @@ def early_outcome(df: pd.DataFrame, options: LagOptions, early_window=None, outc
 # --------------------------------------------------------------------------- teaching (simulation only; no data key)
 NICKELL_PATIENTS = 800
 NICKELL_SESSIONS = range(3, 16)
+#: samples the Teaching page simulates with other seeds (chance or systematic miss); run by ui/jobs.py
+TEACHING_REPLICATIONS = 20
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
@@ -323,22 +343,6 @@ def teaching_sample(params):
 
     data = teaching.simulate(params).data
     return data, teaching.fit_estimates(data, params), teaching.scatter_summary(data)
-
-
-@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
-def teaching_replication(params, n_rep: int = 20):
-    """Many samples with the same settings: chance or systematic miss (analysis.teaching.replicate)."""
-    from analysis import teaching
-
-    return teaching.replicate(params.replace(seed=1), n_rep=n_rep)
-
-
-@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
-def teaching_nickell(params):
-    """The Nickell curve for the page's settings (analysis.teaching.nickell_curve)."""
-    from analysis import teaching
-
-    return teaching.nickell_curve(params, NICKELL_SESSIONS, n_patients=NICKELL_PATIENTS)
 
 
 # ----------------------------------------------------------------------------
@@ -427,6 +431,11 @@ def event_ruptures(df: pd.DataFrame, **options):
     curve_opts = {k: options[k] for k in ("criterion", "sd", "detrend", "rater") if k in options}
     curve = _event_result(key, df, "rupture_chance_curve", _freeze(curve_opts))
     return dataclasses.replace(ra, chance=curve.at(options.get("k")))
+
+
+def event_dropout(df: pd.DataFrame, **options):
+    """`analysis.events.dropout_models` (logistic + Cox, METHODS §9a), cached on the data and the options."""
+    return _event_result(data_key(df), df, "dropout_models", _freeze(options))
 
 
 def event_gains(df: pd.DataFrame, **options):

@@ -6,17 +6,20 @@ study; every statistic comes from the result object.
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 
 from analysis import formatting as fmt
 from analysis import plots_decomposition
 from ui import compute
-from ui.downloads import show_figure, table_download
+from ui.downloads import show_figure
 from ui.early_view import early_section
 from ui.options import DIRECTIONS
 from ui.presets import preset_control
 from ui.r_downloads import decomposition_r_download
 from ui.safe import esc
+from ui.tables import show_table
 
 _LABEL = {"total": "Total (within + between)", "within": "Within patients", "between": "Between patients"}
 _KEY_TERM = {"total": "predictor", "within": "within", "between": "between"}
@@ -60,17 +63,34 @@ def decomposition_section(df, options) -> None:
             st.caption(f"95% CI {fmt.interval(c['ci_low'], c['ci_high'], 3)} · {fmt.stat('t', c['statistic'], c['df'])}"
                        f" · {fmt.p_text(c['pvalue'])} · n = {fmt.count(c['n_obs'])}"
                        f"{' rows' if model != 'between' else ' patients'}")
+    _published_between(res)
     st.markdown(esc(res.reading(), limit=None))
     show_figure(plots_decomposition.trio_figure(res), f"trio_{direction}", key="dec_trio")
     show_figure(plots_decomposition.person_means_figure(res), f"person_means_{direction}", key="dec_scatter")
     with st.expander("All coefficients of the three models"):
         tab = res.to_frame()
-        st.dataframe(tab, width="stretch", hide_index=True)
-        table_download(tab, f"total_within_between_{study}_{direction}", key="dec_dl")
+        show_table(tab, f"total_within_between_{study}_{direction}", key="dec_dl",
+                   title="Total, within- and between-patient models")
         for m in res.messages:
             st.caption(esc(m, limit=None))
     with st.expander("Reproduce these three models in R"):
         decomposition_r_download(df, study, direction, options)
+
+
+def _published_between(res) -> None:
+    """Seed 004's between model as published (session rows, Satterthwaite), beside the OLS of person means."""
+    try:
+        c = res.coef("between_sessions", "between")
+    except KeyError:
+        return
+    note = next((m for m in res.messages if m.startswith("Between model as published")), "")
+    test = (fmt.stat("t", c["statistic"], c["df"]) + f" · {fmt.p_text(c['pvalue'])}" if math.isfinite(c["df"])
+            else f"t = {fmt.num(c['statistic'], 2)}, df not defined")
+    st.markdown(f"**Between, as the paper fitted it** (person-mean outcome on within and between "
+                f"{esc(res.predictor)}, {fmt.count(c['n_obs'])} session rows, random intercept): "
+                f"b = {fmt.signed(c['estimate'], 3)}, SE {fmt.num(c['se'], 3)}, {test}. The column "
+                "*Between patients* above is the OLS of the person means (one row per patient, n − 2 df).")
+    st.caption(esc(note, limit=None))
 
 
 def descriptives_section(df, study: str, sessions=None) -> None:
@@ -81,8 +101,7 @@ def descriptives_section(df, study: str, sessions=None) -> None:
         except ValueError as e:
             st.info(f"Not available: {esc(str(e))}")
             return
-        st.dataframe(tab, width="stretch", hide_index=True)
-        table_download(tab, f"session_descriptives_{study}", key="desc_dl")
+        show_table(tab, f"session_descriptives_{study}", key="desc_dl", title="Per-session descriptives")
         st.caption("Mean absolute change = mean over patients observed in both sessions of |x(s) − x(s − 1)| "
                    "(absolute values, so rises and falls do not cancel; METHODS §13).")
         if d is not None:

@@ -12,8 +12,9 @@ import streamlit as st
 from analysis import formatting as fmt
 from analysis import plots_meta
 from ui import compute
-from ui.downloads import show_figure, table_download
+from ui.downloads import show_figure
 from ui.safe import esc
+from ui.tables import show_table
 
 _CANON = {"study", "patient", "session", "alliance", "symptoms", "therapist_alliance", "therapist"}
 _OUTCOME = {"last": "Last observed symptom score (any session)", "session": "Symptom score at a named session",
@@ -56,5 +57,4 @@ def early_section(df: pd.DataFrame, options) -> None:
         st.caption(f"Correlation r pooled on Fisher's z over {fmt.count(res.pooled_r.k)} studies "
                    f"(τ² on the z scale = {fmt.tau2(res.pooled_r.tau2)}).")
     tab = res.to_frame()
-    st.dataframe(tab, width="stretch", hide_index=True)
-    table_download(tab, "early_alliance_outcome", key="early_outcome_dl")
+    show_table(tab, "early_alliance_outcome", key="early_outcome_dl", title="Early alliance and outcome")

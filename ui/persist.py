@@ -201,11 +201,12 @@ CONVERGENCE = {
 EVENTS = {
     "criterion": Param("ev_crit", "choice", tuple(_ev.CRITERION_LABELS)),
     "k": Param("ev_k", "float", lo=0.5, hi=4.0),
-    "sd": Param("ev_sd_opt", "choice", ("robust", "patient", "pooled", "max")),
+    "sd": Param("ev_sd_opt", "choice", ("moderated", "robust", "patient", "pooled", "max")),
     "detrend": Param("ev_detrend", "bool"),
     "rater": Param("ev_rater", "choice", ("patient", "therapist", "both")),
     "event": Param("ev_sg_kind", "choice", ("gain", "loss")),
     "better": Param("ev_sg_better", "choice", ("lower", "higher")),
+    "convention": Param("ev_sg_conv", "choice", tuple(_ev.GAIN_CONVENTIONS)),
     "rc": Param("ev_rc_method", "choice", tuple(_ev.RC_METHODS)),
     "outcome": Param("ev_out_event", "choice", ("rupture", "repair", "rupture_repair", "repair_groups", "gain")),
     "effect": Param("ev_out_measure", "choice", ("SMD", "MD")),

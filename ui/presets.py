@@ -12,6 +12,7 @@ import streamlit as st
 from analysis import presets
 from ui import options as uopt
 from ui import state
+from ui.tables import styled
 
 APPLIED = "preset_applied"
 
@@ -94,7 +95,7 @@ def preset_control(container=None) -> None:
         if changed:
             st.caption("Changed by you since: " + ", ".join(changed) + ".")
     with st.expander(f"Preset: {p.title} — what was set and why", expanded=True):
-        st.dataframe(p.checklist_frame(), width="stretch", hide_index=True)
+        st.dataframe(styled(p.checklist_frame()), width="stretch", hide_index=True)
         if p.expected:
             st.caption("What the paper found (and the demo plants): " + p.expected)
         if changed:

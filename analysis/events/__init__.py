@@ -32,6 +32,7 @@ standardize_within_study(df, columns)                                 §2
 clinical_cutoff_c(M_clinical, SD_clinical, M_functional, SD_functional)§11
 outcome_by_pattern(df, flags_or_gains, event=None, measure="SMD", ...) §9/§10
 outcome_by_repair(df, flags, rule, measure) -> RepairOutcome          §9
+dropout_models(df, predictors, criterion) -> DropoutModels           §9a (logistic + Cox)
 rupture_analysis / gain_analysis / gain_cutoffs /
 reliable_change_analysis                                              results for readers
 SCL90R_GSI_GERMAN_CUTOFF = 0.57                                       §11
@@ -62,6 +63,11 @@ from analysis.events.change import (
     SCL90R_GSI_GERMAN_CUTOFF,
     reliable_change,
 )
+from analysis.events.dropout import (
+    DROPOUT_PREDICTORS,
+    DropoutModels,
+    dropout_models,
+)
 from analysis.events.gain_alliance import (
     AllianceAroundGains,
     AllianceTrajectory,
@@ -69,6 +75,7 @@ from analysis.events.gain_alliance import (
     alliance_trajectory,
 )
 from analysis.events.gains import (
+    GAIN_CONVENTIONS,
     T_CRIT_SUDDEN_GAINS,
     sudden_gain_summary,
     sudden_gains,
@@ -91,10 +98,13 @@ from analysis.events.readers import (
     rupture_analysis,
 )
 from analysis.events.rupture import (
+    CEILING_WARN,
     CRITERION_LABELS,
     DEFAULT_K,
     RUPTURE_CRITERIA,
+    STUDY_SD_K,
     RuptureCriterion,
+    model_warnings,
     robust_sd,
     rupture_summary,
     ruptures,
@@ -102,12 +112,19 @@ from analysis.events.rupture import (
 )
 
 __all__ = [
+    "DROPOUT_PREDICTORS",
+    "DropoutModels",
+    "dropout_models",
     "CRITERION_LABELS",
     "DEFAULT_K",
+    "STUDY_SD_K",
+    "CEILING_WARN",
+    "model_warnings",
     "RC_METHODS",
     "RUPTURE_CRITERIA",
     "SCL90R_GSI_GERMAN_CUTOFF",
     "T_CRIT_SUDDEN_GAINS",
+    "GAIN_CONVENTIONS",
     "AllianceAroundGains",
     "OutcomeByPattern",
     "RepairOutcome",

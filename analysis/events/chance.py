@@ -13,6 +13,7 @@ from analysis.events.rupture import (
     RUPTURE_CRITERIA,
     RuptureCriterion,
     _dips,
+    _line_fit,
     _patient_starts,
     _resolve_criterion,
     robust_sd,
@@ -61,25 +62,6 @@ class RuptureChance:
                 f"had a rupture; expected {what}: {percent(t['expected'], 1)} "
                 f"(95% of {count(self.n_sim)} simulations {percent(t['sim_low'], 1)} to "
                 f"{percent(t['sim_high'], 1)}).")
-
-
-def _line_fit(y, x, starts, counts):
-    """Per-patient OLS line (the mean with < 3 values): fitted values and r/√(1 − h)."""
-    n = np.repeat(counts, counts).astype(float)
-
-    def psum(w):
-        return np.repeat(np.add.reduceat(w, starts), counts)
-
-    with np.errstate(all="ignore"):
-        mx, my = psum(x) / n, psum(y) / n
-        sxx = psum((x - mx) ** 2)
-        b = np.where((n >= 3) & (sxx > 0), psum((x - mx) * (y - my)) / sxx, 0.0)
-        fit = my + b * (x - mx)
-        lev = np.where(n >= 3, 1 / n + (x - mx) ** 2 / sxx, 1 / n)
-        u = (y - fit) / np.sqrt(1 - lev)
-        syy = psum((y - my) ** 2)
-    u[(n < 2) | (syy <= 1e-12 * np.maximum(1.0, psum(y * y)))] = np.nan  # constant patients: no noise info
-    return fit, u
 
 
 def _chance_rows(studies, st_pat, elig_p, obs_p, sims, sigma, n_sim, exact=None) -> pd.DataFrame:
@@ -182,6 +164,34 @@ class RuptureChanceCurve:
                              per_study=per_study, messages=msgs)
 
 
+def _patient_sigma(r, u, starts, counts, st_row) -> np.ndarray:
+    """Each patient's noise SD for the no-rupture simulation, one value per row (METHODS §9).
+
+    s_i² = Σ r_ij²/d_i from the patient's own line (residuals r, d_i = n_i − 2; the mean with
+    < 3 ratings, d_i = n_i − 1), shrunk toward the study's distribution of patient variances:
+    s̃_i² = (d0·s0² + d_i·s_i²)/(d0 + d_i) with (d0, s0²) from `fit_f_dist`. A patient whose
+    ratings never vary (no noise information) gets s0 (d_i·s_i² left out). A study with fewer
+    than 3 patients with noise information falls back to `robust_sd` of its residuals.
+    """
+    from analysis.events.moderated import fit_f_dist, squeeze_var
+
+    n = counts.astype(float)
+    d = np.where(n >= 3, n - 2, n - 1)
+    ss = np.add.reduceat(np.where(np.isfinite(u), r * r, 0.0), starts)
+    has = np.add.reduceat(np.isfinite(u).astype(int), starts) > 0
+    s2 = np.where(has & (d > 0), ss / np.maximum(d, 1), np.nan)
+    st_p = st_row[starts]
+    out = np.full(len(starts), np.nan)
+    for i in np.unique(st_p):
+        m = st_p == i
+        d0, s02 = (v[0] for v in fit_f_dist(s2[m][None, :], d[m]))
+        if not np.isfinite(s02):
+            out[m] = robust_sd(u[st_row == i])
+            continue
+        out[m] = np.sqrt(np.where(np.isfinite(s2[m]), squeeze_var(s2[m], d[m], d0, s02), s02))
+    return np.repeat(out, counts)
+
+
 def rupture_chance_curve(df: pd.DataFrame, criterion="default", sd: str | None = None,
                          detrend: bool | None = None, rater: str = "patient", n_sim: int = 100,
                          seed: int = 1) -> RuptureChanceCurve:
@@ -207,8 +217,7 @@ def rupture_chance_curve(df: pd.DataFrame, criterion="default", sd: str | None =
     st_row = pd.Series(study_row).map({s: i for i, s in enumerate(studies)}).to_numpy()
     ys = [od[c].to_numpy(float) for c in cols]
     fits, us = zip(*(_line_fit(y, x, starts, counts) for y in ys))
-    sig = [pd.Series(st_row).map({i: robust_sd(u[st_row == i]) for i in range(len(studies))}).to_numpy(float)
-           for u in us]
+    sig = [_patient_sigma(y - f, u, starts, counts, st_row) for y, f, u in zip(ys, fits, us)]
     rho = np.zeros(len(x))
     if len(cols) == 2:
         for i in range(len(studies)):
@@ -230,7 +239,7 @@ def rupture_chance_curve(df: pd.DataFrame, criterion="default", sd: str | None =
             e2 = rho * e1 + np.sqrt(1 - rho ** 2) * rng.standard_normal((nb, len(x)))
             z = np.maximum(z, _z(fits[1][None, :] + sig[1] * e2))
         mins.append(np.minimum.reduceat(z, starts, axis=1).astype(np.float32))  # (nb, patients); half the memory
-    sigma = {s: float(sig[0][st_row == i][0]) for i, s in enumerate(studies)}
+    sigma = {s: robust_sd(us[0][st_row == i]) for i, s in enumerate(studies)}
     return RuptureChanceCurve(criterion=crit, rater=rater, n_sim=int(n_sim), seed=int(seed),
                               studies=tuple(studies), min_z=np.concatenate(mins, axis=0), sigma=sigma,
                               observed=(tuple(ys), x, starts, study_row),

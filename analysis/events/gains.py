@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from analysis.events._base import (
     _KEY,
@@ -20,6 +21,10 @@ from analysis.events._base import (
 #: (df 4), 5 values (one missing, df 3), 2 + 2 = 4 (one missing on each side,
 #: df 2). These are the published two-sided .05 values.
 T_CRIT_SUDDEN_GAINS = {6: 2.776, 5: 3.182, 4: 4.303}
+
+#: Conventions of `sudden_gains` (METHODS §10): the published criteria (default) or the R package's.
+GAIN_CONVENTIONS = {"published": "Published criteria (Tang & DeRubeis, 1999)",
+                    "suddengains": "As the R package suddengains (qt critical values, strict reversal)"}
 
 
 # --------------------------------------------------------------------------
@@ -50,7 +55,7 @@ def _gain_cut(studies, cutoff, reliability, sd, who) -> dict:
     return cut
 
 
-def _gain_sign(pairing, kind, better, column, first_only, who) -> float:
+def _gain_sign(pairing, kind, better, column, first_only, who, convention="published") -> float:
     """Check the options of `sudden_gains`; +1 when the event is a fall in the score, −1 a rise."""
     if pairing not in ("session", "next_observed"):
         raise ValueError(f"{who}: pairing must be 'session' or 'next_observed', got {pairing!r}.")
@@ -62,6 +67,9 @@ def _gain_sign(pairing, kind, better, column, first_only, who) -> float:
         raise ValueError(f"{who}: column must name a numeric measure, got {column!r}.")
     if not isinstance(first_only, (bool, np.bool_)):
         raise ValueError(f"{who}: first_only must be True or False.")
+    if convention not in GAIN_CONVENTIONS:
+        raise ValueError(f"{who}: convention must be one of {', '.join(map(repr, GAIN_CONVENTIONS))}, "
+                         f"got {convention!r}.")
     return 1.0 if (kind == "gain") == (better == "lower") else -1.0
 
 
@@ -98,7 +106,7 @@ def _windows(pre_w: np.ndarray, post_w: np.ndarray):
     return n1, n2, m1, m2, sp, evaluable
 
 
-def _number_events(out, data, sign, first_only, pairing, kind, better) -> pd.DataFrame:
+def _number_events(out, data, sign, first_only, pairing, kind, better, strict=False) -> pd.DataFrame:
     """Add ``meets_criteria``, ``gain_number``, ``is_gain`` and the reversal columns."""
     out["meets_criteria"] = out["criterion1"] & out["criterion2"] & out["criterion3"]
     num = out.groupby(_KEY, sort=False)["meets_criteria"].cumsum()
@@ -111,7 +119,7 @@ def _number_events(out, data, sign, first_only, pairing, kind, better) -> pd.Dat
         out["is_gain"] = out["meets_criteria"].copy()
     out.insert(2, "kind", kind)
     out.insert(3, "better", better)
-    rev, rev_s = _reversals(data, out, sign)
+    rev, rev_s = _reversals(data, out, sign, strict)
     out["reversal"] = rev
     out["reversal_session"] = rev_s
     out.attrs["first_only"] = bool(first_only)
@@ -120,9 +128,33 @@ def _number_events(out, data, sign, first_only, pairing, kind, better) -> pd.Dat
     return out
 
 
+def _t_crit(n_total, evaluable, pkg: bool) -> np.ndarray:
+    """Criterion 3's critical t: the published table (3 decimals) or qt(.975, n1 + n2 − 2) (suddengains)."""
+    tc = (stats.t.ppf(0.975, np.maximum(n_total - 2, 1)) if pkg
+          else np.array([T_CRIT_SUDDEN_GAINS.get(int(t), np.nan) for t in n_total], dtype=float))
+    return np.where(evaluable, tc, np.nan)
+
+
+def _gain_data(df, column, cutoff, reliability, sd, who):
+    """Observed scores of ``column`` (renamed ``symptoms``) and the per-study cut-off of criterion 1."""
+    data = _check_frame(df, [column], who)
+    if column != "symptoms":
+        data = data.rename(columns={column: "symptoms"})
+    data = data[data["symptoms"].notna()].reset_index(drop=True)
+    cut = _gain_cut(sorted(data["study"].unique()), cutoff, reliability, sd, who)
+    if (data["symptoms"] < 0).any():
+        raise ValueError(
+            f"{who}: '{column}' contains negative values. Criterion 2 (a change of at least 25% "
+            f"of the pregain score) needs raw scores ≥ 0 with 0 = none; do not use "
+            f"standardized or centered scores here."
+        )
+    return data, cut
+
+
 def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
                  first_only: bool = False, pairing: str = "session", kind: str = "gain",
-                 better: str = "lower", column: str = "symptoms") -> pd.DataFrame:
+                 better: str = "lower", column: str = "symptoms",
+                 convention: str = "published") -> pd.DataFrame:
     """Sudden gains by the Tang & DeRubeis (1999) criteria (METHODS §10).
 
     Candidate pairs are consecutive observed sessions n → n + 1 of a patient.
@@ -161,6 +193,14 @@ def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
     lost, ``x_s ≥ x_{n+1} + 0.5·magnitude`` for a gain on a lower-is-better measure (mirrored
     otherwise); ``reversal_session`` = the first such session (rows with ``is_gain`` only).
 
+    **Convention** (METHODS §10): ``"published"`` (default) as above: Tang & DeRubeis's
+    critical values rounded to three decimals, a reversal when ≥ 50% of the event is lost
+    (the half-way point itself counts), a loss's criterion 2 the mirror of the gain's (a rise of
+    ≥ 25% of x_n). ``"suddengains"`` as the R package suddengains (Wiedemann et al., 2020), to
+    match users' R results: ``t_crit = qt(.975, n1 + n2 − 2)`` unrounded, a reversal only when a
+    later score lies strictly beyond the half-way point, and a loss's criterion 2 is the
+    package's ``x_n − x_{n+1} ≤ 0.25·x_n`` (met by any rise, and by a fall of < 25%).
+
     ``meets_criteria`` = all three. ``gain_number`` numbers a patient's pairs
     that meet the criteria in session order (1 = first). ``is_gain`` equals
     ``meets_criteria``, or with ``first_only=True`` only the patient's first
@@ -176,34 +216,21 @@ def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
     criterion3_evaluable, criterion3, meets_criteria, gain_number, is_gain``.
     """
     who = "sudden_gains"
-    sign = _gain_sign(pairing, kind, better, column, first_only, who)
-    data = _check_frame(df, [column], who)
-    if column != "symptoms":
-        data = data.rename(columns={column: "symptoms"})
-    data = data[data["symptoms"].notna()].reset_index(drop=True)
-    cut = _gain_cut(sorted(data["study"].unique()), cutoff, reliability, sd, who)
-    if (data["symptoms"] < 0).any():
-        raise ValueError(
-            f"{who}: '{column}' contains negative values. Criterion 2 (a change of at least 25% "
-            f"of the pregain score) needs raw scores ≥ 0 with 0 = none; do not use "
-            f"standardized or centered scores here."
-        )
-    study_a = data["study"].to_numpy()
-    pat_a = data["patient"].to_numpy()
-    ses_a = data["session"].to_numpy()
+    sign = _gain_sign(pairing, kind, better, column, first_only, who, convention)
+    pkg = convention == "suddengains"
+    data, cut = _gain_data(df, column, cutoff, reliability, sd, who)
+    study_a, pat_a, ses_a = (data[c].to_numpy() for c in ("study", "patient", "session"))
     x = data["symptoms"].to_numpy(dtype=float)
     nb, post_ses = _neighbours(data, x, pairing)
     cand = ~np.isnan(nb[1])
-    xn = x[cand]
-    xn1 = nb[1][cand]
+    xn, xn1 = x[cand], nb[1][cand]
     cvec = pd.Series(study_a[cand]).map(cut).to_numpy(dtype=float)
     drop = sign * (xn - xn1)
-    w = _windows(np.column_stack([nb[-2], nb[-1], x])[cand], np.column_stack([nb[1], nb[2], nb[3]])[cand])
-    n1, n2, m1, m2, sp, evaluable = w
+    n1, n2, m1, m2, sp, evaluable = _windows(np.column_stack([nb[-2], nb[-1], x])[cand],
+                                             np.column_stack([nb[1], nb[2], nb[3]])[cand])
     with np.errstate(invalid="ignore", divide="ignore"):
         rel_mag = np.where(xn != 0, drop / np.where(xn != 0, xn, 1.0), np.nan)
-    tc = np.array([T_CRIT_SUDDEN_GAINS.get(int(t), np.nan) for t in n1 + n2])
-    tc[~evaluable] = np.nan
+    tc = _t_crit(n1 + n2, evaluable, pkg)
     c3 = evaluable & (sign * (m1 - m2) > tc * sp)
     out = pd.DataFrame({
         "study": pd.array(study_a[cand], dtype="str"),
@@ -213,15 +240,18 @@ def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
         "pregain": xn, "postgain": xn1, "magnitude": drop, "relative_magnitude": rel_mag,
         "cutoff": cvec,
         "criterion1": drop >= cvec - _tol(cvec),
-        "criterion2": drop >= 0.25 * xn - _tol(0.25 * xn),
+        "criterion2": (drop >= -0.25 * xn - _tol(0.25 * xn)) if pkg and kind == "loss"
+        else drop >= 0.25 * xn - _tol(0.25 * xn),
         "n_pre": n1.astype(np.int64), "n_post": n2.astype(np.int64),
         "mean_pre": m1, "mean_post": m2, "sd_pooled": sp, "t_crit": tc,
         "criterion3_evaluable": evaluable, "criterion3": c3,
     })
-    return _number_events(out, data, sign, first_only, pairing, kind, better)
+    out = _number_events(out, data, sign, first_only, pairing, kind, better, strict=pkg)
+    out.attrs["convention"] = convention
+    return out
 
 
-def _reversals(data: pd.DataFrame, out: pd.DataFrame, sign: float):
+def _reversals(data: pd.DataFrame, out: pd.DataFrame, sign: float, strict: bool = False):
     """Reversal flag and first reversal session for the event rows (Tang & DeRubeis, 1999)."""
     n = len(out)
     rev = pd.array([pd.NA] * n, dtype="boolean")
@@ -244,7 +274,7 @@ def _reversals(data: pd.DataFrame, out: pd.DataFrame, sign: float):
         post_s, post = o_ps[r], float(o_post[r])
         half = post + sign * 0.5 * float(o_mag[r])  # half-way back to pregain
         later = ses > post_s
-        back = later & (sign * (x - half) >= -_tol(half))
+        back = later & ((sign * (x - half) > _tol(half)) if strict else (sign * (x - half) >= -_tol(half)))
         rev[r] = bool(back.any())
         if back.any():
             rev_s[r] = int(ses[np.flatnonzero(back)[0]])

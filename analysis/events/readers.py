@@ -18,7 +18,7 @@ from analysis.events._base import (
 from analysis.events.chance import RuptureChance, rupture_chance, rupture_item_chance
 from analysis.events.change import HA_CRIT, RC_METHODS, reliable_change
 from analysis.events.gains import sudden_gain_summary, sudden_gains
-from analysis.events.rupture import RuptureCriterion, rupture_summary, ruptures
+from analysis.events.rupture import RuptureCriterion, model_warnings, rupture_summary, ruptures
 
 # --------------------------------------------------------------------------
 # results for readers (the page, reports): tables and sentences, §9–§11
@@ -180,7 +180,7 @@ def rupture_analysis(df: pd.DataFrame, criterion="default", k=None, sd=None, det
                      pre_level=pre_level, item=item, item_threshold=item_threshold, item_rule=item_rule)
     pp, ps = rupture_summary(flags, rule=rule)
     crit = flags.attrs["criterion"]
-    ch, msgs = None, []
+    ch, msgs = None, list(model_warnings(flags))
     if chance and item is None:
         ch = rupture_chance(df, criterion=crit, rater=rater, n_sim=n_sim, seed=seed)
         msgs.extend(ch.messages)
@@ -294,11 +294,12 @@ class GainAnalysis:
 
 
 def gain_analysis(df: pd.DataFrame, kind: str = "gain", better: str = "lower", reliability=0.9, sd=None,
-                  cutoff=None, first_only: bool = False, pairing: str = "session") -> GainAnalysis:
+                  cutoff=None, first_only: bool = False, pairing: str = "session",
+                  convention: str = "published") -> GainAnalysis:
     """Per-study cut-offs (`gain_cutoffs`), `sudden_gains` and `sudden_gain_summary` (§10)."""
     cuts = gain_cutoffs(df, reliability=reliability, sd=sd, cutoff=cutoff)
     g = sudden_gains(df, cutoff=dict(zip(cuts["study"], cuts["cutoff"])), first_only=first_only,
-                     pairing=pairing, kind=kind, better=better)
+                     pairing=pairing, kind=kind, better=better, convention=convention)
     pp, ps = sudden_gain_summary(g)
     return GainAnalysis(kind=kind, better=better, first_only=bool(first_only), pairing=pairing, cutoffs=cuts,
                         gains=g, per_patient=pp, per_study=ps)

@@ -24,11 +24,16 @@ class RuptureCriterion:
     ``reference``: ``"other"`` – the patient's other observed sessions (leave-one-out;
     the session itself never moves its own yardstick) or ``"all"`` – all of the
     patient's observed sessions, the session included. ``detrend``: compare with the
-    patient's own straight-line trend instead of the mean. ``sd``: ``"robust"`` – one
+    patient's own straight-line trend instead of the mean. ``sd``: ``"moderated"`` – the
+    patient's own leave-one-out SD shrunk toward the study's distribution of patient SDs
+    (empirical Bayes, `analysis.events.moderated`; reference "other" only), judged by its t
+    reference with a Šidák correction over the patient's sessions; ``"robust"`` – one
     robust study-level within-patient SD; ``"patient"`` – the patient's own SD (of the
     other sessions with reference "other"); ``"pooled"`` / ``"max"`` – the study's pooled
     within-patient SD / the larger of patient and pooled SD (reference "all" only).
-    ``k``: how many SDs below the reference a session must fall.
+    ``k``: how many SDs below the reference a session must fall; with the moderated SD the
+    patient-level z: a patient without ruptures is flagged with probability ≈ Φ(−k)
+    (k = 1.28: 10%).
     """
 
     name: str
@@ -42,38 +47,53 @@ class RuptureCriterion:
         ref = ("the patient's other sessions" if self.reference == "other"
                else "all of the patient's sessions (the session included)")
         what = "own linear trend" if self.detrend else "mean"
+        from analysis.formatting import num, percent
+
+        if self.sd == "moderated":
+            return (f"alliance below the {what} of {ref} by more than the patient's own noise allows: the "
+                    f"leave-one-out residual in the patient's SD shrunk toward the study's patient SDs "
+                    f"(moderated t), one-sided p corrected for the patient's number of sessions "
+                    f"(Šidák) ≤ {percent(float(stats.norm.sf(self.k)), 1)} (k = {num(self.k)})")
         sd = {"robust": "a robust study-level within-patient SD", "patient": "the patient's own SD",
               "pooled": "the study's pooled within-patient SD",
               "max": "the larger of the patient's own and the study's pooled SD"}[self.sd]
-        from analysis.formatting import num
-
         return f"alliance ≥ {num(self.k)} SD below the {what} of {ref}; SD = {sd}"
 
 
-#: Calibrated default k: see METHODS §9 and tests/test_events.py::test_default_criterion_calibration.
-DEFAULT_K = 2.5
+#: Default k of the moderated default criterion: Φ⁻¹(0.90), a rupture-free patient is flagged with
+#: probability ≈ 10% whatever the number of sessions (METHODS §9 calibration table;
+#: tests/test_events.py::test_default_criterion_calibration).
+DEFAULT_K = round(float(stats.norm.isf(0.10)), 4)
+#: k of the earlier study-SD default (one robust noise SD per study).
+STUDY_SD_K = 2.5
 
-#: Named rupture criteria (METHODS §9). ``"default"`` is calibrated by simulation
-#: (≤ 15% of patients flagged without ruptures at 7, 11 and 20 sessions, ≥ 70% of planted
-#: 3.5-SD dips found at 7 and 11); ``"other_sessions"`` is the published dip ≥ 1 SD below the mean of the
-#: patient's other session ratings (Safran & Muran, 2006); ``"mean_sd"`` is the dip
-#: ≥ k·SD below the patient's mean with the dip included (this project's earlier default;
+#: Named rupture criteria (METHODS §9). ``"default"``: the dip below the trend of the patient's
+#: other sessions in the patient's own moderated SD (specific when patients differ in noise; ≤ 15%
+#: of rupture-free patients flagged at 7, 11 and 20 sessions with equal or lognormal SDs, concave
+#: growth and a Likert ceiling); ``"study_sd"``: the earlier calibrated default (one robust SD per
+#: study, k = 2.5; flags too many patients when their noise SDs differ); ``"other_sessions"``: ≥ 1 SD
+#: below the mean of the patient's other session ratings (Safran & Muran, 2006), a floor below which a
+#: dip is uninteresting, not a detector; ``"mean_sd"`` is the dip
+#: ≥ k·SD below the patient's mean with the dip included (this project's first default;
 #: k = 1 lenient, k = 2 strict; Stiles et al., 2004; Strauss et al., 2006; Gumz et al., 2012 style).
 RUPTURE_CRITERIA = {
-    "default": RuptureCriterion("default", "other", True, "robust", DEFAULT_K),
+    "default": RuptureCriterion("default", "other", True, "moderated", DEFAULT_K),
+    "study_sd": RuptureCriterion("study_sd", "other", True, "robust", STUDY_SD_K),
     "other_sessions": RuptureCriterion("other_sessions", "other", False, "patient", 1.0),
     "mean_sd": RuptureCriterion("mean_sd", "all", False, "max", 1.0),
 }
 
 #: The named criteria in words (for option lists).
 CRITERION_LABELS = {
-    "default": f"Calibrated default: dip below the trend of the patient's other sessions (k = {DEFAULT_K:g}, "
-               "robust study SD)",
-    "other_sessions": "Published: ≥ 1 SD below the mean of the patient's other sessions (Safran & Muran)",
-    "mean_sd": "Earlier default: ≥ k SD below the patient's mean, dip included (k = 1 lenient, 2 strict)",
+    "default": "Default: dip below the patient's own trend, in the patient's own (moderated) SD; "
+               "≈ 10% of rupture-free patients flagged",
+    "study_sd": f"Earlier default: dip below the own trend in one study-wide SD (k = {STUDY_SD_K:g}); "
+                "too many flags when patients differ",
+    "other_sessions": "1 SD below own other sessions (a floor, not a detector)",
+    "mean_sd": "First default: ≥ k SD below the patient's mean, dip included (k = 1 lenient, 2 strict)",
 }
 
-_SD_CHOICES = {"other": ("robust", "patient"), "all": ("robust", "patient", "pooled", "max")}
+_SD_CHOICES = {"other": ("moderated", "robust", "patient"), "all": ("robust", "patient", "pooled", "max")}
 
 # 90%-trimmed RMS of N(0, 1): E[Z² | |Z| ≤ c], c = Φ⁻¹(0.95)
 _TRIM = 0.9
@@ -196,9 +216,14 @@ def _dips(Y, x, starts, study_of_row, crit: RuptureCriterion):
         if sel.any() and (B == 1 or crit.sd in ("pooled", "max")):  # simulations need it only when used
             pooled = np.sqrt(ss_all[:, starts[sel]].sum(axis=1) / pat_dfs[sel].sum())
             sd_pooled[:, a0:a1] = pooled[:, None]
+    df_t = np.full((B, N), np.inf)
     if crit.sd == "robust":
         sd_used = sd_study
         scale = sd_study * (np.sqrt(1.0 + lev) if crit.reference == "other" else 1.0)
+    elif crit.sd == "moderated":
+        sd_used, df_t = _moderated_sd(sd_own, dfr, (n, S1, S2, Sy, Sxy, Syy, ss_all), eligible, starts, counts,
+                                      st_codes, crit.detrend)
+        scale = sd_used * np.sqrt(1.0 + lev)
     elif crit.sd == "patient":
         sd_used = scale = sd_own
     elif crit.sd == "pooled":
@@ -206,14 +231,49 @@ def _dips(Y, x, starts, study_of_row, crit: RuptureCriterion):
     else:
         sd_used = scale = np.fmax(sd_own, sd_pooled)
     scale = np.where(eligible, scale, np.nan)
-    threshold = expected - crit.k * scale
     with np.errstate(all="ignore"):
-        z = np.where(scale > 0, resid / scale, np.nan)
+        if crit.sd == "moderated":  # t(d0 + d) reference, Šidák over the patient's n sessions
+            q = stats.t.isf(-np.expm1(np.log1p(-stats.norm.sf(crit.k)) / n), df_t)
+            p_adj = -np.expm1(n * np.log1p(-stats.t.cdf(resid / scale, df_t)))
+            z = np.where(scale > 0, stats.norm.ppf(p_adj), np.nan)
+        else:
+            q = crit.k
+            z = np.where(scale > 0, resid / scale, np.nan)
+    threshold = expected - q * scale
     flag = eligible & (scale > 0) & (Y <= threshold + _tol(threshold))
     return {"expected": np.where(eligible, expected, np.nan), "scale": scale,
             "sd_used": np.where(eligible, sd_used, np.nan), "threshold": threshold,
             "z": np.where(eligible, z, np.nan), "flag": flag, "eligible": eligible, "n_obs": n,
-            "patient_mean": pmean, "sd_patient_all": sd_all_mean, "sd_pooled": sd_pooled}
+            "patient_mean": pmean, "sd_patient_all": sd_all_mean, "sd_pooled": sd_pooled,
+            "df": np.where(eligible, df_t, np.nan)}
+
+
+def _moderated_sd(sd_loo, d_loo, sums, eligible, starts, counts, st_codes, detrend):
+    """Moderated leave-one-out SD s̃_(−t) and the df of its t reference (METHODS §9).
+
+    The prior (d0, s0²) of each study (and replicate) comes from the patients' full-fit residual
+    variances s_i² (straight line, or mean without detrending; d_i = n_i − 2 or n_i − 1)
+    by `fit_f_dist`; s̃²_(−t) = (d0·s0² + d_(−t)·s²_(−t))/(d0 + d_(−t)), df = d0 + d_(−t).
+    """
+    from analysis.events.moderated import fit_f_dist, squeeze_var
+
+    n, S1, S2, Sy, Sxy, Syy, ss_all = sums
+    with np.errstate(all="ignore"):
+        if detrend:
+            sxy_f = Sxy - S1 * Sy / n
+            rss_f, d_f = ss_all - sxy_f ** 2 / (S2 - S1 * S1 / n), n - 2
+        else:
+            rss_f, d_f = ss_all, n - 1
+        s2_f = np.where(eligible & (ss_all > 1e-12 * np.maximum(1.0, Syy)), np.maximum(rss_f, 0.0) / d_f, np.nan)
+    pat_study = st_codes[starts]
+    B, P = s2_f.shape[0], len(starts)
+    d0, s02 = np.full((B, P), np.nan), np.full((B, P), np.nan)
+    for code in np.unique(pat_study):
+        pats = np.flatnonzero(pat_study == code)
+        a, b = fit_f_dist(s2_f[:, starts[pats]], d_f[starts[pats]])
+        d0[:, pats], s02[:, pats] = a[:, None], b[:, None]
+    d0, s02 = np.repeat(d0, counts, axis=1), np.repeat(s02, counts, axis=1)
+    return np.sqrt(squeeze_var(sd_loo ** 2, d_loo, d0, s02)), d0 + d_loo
 
 
 def _flag_series(data: pd.DataFrame, col: str, crit: RuptureCriterion) -> dict:
@@ -318,6 +378,38 @@ def _with_item(data, item, item_threshold, item_rule, eligible, known, dip):
     return eligible, known & iobs, dip & known & iflag, iflag
 
 
+#: Share of a study's ratings at its highest value from which `model_warnings` warns of a ceiling.
+CEILING_WARN = 0.10
+
+
+def model_warnings(flags: pd.DataFrame) -> tuple[str, ...]:
+    """Where the data break the no-rupture model of the chance reference (METHODS §9), in words.
+
+    Ceiling: in a study where ≥ `CEILING_WARN` of the classified patients' ratings equal the
+    study's highest rating, dips next to ceiling sessions are judged against a truncated line and
+    the chance reference (unbounded normal noise) understates the false-flag rate: with a 1–7 scale
+    and 20% of ratings at the ceiling (half of the last sessions) the default flagged 16% of
+    rupture-free patients at 20 sessions (10% without a ceiling; METHODS §9 calibration table).
+    """
+    from analysis.formatting import percent
+
+    need = {"study", "alliance", "eligible"}
+    if not need <= set(flags.columns):
+        return ()
+    f = flags[flags["eligible"].astype(bool) & flags["alliance"].notna()]
+    out = []
+    for study, s in f.groupby("study", sort=True):
+        top = float(s["alliance"].max())
+        share = float(np.mean(np.isclose(s["alliance"].to_numpy(float), top)))
+        if len(s) >= 20 and share >= CEILING_WARN:
+            out.append(f"Study {study}: {percent(share, 0)} of the alliance ratings sit at the highest value "
+                       f"({top:g}), a ceiling. Dips next to ceiling sessions are judged against a truncated "
+                       f"line and the chance reference assumes unbounded noise, so both the flags and "
+                       f"\"more than chance\" overstate ruptures here (with 20% of ratings at a ceiling the "
+                       f"default flagged 16% of rupture-free patients instead of 10%).")
+    return tuple(out)
+
+
 def ruptures(df: pd.DataFrame, criterion="default", k: float | None = None, sd: str | None = None,
              detrend: bool | None = None, rater: str = "patient", pre_level: str = "previous",
              item: str | None = None, item_threshold: float | None = None,
@@ -331,14 +423,17 @@ def ruptures(df: pd.DataFrame, criterion="default", k: float | None = None, sd: 
     with E_it the reference value and S_it the SD the dip is measured in, as set by the
     criterion (`RuptureCriterion`; named presets in `RUPTURE_CRITERIA`):
 
-    * ``"default"`` (calibrated, METHODS §9): E_it = the prediction at session t from the
-      straight line through the patient's **other** observed sessions (leave-one-out,
-      detrended: alliance usually rises over treatment); S_it = σ̂·√(1 + h_it) with h_it
-      = 1/(n_i − 1) + (t − t̄_(−t))²/Σ(s − t̄_(−t))² (the prediction's own uncertainty)
-      and σ̂ one robust study-level within-patient SD (`robust_sd` of the standardized
-      residuals of all eligible sessions of the study, patients whose ratings never vary left
-      out); k = `DEFAULT_K` = 2.5. Needs ≥ 4
-      observed values per patient.
+    * ``"default"`` (METHODS §9): E_it = the prediction at session t from the straight line
+      through the patient's **other** observed sessions (leave-one-out, detrended); the residual
+      is studentized by the patient's own leave-one-out SD shrunk toward the study's distribution
+      of patient SDs (empirical Bayes, limma's moderated t; `analysis.events.moderated`),
+      t_it ~ t(d0 + n_i − 3), and a dip is a Šidák-corrected one-sided p over the patient's
+      sessions ≤ Φ(−k), k = `DEFAULT_K` = 1.28 (≈ 10% of rupture-free patients flagged); ``z`` =
+      Φ⁻¹(corrected p), ``df`` the t reference's df. ≥ 4 values per patient.
+    * ``"study_sd"`` (the earlier calibrated default): the same line; S_it = σ̂·√(1 + h_it) with
+      h_it = 1/(n_i − 1) + (t − t̄_(−t))²/Σ(s − t̄_(−t))² and σ̂ one robust study-level
+      within-patient SD (`robust_sd` of the standardized residuals of all eligible sessions of the
+      study, patients whose ratings never vary left out); k = `STUDY_SD_K` = 2.5.
     * ``"other_sessions"``: E_it = mean of the patient's other sessions, S_it = their SD
       (ddof = 1), k = 1 (Safran & Muran, 2006: a dip of at least one SD from the patient's
       other session ratings). ≥ 3 values.
@@ -347,13 +442,10 @@ def ruptures(df: pd.DataFrame, criterion="default", k: float | None = None, sd: 
       SD √(Σ(n_i − 1)s_i²/Σ(n_i − 1))), ``"patient"`` or ``"pooled"``; k = 1 (lenient) or
       2 (strict). ≥ 3 values. (This project's earlier default.)
 
-    ``k``, ``sd`` and ``detrend`` override the preset's value. When S_it is 0 no session is
-    a dip. Patients with too few observed values are not classified (``eligible`` False,
-    ``rupture`` missing).
+    ``k``, ``sd``, ``detrend`` override the preset's; S_it = 0: no dip; too few values: not classified.
 
-    ``rater``: ``"patient"`` (column ``alliance``), ``"therapist"``
-    (``therapist_alliance``) or ``"both"`` (a dip in both ratings of the same session;
-    ``alliance`` and the repair then refer to the patient's rating).
+    ``rater``: ``"patient"`` (``alliance``), ``"therapist"`` (``therapist_alliance``) or ``"both"`` (a dip
+    in both ratings of a session; ``alliance`` and the repair then refer to the patient's rating).
 
     Optional rupture item (e.g. a post-session rupture-intensity rating): ``item`` names a
     numeric column, ``item_threshold`` the value at or above which the item marks a
@@ -420,22 +512,55 @@ def ruptures(df: pd.DataFrame, criterion="default", k: float | None = None, sd: 
     return f
 
 
+def _line_fit(y, x, starts, counts):
+    """Per-patient OLS line (the mean with < 3 values): fitted values and r/√(1 − h)."""
+    n = np.repeat(counts, counts).astype(float)
+
+    def psum(w):
+        return np.repeat(np.add.reduceat(w, starts), counts)
+
+    with np.errstate(all="ignore"):
+        mx, my = psum(x) / n, psum(y) / n
+        sxx = psum((x - mx) ** 2)
+        b = np.where((n >= 3) & (sxx > 0), psum((x - mx) * (y - my)) / sxx, 0.0)
+        fit = my + b * (x - mx)
+        lev = np.where(n >= 3, 1 / n + (x - mx) ** 2 / sxx, 1 / n)
+        u = (y - fit) / np.sqrt(1 - lev)
+        syy = psum((y - my) ** 2)
+    u[(n < 2) | (syy <= 1e-12 * np.maximum(1.0, psum(y * y)))] = np.nan  # constant patients: no noise info
+    return fit, u
+
+
 def simulate_rupture_data(n_patients: int = 400, n_sessions: int = 7, plant: float = 0.0,
                           dip_sd: float = 3.5, trend: float = 0.15, seed: int = 0,
-                          study: str = "Sim") -> tuple[pd.DataFrame, pd.DataFrame]:
+                          study: str = "Sim", sd_spread: float = 0.0, growth: str = "linear",
+                          likert: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rising-alliance data with optional planted single dips (the §9 calibration design).
 
     Alliance from `analysis.simulate.simulate_study` (patient means ~ N(0, 1), a rising
     trend of ``trend`` per session with patient SD 0.05, within-patient AR(1) deviations,
     φ = 0.3, innovation SD 1). The within-patient SD σ_w is the SD of those deviations
     (the stationary SD, `Simulation.truth["within_cov"][0][0]` ** 0.5). With
-    ``plant`` > 0 that share of patients gets one dip of ``dip_sd``·σ_w at one session
+    ``plant`` > 0 that share of patients gets one dip of ``dip_sd``·σ_i at one session
     drawn uniformly from the second to the second-to-last; nothing else changes.
+
+    Heterogeneity and model breaks (METHODS §9 calibration table):
+
+    * ``sd_spread`` > 0: patient i's noise SD is σ_i = σ_w·exp(sd_spread·Z_i), Z_i ~ N(0, 1)
+      (lognormal SDs): the deviations from the patient's own straight line are multiplied by
+      exp(sd_spread·Z_i), and a planted dip is ``dip_sd``·σ_i (the patient's own SD).
+    * ``growth="concave"``: the linear rise trend·(t − 1) is replaced by the same total rise
+      reached early, trend·(T − 1)·(1 − e^(−3(t − 1)/(T − 1)))/(1 − e^(−3)).
+    * ``likert=True``: ratings on a 1–7 scale in steps of 0.25 (the mean of 4 items),
+      clip(round(4·(6 + 0.6·A))/4, 1, 7): 16% of the ratings at the ceiling at 7 sessions,
+      20% at 20 (half of the last sessions).
 
     Returns (data, planted) with planted = one row per dip (study, patient, session).
     """
     from analysis.simulate import simulate_study  # local: keeps the import graph light
 
+    if growth not in ("linear", "concave"):
+        raise ValueError(f"simulate_rupture_data: growth must be 'linear' or 'concave', got {growth!r}.")
     sim = simulate_study(n_patients, range(1, n_sessions + 1), study=study, alliance_trend=trend,
                          sd_alliance_trend=0.05, seed=seed)
     d = sim.data.copy()
@@ -446,9 +571,21 @@ def simulate_rupture_data(n_patients: int = 400, n_sessions: int = 7, plant: flo
     sess = rng.integers(2, n_sessions, size=len(hit))  # sessions 2 .. T − 1
     planted = pd.DataFrame({"study": study, "patient": pd.array(hit, dtype="str"),
                             "session": sess.astype(np.int64)})
-    key = d["patient"].astype(str) + "\x1f" + d["session"].astype(str)
+    mult = pd.Series(np.exp(sd_spread * np.random.default_rng([seed, 11]).standard_normal(len(patients))),
+                     index=pd.Index(patients).astype(str))
+    pat = d["patient"].astype(str)
+    if sd_spread:
+        fit, _ = _line_fit(d["alliance"].to_numpy(float), d["session"].to_numpy(float),
+                           _patient_starts(pd.factorize(pat)[0]), d.groupby("patient", sort=False).size().to_numpy())
+        d["alliance"] = fit + pat.map(mult).to_numpy() * (d["alliance"].to_numpy() - fit)
+    if growth == "concave":
+        t_, T = d["session"].to_numpy(float) - 1.0, max(n_sessions - 1, 1)
+        d["alliance"] += trend * T * (1 - np.exp(-3 * t_ / T)) / (1 - math.exp(-3)) - trend * t_
+    key = pat + "\x1f" + d["session"].astype(str)
     m = key.isin(planted["patient"] + "\x1f" + planted["session"].astype(str)).to_numpy()
-    d.loc[m, "alliance"] = d.loc[m, "alliance"] - dip_sd * sw
+    d.loc[m, "alliance"] = d.loc[m, "alliance"] - dip_sd * sw * pat[m].map(mult).to_numpy(float)
+    if likert:
+        d["alliance"] = np.clip(np.round(4 * (6 + 0.6 * d["alliance"])) / 4, 1, 7)
     return d, planted
 
 

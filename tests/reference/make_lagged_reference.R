@@ -1,4 +1,4 @@
-# Reference values for analysis/lagged.py and analysis/mixed.py (METHODS sections 2-5),
+# Reference values for analysis/lagged/ and analysis/mixed.py (METHODS sections 2-5),
 # computed with R's lme4 (REML/ML linear mixed models), lm + clubSandwich (CR1) and
 # an independent R implementation of standardization, centering and lag pairing.
 #
@@ -21,7 +21,7 @@
 #   lagged_r_prepared.csv  standardization, centering and pairing recomputed in R from
 #                          lagged_data.csv alone (for person_mean, detrended, lag 2,
 #                          next-observed pairing, no standardization and a window)
-# pytest (tests/test_lagged.py) needs no R; CI has no R; the outputs are committed.
+# pytest (tests/test_lagged.py) compares with the committed outputs; `make reference` reruns this script.
 #
 # lme4 is run with a tightened optimizer (minqa bobyqa, rhoend = 1e-12) so that the
 # reference values are accurate to far better than the 1e-4 tolerance of the tests (with

@@ -1,10 +1,10 @@
-# Reference values for analysis/meta.py (METHODS section 6), computed with R's metafor.
+# Reference values for analysis/meta/ (METHODS section 6), computed with R's metafor.
 #
 # Run from the repository root:
 #     Rscript tests/reference/make_meta_reference.R
 # Writes tests/reference/meta_reference.json next to this script. The JSON holds
 # the input data (yi, vi, labels, moderators) as well as every result, so pytest
-# needs no R. CI has no R; the JSON is committed.
+# needs no R; the JSON is committed and `make reference` reruns this script.
 #
 # Data sets (package metadat):
 #   bcg      dat.bcg, log risk ratios, escalc("RR")   (k = 13)
