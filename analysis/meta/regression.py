@@ -15,14 +15,14 @@ from .. import formatting as fmt
 from ._base import (
     _DEFAULT_CONTROL,
     _EPS,
-    _T_TESTS,
-    _s2w,
     _NAN,
+    _T_TESTS,
     _check_effects,
     _check_method_test,
     _make_control,
     _p_matrix,
     _readonly,
+    _s2w,
     _wls_rss,
     _xwx_inv,
 )
