@@ -71,9 +71,10 @@ def test_lagged_page_shows_both_when_asked():
     at.switch_page("app_pages/lagged.py")
     at.run()
     assert not at.exception
-    assert not [d for d in at.dataframe if "model" in d.value.columns]  # off by default: nothing fitted
+    both = {"model", "test", "tau", "pi_low"}
+    assert not [d for d in at.dataframe if both <= set(d.value.columns)]  # off by default: nothing fitted
     at.checkbox(key="lag_one_stage").check().run()
     assert not at.exception, [e.value for e in at.exception]
-    t = [d.value for d in at.dataframe if {"model", "estimate"} <= set(d.value.columns)][0]
+    t = [d.value for d in at.dataframe if both <= set(d.value.columns)][0]
     assert set(t["model"]) == {"one-stage", "two-stage"}
     assert "Why they may differ" in _texts(at)

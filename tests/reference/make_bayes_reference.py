@@ -1,13 +1,13 @@
-"""Brute-force reference for analysis/bayes_meta.py (METHODS §6c), by 30-digit quadrature (mpmath).
+"""Brute-force reference for analysis/bayes_meta.py (METHODS §6c), by 20-digit quadrature (mpmath).
 
     python tests/reference/make_bayes_reference.py     # writes bayes_reference.json
 
 Model: y_k ~ N(θ_k, v_k), θ_k ~ N(μ, τ²), p(μ) ∝ 1, τ ~ half-normal(scale s). Here every integral
-is mpmath's tanh-sinh quadrature on [0, ∞) at 30 significant digits, with no grid, no shift of the
+is mpmath's tanh-sinh quadrature on [0, ∞) at 20 significant digits, with no grid, no shift of the
 log density and no shared code with the module: the normalizing constant
 Z = ∫ p(τ) L(τ) dτ, L(τ) = V(τ)^{1/2} Π w_k^{1/2} exp(−½ Σ w_k (y_k − μ̂(τ))²); posterior means
 ∫ g(τ) p(τ) L(τ) dτ / Z; the CDFs of τ, of μ (∫ Φ((x − μ̂)/√V) …) and of a new study's θ
-(∫ Φ((x − μ̂)/√(V + τ²)) …); quantiles by the Illinois root finder on those CDFs to 1e-20.
+(∫ Φ((x − μ̂)/√(V + τ²)) …); quantiles by the Illinois root finder on those CDFs to 1e-16.
 Cases: the BCG vaccine trials (log risk ratios; metafor's dat.bcg, k = 13) with s = 0.5; five
 lagged within-effect estimates like the app's (k = 5, s = 0.1); three near-identical estimates
 (τ's posterior piled at 0; k = 3, s = 0.1); two studies (k = 2, s = 0.2).
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import mpmath as mp
 
-mp.mp.dps = 30
+mp.mp.dps = 20
 HERE = Path(__file__).resolve().parent
 
 BCG = json.loads((HERE / "meta_reference.json").read_text())["datasets"]["bcg"]
@@ -64,7 +64,7 @@ def solve(y, v, s, level=0.95):
         return mp.quad(dens, [0, x]) / Z
 
     def quantile(cdf, p, a, b):
-        return mp.findroot(lambda x: cdf(x) - p, (a, b), solver="illinois", tol=mp.mpf("1e-20"))
+        return mp.findroot(lambda x: cdf(x) - p, (a, b), solver="illinois", tol=mp.mpf("1e-16"))
 
     mean_mu = integral(lambda t: parts(t)[2]) / Z
     mean_tau = integral(lambda t: t) / Z
