@@ -43,9 +43,11 @@ bench: $(VENV)/.installed
 	@echo "== benchmarks/bench_class.py --varied (30 students, 30 different analyses)"
 	PYTHONPATH=. $(BIN)/python benchmarks/bench_class.py --varied --n 30 --warm
 
-# Rerun every R script in tests/reference (needs R with lme4, metafor, clubSandwich, jsonlite)
-# and fail on any numerical difference from the committed values (relative 1e-9).
+# Rerun every script in tests/reference (R with the packages .ci/system-deps installs)
+# (and the Python scripts that simulate their inputs), and fail on any numerical difference from the committed
+# values (relative 1e-9) or on a file no script writes.
 reference: $(VENV)/.dev-installed
+	.ci/system-deps
 	$(BIN)/python tests/reference/check_reference.py
 
 demo: $(VENV)/.installed

@@ -42,6 +42,7 @@ from scipy import stats
 from analysis import formatting as fmt
 from analysis import lmm, mixed
 from analysis.data import require_canonical
+from analysis.standardize import zscores
 
 __all__ = ["DecompositionResult", "total_within_between"]
 
@@ -139,13 +140,13 @@ class DecompositionResult:
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
-    obs = np.isfinite(x)
-    if obs.sum() < 2:
-        raise ValueError("Standardization needs at least two observed values of each variable.")
-    sd = np.std(x[obs], ddof=1)
-    if not sd > 0:
-        raise ValueError("A variable has no variance in the window, so it cannot be standardized.")
-    return (x - np.mean(x[obs])) / sd
+    """``x`` standardized over the study's window (:func:`analysis.standardize.zscores`); a constant variable
+    cannot be standardized (ValueError)."""
+    s = zscores(x)
+    if s.constant:
+        raise ValueError("A variable has no variance in the window (or fewer than two observed values), so it "
+                         "cannot be standardized.")
+    return s.z
 
 
 def _select(df, study, sessions):

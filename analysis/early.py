@@ -34,6 +34,7 @@ import pandas as pd
 
 from analysis import lagged, mixed
 from analysis.lagged import LagOptions, StudyFit
+from analysis.standardize import zscores
 from analysis.twostage import TwoStageResult, per_study_frame, pool_fits
 
 __all__ = ["OUTCOMES", "EarlyResult", "early_alliance_outcome", "early_outcome"]
@@ -166,8 +167,9 @@ def _patient_values(base, df, early_sessions, early_window, outcome, outcome_ses
 
 
 def _z(v):
-    sd = v.std(ddof=1)
-    return (v - v.mean()) / sd if sd > 0 else np.full_like(v, np.nan)
+    """``v`` standardized over the study's patients (:func:`analysis.standardize.zscores`; NaN when constant,
+    which the fit then reports)."""
+    return zscores(v).z
 
 
 def _early_failed(lab, o, reason, n_pat, extra):

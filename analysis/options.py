@@ -95,6 +95,8 @@ class Option:
         if self.kind not in KINDS:
             raise ValueError(f"Option kind must be one of {_listing(KINDS)}; got {self.kind!r}.")
         object.__setattr__(self, "labels", dict(self.labels))
+        # fast path of check(): exact str/int choices (a bool never matches an int choice)
+        object.__setattr__(self, "_exact", frozenset((type(c), c) for c in self.choices if type(c) in (str, int)))
 
     def __hash__(self):
         return hash((self.name, self.kind, self.choices, self.default))
@@ -138,6 +140,8 @@ class Option:
         return (self.lo is None or x >= self.lo) and (self.hi is None or x <= self.hi)
 
     def _choice(self, v):
+        if (type(v), v) in self._exact:
+            return True, v
         if self.case and isinstance(v, str):
             v = v.upper() if self.case == "upper" else v.lower()
         for c in self.choices:
@@ -152,7 +156,12 @@ class Option:
 
     def check(self, value):
         """``value`` checked and normalised (tuples, plain ints and bools); ``ValueError`` naming the option else."""
-        n, k = self.name, self.kind
+        k = self.kind
+        if k == "choice" and (type(value), value) in self._exact:
+            return value
+        if k == "flag" and type(value) is bool:
+            return value
+        n = self.name
         if k == "choice":
             ok, c = self._choice(value)
             if not ok:
@@ -299,7 +308,10 @@ class Declared:
 
     def __post_init__(self):
         for opt in declared(type(self)):
-            object.__setattr__(self, opt.name, opt.check(getattr(self, opt.name)))
+            value = getattr(self, opt.name)
+            checked = opt.check(value)
+            if checked is not value:
+                object.__setattr__(self, opt.name, checked)
         self._check()
         for c in self.CONSTRAINTS:
             if c.when(self):

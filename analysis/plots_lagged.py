@@ -206,7 +206,7 @@ def term_reading(term: str, direction: str = "alliance_to_symptoms", lag: int = 
     if term == "time":
         return f"Positive: {y} rises over the sessions, beyond the other terms."
     if term in ("interaction", "interaction_outcome") or term.startswith("within × "):
-        mod = {"interaction": f"the patient's average {x}", "interaction_outcome": f"the patient's average {y}"}.get(
+        mod = {"interaction": f"average {x}", "interaction_outcome": f"average {y}"}.get(
             term, term[len("within × "):])
         return (f"Cross-level interaction: positive = the within effect ({lab['arrow']}) is more positive "
                 f"(less negative) for patients with a higher {mod}; negative = more negative.")

@@ -6,9 +6,11 @@ import streamlit as st
 from analysis import convergence as conv
 from analysis import formatting as fmt
 from analysis import plots_meta, presets
+from analysis.convergence.options import ConvergenceOptions
 from ui import compute, jobs
+from ui.declared import draw, find
 from ui.downloads import show_figure, table_download
-from ui.persist import CONVERGENCE, url_params
+from ui.persist import CONV_KEYS, CONVERGENCE, url_params
 from ui.r_downloads import growth_r_download
 from ui.safe import esc
 from ui.state import DEMOS, DYADIC_DEMOS, current, has_therapist_ratings
@@ -79,33 +81,11 @@ if preset is not None:
 else:
     with st.sidebar:
         st.markdown("#### Convergence options")
-        o = {
-            "score_method": st.radio("Growth lines", ["ols", "multilevel"], key="conv_method",
-                                     format_func={"ols": "Per-dyad OLS lines",
-                                                  "multilevel": "Multilevel growth curves (empirical Bayes)"}.get),
-            "discrepancy": st.radio("Convergence score", ["absolute", "signed"], key="conv_discrepancy",
-                                    format_func={"absolute": "− slope of |P̂ − T̂| (positive = approaching)",
-                                                 "signed": "slope of P̂ − T̂ (signed)"}.get),
-            "transform": st.radio("Transform", list(conv.TRANSFORMS), key="conv_transform",
-                                  format_func={"none": "None", "log_shift": "log(x − min + 1)",
-                                               "yeo_johnson": "Yeo–Johnson on the standardized score"}.get),
-            "time": st.radio("Time", list(conv.TIMES), key="conv_time",
-                             format_func={"session": "Session number", "from_first": "Sessions since the first",
-                                          "occasion": "Assessment occasion (0, 1, 2, …)"}.get),
-            "therapist_level": st.radio(
-                "Therapist level", ["never", "lrt", "always"], key="conv_levels",
-                disabled="therapist" not in sd.columns,
-                format_func={"never": "Two levels", "lrt": "Decide in the null model (LRT)",
-                             "always": "Three levels"}.get,
-                help="One decision for every model: the therapist variance is tested in the null model "
-                     "(50:50 mixture of χ²₀ and χ²₁)."),
-            "early_discrepancy": st.radio(
-                "Early P − T discrepancy in Model 3", ["raw", "fitted"], key="conv_early",
-                format_func={"raw": "Observed (dropped: = early P − early T)",
-                             "fitted": "From the growth lines at the first session"}.get),
-            "covariates": tuple(st.multiselect("Extra dyad-level covariates (Models 2–3)", numeric,
-                                               key="conv_covariates")),
-        }
+        o = {name: draw(find(ConvergenceOptions, name), f"conv_{key}", st,
+                        disabled=name == "therapist_level" and "therapist" not in sd.columns)
+             for name, key in CONV_KEYS.items()}
+        o["covariates"] = tuple(draw(find(ConvergenceOptions, "covariates"), "conv_covariates", st, choices=numeric))
+        o = ConvergenceOptions(**o).kwargs()
         with st.expander("Sample rules and windows"):
             score_s = st.multiselect("Sessions in the convergence score (empty = all)", sessions, key="conv_score_s")
             sym_s = st.multiselect("Sessions of the symptom series (empty = all)", sessions, key="conv_sym_s")

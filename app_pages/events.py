@@ -7,8 +7,10 @@ import streamlit as st
 from analysis import events as ev
 from analysis import formatting as fmt
 from analysis import plots_events as pe
+from analysis.events.options import GainOptions, OutcomeOptions, ReliableChangeOptions, RuptureOptions
 from analysis.plots_meta import forest_plot
 from ui import compute, persist
+from ui.declared import labels
 from ui.downloads import show_figure, table_download
 from ui.events_view import dropout_section, notes, patient_picker, pick, rel_sd, run, table
 from ui.safe import esc
@@ -18,22 +20,13 @@ LINK_RUPTURES, LINK_GAINS, LINK_RC = ("/methods#9-ruptures-ruptures-paper-stiles
                                       "/methods#10-sudden-gains-review-tang-and-de-rubeis-1999",
                                       "/methods#11-reliable-and-clinically-significant-change-jacobson-and-truax-1991")
 CRITERIA = ev.CRITERION_LABELS
-SD_LABELS = {"moderated": "Patient's own SD, shrunk toward the study's (moderated t)",
-             "robust": "Robust study-level within-patient SD", "patient": "Patient's own SD",
-             "pooled": "Study's pooled within-patient SD", "max": "Larger of patient and pooled SD"}
-RATERS = {"patient": "Patient", "therapist": "Therapist", "both": "Both (same session)"}
-PRE = {"previous": "Session just before the rupture", "last_non_rupture": "Last earlier non-rupture session"}
-RULES = {"any": "at least one rupture was repaired", "all": "every rupture was repaired"}
-ITEM_RULES = {"or": "dip or item", "and": "dip and item", "item": "item alone"}
-KINDS = {"gain": "Sudden gains", "loss": "Sudden losses"}
-BETTER = {"lower": "Lower scores are better (symptoms)", "higher": "Higher scores are better"}
-PAIRING = {"session": "Sessions n and n + 1 by number", "next_observed": "Next observed session"}
+# the words of each choice come from the option declarations (analysis.events.options)
+SD_LABELS, RATERS, PRE, RULES, ITEM_RULES = (labels(RuptureOptions, n) for n in (
+    "sd", "rater", "pre_level", "rule", "item_rule"))
+KINDS, BETTER, PAIRING, CONVENTIONS = (labels(GainOptions, n) for n in ("kind", "better", "pairing", "convention"))
 CUT_MODE = {"rc": "Reliable change value (r and SD per study)", "typed": "Type the cut-off myself"}
-CUTS = {"none": "No cut-off", "norms": "Compute c from norms", "typed": "Type c myself",
-        "scl90": f"Preset: SCL-90-R GSI, German norms, c = {ev.SCL90R_GSI_GERMAN_CUTOFF}"}
-EVENTS = {"rupture": "Any rupture", "repair": "At least one repaired rupture", "rupture_repair": "Rupture–repair",
-          "repair_groups": "Rupture–repair vs unrepaired vs none", "gain": "At least one sudden gain / loss"}
-MEASURES = {"SMD": "Hedges' g (default)", "MD": "Raw mean difference"}
+CUTS = labels(ReliableChangeOptions, "cutoff_mode")
+EVENTS, MEASURES = (labels(OutcomeOptions, n) for n in ("event", "measure"))
 
 
 def _persist(data_key: str, defaults: dict) -> None:
@@ -118,7 +111,7 @@ def gains_tab(df, studies, raters) -> dict | None:
     opts = dict(kind=kind, better=better, first_only=bool(c3.checkbox("Only each patient's first event",
                                                                        key="ev_sg_first")),
                 pairing=c3.radio("Consecutive sessions", list(PAIRING), format_func=PAIRING.get, key="ev_sg_pairing"),
-                convention=c3.radio("Conventions", list(ev.GAIN_CONVENTIONS), format_func=ev.GAIN_CONVENTIONS.get,
+                convention=c3.radio("Conventions", list(CONVENTIONS), format_func=CONVENTIONS.get,
                                     key="ev_sg_conv", help="Published criteria (default) or as the R package "
                                     "suddengains, to match R results (METHODS §10)"))
     if mode == "typed":

@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analysis import lagged, nickell, plots_lagged
+from analysis import nickell
 from analysis.bayes_meta import SmallKOptions
 from analysis.interpret import count_sentence, lagged_effect_sentence
+from analysis.plots_lagged import direction_label
 from ui import compute, few_studies
 from ui.declared import draw, find
 from ui.downloads import show_figure, table_download
@@ -36,7 +37,10 @@ res = compute.two_stage_or_stop(df, options, "Fitting one model per study…")
 ps = res.per_study
 within = ps[ps["term"] == "within"]
 for direction in options.directions:
-    st.header(DIRECTIONS[direction] if options.lag else "Symptoms → alliance rated later in the same session")
+    # the heading says the lag in use ("next-session" only at lag 1; issue 23 #10)
+    st.header(DIRECTIONS[direction] if options.lag == 1 else
+              "Symptoms → alliance rated later in the same session" if not options.lag else
+              direction_label(direction, options.lag)["arrow"].capitalize())
     d = within[within["direction"] == direction]
     effect = d["effect"].iloc[0] if len(d) else "within-patient"
     ok = d[d["status"] != "failed"]
@@ -49,7 +53,7 @@ for direction in options.directions:
             + lagged_effect_sentence(m.estimate, m.ci_low, m.ci_high, direction, options.lag,
                                      options.standardize, effect)
         )
-    show_figure(plots_lagged.study_coefficients_figure(res, direction), f"coefficients_{direction}",
+    show_figure(compute.lagged_figure("coefficients", df, options, direction), f"coefficients_{direction}",
                 key=f"lag_coef_{direction}")
 
     table = d[["study", "effect", "estimate", "se", "ci_low", "ci_high", "pvalue", "n_patients", "n_pairs",
@@ -120,8 +124,8 @@ def model_rows():
         st.info("No model rows for this study with the current options.")
     else:
         patient = c3.selectbox("Patient", patients, key="lag_view_patient")
-        view = lagged.patient_view(df[df["study"] == study], options, direction, patient, study)
-        show_figure(plots_lagged.patient_series_figure(view), "patient_series", key="lag_patient")
+        show_figure(compute.lagged_figure("patient", df, options, direction, study, patient), "patient_series",
+                    key="lag_patient")
         st.dataframe(styled(rows[rows["patient"] == patient]), width="stretch", hide_index=True)
         table_download(rows, f"model_rows_{study}_{direction}", key="lag_rows_dl",
                        label="Download this study's model rows (CSV)")

@@ -19,6 +19,23 @@ LINKS = {
 PRESENT_FONT = 18
 
 
+def _wrap(text, width: int):
+    """Plotly title text broken into lines of at most ``width`` characters (existing breaks kept)."""
+    if not text:
+        return text
+    lines = []
+    for part in str(text).split("<br>"):
+        line = ""
+        for word in part.split(" "):
+            if line and len(line) + 1 + len(word) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}" if line else word
+        lines.append(line)
+    return "<br>".join(lines)
+
+
 def _show(fig, name, key):
     """Show a figure; in presentation mode with projector-sized text."""
     if st.session_state.get("teach_present"):
@@ -27,6 +44,9 @@ def _show(fig, name, key):
                           margin={"t": 70, "b": 170}, height=max(560, int(fig.layout.height or 450) + 120))
         fig.update_xaxes(tickfont_size=PRESENT_FONT - 2, title_font_size=PRESENT_FONT - 2)
         fig.update_yaxes(tickfont_size=PRESENT_FONT - 2, title_font_size=PRESENT_FONT - 2)
+        # projector-sized axis titles must fit their panel: wrapped into short lines (issue 23 #8)
+        fig.for_each_xaxis(lambda ax: ax.update(title_text=_wrap(ax.title.text, 48)))
+        fig.for_each_yaxis(lambda ax: ax.update(title_text=_wrap(ax.title.text, 30)))
         fig.update_annotations(font_size=PRESENT_FONT - 4)
     show_figure(fig, name, key=key)
 
@@ -51,6 +71,10 @@ if not present:
         "1 unit = 1 standard deviation of the patients' true average levels."
     )
 
+# Presentation mode collapses the sidebar (the projector's 1280 px go to the figures); leaving it opens it again.
+if present != st.session_state.get("_teach_sidebar_collapsed", False):
+    st.set_page_config(initial_sidebar_state="collapsed" if present else "expanded")
+    st.session_state["_teach_sidebar_collapsed"] = present
 if present:
     controls, body = st.columns([1, 4], gap="small")
 else:

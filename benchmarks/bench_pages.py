@@ -16,8 +16,9 @@ per page:
 * **warm**: in that session, to the Overview and back through the sidebar link;
 * **option → plot**: an option of the page changed (the centering, the convergence score, the rupture
   criterion), until a chart shows the new result;
-* **slider** (Teaching): a slider moved by one step, until the chart is redrawn;
-* **preset** (Lagged): "Reproduce a paper" applied, until the page shows it.
+* **slider** (Teaching): a slider moved by one step, until the chart is redrawn (the replications and the
+  Nickell curve follow from a background job);
+* **preset** (Lagged): "Reproduce a paper" applied, until a chart shows it.
 
 Beside each median: the server's CPU seconds for that step (user + system of the server process, /proc:
 what the step cost the server, independent of what else the machine does) and the 1-minute load average
@@ -96,14 +97,16 @@ class Step:
 
 
 def wait_done(page, before: str | None, timeout_ms: float, need_charts: bool = True) -> None:
-    """Until the script is idle (twice, 100 ms apart), the page has its charts and (``before`` given)
-    a chart differs from ``before``."""
+    """Page loads: until the script is idle (twice, 100 ms apart) and the page has its charts. Interactions
+    (``before`` given): until a chart differs from ``before`` (twice): the plot the widget drives is drawn,
+    even if slower parts (a background job's progress bar, a section further down) are still running."""
     deadline = time.perf_counter() + timeout_ms / 1000
     stable = 0
     while time.perf_counter() < deadline:
-        ok = page.evaluate(IDLE) and (not need_charts or page.evaluate(CHARTS) > 0)
-        if ok and before is not None:
+        if before is not None:
             ok = page.evaluate(SIG) != before
+        else:
+            ok = page.evaluate(IDLE) and (not need_charts or page.evaluate(CHARTS) > 0)
         stable = stable + 1 if ok else 0
         if stable >= 2:
             return

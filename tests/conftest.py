@@ -5,6 +5,15 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MPLBACKEND", "Agg")
 # AppTest must see a page's exception (ui/errors.py otherwise shows users a plain message instead).
 os.environ.setdefault("ALLIANCE_RAISE_ERRORS", "1")
+# ... with its message and traceback (the app's config hides them from users: client.showErrorDetails = "none")
+os.environ.setdefault("STREAMLIT_CLIENT_SHOW_ERROR_DETAILS", "full")
+try:
+    from streamlit import config as _st_config
+
+    _st_config.get_config_options()
+    _st_config.set_option("client.showErrorDetails", "full")
+except Exception:  # pragma: no cover - streamlit always installed for the suite
+    pass
 
 # In CI, property-based tests use a fixed example sequence so a run is reproducible;
 # locally they explore new examples each time.

@@ -242,3 +242,11 @@ def test_teaching_link_with_presentation_mode_opens_without_error():
     at = _goto(_app({"present": "1", "seed": "7"}), "app_pages/teaching.py")
     assert at.toggle(key="teach_present").value is True
     assert at.number_input(key="teach_seed").value == 7
+
+
+def test_lagged_heading_names_the_lag_in_use():
+    """Issue 23 #10: with lag 2 the heading still said "next-session"."""
+    at = _goto(_app({"lag": "2"}), "app_pages/lagged.py")
+    heads = [h.value for h in at.header]
+    assert any("session t+2" in h for h in heads), heads
+    assert not any("next-session" in h for h in heads), heads

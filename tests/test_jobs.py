@@ -196,3 +196,38 @@ def test_page_cancel_button_stops_the_job(gate_module):
     gate_module.gate.set()
     assert jobs.wait(job, 10).state == "cancelled"
     assert any("stopped before it finished" in c.value for c in at.caption) and not at.get("progress")
+
+
+def test_a_loaded_data_set_is_fitted_in_the_background_with_the_pages_default_options():
+    """Issue 24: compute on data load what every page needs. set_dataset starts the default two-stage fit
+    (ui.compute.prefit); the Lagged page's own call then finds it in the cache (same key, same options)."""
+    from analysis import pipeline
+    from analysis.lagged import LagOptions
+    from analysis.simulate import simulate_study
+    from ui import compute
+
+    df = simulate_study(30, range(1, 7), study="P", seed=41).data
+    key = compute.fingerprint(df)
+    compute.prefit(df, key)
+    job = jobs.lookup(compute._prefit, key=key, data=key, _df=df)
+    assert job is not None and jobs.wait(job, 120).state == "done"
+    calls = []
+    real = pipeline.two_stage
+
+    def counted(d, o):
+        calls.append(o)
+        return real(d, o)
+
+    res = compute._on_data(f"{real.__module__}.{real.__qualname__}", counted, key, df, LagOptions())
+    assert calls == [] and set(res.pooled) == {"alliance_to_symptoms", "symptoms_to_alliance"}
+
+
+def test_a_large_data_set_is_not_fitted_before_a_page_asks(monkeypatch):
+    from analysis.simulate import simulate_study
+    from ui import compute
+
+    df = simulate_study(30, range(1, 7), study="Q", seed=42).data
+    monkeypatch.setattr(compute, "PREFIT_MAX_ROWS", len(df) - 1)
+    key = compute.fingerprint(df)
+    compute.prefit(df, key)
+    assert jobs.lookup(compute._prefit, key=key, data=key, _df=df) is None

@@ -62,3 +62,11 @@ def test_latex_table_escapes_and_aligns():
     assert r"\begin{tabular}{lrrrrrrrl}" in tex
     assert r"Trial\_A \& B" in tex and r"$-$0.12" in tex and r"$<$ .001" in tex
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"\label{tab:coef}" in tex
+
+
+def test_interaction_reading_is_grammatical():
+    """Issue 23 #10: "for patients with a higher the patient's average alliance"."""
+    from analysis.plots_lagged import term_reading
+
+    text = term_reading("interaction")
+    assert "higher the" not in text and "for patients with a higher average alliance" in text

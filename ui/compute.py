@@ -18,7 +18,7 @@ import plotly.io as pio
 import streamlit as st
 
 from analysis import data as adata
-from analysis import lagged, meta, pipeline, plots_data, plots_meta, screening
+from analysis import lagged, meta, pipeline, plots_data, plots_lagged, plots_meta, screening
 from analysis.lagged import LagOptions
 from ui.safe import esc, safe_figure
 
@@ -137,6 +137,30 @@ def _data_call(func, df: pd.DataFrame, options: LagOptions):
     return _on_data(f"{func.__module__}.{func.__qualname__}", func, data_key(df), df, options)
 
 
+#: a larger data set is not fitted before a page asks for it (memory: a 5-million-row upload, issue 16)
+PREFIT_MAX_ROWS = 250_000
+
+
+def prefit(df: pd.DataFrame, key: str) -> None:
+    """Start the default analysis of a newly loaded data set (the two-stage fit every Lagged and Pooled page
+    opens with) in the background (ui/jobs.py): the first visit finds it cached (issue 24). A page that asks
+    for it while it runs waits for this computation instead of starting another (one per cache key). Not for
+    data sets above :data:`PREFIT_MAX_ROWS` rows."""
+    from ui import jobs
+
+    if len(df) > PREFIT_MAX_ROWS:
+        return
+    jobs.submit(_prefit, key=key, label="Fitting the study models", data=key, _df=df)
+
+
+def _prefit(data: str, df: pd.DataFrame) -> None:
+    try:
+        _on_data(f"{pipeline.two_stage.__module__}.{pipeline.two_stage.__qualname__}", pipeline.two_stage, data, df,
+                 LagOptions())
+    except ValueError:  # the page shows why when it asks (not cached, so it is tried there again)
+        pass
+
+
 def two_stage(df: pd.DataFrame, options: LagOptions) -> pipeline.TwoStageResult:
     return _data_call(pipeline.two_stage, df, options)
 
@@ -223,6 +247,24 @@ def _shared_figure(fig):
     spec = pio.to_json(fig, validate=False)
     fig.to_dict = lambda: json.loads(spec)
     return fig
+
+
+@st.cache_resource(show_spinner=False, max_entries=128, ttl="1h", hash_funcs=OPTIONS_HASH)
+def _lagged_figure(which: str, key: str, _df: pd.DataFrame, options: LagOptions, direction: str, study, patient):
+    if which == "coefficients":
+        fig = plots_lagged.study_coefficients_figure(two_stage(_df, options), direction)
+    else:
+        view = lagged.patient_view(_df[_df["study"].astype(str) == study], options, direction, patient, study)
+        fig = plots_lagged.patient_series_figure(view)
+    return _shared_figure(safe_figure(fig))
+
+
+def lagged_figure(which: str, df: pd.DataFrame, options: LagOptions, direction: str, study=None, patient=None):
+    """A Lagged page figure, built once per data set and options and shared read-only by every session
+    (issue 24: a rerun that changes nothing it shows does not rebuild it): "coefficients" (the per-study
+    coefficients of ``direction``) or "patient" (``patient`` of ``study``: what went into the model)."""
+    return _lagged_figure(which, data_key(df), df, options, direction,
+                          None if study is None else str(study), None if patient is None else str(patient))
 
 
 def pooled_forest(df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: str):

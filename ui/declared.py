@@ -15,16 +15,12 @@ from collections.abc import Mapping
 import streamlit as st
 
 from analysis.options import Option, clean, declared, impossible
-from ui.persist import Param
+from ui.persist import Param, param, url_spec
 
-__all__ = ["Param", "clean", "draw", "find", "help_text", "impossible", "option_value", "param", "url_spec",
-           "widget_value"]
+__all__ = ["Param", "clean", "draw", "find", "help_text", "impossible", "labels", "option_value", "param",
+           "url_spec", "widget_value"]
 
 METHODS_PAGE = "/methods#"
-_PARAM_KIND = {"choice": "choice", "flag": "bool", "int": "int", "float": "float", "range": "range",
-               "choices": "choices"}
-
-
 def find(cls, name: str) -> Option:
     """The declaration of option ``name`` of ``cls``."""
     for o in declared(cls):
@@ -33,31 +29,18 @@ def find(cls, name: str) -> Option:
     raise KeyError(name)
 
 
+def labels(cls, name: str) -> dict:
+    """``{choice: words}`` of option ``name`` of ``cls``, in the order a widget shows them."""
+    o = find(cls, name)
+    return {v: o.label_of(v) for v in o.shown}
+
+
 def help_text(opt: Option, extra: str = "") -> str:
     """The tooltip: the declared help, ``extra`` (e.g. why the widget is disabled) and a link to its METHODS section."""
     text = " ".join(t for t in (opt.help, extra) if t)
     if opt.methods:
         text += f" [Methods §{opt.methods.split('-', 1)[0]}]({METHODS_PAGE}{opt.methods})"
     return text
-
-
-def param(opt: Option, key: str, lo=None, hi=None) -> Param:
-    """The URL parameter of ``opt`` setting widget ``key`` (``lo``/``hi`` override the declared interval,
-    e.g. the data's sessions for a range)."""
-    if opt.kind not in _PARAM_KIND:
-        raise ValueError(f"{opt.name} ({opt.kind}) cannot be in a URL.")
-    return Param(key, _PARAM_KIND[opt.kind], tuple(opt.shown) if opt.choices else (),
-                 opt.lo if lo is None else lo, opt.hi if hi is None else hi)
-
-
-def url_spec(cls, key, names=None, bounds: Mapping | None = None) -> dict[str, Param]:
-    """``{url name: Param}`` for the declared options of ``cls`` that have a URL name (``names``: only these).
-
-    ``key(name)`` gives the widget key of option ``name``; ``bounds`` maps an option to its (lo, hi) in this data.
-    """
-    bounds = bounds or {}
-    return {o.url: param(o, key(o.name), *bounds.get(o.name, (None, None)))
-            for o in declared(cls) if o.url and (names is None or o.name in names)}
 
 
 def widget_value(opt: Option, value, bounds=None):

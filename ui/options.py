@@ -26,15 +26,8 @@ def decl(name: str):
     return declared.find(LagOptions, name)
 
 
-def _labels(name: str) -> dict:
-    o = decl(name)
-    return {v: o.label_of(v) for v in o.shown}
-
-
 #: Words for each direction, centering and time trend (from their declarations in analysis.lagged).
-DIRECTIONS = _labels("directions")
-CENTERING = _labels("centering")
-TIME_TREND = _labels("time_trend")
+DIRECTIONS, CENTERING, TIME_TREND = (declared.labels(LagOptions, n) for n in ("directions", "centering", "time_trend"))
 M = declared.METHODS_PAGE
 LINKS = {
     "std": M + lagged.M_STD,

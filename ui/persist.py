@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from analysis import convergence as _conv
-from analysis import events as _ev
 from analysis import presets as _presets
+from analysis.convergence.options import ConvergenceOptions
+from analysis.events import options as _evo
+from analysis.options import Option, declared
 
 STORE = "_persist"  # remembered widget values
 _KEYS = "_persist_keys"  # keys registered through widget()
@@ -172,6 +173,31 @@ def write_url(params: Mapping[str, Param]) -> None:
                 qp[name] = text
 
 
+_PARAM_KIND = {"choice": "choice", "flag": "bool", "int": "int", "float": "float", "range": "range",
+               "choices": "choices"}
+
+
+def param(opt: Option, key: str, lo=None, hi=None) -> Param:
+    """The URL parameter of a declared option (:class:`analysis.options.Option`) setting widget ``key``
+    (``lo``/``hi`` override the declared interval, e.g. the data's sessions for a range)."""
+    if opt.kind not in _PARAM_KIND:
+        raise ValueError(f"{opt.name} ({opt.kind}) cannot be in a URL.")
+    return Param(key, _PARAM_KIND[opt.kind], tuple(opt.shown) if opt.choices else (),
+                 opt.lo if lo is None else lo, opt.hi if hi is None else hi)
+
+
+def url_spec(cls, key, names=None, bounds: Mapping | None = None) -> dict[str, Param]:
+    """``{url name: Param}`` for the declared options of ``cls`` that have a URL name (``names``: only these).
+
+    ``key(name)`` gives the widget key of option ``name`` (or a dict name → key); ``bounds`` maps an option
+    to its (lo, hi) in this data.
+    """
+    bounds = bounds or {}
+    keyf = key.get if isinstance(key, Mapping) else key
+    return {o.url: param(o, keyf(o.name), *bounds.get(o.name, (None, None)))
+            for o in declared(cls) if o.url and (names is None or o.name in names)}
+
+
 #: The teaching page's scenario and seed (widget keys and ranges as drawn there).
 TEACHING = {
     "within": Param("teach_within", "float", lo=-0.5, hi=0.5),
@@ -187,27 +213,19 @@ TEACHING = {
 
 #: The Convergence page's options (never the study or the data source: those name data).
 #: The preset names and option values are the analysis module's own constants.
+#: ConvergenceOptions field → its widget key's suffix (``conv_<suffix>``)
+CONV_KEYS = {"score_method": "method", "discrepancy": "discrepancy", "transform": "transform", "time": "time",
+             "therapist_level": "levels", "early_discrepancy": "early"}
 CONVERGENCE = {
     "preset": Param("conv_preset", "choice", tuple(_presets.page_presets("convergence"))),
-    "lines": Param("conv_method", "choice", ("ols", "multilevel")),
-    "score": Param("conv_discrepancy", "choice", ("absolute", "signed")),
-    "transform": Param("conv_transform", "choice", tuple(_conv.TRANSFORMS)),
-    "time": Param("conv_time", "choice", tuple(_conv.TIMES)),
-    "levels": Param("conv_levels", "choice", ("never", "lrt", "always")),
-    "early": Param("conv_early", "choice", ("raw", "fitted")),
+    **url_spec(ConvergenceOptions, lambda n: f"conv_{CONV_KEYS[n]}"),
 }
 
 #: The Ruptures & gains page's main options (criterion, thresholds, raters, methods; never study names).
 EVENTS = {
-    "criterion": Param("ev_crit", "choice", tuple(_ev.CRITERION_LABELS)),
-    "k": Param("ev_k", "float", lo=0.5, hi=4.0),
-    "sd": Param("ev_sd_opt", "choice", ("moderated", "robust", "patient", "pooled", "max")),
-    "detrend": Param("ev_detrend", "bool"),
-    "rater": Param("ev_rater", "choice", ("patient", "therapist", "both")),
-    "event": Param("ev_sg_kind", "choice", ("gain", "loss")),
-    "better": Param("ev_sg_better", "choice", ("lower", "higher")),
-    "convention": Param("ev_sg_conv", "choice", tuple(_ev.GAIN_CONVENTIONS)),
-    "rc": Param("ev_rc_method", "choice", tuple(_ev.RC_METHODS)),
-    "outcome": Param("ev_out_event", "choice", ("rupture", "repair", "rupture_repair", "repair_groups", "gain")),
-    "effect": Param("ev_out_measure", "choice", ("SMD", "MD")),
+    **url_spec(_evo.RuptureOptions, {"criterion": "ev_crit", "k": "ev_k", "sd": "ev_sd_opt", "detrend": "ev_detrend",
+                                     "rater": "ev_rater"}),
+    **url_spec(_evo.GainOptions, {"kind": "ev_sg_kind", "better": "ev_sg_better", "convention": "ev_sg_conv"}),
+    **url_spec(_evo.ReliableChangeOptions, {"method": "ev_rc_method"}),
+    **url_spec(_evo.OutcomeOptions, {"event": "ev_out_event", "measure": "ev_out_measure"}),
 }

@@ -80,6 +80,10 @@ def set_dataset(df: pd.DataFrame, name: str, source: str, notes: list[str] | Non
         # computed once here, so reruns neither re-hash nor re-count the data
         **(description or _describe(df)),
     }
+    if st.session_state["dataset"].get("key"):  # the default fit starts now, in the background (issue 24)
+        from ui.compute import prefit
+
+        prefit(df, st.session_state["dataset"]["key"])
     # results computed for an earlier data set are no longer valid
     for key in [k for k in st.session_state if str(k).startswith("result_")]:
         del st.session_state[key]

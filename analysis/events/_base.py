@@ -10,6 +10,8 @@ from numbers import Real
 import numpy as np
 import pandas as pd
 
+from analysis.standardize import zscores
+
 _Z = 1.96
 _RTOL = 1e-9
 _KEY = ["study", "patient"]
@@ -190,7 +192,7 @@ def standardize_within_study(df: pd.DataFrame, columns) -> pd.DataFrame:
     """Copy of ``df`` with ``columns`` z-standardized within each study (METHODS §2).
 
     ``z = (x − mean) / sd`` over the study's observed values, sd with
-    ddof = 1; missing values stay missing. A study whose values do not vary
+    ddof = 1 (:func:`analysis.standardize.zscores`); missing values stay missing. A study whose values do not vary
     (or with fewer than two observed values) cannot be standardized and
     raises ``ValueError``.
     """
@@ -201,16 +203,15 @@ def standardize_within_study(df: pd.DataFrame, columns) -> pd.DataFrame:
     data = _check_frame(df, columns, who)
     out = df.copy()
     order = df[["study", "patient", "session"]].astype({"study": str, "patient": str})
+    codes, labels = pd.factorize(data["study"], sort=True)
     for c in columns:
-        g = data.groupby("study", sort=True)[c]
-        m, s = g.transform("mean"), g.transform(lambda x: x.std(ddof=1))
-        bad = sorted(data.loc[~(s > 0), "study"].unique())
+        std = zscores(data[c].to_numpy(dtype=float, na_value=np.nan), codes, len(labels))
+        bad = sorted(labels[k] for k in std.constant)
         if bad:
             raise ValueError(
                 f"{who}: '{c}' does not vary (or has fewer than two observed values) in "
                 f"study/studies {', '.join(map(repr, bad))}, so it cannot be standardized."
             )
-        z = pd.Series(((data[c] - m) / s).to_numpy(),
-                      index=pd.MultiIndex.from_frame(data[["study", "patient", "session"]]))
+        z = pd.Series(std.z, index=pd.MultiIndex.from_frame(data[["study", "patient", "session"]]))
         out[c] = z.reindex(pd.MultiIndex.from_frame(order)).to_numpy(dtype=float)
     return out

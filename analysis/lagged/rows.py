@@ -11,6 +11,7 @@ import pandas as pd
 
 from analysis.data import require_canonical
 from analysis.lagged.options import _VARS, PAIRINGS, LagOptions, _check_direction, model_terms
+from analysis.standardize import zscores
 
 
 def covariate_is_numeric(col: pd.Series) -> bool:
@@ -82,41 +83,21 @@ class StudyData:
     def _standardize(self, var: str, x: np.ndarray, options: LagOptions) -> None:
         """z = (x − study mean) / SD, the SD over all observed values (``standardize_by="total"``,
         ddof 1) or the pooled within-patient SD √(Σ(x − x̄_i)² / (N − G)) ("within") — §2."""
-        scode, S = self.scode, self.S
-        obs = ~np.isnan(x)
-        cnt = np.bincount(scode[obs], minlength=S).astype(float)
-        sm = np.bincount(scode[obs], weights=x[obs], minlength=S)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = sm / cnt
-            dev = np.where(obs, x - mean[scode], 0.0)
-            var_ = np.bincount(scode, weights=dev**2, minlength=S) / (cnt - 1)
-        sd = np.sqrt(var_)
-        for k in range(S):
-            if cnt[k] < 2 or not sd[k] > 0:
-                self.problems[self.study_labels[k]].append(
-                    f"{var} has no variance in the analysis window ({int(cnt[k])} observed value(s))"
-                )
+        total = zscores(x, self.scode, self.S)
+        for k in total.constant:
+            self.problems[self.study_labels[k]].append(
+                f"{var} has no variance in the analysis window ({int(total.n[k])} observed value(s))"
+            )
+        std = total
         if options.standardize and options.standardize_by == "within":
-            g = self.g
-            npat = np.bincount(g[obs], minlength=self.G)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                pm = np.bincount(g[obs], weights=x[obs], minlength=self.G) / npat
-                wdev = np.where(obs, x - pm[g], 0.0)
-                g_obs = np.bincount(self.pat_study[npat > 0], minlength=S)
-                sd = np.sqrt(np.bincount(scode, weights=wdev**2, minlength=S) / (cnt - g_obs))
-            for k in range(S):
-                if cnt[k] >= 2 and not sd[k] > 0:
-                    self.problems[self.study_labels[k]].append(
-                        f"{var} does not vary within patients (within-patient SD 0), so it cannot be standardized "
-                        "by the within-patient SD"
-                    )
-        if options.standardize:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                good = sd > 0
-                z = np.where(good[scode], (x - mean[scode]) / np.where(good, sd, 1.0)[scode], np.nan)
-            self.z[var] = z
-        else:
-            self.z[var] = x
+            std = zscores(x, self.scode, self.S, within=self.g, n_within=self.G)
+            for k in set(std.constant) - set(total.constant):
+                self.problems[self.study_labels[k]].append(
+                    f"{var} does not vary within patients (within-patient SD 0), so it cannot be standardized "
+                    "by the within-patient SD"
+                )
+        self.z[var] = std.z if options.standardize else x
+        mean, sd = std.mean, std.sd
         self.scale[var] = (mean, sd)
 
     def _read_covariates(self, df: pd.DataFrame, names: tuple) -> dict:

@@ -1,7 +1,10 @@
-"""``make reference``: rerun every R script in tests/reference and compare with the committed values.
+"""``make reference``: rerun every script in tests/reference and compare with the committed values.
 
-Each ``make_*.R`` is run with Rscript from the project root; it rewrites its
-JSON/CSV outputs in tests/reference. Every output file is then compared with
+Each ``make_*.py`` (inputs simulated in Python, e.g. the convergence designs) and
+then each ``make_*.R`` is run from the project root (Python with this
+interpreter, R with Rscript); together they rewrite every JSON/CSV output in
+tests/reference. The outputs are removed first, so a file that no script writes
+is reported. Every output file is then compared with
 the committed version numerically (relative tolerance 1e-9, absolute 1e-12 for
 values near zero; text must match exactly) and the committed files are put
 back, so the working tree is unchanged. Exit status 1 on any difference.
@@ -81,19 +84,28 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the regenerated files instead of the committed ones")
     args = ap.parse_args(argv)
     outputs = sorted(p for p in HERE.iterdir() if p.suffix in (".json", ".csv"))
-    scripts = sorted(HERE.glob("make_*.R"))
+    # Python inputs first, then the R script whose simulated data (lagged_data.csv, lagged_rows.csv) other scripts read
+    r_scripts = sorted(HERE.glob("make_*.R"), key=lambda p: (p.name != "make_lagged_reference.R", p.name))
+    scripts = sorted(HERE.glob("make_*.py")) + r_scripts
     problems: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         backup = Path(tmp)
         for p in outputs:
             shutil.copy2(p, backup / p.name)
         try:
+            for p in outputs:
+                p.unlink()
             for s in scripts:
-                print(f"== Rscript {s.relative_to(ROOT)}", flush=True)
-                run = subprocess.run(["Rscript", str(s.relative_to(ROOT))], cwd=ROOT)
+                cmd = [sys.executable if s.suffix == ".py" else "Rscript", str(s.relative_to(ROOT))]
+                print(f"== {Path(cmd[0]).name} {cmd[1]}", flush=True)
+                run = subprocess.run(cmd, cwd=ROOT)
                 if run.returncode != 0:
                     problems.append(f"{s.name} failed (exit {run.returncode})")
+            unwritten = [p for p in outputs if not p.exists()]
+            problems += [f"{p.name}: no script in tests/reference wrote it" for p in unwritten]
             for p in outputs:
+                if p in unwritten:
+                    continue
                 if p.suffix == ".json":
                     old = json.loads((backup / p.name).read_text(encoding="utf-8"))
                     new = json.loads(p.read_text(encoding="utf-8"))
@@ -106,7 +118,7 @@ def main(argv=None) -> int:
                     shutil.copy2(backup / p.name, p)
     for msg in problems[:200]:
         print("DIFFERENCE:", msg)
-    print(f"{len(outputs)} reference files from {len(scripts)} R scripts: "
+    print(f"{len(outputs)} reference files from {len(scripts)} scripts: "
           + ("all equal within tolerance." if not problems else f"{len(problems)} difference(s)."))
     return 1 if problems else 0
 
