@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run serve test lint bench demo reference clean
+.PHONY: run serve test lint bench demo reference clean screenshot
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,5 +53,9 @@ reference: $(VENV)/.dev-installed
 demo: $(VENV)/.installed
 	$(BIN)/python demo_data/make_demo.py
 
+# docs/screenshot.png from the running app (Debian chromium + Playwright; scripts/screenshot.py)
+screenshot: $(VENV)/.dev-installed
+	$(BIN)/python scripts/screenshot.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache tests/artifacts
+	rm -rf $(VENV) .pytest_cache tests/artifacts build *.egg-info

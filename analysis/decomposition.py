@@ -210,7 +210,8 @@ def _between_sessions(x, xm, xb, ym, g, ok, plabel):
     names = ("intercept", "within", "between")
     fit = lmm.fit_lmm(yy, XX, np.ones((len(yy), 1)), gg, coef_names=names, re_names=("(Intercept)",),
                       satterthwaite=False)
-    share = float(fit.sigma2) / float(fit.psi[0, 0] + fit.sigma2)
+    total = float(fit.psi[0, 0] + fit.sigma2)
+    share = float(fit.sigma2) / total if total > 0 else 0.0  # no variance left at all: degenerate too
     if share >= DEGENERATE:
         r, fit = _mixed_rows(yy, XX, gg, names, "between_sessions")
         return r, fit, ("Between model as published (session rows): the outcome is the patient's mean, so "
@@ -305,7 +306,7 @@ def total_within_between(df: pd.DataFrame, direction: str = "alliance_to_symptom
         tau2["between_sessions"], sigma2["between_sessions"] = float(fit.psi[0, 0]), float(fit.sigma2)
         singular["between_sessions"], converged["between_sessions"] = bool(fit.singular), bool(fit.converged)
         msgs.append(note)
-    except (ValueError, np.linalg.LinAlgError) as exc:
+    except (ValueError, np.linalg.LinAlgError, ArithmeticError) as exc:
         msgs.append(f"The between model on the session rows was not fitted: {exc}.")
     both = np.isfinite(xm) & np.isfinite(ym)
     pm = pd.DataFrame({"patient": pd.array(plabel[both], dtype="string"), "x_mean": xm[both], "y_mean": ym[both]})

@@ -272,6 +272,9 @@ def fit_direction(data: StudyData, options: LagOptions, direction: str, *, level
     if options.estimator != "mixed":
         raise ValueError("The one-stage model is a mixed model; it is not available with the fixed-effects "
                          "(within OLS) estimator.")
+    if getattr(options, "stage1", "lmm") != "lmm":
+        raise ValueError("The one-stage model is the lagged mixed model (study model 'lmm'); it is not fitted "
+                         "for the RI-CLPM or dynamic panel study models.")
     t0 = _time.perf_counter()
     rows = model_rows(data, options, direction)
     X, names, y, pat, sc, xw, info = _design(data, rows, options, direction)

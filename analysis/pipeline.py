@@ -31,8 +31,13 @@ def _two_stage_base(data: StudyData, options: LagOptions) -> TwoStageResult:
     pooled: dict = {}
     messages: list[str] = []
     all_fits = []
+    sem_fits = None
+    if options.stage1 != "lmm":
+        from analysis.dynamics import stage1_fits
+
+        sem_fits = stage1_fits(data, options, options.stage1)
     for direction in options.directions:
-        dfits = fit_studies(data, options, direction)
+        dfits = sem_fits[direction] if sem_fits is not None else fit_studies(data, options, direction)
         for f in dfits:
             fits[(f.study, direction)] = f
         all_fits.extend(dfits)
@@ -40,7 +45,7 @@ def _two_stage_base(data: StudyData, options: LagOptions) -> TwoStageResult:
         messages.extend(msgs)
         if res is not None:
             pooled[direction] = res
-    if effect_label(options) == "total":
+    if effect_label(options) == "total" and options.stage1 == "lmm":
         messages.append(
             f"Centering '{options.centering}': the 'within' coefficient is the total (within + between) "
             "lagged effect, not a purely within-patient effect (METHODS §3, §5)."

@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 from analysis import formatting as fmt
 from analysis.teaching import Estimates, ScatterSummary
 
-__all__ = ["estimates_figure", "nickell_figure", "scatter_figure"]
+__all__ = ["estimates_figure", "latent_figure", "nickell_figure", "scatter_figure"]
 
 _BLUE, _ORANGE, _GREY, _RED, _GREEN = "#2b6cb0", "#dd6b20", "#718096", "#c53030", "#2f855a"
 
@@ -168,4 +168,25 @@ def nickell_figure(curve: pd.DataFrame, rho: float) -> go.Figure:
     fig.update_layout(title=f"Nickell bias of the person-mean-centered prior symptoms (true ρ = {fmt.num(rho)})",
                       height=440, margin={"t": 60, "l": 70, "r": 20, "b": 60},
                       legend={"orientation": "h", "y": -0.22})
+    return fig
+
+
+def latent_figure(table: pd.DataFrame) -> go.Figure:
+    """The alliance → symptoms estimate and 95% CI of each model in
+    :func:`analysis.teaching.latent_estimates`, with the true value as a dashed line."""
+    est = table["estimate"].to_numpy(float)
+    colors = [_ORANGE if m.startswith("Person-mean") else _GREEN for m in table["model"]]
+    fig = go.Figure(go.Scatter(
+        x=est, y=list(table["model"]), mode="markers", marker={"size": 12, "color": colors},
+        error_x={"type": "data", "symmetric": False, "array": table["ci_high"].to_numpy(float) - est,
+                 "arrayminus": est - table["ci_low"].to_numpy(float)},
+        hovertemplate="%{y}: %{x:.3f}<extra></extra>", showlegend=False,
+    ))
+    truth = float(table["true_value"].iloc[0])
+    fig.add_vline(x=truth, line={"color": _GREY, "dash": "dash"},
+                  annotation_text=f"true effect {_signed(truth)}", annotation_position="top")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text="alliance → next-session symptoms (raw units, 95% CI)")
+    fig.update_layout(title="Person-mean LMM vs latent-centred models", height=330,
+                      margin={"t": 70, "l": 190, "r": 20, "b": 60})
     return fig

@@ -164,9 +164,11 @@ _TEMPLATE = r'''# Reproduces the lagged two-stage IPD meta-analysis of the Allia
 # (lme4::lmer, REML), or the within (fixed-effects) OLS estimator with CR1
 # cluster-robust SEs by patient. Lag 0 (symptoms -> alliance only): the outcome is
 # alliance rated later in the same session t, the prior outcome alliance at t - 1.
+# With stage1 = "riclpm" or "dpm" (docs/METHODS.md section 15) stage 1 is instead the RI-CLPM or the
+# ML-SEM dynamic panel model per study, by full-information ML in lavaan (missing = "ml").
 # Stage 2: metafor::rma on the 'within' estimates, with the chosen test (opt$test; "adhoc" is
 # Knapp-Hartung never narrower than z, metafor's test = "adhoc").
-# One-stage (section 6b): lmerTest::lmer on all studies' rows at once.
+# One-stage (section 6b, stage1 = "lmm"): lmerTest::lmer on all studies' rows at once.
 
 suppressPackageStartupMessages({
   library(lme4)
@@ -512,6 +514,76 @@ fit_rows <- function(m, terms) {
        singular = isSingular(fit), reml = REMLcrit(fit), notes = unique(notes))
 }
 
+# ------------------------------------------------------------------ latent-centred stage 1 (section 15)
+# RI-CLPM / ML-SEM dynamic panel model by full-information ML (lavaan, missing = "ml"); waves are the
+# session numbers; the values are the standardized ones of section 2.
+sem_wide <- function(d, vars) {
+  waves <- sort(unique(d$session))
+  ids <- unique(d$patient)
+  w <- data.frame(row.names = seq_along(ids))
+  for (v in vars) for (t in waves) {
+    col <- rep(NA_real_, length(ids))
+    sub <- d[d$session == t, ]
+    col[match(sub$patient, ids)] <- sub[[v]]
+    w[[paste0(v, "_", t)]] <- col
+  }
+  keep <- vapply(waves, function(t) any(!is.na(unlist(w[paste0(vars, "_", t)]))), logical(1))
+  list(w = w, waves = waves[keep])
+}
+sem_fit <- function(syntax, w) {
+  lavaan::lavaan(syntax, data = w, missing = "ml", meanstructure = TRUE, fixed.x = FALSE, int.ov.free = FALSE,
+                 int.lv.free = FALSE, auto.var = FALSE, auto.cov.lv.x = FALSE, auto.cov.y = FALSE,
+                 auto.fix.first = FALSE, auto.fix.single = FALSE)
+}
+riclpm_syntax <- function(W) {
+  A <- paste0("alliance_", W); S <- paste0("symptoms_", W); n <- length(W)
+  wa <- paste0("wa", seq_len(n)); ws <- paste0("ws", seq_len(n))
+  m <- c(paste("ria =~", paste0("1*", A, collapse = " + ")), paste("ris =~", paste0("1*", S, collapse = " + ")),
+         paste0(wa, " =~ 1*", A), paste0(ws, " =~ 1*", S),
+         sprintf("%s ~ ar_alliance*%s + symptoms_to_alliance*%s", wa[-1], wa[-n], ws[-n]),
+         sprintf("%s ~ ar_symptoms*%s + alliance_to_symptoms*%s", ws[-1], ws[-n], wa[-n]),
+         "ria ~~ ria", "ris ~~ ris", "ria ~~ ris", "wa1 ~~ wa1", "ws1 ~~ ws1", "wa1 ~~ ws1",
+         paste0(wa[-1], " ~~ ", wa[-1]), paste0(ws[-1], " ~~ ", ws[-1]), paste0(wa[-1], " ~~ ", ws[-1]),
+         paste0(A, " ~~ 0*", A), paste0(S, " ~~ 0*", S), paste0(A, " ~ 1"), paste0(S, " ~ 1"))
+  paste(m, collapse = "\n")
+}
+dpm_syntax <- function(W, y, x) {
+  n <- length(W); Y <- paste0(y, "_", W); X <- paste0(x, "_", W[-n])
+  m <- c(paste("eta =~", paste0("1*", Y[-1], collapse = " + ")),
+         sprintf("%s ~ ar_%s*%s + %s_to_%s*%s", Y[-1], y, Y[-n], x, y, X))
+  exo <- c("eta", Y[1], X)
+  for (i in seq_along(exo)) for (j in i:length(exo)) m <- c(m, paste(exo[i], "~~", exo[j]))
+  m <- c(m, paste0(Y[-1], " ~~ ", Y[-1]))
+  if (n >= 4) for (t in 2:(n - 2)) for (j in (t + 1):(n - 1)) m <- c(m, paste(Y[t], "~~", X[j]))
+  paste(c(m, paste0(c(Y, X), " ~ 1")), collapse = "\n")
+}
+sem_cache <- new.env()
+sem_rows <- function(st, ps, direction) {
+  y <- if (direction == "alliance_to_symptoms") "symptoms" else "alliance"
+  x <- setdiff(c("alliance", "symptoms"), y)
+  key <- paste(opt$stage1, if (opt$stage1 == "riclpm") "" else y)
+  fit <- sem_cache[[paste(st, key)]]
+  if (is.null(fit)) {
+    sw <- sem_wide(ps$d, c("alliance", "symptoms"))
+    if (length(sw$waves) < 3) stop("the SEM estimators need at least 3 sessions with data")
+    if (sum(rowSums(!is.na(sw$w)) > 0) < 10) stop("the SEM estimators need at least 10 patients with data")
+    w <- sw$w
+    fit <- if (opt$stage1 == "riclpm") sem_fit(riclpm_syntax(sw$waves), w) else {
+      W <- sw$waves; n <- length(W)
+      w <- w[, c(paste0(y, "_", W), paste0(x, "_", W[-n]))]
+      sem_fit(dpm_syntax(W, y, x), w[rowSums(!is.na(w)) > 0, ])
+    }
+    sem_cache[[paste(st, key)]] <- fit
+  }
+  pe <- lavaan::parameterEstimates(fit)
+  get <- function(lab) pe[pe$label == lab, ][1, ]
+  rows <- rbind(get(direction), get(paste0("ar_", y)))
+  data.frame(study = st, direction = direction, term = c("within", "prior_within"), estimate = rows$est,
+             se = rows$se, df = Inf, status = if (lavaan::lavInspect(fit, "converged")) "ok" else "not converged",
+             n_patients = lavaan::lavInspect(fit, "ntotal"), n_pairs = NA_integer_, reml_criterion = NA_real_,
+             notes = opt$stage1, stringsAsFactors = FALSE)
+}
+
 # ------------------------------------------------------------------ stage 1 over studies
 studies <- sort(unique(raw$study), method = "radix")
 per <- list()
@@ -521,14 +593,16 @@ for (st in studies) {
   for (direction in opt$directions) {
     rec <- tryCatch({
       if (length(ps$problems)) stop(paste(ps$problems, collapse = "; "))
-      m <- model_rows(ps, direction)
-      if (length(unique(m$patient)) >= 3) os_rows[[direction]][[st]] <- cbind(.study = st, m)
-      terms <- study_terms(m)
-      r <- fit_rows(m, terms)
-      data.frame(study = st, direction = direction, term = unname(label[terms]), estimate = r$estimate,
-                 se = r$se, df = r$df, status = if (r$singular) "singular" else "ok",
-                 n_patients = length(unique(m$patient)), n_pairs = nrow(m), reml_criterion = r$reml,
-                 notes = paste(r$notes, collapse = " "), stringsAsFactors = FALSE)
+      if (opt$stage1 != "lmm") sem_rows(st, ps, direction) else {
+        m <- model_rows(ps, direction)
+        if (length(unique(m$patient)) >= 3) os_rows[[direction]][[st]] <- cbind(.study = st, m)
+        terms <- study_terms(m)
+        r <- fit_rows(m, terms)
+        data.frame(study = st, direction = direction, term = unname(label[terms]), estimate = r$estimate,
+                   se = r$se, df = r$df, status = if (r$singular) "singular" else "ok",
+                   n_patients = length(unique(m$patient)), n_pairs = nrow(m), reml_criterion = r$reml,
+                   notes = paste(r$notes, collapse = " "), stringsAsFactors = FALSE)
+      }
     }, error = function(e) {
       data.frame(study = st, direction = direction, term = "within", estimate = NA_real_, se = NA_real_,
                  df = NA_real_, status = paste("failed:", conditionMessage(e)), n_patients = NA_integer_,

@@ -63,6 +63,7 @@ __all__ = [
     "estimates_sentence",
     "expected_between",
     "fit_estimates",
+    "latent_estimates",
     "fmt",
     "nickell_approximation",
     "nickell_curve",
@@ -99,7 +100,9 @@ class TeachingParams:
     ``missing`` = probability that a whole session is missing (MCAR).
     ``autoregression`` = ρ of symptoms (alliance has none; module docstring).
     ``control_prior`` adds the prior symptoms (within and between parts) to
-    every model (METHODS §5, ``control_prior_outcome``).
+    every model (METHODS §5, ``control_prior_outcome``). ``feedback`` = c_SA,
+    symptom deviation at t → alliance deviation at t + 1 (reciprocal
+    feedback; 0 = none).
     """
 
     within_effect: float = -0.20
@@ -110,6 +113,7 @@ class TeachingParams:
     missing: float = 0.10
     seed: int = 1
     control_prior: bool = True
+    feedback: float = 0.0
 
     def __post_init__(self):
         checks = [
@@ -120,6 +124,7 @@ class TeachingParams:
             (10 <= int(self.n_patients) <= 5000, "The number of patients must be between 10 and 5,000."),
             (0.0 <= self.missing <= 0.6, "The share of missing sessions must be between 0 and 0.6."),
             (int(self.seed) >= 0, "The seed must be a whole number ≥ 0."),
+            (-0.5 <= self.feedback <= 0.5, "The feedback effect must be between −0.5 and 0.5."),
         ]
         for ok, msg in checks:
             if not ok:
@@ -146,7 +151,7 @@ def simulate(params: TeachingParams) -> Simulation:
         range(1, params.n_sessions + 1),
         study="Teaching simulation",
         within_a_to_s=params.within_effect,
-        within_s_to_a=0.0,
+        within_s_to_a=params.feedback,
         ar_alliance=0.0,
         ar_symptoms=params.autoregression,
         between_corr=params.between_corr,
@@ -162,7 +167,7 @@ def simulate(params: TeachingParams) -> Simulation:
 
 def _var1(params: TeachingParams):
     rho, c = params.autoregression, params.within_effect
-    B = np.array([[0.0, 0.0], [c, rho]])  # rows: (a, s) at t+1; columns: (a, s) at t
+    B = np.array([[0.0, params.feedback], [c, rho]])  # rows: (a, s) at t+1; columns: (a, s) at t
     Sigma = solve_discrete_lyapunov(B, np.eye(2))
     return B, Sigma
 
@@ -238,7 +243,7 @@ def true_values(params: TeachingParams) -> TrueValues:
     """The true values the within and between coefficients target (module docstring)."""
     B, Sigma = _var1(params)
     c = params.within_effect
-    # population within-person lagged slope; equals c_AS with or without the control (Σ_as = 0 here)
+    # population within-person lagged slope without the control: Cov(s_t+1, a_t)/Var(a_t)
     within = c if params.control_prior else float(c + params.autoregression * Sigma[1, 0] / Sigma[0, 0])
     wlab = "the true within-patient effect set with the slider"
     if params.control_prior:
@@ -665,3 +670,26 @@ def nickell_sentence(curve: pd.DataFrame, rho: float) -> str:
         s += (" Few sessions per patient make symptoms look less stable than they are, because each patient's "
               "own mean is estimated from the same few sessions.")
     return s
+
+
+def latent_estimates(data: pd.DataFrame, params: TeachingParams, est: Estimates | None = None) -> pd.DataFrame:
+    """The alliance → next-session symptoms effect by the person-mean LMM (``est.within``), the RI-CLPM
+    and the ML-SEM dynamic panel model (METHODS §15) on the same simulated data, beside the truth c_AS.
+
+    One row per model: ``model, estimate, ci_low, ci_high, true_value, note``. The latent-centred models
+    need no person means, so neither the Nickell bias nor feedback (symptoms → next alliance) biases them.
+    """
+    from analysis import dynamics
+
+    est = est if est is not None else fit_estimates(data, params)
+    rows = [("Person-mean LMM (within)", est.within["estimate"], est.within["ci_low"], est.within["ci_high"], "")]
+    for name, res in (("RI-CLPM", dynamics.riclpm(data, fit_indices=False, standardized=False)),
+                      ("Dynamic panel model", dynamics.dpm(data, outcome="symptoms", fit_indices=False,
+                                                          standardized=False))):
+        r = res.row(DIRECTION) if res.ok else {}
+        rows.append((name, r.get("estimate", np.nan), r.get("ci_low", np.nan), r.get("ci_high", np.nan),
+                     " ".join(res.messages)))
+    return pd.DataFrame({
+        "model": [r[0] for r in rows], "estimate": [r[1] for r in rows], "ci_low": [r[2] for r in rows],
+        "ci_high": [r[3] for r in rows], "true_value": params.within_effect, "note": [r[4] for r in rows],
+    })

@@ -8,6 +8,7 @@ from analysis import formatting as fmt
 from analysis import plots_meta, presets
 from analysis.convergence.options import ConvergenceOptions
 from ui import compute, jobs
+from ui.congruence_view import congruence_section
 from ui.declared import draw, find
 from ui.downloads import show_figure, table_download
 from ui.persist import CONV_KEYS, CONVERGENCE, url_params
@@ -130,6 +131,8 @@ except ValueError as e:
     st.error(f"Dyad scores could not be computed: {esc(e, limit=None)}")
     st.stop()
 rel = scores.reliability.get(study)
+if cross := scores.crossing_note(study):
+    st.warning(esc(cross, limit=None))
 if rel is not None and pd.notna(rel) and rel < 0.2:
     st.warning(f"**The convergence analysis is not meaningful here.** The convergence score's reliability is "
                f"{fmt.num(rel)}: its differences between dyads are mostly rating noise, so any association with "
@@ -174,6 +177,8 @@ if dy is not None:
     )
     for m in dy.messages:
         st.caption(esc(m, limit=None))
+
+congruence_section(skey, sd, METHODS)
 
 st.header("Symptom growth: Models 1–3")
 if "symptoms" not in sd.columns or sd["symptoms"].notna().sum() == 0:

@@ -11,6 +11,7 @@ from analysis.plots_lagged import direction_label
 from ui import compute, few_studies
 from ui.declared import draw, find
 from ui.downloads import show_figure, table_download
+from ui.dynamics_view import check_section, comparison_section
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel
 from ui.safe import esc
 from ui.state import current, data_banner
@@ -24,14 +25,21 @@ SCALE = {"total": "standardized within study by the total SD", "within": "standa
          "within-patient SD"}
 timing = (f"outcome at session t + {options.lag}" if options.lag else
           "alliance rated later in the same session t")
-st.caption(
-    f"One model per study (METHODS [§5]({LINKS['stage1']})): {timing} on the "
-    f"predictor at session t · centering: {CENTERING[options.centering].lower()} · "
-    f"{SCALE[options.standardize_by] if options.standardize else 'raw scores'} · "
-    f"{'controlling for the prior outcome' if options.control_prior_outcome else 'no control for the prior outcome'}"
-    f" · {'t tests, Satterthwaite df' if options.df_method == 'satterthwaite' else 'Wald z tests'}"
-    + (f" · moderators: {esc(', '.join(options.covariates))}" if options.covariates else "") + "."
-)
+SEM = {"riclpm": "RI-CLPM", "dpm": "dynamic panel model (ML-SEM)"}
+if options.stage1 != "lmm":
+    st.caption(f"One {SEM[options.stage1]} per study, fitted by full-information ML (METHODS §15): lag 1 between "
+               f"sessions, latent-centred (no person means subtracted) · "
+               f"{SCALE[options.standardize_by] if options.standardize else 'raw scores'}. Centering, lag, trend and "
+               "estimator options apply to the mixed models only.")
+else:
+    st.caption(
+        f"One model per study (METHODS [§5]({LINKS['stage1']})): {timing} on the "
+        f"predictor at session t · centering: {CENTERING[options.centering].lower()} · "
+        f"{SCALE[options.standardize_by] if options.standardize else 'raw scores'} · "
+        f"{'controlling for the prior outcome' if options.control_prior_outcome else 'no control for the prior outcome'}"
+        f" · {'t tests, Satterthwaite df' if options.df_method == 'satterthwaite' else 'Wald z tests'}"
+        + (f" · moderators: {esc(', '.join(options.covariates))}" if options.covariates else "") + "."
+    )
 res = compute.two_stage_or_stop(df, options, "Fitting one model per study…")
 
 ps = res.per_study
@@ -98,6 +106,10 @@ for direction in options.directions:
 
 if draw(find(SmallKOptions, "one_stage"), "lag_one_stage"):
     few_studies.one_stage_section(df, options, res, DIRECTIONS, "Within-patient lagged coefficient")
+
+st.header("Latent-centred models")
+comparison_section(df, options, "lag")
+check_section(df, options, "lag")
 
 with st.expander("All coefficients of every study model"):
     show_table(ps, "all_coefficients", key="lag_all_dl", manuscript=False)

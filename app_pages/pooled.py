@@ -8,6 +8,7 @@ from analysis import meta, plots_lagged, plots_meta
 from analysis.interpret import lagged_effect_sentence
 from ui import compute, few_studies
 from ui.downloads import show_figure, table_download
+from ui.dynamics_view import check_section, comparison_section
 from ui.options import DIRECTIONS, LINKS, option_panel, pooling_panel
 from ui.reporting import report_downloads
 from ui.safe import esc
@@ -74,7 +75,7 @@ shown_table, summary_table = compute.pooled_tables(df, options, DIRECTIONS)
 show_table(shown_table, "pooled_estimates", key="pooled_dl", csv=summary_table, title="Pooled estimates")
 
 SECTIONS = ["One-stage vs two-stage", "Few studies: Bayesian & coverage", "Leave-one-out", "Funnel & Egger",
-            "Meta-regression", "Centering multiverse", "Report & script"]
+            "Meta-regression", "Centering multiverse", "Estimator comparison", "Estimator check", "Report & script"]
 
 
 @st.fragment
@@ -154,6 +155,12 @@ def more_analyses():
             show_figure(plots_lagged.multiverse_figure(mv, d), f"multiverse_{d}", key=f"mv_{d}")
         pooled_rows = mv[mv["row"] == "pooled"]
         show_table(pooled_rows, "centering_multiverse", key="mv_dl", csv=mv, title="Centering multiverse (pooled)")
+
+    elif section == "Estimator comparison":
+        comparison_section(df, options, "pooled")
+
+    elif section == "Estimator check":
+        check_section(df, options, "pooled")
 
     elif section == "Report & script":
         report_downloads(ds, options, res, fig, xlabel)

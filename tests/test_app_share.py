@@ -250,3 +250,10 @@ def test_lagged_heading_names_the_lag_in_use():
     heads = [h.value for h in at.header]
     assert any("session t+2" in h for h in heads), heads
     assert not any("next-session" in h for h in heads), heads
+
+
+def test_the_no_preset_choice_stays_out_of_the_url():
+    """Issue 23 #12: the Convergence URL carried preset=—+(choose+the+settings+yourself)."""
+    at = _goto(_app(), "app_pages/convergence.py")
+    assert "preset" not in at.query_params
+    assert at.query_params.get("lines") or at.query_params.get("score")  # the options themselves are there

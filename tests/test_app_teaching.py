@@ -30,7 +30,8 @@ def _settle(at: AppTest) -> AppTest:
     from ui import jobs
 
     for _ in range(3):
-        pending = [at.session_state[k] for k in ("_job_teach_rep", "_job_teach_nickell") if k in at.session_state]
+        pending = [at.session_state[k] for k in ("_job_teach_rep", "_job_teach_nickell", "_job_teach_latent")
+                   if k in at.session_state]
         pending = [j for j in pending if j is not None and not j.done]
         if not pending and not at.get("progress"):
             break
@@ -53,10 +54,10 @@ def _number_after(text: str, label: str) -> float:
     return float(m.group(1).replace("−", "-"))
 
 
-def test_page_renders_with_three_figures_and_sentences():
+def test_page_renders_with_four_figures_and_sentences():
     at = _open_teaching()
     assert [t.value for t in at.title] == ["Teaching: within, between and total effects"]
-    assert len(at.get("plotly_chart")) == 3
+    assert len(at.get("plotly_chart")) == 4  # estimates, scatter, Nickell curve, latent-centred models
     s = _sentence(at, "The within-patient estimate")
     assert "truth (−0.20)" in s
     assert "opposite directions" in _sentence(at, "Across patients")

@@ -95,6 +95,9 @@ R_OPTION_SETS = {
                                                           standardize_by="within", pooling_method="HE"),
     "raw_grand_mean_covariates_hs_knha": LagOptions(standardize=False, centering="grand_mean",
                                                     covariates=("age", "arm"), pooling_method="HS", test="knha"),
+    # latent-centred stage 1 (METHODS §15): RI-CLPM / DPM by FIML in lavaan
+    "riclpm_window_dl": LagOptions(stage1="riclpm", sessions=(1, 6), pooling_method="DL"),
+    "dpm_raw_knha": LagOptions(stage1="dpm", standardize=False, test="knha"),
 }
 # Together the sets cover every value of every LagOptions field (lags 0-3, all nine tau2 estimators, ...).
 # the R script guesses the covariate types itself (numeric when every value reads as a number) for this set

@@ -429,6 +429,16 @@ def conv_dyadic(key: str, _df: pd.DataFrame):
 
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
+def conv_rsa(key: str, _df: pd.DataFrame, control_initial: bool):
+    return conv.response_surface(_df, control_initial=control_initial)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
+def conv_apim(key: str, _df: pd.DataFrame, lag: int, control_prior: bool):
+    return conv.apim(_df, lag=lag, control_prior=control_prior)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def conv_shape(key: str, _df: pd.DataFrame, time: str):
     return conv.trajectory_shape(_df, time=time)
 

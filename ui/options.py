@@ -159,6 +159,7 @@ def option_panel(df: pd.DataFrame, container=None) -> LagOptions:
     persist.url_params("lag", url_spec(df))
     with c:
         st.markdown("#### Model options")
+        opts["stage1"] = _draw("stage1", opts, st)
         opts["centering"] = _draw("centering", opts, st)
         opts["directions"] = _draw("directions", opts, st)
         if smax > smin:

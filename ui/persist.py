@@ -164,12 +164,16 @@ def url_params(group: str, params: Mapping[str, Param]) -> list[str]:
 
 
 def write_url(params: Mapping[str, Param]) -> None:
-    """Write the current value of every parameter whose widget key is set."""
+    """Write the current value of every parameter whose widget key is set; a value the parameter does not
+    allow (e.g. a page's "— (choose the settings yourself)" entry) is left out of the URL."""
     qp = st.query_params
     for name, p in params.items():
         if p.key in st.session_state:
             text = p.encode(st.session_state[p.key])
-            if qp.get(name) != text:
+            if p.decode(text) is None:
+                if name in qp:
+                    del qp[name]
+            elif qp.get(name) != text:
                 qp[name] = text
 
 
@@ -203,6 +207,7 @@ TEACHING = {
     "within": Param("teach_within", "float", lo=-0.5, hi=0.5),
     "between": Param("teach_between", "float", lo=-0.9, hi=0.9),
     "ar": Param("teach_ar", "float", lo=0.0, hi=0.8),
+    "feedback": Param("teach_feedback", "float", lo=-0.5, hi=0.5),
     "sessions": Param("teach_sessions", "int", lo=3, hi=20),
     "patients": Param("teach_patients", "int", lo=20, hi=1000),
     "missing": Param("teach_missing", "int", lo=0, hi=50),

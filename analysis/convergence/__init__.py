@@ -10,6 +10,9 @@ Implements the Convergence paper (seed ``001_…``). One module per part of METH
 * :mod:`~analysis.convergence.dyadic` — the one-step stacked dyadic model (:func:`dyadic_model`);
 * :mod:`~analysis.convergence.pooling` — per-study pooling of the convergence effect
   (:func:`pooled_convergence`);
+* :mod:`~analysis.convergence.congruence` — dyadic congruence models that do not depend on whether the
+  rating lines cross: response surface analysis (:func:`response_surface`) and the actor–partner
+  interdependence model (:func:`apim`);
 * :mod:`~analysis.convergence.power` — the preparatory linear vs log-linear comparison
   (:func:`trajectory_shape`) and simulation-based power (:func:`convergence_power`).
 
@@ -18,6 +21,7 @@ Every public name is importable from ``analysis.convergence`` (users' scripts do
 
 from __future__ import annotations
 
+from analysis.convergence.congruence import APIMResult, ResponseSurface, apim, response_surface
 from analysis.convergence.dyadic import DyadicResult, dyadic_model
 from analysis.convergence.growth import (
     MODEL_PREDICTORS,
@@ -36,6 +40,10 @@ from analysis.convergence.samples import SampleResult, SampleRules, apply_sample
 from analysis.convergence.scores import TRANSFORMS, DyadScores, dyad_scores, trajectories, transform_score
 
 __all__ = [
+    "APIMResult",
+    "ResponseSurface",
+    "apim",
+    "response_surface",
     "MODEL_PREDICTORS",
     "PREDICTORS",
     "TERM_LABELS",

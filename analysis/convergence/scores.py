@@ -39,7 +39,7 @@ from scipy import stats
 
 from analysis.convergence._common import _check
 from analysis.convergence.dyadic import dyadic_model
-from analysis.formatting import count, num
+from analysis.formatting import count, num, percent
 
 # ----------------------------------------------------------------------------
 # descriptives
@@ -98,7 +98,12 @@ class DyadScores:
     ``excluded``: study, patient, reason. ``reliability[study]`` =
     ``1 − mean(convergence_se²) / Var(convergence_raw)``: the share of the
     score's between-dyad variance that is not rating noise (a low value
-    attenuates every association with convergence).
+    attenuates every association with convergence). ``lines_cross`` (table
+    column): the fitted P and T lines cross between the dyad's first and last
+    joint session (D̂ changes sign); ``crossing[study]`` = the share of such
+    dyads. For them |D̂| falls and then rises, so the "absolute" score mixes
+    approach and divergence: it is not a rate of convergence, and the
+    reliability above does not say how well it measures one (:meth:`crossing_note`).
     """
 
     table: pd.DataFrame
@@ -110,9 +115,27 @@ class DyadScores:
     method: str = "ols"
     transform_info: dict = field(default_factory=dict)
     dyadic: dict = field(default_factory=dict, repr=False)
+    crossing: dict = field(default_factory=dict)
 
     def to_frame(self) -> pd.DataFrame:
         return self.table.copy()
+
+    def crossing_note(self, study: str) -> str | None:
+        """A sentence for readers when the lines of some dyads of ``study`` cross (None otherwise)."""
+        share = self.crossing.get(str(study))
+        if share is None or not share > 0:
+            return None
+        sub = self.table[self.table["study"] == str(study)]
+        k, n = int(sub["lines_cross"].sum()), len(sub)
+        what = ("The absolute-discrepancy score |D̂| falls and then rises for them: it mixes approach and "
+                "divergence, is not a rate of convergence and tracks the true rate only loosely. Its reliability does "
+                "not describe how well it measures convergence, so associations are not simply attenuated by "
+                "it. The signed score (change of P − T) and the congruence models (response surface, APIM) "
+                "below do not have this problem." if self.discrepancy == "absolute" else
+                "The signed score (the slope of P − T) is unaffected; read a negative slope as convergence only "
+                "where the patient started above the therapist.")
+        return (f"The patient and therapist lines cross within the observed sessions in {count(k)} of "
+                f"{count(n)} dyads ({percent(share)}). " + what)
 
     def summary(self) -> str:
         rel = ", ".join(f"{k}: {num(v)}" for k, v in self.reliability.items())
@@ -164,7 +187,7 @@ def _score_se(g, t, Draw, sg, k, discrepancy):
     return conv_se
 
 
-def _reliability(table: pd.DataFrame, conv_ols: np.ndarray) -> tuple[dict, list]:
+def _reliability(table: pd.DataFrame, conv_ols: np.ndarray, discrepancy: str = "signed") -> tuple[dict, list]:
     """Per study: 1 − mean(SE²)/Var(OLS score) (floored at 0; NaN with < 3 dyads with an SE)."""
     messages = []
     reliability = {}
@@ -175,10 +198,13 @@ def _reliability(table: pd.DataFrame, conv_ols: np.ndarray) -> tuple[dict, list]
             v = float(np.var(conv_ols[sub.index.to_numpy()], ddof=1))
             rel = 1.0 - float(np.mean(se[ok_se] ** 2)) / v if v > 0 else np.nan
             reliability[str(stu)] = max(rel, 0.0) if np.isfinite(rel) else np.nan
+            crossed = discrepancy == "absolute" and bool(sub["lines_cross"].any())
             messages.append(
                 f"{stu}: estimated reliability of the convergence score {num(reliability[str(stu)])} "
-                "(share of its between-dyad variance not explained by rating noise around the dyads' "
-                "lines); associations with convergence are attenuated by roughly this factor."
+                "(share of its between-dyad variance not explained by rating noise around the dyads' lines); "
+                + ("associations with convergence are attenuated by roughly this factor." if not crossed else
+                   f"the lines cross in {percent(float(sub['lines_cross'].mean()))} of the dyads, so this "
+                   "does not say how well the absolute-discrepancy score measures convergence.")
             )
         else:
             reliability[str(stu)] = np.nan
@@ -272,6 +298,7 @@ def _score_table(d: pd.DataFrame, j: dict, lines, conv_raw, conv_se, method: str
             "early_therapist": early_T,
             "early_discrepancy": early_P - early_T,
             "early_discrepancy_fitted": (aP - aT) + (bP - bT) * t_first,
+            "lines_cross": ((aP - aT) + (bP - bT) * t_first) * ((aP - aT) + (bP - bT) * sess[last]) < 0,
             "intercept_patient": aP,
             "intercept_therapist": aT,
             "slope_patient": bP,
@@ -349,19 +376,20 @@ def dyad_scores(df: pd.DataFrame, discrepancy: str = "absolute", transform: str 
     table = _score_table(d, j, (aP, bP, aT, bT), conv_raw, conv_se, method)
     if "therapist" in d.columns:
         table["therapist"] = _therapist_of(d, table)
-    reliability, rel_msgs = _reliability(table, conv_ols)
+    reliability, rel_msgs = _reliability(table, conv_ols, discrepancy)
     messages += rel_msgs
     if method == "multilevel":
         messages.append("Convergence from the multilevel (empirical-Bayes) growth lines: the reliability above "
                         "is that of the per-dyad OLS discrepancy slopes; the multilevel scores shrink them toward "
                         "the mean by about that factor.")
     info = _transform_by_study(table, transform)
+    crossing = {str(k): float(v) for k, v in table.groupby("study", sort=False)["lines_cross"].mean().items()}
     excluded = j["excluded"]
     if len(excluded):
         messages.append(f"{len(excluded)} dyad(s) excluded: fewer than 2 sessions with both ratings.")
     return DyadScores(table=table, excluded=excluded, discrepancy=discrepancy, transform=transform,
                       messages=tuple(messages), reliability=reliability, method=method, transform_info=info,
-                      dyadic=dyadic)
+                      dyadic=dyadic, crossing=crossing)
 
 
 TRANSFORMS = ("none", "log_shift", "yeo_johnson")

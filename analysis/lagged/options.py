@@ -14,6 +14,7 @@ DIRECTIONS = ("alliance_to_symptoms", "symptoms_to_alliance")
 PAIRINGS = ("session", "next_observed")
 TIME_TRENDS = ("none", "fixed", "fixed_random")
 ESTIMATORS = ("mixed", "fixed_effects")
+STAGE1_MODELS = ("lmm", "riclpm", "dpm")  # stage-1 model family: these lagged models or analysis.dynamics (§15)
 POOLING_METHODS = meta.METHODS  # one list of τ² estimators (analysis.meta)
 TESTS = meta.TESTS
 STANDARDIZE_BY = ("total", "within")
@@ -34,6 +35,7 @@ M_STD = "2-standardization-default-on"
 M_CENTER = "3-centering-of-a-time-varying-variable-x"
 M_LAG = "4-lags"
 M_STAGE1 = "5-stage-1-lagged-model-per-study"
+M_DYNAMIC = "15-latent-centred-dynamic-models-ri-clpm-and-the-ml-sem-dynamic-panel-model"
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,10 @@ class LagOptions(Declared):
     * ``lag = 0`` (symptoms → alliance only): symptoms rated before session t,
       alliance after it, so the outcome is alliance at the same session t and
       the prior outcome is alliance at the previous session — §4.
+    * ``stage1``: ``"lmm"`` (default: the lagged models above), ``"riclpm"``
+      or ``"dpm"`` (latent-centred SEM by FIML, :mod:`analysis.dynamics`,
+      §15; window and standardization as above, lag 1 between sessions; the
+      centering, lag, trend and estimator choices then do not apply).
 
     >>> LagOptions(centering="grand_mean", lag=2).lag
     2
@@ -156,6 +162,15 @@ class LagOptions(Declared):
         "choice", "z", choices=DF_METHODS, label="Tests of the study models", widget="radio", url="df",
         methods=M_STAGE1, labels={"z": "Wald z (default)", "satterthwaite": "t with Satterthwaite df (as lmerTest)"},
         help="Satterthwaite t tests are slower; they matter for small studies.")
+    stage1: str = option(
+        "choice", "lmm", choices=STAGE1_MODELS, label="Study model (stage 1)", widget="radio", url="stage1",
+        methods=M_DYNAMIC,
+        labels={"lmm": "Lagged mixed model (default)", "riclpm": "RI-CLPM (latent-centred SEM, FIML)",
+                "dpm": "Dynamic panel model (ML-SEM, FIML)"},
+        help="The RI-CLPM and the dynamic panel model separate stable patient differences from "
+             "session-to-session change inside the model, without the Nickell and feedback bias of "
+             "person-mean centering (METHODS §15). They use lag 1 between sessions; centering, lag, "
+             "trend and estimator then do not apply.")
 
     CONSTRAINTS: ClassVar[tuple[Constraint, ...]] = (
         Constraint(("lag", "directions"), lambda o: o.lag == 0 and tuple(o.directions) != ("symptoms_to_alliance",),
