@@ -8,6 +8,10 @@ from pathlib import Path
 
 import streamlit as st
 
+import ui.compute  # noqa: F401  (the pages' libraries, loaded before freeze_startup_objects below)
+import ui.downloads  # noqa: F401
+import ui.options  # noqa: F401
+import ui.reporting  # noqa: F401
 from ui import persist
 from ui.errors import run_page
 from ui.state import ensure_dataset, freeze_first_run_objects, freeze_startup_objects, sidebar_summary

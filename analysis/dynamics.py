@@ -470,7 +470,7 @@ def dpm(df: pd.DataFrame, *, outcome: str = "symptoms", sessions=None, fit_indic
 
 
 def dpm_wide(Y, waves, *, outcome="symptoms", study="", msgs=(), n_patients=None, fit_indices=True,
-             standardized=True) -> SEMResult:
+             standardized=True, start=None) -> SEMResult:
     """:func:`dpm` on a wide matrix (patients × [outcome at ``waves``, predictor at ``waves``])."""
     predictor = "alliance" if outcome == "symptoms" else "symptoms"
     T = len(waves)
@@ -481,7 +481,7 @@ def dpm_wide(Y, waves, *, outcome="symptoms", study="", msgs=(), n_patients=None
                       msgs + [f"{T} wave(s) with data: the dynamic panel model needs at least 3 sessions."])
     Y = Y[:, : 2 * T - 1]  # x at the last wave predicts nothing
     model = _dpm_model(T, waves, outcome, predictor)
-    start = _dpm_start(model, Y, T, outcome)
+    start = _dpm_start(model, Y, T, outcome) if start is None else np.asarray(start, float)
     cross = f"{predictor}_to_{outcome}"
 
     def std_fun(th):
@@ -613,22 +613,3 @@ def stage1_fits(data, options, stage1: str) -> dict:
 
 
 COMPARISON_LABELS = {"lmm": "Hybrid LMM", "riclpm": "RI-CLPM", "dpm": "DPM"}
-
-
-def compare_estimators(df: pd.DataFrame, options=None, *, stage1=("lmm", "riclpm", "dpm"), progress=None,
-                       cancelled=None) -> dict:
-    """The two-stage analysis under each stage-1 estimator (``options`` otherwise unchanged; the
-    ``"lmm"`` entry uses the options' own lagged model) → ``{label: TwoStageResult}`` with labels
-    "Hybrid LMM", "RI-CLPM", "DPM" (the input of
-    :func:`analysis.plots_dynamics.estimator_comparison_figure`)."""
-    from analysis.lagged import LagOptions
-    from analysis.pipeline import two_stage
-    from analysis.progress import checkpoint
-
-    options = options or LagOptions()
-    out = {}
-    for i, s in enumerate(stage1):
-        checkpoint(progress, cancelled, i / len(stage1))
-        out[COMPARISON_LABELS[s]] = two_stage(df, options.replace(stage1=s))
-    checkpoint(progress, cancelled, 1.0)
-    return out

@@ -24,7 +24,7 @@ from analysis.twostage import TwoStageResult, per_study_frame, pool_fits
 
 _pool, _per_study_frame = pool_fits, per_study_frame  # the names before analysis.twostage (kept importable)
 
-__all__ = ["TwoStageResult", "early_alliance_outcome", "multiverse", "two_stage"]
+__all__ = ["TwoStageResult", "compare_estimators", "early_alliance_outcome", "multiverse", "two_stage"]
 
 def _two_stage_base(data: StudyData, options: LagOptions) -> TwoStageResult:
     fits: dict = {}
@@ -106,3 +106,21 @@ def multiverse(df: pd.DataFrame, options: LagOptions | None = None) -> pd.DataFr
         "pvalue", "n_patients", "n_pairs", "status", "k", "tau2", "i2", "message",
     ]
     return out[cols]
+
+
+def compare_estimators(df: pd.DataFrame, options=None, *, stage1=("lmm", "riclpm", "dpm"), progress=None,
+                       cancelled=None) -> dict:
+    """The two-stage analysis under each stage-1 estimator (``options`` otherwise unchanged; the
+    ``"lmm"`` entry uses the options' own lagged model) → ``{label: TwoStageResult}`` with labels
+    "Hybrid LMM", "RI-CLPM", "DPM" (lives here, one floor above :mod:`analysis.dynamics`; the input of
+    :func:`analysis.plots_dynamics.estimator_comparison_figure`)."""
+    from analysis.dynamics import COMPARISON_LABELS
+    from analysis.progress import checkpoint
+
+    options = options or LagOptions()
+    out = {}
+    for i, s in enumerate(stage1):
+        checkpoint(progress, cancelled, i / len(stage1))
+        out[COMPARISON_LABELS[s]] = two_stage(df, options.replace(stage1=s))
+    checkpoint(progress, cancelled, 1.0)
+    return out

@@ -251,13 +251,13 @@ def models_table_figure(result: GrowthResult, digits: int = 2, title: str | None
 def pooled_forest_figure(meta, standardized: bool = True, title: str | None = None) -> go.Figure:
     """Forest plot of :func:`analysis.convergence.pooled_convergence`'s MetaResult.
 
-    A thin wrapper of :func:`analysis.plots_meta.forest_plot` with the axis named after the pooled
+    A thin wrapper of :func:`analysis.plots_meta.forest_figure` with the axis named after the pooled
     effect (Convergence × Time; in symptom SDs per session per SD of convergence when standardized).
     """
-    from analysis.plots_meta import forest_plot
+    from analysis.plots_meta import forest_figure
 
     if meta is None:
         raise ValueError("No study could be fitted, so there is nothing to pool.")
     xl = ("Convergence × Time (symptom SD per session per SD of convergence)" if standardized
           else "Convergence × Time (symptom units per session per unit of convergence)")
-    return forest_plot(meta, title=title or "Convergence effect on the symptom slope, by study", xlabel=xl)
+    return forest_figure(meta, title=title or "Convergence effect on the symptom slope, by study", xlabel=xl)

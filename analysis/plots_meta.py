@@ -31,9 +31,9 @@ from scipy import special
 from . import formatting as fmt
 from .meta import METHOD_NAMES, Estimate, MetaResult, _check_effects
 
-__all__ = ["FONT_FAMILY", "NEW_COLOR", "ForestPanel", "ForestRow", "cell_annotations", "forest_figure", "forest_panels_figure", "forest_plot",
-           "funnel_figure", "funnel_plot", "leave_one_out_figure", "leave_one_out_plot", "paired_forest_figure",
-           "meta_panel", "paired_forest_plot", "text_width"]
+__all__ = ["FONT_FAMILY", "NEW_COLOR", "ForestPanel", "ForestRow", "cell_annotations", "forest_figure",
+           "forest_panels_figure", "funnel_figure", "leave_one_out_figure", "meta_panel", "paired_forest_figure",
+           "text_width"]
 
 # Arial and Liberation Sans share advance widths (Helvetica within ~1%); the
 # figures ask for these fonts so the measured widths hold on screen and in PNGs.
@@ -677,8 +677,6 @@ def paired_forest_figure(
 
 
 # Names used before the *_figure rule (other pages and users' scripts import them).
-forest_plot = forest_figure
-paired_forest_plot = paired_forest_figure
 
 
 
@@ -778,5 +776,3 @@ def leave_one_out_figure(
     return fig
 
 
-funnel_plot = funnel_figure
-leave_one_out_plot = leave_one_out_figure

@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from analysis.plots_meta import NEW_COLOR, PI_COLOR, POOLED_COLOR, ForestPanel, ForestRow, forest_panels_figure
 from analysis.screening import Effect, Reference, place
 
-__all__ = ["NEW_COLOR", "screening_forest", "screening_forest_figure"]
+__all__ = ["NEW_COLOR", "screening_forest_figure"]
 
 _INSIDE_COLOR = "#1b7837"
 
@@ -95,4 +95,3 @@ def screening_forest_figure(
 
 
 # The name used before the *_figure rule (the Screening page and tests import it).
-screening_forest = screening_forest_figure

@@ -253,7 +253,7 @@ if len(studies) > 1 and preset is None:
     else:
         show_table(per, "pooled_convergence", key="conv_pooled_dl", title="Convergence × time per study")
         if meta is not None:
-            show_figure(plots_meta.forest_plot(meta, title="Convergence × time (Model 2)",
+            show_figure(plots_meta.forest_figure(meta, title="Convergence × time (Model 2)",
                                                xlabel="Standardized coefficient (negative = steeper improvement)"),
                         "pooled_convergence_forest", key="conv_forest")
             st.write(esc(meta.summary(), limit=None))

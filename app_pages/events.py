@@ -8,7 +8,7 @@ from analysis import events as ev
 from analysis import formatting as fmt
 from analysis import plots_events as pe
 from analysis.events.options import GainOptions, OutcomeOptions, ReliableChangeOptions, RuptureOptions
-from analysis.plots_meta import forest_plot
+from analysis.plots_meta import forest_figure
 from ui import compute, persist
 from ui.declared import labels
 from ui.downloads import show_figure, table_download
@@ -211,7 +211,7 @@ def outcome_tab(df, r_opts, g_opts, multi) -> None:
     table(out.to_frame() if out.meta is not None else out.per_study, f"outcome_by_{event}", "out")
     notes(out.messages)
     if multi and out.meta is not None and out.meta.k >= 2:
-        show_figure(forest_plot(out.meta, title=f"{EVENTS[event]} and symptom change",
+        show_figure(forest_figure(out.meta, title=f"{EVENTS[event]} and symptom change",
                                 xlabel="Effect, with minus without the pattern (negative = more improvement)"),
                     f"outcome_by_{event}_forest", key="ev_fig_forest")
     dropout_section(df, r_opts)

@@ -42,7 +42,7 @@ if term != "within":
         if m is None:
             continue
         label = plots_lagged.term_label(term, d, options.lag)
-        show_figure(plots_meta.forest_plot(m, title=html.escape(f"{DIRECTIONS[d]}: {label}"),
+        show_figure(plots_meta.forest_figure(m, title=html.escape(f"{DIRECTIONS[d]}: {label}"),
                                            xlabel=html.escape(label)),
                     f"forest_{d}_term", key=f"pooled_term_forest_{d}")
         st.markdown(f"**{DIRECTIONS[d]}, {esc(label)}.** {m.summary()}")

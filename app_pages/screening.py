@@ -11,7 +11,7 @@ import streamlit as st
 from analysis import data as adata
 from analysis import lagged, screening
 from analysis.interpret import lagged_effect_sentence
-from analysis.plots_screening import screening_forest
+from analysis.plots_screening import screening_forest_figure
 from ui import compute, persist
 from ui import mapping as umap
 from ui.downloads import show_figure, table_download
@@ -250,7 +250,7 @@ def main() -> None:
     effect = next((fits[d].effect for d in dirs if d in fits), lagged.effect_label(options))
     xlabel = ("Within-patient lagged coefficient" if effect == "within-patient" else "Total lagged coefficient") + (
         " (SD units)" if options.standardize else " (raw units)")
-    fig = screening_forest(effects, refs, titles={d: DIRECTIONS[d] for d in dirs}, xlabel=xlabel,
+    fig = screening_forest_figure(effects, refs, titles={d: DIRECTIONS[d] for d in dirs}, xlabel=xlabel,
                            new_label=f"Screened: {label}")
     show_figure(fig, f"screening_{label}", key="scr_forest")
     for d in dirs:

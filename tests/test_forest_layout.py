@@ -10,8 +10,8 @@ import pytest
 from figure_layout import figure_json, measure, overlapping, text_boxes
 
 from analysis.meta import random_effects
-from analysis.plots_meta import cell_annotations, forest_plot, paired_forest_plot
-from analysis.plots_screening import screening_forest
+from analysis.plots_meta import cell_annotations, forest_figure, paired_forest_figure
+from analysis.plots_screening import screening_forest_figure
 from analysis.screening import Effect, collection_reference
 
 LONG = [
@@ -43,7 +43,7 @@ def _describe(pairs):
 @pytest.mark.parametrize("width", [900, 1000, 1200, 1600])
 def test_paired_forest_columns_never_overlap_with_unequal_pairs_and_long_names(width):
     a, b = _pair()
-    fj = figure_json(paired_forest_plot(a, b, xlabel="Within-patient lagged coefficient (SD units)"))
+    fj = figure_json(paired_forest_figure(a, b, xlabel="Within-patient lagged coefficient (SD units)"))
     bad = overlapping(fj, width)
     assert not bad, _describe(bad)
     texts = [bx.text for bx in text_boxes(fj, width)]
@@ -54,7 +54,7 @@ def test_paired_forest_columns_never_overlap_with_unequal_pairs_and_long_names(w
 @pytest.mark.parametrize("width", [800, 1000, 1200])
 def test_single_forest_columns_never_overlap(width):
     a, _ = _pair()
-    bad = overlapping(figure_json(forest_plot(a, title="Pooled")), width)
+    bad = overlapping(figure_json(forest_figure(a, title="Pooled")), width)
     assert not bad, _describe(bad)
 
 
@@ -63,7 +63,7 @@ def test_screening_forest_columns_never_overlap(width):
     a, _ = _pair()
     ref = collection_reference(a)
     new = Effect("A new study with a long name from somewhere", 0.2, 0.05, 0.35, n_patients=50, n_pairs=400)
-    fj = figure_json(screening_forest({"alliance_to_symptoms": new, "symptoms_to_alliance": new},
+    fj = figure_json(screening_forest_figure({"alliance_to_symptoms": new, "symptoms_to_alliance": new},
                                       {"alliance_to_symptoms": ref, "symptoms_to_alliance": ref},
                                       new_label="Screened: A new study with a long name from somewhere"))
     bad = overlapping(fj, width)
@@ -72,7 +72,7 @@ def test_screening_forest_columns_never_overlap(width):
 
 def test_a_over_b_is_explained_and_names_both_directions():
     a, b = _pair()
-    fj = figure_json(paired_forest_plot(a, b, titles=("Alliance → symptoms", "Symptoms → alliance")))
+    fj = figure_json(paired_forest_figure(a, b, titles=("Alliance → symptoms", "Symptoms → alliance")))
     notes = " ".join(x["text"] for x in cell_annotations(fj["layout"]["annotations"]))
     assert "N pairs (A / B)" in notes
     assert "A (Alliance → symptoms)" in notes and "B (Symptoms → alliance)" in notes
@@ -84,14 +84,14 @@ def test_a_over_b_is_explained_and_names_both_directions():
 def test_equal_pair_counts_need_no_a_over_b():
     a = random_effects([0.1, 0.2, 0.3], [0.01, 0.02, 0.01], labels=["x", "y", "z"], n_patients=[5, 6, 7],
                        n_pairs=[20, 30, 40])
-    fj = figure_json(paired_forest_plot(a, a))
+    fj = figure_json(paired_forest_figure(a, a))
     texts = " ".join(x["text"] for x in cell_annotations(fj["layout"]["annotations"]))
     assert "(A / B)" not in texts and "N pairs" in texts
 
 
 def test_one_study_draws_no_pooled_estimate_or_prediction_interval():
     res = random_effects([0.3], [0.04], labels=["Only"], n_patients=[30], n_pairs=[120])
-    fj = figure_json(forest_plot(res))
+    fj = figure_json(forest_figure(res))
     names = [t.get("name") for t in fj["data"]]
     assert "Studies" in names
     assert not any(n and (n.startswith("Pooled") or n.startswith("Prediction")) for n in names), names
@@ -105,12 +105,12 @@ def test_n_pairs_that_only_repeat_n_patients_are_not_shown():
     # early alliance → outcome: one row per patient, so "pairs" = patients
     res = random_effects([0.1, -0.2, 0.05], [0.01, 0.02, 0.015], labels=["s1", "s2", "s3"],
                          n_patients=[40, 55, 61], n_pairs=[40, 55, 61])
-    texts = [x["text"] for x in cell_annotations(figure_json(forest_plot(res))["layout"]["annotations"])]
+    texts = [x["text"] for x in cell_annotations(figure_json(forest_figure(res))["layout"]["annotations"])]
     assert "<b>N patients</b>" in texts
     assert not any("N pairs" in t for t in texts)
     lag = random_effects([0.1, -0.2, 0.05], [0.01, 0.02, 0.015], labels=["s1", "s2", "s3"],
                          n_patients=[40, 55, 61], n_pairs=[400, 550, 610])
-    texts = [x["text"] for x in cell_annotations(figure_json(forest_plot(lag, show_pairs=False))["layout"]["annotations"])]
+    texts = [x["text"] for x in cell_annotations(figure_json(forest_figure(lag, show_pairs=False))["layout"]["annotations"])]
     assert not any("N pairs" in t for t in texts)
 
 
@@ -125,7 +125,7 @@ def test_width_table_matches_the_font():
 
 def test_forest_plot_exports_to_png():
     a, b = _pair()
-    fig = paired_forest_plot(a, b)
+    fig = paired_forest_figure(a, b)
     png = fig.to_image(format="png", width=1200, height=int(fig.layout.height), scale=1)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert int.from_bytes(png[16:20], "big") == 1200
@@ -136,7 +136,7 @@ def test_forest_figures_are_valid_plotly():
     import plotly.graph_objects as go
 
     a, b = _pair()
-    for fig in (paired_forest_plot(a, b), forest_plot(a)):
+    for fig in (paired_forest_figure(a, b), forest_figure(a)):
         go.Figure(fig.to_dict())  # full validation of every trace, shape and annotation
 
 
@@ -145,7 +145,7 @@ def test_panel_titles_do_not_overlap_when_the_margins_are_narrow(width):
     from analysis.screening import manual_reference
 
     ref = manual_reference(-0.1, -0.15, -0.05)
-    fj = figure_json(screening_forest({"alliance_to_symptoms": Effect("New", -0.2, -0.3, -0.1),
+    fj = figure_json(screening_forest_figure({"alliance_to_symptoms": Effect("New", -0.2, -0.3, -0.1),
                                        "symptoms_to_alliance": None},
                                       {"alliance_to_symptoms": ref, "symptoms_to_alliance": None}))
     bad = overlapping(fj, width)

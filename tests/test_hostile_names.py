@@ -258,7 +258,7 @@ def test_forest_plot_json_and_html_keep_hostile_study_names_as_text(hostile_resu
 
     _df, res = hostile_result
     m = res.pooled["alliance_to_symptoms"]
-    raw_fig = plots_meta.forest_plot(m, title="Forest")
+    raw_fig = plots_meta.forest_figure(m, title="Forest")
     assert plotly_leaks(json.loads(raw_fig.to_json())), "fixture does not reach the forest plot"
     fig = safe_figure(raw_fig)
     spec = json.loads(fig.to_json())
@@ -277,7 +277,7 @@ def test_html_report_escapes_every_user_string(hostile_result):
     from ui.reporting import report_html
 
     df, res = hostile_result
-    fig = plots_meta.paired_forest_plot(res.pooled["alliance_to_symptoms"], res.pooled["symptoms_to_alliance"])
+    fig = plots_meta.paired_forest_figure(res.pooled["alliance_to_symptoms"], res.pooled["symptoms_to_alliance"])
     ds = {"df": df, "name": "Uploaded: " + hostile_file_name(), "notes": [payloads()["html_img"]]}
     page = report_html(ds, LagOptions(), res, fig).decode("utf-8")
     for raw in ('<img src="http://127.0.0.1', "<img src=x", "<script>alert"):

@@ -207,3 +207,59 @@ def test_a_link_with_every_option_sets_every_widget_and_is_written_back():
     assert uopts.to_lag_options(at.session_state["lag_options"], df) == want
     written = {k: at.query_params[k] for k in query}
     assert {k: (v[0] if isinstance(v, list) else v) for k, v in written.items()} == query
+
+
+def _page_classes():
+    from analysis import convergence as conv
+    from analysis import events as ev
+    from analysis.convergence.options import ConvergenceOptions
+    from analysis.events import options as evo
+
+    # options class → the analysis entry its options are the keyword arguments of
+    return {ConvergenceOptions: conv.growth_models, evo.RuptureOptions: ev.rupture_analysis,
+            evo.GainOptions: ev.gain_analysis, evo.ReliableChangeOptions: ev.reliable_change_analysis,
+            evo.OutcomeOptions: ev.outcome_by_pattern}
+
+
+#: options that only say how a page asks for an input (not a keyword of the analysis entry)
+PAGE_ONLY = {"cutoff_mode"}
+
+
+def test_every_page_option_round_trips_url_options_entry():
+    """Convergence and Ruptures & gains: every declared value goes URL text → Param (the page's widget key) →
+    clean() → the options class → keyword arguments its analysis entry accepts."""
+    import inspect
+
+    from ui import persist
+
+    specs = {**persist.CONVERGENCE, **persist.EVENTS}
+    n = 0
+    for cls, entry in _page_classes().items():
+        params = inspect.signature(entry).parameters
+        for o in declared(cls):
+            assert o.label and o.help and o.methods, (cls.__name__, o.name)
+            assert o.name in params or o.name in PAGE_ONLY, (cls.__name__, o.name)
+            values = ([(), ("age",)] if o.kind == "columns" else [o.lo, o.default, o.hi] if o.kind == "float"
+                      else _values(o))
+            for v in values:
+                try:
+                    opts = cls(**{o.name: v})
+                except ValueError:  # a combination no model can fit (checked below for each constraint)
+                    fix = next(c for c in cls.CONSTRAINTS if o.name in c.names)
+                    other = next(n for n in fix.names if n != o.name)
+                    good = next(w for w in _values(udecl.find(cls, other))
+                                if not fix.when(type("O", (), {**cls().to_dict(), o.name: v, other: w})))
+                    opts = cls(**{o.name: v, other: good})
+                if o.url:
+                    p = specs[o.url]
+                    text = p.encode(getattr(opts, o.name))
+                    assert p.decode(text) == getattr(opts, o.name), (o.url, text)
+                    link = {q.url: specs[q.url].encode(getattr(opts, q.name)) for q in declared(cls) if q.url}
+                    good, msgs = clean(cls, link, text=True)
+                    assert not msgs and good[o.name] == getattr(opts, o.name), (o.url, text, msgs)
+                inspect.signature(entry).bind_partial(None, **{k: v for k, v in opts.to_dict().items() if k in params})
+                n += 1
+    assert n >= 40
+    # the page's URL parameters are exactly the declared ones (plus the convergence preset)
+    urls = {o.url for cls in _page_classes() for o in declared(cls) if o.url}
+    assert set(specs) - {"preset"} == urls

@@ -40,5 +40,5 @@ def test_values_outside_the_allowed_set_are_ignored(param, text):
 
 
 def test_teaching_parameters_cover_scenario_and_seed():
-    assert {"within", "between", "ar", "sessions", "patients", "missing", "seed", "prior", "present"} == set(TEACHING)
+    assert {"within", "between", "ar", "feedback", "sessions", "patients", "missing", "seed", "prior", "present"} == set(TEACHING)
     assert TEACHING["seed"].decode("123") == 123

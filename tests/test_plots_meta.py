@@ -13,10 +13,10 @@ from figure_layout import decode as _decode
 from analysis.meta import leave_one_out, random_effects
 from analysis.plots_meta import (
     cell_annotations,
-    forest_plot,
-    funnel_plot,
-    leave_one_out_plot,
-    paired_forest_plot,
+    forest_figure,
+    funnel_figure,
+    leave_one_out_figure,
+    paired_forest_figure,
 )
 
 REF = json.loads((Path(__file__).parent / "reference" / "meta_reference.json").read_text())
@@ -61,7 +61,7 @@ def bcg_result():
 
 
 def test_forest_rows_markers_and_error_bars(bcg_result):
-    fj = _json(forest_plot(bcg_result, title="BCG trials", xlabel="log risk ratio"))
+    fj = _json(forest_figure(bcg_result, title="BCG trials", xlabel="log risk ratio"))
     st = _trace(fj, "Studies")
     assert len(st["x"]) == 13
     assert np.allclose(st["x"], Y)
@@ -81,7 +81,7 @@ def test_forest_rows_markers_and_error_bars(bcg_result):
 
 
 def test_forest_diamond_and_prediction_interval(bcg_result):
-    fj = _json(forest_plot(bcg_result))
+    fj = _json(forest_figure(bcg_result))
     dia = _trace(fj, "Pooled estimate")
     assert dia["fill"] == "toself"
     x = dia["x"]
@@ -96,7 +96,7 @@ def test_forest_diamond_and_prediction_interval(bcg_result):
 
 
 def test_forest_texts_labels_counts_and_heterogeneity(bcg_result):
-    fj = _json(forest_plot(bcg_result))
+    fj = _json(forest_figure(bcg_result))
     rows = fj["layout"]["meta"]["y_rows"]
     labels = _column(fj, "Study label")
     assert [labels[y] for y in rows] == LABELS
@@ -121,25 +121,25 @@ def test_forest_texts_labels_counts_and_heterogeneity(bcg_result):
 
 def test_forest_without_counts_has_no_count_columns():
     res = random_effects(Y, V, labels=LABELS)
-    fj = _json(forest_plot(res))
+    fj = _json(forest_figure(res))
     assert not _annotations(fj, "N patients") and not _annotations(fj, "N pairs")
 
 
 def test_forest_fe_and_knha_named_and_fe_has_no_pi():
     fe = random_effects(Y, V, method="FE", labels=LABELS)
-    fj = _json(forest_plot(fe))
+    fj = _json(forest_figure(fe))
     names = [t["name"] for t in fj["data"]]
     assert "Prediction interval" not in names
     assert "FE model" in _column(fj, "Study label")[fj["layout"]["meta"]["y_pooled"]]
     assert "\u03c4\u00b2" not in _annotations(fj, "heterogeneity")[0]["text"]
     kh = random_effects(Y, V, method="PM", test="knha", labels=LABELS)
-    text = _annotations(_json(forest_plot(kh)), "heterogeneity")[0]["text"]
+    text = _annotations(_json(forest_figure(kh)), "heterogeneity")[0]["text"]
     assert "PM (Paule-Mandel)" in text and "Knapp\u2013Hartung t-test (df = 12)" in text
 
 
 def test_forest_single_study():
     res = random_effects([0.3], [0.04], labels=["Only"])
-    fj = _json(forest_plot(res))
+    fj = _json(forest_figure(res))
     assert len(_trace(fj, "Studies")["x"]) == 1
     assert "nothing was pooled" in _annotations(fj, "heterogeneity")[0]["text"]
     assert fj["layout"]["meta"]["y_pooled"] is None and fj["layout"]["meta"]["y_pi"] is None
@@ -147,7 +147,7 @@ def test_forest_single_study():
 
 def test_forest_rejects_non_result():
     with pytest.raises(ValueError, match="MetaResult"):
-        forest_plot({"estimate": 1.0})
+        forest_figure({"estimate": 1.0})
 
 
 def test_paired_forest_aligns_rows_and_leaves_missing_rows_empty():
@@ -156,7 +156,7 @@ def test_paired_forest_aligns_rows_and_leaves_missing_rows_empty():
     b_pairs = N[2:].copy()
     b_pairs[0] += 1  # one study with a different number of pairs in direction B
     b = random_effects(0.8 * Y[2:], V[2:], labels=b_lab, method="DL", test="knha", n_pairs=b_pairs)
-    fig = paired_forest_plot(a, b, titles=("Alliance \u2192 symptoms", "Symptoms \u2192 alliance"),
+    fig = paired_forest_figure(a, b, titles=("Alliance \u2192 symptoms", "Symptoms \u2192 alliance"),
                              xlabel="Standardized lagged effect")
     fj = _json(fig)
     rows = fj["layout"]["meta"]["rows"]
@@ -194,11 +194,11 @@ def test_paired_forest_rejects_duplicate_labels():
     a = random_effects(Y[:3], V[:3], labels=["x", "x", "y"])
     b = random_effects(Y[:3], V[:3], labels=["x", "y", "z"])
     with pytest.raises(ValueError, match="unique"):
-        paired_forest_plot(a, b)
+        paired_forest_figure(a, b)
 
 
 def test_funnel_plot_region_and_points(bcg_result):
-    fj = _json(funnel_plot(Y, V, bcg_result, xlabel="log RR"))
+    fj = _json(funnel_figure(Y, V, bcg_result, xlabel="log RR"))
     pts = _trace(fj, "Studies")
     assert np.allclose(pts["x"], Y) and np.allclose(pts["y"], np.sqrt(V))
     region = _trace(fj, "Pseudo 95% CI region")
@@ -215,7 +215,7 @@ def test_funnel_plot_region_and_points(bcg_result):
 
 def test_leave_one_out_plot_rows_and_reference_line():
     df = leave_one_out(Y, V, labels=LABELS)
-    fj = _json(leave_one_out_plot(df))
+    fj = _json(leave_one_out_figure(df))
     pts = _trace(fj, "Leave-one-out estimates")
     assert len(pts["x"]) == 13 and np.allclose(pts["x"], df["estimate"])
     assert np.allclose(pts["error_x"]["array"], df["ci_ub"] - df["estimate"])
@@ -230,7 +230,7 @@ def test_leave_one_out_plot_rejects_other_tables():
     import pandas as pd
 
     with pytest.raises(ValueError, match="leave_one_out"):
-        leave_one_out_plot(pd.DataFrame({"a": [1]}))
+        leave_one_out_figure(pd.DataFrame({"a": [1]}))
 
 
 def test_a_large_forest_draws_each_text_column_as_one_block():
@@ -243,7 +243,7 @@ def test_a_large_forest_draws_each_text_column_as_one_block():
     labels = [f"Study <{i}>" for i in range(k)]
     res = random_effects(rng.normal(0.1, 0.1, k), rng.uniform(0.002, 0.01, k), labels=labels,
                          n_patients=list(rng.integers(20, 400, k)), n_pairs=list(rng.integers(100, 3000, k)))
-    fj = _json(safe_figure(forest_plot(res)))
+    fj = _json(safe_figure(forest_figure(res)))
     raw = fj["layout"]["annotations"]
     assert len(raw) < 30  # 5 columns × (header + block) + summary rows and footers
     assert "&lt;span" not in json.dumps(raw)  # the block's own markup is not escaped by safe_figure

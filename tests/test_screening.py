@@ -17,7 +17,7 @@ import pytest
 from analysis.lagged import LagOptions, fit_study
 from analysis.meta import random_effects
 from analysis.plots_meta import cell_annotations
-from analysis.plots_screening import NEW_COLOR, screening_forest
+from analysis.plots_screening import NEW_COLOR, screening_forest_figure
 from analysis.screening import (
     THRESHOLDS,
     Effect,
@@ -372,7 +372,7 @@ def test_figure_places_the_new_study_at_its_estimate_and_flags_the_pi():
     ref = collection_reference(m)
     inside = Effect("New", ref.pi_low + 0.25 * (ref.pi_high - ref.pi_low), -0.3, 0.05)
     outside = Effect("New", ref.pi_high + 0.05, ref.pi_high, ref.pi_high + 0.1)
-    fig = screening_forest({"alliance_to_symptoms": inside, "symptoms_to_alliance": outside},
+    fig = screening_forest_figure({"alliance_to_symptoms": inside, "symptoms_to_alliance": outside},
                            {"alliance_to_symptoms": ref, "symptoms_to_alliance": ref},
                            titles={"alliance_to_symptoms": "A → S", "symptoms_to_alliance": "S → A"},
                            new_label="Screened: New")
@@ -406,7 +406,7 @@ def test_figure_places_the_new_study_at_its_estimate_and_flags_the_pi():
 def test_figure_with_manual_reference_and_a_failed_direction():
     ref = manual_reference(-0.1, -0.15, -0.05)  # no PI
     e = Effect("New", -0.2, -0.3, -0.1)
-    fig = screening_forest({"alliance_to_symptoms": e, "symptoms_to_alliance": None},
+    fig = screening_forest_figure({"alliance_to_symptoms": e, "symptoms_to_alliance": None},
                            {"alliance_to_symptoms": ref, "symptoms_to_alliance": None})
     fj = _json(fig)
     assert fj["layout"]["meta"]["inside_pi"] == {"alliance_to_symptoms": None, "symptoms_to_alliance": None}
@@ -420,7 +420,7 @@ def test_figure_with_manual_reference_and_a_failed_direction():
 
 def test_figure_needs_a_direction():
     with pytest.raises(ValueError):
-        screening_forest({}, {})
+        screening_forest_figure({}, {})
 
 
 def test_verdict_under_the_forest_is_coloured_text_not_markup_shown_as_text():
@@ -433,7 +433,7 @@ def test_verdict_under_the_forest_is_coloured_text_not_markup_shown_as_text():
     m = _meta(k=8, seed=2)
     ref = collection_reference(m)
     outside = Effect("New", ref.pi_high + 0.05, ref.pi_high, ref.pi_high + 0.1)
-    fig = safe_figure(screening_forest({"alliance_to_symptoms": outside}, {"alliance_to_symptoms": ref}))
+    fig = safe_figure(screening_forest_figure({"alliance_to_symptoms": outside}, {"alliance_to_symptoms": ref}))
     verdict = [a for a in _json(fig)["layout"]["annotations"] if a.get("name") == "verdict"]
     assert len(verdict) == 1
     assert verdict[0]["text"] == "new study outside the 95% prediction interval (above)"

@@ -12,15 +12,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from pathlib import Path
 
 import pandas as pd
 import plotly.io as pio
 import streamlit as st
 
+from analysis import columns, lagged, meta, pipeline, plots_data, plots_lagged, plots_meta, screening
 from analysis import data as adata
-from analysis import lagged, meta, pipeline, plots_data, plots_lagged, plots_meta, screening
 from analysis.lagged import LagOptions
 from ui.safe import esc, safe_figure
+
+DEMO_DIR = Path(__file__).resolve().parents[1] / "demo_data"
 
 #: LagOptions (a frozen dataclass of plain values) hashed by its repr: Streamlit's generic hashing walked it
 #: field by field on every cached call of every rerun (issue 16, a class of 30)
@@ -114,6 +117,13 @@ def fingerprint(df: pd.DataFrame) -> str:
     h.update(repr([(str(c), str(t)) for c, t in df.dtypes.items()]).encode())
     h.update(pd.util.hash_pandas_object(df, index=True).to_numpy().tobytes())
     return h.hexdigest()
+
+
+def load_demo(filename: str) -> pd.DataFrame:
+    """Read a demo file through the same intake path as an upload (one shared, read-only frame)."""
+    raw = adata.load(DEMO_DIR / filename, filename=filename)
+    mapping = adata.suggest_mapping(raw)
+    return adata.to_canonical(raw, mapping)
 
 
 def data_key(df: pd.DataFrame) -> str:
@@ -280,25 +290,21 @@ def pooled_forest(df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: 
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def _patient_level_columns(key: str, _df: pd.DataFrame) -> list[str]:
-    from ui.options import patient_level_columns as find
-
-    return find(_df)
+    return columns.patient_level_columns(_df)
 
 
 def patient_level_columns(df: pd.DataFrame) -> list[str]:
-    """:func:`ui.options.patient_level_columns`, once per data set (a groupby per extra column)."""
+    """:func:`analysis.columns.patient_level_columns`, once per data set (a groupby per extra column)."""
     return _patient_level_columns(data_key(df), df)
 
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl="1h")
 def _study_level_columns(key: str, _df: pd.DataFrame) -> list[str]:
-    from ui.state import study_level_columns as find
-
-    return find(_df)
+    return columns.study_level_columns(_df)
 
 
 def study_level_columns(df: pd.DataFrame) -> list[str]:
-    """:func:`ui.state.study_level_columns`, once per data set."""
+    """:func:`analysis.columns.study_level_columns`, once per data set."""
     return _study_level_columns(data_key(df), df)
 
 
@@ -397,8 +403,6 @@ from analysis import convergence as conv  # noqa: E402
 @st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
 def conv_demo(filename: str) -> tuple[pd.DataFrame, str]:
     """A dyadic demo read through the intake path, with its fingerprint."""
-    from ui.state import load_demo
-
     df = load_demo(filename)
     return df, fingerprint(df)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from analysis import dynamics, estimator_check, plots_dynamics
+from analysis import estimator_check, pipeline, plots_dynamics
 from analysis.lagged import LagOptions
 from analysis.lagged.options import M_DYNAMIC
 from ui import compute, declared, jobs
@@ -30,7 +30,7 @@ def comparison_section(df: pd.DataFrame, options: LagOptions, page: str) -> None
     base = options.replace(stage1="lmm")
     clicked = st.button("Fit the RI-CLPM and the DPM to every study", key=f"{page}_cmp_run")
     try:
-        res = jobs.run(dynamics.compare_estimators, _df=df, options=base, key=compute.data_key(df),
+        res = jobs.run(pipeline.compare_estimators, _df=df, options=base, key=compute.data_key(df),
                        start=clicked, widget=f"{page}_cmp", label="Fitting the SEM models per study…")
     except ValueError as e:
         st.error(esc(e, limit=None))

@@ -50,7 +50,7 @@ def early_section(df: pd.DataFrame, options) -> None:
     st.markdown(esc(res.summary(), limit=None))
     m = res.beta.pooled.get("early_alliance_to_outcome")
     if m is not None and m.k >= 1:
-        show_figure(plots_meta.forest_plot(m, title="Early alliance → outcome (partial β, baseline-adjusted)",
+        show_figure(plots_meta.forest_figure(m, title="Early alliance → outcome (partial β, baseline-adjusted)",
                                            xlabel="Standardized partial β (negative = lower outcome symptoms)"),
                     "early_alliance_partial_beta", key="early_beta_forest")
     if res.pooled_r is not None and res.pooled_r.k >= 2:

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis import lagged, meta
+from analysis.columns import patient_level_columns  # noqa: F401 (kept importable from ui.options)
 from analysis.lagged import LagOptions
 from ui import compute, declared, persist
 from ui.persist import Param
@@ -53,21 +54,6 @@ def _store_key(name: str) -> str:
 def _defaults(df: pd.DataFrame) -> dict:
     bounds = session_bounds(df)
     return {_store_key(o.name): declared.widget_value(o, o.default, bounds) for o in declared.declared(LagOptions)}
-
-
-def patient_level_columns(df: pd.DataFrame) -> list[str]:
-    """Extra columns with one value per patient that vary within some study: candidate patient-level
-    covariates (METHODS §1, §5). Columns constant within every study are study-level (meta-regression)."""
-    canon = {"study", "patient", "session", "alliance", "symptoms", "therapist_alliance", "therapist"}
-    out = []
-    for c in df.columns:
-        if c in canon or not df[c].notna().any():
-            continue
-        per_patient = df.groupby(["study", "patient"], observed=True)[c].nunique(dropna=True)
-        per_study = df.groupby("study", observed=True)[c].nunique(dropna=True)
-        if (per_patient <= 1).all() and (per_study > 1).any():
-            out.append(str(c))
-    return out
 
 
 def stored(df: pd.DataFrame) -> dict:

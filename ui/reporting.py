@@ -83,7 +83,7 @@ def analysis_figures(ds: dict, options, res, forest, xlabel: str = "Within-patie
         m = res.pooled_terms.get((d, term))
         if m is not None:
             label = plots_lagged.term_label(term, d, options.lag)
-            figs[f"forest_{d}_{term}"] = plots_meta.forest_plot(m, title=html.escape(f"{DIRECTIONS[d]}: {label}"),
+            figs[f"forest_{d}_{term}"] = plots_meta.forest_figure(m, title=html.escape(f"{DIRECTIONS[d]}: {label}"),
                                                                 xlabel=html.escape(label))
     study, direction = st.session_state.get("dec_study"), st.session_state.get("dec_direction")
     if study is not None and direction is not None:
@@ -115,7 +115,7 @@ def analysis_figures(ds: dict, options, res, forest, xlabel: str = "Within-patie
         except (ValueError, TypeError):
             m = None
         if m is not None and m.k >= 1:
-            figs["early_alliance_partial_beta"] = plots_meta.forest_plot(
+            figs["early_alliance_partial_beta"] = plots_meta.forest_figure(
                 m, title="Early alliance → outcome (partial β, baseline-adjusted)",
                 xlabel="Standardized partial β (negative = lower outcome symptoms)")
     gr = kept_growth(compute.data_key(df))

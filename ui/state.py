@@ -17,11 +17,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from analysis import data as adata
+from analysis.columns import study_level_columns  # noqa: F401 (kept importable from ui.state)
+from ui.compute import DEMO_DIR, fingerprint, load_demo  # noqa: F401 (kept importable from ui.state)
 from ui.safe import esc
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_DIR = ROOT / "demo_data"
 
 DEMOS = {
     "IPD-MA demo: 17 studies, 5,350 patients, sessions 1–7": "ipd_17_studies.csv",
@@ -37,17 +37,8 @@ DYADIC_DEMOS = ("dyads_bdi.csv", "dyads_gsi.csv")
 # otherwise unpickle its own copy on every first run). Nothing changes a loaded data set in place: pages and
 # analysis functions derive new frames from it.
 @st.cache_resource(show_spinner=False, max_entries=8, ttl="1h")
-def load_demo(filename: str) -> pd.DataFrame:
-    """Read a demo file through the same intake path as an upload (one shared, read-only frame)."""
-    raw = adata.load(DEMO_DIR / filename, filename=filename)
-    mapping = adata.suggest_mapping(raw)
-    return adata.to_canonical(raw, mapping)
-
-
 def _describe(df: pd.DataFrame) -> dict:
     """The data set's fingerprint and counts, computed once per data set (not on every rerun)."""
-    from ui.compute import fingerprint
-
     sessions = df["session"] if "session" in df else pd.Series(dtype="float64")
     return {
         "key": fingerprint(df),
@@ -174,11 +165,7 @@ def freeze_startup_objects() -> None:
     _STARTUP_FROZEN = True
     # the pages' libraries (pandas, SciPy, statsmodels, plotly through the analysis modules), imported now so
     # that a class arriving at once does not run its first page runs with them still in the scans
-    import ui.compute  # noqa: F401
-    import ui.downloads  # noqa: F401
-    import ui.options  # noqa: F401
-    import ui.reporting  # noqa: F401
-
+    # (app.py imports the pages' ui modules before calling this; ui.state sits below them)
     gc.collect()  # what is already garbage is freed, not frozen
     gc.freeze()
 
@@ -235,19 +222,6 @@ def current() -> dict:
 
 def has_therapist_ratings(df: pd.DataFrame) -> bool:
     return "therapist_alliance" in df.columns and df["therapist_alliance"].notna().any()
-
-
-def study_level_columns(df: pd.DataFrame) -> list[str]:
-    """Extra columns constant within every study (METHODS §1: study-level moderators)."""
-    canon = {"study", "patient", "session", "alliance", "symptoms", "therapist_alliance", "therapist"}
-    out = []
-    for c in df.columns:
-        if c in canon:
-            continue
-        nun = df.groupby("study", observed=True)[c].nunique(dropna=True)
-        if (nun <= 1).all() and df[c].notna().any() and df["study"].nunique() > 1:
-            out.append(c)
-    return out
 
 
 def sidebar_summary() -> None:

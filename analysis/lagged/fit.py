@@ -27,9 +27,10 @@ class StudyFit:
     random-intercept variance (NaN for fixed effects), ``sigma2`` the residual
     variance; with a random slope ``tau2_slope`` and ``cov_intercept_slope``.
     ``converged``/``singular`` (random-effect variance on the boundary, θ <
-    1e-4 as lme4's ``isSingular``). ``status`` is ``"ok"``, ``"warning"``
-    (usable; see ``messages``) or ``"failed"`` (no estimates; reason in
-    ``messages``).
+    1e-4 as lme4's ``isSingular``). ``status`` is ``"ok"`` (routine notes such
+    as a singular fit or Nickell bias stay in ``messages``), ``"warning"``
+    (usable but fewer than 10 patients; see ``messages``) or ``"failed"`` (no
+    estimates; reason in ``messages``).
 
     Diagnostics: ``median_pairs`` (model rows per patient),
     ``median_observations`` (observed X values per patient in the window),
@@ -275,7 +276,9 @@ def _fit_one(data: StudyData, rows: ModelRows, k: int, options: LagOptions, dire
         )
     coef = coef_data(terms, est.beta, est.se, est.df)
     msgs = _fit_messages(options, est, n_pat)
-    status = "warning" if (est.singular or n_pat < 10) else "ok"
+    # a boundary (singular) fit is routine in this model and leaves the fixed effects correct: a note in
+    # ``messages``, not a warning; fewer than 10 patients changes how the estimate reads (issue 23 #16)
+    status = "warning" if n_pat < 10 else "ok"
     diag, dmsgs = _diagnostics(data, k, g, xvar, coef, options, pairs=(rows.idx[lo:hi], rows.lead[lo:hi]))
     msgs.extend(dmsgs)
     if cov_note:
