@@ -226,7 +226,8 @@ raters = ["patient", "therapist", "both"] if has_therapist_ratings(df) else ["pa
 DEFAULTS = {"ev_crit": "default", "ev_k": ev.DEFAULT_K, "ev_sd_opt": "moderated", "ev_detrend": True, "ev_rater": "patient",
             "ev_pre": "previous", "ev_rule": "any", "ev_item": "(none)", "ev_item_rule": "or", "ev_sg_kind": "gain",
             "ev_sg_better": "lower", "ev_sg_mode": "rc", "ev_sg_r": 0.90, "ev_sg_sdsrc": "baseline", "ev_sg_sd": 1.0,
-            "ev_sg_cut": 1.0, "ev_sg_first": False, "ev_sg_pairing": "session", "ev_sg_conv": "published", "ev_ag_rater": "patient",
+            "ev_sg_cut": 1.0, "ev_sg_first": False, "ev_sg_pairing": "session",
+            "ev_sg_conv": "published", "ev_ag_rater": "patient",
             "ev_ag_std": len(studies) > 1, "ev_rc_method": "JT", "ev_rc_r": 0.90, "ev_rc_sdsrc": "baseline",
             "ev_rc_sd": 1.0, "ev_rc_cmode": "none", "ev_rc_cstudies": list(studies), "ev_out_event": "rupture",
             "ev_out_measure": "SMD", "ev_do_preds": ["early_alliance", "rupture", "repair"]}

@@ -10,6 +10,7 @@ from ui import compute, few_studies
 from ui.downloads import show_figure, table_download
 from ui.dynamics_view import check_section, comparison_section
 from ui.options import DIRECTIONS, LINKS, option_panel, pooling_panel
+from ui.presets import preset_control
 from ui.reporting import report_downloads
 from ui.safe import esc
 from ui.state import current, data_banner
@@ -21,6 +22,7 @@ ds = current()
 df = ds["df"]
 pooling_panel(df)
 options = option_panel(df)
+preset_control()  # "Reproduce a paper" here too, not only on the Lagged effects page (issue 23 #17)
 st.caption(
     f"Two-stage individual participant data meta-analysis: the within-patient coefficient of each study "
     f"(Lagged effects page) pooled with a random-effects model, τ² by {options.pooling_method}, "

@@ -264,3 +264,15 @@ def test_demo_studies_are_not_all_flagged_for_routine_notes():
     at = _goto(_app(), "app_pages/lagged.py")
     status = [s for d in at.dataframe if "status" in d.value.columns for s in d.value["status"]]
     assert status and status.count("ok") >= len(status) // 2, status
+
+
+def test_paper_presets_are_reachable_from_the_pooled_page():
+    """Issue 23 #17: the Pooled page had no preset entry."""
+    at = _goto(_app(), "app_pages/pooled.py")
+    box = at.selectbox(key="preset_choice")
+    assert len(box.options) >= 2
+    from ui.presets import APPLIED
+
+    at.button(key="preset_apply").click().run()
+    assert not at.exception
+    assert at.session_state[APPLIED]["key"] == at.selectbox(key="preset_choice").value  # the paper's setup applied

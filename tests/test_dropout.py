@@ -81,3 +81,26 @@ def test_dropout_models_say_what_is_missing():
     res = dm.dropout_models(d.assign(dropout=0), predictors=("early_alliance",))
     assert res.logistic["estimate"].isna().all() and res.cox["estimate"].isna().all()
     assert any("needs" in m for m in res.messages)
+
+
+def test_event_options_are_declared_once():
+    """The options issue 22 added are declarations (CONTRIBUTING "The one way to add an option"): complete,
+    their words read from the declaration, their METHODS anchors real, bad values refused with the generated
+    message."""
+    import re
+
+    from analysis.events.options import DropoutOptions, GainOptions
+    from analysis.options import declared
+
+    methods = (Path(__file__).resolve().parents[1] / "docs" / "METHODS.md").read_text(encoding="utf-8")
+    sections = set(re.findall(r"^## ([0-9]+[a-z]?)\. ", methods, flags=re.M))
+    new = [o for o in declared(GainOptions) if o.name == "convention"] + list(declared(DropoutOptions))
+    assert [o.name for o in new] == ["convention", "predictors"]
+    for o in new:
+        assert o.label and o.help and o.methods and o.url, o.name
+        assert set(o.labels) == set(o.choices) and o.check(o.default) == o.default
+        assert o.methods.split("-", 1)[0] in sections, o.methods  # Streamlit's anchor of that section
+    assert new[0].labels == ev.GAIN_CONVENTIONS and new[1].labels == ev.DROPOUT_PREDICTORS
+    with pytest.raises(ValueError, match="predictors must be one of"):
+        DropoutOptions(predictors=("age",))
+    assert DropoutOptions(predictors=("repair", "early_alliance")).predictors == ("early_alliance", "repair")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from analysis import events as ev
-from ui import compute
+from analysis.events.options import DropoutOptions
+from ui import compute, declared
 from ui.safe import esc
 from ui.tables import show_table
 
@@ -72,8 +72,7 @@ def dropout_section(df: pd.DataFrame, r_opts: dict | None) -> None:
         st.caption("A 'dropout' (1 = dropped out) or 'last_session' (planned) column adds dropout models: logistic "
                    "regression on early alliance, ruptures and repairs, and a Cox model of time to dropout.")
         return
-    preds = st.multiselect("Predictors of dropout (logistic model)", list(ev.DROPOUT_PREDICTORS),
-                           format_func=ev.DROPOUT_PREDICTORS.get, key="ev_do_preds")
+    preds = declared.draw(declared.find(DropoutOptions, "predictors"), "ev_do_preds")
     if not preds:
         st.error("Choose at least one predictor of dropout.")
         return

@@ -233,4 +233,5 @@ EVENTS = {
     **url_spec(_evo.GainOptions, {"kind": "ev_sg_kind", "better": "ev_sg_better", "convention": "ev_sg_conv"}),
     **url_spec(_evo.ReliableChangeOptions, {"method": "ev_rc_method"}),
     **url_spec(_evo.OutcomeOptions, {"event": "ev_out_event", "measure": "ev_out_measure"}),
+    **url_spec(_evo.DropoutOptions, {"predictors": "ev_do_preds"}),
 }

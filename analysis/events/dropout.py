@@ -38,7 +38,8 @@ from analysis.events.rupture import rupture_summary, ruptures
 __all__ = ["DROPOUT_PREDICTORS", "DropoutModels", "dropout_cox", "dropout_logistic", "dropout_models",
            "dropout_patients", "simulate_dropout_data"]
 
-#: Predictors of the logistic dropout model (METHODS §9a), in words.
+#: Predictors of the logistic dropout model (METHODS §9a), in words (the choices of
+#: `analysis.events.options.DropoutOptions.predictors`).
 DROPOUT_PREDICTORS = {
     "early_alliance": "Early alliance (mean of the first 3 rated sessions)",
     "mean_alliance": "Mean alliance (all rated sessions)",
@@ -46,6 +47,16 @@ DROPOUT_PREDICTORS = {
     "repair": "At least one repaired rupture",
 }
 _EARLY = 3
+
+
+def _predictors(predictors, who: str) -> tuple:
+    """The predictors checked against their declaration (`DropoutOptions`), in the declared order."""
+    from analysis.events.options import DropoutOptions  # the declaration (it imports this module's words)
+
+    try:
+        return DropoutOptions(predictors=tuple(predictors)).predictors
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{who}: {exc}") from None
 
 
 def _zscore(x: pd.Series, by: pd.Series) -> pd.Series:
@@ -151,11 +162,7 @@ def dropout_logistic(df: pd.DataFrame, predictors=("early_alliance", "mean_allia
     study and term ``estimate`` (log OR), ``se``, ``z``, ``pvalue``, Wald ``ci_low/high``, ``ratio``
     (OR), ``n``, ``n_events``, ``note``; pooled per term by `analysis.meta.random_effects`.
     """
-    predictors = tuple(predictors)
-    bad = [p for p in predictors if p not in DROPOUT_PREDICTORS]
-    if bad or not predictors or len(set(predictors)) < len(predictors):
-        raise ValueError(f"dropout_logistic: predictors must be one or more of {', '.join(DROPOUT_PREDICTORS)}, "
-                         f"got {list(predictors)!r}.")
+    predictors = _predictors(predictors, "dropout_logistic")
     return _logistic(dropout_patients(df, criterion=criterion, standardize=standardize), predictors, method)
 
 
@@ -259,10 +266,7 @@ class DropoutModels:
 def dropout_models(df: pd.DataFrame, predictors=("early_alliance", "rupture", "repair"), criterion="default",
                    standardize: bool = True, method: str = "REML") -> DropoutModels:
     """`dropout_logistic` and `dropout_cox` in one result, with notes on what they assume (METHODS §9a)."""
-    bad = [p for p in predictors if p not in DROPOUT_PREDICTORS]
-    if bad or not predictors or len(set(predictors)) < len(tuple(predictors)):
-        raise ValueError(f"dropout_models: predictors must be one or more of {', '.join(DROPOUT_PREDICTORS)}, "
-                         f"got {list(predictors)!r}.")
+    predictors = _predictors(predictors, "dropout_models")
     pp = dropout_patients(df, criterion=criterion, standardize=standardize)
     lg, lgp = _logistic(pp, tuple(predictors), method)
     cx, cxp = dropout_cox(df, standardize=standardize, method=method)

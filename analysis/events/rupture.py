@@ -85,8 +85,7 @@ RUPTURE_CRITERIA = {
 
 #: The named criteria in words (for option lists).
 CRITERION_LABELS = {
-    "default": "Default: dip below the patient's own trend, in the patient's own (moderated) SD; "
-               "≈ 10% of rupture-free patients flagged",
+    "default": "Default: own-trend dip in own (moderated) SD; ≈ 10% flagged by chance",
     "study_sd": f"Earlier default: dip below the own trend in one study-wide SD (k = {STUDY_SD_K:g}); "
                 "too many flags when patients differ",
     "other_sessions": "1 SD below own other sessions (a floor, not a detector)",
