@@ -99,7 +99,9 @@ def options_table(options) -> pd.DataFrame:
     (:func:`analysis.formatting.option_text`; no Python tuples or None)."""
     opts = _options_dict(options)
     return pd.DataFrame({"Option": [OPTION_NAMES.get(k, k.replace("_", " ").capitalize()) for k in opts],
-                         "Value": [_option_value(v) for v in opts.values()]})
+                         # no session window = every session was used (not "none"; issue 23 #6)
+                         "Value": ["all" if k == "sessions" and v is None else _option_value(v)
+                                   for k, v in opts.items()]})
 
 
 class _Notes:

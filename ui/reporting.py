@@ -27,7 +27,7 @@ def script_text(options) -> str:
 
 def _report_html(ds: dict, options, res, fig) -> bytes:
     df = ds["df"]
-    sections = [("Pooled estimates", [fig, *[m.summary() for m in res.pooled.values()],
+    sections = [("Pooled estimates", [fig, *[f"{DIRECTIONS.get(d, d)}: {m.summary()}" for d, m in res.pooled.items()],
                                       meta.results_table(res.pooled, DIRECTIONS) if res.pooled else pd.DataFrame()]),
                 ("Per-study coefficients (all terms)", [res.per_study])]
     sections.insert(1, ("One-stage model (METHODS §6b)", _one_stage_items(df, options, res)))
