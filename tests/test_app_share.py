@@ -276,3 +276,16 @@ def test_paper_presets_are_reachable_from_the_pooled_page():
     at.button(key="preset_apply").click().run()
     assert not at.exception
     assert at.session_state[APPLIED]["key"] == at.selectbox(key="preset_choice").value  # the paper's setup applied
+
+
+def test_study_boxes_follow_a_preset_that_replaces_the_data():
+    """Issue 23 #5: after the Within/between preset the trio's Study box still said "Study 01"."""
+    at = _goto(_app(), "app_pages/lagged.py")
+    assert at.selectbox(key="dec_study").value == "Study 01"
+    at.selectbox(key="preset_choice").set_value("icbt_004").run()
+    at.button(key="preset_apply").click().run()
+    assert not at.exception
+    studies = set(at.session_state["dataset"]["df"]["study"].astype(str))
+    for key in ("dec_study", "lag_view_study"):
+        box = at.selectbox(key=key)
+        assert box.value in studies and list(box.options) == sorted(studies), key
