@@ -5,9 +5,11 @@ import pandas as pd
 import streamlit as st
 
 from analysis import nickell
+from analysis.bayes_meta import SmallKOptions
 from analysis.interpret import count_sentence, lagged_effect_sentence
 from analysis.plots_lagged import direction_label
-from ui import compute
+from ui import compute, few_studies
+from ui.declared import draw, find
 from ui.downloads import show_figure, table_download
 from ui.dynamics_view import check_section, comparison_section
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel
@@ -101,6 +103,9 @@ for direction in options.directions:
             "still correct (checked against lme4)."
         )
         show_table(diag, f"diagnostics_{direction}", key=f"lag_diag_dl_{direction}", manuscript=False)
+
+if draw(find(SmallKOptions, "one_stage"), "lag_one_stage"):
+    few_studies.one_stage_section(df, options, res, DIRECTIONS, "Within-patient lagged coefficient")
 
 st.header("Latent-centred models")
 comparison_section(df, options, "lag")

@@ -60,7 +60,7 @@ def test_pooled_options_in_the_url_change_the_pooled_result():
     assert used["pooling_method"] == "DL" and used["test"] == "knha"
     assert at.selectbox(key="opt_pooling_method").value == "DL"
     # the results shown were computed with these options
-    assert any("τ² by DL, Knapp–Hartung t test" in str(c.value) for c in at.caption)
+    assert any("τ² by DL, Knapp-Hartung t-test (" in str(c.value) for c in at.caption)  # not "(ad hoc…)"
 
 
 def test_teaching_scenario_and_seed_from_the_url():
@@ -276,3 +276,16 @@ def test_paper_presets_are_reachable_from_the_pooled_page():
     at.button(key="preset_apply").click().run()
     assert not at.exception
     assert at.session_state[APPLIED]["key"] == at.selectbox(key="preset_choice").value  # the paper's setup applied
+
+
+def test_study_boxes_follow_a_preset_that_replaces_the_data():
+    """Issue 23 #5: after the Within/between preset the trio's Study box still said "Study 01"."""
+    at = _goto(_app(), "app_pages/lagged.py")
+    assert at.selectbox(key="dec_study").value == "Study 01"
+    at.selectbox(key="preset_choice").set_value("icbt_004").run()
+    at.button(key="preset_apply").click().run()
+    assert not at.exception
+    studies = set(at.session_state["dataset"]["df"]["study"].astype(str))
+    for key in ("dec_study", "lag_view_study"):
+        box = at.selectbox(key=key)
+        assert box.value in studies and list(box.options) == sorted(studies), key

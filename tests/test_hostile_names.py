@@ -304,3 +304,16 @@ def test_reproduction_script_embeds_user_strings_as_literals():
         return sorted(a.name for n in ast.walk(t) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names)
 
     assert imports(tree) == imports(benign)  # the injected "import os; os.system(...)" stayed inside a string
+
+
+def test_html_report_labels_each_pooled_paragraph_with_its_direction(hostile_result):
+    """Issue 23 #6: the report labelled neither pooled paragraph's direction."""
+    from analysis import plots_meta
+    from analysis.lagged import LagOptions
+    from ui.reporting import report_html
+
+    df, res = hostile_result
+    fig = plots_meta.paired_forest_figure(res.pooled["alliance_to_symptoms"], res.pooled["symptoms_to_alliance"])
+    page = report_html({"df": df, "name": "x", "notes": []}, LagOptions(), res, fig).decode("utf-8")
+    assert "Alliance → next-session symptoms: Across" in page
+    assert "Symptoms → next-session alliance: Across" in page

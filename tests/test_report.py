@@ -72,3 +72,12 @@ def test_a_warning_shared_by_200_studies_is_printed_once():
     assert len(out.encode("utf-8")) < 120_000
     assert "Site &lt;0&gt;" in out and "Site <0>" not in out
     assert "&lt; .001" in out and "0.000000003" not in out and "e-09" not in out
+
+
+def test_all_sessions_is_not_called_none():
+    """Issue 23 #6: "Sessions analysed: none" when every session was used."""
+    from analysis.lagged import LagOptions
+    from analysis.report import options_table
+
+    t = options_table(LagOptions()).set_index("Option")["Value"]
+    assert t["Sessions analysed"] == "all"
