@@ -272,6 +272,9 @@ def fit_direction(data: StudyData, options: LagOptions, direction: str, *, level
     if options.estimator != "mixed":
         raise ValueError("The one-stage model is a mixed model; it is not available with the fixed-effects "
                          "(within OLS) estimator.")
+    if getattr(options, "stage1", "lmm") != "lmm":
+        raise ValueError("The one-stage model is the lagged mixed model (study model 'lmm'); it is not fitted "
+                         "for the RI-CLPM or dynamic panel study models.")
     t0 = _time.perf_counter()
     rows = model_rows(data, options, direction)
     X, names, y, pat, sc, xw, info = _design(data, rows, options, direction)
@@ -350,3 +353,60 @@ def one_stage(df: pd.DataFrame | StudyData, options: LagOptions | None = None, *
         except (ValueError, np.linalg.LinAlgError) as exc:
             msgs.append(f"{d.replace('_', ' ')}: the one-stage model could not be fitted: {exc}")
     return OneStageResult(fits=fits, options=options, messages=tuple(msgs))
+
+
+_COMPARE_COLS = ["direction", "model", "estimate", "se", "ci_low", "ci_high", "test", "tau", "pi_low", "pi_high", "k",
+                 "n_patients"]
+
+
+def compare(two_stage, one: OneStageResult) -> pd.DataFrame:
+    """One table of both analyses of the within effect: per direction a ``two-stage`` and a
+    ``one-stage`` row (columns :data:`_COMPARE_COLS`; ``test`` names each interval's test)."""
+    from analysis.meta import TEST_NAMES
+
+    rows = []
+    for d in one.options.directions:
+        m = two_stage.pooled.get(d)
+        if m is not None:
+            rows.append([d, "two-stage", m.estimate, m.se, m.ci_low, m.ci_high,
+                         TEST_NAMES.get(m.test, m.test) + (f", df = {fmt.num(m.df, 0)}" if np.isfinite(m.df) else ""),
+                         float(np.sqrt(m.tau2)), m.pi_low, m.pi_high, m.k,
+                         int(np.nansum(m.n_patients)) if m.n_patients is not None else np.nan])
+        f = one.fits.get(d)
+        if f is not None:
+            rows.append([d, "one-stage", f.estimate, f.se, f.ci_low, f.ci_high,
+                         f"t, {DF_METHOD} df = {fmt.num(f.df, 1)}", f.tau, f.pi_low, f.pi_high, f.k, f.n_patients])
+    return pd.DataFrame(rows, columns=_COMPARE_COLS)
+
+
+def agreement_sentence(two_stage, one: OneStageResult, direction: str) -> str:
+    """Do the one- and two-stage estimates agree? A plain sentence with the reasons they may not.
+
+    They "agree" when each estimate lies inside the other's CI. Reasons they can differ (Riley et al.
+    2020): the weights (two-stage: 1/(v_k + τ²) per study; one-stage: every patient through the
+    likelihood), small studies (the stage-1 SEs are treated as known), and τ (estimated from the
+    study estimates vs. from all rows; REML in both, on different likelihoods)."""
+    m = two_stage.pooled.get(direction)
+    f = one.fits.get(direction)
+    if m is None or f is None:
+        return "Only one of the two analyses could be fitted for this direction, so they cannot be compared."
+    d = fmt.decimals_for([m.estimate, f.estimate, m.ci_low, m.ci_high, f.ci_low, f.ci_high])
+    agree = (m.ci_low <= f.estimate <= m.ci_high) and (f.ci_low <= m.estimate <= f.ci_high)
+    diff = f.estimate - m.estimate
+    head = (f"The one-stage ({fmt.fixed(f.estimate, d)}) and two-stage ({fmt.fixed(m.estimate, d)}) estimates "
+            + ("agree: each lies inside the other's confidence interval"
+               if agree else f"differ by {fmt.fixed(diff, d)}: one lies outside the other's confidence interval"))
+    why = []
+    small = int(np.sum(np.asarray(m.n_patients, float) < 30)) if m.n_patients is not None else 0
+    if small:
+        why.append(f"{small} of the {m.k} studies have fewer than 30 patients, whose stage-1 SEs are uncertain "
+                   "(the two-stage model treats them as known)")
+    tau2s = float(np.sqrt(m.tau2))
+    if abs(f.tau - tau2s) > 0.5 * max(f.tau, tau2s, 1e-12) and max(f.tau, tau2s) > 0:
+        why.append(f"τ differs (one-stage {fmt.num(f.tau, 3)}, two-stage {fmt.num(tau2s, 3)}), which changes the "
+                   "study weights")
+    if not why:
+        why.append("the weights differ by design (two-stage: one inverse-variance weight per study; one-stage: "
+                   "every patient through the likelihood, with study-specific nuisance terms), so small "
+                   "differences are expected")
+    return head + ". Why they may differ: " + "; ".join(why) + "."

@@ -76,6 +76,7 @@ _OPTION_VALUES = {
     "mixed": "mixed model (random intercept, REML)",
     "fixed_effects": "fixed effects (within OLS, cluster-robust SE)",
     "knha": "Knapp–Hartung t",
+    "adhoc": "Knapp–Hartung t, never narrower than z (ad hoc)",
     "z": "normal (z)",
     "alliance_to_symptoms": "alliance → symptoms",
     "symptoms_to_alliance": "symptoms → alliance",
@@ -246,8 +247,12 @@ def reproduction_script(
     study_label: str | None = None,
     pooled_method: str | None = None,
     test: str | None = None,
+    one_stage: bool = True,
 ) -> str:
     """Python source that reproduces the two-stage analysis with the installed ``analysis`` package.
+
+    With ``one_stage`` (default) it also fits the one-stage model (:func:`analysis.onestage.one_stage`,
+    METHODS §6b), prints it with the stage-2 test used, and writes ``python_one_stage_estimates.csv``.
 
     The script reads ``data_filename`` from its own folder (the CSV the user
     downloads next to it), runs :func:`analysis.pipeline.two_stage` with the
@@ -269,6 +274,17 @@ def reproduction_script(
     map_line = f"mapping = {dict(mapping)!r}" if mapping else "mapping = data.suggest_mapping(raw)"
     study_arg = f", study={study_label!r}" if study_label else ""
     version = analysis.__version__
+    one_stage_block = ('''
+# One-stage model (METHODS 6b): all patients at once, random within slope across studies, REML,
+# Satterthwaite df; tau with its profile-likelihood CI
+from analysis import onestage
+
+one = onestage.one_stage(df, options)
+for m in one.messages:
+    print(m)
+print(one.summary())
+one.to_frame().to_csv(os.path.join(HERE, "python_one_stage_estimates.csv"), index=False)
+''' if one_stage else "")
     return f'''"""Reproduces the analysis shown in the Alliance <-> Symptoms dashboard.
 
 Needs the dashboard's Python package (version {version}), installed once with
@@ -284,7 +300,7 @@ import os
 import pandas as pd
 
 import analysis
-from analysis import data, lagged, pipeline
+from analysis import data, export, lagged, pipeline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA_FILE = {data_filename!r}
@@ -293,7 +309,8 @@ if analysis.__version__ != {version!r}:
           "installed is", analysis.__version__)
 
 pd.set_option("display.width", 160)
-raw = data.load(os.path.join(HERE, DATA_FILE))
+# the app's CSVs prefix text a spreadsheet would run as a formula with ' (reversibly): undo it
+raw = export.unneutralize_frame(data.load(os.path.join(HERE, DATA_FILE)))
 {map_line}
 df = data.to_canonical(raw, mapping{study_arg})
 options = lagged.LagOptions(
@@ -308,6 +325,8 @@ for direction, pooled in result.pooled.items():
           f"ci=[{{pooled.ci_low:.6f}}, {{pooled.ci_high:.6f}}] tau2={{pooled.tau2:.6f}} k={{pooled.k}}")
     rows.append({{"direction": direction, "estimate": pooled.estimate, "se": pooled.se, "tau2": pooled.tau2,
                  "k": pooled.k, "ci_low": pooled.ci_low, "ci_high": pooled.ci_high, "pvalue": pooled.pvalue}})
+print("Stage-2 test and CI:", options.test)
 result.per_study.to_csv(os.path.join(HERE, "python_per_study_estimates.csv"), index=False)
 pd.DataFrame(rows).to_csv(os.path.join(HERE, "python_pooled_estimates.csv"), index=False)
+{one_stage_block}
 '''

@@ -166,11 +166,14 @@ _TEMPLATE = r'''# Reproduces the lagged two-stage IPD meta-analysis of the Allia
 # alliance rated later in the same session t, the prior outcome alliance at t - 1.
 # With stage1 = "riclpm" or "dpm" (docs/METHODS.md section 15) stage 1 is instead the RI-CLPM or the
 # ML-SEM dynamic panel model per study, by full-information ML in lavaan (missing = "ml").
-# Stage 2: metafor::rma on the 'within' estimates.
+# Stage 2: metafor::rma on the 'within' estimates, with the chosen test (opt$test; "adhoc" is
+# Knapp-Hartung never narrower than z, metafor's test = "adhoc").
+# One-stage (section 6b, stage1 = "lmm"): lmerTest::lmer on all studies' rows at once.
 
 suppressPackageStartupMessages({
   library(lme4)
   library(metafor)
+  library(lmerTest)  # Satterthwaite t tests (stage 1 when chosen; the one-stage model)
 })
 
 data_file <- @DATA_FILE@
@@ -180,9 +183,10 @@ if (opt$df_method == "satterthwaite") suppressPackageStartupMessages(library(lme
 # ------------------------------------------------------------------ read the canonical data
 raw <- read.csv(data_file, colClasses = "character", na.strings = character(0),
                 check.names = FALSE, fileEncoding = "UTF-8")
-# text marked as UTF-8 (sorting and matching non-ASCII names needs the mark)
-raw[] <- lapply(raw, enc2utf8)
-names(raw) <- enc2utf8(names(raw))
+# text marked as UTF-8 (sorting and matching non-ASCII names needs the mark); the app's CSVs prefix text a
+# spreadsheet would run as a formula (and text beginning with ') with one ': removing it gives the data back
+raw[] <- lapply(raw, function(v) sub("^'", "", enc2utf8(v)))
+names(raw) <- sub("^'", "", enc2utf8(names(raw)))
 need <- c("patient", "session", "alliance", "symptoms")
 if (!all(need %in% names(raw))) {
   stop("The data lack the column(s) ", paste(setdiff(need, names(raw)), collapse = ", "),
@@ -415,6 +419,7 @@ model_rows <- function(ps, direction) {
       for (l in seq_along(cv$mains)) m[[cv$mains[l]]] <- as.numeric(v == l + 1)
     }
     for (l in seq_along(cv$mains)) m[[cv$inters[l]]] <- m[[cv$mains[l]]] * m$within
+    m[[paste0(".raw", k)]] <- v  # the covariate on its own scale (one-stage across-study part)
   }
   m
 }
@@ -583,6 +588,7 @@ sem_rows <- function(st, ps, direction) {
 # ------------------------------------------------------------------ stage 1 over studies
 studies <- sort(unique(raw$study), method = "radix")
 per <- list()
+os_rows <- setNames(lapply(opt$directions, function(d) list()), opt$directions)  # one-stage input
 for (st in studies) {
   ps <- prepare_study(raw[raw$study == st, ])
   for (direction in opt$directions) {
@@ -590,6 +596,7 @@ for (st in studies) {
       if (length(ps$problems)) stop(paste(ps$problems, collapse = "; "))
       if (opt$stage1 != "lmm") sem_rows(st, ps, direction) else {
         m <- model_rows(ps, direction)
+        if (length(unique(m$patient)) >= 3) os_rows[[direction]][[st]] <- cbind(.study = st, m)
         terms <- study_terms(m)
         r <- fit_rows(m, terms)
         data.frame(study = st, direction = direction, term = unname(label[terms]), estimate = r$estimate,
@@ -630,6 +637,84 @@ for (direction in opt$directions) {
 pooled <- if (length(pooled)) do.call(rbind, pooled) else
   data.frame(direction = character(0), estimate = numeric(0), se = numeric(0), tau2 = numeric(0))
 
+# ------------------------------------------------------------------ one-stage model (section 6b)
+# All studies at once: study-specific intercepts and nuisance terms, one within effect with a
+# random slope across studies, patient intercepts nested in study, REML, Satterthwaite df.
+# Interactions with the within effect are split into within-study and across-study parts (deft).
+one_stage <- list()
+deft_rows <- list()
+if (!fe) for (direction in opt$directions) {
+  parts <- os_rows[[direction]]
+  if (length(parts) < 2) next
+  m <- do.call(rbind, parts)
+  m$.study <- factor(m$.study)
+  m$.pid <- factor(paste(m$.study, m$patient, sep = "\r"))
+  first <- !duplicated(m$.pid)
+  smean <- function(v) {
+    s <- tapply(v[first], m$.study[first], mean)
+    unname(s[as.character(m$.study)])
+  }
+  inter_cols <- c(if (opt$cross_level) "interaction", if (opt$outcome_moderator) "interaction_outcome",
+                  unlist(lapply(covs, function(cv) cv$inters)))
+  nuis <- setdiff(terms_all, c("intercept", "within", inter_cols))
+  rhs <- c("0 + .study", if (length(nuis)) paste0(".study:", nuis), "within")
+  deft <- list()
+  add_deft <- function(name, v, rawv) {
+    w_name <- paste0(".deft", length(deft) + 1, "_w")
+    b_name <- paste0(".deft", length(deft) + 1, "_b")
+    m[[w_name]] <<- m$within * (v - smean(v))
+    b <- tapply(rawv[first], m$.study[first], mean)
+    b <- b - mean(b)
+    m[[b_name]] <<- m$within * unname(b[as.character(m$.study)])
+    deft[[length(deft) + 1]] <<- c(term = name, w = w_name, b = b_name)
+  }
+  if (opt$cross_level) add_deft("interaction", m$between, m$between)
+  if (opt$outcome_moderator) add_deft("interaction_outcome", m$prior_between, m$prior_between)
+  for (k in seq_along(covs)) {
+    cv <- covs[[k]]
+    for (l in seq_along(cv$mains)) {
+      v <- m[[cv$mains[l]]]
+      rawv <- v
+      if (cv$kind == "numeric") {
+        rawv <- m[[paste0(".raw", k)]]
+        if (opt$standardize) {
+          dev <- rawv[first] - smean(rawv)[first]
+          sdp <- sqrt(sum(dev^2) / max(sum(first) - nlevels(m$.study), 1))
+          if (sdp > 0) rawv <- rawv / sdp
+        }
+      }
+      add_deft(cv$inters[l], v, rawv)
+    }
+  }
+  # a part the data cannot estimate (e.g. the same mean in every study) is left out
+  dcols <- unlist(lapply(deft, function(dd) dd[c("w", "b")]))
+  dcols <- dcols[vapply(dcols, function(cn) max(abs(m[[cn]])) > 1e-12, TRUE)]
+  random <- if (opt$time_trend == "fixed_random") "(1 + time | .pid)" else "(1 | .pid)"
+  f <- as.formula(paste("lead ~", paste(c(rhs, dcols), collapse = " + "), "+", random,
+                        "+ (0 + within | .study)"))
+  fit <- tryCatch(suppressMessages(suppressWarnings(lmerTest::lmer(f, data = m, REML = TRUE, control = ctl))),
+                  error = function(e) NULL)
+  if (is.null(fit)) next
+  cf <- summary(fit)$coefficients
+  vc <- as.data.frame(VarCorr(fit))
+  tau <- vc$sdcor[vc$grp == ".study"]
+  est <- cf["within", "Estimate"]; se <- cf["within", "Std. Error"]; dfw <- cf["within", "df"]
+  q <- qt(0.975, dfw)
+  one_stage[[length(one_stage) + 1]] <- data.frame(
+    direction = direction, estimate = est, se = se, df = dfw, ci_low = est - q * se, ci_high = est + q * se,
+    pvalue = cf["within", "Pr(>|t|)"], tau = tau, pi_low = est - q * sqrt(se^2 + tau^2),
+    pi_high = est + q * sqrt(se^2 + tau^2), k = nlevels(m$.study), n_patients = nlevels(m$.pid))
+  for (dd in deft) for (part in c("w", "b")) if (dd[part] %in% rownames(cf)) {
+    deft_rows[[length(deft_rows) + 1]] <- data.frame(
+      direction = direction, term = unname(label[dd[["term"]]]), part = if (part == "w") "within-study" else "across-study",
+      estimate = cf[dd[part], "Estimate"], se = cf[dd[part], "Std. Error"], df = cf[dd[part], "df"])
+  }
+}
+one_stage <- if (length(one_stage)) do.call(rbind, one_stage) else data.frame()
+write.csv(one_stage, "one_stage_estimates.csv", row.names = FALSE, fileEncoding = "UTF-8")
+if (length(deft_rows)) write.csv(do.call(rbind, deft_rows), "one_stage_interactions.csv", row.names = FALSE,
+                                 fileEncoding = "UTF-8")
+
 write.csv(per, "per_study_estimates.csv", row.names = FALSE, fileEncoding = "UTF-8")
 write.csv(pooled, "pooled_estimates.csv", row.names = FALSE, fileEncoding = "UTF-8")
 
@@ -648,5 +733,11 @@ for (i in seq_len(nrow(pooled))) {
   cat(sprintf("  %s: %.4f (SE %.4f, 95%% CI %.4f to %.4f), tau2 = %.4f, k = %d\n",
               p$direction, p$estimate, p$se, p$ci_low, p$ci_high, p$tau2, p$k))
 }
-cat("\nWrote per_study_estimates.csv and pooled_estimates.csv\n")
+cat("\nOne-stage model (all patients at once; t test with Satterthwaite df):\n")
+for (i in seq_len(nrow(one_stage))) {
+  p <- one_stage[i, ]
+  cat(sprintf("  %s: %.4f (SE %.4f, df %.1f, 95%% CI %.4f to %.4f), tau = %.4f, k = %d\n",
+              p$direction, p$estimate, p$se, p$df, p$ci_low, p$ci_high, p$tau, p$k))
+}
+cat("\nWrote per_study_estimates.csv, pooled_estimates.csv and one_stage_estimates.csv\n")
 '''

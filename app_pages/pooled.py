@@ -4,15 +4,15 @@ import html
 
 import streamlit as st
 
-from analysis import plots_lagged, plots_meta
+from analysis import meta, plots_lagged, plots_meta
 from analysis.interpret import lagged_effect_sentence
-from ui import compute
+from ui import compute, few_studies
 from ui.downloads import show_figure, table_download
 from ui.dynamics_view import check_section, comparison_section
 from ui.options import DIRECTIONS, LINKS, option_panel, pooling_panel
 from ui.presets import preset_control
 from ui.reporting import report_downloads
-from ui.safe import esc
+from ui.safe import Markup, esc, md
 from ui.state import current, data_banner
 from ui.tables import show_table
 
@@ -23,11 +23,11 @@ df = ds["df"]
 pooling_panel(df)
 options = option_panel(df)
 preset_control()  # "Reproduce a paper" here too, not only on the Lagged effects page (issue 23 #17)
-st.caption(
-    f"Two-stage individual participant data meta-analysis: the within-patient coefficient of each study "
-    f"(Lagged effects page) pooled with a random-effects model, τ² by {options.pooling_method}, "
-    f"{'Knapp–Hartung t test' if options.test == 'knha' else 'z test'} (METHODS [§6]({LINKS['stage2']}))."
-)
+st.caption(md(
+    "Two-stage individual participant data meta-analysis: the within-patient coefficient of each study "
+    "(Lagged effects page) pooled with a random-effects model, τ² by {method}, {test} (METHODS [§6]({link})).",
+    method=options.pooling_method, test=meta.TEST_NAMES.get(options.test, options.test),
+    link=Markup(LINKS["stage2"])))
 res = compute.two_stage_or_stop(df, options, "Fitting the study models and pooling…")
 
 # ---- term picker: any stage-1 term pooled on its own (the sections below concern the within effect)
@@ -47,8 +47,12 @@ if term != "within":
         show_figure(plots_meta.forest_figure(m, title=html.escape(f"{DIRECTIONS[d]}: {label}"),
                                            xlabel=html.escape(label)),
                     f"forest_{d}_term", key=f"pooled_term_forest_{d}")
-        st.markdown(f"**{DIRECTIONS[d]}, {esc(label)}.** {m.summary()}")
+        st.markdown(md("**{d}, {label}.** {s}", d=DIRECTIONS[d], label=label, s=m.summary()))
         st.caption(esc(plots_lagged.term_reading(term, d, options.lag), limit=None))
+        if term.startswith("interaction") or term.startswith("within × "):
+            st.caption("Within-study interaction: each study estimated it with the moderator centred in that "
+                       "study, so pooling is free of ecological bias. The across-study part is in 'More "
+                       "analyses → One-stage vs two-stage' (METHODS §6b).")
     st.divider()
     st.caption("Below: the within-patient effect, pooled.")
 
@@ -65,14 +69,15 @@ show_figure(fig, "forest_plot", key="pooled_forest")
 
 for d, m in pooled.items():
     st.markdown(f"**{DIRECTIONS[d]}.** {esc(m.summary(), None)}")
+    few_studies.small_k_warning(m, DIRECTIONS[d])
     if m.k >= 1:
         st.caption(lagged_effect_sentence(m.estimate, m.ci_low, m.ci_high, d, options.lag, options.standardize,
                                           effect, level=m.level))
 shown_table, summary_table = compute.pooled_tables(df, options, DIRECTIONS)
 show_table(shown_table, "pooled_estimates", key="pooled_dl", csv=summary_table, title="Pooled estimates")
 
-SECTIONS = ["Leave-one-out", "Funnel & Egger", "Meta-regression", "Centering multiverse", "Estimator comparison",
-            "Estimator check", "Report & script"]
+SECTIONS = ["One-stage vs two-stage", "Few studies: Bayesian & coverage", "Leave-one-out", "Funnel & Egger",
+            "Meta-regression", "Centering multiverse", "Estimator comparison", "Estimator check", "Report & script"]
 
 
 @st.fragment
@@ -90,7 +95,11 @@ def more_analyses():
         st.caption("Choose an analysis above: leave-one-out, funnel plot and Egger's test, meta-regression, the "
                    "centering multiverse, or the downloadable report and script.")
 
-    if section == "Leave-one-out":
+    if section == "One-stage vs two-stage":
+        few_studies.one_stage_section(df, options, res, DIRECTIONS, xlabel)
+    elif section == "Few studies: Bayesian & coverage":
+        few_studies.small_k_section(pooled, options, DIRECTIONS)
+    elif section == "Leave-one-out":
         st.caption("Each row: the pooled estimate when that study is left out. A study that moves the estimate a lot "
                    "deserves a closer look.")
         for d, m in pooled.items():

@@ -120,7 +120,7 @@ def test_reference_covers_the_brief():
     combos = {(r["dataset"], r["method"], r["test"]) for r in REF["fits"]}
     for ds in ("bcg", "molloy", "normand"):
         for m in METHODS:
-            for t in ("z", "knha"):
+            for t in ("z", "knha", "adhoc"):
                 assert (ds, m, t) in combos
     assert REF["metafor_version"].startswith("3.")
 
@@ -572,3 +572,19 @@ def test_summary_homogeneous_and_egger_level():
     assert "low" in s and "Q(4) = 0.06, p > .999" in s
     y, v, _ = _data("bcg")
     assert "90% CI" in egger_test(y, v, level=0.90).summary()
+
+
+def test_adhoc_is_knapp_hartung_never_narrower_than_z():
+    """metafor's test="adhoc": s² truncated at 1. On homogeneous data (s² < 1) untruncated
+    Knapp–Hartung is narrower than z; adhoc is not (its SE equals z's, its crit is t's)."""
+    d = DATA["homog"]
+    y, v = np.asarray(d["yi"]), np.asarray(d["vi"])
+    z = random_effects(y, v, test="z")
+    kh = random_effects(y, v, test="knha")
+    ad = random_effects(y, v, test="adhoc")
+    assert kh.se < z.se and ad.se == pytest.approx(z.se, rel=1e-12)
+    assert ad.ci_high - ad.ci_low > z.ci_high - z.ci_low > kh.ci_high - kh.ci_low
+    assert ad.df == kh.df == len(y) - 1
+    bcg = DATA["bcg"]
+    a, k = (random_effects(np.asarray(bcg["yi"]), np.asarray(bcg["vi"]), test=t) for t in ("adhoc", "knha"))
+    assert a.se == pytest.approx(k.se, rel=1e-12)  # s² > 1: the rule changes nothing

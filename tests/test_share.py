@@ -72,8 +72,8 @@ def canonical_cov(canonical):
 R_OPTION_SETS = {
     "default": LagOptions(),
     "detrended_time_dl_knha": LagOptions(centering="detrended", time_trend="fixed", pooling_method="DL", test="knha"),
-    "fixed_effects_cross_pm": LagOptions(estimator="fixed_effects", cross_level=True, time_trend="fixed",
-                                         pooling_method="PM"),
+    "fixed_effects_cross_pm_z": LagOptions(estimator="fixed_effects", cross_level=True, time_trend="fixed",
+                                           pooling_method="PM", test="z"),
     "next_observed_lag2_raw_window_grand_sj": LagOptions(pairing="next_observed", lag=2, standardize=False,
                                                          sessions=(2, 6), centering="grand_mean", pooling_method="SJ"),
     "random_slope_none_noprior_fe": LagOptions(time_trend="fixed_random", control_prior_outcome=False,
@@ -385,7 +385,7 @@ def test_bundle_round_trip_gives_identical_results(canonical):
             zout.writestr(n, blob)
     with pytest.raises(data.DataError, match="options.json.*changed"):
         bundle.read_bundle(buf.getvalue())
-    with pytest.raises(data.DataError, match="not a zip"):
+    with pytest.raises(data.DataError, match="not a readable zip"):
         bundle.read_bundle(b"study,patient\n")
     assert bundle.is_bundle(zipped) and not bundle.is_bundle(b"PK\x03\x04junk")
 

@@ -572,3 +572,20 @@ def _thaw(options: tuple) -> dict:
             v = list(v[1])
         out[k] = v
     return out
+
+
+# --------------------------------------------------------------------------- few studies (issue 21)
+
+
+def one_stage(df: pd.DataFrame, options: LagOptions):
+    """:func:`analysis.onestage.one_stage` (both directions of ``options``), cached on the data and options."""
+    from analysis import onestage
+
+    return _data_call(onestage.one_stage, df, options)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
+def bayes_pool(yi, vi, prior_scale: float, level: float):
+    from analysis import bayes_meta
+
+    return bayes_meta.bayes_random_effects(yi, vi, prior_scale=prior_scale, level=level)

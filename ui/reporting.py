@@ -30,9 +30,29 @@ def _report_html(ds: dict, options, res, fig) -> bytes:
     sections = [("Pooled estimates", [fig, *[f"{DIRECTIONS.get(d, d)}: {m.summary()}" for d, m in res.pooled.items()],
                                       meta.results_table(res.pooled, DIRECTIONS) if res.pooled else pd.DataFrame()]),
                 ("Per-study coefficients (all terms)", [res.per_study])]
+    sections.insert(1, ("One-stage model (METHODS §6b)", _one_stage_items(df, options, res)))
     text = html_report(f"Alliance ⇄ symptoms: {ds['name']}", data_summary=adata.summarize(df).to_frame(),
                        options=options, sections=sections, messages=[*ds.get("notes", []), *res.messages])
     return text.encode("utf-8")
+
+
+def _one_stage_items(df, options, res) -> list:
+    """The one-stage model beside the two-stage estimates (table, summaries, agreement), or why not."""
+    from analysis import onestage
+    from ui import compute
+
+    try:
+        one = compute.one_stage(df, options)
+    except ValueError as e:
+        return [f"The one-stage model could not be fitted: {e}"]
+    items = [*one.messages]
+    if one.fits:
+        items += [onestage.compare(res, one), *[f.summary() for f in one.fits.values()],
+                  *[onestage.agreement_sentence(res, one, d) for d in one.fits]]
+        inter = one.interactions()
+        if len(inter):
+            items += ["Interactions with the within effect, within-study and across-study parts (deft):", inter]
+    return items
 
 
 def report_html(ds: dict, options, res, fig) -> bytes:

@@ -58,7 +58,9 @@ Inference for the coefficients, with ``w_k = 1 / (v_k + tau2)``:
 * ``beta = (X'WX)^-1 X'W y``, ``Var(beta) = s2 (X'WX)^-1``; ``s2 = 1`` for
   ``test="z"`` (normal), and for ``test="knha"`` (Knapp-Hartung)
   ``s2 = sum(w (y - X beta)^2) / (k - p)``, not truncated at 1 (metafor's
-  default), with t on ``k - p`` df.
+  ``test="knha"``), with t on ``k - p`` df; ``test="adhoc"`` (the app's default)
+  truncates it, ``s2 = max(1, ...)``, so the interval is never narrower than
+  the z interval's (Knapp & Hartung's ad hoc rule; metafor's ``test="adhoc"``).
 * CI ``beta +/- crit * SE``; prediction interval (metafor ``predict``)
   ``mu +/- crit * sqrt(SE^2 + tau2)`` with the same ``crit``.
 * ``Q = Y'P Y`` at ``w = 1/v`` on ``k - p`` df; ``vt = (k - p) / tr(P)`` (the

@@ -16,11 +16,13 @@ from ._base import (
     _DEFAULT_CONTROL,
     _EPS,
     _NAN,
+    _T_TESTS,
     _check_counts,
     _check_effects,
     _check_method_test,
     _make_control,
     _readonly,
+    _s2w,
 )
 from .results import MetaResult
 from .tau2 import _q_intercept, _qprofile, _tau2_intercept, _tau2_many
@@ -66,7 +68,7 @@ def _study_messages(k: int, v: np.ndarray, method: str, test: str) -> list[str]:
             "Only two studies (k = 2): they were pooled, but the between-study variance "
             "tau2 (and so the CI, the prediction interval and I\u00b2) is very imprecise."
         )
-    if method == "FE" and test == "knha" and k > 1:
+    if method == "FE" and test in _T_TESTS and k > 1:
         msgs.append(
             "The Knapp-Hartung adjustment is not meant for a common-effect (FE) model "
             "(metafor warns about this too)."
@@ -121,7 +123,7 @@ def random_effects(
     if k == 1:
         msgs = [("Only one study (k = 1): no pooling was done; the result is that study's "
                 "own estimate and confidence interval.")]
-        if test == "knha":
+        if test in _T_TESTS:
             msgs.append("The Knapp-Hartung test needs at least two studies; a z-test was used.")
         est = float(y[0])
         se = math.sqrt(float(v[0]))
@@ -147,15 +149,15 @@ def random_effects(
 
     sw, est, rss, q, tr_p0, wts = _final_sums(y.tolist(), v.tolist(), tau2)
     vb = 1.0 / sw
-    if test == "knha":
-        s2w = 0.0 if rss <= _EPS else rss / (k - 1)
+    if test in _T_TESTS:
+        s2w = _s2w(0.0 if rss <= _EPS else rss / (k - 1), test)
         vb *= s2w
         df = float(k - 1)
     else:
         df = _NAN
     se = math.sqrt(vb)
     stat = est / se if se > 0 else _NAN
-    if test == "knha":
+    if test in _T_TESTS:
         pval = float(2.0 * special.stdtr(df, -abs(stat)))
         crit = float(special.stdtrit(df, 1.0 - alpha / 2.0))
     else:
@@ -302,9 +304,9 @@ def _many_core(Y, V, M, method, test, level, ctl=_DEFAULT_CONTROL) -> dict[str, 
     w = wts(tau2)
     sw, est, r = wresid(w, y)
     vb = 1.0 / sw
-    if test == "knha":
+    if test in _T_TESTS:
         rss = (w * r * r).sum(axis=1)
-        s2w = np.where(rss <= _EPS, 0.0, rss / km1)
+        s2w = _s2w(np.where(rss <= _EPS, 0.0, rss / km1), test)
         vb = vb * s2w
         df = km1
     else:
@@ -312,7 +314,7 @@ def _many_core(Y, V, M, method, test, level, ctl=_DEFAULT_CONTROL) -> dict[str, 
     se = np.sqrt(vb)
     with np.errstate(divide="ignore", invalid="ignore"):
         stat = est / se
-    if test == "knha":
+    if test in _T_TESTS:
         pval = 2.0 * special.stdtr(df, -np.abs(stat))
         crit = special.stdtrit(df, 1.0 - alpha / 2.0)
     else:

@@ -16,11 +16,13 @@ from ._base import (
     _DEFAULT_CONTROL,
     _EPS,
     _NAN,
+    _T_TESTS,
     _check_effects,
     _check_method_test,
     _make_control,
     _p_matrix,
     _readonly,
+    _s2w,
     _wls_rss,
     _xwx_inv,
 )
@@ -191,10 +193,10 @@ def _fit_general(y, v, X, method, test, level, ci_tau2=True, ctl=_DEFAULT_CONTRO
     beta = C @ (X.T @ (w * y))
     vb = C
     df = _NAN
-    if test == "knha":
+    if test in _T_TESTS:
         r = y - X @ beta
         rss = float(w @ (r * r))
-        s2w = 0.0 if rss <= _EPS else rss / (k - p)
+        s2w = _s2w(0.0 if rss <= _EPS else rss / (k - p), test)
         vb = s2w * vb
         df = float(k - p)
     se = np.sqrt(np.diag(vb))
@@ -210,7 +212,7 @@ def _fit_general(y, v, X, method, test, level, ci_tau2=True, ctl=_DEFAULT_CONTRO
             qm = _NAN
     else:
         qm = _NAN
-    if test == "knha":
+    if test in _T_TESTS:
         qm = qm / m if m else _NAN
         qm_df = (float(m), float(k - p))
         qmp = float(special.fdtrc(m, k - p, qm)) if m else _NAN

@@ -33,7 +33,7 @@ here <- if (length(file_arg)) dirname(normalizePath(file_arg)) else "tests/refer
 out_path <- file.path(here, "meta_reference.json")
 
 methods <- c("FE", "DL", "REML", "ML", "PM", "EB", "HE", "SJ", "HS")
-tests <- c("z", "knha")
+tests <- c("z", "knha", "adhoc")
 
 # ---------------------------------------------------------------- data sets
 bcg <- escalc("RR", ai = tpos, bi = tneg, ci = cpos, di = cneg, data = dat.bcg)
