@@ -582,8 +582,10 @@ def forest_panels_figure(
         suffix = f" ({p.title})" if paired and p.title else ""
         _panel_traces(fig, p, i + 1, y_of, ys, top_line, null_value, {"color": new_color}, suffix)
         axis = "xaxis" if i == 0 else f"xaxis{i + 1}"
+        # tick labels stay horizontal and few: narrow paired panels otherwise rotate them onto the axis title
+        # on screen (issue 23 #3)
         fig.layout[axis].update(title_text=None if paired else xlabel, range=xr, zeroline=False, showgrid=True,
-                                gridcolor="#eeeeee", fixedrange=False)
+                                gridcolor="#eeeeee", fixedrange=False, tickangle=0, nticks=4 if paired else 0)
         if p.title:
             dom = fig.layout[axis].domain
             # paired panels are narrow: their title is the letter used in the right-hand columns and footers,

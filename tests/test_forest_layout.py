@@ -166,3 +166,11 @@ def test_estimate_column_shares_one_number_of_decimals():
     assert len(cells) == 4, cells
     decimals = {len(m) for c in cells for m in re.findall(r"\d\.(\d+)", c)}
     assert decimals == {2}, cells
+
+
+def test_paired_panels_keep_their_tick_labels_horizontal():
+    """Issue 23 #3: at 1440×900 the two panels' tick labels were rotated onto the axis title."""
+    a, b = _pair()
+    fj = figure_json(paired_forest_figure(a, b, xlabel="Within-patient lagged coefficient (SD units)"))
+    for axis in ("xaxis", "xaxis2"):
+        assert fj["layout"][axis]["tickangle"] == 0 and fj["layout"][axis]["nticks"] == 4
