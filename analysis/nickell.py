@@ -176,7 +176,7 @@ def nickell_bias(rho_hat: float, sess, patient, y_obs, prior, lead, centering: s
 
 
 def _hybrid_shift(sess, patient, y_obs, prior, lead, centering: str, rho: float, seed: int,
-                  n_pairs: int = 6000) -> float:
+                  n_pairs: int = 2000) -> float:
     """E[hybrid ρ̂] − E[within ρ̂] at ``rho``: both estimators on the same simulated AR(1) outcomes on this
     design (replicated to about ``n_pairs`` pairs; patient means N(0, 1)), the hybrid by the stage-1 solver
     (:func:`analysis.mixed.fit_random_intercept` with the prior outcome's within and between parts)."""
