@@ -41,9 +41,11 @@ def num(x: Any, digits: int = 2, na: str = "NA", sig: int = 2) -> str:
     x = float(x)
     s = f"{x:.{digits}f}"
     if x != 0 and float(s) == 0.0:
-        # small but non-zero: show it with significant digits (fixed notation)
+        # small but non-zero: show it with significant digits (fixed notation), down to 4 decimals more than
+        # asked; anything smaller is numerically zero (rounding noise such as 4.9e-18 prints "0.00")
         decimals = max(digits, sig - 1 - math.floor(math.log10(abs(x))))
-        s = f"{x:.{decimals}f}"
+        if decimals <= digits + 4:
+            s = f"{x:.{decimals}f}"
     if s.startswith("-") and float(s) == 0.0:
         s = s[1:]
     return s.replace("-", MINUS)

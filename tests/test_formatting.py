@@ -34,7 +34,8 @@ def test_true_minus_and_no_negative_zero():
     assert f.num(-0.03) == M + "0.03"
     assert "-" not in f.num(-12.5) and f.num(-12.5).startswith(M)
     assert f.num(-0.0) == "0.00"
-    assert f.num(-1e-12, 2) == M + "0.0000000000010"  # small, not zero: significant digits
+    assert f.num(-1e-12, 2) == "0.00"  # below 4 extra decimals: rounding noise, no negative zero (issue 23)
+    assert f.num(-1.5e-5, 2) == M + "0.000015"  # small, not zero: significant digits
     assert f.interval(-0.2, -0.04) == f"[{M}0.20, {M}0.04]"
     assert f.estimate_ci(-0.12, -0.2, -0.04) == f"{M}0.12 [{M}0.20, {M}0.04]"
     assert f.signed(0.4) == "+0.40" and f.signed(-0.12) == M + "0.12" and f.signed(0.0) == "0.00"
