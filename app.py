@@ -1,6 +1,9 @@
 """Alliance ⇄ Symptoms dashboard: entry point.
 
-Start with `make run` (or `streamlit run app.py`). The IPD-MA demo data set is
+Start with `make run` (or `alliance-dashboard`, or `streamlit run app.py` from any folder: the settings in
+.streamlit/config.toml beside this file are read — 127.0.0.1 only, no usage statistics; the app refuses to
+run without them). Serving a class on a network is an explicit choice: `make serve ADDRESS=…`. The IPD-MA
+demo data set is
 loaded on first start; the Data page replaces it with uploaded files.
 """
 
@@ -14,11 +17,16 @@ import ui.options  # noqa: F401
 import ui.reporting  # noqa: F401
 from ui import persist
 from ui.errors import run_page
+from ui.launch import serving_problem
+from ui.safe import md
 from ui.state import ensure_dataset, freeze_first_run_objects, freeze_startup_objects, sidebar_summary
 
 HERE = Path(__file__).resolve().parent
 # A local image: a ":material/...:" page icon makes the browser fetch the favicon from a font CDN.
 st.set_page_config(page_title="Alliance ⇄ Symptoms", page_icon=str(HERE / "assets" / "favicon.png"), layout="wide")
+if problem := serving_problem():  # started without .streamlit/config.toml: no data on this server (issue 25 #11)
+    st.error(md("{p}", p=problem))
+    st.stop()
 # (file, title, icon). tests/test_app_shell.py checks every file exists.
 PAGE_SPECS = [
     ("app_pages/home.py", "Overview", ":material/home:"),

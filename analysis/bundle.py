@@ -33,26 +33,32 @@ import json
 import math
 import re
 import zipfile
+import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from analysis import data as adata
+from analysis.export import CSV_ENCODING, csv_bytes, unneutralize_frame
 from analysis.lagged import LagOptions
 
 __all__ = ["BUNDLE_FORMAT", "Bundle", "is_bundle", "make_bundle", "read_bundle"]
 
 BUNDLE_FORMAT = "alliance-dashboard-bundle/1"
 DATA_NAME = "data.csv"
-_MAX_BYTES = 500 * 1024 * 1024  # uncompressed size limit when reading (zip-bomb guard)
+PARQUET_NAME = "data.parquet"
+#: Uncompressed size limit when reading: the same as an uploaded file's (``server.maxUploadSize``, MB).
+MAX_BYTES = 200 * 1024 * 1024
+MAX_MEMBERS = 200
 CANONICAL = ("study", "patient", "session", "alliance", "symptoms", "therapist_alliance", "therapist")
 
 
 @dataclass(frozen=True)
 class Bundle:
     """A read bundle: ``data`` (canonical frame), ``name``, ``mapping``,
-    ``options`` (:class:`LagOptions`), ``page_options`` (dict), ``manifest``."""
+    ``options`` (:class:`LagOptions`), ``page_options`` (dict), ``manifest``, ``messages``
+    (the options the reader dropped, each named)."""
 
     data: pd.DataFrame
     name: str
@@ -60,13 +66,14 @@ class Bundle:
     options: LagOptions
     page_options: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
+    messages: tuple = ()
 
     def to_frame(self) -> pd.DataFrame:
         """One row per file listed in the manifest (name, bytes, sha256)."""
         return pd.DataFrame(self.manifest.get("files", []), columns=["name", "bytes", "sha256"])
 
     def summary(self) -> str:
-        fp = self.manifest.get("data", {})
+        fp = self.manifest.get("data") if isinstance(self.manifest.get("data"), dict) else {}
         return (f"Bundle '{self.name}': {fp.get('rows', len(self.data))} rows, data fingerprint "
                 f"{str(fp.get('sha256', ''))[:12]}, created {self.manifest.get('created', 'unknown')}.")
 
@@ -76,8 +83,19 @@ def _sha(b: bytes) -> str:
 
 
 def data_csv(df: pd.DataFrame) -> bytes:
-    """The canonical frame as UTF-8 CSV (floats written to round-trip exactly)."""
-    return df.to_csv(index=False).encode("utf-8")
+    """The canonical frame as UTF-8 CSV for people and scripts: floats written to round-trip exactly,
+    text cells a spreadsheet would run neutralised reversibly (:func:`analysis.export.csv_bytes`,
+    ``csv_encoding`` = :data:`analysis.export.CSV_ENCODING`; the scripts undo it)."""
+    return csv_bytes(df)
+
+
+def data_parquet(df: pd.DataFrame) -> bytes:
+    """The canonical frame as Parquet: the exact, machine-readable copy the bundle loader reads."""
+    out = df.copy(deep=False)
+    out.attrs = {}
+    buf = io.BytesIO()
+    out.to_parquet(buf, index=False)
+    return buf.getvalue()
 
 
 def _json_value(v):
@@ -86,19 +104,6 @@ def _json_value(v):
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
-
-
-def _options_from(d: Mapping) -> LagOptions:
-    names = {f.name for f in fields(LagOptions)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"The bundle's options.json has option(s) this version does not know: {', '.join(unknown)}.")
-    kw = dict(d)
-    if kw.get("sessions") is not None:
-        kw["sessions"] = tuple(kw["sessions"])
-    if "directions" in kw:
-        kw["directions"] = tuple(kw["directions"])
-    return LagOptions(**kw)
 
 
 def _safe_name(name: str) -> str:
@@ -140,7 +145,7 @@ def make_bundle(
     csv = data_csv(df)
     if mapping is None:
         mapping = df.attrs.get("mapping") or {c: c for c in CANONICAL if c in df.columns}
-    files: dict[str, bytes] = {DATA_NAME: csv}
+    files: dict[str, bytes] = {DATA_NAME: csv, PARQUET_NAME: data_parquet(df)}
     files["mapping.json"] = json.dumps(dict(mapping), indent=2, ensure_ascii=False, default=str).encode("utf-8")
     opts = {k: _json_value(v) for k, v in options.to_dict().items()}
     files["options.json"] = json.dumps({"lag_options": opts, "page_options": dict(page_options or {})},
@@ -176,6 +181,7 @@ def make_bundle(
         "name": str(name),
         "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "data": {"file": DATA_NAME, "sha256": _sha(csv), "rows": int(len(df)), "columns": [str(c) for c in df.columns]},
+        "csv_encoding": CSV_ENCODING,
         "packages": package_versions(),
         "seeds": dict(seeds or {}),
         "files": [{"name": n, "bytes": len(b), "sha256": _sha(b)} for n, b in files.items()],
@@ -243,58 +249,233 @@ def is_bundle(content: bytes) -> bool:
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as z:
             return "manifest.json" in z.namelist()
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError, NotImplementedError):
         return False
 
 
-def read_bundle(content: bytes) -> Bundle:
-    """Read a bundle made by :func:`make_bundle`; every file's SHA-256 is checked.
+def _fail(msg: str):
+    raise adata.DataError(msg)
 
-    The data go through the same intake as an upload (``data.load`` and
-    ``data.to_canonical`` with the identity mapping of the canonical file).
-    Raises :class:`analysis.data.DataError` for a file that is not a bundle, a
-    changed file (checksum mismatch) or an unknown option.
-    """
+
+# what reading a zip member can raise for a damaged or crafted file: a bad CRC or a lying size
+# (BadZipFile), an encrypted member (RuntimeError), an unknown compression method
+# (NotImplementedError), a corrupt deflate stream (zlib.error), a truncated file (EOFError, OSError)
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, zlib.error, EOFError,
+               OSError, ValueError, KeyError, OverflowError, IndexError, TypeError)
+
+
+def _open_zip(content: bytes) -> zipfile.ZipFile:
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        content = io.BytesIO(content)
+    elif not (hasattr(content, "read") and hasattr(content, "seek")):
+        _fail("A reproducibility bundle is a zip file's bytes.")
     try:
-        z = zipfile.ZipFile(io.BytesIO(content))
-    except zipfile.BadZipFile:
-        raise adata.DataError("This file is not a zip file, so it is not a reproducibility bundle.") from None
-    with z:
+        content.seek(0)
+        z = zipfile.ZipFile(content)  # a file object (an upload) is read in place, not copied
+        infos = z.infolist()
+    except _ZIP_ERRORS:
+        _fail("This file is not a readable zip file, so it is not a reproducibility bundle.")
+    if len(infos) > MAX_MEMBERS:
+        _fail(f"The bundle holds {len(infos):,} files; a bundle made by this app holds at most {MAX_MEMBERS}.")
+    total = sum(max(int(i.file_size), 0) for i in infos)
+    if total > MAX_BYTES:
+        _fail(f"The bundle is too large to read: {total / 1e6:,.0f} MB uncompressed; the limit is "
+              f"{MAX_BYTES // (1024 * 1024)} MB, the same as for an uploaded file.")
+    return z
+
+
+def _member(z: zipfile.ZipFile, name: str, budget: list[int], keep: bool = True) -> bytes | str:
+    """One member's bytes, read in chunks: never more than its stated size or the bundle's budget
+    (a member whose header understates its size is refused, not read to the end). ``keep=False``:
+    only its SHA-256 (hex), so a large member is checked without being held in memory."""
+    try:
+        info = z.getinfo(name)
+        if info.flag_bits & 0x1:
+            _fail(f"{name} in the bundle is encrypted; bundles made by this app are not.")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            _fail(f"{name} in the bundle uses a compression method (number {info.compress_type}) this app does "
+                  "not read; bundles made by this app use deflate.")
+        chunks, n, sha = [], 0, hashlib.sha256()
+        with z.open(info) as fh:
+            while True:
+                chunk = fh.read(1 << 20)
+                if not chunk:
+                    break
+                n += len(chunk)
+                if n > info.file_size or n > budget[0]:
+                    _fail(f"{name} in the bundle is larger than its zip header says; the bundle is damaged.")
+                if keep:
+                    chunks.append(chunk)
+                else:
+                    sha.update(chunk)
+        budget[0] -= n
+        return b"".join(chunks) if keep else sha.hexdigest()
+    except adata.DataError:
+        raise
+    except _ZIP_ERRORS as exc:
+        _fail(f"{name} in the bundle cannot be read: the zip file is damaged ({type(exc).__name__}).")
+
+
+def _json(b: bytes, name: str):
+    def no_constant(c):
+        raise ValueError(c)
+
+    try:
+        return json.loads(b.decode("utf-8"), parse_constant=no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        _fail(f"The bundle's {name} is not valid JSON.")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_manifest(m) -> dict:
+    """Every field the reader uses, with its type; raises DataError naming the first wrong one."""
+    if not isinstance(m, dict) or m.get("format") != BUNDLE_FORMAT:
+        _fail(f"Unknown bundle format (expected {BUNDLE_FORMAT}).")
+    if not isinstance(m.get("name", ""), str):
+        _fail("The bundle's manifest.json: 'name' must be text.")
+    if not isinstance(m.get("created", ""), str):
+        _fail("The bundle's manifest.json: 'created' must be text.")
+    d = m.get("data")
+    if not isinstance(d, dict) or not isinstance(d.get("sha256"), str):
+        _fail("The bundle's manifest.json: 'data' must hold the data file's 'sha256' (text).")
+    if "rows" in d and not (_is_int(d["rows"]) and d["rows"] >= 0):
+        _fail("The bundle's manifest.json: 'data.rows' must be a whole number.")
+    if "columns" in d and not (isinstance(d["columns"], list) and all(isinstance(c, str) for c in d["columns"])):
+        _fail("The bundle's manifest.json: 'data.columns' must be a list of names.")
+    files = m.get("files")
+    if not isinstance(files, list) or not files:
+        _fail("The bundle's manifest.json: 'files' must be a list of files.")
+    for f in files:
+        if not (isinstance(f, dict) and isinstance(f.get("name"), str) and isinstance(f.get("sha256"), str)
+                and _is_int(f.get("bytes", 0))):
+            _fail("The bundle's manifest.json: every entry of 'files' needs a 'name' and a 'sha256' (text) "
+                  "and 'bytes' (a whole number).")
+    for key in ("seeds", "packages"):
+        if not isinstance(m.get(key, {}), dict):
+            _fail(f"The bundle's manifest.json: '{key}' must be a mapping.")
+    if not isinstance(m.get("csv_encoding", ""), str):
+        _fail("The bundle's manifest.json: 'csv_encoding' must be text.")
+    return m
+
+
+def _lag_options(raw, df: pd.DataFrame) -> tuple[LagOptions, list[str]]:
+    """The bundle's lag options through the options' declarations (:func:`analysis.options.clean`: the
+    same checks as the widgets and links, impossible combinations included) and against these data
+    (window inside the data's sessions, covariates that are columns). A bad value is dropped (its
+    default used) with a message that names it. Never raises."""
+    from analysis.options import clean
+
+    if not isinstance(raw, dict):
+        return LagOptions(), ["Ignored the bundle's lag options: they are not a mapping of names to values."]
+    notes: list[str] = []
+    good: dict = {}
+    for key, value in raw.items():
+        shown = str(value)[:60]
+        try:
+            ok, msgs = clean(LagOptions, {str(key): value})
+            notes += [m[:300] for m in msgs]
+            if key not in ok:
+                continue
+            v = ok[key]
+            if key == "covariates" and any(c not in df.columns for c in v):
+                raise ValueError("not a column of the data.")
+            if key == "sessions" and v is not None:
+                lo, hi = int(df["session"].min()), int(df["session"].max())
+                if not lo <= v[0] <= v[1] <= hi:
+                    raise ValueError(f"the window must lie within the data's sessions {lo}–{hi}.")
+            good[key] = v
+        except (ValueError, TypeError, OverflowError, AttributeError, KeyError) as exc:
+            notes.append(f"Ignored {str(key)[:60]} = {shown}: {str(exc)[:200]}")
+    ok, msgs = clean(LagOptions, good)
+    notes += msgs
+    while True:
+        try:
+            return LagOptions(**ok), notes
+        except (ValueError, TypeError, OverflowError) as exc:  # a combination the declarations missed
+            key = next(iter(ok))
+            notes.append(f"Ignored {key} = {str(ok.pop(key))[:60]}: {str(exc)[:200]}")
+
+
+def read_bundle(content) -> Bundle:
+    """Read a bundle made by :func:`make_bundle`: an untrusted file, checked before anything is used.
+    ``content``: the zip's bytes or a seekable binary file object (read in place).
+
+    The zip (at most :data:`MAX_BYTES` uncompressed, the upload limit, and
+    :data:`MAX_MEMBERS` files; no encryption; stored or deflated members, each
+    read no further than its stated size), every manifest field's type, every
+    file's SHA-256 and the data fingerprint are checked; any failure raises
+    :class:`analysis.data.DataError` with a plain message (never another
+    exception). The data come from ``data.parquet`` (an exact copy) when present,
+    else ``data.csv`` through the same intake as an upload. Lag options are
+    checked value by value: a bad one is dropped (its default kept) and named in
+    ``Bundle.messages``. Page options must be a mapping of names to JSON values;
+    the app checks each against its widget's declaration when it restores them.
+    """
+    budget = [MAX_BYTES]
+    with _open_zip(content) as z:
         names = set(z.namelist())
         if "manifest.json" not in names:
-            raise adata.DataError("This zip file has no manifest.json, so it is not a reproducibility bundle.")
-        if sum(i.file_size for i in z.infolist()) > _MAX_BYTES:
-            raise adata.DataError("The bundle is too large to read (over 500 MB uncompressed).")
-        try:
-            manifest = json.loads(z.read("manifest.json").decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise adata.DataError("The bundle's manifest.json cannot be read.") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-            raise adata.DataError(f"Unknown bundle format (expected {BUNDLE_FORMAT}).")
-        listed = {f.get("name"): f.get("sha256") for f in manifest.get("files", []) if isinstance(f, dict)}
+            _fail("This zip file has no manifest.json, so it is not a reproducibility bundle.")
+        manifest = _check_manifest(_json(_member(z, "manifest.json", budget), "manifest.json"))
+        listed = {f["name"]: f["sha256"] for f in manifest["files"]}
         for n in (DATA_NAME, "options.json"):
             if n not in names or n not in listed:
-                raise adata.DataError(f"The bundle lacks {n}.")
-        blobs = {}
-        for n, sha in listed.items():
+                _fail(f"The bundle lacks {n}.")
+        wanted = [n for n in (PARQUET_NAME, DATA_NAME, "options.json", "mapping.json") if n in listed]
+        blobs, shas = {}, {}
+        for n in wanted:
             if n not in names:
-                raise adata.DataError(f"The bundle lacks {n}, which its manifest lists.")
-            b = z.read(n)
-            if _sha(b) != sha:
-                raise adata.DataError(f"{n} in the bundle was changed after the bundle was made (checksum differs).")
-            blobs[n] = b
-    if manifest.get("data", {}).get("sha256") != _sha(blobs[DATA_NAME]):
-        raise adata.DataError("The data fingerprint in manifest.json does not match data.csv.")
-    try:
-        opts_doc = json.loads(blobs["options.json"].decode("utf-8"))
-        mapping = json.loads(blobs["mapping.json"].decode("utf-8")) if "mapping.json" in blobs else {}
-        options = _options_from(opts_doc.get("lag_options", {}))
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError) as exc:
-        raise adata.DataError(f"The bundle's options cannot be read: {exc}") from None
-    except ValueError as exc:
-        raise adata.DataError(str(exc)) from None
-    raw = adata.load(blobs[DATA_NAME], filename=DATA_NAME)
+                _fail(f"The bundle lacks {n}, which its manifest lists.")
+            # with a Parquet copy the CSV is only checked (streamed through SHA-256), never held
+            keep = not (n == DATA_NAME and PARQUET_NAME in listed)
+            b = _member(z, n, budget, keep=keep)
+            shas[n] = _sha(b) if keep else b
+            if shas[n] != listed[n]:
+                _fail(f"{n} in the bundle was changed after the bundle was made (checksum differs).")
+            if keep:
+                blobs[n] = b
+        for n in listed:  # the other files are for people (scripts, report); they must be there
+            if n not in names:
+                _fail(f"The bundle lacks {n}, which its manifest lists.")
+    if manifest["data"]["sha256"] != shas[DATA_NAME]:
+        _fail("The data fingerprint in manifest.json does not match data.csv.")
+    opts_doc = _json(blobs["options.json"], "options.json")
+    if not isinstance(opts_doc, dict):
+        _fail("The bundle's options.json is not a mapping.")
+    mapping = _json(blobs["mapping.json"], "mapping.json") if "mapping.json" in blobs else {}
+    if not isinstance(mapping, (dict, list)):
+        _fail("The bundle's mapping.json is not a mapping.")
+    page_options = opts_doc.get("page_options") or {}
+    df = _bundle_data(blobs, manifest)
+    del blobs
+    options, notes = _lag_options(opts_doc.get("lag_options", {}), df)
+    if not isinstance(page_options, dict):
+        notes.append("Ignored the page options: they are not a mapping of names to values.")
+        page_options = {}
+    return Bundle(data=df, name=str(manifest.get("name") or "bundle"), mapping=dict(mapping) if isinstance(
+        mapping, dict) else {"files": mapping}, options=options, page_options=dict(page_options),
+        manifest=manifest, messages=tuple(notes))
+
+
+def _bundle_data(blobs: dict, manifest: dict) -> pd.DataFrame:
+    """The canonical frame: the Parquet copy when the bundle has one (exact), else data.csv (the same
+    intake as an upload; a neutralised CSV, ``csv_encoding`` = :data:`CSV_ENCODING`, is decoded)."""
+    if PARQUET_NAME in blobs:
+        try:
+            raw = pd.read_parquet(io.BytesIO(blobs.pop(PARQUET_NAME)))
+        except Exception:  # noqa: BLE001 - pyarrow raises many types for a damaged file
+            _fail(f"{PARQUET_NAME} in the bundle cannot be read.")
+    else:
+        raw = adata.load(blobs[DATA_NAME], filename=DATA_NAME)
+        if manifest.get("csv_encoding") == CSV_ENCODING:
+            raw = unneutralize_frame(raw)
     identity = {c: c for c in CANONICAL if c in raw.columns}
-    df = adata.to_canonical(raw, identity)
-    return Bundle(data=df, name=str(manifest.get("name", "bundle")), mapping=dict(mapping), options=options,
-                  page_options=dict(opts_doc.get("page_options") or {}), manifest=manifest)
+    try:
+        return adata.to_canonical(raw, identity)
+    except adata.DataError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        _fail(f"The bundle's data cannot be read: {str(exc)[:300]}")

@@ -6,7 +6,11 @@ by spreadsheet programs as a formula ("CSV injection"): a study named
 :func:`csv_bytes` prefixes such cells with a single quote (the OWASP recommendation), so the
 spreadsheet shows them as text. Numbers are never changed: numeric columns are written as
 they are, and a text cell that is a plain number (``"-5"``, ``"+1.5e3"``) is left alone
-because a spreadsheet reads it as that number, not as a formula.
+because a spreadsheet reads it as that number, not as a formula. The encoding is reversible
+(``quote-prefix/1``): a text cell that already begins with ``'`` gets one more, so removing one
+leading ``'`` from every text cell that has one (:func:`unneutralize_frame`; in R
+``sub("^'", "", x)``) gives back exactly what was written. The downloaded scripts and the bundle
+loader do that, so a study called ``=HYPERLINK(…)`` is found by its own name.
 
 Plotly renders a small HTML dialect in every text it draws (tick labels, hover boxes,
 annotations, legend names): ``<a href>`` makes a link, ``<span style>`` styles it.
@@ -24,17 +28,42 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["FORMULA_START", "neutralize_cell", "neutralize_frame", "csv_bytes", "plotly_text", "safe_figure"]
+__all__ = ["CSV_ENCODING", "FORMULA_START", "neutralize_cell", "neutralize_frame", "unneutralize_frame", "csv_bytes",
+           "plotly_text", "safe_figure"]
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: The name of the reversible encoding :func:`csv_bytes` applies (written into bundle manifests).
+CSV_ENCODING = "quote-prefix/1"
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 def neutralize_cell(value: Any) -> Any:
-    """``value`` with a leading ``'`` when it is text a spreadsheet would run as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_START) and not _NUMBER.match(value.strip()):
+    """``value`` with a leading ``'`` when it is text a spreadsheet would run as a formula — or text
+    that already begins with ``'``, so the encoding is reversible (:func:`unneutralize_cell`)."""
+    if isinstance(value, str) and (value.startswith("'") or (
+            value.startswith(FORMULA_START) and not _NUMBER.match(value.strip()))):
         return "'" + value
     return value
+
+
+def unneutralize_cell(value: Any) -> Any:
+    """The text :func:`neutralize_cell` was given: one leading ``'`` removed from text that has one.
+    (R: ``sub("^'", "", x)`` on every text column and on the column names.)"""
+    return value[1:] if isinstance(value, str) and value.startswith("'") else value
+
+
+def unneutralize_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` read back from a :func:`csv_bytes` file exactly: :func:`unneutralize_cell` on every text
+    cell and column name (numbers never begin with ``'``)."""
+    out = df.copy(deep=False)
+    for c in out.columns:
+        col = out[c]
+        if pd.api.types.is_string_dtype(col.dtype) or col.dtype == "object":
+            starts = col.astype("string").str.startswith("'")
+            if starts.fillna(False).astype(bool).any():
+                out[c] = col.map(unneutralize_cell, na_action="ignore")
+    out.columns = [unneutralize_cell(c) for c in out.columns]
+    return out
 
 
 def _neutral_name(name: Any) -> Any:
@@ -50,7 +79,7 @@ def neutralize_frame(df: pd.DataFrame) -> pd.DataFrame:
         if isinstance(col.dtype, pd.CategoricalDtype):
             col = col.astype(object)
         if pd.api.types.is_string_dtype(col.dtype) or col.dtype == "object":
-            mask = col.map(lambda v: isinstance(v, str) and v.startswith(FORMULA_START), na_action="ignore")
+            mask = col.map(lambda v: isinstance(v, str) and v.startswith((*FORMULA_START, "'")), na_action="ignore")
             if mask.fillna(False).astype(bool).any():
                 out[c] = col.map(neutralize_cell, na_action="ignore")
     out.columns = [_neutral_name(c) for c in out.columns]
@@ -68,7 +97,8 @@ def csv_bytes(df: pd.DataFrame, index: bool = False) -> bytes:
 
 
 # bidirectional overrides, embeddings, isolates and marks reorder the rest of a text
-_CONTROL = re.compile(r"[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+# ... and C0/C1 control characters (a NUL in a study name made kaleido's PNG export fail, issue 25 #10)
+_CONTROL = re.compile(r"[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _plain(value: Any) -> str:

@@ -300,7 +300,7 @@ import os
 import pandas as pd
 
 import analysis
-from analysis import data, lagged, pipeline
+from analysis import data, export, lagged, pipeline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA_FILE = {data_filename!r}
@@ -309,7 +309,8 @@ if analysis.__version__ != {version!r}:
           "installed is", analysis.__version__)
 
 pd.set_option("display.width", 160)
-raw = data.load(os.path.join(HERE, DATA_FILE))
+# the app's CSVs prefix text a spreadsheet would run as a formula with ' (reversibly): undo it
+raw = export.unneutralize_frame(data.load(os.path.join(HERE, DATA_FILE)))
 {map_line}
 df = data.to_canonical(raw, mapping{study_arg})
 options = lagged.LagOptions(

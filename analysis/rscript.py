@@ -183,9 +183,10 @@ if (opt$df_method == "satterthwaite") suppressPackageStartupMessages(library(lme
 # ------------------------------------------------------------------ read the canonical data
 raw <- read.csv(data_file, colClasses = "character", na.strings = character(0),
                 check.names = FALSE, fileEncoding = "UTF-8")
-# text marked as UTF-8 (sorting and matching non-ASCII names needs the mark)
-raw[] <- lapply(raw, enc2utf8)
-names(raw) <- enc2utf8(names(raw))
+# text marked as UTF-8 (sorting and matching non-ASCII names needs the mark); the app's CSVs prefix text a
+# spreadsheet would run as a formula (and text beginning with ') with one ': removing it gives the data back
+raw[] <- lapply(raw, function(v) sub("^'", "", enc2utf8(v)))
+names(raw) <- sub("^'", "", enc2utf8(names(raw)))
 need <- c("patient", "session", "alliance", "symptoms")
 if (!all(need %in% names(raw))) {
   stop("The data lack the column(s) ", paste(setdiff(need, names(raw)), collapse = ", "),

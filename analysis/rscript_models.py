@@ -84,12 +84,13 @@ suppressPackageStartupMessages({
 })
 missing_text <- function(v) is.na(v) | trimws(v) %in% c("", "NA", "NaN")
 num <- function(v) suppressWarnings(as.numeric(ifelse(missing_text(v), NA, v)))
-# every column as text, marked as UTF-8 (sorting and matching non-ASCII names needs the mark)
+# every column as text, marked as UTF-8 (sorting and matching non-ASCII names needs the mark); the app's CSVs
+# prefix text a spreadsheet would run as a formula (and text beginning with ') with one ': removed here
 read_text_csv <- function(path) {
   x <- read.csv(path, colClasses = "character", na.strings = character(0), check.names = FALSE,
                 fileEncoding = "UTF-8")
-  x[] <- lapply(x, enc2utf8)
-  names(x) <- enc2utf8(names(x))
+  x[] <- lapply(x, function(v) sub("^'", "", enc2utf8(v)))
+  names(x) <- sub("^'", "", enc2utf8(names(x)))
   x
 }
 ctl <- lmerControl(optimizer = "bobyqa", optCtrl = list(rhoend = 1e-10, maxfun = 1e5),

@@ -13,7 +13,7 @@ from ui.declared import draw, find
 from ui.downloads import show_figure, table_download
 from ui.persist import CONV_KEYS, CONVERGENCE, url_params
 from ui.r_downloads import growth_r_download
-from ui.safe import esc
+from ui.safe import esc, md
 from ui.state import DEMOS, DYADIC_DEMOS, current, has_therapist_ratings
 from ui.tables import show_table, styled
 
@@ -50,7 +50,8 @@ if preset is not None:
     demo_file = CONV_PRESETS[preset_name].demo_file
     df, key = compute.conv_demo(demo_file)
     src = DEMO_NAMES[demo_file]
-    st.info(f"**{CONV_PRESETS[preset_name].title}** on the demo *{src}*: {preset['description']}")
+    st.info(md("**{title}** on the demo *{src}*: {what}", title=CONV_PRESETS[preset_name].title, src=src,
+               what=preset["description"]))
 else:
     choices = ([f"Loaded data: {name}"] if has_t else []) + list(DEMO_NAMES.values())
     default = 0 if dyadic_loaded else (1 if has_t else 0)
@@ -59,8 +60,8 @@ else:
         why = ("have no therapist-rated alliance" if not has_t else
                f"give a convergence score with reliability {fmt.num(rel_loaded)} (mostly rating noise: too few "
                "rating occasions per dyad)")
-        st.info(f"The loaded data ({esc(name)}) {why}, so this page opens on a convergence demo; choose the loaded "
-                "data above to analyse them anyway.")
+        st.info(md("The loaded data ({name}) {why}, so this page opens on a convergence demo; choose the loaded "
+                   "data above to analyse them anyway.", name=esc(name), why=why))
     if src.startswith("Loaded data"):
         df, key = loaded, compute.data_key(loaded)
     else:
@@ -186,7 +187,7 @@ if "symptoms" not in sd.columns or sd["symptoms"].notna().sum() == 0:
     st.stop()
 try:
     shape = compute.conv_shape(skey, sd, o["time"])
-    with st.expander(f"Preparatory analysis: {shape.summary()}"):
+    with st.expander(md("Preparatory analysis: {s}", s=shape.summary())):
         st.caption("Null model with time t or log(t − first t + 1), random intercept and slope, ML; lower AIC = "
                    "better fit (the paper's linear vs log-linear comparison).")
         st.dataframe(styled(shape.table), width="stretch", hide_index=True)
@@ -201,9 +202,9 @@ for m in gr.messages:
         st.info(esc(m, limit=None))
 singular = [str(k) for k, g in gr.models.items() if g.fit.singular]
 if singular:
-    st.warning(f"Model(s) {', '.join(singular)}: a random-effect variance was estimated at zero (singular fit). "
+    st.warning(md("Model(s) {models}: a random-effect variance was estimated at zero (singular fit). "
                "The data cannot separate that variance from the residual; its estimate and its SE are not "
-               "informative, and the AIC comparison of these models is approximate.")
+               "informative, and the AIC comparison of these models is approximate.", models=", ".join(singular)))
 if gr.slope_test is not None and gr.slope_test["pvalue"] >= 0.05:
     st.warning("The symptom slopes do not vary significantly between dyads, so there is little to predict: "
                "the paper's precondition for Models 2–3 is not met.")
@@ -238,7 +239,7 @@ with st.expander("Power for convergence × time at this N (simulation)"):
         st.error(esc(e, limit=None))
     else:
         if pw is not None:
-            st.write(pw.summary())
+            st.write(md("{s}", s=pw.summary()))
             st.dataframe(styled(pw.table), width="stretch", hide_index=True)
 
 if len(studies) > 1 and preset is None:

@@ -11,8 +11,8 @@ from ui import compute
 from ui import mapping as umap
 from ui.bundle import bundle_upload
 from ui.downloads import show_figure, table_download
-from ui.safe import esc, esc_frame
-from ui.state import DEMOS, current, load_demo, set_dataset, upload_key
+from ui.safe import esc, esc_frame, md
+from ui.state import DEMOS, current, design_warnings, load_demo, set_dataset, upload_key
 
 
 def _show_report(report, where=st, name: str | None = None) -> None:
@@ -76,13 +76,13 @@ with upload_tab:
                 try:
                     canon = umap.canonical(content, choice, cached=False)
                 except adata.DataError as e:
-                    failed.append(f"{esc(choice.name)}: {esc(e, limit=800)}")
+                    failed.append(md("{name}: {e}", name=esc(choice.name), e=esc(e, limit=800)))
                     continue
                 frames.append(canon)
                 if canon.attrs.get("symptoms_flipped"):
                     notes.append(f"{choice.name}: symptom scale flipped so that higher = more severe.")
         for msg in failed:
-            st.error(msg)
+            st.error(md("{m}", m=msg))
         if frames and not failed:
             try:
                 combined = adata.combine(frames)
@@ -119,11 +119,14 @@ with upload_tab:
     bundle_upload()
 
 if msg := st.session_state.pop("upload_message", None):
-    st.success(msg)
+    st.success(md("{m}", m=msg))
+for note in st.session_state.pop("upload_notes", ()):
+    st.warning(md("{m}", m=note))
 
 ds = current()
 df = ds["df"]
 st.header(f"Loaded: {esc(ds['name'])}")
+design_warnings(ds)
 if upload_failed:
     st.caption("Your files were not loaded (see above); the analysis pages still use this data set.")
 summary, report = compute.summary_and_report(compute.data_key(df), df, ds.get("report"))

@@ -13,7 +13,7 @@ from ui import compute, persist
 from ui.declared import labels
 from ui.downloads import show_figure, table_download
 from ui.events_view import dropout_section, notes, patient_picker, pick, rel_sd, run, table
-from ui.safe import esc
+from ui.safe import Markup, esc, md
 from ui.state import current, data_banner, has_therapist_ratings
 
 LINK_RUPTURES, LINK_GAINS, LINK_RC = ("/methods#9-ruptures-ruptures-paper-stiles-2004-strauss-2006-gumz-2012",
@@ -80,12 +80,12 @@ def ruptures_tab(df, studies, raters, items) -> dict | None:
             ("Patients with ≥ 1 rupture", t["prev_rupture"], fmt.count(t["n_rupture"]) + " patients"),
             ("Expected by chance", t.get("chance_expected"), ra.chance.basis if ra.chance else "none here"),
             ("Rupture–repair", t["prev_rupture_repair"], fmt.count(t["n_rupture_repair"]) + " patients"))):
-        col.metric(label, fmt.percent(value, 1, na="–"), sub, delta_color="off", delta_arrow="off")
+        col.metric(Markup(label), fmt.percent(value, 1, na="–"), sub, delta_color="off", delta_arrow="off")
     if crit == "other_sessions" and ra.chance is not None:
         st.warning(f"1 SD below own other sessions is a floor below which a dip is not worth a look, not a detector: "
                    f"by chance alone it would flag {fmt.percent(t.get('chance_expected'), 1, na='–')} of these "
                    f"patients (observed {fmt.percent(t['prev_rupture'], 1, na='–')}).")
-    st.markdown(f"Criterion: {ra.criterion.describe()}. " + ra.summary())
+    st.markdown(md("Criterion: {c}. {s}", c=ra.criterion.describe(), s=ra.summary()))
     notes(ra.messages)
     table(ra.to_frame().rename(columns=ev.TABLE_LABELS), "rupture_prevalence", "prev")
     show_figure(pe.rupture_prevalence_figure(ra), "rupture_prevalence", key="ev_fig_prev")
@@ -121,7 +121,7 @@ def gains_tab(df, studies, raters) -> dict | None:
     ga = run("Sudden gains", "Finding sudden gains…", compute.event_gains, df, **opts)
     if ga is None:
         return None
-    st.markdown(ga.summary())
+    st.markdown(md("{s}", s=ga.summary()))
     table(ga.to_frame().rename(columns=ev.TABLE_LABELS), "sudden_events_per_study", "gains")
     study, patient = patient_picker("ev_sg", studies, lambda s: ga.patients(
         s, df.loc[df["study"].astype(str) == s, "patient"].astype(str).unique()))
@@ -140,11 +140,11 @@ def gains_tab(df, studies, raters) -> dict | None:
                     bool(std))) is None:
         return opts
     aag, traj = res
-    st.markdown(aag.summary("SD units" if std else "alliance points"))
+    st.markdown(md("{s}", s=aag.summary("SD units" if std else "alliance points")))
     notes(aag.messages)
     if aag.n_gain_pairs:
         show_figure(pe.alliance_around_gains_figure(aag), "alliance_around_gains", key="ev_fig_around")
-        st.markdown(traj.summary())
+        st.markdown(md("{s}", s=traj.summary()))
         show_figure(pe.alliance_trajectory_figure(traj), "alliance_trajectory", key="ev_fig_traj")
         table_download(aag.to_frame(), "alliance_around_gains", key="ev_dl_aag")
     return opts
@@ -177,7 +177,7 @@ def rc_tab(df, studies) -> None:
     rc = run("Reliable change", "Classifying reliable change…", compute.event_reliable_change, df, **opts)
     if rc is None:
         return
-    st.markdown(rc.summary())
+    st.markdown(md("{s}", s=rc.summary()))
     notes(rc.messages)
     tab = rc.to_frame().rename(columns=ev.TABLE_LABELS | {"cutoff": "Cut-off c", "n_patients": "Patients (≥ 2 scores)"})
     if tab["Cut-off c"].isna().all():
@@ -207,7 +207,7 @@ def outcome_tab(df, r_opts, g_opts, multi) -> None:
         table(out.to_frame(), "outcome_by_repair_group", "groups")
         table(out.contrast_frame(), "outcome_repair_contrasts", "contrasts")
         return dropout_section(df, r_opts)
-    st.markdown(out.summary(EVENTS[event].lower()))
+    st.markdown(md("{s}", s=out.summary(EVENTS[event].lower())))
     table(out.to_frame() if out.meta is not None else out.per_study, f"outcome_by_{event}", "out")
     notes(out.messages)
     if multi and out.meta is not None and out.meta.k >= 2:

@@ -1,7 +1,7 @@
 import streamlit as st
 
 from ui.safe import esc
-from ui.state import current
+from ui.state import current, design_warnings
 
 st.title("Alliance ⇄ Symptoms")
 ds = current()
@@ -26,5 +26,6 @@ Every statistic is defined in the methods document (`docs/METHODS.md`) and check
 """
 )
 st.info(f"Loaded now: **{esc(ds['name'])}**. Change it on the Data page.")
+design_warnings(ds)
 st.page_link("app_pages/data.py", label="Go to the Data page", icon=":material/folder_open:")
 st.page_link("app_pages/lagged.py", label="Go to Lagged effects", icon=":material/swap_horiz:")

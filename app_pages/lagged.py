@@ -13,7 +13,7 @@ from ui.declared import draw, find
 from ui.downloads import show_figure, table_download
 from ui.dynamics_view import check_section, comparison_section
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel
-from ui.safe import esc
+from ui.safe import Markup, md
 from ui.state import current, data_banner
 from ui.tables import show_table, styled
 
@@ -32,23 +32,24 @@ if options.stage1 != "lmm":
                f"{SCALE[options.standardize_by] if options.standardize else 'raw scores'}. Centering, lag, trend and "
                "estimator options apply to the mixed models only.")
 else:
-    st.caption(
-        f"One model per study (METHODS [§5]({LINKS['stage1']})): {timing} on the "
-        f"predictor at session t · centering: {CENTERING[options.centering].lower()} · "
-        f"{SCALE[options.standardize_by] if options.standardize else 'raw scores'} · "
-        f"{'controlling for the prior outcome' if options.control_prior_outcome else 'no control for the prior outcome'}"
-        f" · {'t tests, Satterthwaite df' if options.df_method == 'satterthwaite' else 'Wald z tests'}"
-        + (f" · moderators: {esc(', '.join(options.covariates))}" if options.covariates else "") + "."
-    )
+    st.caption(md(
+        "One model per study (METHODS [§5]({link})): {timing} on the predictor at session t · centering: "
+        "{centering} · {scale} · {prior} · {tests}{moderators}.", link=Markup(LINKS["stage1"]), timing=timing,
+        centering=CENTERING[options.centering].lower(),
+        scale=SCALE[options.standardize_by] if options.standardize else "raw scores",
+        prior="controlling for the prior outcome" if options.control_prior_outcome else "no control for the prior "
+              "outcome",
+        tests="t tests, Satterthwaite df" if options.df_method == "satterthwaite" else "Wald z tests",
+        moderators=md(" · moderators: {c}", c=", ".join(options.covariates)) if options.covariates else ""))
 res = compute.two_stage_or_stop(df, options, "Fitting one model per study…")
 
 ps = res.per_study
 within = ps[ps["term"] == "within"]
 for direction in options.directions:
     # the heading says the lag in use ("next-session" only at lag 1; issue 23 #10)
-    st.header(DIRECTIONS[direction] if options.lag == 1 else
-              "Symptoms → alliance rated later in the same session" if not options.lag else
-              direction_label(direction, options.lag)["arrow"].capitalize())
+    st.header(md("{h}", h=DIRECTIONS[direction] if options.lag == 1 else
+                 "Symptoms → alliance rated later in the same session" if not options.lag else
+                 direction_label(direction, options.lag)["arrow"].capitalize()))
     d = within[within["direction"] == direction]
     effect = d["effect"].iloc[0] if len(d) else "within-patient"
     ok = d[d["status"] != "failed"]
@@ -75,7 +76,7 @@ for direction in options.directions:
     show_table(table, f"per_study_{direction}", key=f"lag_dl_{direction}", csv=d,
                title=f"Per-study lagged coefficients: {DIRECTIONS[direction]}")
     if note := nickell.attenuation_note([f for (_s, dn), f in res.fits.items() if dn == direction]):
-        st.warning(note)
+        st.warning(md("{n}", n=note))
 
     diag = []
     for (study, dirn), fit in res.fits.items():

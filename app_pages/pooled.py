@@ -12,7 +12,7 @@ from ui.dynamics_view import check_section, comparison_section
 from ui.options import DIRECTIONS, LINKS, option_panel, pooling_panel
 from ui.presets import preset_control
 from ui.reporting import report_downloads
-from ui.safe import esc
+from ui.safe import Markup, esc, md
 from ui.state import current, data_banner
 from ui.tables import show_table
 
@@ -23,11 +23,11 @@ df = ds["df"]
 pooling_panel(df)
 options = option_panel(df)
 preset_control()  # "Reproduce a paper" here too, not only on the Lagged effects page (issue 23 #17)
-st.caption(
-    f"Two-stage individual participant data meta-analysis: the within-patient coefficient of each study "
-    f"(Lagged effects page) pooled with a random-effects model, τ² by {options.pooling_method}, "
-    f"{meta.TEST_NAMES.get(options.test, options.test)} (METHODS [§6]({LINKS['stage2']}))."
-)
+st.caption(md(
+    "Two-stage individual participant data meta-analysis: the within-patient coefficient of each study "
+    "(Lagged effects page) pooled with a random-effects model, τ² by {method}, {test} (METHODS [§6]({link})).",
+    method=options.pooling_method, test=meta.TEST_NAMES.get(options.test, options.test),
+    link=Markup(LINKS["stage2"])))
 res = compute.two_stage_or_stop(df, options, "Fitting the study models and pooling…")
 
 # ---- term picker: any stage-1 term pooled on its own (the sections below concern the within effect)
@@ -47,7 +47,7 @@ if term != "within":
         show_figure(plots_meta.forest_figure(m, title=html.escape(f"{DIRECTIONS[d]}: {label}"),
                                            xlabel=html.escape(label)),
                     f"forest_{d}_term", key=f"pooled_term_forest_{d}")
-        st.markdown(f"**{DIRECTIONS[d]}, {esc(label)}.** {m.summary()}")
+        st.markdown(md("**{d}, {label}.** {s}", d=DIRECTIONS[d], label=label, s=m.summary()))
         st.caption(esc(plots_lagged.term_reading(term, d, options.lag), limit=None))
         if term.startswith("interaction") or term.startswith("within × "):
             st.caption("Within-study interaction: each study estimated it with the moderator centred in that "

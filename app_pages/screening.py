@@ -16,7 +16,7 @@ from ui import compute, persist
 from ui import mapping as umap
 from ui.downloads import show_figure, table_download
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel, pooling_panel
-from ui.safe import esc, esc_frame
+from ui.safe import Markup, esc, esc_frame, md
 from ui.state import current, data_banner
 from ui.tables import show_table
 
@@ -62,9 +62,9 @@ def _from_upload():
         return None
     store[f"unmapped_{name}"] = bool(choice.missing)
     if choice.missing:
-        st.warning(f"Choose the column for {', '.join(choice.missing)} in the box above.")
+        st.warning(md("Choose the column for {cols} in the box above.", cols=", ".join(choice.missing)))
         return None
-    st.caption("Columns: " + umap.summary(choice) + " (open the box above to change them).")
+    st.caption(md("Columns: {cols} (open the box above to change them).", cols=umap.summary(choice)))
     try:
         with st.spinner("Reading the whole file…"):
             canon = umap.canonical(content, choice)
@@ -146,11 +146,10 @@ def main() -> None:
     exclude = label if source == "collection" else None
 
     window = f"sessions {options.sessions[0]}–{options.sessions[1]}" if options.sessions else "all sessions"
-    st.caption(
-        f"Model options from the sidebar (the same as on the Lagged and Pooled pages): "
-        f"{CENTERING[options.centering].lower()} centering · lag {options.lag} · {window} · "
-        f"{'standardized within study' if options.standardize else 'raw scores'}."
-    )
+    st.caption(md(
+        "Model options from the sidebar (the same as on the Lagged and Pooled pages): {centering} centering · "
+        "lag {lag} · {window} · {scale}.", centering=CENTERING[options.centering].lower(), lag=options.lag,
+        window=window, scale="standardized within study" if options.standardize else "raw scores"))
     if source == "upload" and label in set(coll["study"].astype(str)):
         st.info(f"The loaded collection already has a study called **{esc(label)}**. If it is the same study, it is "
                 "compared with a pooled estimate that contains it; choose 'A study of the loaded collection' instead.")
@@ -176,7 +175,7 @@ def main() -> None:
     table_download(report.to_frame(), f"screening_checklist_{label}", key="scr_dl_checklist",
                    label="Download the checklist (CSV)")
     with st.expander("How the marks are decided"):
-        st.markdown("\n".join(f"- {line}" for line in screening.THRESHOLDS.describe()))
+        st.markdown(Markup("\n".join(md("- {line}", line=line) for line in screening.THRESHOLDS.describe())))
         st.caption("The checks use the study's rows inside the analysis window and the lag and pairing of the "
                    f"option panel. ICC: intercept-only random-intercept model (METHODS [§5]({LINKS['stage1']})).")
 
@@ -202,7 +201,7 @@ def main() -> None:
                 st.caption(f"**{DIRECTIONS[d]}.** " + lagged_effect_sentence(
                     e.estimate, e.ci_low, e.ci_high, d, options.lag, options.standardize, f.effect))
             elif f is not None:
-                st.warning(f"{DIRECTIONS[d]}: {esc(' '.join(f.messages[:1]), limit=600) or 'not fitted.'}")
+                st.warning(md("{d}: {m}", d=DIRECTIONS[d], m=esc(" ".join(f.messages[:1]), limit=600) or "not fitted."))
         notes = [(d, m) for d in dirs if d in fits for m in fits[d].messages]
         if notes:
             with st.expander(f"Model notes ({len(notes)})"):
@@ -219,7 +218,7 @@ def main() -> None:
             res = compute.two_stage(coll, options)
     except ValueError as e:
         res = None
-        k_note = f"The collection's models could not be run with these options: {esc(e, limit=800)}"
+        k_note = md("The collection's models could not be run with these options: {e}", e=esc(e, limit=800))
     if res is not None:
         for d in dirs:
             collection_refs[d] = compute.collection_reference(coll, options, d, exclude)
@@ -227,11 +226,11 @@ def main() -> None:
     if res is not None and not usable:
         k_all = max((m.k for m in res.pooled.values()), default=0)
         if exclude and k_all <= 1:
-            k_note = (f"The loaded collection holds only {esc(label)}, so there are no other studies to pool (k = 1) "
-                      "and no prediction interval to compare with.")
+            k_note = md("The loaded collection holds only {s}, so there are no other studies to pool (k = 1) "
+                        "and no prediction interval to compare with.", s=esc(label))
         elif exclude:
-            k_note = (f"Besides {esc(label)}, the loaded collection has only {k_all - 1} study that could be fitted; at "
-                      "least 2 are needed for a pooled estimate and a prediction interval.")
+            k_note = md("Besides {s}, the loaded collection has only {k} study that could be fitted; at "
+                        "least 2 are needed for a pooled estimate and a prediction interval.", s=esc(label), k=k_all - 1)
         else:
             k_note = (f"The loaded collection has {k_all} {'study' if k_all == 1 else 'studies'} that could be "
                       "fitted; at least 2 are needed for a pooled estimate and a prediction interval.")
@@ -243,7 +242,7 @@ def main() -> None:
                                                               f"{', without the screened study' if exclude else ''})"
                                                               if m == "collection" else ""))
     else:
-        st.info(f"{k_note} Type in a reference effect instead, e.g. a published pooled estimate.")
+        st.info(md("{note} Type in a reference effect instead, e.g. a published pooled estimate.", note=k_note))
         mode = "manual"
     refs = _manual_references(dirs) if mode == "manual" else {d: collection_refs.get(d) for d in dirs}
 

@@ -10,6 +10,7 @@ from analysis import teaching as tg
 from ui import compute, jobs
 from ui.downloads import show_figure, table_download
 from ui.persist import TEACHING, url_params
+from ui.safe import md
 
 M = "/methods#"
 LINKS = {
@@ -149,7 +150,7 @@ with body:
         + ("\n\nAll three models also include the symptoms at session t." if control else "")
     )
     for m in est.messages:
-        st.warning(m)
+        st.warning(md("{m}", m=m))
     if not present:
         _show(plots_teaching.estimates_figure(est), "teaching_estimates", key="teach_estimates")
     # the replications and the Nickell curve run off the page's thread (ui/jobs.py): a slider redraws the
@@ -158,8 +159,8 @@ with body:
                    widget="teach_rep", label="Simulating the same settings with other seeds…")
     st.markdown(tg.estimates_sentence(est, replication=rep))
     if rep is not None:
-        st.caption(f"Chance or bias? The same settings were simulated {rep.n_rep} more times (other seeds): "
-                   + rep.summary())
+        st.caption(md("Chance or bias? The same settings were simulated {n} more times (other seeds): {s}",
+                      n=rep.n_rep, s=rep.summary()))
     st.markdown(tg.between_sentence(est, control))
 
     frame = est.to_frame()
@@ -182,7 +183,7 @@ with body:
             "- **Between-patient, no control for prior symptoms**: the slope of the patients' *true* average "
             f"symptoms on their *true* average alliance, correlation × SD ratio = {params.between_corr:.2f} (both SDs "
             "are 1). The model only sees *observed* averages over a few sessions, which are noisy (reliability "
-            f"≈ {t.reliability:.2f} with about {t.sessions_used} sessions) and carry a little of the within "
+            f"≈ {t.reliability:.2f} with about {int(t.sessions_used)} sessions) and carry a little of the within "
             f"effect, so its large-sample value is {t.between_expected:.2f} (open diamond).\n"
             "- **Between-patient, with control for prior symptoms**: the model then compares patients who have the "
             "same average symptoms. In this simulation a patient's symptom level is fully described by their true "

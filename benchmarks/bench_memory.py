@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_memory.py                 # 5,000,000 rows (≈ 130 MB CSV)
     .venv/bin/python benchmarks/bench_memory.py --rows 1000000
+    .venv/bin/python benchmarks/bench_memory.py --bundle      # the same rows as a reproducibility bundle
 
 Generates a long CSV in /tmp (50 studies × patients × 10 sessions), starts the app
 (``streamlit run app.py`` on a free loopback port), uploads the file through the Data page
@@ -14,7 +15,8 @@ data set instead and waits again. The server's resident memory is read from
 Prints: baseline RSS (app started, demo loaded), peak RSS, RSS once the upload is in use,
 RSS each second for ``--settle`` seconds after the data set was replaced (the last value is
 reported), and the seconds of each step. Targets (issue 16): peak ≤ 2 GB; ≤ 0.5 GB above
-baseline after replacement.
+baseline after replacement. ``--bundle`` makes a reproducibility bundle of the same rows (in this
+process) and loads it through the Data page's bundle uploader instead: the same targets (issue 25 #4).
 """
 
 from __future__ import annotations
@@ -59,10 +61,27 @@ def make_csv(path: Path, rows: int, seed: int = 1) -> Path:
     return path
 
 
+def make_bundle_file(csv: Path, rows: int) -> Path:
+    """A reproducibility bundle of the CSV's rows (canonical data, default options), made once."""
+    out = csv.with_suffix(".zip")
+    if out.exists() and out.stat().st_size > 0 and out.stat().st_mtime >= csv.stat().st_mtime:
+        return out
+    from analysis import bundle
+    from analysis import data as adata
+    from analysis.lagged import LagOptions
+
+    raw = adata.load(csv)
+    df = adata.to_canonical(raw, adata.suggest_mapping(raw))
+    del raw
+    out.write_bytes(bundle.make_bundle(df, LagOptions(), f"bench {rows:,} rows"))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=5_000_000)
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per step")
+    ap.add_argument("--bundle", action="store_true", help="load the rows as a reproducibility bundle")
     ap.add_argument("--settle", type=int, default=20,
                     help="seconds to watch the RSS after the replacement (the last value is reported)")
     args = ap.parse_args()
@@ -70,6 +89,9 @@ def main() -> None:
     path = make_csv(Path(f"/tmp/bench_memory_{args.rows}.csv"), args.rows)
     print(f"CSV: {path} ({path.stat().st_size / 1e6:.0f} MB, {args.rows:,} rows), "
           f"generated in {time.perf_counter() - t:.0f} s", flush=True)
+    if args.bundle:
+        path = make_bundle_file(path, args.rows)
+        print(f"bundle: {path} ({path.stat().st_size / 1e6:.0f} MB)", flush=True)
     ms = args.timeout * 1000
     with app_server(log=Path("/tmp/bench_memory_server.log")) as (url, pid), browser_page() as page:
         page.goto(url + "/data")
@@ -80,17 +102,28 @@ def main() -> None:
 
         page.get_by_role("tab", name="Upload your files").click()
         t = time.perf_counter()
-        page.set_input_files('[data-testid="stFileUploader"] input[type=file]', str(path))
-        page.get_by_role("button", name="Use these files").wait_for(timeout=ms)
-        wait_idle(page, ms)
-        t_preview = time.perf_counter() - t
-        print(f"upload + preview + mapping: {t_preview:.1f} s, RSS {rss(pid)[0] / GB:.2f} GB", flush=True)
+        if args.bundle:
+            page.set_input_files('[data-testid="stFileUploader"]:has-text("Bundle") input[type=file]', str(path))
+            page.get_by_role("button", name="Load this bundle").wait_for(timeout=ms)
+            wait_idle(page, ms)
+            print(f"bundle uploaded: {time.perf_counter() - t:.1f} s, RSS {rss(pid)[0] / GB:.2f} GB", flush=True)
+            t = time.perf_counter()
+            page.get_by_role("button", name="Load this bundle").click()
+            page.get_by_text("Bundle loaded", exact=False).first.wait_for(timeout=ms)
+            wait_idle(page, ms)
+            page.get_by_text("Loaded: Bundle:", exact=False).first.wait_for(timeout=ms)
+        else:
+            page.set_input_files('[data-testid="stFileUploader"] input[type=file]', str(path))
+            page.get_by_role("button", name="Use these files").wait_for(timeout=ms)
+            wait_idle(page, ms)
+            t_preview = time.perf_counter() - t
+            print(f"upload + preview + mapping: {t_preview:.1f} s, RSS {rss(pid)[0] / GB:.2f} GB", flush=True)
 
-        t = time.perf_counter()
-        page.get_by_role("button", name="Use these files").click()
-        page.get_by_text("Data loaded. The analysis pages now use it.").wait_for(timeout=ms)
-        wait_idle(page, ms)
-        page.get_by_text("Loaded: Uploaded:", exact=False).first.wait_for(timeout=ms)
+            t = time.perf_counter()
+            page.get_by_role("button", name="Use these files").click()
+            page.get_by_text("Data loaded. The analysis pages now use it.").wait_for(timeout=ms)
+            wait_idle(page, ms)
+            page.get_by_text("Loaded: Uploaded:", exact=False).first.wait_for(timeout=ms)
         t_use = time.perf_counter() - t
         in_use, peak = rss(pid)
         print(f"'Use these files' → summary shown: {t_use:.1f} s, RSS {in_use / GB:.2f} GB", flush=True)

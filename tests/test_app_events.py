@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -42,7 +43,8 @@ def _prevalence(at: AppTest):
 
 
 def _markdown(at: AppTest) -> str:
-    return "\n".join(m.value for m in at.markdown)
+    """The page's Markdown as a reader sees it: ui.safe.md backslash-escapes punctuation in result sentences."""
+    return re.sub(r"\\(.)", r"\1", "\n".join(m.value for m in at.markdown)).replace("\u2060", "")
 
 
 def _one_study_without_therapist() -> dict:

@@ -95,7 +95,7 @@ def test_bundle_loaded_on_the_data_page_restores_data_and_options():
                          directions=("symptoms_to_alliance",))
     zipped = bundle.make_bundle(df, options, "bundle test", page_options={"teach_seed": 9})
     at = _goto(_app(), "app_pages/data.py")
-    at.file_uploader(key="bundle_upload").set_value(("b.zip", zipped, "application/zip"))
+    at.file_uploader(key="bundle_upload_0").set_value(("b.zip", zipped, "application/zip"))
     at.run()
     at.button(key="bundle_load").click()
     at.run()

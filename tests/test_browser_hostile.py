@@ -122,3 +122,58 @@ def test_hostile_upload_then_every_page_makes_no_outbound_request():
     assert outbound == [], f"the browser requested the beacon: {outbound}"
     assert dialogs == [], f"dialogs opened: {dialogs}"
     assert problems == [], "\n".join(problems)
+
+
+def test_pooled_terms_with_k1_covariate_make_no_outbound_request():
+    """Issue 25 #1: a covariate that varies in one study only makes its terms k = 1, and the Pooled page's
+    term summary names that study; every term of both directions is opened in chromium."""
+    import io
+
+    from tests.hostile import hostile_frame, with_k1_covariate
+
+    outbound: list[str] = []
+    problems: list[str] = []
+    with Beacon() as beacon, running_app() as url, browser_page() as page:
+        page.on("request", lambda r: outbound.append(r.url) if f":{beacon.port}" in r.url else None)
+        buf = io.StringIO()
+        with_k1_covariate(hostile_frame(beacon.port), beacon.port).to_csv(buf, index=False)
+        page.goto(url + "/data")
+        page.get_by_text("Loaded: IPD-MA demo").wait_for(timeout=120_000)
+        wait_idle(page, 120_000)
+        page.get_by_role("tab", name="Upload your files").click()
+        page.set_input_files('[data-testid="stFileUploader"] input[type=file]',
+                             files=[{"name": "k1.csv", "mimeType": "text/csv", "buffer": buf.getvalue().encode()}])
+        page.get_by_role("button", name="Use these files").wait_for(timeout=60_000)
+        wait_idle(page, 120_000)
+        page.get_by_role("button", name="Use these files").click()
+        page.get_by_text("Data loaded. The analysis pages now use it.").wait_for(timeout=120_000)
+        wait_idle(page, 120_000)
+        _go(page, "Pooled effects")
+        box = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Patient-level covariates")
+        if not box.first.is_visible():  # the covariate picker sits in the collapsed "More options" expander
+            page.locator("[data-testid=stExpander]").filter(has_text="More options").first.locator("summary").click()
+        box = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Patient-level covariates").first
+        box.locator("input").click()
+        page.get_by_role("option").filter(has_text="beacon-cov").first.click()
+        page.keyboard.press("Escape")
+        wait_idle(page, 180_000)
+        term_box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Pooled term").first
+        term_box.locator("input").click()
+        n_terms = page.get_by_role("option").count()
+        page.keyboard.press("Escape")
+        assert n_terms >= 6, n_terms
+        k1_seen = 0
+        for i in range(n_terms):
+            term_box.locator("input").click()
+            page.get_by_role("option").nth(i).click()
+            wait_idle(page, 180_000)
+            k1_seen += page.get_by_text("Only one study", exact=False).count()
+            found = page.evaluate(INJECTED, beacon.port)
+            if found:
+                problems.append(f"term {i}: {found[:5]}")
+        page.screenshot(path=str(ARTIFACTS / "hostile_pooled_terms.png"), full_page=True)
+        page.wait_for_timeout(1000)
+    assert k1_seen >= 2, "no k = 1 term summary was shown"
+    assert beacon.hits == [], f"the beacon received requests: {beacon.hits}"
+    assert outbound == [], f"the browser requested the beacon: {outbound}"
+    assert problems == [], "\n".join(problems)

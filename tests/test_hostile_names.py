@@ -20,7 +20,16 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.hostile import RLO, hostile_csv, hostile_file_name, hostile_frame, leaks, payloads
+from tests.hostile import (
+    RLO,
+    covariate_name,
+    hostile_csv,
+    hostile_file_name,
+    hostile_frame,
+    leaks,
+    payloads,
+    with_k1_covariate,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Proto fields a Markdown renderer shows: bodies, labels, help texts, radio captions
@@ -140,7 +149,7 @@ def test_fixture_is_hostile():
     df = hostile_frame()
     names = " ".join(map(str, df.columns)) + " " + " ".join(df["study"].unique())
     assert set(leaks(names + hostile_file_name())) == {"markdown image", "markdown link", "html tag", "latex",
-                                                        "rtl override", "autolink"}
+                                                        "rtl override", "autolink", "www autolink"}
     assert any(len(s) >= 300 for s in df["study"].unique())
     assert any("\n" in s and "'" in s and '"' in s for s in df["study"].unique())
 
@@ -196,6 +205,34 @@ def test_one_hostile_study_pooled_lagged_and_events():
     found = []
     for page in ("app_pages/pooled.py", "app_pages/lagged.py", "app_pages/events.py", "app_pages/convergence.py"):
         found += _visit(at, page)
+    assert not found, "\n".join(map(repr, found))
+
+
+def test_pooled_every_term_direction_and_k1_shows_hostile_names_as_text():
+    """Issue 25 #1: every pooled term in both directions, including terms estimable in one study only
+    (k = 1: the summary sentence names that study) — a covariate that varies in the first study alone."""
+    df = with_k1_covariate(hostile_frame())
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("app_pages/data.py")
+    at.run()
+    at.file_uploader[0].set_value(("k1.csv", df.to_csv(index=False).encode("utf-8"), "text/csv")).run()
+    at.button(key="use_files").click().run()
+    assert at.session_state["dataset"]["source"] == "upload", [e.value for e in at.error]
+    found = _visit(at, "app_pages/pooled.py")
+    at.multiselect(key="opt_covariates").set_value([covariate_name()]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    cov = covariate_name()
+    terms = ["within", "between", "prior_within", "prior_between", cov, f"within × {cov}"]
+    assert len(at.selectbox(key="pooled_term").options) == len(terms)
+    k1 = 0
+    for t in terms:
+        at.session_state["pooled_term"] = t
+        at.run()
+        assert not at.exception, (t, [e.value for e in at.exception])
+        k1 += sum("Only one study" in m.value for m in at.markdown)
+        found += [(t[:30], *f) for f in unescaped(at)]
+    assert k1 >= 2, "no term was estimable in one study only: the test would not reach the k = 1 sentence"
     assert not found, "\n".join(map(repr, found))
 
 

@@ -385,7 +385,7 @@ def test_bundle_round_trip_gives_identical_results(canonical):
             zout.writestr(n, blob)
     with pytest.raises(data.DataError, match="options.json.*changed"):
         bundle.read_bundle(buf.getvalue())
-    with pytest.raises(data.DataError, match="not a zip"):
+    with pytest.raises(data.DataError, match="not a readable zip"):
         bundle.read_bundle(b"study,patient\n")
     assert bundle.is_bundle(zipped) and not bundle.is_bundle(b"PK\x03\x04junk")
 

@@ -12,7 +12,7 @@ from analysis import formatting as fmt
 from analysis.convergence.congruence import CongruenceOptions
 from ui import compute
 from ui.declared import draw, find
-from ui.safe import esc
+from ui.safe import Markup, esc, md
 from ui.tables import show_table
 
 _APIM_LABELS = {"intercept": "Intercept", "actor_within": "Actor within (patient's own rating, session deviation)",
@@ -25,8 +25,8 @@ _APIM_LABELS = {"intercept": "Intercept", "actor_within": "Actor within (patient
 def congruence_section(skey: str, sd, methods_link: str) -> None:
     """Response surface (a1–a4) and APIM for the chosen study, with their options."""
     st.header("Congruence models: patient and therapist alliance → symptoms")
-    st.caption("Two ways to ask whether agreement matters that do not depend on whether the rating lines cross "
-               f"([Methods §8]({methods_link})).")
+    st.caption(md("Two ways to ask whether agreement matters that do not depend on whether the rating lines cross "
+                  "([Methods §8]({link})).", link=Markup(methods_link)))
     cols = st.columns(3)
     values = {}
     for col, (name, key) in zip(cols, (("control_initial", "initial"), ("lag", "lag"), ("control_prior", "prior"))):

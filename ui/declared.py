@@ -16,6 +16,7 @@ import streamlit as st
 
 from analysis.options import Option, clean, declared, impossible
 from ui.persist import Param, param, url_spec
+from ui.safe import md
 
 __all__ = ["Param", "clean", "draw", "find", "help_text", "impossible", "labels", "option_value", "param",
            "url_spec", "widget_value"]
@@ -97,6 +98,7 @@ def draw(opt: Option, key: str, container=None, *, cls=None, values: Mapping | N
         value = c.number_input(label, key=key, help=tip, disabled=disabled, **kw)
     if opt.kind in ("choice", "flag") and value in bad:
         if not disabled:
-            c.caption(f"{opt.label}: {bad[value]} Analysed with {opt.label_of(opt.default)!s}.")
+            c.caption(md("{label}: {why} Analysed with {default}.", label=opt.label, why=bad[value],
+                         default=str(opt.label_of(opt.default))))
         value = opt.default
     return value

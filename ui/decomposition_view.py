@@ -18,7 +18,7 @@ from ui.early_view import early_section
 from ui.options import DIRECTIONS
 from ui.presets import preset_control
 from ui.r_downloads import decomposition_r_download
-from ui.safe import esc
+from ui.safe import esc, md
 from ui.tables import show_table
 
 _LABEL = {"total": "Total (within + between)", "within": "Within patients", "between": "Between patients"}
@@ -86,10 +86,10 @@ def _published_between(res) -> None:
     note = next((m for m in res.messages if m.startswith("Between model as published")), "")
     test = (fmt.stat("t", c["statistic"], c["df"]) + f" · {fmt.p_text(c['pvalue'])}" if math.isfinite(c["df"])
             else f"t = {fmt.num(c['statistic'], 2)}, df not defined")
-    st.markdown(f"**Between, as the paper fitted it** (person-mean outcome on within and between "
-                f"{esc(res.predictor)}, {fmt.count(c['n_obs'])} session rows, random intercept): "
-                f"b = {fmt.signed(c['estimate'], 3)}, SE {fmt.num(c['se'], 3)}, {test}. The column "
-                "*Between patients* above is the OLS of the person means (one row per patient, n − 2 df).")
+    st.markdown(md("**Between, as the paper fitted it** (person-mean outcome on within and between {pred}, {n} "
+                   "session rows, random intercept): b = {b}, SE {se}, {test}. The column *Between patients* above "
+                   "is the OLS of the person means (one row per patient, n − 2 df).", pred=esc(res.predictor),
+                   n=fmt.count(c["n_obs"]), b=fmt.signed(c["estimate"], 3), se=fmt.num(c["se"], 3), test=test))
     st.caption(esc(note, limit=None))
 
 
@@ -106,7 +106,7 @@ def descriptives_section(df, study: str, sessions=None) -> None:
                    "(absolute values, so rises and falls do not cancel; METHODS §13).")
         if d is not None:
             st.markdown(
-                f"Pre–post Cohen's d of symptoms (session {d.pre_session} → {d.post_session}, "
+                f"Pre–post Cohen's d of symptoms (session {int(d.pre_session)} → {int(d.post_session)}, "
                 f"{fmt.count(d.n)} patients with both): **{fmt.num(d.d)}** (d_av: mean change over the average "
                 "of the two SDs; positive = symptoms decreased)."
             )

@@ -28,6 +28,10 @@ def _numeric_columns(df: pd.DataFrame) -> list[str]:
 def early_section(df: pd.DataFrame, options) -> None:
     """Draw the early-alliance controls (early window, outcome) and the pooled partial β and r."""
     smin, smax = int(df["session"].min()), int(df["session"].max())
+    if smax <= smin:  # one session number in the data: no early window and no later outcome (issue 25 #6)
+        st.info("Early alliance → outcome needs sessions after the early window; these data have a single "
+                "session number.")
+        return
     c1, c2 = st.columns(2)
     window = c1.slider("Early window (sessions)", smin, smax, (smin, min(smin + 2, smax)), key="early_window",
                        help="Early alliance = the mean of the patient's observed ratings in these sessions "

@@ -7,7 +7,7 @@ import streamlit as st
 
 from analysis.events.options import DropoutOptions
 from ui import compute, declared
-from ui.safe import esc
+from ui.safe import esc, md
 from ui.tables import show_table
 
 SD_SRC = {"baseline": "Each study's baseline SD (from the data)", "typed": "Type one SD for all studies"}
@@ -18,7 +18,7 @@ def pick(key: str, options, default) -> None:
         st.session_state[key] = default
 
 def fail(what: str, exc: Exception) -> None:
-    st.error(f"{what} not computed: {esc(exc, limit=600)}")
+    st.error(md("{what} not computed: {exc}", what=what, exc=esc(exc, limit=600)))
 
 
 def run(what: str, spinner: str, fn, *args, **kwargs):
@@ -81,7 +81,7 @@ def dropout_section(df: pd.DataFrame, r_opts: dict | None) -> None:
               criterion=crit)
     if res is None:
         return
-    st.markdown(res.summary())
+    st.markdown(md("{s}", s=res.summary()))
     notes(res.messages)
     labels = {"estimate": "log ratio", "ratio": "Odds / hazard ratio", "ci_low": "CI low (log)",
               "ci_high": "CI high (log)", "pvalue": "p", "n": "Patients", "n_events": "Dropouts"}

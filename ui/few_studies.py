@@ -13,7 +13,7 @@ from analysis.bayes_meta import SmallKOptions
 from ui import compute, jobs
 from ui.declared import draw, find
 from ui.downloads import show_figure, table_download
-from ui.safe import esc
+from ui.safe import esc, md
 
 SMALL_K = 5
 
@@ -21,9 +21,10 @@ SMALL_K = 5
 def small_k_warning(m, direction_label: str) -> None:
     """Below k = 5: say plainly that τ² and the intervals are unreliable."""
     if 1 < m.k < SMALL_K:
-        st.warning(f"{direction_label}: only {m.k} studies. With fewer than {SMALL_K} studies τ² and every "
-                   "interval (CI, prediction interval) are unreliable; read them as rough. The Bayesian "
-                   "estimate and the simulated coverage are under 'More analyses → Few studies'.")
+        st.warning(md("{d}: only {k} studies. With fewer than {small} studies τ² and every "
+                      "interval (CI, prediction interval) are unreliable; read them as rough. The Bayesian "
+                      "estimate and the simulated coverage are under 'More analyses → Few studies'.",
+                      d=direction_label, k=m.k, small=SMALL_K))
 
 
 def _options(key: str, values: dict | None = None) -> SmallKOptions:
@@ -60,7 +61,7 @@ def one_stage_section(df, options, res, directions: dict, xlabel: str) -> None:
         show_figure(plots_onestage.side_by_side_figure(res, one, titles, xlabel), "one_vs_two_stage",
                     key="os_forest")
     for d in titles:
-        st.markdown(f"**{directions[d]}.** {esc(one.fits[d].summary(), limit=None)}")
+        st.markdown(md("**{d}.** {s}", d=directions[d], s=one.fits[d].summary()))
         st.caption(esc(onestage.agreement_sentence(res, one, d), limit=None))
         for msg in one.fits[d].messages:
             st.caption(esc(msg, limit=None))
@@ -77,10 +78,10 @@ def small_k_section(pooled: dict, options, directions: dict) -> None:
     opts = _options("fs_")
     for d, m in pooled.items():
         if m.k < 2:
-            st.info(f"{directions[d]}: one study; nothing to pool.")
+            st.info(md("{d}: one study; nothing to pool.", d=directions[d]))
             continue
         b = compute.bayes_pool(np.asarray(m.yi), np.asarray(m.vi), opts.prior_scale, m.level)
-        st.markdown(f"**{directions[d]}.** {esc(b.summary(), limit=None)}")
+        st.markdown(md("**{d}.** {s}", d=directions[d], s=b.summary()))
         st.dataframe(b.to_frame(), width="stretch", hide_index=True)
     st.markdown("**How trustworthy is this interval?** The simulation below draws meta-analyses with your "
                 "design — your k, your studies' SEs and the estimated τ — whose true mean effect is known, and "
@@ -99,7 +100,7 @@ def small_k_section(pooled: dict, options, directions: dict) -> None:
             continue
         if cov is None:
             continue
-        st.markdown(f"**{directions[d]}.** {esc(cov.summary(), limit=None)}")
+        st.markdown(md("**{d}.** {s}", d=directions[d], s=cov.summary()))
         t = cov.to_frame()
         t["coverage"] = [fmt.percent(x, 1) for x in t["coverage"]]
         t["pi_coverage"] = [fmt.percent(x, 1) for x in t["pi_coverage"]]

@@ -45,6 +45,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis.progress import Cancelled
+from ui.safe import md
 
 #: worker threads shared by every session of the server (one core stays with the pages)
 WORKERS = max(1, min(4, (os.cpu_count() or 2) - 1))
@@ -270,7 +271,7 @@ def run(func, *args, start: bool = False, widget: str, label: str = "Computingâ€
     if job.state == "failed":
         raise job.error
     if job.state == "cancelled" or job.cancel_requested or st.session_state.get(stopped) == job.key:
-        st.caption(f"{label} stopped before it finished; start it again to compute it.")
+        st.caption(md("{label} stopped before it finished; start it again to compute it.", label=label))
         return None
     if me is not None:
         with _LOCK:

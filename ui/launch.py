@@ -30,3 +30,26 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def serving_problem() -> str | None:
+    """Why the running server is not configured as the app's settings say, or None.
+
+    ``.streamlit/config.toml`` beside app.py is read wherever the app is started from (Streamlit
+    reads a script-level config); it binds 127.0.0.1 and turns usage statistics off. A server
+    without an address (every interface) or with usage statistics on was started without those
+    settings (e.g. an old Streamlit, or a config file elsewhere that overrides them): the app
+    refuses to show data then, and says how to start it. Serving beyond this computer is an
+    explicit choice: ``make serve ADDRESS=…`` (or ``--server.address``) names the address.
+    """
+    from streamlit import config
+
+    how = ("Start it with `make run` or `alliance-dashboard`, or `streamlit run app.py` with the project's "
+           ".streamlit/config.toml beside app.py.")
+    if not str(config.get_option("server.address") or "").strip():
+        return ("This server listens on every network interface, so others on the network could open it and "
+                "see clinical data: the app's settings were not read. " + how + " To serve a class on purpose, "
+                "name the address: `make serve ADDRESS=<address>` (README, \"Serving a class\").")
+    if config.get_option("browser.gatherUsageStats"):
+        return "This server sends usage statistics to Streamlit: the app's settings were not read. " + how
+    return None

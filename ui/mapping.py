@@ -22,7 +22,7 @@ import streamlit as st
 
 from analysis import data as adata
 from ui import compute
-from ui.safe import esc
+from ui.safe import Markup, esc, md
 
 CANONICAL = {
     "study": "Study or site (optional)",
@@ -96,7 +96,8 @@ def _sheet(name: str, content: bytes, key: KeyFn) -> tuple[bool, str | None]:
 def _show_head(name: str, head: pd.DataFrame) -> None:
     rows = f"{len(head):,} rows" if head.attrs.get("complete", True) else f"the first {len(head):,} rows"
     more = f" (the first {SHOWN_COLUMNS} are shown)" if head.shape[1] > SHOWN_COLUMNS else ""
-    st.caption(f"{esc(name)}: {rows} read for this preview, {head.shape[1]:,} columns{more}.")
+    st.caption(md("{name}: {rows} read for this preview, {cols:,} columns{more}.", name=esc(name), rows=rows,
+                  cols=head.shape[1], more=more))
     st.dataframe(head.iloc[:SHOWN_ROWS, :SHOWN_COLUMNS], width="stretch")
 
 
@@ -201,7 +202,8 @@ def form(name: str, content: bytes, key: KeyFn) -> Choice | None:
 
 def summary(choice: Choice) -> str:
     """'patient ← ID · session ← week …' (column names escaped) for a caption."""
-    return " · ".join(f"{f} ← {esc(choice.mapping[f])}" for f in CANONICAL if choice.mapping.get(f))
+    return Markup(" · ".join(md("{f} ← {c}", f=f, c=esc(choice.mapping[f])) for f in CANONICAL
+                             if choice.mapping.get(f)))
 
 
 def canonical(content: bytes, choice: Choice, cached: bool = True) -> pd.DataFrame:

@@ -114,6 +114,36 @@ class Param:
     def _in_range(self, x: float) -> bool:
         return (self.lo is None or x >= self.lo) and (self.hi is None or x <= self.hi)
 
+    def check(self, value):
+        """``value`` read from JSON (a bundle's page options) if this parameter allows it, else None."""
+        if isinstance(value, (dict, float)) and not (isinstance(value, float) and math.isfinite(value)):
+            return None
+        if self.kind == "choices" and not isinstance(value, (list, tuple)):
+            return None
+        if self.kind == "range" and not (isinstance(value, (list, tuple)) and len(value) == 2):
+            return None
+        if self.kind in ("int", "range") and any(isinstance(v, float) and not v.is_integer() for v in
+                                                 (value if isinstance(value, (list, tuple)) else [value])):
+            return None
+        if self.kind == "bool" and not isinstance(value, bool):
+            return None
+        if self.kind in ("int", "float") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return None
+        if self.kind == "int" and isinstance(value, float):
+            value = int(value)
+        try:
+            if self.kind == "range":
+                return self.decode(self.encode(value)) if all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value) else None
+            if self.kind == "choices":
+                return self.decode(",".join(str(v) for v in value)) if all(
+                    isinstance(v, (str, int)) for v in value) else None
+            if self.kind == "choice":
+                return next((c for c in self.choices if c == value and type(c) is type(value)), None)
+            return self.decode(self.encode(value))
+        except (ValueError, TypeError, OverflowError):
+            return None
+
     def decode(self, text: str):
         """The value for the widget, or None when ``text`` is not allowed."""
         text = str(text).strip()
@@ -235,3 +265,26 @@ EVENTS = {
     **url_spec(_evo.OutcomeOptions, {"event": "ev_out_event", "measure": "ev_out_measure"}),
     **url_spec(_evo.DropoutOptions, {"predictors": "ev_do_preds"}),
 }
+
+
+def page_params() -> dict[str, Param]:
+    """widget key → :class:`Param` of every page option a bundle may restore (the URL declarations)."""
+    return {p.key: p for group in (TEACHING, CONVERGENCE, EVENTS) for p in group.values()}
+
+
+def check_page_options(raw: Mapping) -> tuple[dict, list[str]]:
+    """A bundle's page options checked against the widgets' declarations (:func:`page_params`): the
+    values allowed, and one message per value dropped, naming it."""
+    params = page_params()
+    out, notes = {}, []
+    for key, value in raw.items():
+        p = params.get(key)
+        if p is None:
+            notes.append(f"Ignored the unknown page option {str(key)[:60]!r}.")
+            continue
+        v = p.check(value)
+        if v is None:
+            notes.append(f"Ignored the page option {key} = {str(value)[:60]}: not a value this option allows.")
+        else:
+            out[key] = v
+    return out, notes

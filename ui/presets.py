@@ -12,6 +12,7 @@ import streamlit as st
 from analysis import presets
 from ui import options as uopt
 from ui import state
+from ui.safe import md
 from ui.tables import styled
 
 APPLIED = "preset_applied"
@@ -91,12 +92,12 @@ def preset_control(container=None) -> None:
     p = presets.get(applied["key"])
     changed = changed_settings(p.key)
     with c:
-        st.success(f"Preset applied: {p.title}. The checklist is at the bottom of the page.")
+        st.success(md("Preset applied: {t}. The checklist is at the bottom of the page.", t=p.title))
         if changed:
-            st.caption("Changed by you since: " + ", ".join(changed) + ".")
-    with st.expander(f"Preset: {p.title} — what was set and why", expanded=True):
+            st.caption(md("Changed by you since: {c}.", c=", ".join(changed)))
+    with st.expander(md("Preset: {t} — what was set and why", t=p.title), expanded=True):
         st.dataframe(styled(p.checklist_frame()), width="stretch", hide_index=True)
         if p.expected:
-            st.caption("What the paper found (and the demo plants): " + p.expected)
+            st.caption(md("What the paper found (and the demo plants): {e}", e=p.expected))
         if changed:
-            st.caption("Changed by you since: " + ", ".join(changed) + ".")
+            st.caption(md("Changed by you since: {c}.", c=", ".join(changed)))

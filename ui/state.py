@@ -19,7 +19,7 @@ import streamlit as st
 
 from analysis.columns import study_level_columns  # noqa: F401 (kept importable from ui.state)
 from ui.compute import DEMO_DIR, fingerprint, load_demo  # noqa: F401 (kept importable from ui.state)
-from ui.safe import esc
+from ui.safe import Markup, esc, md
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,36 @@ def _describe(df: pd.DataFrame) -> dict:
         "n_studies": int(df["study"].nunique()),
         "n_patients": int(df.groupby(["study", "patient"], observed=True).ngroups),
         "therapist": has_therapist_ratings(df),
+        "design": design_notes(df),
     }
+
+
+def design_notes(df: pd.DataFrame) -> list[str]:
+    """Plain sentences for a design no analysis can use (issue 25 #6): one session per patient, fewer
+    than 3 patients in every study, no alliance or no symptom values. Empty for a usable design."""
+    notes = []
+    for col, what in (("alliance", "alliance"), ("symptoms", "symptom")):
+        if col not in df.columns or not df[col].notna().any():
+            notes.append(f"The data hold no {what} values, so no analysis that uses the {what} can run: the "
+                         "lagged effects, pooled effects and events need both alliance and symptoms.")
+    if not {"study", "patient", "session"} <= set(df.columns) or df.empty:
+        return notes
+    per_patient = df.groupby(["study", "patient"], observed=True)["session"].nunique()
+    if len(per_patient) and int(per_patient.max()) < 2:
+        notes.append("Every patient has a single session, so there are no session pairs: lagged effects, "
+                     "ruptures, sudden gains and change over treatment need at least two sessions per patient.")
+    per_study = per_patient.groupby(level="study", observed=True).size()
+    if len(per_study) and int(per_study.max()) < 3:
+        notes.append("Every study has fewer than 3 patients, so no study model can be fitted (a within-patient "
+                     "model needs at least 3 patients with session pairs) and nothing can be pooled.")
+    return notes
+
+
+def design_warnings(ds: dict | None = None) -> None:
+    """The loaded data set's design notes (:func:`design_notes`) as page-level warnings."""
+    ds = ds or ensure_dataset()
+    for note in ds.get("design", ()):
+        st.warning(md("{n}", n=note), icon=":material/warning:")
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
@@ -79,9 +108,11 @@ def set_dataset(df: pd.DataFrame, name: str, source: str, notes: list[str] | Non
     for key in [k for k in st.session_state if str(k).startswith("result_")]:
         del st.session_state[key]
     if previous is not None:  # a data set replaces another: the old one and its files can go
-        big = source == "upload" or previous.get("source") == "upload" or "_file_reader_memo" in st.session_state
+        # a bundle is an upload too (issue 25 #4): the same release of files and memory
+        big = (source in ("upload", "bundle") or previous.get("source") in ("upload", "bundle")
+               or "_file_reader_memo" in st.session_state)
         release_uploads(big=big)
-        if previous.get("source") == "upload" and isinstance(previous.get("df"), pd.DataFrame):
+        if previous.get("source") in ("upload", "bundle") and isinstance(previous.get("df"), pd.DataFrame):
             # ... and once the old frame is really gone (Streamlit may hold it a run longer)
             weakref.finalize(previous["df"], _trim_soon)
 
@@ -210,9 +241,10 @@ def data_banner() -> None:
         if ds.get("auto"):
             text += (" A reload or a shared link starts a new session, and Streamlit cannot keep uploaded "
                      "files across it: load your files (or a reproducibility bundle) again on the Data page.")
-        st.info(text, icon=":material/dataset:")
+        st.info(Markup(text), icon=":material/dataset:")  # built above from esc(name) and literals
     else:
-        st.caption(f"Data: **{esc(ds['name'])}** ({size}).")
+        st.caption(md("Data: **{name}** ({size}).", name=esc(ds["name"]), size=size))
+    design_warnings(ds)
 
 
 def current() -> dict:

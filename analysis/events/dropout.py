@@ -34,6 +34,8 @@ from scipy import stats
 from analysis.events._base import _KEY, _check_frame
 from analysis.events.outcomes import _dropout
 from analysis.events.rupture import rupture_summary, ruptures
+from analysis.options import Declared, option
+from analysis.standardize import zscores
 
 __all__ = ["DROPOUT_PREDICTORS", "DropoutModels", "dropout_cox", "dropout_logistic", "dropout_models",
            "dropout_patients", "simulate_dropout_data"]
@@ -47,12 +49,22 @@ DROPOUT_PREDICTORS = {
     "repair": "At least one repaired rupture",
 }
 _EARLY = 3
+M9A = "9a-dropout-as-an-outcome-seeds-002-and-003"
+
+
+@dataclass(frozen=True)
+class DropoutOptions(Declared):
+    """Dropout models (METHODS §9a; :func:`analysis.events.dropout_models`)."""
+
+    predictors: tuple = option(
+        "choices", ("early_alliance", "rupture", "repair"), choices=tuple(DROPOUT_PREDICTORS),
+        labels=DROPOUT_PREDICTORS, label="Predictors of dropout (logistic model)", url="do_preds", methods=M9A,
+        r=False, help="Logistic regression of dropout per study, log odds ratios pooled by random effects; the Cox "
+                      "model of time to dropout always uses the current (time-varying) alliance.")
 
 
 def _predictors(predictors, who: str) -> tuple:
     """The predictors checked against their declaration (`DropoutOptions`), in the declared order."""
-    from analysis.events.options import DropoutOptions  # the declaration (it imports this module's words)
-
     try:
         return DropoutOptions(predictors=tuple(predictors)).predictors
     except (ValueError, TypeError) as exc:
@@ -60,8 +72,10 @@ def _predictors(predictors, who: str) -> tuple:
 
 
 def _zscore(x: pd.Series, by: pd.Series) -> pd.Series:
-    g = x.groupby(by)
-    return (x - g.transform("mean")) / g.transform(lambda v: v.std(ddof=1))
+    """``x`` standardized within each group of ``by`` (:func:`analysis.standardize.zscores`; NaN when constant)."""
+    codes, labels = pd.factorize(by, sort=True)
+    z = zscores(x.to_numpy(dtype=float, na_value=np.nan), codes, len(labels)).z
+    return pd.Series(z, index=x.index)
 
 
 def dropout_patients(df: pd.DataFrame, criterion="default", standardize: bool = True) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from analysis.events.change import RC_METHODS, SCL90R_GSI_GERMAN_CUTOFF
-from analysis.events.dropout import DROPOUT_PREDICTORS
+from analysis.events.dropout import DropoutOptions  # noqa: F401 (declared beside its model, listed here)
 from analysis.events.gains import GAIN_CONVENTIONS
 from analysis.events.rupture import _SD_CHOICES, CRITERION_LABELS, DEFAULT_K, RUPTURE_CRITERIA
 from analysis.options import Constraint, Declared, option
@@ -30,7 +30,6 @@ __all__ = ["DropoutOptions", "GainOptions", "OutcomeOptions", "ReliableChangeOpt
 
 M9 = "9-ruptures-ruptures-paper-stiles-2004-strauss-2006-gumz-2012"
 M10 = "10-sudden-gains-review-tang-and-de-rubeis-1999"
-M9A = "9a-dropout-as-an-outcome-seeds-002-and-003"
 M11 = "11-reliable-and-clinically-significant-change-jacobson-and-truax-1991"
 RATERS = {"patient": "Patient", "therapist": "Therapist", "both": "Both (same session)"}
 
@@ -137,13 +136,3 @@ class OutcomeOptions(Declared):
         label="Effect size", widget="radio", url="effect", methods=M9,
         help="Per study Hedges' g or the raw difference of the symptom change, pooled by random effects.")
 
-
-@dataclass(frozen=True)
-class DropoutOptions(Declared):
-    """Dropout models (METHODS §9a; :func:`analysis.events.dropout_models`)."""
-
-    predictors: tuple = option(
-        "choices", ("early_alliance", "rupture", "repair"), choices=tuple(DROPOUT_PREDICTORS),
-        labels=DROPOUT_PREDICTORS, label="Predictors of dropout (logistic model)", url="do_preds", methods=M9A,
-        r=False, help="Logistic regression of dropout per study, log odds ratios pooled by random effects; the Cox "
-                      "model of time to dropout always uses the current (time-varying) alliance.")
