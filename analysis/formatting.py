@@ -23,9 +23,6 @@ __all__ = ["MINUS", "decimals_for", "fixed", "num", "pvalue", "p_text", "interva
 MINUS = "\u2212"
 
 
-MAX_DECIMALS = 6  # no number is printed with more decimals; smaller magnitudes print as zero
-
-
 def _finite(x: Any) -> bool:
     try:
         return x is not None and math.isfinite(float(x))
@@ -43,11 +40,12 @@ def num(x: Any, digits: int = 2, na: str = "NA", sig: int = 2) -> str:
         return na
     x = float(x)
     s = f"{x:.{digits}f}"
-    if x != 0 and float(s) == 0.0 and abs(x) >= 10.0 ** -MAX_DECIMALS:
-        # small but non-zero: show it with significant digits (fixed notation); below 10⁻⁶ a value is
-        # numerical zero for a reader (e.g. a coefficient that is 0 by construction) and prints as 0
-        decimals = min(MAX_DECIMALS, max(digits, sig - 1 - math.floor(math.log10(abs(x)))))
-        s = f"{x:.{decimals}f}"
+    if x != 0 and float(s) == 0.0:
+        # small but non-zero: show it with significant digits (fixed notation), down to 4 decimals more than
+        # asked; anything smaller is numerically zero (rounding noise such as 4.9e-18 prints "0.00")
+        decimals = max(digits, sig - 1 - math.floor(math.log10(abs(x))))
+        if decimals <= digits + 4:
+            s = f"{x:.{decimals}f}"
     if s.startswith("-") and float(s) == 0.0:
         s = s[1:]
     return s.replace("-", MINUS)
@@ -85,9 +83,9 @@ def decimals_for(values, digits: int = 2, sig: int = 2) -> int:
     """Decimals shared by numbers shown together (an estimate and its bounds; a table column): ``digits``, or more when the largest magnitude
     among ``values`` would show fewer than ``sig`` significant digits (0.0123 → 3 decimals)."""
     big = max((abs(float(v)) for v in values if _finite(v)), default=0.0)
-    if big < 10.0 ** -MAX_DECIMALS:
+    if big == 0.0:
         return digits
-    return min(MAX_DECIMALS, max(digits, sig - 1 - math.floor(math.log10(big))))
+    return max(digits, sig - 1 - math.floor(math.log10(big)))
 
 
 def fixed(x: Any, decimals: int, na: str = "NA") -> str:
@@ -140,7 +138,7 @@ def tau2(x: Any, digits: int = 3, sig: int = 2) -> str:
     if not _finite(x) or float(x) == 0:
         return num(x, digits)
     x = float(x)
-    decimals = min(MAX_DECIMALS, max(digits, sig - 1 - math.floor(math.log10(abs(x)))))
+    decimals = max(digits, sig - 1 - math.floor(math.log10(abs(x))))
     return num(x, decimals)
 
 

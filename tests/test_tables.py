@@ -70,3 +70,9 @@ def test_interaction_reading_is_grammatical():
 
     text = term_reading("interaction")
     assert "higher the" not in text and "for patients with a higher average alliance" in text
+
+
+def test_rounding_noise_prints_as_zero_not_twenty_decimals():
+    """Issue 23 #4: the centering multiverse showed "0.00000000000000000000…" for a numerically zero value."""
+    assert fmt.num(4.9e-18) == "0.00" and fmt.num(-3e-17) == "0.00"
+    assert fmt.num(0.0042) == "0.0042" and fmt.num(0.000012) == "0.000012"  # small effects still visible
