@@ -40,14 +40,19 @@ def test_impossible_combination_from_a_link_runs(page, params):
     assert not at.exception, [e.value for e in at.exception]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 25 #5 not done: a link's impossible value is dropped silently (no "
-                                       "message names it), and lag=0 from a link leaves the trio and early-alliance "
-                                       "sections with an error")
-@pytest.mark.parametrize("page, params", CASES[:1] + CASES[3:4])
-def test_impossible_combination_from_a_link_is_named(page, params):
+@pytest.mark.parametrize("page, params, label", [(*CASES[0], "Time trend"), (*CASES[3], "Directions")])
+def test_impossible_combination_from_a_link_is_named(page, params, label):
+    """The dropped value is named, with its option's label, and no section shows an error (lag 0 included)."""
     at = _open(page, params)
     assert not at.error, [e.value for e in at.error]
-    assert "was not used" in _texts(at) or "Ignored" in _texts(at)
+    named = [w.value for w in at.warning if "was not used" in w.value]
+    assert any(w.startswith(f"From the link, {label} = ") for w in named), named
+
+
+def test_a_possible_link_value_is_not_reported():
+    at = _open("app_pages/lagged.py", {"centering": "detrended", "lag": "2"})
+    assert not at.exception
+    assert not [w.value for w in at.warning if "was not used" in w.value]
 
 
 def test_cross_level_is_disabled_without_a_between_part():

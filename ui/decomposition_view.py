@@ -39,6 +39,10 @@ def decomposition_section(df, options) -> None:
         "observed value of the patient in the session window; the outcome is the same patient's value "
         f"{options.lag} session(s) later."
     )
+    if options.lag == 0:
+        st.info("The three models pair each session with a later one, so they need a lag of 1 to 3; with lag 0 "
+                "(symptoms → alliance in the same session) they are not shown.")
+        return
     c1, c2 = st.columns(2)
     studies = sorted(df["study"].astype(str).unique())
     if st.session_state.get("dec_study") not in studies:  # a study of an earlier data set

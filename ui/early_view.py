@@ -28,6 +28,10 @@ def _numeric_columns(df: pd.DataFrame) -> list[str]:
 def early_section(df: pd.DataFrame, options) -> None:
     """Draw the early-alliance controls (early window, outcome) and the pooled partial β and r."""
     smin, smax = int(df["session"].min()), int(df["session"].max())
+    if options.lag == 0:
+        st.info("Early alliance → outcome uses the lagged models with a lag of 1 to 3; with lag 0 (symptoms → "
+                "alliance in the same session) it is not shown.")
+        return
     if smax <= smin:  # one session number in the data: no early window and no later outcome (issue 25 #6)
         st.info("Early alliance → outcome needs sessions after the early window; these data have a single "
                 "session number.")

@@ -15,7 +15,7 @@ import streamlit as st
 from analysis import lagged, meta
 from analysis.columns import patient_level_columns  # noqa: F401 (kept importable from ui.options)
 from analysis.lagged import LagOptions
-from ui import compute, declared, persist
+from ui import compute, declared, persist, safe
 from ui.persist import Param
 
 STORE = "lag_options"
@@ -142,7 +142,9 @@ def option_panel(df: pd.DataFrame, container=None) -> LagOptions:
     c = container or st.sidebar
     opts = stored(df)
     smin, smax = opts["_bounds"]
-    persist.url_params("lag", url_spec(df))
+    applied = persist.url_params("lag", url_spec(df))
+    linked = {o.name: o for o in declared.declared(LagOptions) if o.url in applied}
+    link_values = {n: st.session_state.get(_key(n)) for n in linked}  # as the link set them
     with c:
         st.markdown("#### Model options")
         opts["stage1"] = _draw("stage1", opts, st)
@@ -177,7 +179,26 @@ def option_panel(df: pd.DataFrame, container=None) -> LagOptions:
     if not opts["directions"]:
         st.warning("Choose at least one direction in the option panel.")
         st.stop()
-    return to_lag_options(opts, df)
+    result = to_lag_options(opts, df)
+    _name_unused_link_values(linked, link_values, opts, result)
+    return result
+
+
+def _name_unused_link_values(linked: dict, link_values: dict, opts: dict, result: LagOptions) -> None:
+    """Say which values a shared link asked for that the analysis does not use (a combination no model can fit,
+    or lag 0 with the alliance → symptoms direction), each with its reason (issue 25 #5)."""
+    values = to_lag_values(opts)
+    for name, o in linked.items():
+        asked = link_values[name]
+        used = declared.widget_value(o, getattr(result, name), opts["_bounds"])
+        if asked is None or asked == used or (o.kind in ("choices", "columns") and list(asked) == list(used)):
+            continue
+        reason = declared.impossible(LagOptions, values, name).get(asked) if o.kind in ("choice", "flag") else None
+        if name == "directions" and result.lag == 0:
+            reason = "lag 0 is for symptoms → alliance only"
+        shown = ", ".join(o.label_of(v) for v in asked) if isinstance(asked, (list, tuple)) else o.label_of(asked)
+        st.warning(safe.md("From the link, {label} = {value} was not used: {reason}.", label=o.label, value=shown,
+                           reason=(reason or "it cannot be fitted with the other options").rstrip(".")))
 
 
 def pooling_panel(df: pd.DataFrame, container=None) -> LagOptions:
