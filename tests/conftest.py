@@ -25,3 +25,7 @@ try:
         settings.load_profile("ci")
 except ImportError:  # pragma: no cover
     pass
+
+# The reference scripts in tests/reference write the committed reference files when run: pytest's doctest
+# collection (--doctest-modules) must not import them.
+collect_ignore_glob = ["reference/*.py"]

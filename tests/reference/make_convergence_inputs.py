@@ -10,8 +10,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-spec = importlib.util.spec_from_file_location("test_convergence", ROOT / "tests" / "test_convergence.py")
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-module.write_reference_inputs(Path(__file__).resolve().parent)
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    spec = importlib.util.spec_from_file_location("test_convergence", ROOT / "tests" / "test_convergence.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write_reference_inputs(Path(__file__).resolve().parent)
+
+
+if __name__ == "__main__":  # not on import (pytest's doctest collection imports every module under tests/)
+    main()
