@@ -50,7 +50,7 @@ def test_options_defaults_and_validation():
     assert o.directions == ("alliance_to_symptoms", "symptoms_to_alliance")
     assert o.control_prior_outcome and o.standardize and o.sessions is None
     assert o.time_trend == "none" and not o.cross_level and o.estimator == "mixed"
-    assert o.pooling_method == "REML" and o.test == "z"
+    assert o.pooling_method == "REML" and o.test == "adhoc"  # Knapp-Hartung, never narrower than z (issue 21)
     assert LagOptions(directions="symptoms_to_alliance").directions == ("symptoms_to_alliance",)
     assert LagOptions(sessions=[1, 7]).sessions == (1, 7)
     assert LagOptions(pooling_method="dl").pooling_method == "DL"
@@ -371,7 +371,7 @@ def test_covariates_and_outcome_moderator_match_lme4(raw_cov, mod_ref):
 def test_every_term_pooled_matches_metafor(raw_cov, mod_ref):
     from analysis.pipeline import two_stage
 
-    res = two_stage(raw_cov, LagOptions(outcome_moderator=True, covariates=("age", "treatment")))
+    res = two_stage(raw_cov, LagOptions(outcome_moderator=True, covariates=("age", "treatment"), test="z"))
     assert len(mod_ref["pooled"]) == 2 * 11
     for r in mod_ref["pooled"]:
         m = res.pooled_terms[(r["direction"], r["term"])]

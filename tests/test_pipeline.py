@@ -209,7 +209,7 @@ def test_pooled_ci_coverage_of_true_within_effect():
     asymptotic in the number of sessions. Study effects vary (τ = 0.05) around −0.15;
     10 studies × 60 patients × 7 sessions, 150 seeded replications.
     """
-    o = LagOptions(directions=("alliance_to_symptoms",), control_prior_outcome=False, standardize=False)
+    o = LagOptions(directions=("alliance_to_symptoms",), control_prior_outcome=False, standardize=False, test="z")
     cover, est = [], []
     for rep in range(150):
         sim = simulate_collection(

@@ -23,8 +23,9 @@ PANELS = pd.read_csv(REF / "real_panels.csv")
 _REF = json.loads((REF / "real_panels_reference.json").read_text())
 FITS = _REF["fits"]
 POOLED = _REF["pooled"]
-CONFIGS = {"person_mean": LagOptions(), "total_raw": LagOptions(centering="none", standardize=False),
-           "person_mean_raw": LagOptions(standardize=False)}
+# the metafor references use test = "z" (the app's default became Knapp-Hartung ad hoc, issue 21)
+CONFIGS = {"person_mean": LagOptions(test="z"), "total_raw": LagOptions(centering="none", standardize=False, test="z"),
+           "person_mean_raw": LagOptions(standardize=False, test="z")}
 
 
 @pytest.fixture(scope="module")

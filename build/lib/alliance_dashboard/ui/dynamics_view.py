@@ -1,0 +1,90 @@
+"""Page sections for the latent-centred dynamic models (METHODS §15): the estimator comparison forest and
+the estimator check on the user's design. Shared by the Lagged and Pooled pages; the work runs through
+``ui/jobs.py`` (progress bar, Cancel, results kept per data set and options)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from analysis import estimator_check, pipeline, plots_dynamics
+from analysis.lagged import LagOptions
+from analysis.lagged.options import M_DYNAMIC
+from ui import compute, declared, jobs
+from ui.downloads import show_figure, table_download
+from ui.options import LINKS
+from ui.safe import esc
+
+_METHODS = declared.METHODS_PAGE + M_DYNAMIC
+
+
+def comparison_section(df: pd.DataFrame, options: LagOptions, page: str) -> None:
+    """Pooled forest of each direction under the hybrid LMM, the RI-CLPM and the DPM, side by side."""
+    st.subheader("Estimator comparison: hybrid LMM, RI-CLPM and DPM")
+    st.caption(
+        "The same studies and pooling, with three stage-1 models: the lagged mixed model of the options above, "
+        f"the RI-CLPM and the ML-SEM dynamic panel model (latent-centred, FIML; METHODS [§15]({_METHODS})). "
+        "With few sessions and reciprocal feedback the person-mean model is biased (Nickell and feedback bias); "
+        f"the latent-centred models are not (METHODS [§5]({LINKS['stage1']}))."
+    )
+    base = options.replace(stage1="lmm")
+    clicked = st.button("Fit the RI-CLPM and the DPM to every study", key=f"{page}_cmp_run")
+    try:
+        res = jobs.run(pipeline.compare_estimators, _df=df, options=base, key=compute.data_key(df),
+                       start=clicked, widget=f"{page}_cmp", label="Fitting the SEM models per study…")
+    except ValueError as e:
+        st.error(esc(e, limit=None))
+        return
+    if res is None:
+        return
+    for direction in base.directions:
+        try:
+            fig = plots_dynamics.estimator_comparison_figure(res, direction)
+        except ValueError as e:
+            st.info(esc(e, limit=None))
+            continue
+        show_figure(fig, f"estimator_comparison_{direction}", key=f"{page}_cmp_{direction}")
+    rows = []
+    for label, r in res.items():
+        t = r.per_study[r.per_study["term"] == "within"].copy()
+        t.insert(0, "estimator", label)
+        rows.append(t)
+    table = pd.concat(rows, ignore_index=True)
+    with st.expander("Per-study estimates under each estimator"):
+        st.dataframe(table, width="stretch", hide_index=True)
+        table_download(table, "estimator_comparison", key=f"{page}_cmp_dl")
+
+
+def check_section(df: pd.DataFrame, options: LagOptions, page: str) -> None:
+    """Parametric bootstrap from one study's fitted RI-CLPM: bias and coverage of each estimator."""
+    st.subheader("Estimator check on your design")
+    st.caption(
+        "Simulates data sets like the chosen study (same patients, sessions and missing values) from its fitted "
+        "RI-CLPM, whose cross-lags are the truth, and refits the person-mean and detrended mixed models, the "
+        "RI-CLPM and the DPM to each: how far off is each estimator, and how often does its 95% CI cover the "
+        f"truth? (METHODS [§15.4]({_METHODS}))"
+    )
+    studies = sorted(df["study"].astype(str).unique())
+    c1, c2, c3 = st.columns([2, 1, 1])
+    study = c1.selectbox("Study", studies, key=f"{page}_chk_study")
+    n_sim = int(c2.number_input("Simulated data sets", 20, 1000, 100, step=20, key=f"{page}_chk_nsim"))
+    seed = int(c3.number_input("Seed", 0, 10**6, 1, key=f"{page}_chk_seed"))
+    sub = df[df["study"].astype(str) == study]
+    if options.sessions is not None:
+        sub = sub[(sub["session"] >= options.sessions[0]) & (sub["session"] <= options.sessions[1])]
+    clicked = st.button("Run the estimator check", key=f"{page}_chk_run")
+    try:
+        chk = jobs.run(estimator_check.estimator_check, _df=sub, n_sim=n_sim, seed=seed,
+                       key=(compute.data_key(df), study, options.sessions), start=clicked,
+                       widget=f"{page}_chk", label="Simulating and refitting…")
+    except ValueError as e:
+        st.error(esc(e, limit=None))
+        return
+    if chk is None:
+        return
+    st.markdown(f"**{esc(chk.sentence(), limit=None)}**")
+    for m in chk.messages:
+        st.caption(esc(m, limit=None))
+    show_figure(plots_dynamics.estimator_check_figure(chk), f"estimator_check_{study}", key=f"{page}_chk_fig")
+    st.dataframe(chk.table, width="stretch", hide_index=True)
+    table_download(chk.table, f"estimator_check_{study}", key=f"{page}_chk_dl")

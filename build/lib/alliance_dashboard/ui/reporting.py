@@ -1,0 +1,160 @@
+"""Report and reproduction-script downloads for the current two-stage analysis."""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+import streamlit as st
+
+from analysis import data as adata
+from analysis import lagged, meta, plots_decomposition, plots_lagged, plots_meta
+from analysis.export import csv_bytes
+from analysis.report import html_report, r_script, reproduction_script
+from ui import compute
+from ui.bundle import BUNDLE_NAME, bundle_bytes
+from ui.options import DIRECTIONS
+from ui.r_downloads import kept_growth
+from ui.safe import esc, safe_figure
+
+DATA_NAME = "analysis_data.csv"
+
+
+def script_text(options) -> str:
+    """The reproduction script offered for download (reads ``analysis_data.csv``)."""
+    return reproduction_script(DATA_NAME, options.to_dict())
+
+
+def _report_html(ds: dict, options, res, fig) -> bytes:
+    df = ds["df"]
+    sections = [("Pooled estimates", [fig, *[f"{DIRECTIONS.get(d, d)}: {m.summary()}" for d, m in res.pooled.items()],
+                                      meta.results_table(res.pooled, DIRECTIONS) if res.pooled else pd.DataFrame()]),
+                ("Per-study coefficients (all terms)", [res.per_study])]
+    sections.insert(1, ("One-stage model (METHODS §6b)", _one_stage_items(df, options, res)))
+    text = html_report(f"Alliance ⇄ symptoms: {ds['name']}", data_summary=adata.summarize(df).to_frame(),
+                       options=options, sections=sections, messages=[*ds.get("notes", []), *res.messages])
+    return text.encode("utf-8")
+
+
+def _one_stage_items(df, options, res) -> list:
+    """The one-stage model beside the two-stage estimates (table, summaries, agreement), or why not."""
+    from analysis import onestage
+    from ui import compute
+
+    try:
+        one = compute.one_stage(df, options)
+    except ValueError as e:
+        return [f"The one-stage model could not be fitted: {e}"]
+    items = [*one.messages]
+    if one.fits:
+        items += [onestage.compare(res, one), *[f.summary() for f in one.fits.values()],
+                  *[onestage.agreement_sentence(res, one, d) for d in one.fits]]
+        inter = one.interactions()
+        if len(inter):
+            items += ["Interactions with the within effect, within-study and across-study parts (deft):", inter]
+    return items
+
+
+def report_html(ds: dict, options, res, fig) -> bytes:
+    """The HTML report offered for download."""
+    return _report_html(ds, options, res, fig)
+
+
+def analysis_figures(ds: dict, options, res, forest, xlabel: str = "Within-patient lagged coefficient") -> dict:
+    """Every figure the two-stage analysis shows (Pooled effects and Lagged effects pages, with the study,
+    direction and patient chosen there), for the bundle; built and rendered only when the bundle is
+    downloaded. Figures come from cached results (the multiverse is computed if it was not yet)."""
+    df = ds["df"]
+    figs = {"forest_plot": forest}
+    for d in options.directions:
+        figs[f"study_coefficients_{d}"] = plots_lagged.study_coefficients_figure(res, d)
+        m = res.pooled.get(d)
+        if m is not None and m.k >= 3:
+            loo = compute.leave_one_out(m.yi, m.vi, tuple(m.labels), options.pooling_method, options.test)
+            figs[f"leave_one_out_{d}"] = plots_meta.leave_one_out_figure(loo, title=f"Leave-one-out: {DIRECTIONS[d]}")
+            figs[f"funnel_{d}"] = plots_meta.funnel_figure(m.yi, m.vi, m, xlabel=xlabel, labels=list(m.labels),
+                                                           title=f"Funnel plot: {DIRECTIONS[d]}")
+    if res.pooled:
+        mv = compute.multiverse(df, options)
+        for d in res.pooled:
+            figs[f"multiverse_{d}"] = plots_lagged.multiverse_figure(mv, d)
+    term = st.session_state.get("pooled_term")
+    for d in options.directions if term not in (None, "within") else ():
+        m = res.pooled_terms.get((d, term))
+        if m is not None:
+            label = plots_lagged.term_label(term, d, options.lag)
+            figs[f"forest_{d}_{term}"] = plots_meta.forest_figure(m, title=html.escape(f"{DIRECTIONS[d]}: {label}"),
+                                                                xlabel=html.escape(label))
+    study, direction = st.session_state.get("dec_study"), st.session_state.get("dec_direction")
+    if study is not None and direction is not None:
+        try:
+            dec = compute.decomposition(df, direction, options.lag, options.standardize, study, options.sessions)
+        except ValueError:
+            dec = None
+        if dec is not None:
+            figs[f"total_within_between_{direction}"] = plots_decomposition.trio_figure(dec)
+            figs[f"person_means_{direction}"] = plots_decomposition.person_means_figure(dec)
+    vs, vd, vp = (st.session_state.get(k) for k in ("lag_view_study", "lag_view_dir", "lag_view_patient"))
+    if vs is not None and vd in options.directions and vp is not None:
+        try:
+            view = lagged.patient_view(df[df["study"] == vs], options, vd, vp, vs)
+        except ValueError:
+            view = None
+        if view is not None:
+            figs["patient_series"] = plots_lagged.patient_series_figure(view)
+    window = st.session_state.get("early_window")  # the early-alliance section of the Lagged effects page
+    if window is not None:
+        outcome = st.session_state.get("early_outcome", "last")
+        kw = {"early_window": tuple(window), "outcome": outcome}
+        if outcome == "session":
+            kw["outcome_session"] = st.session_state.get("early_outcome_session")
+        elif outcome == "column":
+            kw["outcome_column"] = st.session_state.get("early_outcome_column")
+        try:
+            m = compute.early_outcome(df, options, **kw).beta.pooled.get("early_alliance_to_outcome")
+        except (ValueError, TypeError):
+            m = None
+        if m is not None and m.k >= 1:
+            figs["early_alliance_partial_beta"] = plots_meta.forest_figure(
+                m, title="Early alliance → outcome (partial β, baseline-adjusted)",
+                xlabel="Standardized partial β (negative = lower outcome symptoms)")
+    gr = kept_growth(compute.data_key(df))
+    if gr is not None and 2 in gr.models:
+        from analysis import plots_convergence
+
+        figs["symptom_growth_by_convergence"] = plots_convergence.symptom_growth_figure(gr, model=2)
+    return {k: safe_figure(f) for k, f in figs.items()}
+
+
+def report_downloads(ds: dict, options, res, fig, xlabel: str = "Within-patient lagged coefficient") -> None:
+    st.markdown("**A self-contained HTML report** of this analysis: data summary, options, tables, figures and "
+                "package versions. It opens offline.")
+    st.download_button("Download the HTML report", data=lambda: _report_html(ds, options, res, fig),
+                       file_name="alliance_symptoms_report.html", mime="text/html", key="dl_report",
+                       on_click="ignore")
+    st.markdown(f"**Reproduce it in Python or R**: download the data ({DATA_NAME}) and a script into one folder. "
+                "Python: install the dashboard's package once (`pip install` of the project folder), then run "
+                "`python reproduce_analysis.py` from any folder. R (lme4 + metafor): run `Rscript reproduce_analysis.R` "
+                "in that folder. Both print the same pooled estimates.")
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Download the data (CSV)", data=lambda: csv_bytes(ds["df"]),
+                       file_name=DATA_NAME, mime="text/csv", key="dl_repro_data", on_click="ignore")
+    c2.download_button("Download the script (.py)",
+                       data=lambda: script_text(options).encode("utf-8"),
+                       file_name="reproduce_analysis.py", mime="text/x-python", key="dl_repro_script",
+                       on_click="ignore")
+    try:
+        r_text = r_script(DATA_NAME, options, data=ds["df"])
+    except ValueError as e:
+        c3.caption(esc(str(e)))
+    else:
+        c3.download_button("Download the R script (.R)", data=r_text.encode("utf-8"), file_name="reproduce_analysis.R",
+                           mime="text/plain", key="dl_repro_r", on_click="ignore")
+    st.markdown("**Reproducibility bundle** (zip): data, column mapping, every option, data fingerprint, package "
+                "versions, seeds, both scripts (and the R scripts of the total/within/between models and of the "
+                "convergence growth models when you looked at them), this report and every figure of the analysis "
+                "(SVG; drawing them takes a few seconds). Load it on the Data page to get back exactly here.")
+    st.download_button("Download the bundle (.zip)", key="dl_bundle", on_click="ignore", mime="application/zip",
+                       file_name=BUNDLE_NAME,
+                       data=lambda: bundle_bytes(ds, options, _report_html(ds, options, res, fig),
+                                                 analysis_figures(ds, options, res, fig, xlabel)))

@@ -1,0 +1,217 @@
+"""Shared building blocks of the event methods (METHODS §9–§11): input checks, constants,
+the reliable change value, baseline SDs and within-study standardization."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from numbers import Real
+
+import numpy as np
+import pandas as pd
+
+from analysis.standardize import zscores
+
+_Z = 1.96
+_RTOL = 1e-9
+_KEY = ["study", "patient"]
+_RATER_COLUMN = {"patient": "alliance", "therapist": "therapist_alliance"}
+
+
+# --------------------------------------------------------------------------
+# input checks
+# --------------------------------------------------------------------------
+
+
+def _tol(x) -> float | np.ndarray:
+    return _RTOL * np.maximum(1.0, np.abs(x))
+
+
+def _check_frame(df, value_cols, who: str) -> pd.DataFrame:
+    """Validate canonical long data and return a clean copy.
+
+    Returns columns study, patient (str), session (int64) and the value
+    columns (float64, NaN = not observed), sorted by study, patient, session.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(
+            f"{who}: expected a pandas DataFrame in long format (one row per "
+            f"patient × session), got {type(df).__name__}."
+        )
+    needed = ["study", "patient", "session", *value_cols]
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{who}: the data are missing the column(s) {', '.join(repr(c) for c in missing)}. "
+            f"Required: {', '.join(needed)} (see METHODS §1)."
+        )
+    if len(df) == 0:
+        raise ValueError(f"{who}: the data have no rows.")
+    out = pd.DataFrame(index=range(len(df)))
+    for c in ("study", "patient"):
+        col = df[c].reset_index(drop=True)
+        if col.isna().any():
+            raise ValueError(
+                f"{who}: column '{c}' is empty in {int(col.isna().sum())} row(s); "
+                f"every row needs a {c} label."
+            )
+        out[c] = col.astype(str)
+    ses = df["session"].reset_index(drop=True)
+    if not pd.api.types.is_numeric_dtype(ses) or pd.api.types.is_bool_dtype(ses):
+        raise ValueError(f"{who}: column 'session' must hold whole numbers ≥ 0 (session or week).")
+    ses_f = ses.to_numpy(dtype=float, na_value=np.nan)
+    if np.isnan(ses_f).any():
+        raise ValueError(
+            f"{who}: column 'session' is empty in {int(np.isnan(ses_f).sum())} row(s)."
+        )
+    if np.any(ses_f != np.round(ses_f)) or np.any(ses_f < 0):
+        raise ValueError(f"{who}: column 'session' must hold whole numbers ≥ 0 (session or week).")
+    out["session"] = ses_f.astype(np.int64)
+    for c in value_cols:
+        col = df[c].reset_index(drop=True)
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            raise ValueError(
+                f"{who}: column '{c}' must be numeric (found {col.dtype}); "
+                f"recode text answers to numbers first."
+            )
+        vals = col.to_numpy(dtype=float, na_value=np.nan)
+        if np.isinf(vals).any():
+            raise ValueError(f"{who}: column '{c}' contains infinite values.")
+        out[c] = vals
+    dup = out.duplicated(["study", "patient", "session"], keep=False)
+    if dup.any():
+        ex = out.loc[dup, ["study", "patient", "session"]].drop_duplicates().head(3)
+        shown = "; ".join(f"study {r.study}, patient {r.patient}, session {r.session}"
+                          for r in ex.itertuples())
+        raise ValueError(
+            f"{who}: {int(dup.sum())} rows share a (study, patient, session) key, "
+            f"e.g. {shown}. Each patient may have one row per session."
+        )
+    return out.sort_values(["study", "patient", "session"], kind="mergesort").reset_index(drop=True)
+
+
+def _positive_number(x, name: str, who: str, *, allow_zero=False) -> float:
+    if isinstance(x, bool) or not isinstance(x, Real):
+        raise ValueError(f"{who}: {name} must be a number, got {x!r}.")
+    x = float(x)
+    if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
+        raise ValueError(f"{who}: {name} must be a finite number > 0, got {x!r}.")
+    return x
+
+
+def _reliability(x, who: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, Real) or not math.isfinite(float(x)):
+        raise ValueError(f"{who}: reliability must be a number in [0, 1), got {x!r}.")
+    x = float(x)
+    if not 0.0 <= x < 1.0:
+        raise ValueError(
+            f"{who}: reliability must be in [0, 1) (e.g. Cronbach's α or test–retest r), "
+            f"got {x!r}. With r = 1 the standard error of measurement is 0."
+        )
+    return x
+
+
+def _per_study(value, studies, name: str, who: str, check) -> dict:
+    """A scalar (same for all studies) or a mapping study -> value."""
+    if isinstance(value, Mapping):
+        keyed = {str(k): v for k, v in value.items()}
+        lacking = [s for s in studies if s not in keyed]
+        if lacking:
+            raise ValueError(
+                f"{who}: {name} was given per study but not for study/studies "
+                f"{', '.join(map(repr, lacking))}."
+            )
+        return {s: check(keyed[s]) for s in studies}
+    v = check(value)
+    return {s: v for s in studies}
+
+
+# --------------------------------------------------------------------------
+# §11 reliable change building block (used by §10 criterion 1 too)
+# --------------------------------------------------------------------------
+
+
+def reliable_change_cutoff(sd: float, reliability: float) -> float:
+    """Smallest reliable change (METHODS §10 criterion 1, §11).
+
+    ``1.96 · √2 · SD · √(1 − r)`` = 1.96 × the standard error of the
+    difference of two scores, S_diff = √(2·(SD·√(1 − r))²).
+    """
+    sd = _positive_number(sd, "sd", "reliable_change_cutoff")
+    r = _reliability(reliability, "reliable_change_cutoff")
+    return _Z * math.sqrt(2.0) * sd * math.sqrt(1.0 - r)
+
+
+def clinical_cutoff_c(M_clinical: float, SD_clinical: float,
+                      M_functional: float, SD_functional: float) -> float:
+    """Jacobson & Truax (1991) cut-off c (METHODS §11).
+
+    ``c = (SD_f·M_c + SD_c·M_f) / (SD_f + SD_c)``: the point between the
+    clinical and functional means weighted by the other group's SD. Because
+    lower symptoms are better, the clinical mean must exceed the functional
+    mean.
+    """
+    who = "clinical_cutoff_c"
+    for nm, v in (("M_clinical", M_clinical), ("M_functional", M_functional)):
+        if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(float(v)):
+            raise ValueError(f"{who}: {nm} must be a finite number, got {v!r}.")
+    sdc = _positive_number(SD_clinical, "SD_clinical", who)
+    sdf = _positive_number(SD_functional, "SD_functional", who)
+    mc, mf = float(M_clinical), float(M_functional)
+    if not mc > mf:
+        raise ValueError(
+            f"{who}: M_clinical ({mc}) must be larger than M_functional ({mf}) because "
+            f"higher symptom scores mean more severe; flip the scale or check the norms."
+        )
+    return (sdf * mc + sdc * mf) / (sdf + sdc)
+
+
+def baseline_sd(df: pd.DataFrame, column: str = "symptoms") -> pd.DataFrame:
+    """Per-study baseline mean and SD of ``column`` (default inputs for §10/§11).
+
+    Baseline = each patient's first observed value (the same "pre" score
+    that `reliable_change` uses). Per study: ``n_patients`` (patients with an
+    observed value), ``baseline_mean`` and ``baseline_sd`` (ddof = 1; missing
+    with fewer than 2 patients). Used as the suggested SD of the reliable
+    change value 1.96·√2·SD·√(1 − r); the SD is a user input, this is only
+    the default.
+    """
+    who = "baseline_sd"
+    data = _check_frame(df, [column], who)
+    obs = data[data[column].notna()]
+    first = obs.groupby(_KEY, sort=True)[column].first().reset_index()
+    out = first.groupby("study", sort=True)[column].agg(
+        n_patients="count", baseline_mean="mean", baseline_sd=lambda s: s.std(ddof=1))
+    studies = pd.Index(sorted(data["study"].unique()), name="study")
+    out = out.reindex(studies)
+    out["n_patients"] = out["n_patients"].fillna(0).astype(np.int64)
+    return out.reset_index()[["study", "n_patients", "baseline_mean", "baseline_sd"]]
+
+
+def standardize_within_study(df: pd.DataFrame, columns) -> pd.DataFrame:
+    """Copy of ``df`` with ``columns`` z-standardized within each study (METHODS §2).
+
+    ``z = (x − mean) / sd`` over the study's observed values, sd with
+    ddof = 1 (:func:`analysis.standardize.zscores`); missing values stay missing. A study whose values do not vary
+    (or with fewer than two observed values) cannot be standardized and
+    raises ``ValueError``.
+    """
+    who = "standardize_within_study"
+    if isinstance(columns, str):
+        columns = [columns]
+    columns = list(columns)
+    data = _check_frame(df, columns, who)
+    out = df.copy()
+    order = df[["study", "patient", "session"]].astype({"study": str, "patient": str})
+    codes, labels = pd.factorize(data["study"], sort=True)
+    for c in columns:
+        std = zscores(data[c].to_numpy(dtype=float, na_value=np.nan), codes, len(labels))
+        bad = sorted(labels[k] for k in std.constant)
+        if bad:
+            raise ValueError(
+                f"{who}: '{c}' does not vary (or has fewer than two observed values) in "
+                f"study/studies {', '.join(map(repr, bad))}, so it cannot be standardized."
+            )
+        z = pd.Series(std.z, index=pd.MultiIndex.from_frame(data[["study", "patient", "session"]]))
+        out[c] = z.reindex(pd.MultiIndex.from_frame(order)).to_numpy(dtype=float)
+    return out

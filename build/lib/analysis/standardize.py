@@ -1,0 +1,70 @@
+"""Within-study standardization (METHODS §2), one implementation for every method.
+
+``z = (x − mean_s) / SD_s`` per group s (a study), over the group's observed
+values; the SD is either the total SD of the group (ddof 1) or, with
+``within=`` patient codes, the pooled within-patient SD
+``√(Σ (x − x̄_patient)² / (N_s − G_s))`` (G_s: patients with an observed
+value). Missing values stay missing.
+
+One behaviour on a zero SD (or fewer than two observed values): that group's
+``z`` is NaN and the group is listed in :attr:`Standardized.constant`; the
+caller reports it in its own words (a study's problem, a ``ValueError``) — a
+group is never silently left unstandardized.
+
+>>> import numpy as np
+>>> s = zscores(np.array([1.0, 2.0, 3.0, 5.0, 5.0]), np.array([0, 0, 0, 1, 1]))
+>>> s.z.round(3).tolist()[:3], s.constant
+([-1.0, 0.0, 1.0], (1,))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Standardized", "zscores"]
+
+
+@dataclass(frozen=True, eq=False)
+class Standardized:
+    """``z`` (the standardized values), per group ``mean``, ``sd`` and ``n`` (observed values), and
+    ``constant``: the groups that could not be standardized (SD 0 or NaN, or fewer than two values)."""
+
+    z: np.ndarray
+    mean: np.ndarray
+    sd: np.ndarray
+    n: np.ndarray
+    constant: tuple
+
+
+def zscores(x, groups=None, n_groups: int | None = None, within=None, n_within: int | None = None) -> Standardized:
+    """Standardize ``x`` within each group (module docstring; METHODS §2).
+
+    ``groups``: integer codes 0…S−1 (``None``: one group); ``within``: integer
+    patient codes 0…G−1 (each patient inside one group) for the within-patient SD.
+    """
+    x = np.asarray(x, dtype=float)
+    g = np.zeros(len(x), dtype=np.intp) if groups is None else np.asarray(groups, dtype=np.intp)
+    S = int(n_groups) if n_groups is not None else (int(g.max()) + 1 if len(g) else 0)
+    obs = ~np.isnan(x)
+    cnt = np.bincount(g[obs], minlength=S).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(g[obs], weights=x[obs], minlength=S) / cnt
+        if within is None:
+            dev = np.where(obs, x - mean[g], 0.0)
+            sd = np.sqrt(np.bincount(g, weights=dev**2, minlength=S) / (cnt - 1))
+        else:
+            p = np.asarray(within, dtype=np.intp)
+            G = int(n_within) if n_within is not None else (int(p.max()) + 1 if len(p) else 0)
+            npat = np.bincount(p[obs], minlength=G)
+            pm = np.bincount(p[obs], weights=x[obs], minlength=G) / npat
+            wdev = np.where(obs, x - pm[p], 0.0)
+            pat_group = np.zeros(G, dtype=np.intp)
+            pat_group[p] = g
+            g_obs = np.bincount(pat_group[npat > 0], minlength=S)
+            sd = np.sqrt(np.bincount(g, weights=wdev**2, minlength=S) / (cnt - g_obs))
+        good = (cnt >= 2) & (sd > 0)
+        z = np.where(good[g], (x - mean[g]) / np.where(good, sd, 1.0)[g], np.nan) if len(x) else x.copy()
+    return Standardized(z=z, mean=mean, sd=sd, n=cnt.astype(np.int64),
+                        constant=tuple(int(k) for k in np.flatnonzero(~good)))
