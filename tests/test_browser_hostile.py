@@ -154,7 +154,7 @@ def test_pooled_terms_with_k1_covariate_make_no_outbound_request():
             page.locator("[data-testid=stExpander]").filter(has_text="More options").first.locator("summary").click()
         box = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Patient-level covariates").first
         box.locator("input").click()
-        page.get_by_role("option").filter(has_text="beacon-cov").first.click()
+        page.get_by_role("option").filter(has_text="beacon-cov").first.click(timeout=120_000)  # slow under load
         page.keyboard.press("Escape")
         wait_idle(page, 180_000)
         term_box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Pooled term").first
