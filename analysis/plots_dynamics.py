@@ -63,7 +63,8 @@ def estimator_check_figure(check) -> go.Figure:
             x=m, y=labels, mode="markers+text", marker={"size": 11, "color": colors},
             error_x={"type": "data", "symmetric": False, "array": np.array(hi) - m, "arrayminus": m - np.array(lo)},
             text=[plotly_text(s) for s in text], textposition="top center", textfont={"size": 11},
-            hovertemplate="%{y}: mean %{x:.3f}<extra></extra>", showlegend=False,
+            customdata=F.nums(m, 3, sign=True), hovertemplate="%{y}: mean %{customdata}<extra></extra>",
+            showlegend=False,
         ), row=1, col=c)
         truth = float(rows["truth"].iloc[0]) if len(rows) else np.nan
         if np.isfinite(truth):

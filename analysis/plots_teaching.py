@@ -180,7 +180,8 @@ def latent_figure(table: pd.DataFrame) -> go.Figure:
         x=est, y=list(table["model"]), mode="markers", marker={"size": 12, "color": colors},
         error_x={"type": "data", "symmetric": False, "array": table["ci_high"].to_numpy(float) - est,
                  "arrayminus": est - table["ci_low"].to_numpy(float)},
-        hovertemplate="%{y}: %{x:.3f}<extra></extra>", showlegend=False,
+        customdata=fmt.nums(est, 3, sign=True), hovertemplate="%{y}: %{customdata}<extra></extra>",
+        showlegend=False,
     ))
     truth = float(table["true_value"].iloc[0])
     fig.add_vline(x=truth, line={"color": _GREY, "dash": "dash"},

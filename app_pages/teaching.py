@@ -11,6 +11,7 @@ from ui import compute, jobs
 from ui.downloads import show_figure, table_download
 from ui.persist import TEACHING, url_params
 from ui.safe import md
+from ui.tables import show_table
 
 M = "/methods#"
 LINKS = {
@@ -240,4 +241,4 @@ with body:
                       widget="teach_latent", label="Fitting the RI-CLPM and the dynamic panel model…")
     if latent is not None:
         _show(plots_teaching.latent_figure(latent), "teaching_latent_models", key="teach_latent")
-        st.dataframe(latent, width="stretch", hide_index=True)
+        show_table(latent, "teaching_latent_models", key="teach_latent_dl", manuscript=False)
