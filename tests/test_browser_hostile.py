@@ -152,8 +152,12 @@ def test_pooled_terms_with_k1_covariate_make_no_outbound_request():
         box = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Patient-level covariates")
         if not box.first.is_visible():  # the covariate picker sits in the collapsed "More options" expander
             page.locator("[data-testid=stExpander]").filter(has_text="More options").first.locator("summary").click()
+            wait_idle(page, 120_000)  # a click on the picker before the expander's rerun ends opens nothing
         box = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Patient-level covariates").first
+        box.scroll_into_view_if_needed()
         box.locator("input").click()
+        if box.locator("input").get_attribute("aria-expanded") != "true":
+            box.locator("input").press("ArrowDown")
         page.get_by_role("option").filter(has_text="beacon-cov").first.click(timeout=120_000)  # slow under load
         page.keyboard.press("Escape")
         wait_idle(page, 180_000)
