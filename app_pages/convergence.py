@@ -134,10 +134,15 @@ if rel is not None and pd.notna(rel) and rel < 0.2:
 c1, c2 = st.columns(2)
 with c1:
     okey = (skey, o["discrepancy"], o["transform"], o["score_method"])
-    show_figure(compute.conv_figure("dyad_trajectories_figure", okey, (sd,), {"n": 12, "seed": 0, "scores": scores}),
-                "dyad_trajectories", key="conv_dyads")
-    st.caption("Twelve randomly chosen dyads (fixed seed): ratings and their fitted lines; the shaded band is the "
-               "fitted discrepancy.")
+    try:
+        fig = compute.conv_figure("dyad_trajectories_figure", okey, (sd,), {"n": 12, "seed": 0, "scores": scores})
+    except ValueError:  # e.g. every dyad has a single rated session: nothing to draw a line through
+        st.info("No dyad has a convergence score (ratings by both raters on at least two sessions), so there are "
+                "no dyad trajectories to show.")
+    else:
+        show_figure(fig, "dyad_trajectories", key="conv_dyads")
+        st.caption("Twelve randomly chosen dyads (fixed seed): ratings and their fitted lines; the shaded band is "
+                   "the fitted discrepancy.")
 with c2:
     show_figure(compute.conv_figure("convergence_distribution_figure", okey, (scores,), {}),
                 "convergence_distribution", key="conv_dist")

@@ -24,6 +24,9 @@ def test_trio_shown_for_chosen_study_equals_the_analysis():
     at.switch_page("app_pages/lagged.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    assert not any("dec_study" == getattr(w, "key", None) for w in at.selectbox)  # a lazy tab, closed
+    at.session_state["lag_tab"] = "Total, within, between"
+    at.run()
     at.selectbox(key="dec_study").set_value("D-interior").run()
     assert not at.exception
     tab = next(d.value for d in at.dataframe if {"model", "term", "df"} <= set(d.value.columns))
@@ -100,6 +103,7 @@ def test_early_alliance_section_uses_its_own_window_and_outcome():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
     at.run()
     at.switch_page("app_pages/lagged.py")
+    at.session_state["lag_tab"] = "Early alliance → outcome"
     at.run()
     at.slider(key="opt_window").set_value((2, 6)).run()  # the lagged window must not matter
     at.slider(key="early_window").set_value((1, 3)).run()

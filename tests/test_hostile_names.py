@@ -30,6 +30,7 @@ from tests.hostile import (
     payloads,
     with_k1_covariate,
 )
+from tests.tabs_util import each_tab
 
 ROOT = Path(__file__).resolve().parents[1]
 # Proto fields a Markdown renderer shows: bodies, labels, help texts, radio captions
@@ -138,10 +139,14 @@ def hostile_app():
 
 
 def _visit(at, page: str) -> list:
+    """The page's unescaped strings, in every one of its lazy tabs (tests/tabs_util.py)."""
     at.switch_page(page)
     at.run()
-    assert not at.exception, (page, [e.value for e in at.exception])
-    return [(page, *f) for f in unescaped(at)]
+    found = []
+    for tab in each_tab(at, page):
+        assert not at.exception, (page, tab, [e.value for e in at.exception])
+        found += [(page if tab is None else f"{page} [{tab}]", *f) for f in unescaped(at)]
+    return found
 
 
 def test_fixture_is_hostile():
@@ -183,6 +188,8 @@ def test_lagged_patient_view_with_hostile_names(hostile_app):
     """The per-patient view: the chosen study and patient are hostile names."""
     at = hostile_app
     found = _visit(at, "app_pages/lagged.py")
+    at.session_state["lag_tab"] = "What went into the model"
+    at.run()
     study = at.selectbox(key="lag_view_study")
     for s in study.options[:3]:
         study.set_value(s).run()

@@ -12,6 +12,8 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.tabs_util import each_tab
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "app_pages").glob("*.py"))
 RAW = [
@@ -109,7 +111,10 @@ def _page(page: str, **state) -> AppTest:
 @pytest.mark.parametrize("page", PAGES)
 def test_no_raw_numbers_on_any_page(page):
     at = _page(page)
-    bad = scan(at)
+    bad = []
+    for tab in each_tab(at, page):  # every lazy tab of the page
+        assert not at.exception, (tab, [e.value for e in at.exception])
+        bad += [f"[{tab}] {b}" if tab else b for b in scan(at)]
     assert bad == [], "\n".join(bad)
 
 

@@ -11,7 +11,7 @@ import streamlit as st
 
 from analysis import presets
 from ui import options as uopt
-from ui import state
+from ui import state, tabs
 from ui.safe import md
 from ui.tables import styled
 
@@ -38,9 +38,14 @@ def _apply_convergence(options: dict, df, key: str) -> None:
     st.session_state["conv_preset"] = key
 
 
+def _apply_lagged_view(options: dict, df, key: str) -> None:
+    """Open the Lagged effects page's tab that shows the paper's models (read by the page before it draws its
+    tabs: a widget's state cannot change once it is drawn)."""
+    tabs.open_next("lag_tab", options["tab"])
+
 # page key of Preset.options -> function(options, df, key) that writes them into that page's state;
 # other pages register theirs with register_applier
-APPLIERS = {"lagged": _apply_lagged, "convergence": _apply_convergence}
+APPLIERS = {"lagged": _apply_lagged, "lagged_view": _apply_lagged_view, "convergence": _apply_convergence}
 
 
 def register_applier(page: str, func) -> None:

@@ -1,0 +1,32 @@
+"""Lazy tabs: a page's long sections, each computed and drawn only while its tab is open (Streamlit's
+``st.tabs(..., on_change="rerun")``; issues 23 #17, 24). The open tab lives in ``st.session_state[key]``.
+
+Pages name their tabs here, so tests can open every tab (``PAGE_TABS``)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+#: the Lagged effects page's tabs, in order (the first opens by default)
+LAGGED_TABS = ("Per-study coefficients", "Total, within, between", "Early alliance → outcome",
+               "Latent-centred models", "What went into the model")
+
+#: page file → (session-state key of its open tab, its tabs)
+PAGE_TABS = {"app_pages/lagged.py": ("lag_tab", LAGGED_TABS)}
+
+#: a tab to open on a page's next run (set by code that runs after the tabs are drawn, e.g. a preset)
+NEXT = "_next_tab"
+
+
+def open_next(key: str, tab: str) -> None:
+    """Open ``tab`` of the tabs stored under ``key`` on the next run."""
+    st.session_state[NEXT] = (key, tab)
+
+
+def lazy_tabs(key: str, labels) -> list:
+    """``st.tabs(labels)`` whose containers tell (``.open``) whether they are the open one."""
+    nxt = st.session_state.get(NEXT)
+    if nxt and nxt[0] == key and nxt[1] in labels:
+        st.session_state.pop(NEXT)
+        st.session_state[key] = nxt[1]
+    return st.tabs(list(labels), key=key, on_change="rerun")
