@@ -41,7 +41,7 @@ from scipy import stats
 
 from analysis import formatting as fmt
 from analysis import lmm, mixed
-from analysis.data import require_canonical
+from analysis.data import one_study, require_canonical
 from analysis.standardize import zscores
 
 __all__ = ["DecompositionResult", "total_within_between"]
@@ -153,19 +153,7 @@ def _select(df, study, sessions):
     """One study's rows in the session window (the study's rows checked by analysis.data.require_canonical),
     sorted by patient and session."""
     require_canonical(df, study=False, values=False)
-    if "study" in df.columns:
-        labels = df["study"].astype("string")
-        studies = sorted(labels.dropna().unique())
-        if study is None:
-            if len(studies) != 1:
-                raise ValueError(f"The data hold {len(studies)} studies; choose one with study=….")
-            study = studies[0]
-        elif str(study) not in studies:
-            raise ValueError(f"Study {study!r} is not in the data.")
-        d = df[(labels == str(study)).fillna(False).to_numpy()]
-    else:
-        d = df
-        study = "Study" if study is None else str(study)
+    study, d = one_study(df, study)
     d = require_canonical(d, study=False, min_rows=0, sort=False)
     if sessions is not None:
         d = d[d["session"].between(*sessions)]

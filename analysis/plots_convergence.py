@@ -32,6 +32,7 @@ from analysis.convergence import (
     GrowthResult,
     models_table,
 )
+from analysis.plot_style import WHITE
 
 __all__ = [
     "alliance_trajectories_figure",
@@ -96,7 +97,7 @@ def alliance_trajectories_figure(data, study: str | None = None, title: str | No
         fig.update_xaxes(title_text="Session", row=i, col=1)
         fig.update_yaxes(title_text="Alliance (mean ± 1 SD)", row=i, col=1)
     fig.update_layout(title=title or "Patient- and therapist-rated alliance per session",
-                      height=max(380, 330 * len(studies)), template="plotly_white")
+                      height=max(380, 330 * len(studies)), template=WHITE)
     return fig
 
 
@@ -140,6 +141,7 @@ def dyad_trajectories_figure(df: pd.DataFrame, n: int = 12, seed: int = 0, study
     for k, p in enumerate(ids):
         r, c = k // ncol + 1, k % ncol + 1
         x = d[(d["patient"] == p)].sort_values("session")
+        x = x[x["alliance"].notna() | x["therapist_alliance"].notna()]  # symptom-only sessions: nothing to draw
         j = x[x["alliance"].notna() & x["therapist_alliance"].notna()]
         t = j["session"].to_numpy(float)
         # the dyad's fitted lines as stored in the scores (OLS or empirical-Bayes): no refitting here
@@ -159,7 +161,7 @@ def dyad_trajectories_figure(df: pd.DataFrame, n: int = 12, seed: int = 0, study
                       legendgroup="t", showlegend=first), row=r, col=c)
     fig.update_annotations(font_size=11)
     fig.update_layout(title=title or "Dyad trajectories: ratings, fitted lines and fitted discrepancy",
-                      height=max(380, 250 * nrow), template="plotly_white",
+                      height=max(380, 250 * nrow), template=WHITE,
                       legend={"orientation": "h", "y": -0.08})
     return fig
 
@@ -182,8 +184,11 @@ def convergence_distribution_figure(scores: DyadScores | pd.DataFrame, column: s
     label = "Convergence (positive = ratings approach each other)" if column == "convergence" else column
     fig.update_xaxes(title_text=label, row=2, col=1)
     fig.update_yaxes(title_text="Dyads", row=1, col=1)
+    # the study names are the legend (several studies) or the page's context (one): never tick labels of
+    # the box row, which a long name cuts off; one study needs no legend, which would narrow the plot
+    fig.update_yaxes(showticklabels=False, row=2, col=1)
     fig.update_layout(barmode="overlay", title=title or "Distribution of dyad convergence scores",
-                      template="plotly_white", height=420)
+                      template=WHITE, height=420, showlegend=tab["study"].nunique() > 1)
     return fig
 
 
@@ -202,13 +207,14 @@ def discrepancy_figure(data, dyadic: DyadicResult | None = None, study: str | No
                              name="Observed mean P − T (± 1.96 SE)", marker={"color": "#9467bd"}))
     if dyadic is not None:
         fx = dyadic.fixed.set_index("term")["estimate"]
-        s = np.linspace(tr["session"].min(), tr["session"].max(), 50)
+        joint = tr.loc[tr["n_joint"] > 0, "session"] if "n_joint" in tr.columns else tr["session"]
+        s = np.linspace(joint.min(), joint.max(), 50)  # over the sessions with both ratings
         fig.add_trace(go.Scatter(x=s, y=fx["role"] + fx["role:time"] * (s - dyadic.time_origin), mode="lines",
                                  name=f"Dyadic model: change {fmt.num(fx['role:time'], 3)} per session",
                                  line={"color": "#9467bd"}))
     fig.add_hline(y=0, line={"color": "grey", "dash": "dot"})
     fig.update_layout(title=title or "Patient − therapist alliance discrepancy", xaxis_title="Session",
-                      yaxis_title="P − T", template="plotly_white", height=380)
+                      yaxis_title="P − T", template=WHITE, height=380)
     return fig
 
 
@@ -230,7 +236,7 @@ def symptom_growth_figure(result: GrowthResult, df: pd.DataFrame | None = None, 
                                  marker={"color": "grey"}, name="Observed mean"))
     xl = "Assessment occasion" if result.time == "occasion" else "Session"
     fig.update_layout(title=title or f"Model {model}: implied symptom trajectories", xaxis_title=xl,
-                      yaxis_title="Symptoms", template="plotly_white", height=400)
+                      yaxis_title="Symptoms", template=WHITE, height=400)
     return fig
 
 

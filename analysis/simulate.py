@@ -356,15 +356,8 @@ def simulate_collection(
         ai = ALLIANCE_INSTRUMENTS[j % len(ALLIANCE_INSTRUMENTS)] if instruments else RAW
         si = SYMPTOM_INSTRUMENTS[(3 * j) % len(SYMPTOM_INSTRUMENTS)] if instruments else RAW
         sim = simulate_study(
-            int(sizes[j]),
-            sessions,
-            study=f"Study {j + 1:02d}",
-            within_a_to_s=c_as,
-            within_s_to_a=c_sa,
-            alliance_instrument=ai,
-            symptom_instrument=si,
-            missing_sessions=missing_sessions,
-            seed=rng,
+            int(sizes[j]), sessions, study=f"Study {j + 1:02d}", within_a_to_s=c_as, within_s_to_a=c_sa,
+            alliance_instrument=ai, symptom_instrument=si, missing_sessions=missing_sessions, seed=rng,
             **study_kwargs,
         )
         frames.append(sim.data)

@@ -30,15 +30,6 @@ ds = current()
 loaded = ds["df"]
 name = ds.get("name", "")
 has_t = has_therapist_ratings(loaded)
-rel_loaded = 0.0
-if has_t:
-    try:
-        rels = compute.conv_scores(compute.data_key(loaded), loaded, "absolute", "none", "ols").reliability.values()
-        rel_loaded = max((r for r in rels if pd.notna(r)), default=0.0)
-    except ValueError:
-        rel_loaded = 0.0
-dyadic_loaded = has_t and rel_loaded >= 0.2
-
 CONV_PRESETS = presets.page_presets("convergence")
 url_params("convergence", CONVERGENCE)  # options in the URL (ui/persist.py)
 preset_name = st.selectbox("Reproduce a paper", [OWN, *CONV_PRESETS], key="conv_preset",
@@ -53,15 +44,15 @@ if preset is not None:
     st.info(md("**{title}** on the demo *{src}*: {what}", title=CONV_PRESETS[preset_name].title, src=src,
                what=preset["description"]))
 else:
+    # the user's own data with both ratings are always what the page opens on (a low reliability is explained
+    # where the score is shown); a demo without a dyadic design opens on a convergence demo
+    other_demo = ds.get("source") == "demo" and DEMOS.get(name) not in DYADIC_DEMOS
     choices = ([f"Loaded data: {name}"] if has_t else []) + list(DEMO_NAMES.values())
-    default = 0 if dyadic_loaded else (1 if has_t else 0)
-    src = st.selectbox("Data for this page", choices, index=default, key="conv_source")
-    if not dyadic_loaded:
-        why = ("have no therapist-rated alliance" if not has_t else
-               f"give a convergence score with reliability {fmt.num(rel_loaded)} (mostly rating noise: too few "
-               "rating occasions per dyad)")
-        st.info(md("The loaded data ({name}) {why}, so this page opens on a convergence demo; choose the loaded "
-                   "data above to analyse them anyway.", name=esc(name), why=why))
+    src = st.selectbox("Data for this page", choices, index=int(has_t and other_demo), key="conv_source")
+    if not has_t:  # nothing of the user's to analyse here: say so, and open on a demo
+        st.info(md("The loaded data ({name}) have no therapist-rated alliance, so this page shows a convergence "
+                   "demo; map a therapist-rated alliance column on the Data page to analyse your own.",
+                   name=esc(name)))
     if src.startswith("Loaded data"):
         df, key = loaded, compute.data_key(loaded)
     else:
@@ -137,7 +128,9 @@ if cross := scores.crossing_note(study):
 if rel is not None and pd.notna(rel) and rel < 0.2:
     st.warning(f"**The convergence analysis is not meaningful here.** The convergence score's reliability is "
                f"{fmt.num(rel)}: its differences between dyads are mostly rating noise, so any association with "
-               "convergence (or its absence) says little. More rating occasions per dyad are needed.")
+               "convergence (or its absence) says little. More rating occasions per dyad, or dyads that differ "
+               "more in how they converge, are needed. The descriptive figures and the congruence models below "
+               "do not depend on this score.")
 c1, c2 = st.columns(2)
 with c1:
     okey = (skey, o["discrepancy"], o["transform"], o["score_method"])

@@ -244,6 +244,9 @@ def dyads_gsi() -> dict:
     20 and 21 miss one WAI rating at 3, 12 or 20, so the paper's rules (≥ 20 sessions, complete
     WAI at 3/12/20 and a final GSI) keep 139 dyads. Patients rate higher than therapists and the
     gap closes (convergence on average). More convergence → lower GSI level; none on the slope.
+    Dyads differ in their early discrepancy (SD 0.6) and in how much of it closes (SD 0.45), with
+    rating noise 0.12 (a 12-item mean): with three rating occasions the convergence score keeps a
+    usable reliability (≈ 0.4), as the paper's score must have had to relate to the GSI level.
     """
     n_ok, n_short, n_incomplete = 139, 50, 21
     n = n_ok + n_short + n_incomplete
@@ -253,7 +256,10 @@ def dyads_gsi() -> dict:
         study="Study 2 design: naturalistic (SCL-90-R GSI)",
         alliance_growth=0.05,
         early_discrepancy=0.45,
+        sd_early_discrepancy=0.6,
         mean_convergence=0.6,
+        sd_convergence=0.45,
+        rating_noise=0.12,
         symptom_instrument=SYMPTOM_INSTRUMENTS[3],
         symptom_intercept=0.3,
         symptom_slope=-0.17,
@@ -297,6 +303,7 @@ def dyads_gsi() -> dict:
     df = df.sort_values(["patient", "session"], kind="stable").reset_index(drop=True)
     df.to_csv(OUT / "dyads_gsi.csv", index=False)
     t = {k: v for k, v in sim.truth.items() if k != "dyads"}
+    t.update(sd_early_discrepancy=0.6, sd_convergence=0.45, rating_noise=0.12)
     t.update(file="dyads_gsi.csv", n_dyads_in_file=n, n_dyads_after_rules=n_ok, n_short=n_short,
              n_incomplete=n_incomplete, sessions="GSI at 1, 3, 12, 20 and termination (n_sessions); "
              "WAI at 3, 12, 20",

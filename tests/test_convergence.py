@@ -1097,3 +1097,18 @@ def test_preset_study2_reproduces_table_2_pattern():
     tab = res.scores.table
     assert (tab["first_joint_session"] == 3).all() and (tab["last_joint_session"] == 20).all()
     assert (tab["initial_symptoms_session"] == 1).all()
+
+
+def test_reliability_ignores_dyads_without_a_noise_estimate():
+    """Reliability = 1 − mean(SE²)/Var(score) over the same dyads: dyads with 2 joint sessions have no SE
+    (their lines fit exactly), so their noisy slopes must not enter the variance (they once raised the
+    reliability of a pure-noise score from ≈ 0 to ≈ 0.2 on the Study-2 demo file)."""
+    full = simulate_dyads(200, (3, 12, 20), sd_early_discrepancy=0.0, sd_convergence=0.0, seed=11).data
+    two = simulate_dyads(60, (3, 12, 20), sd_early_discrepancy=0.0, sd_convergence=0.0, seed=12).data
+    two = two[two["session"] != 20].assign(patient=lambda x: "B" + x["patient"].astype(str))
+    both = pd.concat([full, two], ignore_index=True)
+    for disc in ("absolute", "signed"):
+        r_full = next(iter(dyad_scores(full, disc).reliability.values()))
+        r_both = next(iter(dyad_scores(both, disc).reliability.values()))
+        assert r_full < 0.15, (disc, r_full)
+        assert r_both == pytest.approx(r_full, abs=1e-12), (disc, r_full, r_both)

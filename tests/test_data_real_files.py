@@ -151,6 +151,18 @@ def test_require_canonical_is_one_guard_with_plain_messages():
         adata.require_canonical(ok, ("alliance", "therapist_alliance"), why="Convergence needs 'therapist_alliance'.")
 
 
+def test_one_study_picks_the_only_or_the_named_study():
+    two = pd.DataFrame({"study": ["A", "B", "B"], "patient": ["1", "2", "3"], "session": [1, 1, 1]})
+    label, rows = adata.one_study(two, "B")
+    assert label == "B" and list(rows["patient"]) == ["2", "3"]
+    with pytest.raises(adata.DataError, match="hold 2 studies; choose one"):
+        adata.one_study(two)
+    with pytest.raises(adata.DataError, match="Study 'C' is not in the data"):
+        adata.one_study(two, "C")
+    assert adata.one_study(two[two["study"] == "A"])[0] == "A"
+    assert adata.one_study(two.drop(columns="study"))[0] == "Study"  # no study column: one study
+
+
 def test_preview_reads_only_the_head():
     big = "a;b\n" + "".join(f"{i};{i},5\n" for i in range(50_000))
     head = adata.load(big.encode(), "big.csv", nrows=100)

@@ -215,3 +215,30 @@ def test_user_strings_are_escaped_in_figure_text():
     assert "&lt;b&gt;S1&lt;/b&gt;" in ann
     box = [t for t in _json(pc.convergence_distribution_figure(dyad_scores(d)))["data"] if t["type"] == "box"][0]
     assert "&lt;img src=x&gt;" in box["text"]
+
+
+def test_sessions_without_ratings_do_not_stretch_the_axes():
+    """Study-2 design: GSI at session 1 and at termination (up to ~110) without WAI. Sessions with no rating
+    are not rows of the trajectories (so the per-session figures and the dyadic line end at the last
+    rated session), and the per-dyad panels plot only rated sessions."""
+    d = simulate_dyads(20, (1, 3, 12, 20, 90), seed=3).data
+    d.loc[d["session"].isin([1, 90]), ["alliance", "therapist_alliance"]] = NAN
+    tr = trajectories(d)
+    assert tr["session"].tolist() == [3, 12, 20]
+    dy = dyadic_model(d, time="from_first")
+    line = _json(pc.discrepancy_figure(tr, dy))["data"][1]
+    assert _arr(line["x"]).min() == 3 and _arr(line["x"]).max() == 20
+    fig = _json(pc.dyad_trajectories_figure(d, n=4, scores=dyad_scores(d)))
+    xs = np.concatenate([_arr(t["x"]) for t in fig["data"] if t["mode"] == "markers"])
+    assert set(xs) <= {3.0, 12.0, 20.0}
+
+
+def test_distribution_figure_one_study_has_no_cut_labels():
+    """One study: its (long) name is neither a legend entry that narrows the plot nor a tick label of the
+    box row that the figure cuts off ("y 2 design: naturalistic…")."""
+    d = simulate_dyads(20, range(1, 6), study="Study 2 design: naturalistic (SCL-90-R GSI)", seed=3).data
+    j = _json(pc.convergence_distribution_figure(dyad_scores(d)))
+    assert j["layout"].get("showlegend") is False
+    assert j["layout"]["yaxis2"].get("showticklabels") is False
+    two = _json(pc.convergence_distribution_figure(dyad_scores(_tiny())))
+    assert two["layout"].get("showlegend") is not False and two["layout"]["yaxis2"].get("showticklabels") is False

@@ -119,8 +119,10 @@ def fingerprint(df: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
+@st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
 def load_demo(filename: str) -> pd.DataFrame:
-    """Read a demo file through the same intake path as an upload (one shared, read-only frame)."""
+    """Read a demo file through the same intake path as an upload, once per server (each session gets its own
+    copy: a class opening the app at once parses the default demo once, not once per student)."""
     raw = adata.load(DEMO_DIR / filename, filename=filename)
     mapping = adata.suggest_mapping(raw)
     return adata.to_canonical(raw, mapping)

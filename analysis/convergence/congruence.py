@@ -39,6 +39,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.convergence._common import _check
+from analysis.data import one_study
 from analysis.formatting import estimate_ci, num, p_text, stat
 from analysis.lmm import fit_lmm
 from analysis.mixed import fit_ols
@@ -124,14 +125,7 @@ def _dyad_means(d: pd.DataFrame) -> pd.DataFrame:
 
 def _one_study(df: pd.DataFrame, study) -> tuple[str, pd.DataFrame]:
     d = _check(df, ("alliance", "therapist_alliance", "symptoms"))
-    studies = sorted(d["study"].astype(str).unique())
-    if study is None:
-        if len(studies) != 1:
-            raise ValueError(f"The data hold {len(studies)} studies; choose one with study=….")
-        study = studies[0]
-    if str(study) not in studies:
-        raise ValueError(f"Study {study!r} is not in the data.")
-    return str(study), d[d["study"].astype(str) == str(study)]
+    return one_study(d, study)
 
 
 def response_surface(df: pd.DataFrame, study=None, *, control_initial: bool = True) -> ResponseSurface:

@@ -461,24 +461,13 @@ def _fit_one(model, rows, dyc, outer, satterthwaite, ml_refit, covariates=(), pr
         "var_therapist": fit.outer_var,
     }
     return GrowthModel(
-        model=model,
-        fixed=fx,
-        random=random,
-        aic_reml=fit.aic,
-        aic_ml=fit_ml.aic if fit_ml is not None else np.nan,
-        deviance_reml=fit.deviance,
+        model=model, fixed=fx, random=random, aic_reml=fit.aic,
+        aic_ml=fit_ml.aic if fit_ml is not None else np.nan, deviance_reml=fit.deviance,
         deviance_ml=fit_ml.deviance if fit_ml is not None else np.nan,
-        converged=bool(fit.converged and (fit_ml is None or fit_ml.converged)),
-        warnings=tuple(warnings),
-        n_dyads=fit.n_groups,
-        n_obs=fit.n_obs,
-        levels=3 if outer is not None else 2,
-        dropped_terms=tuple(dropped),
-        fit=fit,
-        fit_ml=fit_ml,
-        variance=variance_components(fit),
+        converged=bool(fit.converged and (fit_ml is None or fit_ml.converged)), warnings=tuple(warnings),
+        n_dyads=fit.n_groups, n_obs=fit.n_obs, levels=3 if outer is not None else 2,
+        dropped_terms=tuple(dropped), fit=fit, fit_ml=fit_ml, variance=variance_components(fit),
     )
-
 
 
 def _collinearity_messages(dyc: pd.DataFrame) -> list:
@@ -611,23 +600,13 @@ def growth_models(
     if slope_test is not None:
         messages.append(_slope_message(slope_test))
     sample = dyc.reset_index(names="patient")
+    observed = (rows.groupby("t", sort=True)["symptoms"].agg(["mean", "count"]).reset_index()
+                .rename(columns={"count": "n"}).assign(x=lambda o: o["t"] + origin))
+    keep = [c for c in ("patient", "therapist", "t", "symptoms") if c in rows.columns]
     return GrowthResult(
-        study=study,
-        models=fitted,
-        scores=scores,
-        time=time,
-        time_origin=origin,
-        centering=centering,
-        sample=sample,
-        excluded=exc,
-        messages=tuple(messages),
-        level_test=level_test,
-        slope_test=slope_test,
-        sample_rules=srules,
-        covariates=covariates,
-        observed=rows.groupby("t", sort=True)["symptoms"].agg(["mean", "count"]).reset_index()
-        .rename(columns={"count": "n"}).assign(x=lambda o: o["t"] + origin),
-        rows=rows[[c for c in ("patient", "therapist", "t", "symptoms") if c in rows.columns]].reset_index(drop=True),
+        study=study, models=fitted, scores=scores, time=time, time_origin=origin, centering=centering,
+        sample=sample, excluded=exc, messages=tuple(messages), level_test=level_test, slope_test=slope_test,
+        sample_rules=srules, covariates=covariates, observed=observed, rows=rows[keep].reset_index(drop=True),
     )
 
 

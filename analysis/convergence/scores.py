@@ -51,7 +51,8 @@ def trajectories(df: pd.DataFrame) -> pd.DataFrame:
     Columns: study, session, n_patient, patient_mean, patient_sd, n_therapist,
     therapist_mean, therapist_sd, n_joint, discrepancy_mean, discrepancy_sd,
     discrepancy_se = SD/√n (the discrepancy uses rows where both ratings exist). These are the
-    paper's Figures 1–2 descriptives (METHODS §8).
+    paper's Figures 1–2 descriptives (METHODS §8). Sessions without any alliance rating (symptom-only
+    occasions, e.g. intake and termination) are not rows.
     """
     d = _check(df, ("alliance", "therapist_alliance"))
     d["discrepancy"] = d["alliance"] - d["therapist_alliance"]
@@ -69,6 +70,7 @@ def trajectories(df: pd.DataFrame) -> pd.DataFrame:
             "discrepancy_sd": g["discrepancy"].std(ddof=1),
         }
     ).reset_index()
+    out = out[(out["n_patient"] > 0) | (out["n_therapist"] > 0)].reset_index(drop=True)
     out["discrepancy_se"] = out["discrepancy_sd"] / np.sqrt(out["n_joint"].clip(lower=1))
     out["session"] = out["session"].astype("int64")
     for c in ("n_patient", "n_therapist", "n_joint"):
@@ -96,7 +98,7 @@ class DyadScores:
     ``s_D / √Σ(t − t̄)²``; "absolute": the delta method through the line's
     intercept and slope (approximate when the lines cross).
     ``excluded``: study, patient, reason. ``reliability[study]`` =
-    ``1 − mean(convergence_se²) / Var(convergence_raw)``: the share of the
+    ``1 − mean(convergence_se²) / Var(convergence_raw)`` over the dyads with an SE: the share of the
     score's between-dyad variance that is not rating noise (a low value
     attenuates every association with convergence). ``lines_cross`` (table
     column): the fitted P and T lines cross between the dyad's first and last
@@ -188,14 +190,17 @@ def _score_se(g, t, Draw, sg, k, discrepancy):
 
 
 def _reliability(table: pd.DataFrame, conv_ols: np.ndarray, discrepancy: str = "signed") -> tuple[dict, list]:
-    """Per study: 1 − mean(SE²)/Var(OLS score) (floored at 0; NaN with < 3 dyads with an SE)."""
+    """Per study: 1 − mean(SE²)/Var(OLS score) over the dyads with an SE (≥ 3 joint sessions; floored at 0;
+    NaN with < 3 such dyads)."""
     messages = []
     reliability = {}
     for stu, sub in table.groupby("study", sort=False):
         se = sub["convergence_se"].to_numpy()
         ok_se = np.isfinite(se)
         if ok_se.sum() >= 3 and len(sub) >= 3:
-            v = float(np.var(conv_ols[sub.index.to_numpy()], ddof=1))
+            # the variance over the same dyads as the noise: a dyad without an SE (2 joint sessions, an
+            # exact fit) has a slope that is mostly noise and would inflate the variance
+            v = float(np.var(conv_ols[sub.index.to_numpy()[ok_se]], ddof=1))
             rel = 1.0 - float(np.mean(se[ok_se] ** 2)) / v if v > 0 else np.nan
             reliability[str(stu)] = max(rel, 0.0) if np.isfinite(rel) else np.nan
             crossed = discrepancy == "absolute" and bool(sub["lines_cross"].any())

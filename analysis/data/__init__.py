@@ -29,7 +29,7 @@ and ``analysis.data.load`` keep working):
     mapping.py    suggest_mapping, suggest_higher_is_better, grouping_columns
     convert.py    numbers, sessions and ids from whatever the file holds
     canonical.py  to_canonical, combine, template_csv, require_canonical (the guard
-                  other modules call on canonical input)
+                  other modules call on canonical input), one_study (one study's rows)
     reshape.py    detect_wide, wide_to_long (site column as part of the key)
     validate.py   validate: a tuple of small named checks (CHECKS) and their thresholds
     summary.py    summarize
@@ -59,7 +59,7 @@ from analysis.data._common import (
     REQUIRED_COLUMNS,
     DataError,
 )
-from analysis.data.canonical import combine, require_canonical, template_csv, to_canonical
+from analysis.data.canonical import combine, one_study, require_canonical, template_csv, to_canonical
 from analysis.data.mapping import Grouping, column_labels, grouping_columns, suggest_higher_is_better, suggest_mapping
 from analysis.data.read import list_sheets, load
 from analysis.data.reshape import detect_wide, wide_to_long
@@ -97,6 +97,7 @@ __all__ = [
     "drop_exact_duplicates",
     "exact_duplicates",
     "grouping_columns",
+    "one_study",
     "require_canonical",
     "list_sheets",
     "load",

@@ -594,3 +594,23 @@ def require_canonical(
                         f"be one row, but patient {first['patient']}{where} has more than one row for session "
                         f"{first['session']}.")
     return _sort_canonical(out) if sort else out
+
+
+def one_study(df: pd.DataFrame, study: Any = None) -> tuple[str, pd.DataFrame]:
+    """The rows of one study: ``study`` by its label, or the only study when ``None``.
+
+    Returns (label, rows). Raises DataError when ``study`` is ``None`` and the
+    data hold several studies, or when ``study`` is not in the data. Data
+    without a study column are one study, labelled ``study`` (or "Study").
+    """
+    if "study" not in df.columns:
+        return ("Study" if study is None else str(study)), df
+    labels = df["study"].astype("string")
+    studies = sorted(labels.dropna().unique())
+    if study is None:
+        if len(studies) != 1:
+            raise DataError(f"The data hold {len(studies)} studies; choose one with study=….")
+        study = studies[0]
+    elif str(study) not in studies:
+        raise DataError(f"Study {study!r} is not in the data.")
+    return str(study), df[(labels == str(study)).fillna(False).to_numpy()]

@@ -57,12 +57,7 @@ class EggerResult:
 
 
 def egger_test(
-    yi: Any,
-    vi: Any,
-    method: str = "REML",
-    test: str = "z",
-    level: float = 0.95,
-    control: dict | None = None,
+    yi: Any, vi: Any, method: str = "REML", test: str = "z", level: float = 0.95, control: dict | None = None,
 ) -> EggerResult:
     """Egger's test as metafor ``regtest(rma(yi, vi, method, test), model="rma",
     predictor="sei")``: the meta-regression ``y_k = b + b1 sqrt(v_k) + u_k + e_k``

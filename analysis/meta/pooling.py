@@ -83,15 +83,8 @@ def _study_messages(k: int, v: np.ndarray, method: str, test: str) -> list[str]:
 
 
 def random_effects(
-    yi: Any,
-    vi: Any,
-    method: str = "REML",
-    test: str = "z",
-    level: float = 0.95,
-    labels: Sequence[str] | None = None,
-    n_patients: Any = None,
-    n_pairs: Any = None,
-    ci_tau2: bool = True,
+    yi: Any, vi: Any, method: str = "REML", test: str = "z", level: float = 0.95,
+    labels: Sequence[str] | None = None, n_patients: Any = None, n_pairs: Any = None, ci_tau2: bool = True,
     control: dict | None = None,
 ) -> MetaResult:
     """Random-effects meta-analysis of ``yi`` with sampling variances ``vi``
@@ -203,12 +196,7 @@ _MANY_METHODS = ("FE", "DL", "REML", "ML", "EB", "HE", "SJ", "HS")
 
 
 def random_effects_many(
-    Y: Any,
-    V: Any,
-    method: str = "REML",
-    test: str = "z",
-    level: float = 0.95,
-    control: dict | None = None,
+    Y: Any, V: Any, method: str = "REML", test: str = "z", level: float = 0.95, control: dict | None = None,
 ) -> pd.DataFrame:
     """Fit the same model to many meta-analyses at once (vectorised).
 
@@ -350,13 +338,8 @@ def _many_core(Y, V, M, method, test, level, ctl=_DEFAULT_CONTROL) -> dict[str, 
 
 
 def leave_one_out(
-    yi: Any,
-    vi: Any,
-    labels: Sequence[str] | None = None,
-    method: str = "REML",
-    test: str = "z",
-    level: float = 0.95,
-    control: dict | None = None,
+    yi: Any, vi: Any, labels: Sequence[str] | None = None, method: str = "REML", test: str = "z",
+    level: float = 0.95, control: dict | None = None,
 ) -> pd.DataFrame:
     """Leave-one-out analysis (metafor ``leave1out``): the model refitted k
     times, each time without one study.

@@ -276,15 +276,8 @@ def _pseudo_r2(y, v, X, method, test, tau2, w, ctl=_DEFAULT_CONTROL) -> float:
 
 
 def meta_regression(
-    yi: Any,
-    vi: Any,
-    moderators: Any,
-    method: str = "REML",
-    test: str = "z",
-    level: float = 0.95,
-    labels: Sequence[str] | None = None,
-    ci_tau2: bool = True,
-    control: dict | None = None,
+    yi: Any, vi: Any, moderators: Any, method: str = "REML", test: str = "z", level: float = 0.95,
+    labels: Sequence[str] | None = None, ci_tau2: bool = True, control: dict | None = None,
 ) -> MetaRegressionResult:
     """Mixed-effects meta-regression ``y = X beta + u + e`` (METHODS §6;
     metafor ``rma.uni(yi, vi, mods = ...)``).
