@@ -667,18 +667,8 @@ def fit_lmm(
         raise ValueError("The fixed-effect design is rank deficient; drop collinear terms first.")
     m = prob.m
 
-    # start values: identity Λ (lme4's default) and a moment-based start
-    base = np.where(prob.lam_diag, 1.0, 0.0)
-    starts = []
-    if start is not None:
-        starts.append(np.asarray(start, float))
-    mom = _moment_start(y, X, Z, prob.gidx, m, prob)
-    for s in (base, mom, 0.3 * base, 3.0 * base):
-        if s is None:
-            continue
-        starts.append(np.append(s, 0.5) if prob.outer else s)
     # a user start (e.g. the REML θ for an ML refit) is trusted alone; otherwise two starts must agree
-    theta, crit = _optimise(prob, reml, starts, n_agree=1 if start is not None else 2)
+    theta, crit = _optimise(prob, reml, _starts(prob, y, X, Z, start), n_agree=1 if start is not None else 2)
     if theta is None or not np.isfinite(crit):
         raise ValueError("The mixed model could not be fitted (the likelihood is not finite at any start value).")
 
@@ -705,19 +695,11 @@ def fit_lmm(
         u = st["MC"][:, :, p] - st["MC"][:, :, :p] @ beta
         ranef = u @ L.T
 
-    dfs = np.full(p, np.nan)
-    avp = None
-    if satterthwaite:
-        try:
-            dfs, avp = _satterthwaite(prob, theta, np.sqrt(sigma2), vcov, reml, messages)
-        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
-            messages.append("Satterthwaite degrees of freedom could not be computed; z tests are reported.")
-            dfs = np.full(p, np.nan)
+    dfs, avp = _satterthwaite_or_z(prob, theta, sigma2, vcov, reml, messages) if satterthwaite else (
+        np.full(p, np.nan), None)
     tval = beta / se
-    pval = np.where(
-        np.isfinite(dfs), 2 * stats.t.sf(np.abs(tval), np.where(np.isfinite(dfs), dfs, 1.0)),
-        2 * stats.norm.sf(np.abs(tval)),
-    )
+    pval = np.where(np.isfinite(dfs), 2 * stats.t.sf(np.abs(tval), np.where(np.isfinite(dfs), dfs, 1.0)),
+                    2 * stats.norm.sf(np.abs(tval)))
     n_params = p + prob.n_theta + 1
     return LMMFit(
         method="REML" if reml else "ML", coef_names=coef_names, beta=beta, vcov=vcov, se=se, df=dfs,
@@ -728,6 +710,27 @@ def fit_lmm(
         group_labels=glab, vcov_varpar=avp,
         theta_index=(tuple(int(i) for i in prob.lam_rows), tuple(int(i) for i in prob.lam_cols)),
     )
+
+
+def _satterthwaite_or_z(prob, theta, sigma2, vcov, reml, messages):
+    """Satterthwaite df and Cov(θ, σ) (:func:`analysis.lmm_results._satterthwaite`), or NaN df (z tests) with a
+    message when they cannot be computed."""
+    try:
+        return _satterthwaite(prob, theta, np.sqrt(sigma2), vcov, reml, messages)
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+        messages.append("Satterthwaite degrees of freedom could not be computed; z tests are reported.")
+        return np.full(vcov.shape[0], np.nan), None
+
+
+def _starts(prob, y, X, Z, start=None) -> list:
+    """Start values for θ: ``start`` (if given), identity Λ (lme4's default), a moment-based start, 0.3 and 3
+    times the identity (the therapist θ_T starts at 0.5)."""
+    base = np.where(prob.lam_diag, 1.0, 0.0)
+    starts = [] if start is None else [np.asarray(start, float)]
+    for s in (base, _moment_start(y, X, Z, prob.gidx, prob.m, prob), 0.3 * base, 3.0 * base):
+        if s is not None:
+            starts.append(np.append(s, 0.5) if prob.outer else s)
+    return starts
 
 
 def _moment_start(y, X, Z, gidx, m, prob):
