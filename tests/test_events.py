@@ -1361,10 +1361,13 @@ def test_standardize_within_study_hand():
     assert (z["symptoms"] == shuffled["symptoms"]).all()  # other columns untouched
 
 
-def test_standardize_within_study_constant_raises():
+def test_standardize_within_study_constant_study_is_reported_and_the_rest_standardized():
     d = cat(long("S1", "A", [4, 4, 4]), long("S2", "B", [1, 2, 3]))
-    with pytest.raises(ValueError, match="S1"):
-        ev.standardize_within_study(d, ["alliance"])
+    z = ev.standardize_within_study(d, ["alliance"])
+    assert z.loc[z["study"] == "S1", "alliance"].isna().all()  # never silently left unstandardized
+    assert z.loc[z["study"] == "S2", "alliance"].to_numpy() == pytest.approx([-1, 0, 1])
+    assert z.attrs["messages"] == ("Study S1: alliance has no variance in the analysis window (3 observed values), "
+                                   "so it cannot be standardized; its values were left out.",)
 
 
 # ---------------------------------------------------------------------------

@@ -513,7 +513,9 @@ def _event_around(key: str, _df: pd.DataFrame, gain_options: tuple, rater: str, 
     gains = _event_result(key, _df, "gain_analysis", gain_options).gains
     col = "alliance" if rater == "patient" else "therapist_alliance"
     data = events.standardize_within_study(_df, [col]) if standardize else _df
-    return events.alliance_around_gains(data, gains, rater=rater), events.alliance_trajectory(data, gains, rater=rater)
+    around = events.alliance_around_gains(data, gains, rater=rater)
+    around = dataclasses.replace(around, messages=(*data.attrs.get("messages", ()), *around.messages))
+    return around, events.alliance_trajectory(data, gains, rater=rater)
 
 
 def event_around(df: pd.DataFrame, gain_options: dict, rater: str, standardize: bool):

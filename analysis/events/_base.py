@@ -193,8 +193,8 @@ def standardize_within_study(df: pd.DataFrame, columns) -> pd.DataFrame:
 
     ``z = (x − mean) / sd`` over the study's observed values, sd with
     ddof = 1 (:func:`analysis.standardize.zscores`); missing values stay missing. A study whose values do not vary
-    (or with fewer than two observed values) cannot be standardized and
-    raises ``ValueError``.
+    (or with fewer than two observed values) cannot be standardized: its values become missing and
+    ``out.attrs["messages"]`` says so, study by study (the other studies are standardized).
     """
     who = "standardize_within_study"
     if isinstance(columns, str):
@@ -204,14 +204,11 @@ def standardize_within_study(df: pd.DataFrame, columns) -> pd.DataFrame:
     out = df.copy()
     order = df[["study", "patient", "session"]].astype({"study": str, "patient": str})
     codes, labels = pd.factorize(data["study"], sort=True)
+    messages = []
     for c in columns:
         std = zscores(data[c].to_numpy(dtype=float, na_value=np.nan), codes, len(labels))
-        bad = sorted(labels[k] for k in std.constant)
-        if bad:
-            raise ValueError(
-                f"{who}: '{c}' does not vary (or has fewer than two observed values) in "
-                f"study/studies {', '.join(map(repr, bad))}, so it cannot be standardized."
-            )
+        messages += [f"Study {lab}: {msg}; its values were left out." for lab, msg in std.problems(c, labels).items()]
         z = pd.Series(std.z, index=pd.MultiIndex.from_frame(data[["study", "patient", "session"]]))
         out[c] = z.reindex(pd.MultiIndex.from_frame(order)).to_numpy(dtype=float)
+    out.attrs["messages"] = tuple(messages)
     return out
