@@ -31,7 +31,10 @@ def _report_html(ds: dict, options, res, fig) -> bytes:
                                       meta.results_table(res.pooled, DIRECTIONS) if res.pooled else pd.DataFrame()]),
                 ("Per-study coefficients (all terms)", [res.per_study])]
     sections.insert(1, ("One-stage model (METHODS §6b)", _one_stage_items(df, options, res)))
-    text = html_report(f"Alliance ⇄ symptoms: {ds['name']}", data_summary=adata.summarize(df).to_frame(),
+    summary = adata.summarize(df).to_frame()
+    if "therapist_alliance" not in df.columns:  # an absent optional column is absent, not "100% missing"
+        summary = summary.drop(columns=["pct_missing_therapist_alliance"], errors="ignore")
+    text = html_report(f"Alliance ⇄ symptoms: {ds['name']}", data_summary=summary,
                        options=options, sections=sections, messages=[*ds.get("notes", []), *res.messages])
     return text.encode("utf-8")
 
@@ -47,8 +50,9 @@ def _one_stage_items(df, options, res) -> list:
         return [f"The one-stage model could not be fitted: {e}"]
     items = [*one.messages]
     if one.fits:
+        # each sentence names its direction (two unlabelled paragraphs read as a contradiction or a repeat)
         items += [onestage.compare(res, one), *[f.summary() for f in one.fits.values()],
-                  *[onestage.agreement_sentence(res, one, d) for d in one.fits]]
+                  *[f"{DIRECTIONS.get(d, d)}: {onestage.agreement_sentence(res, one, d)}" for d in one.fits]]
         inter = one.interactions()
         if len(inter):
             items += ["Interactions with the within effect, within-study and across-study parts (deft):", inter]
