@@ -139,13 +139,11 @@ class DecompositionResult:
         return txt
 
 
-def _zscore(x: np.ndarray) -> np.ndarray:
-    """``x`` standardized over the study's window (:func:`analysis.standardize.zscores`); a constant variable
-    cannot be standardized (ValueError)."""
+def _zscore(x: np.ndarray, name: str, messages: list) -> np.ndarray:
+    """``x`` standardized over the study's window (:func:`analysis.standardize.zscores`). A variable that does
+    not vary there gives NaN and its sentence in ``messages``: the models are then not fitted, and say so."""
     s = zscores(x)
-    if s.constant:
-        raise ValueError("A variable has no variance in the window (or fewer than two observed values), so it "
-                         "cannot be standardized.")
+    messages += [f"{msg}." for msg in s.problems(name).values()]
     return s.z
 
 
@@ -239,8 +237,9 @@ def total_within_between(df: pd.DataFrame, direction: str = "alliance_to_symptom
     study, d = _select(df, study, sessions)
     x = d[xvar].to_numpy(float)
     y = d[yvar].to_numpy(float)
+    msgs = []
     if standardize:
-        x, y = _zscore(x), _zscore(y)
+        x, y = _zscore(x, xvar, msgs), _zscore(y, yvar, msgs)
     pcode, plab = pd.factorize(d["patient"], sort=True)
     G = len(plab)
     sess = d["session"].to_numpy(np.int64)
@@ -260,7 +259,6 @@ def total_within_between(df: pd.DataFrame, direction: str = "alliance_to_symptom
     has = (pos < len(key)) & (key[pc] == key + lag)
     lead = np.where(has, y[pc], np.nan)
     g = pcode
-    msgs = []
     rows, tau2, sigma2, singular, converged = [], {}, {}, {}, {}
     ok = np.isfinite(lead) & np.isfinite(x) & np.isfinite(y)
     plabel = np.asarray(plab.astype(str))

@@ -225,9 +225,23 @@ def cell(value: Any, column: Any = "", digits: int = 2) -> str:
     "< .001"), df whole or with one decimal, τ² as :func:`tau2`, percentages with one decimal, counts with
     thousands separators, other numbers as :func:`num` (true minus, small effects visible); text as it is;
     missing values empty; booleans yes/no."""
+    return _cell(value, _column_kind(column), digits)
+
+
+def column_cells(values: Any, column: Any = "", digits: int = 2) -> list[str]:
+    """:func:`cell` of every value of one column (its kind read once from the name).
+
+    >>> column_cells([0.0004, 0.2], "p")
+    ['< .001', '.200']
+    """
+    kind = _column_kind(column)
+    return [_cell(v, kind, digits) for v in values]
+
+
+def _cell(value: Any, kind: str, digits: int) -> str:
     if value is None:
         return ""
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", None) == "b":  # (numpy bools too)
         return "yes" if value else "no"
     if isinstance(value, str):
         return value
@@ -240,7 +254,6 @@ def cell(value: Any, column: Any = "", digits: int = 2) -> str:
         return str(value)
     if not _finite(value):
         return ""
-    kind = _column_kind(column)
     if kind == "p":
         return pvalue(value)
     if kind == "df":

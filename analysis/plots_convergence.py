@@ -32,6 +32,7 @@ from analysis.convergence import (
     GrowthResult,
     models_table,
 )
+from analysis.plot_style import WHITE
 
 __all__ = [
     "alliance_trajectories_figure",
@@ -96,7 +97,7 @@ def alliance_trajectories_figure(data, study: str | None = None, title: str | No
         fig.update_xaxes(title_text="Session", row=i, col=1)
         fig.update_yaxes(title_text="Alliance (mean ± 1 SD)", row=i, col=1)
     fig.update_layout(title=title or "Patient- and therapist-rated alliance per session",
-                      height=max(380, 330 * len(studies)), template="plotly_white")
+                      height=max(380, 330 * len(studies)), template=WHITE)
     return fig
 
 
@@ -160,7 +161,7 @@ def dyad_trajectories_figure(df: pd.DataFrame, n: int = 12, seed: int = 0, study
                       legendgroup="t", showlegend=first), row=r, col=c)
     fig.update_annotations(font_size=11)
     fig.update_layout(title=title or "Dyad trajectories: ratings, fitted lines and fitted discrepancy",
-                      height=max(380, 250 * nrow), template="plotly_white",
+                      height=max(380, 250 * nrow), template=WHITE,
                       legend={"orientation": "h", "y": -0.08})
     return fig
 
@@ -187,7 +188,7 @@ def convergence_distribution_figure(scores: DyadScores | pd.DataFrame, column: s
     # the box row, which a long name cuts off; one study needs no legend, which would narrow the plot
     fig.update_yaxes(showticklabels=False, row=2, col=1)
     fig.update_layout(barmode="overlay", title=title or "Distribution of dyad convergence scores",
-                      template="plotly_white", height=420, showlegend=tab["study"].nunique() > 1)
+                      template=WHITE, height=420, showlegend=tab["study"].nunique() > 1)
     return fig
 
 
@@ -213,7 +214,7 @@ def discrepancy_figure(data, dyadic: DyadicResult | None = None, study: str | No
                                  line={"color": "#9467bd"}))
     fig.add_hline(y=0, line={"color": "grey", "dash": "dot"})
     fig.update_layout(title=title or "Patient − therapist alliance discrepancy", xaxis_title="Session",
-                      yaxis_title="P − T", template="plotly_white", height=380)
+                      yaxis_title="P − T", template=WHITE, height=380)
     return fig
 
 
@@ -235,7 +236,7 @@ def symptom_growth_figure(result: GrowthResult, df: pd.DataFrame | None = None, 
                                  marker={"color": "grey"}, name="Observed mean"))
     xl = "Assessment occasion" if result.time == "occasion" else "Session"
     fig.update_layout(title=title or f"Model {model}: implied symptom trajectories", xaxis_title=xl,
-                      yaxis_title="Symptoms", template="plotly_white", height=400)
+                      yaxis_title="Symptoms", template=WHITE, height=400)
     return fig
 
 

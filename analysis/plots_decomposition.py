@@ -15,6 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from analysis import formatting as fmt
+from analysis.plot_style import WHITE
 
 __all__ = ["person_means_figure", "trio_figure"]
 
@@ -48,7 +49,7 @@ def person_means_figure(result) -> go.Figure:
         title=f"Between patients: person means ({html.escape(result.study)})",
         xaxis_title=f"mean {result.predictor} of the patient ({_scale(result)})",
         yaxis_title=f"mean {result.outcome} of the patient ({_scale(result)})",
-        template="plotly_white", height=420, legend={"orientation": "h", "y": -0.2},
+        template=WHITE, height=420, legend={"orientation": "h", "y": -0.2},
     )
     return fig
 
@@ -75,7 +76,7 @@ def trio_figure(result) -> go.Figure:
     fig.add_vline(x=0, line={"color": _GREY, "dash": "dot"})
     fig.update_layout(
         title=f"{result.predictor} → {result.outcome}: total, within and between effects",
-        xaxis_title=f"coefficient ({_scale(result)}s), 95% CI", template="plotly_white", height=300,
+        xaxis_title=f"coefficient ({_scale(result)}s), 95% CI", template=WHITE, height=300,
         yaxis={"autorange": "reversed"},
     )
     return fig

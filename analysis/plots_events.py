@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.formatting import num, nums
+from analysis.plot_style import WHITE
 
 __all__ = [
     "alliance_around_gains_figure",
@@ -102,7 +103,7 @@ def rupture_series_figure(result, study: str, patient: str) -> go.Figure:
     else:
         title = f"{_title(study, patient)}: too few alliance ratings, not classified"
     fig.update_layout(title=title, xaxis_title="Session", yaxis_title=ALLIANCE_LABEL,
-                      legend={"orientation": "h", "y": -0.2}, template="plotly_white")
+                      legend={"orientation": "h", "y": -0.2}, template=WHITE)
     return fig
 
 
@@ -147,7 +148,7 @@ def rupture_prevalence_figure(result) -> go.Figure:
     fig.add_annotation(x=1, xref="paper", xanchor="left", y=1, yref="paper", yanchor="bottom", showarrow=False,
                        text="n/N: rupture · rupture–repair", font={"size": 12})
     fig.update_layout(barmode="group", title="Rupture prevalence per study, observed and expected by chance",
-                      yaxis_title="Study", xaxis_title="Patients (% of classified)", template="plotly_white",
+                      yaxis_title="Study", xaxis_title="Patients (% of classified)", template=WHITE,
                       legend={"orientation": "h", "y": -0.12 if len(studies) > 6 else -0.3},
                       height=max(340, 150 + 40 * len(studies)), bargap=0.25, margin={"r": 190})
     fig.update_yaxes(autorange="reversed", type="category")
@@ -193,7 +194,7 @@ def gain_series_figure(df: pd.DataFrame, result, study: str, patient: str) -> go
             fig.add_trace(go.Scatter(x=xs, y=[float(at.loc[s]) for s in xs], mode="markers", name="Reversal",
                                      marker={"symbol": "x", "size": 12, "color": "black"}))
     fig.update_layout(title=f"{_title(study, patient)}: {len(ev)} {word.lower()}(es)".replace("gain(es)", "gain(s)"),
-                      xaxis_title="Session", yaxis_title="Symptoms", template="plotly_white",
+                      xaxis_title="Session", yaxis_title="Symptoms", template=WHITE,
                       legend={"orientation": "h", "y": -0.2})
     return fig
 
@@ -225,7 +226,7 @@ def alliance_around_gains_figure(result) -> go.Figure:
     fig.update_yaxes(title_text=ALLIANCE_LABEL, row=1, col=1)
     fig.update_xaxes(title_text="Alliance change A(n+1) − A(n) (positive = stronger after)", row=1, col=2)
     fig.update_yaxes(title_text="Density", row=1, col=2)
-    fig.update_layout(title="Alliance around sudden gains", template="plotly_white",
+    fig.update_layout(title="Alliance around sudden gains", template=WHITE,
                       legend={"orientation": "h", "y": -0.2})
     return fig
 
@@ -254,7 +255,7 @@ def alliance_trajectory_figure(traj) -> go.Figure:
     fig.update_xaxes(title_text="Session relative to the pregain session", row=1, col=1)
     fig.update_xaxes(title_text="Session", row=1, col=2)
     fig.update_yaxes(title_text=ALLIANCE_LABEL, row=1, col=1)
-    fig.update_layout(title="Alliance trajectory around sudden gains", template="plotly_white",
+    fig.update_layout(title="Alliance trajectory around sudden gains", template=WHITE,
                       legend={"orientation": "h", "y": -0.2})
     return fig
 
@@ -318,5 +319,5 @@ def reliable_change_figure(result, study: str | None = None) -> go.Figure:
              "HA": "Hageman–Arrindell"}
     fig.update_layout(title=f"Reliable and clinically significant change ({names.get(method, method)})",
                       xaxis_title="First score (higher = more severe)", yaxis_title="Last score (higher = more severe)",
-                      template="plotly_white", legend={"orientation": "h", "y": -0.3}, margin={"b": 120})
+                      template=WHITE, legend={"orientation": "h", "y": -0.3}, margin={"b": 120})
     return fig

@@ -166,7 +166,10 @@ def patient_series_figure(view, patient: str | None = None, study: str | None = 
 
 def term_label(term: str, direction: str | None = None, lag: int = 1) -> str:
     """Plain-language name of a stage-1 term (METHODS §5), for pickers, titles and axes; without a
-    ``direction`` in words that fit both directions (predictor / outcome)."""
+    ``direction`` in words that fit both directions (predictor / outcome). Interactions with the within
+    effect are labelled *within-study*: each study estimates them with the moderator centred in that
+    study, so their pooling is free of ecological bias (the across-study part is the one-stage model's,
+    METHODS §6b)."""
     if direction is None:
         later = f"session t+{lag}" if lag else "later in session t"
         lab = {"x": "predictor", "y": "outcome", "arrow": f"predictor (session t) → outcome ({later})"}
@@ -177,15 +180,15 @@ def term_label(term: str, direction: str | None = None, lag: int = 1) -> str:
         "between": f"Between-patient effect: patient mean of {lab['x']} → {lab['y']}",
         "prior_within": f"Prior {lab['y']} (within) → {lab['y']} at t+{lag}",
         "prior_between": f"Patient mean of {lab['y']} → {lab['y']} at t+{lag}",
-        "interaction": f"Cross-level interaction: patient mean of {lab['x']} × within effect",
-        "interaction_outcome": f"Cross-level interaction: patient mean of {lab['y']} × within effect",
+        "interaction": f"Cross-level interaction (within-study): patient mean of {lab['x']} × within effect",
+        "interaction_outcome": f"Cross-level interaction (within-study): patient mean of {lab['y']} × within effect",
         "time": "Session (time trend)",
         "intercept": "Intercept",
     }
     if term in fixed:
         return fixed[term]
     if term.startswith("within × "):
-        return f"Cross-level interaction: {term[len('within × '):]} × within effect"
+        return f"Cross-level interaction (within-study): {term[len('within × '):]} × within effect"
     return f"Covariate: {term}"
 
 
@@ -222,7 +225,7 @@ def _term_axis(direction, term, lag, effect):
         "between": "Between-patient effect",
         "prior_within": f"Prior {lab['y']} (within) → {lab['y']} at t+{lag}",
         "prior_between": f"Patient mean of {lab['y']} → {lab['y']} at t+{lag}",
-        "interaction": "Cross-level interaction (between × within)",
+        "interaction": "Cross-level interaction, within-study (between × within)",
         "time": "Session (time trend)",
         "early_alliance": "Early alliance → final symptoms (adjusted for baseline)",
     }.get(term) or html.escape(term_label(term, direction, lag))

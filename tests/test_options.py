@@ -210,6 +210,7 @@ def test_a_link_with_every_option_sets_every_widget_and_is_written_back():
 
 
 def _page_classes():
+    from analysis import bayes_meta
     from analysis import convergence as conv
     from analysis import events as ev
     from analysis.convergence.options import ConvergenceOptions
@@ -218,11 +219,12 @@ def _page_classes():
     # options class → the analysis entry its options are the keyword arguments of
     return {ConvergenceOptions: conv.growth_models, evo.RuptureOptions: ev.rupture_analysis,
             evo.GainOptions: ev.gain_analysis, evo.ReliableChangeOptions: ev.reliable_change_analysis,
-            evo.OutcomeOptions: ev.outcome_by_pattern, evo.DropoutOptions: ev.dropout_models}
+            evo.OutcomeOptions: ev.outcome_by_pattern, evo.DropoutOptions: ev.dropout_models,
+            bayes_meta.SmallKOptions: bayes_meta.bayes_random_effects}
 
 
 #: options that only say how a page asks for an input (not a keyword of the analysis entry)
-PAGE_ONLY = {"cutoff_mode"}
+PAGE_ONLY = {"cutoff_mode", "one_stage"}
 
 
 def test_every_page_option_round_trips_url_options_entry():
@@ -232,7 +234,7 @@ def test_every_page_option_round_trips_url_options_entry():
 
     from ui import persist
 
-    specs = {**persist.CONVERGENCE, **persist.EVENTS}
+    specs = {**persist.CONVERGENCE, **persist.EVENTS, **persist.SMALL_K}
     n = 0
     for cls, entry in _page_classes().items():
         params = inspect.signature(entry).parameters

@@ -119,8 +119,10 @@ def fingerprint(df: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
+@st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
 def load_demo(filename: str) -> pd.DataFrame:
-    """Read a demo file through the same intake path as an upload (one shared, read-only frame)."""
+    """Read a demo file through the same intake path as an upload, once per server (each session gets its own
+    copy: a class opening the app at once parses the default demo once, not once per student)."""
     raw = adata.load(DEMO_DIR / filename, filename=filename)
     mapping = adata.suggest_mapping(raw)
     return adata.to_canonical(raw, mapping)
@@ -514,7 +516,9 @@ def _event_around(key: str, _df: pd.DataFrame, gain_options: tuple, rater: str, 
     gains = _event_result(key, _df, "gain_analysis", gain_options).gains
     col = "alliance" if rater == "patient" else "therapist_alliance"
     data = events.standardize_within_study(_df, [col]) if standardize else _df
-    return events.alliance_around_gains(data, gains, rater=rater), events.alliance_trajectory(data, gains, rater=rater)
+    around = events.alliance_around_gains(data, gains, rater=rater)
+    around = dataclasses.replace(around, messages=(*data.attrs.get("messages", ()), *around.messages))
+    return around, events.alliance_trajectory(data, gains, rater=rater)
 
 
 def event_around(df: pd.DataFrame, gain_options: dict, rater: str, standardize: bool):

@@ -84,18 +84,13 @@ class StudyData:
         """z = (x − study mean) / SD, the SD over all observed values (``standardize_by="total"``,
         ddof 1) or the pooled within-patient SD √(Σ(x − x̄_i)² / (N − G)) ("within") — §2."""
         total = zscores(x, self.scode, self.S)
-        for k in total.constant:
-            self.problems[self.study_labels[k]].append(
-                f"{var} has no variance in the analysis window ({int(total.n[k])} observed value(s))"
-            )
+        problems = total.problems(var, self.study_labels)
         std = total
         if options.standardize and options.standardize_by == "within":
             std = zscores(x, self.scode, self.S, within=self.g, n_within=self.G)
-            for k in set(std.constant) - set(total.constant):
-                self.problems[self.study_labels[k]].append(
-                    f"{var} does not vary within patients (within-patient SD 0), so it cannot be standardized "
-                    "by the within-patient SD"
-                )
+            problems = std.problems(var, self.study_labels) | problems
+        for lab, msg in problems.items():
+            self.problems[lab].append(msg)
         self.z[var] = std.z if options.standardize else x
         mean, sd = std.mean, std.sd
         self.scale[var] = (mean, sd)

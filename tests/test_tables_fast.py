@@ -1,0 +1,73 @@
+"""The fast table path (ui/tables.styled and its display frame) shows exactly what Streamlit's own Styler route
+would show (issue 24: ~40 → ~15 ms CPU per table, on every run of every session)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.elements.lib import pandas_styler_utils as psu
+
+from analysis import formatting as fmt
+from ui import tables
+
+
+def _frames():
+    rng = np.random.default_rng(24)
+    yield pd.DataFrame({
+        "study": ["A", "B", None, "Ünïcode — long"],
+        "n_patients": np.array([12, 1500, 3, 40_000], dtype="int64"),
+        "estimate": [-0.0041, 0.25, np.nan, 12.5],
+        "pvalue": [0.00001, 0.049, 0.5, np.nan],
+        "df": [15.0, 1542.0, 3.4, np.nan],
+        "tau2": [0.0, 0.0031, 1e-6, 0.2],
+        "converged": [True, False, True, True],
+        "I2 (%)": [0.0, 45.67, 99.9, np.nan],
+    }, index=[3, 1, 7, 0])
+    yield pd.DataFrame({"x": rng.normal(size=50), "session": np.arange(50), "label": [f"p{i}" for i in range(50)]})
+    yield pd.DataFrame({"only text": pd.array(["a", pd.NA, "c"], dtype="string")})
+    yield pd.DataFrame({"estimate": pd.Series([], dtype=float)})
+
+
+def _reference_styler(df):
+    """The route ui.tables used before: a Styler.format with analysis.formatting.cell per column."""
+    return df.style.format({c: (lambda v, c=c: fmt.cell(v, c)) for c in df.columns})
+
+
+@pytest.mark.parametrize("i", range(4))
+def test_display_values_equal_streamlit_styler_route(i):
+    df = list(_frames())[i]
+    ref = _reference_styler(df)
+    ref._compute()
+    expected = tables._streamlit_use_display_values(df, ref._translate(False, False))
+    fast = tables.styled(df)
+    got = tables._display_frame(df, fast._translate(False, False))
+    pd.testing.assert_frame_equal(got, expected)
+    # Streamlit's own function on the fast Styler's cell list gives the same frame too
+    pd.testing.assert_frame_equal(tables._streamlit_use_display_values(df, fast._translate(False, False)), expected)
+
+
+def test_streamlit_uses_the_fast_display_frame():
+    """If a Streamlit upgrade renames the function, this fails instead of silently losing the speed-up."""
+    assert psu._use_display_values is tables._display_frame
+    import inspect
+
+    assert "_use_display_values" in inspect.getsource(psu._marshall_display_values)
+
+
+def test_display_frame_keeps_partial_updates():
+    """Cells without a display value keep ``astype(str)`` text, as in Streamlit's function."""
+    df = pd.DataFrame({"a": [1.5, 2.5], "b": ["x", "y"]})
+    styles = {"body": [[{"id": "row1_col0", "display_value": "two"}], []]}
+    pd.testing.assert_frame_equal(tables._display_frame(df, styles), tables._streamlit_use_display_values(df, styles))
+    assert tables._display_frame(df, styles).iloc[:, 0].tolist() == ["1.5", "two"]
+
+
+def test_column_cells_equals_cell():
+    vals = np.array([1234, -5, 0], dtype="int64")
+    for name in ("n_pairs", "estimate", "pvalue", "df"):
+        assert fmt.column_cells(vals, name) == [fmt.cell(v, name) for v in vals]
+
+
+def test_numpy_bool_reads_yes_no():
+    assert fmt.cell(np.True_) == "yes" and fmt.cell(np.False_, "converged") == "no"
