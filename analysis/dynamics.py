@@ -541,9 +541,11 @@ def _n_pairs(frame: pd.DataFrame, direction: str) -> int:
 
 def study_fit(res: SEMResult, direction: str, options, n_pairs: int = 0):
     """A :class:`analysis.lagged.StudyFit` from one SEM fit: terms ``within`` (the cross-lag of
-    ``direction``) and ``prior_within`` (the outcome's autoregression), Wald z. In the pipeline the data
-    are standardized per study (§2), so ``within`` is on the scale of the lagged models' ``within``; the
-    within-person standardized lag (lavaan std.all) stays on the :class:`SEMResult`."""
+    ``direction``), ``prior_within`` (the outcome's autoregression) and ``within_std`` (the cross-lag
+    standardized on the within-person components, lavaan ``std.all`` averaged over waves, delta-method
+    SE), Wald z. In the pipeline the data are standardized per study (§2), so ``within`` is on the scale
+    of the lagged models' ``within``; ``within_std`` is pooled by the same stage 2
+    (:attr:`analysis.twostage.TwoStageResult.pooled_terms`)."""
     from analysis.lagged import StudyFit, coef_data, failed_fit
 
     outcome = "symptoms" if direction == "alliance_to_symptoms" else "alliance"
@@ -552,9 +554,10 @@ def study_fit(res: SEMResult, direction: str, options, n_pairs: int = 0):
         reason = res.messages[-1] if res.messages else "the model could not be fitted."
         f = failed_fit(res.study, direction, options, f"{label}: {reason}", n_patients=res.n, n_pairs=n_pairs)
         return _replace(f, estimator=label, effect="within-patient")
-    terms = ("within", "prior_within")
-    est = [res.estimate(direction), res.estimate(f"ar_{outcome}")]
-    se = [res.se(direction), res.se(f"ar_{outcome}")]
+    terms = ("within", "prior_within", "within_std")
+    std = res.standardized.get(direction, (float("nan"), float("nan")))
+    est = [res.estimate(direction), res.estimate(f"ar_{outcome}"), std[0]]
+    se = [res.se(direction), res.se(f"ar_{outcome}"), std[1]]
     return StudyFit(
         study=res.study, direction=direction, options=options, effect="within-patient", estimator=label,
         coef_data=coef_data(terms, est, se), n_patients=res.n, n_pairs=n_pairs, converged=res.converged,

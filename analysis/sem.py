@@ -54,7 +54,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -627,13 +627,18 @@ def _newton(derivs, value, theta, N, max_iter, tol, gradient=None):
     return theta, ll, g, H, it
 
 
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> ThreadpoolController:
+    return ThreadpoolController()  # finds the loaded BLAS libraries once (a few ms)
+
+
 def single_thread(fn):
     """Run ``fn`` with one BLAS thread. The engine multiplies many small matrices; a threaded BLAS
     only adds synchronisation to them (measured: the 11-wave RI-CLPM took 4× the CPU time with two
     OpenBLAS threads on a busy 2-core machine), and a process pool gets the cores instead."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with threadpool_limits(1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             return fn(*args, **kwargs)
     return wrapper
 

@@ -85,6 +85,8 @@ def test_loglik_and_fit_indices_equal_lavaan(fits, case, direction, ref):
         assert getattr(res, k) == pytest.approx(f[k], abs=1e-4), k
     for name, v in ref["std"].items():
         assert res.standardized[name][0] == pytest.approx(v, abs=1e-4), name
+        # delta-method SE of the average over waves, from lavaan's vcov.std.all
+        assert res.standardized[name][1] == pytest.approx(ref["std_se"][name], rel=1e-3), name
     assert res.n == f["ntotal"]
 
 
@@ -293,18 +295,26 @@ def test_exported_r_script_reproduces_the_sem_stage1_with_lavaan(tmp_path, stage
     df = simulate_collection(k=2, n_patients=90, sessions=range(1, 6), instruments=False, missing_sessions=0.1,
                              seed=5).data
     options = LagOptions(stage1=stage1)
-    py = pipeline.two_stage(df, options).per_study
+    res = pipeline.two_stage(df, options)
+    py = res.per_study
     df.to_csv(tmp_path / "d.csv", index=False)
     (tmp_path / "s.R").write_text(r_script("d.csv", options, data=df), encoding="utf-8")
     run = subprocess.run(["Rscript", "s.R"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     per = pd.read_csv(tmp_path / "per_study_estimates.csv")
-    for term in ("within", "prior_within"):
+    for term in ("within", "prior_within", "within_std"):
         a = per[per["term"] == term].sort_values(["study", "direction"])
         b = py[py["term"] == term].sort_values(["study", "direction"])
         assert len(a) == len(b) == 4
         np.testing.assert_allclose(a["estimate"].to_numpy(), b["estimate"].to_numpy(float), atol=1e-4)
         np.testing.assert_allclose(a["se"].to_numpy(), b["se"].to_numpy(float), rtol=1e-3)
+    # the standardized cross-lags are pooled like the raw ones (metafor::rma on lavaan's std.all)
+    pooled_std = pd.read_csv(tmp_path / "pooled_standardized_estimates.csv").set_index("direction")
+    for direction in ("alliance_to_symptoms", "symptoms_to_alliance"):
+        m = res.pooled_terms[(direction, "within_std")]
+        assert m.k == 2
+        assert m.estimate == pytest.approx(pooled_std.loc[direction, "estimate"], abs=1e-4)
+        assert m.se == pytest.approx(pooled_std.loc[direction, "se"], rel=2e-3)
 
 
 def test_python_script_carries_the_stage1_option():

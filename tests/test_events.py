@@ -444,7 +444,7 @@ def test_rupture_item_rules_hand():
     assert pd.isna(f.set_index("session").loc[4, "rupture"])  # no item value: unknown
     with pytest.raises(ValueError, match="item_threshold"):
         ev.ruptures(d, item="rupture_intensity")
-    with pytest.raises(ValueError, match="must be numeric"):
+    with pytest.raises(ValueError, match="must hold numbers"):
         ev.ruptures(d.assign(rupture_intensity="high"), item="rupture_intensity", item_threshold=1)
 
 
@@ -1141,7 +1141,7 @@ def test_outcome_by_pattern_pooled_with_meta():
 
 
 def test_validation_messages():
-    with pytest.raises(ValueError, match="missing the column"):
+    with pytest.raises(ValueError, match="lack the column"):
         ev.ruptures(S1.drop(columns="alliance"))
     with pytest.raises(ValueError, match="therapist_alliance"):
         ev.ruptures(S1, rater="therapist")
@@ -1153,23 +1153,23 @@ def test_validation_messages():
         ev.ruptures(S1, k=0)
     with pytest.raises(ValueError, match="k must be"):
         ev.ruptures(S1, k=float("nan"))
-    with pytest.raises(ValueError, match="DataFrame"):
+    with pytest.raises(ValueError, match="canonical long format"):
         ev.ruptures([1, 2, 3])
     with pytest.raises(ValueError, match="no rows"):
         ev.ruptures(S1.iloc[:0])
-    with pytest.raises(ValueError, match="share a"):
+    with pytest.raises(ValueError, match="more than once"):
         ev.ruptures(cat(S1, S1.iloc[:1]))
     bad = S1.copy()
-    bad["alliance"] = bad["alliance"].astype(str)
-    with pytest.raises(ValueError, match="must be numeric"):
+    bad["alliance"] = bad["alliance"].astype(str) + " points"  # text, not numbers
+    with pytest.raises(ValueError, match="must hold numbers"):
         ev.ruptures(bad)
     bad = S1.copy()
     bad["session"] = bad["session"] + 0.5
-    with pytest.raises(ValueError, match="whole numbers"):
+    with pytest.raises(ValueError, match="whole number"):
         ev.ruptures(bad)
     bad = S1.copy()
     bad.loc[0, "session"] = -1
-    with pytest.raises(ValueError, match="whole numbers"):
+    with pytest.raises(ValueError, match="whole number"):
         ev.ruptures(bad)
     bad = S1.copy()
     bad.loc[0, "patient"] = None
@@ -1198,7 +1198,7 @@ def test_validation_sudden_gains_and_rc():
     neg = d.assign(symptoms=d.symptoms - 15)
     with pytest.raises(ValueError, match="negative"):
         ev.sudden_gains(neg, cutoff=5)
-    with pytest.raises(ValueError, match="missing the column"):
+    with pytest.raises(ValueError, match="lack the column"):
         ev.sudden_gains(d.drop(columns="symptoms"), cutoff=5)
     with pytest.raises(ValueError, match="lack the key"):
         ev.reliable_change(d, 0.8, 5, norms={"M_clinical": 30})

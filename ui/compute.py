@@ -144,9 +144,11 @@ def _on_data(target: str, _func, key: str, _df: pd.DataFrame, options: LagOption
     return _func(_df, options)
 
 
-def _data_call(func, df: pd.DataFrame, options: LagOptions):
-    """One cached ``func(df, options)`` call (func: an analysis function taking the frame and LagOptions)."""
-    return _on_data(f"{func.__module__}.{func.__qualname__}", func, data_key(df), df, options)
+def _data_call(func, df: pd.DataFrame, options: LagOptions, key: str | None = None):
+    """One cached ``func(df, options)`` call (func: an analysis function taking the frame and LagOptions).
+    ``key``: the data fingerprint when the caller has it (a download's callable runs off the script thread,
+    where :func:`data_key` cannot read the session)."""
+    return _on_data(f"{func.__module__}.{func.__qualname__}", func, key or data_key(df), df, options)
 
 
 #: a larger data set is not fitted before a page asks for it (memory: a 5-million-row upload, issue 16)
@@ -190,8 +192,8 @@ def two_stage_or_stop(df: pd.DataFrame, options: LagOptions, spinner: str) -> pi
     return res
 
 
-def multiverse(df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
-    return _data_call(pipeline.multiverse, df, options)
+def multiverse(df: pd.DataFrame, options: LagOptions, key: str | None = None) -> pd.DataFrame:
+    return _data_call(pipeline.multiverse, df, options, key)
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl="1h", hash_funcs=OPTIONS_HASH)
@@ -337,9 +339,10 @@ def _decomposition(key: str, _df: pd.DataFrame, direction: str, lag: int, standa
                                               sessions=sessions)
 
 
-def decomposition(df: pd.DataFrame, direction: str, lag: int, standardize: bool, study: str, sessions=None):
+def decomposition(df: pd.DataFrame, direction: str, lag: int, standardize: bool, study: str, sessions=None,
+                  key: str | None = None):
     """Seed 004's total/within/between trio for one study (cached on the data fingerprint)."""
-    return _decomposition(data_key(df), df, direction, int(lag), bool(standardize), str(study),
+    return _decomposition(key or data_key(df), df, direction, int(lag), bool(standardize), str(study),
                           None if sessions is None else tuple(int(s) for s in sessions))
 
 
@@ -374,9 +377,9 @@ def _early_outcome(key: str, _df: pd.DataFrame, options: LagOptions, early_windo
 
 
 def early_outcome(df: pd.DataFrame, options: LagOptions, early_window=None, outcome: str = "last",
-                  outcome_session=None, outcome_column=None):
+                  outcome_session=None, outcome_column=None, key: str | None = None):
     """Early alliance → outcome with its own early window and outcome (analysis.early), cached."""
-    return _early_outcome(data_key(df), df, options, early_window, outcome, outcome_session, outcome_column)
+    return _early_outcome(key or data_key(df), df, options, early_window, outcome, outcome_session, outcome_column)
 
 
 # --------------------------------------------------------------------------- teaching (simulation only; no data key)
@@ -581,11 +584,11 @@ def _thaw(options: tuple) -> dict:
 # --------------------------------------------------------------------------- few studies (issue 21)
 
 
-def one_stage(df: pd.DataFrame, options: LagOptions):
+def one_stage(df: pd.DataFrame, options: LagOptions, key: str | None = None):
     """:func:`analysis.onestage.one_stage` (both directions of ``options``), cached on the data and options."""
     from analysis import onestage
 
-    return _data_call(onestage.one_stage, df, options)
+    return _data_call(onestage.one_stage, df, options, key)
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
