@@ -223,6 +223,11 @@ def total_within_between(df: pd.DataFrame, direction: str = "alliance_to_symptom
     computed (person means use every observed value in it). Returns a
     :class:`DecompositionResult`; a model that cannot be fitted is left out of
     the table and its reason is in ``messages``. Bad input raises ``ValueError``.
+
+    >>> from analysis.simulate import simulate_study
+    >>> res = total_within_between(simulate_study(40, seed=1).data)
+    >>> res.to_frame()["model"].unique().tolist()
+    ['total', 'within', 'between_sessions', 'between']
     """
     if direction not in _VARS:
         raise ValueError(f"direction must be one of {', '.join(map(repr, _VARS))}; got {direction!r}.")

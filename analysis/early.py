@@ -270,5 +270,11 @@ def early_alliance_outcome(df: pd.DataFrame, early_sessions: int = 3, standardiz
                            options: LagOptions | None = None, **choices):
     """The partial-β part of :func:`early_outcome` (a :class:`analysis.pipeline.TwoStageResult`);
     ``choices`` are its keyword-only options (early_window, outcome, outcome_session, outcome_column).
-    Kept importable as ``analysis.pipeline.early_alliance_outcome``."""
+    Kept importable as ``analysis.pipeline.early_alliance_outcome``.
+
+    >>> from analysis.simulate import simulate_collection
+    >>> res = early_alliance_outcome(simulate_collection(k=2, n_patients=40, seed=1).data)
+    >>> res.pooled["early_alliance_to_outcome"].k
+    2
+    """
     return early_outcome(df, early_sessions, standardize, options, **choices).beta

@@ -69,6 +69,11 @@ def two_stage(df: pd.DataFrame, options: LagOptions | None = None) -> TwoStageRe
     Stage 2: ``analysis.meta.random_effects(yi = within estimates, vi = SE²,
     method = options.pooling_method, test = options.test)``, over the studies
     whose fit did not fail.
+
+    >>> from analysis.simulate import simulate_collection
+    >>> res = two_stage(simulate_collection(k=3, n_patients=30, seed=2).data, LagOptions(pooling_method="DL"))
+    >>> res.pooled["alliance_to_symptoms"].k
+    3
     """
     options = options or LagOptions()
     return _two_stage_base(prepare_studies(df, options), options)
@@ -83,6 +88,11 @@ def multiverse(df: pd.DataFrame, options: LagOptions | None = None) -> pd.DataFr
     × (study or pooled): ``centering, time_trend, direction, effect, study,
     row ("study"/"pooled"), estimate, se, ci_low, ci_high, pvalue, n_patients,
     n_pairs, status, k, tau2, i2, message``.
+
+    >>> from analysis.simulate import simulate_collection
+    >>> t = multiverse(simulate_collection(k=2, n_patients=30, seed=1).data)
+    >>> sorted(t["centering"].unique())[:2]
+    ['detrended', 'grand_mean']
     """
     options = options or LagOptions()
     base = prepare_studies(df, options.replace(time_trend="none", cross_level=False, centering="person_mean",

@@ -243,6 +243,10 @@ def html_report(
     note repeated in many table rows (a ``message``/``notes`` column, or any
     text column with long cells) is printed once as a numbered footnote that
     the rows refer to, and repeated ``messages`` are shown once.
+
+    >>> page = html_report("My study", messages=["Two patients had one session."])
+    >>> page.startswith("<!DOCTYPE html>"), "Two patients had one session." in page
+    (True, True)
     """
     created = created or _dt.datetime.now()
     notes = _Notes()
@@ -302,6 +306,11 @@ def reproduction_script(
     (``pip install .`` in the project folder), so it runs from any folder.
     Every user-supplied string is embedded with ``repr`` so that it is data,
     not code.
+
+    >>> from analysis.lagged import LagOptions
+    >>> src = reproduction_script("sessions.csv", LagOptions(lag=2))
+    >>> "    lag=2," in src, "two_stage" in src
+    (True, True)
     """
     import analysis
 

@@ -135,6 +135,11 @@ def r_script(data_filename: str, options, data=None) -> str:
     ``ValueError`` naming the option when a :class:`LagOptions` value is not
     reproduced by the R script (every field outside :data:`R_SUPPORTED_OPTIONS`
     must keep its default).
+
+    >>> from analysis.lagged import LagOptions
+    >>> src = r_script("sessions.csv", LagOptions(lag=2))
+    >>> "lag = 2" in src, "library(lme4)" in src
+    (True, True)
     """
     opts = _as_options(options)
     _check_supported(opts)

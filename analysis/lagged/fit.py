@@ -423,6 +423,11 @@ def fit_study(df: pd.DataFrame, options: LagOptions | None = None, direction: st
     pair per patient, non-convergence) comes back with ``status="failed"`` and
     the reason in ``messages`` rather than raising. Bad input (missing columns,
     duplicate keys, several studies, unknown options) raises ``ValueError``.
+
+    >>> from analysis.simulate import simulate_study
+    >>> fit = fit_study(simulate_study(60, seed=1).data)
+    >>> fit.status, fit.coefficients["term"].tolist()[:2]
+    ('ok', ['intercept', 'within'])
     """
     options = options or LagOptions()
     _check_direction(direction)

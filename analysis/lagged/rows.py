@@ -447,6 +447,11 @@ def prepare(df: pd.DataFrame, options: LagOptions | None = None, direction: str 
     where the prior outcome comes from.
     Columns of terms not in the model are absent. ``attrs`` records the
     direction, predictor, outcome, terms and options.
+
+    >>> from analysis.simulate import simulate_study
+    >>> rows = prepare(simulate_study(10, seed=1).data)
+    >>> rows.columns.tolist()[:4]
+    ['study', 'patient', 'session', 'lead_session']
     """
     options = options or LagOptions()
     _check_direction(direction)
@@ -462,6 +467,11 @@ def pairing_counts(df: pd.DataFrame, options: LagOptions | None = None) -> pd.Da
     ``pairs_next_observed``, ``patients_session``, ``patients_next_observed``
     and ``median_gap_next_observed`` (median session distance of the
     next-observed pairs; equals the lag when nothing was skipped).
+
+    >>> from analysis.simulate import simulate_study
+    >>> t = pairing_counts(simulate_study(10, seed=1).data)
+    >>> t.columns.tolist()[:3], len(t)
+    (['study', 'direction', 'rows'], 2)
     """
     options = options or LagOptions()
     base = StudyData(df, options)
