@@ -56,6 +56,10 @@ def test_few_studies_panel_and_small_k_statement():
     assert not at.exception, [e.value for e in at.exception]
     text = _texts(at)
     assert "Bayesian random effects (k = 4" in text and "half-normal with scale 0.100" in text
+    # the panel's limit, with the patient-level check's numbers (analysis.coverage.PANEL_CHECK)
+    from analysis.coverage import limit_note
+
+    assert limit_note() in [c.value for c in at.caption]
     # the prior scale is the declared option: changing it changes the estimate
     before = [d.value for d in at.dataframe if "prior" in d.value.columns][0]
     at.number_input(key="fs_prior_scale").set_value(1.0).run()

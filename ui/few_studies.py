@@ -92,6 +92,7 @@ def small_k_section(pooled: dict, options, directions: dict) -> None:
     st.markdown("**How trustworthy is this interval?** The simulation below draws meta-analyses with your "
                 "design — your k, your studies' SEs and the estimated τ — whose true mean effect is known, and "
                 "counts how often each 95% interval contains it (seeded; METHODS §6d).")
+    st.caption(esc(coverage.limit_note(), limit=None))
     clicked = st.button("Simulate the coverage of these intervals", key="fs_cov_run")
     for d, m in pooled.items():
         if m.k < 2:
