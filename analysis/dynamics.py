@@ -236,18 +236,16 @@ def _riclpm_start(model: sem.RamModel, Y, T):
     return th
 
 
-def _std_riclpm(model, theta, T, time_invariant):
-    """Standardized within lagged effects (lavaan std.all), averaged over waves."""
-    _, K, *_ = model.implied_all(theta)
-    A, S, _ = model.matrices(theta)
-    wa = [2 * T + 2 + t for t in range(T)]
-    ws = [3 * T + 2 + t for t in range(T)]
-    sd = np.sqrt(np.clip(np.diag(K), 1e-300, None))
+def _std_riclpm(model, thetas, T):
+    """Standardized within lagged effects (lavaan std.all), averaged over waves, for a stack of θ."""
+    A, K = sem.implied_batch(model, thetas)
+    wa = 2 * T + 2 + np.arange(T)
+    ws = 3 * T + 2 + np.arange(T)
+    sd = np.sqrt(np.clip(np.diagonal(K, axis1=1, axis2=2), 1e-300, None))
     out = {}
     for name, to, frm in (("alliance_to_symptoms", ws, wa), ("symptoms_to_alliance", wa, ws),
                           ("ar_alliance", wa, wa), ("ar_symptoms", ws, ws)):
-        vals = [A[to[t], frm[t - 1]] * sd[frm[t - 1]] / sd[to[t]] for t in range(1, T)]
-        out[name] = float(np.mean(vals))
+        out[name] = (A[:, to[1:], frm[:-1]] * sd[:, frm[:-1]] / sd[:, to[1:]]).mean(axis=1)
     return out
 
 
@@ -325,21 +323,20 @@ def _params_frame(names, theta, vcov):
 
 
 def _delta_std(fun, theta, vcov):
-    """Standardized values and delta-method SEs (numerical Jacobian)."""
-    base = fun(theta)
-    keys = list(base)
+    """Standardized values and delta-method SEs (central differences of ``fun``, which maps a stack
+    of parameter vectors to ``{name: values}``, all evaluated in one batch)."""
+    q = len(theta)
     if vcov is None:
-        return {k: (base[k], float("nan")) for k in keys}
-    J = np.empty((len(keys), len(theta)))
-    for j in range(len(theta)):
-        h = 1e-6 * max(1.0, abs(theta[j]))
-        tp, tm = theta.copy(), theta.copy()
-        tp[j] += h
-        tm[j] -= h
-        fp, fm = fun(tp), fun(tm)
-        J[:, j] = [(fp[k] - fm[k]) / (2 * h) for k in keys]
-    V = J @ vcov @ J.T
-    return {k: (base[k], float(np.sqrt(max(V[i, i], 0.0)))) for i, k in enumerate(keys)}
+        return {k: (float(v[0]), float("nan")) for k, v in fun(theta[None]).items()}
+    h = 1e-6 * np.maximum(1.0, np.abs(theta))
+    T = np.repeat(theta[None], 2 * q + 1, axis=0)
+    T[1 + np.arange(q), np.arange(q)] += h
+    T[1 + q + np.arange(q), np.arange(q)] -= h
+    out = {}
+    for k, v in fun(T).items():
+        J = (v[1: q + 1] - v[q + 1:]) / (2 * h)
+        out[k] = (float(v[0]), float(np.sqrt(max(J @ vcov @ J, 0.0))))
+    return out
 
 
 def _checks(model: sem.RamModel, theta, blocks) -> list[str]:
@@ -429,7 +426,7 @@ def riclpm_wide(Y, waves, *, study="", msgs=(), n_patients=None, time_invariant=
     ria = [2 * T, 2 * T + 1]
     blocks = [("the random intercepts", ria)]
     blocks += [(f"the within components at session {waves[0]}", [2 * T + 2, 3 * T + 2])]
-    std_fun = (lambda th: _std_riclpm(model, th, T, time_invariant)) if standardized else None
+    std_fun = (lambda th: _std_riclpm(model, th, T)) if standardized else None
     res, fit, data = _run(model, Y, np.asarray(start, float), model_name=name, study=study, waves=waves,
                           msgs=msgs, std_fun=std_fun, blocks=blocks, with_fit=fit_indices)
     if not time_invariant and res.converged:
@@ -484,13 +481,12 @@ def dpm_wide(Y, waves, *, outcome="symptoms", study="", msgs=(), n_patients=None
     start = _dpm_start(model, Y, T, outcome) if start is None else np.asarray(start, float)
     cross = f"{predictor}_to_{outcome}"
 
-    def std_fun(th):
-        _, K, *_ = model.implied_all(th)
-        A, *_ = model.matrices(th)
-        sd = np.sqrt(np.clip(np.diag(K), 1e-300, None))
-        c = [A[t, T + t - 1] * sd[T + t - 1] / sd[t] for t in range(1, T)]
-        a = [A[t, t - 1] * sd[t - 1] / sd[t] for t in range(1, T)]
-        return {cross: float(np.mean(c)), f"ar_{outcome}": float(np.mean(a))}
+    def std_fun(thetas):
+        A, K = sem.implied_batch(model, thetas)
+        sd = np.sqrt(np.clip(np.diagonal(K, axis1=1, axis2=2), 1e-300, None))
+        t = np.arange(1, T)
+        return {cross: (A[:, t, T + t - 1] * sd[:, T + t - 1] / sd[:, t]).mean(axis=1),
+                f"ar_{outcome}": (A[:, t, t - 1] * sd[:, t - 1] / sd[:, t]).mean(axis=1)}
 
     exo = [2 * T - 1, 0] + list(range(T, 2 * T - 1))
     res, _, _ = _run(model, Y, start, model_name=name, study=study, waves=waves, msgs=msgs,
@@ -545,9 +541,11 @@ def _n_pairs(frame: pd.DataFrame, direction: str) -> int:
 
 def study_fit(res: SEMResult, direction: str, options, n_pairs: int = 0):
     """A :class:`analysis.lagged.StudyFit` from one SEM fit: terms ``within`` (the cross-lag of
-    ``direction``) and ``prior_within`` (the outcome's autoregression), Wald z. In the pipeline the data
-    are standardized per study (§2), so ``within`` is on the scale of the lagged models' ``within``; the
-    within-person standardized lag (lavaan std.all) stays on the :class:`SEMResult`."""
+    ``direction``), ``prior_within`` (the outcome's autoregression) and ``within_std`` (the cross-lag
+    standardized on the within-person components, lavaan ``std.all`` averaged over waves, delta-method
+    SE), Wald z. In the pipeline the data are standardized per study (§2), so ``within`` is on the scale
+    of the lagged models' ``within``; ``within_std`` is pooled by the same stage 2
+    (:attr:`analysis.twostage.TwoStageResult.pooled_terms`)."""
     from analysis.lagged import StudyFit, coef_data, failed_fit
 
     outcome = "symptoms" if direction == "alliance_to_symptoms" else "alliance"
@@ -556,9 +554,10 @@ def study_fit(res: SEMResult, direction: str, options, n_pairs: int = 0):
         reason = res.messages[-1] if res.messages else "the model could not be fitted."
         f = failed_fit(res.study, direction, options, f"{label}: {reason}", n_patients=res.n, n_pairs=n_pairs)
         return _replace(f, estimator=label, effect="within-patient")
-    terms = ("within", "prior_within")
-    est = [res.estimate(direction), res.estimate(f"ar_{outcome}")]
-    se = [res.se(direction), res.se(f"ar_{outcome}")]
+    terms = ("within", "prior_within", "within_std")
+    std = res.standardized.get(direction, (float("nan"), float("nan")))
+    est = [res.estimate(direction), res.estimate(f"ar_{outcome}"), std[0]]
+    se = [res.se(direction), res.se(f"ar_{outcome}"), std[1]]
     return StudyFit(
         study=res.study, direction=direction, options=options, effect="within-patient", estimator=label,
         coef_data=coef_data(terms, est, se), n_patients=res.n, n_pairs=n_pairs, converged=res.converged,

@@ -166,10 +166,15 @@ def _patient_values(base, df, early_sessions, early_window, outcome, outcome_ses
     return early, baseline, final, ok
 
 
-def _z(v):
-    """``v`` standardized over the study's patients (:func:`analysis.standardize.zscores`; NaN when constant,
-    which the fit then reports)."""
-    return zscores(v).z
+def _z(named: dict) -> tuple[list, list]:
+    """Each array of ``{name: values}`` standardized over the study's patients
+    (:func:`analysis.standardize.zscores`), and the sentences for those that could not be (the study's problem)."""
+    out, problems = [], []
+    for name, v in named.items():
+        s = zscores(v)
+        out.append(s.z)
+        problems += list(s.problems(name).values())
+    return out, problems
 
 
 def _early_failed(lab, o, reason, n_pat, extra):
@@ -215,7 +220,10 @@ def early_outcome(df: pd.DataFrame, early_sessions: int = 3, standardize: bool =
             continue
         e, b, f = early[use], baseline[use], final[use]
         if standardize:
-            e, b, f = (_z(v) for v in (e, b, f))
+            (e, b, f), problems = _z({"early alliance": e, "baseline symptoms": b, "the outcome": f})
+            if problems:
+                fits.append(_early_failed(lab, o, f"Not fitted: {'; '.join(problems)}.", n_pat, base_msgs))
+                continue
         try:
             if not (np.all(np.isfinite(e)) and np.all(np.isfinite(b)) and np.all(np.isfinite(f))):
                 raise ValueError("early alliance, baseline or outcome do not vary across patients")
@@ -262,5 +270,11 @@ def early_alliance_outcome(df: pd.DataFrame, early_sessions: int = 3, standardiz
                            options: LagOptions | None = None, **choices):
     """The partial-β part of :func:`early_outcome` (a :class:`analysis.pipeline.TwoStageResult`);
     ``choices`` are its keyword-only options (early_window, outcome, outcome_session, outcome_column).
-    Kept importable as ``analysis.pipeline.early_alliance_outcome``."""
+    Kept importable as ``analysis.pipeline.early_alliance_outcome``.
+
+    >>> from analysis.simulate import simulate_collection
+    >>> res = early_alliance_outcome(simulate_collection(k=2, n_patients=40, seed=1).data)
+    >>> res.pooled["early_alliance_to_outcome"].k
+    2
+    """
     return early_outcome(df, early_sessions, standardize, options, **choices).beta

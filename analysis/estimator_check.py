@@ -133,7 +133,7 @@ def _lmm(sim: pd.DataFrame, estimators) -> dict:
         rows = {}
         for direction in dynamics.CROSS_LAGS:
             try:
-                f = fit_studies(data, opts, direction)[0]
+                f = fit_studies(data, opts, direction, diagnostics=False)[0]
                 c = f.coef("within") if f.status != "failed" else None
             except (ValueError, KeyError, IndexError, np.linalg.LinAlgError):
                 c = None
@@ -145,8 +145,8 @@ def _lmm(sim: pd.DataFrame, estimators) -> dict:
 def _sem_row(res, name):
     if not res.ok:
         return (np.nan,) * 4
-    r = res.row(name)
-    return r["estimate"], r["se"], r["ci_low"], r["ci_high"]
+    i = list(res.params["parameter"]).index(name)
+    return tuple(float(res.params[c].to_numpy()[i]) for c in ("estimate", "se", "ci_low", "ci_high"))
 
 
 def _fit_all(sim, Y, waves, theta, estimators, dpm_start=None):

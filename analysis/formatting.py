@@ -215,7 +215,7 @@ def _column_kind(name: Any) -> str:
         return "tau2"
     if n in {"i2", "i²", "i2 (%)", "i² (%)"} or n.startswith("pct_") or "(%)" in n or n.endswith("%"):
         return "percent"
-    if n in _COUNT_NAMES or n.startswith(_COUNT_PREFIXES) or n.endswith(("(n)", "_n")):
+    if n in _COUNT_NAMES or n.startswith(_COUNT_PREFIXES) or n.endswith(("(n)", "_n")) or n.startswith("sessions_"):
         return "count"
     return "number"
 

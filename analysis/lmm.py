@@ -64,9 +64,9 @@ Every public name is importable from here.
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize, sparse, stats
+from scipy import linalg, optimize, sparse, stats
 
-from analysis.lmm_optim import _check_convergence, _optimise, _projected_newton_fd
+from analysis.lmm_optim import _check_convergence, _newton_grad, _optimise
 from analysis.lmm_results import LMMFit, _satterthwaite, boundary_lrt, variance_components
 
 __all__ = ["LMMFit", "boundary_lrt", "drop_collinear", "fit_lmm", "outer_sd_profile_ci", "variance_components"]
@@ -76,6 +76,44 @@ _SPARSE_P = 24  # above this many fixed effects (+1) the cluster sums use sparse
 
 # ----------------------------------------------------------------------------
 # design helpers
+
+
+def _sparse_or_none(M, density: float = 0.3):
+    """M as a CSR matrix when it is large and mostly zeros (else None).
+
+    Products of a tall sparse-ish matrix (the study-specific terms of a one-stage model) are
+    cheaper in CSR form, and they do not start BLAS threads, which on a loaded machine with few
+    cores cost far more than they save (X'X of the 17-study demo: 10 ms on one thread, ~0.5 s with
+    OpenBLAS threads competing for two busy cores)."""
+    if M.size < 100_000 or np.count_nonzero(M) > density * M.size:
+        return None
+    return sparse.csr_matrix(M)
+
+
+def _crossprod(M) -> np.ndarray:
+    """M'M (through CSR when M is large and mostly zeros: :func:`_sparse_or_none`)."""
+    Ms = _sparse_or_none(M)
+    return M.T @ M if Ms is None else (Ms.T @ Ms).toarray()
+
+
+def _clearly_full_rank(X, margin: float = 1e-4, gram=None) -> bool:
+    """True when every column of X keeps more than ``margin`` of its norm after projection onto
+    the others' span before it (the Cholesky factor of the column-scaled X'X, ``gram`` if given):
+    a cheap sufficient check of full column rank for tall X; False means "check exactly" (QR/SVD of
+    X)."""
+    n, p = X.shape
+    if p == 0 or n < 4 * p:
+        return False
+    G = _crossprod(X) if gram is None else gram
+    nx = np.sqrt(np.diag(G))
+    if np.any(nx == 0) or not np.all(np.isfinite(nx)):
+        return False
+    G = G / np.outer(nx, nx)
+    try:
+        R = np.linalg.cholesky(G)
+    except np.linalg.LinAlgError:
+        return False
+    return bool(np.all(np.diag(R) > margin))
 
 
 def drop_collinear(X: np.ndarray, names, tol: float = 1e-7):
@@ -89,6 +127,8 @@ def drop_collinear(X: np.ndarray, names, tol: float = 1e-7):
     X = np.asarray(X, float)
     if X.shape[1] == 0:
         return X, [], []
+    if _clearly_full_rank(X, margin=max(1e-4, 1e3 * tol)):  # nothing near the tolerance: keep all
+        return X, list(names), []
     # |R_kk| of a (Householder) QR is the norm of column k's residual after projection onto the
     # columns before it: the sequential check in one LAPACK call
     r = np.zeros(X.shape[1])
@@ -123,7 +163,9 @@ class _Problem:
         q = Z.shape[1]
         self.n, self.p, self.q, self.m = n, p, q, m
         XY = np.column_stack([X, y])
-        self.XYtXY = XY.T @ XY
+        XYs = _sparse_or_none(XY)
+        self.XYtXY = XY.T @ XY if XYs is None else (XYs.T @ XYs).toarray()
+        self.X_sp = None if XYs is None else XYs[:, :p]  # for the residuals of r2_rows
         self.ZtZ = np.empty((m, q, q))
         for a in range(q):
             for b in range(a, q):
@@ -168,12 +210,13 @@ class _Problem:
                 self.XYt1[:, c] = np.bincount(gidx, XY[:, c] * self.uz, minlength=m)
             self.EXYt1 = self.E_outer @ self.XYt1  # Σ_j u_j'[X y]_j per outer unit
         self.eye = np.eye(q)
+        self.cls = self._classes(m, q, p)
         # many fixed effects (e.g. study-specific terms of a one-stage model): each cluster's
         # Z_j'[X y] is mostly zeros, and the m·(p+1)² sums below are done with sparse products
-        self.sparse = p + 1 > _SPARSE_P and np.count_nonzero(self.ZtXY) < 0.3 * self.ZtXY.size
+        self.sparse = (self.cls is None and p + 1 > _SPARSE_P
+                       and np.count_nonzero(self.ZtXY) < 0.3 * self.ZtXY.size)
         if self.sparse:
             self.S = sparse.csr_matrix(self.ZtXY.reshape(m * q, p + 1))
-            self.X_sp = sparse.csr_matrix(X)
             # the non-zero entries of S (row j·q + a, column c) and every pair of them within one
             # cluster: Σ_j C_j'M_j⁻¹C_j and Σ_j C_j'M_j⁻¹c1_j become one weighted bincount each
             srow = np.repeat(np.arange(m * q), np.diff(self.S.indptr))
@@ -191,6 +234,108 @@ class _Problem:
             self.pair_v = self.nz_v[i1] * self.nz_v[i2]
         # the rows themselves, for the residual-based penalised RSS (criterion_varpar)
         self.y, self.X, self.Z, self.gidx = y, X, Z, gidx
+
+    def _classes(self, m, q, p):
+        """Clusters summed into classes, for one random effect per cluster (q = 1).
+
+        With q = 1, ``M_j = 1 + θ²·z_j'z_j`` is the only place θ meets a cluster, so every sum
+        over clusters in the criterion and its gradient is a sum over the classes of clusters
+        with equal ``z_j'z_j`` (and the same outer unit) of θ-free per-class sums: with
+        ``P_j = Z_j'[X y]``, ``t_j = Z_j'u_j``, ``S_c = Σ P_j'P_j``, ``U_c = Σ t_j P_j``,
+        ``T_c = Σ t_j²``, ``N_c = Σ u_j'u_j``, ``X_c = Σ u_j'[X y]_j``::
+
+            K = [X y]'[X y] − Σ_c θ²/M_c · S_c,   log|V/σ²| = Σ_c n_c log M_c (+ outer part)
+            s_k = Σ_c∈k N_c − θ²/M_c · T_c,      a_k = Σ_c∈k X_c − θ²/M_c · U_c
+
+        (the number of distinct cluster sizes × outer units instead of the number of clusters:
+        about 120 classes for the 5,349 patients of the 17-study demo). None when it would not
+        pay (more than a quarter as many classes as clusters, or the per-class sums too large).
+        """
+        if q != 1 or m < 8:
+            return None
+        zz = self.ZtZ[:, 0, 0]
+        o = self.oidx if self.outer else np.zeros(m, dtype=np.int64)
+        keys, cls = np.unique(np.column_stack([o, zz]), axis=0, return_inverse=True)
+        cls = np.asarray(cls).ravel()
+        C, P1 = len(keys), p + 1
+        if C > m / 4 or C * P1 * P1 > 4_000_000:
+            return None
+        order = np.argsort(cls, kind="stable")
+        bounds = np.r_[0, np.cumsum(np.bincount(cls, minlength=C))]
+        P = self.ZtXY[:, 0, :]
+        S = np.empty((C, P1, P1))
+        Ps = _sparse_or_none(P[order])
+        for c in range(C):
+            if Ps is None:
+                Pc = P[order[bounds[c]:bounds[c + 1]]]
+                S[c] = Pc.T @ Pc
+            else:
+                Pc = Ps[bounds[c]:bounds[c + 1]]
+                S[c] = (Pc.T @ Pc).toarray()
+        self.cls_n = np.diff(bounds).astype(float)
+        self.cls_s = keys[:, 1]
+        self.cls_o = keys[:, 0].astype(np.int64)
+        self.cls_S = S
+        if self.outer:
+            t = self.Zt1[:, 0]
+            self.cls_T = np.bincount(cls, t * t, minlength=C)
+            self.cls_N = np.bincount(cls, self.n_j, minlength=C)
+            self.cls_U = np.column_stack([np.bincount(cls, t * P[:, c], minlength=C) for c in range(P1)])
+            self.cls_X = np.column_stack([np.bincount(cls, self.XYt1[:, c], minlength=C) for c in range(P1)])
+        return cls
+
+    def _class_state(self, theta, full):
+        """The θ-dependent sums of :meth:`state` from the cluster classes (:meth:`_classes`)."""
+        th = float(theta[0])
+        th2 = th * th
+        Mc = 1.0 + th2 * self.cls_s
+        wc = th2 / Mc
+        L = np.array([[th]])
+        st = {"L": L, "ZtZL": self.ZtZ * th, "Mi": (1.0 / Mc)[self.cls][:, None, None], "Mc": Mc}
+        if full:
+            st["MC"] = (th / Mc)[self.cls][:, None, None] * self.ZtXY
+        K = self.XYtXY - np.tensordot(wc, self.cls_S, axes=1)
+        logdet = float(self.cls_n @ np.log(Mc))
+        if self.outer:
+            tau = theta[-1] ** 2
+            sk = np.bincount(self.cls_o, self.cls_N - wc * self.cls_T, minlength=self.n_outer)
+            ac = self.cls_X - wc[:, None] * self.cls_U
+            ak = np.column_stack([np.bincount(self.cls_o, ac[:, c], minlength=self.n_outer)
+                                  for c in range(ac.shape[1])])
+            fk = tau / (1.0 + tau * sk)
+            K = K - (ak * fk[:, None]).T @ ak
+            logdet = logdet + np.log1p(tau * sk).sum()
+            st.update(sk=sk, ak=ak, fk=fk, tau=tau)
+            if full:
+                st["Mc1"] = (th / Mc)[self.cls][:, None] * self.Zt1
+        st["K"] = K
+        st["logdet"] = logdet
+        return st
+
+    def _class_gradient_G(self, st, wv, c, reml, Ainv):
+        """The 1 × 1 ``G`` of the gradient (class docstring) from the cluster classes: with
+        ``R_j = (P_j − f_k t_j a_k)/M_j`` and ``Q_j = s_j/M_j − f_k t_j²/M_j²``,
+        ``G = Σ_j Q_j − c Σ_j (R_j w)² − [REML] Σ_j R_jX A⁻¹ R_jX'``."""
+        p = self.p
+        Mc = st["Mc"]
+        im2 = 1.0 / Mc**2
+        Sw = np.tensordot(im2, self.cls_S, axes=1)
+        sq = float(np.sum(self.cls_n * self.cls_s / Mc))
+        rw = float(wv @ Sw @ wv)
+        tr = float(np.sum(Ainv * Sw[:p, :p])) if reml else 0.0
+        if self.outer:
+            fc = st["fk"][self.cls_o]
+            akc = st["ak"][self.cls_o]
+            T = self.cls_T
+            sq -= float(np.sum(fc * T * im2))
+            aw = akc @ wv
+            uw = self.cls_U @ wv
+            rw += float(np.sum(im2 * (fc * fc * aw * aw * T - 2.0 * fc * aw * uw)))
+            if reml:
+                aA = akc[:, :p] @ Ainv
+                tr += float(np.sum(im2 * (fc * fc * T * np.einsum("ca,ca->c", aA, akc[:, :p])
+                                          - 2.0 * fc * np.einsum("ca,ca->c", aA, self.cls_U[:, :p]))))
+        return np.array([[sq - c * rw - tr]])
 
     def lower_bounds(self):
         lb = np.where(self.lam_diag, 0.0, -np.inf)
@@ -231,6 +376,8 @@ class _Problem:
         """Everything that depends on θ only (None when a matrix is not PD). ``full=False`` leaves out
         the per-cluster ``M_j⁻¹C_j`` that only the gradient and the random effects need."""
         theta = np.asarray(theta, float)
+        if self.cls is not None:
+            return self._finish(self._class_state(theta, full))
         L = self.lam(theta)
         ZtZL = self.ZtZ @ L
         M = L.T @ ZtZL + self.eye
@@ -273,6 +420,11 @@ class _Problem:
             st.update(Mc1=Mc1, sk=sk, ak=ak, fk=fk, tau=tau)
         st["K"] = K
         st["logdet"] = logdet
+        return self._finish(st)
+
+    def _finish(self, st):
+        """β̂, r² and log|A| from K (None when A is not PD or r² ≤ 0)."""
+        K = st["K"]
         p = self.p
         A = K[:p, :p]
         try:
@@ -288,7 +440,7 @@ class _Problem:
 
     def evaluate(self, theta, reml=True, grad=False):
         """Profiled −2 log-likelihood (REML or ML) at θ, optionally with its gradient."""
-        st = self.state(theta, full=grad)
+        st = self.state(theta, full=grad and self.cls is None)
         if st is None:
             return (np.inf, np.full(self.n_theta, np.nan)) if grad else np.inf
         n_eff = self.n - self.p if reml else self.n
@@ -298,35 +450,20 @@ class _Problem:
             f += st["logdetA"]
         if not grad:
             return f
+        return f, self._gradient(st, theta, reml, n_eff / r2)
+
+    def _gradient(self, st, theta, reml, c):
+        """∂/∂θ of ``log|V/σ²| [+ log|A|] + c·r²(θ)`` (c = n_eff/r²: the profiled criterion;
+        c = 1/σ²: the unprofiled one at a fixed σ)."""
         p = self.p
         theta = np.asarray(theta, float)
-        L, ZtZL, Mi, MC = st["L"], st["ZtZL"], st["Mi"], st["MC"]
-        R = self.ZtXY - ZtZL @ MC  # Z_j'W_j[X y]
-        Q = self.ZtZ - ZtZL @ Mi @ np.swapaxes(ZtZL, 1, 2)
+        L = st["L"]
         wv = np.append(-st["beta"], 1.0)
-        c = n_eff / r2
-        if self.outer:
-            z = self.Zt1 - np.einsum("mab,mb->ma", ZtZL, st["Mc1"])  # Z_j'W_j 1
-            fj = st["fk"][self.oidx]
-            Q = Q - fj[:, None, None] * z[:, :, None] * z[:, None, :]
-            R = R - fj[:, None, None] * z[:, :, None] * st["ak"][self.oidx][:, None, :]
-        Rw = R @ wv
-        G = Q.sum(axis=0) - c * (Rw.T @ Rw)
         Ainv = np.linalg.inv(st["A"])
-        if reml and self.sparse:
-            # Σ_j R_jX A⁻¹ R_jX' with R_jX sparse (zero outside the cluster's own columns)
-            Rs = [sparse.csr_matrix(R[:, a, :p]) for a in range(self.q)]
-            RA = [r @ Ainv for r in Rs]
-            for a in range(self.q):
-                for b in range(a, self.q):
-                    v = Rs[a].multiply(RA[b]).sum()
-                    G[a, b] -= v
-                    if b != a:
-                        G[b, a] -= v
-        elif reml:
-            RXt = np.swapaxes(R[:, :, :p], 0, 1).reshape(self.q, -1)  # (q, m·p)
-            RXA = np.swapaxes(R[:, :, :p] @ Ainv, 0, 1).reshape(self.q, -1)
-            G = G - RXA @ RXt.T
+        if self.cls is not None:
+            G = self._class_gradient_G(st, wv, c, reml, Ainv)
+        else:
+            G = self._cluster_gradient_G(st, wv, c, reml, Ainv)
         GL = 2.0 * G @ L
         g = np.empty(self.n_theta)
         g[: self.n_lam] = GL[self.lam_rows, self.lam_cols]
@@ -341,7 +478,36 @@ class _Problem:
                 bX = bk[:, :p]
                 gt -= 2.0 * th * np.einsum("ka,ab,kb->", bX, Ainv, bX)
             g[-1] = gt
-        return f, g
+        return g
+
+    def _cluster_gradient_G(self, st, wv, c, reml, Ainv):
+        """The q × q ``G`` of the gradient (class docstring), cluster by cluster."""
+        p = self.p
+        ZtZL, Mi, MC = st["ZtZL"], st["Mi"], st["MC"]
+        R = self.ZtXY - ZtZL @ MC  # Z_j'W_j[X y]
+        Q = self.ZtZ - ZtZL @ Mi @ np.swapaxes(ZtZL, 1, 2)
+        if self.outer:
+            z = self.Zt1 - np.einsum("mab,mb->ma", ZtZL, st["Mc1"])  # Z_j'W_j 1
+            fj = st["fk"][self.oidx]
+            Q = Q - fj[:, None, None] * z[:, :, None] * z[:, None, :]
+            R = R - fj[:, None, None] * z[:, :, None] * st["ak"][self.oidx][:, None, :]
+        Rw = R @ wv
+        G = Q.sum(axis=0) - c * (Rw.T @ Rw)
+        if reml and self.sparse:
+            # Σ_j R_jX A⁻¹ R_jX' with R_jX sparse (zero outside the cluster's own columns)
+            Rs = [sparse.csr_matrix(R[:, a, :p]) for a in range(self.q)]
+            RA = [r @ Ainv for r in Rs]
+            for a in range(self.q):
+                for b in range(a, self.q):
+                    v = Rs[a].multiply(RA[b]).sum()
+                    G[a, b] -= v
+                    if b != a:
+                        G[b, a] -= v
+        elif reml:
+            RXt = np.swapaxes(R[:, :, :p], 0, 1).reshape(self.q, -1)  # (q, m·p)
+            RXA = np.swapaxes(R[:, :, :p] @ Ainv, 0, 1).reshape(self.q, -1)
+            G = G - RXA @ RXt.T
+        return G
 
     def criterion(self, theta, reml=True):
         return self.evaluate(theta, reml, grad=False)
@@ -356,7 +522,7 @@ class _Problem:
         ``d_j = Λ'Z_j'e_j`` and ``a_k = Σ_j 1'W_j e_j``.
         """
         m = self.m
-        e = self.y - (self.X_sp @ st["beta"] if self.sparse else self.X @ st["beta"])
+        e = self.y - (self.X @ st["beta"] if self.X_sp is None else self.X_sp @ st["beta"])
         Zte = np.empty((m, self.q))
         for a in range(self.q):
             Zte[:, a] = np.bincount(self.gidx, self.Z[:, a] * e, minlength=m)
@@ -381,6 +547,18 @@ class _Problem:
         if reml:
             dev += st["logdetA"] - self.p * np.log(2 * np.pi * s2)
         return dev
+
+    def deviance_sigma(self, theta, sigma, reml=True):
+        """Unprofiled −2 log-likelihood at (θ, σ) as :meth:`criterion_varpar`, with r² from K, and
+        its gradient: ``(D, ∂D/∂θ, ∂D/∂σ)`` (``(inf, None, None)`` outside the parameter space)."""
+        st = self.state(theta, full=self.cls is None)
+        if st is None or not sigma > 0:
+            return np.inf, None, None
+        s2 = sigma**2
+        n_eff = self.n - self.p if reml else self.n
+        r2 = st["r2"]
+        dev = st["logdet"] + r2 / s2 + n_eff * np.log(2 * np.pi * s2) + (st["logdetA"] if reml else 0.0)
+        return dev, self._gradient(st, theta, reml, 1.0 / s2), 2.0 * n_eff / sigma - 2.0 * r2 / (s2 * sigma)
 
     def covbeta(self, varpar):
         st = self.state(varpar[:-1], full=False)
@@ -482,25 +660,15 @@ def fit_lmm(
     re_names = tuple(re_names) if re_names is not None else tuple(f"z{i}" for i in range(q))
     blocks = tuple(blocks) if blocks is not None else (q,)
     messages = []
-    if np.linalg.matrix_rank(X) < p:
-        raise ValueError("The fixed-effect design is rank deficient; drop collinear terms first.")
     if n - p <= 0:
         raise ValueError("Not enough observations for the number of fixed effects.")
     prob, glab, n_outer = _build_problem(y, X, Z, groups, blocks, outer, outer_z)
+    if not _clearly_full_rank(X, gram=prob.XYtXY[:p, :p]) and np.linalg.matrix_rank(X) < p:
+        raise ValueError("The fixed-effect design is rank deficient; drop collinear terms first.")
     m = prob.m
 
-    # start values: identity Λ (lme4's default) and a moment-based start
-    base = np.where(prob.lam_diag, 1.0, 0.0)
-    starts = []
-    if start is not None:
-        starts.append(np.asarray(start, float))
-    mom = _moment_start(y, X, Z, prob.gidx, m, prob)
-    for s in (base, mom, 0.3 * base, 3.0 * base):
-        if s is None:
-            continue
-        starts.append(np.append(s, 0.5) if prob.outer else s)
     # a user start (e.g. the REML θ for an ML refit) is trusted alone; otherwise two starts must agree
-    theta, crit = _optimise(prob, reml, starts, n_agree=1 if start is not None else 2)
+    theta, crit = _optimise(prob, reml, _starts(prob, y, X, Z, start), n_agree=1 if start is not None else 2)
     if theta is None or not np.isfinite(crit):
         raise ValueError("The mixed model could not be fitted (the likelihood is not finite at any start value).")
 
@@ -527,19 +695,11 @@ def fit_lmm(
         u = st["MC"][:, :, p] - st["MC"][:, :, :p] @ beta
         ranef = u @ L.T
 
-    dfs = np.full(p, np.nan)
-    avp = None
-    if satterthwaite:
-        try:
-            dfs, avp = _satterthwaite(prob, theta, np.sqrt(sigma2), vcov, reml, messages)
-        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
-            messages.append("Satterthwaite degrees of freedom could not be computed; z tests are reported.")
-            dfs = np.full(p, np.nan)
+    dfs, avp = _satterthwaite_or_z(prob, theta, sigma2, vcov, reml, messages) if satterthwaite else (
+        np.full(p, np.nan), None)
     tval = beta / se
-    pval = np.where(
-        np.isfinite(dfs), 2 * stats.t.sf(np.abs(tval), np.where(np.isfinite(dfs), dfs, 1.0)),
-        2 * stats.norm.sf(np.abs(tval)),
-    )
+    pval = np.where(np.isfinite(dfs), 2 * stats.t.sf(np.abs(tval), np.where(np.isfinite(dfs), dfs, 1.0)),
+                    2 * stats.norm.sf(np.abs(tval)))
     n_params = p + prob.n_theta + 1
     return LMMFit(
         method="REML" if reml else "ML", coef_names=coef_names, beta=beta, vcov=vcov, se=se, df=dfs,
@@ -552,11 +712,36 @@ def fit_lmm(
     )
 
 
+def _satterthwaite_or_z(prob, theta, sigma2, vcov, reml, messages):
+    """Satterthwaite df and Cov(θ, σ) (:func:`analysis.lmm_results._satterthwaite`), or NaN df (z tests) with a
+    message when they cannot be computed."""
+    try:
+        return _satterthwaite(prob, theta, np.sqrt(sigma2), vcov, reml, messages)
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+        messages.append("Satterthwaite degrees of freedom could not be computed; z tests are reported.")
+        return np.full(vcov.shape[0], np.nan), None
+
+
+def _starts(prob, y, X, Z, start=None) -> list:
+    """Start values for θ: ``start`` (if given), identity Λ (lme4's default), a moment-based start, 0.3 and 3
+    times the identity (the therapist θ_T starts at 0.5)."""
+    base = np.where(prob.lam_diag, 1.0, 0.0)
+    starts = [] if start is None else [np.asarray(start, float)]
+    for s in (base, _moment_start(y, X, Z, prob.gidx, prob.m, prob), 0.3 * base, 3.0 * base):
+        if s is not None:
+            starts.append(np.append(s, 0.5) if prob.outer else s)
+    return starts
+
+
 def _moment_start(y, X, Z, gidx, m, prob):
     """A start for θ: covariance of per-cluster OLS coefficients of the OLS residuals on Z, / σ̂²."""
     try:
         p, q = prob.p, prob.q
-        beta = np.linalg.lstsq(X, y, rcond=None)[0]
+        try:  # a start value: the normal equations (from the problem's cross-products) do
+            XtX = prob.XYtXY[:p, :p]
+            beta = linalg.cho_solve(linalg.cho_factor(XtX), prob.XYtXY[:p, p])
+        except (np.linalg.LinAlgError, linalg.LinAlgError):
+            beta = np.linalg.lstsq(X, y, rcond=None)[0]
         res = y - X @ beta
         nj = np.bincount(gidx, minlength=m)
         ztr = prob.ZtXY[:, :, p] - prob.ZtXY[:, :, :p] @ beta
@@ -594,6 +779,12 @@ def outer_sd_profile_ci(fit: LMMFit, y, X, Z, groups, outer, *, outer_z=None, bl
     over every other variance parameter (θ of the clusters and σ, with θ_T = τ/σ); the interval is
     ``{τ ≥ 0 : profile(τ) − deviance ≤ χ²₁(level)}``. Its lower end is 0 when the criterion at τ = 0
     stays within that bound (a singular or nearly singular fit). Returns ``(low, high, messages)``.
+
+    Computation: each profile point is a projected Newton minimisation over (θ, log σ) with the
+    analytic gradient (:meth:`_Problem.deviance_sigma`; the Hessian by differences of it),
+    warm-started from the nearest point already profiled; the limits are roots of the signed
+    square root ``ζ(τ) = sign(τ − τ̂)·√(profile(τ) − deviance)``, which is nearly linear in τ, so a
+    secant step out and Brent's method need a few points per limit (lme4 likewise profiles ζ).
     """
     y = np.asarray(y, float)
     X = np.asarray(X, float)
@@ -604,48 +795,52 @@ def outer_sd_profile_ci(fit: LMMFit, y, X, Z, groups, outer, *, outer_z=None, bl
     prob, _glab, _n = _build_problem(y, X, Z, groups, blocks, outer, outer_z)
     reml = fit.method == "REML"
     nl = prob.n_lam
-    lb = prob.lower_bounds()[:nl]
-    target = float(stats.chi2.ppf(level, 1))
+    lb = np.append(prob.lower_bounds()[:nl], -np.inf)
+    zcrit = float(np.sqrt(stats.chi2.ppf(level, 1)))
     tau_hat = float(np.sqrt(fit.outer_var))
     sig_hat = float(np.sqrt(fit.sigma2))
-    best = float(fit.deviance)
     msgs = []
-    state = {"x": np.append(np.asarray(fit.theta[:nl], float), np.log(sig_hat))}
+    done = {}  # τ → (inner optimum x, profile criterion)
 
-    def dev_at(tau):
-        def f(x):
+    def prof(tau):
+        def fg(x):
             sigma = np.exp(x[-1])
-            vp = np.concatenate([x[:-1], [tau / sigma, sigma]])
-            v = prob.criterion_varpar(vp, reml)
-            return v if np.isfinite(v) else np.inf
+            d, gth, gs = prob.deviance_sigma(np.append(x[:-1], tau / sigma), sigma, reml)
+            if gth is None:
+                return np.inf, None
+            return d, np.append(gth[:nl], sigma * gs - gth[-1] * tau / sigma)
 
-        x, fx = _projected_newton_fd(f, state["x"], np.append(lb, -np.inf))
-        state["x"] = x
-        return fx - best
+        near = min(done, key=lambda t: abs(t - tau)) if done else None
+        x0 = done[near][0] if near is not None else np.append(np.asarray(fit.theta[:nl], float), np.log(sig_hat))
+        x, fx = _newton_grad(fg, x0, lb)
+        done[tau] = (x, fx)
+        return fx
 
-    def root(a, b):
-        return float(optimize.brentq(lambda t: dev_at(t) - target, a, b, xtol=1e-6 * max(tau_hat, 1e-3),
-                                     rtol=1e-10))
+    best = prof(tau_hat)
 
+    def zeta(t):
+        return float(np.sign(t - tau_hat) * np.sqrt(max(prof(t) - best, 0.0)))
+
+    xtol = max(1e-9, 1e-7 * tau_hat)
     # lower end
-    state["x"] = np.append(np.asarray(fit.theta[:nl], float), np.log(sig_hat))
-    d0 = dev_at(0.0)
-    if d0 <= target:
-        lo = 0.0
-    else:
-        state["x"] = np.append(np.asarray(fit.theta[:nl], float), np.log(sig_hat))
-        lo = root(0.0, tau_hat)
-    # upper end: step out until the bound is crossed
-    state["x"] = np.append(np.asarray(fit.theta[:nl], float), np.log(sig_hat))
+    lo = 0.0
+    if tau_hat > 0:
+        z0 = zeta(0.0)
+        if z0 < -zcrit:
+            lo = float(optimize.brentq(lambda t: zeta(t) + zcrit, 0.0, tau_hat, xtol=xtol, rtol=1e-12))
+    # upper end: secant steps out on ζ (nearly linear) until the bound is crossed, then Brent
     step = max(tau_hat, 0.1 * sig_hat / max(float(np.sqrt(np.mean(prob.uz**2))), 1e-8))
-    a, b = tau_hat, tau_hat + step
+    a, za = tau_hat, 0.0
+    b = tau_hat + step
     hi = np.nan
     for _ in range(40):
-        if dev_at(b) > target:
-            hi = root(a, b)
+        zb = zeta(b)
+        if zb >= zcrit:
+            hi = float(optimize.brentq(lambda t: zeta(t) - zcrit, a, b, xtol=xtol, rtol=1e-12))
             break
-        a, b = b, b + 2 * (b - a)
+        # secant prediction of ζ = zcrit, 10% beyond, at most 4 times the last step
+        grow = 4.0 if zb <= za else min(4.0, max(1.1, 1.1 * (zcrit - za) / (zb - za)))
+        a, za, b = b, zb, b + grow * (b - a)
     if not np.isfinite(hi):
         msgs.append("The profile-likelihood upper limit of τ could not be found (the likelihood stays flat).")
     return float(lo), float(hi), tuple(msgs)
-

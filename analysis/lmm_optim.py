@@ -5,7 +5,7 @@ Hessian, used for the Satterthwaite df and the variance-component SEs); the
 projected modified Newton method on θ with analytic gradient (several starts,
 two must agree; L-BFGS-B plus Newton polishing as a fallback); lme4's
 convergence check (scaled gradient, PD Hessian); and a small projected Newton
-with finite differences for profile-likelihood inner problems. ``prob`` is
+(analytic gradient, Hessian by its differences) for profile-likelihood inner problems. ``prob`` is
 the criterion object of :mod:`analysis.lmm` (``evaluate``, ``criterion``,
 ``lower_bounds``); the formulas are in that module's docstring.
 """
@@ -302,65 +302,54 @@ def _check_convergence(prob, theta, reml, messages) -> bool:
 
 
 
-def _projected_newton_fd(f, x0, lb, h=1e-4, maxiter=30, tol=1e-10):
-    """Minimise a smooth f over ``x ≥ lb`` by projected Newton with central-difference derivatives.
+def _newton_grad(fg, x0, lb, maxiter=50, tol=1e-11):
+    """Minimise f over ``x ≥ lb`` by projected Newton; ``fg(x) → (f, gradient)`` analytic, the
+    Hessian by forward differences of the gradient.
 
     For the small inner problems of a profile (2–4 variance parameters, warm-started near the
-    optimum), where a quasi-Newton method with finite-difference gradients needs several times as
-    many evaluations. A bound coordinate whose gradient points outward is held at its bound; a
-    Hessian that is not positive definite is shifted; steps are halved until f decreases.
+    optimum). A bound coordinate whose gradient points outward is held at its bound; a Hessian
+    that is not positive definite has its eigenvalues floored at their absolute values; steps are
+    halved until f decreases.
     """
     x = np.maximum(np.asarray(x0, float), lb)
+    fx, g = fg(x)
+    if g is None:
+        return x, float(fx)
     d = len(x)
-    fx = f(x)
     for _ in range(maxiter):
-        hs = h * np.maximum(1.0, np.abs(x))
-        g = np.empty(d)
-        H = np.empty((d, d))
-        fp = np.empty(d)
-        fm = np.empty(d)
-        for i in range(d):
-            e = np.zeros(d)
-            e[i] = hs[i]
-            lo_side = x[i] - hs[i] < lb[i]
-            xp = x + e if not lo_side else x + 2 * e
-            xm = x - e if not lo_side else x + e
-            fp[i], fm[i] = f(xp), f(xm)
-            if lo_side:  # one-sided at the bound: f(x), f(x+h), f(x+2h)
-                g[i] = (-3 * fx + 4 * fm[i] - fp[i]) / (2 * hs[i])
-                H[i, i] = (fx - 2 * fm[i] + fp[i]) / hs[i] ** 2
-            else:
-                g[i] = (fp[i] - fm[i]) / (2 * hs[i])
-                H[i, i] = (fp[i] - 2 * fx + fm[i]) / hs[i] ** 2
-        for i in range(d):
-            for j in range(i + 1, d):
-                ei = np.zeros(d)
-                ej = np.zeros(d)
-                ei[i], ej[j] = hs[i], hs[j]
-                fpp = f(x + ei + ej)
-                f_i = fp[i] if x[i] - hs[i] >= lb[i] else fm[i]
-                f_j = fp[j] if x[j] - hs[j] >= lb[j] else fm[j]
-                H[i, j] = H[j, i] = (fpp - f_i - f_j + fx) / (hs[i] * hs[j])
-        free = ~((x <= lb + 1e-12) & (g > 0))
+        free = np.flatnonzero(~((x <= lb + 1e-12) & (g > 0)))
+        if len(free) == 0:
+            break
+        H = np.empty((len(free), len(free)))
+        for a, i in enumerate(free):
+            h = 1e-6 * max(1.0, abs(x[i]))
+            xp = x.copy()
+            xp[i] += h
+            gp = fg(xp)[1]
+            if gp is None:
+                xp[i] = x[i] - h
+                gp = fg(xp)[1]
+                h = -h
+            H[:, a] = (gp[free] - g[free]) / h
+        w, V = np.linalg.eigh((H + H.T) / 2)
+        if not np.all(np.isfinite(w)):
+            break
+        w = np.maximum(np.abs(w), 1e-8 * max(1.0, np.abs(w).max()))
         step = np.zeros(d)
-        if free.any():
-            Hf = H[np.ix_(free, free)]
-            w, V = np.linalg.eigh((Hf + Hf.T) / 2)
-            w = np.maximum(w, 1e-8 * max(1.0, np.abs(w).max()))
-            step[free] = -(V / w) @ (V.T @ g[free])
+        step[free] = -(V / w) @ (V.T @ g[free])
         t = 1.0
-        improved = False
-        for _ls in range(30):
+        moved = False
+        for _ls in range(40):
             xn = np.maximum(x + t * step, lb)
-            fn = f(xn)
-            if fn <= fx:
-                improved = True
+            fn, gn = fg(xn)
+            if gn is not None and fn <= fx + 1e-4 * (g @ (xn - x)):
+                moved = True
                 break
             t /= 2
-        if not improved:
+        if not moved:
             break
-        done = fx - fn < tol
-        x, fx = xn, fn
-        if done:
+        dec = fx - fn
+        x, fx, g = xn, fn, gn
+        if dec < tol * max(1.0, abs(fx)) * 1e-3 or np.max(np.abs(t * step)) < 1e-10:
             break
     return x, float(fx)

@@ -71,6 +71,14 @@ class Option:
     ``"lower"`` folds text choices before checking; ``widget`` a hint
     (``"radio"``, ``"select"``); ``reserved`` / ``reserved_prefix`` names a
     ``columns`` option must not take, with ``reserved_reason``.
+
+    >>> o = Option("int", 1, "Lag", lo=1, hi=3, name="lag")
+    >>> o.check(2.0), o.format(2), o.parse("3")
+    (2, '2', 3)
+    >>> o.check(5)
+    Traceback (most recent call last):
+    ...
+    ValueError: lag must be a whole number from 1 to 3; got 5.
     """
 
     kind: str
@@ -274,6 +282,20 @@ class Constraint:
     """A combination the model cannot fit: ``when(values)`` is true for it; ``reason`` says why and what to do.
 
     ``names``: the options involved, the first being the one a cleaner drops (back to its default) to resolve it.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class Fit(Declared):
+    ...     estimator: str = option("choice", "ols", choices=("ols", "mixed"), label="Estimator")
+    ...     slopes: bool = option("flag", False, label="Random slopes")
+    ...     CONSTRAINTS = (Constraint(("slopes", "estimator"), lambda o: o.slopes and o.estimator == "ols",
+    ...                               "Random slopes need estimator='mixed'."),)
+    >>> Fit(slopes=True, estimator="mixed").slopes
+    True
+    >>> Fit(slopes=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: Random slopes need estimator='mixed'.
     """
 
     names: tuple
@@ -302,6 +324,13 @@ class Declared:
     ``__post_init__`` checks and normalises every field against its declaration,
     calls :meth:`_check` (a hook for rules that are not data), then raises the
     reason of the first :class:`Constraint` in ``CONSTRAINTS`` that holds.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class Window(Declared):
+    ...     lag: int = option("int", 1, lo=1, hi=3, label="Lag")
+    >>> Window(lag=2).replace(lag=3).to_dict()
+    {'lag': 3}
     """
 
     CONSTRAINTS: ClassVar[tuple[Constraint, ...]] = ()
@@ -338,6 +367,10 @@ def clean(cls, raw: Mapping, text: bool = False) -> tuple[dict, list[str]]:
     every :class:`Constraint` — and one message per value dropped (unknown
     names, values outside the declaration, impossible combinations: the
     constraint's first option is dropped). Never raises on bad values.
+
+    >>> from analysis.lagged import LagOptions
+    >>> clean(LagOptions, {"lag": "2", "centering": "sideways"}, text=True)
+    ({'lag': 2}, ["Ignored centering='sideways': centering must be one of 'none', 'grand_mean', 'person_mean', 'detrended'; got 'sideways'."])
     """
     opts = {o.name: o for o in declared(cls)}
     url = {o.url: o for o in opts.values() if o.url}

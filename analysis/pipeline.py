@@ -24,7 +24,8 @@ from analysis.twostage import TwoStageResult, per_study_frame, pool_fits
 
 _pool, _per_study_frame = pool_fits, per_study_frame  # the names before analysis.twostage (kept importable)
 
-__all__ = ["TwoStageResult", "compare_estimators", "early_alliance_outcome", "multiverse", "two_stage"]
+__all__ = ["TwoStageResult", "compare_estimators", "early_alliance_outcome", "multiverse", "standardized_pooled",
+           "two_stage"]
 
 def _two_stage_base(data: StudyData, options: LagOptions) -> TwoStageResult:
     fits: dict = {}
@@ -68,6 +69,11 @@ def two_stage(df: pd.DataFrame, options: LagOptions | None = None) -> TwoStageRe
     Stage 2: ``analysis.meta.random_effects(yi = within estimates, vi = SE²,
     method = options.pooling_method, test = options.test)``, over the studies
     whose fit did not fail.
+
+    >>> from analysis.simulate import simulate_collection
+    >>> res = two_stage(simulate_collection(k=3, n_patients=30, seed=2).data, LagOptions(pooling_method="DL"))
+    >>> res.pooled["alliance_to_symptoms"].k
+    3
     """
     options = options or LagOptions()
     return _two_stage_base(prepare_studies(df, options), options)
@@ -82,6 +88,11 @@ def multiverse(df: pd.DataFrame, options: LagOptions | None = None) -> pd.DataFr
     × (study or pooled): ``centering, time_trend, direction, effect, study,
     row ("study"/"pooled"), estimate, se, ci_low, ci_high, pvalue, n_patients,
     n_pairs, status, k, tau2, i2, message``.
+
+    >>> from analysis.simulate import simulate_collection
+    >>> t = multiverse(simulate_collection(k=2, n_patients=30, seed=1).data)
+    >>> sorted(t["centering"].unique())[:2]
+    ['detrended', 'grand_mean']
     """
     options = options or LagOptions()
     base = prepare_studies(df, options.replace(time_trend="none", cross_level=False, centering="person_mean",
@@ -124,3 +135,22 @@ def compare_estimators(df: pd.DataFrame, options=None, *, stage1=("lmm", "riclpm
         out[COMPARISON_LABELS[s]] = two_stage(df, options.replace(stage1=s))
     checkpoint(progress, cancelled, 1.0)
     return out
+
+
+def standardized_pooled(results: dict) -> pd.DataFrame:
+    """The pooled *standardized* within-patient cross-lags of the SEM stage-1 estimators (lavaan
+    ``std.all`` averaged over waves per study, term ``within_std``; METHODS §15.1), pooled by the same
+    stage 2 as the raw ones: one row per estimator × direction with ``estimator, direction, k, estimate,
+    se, ci_low, ci_high, pvalue, tau2, i2``. ``results``: ``{label: TwoStageResult}`` (e.g. from
+    :func:`compare_estimators`); results without the term (the mixed models) are skipped."""
+    rows = []
+    for label, res in results.items():
+        for direction in res.options.directions:
+            m = res.pooled_terms.get((direction, "within_std"))
+            if m is None:
+                continue
+            rows.append({"estimator": label, "direction": direction, "k": m.k, "estimate": m.estimate,
+                         "se": m.se, "ci_low": m.ci_low, "ci_high": m.ci_high, "pvalue": m.pvalue,
+                         "tau2": m.tau2, "i2": m.i2})
+    return pd.DataFrame(rows, columns=["estimator", "direction", "k", "estimate", "se", "ci_low", "ci_high",
+                                       "pvalue", "tau2", "i2"])

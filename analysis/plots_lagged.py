@@ -166,7 +166,10 @@ def patient_series_figure(view, patient: str | None = None, study: str | None = 
 
 def term_label(term: str, direction: str | None = None, lag: int = 1) -> str:
     """Plain-language name of a stage-1 term (METHODS §5), for pickers, titles and axes; without a
-    ``direction`` in words that fit both directions (predictor / outcome)."""
+    ``direction`` in words that fit both directions (predictor / outcome). Interactions with the within
+    effect are labelled *within-study*: each study estimates them with the moderator centred in that
+    study, so their pooling is free of ecological bias (the across-study part is the one-stage model's,
+    METHODS §6b)."""
     if direction is None:
         later = f"session t+{lag}" if lag else "later in session t"
         lab = {"x": "predictor", "y": "outcome", "arrow": f"predictor (session t) → outcome ({later})"}
@@ -176,16 +179,17 @@ def term_label(term: str, direction: str | None = None, lag: int = 1) -> str:
         "within": f"Within-patient effect: {lab['arrow']}",
         "between": f"Between-patient effect: patient mean of {lab['x']} → {lab['y']}",
         "prior_within": f"Prior {lab['y']} (within) → {lab['y']} at t+{lag}",
+        "within_std": f"Standardized within-patient effect (RI-CLPM/DPM, std.all): {lab['arrow']}",
         "prior_between": f"Patient mean of {lab['y']} → {lab['y']} at t+{lag}",
-        "interaction": f"Cross-level interaction: patient mean of {lab['x']} × within effect",
-        "interaction_outcome": f"Cross-level interaction: patient mean of {lab['y']} × within effect",
+        "interaction": f"Cross-level interaction (within-study): patient mean of {lab['x']} × within effect",
+        "interaction_outcome": f"Cross-level interaction (within-study): patient mean of {lab['y']} × within effect",
         "time": "Session (time trend)",
         "intercept": "Intercept",
     }
     if term in fixed:
         return fixed[term]
     if term.startswith("within × "):
-        return f"Cross-level interaction: {term[len('within × '):]} × within effect"
+        return f"Cross-level interaction (within-study): {term[len('within × '):]} × within effect"
     return f"Covariate: {term}"
 
 
@@ -196,6 +200,9 @@ def term_reading(term: str, direction: str = "alliance_to_symptoms", lag: int = 
     when = {0: "later in the same session", 1: "at the next session"}.get(lag, f"{lag} sessions later")
     if term == "within":
         return f"{lab['negative'][0].upper()}{lab['negative'][1:]} ({lab['arrow']})."
+    if term == "within_std":
+        return (f"{lab['negative'][0].upper()}{lab['negative'][1:]} ({lab['arrow']}); in within-patient "
+                "standard deviations of both variables (lavaan std.all, averaged over sessions).")
     if term == "between":
         return f"Positive: patients with a higher average {x} have higher {y} {when}."
     if term == "prior_within":
@@ -219,14 +226,15 @@ def _term_axis(direction, term, lag, effect):
     lab = direction_label(direction, lag)
     what = {
         "within": f"{'Within-patient' if effect != 'total' else 'Total'} effect",
+        "within_std": "Standardized within-patient effect (std.all)",
         "between": "Between-patient effect",
         "prior_within": f"Prior {lab['y']} (within) → {lab['y']} at t+{lag}",
         "prior_between": f"Patient mean of {lab['y']} → {lab['y']} at t+{lag}",
-        "interaction": "Cross-level interaction (between × within)",
+        "interaction": "Cross-level interaction, within-study (between × within)",
         "time": "Session (time trend)",
         "early_alliance": "Early alliance → final symptoms (adjusted for baseline)",
     }.get(term) or html.escape(term_label(term, direction, lag))
-    if term in ("within", "between"):
+    if term in ("within", "between", "within_std"):
         return f"{what}: {lab['arrow']}<br>{lab['negative']}; symptoms: higher = more severe"
     return f"{what}<br>symptoms: higher = more severe; alliance: higher = stronger"
 

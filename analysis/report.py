@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
-import math
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -98,10 +96,26 @@ def options_table(options) -> pd.DataFrame:
     """The options in words: readable names (:data:`OPTION_NAMES`) and values
     (:func:`analysis.formatting.option_text`; no Python tuples or None)."""
     opts = _options_dict(options)
-    return pd.DataFrame({"Option": [OPTION_NAMES.get(k, k.replace("_", " ").capitalize()) for k in opts],
-                         # no session window = every session was used (not "none"; issue 23 #6)
-                         "Value": ["all" if k == "sessions" and v is None else _option_value(v)
-                                   for k, v in opts.items()]})
+    decl = {}
+    if options is not None and not isinstance(options, Mapping):
+        from analysis.options import declared
+
+        decl = {o.name: o for o in declared(options)} if hasattr(type(options), "__dataclass_fields__") else {}
+
+    def name(k):
+        if k in OPTION_NAMES:
+            return OPTION_NAMES[k]
+        return decl[k].label if k in decl else k.replace("_", " ").capitalize()
+
+    def value(k, v):
+        if k == "sessions" and v is None:  # no session window = every session was used (not "none")
+            return "all"
+        labels = decl[k].labels if k in decl else {}
+        if isinstance(v, str) and v in labels and v not in _OPTION_VALUES:
+            return fmt.option_text(labels[v])
+        return _option_value(v)
+
+    return pd.DataFrame({"Option": [name(k) for k in opts], "Value": [value(k, v) for k, v in opts.items()]})
 
 
 class _Notes:
@@ -132,42 +146,67 @@ def _is_note_column(df: pd.DataFrame, col) -> bool:
     return bool(len(lengths)) and int(lengths.max()) > _NOTE_CHARS
 
 
-def _is_p_column(col) -> bool:
-    c = str(col).strip().lower()
-    return c in ("p", "pval", "p value", "p-value", "p (q)") or c.endswith("pvalue") or c.endswith("_pval")
+# Column names of the result frames as a reader reads them (the CSV downloads keep the raw names).
+COLUMN_NAMES = {
+    "study": "Study", "direction": "Direction", "effect": "Effect", "term": "Term", "model": "Model",
+    "estimate": "Estimate", "se": "SE", "ci_low": "CI low", "ci_high": "CI high", "pvalue": "p",
+    "statistic": "Statistic", "df": "df", "test": "Test", "tau": "τ", "tau2": "τ²", "pi_low": "PI low",
+    "pi_high": "PI high", "k": "Studies (k)", "n_patients": "Patients", "n_pairs": "Pairs",
+    "n_rows": "Session rows", "n_obs": "Observations", "status": "Status", "message": "Message",
+    "sessions_median": "Sessions per patient (median)", "sessions_min": "Sessions (min)",
+    "sessions_max": "Sessions (max)", "pct_missing_alliance": "Missing alliance (%)",
+    "pct_missing_symptoms": "Missing symptoms (%)",
+    "pct_missing_therapist_alliance": "Missing therapist-rated alliance (%)",
+    "package": "Package", "version": "Version",
+}
 
 
-def _cell(v, col=None) -> str:
-    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and not math.isfinite(v)):
-        return ""
-    if col is not None and _is_p_column(col) and isinstance(v, float | np.floating):
-        return fmt.pvalue(v)
-    if isinstance(v, bool | np.bool_):
-        return "yes" if v else "no"
-    if isinstance(v, int | np.integer):
-        return fmt.count(v)
-    if isinstance(v, float | np.floating):
-        return fmt.num(v, 3) if abs(v) < 1000 else fmt.num(v, 1)
-    return str(v)
+def column_name(col) -> str:
+    """The reader's name of a result column (:data:`COLUMN_NAMES`; else the name without underscores)."""
+    c = str(col)
+    if c in COLUMN_NAMES:
+        return COLUMN_NAMES[c]
+    return c.replace("_", " ")[:1].upper() + c.replace("_", " ")[1:] if "_" in c else c
 
 
-def _table_html(df: pd.DataFrame, notes: _Notes | None = None, max_rows: int = 500) -> str:
-    """An HTML table; every cell escaped, numbers by :mod:`analysis.formatting`, and
-    note columns replaced by references to numbered footnotes (each text once)."""
+def readable(df: pd.DataFrame, lag: int = 1) -> pd.DataFrame:
+    """``df`` with its cells as a reader sees them (:func:`analysis.formatting.cell`, chosen by the raw
+    column name), the directions and model terms in words, and the columns named by :func:`column_name`."""
+    from analysis.plots_lagged import term_label
+
+    out = fmt.format_frame(df)
+    if "direction" in df.columns:
+        out["direction"] = [_OPTION_VALUES.get(v, v) if isinstance(v, str) else c
+                            for v, c in zip(df["direction"], out["direction"])]
+        if "term" in df.columns:
+            out["term"] = [term_label(t, d if d in _DIRECTION_KEYS else None, lag) if isinstance(t, str) else c
+                           for t, d, c in zip(df["term"], df["direction"], out["term"])]
+    out.columns = [column_name(c) for c in df.columns]
+    return out
+
+
+_DIRECTION_KEYS = ("alliance_to_symptoms", "symptoms_to_alliance")
+
+
+def _table_html(df: pd.DataFrame, notes: _Notes | None = None, max_rows: int = 500, lag: int = 1) -> str:
+    """An HTML table; every cell escaped, written by :func:`readable` (the one formatter,
+    :func:`analysis.formatting.cell`; readers' column names and terms), and note columns replaced by
+    references to numbered footnotes (each text once)."""
     shown = df.head(max_rows)
-    note_cols = {c for c in shown.columns if notes is not None and _is_note_column(shown, c)}
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    note_cols = [j for j, c in enumerate(shown.columns) if notes is not None and _is_note_column(shown, c)]
+    text = readable(shown, lag)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in text.columns)
     rows = []
-    for rec in shown.itertuples(index=False, name=None):
+    for rec in text.itertuples(index=False, name=None):
         cells = []
-        for col, v in zip(shown.columns, rec):
-            text = _cell(v, col)
-            if col in note_cols and text.strip():
-                n = notes.ref(text.strip())
+        for j, v in enumerate(rec):
+            v = "" if v is None else str(v)
+            if j in note_cols and v.strip():
+                n = notes.ref(v.strip())
                 num = n.split()[1]
                 cells.append(f"<td class='ref'><a href='#note-{num}'>{n}</a></td>")
             else:
-                cells.append(f"<td>{html.escape(text)}</td>")
+                cells.append(f"<td>{html.escape(v)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     body = f"<table class='tbl'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     if len(df) > max_rows:
@@ -204,6 +243,10 @@ def html_report(
     note repeated in many table rows (a ``message``/``notes`` column, or any
     text column with long cells) is printed once as a numbered footnote that
     the rows refer to, and repeated ``messages`` are shown once.
+
+    >>> page = html_report("My study", messages=["Two patients had one session."])
+    >>> page.startswith("<!DOCTYPE html>"), "Two patients had one session." in page
+    (True, True)
     """
     created = created or _dt.datetime.now()
     notes = _Notes()
@@ -213,9 +256,10 @@ def html_report(
         f"<h1>{html.escape(title)}</h1>",
         f"<p class='note'>Created {created:%Y-%m-%d %H:%M}. Computed locally; definitions in METHODS.md.</p>",
     ]
-    if data_summary is not None:
-        parts += ["<h2>Data</h2>", _table_html(data_summary, notes)]
     opts = options_table(options)
+    lag = int(_options_dict(options).get("lag", 1) or 1)
+    if data_summary is not None:
+        parts += ["<h2>Data</h2>", _table_html(data_summary, notes, lag=lag)]
     if len(opts):
         parts += ["<h2>Options</h2>", _table_html(opts)]
     for m in messages:  # general messages first: notes 1, 2, … (each distinct text once)
@@ -227,7 +271,7 @@ def html_report(
         parts.append(f"<h2>{html.escape(str(heading))}</h2>")
         for item in items:
             if isinstance(item, pd.DataFrame):
-                parts.append(_table_html(item, notes))
+                parts.append(_table_html(item, notes, lag=lag))
             elif isinstance(item, go.Figure):
                 # plotly.js embedded in the first figure only (never a CDN: the report must open offline)
                 parts.append(safe_figure(item).to_html(full_html=False, include_plotlyjs=not plotly_included))
@@ -262,6 +306,11 @@ def reproduction_script(
     (``pip install .`` in the project folder), so it runs from any folder.
     Every user-supplied string is embedded with ``repr`` so that it is data,
     not code.
+
+    >>> from analysis.lagged import LagOptions
+    >>> src = reproduction_script("sessions.csv", LagOptions(lag=2))
+    >>> "    lag=2," in src, "two_stage" in src
+    (True, True)
     """
     import analysis
 

@@ -135,6 +135,11 @@ def r_script(data_filename: str, options, data=None) -> str:
     ``ValueError`` naming the option when a :class:`LagOptions` value is not
     reproduced by the R script (every field outside :data:`R_SUPPORTED_OPTIONS`
     must keep its default).
+
+    >>> from analysis.lagged import LagOptions
+    >>> src = r_script("sessions.csv", LagOptions(lag=2))
+    >>> "lag = 2" in src, "library(lme4)" in src
+    (True, True)
     """
     opts = _as_options(options)
     _check_supported(opts)
@@ -154,7 +159,8 @@ _TEMPLATE = r'''# Reproduces the lagged two-stage IPD meta-analysis of the Allia
 #
 # Run in the folder that holds the data file:
 #     Rscript this_script.R
-# Writes per_study_estimates.csv and pooled_estimates.csv and prints a summary.
+# Writes per_study_estimates.csv and pooled_estimates.csv (with stage1 = "riclpm" or "dpm" also
+# pooled_standardized_estimates.csv) and prints a summary.
 #
 # Stage 1, per study and direction X -> Y with lag L:
 #   Y[t+L] = b0 + bW*X_within[t] + bB*X_between + aW*Y_within[t] + aB*Y_between
@@ -579,8 +585,15 @@ sem_rows <- function(st, ps, direction) {
   pe <- lavaan::parameterEstimates(fit)
   get <- function(lab) pe[pe$label == lab, ][1, ]
   rows <- rbind(get(direction), get(paste0("ar_", y)))
-  data.frame(study = st, direction = direction, term = c("within", "prior_within"), estimate = rows$est,
-             se = rows$se, df = Inf, status = if (lavaan::lavInspect(fit, "converged")) "ok" else "not converged",
+  # standardized within cross-lag: lavaan std.all averaged over the waves, its SE by the delta method on
+  # lavaan's covariance matrix of the standardized parameters (rows = free parameters of the table)
+  ss <- lavaan::standardizedSolution(fit)
+  pt <- lavaan::parTable(fit)
+  idx <- pt$free[pt$op == "~" & pt$label == direction]
+  vstd <- lavaan::lavInspect(fit, "vcov.std.all")
+  std <- c(mean(ss$est.std[ss$op == "~" & ss$label == direction]), sqrt(mean(vstd[idx, idx, drop = FALSE])))
+  data.frame(study = st, direction = direction, term = c("within", "prior_within", "within_std"),
+             estimate = c(rows$est, std[1]), se = c(rows$se, std[2]), df = Inf, status = if (lavaan::lavInspect(fit, "converged")) "ok" else "not converged",
              n_patients = lavaan::lavInspect(fit, "ntotal"), n_pairs = NA_integer_, reml_criterion = NA_real_,
              notes = opt$stage1, stringsAsFactors = FALSE)
 }
@@ -615,27 +628,32 @@ for (st in studies) {
 per <- do.call(rbind, per)
 
 # ------------------------------------------------------------------ stage 2 (section 6)
-pooled <- list()
-for (direction in opt$directions) {
-  w <- per[per$direction == direction & per$term == "within" & !startsWith(per$status, "failed") &
-             is.finite(per$se) & per$se > 0, ]
-  k <- nrow(w)
-  if (k == 0) next
-  if (k == 1) {
-    est <- w$estimate; se <- w$se; tau2 <- 0
-    ci <- est + c(-1, 1) * qnorm(0.975) * se
-    pval <- 2 * pnorm(-abs(est / se))
-  } else {
-    r <- rma(yi = w$estimate, vi = w$se^2, method = opt$pooling_method, test = opt$test)
-    est <- as.numeric(r$beta); se <- r$se; tau2 <- r$tau2
-    ci <- c(r$ci.lb, r$ci.ub)
-    pval <- r$pval
+pool_term <- function(term) {
+  pooled <- list()
+  for (direction in opt$directions) {
+    w <- per[per$direction == direction & per$term == term & !startsWith(per$status, "failed") &
+               is.finite(per$se) & per$se > 0, ]
+    k <- nrow(w)
+    if (k == 0) next
+    if (k == 1) {
+      est <- w$estimate; se <- w$se; tau2 <- 0
+      ci <- est + c(-1, 1) * qnorm(0.975) * se
+      pval <- 2 * pnorm(-abs(est / se))
+    } else {
+      r <- rma(yi = w$estimate, vi = w$se^2, method = opt$pooling_method, test = opt$test)
+      est <- as.numeric(r$beta); se <- r$se; tau2 <- r$tau2
+      ci <- c(r$ci.lb, r$ci.ub)
+      pval <- r$pval
+    }
+    pooled[[length(pooled) + 1]] <- data.frame(direction = direction, estimate = est, se = se, tau2 = tau2,
+                                               k = k, ci_low = ci[1], ci_high = ci[2], pvalue = pval)
   }
-  pooled[[length(pooled) + 1]] <- data.frame(direction = direction, estimate = est, se = se, tau2 = tau2,
-                                             k = k, ci_low = ci[1], ci_high = ci[2], pvalue = pval)
+  if (length(pooled)) do.call(rbind, pooled) else
+    data.frame(direction = character(0), estimate = numeric(0), se = numeric(0), tau2 = numeric(0))
 }
-pooled <- if (length(pooled)) do.call(rbind, pooled) else
-  data.frame(direction = character(0), estimate = numeric(0), se = numeric(0), tau2 = numeric(0))
+pooled <- pool_term("within")
+# the SEM estimators' standardized within cross-lag (std.all), pooled by the same stage 2
+if (opt$stage1 != "lmm") pooled_std <- pool_term("within_std")
 
 # ------------------------------------------------------------------ one-stage model (section 6b)
 # All studies at once: study-specific intercepts and nuisance terms, one within effect with a
@@ -717,6 +735,8 @@ if (length(deft_rows)) write.csv(do.call(rbind, deft_rows), "one_stage_interacti
 
 write.csv(per, "per_study_estimates.csv", row.names = FALSE, fileEncoding = "UTF-8")
 write.csv(pooled, "pooled_estimates.csv", row.names = FALSE, fileEncoding = "UTF-8")
+if (opt$stage1 != "lmm") write.csv(pooled_std, "pooled_standardized_estimates.csv", row.names = FALSE,
+                                   fileEncoding = "UTF-8")
 
 # ------------------------------------------------------------------ summary
 cat("Lagged two-stage analysis of", data_file, "\n")

@@ -525,6 +525,11 @@ def screen_study(
     :class:`LagOptions`). ``fits``: optional direction → :class:`StudyFit` of
     this study; adds the "Stage-1 model" item. Raises ``ValueError`` when
     ``df`` is not canonical single-study data.
+
+    >>> from analysis.simulate import simulate_study
+    >>> rep = screen_study(simulate_study(40, seed=1).data)
+    >>> rep.verdict.level
+    'usable with cautions'
     """
     options = options or LagOptions()
     try:  # an empty study is reported by the checklist ("Data errors")

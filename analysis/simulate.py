@@ -238,6 +238,10 @@ def simulate_study(
       ``c_AS + κ_A·mA_i/sbA + κ_S·mS_i/sbS`` (its latent means in between-SD
       units). The within process starts from the stationary distribution of the
       average patient (κ = 0), so the first sessions are approximately stationary.
+
+    >>> sim = simulate_study(20, range(1, 8), within_a_to_s=-0.2, seed=1)
+    >>> len(sim.data), sim.truth["within_a_to_s"]
+    (140, -0.2)
     """
     rng = np.random.default_rng(seed)
     sess = np.asarray(list(sessions), dtype=int)
@@ -339,6 +343,10 @@ def simulate_collection(
     ``instruments``, an alliance and a symptom instrument from the lists above.
     ``truth["studies"]`` holds each study's parameters; ``truth["mean_*"]`` and
     ``truth["tau_*"]`` the population values the pooled estimate targets.
+
+    >>> sim = simulate_collection(k=3, n_patients=20, seed=1)
+    >>> sim.data["study"].nunique(), sim.data.columns.tolist()[:5]
+    (3, ['study', 'patient', 'session', 'alliance', 'symptoms'])
     """
     rng = np.random.default_rng(seed)
     if np.ndim(n_patients) == 0:

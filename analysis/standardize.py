@@ -7,14 +7,17 @@ values; the SD is either the total SD of the group (ddof 1) or, with
 value). Missing values stay missing.
 
 One behaviour on a zero SD (or fewer than two observed values): that group's
-``z`` is NaN and the group is listed in :attr:`Standardized.constant`; the
-caller reports it in its own words (a study's problem, a ``ValueError``) — a
-group is never silently left unstandardized.
+``z`` is NaN, the group is listed in :attr:`Standardized.constant`, and
+:meth:`Standardized.problems` gives the one sentence per group that every
+caller reports as that study's problem while the other studies still run — a
+group is never silently left unstandardized, and no caller raises for it.
 
 >>> import numpy as np
 >>> s = zscores(np.array([1.0, 2.0, 3.0, 5.0, 5.0]), np.array([0, 0, 0, 1, 1]))
 >>> s.z.round(3).tolist()[:3], s.constant
 ([-1.0, 0.0, 1.0], (1,))
+>>> s.problems("alliance", ["Study A", "Study B"])
+{'Study B': 'alliance has no variance in the analysis window (2 observed values), so it cannot be standardized'}
 """
 
 from __future__ import annotations
@@ -36,6 +39,22 @@ class Standardized:
     sd: np.ndarray
     n: np.ndarray
     constant: tuple
+    within: bool = False
+
+    def problems(self, variable: str, labels=None) -> dict:
+        """``{group label: sentence}`` for the groups that could not be standardized (``labels[k]`` names group
+        k; default the code k). The one wording every caller reports as that study's problem."""
+        out = {}
+        for k in self.constant:
+            n = int(self.n[k])
+            if self.within and n >= 2 and np.isfinite(self.sd[k]):
+                msg = (f"{variable} does not vary within patients (within-patient SD 0), so it cannot be "
+                       "standardized by the within-patient SD")
+            else:
+                msg = (f"{variable} has no variance in the analysis window ({n} observed value"
+                       f"{'' if n == 1 else 's'}), so it cannot be standardized")
+            out[labels[k] if labels is not None else k] = msg
+        return out
 
 
 def zscores(x, groups=None, n_groups: int | None = None, within=None, n_within: int | None = None) -> Standardized:
@@ -67,4 +86,4 @@ def zscores(x, groups=None, n_groups: int | None = None, within=None, n_within: 
         good = (cnt >= 2) & (sd > 0)
         z = np.where(good[g], (x - mean[g]) / np.where(good, sd, 1.0)[g], np.nan) if len(x) else x.copy()
     return Standardized(z=z, mean=mean, sd=sd, n=cnt.astype(np.int64),
-                        constant=tuple(int(k) for k in np.flatnonzero(~good)))
+                        constant=tuple(int(k) for k in np.flatnonzero(~good)), within=within is not None)

@@ -40,6 +40,11 @@ class TwoStageResult:
       on first access.
     * ``fits``: (study, direction) → :class:`analysis.lagged.StudyFit`.
     * ``messages``: plain-language notes (exclusions, k = 1, …).
+
+    >>> from analysis import LagOptions, simulate_collection, two_stage
+    >>> res = two_stage(simulate_collection(k=3, n_patients=30, seed=2).data, LagOptions(pooling_method="DL"))
+    >>> res.pooled["alliance_to_symptoms"].k, list(res.to_frame().columns[:4])
+    (3, ['study', 'direction', 'effect', 'term'])
     """
 
     per_study: pd.DataFrame

@@ -5,11 +5,9 @@ import pandas as pd
 import streamlit as st
 
 from analysis import nickell
-from analysis.bayes_meta import SmallKOptions
 from analysis.interpret import count_sentence, lagged_effect_sentence
 from analysis.plots_lagged import direction_label
-from ui import compute, few_studies
-from ui.declared import draw, find
+from ui import compute, few_studies, persist
 from ui.downloads import show_figure, table_download
 from ui.dynamics_view import check_section, comparison_section
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel
@@ -22,6 +20,7 @@ st.title("Lagged effects")
 data_banner()
 df = current()["df"]
 options = option_panel(df)
+persist.url_params("small_k", persist.SMALL_K)  # the one-stage switch and the prior scale of τ
 SCALE = {"total": "standardized within study by the total SD", "within": "standardized within study by the "
          "within-patient SD"}
 timing = (f"outcome at session t + {options.lag}" if options.lag else
@@ -110,7 +109,7 @@ if t_coef.open:
                 )
                 show_table(diag, f"diagnostics_{direction}", key=f"lag_diag_dl_{direction}", manuscript=False)
 
-        if draw(find(SmallKOptions, "one_stage"), "lag_one_stage"):
+        if few_studies.one_stage_switch():
             few_studies.one_stage_section(df, options, res, DIRECTIONS, "Within-patient lagged coefficient")
 
         with st.expander("All coefficients of every study model"):

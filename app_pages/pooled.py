@@ -6,7 +6,7 @@ import streamlit as st
 
 from analysis import meta, plots_lagged, plots_meta
 from analysis.interpret import lagged_effect_sentence
-from ui import compute, few_studies
+from ui import compute, few_studies, persist
 from ui.downloads import show_figure, table_download
 from ui.dynamics_view import check_section, comparison_section
 from ui.options import DIRECTIONS, LINKS, option_panel, pooling_panel
@@ -22,6 +22,7 @@ ds = current()
 df = ds["df"]
 pooling_panel(df)
 options = option_panel(df)
+persist.url_params("small_k", persist.SMALL_K)  # the prior scale of τ and the one-stage switch
 preset_control()  # "Reproduce a paper" here too, not only on the Lagged effects page (issue 23 #17)
 st.caption(md(
     "Two-stage individual participant data meta-analysis: the within-patient coefficient of each study "

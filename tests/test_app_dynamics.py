@@ -55,6 +55,11 @@ def test_estimator_comparison_and_check_on_the_pooled_page():
     assert not at.exception, [e.value for e in at.exception]
     titles = [str(c.proto.spec) for c in at.get("plotly_chart")]
     assert any("Estimator comparison" in t and "RI-CLPM" in t and "DPM" in t and "Hybrid LMM" in t for t in titles)
+    # the standardized cross-lags (std.all) pooled too, for both SEM estimators and both directions
+    std = next(d.value for d in at.dataframe if "i2" in d.value.columns and "estimator" in d.value.columns)
+    assert sorted(set(std["estimator"])) == ["DPM", "RI-CLPM"] and len(std) == 4
+    assert (std["k"].astype(int) == 3).all()
+    assert np.isfinite(std["estimate"].astype(float)).all() and (std["estimate"].astype(float).abs() < 1).all()
     at.segmented_control(key="pooled_section").set_value("Estimator check").run()
     at.number_input(key="pooled_chk_nsim").set_value(20).run()
     at.button(key="pooled_chk_run").click().run()

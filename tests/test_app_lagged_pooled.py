@@ -212,8 +212,9 @@ def test_covariate_moderator_and_pooled_term_picker():
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     m = ref[("alliance_to_symptoms", "within × treatment: PDT")]
     assert "treatment" in spec["layout"]["title"]["text"]
+    assert "within-study" in spec["layout"]["title"]["text"]  # the pooled interaction is the within-study part
     text = " ".join(x.value for x in at.markdown)
-    assert "Cross" in text and "interaction" in text
+    assert "Cross-level interaction (within-study)" in text
     assert m.k == 4 and m.summary() in text  # the chosen term's pooled sentence, same numbers as the package
 
 

@@ -56,6 +56,10 @@ def test_few_studies_panel_and_small_k_statement():
     assert not at.exception, [e.value for e in at.exception]
     text = _texts(at)
     assert "Bayesian random effects (k = 4" in text and "half-normal with scale 0.100" in text
+    # the panel's limit, with the patient-level check's numbers (analysis.coverage.PANEL_CHECK)
+    from analysis.coverage import limit_note
+
+    assert limit_note() in [c.value for c in at.caption]
     # the prior scale is the declared option: changing it changes the estimate
     before = [d.value for d in at.dataframe if "prior" in d.value.columns][0]
     at.number_input(key="fs_prior_scale").set_value(1.0).run()
@@ -78,3 +82,30 @@ def test_lagged_page_shows_both_when_asked():
     t = [d.value for d in at.dataframe if both <= set(d.value.columns)][0]
     assert set(t["model"]) == {"one-stage", "two-stage"}
     assert "Why they may differ" in _texts(at)
+
+
+def test_a_shared_link_restores_the_one_stage_switch_and_the_prior_scale():
+    """The one-stage switch (Lagged effects) and the prior scale of τ (Pooled, Few studies) are declared options
+    (SmallKOptions, ui.persist.SMALL_K): a link sets both widgets, and the pages write them back to the URL."""
+    df = simulate_collection(k=4, n_patients=40, sessions=range(1, 7), instruments=False, seed=5).data
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.session_state["dataset"] = {"df": df, "name": "test data", "source": "upload", "notes": []}
+    at.query_params["one_stage"] = "1"
+    at.query_params["tau_prior"] = "0.25"
+    at.run()
+    at.switch_page("app_pages/lagged.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.checkbox(key="lag_one_stage").value is True
+    both = {"model", "test", "tau", "pi_low"}
+    assert [d for d in at.dataframe if both <= set(d.value.columns)]  # the link switched the one-stage model on
+    at.switch_page("app_pages/pooled.py")
+    at.run()
+    at.get("button_group")[0].set_value("Few studies: Bayesian & coverage").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.number_input(key="fs_prior_scale").value == pytest.approx(0.25)
+    assert "half-normal with scale 0.250" in _texts(at)
+    # changed on the page → written to the URL (inside the More-analyses fragment too)
+    at.number_input(key="fs_prior_scale").set_value(0.5).run()
+    qp = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert qp.get("tau_prior") == "0.5" and qp.get("one_stage") == "1"

@@ -91,3 +91,26 @@ def test_bundle_downloaded_and_loaded_back_restores_the_analysis(tmp_path):
         page.wait_for_function("() => location.search.includes('tau2=DL') && location.search.includes('lag=2')",
                                timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "pooled_after_bundle.png"), full_page=True)
+
+
+def test_bundle_download_logs_no_missing_script_run_context(tmp_path):
+    """Issue 23 #12: a bundle download once logged ~25 "missing ScriptRunContext!" lines. Streamlit runs a
+    download's data callable on a worker thread, outside the script run; it must read nothing from Streamlit
+    there (no st.session_state, no st.cache_data call): what it needs is gathered during the run."""
+    from benchmarks.app_server import app_server
+
+    log = tmp_path / "server.log"
+    with app_server(timeout=120, log=log) as (url, _pid), browser_page() as page:
+        page.goto(url + "/pooled")
+        page.get_by_role("heading", name="Pooled effects").wait_for(timeout=60_000)
+        wait_idle(page, 180_000)
+        page.locator('[data-testid="stButtonGroup"] button').filter(has_text="Report & script").click()
+        wait_idle(page, 120_000)
+        before = log.read_text(errors="replace").count("missing ScriptRunContext")
+        for name in ("Download the bundle (.zip)", "Download the HTML report"):
+            with page.expect_download(timeout=180_000) as dl:
+                page.get_by_role("button", name=name).click()
+            assert dl.value.path().stat().st_size > 1000
+        page.wait_for_timeout(1000)
+        text = log.read_text(errors="replace")
+    assert text.count("missing ScriptRunContext") == before == 0, text[-3000:]

@@ -104,6 +104,14 @@ def test_models_that_cannot_be_fitted_are_reported_not_raised():
     assert "not estimated" in res.summary()
 
 
+def test_a_variable_that_does_not_vary_is_reported_not_raised():
+    d = DATA[DATA["study"] == "A-trend"].assign(alliance=4.0)
+    res = total_within_between(d, study="A-trend", standardize=True)
+    assert len(res.to_frame()) == 0
+    assert res.messages[0].startswith("alliance has no variance in the analysis window")
+    assert res.messages[0].endswith("so it cannot be standardized.")
+
+
 def test_published_between_model_on_session_rows_is_degenerate_as_in_lme4():
     """Seed 004's between model as published (person-mean symptoms on within and between alliance, session
     rows, random intercept; tests/reference/make_between_sessions_reference.R on the ICBT demo). The outcome

@@ -83,6 +83,22 @@ def test_dropout_models_say_what_is_missing():
     assert any("needs" in m for m in res.messages)
 
 
+def test_a_study_whose_alliance_cannot_be_standardized_is_reported_and_the_rest_run():
+    """One behaviour on a zero SD (analysis.standardize): that study's rows say why, the others are fitted."""
+    d = dm.simulate_dropout_data(n_studies=3, n_patients=60, seed=2)
+    first = sorted(d["study"].unique())[0]
+    d.loc[d["study"] == first, "alliance"] = 4.0
+    res = dm.dropout_models(d, predictors=("early_alliance",))
+    for per in (res.logistic, res.cox):
+        bad = per[per["study"] == first]
+        assert len(bad) == 1 and bad["estimate"].isna().all()
+        assert bad["note"].iloc[0].startswith("early alliance has no variance" if per is res.logistic
+                                              else "alliance has no variance")
+        assert bad["n"].iloc[0] == 60
+        assert np.isfinite(per.loc[per["study"] != first, "estimate"]).all()
+    assert sum("cannot be standardized" in m for m in res.messages) == 2
+
+
 def test_event_options_are_declared_once():
     """The options issue 22 added are declarations (CONTRIBUTING "The one way to add an option"): complete,
     their words read from the declaration, their METHODS anchors real, bad values refused with the generated

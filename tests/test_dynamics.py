@@ -85,6 +85,8 @@ def test_loglik_and_fit_indices_equal_lavaan(fits, case, direction, ref):
         assert getattr(res, k) == pytest.approx(f[k], abs=1e-4), k
     for name, v in ref["std"].items():
         assert res.standardized[name][0] == pytest.approx(v, abs=1e-4), name
+        # delta-method SE of the average over waves, from lavaan's vcov.std.all
+        assert res.standardized[name][1] == pytest.approx(ref["std_se"][name], rel=1e-3), name
     assert res.n == f["ntotal"]
 
 
@@ -126,6 +128,48 @@ def test_gradient_is_analytic_and_correct():
     num = np.array([(sem.loglik(model, data, th + 1e-6 * e) - sem.loglik(model, data, th - 1e-6 * e)) / 2e-6
                     for e in eye])
     assert np.max(np.abs(num - g)) < 1e-4 * max(1.0, np.max(np.abs(g)))
+
+
+def _numerical_hessian(fun_grad, th, h=1e-6):
+    """Central differences of an analytic gradient (test-side check of the analytic Hessian)."""
+    cols = []
+    for e in np.eye(len(th)):
+        step = h * max(1.0, float(np.max(np.abs(th))))
+        cols.append((fun_grad(th + step * e) - fun_grad(th - step * e)) / (2 * step))
+    H = np.array(cols).T
+    return 0.5 * (H + H.T)
+
+
+@pytest.mark.parametrize("case", ["riclpm11_missing", "riclpm7_varying", "dpm7_missing"])
+def test_hessian_is_analytic_and_correct(case):
+    """The observed information behind every SE: the analytic Hessian equals differences of the
+    analytic gradient (at a point away from the optimum, so the second-order term matters)."""
+    d, _ = dynamics._study_frame(_case(case))
+    if case.startswith("riclpm"):
+        Y, waves, _ = dynamics._wide(d, None)
+        model = dynamics._riclpm_model(len(waves), waves, "varying" not in case)
+        th = dynamics._riclpm_start(model, Y, len(waves)) + 0.01
+    else:
+        Y, waves, _ = dynamics._wide(d, None, variables=("symptoms", "alliance"))
+        T = len(waves)
+        Y = Y[:, : 2 * T - 1]
+        model = dynamics._dpm_model(T, waves, "symptoms", "alliance")
+        th = dynamics._dpm_start(model, Y, T, "symptoms") + 0.01
+    data = sem.PatternData.from_wide(Y)
+    ll, g, H = sem.loglik_hessian(model, data, th)
+    num = _numerical_hessian(lambda t: sem.loglik_grad(model, data, t)[1], th)
+    assert ll == pytest.approx(sem.loglik(model, data, th), rel=1e-12)
+    assert np.max(np.abs(H - num)) < 1e-5 * np.max(np.abs(H))
+    # the saturated (h1) model's moment-space Newton uses the same derivatives
+    p = data.p
+    iu = np.triu_indices(p)
+    mu, S = model.implied(th)
+    ths = np.concatenate([S[iu], mu])
+    ll_s, g_s, H_s = sem._saturated_derivs(data, ths)
+    ref = sem.loglik_hessian(sem.saturated_model(p), data, ths)
+    assert ll_s == pytest.approx(ref[0], rel=1e-12)
+    assert np.allclose(g_s, ref[1], rtol=1e-10, atol=1e-10 * np.max(np.abs(ref[1])))
+    assert np.allclose(H_s, ref[2], rtol=1e-10, atol=1e-10 * np.max(np.abs(ref[2])))
 
 
 # ------------------------------------------------------------------ bad input
@@ -251,18 +295,26 @@ def test_exported_r_script_reproduces_the_sem_stage1_with_lavaan(tmp_path, stage
     df = simulate_collection(k=2, n_patients=90, sessions=range(1, 6), instruments=False, missing_sessions=0.1,
                              seed=5).data
     options = LagOptions(stage1=stage1)
-    py = pipeline.two_stage(df, options).per_study
+    res = pipeline.two_stage(df, options)
+    py = res.per_study
     df.to_csv(tmp_path / "d.csv", index=False)
     (tmp_path / "s.R").write_text(r_script("d.csv", options, data=df), encoding="utf-8")
     run = subprocess.run(["Rscript", "s.R"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     per = pd.read_csv(tmp_path / "per_study_estimates.csv")
-    for term in ("within", "prior_within"):
+    for term in ("within", "prior_within", "within_std"):
         a = per[per["term"] == term].sort_values(["study", "direction"])
         b = py[py["term"] == term].sort_values(["study", "direction"])
         assert len(a) == len(b) == 4
         np.testing.assert_allclose(a["estimate"].to_numpy(), b["estimate"].to_numpy(float), atol=1e-4)
         np.testing.assert_allclose(a["se"].to_numpy(), b["se"].to_numpy(float), rtol=1e-3)
+    # the standardized cross-lags are pooled like the raw ones (metafor::rma on lavaan's std.all)
+    pooled_std = pd.read_csv(tmp_path / "pooled_standardized_estimates.csv").set_index("direction")
+    for direction in ("alliance_to_symptoms", "symptoms_to_alliance"):
+        m = res.pooled_terms[(direction, "within_std")]
+        assert m.k == 2
+        assert m.estimate == pytest.approx(pooled_std.loc[direction, "estimate"], abs=1e-4)
+        assert m.se == pytest.approx(pooled_std.loc[direction, "se"], rel=2e-3)
 
 
 def test_python_script_carries_the_stage1_option():
@@ -271,3 +323,35 @@ def test_python_script_carries_the_stage1_option():
 
     script = reproduction_script("d.csv", LagOptions(stage1="dpm"))
     assert "stage1='dpm'" in script
+
+
+def test_estimator_comparison_forest_keeps_three_readable_panels():
+    """Three estimators side by side (17 studies): without per-panel text columns each panel keeps at least
+    180 px of a 1,000 px wide figure (the page's width in a 1,400 px window; the export is 1,200 px) and its
+    full title; the pooled estimates are written under the panels."""
+    from types import SimpleNamespace
+
+    from analysis import plots_dynamics
+    from analysis.meta import random_effects
+
+    rng = np.random.default_rng(1)
+    res = {}
+    for label in ("Hybrid LMM", "RI-CLPM", "DPM"):
+        m = random_effects(rng.normal(-0.1, 0.05, 17), np.full(17, 0.03**2),
+                           labels=[f"Study {i:02d}" for i in range(1, 18)])
+        res[label] = SimpleNamespace(pooled={"alliance_to_symptoms": m})
+    fig = plots_dynamics.estimator_comparison_figure(res)
+    ml, mr = fig.layout.meta["margin_px"]
+    widths = [(1000 - ml - mr) * (fig.layout[a].domain[1] - fig.layout[a].domain[0])
+              for a in ("xaxis", "xaxis2", "xaxis3")]
+    assert min(widths) >= 180, widths
+    titles = [a.text for a in fig.layout.annotations if a.name == "panel title"]
+    assert titles == ["<b>A: Hybrid LMM</b>", "<b>B: RI-CLPM</b>", "<b>C: DPM</b>"]
+    notes = " ".join(a.text for a in fig.layout.annotations)
+    assert "Pooled estimate [95% CI]: A (Hybrid LMM) −0." in notes and "C (DPM) −0." in notes
+    assert not any(a.text.startswith("Estimate [") for a in fig.layout.annotations)
+    from figure_layout import figure_json, overlapping
+
+    fj = figure_json(fig)
+    for width in (1000, 1200):  # on the page in a 1,400 px window; the PNG/SVG export
+        assert not overlapping(fj, width), width

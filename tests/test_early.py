@@ -71,6 +71,18 @@ def test_recovers_planted_early_alliance_effect():
     assert res.r_ci_high < 0 and res.beta.pooled["early_alliance_to_outcome"].ci_high < 0
 
 
+def test_a_study_whose_early_alliance_does_not_vary_is_reported_and_the_rest_run():
+    studies = sorted(DATA["study"].unique())
+    d = DATA.copy()
+    d = d.sort_values(["study", "patient", "session"])
+    rank = d["alliance"].notna().groupby([d["study"], d["patient"]]).cumsum()
+    d.loc[(d["study"] == studies[0]) & (rank <= 3), "alliance"] = 5.0  # the first 3 ratings; later ones vary
+    res = early_outcome(d)
+    fits = {f.study: f for f in res.beta.fits.values()}
+    assert fits[studies[0]].status != "ok" and "cannot be standardized" in " ".join(fits[studies[0]].messages)
+    assert all(fits[s].status in ("ok", "warning") for s in studies[1:])
+
+
 def test_bad_choices():
     with pytest.raises(ValueError, match="outcome_session"):
         early_outcome(DATA, outcome="session")

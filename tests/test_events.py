@@ -444,7 +444,7 @@ def test_rupture_item_rules_hand():
     assert pd.isna(f.set_index("session").loc[4, "rupture"])  # no item value: unknown
     with pytest.raises(ValueError, match="item_threshold"):
         ev.ruptures(d, item="rupture_intensity")
-    with pytest.raises(ValueError, match="must be numeric"):
+    with pytest.raises(ValueError, match="must hold numbers"):
         ev.ruptures(d.assign(rupture_intensity="high"), item="rupture_intensity", item_threshold=1)
 
 
@@ -1141,7 +1141,7 @@ def test_outcome_by_pattern_pooled_with_meta():
 
 
 def test_validation_messages():
-    with pytest.raises(ValueError, match="missing the column"):
+    with pytest.raises(ValueError, match="lack the column"):
         ev.ruptures(S1.drop(columns="alliance"))
     with pytest.raises(ValueError, match="therapist_alliance"):
         ev.ruptures(S1, rater="therapist")
@@ -1153,23 +1153,23 @@ def test_validation_messages():
         ev.ruptures(S1, k=0)
     with pytest.raises(ValueError, match="k must be"):
         ev.ruptures(S1, k=float("nan"))
-    with pytest.raises(ValueError, match="DataFrame"):
+    with pytest.raises(ValueError, match="canonical long format"):
         ev.ruptures([1, 2, 3])
     with pytest.raises(ValueError, match="no rows"):
         ev.ruptures(S1.iloc[:0])
-    with pytest.raises(ValueError, match="share a"):
+    with pytest.raises(ValueError, match="more than once"):
         ev.ruptures(cat(S1, S1.iloc[:1]))
     bad = S1.copy()
-    bad["alliance"] = bad["alliance"].astype(str)
-    with pytest.raises(ValueError, match="must be numeric"):
+    bad["alliance"] = bad["alliance"].astype(str) + " points"  # text, not numbers
+    with pytest.raises(ValueError, match="must hold numbers"):
         ev.ruptures(bad)
     bad = S1.copy()
     bad["session"] = bad["session"] + 0.5
-    with pytest.raises(ValueError, match="whole numbers"):
+    with pytest.raises(ValueError, match="whole number"):
         ev.ruptures(bad)
     bad = S1.copy()
     bad.loc[0, "session"] = -1
-    with pytest.raises(ValueError, match="whole numbers"):
+    with pytest.raises(ValueError, match="whole number"):
         ev.ruptures(bad)
     bad = S1.copy()
     bad.loc[0, "patient"] = None
@@ -1198,7 +1198,7 @@ def test_validation_sudden_gains_and_rc():
     neg = d.assign(symptoms=d.symptoms - 15)
     with pytest.raises(ValueError, match="negative"):
         ev.sudden_gains(neg, cutoff=5)
-    with pytest.raises(ValueError, match="missing the column"):
+    with pytest.raises(ValueError, match="lack the column"):
         ev.sudden_gains(d.drop(columns="symptoms"), cutoff=5)
     with pytest.raises(ValueError, match="lack the key"):
         ev.reliable_change(d, 0.8, 5, norms={"M_clinical": 30})
@@ -1361,10 +1361,13 @@ def test_standardize_within_study_hand():
     assert (z["symptoms"] == shuffled["symptoms"]).all()  # other columns untouched
 
 
-def test_standardize_within_study_constant_raises():
+def test_standardize_within_study_constant_study_is_reported_and_the_rest_standardized():
     d = cat(long("S1", "A", [4, 4, 4]), long("S2", "B", [1, 2, 3]))
-    with pytest.raises(ValueError, match="S1"):
-        ev.standardize_within_study(d, ["alliance"])
+    z = ev.standardize_within_study(d, ["alliance"])
+    assert z.loc[z["study"] == "S1", "alliance"].isna().all()  # never silently left unstandardized
+    assert z.loc[z["study"] == "S2", "alliance"].to_numpy() == pytest.approx([-1, 0, 1])
+    assert z.attrs["messages"] == ("Study S1: alliance has no variance in the analysis window (3 observed values), "
+                                   "so it cannot be standardized; its values were left out.",)
 
 
 # ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ PAGES = ["app_pages/home.py", "app_pages/data.py", "app_pages/lagged.py", "app_p
          "app_pages/convergence.py", "app_pages/events.py", "app_pages/teaching.py", "app_pages/screening.py",
          "app_pages/methods.py"]
 URL_NAMES = sorted({o.url for o in declared(LagOptions) if o.url} | {*persist.TEACHING, *persist.CONVERGENCE,
-                                                                         *persist.EVENTS, "screen", "compare"})
+                                                                         *persist.EVENTS, *persist.SMALL_K, "screen", "compare"})
 HOSTILE = ["", "-", "1e400", "nan", "-5-3", "0-999999999999", "1,1,1", "evil", "![x](http://127.0.0.1:9/b.png)",
            "\x00", "true", "99", "-1", "3.5", "alliance_to_symptoms,evil", "fixed_random", "none", "0"]
 url_value = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=12), st.integers(-10**6, 10**6).map(str),

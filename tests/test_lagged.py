@@ -308,6 +308,9 @@ def test_failures_are_reported_not_raised():
     flat = simulate_study(10, range(1, 6), seed=1).data.assign(alliance=3.0)
     f = fit_study(flat)
     assert f.status == "failed" and "alliance has no variance" in f.messages[0]
+    between_only = flat.assign(alliance=flat["patient"].factorize()[0].astype(float))  # varies between patients
+    f = fit_study(between_only, LagOptions(standardize=True, standardize_by="within"))
+    assert f.status == "failed" and "does not vary within patients (within-patient SD 0)" in f.messages[0]
     one_pair = simulate_study(12, range(1, 3), seed=2).data
     f = fit_study(one_pair)
     assert f.status == "failed" and "single row" in f.messages[0]

@@ -249,6 +249,45 @@ def test_third_level_matches_dense_likelihood():
     assert f.deviance < f2.deviance - 2
 
 
+@pytest.mark.parametrize("outer_slope", [False, True])
+def test_cluster_classes_equal_the_cluster_by_cluster_sums(outer_slope):
+    """One random intercept per cluster: clusters of equal size (and outer unit) are summed into
+    classes. The criterion and its analytic gradient (REML and ML, with and without a random slope
+    across the outer units) equal the cluster-by-cluster sums, and the fit's optimum is a zero of the
+    gradient by central differences of the criterion."""
+    from analysis.lmm import _build_problem
+
+    rng = np.random.default_rng(5)
+    m = 300
+    sizes = rng.integers(2, 8, size=m)
+    g = np.repeat(np.arange(m), sizes)
+    n = len(g)
+    study = rng.integers(0, 6, size=m)[g]
+    x = rng.normal(size=n)
+    D = (study[:, None] == np.arange(6)).astype(float)
+    X = np.column_stack([D, D * rng.normal(size=n)[:, None], x])
+    y = X[:, -1] * (-0.2 + 0.1 * rng.normal(size=6)[study]) + rng.normal(size=m)[g] + rng.normal(size=n)
+    Z = np.ones((n, 1))
+    prob = _build_problem(y, X, Z, g, (1,), study, x if outer_slope else None)[0]
+    assert prob.cls is not None and prob.cls.max() + 1 < m / 4
+    for theta in ([0.7, 0.2], [1.5, 0.0], [0.05, 0.9]):
+        theta = np.array(theta)
+        for reml in (True, False):
+            f1, g1 = prob.evaluate(theta, reml, True)
+            cls, prob.cls = prob.cls, None
+            try:
+                f2, g2 = prob.evaluate(theta, reml, True)
+            finally:
+                prob.cls = cls
+            assert f1 == pytest.approx(f2, rel=1e-12)
+            np.testing.assert_allclose(g1, g2, rtol=1e-9, atol=1e-9)
+            h = 1e-6
+            num = [(prob.evaluate(theta + h * e, reml) - prob.evaluate(theta - h * e, reml)) / (2 * h)
+                   for e in np.eye(2)]
+            if theta[1] > 0:
+                np.testing.assert_allclose(g1, num, rtol=1e-5, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- helpers and errors
 
 

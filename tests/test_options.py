@@ -210,6 +210,7 @@ def test_a_link_with_every_option_sets_every_widget_and_is_written_back():
 
 
 def _page_classes():
+    from analysis import bayes_meta
     from analysis import convergence as conv
     from analysis import events as ev
     from analysis.convergence.options import ConvergenceOptions
@@ -218,11 +219,12 @@ def _page_classes():
     # options class → the analysis entry its options are the keyword arguments of
     return {ConvergenceOptions: conv.growth_models, evo.RuptureOptions: ev.rupture_analysis,
             evo.GainOptions: ev.gain_analysis, evo.ReliableChangeOptions: ev.reliable_change_analysis,
-            evo.OutcomeOptions: ev.outcome_by_pattern, evo.DropoutOptions: ev.dropout_models}
+            evo.OutcomeOptions: ev.outcome_by_pattern, evo.DropoutOptions: ev.dropout_models,
+            bayes_meta.SmallKOptions: bayes_meta.bayes_random_effects}
 
 
 #: options that only say how a page asks for an input (not a keyword of the analysis entry)
-PAGE_ONLY = {"cutoff_mode"}
+PAGE_ONLY = {"cutoff_mode", "one_stage"}
 
 
 def test_every_page_option_round_trips_url_options_entry():
@@ -232,7 +234,7 @@ def test_every_page_option_round_trips_url_options_entry():
 
     from ui import persist
 
-    specs = {**persist.CONVERGENCE, **persist.EVENTS}
+    specs = {**persist.CONVERGENCE, **persist.EVENTS, **persist.SMALL_K}
     n = 0
     for cls, entry in _page_classes().items():
         params = inspect.signature(entry).parameters
@@ -264,3 +266,38 @@ def test_every_page_option_round_trips_url_options_entry():
     # the page's URL parameters are exactly the declared ones (plus the convergence preset)
     urls = {o.url for cls in _page_classes() for o in declared(cls) if o.url}
     assert set(specs) - {"preset"} == urls
+
+
+def _entry_classes():
+    """Options classes whose method has a ``run(df, options)`` entry, and no URL parameters of their own."""
+    from analysis import decomposition
+
+    return {decomposition.DecompositionOptions: decomposition.run}
+
+
+def test_every_method_option_round_trips_widget_options_run_script():
+    """Methods without URL parameters of their own (their window and lag travel with the Lagged options): every
+    declared value goes widget value → options → the method's ``run`` entry (called) → script arguments."""
+    import re
+    from pathlib import Path
+
+    from analysis.simulate import simulate_study
+
+    methods = (Path(__file__).resolve().parents[1] / "docs" / "METHODS.md").read_text(encoding="utf-8")
+    sections = set(re.findall(r"^## ([0-9]+[a-z]?)\. ", methods, flags=re.M))
+    df = simulate_study(12, range(1, 8), seed=4).data
+    n = 0
+    for cls, run in _entry_classes().items():
+        for o in declared(cls):
+            assert o.label and o.help and o.methods.split("-", 1)[0] in sections, (cls.__name__, o.name)
+            assert o.url is None or o.url in {p.url for p in declared(LagOptions)}, o.name
+            values = ({"int": [o.lo, (o.lo or 0) + 2], "range": [None, (2, 6)]}.get(o.kind) or _values(o))
+            for v in values:
+                opts = cls(**{o.name: v})
+                widget = udecl.widget_value(o, getattr(opts, o.name), (1, 7))
+                back = cls(**{**opts.to_dict(), o.name: udecl.option_value(o, widget, (1, 7))})
+                assert back == opts, (o.name, v)
+                res = run(df, opts)
+                assert res is not None and script_args(opts)[o.name] == getattr(opts, o.name)
+                n += 1
+    assert n >= 8

@@ -306,7 +306,11 @@ def test_term_labels_and_readings():
 
     assert "patient mean of symptoms" in term_label("interaction_outcome", "alliance_to_symptoms")
     assert term_label("within") == "Within-patient effect: predictor (session t) → outcome (session t+1)"
-    assert term_label("within × treatment: PDT") == "Cross-level interaction: treatment: PDT × within effect"
+    assert term_label("within × treatment: PDT") == (
+        "Cross-level interaction (within-study): treatment: PDT × within effect")
+    # every interaction with the within effect is labelled as the within-study part (issue 21)
+    for t in ("interaction", "interaction_outcome", "within × age"):
+        assert "(within-study)" in term_label(t, "alliance_to_symptoms")
     r = term_reading("within × age")
     assert "for patients with a higher age" in r and "alliance (session t) → symptoms (session t+1)" in r
     assert "later in the same session" in term_reading("between", "symptoms_to_alliance", 0)

@@ -2,6 +2,7 @@
 
 import ast
 import html
+import re
 
 import numpy as np
 import pandas as pd
@@ -81,3 +82,57 @@ def test_all_sessions_is_not_called_none():
 
     t = options_table(LagOptions()).set_index("Option")["Value"]
     assert t["Sessions analysed"] == "all"
+
+
+def test_report_tables_read_like_the_pages():
+    """Issue 23 #6: readers' column names (not n_patients / ci_low / pvalue), the directions and model terms
+    in words, and every number written by the one formatter (analysis.formatting.cell): no "7.000 / 0.000"."""
+    import re
+
+    from analysis import formatting as fmt
+    from analysis import report
+    from analysis.lagged import LagOptions
+
+    assert not hasattr(report, "_cell")  # the report has no formatter of its own
+    summary = pd.DataFrame({"study": ["A"], "n_patients": [12], "n_rows": [1234], "sessions_median": [7.0],
+                            "sessions_min": [5], "sessions_max": [7], "pct_missing_alliance": [0.0]})
+    per = pd.DataFrame({"study": ["A", "A"], "direction": ["alliance_to_symptoms"] * 2, "term": ["within", "prior_within"],
+                        "estimate": [-0.0123, 0.2], "ci_low": [-0.05, 0.1], "ci_high": [0.03, 0.3],
+                        "pvalue": [0.0000001, 0.42], "df": [1542.0, 1542.0]})
+    out = html_report("R", data_summary=summary, options=LagOptions(lag=2), sections=[("Per study", [per])])
+    heads = re.findall(r"<th>(.*?)</th>", out)
+    for raw in ("n_patients", "n_rows", "sessions_median", "pct_missing_alliance", "ci_low", "pvalue", "direction"):
+        assert raw not in heads, raw
+    assert {"Patients", "Session rows", "Sessions per patient (median)", "CI low", "p"} <= set(heads)
+    cells = re.findall(r"<td>(.*?)</td>", out)
+    assert "7.000" not in cells and "0.000" not in cells and "7" in cells and "1,234" in cells
+    assert "alliance → symptoms" in out and "alliance_to_symptoms" not in out
+    # the term in words, with the lag of the options (t+2)
+    assert html.escape("Within-patient effect: alliance (session t) → symptoms (session t+2)") in out
+    for v, col in ((-0.0123, "estimate"), (0.0000001, "pvalue"), (1542.0, "df"), (0.0, "pct_missing_alliance")):
+        assert html.escape(fmt.cell(v, col)) in cells, (v, col)
+    # options by their declared labels, not field names
+    opts = report.options_table(LagOptions()).set_index("Option")["Value"]
+    assert "Stage1" not in opts.index and "Df method" not in opts.index
+
+
+def test_report_labels_each_direction_and_leaves_out_an_absent_column():
+    """Every pooled and agreement paragraph of the app's report names its direction; a data set without
+    therapist ratings shows no "missing therapist-rated alliance" column (absent, not 100 % missing)."""
+    from analysis import pipeline, plots_meta
+    from analysis.lagged import LagOptions
+    from analysis.simulate import simulate_collection
+    from ui import reporting
+
+    df = simulate_collection(3, (40, 60), seed=3).data.drop(columns="therapist_alliance", errors="ignore")
+    opts = LagOptions()
+    res = pipeline.two_stage(df, opts)
+    fig = plots_meta.forest_figure(next(iter(res.pooled.values())))
+    out = reporting._report_html({"df": df, "name": "t", "notes": []}, opts, res, fig).decode()
+    paras = [html.unescape(p) for p in re.findall(r"<p>(.*?)</p>", out)]
+    labels = ("Alliance → next-session symptoms:", "Symptoms → next-session alliance:")
+    for p in paras:
+        if ("estimates agree" in p or "estimates differ" in p or p.startswith("Across")) and not p.startswith(labels):
+            raise AssertionError(f"paragraph without its direction: {p[:80]}")
+    assert sum(p.startswith(labels) for p in paras) >= 4
+    assert "therapist-rated alliance (%)" not in out

@@ -237,13 +237,16 @@ def installed_site(tmp_path_factory):
     src = tmp_path_factory.mktemp("src")  # a clean copy, so the build leaves nothing in the project folder
     for rel in ("pyproject.toml", "requirements.txt", "README.md", "app.py"):
         shutil.copy2(ROOT / rel, src / rel)
-    for rel in ("analysis", "ui", "app_pages", ".streamlit", "demo_data", "docs", "assets"):
+    for rel in ("analysis", "ui", "app_pages", ".streamlit", "demo_data", "docs", "assets", "backend"):
         shutil.copytree(ROOT / rel, src / rel, ignore=shutil.ignore_patterns("__pycache__"))
     run = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(src)],
         capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
+    # the build leaves nothing in the user's folder (issue 23 #17: `pip install .` left build/ behind)
+    left = sorted(p.name for p in src.iterdir() if p.name == "build" or p.name.endswith(".egg-info"))
+    assert not left, left
     return site
 
 
@@ -425,6 +428,12 @@ def test_reference_checker_flags_numerical_differences(tmp_path):
     assert cr.compare_json(doc, moved, 1e-9, 1e-12) == ["$.fits[0].estimate[0]: 0.25 != 0.2500000025"]
     assert cr.compare_json(doc, {**doc, "tau2": None}, 1e-9, 1e-12)
     assert cr.compare_json(doc, {"fits": [{**doc["fits"][0], "study": "B"}], "tau2": 0.0}, 1e-9, 1e-12)
+    # a Python script that reads an R script's output runs after every R script (the BCG trials of
+    # meta_reference.json for the Bayesian reference), the others before them
+    order = [p.name for p in cr.script_order(ROOT / "tests" / "reference")]
+    assert order.index("make_bayes_reference.py") > max(i for i, n in enumerate(order) if n.endswith(".R"))
+    assert "meta_reference.json" in (ROOT / "tests" / "reference" / "make_bayes_reference.py").read_text()
+    assert order.index("make_convergence_inputs.py") < min(i for i, n in enumerate(order) if n.endswith(".R"))
     pd.DataFrame({"s": ["x", "y"], "v": [1.0, 2.0]}).to_csv(tmp_path / "a.csv", index=False)
     pd.DataFrame({"s": ["x", "y"], "v": [1.0, 2.0 + 1e-6]}).to_csv(tmp_path / "b.csv", index=False)
     assert cr.compare_csv(tmp_path / "a.csv", tmp_path / "a.csv", 1e-9, 1e-12) == []

@@ -11,7 +11,6 @@ _LONG = {
     "analysis/data/canonical.py:combine",
     "analysis/data/reshape.py:wide_to_long",
     "analysis/decomposition.py:total_within_between",
-    "analysis/lmm.py:fit_lmm",
     "analysis/meta/pooling.py:random_effects",
     "analysis/meta/tau2.py:_tau2_many",
     "analysis/plots_lagged.py:patient_series_figure",

@@ -24,15 +24,19 @@ def page_options() -> dict:
     return out
 
 
-def bundle_bytes(ds: dict, options, report_html: bytes | None = None, figures: dict | None = None) -> bytes:
-    """The bundle of the loaded data set and the current options."""
+def bundle_bytes(ds: dict, options, report_html: bytes | None = None, figures: dict | None = None,
+                 pages: dict | None = None, extras: dict | None = None) -> bytes:
+    """The bundle of the loaded data set and the current options. ``pages`` (:func:`page_options`) and
+    ``extras`` (:func:`ui.r_downloads.bundle_extras`) are read from the session when not given; a download's
+    callable passes them, read during the script run (it runs on a worker thread without the session)."""
     from ui.compute import data_key
     from ui.r_downloads import bundle_extras
 
-    seeds = {k: v for k, v in page_options().items() if "seed" in k}
-    return abundle.make_bundle(ds["df"], options, ds["name"], mapping=ds.get("mapping"), page_options=page_options(),
-                               seeds=seeds, report_html=report_html, figures=figures,
-                               **bundle_extras(ds["df"], data_key(ds["df"])))
+    pages = page_options() if pages is None else pages
+    extras = bundle_extras(ds["df"], data_key(ds["df"])) if extras is None else extras
+    seeds = {k: v for k, v in pages.items() if "seed" in k}
+    return abundle.make_bundle(ds["df"], options, ds["name"], mapping=ds.get("mapping"), page_options=pages,
+                               seeds=seeds, report_html=report_html, figures=figures, **extras)
 
 
 def restore(b: abundle.Bundle) -> list[str]:

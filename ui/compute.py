@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import json
 from pathlib import Path
 
@@ -28,6 +29,23 @@ DEMO_DIR = Path(__file__).resolve().parents[1] / "demo_data"
 #: LagOptions (a frozen dataclass of plain values) hashed by its repr: Streamlit's generic hashing walked it
 #: field by field on every cached call of every rerun (issue 16, a class of 30)
 OPTIONS_HASH = {LagOptions: repr}
+
+# --------------------------------------------------------------------------- methods with declared options
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
+def _run_declared(key: str, _df: pd.DataFrame, entry: str, options_key: str, _options, extra: tuple):
+    module, name = entry.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)(_df, _options, **dict(extra))
+
+
+def run_declared(df: pd.DataFrame, run, options, key: str | None = None, **extra):
+    """The one cached-call pattern for a method whose options are declared (:mod:`analysis.options`):
+    ``run(df, options, **extra)`` cached on the data fingerprint, the entry's name and the options' repr —
+    complete because every declared field is in it. ``extra``: plain keyword values (e.g. the study)."""
+    entry = f"{run.__module__}.{run.__qualname__}"
+    return _run_declared(key or data_key(df), df, entry, repr(options), options, tuple(sorted(extra.items())))
+
 
 # --------------------------------------------------------------------------- file intake (Data, Screening)
 # Bounded: an uploaded file's parsed frame can be several times its size, so few entries are kept and
@@ -144,9 +162,11 @@ def _on_data(target: str, _func, key: str, _df: pd.DataFrame, options: LagOption
     return _func(_df, options)
 
 
-def _data_call(func, df: pd.DataFrame, options: LagOptions):
-    """One cached ``func(df, options)`` call (func: an analysis function taking the frame and LagOptions)."""
-    return _on_data(f"{func.__module__}.{func.__qualname__}", func, data_key(df), df, options)
+def _data_call(func, df: pd.DataFrame, options: LagOptions, key: str | None = None):
+    """One cached ``func(df, options)`` call (func: an analysis function taking the frame and LagOptions).
+    ``key``: the data fingerprint when the caller has it (a download's callable runs off the script thread,
+    where :func:`data_key` cannot read the session)."""
+    return _on_data(f"{func.__module__}.{func.__qualname__}", func, key or data_key(df), df, options)
 
 
 #: a larger data set is not fitted before a page asks for it (memory: a 5-million-row upload, issue 16)
@@ -190,8 +210,8 @@ def two_stage_or_stop(df: pd.DataFrame, options: LagOptions, spinner: str) -> pi
     return res
 
 
-def multiverse(df: pd.DataFrame, options: LagOptions) -> pd.DataFrame:
-    return _data_call(pipeline.multiverse, df, options)
+def multiverse(df: pd.DataFrame, options: LagOptions, key: str | None = None) -> pd.DataFrame:
+    return _data_call(pipeline.multiverse, df, options, key)
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl="1h", hash_funcs=OPTIONS_HASH)
@@ -328,19 +348,14 @@ def pooled_tables(df: pd.DataFrame, options: LagOptions, names: dict) -> tuple[p
 # Within/between decomposition, early alliance, per-session descriptives (issue 11 §1, §3, §5)
 
 
-@st.cache_data(show_spinner=False, max_entries=32, ttl="1h")
-def _decomposition(key: str, _df: pd.DataFrame, direction: str, lag: int, standardize: bool, study: str,
-                   sessions):
-    from analysis import decomposition
+def decomposition(df: pd.DataFrame, direction: str, lag: int, standardize: bool, study: str, sessions=None,
+                  key: str | None = None):
+    """Seed 004's total/within/between trio for one study (:func:`run_declared`)."""
+    from analysis import decomposition as dec
 
-    return decomposition.total_within_between(_df, direction, lag=lag, standardize=standardize, study=study,
-                                              sessions=sessions)
-
-
-def decomposition(df: pd.DataFrame, direction: str, lag: int, standardize: bool, study: str, sessions=None):
-    """Seed 004's total/within/between trio for one study (cached on the data fingerprint)."""
-    return _decomposition(data_key(df), df, direction, int(lag), bool(standardize), str(study),
-                          None if sessions is None else tuple(int(s) for s in sessions))
+    opts = dec.DecompositionOptions(direction=direction, lag=int(lag), standardize=bool(standardize),
+                                    sessions=None if sessions is None else tuple(int(s) for s in sessions))
+    return run_declared(df, dec.run, opts, key=key, study=str(study))
 
 
 @st.cache_data(show_spinner=False, max_entries=32, ttl="1h")
@@ -374,9 +389,9 @@ def _early_outcome(key: str, _df: pd.DataFrame, options: LagOptions, early_windo
 
 
 def early_outcome(df: pd.DataFrame, options: LagOptions, early_window=None, outcome: str = "last",
-                  outcome_session=None, outcome_column=None):
+                  outcome_session=None, outcome_column=None, key: str | None = None):
     """Early alliance → outcome with its own early window and outcome (analysis.early), cached."""
-    return _early_outcome(data_key(df), df, options, early_window, outcome, outcome_session, outcome_column)
+    return _early_outcome(key or data_key(df), df, options, early_window, outcome, outcome_session, outcome_column)
 
 
 # --------------------------------------------------------------------------- teaching (simulation only; no data key)
@@ -513,7 +528,9 @@ def _event_around(key: str, _df: pd.DataFrame, gain_options: tuple, rater: str, 
     gains = _event_result(key, _df, "gain_analysis", gain_options).gains
     col = "alliance" if rater == "patient" else "therapist_alliance"
     data = events.standardize_within_study(_df, [col]) if standardize else _df
-    return events.alliance_around_gains(data, gains, rater=rater), events.alliance_trajectory(data, gains, rater=rater)
+    around = events.alliance_around_gains(data, gains, rater=rater)
+    around = dataclasses.replace(around, messages=(*data.attrs.get("messages", ()), *around.messages))
+    return around, events.alliance_trajectory(data, gains, rater=rater)
 
 
 def event_around(df: pd.DataFrame, gain_options: dict, rater: str, standardize: bool):
@@ -579,11 +596,11 @@ def _thaw(options: tuple) -> dict:
 # --------------------------------------------------------------------------- few studies (issue 21)
 
 
-def one_stage(df: pd.DataFrame, options: LagOptions):
+def one_stage(df: pd.DataFrame, options: LagOptions, key: str | None = None):
     """:func:`analysis.onestage.one_stage` (both directions of ``options``), cached on the data and options."""
     from analysis import onestage
 
-    return _data_call(onestage.one_stage, df, options)
+    return _data_call(onestage.one_stage, df, options, key)
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl="1h")

@@ -14,6 +14,7 @@ from ui import compute, declared, jobs
 from ui.downloads import show_figure, table_download
 from ui.options import LINKS
 from ui.safe import esc
+from ui.tables import show_table
 
 _METHODS = declared.METHODS_PAGE + M_DYNAMIC
 
@@ -44,9 +45,14 @@ def comparison_section(df: pd.DataFrame, options: LagOptions, page: str) -> None
             st.info(esc(e, limit=None))
             continue
         show_figure(fig, f"estimator_comparison_{direction}", key=f"{page}_cmp_{direction}")
+    std = pipeline.standardized_pooled(res)
+    if len(std):
+        st.markdown("**Pooled standardized within-patient cross-lags** (RI-CLPM and DPM: lavaan std.all per "
+                    "study, averaged over sessions, pooled by the same random-effects model)")
+        show_table(std, "standardized_cross_lags", key=f"{page}_cmp_std_dl", manuscript=False)
     rows = []
     for label, r in res.items():
-        t = r.per_study[r.per_study["term"] == "within"].copy()
+        t = r.per_study[r.per_study["term"].isin(["within", "within_std"])].copy()
         t.insert(0, "estimator", label)
         rows.append(t)
     table = pd.concat(rows, ignore_index=True)

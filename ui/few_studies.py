@@ -10,7 +10,7 @@ import streamlit as st
 from analysis import coverage, onestage, plots_onestage
 from analysis import formatting as fmt
 from analysis.bayes_meta import SmallKOptions
-from ui import compute, jobs
+from ui import compute, jobs, persist
 from ui.declared import draw, find
 from ui.downloads import show_figure, table_download
 from ui.safe import esc, md
@@ -27,14 +27,20 @@ def small_k_warning(m, direction_label: str) -> None:
                       d=direction_label, k=m.k, small=SMALL_K))
 
 
-def _options(key: str, values: dict | None = None) -> SmallKOptions:
-    vals = {}
-    for name in ("prior_scale",):
-        opt = find(SmallKOptions, name)
-        if key + name not in st.session_state:
-            st.session_state[key + name] = opt.default
-        vals[name] = draw(opt, key + name, min_value=opt.lo, max_value=opt.hi, step=0.05, format="%.3f")
-    return SmallKOptions(**vals)
+def _options() -> SmallKOptions:
+    """The few-studies choices (declared on :class:`SmallKOptions`; remembered across pages and written
+    to the URL, ``ui.persist.SMALL_K``). Inside the More-analyses fragment, so the URL is written here."""
+    opt = find(SmallKOptions, "prior_scale")
+    key = persist.widget(persist.SMALL_K[opt.url].key, opt.default)
+    value = draw(opt, key, min_value=opt.lo, max_value=opt.hi, step=0.05, format="%.3f")
+    persist.write_url(persist.SMALL_K)
+    return SmallKOptions(prior_scale=value)
+
+
+def one_stage_switch() -> bool:
+    """The Lagged effects page's switch for the one-stage model (declared; in the URL as ``one_stage``)."""
+    opt = find(SmallKOptions, "one_stage")
+    return bool(draw(opt, persist.widget(persist.SMALL_K[opt.url].key, opt.default)))
 
 
 def one_stage_section(df, options, res, directions: dict, xlabel: str) -> None:
@@ -75,7 +81,7 @@ def one_stage_section(df, options, res, directions: dict, xlabel: str) -> None:
 
 def small_k_section(pooled: dict, options, directions: dict) -> None:
     """The Bayesian estimate and the simulated coverage of the z, Knapp–Hartung and Bayesian intervals."""
-    opts = _options("fs_")
+    opts = _options()
     for d, m in pooled.items():
         if m.k < 2:
             st.info(md("{d}: one study; nothing to pool.", d=directions[d]))
@@ -86,6 +92,7 @@ def small_k_section(pooled: dict, options, directions: dict) -> None:
     st.markdown("**How trustworthy is this interval?** The simulation below draws meta-analyses with your "
                 "design — your k, your studies' SEs and the estimated τ — whose true mean effect is known, and "
                 "counts how often each 95% interval contains it (seeded; METHODS §6d).")
+    st.caption(esc(coverage.limit_note(), limit=None))
     clicked = st.button("Simulate the coverage of these intervals", key="fs_cov_run")
     for d, m in pooled.items():
         if m.k < 2:

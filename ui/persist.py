@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from analysis import presets as _presets
+from analysis.bayes_meta import SmallKOptions
 from analysis.convergence.options import ConvergenceOptions
 from analysis.events import options as _evo
 from analysis.options import Option, declared
@@ -267,9 +268,14 @@ EVENTS = {
 }
 
 
+#: Few studies (METHODS §6b–§6d): the Bayesian prior scale of τ (Pooled page, 'Few studies') and the
+#: one-stage switch (Lagged effects page), declared on :class:`analysis.bayes_meta.SmallKOptions`.
+SMALL_K = url_spec(SmallKOptions, {"prior_scale": "fs_prior_scale", "one_stage": "lag_one_stage"})
+
+
 def page_params() -> dict[str, Param]:
     """widget key → :class:`Param` of every page option a bundle may restore (the URL declarations)."""
-    return {p.key: p for group in (TEACHING, CONVERGENCE, EVENTS) for p in group.values()}
+    return {p.key: p for group in (TEACHING, CONVERGENCE, EVENTS, SMALL_K) for p in group.values()}
 
 
 def check_page_options(raw: Mapping) -> tuple[dict, list[str]]:

@@ -25,30 +25,58 @@ def script_text(options) -> str:
     return reproduction_script(DATA_NAME, options.to_dict())
 
 
-def _report_html(ds: dict, options, res, fig) -> bytes:
+def session_choices(ds: dict) -> dict:
+    """What the report, figure and bundle downloads need from the session, read during the script run.
+
+    Streamlit runs a download button's data callable on a worker thread after the run, without the session's
+    script-run context: ``st.session_state`` read there logs "missing ScriptRunContext!" (about 25 lines per
+    bundle, issue 23 #12). So the callables get this snapshot and never touch the session.
+    """
+    from ui.bundle import page_options
+    from ui.r_downloads import bundle_extras
+
+    ss, df = st.session_state, ds["df"]
+    key = compute.data_key(df)
+    early = None
+    if ss.get("early_window") is not None:
+        early = {"early_window": tuple(ss["early_window"]), "outcome": ss.get("early_outcome", "last")}
+        if early["outcome"] == "session":
+            early["outcome_session"] = ss.get("early_outcome_session")
+        elif early["outcome"] == "column":
+            early["outcome_column"] = ss.get("early_outcome_column")
+    return {"key": key, "pooled_term": ss.get("pooled_term"),
+            "decomposition": (ss.get("dec_study"), ss.get("dec_direction")),
+            "view": tuple(ss.get(k) for k in ("lag_view_study", "lag_view_dir", "lag_view_patient")),
+            "early": early, "growth": kept_growth(key), "pages": page_options(), "extras": bundle_extras(df, key)}
+
+
+def _report_html(ds: dict, options, res, fig, key: str | None = None) -> bytes:
     df = ds["df"]
     sections = [("Pooled estimates", [fig, *[f"{DIRECTIONS.get(d, d)}: {m.summary()}" for d, m in res.pooled.items()],
                                       meta.results_table(res.pooled, DIRECTIONS) if res.pooled else pd.DataFrame()]),
                 ("Per-study coefficients (all terms)", [res.per_study])]
-    sections.insert(1, ("One-stage model (METHODS §6b)", _one_stage_items(df, options, res)))
-    text = html_report(f"Alliance ⇄ symptoms: {ds['name']}", data_summary=adata.summarize(df).to_frame(),
+    sections.insert(1, ("One-stage model (METHODS §6b)", _one_stage_items(df, options, res, key)))
+    summary = adata.summarize(df).to_frame()
+    if "therapist_alliance" not in df.columns:  # an absent optional column is absent, not "100% missing"
+        summary = summary.drop(columns=["pct_missing_therapist_alliance"], errors="ignore")
+    text = html_report(f"Alliance ⇄ symptoms: {ds['name']}", data_summary=summary,
                        options=options, sections=sections, messages=[*ds.get("notes", []), *res.messages])
     return text.encode("utf-8")
 
 
-def _one_stage_items(df, options, res) -> list:
+def _one_stage_items(df, options, res, key: str | None = None) -> list:
     """The one-stage model beside the two-stage estimates (table, summaries, agreement), or why not."""
     from analysis import onestage
-    from ui import compute
 
     try:
-        one = compute.one_stage(df, options)
+        one = compute.one_stage(df, options, key)
     except ValueError as e:
         return [f"The one-stage model could not be fitted: {e}"]
     items = [*one.messages]
     if one.fits:
+        # each sentence names its direction (two unlabelled paragraphs read as a contradiction or a repeat)
         items += [onestage.compare(res, one), *[f.summary() for f in one.fits.values()],
-                  *[onestage.agreement_sentence(res, one, d) for d in one.fits]]
+                  *[f"{DIRECTIONS.get(d, d)}: {onestage.agreement_sentence(res, one, d)}" for d in one.fits]]
         inter = one.interactions()
         if len(inter):
             items += ["Interactions with the within effect, within-study and across-study parts (deft):", inter]
@@ -60,11 +88,15 @@ def report_html(ds: dict, options, res, fig) -> bytes:
     return _report_html(ds, options, res, fig)
 
 
-def analysis_figures(ds: dict, options, res, forest, xlabel: str = "Within-patient lagged coefficient") -> dict:
+def analysis_figures(ds: dict, options, res, forest, xlabel: str = "Within-patient lagged coefficient",
+                     choices: dict | None = None) -> dict:
     """Every figure the two-stage analysis shows (Pooled effects and Lagged effects pages, with the study,
     direction and patient chosen there), for the bundle; built and rendered only when the bundle is
-    downloaded. Figures come from cached results (the multiverse is computed if it was not yet)."""
+    downloaded. Figures come from cached results (the multiverse is computed if it was not yet).
+    ``choices``: :func:`session_choices` (read from the session when not given)."""
     df = ds["df"]
+    c = session_choices(ds) if choices is None else choices
+    key = c["key"]
     figs = {"forest_plot": forest}
     for d in options.directions:
         figs[f"study_coefficients_{d}"] = plots_lagged.study_coefficients_figure(res, d)
@@ -75,26 +107,27 @@ def analysis_figures(ds: dict, options, res, forest, xlabel: str = "Within-patie
             figs[f"funnel_{d}"] = plots_meta.funnel_figure(m.yi, m.vi, m, xlabel=xlabel, labels=list(m.labels),
                                                            title=f"Funnel plot: {DIRECTIONS[d]}")
     if res.pooled:
-        mv = compute.multiverse(df, options)
+        mv = compute.multiverse(df, options, key)
         for d in res.pooled:
             figs[f"multiverse_{d}"] = plots_lagged.multiverse_figure(mv, d)
-    term = st.session_state.get("pooled_term")
+    term = c["pooled_term"]
     for d in options.directions if term not in (None, "within") else ():
         m = res.pooled_terms.get((d, term))
         if m is not None:
             label = plots_lagged.term_label(term, d, options.lag)
             figs[f"forest_{d}_{term}"] = plots_meta.forest_figure(m, title=html.escape(f"{DIRECTIONS[d]}: {label}"),
                                                                 xlabel=html.escape(label))
-    study, direction = st.session_state.get("dec_study"), st.session_state.get("dec_direction")
+    study, direction = c["decomposition"]
     if study is not None and direction is not None:
         try:
-            dec = compute.decomposition(df, direction, options.lag, options.standardize, study, options.sessions)
+            dec = compute.decomposition(df, direction, options.lag, options.standardize, study, options.sessions,
+                                        key=key)
         except ValueError:
             dec = None
         if dec is not None:
             figs[f"total_within_between_{direction}"] = plots_decomposition.trio_figure(dec)
             figs[f"person_means_{direction}"] = plots_decomposition.person_means_figure(dec)
-    vs, vd, vp = (st.session_state.get(k) for k in ("lag_view_study", "lag_view_dir", "lag_view_patient"))
+    vs, vd, vp = c["view"]
     if vs is not None and vd in options.directions and vp is not None:
         try:
             view = lagged.patient_view(df[df["study"] == vs], options, vd, vp, vs)
@@ -102,23 +135,16 @@ def analysis_figures(ds: dict, options, res, forest, xlabel: str = "Within-patie
             view = None
         if view is not None:
             figs["patient_series"] = plots_lagged.patient_series_figure(view)
-    window = st.session_state.get("early_window")  # the early-alliance section of the Lagged effects page
-    if window is not None:
-        outcome = st.session_state.get("early_outcome", "last")
-        kw = {"early_window": tuple(window), "outcome": outcome}
-        if outcome == "session":
-            kw["outcome_session"] = st.session_state.get("early_outcome_session")
-        elif outcome == "column":
-            kw["outcome_column"] = st.session_state.get("early_outcome_column")
+    if c["early"] is not None:  # the early-alliance section of the Lagged effects page
         try:
-            m = compute.early_outcome(df, options, **kw).beta.pooled.get("early_alliance_to_outcome")
+            m = compute.early_outcome(df, options, **c["early"], key=key).beta.pooled.get("early_alliance_to_outcome")
         except (ValueError, TypeError):
             m = None
         if m is not None and m.k >= 1:
             figs["early_alliance_partial_beta"] = plots_meta.forest_figure(
                 m, title="Early alliance → outcome (partial β, baseline-adjusted)",
                 xlabel="Standardized partial β (negative = lower outcome symptoms)")
-    gr = kept_growth(compute.data_key(df))
+    gr = c["growth"]
     if gr is not None and 2 in gr.models:
         from analysis import plots_convergence
 
@@ -129,7 +155,8 @@ def analysis_figures(ds: dict, options, res, forest, xlabel: str = "Within-patie
 def report_downloads(ds: dict, options, res, fig, xlabel: str = "Within-patient lagged coefficient") -> None:
     st.markdown("**A self-contained HTML report** of this analysis: data summary, options, tables, figures and "
                 "package versions. It opens offline.")
-    st.download_button("Download the HTML report", data=lambda: _report_html(ds, options, res, fig),
+    c = session_choices(ds)  # read now: the callables below run after this run, off the script thread
+    st.download_button("Download the HTML report", data=lambda: _report_html(ds, options, res, fig, c["key"]),
                        file_name="alliance_symptoms_report.html", mime="text/html", key="dl_report",
                        on_click="ignore")
     st.markdown(f"**Reproduce it in Python or R**: download the data ({DATA_NAME}) and a script into one folder. "
@@ -156,5 +183,6 @@ def report_downloads(ds: dict, options, res, fig, xlabel: str = "Within-patient 
                 "(SVG; drawing them takes a few seconds). Load it on the Data page to get back exactly here.")
     st.download_button("Download the bundle (.zip)", key="dl_bundle", on_click="ignore", mime="application/zip",
                        file_name=BUNDLE_NAME,
-                       data=lambda: bundle_bytes(ds, options, _report_html(ds, options, res, fig),
-                                                 analysis_figures(ds, options, res, fig, xlabel)))
+                       data=lambda: bundle_bytes(ds, options, _report_html(ds, options, res, fig, c["key"]),
+                                                 analysis_figures(ds, options, res, fig, xlabel, c),
+                                                 pages=c["pages"], extras=c["extras"]))

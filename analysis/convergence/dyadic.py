@@ -70,6 +70,11 @@ def dyadic_model(df: pd.DataFrame, time: str = "session", random: str = "full",
     variances). When the requested structure does not converge the next
     simpler one is tried and the change is reported. One residual variance is
     shared by both raters (as in lme4's ``lmer``).
+
+    >>> from analysis.simulate import simulate_dyads
+    >>> res = dyadic_model(simulate_dyads(30, seed=1).data)
+    >>> res.to_frame()["term"].tolist()[:2]
+    ['intercept', 'role']
     """
     if random not in _DYADIC_STRUCTURES:
         raise ValueError("random must be 'full', 'blocks' or 'diagonal'.")

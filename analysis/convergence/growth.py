@@ -562,6 +562,11 @@ def growth_models(
     AIC: ``aic_reml`` from the REML fit, ``aic_ml`` from an ML refit
     (``ml_refit``); only ML AICs compare models with different fixed effects.
     ``random_tests=False`` skips the slope test and the variance-component SEs (faster, for simulations).
+
+    >>> from analysis.simulate import simulate_dyads
+    >>> res = growth_models(simulate_dyads(40, seed=1).data, models=(1, 2), random_tests=False)
+    >>> sorted(res.models), res.models[2].fixed["term"].tolist()[:3]
+    ([1, 2], ['intercept', 'time', 'initial_symptoms'])
     """
     models = tuple(int(m) for m in models)
     if not models or any(m not in (1, 2, 3) for m in models):

@@ -39,6 +39,13 @@ def pooled_convergence(
     Returns ``(table, meta)``: one row per study (study, estimate, se, df,
     pvalue, n_dyads, n_obs, converged, status, message) and the MetaResult
     (``None`` when no study could be fitted).
+
+    >>> import pandas as pd
+    >>> from analysis.simulate import simulate_dyads
+    >>> two = pd.concat([simulate_dyads(30, study=s, seed=i).data for i, s in enumerate(("A", "B"))])
+    >>> res = pooled_convergence(two)
+    >>> [type(x).__name__ for x in res]
+    ['DataFrame', 'MetaResult']
     """
     d = _check(df, ("alliance", "therapist_alliance", "symptoms"))
     rows = []

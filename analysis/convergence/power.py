@@ -105,6 +105,10 @@ def convergence_power(n_dyads: int, sessions, betas=(0.2, 0.3, 0.4), *, n_sim: i
     the score's unreliability, so it is usually lower. ``design``: further
     :func:`simulate_dyads` arguments (e.g. ``symptom_instrument``). ``progress``, ``cancelled``: see
     :mod:`analysis.progress` (the dashboard runs this off the page's thread).
+
+    >>> res = convergence_power(30, range(1, 9), betas=(0.4,), n_sim=4, seed=1)
+    >>> list(res.table.columns[:2]), int(res.table["n_ok"].iloc[0]) <= 4
+    (['beta', 'power'], True)
     """
     from analysis.progress import checkpoint
     from analysis.simulate import simulate_dyads

@@ -75,6 +75,12 @@ def apply_sample_rules(df: pd.DataFrame, rules: SampleRules | None = None) -> Sa
     Returns a :class:`SampleResult`; its ``data`` feed :func:`dyad_scores` and
     :func:`growth_models` unchanged. Symptom-only occasions (e.g. session 1 or the
     termination assessment without alliance ratings) stay in the symptom series.
+
+    >>> from analysis.convergence import SampleRules
+    >>> from analysis.simulate import simulate_dyads
+    >>> res = apply_sample_rules(simulate_dyads(40, seed=1).data, SampleRules(min_sessions=10))
+    >>> res.data["patient"].nunique() + len(res.excluded), type(res).__name__
+    (40, 'SampleResult')
     """
     rules = rules or SampleRules()
     d = _check(df, ("alliance", "therapist_alliance"))

@@ -345,6 +345,11 @@ def dyad_scores(df: pd.DataFrame, discrepancy: str = "absolute", transform: str 
     and ``T̂_jt`` with −½, so early_P/early_T are the growth-curve levels at the
     first joint session (the paper's Table I note). Everything after the lines
     (D̂, convergence, development) is computed the same way for both methods.
+
+    >>> from analysis.simulate import simulate_dyads
+    >>> s = dyad_scores(simulate_dyads(20, seed=1).data)
+    >>> len(s.to_frame()), "convergence" in s.to_frame().columns
+    (20, True)
     """
     if discrepancy not in ("absolute", "signed"):
         raise ValueError("discrepancy must be 'absolute' or 'signed'.")

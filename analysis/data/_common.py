@@ -66,7 +66,15 @@ _SESSION_LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z _.#:\-]*?\s*([0-9]+)$")
 
 
 class DataError(ValueError):
-    """Bad or unreadable input data; the message is meant for the researcher."""
+    """Bad or unreadable input data; the message is meant for the researcher.
+
+    >>> from analysis.data import require_canonical
+    >>> try:
+    ...     require_canonical([1, 2])
+    ... except DataError as exc:
+    ...     print(exc)
+    Expected the data as a table in the canonical long format (METHODS §1), not a list.
+    """
 
 
 # ---------------------------------------------------------------------------

@@ -144,15 +144,18 @@ def to_canonical(
     Raises DataError naming the column, rows and values for text that is not
     a number, sessions that are not whole numbers ≥ 0 or are missing next to
     data, an unknown or doubly used column in ``mapping``.
+
+    >>> import pandas as pd
+    >>> raw = pd.DataFrame({"ID": [1, 1], "Session": [1, 2], "WAI": [4.0, 5.0], "BDI": [20, 18]})
+    >>> d = to_canonical(raw, {"patient": "ID", "session": "Session", "alliance": "WAI", "symptoms": "BDI"})
+    >>> d.columns.tolist()[:5]
+    ['study', 'patient', 'session', 'alliance', 'symptoms']
     """
     if not isinstance(df, pd.DataFrame):
         raise DataError("to_canonical needs a table (DataFrame).")
     cmap = _clean_mapping(df, mapping)
     positions = {k: _column_position(df, col) for k, col in cmap.items()}
-    if study is not None and not isinstance(study, str):
-        study = str(study)
-    if study is not None and not study.strip():
-        study = None
+    study = None if study is None or not str(study).strip() else str(study)
     # work on positions: the caller's index may repeat labels
     src = df.set_axis(pd.RangeIndex(len(df)), axis=0)
     messages: list[str] = []
@@ -190,14 +193,9 @@ def to_canonical(
     rest = [c for c in out.columns if c not in CANONICAL_COLUMNS]
     out = _sort_canonical(out[canon + rest])
     attrs = {k: v for k, v in df.attrs.items() if k != "header_rows"}
-    attrs.update(
-        mapping={k: str(v) for k, v in cmap.items()},
-        study_from=study_from,
-        symptoms_flipped=flip_message is not None,
-        symptoms_flip_message=flip_message,
-        messages=messages,
-        dropped=list(df.attrs.get("dropped") or []) + dropped,
-    )
+    attrs.update(mapping={k: str(v) for k, v in cmap.items()}, study_from=study_from,
+                 symptoms_flipped=flip_message is not None, symptoms_flip_message=flip_message,
+                 messages=messages, dropped=list(df.attrs.get("dropped") or []) + dropped)
     out.attrs = attrs
     return out
 
@@ -552,6 +550,12 @@ def require_canonical(
     a message for the researcher; no "who:" prefix is needed.  ``why`` (a
     sentence) follows the message about missing columns, saying what the
     caller needs them for.
+
+    >>> import pandas as pd
+    >>> d = require_canonical(pd.DataFrame({"study": "A", "patient": [2, 1], "session": [1, 1],
+    ...                                     "alliance": ["4", 5], "symptoms": [20, 18]}))
+    >>> d["patient"].tolist(), d["alliance"].tolist()
+    (['1', '2'], [5.0, 4.0])
     """
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"Expected the data as a table in the canonical long format (METHODS §1), not a "

@@ -434,6 +434,11 @@ def suggest_mapping(df: pd.DataFrame) -> dict[str, Any]:
 
     Returns ``{canonical: column label or None}`` for all seven canonical
     names.  Raises DataError if ``df`` is not a DataFrame.
+
+    >>> import pandas as pd
+    >>> m = suggest_mapping(pd.DataFrame({"ID": [1, 1], "Session": [1, 2], "WAI": [4.0, 5.0], "BDI": [20, 18]}))
+    >>> {k: m[k] for k in ("patient", "session", "alliance", "symptoms")}
+    {'patient': 'ID', 'session': 'Session', 'alliance': 'WAI', 'symptoms': 'BDI'}
     """
     if not isinstance(df, pd.DataFrame):
         raise DataError("suggest_mapping needs a table (DataFrame).")

@@ -775,6 +775,10 @@ def load(
 
     Raises DataError for an empty or unreadable file, an unknown format, a
     missing sheet, or a file with a header but no data rows.
+
+    >>> raw = load(b"id;week;wai;bdi\\n1;1;4,5;20\\n1;2;5;18\\n", "sessions.csv")
+    >>> raw.columns.tolist(), raw["wai"].tolist()
+    (['id', 'week', 'wai', 'bdi'], [4.5, 5.0])
     """
     data, name = _read_source(source, filename)
     label = name or "The file"

@@ -10,6 +10,7 @@ from numbers import Real
 import numpy as np
 import pandas as pd
 
+from analysis.data import DataError, require_canonical
 from analysis.standardize import zscores
 
 _Z = 1.96
@@ -28,66 +29,14 @@ def _tol(x) -> float | np.ndarray:
 
 
 def _check_frame(df, value_cols, who: str) -> pd.DataFrame:
-    """Validate canonical long data and return a clean copy.
-
-    Returns columns study, patient (str), session (int64) and the value
-    columns (float64, NaN = not observed), sorted by study, patient, session.
-    """
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError(
-            f"{who}: expected a pandas DataFrame in long format (one row per "
-            f"patient × session), got {type(df).__name__}."
-        )
-    needed = ["study", "patient", "session", *value_cols]
-    missing = [c for c in needed if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"{who}: the data are missing the column(s) {', '.join(repr(c) for c in missing)}. "
-            f"Required: {', '.join(needed)} (see METHODS §1)."
-        )
-    if len(df) == 0:
-        raise ValueError(f"{who}: the data have no rows.")
-    out = pd.DataFrame(index=range(len(df)))
-    for c in ("study", "patient"):
-        col = df[c].reset_index(drop=True)
-        if col.isna().any():
-            raise ValueError(
-                f"{who}: column '{c}' is empty in {int(col.isna().sum())} row(s); "
-                f"every row needs a {c} label."
-            )
-        out[c] = col.astype(str)
-    ses = df["session"].reset_index(drop=True)
-    if not pd.api.types.is_numeric_dtype(ses) or pd.api.types.is_bool_dtype(ses):
-        raise ValueError(f"{who}: column 'session' must hold whole numbers ≥ 0 (session or week).")
-    ses_f = ses.to_numpy(dtype=float, na_value=np.nan)
-    if np.isnan(ses_f).any():
-        raise ValueError(
-            f"{who}: column 'session' is empty in {int(np.isnan(ses_f).sum())} row(s)."
-        )
-    if np.any(ses_f != np.round(ses_f)) or np.any(ses_f < 0):
-        raise ValueError(f"{who}: column 'session' must hold whole numbers ≥ 0 (session or week).")
-    out["session"] = ses_f.astype(np.int64)
-    for c in value_cols:
-        col = df[c].reset_index(drop=True)
-        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
-            raise ValueError(
-                f"{who}: column '{c}' must be numeric (found {col.dtype}); "
-                f"recode text answers to numbers first."
-            )
-        vals = col.to_numpy(dtype=float, na_value=np.nan)
-        if np.isinf(vals).any():
-            raise ValueError(f"{who}: column '{c}' contains infinite values.")
-        out[c] = vals
-    dup = out.duplicated(["study", "patient", "session"], keep=False)
-    if dup.any():
-        ex = out.loc[dup, ["study", "patient", "session"]].drop_duplicates().head(3)
-        shown = "; ".join(f"study {r.study}, patient {r.patient}, session {r.session}"
-                          for r in ex.itertuples())
-        raise ValueError(
-            f"{who}: {int(dup.sum())} rows share a (study, patient, session) key, "
-            f"e.g. {shown}. Each patient may have one row per session."
-        )
-    return out.sort_values(["study", "patient", "session"], kind="mergesort").reset_index(drop=True)
+    """Canonical long data through the one guard (:func:`analysis.data.require_canonical`), its message
+    prefixed with ``who``; returns study, patient, session and the value columns (float64, NaN = not
+    observed), sorted by study, patient and session (natural order), with a fresh index."""
+    try:
+        data = require_canonical(df, list(value_cols))
+    except DataError as exc:
+        raise DataError(f"{who}: {exc}") from None
+    return data[["study", "patient", "session", *dict.fromkeys(value_cols)]]
 
 
 def _positive_number(x, name: str, who: str, *, allow_zero=False) -> float:
@@ -193,8 +142,8 @@ def standardize_within_study(df: pd.DataFrame, columns) -> pd.DataFrame:
 
     ``z = (x − mean) / sd`` over the study's observed values, sd with
     ddof = 1 (:func:`analysis.standardize.zscores`); missing values stay missing. A study whose values do not vary
-    (or with fewer than two observed values) cannot be standardized and
-    raises ``ValueError``.
+    (or with fewer than two observed values) cannot be standardized: its values become missing and
+    ``out.attrs["messages"]`` says so, study by study (the other studies are standardized).
     """
     who = "standardize_within_study"
     if isinstance(columns, str):
@@ -204,14 +153,11 @@ def standardize_within_study(df: pd.DataFrame, columns) -> pd.DataFrame:
     out = df.copy()
     order = df[["study", "patient", "session"]].astype({"study": str, "patient": str})
     codes, labels = pd.factorize(data["study"], sort=True)
+    messages = []
     for c in columns:
         std = zscores(data[c].to_numpy(dtype=float, na_value=np.nan), codes, len(labels))
-        bad = sorted(labels[k] for k in std.constant)
-        if bad:
-            raise ValueError(
-                f"{who}: '{c}' does not vary (or has fewer than two observed values) in "
-                f"study/studies {', '.join(map(repr, bad))}, so it cannot be standardized."
-            )
+        messages += [f"Study {lab}: {msg}; its values were left out." for lab, msg in std.problems(c, labels).items()]
         z = pd.Series(std.z, index=pd.MultiIndex.from_frame(data[["study", "patient", "session"]]))
         out[c] = z.reindex(pd.MultiIndex.from_frame(order)).to_numpy(dtype=float)
+    out.attrs["messages"] = tuple(messages)
     return out

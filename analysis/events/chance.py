@@ -103,6 +103,11 @@ def rupture_chance(df: pd.DataFrame, criterion="default", k: float | None = None
     correlated within a session with the study's correlation of the two standardized
     residuals, and a session counts when both dip. A rupture item is not simulated
     (`rupture_item_chance`). Equals ``rupture_chance_curve(...).at(k)``.
+
+    >>> from analysis.simulate import simulate_study
+    >>> rc = rupture_chance(simulate_study(30, seed=1).data, n_sim=20)
+    >>> rc.n_sim, rc.per_study.columns.tolist()[:2]
+    (20, ['study', 'n_eligible'])
     """
     return rupture_chance_curve(df, criterion=criterion, sd=sd, detrend=detrend, rater=rater,
                                 n_sim=n_sim, seed=seed).at(k)

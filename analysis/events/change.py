@@ -128,6 +128,11 @@ def reliable_change(df: pd.DataFrame, reliability, sd, norms=None, cutoff=None,
 
     ``reliability``, ``sd``, ``cutoff`` may be one number or a dict study →
     number; ``norms`` one dict or a dict study → norms dict.
+
+    >>> from analysis.simulate import simulate_study
+    >>> rc = reliable_change(simulate_study(20, seed=1).data, reliability=0.9, sd=7.5)
+    >>> rc.columns.tolist()[:4]
+    ['study', 'patient', 'n_obs', 'pre_session']
     """
     who = "reliable_change"
     if method not in RC_METHODS:

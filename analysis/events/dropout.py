@@ -71,11 +71,15 @@ def _predictors(predictors, who: str) -> tuple:
         raise ValueError(f"{who}: {exc}") from None
 
 
-def _zscore(x: pd.Series, by: pd.Series) -> pd.Series:
-    """``x`` standardized within each group of ``by`` (:func:`analysis.standardize.zscores`; NaN when constant)."""
+def _zscore(x: pd.Series, by: pd.Series, problems: dict) -> pd.Series:
+    """``x`` standardized within each study of ``by`` (:func:`analysis.standardize.zscores`). A study where it
+    cannot be (no variance) gets NaN and its sentence in ``problems[study][x.name]``: that study is reported,
+    not fitted, and the other studies still run."""
     codes, labels = pd.factorize(by, sort=True)
-    z = zscores(x.to_numpy(dtype=float, na_value=np.nan), codes, len(labels)).z
-    return pd.Series(z, index=x.index)
+    std = zscores(x.to_numpy(dtype=float, na_value=np.nan), codes, len(labels))
+    for lab, msg in std.problems(str(x.name).replace("_", " "), labels).items():
+        problems.setdefault(lab, {})[x.name] = msg
+    return pd.Series(std.z, index=x.index)
 
 
 def dropout_patients(df: pd.DataFrame, criterion="default", standardize: bool = True) -> pd.DataFrame:
@@ -102,10 +106,13 @@ def dropout_patients(df: pd.DataFrame, criterion="default", standardize: bool = 
     for col, src in (("rupture", "any_rupture"), ("repair", "any_repair")):
         s = per.set_index(_KEY)[src].astype("Float64")
         pp[col] = pp.set_index(_KEY).index.map(s).to_numpy(dtype=float, na_value=np.nan)
+    problems: dict = {}
     if standardize:
         for c in ("early_alliance", "mean_alliance"):
-            pp[c] = _zscore(pp[c], pp["study"])
-    return pp[["study", "patient", "dropout", "n_rated", "early_alliance", "mean_alliance", "rupture", "repair"]]
+            pp[c] = _zscore(pp[c], pp["study"], problems)
+    out = pp[["study", "patient", "dropout", "n_rated", "early_alliance", "mean_alliance", "rupture", "repair"]]
+    out.attrs["problems"] = problems  # study → {column: why it could not be standardized}
+    return out
 
 
 def _fit_row(study, term, est, se, n, events, note="") -> dict:
@@ -181,7 +188,16 @@ def dropout_logistic(df: pd.DataFrame, predictors=("early_alliance", "mean_allia
 
 
 def _logistic(pp: pd.DataFrame, predictors, method: str):
-    per = pd.DataFrame([r for st, s in pp.groupby("study", sort=True) for r in _logit_study(st, s, predictors)])
+    problems = pp.attrs.get("problems", {})
+
+    def study(st, s):
+        bad = [msg for c, msg in problems.get(st, {}).items() if c in predictors]
+        if bad:  # a predictor could not be standardized in this study: reported, the other studies still run
+            e = int(s["dropout"].sum())
+            return [_fit_row(st, t, np.nan, np.nan, len(s), e, "; ".join(bad)) for t in predictors]
+        return _logit_study(st, s, predictors)
+
+    per = pd.DataFrame([r for st, s in pp.groupby("study", sort=True) for r in study(st, s)])
     return per, _pool(per, method)
 
 
@@ -193,8 +209,9 @@ def counting_process(df: pd.DataFrame, standardize: bool = True) -> pd.DataFrame
         raise ValueError(f"{who}: the data need a 'dropout' column (1 = dropped out, 0 = completed) or a "
                          f"'last_session' column (the planned last session) to model dropout.")
     data = _check_frame(df, ["alliance"], who)
+    problems: dict = {}
     if standardize:
-        data["alliance"] = _zscore(data["alliance"], data["study"])
+        data["alliance"] = _zscore(data["alliance"], data["study"], problems)
     obs = data[data["alliance"].notna()].copy()
     obs = obs.merge(drop, on=_KEY, how="left")
     obs = obs[obs["dropout"].notna()]
@@ -205,7 +222,12 @@ def counting_process(df: pd.DataFrame, standardize: bool = True) -> pd.DataFrame
     out = pd.DataFrame({"study": obs["study"], "patient": obs["patient"], "start": obs["session"].astype(float),
                         "stop": stop.astype(float), "event": (last & (obs["dropout"] > 0)).astype(int),
                         "alliance": obs["alliance"]})
-    return out[keep.to_numpy()].reset_index(drop=True)
+    out = out[keep.to_numpy()].reset_index(drop=True)
+    d = drop[drop["study"].isin(list(problems)) & drop["dropout"].notna()]
+    # a study whose alliance could not be standardized has no rows here: its reason, patients and dropouts
+    out.attrs["problems"] = {st: ("; ".join(problems[st].values()), int((d["study"] == st).sum()),
+                                  int(d.loc[d["study"] == st, "dropout"].sum())) for st in sorted(problems)}
+    return out
 
 
 def _cox_study(study, s: pd.DataFrame) -> dict:
@@ -235,7 +257,9 @@ def dropout_cox(df: pd.DataFrame, standardize: bool = True, method: str = "REML"
     (per_study, pooled) as `dropout_logistic`, ``ratio`` = hazard ratio per SD (or point) of alliance.
     """
     cp = counting_process(df, standardize=standardize)
-    per = pd.DataFrame([_cox_study(st, s) for st, s in cp.groupby("study", sort=True)])
+    rows = [_cox_study(st, s) for st, s in cp.groupby("study", sort=True)]
+    rows += [_fit_row(st, "alliance", np.nan, np.nan, n, e, why) for st, (why, n, e) in cp.attrs["problems"].items()]
+    per = pd.DataFrame(rows).sort_values("study", kind="stable").reset_index(drop=True)
     return per, _pool(per, method)
 
 

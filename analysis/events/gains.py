@@ -214,6 +214,13 @@ def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
     relative_magnitude (= magnitude / pregain), cutoff, criterion1,
     criterion2, n_pre, n_post, mean_pre, mean_post, sd_pooled, t_crit,
     criterion3_evaluable, criterion3, meets_criteria, gain_number, is_gain``.
+
+    >>> from analysis.simulate import simulate_study
+    >>> from analysis.simulate import SYMPTOM_INSTRUMENTS
+    >>> d = simulate_study(30, symptom_instrument=SYMPTOM_INSTRUMENTS[0], seed=1).data
+    >>> g = sudden_gains(d, cutoff=5)
+    >>> g.columns.tolist()[:4]
+    ['study', 'patient', 'kind', 'better']
     """
     who = "sudden_gains"
     sign = _gain_sign(pairing, kind, better, column, first_only, who, convention)
@@ -228,23 +235,18 @@ def sudden_gains(df: pd.DataFrame, cutoff=None, reliability=None, sd=None,
     drop = sign * (xn - xn1)
     n1, n2, m1, m2, sp, evaluable = _windows(np.column_stack([nb[-2], nb[-1], x])[cand],
                                              np.column_stack([nb[1], nb[2], nb[3]])[cand])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rel_mag = np.where(xn != 0, drop / np.where(xn != 0, xn, 1.0), np.nan)
+    rel_mag = np.divide(drop, xn, out=np.full(len(xn), np.nan), where=xn != 0)
     tc = _t_crit(n1 + n2, evaluable, pkg)
     c3 = evaluable & (sign * (m1 - m2) > tc * sp)
     out = pd.DataFrame({
-        "study": pd.array(study_a[cand], dtype="str"),
-        "patient": pd.array(pat_a[cand], dtype="str"),
-        "pregain_session": ses_a[cand].astype(np.int64),
-        "postgain_session": post_ses[cand].astype(np.int64),
-        "pregain": xn, "postgain": xn1, "magnitude": drop, "relative_magnitude": rel_mag,
-        "cutoff": cvec,
+        "study": pd.array(study_a[cand], dtype="str"), "patient": pd.array(pat_a[cand], dtype="str"),
+        "pregain_session": ses_a[cand].astype(np.int64), "postgain_session": post_ses[cand].astype(np.int64),
+        "pregain": xn, "postgain": xn1, "magnitude": drop, "relative_magnitude": rel_mag, "cutoff": cvec,
         "criterion1": drop >= cvec - _tol(cvec),
         "criterion2": (drop >= -0.25 * xn - _tol(0.25 * xn)) if pkg and kind == "loss"
         else drop >= 0.25 * xn - _tol(0.25 * xn),
-        "n_pre": n1.astype(np.int64), "n_post": n2.astype(np.int64),
-        "mean_pre": m1, "mean_post": m2, "sd_pooled": sp, "t_crit": tc,
-        "criterion3_evaluable": evaluable, "criterion3": c3,
+        "n_pre": n1.astype(np.int64), "n_post": n2.astype(np.int64), "mean_pre": m1, "mean_post": m2,
+        "sd_pooled": sp, "t_crit": tc, "criterion3_evaluable": evaluable, "criterion3": c3,
     })
     out = _number_events(out, data, sign, first_only, pairing, kind, better, strict=pkg)
     out.attrs["convention"] = convention

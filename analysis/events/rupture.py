@@ -468,6 +468,11 @@ def ruptures(df: pd.DataFrame, criterion="default", k: float | None = None, sd: 
     SD), and with ``rater="both"`` ``therapist_alliance, dip_patient, dip_therapist``, with
     an item ``item, item_flag``. ``rupture`` is missing where the session cannot be
     classified; ``repair``/``repair_session``/``pre_rupture_level`` only on rupture rows.
+
+    >>> from analysis.simulate import simulate_study
+    >>> f = ruptures(simulate_study(30, seed=1).data)
+    >>> f.columns.tolist()[:4]
+    ['study', 'patient', 'session', 'rater']
     """
     who = "ruptures"
     cols = _rupture_columns(df, rater, pre_level, item, item_threshold, item_rule, who)
@@ -476,13 +481,7 @@ def ruptures(df: pd.DataFrame, criterion="default", k: float | None = None, sd: 
     res = [_flag_series(data, c, crit) for c in cols]
     main = res[0]
     a = data[cols[0]].to_numpy()
-    eligible = main["eligible"].copy()
-    known = eligible & main["observed"]
-    dip = main["flag"].copy()
-    for other in res[1:]:
-        eligible &= other["eligible"]
-        known &= other["eligible"] & other["observed"]
-        dip &= other["flag"]
+    eligible, known, dip = _combined(res)
     rupture_known, flag = known, dip & known
     if item is not None:
         eligible, rupture_known, flag, iflag = _with_item(data, item, item_threshold, item_rule,
@@ -490,8 +489,7 @@ def ruptures(df: pd.DataFrame, criterion="default", k: float | None = None, sd: 
     rupture = pd.array(flag, dtype="boolean")
     rupture[~rupture_known] = pd.NA
     pre, repair, repair_session = _repairs(data, a, flag, main["patient_mean"], pre_level)
-    dip_col = pd.array(main["flag"], dtype="boolean")
-    dip_col[~(main["eligible"] & main["observed"])] = pd.NA
+    dip_col = _dip_column(main)
     out = {
         "study": data["study"], "patient": data["patient"], "session": data["session"],
         "rater": rater, "criterion": crit.name, "alliance": a,
@@ -503,9 +501,7 @@ def ruptures(df: pd.DataFrame, criterion="default", k: float | None = None, sd: 
     if rater == "both":
         out["therapist_alliance"] = data["therapist_alliance"].to_numpy()
         for nm, r in zip(("dip_patient", "dip_therapist"), res):
-            d_ = pd.array(r["flag"], dtype="boolean")
-            d_[~(r["eligible"] & r["observed"])] = pd.NA
-            out[nm] = d_
+            out[nm] = _dip_column(r)
     if item is not None:
         out["item"] = data[item].to_numpy(dtype=float)
         out["item_flag"] = iflag
@@ -514,6 +510,25 @@ def ruptures(df: pd.DataFrame, criterion="default", k: float | None = None, sd: 
     f = pd.DataFrame(out)
     f.attrs["criterion"] = crit
     return f
+
+
+def _combined(res):
+    """(eligible, known, dip) over the raters' flag series: a session counts when it does for every rater."""
+    eligible = res[0]["eligible"].copy()
+    known = eligible & res[0]["observed"]
+    dip = res[0]["flag"].copy()
+    for other in res[1:]:
+        eligible &= other["eligible"]
+        known &= other["eligible"] & other["observed"]
+        dip &= other["flag"]
+    return eligible, known, dip
+
+
+def _dip_column(r):
+    """A rater's dips as a nullable boolean column (missing where the session cannot be classified)."""
+    col = pd.array(r["flag"], dtype="boolean")
+    col[~(r["eligible"] & r["observed"])] = pd.NA
+    return col
 
 
 def _line_fit(y, x, starts, counts):

@@ -245,7 +245,7 @@ def _design(rows: ModelRows, lo: int, hi: int, options: LagOptions):
 
 
 def _fit_one(data: StudyData, rows: ModelRows, k: int, options: LagOptions, direction: str,
-             lo: int, hi: int) -> StudyFit:
+             lo: int, hi: int, diagnostics: bool = True) -> StudyFit:
     """Fit study k using model rows rows.idx[lo:hi] (contiguous, sorted by patient)."""
     study = data.study_labels[k]
     xvar, yvar = _VARS[direction]
@@ -279,7 +279,8 @@ def _fit_one(data: StudyData, rows: ModelRows, k: int, options: LagOptions, dire
     # a boundary (singular) fit is routine in this model and leaves the fixed effects correct: a note in
     # ``messages``, not a warning; fewer than 10 patients changes how the estimate reads (issue 23 #16)
     status = "warning" if n_pat < 10 else "ok"
-    diag, dmsgs = _diagnostics(data, k, g, xvar, coef, options, pairs=(rows.idx[lo:hi], rows.lead[lo:hi]))
+    diag, dmsgs = ({}, []) if not diagnostics else _diagnostics(
+        data, k, g, xvar, coef, options, pairs=(rows.idx[lo:hi], rows.lead[lo:hi]))
     msgs.extend(dmsgs)
     if cov_note:
         msgs.append(cov_note)
@@ -397,17 +398,20 @@ def _study_slices(base: StudyData, rows: ModelRows):
 
 
 
-def fit_studies(data: StudyData, options: LagOptions, direction: str) -> list[StudyFit]:
+def fit_studies(data: StudyData, options: LagOptions, direction: str, *, diagnostics: bool = True,
+                ) -> list[StudyFit]:
     """Fit the stage-1 lagged model (METHODS §5) of one direction to every study of ``data``.
 
     One :class:`StudyFit` per study, in ``data.study_labels`` order; a study
     that cannot be fitted comes back with ``status="failed"`` and the reason.
     ``options`` must agree with those ``data`` was prepared with on the
-    window, standardization and covariates.
+    window, standardization and covariates. ``diagnostics=False`` skips the ICC, reliability and
+    Nickell diagnostics (left NaN; e.g. in simulations that need only the coefficients).
     """
     _check_direction(direction)
     rows = model_rows(data, options, direction)
-    return [_fit_one(data, rows, k, options, direction, lo, hi) for k, lo, hi in _study_slices(data, rows)]
+    return [_fit_one(data, rows, k, options, direction, lo, hi, diagnostics)
+            for k, lo, hi in _study_slices(data, rows)]
 
 
 def fit_study(df: pd.DataFrame, options: LagOptions | None = None, direction: str = "alliance_to_symptoms") -> StudyFit:
@@ -419,6 +423,11 @@ def fit_study(df: pd.DataFrame, options: LagOptions | None = None, direction: st
     pair per patient, non-convergence) comes back with ``status="failed"`` and
     the reason in ``messages`` rather than raising. Bad input (missing columns,
     duplicate keys, several studies, unknown options) raises ``ValueError``.
+
+    >>> from analysis.simulate import simulate_study
+    >>> fit = fit_study(simulate_study(60, seed=1).data)
+    >>> fit.status, fit.coefficients["term"].tolist()[:2]
+    ('ok', ['intercept', 'within'])
     """
     options = options or LagOptions()
     _check_direction(direction)

@@ -84,18 +84,13 @@ class StudyData:
         """z = (x − study mean) / SD, the SD over all observed values (``standardize_by="total"``,
         ddof 1) or the pooled within-patient SD √(Σ(x − x̄_i)² / (N − G)) ("within") — §2."""
         total = zscores(x, self.scode, self.S)
-        for k in total.constant:
-            self.problems[self.study_labels[k]].append(
-                f"{var} has no variance in the analysis window ({int(total.n[k])} observed value(s))"
-            )
+        problems = total.problems(var, self.study_labels)
         std = total
         if options.standardize and options.standardize_by == "within":
             std = zscores(x, self.scode, self.S, within=self.g, n_within=self.G)
-            for k in set(std.constant) - set(total.constant):
-                self.problems[self.study_labels[k]].append(
-                    f"{var} does not vary within patients (within-patient SD 0), so it cannot be standardized "
-                    "by the within-patient SD"
-                )
+            problems = std.problems(var, self.study_labels) | problems
+        for lab, msg in problems.items():
+            self.problems[lab].append(msg)
         self.z[var] = std.z if options.standardize else x
         mean, sd = std.mean, std.sd
         self.scale[var] = (mean, sd)
@@ -452,6 +447,11 @@ def prepare(df: pd.DataFrame, options: LagOptions | None = None, direction: str 
     where the prior outcome comes from.
     Columns of terms not in the model are absent. ``attrs`` records the
     direction, predictor, outcome, terms and options.
+
+    >>> from analysis.simulate import simulate_study
+    >>> rows = prepare(simulate_study(10, seed=1).data)
+    >>> rows.columns.tolist()[:4]
+    ['study', 'patient', 'session', 'lead_session']
     """
     options = options or LagOptions()
     _check_direction(direction)
@@ -467,6 +467,11 @@ def pairing_counts(df: pd.DataFrame, options: LagOptions | None = None) -> pd.Da
     ``pairs_next_observed``, ``patients_session``, ``patients_next_observed``
     and ``median_gap_next_observed`` (median session distance of the
     next-observed pairs; equals the lag when nothing was skipped).
+
+    >>> from analysis.simulate import simulate_study
+    >>> t = pairing_counts(simulate_study(10, seed=1).data)
+    >>> t.columns.tolist()[:3], len(t)
+    (['study', 'direction', 'rows'], 2)
     """
     options = options or LagOptions()
     base = StudyData(df, options)

@@ -32,7 +32,14 @@ class PatientView:
 
 def patient_view(df: pd.DataFrame, options: LagOptions | None, direction: str, patient, study=None) -> PatientView:
     """The model rows and observed series of one patient (METHODS §2–§4); ValueError when the
-    patient is not in the data or the id occurs in several studies and ``study`` is not given."""
+    patient is not in the data or the id occurs in several studies and ``study`` is not given.
+
+    >>> from analysis.simulate import simulate_study
+    >>> d = simulate_study(10, seed=1).data
+    >>> v = patient_view(d, None, "alliance_to_symptoms", d["patient"].iloc[0])
+    >>> v.direction, v.series.columns.tolist()[:3]
+    ('alliance_to_symptoms', ['session', 'x', 'y'])
+    """
     options = options or LagOptions()
     xvar, yvar = _check_direction(direction)
     data = StudyData(df, options)

@@ -63,6 +63,10 @@ def egger_test(
     predictor="sei")``: the meta-regression ``y_k = b + b1 sqrt(v_k) + u_k + e_k``
     fitted with the same tau2 estimator and test; the test of ``b1 = 0`` is the
     asymmetry test and ``b`` the limit estimate. Needs k >= 3.
+
+    >>> res = egger_test([0.1, 0.3, 0.2, 0.5, 0.4], [0.01, 0.04, 0.02, 0.09, 0.05], method="DL")
+    >>> round(res.slope, 3), res.k
+    (2.12, 5)
     """
     method, test, level = _check_method_test(method, test, level)
     ctl = _make_control(control)

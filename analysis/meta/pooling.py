@@ -104,6 +104,10 @@ def random_effects(
     Fisher scoring does not converge.
     k = 1 returns the study's own estimate and normal CI, tau2 = 0, NaN
     heterogeneity and a message; k = 2 pools with a warning in ``messages``.
+
+    >>> res = random_effects([0.1, 0.3, 0.2], [0.01, 0.02, 0.015], method="DL", labels=["A", "B", "C"])
+    >>> round(res.estimate, 4), round(res.tau2, 4), res.k
+    (0.1769, 0.0, 3)
     """
     method, test, level = _check_method_test(method, test, level)
     ctl = _make_control(control)
@@ -212,6 +216,11 @@ def random_effects_many(
     Returns one row per problem: estimate, se, statistic, df, pvalue, ci_low,
     ci_high, pi_low, pi_high, tau2, tau2_se, i2, h2, q, q_df, q_pvalue, k,
     converged, iterations.
+
+    >>> t = random_effects_many([[0.1, 0.3, 0.2], [0.0, 0.1, float("nan")]], [[0.01, 0.02, 0.015], [0.01, 0.01, 0.01]],
+    ...                         method="DL")
+    >>> t["k"].tolist(), t["estimate"].round(4).tolist()
+    ([3, 2], [0.1769, 0.05])
     """
     method, test, level = _check_method_test(method, test, level)
     ctl = _make_control(control)
@@ -349,6 +358,10 @@ def leave_one_out(
     ``tau2``, ``I2``, ``H2``, ``converged``, ``messages``. ``df.attrs`` holds
     the full-data ``estimate``, ``method``, ``test`` and ``level``. Needs k >= 2.
     ``control`` as in :func:`random_effects`.
+
+    >>> t = leave_one_out([0.1, 0.3, 0.2], [0.01, 0.02, 0.015], labels=["A", "B", "C"], method="DL")
+    >>> t["study"].tolist(), t["estimate"].round(3).tolist()
+    (['A', 'B', 'C'], [0.243, 0.14, 0.175])
     """
     method, test, level = _check_method_test(method, test, level)
     ctl = _make_control(control)

@@ -292,6 +292,11 @@ def meta_regression(
     Knapp-Hartung); ``QE = Y'PY`` at ``w = 1/v`` on k - p df; I2/H2 as
     residual heterogeneity with ``vt = (k - p)/tr(P)``; pseudo R^2 as
     :class:`MetaRegressionResult` says. ``control`` as in :func:`random_effects`.
+
+    >>> res = meta_regression([0.1, 0.3, 0.2, 0.5], [0.01, 0.02, 0.015, 0.02], {"year": [2001, 2005, 2003, 2010]},
+    ...                       method="DL")
+    >>> res.to_frame()["term"].tolist()
+    ['intercept', 'year']
     """
     method, test, level = _check_method_test(method, test, level)
     ctl = _make_control(control)

@@ -1,9 +1,9 @@
 """``make reference``: rerun every script in tests/reference and compare with the committed values.
 
-Each ``make_*.py`` (inputs simulated in Python, e.g. the convergence designs) and
-then each ``make_*.R`` is run from the project root (Python with this
-interpreter, R with Rscript); together they rewrite every JSON/CSV output in
-tests/reference. The outputs are removed first, so a file that no script writes
+Each ``make_*.py`` (inputs simulated in Python, e.g. the convergence designs),
+then each ``make_*.R``, then the Python scripts of :data:`AFTER_R` (they read an
+R script's output) are run from the project root (Python with this interpreter,
+R with Rscript); together they rewrite every JSON/CSV output in tests/reference. The outputs are removed first, so a file that no script writes
 is reported. Every output file is then compared with
 the committed version numerically (relative tolerance 1e-9, absolute 1e-12 for
 values near zero; text must match exactly) and the committed files are put
@@ -27,6 +27,9 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+#: Python scripts that read the output of an R script, so they run after the R scripts
+#: (make_bayes_reference.py: the BCG trials' yi, vi of meta_reference.json, from metafor's dat.bcg)
+AFTER_R = ("make_bayes_reference.py",)
 
 
 def _close(a: float, b: float, rtol: float, atol: float) -> bool:
@@ -77,6 +80,15 @@ def compare_csv(old: Path, new: Path, rtol: float, atol: float) -> list[str]:
     return out
 
 
+def script_order(here: Path) -> list[Path]:
+    """Python inputs first, then the R script whose simulated data (lagged_data.csv, lagged_rows.csv)
+    other scripts read, the other R scripts, and last the Python scripts of :data:`AFTER_R`."""
+    r_scripts = sorted(here.glob("make_*.R"), key=lambda p: (p.name != "make_lagged_reference.R", p.name))
+    py_scripts = sorted(here.glob("make_*.py"))
+    return ([p for p in py_scripts if p.name not in AFTER_R] + r_scripts
+            + [p for p in py_scripts if p.name in AFTER_R])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rtol", type=float, default=1e-9)
@@ -84,9 +96,7 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the regenerated files instead of the committed ones")
     args = ap.parse_args(argv)
     outputs = sorted(p for p in HERE.iterdir() if p.suffix in (".json", ".csv"))
-    # Python inputs first, then the R script whose simulated data (lagged_data.csv, lagged_rows.csv) other scripts read
-    r_scripts = sorted(HERE.glob("make_*.R"), key=lambda p: (p.name != "make_lagged_reference.R", p.name))
-    scripts = sorted(HERE.glob("make_*.py")) + r_scripts
+    scripts = script_order(HERE)
     problems: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         backup = Path(tmp)

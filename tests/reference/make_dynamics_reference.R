@@ -101,8 +101,17 @@ summarise <- function(fit, std_paths) {
     r <- ss[ss$op == "~" & ss$lhs %in% p$lhs & paste(ss$lhs, ss$rhs) %in% paste(p$lhs, p$rhs), ]
     mean(r$est.std)
   })
+  # SE of that average over waves: delta method on lavaan's covariance matrix of the standardized
+  # parameters (vcov.std.all, rows = the free parameters of the parameter table)
+  pt <- parTable(fit)
+  vstd <- lavInspect(fit, "vcov.std.all")
+  std_se <- lapply(std_paths, function(p) {
+    idx <- pt$free[pt$op == "~" & paste(pt$lhs, pt$rhs) %in% paste(p$lhs, p$rhs)]
+    w <- rep(1 / length(idx), length(idx))
+    sqrt(drop(t(w) %*% vstd[idx, idx, drop = FALSE] %*% w))
+  })
   list(converged = lavInspect(fit, "converged"), estimates = est, se = se, fit = as.list(fm), std = std,
-       warnings = as.list(character(0)))
+       std_se = std_se, warnings = as.list(character(0)))
 }
 
 riclpm_std <- function(Tw) list(
