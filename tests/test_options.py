@@ -301,3 +301,33 @@ def test_every_method_option_round_trips_widget_options_run_script():
                 assert res is not None and script_args(opts)[o.name] == getattr(opts, o.name)
                 n += 1
     assert n >= 8
+
+
+def test_teaching_options_round_trip_url_options_simulation():
+    """The Teaching page's scenario (analysis.teaching.TeachingParams): every declared value the page's slider
+    range allows goes options → URL text (ui.persist.TEACHING, made from the declarations) → clean() → options,
+    and the options drive the simulation."""
+    from analysis import teaching as tg
+    from ui import persist
+
+    spec = persist.TEACHING
+    assert {o.url for o in declared(tg.TeachingParams) if o.url} == set(spec) - {"missing", "present"}
+    n = 0
+    for o in declared(tg.TeachingParams):
+        assert o.label and o.help and o.methods, o.name
+        lo, hi = persist.TEACH_SLIDERS.get(o.name, (o.lo, o.hi))
+        for v in ([lo, o.default, hi] if o.kind in ("int", "float") else _values(o)):
+            opts = tg.TeachingParams(**{o.name: v})
+            if o.url:
+                text = spec[o.url].encode(getattr(opts, o.name))
+                assert spec[o.url].decode(text) == getattr(opts, o.name), (o.url, text)
+                link = {q.url: spec[q.url].encode(getattr(opts, q.name)) for q in declared(opts) if q.url}
+                good, msgs = clean(tg.TeachingParams, link, text=True)
+                assert not msgs and tg.TeachingParams(**{**opts.to_dict(), **good}) == opts
+            assert script_args(opts)[o.name] == getattr(opts, o.name)
+            n += 1
+    with pytest.raises(ValueError, match="n_sessions must be a whole number from 3 to 60"):
+        tg.TeachingParams(n_sessions=2)
+    small = tg.TeachingParams(n_patients=20, n_sessions=4, missing=0.0)
+    assert tg.simulate(small).data["patient"].nunique() == 20
+    assert n >= 20
