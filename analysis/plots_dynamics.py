@@ -29,12 +29,19 @@ def estimator_comparison_figure(results: dict, direction: str = "alliance_to_sym
     """Forest panels of ``direction``, one per stage-1 estimator: ``results`` maps a panel title (e.g.
     "Hybrid LMM", "RI-CLPM", "DPM") to an :class:`analysis.twostage.TwoStageResult`. Estimators
     without a pooled result for the direction are left out (ValueError when none has one)."""
-    panels = [meta_panel(r.pooled[direction], title, f"p{i}") for i, (title, r) in enumerate(results.items())
-              if direction in r.pooled]
+    used = [(title, r.pooled[direction]) for title, r in results.items() if direction in r.pooled]
+    panels = [meta_panel(m, title, f"p{i}") for i, (title, m) in enumerate(used)]
     if not panels:
         raise ValueError(f"No estimator has a pooled result for {direction!r}.")
+    # three panels side by side: no per-panel estimate and weight columns (they would leave each panel
+    # ~60 px wide on screen); the pooled estimates are written under the panels, the per-study numbers
+    # are in the hover and in the per-study table
+    letters = [chr(ord("A") + i) for i in range(len(used))]
+    pooled = "; ".join(f"{a} ({t}) {F.estimate_ci(m.estimate, m.ci_low, m.ci_high)}"
+                       for a, (t, m) in zip(letters, used))
     return forest_panels_figure(panels, xlabel, f"Estimator comparison: {_ARROW.get(direction, direction)}",
-                                0.0, "Pooled estimate", show_pairs=False)
+                                0.0, "Pooled estimate", show_pairs=False, estimate_columns=False,
+                                notes=[f"Pooled estimate [95% CI]: {pooled}"])
 
 
 def estimator_check_figure(check) -> go.Figure:

@@ -503,6 +503,7 @@ def forest_panels_figure(
     new_color: str = NEW_COLOR,
     show_pairs: bool = True,
     notes: Sequence[str] = (),
+    estimate_columns: bool = True,
 ) -> go.Figure:
     """The one forest builder: panels side by side sharing the study rows.
 
@@ -512,7 +513,8 @@ def forest_panels_figure(
     ``summary_label`` and the prediction-interval row (each only when some
     panel has one). Left margin: study, N patients, N pairs ("a / b" when two
     panels' counts differ, explained in a footnote); right margin: per panel
-    estimate [CI] and weight. Columns are placed in px from :func:`text_width`.
+    estimate [CI] and weight (``estimate_columns=False`` leaves them out, so that three or more panels
+    keep a readable width; the numbers stay in the hover). Columns are placed in px from :func:`text_width`.
     Below the axes: each panel's footer (heterogeneity) and ``notes``.
     ``layout.meta`` holds ``rows`` and the y of the ``new``/summary/PI rows.
     """
@@ -553,7 +555,7 @@ def forest_panels_figure(
     ml = left_end + 2 * _PAD
 
     # ------------------------------------------------------------ right block
-    right_cols, groups = _estimate_columns(panels, y_of, ys, pct, paired)
+    right_cols, groups = _estimate_columns(panels, y_of, ys, pct, paired) if estimate_columns else ([], [])
     letters_r = [chr(ord("A") + i) for i in range(len(groups))]
     if paired:  # a group title over each panel's columns; widen its first column to fit it
         for j, (t, i) in enumerate(groups):

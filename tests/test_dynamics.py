@@ -323,3 +323,35 @@ def test_python_script_carries_the_stage1_option():
 
     script = reproduction_script("d.csv", LagOptions(stage1="dpm"))
     assert "stage1='dpm'" in script
+
+
+def test_estimator_comparison_forest_keeps_three_readable_panels():
+    """Three estimators side by side (17 studies): without per-panel text columns each panel keeps at least
+    180 px of a 1,000 px wide figure (the page's width in a 1,400 px window; the export is 1,200 px) and its
+    full title; the pooled estimates are written under the panels."""
+    from types import SimpleNamespace
+
+    from analysis import plots_dynamics
+    from analysis.meta import random_effects
+
+    rng = np.random.default_rng(1)
+    res = {}
+    for label in ("Hybrid LMM", "RI-CLPM", "DPM"):
+        m = random_effects(rng.normal(-0.1, 0.05, 17), np.full(17, 0.03**2),
+                           labels=[f"Study {i:02d}" for i in range(1, 18)])
+        res[label] = SimpleNamespace(pooled={"alliance_to_symptoms": m})
+    fig = plots_dynamics.estimator_comparison_figure(res)
+    ml, mr = fig.layout.meta["margin_px"]
+    widths = [(1000 - ml - mr) * (fig.layout[a].domain[1] - fig.layout[a].domain[0])
+              for a in ("xaxis", "xaxis2", "xaxis3")]
+    assert min(widths) >= 180, widths
+    titles = [a.text for a in fig.layout.annotations if a.name == "panel title"]
+    assert titles == ["<b>A: Hybrid LMM</b>", "<b>B: RI-CLPM</b>", "<b>C: DPM</b>"]
+    notes = " ".join(a.text for a in fig.layout.annotations)
+    assert "Pooled estimate [95% CI]: A (Hybrid LMM) −0." in notes and "C (DPM) −0." in notes
+    assert not any(a.text.startswith("Estimate [") for a in fig.layout.annotations)
+    from figure_layout import figure_json, overlapping
+
+    fj = figure_json(fig)
+    for width in (1000, 1200):  # on the page in a 1,400 px window; the PNG/SVG export
+        assert not overlapping(fj, width), width
