@@ -270,9 +270,9 @@ def test_every_page_option_round_trips_url_options_entry():
 
 def _entry_classes():
     """Options classes whose method has a ``run(df, options)`` entry, and no URL parameters of their own."""
-    from analysis import decomposition
+    from analysis import decomposition, screening
 
-    return {decomposition.DecompositionOptions: decomposition.run}
+    return {decomposition.DecompositionOptions: decomposition.run, screening.Thresholds: screening.run}
 
 
 def test_every_method_option_round_trips_widget_options_run_script():
@@ -291,7 +291,8 @@ def test_every_method_option_round_trips_widget_options_run_script():
         for o in declared(cls):
             assert o.label and o.help and o.methods.split("-", 1)[0] in sections, (cls.__name__, o.name)
             assert o.url is None or o.url in {p.url for p in declared(LagOptions)}, o.name
-            values = ({"int": [o.lo, (o.lo or 0) + 2], "range": [None, (2, 6)]}.get(o.kind) or _values(o))
+            values = ([o.lo, o.lo + 2] if o.kind == "int" else [None, (2, 6)] if o.kind == "range"
+                      else [o.default, o.hi if o.hi is not None else o.lo + 3] if o.kind == "float" else _values(o))
             for v in values:
                 opts = cls(**{o.name: v})
                 widget = udecl.widget_value(o, getattr(opts, o.name), (1, 7))
@@ -300,7 +301,7 @@ def test_every_method_option_round_trips_widget_options_run_script():
                 res = run(df, opts)
                 assert res is not None and script_args(opts)[o.name] == getattr(opts, o.name)
                 n += 1
-    assert n >= 8
+    assert n >= 26
 
 
 def test_teaching_options_round_trip_url_options_simulation():
