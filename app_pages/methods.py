@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui.methods_text import for_readers
 from ui.safe import Markup
 from ui.state import current
 
@@ -13,4 +14,5 @@ st.title("Methods")
 st.caption("What every number in this app is, with the references to cite. Option help on the other pages links here.")
 text = (Path(__file__).resolve().parents[1] / "docs" / "METHODS.md").read_text(encoding="utf-8")
 # The file's own first heading is replaced by the page title above.
-st.markdown(Markup(text.split("\n", 1)[1] if text.startswith("# ") else text))  # the project's own docs
+text = text.split("\n", 1)[1] if text.startswith("# ") else text
+st.markdown(Markup(for_readers(text)))  # the project's own docs, without the developers' pointers

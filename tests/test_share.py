@@ -237,13 +237,16 @@ def installed_site(tmp_path_factory):
     src = tmp_path_factory.mktemp("src")  # a clean copy, so the build leaves nothing in the project folder
     for rel in ("pyproject.toml", "requirements.txt", "README.md", "app.py"):
         shutil.copy2(ROOT / rel, src / rel)
-    for rel in ("analysis", "ui", "app_pages", ".streamlit", "demo_data", "docs", "assets"):
+    for rel in ("analysis", "ui", "app_pages", ".streamlit", "demo_data", "docs", "assets", "backend"):
         shutil.copytree(ROOT / rel, src / rel, ignore=shutil.ignore_patterns("__pycache__"))
     run = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(src)],
         capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
+    # the build leaves nothing in the user's folder (issue 23 #17: `pip install .` left build/ behind)
+    left = sorted(p.name for p in src.iterdir() if p.name == "build" or p.name.endswith(".egg-info"))
+    assert not left, left
     return site
 
 
