@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from analysis import formatting as fmt
 from analysis import plots_teaching
 from analysis import teaching as tg
 from ui import compute, jobs
@@ -19,6 +20,18 @@ LINKS = {
     "stage1": M + "5-stage-1-lagged-model-per-study",
 }
 PRESENT_FONT = 18
+
+
+def _signed_slider(label: str, lo: float, hi: float, default: float, step: float, key: str, help: str) -> float:
+    """A slider over lo…hi that prints negative values with a true minus (Streamlit's own slider formats
+    with sprintf, a hyphen-minus): a select slider over the grid, each value written by the one formatter.
+    A value from a link or a bundle that is off the grid moves to the nearest grid value."""
+    grid = [round(lo + i * step, 2) for i in range(int(round((hi - lo) / step)) + 1)]
+    if key in st.session_state and st.session_state[key] not in grid:
+        v = float(st.session_state[key])
+        st.session_state[key] = min(grid, key=lambda g: abs(g - v))
+    kw = {} if key in st.session_state else {"value": default}
+    return st.select_slider(label, grid, format_func=lambda v: fmt.num(v, 2), key=key, help=help, **kw)
 
 
 def _wrap(text, width: int):
@@ -84,12 +97,12 @@ else:
 
 with controls:
     st.markdown("#### Simulation settings")
-    within_effect = st.slider(
+    within_effect = _signed_slider(
         "Within-patient effect: alliance → next-session symptoms", -0.5, 0.5, -0.2, 0.05, key="teach_within",
         help="When a patient's alliance is 1 unit above their own average, their symptoms at the next "
              "session change by this much. Negative = a better-than-usual alliance is followed by fewer symptoms.",
     )
-    between_corr = st.slider(
+    between_corr = _signed_slider(
         "Between-patient correlation of average alliance and average symptoms", -0.9, 0.9, 0.5, 0.05,
         key="teach_between",
         help="Positive = patients with a stronger average alliance have more severe average symptoms (as in "
@@ -100,7 +113,7 @@ with controls:
         help="ρ: how much of this session's deviation from a patient's usual symptom level is still there at "
              "the next session. Alliance has no carry-over in this simulation, to keep the truth simple.",
     )
-    feedback = st.slider(
+    feedback = _signed_slider(
         "Feedback: symptoms → next-session alliance", -0.5, 0.5, 0.0, 0.05, key="teach_feedback",
         help="Reciprocal feedback: a session with more severe symptoms than usual is followed by a weaker "
              "alliance. With feedback the person-mean model's alliance → symptoms estimate is biased; the "
@@ -150,8 +163,8 @@ with body:
         "stronger alliance differ from other patients?"
         + ("\n\nAll three models also include the symptoms at session t." if control else "")
     )
-    for m in est.messages:
-        st.warning(md("{m}", m=m))
+    for m in est.messages:  # the fits' routine notes (singular fit, Nickell bias): information, not alarms
+        st.info(md("{m}", m=m))
     if not present:
         _show(plots_teaching.estimates_figure(est), "teaching_estimates", key="teach_estimates")
     # the replications and the Nickell curve run off the page's thread (ui/jobs.py): a slider redraws the
