@@ -42,13 +42,55 @@ from scipy import stats
 from analysis import formatting as fmt
 from analysis import lmm, mixed
 from analysis.data import one_study, require_canonical
+from analysis.lagged.options import DIRECTIONS, LagOptions
+from analysis.options import Declared, declared, option
 from analysis.standardize import zscores
 
-__all__ = ["DecompositionResult", "total_within_between"]
+__all__ = ["DecompositionOptions", "DecompositionResult", "run", "total_within_between"]
 
 _VARS = {"alliance_to_symptoms": ("alliance", "symptoms"), "symptoms_to_alliance": ("symptoms", "alliance")}
 _COLS = ["model", "term", "estimate", "se", "df", "statistic", "pvalue", "ci_low", "ci_high", "n_obs", "n_patients"]
 MODELS = ("total", "within", "between", "between_sessions")
+M12 = "12-total-within-and-between-effects-of-one-study-withinbetween-paper"
+_LAG = {o.name: o for o in declared(LagOptions)}
+
+
+@dataclass(frozen=True)
+class DecompositionOptions(Declared):
+    """The choices of :func:`total_within_between` (METHODS §12), declared once (:mod:`analysis.options`).
+
+    ``standardize`` and ``sessions`` are the Lagged options' declarations (another default: the paper's
+    models use raw scores); they are not in links of their own (the Lagged options carry them).
+
+    >>> DecompositionOptions(direction="symptoms_to_alliance", lag=2).lag
+    2
+    >>> DecompositionOptions(lag=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: lag must be a whole number ≥ 1; got 0.
+    """
+
+    direction: str = option(
+        "choice", "alliance_to_symptoms", choices=DIRECTIONS, label="Direction", methods=M12,
+        labels={"alliance_to_symptoms": "Alliance → later symptoms", "symptoms_to_alliance": "Symptoms → later alliance"},
+        help="Which variable predicts the other one's value lag sessions later.")
+    lag: int = option(
+        "int", 1, lo=1, label="Lag (sessions)", methods=M12,
+        help="The outcome is the same patient's value at session t + lag (no value, no row).")
+    standardize: bool = _LAG["standardize"].field(default=False, url=None)
+    sessions: tuple | None = _LAG["sessions"].field(url=None)
+
+
+def run(df: pd.DataFrame, options: DecompositionOptions | None = None, study=None) -> DecompositionResult:
+    """:func:`total_within_between` with its choices as one :class:`DecompositionOptions`.
+
+    >>> from analysis.simulate import simulate_study
+    >>> run(simulate_study(40, seed=1).data, DecompositionOptions(lag=2)).lag
+    2
+    """
+    o = options or DecompositionOptions()
+    return total_within_between(df, o.direction, lag=o.lag, standardize=o.standardize, study=study,
+                                sessions=o.sessions)
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,6 +256,19 @@ def _between_sessions(x, xm, xb, ym, g, ok, plabel):
         "(n − 2 df) for the between association (METHODS §12).")
 
 
+def _between_ols(xm: np.ndarray, ym: np.ndarray) -> tuple[list, tuple]:
+    """The between model: OLS of the patients' mean outcome on their mean predictor (t on n − 2 df); its table
+    rows and (intercept, slope) of the line."""
+    if len(xm) < 3:
+        raise ValueError("fewer than 3 patients with both person means")
+    bf = mixed.fit_ols(np.column_stack([np.ones(len(xm)), xm]), ym, names=("intercept", "between"))
+    stat, lo, hi, p = mixed.wald_table(bf.beta, bf.se, bf.df)
+    rows = [{"model": "between", "term": term, "estimate": bf.beta[j], "se": bf.se[j], "df": bf.df,
+             "statistic": stat[j], "pvalue": p[j], "ci_low": lo[j], "ci_high": hi[j], "n_obs": bf.n_obs,
+             "n_patients": bf.n_obs} for j, term in enumerate(("intercept", "between"))]
+    return rows, (float(bf.beta[0]), float(bf.beta[1]))
+
+
 def total_within_between(df: pd.DataFrame, direction: str = "alliance_to_symptoms", lag: int = 1,
                          standardize: bool = False, study=None, *, sessions=None) -> DecompositionResult:
     """Seed 004's total, within and between models for one study (module docstring; METHODS §12).
@@ -229,15 +284,8 @@ def total_within_between(df: pd.DataFrame, direction: str = "alliance_to_symptom
     >>> res.to_frame()["model"].unique().tolist()
     ['total', 'within', 'between_sessions', 'between']
     """
-    if direction not in _VARS:
-        raise ValueError(f"direction must be one of {', '.join(map(repr, _VARS))}; got {direction!r}.")
-    if isinstance(lag, bool) or not isinstance(lag, (int, np.integer)) or lag < 1:
-        raise ValueError(f"lag must be a whole number ≥ 1; got {lag!r}.")
-    if not isinstance(standardize, (bool, np.bool_)):
-        raise ValueError(f"standardize must be True or False; got {standardize!r}.")  # noqa: TRY004
-    if sessions is not None:
-        sessions = (int(sessions[0]), int(sessions[1]))
-    lag = int(lag)
+    o = DecompositionOptions(direction=direction, lag=lag, standardize=standardize, sessions=sessions)  # checks
+    direction, lag, standardize, sessions = o.direction, o.lag, o.standardize, o.sessions
     xvar, yvar = _VARS[direction]
     study, d = _select(df, study, sessions)
     x = d[xvar].to_numpy(float)
@@ -301,19 +349,11 @@ def total_within_between(df: pd.DataFrame, direction: str = "alliance_to_symptom
         msgs.append(f"The between model on the session rows was not fitted: {exc}.")
     both = np.isfinite(xm) & np.isfinite(ym)
     pm = pd.DataFrame({"patient": pd.array(plabel[both], dtype="string"), "x_mean": xm[both], "y_mean": ym[both]})
-    line = (np.nan, np.nan)
     try:
-        if both.sum() < 3:
-            raise ValueError("fewer than 3 patients with both person means")
-        bf = mixed.fit_ols(np.column_stack([np.ones(both.sum()), xm[both]]), ym[both],
-                           names=("intercept", "between"))
-        stat, lo, hi, p = mixed.wald_table(bf.beta, bf.se, bf.df)
-        for j, term in enumerate(("intercept", "between")):
-            rows.append({"model": "between", "term": term, "estimate": bf.beta[j], "se": bf.se[j], "df": bf.df,
-                         "statistic": stat[j], "pvalue": p[j], "ci_low": lo[j], "ci_high": hi[j],
-                         "n_obs": bf.n_obs, "n_patients": bf.n_obs})
-        line = (float(bf.beta[0]), float(bf.beta[1]))
+        r, line = _between_ols(xm[both], ym[both])
+        rows.extend(r)
     except (ValueError, np.linalg.LinAlgError) as exc:
+        line = (np.nan, np.nan)
         msgs.append(f"The between model was not fitted: {exc}.")
     coef = {c: [r[c] for r in rows] for c in _COLS}
     for c in _COLS[2:]:

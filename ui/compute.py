@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import json
 from pathlib import Path
 
@@ -28,6 +29,23 @@ DEMO_DIR = Path(__file__).resolve().parents[1] / "demo_data"
 #: LagOptions (a frozen dataclass of plain values) hashed by its repr: Streamlit's generic hashing walked it
 #: field by field on every cached call of every rerun (issue 16, a class of 30)
 OPTIONS_HASH = {LagOptions: repr}
+
+# --------------------------------------------------------------------------- methods with declared options
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
+def _run_declared(key: str, _df: pd.DataFrame, entry: str, options_key: str, _options, extra: tuple):
+    module, name = entry.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)(_df, _options, **dict(extra))
+
+
+def run_declared(df: pd.DataFrame, run, options, key: str | None = None, **extra):
+    """The one cached-call pattern for a method whose options are declared (:mod:`analysis.options`):
+    ``run(df, options, **extra)`` cached on the data fingerprint, the entry's name and the options' repr —
+    complete because every declared field is in it. ``extra``: plain keyword values (e.g. the study)."""
+    entry = f"{run.__module__}.{run.__qualname__}"
+    return _run_declared(key or data_key(df), df, entry, repr(options), options, tuple(sorted(extra.items())))
+
 
 # --------------------------------------------------------------------------- file intake (Data, Screening)
 # Bounded: an uploaded file's parsed frame can be several times its size, so few entries are kept and
@@ -330,20 +348,14 @@ def pooled_tables(df: pd.DataFrame, options: LagOptions, names: dict) -> tuple[p
 # Within/between decomposition, early alliance, per-session descriptives (issue 11 §1, §3, §5)
 
 
-@st.cache_data(show_spinner=False, max_entries=32, ttl="1h")
-def _decomposition(key: str, _df: pd.DataFrame, direction: str, lag: int, standardize: bool, study: str,
-                   sessions):
-    from analysis import decomposition
-
-    return decomposition.total_within_between(_df, direction, lag=lag, standardize=standardize, study=study,
-                                              sessions=sessions)
-
-
 def decomposition(df: pd.DataFrame, direction: str, lag: int, standardize: bool, study: str, sessions=None,
                   key: str | None = None):
-    """Seed 004's total/within/between trio for one study (cached on the data fingerprint)."""
-    return _decomposition(key or data_key(df), df, direction, int(lag), bool(standardize), str(study),
-                          None if sessions is None else tuple(int(s) for s in sessions))
+    """Seed 004's total/within/between trio for one study (:func:`run_declared`)."""
+    from analysis import decomposition as dec
+
+    opts = dec.DecompositionOptions(direction=direction, lag=int(lag), standardize=bool(standardize),
+                                    sessions=None if sessions is None else tuple(int(s) for s in sessions))
+    return run_declared(df, dec.run, opts, key=key, study=str(study))
 
 
 @st.cache_data(show_spinner=False, max_entries=32, ttl="1h")

@@ -12,10 +12,11 @@ import streamlit as st
 
 from analysis import formatting as fmt
 from analysis import plots_decomposition
+from analysis.decomposition import DecompositionOptions
 from ui import compute
+from ui.declared import draw, find
 from ui.downloads import show_figure
 from ui.early_view import early_section
-from ui.options import DIRECTIONS
 from ui.presets import preset_control
 from ui.r_downloads import decomposition_r_download
 from ui.safe import esc, md
@@ -48,7 +49,7 @@ def decomposition_section(df, options) -> None:
     if st.session_state.get("dec_study") not in studies:  # a study of an earlier data set
         st.session_state.pop("dec_study", None)
     study = c1.selectbox("Study", studies, key="dec_study")
-    direction = c2.selectbox("Direction", list(DIRECTIONS), format_func=DIRECTIONS.get, key="dec_direction")
+    direction = draw(find(DecompositionOptions, "direction"), "dec_direction", c2)
     try:
         res = compute.decomposition(df, direction, options.lag, options.standardize, study, options.sessions)
     except ValueError as e:
