@@ -12,8 +12,6 @@ _LONG = {
     "analysis/data/reshape.py:wide_to_long",
     "analysis/plots_lagged.py:patient_series_figure",
     "analysis/plots_meta.py:forest_panels_figure",
-    "analysis/simulate.py:simulate_study",
-    "analysis/simulate.py:simulate_dyads",
 }
 
 
