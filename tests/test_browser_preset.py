@@ -22,6 +22,7 @@ def test_preset_icbt_004_in_the_browser():
         sb.get_by_text("Within/between demo", exact=False).first.wait_for(timeout=60_000)
         # the preset switched standardization off: the caption says raw scores
         page.get_by_text("raw scores", exact=False).first.wait_for(timeout=60_000)
+        page.get_by_role("tab", name="Total, within and between").click()  # the trio is a tab (issue 23 #17)
         page.get_by_role("heading", name="Total, within and between effects (Within/between paper)").wait_for(timeout=120_000)
         page.get_by_text("Opposite signs are possible", exact=False).first.wait_for(timeout=120_000)
         page.screenshot(path=str(ARTIFACTS / "preset_icbt_004.png"), full_page=True)
