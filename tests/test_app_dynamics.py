@@ -89,7 +89,7 @@ def test_teaching_feedback_slider_shows_latent_models_beside_the_lmm():
     at.slider(key="teach_sessions").set_value(6).run()
     _settle(at)
     before = _latent_table(at).set_index("model")["estimate"]
-    at.slider(key="teach_feedback").set_value(-0.5).run()
+    at.select_slider(key="teach_feedback").set_value(-0.5).run()
     _settle(at)
     assert not at.exception, [e.value for e in at.exception]
     latent = _latent_table(at)

@@ -3,7 +3,7 @@ model beside the person-mean LMM, and the Pooled page draws the estimator compar
 
 import pytest
 
-from tests.browser_util import ARTIFACTS, browser_page, running_app, wait_idle
+from tests.browser_util import ARTIFACTS, browser_page, choose, running_app, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -35,23 +35,6 @@ def test_teaching_feedback_and_pooled_estimator_comparison_in_the_browser():
         page.screenshot(path=str(ARTIFACTS / "pooled_estimator_comparison.png"), full_page=True)
 
 
-def _choose(page, selectbox, option_text: str) -> None:
-    """Open a selectbox and pick an option (again if a rerun closed the list while it was open)."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    for _ in range(4):
-        wait_idle(page, 120_000)
-        selectbox.click()
-        option = page.get_by_role("option").filter(has_text=option_text)
-        try:
-            option.first.wait_for(timeout=10_000)
-            option.first.click()
-            return
-        except PlaywrightTimeout:
-            page.keyboard.press("Escape")
-    raise AssertionError(f"the option {option_text!r} never appeared in the list")
-
-
 def test_estimator_check_runs_from_the_pooled_page():
     """The estimator check, started from the page (demo, Study 04: 95 patients × 7 sessions, 20 simulated
     data sets): the progress bar gives way to the sentence, the figure and the table, whose numbers are
@@ -69,7 +52,7 @@ def test_estimator_check_runs_from_the_pooled_page():
         page.locator('[data-testid="stButtonGroup"] button').filter(has_text="Estimator check").click()
         page.get_by_role("button", name="Run the estimator check").wait_for(timeout=120_000)
         study_box = page.locator('[data-testid="stSelectbox"]').filter(has_text=re.compile(r"^\s*Study\s*$")).first
-        _choose(page, study_box, "Study 04")
+        choose(page, study_box, "Study 04")
         wait_idle(page, 120_000)
         n_sim = page.get_by_label("Simulated data sets")
         n_sim.fill("20")
