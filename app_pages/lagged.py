@@ -44,82 +44,6 @@ res = compute.two_stage_or_stop(df, options, "Fitting one model per study…")
 
 ps = res.per_study
 within = ps[ps["term"] == "within"]
-for direction in options.directions:
-    # the heading says the lag in use ("next-session" only at lag 1; issue 23 #10)
-    st.header(md("{h}", h=DIRECTIONS[direction] if options.lag == 1 else
-                 "Symptoms → alliance rated later in the same session" if not options.lag else
-                 direction_label(direction, options.lag)["arrow"].capitalize()))
-    d = within[within["direction"] == direction]
-    effect = d["effect"].iloc[0] if len(d) else "within-patient"
-    ok = d[d["status"] != "failed"]
-    n_sig = int(((ok["ci_low"] > 0) | (ok["ci_high"] < 0)).sum())
-    st.write(count_sentence(n_sig, len(ok), int((d["status"] == "failed").sum())))
-    if direction in res.pooled and res.pooled[direction].k >= 1:
-        m = res.pooled[direction]
-        st.markdown(
-            ("**Pooled** " if m.k > 1 else "**Single study:** ")
-            + lagged_effect_sentence(m.estimate, m.ci_low, m.ci_high, direction, options.lag,
-                                     options.standardize, effect)
-        )
-    show_figure(compute.lagged_figure("coefficients", df, options, direction), f"coefficients_{direction}",
-                key=f"lag_coef_{direction}")
-
-    table = d[["study", "effect", "estimate", "se", "ci_low", "ci_high", "pvalue", "n_patients", "n_pairs",
-               "status"]].rename(columns={"ci_low": "CI low", "ci_high": "CI high", "pvalue": "p",
-                                          "n_patients": "N patients", "n_pairs": "N pairs"})
-    if options.df_method == "satterthwaite":  # the t tests' Satterthwaite df, as fitted per study
-        table.insert(4, "df", [res.fits[(s, direction)].coef("within")["df"] if st_ != "failed" else np.nan
-                               for s, st_ in zip(d["study"], d["status"])])
-    # "warning" fits are valid estimates with notes (e.g. a zero random-intercept variance); say so plainly
-    table["status"] = table["status"].map({"ok": "ok", "warning": "ok (see notes)", "failed": "failed"})
-    show_table(table, f"per_study_{direction}", key=f"lag_dl_{direction}", csv=d,
-               title=f"Per-study lagged coefficients: {DIRECTIONS[direction]}")
-    if note := nickell.attenuation_note([f for (_s, dn), f in res.fits.items() if dn == direction]):
-        st.warning(md("{n}", n=note))
-
-    diag = []
-    for (study, dirn), fit in res.fits.items():
-        if dirn != direction:
-            continue
-        g = fit.diagnostics()
-        diag.append({"study": study, "median pairs per patient": g["median_pairs"],
-                     "ICC of predictor": g["icc_predictor"],
-                     "reliability of person mean (attenuation factor)": g["reliability_person_mean"],
-                     "Nickell bias of prior outcome": g["nickell_bias"] if options.control_prior_outcome else np.nan,
-                     "random-intercept variance": g["tau2"], "boundary (τ² ≈ 0)": g["singular"],
-                     "converged": g["converged"], "messages": " ".join(fit.messages)})
-    diag = pd.DataFrame(diag)
-    n_warn = int((d["status"] != "ok").sum())
-    with st.expander(f"Diagnostics and warnings ({n_warn} {'study' if n_warn == 1 else 'studies'} with notes)",
-                     expanded=False):
-        st.markdown(
-            "- **Nickell bias**: with few pairs per patient, the within-centered prior outcome is biased "
-            "downward (about −(1 + ρ)/(T − 1) for person-mean centering, about twice that when detrended); the "
-            "value shown is the expected bias on this study's own sessions, pairs and centering.\n"
-            "- **Reliability of the person mean** = n·ICC / (1 + (n − 1)·ICC): the factor by which between "
-            "effects and cross-level interactions are attenuated (below 0.8: more than 20%); a between effect "
-            "is also pulled toward the within effect.\n"
-            "- **Boundary**: a random-intercept variance of zero is common in this model; the fixed effects are "
-            "still correct (checked against lme4)."
-        )
-        show_table(diag, f"diagnostics_{direction}", key=f"lag_diag_dl_{direction}", manuscript=False)
-
-if few_studies.one_stage_switch():
-    few_studies.one_stage_section(df, options, res, DIRECTIONS, "Within-patient lagged coefficient")
-
-st.header("Latent-centred models")
-comparison_section(df, options, "lag")
-check_section(df, options, "lag")
-
-with st.expander("All coefficients of every study model"):
-    show_table(ps, "all_coefficients", key="lag_all_dl", manuscript=False)
-
-with st.expander("How many pairs each pairing mode yields"):
-    st.dataframe(styled(compute.pairing_counts(df, options)), width="stretch", hide_index=True)
-
-st.header("What went into the model")
-st.caption("For one patient: the raw series, the value the centering subtracts, the within deviations, and the "
-           "outcome each session is paired with.")
 
 
 @st.fragment
@@ -143,8 +67,90 @@ def model_rows():
                        label="Download this study's model rows (CSV)")
 
 
-model_rows()
+# a page a reader can scan (issue 23 #17: ~7,900 px tall, the trio far down): each long section is a tab
+TABS = ("Per-study coefficients", "Total, within and between", "Early alliance → outcome", "Latent-centred models",
+        "What went into the model")
+tab_coef, tab_trio, tab_early, tab_latent, tab_rows = st.tabs(TABS)
+with tab_coef:
+    for direction in options.directions:
+        # the heading says the lag in use ("next-session" only at lag 1; issue 23 #10)
+        st.header(md("{h}", h=DIRECTIONS[direction] if options.lag == 1 else
+                     "Symptoms → alliance rated later in the same session" if not options.lag else
+                     direction_label(direction, options.lag)["arrow"].capitalize()))
+        d = within[within["direction"] == direction]
+        effect = d["effect"].iloc[0] if len(d) else "within-patient"
+        ok = d[d["status"] != "failed"]
+        n_sig = int(((ok["ci_low"] > 0) | (ok["ci_high"] < 0)).sum())
+        st.write(count_sentence(n_sig, len(ok), int((d["status"] == "failed").sum())))
+        if direction in res.pooled and res.pooled[direction].k >= 1:
+            m = res.pooled[direction]
+            st.markdown(
+                ("**Pooled** " if m.k > 1 else "**Single study:** ")
+                + lagged_effect_sentence(m.estimate, m.ci_low, m.ci_high, direction, options.lag,
+                                         options.standardize, effect)
+            )
+        show_figure(compute.lagged_figure("coefficients", df, options, direction), f"coefficients_{direction}",
+                    key=f"lag_coef_{direction}")
+
+        table = d[["study", "effect", "estimate", "se", "ci_low", "ci_high", "pvalue", "n_patients", "n_pairs",
+                   "status"]].rename(columns={"ci_low": "CI low", "ci_high": "CI high", "pvalue": "p",
+                                              "n_patients": "N patients", "n_pairs": "N pairs"})
+        if options.df_method == "satterthwaite":  # the t tests' Satterthwaite df, as fitted per study
+            table.insert(4, "df", [res.fits[(s, direction)].coef("within")["df"] if st_ != "failed" else np.nan
+                                   for s, st_ in zip(d["study"], d["status"])])
+        # "warning" fits are valid estimates with notes (e.g. a zero random-intercept variance); say so plainly
+        table["status"] = table["status"].map({"ok": "ok", "warning": "ok (see notes)", "failed": "failed"})
+        show_table(table, f"per_study_{direction}", key=f"lag_dl_{direction}", csv=d,
+                   title=f"Per-study lagged coefficients: {DIRECTIONS[direction]}")
+        if note := nickell.attenuation_note([f for (_s, dn), f in res.fits.items() if dn == direction]):
+            st.warning(md("{n}", n=note))
+
+        diag = []
+        for (study, dirn), fit in res.fits.items():
+            if dirn != direction:
+                continue
+            g = fit.diagnostics()
+            diag.append({"study": study, "median pairs per patient": g["median_pairs"],
+                         "ICC of predictor": g["icc_predictor"],
+                         "reliability of person mean (attenuation factor)": g["reliability_person_mean"],
+                         "Nickell bias of prior outcome": g["nickell_bias"] if options.control_prior_outcome else np.nan,
+                         "random-intercept variance": g["tau2"], "boundary (τ² ≈ 0)": g["singular"],
+                         "converged": g["converged"], "messages": " ".join(fit.messages)})
+        diag = pd.DataFrame(diag)
+        n_warn = int((d["status"] != "ok").sum())
+        with st.expander(f"Diagnostics and warnings ({n_warn} {'study' if n_warn == 1 else 'studies'} with notes)",
+                         expanded=False):
+            st.markdown(
+                "- **Nickell bias**: with few pairs per patient, the within-centered prior outcome is biased "
+                "downward (about −(1 + ρ)/(T − 1) for person-mean centering, about twice that when detrended); the "
+                "value shown is the expected bias on this study's own sessions, pairs and centering.\n"
+                "- **Reliability of the person mean** = n·ICC / (1 + (n − 1)·ICC): the factor by which between "
+                "effects and cross-level interactions are attenuated (below 0.8: more than 20%); a between effect "
+                "is also pulled toward the within effect.\n"
+                "- **Boundary**: a random-intercept variance of zero is common in this model; the fixed effects are "
+                "still correct (checked against lme4)."
+            )
+            show_table(diag, f"diagnostics_{direction}", key=f"lag_diag_dl_{direction}", manuscript=False)
+
+    if few_studies.one_stage_switch():
+        few_studies.one_stage_section(df, options, res, DIRECTIONS, "Within-patient lagged coefficient")
+
+    with st.expander("All coefficients of every study model"):
+        show_table(ps, "all_coefficients", key="lag_all_dl", manuscript=False)
+
+    with st.expander("How many pairs each pairing mode yields"):
+        st.dataframe(styled(compute.pairing_counts(df, options)), width="stretch", hide_index=True)
+
+with tab_latent:
+    comparison_section(df, options, "lag")
+    check_section(df, options, "lag")
+
+with tab_rows:
+    st.caption("For one patient: the raw series, the value the centering subtracts, the within deviations, and the "
+               "outcome each session is paired with.")
+
+    model_rows()
 
 from ui.decomposition_view import lagged_page_sections  # noqa: E402
 
-lagged_page_sections(df, options)
+lagged_page_sections(df, options, trio=tab_trio, early=tab_early)

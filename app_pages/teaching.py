@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from analysis import formatting as fmt
 from analysis import plots_teaching
 from analysis import teaching as tg
 from analysis.options import declared
@@ -23,6 +24,18 @@ LINKS = {
     "stage1": M + "5-stage-1-lagged-model-per-study",
 }
 PRESENT_FONT = 18
+
+
+def _signed_slider(label: str, lo: float, hi: float, default: float, step: float, key: str, help: str) -> float:
+    """A slider over lo…hi that prints negative values with a true minus (Streamlit's own slider formats
+    with sprintf, a hyphen-minus): a select slider over the grid, each value written by the one formatter.
+    A value from a link or a bundle that is off the grid moves to the nearest grid value."""
+    grid = [round(lo + i * step, 2) for i in range(int(round((hi - lo) / step)) + 1)]
+    if key in st.session_state and st.session_state[key] not in grid:
+        v = float(st.session_state[key])
+        st.session_state[key] = min(grid, key=lambda g: abs(g - v))
+    kw = {} if key in st.session_state else {"value": default}
+    return st.select_slider(label, grid, format_func=lambda v: fmt.num(v, 2), key=key, help=help, **kw)
 
 
 def _wrap(text, width: int):
@@ -90,7 +103,10 @@ with controls:
     st.markdown("#### Simulation settings")
     def _slider(name, step, **kw):  # label, help, range and default from the declaration (analysis.teaching)
         o = _OPT[name]
-        return st.slider(o.label, *TEACH_SLIDERS[name], kw.pop("value", o.default), step, key=TEACH_KEYS[name],
+        lo, hi = TEACH_SLIDERS[name]
+        if lo < 0:  # a signed range: printed with a true minus (_signed_slider)
+            return _signed_slider(o.label, lo, hi, kw.pop("value", o.default), step, TEACH_KEYS[name], help_text(o))
+        return st.slider(o.label, lo, hi, kw.pop("value", o.default), step, key=TEACH_KEYS[name],
                          help=help_text(o), **kw)
 
     within_effect = _slider("within_effect", 0.05)
@@ -135,8 +151,8 @@ with body:
         "stronger alliance differ from other patients?"
         + ("\n\nAll three models also include the symptoms at session t." if control else "")
     )
-    for m in est.messages:
-        st.warning(md("{m}", m=m))
+    for m in est.messages:  # the fits' routine notes (singular fit, Nickell bias): information, not alarms
+        st.info(md("{m}", m=m))
     if not present:
         _show(plots_teaching.estimates_figure(est), "teaching_estimates", key="teach_estimates")
     # the replications and the Nickell curve run off the page's thread (ui/jobs.py): a slider redraws the

@@ -66,7 +66,7 @@ def test_pooled_options_in_the_url_change_the_pooled_result():
 def test_teaching_scenario_and_seed_from_the_url():
     at = _goto(_app({"seed": "42", "within": "-0.35", "patients": "120", "prior": "1"}), "app_pages/teaching.py")
     assert at.number_input(key="teach_seed").value == 42
-    assert at.slider(key="teach_within").value == pytest.approx(-0.35)
+    assert at.select_slider(key="teach_within").value == pytest.approx(-0.35)
     assert at.slider(key="teach_patients").value == 120
     assert at.checkbox(key="teach_control").value is True
 

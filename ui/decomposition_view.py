@@ -117,14 +117,21 @@ def descriptives_section(df, study: str, sessions=None) -> None:
             )
 
 
-def lagged_page_sections(df, options) -> None:
+def lagged_page_sections(df, options, trio=None, early=None) -> None:
     """Everything issue 11 adds to the Lagged effects page: the preset control (sidebar), the
-    total/within/between trio, the per-session descriptives and early alliance → outcome."""
+    total/within/between trio with the per-session descriptives (in ``trio``, e.g. a tab) and early
+    alliance → outcome (in ``early``); both default to the page itself."""
     preset_control()
-    decomposition_section(df, options)
-    study = st.session_state.get("dec_study")
-    if study is not None:
-        descriptives_section(df, study, options.sessions)
+    with trio if trio is not None else st.container():
+        decomposition_section(df, options)
+        study = st.session_state.get("dec_study")
+        if study is not None:
+            descriptives_section(df, study, options.sessions)
+    with early if early is not None else st.container():
+        _early(df, options)
+
+
+def _early(df, options) -> None:
     st.header("Early alliance → post-treatment outcome (IPD-MA)")
     st.caption("Per study: the outcome regressed on early alliance and baseline symptoms (METHODS §7); the "
                "early window and the outcome are chosen here, independently of the lagged window.")
