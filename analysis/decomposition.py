@@ -256,6 +256,19 @@ def _between_sessions(x, xm, xb, ym, g, ok, plabel):
         "(n − 2 df) for the between association (METHODS §12).")
 
 
+def _between_ols(xm: np.ndarray, ym: np.ndarray) -> tuple[list, tuple]:
+    """The between model: OLS of the patients' mean outcome on their mean predictor (t on n − 2 df); its table
+    rows and (intercept, slope) of the line."""
+    if len(xm) < 3:
+        raise ValueError("fewer than 3 patients with both person means")
+    bf = mixed.fit_ols(np.column_stack([np.ones(len(xm)), xm]), ym, names=("intercept", "between"))
+    stat, lo, hi, p = mixed.wald_table(bf.beta, bf.se, bf.df)
+    rows = [{"model": "between", "term": term, "estimate": bf.beta[j], "se": bf.se[j], "df": bf.df,
+             "statistic": stat[j], "pvalue": p[j], "ci_low": lo[j], "ci_high": hi[j], "n_obs": bf.n_obs,
+             "n_patients": bf.n_obs} for j, term in enumerate(("intercept", "between"))]
+    return rows, (float(bf.beta[0]), float(bf.beta[1]))
+
+
 def total_within_between(df: pd.DataFrame, direction: str = "alliance_to_symptoms", lag: int = 1,
                          standardize: bool = False, study=None, *, sessions=None) -> DecompositionResult:
     """Seed 004's total, within and between models for one study (module docstring; METHODS §12).
@@ -336,19 +349,11 @@ def total_within_between(df: pd.DataFrame, direction: str = "alliance_to_symptom
         msgs.append(f"The between model on the session rows was not fitted: {exc}.")
     both = np.isfinite(xm) & np.isfinite(ym)
     pm = pd.DataFrame({"patient": pd.array(plabel[both], dtype="string"), "x_mean": xm[both], "y_mean": ym[both]})
-    line = (np.nan, np.nan)
     try:
-        if both.sum() < 3:
-            raise ValueError("fewer than 3 patients with both person means")
-        bf = mixed.fit_ols(np.column_stack([np.ones(both.sum()), xm[both]]), ym[both],
-                           names=("intercept", "between"))
-        stat, lo, hi, p = mixed.wald_table(bf.beta, bf.se, bf.df)
-        for j, term in enumerate(("intercept", "between")):
-            rows.append({"model": "between", "term": term, "estimate": bf.beta[j], "se": bf.se[j], "df": bf.df,
-                         "statistic": stat[j], "pvalue": p[j], "ci_low": lo[j], "ci_high": hi[j],
-                         "n_obs": bf.n_obs, "n_patients": bf.n_obs})
-        line = (float(bf.beta[0]), float(bf.beta[1]))
+        r, line = _between_ols(xm[both], ym[both])
+        rows.extend(r)
     except (ValueError, np.linalg.LinAlgError) as exc:
+        line = (np.nan, np.nan)
         msgs.append(f"The between model was not fitted: {exc}.")
     coef = {c: [r[c] for r in rows] for c in _COLS}
     for c in _COLS[2:]:

@@ -51,8 +51,15 @@ def estimator_check_figure(check) -> go.Figure:
     t = check.table
     draws = check.draws
     dirs = [d for d in _ARROW if d in set(t["direction"])]
+    # the true value goes into the panel title (an annotation at the top of the dashed line collides with it)
+    titles = []
+    for d in dirs:
+        tv = t.loc[t["direction"] == d, "truth"]
+        tv = float(tv.iloc[0]) if len(tv) else np.nan
+        titles.append(plotly_text(_ARROW[d]) + (f"<br>truth {plotly_text(F.signed(tv, 3))} (dashed line)"
+                                                if np.isfinite(tv) else ""))
     fig = make_subplots(rows=1, cols=len(dirs), shared_yaxes=True, horizontal_spacing=0.06,
-                        subplot_titles=[_ARROW[d] for d in dirs])
+                        subplot_titles=titles)
     bad = set(zip(check.biased()["estimator"], check.biased()["direction"]))
     for c, d in enumerate(dirs, start=1):
         rows = t[t["direction"] == d]
@@ -76,11 +83,9 @@ def estimator_check_figure(check) -> go.Figure:
         truth = float(rows["truth"].iloc[0]) if len(rows) else np.nan
         if np.isfinite(truth):
             fig.add_vline(x=truth, line={"color": _GREY, "dash": "dash"}, row=1, col=c)
-            fig.add_annotation(x=truth, y=1.0, yref="paper", xref=f"x{c if c > 1 else ''}", showarrow=False,
-                               text=f"truth {F.signed(truth, 3)}", yanchor="bottom", font={"size": 11})
         fig.update_xaxes(title_text="estimate (95% of simulated estimates)", row=1, col=c)
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(height=140 + 60 * max(1, t["estimator"].nunique()),
-                      margin={"t": 80, "l": 140, "r": 20, "b": 60},
+                      margin={"t": 105, "l": 140, "r": 20, "b": 60},
                       title=plotly_text(f"Estimator check: {check.n_sim} data sets like {check.study}"))
     return fig

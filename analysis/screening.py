@@ -69,6 +69,7 @@ from analysis import formatting as fmt
 from analysis import lagged, mixed
 from analysis.lagged import LagOptions, StudyFit
 from analysis.meta import Estimate, MetaResult, random_effects
+from analysis.options import Declared, option
 
 __all__ = [
     "MARKS",
@@ -84,6 +85,7 @@ __all__ = [
     "effect_from_fit",
     "manual_reference",
     "place",
+    "run",
     "screen_study",
     "thresholds_frame",
 ]
@@ -94,19 +96,44 @@ _RANGE_CODES = ("negative_values", "outlying_values")
 _NOUN = {"alliance": "the alliance rating", "symptoms": "the symptom score"}
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """Cut-offs of the checklist (module docstring explains each)."""
+_M1 = "1-data"
 
-    patients_fail: int = lagged.MIN_PATIENTS
-    patients_caution: int = adata.MIN_PATIENTS_PER_STUDY
-    sessions_fail: float = 2.0
-    sessions_caution: float = 4.0
-    single_session_share: float = 0.10
-    missing_caution: float = adata.MAX_MISSING_SHARE
-    icc_caution: float = 0.90
-    constant_share_caution: float = 0.25
-    pairs_caution: int = 100
+
+@dataclass(frozen=True)
+class Thresholds(Declared):
+    """Cut-offs of the checklist (module docstring explains each), declared once (:mod:`analysis.options`).
+
+    >>> Thresholds(patients_caution=50).patients_caution
+    50
+    >>> Thresholds(missing_caution=1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: missing_caution must be a number from 0 to 1; got 1.5.
+    """
+
+    patients_fail: int = option("int", lagged.MIN_PATIENTS, lo=1, label="Patients: fail below", methods=_M1,
+                                help="Fewer patients and the lagged model cannot be fitted.")
+    patients_caution: int = option("int", adata.MIN_PATIENTS_PER_STUDY, lo=1, label="Patients: caution below",
+                                   methods=_M1, help="Fewer patients and τ² and the between terms are poorly "
+                                                     "estimated.")
+    sessions_fail: float = option("float", 2.0, lo=1, label="Median sessions per patient: fail below", methods=_M1,
+                                  help="With fewer sessions a patient gives no lagged pair.")
+    sessions_caution: float = option("float", 4.0, lo=1, label="Median sessions per patient: caution below",
+                                     methods=_M1, help="Few sessions per patient make the within effects imprecise "
+                                                       "and the person means biased (Nickell).")
+    single_session_share: float = option("float", 0.10, lo=0, hi=1, label="Share of single-session patients: "
+                                         "caution above", methods=_M1,
+                                         help="Patients with one session add nothing within patients.")
+    missing_caution: float = option("float", adata.MAX_MISSING_SHARE, lo=0, hi=1, label="Missing share: caution "
+                                    "above", methods=_M1, help="Share of rows without a score, or of skipped "
+                                                               "sessions between a patient's first and last.")
+    icc_caution: float = option("float", 0.90, lo=0, hi=1, label="ICC: caution above", methods=_M1,
+                                help="Little session-to-session variation is left to estimate within effects.")
+    constant_share_caution: float = option("float", 0.25, lo=0, hi=1, label="Patients whose score never changes: "
+                                           "caution above", methods=_M1,
+                                           help="Such patients carry no within-patient information.")
+    pairs_caution: int = option("int", 100, lo=1, label="Lagged pairs: caution below", methods=_M1,
+                                help="Fewer pairs and the stage-1 estimates are imprecise.")
 
     def describe(self) -> list[str]:
         """Plain-language lines, one per threshold, for the page."""
@@ -510,6 +537,17 @@ def _check_model(c: _Study, checks: list[Check]) -> None:
 #: its Check(s), so a new check is one small function added here
 CHECKS = (_check_patients, _check_sessions, _check_missing, _check_variability, _check_range, _check_pairs,
           _check_model)
+
+
+def run(df: pd.DataFrame, options: Thresholds | None = None, lag_options: LagOptions | None = None) -> ScreeningReport:
+    """:func:`screen_study` with its declared options (the checklist's cut-offs) first; the window, lag and
+    directions come from ``lag_options`` (the Lagged options).
+
+    >>> from analysis.simulate import simulate_study
+    >>> run(simulate_study(40, seed=1).data, Thresholds(patients_caution=50)).verdict.level
+    'usable with cautions'
+    """
+    return screen_study(df, lag_options, thresholds=options or THRESHOLDS)
 
 
 def screen_study(

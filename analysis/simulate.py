@@ -176,41 +176,30 @@ def _drop_missing(data, rng, n, T, missing_sessions, missing_values) -> pd.DataF
     return data
 
 
+def _within_process(rng, n, T, B, Sigma, sds, kappa) -> np.ndarray:
+    """The within-patient VAR(1) deviations (n, T, 2): the first session from the stationary covariance
+    ``Sigma``, then ``w_t = B w_{t−1} + innovation`` (SDs ``sds``), plus the cross-level term κ_i·w^A_{t−1} on
+    symptoms (module docstring)."""
+    w = np.empty((n, T, 2))
+    w[:, 0, :] = rng.multivariate_normal([0.0, 0.0], Sigma, size=n)
+    for j in range(1, T):
+        innov = rng.standard_normal((n, 2)) * list(sds)
+        w[:, j, :] = w[:, j - 1, :] @ B.T + innov
+        w[:, j, 1] += kappa * w[:, j - 1, 0]
+    return w
+
+
 def simulate_study(
-    n_patients: int = 100,
-    sessions=range(1, 8),
-    *,
-    study: str = "Study 1",
-    within_a_to_s: float = -0.15,
-    within_s_to_a: float = -0.10,
-    ar_alliance: float = 0.3,
-    ar_symptoms: float = 0.4,
-    between_corr: float = -0.3,
-    sd_between_alliance: float = 1.0,
-    sd_between_symptoms: float = 1.0,
-    sd_within_alliance: float = 1.0,
-    sd_within_symptoms: float = 1.0,
-    alliance_trend: float = 0.0,
-    symptom_trend: float = 0.0,
-    sd_alliance_trend: float = 0.0,
-    sd_symptom_trend: float = 0.0,
-    alliance_instrument: Instrument = RAW,
-    symptom_instrument: Instrument = RAW,
-    missing_sessions: float = 0.0,
-    missing_values: float = 0.0,
-    therapist: bool = False,
-    therapist_bias: float = -0.3,
-    therapist_noise: float = 0.5,
-    therapist_tracking: float = 0.6,
-    n_therapists: int | None = None,
-    plant_ruptures: float = 0.0,
-    rupture_size: float = 2.5,
-    rupture_repair: float = 0.5,
-    plant_gains: float = 0.0,
-    gain_size: float = 2.5,
-    patient_prefix: str = "P",
-    seed: int | np.random.Generator = 0,
-    cross_level_alliance: float = 0.0,
+    n_patients: int = 100, sessions=range(1, 8), *, study: str = "Study 1", within_a_to_s: float = -0.15,
+    within_s_to_a: float = -0.10, ar_alliance: float = 0.3, ar_symptoms: float = 0.4, between_corr: float = -0.3,
+    sd_between_alliance: float = 1.0, sd_between_symptoms: float = 1.0, sd_within_alliance: float = 1.0,
+    sd_within_symptoms: float = 1.0, alliance_trend: float = 0.0, symptom_trend: float = 0.0,
+    sd_alliance_trend: float = 0.0, sd_symptom_trend: float = 0.0, alliance_instrument: Instrument = RAW,
+    symptom_instrument: Instrument = RAW, missing_sessions: float = 0.0, missing_values: float = 0.0,
+    therapist: bool = False, therapist_bias: float = -0.3, therapist_noise: float = 0.5,
+    therapist_tracking: float = 0.6, n_therapists: int | None = None, plant_ruptures: float = 0.0,
+    rupture_size: float = 2.5, rupture_repair: float = 0.5, plant_gains: float = 0.0, gain_size: float = 2.5,
+    patient_prefix: str = "P", seed: int | np.random.Generator = 0, cross_level_alliance: float = 0.0,
     cross_level_symptoms: float = 0.0,
 ) -> Simulation:
     """Simulate one study (model in the module docstring).
@@ -252,26 +241,17 @@ def simulate_study(
         ar_alliance, ar_symptoms, within_a_to_s, within_s_to_a, sd_within_alliance, sd_within_symptoms
     )
     n = n_patients
-    cov_b = np.array(
-        [
-            [sd_between_alliance**2, between_corr * sd_between_alliance * sd_between_symptoms],
-            [between_corr * sd_between_alliance * sd_between_symptoms, sd_between_symptoms**2],
-        ]
-    )
+    c_b = between_corr * sd_between_alliance * sd_between_symptoms
+    cov_b = np.array([[sd_between_alliance**2, c_b], [c_b, sd_between_symptoms**2]])
     means = rng.multivariate_normal([0.0, 0.0], cov_b, size=n)
     gA = alliance_trend + sd_alliance_trend * rng.standard_normal(n)
     gS = symptom_trend + sd_symptom_trend * rng.standard_normal(n)
 
-    w = np.empty((n, T, 2))
-    w[:, 0, :] = rng.multivariate_normal([0.0, 0.0], Sigma, size=n)
     kappa = np.zeros(n)
     if cross_level_alliance or cross_level_symptoms:
         kappa = (cross_level_alliance * means[:, 0] / max(sd_between_alliance, 1e-12)
                  + cross_level_symptoms * means[:, 1] / max(sd_between_symptoms, 1e-12))
-    for j in range(1, T):
-        innov = rng.standard_normal((n, 2)) * [sd_within_alliance, sd_within_symptoms]
-        w[:, j, :] = w[:, j - 1, :] @ B.T + innov
-        w[:, j, 1] += kappa * w[:, j - 1, 0]
+    w = _within_process(rng, n, T, B, Sigma, (sd_within_alliance, sd_within_symptoms), kappa)
 
     jc = np.arange(T) - (T - 1) / 2.0
     A = means[:, [0]] + gA[:, None] * jc + w[:, :, 0]
@@ -280,15 +260,9 @@ def simulate_study(
     events = _plant_events(rng, A, S, sess, plant_ruptures, rupture_size, rupture_repair, plant_gains, gain_size,
                            sd_within_alliance, sd_within_symptoms, patient_prefix)
     pid = np.repeat([f"{patient_prefix}{i + 1:04d}" for i in range(n)], T)
-    data = pd.DataFrame(
-        {
-            "study": study,
-            "patient": pid,
-            "session": np.tile(sess, n).astype("int64"),
-            "alliance": alliance_instrument.apply(A.ravel()),
-            "symptoms": symptom_instrument.apply(S.ravel()),
-        }
-    )
+    data = pd.DataFrame({"study": study, "patient": pid, "session": np.tile(sess, n).astype("int64"),
+                         "alliance": alliance_instrument.apply(A.ravel()),
+                         "symptoms": symptom_instrument.apply(S.ravel())})
     if therapist:
         _add_therapist(data, rng, A, n_therapists, therapist_bias, therapist_tracking, therapist_noise,
                        alliance_instrument)
@@ -297,16 +271,10 @@ def simulate_study(
     var_a = Sigma[0, 0] + sd_between_alliance**2
     var_s = Sigma[1, 1] + sd_between_symptoms**2
     truth = {
-        "study": study,
-        "n_patients": n,
-        "sessions": [int(s) for s in sess],
-        "within_a_to_s": within_a_to_s,
-        "within_s_to_a": within_s_to_a,
-        "ar_alliance": ar_alliance,
-        "ar_symptoms": ar_symptoms,
-        "between_corr": between_corr,
-        "cross_level_alliance": cross_level_alliance,
-        "cross_level_symptoms": cross_level_symptoms,
+        "study": study, "n_patients": n, "sessions": [int(s) for s in sess],
+        "within_a_to_s": within_a_to_s, "within_s_to_a": within_s_to_a,
+        "ar_alliance": ar_alliance, "ar_symptoms": ar_symptoms, "between_corr": between_corr,
+        "cross_level_alliance": cross_level_alliance, "cross_level_symptoms": cross_level_symptoms,
         "within_cov": Sigma.tolist(),
         # approximate standardized within effects (z over all values, no trends):
         "within_a_to_s_std": within_a_to_s * np.sqrt(var_a / var_s),
@@ -384,31 +352,14 @@ def simulate_collection(
 
 
 def simulate_dyads(
-    n_dyads: int = 96,
-    sessions=range(1, 15),
-    *,
-    study: str = "Dyads",
-    patient_loc: float = 5.3,
-    patient_scale: float = 0.8,
-    alliance_growth: float = 0.04,
-    early_discrepancy: float = 0.45,
-    sd_early_discrepancy: float = 0.35,
-    mean_convergence: float = 0.6,
-    sd_convergence: float = 0.25,
-    rating_noise: float = 0.25,
-    symptom_instrument: Instrument = SYMPTOM_INSTRUMENTS[0],
-    symptom_intercept: float = 0.0,
-    symptom_slope: float = -0.08,
-    sd_symptom_intercept: float = 1.0,
-    sd_symptom_slope: float = 0.04,
-    convergence_on_slope: float = 0.0,
-    convergence_on_intercept: float = 0.0,
-    development_on_slope: float = 0.0,
-    symptom_noise: float = 0.45,
-    n_therapists: int = 12,
-    missing_sessions: float = 0.0,
-    alliance_high: float = 7.0,
-    seed: int | np.random.Generator = 0,
+    n_dyads: int = 96, sessions=range(1, 15), *, study: str = "Dyads", patient_loc: float = 5.3,
+    patient_scale: float = 0.8, alliance_growth: float = 0.04, early_discrepancy: float = 0.45,
+    sd_early_discrepancy: float = 0.35, mean_convergence: float = 0.6, sd_convergence: float = 0.25,
+    rating_noise: float = 0.25, symptom_instrument: Instrument = SYMPTOM_INSTRUMENTS[0],
+    symptom_intercept: float = 0.0, symptom_slope: float = -0.08, sd_symptom_intercept: float = 1.0,
+    sd_symptom_slope: float = 0.04, convergence_on_slope: float = 0.0, convergence_on_intercept: float = 0.0,
+    development_on_slope: float = 0.0, symptom_noise: float = 0.45, n_therapists: int = 12,
+    missing_sessions: float = 0.0, alliance_high: float = 7.0, seed: int | np.random.Generator = 0,
 ) -> Simulation:
     """Simulate patient–therapist dyads for the convergence design (METHODS §8).
 

@@ -43,7 +43,7 @@ sessions, from the VAR autocovariances ``Γ(h) = Bʰ·Σ``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,8 @@ from scipy.linalg import solve_discrete_lyapunov
 
 from analysis import formatting
 from analysis.lagged import LagOptions, fit_study
+from analysis.lagged.options import M_CENTER, M_LAG, M_STAGE1
+from analysis.options import Declared, option
 from analysis.progress import checkpoint
 from analysis.simulate import RAW, Simulation, simulate_study
 
@@ -91,53 +93,62 @@ def fmt(x: float, sign: bool = False) -> str:
 
 
 @dataclass(frozen=True)
-class TeachingParams:
-    """The simulation's settings (the page's sliders).
+class TeachingParams(Declared):
+    """The simulation's settings (the page's sliders), declared once (:mod:`analysis.options`).
 
     ``within_effect`` = c_AS (alliance deviation at t → symptom deviation at
     t + 1, latent units); ``between_corr`` = r, correlation of the patients'
-    latent alliance and symptom means; ``autoregression`` = ρ of symptoms;
-    ``missing`` = probability that a whole session is missing (MCAR).
-    ``autoregression`` = ρ of symptoms (alliance has none; module docstring).
-    ``control_prior`` adds the prior symptoms (within and between parts) to
-    every model (METHODS §5, ``control_prior_outcome``). ``feedback`` = c_SA,
-    symptom deviation at t → alliance deviation at t + 1 (reciprocal
-    feedback; 0 = none).
+    latent alliance and symptom means; ``autoregression`` = ρ of symptoms
+    (alliance has none; module docstring); ``missing`` = probability that a
+    whole session is missing (MCAR). ``control_prior`` adds the prior symptoms
+    (within and between parts) to every model (METHODS §5,
+    ``control_prior_outcome``). ``feedback`` = c_SA, symptom deviation at t →
+    alliance deviation at t + 1 (reciprocal feedback; 0 = none). The page's
+    sliders may offer a narrower range (``ui.persist.TEACHING``).
+
+    >>> TeachingParams(n_sessions=7.0).n_sessions
+    7
+    >>> TeachingParams(within_effect=1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: within_effect must be a number from -0.9 to 0.9; got 1.5.
     """
 
-    within_effect: float = -0.20
-    between_corr: float = 0.50
-    autoregression: float = 0.30
-    n_sessions: int = 10
-    n_patients: int = 300
-    missing: float = 0.10
-    seed: int = 1
-    control_prior: bool = True
-    feedback: float = 0.0
-
-    def __post_init__(self):
-        checks = [
-            (-0.9 <= self.within_effect <= 0.9, "The within-patient effect must be between −0.9 and 0.9."),
-            (-0.95 <= self.between_corr <= 0.95, "The between-patient correlation must be between −0.95 and 0.95."),
-            (0.0 <= self.autoregression <= 0.9, "The autoregression must be between 0 and 0.9."),
-            (3 <= int(self.n_sessions) <= 60, "The number of sessions must be between 3 and 60."),
-            (10 <= int(self.n_patients) <= 5000, "The number of patients must be between 10 and 5,000."),
-            (0.0 <= self.missing <= 0.6, "The share of missing sessions must be between 0 and 0.6."),
-            (int(self.seed) >= 0, "The seed must be a whole number ≥ 0."),
-            (-0.5 <= self.feedback <= 0.5, "The feedback effect must be between −0.5 and 0.5."),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
-        for name in ("n_sessions", "n_patients", "seed"):
-            v = getattr(self, name)
-            if float(v) != int(v):
-                raise ValueError(f"{name} must be a whole number; got {v!r}.")
-            object.__setattr__(self, name, int(v))
-        object.__setattr__(self, "control_prior", bool(self.control_prior))
-
-    def replace(self, **changes) -> TeachingParams:
-        return TeachingParams(**{**asdict(self), **changes})
+    within_effect: float = option(
+        "float", -0.20, lo=-0.9, hi=0.9, label="Within-patient effect: alliance → next-session symptoms",
+        url="within", methods=M_CENTER,
+        help="When a patient's alliance is 1 unit above their own average, their symptoms at the next "
+             "session change by this much. Negative = a better-than-usual alliance is followed by fewer symptoms.")
+    between_corr: float = option(
+        "float", 0.50, lo=-0.95, hi=0.95, label="Between-patient correlation of average alliance and average symptoms",
+        url="between", methods=M_CENTER,
+        help="Positive = patients with a stronger average alliance have more severe average symptoms (as in "
+             "the ICBT trial of the within/between paper, where more anxious patients formed stronger alliances).")
+    autoregression: float = option(
+        "float", 0.30, lo=0.0, hi=0.9, label="Autoregression of symptoms (carry-over to the next session)",
+        url="ar", methods=M_CENTER,
+        help="ρ: how much of this session's deviation from a patient's usual symptom level is still there at "
+             "the next session. Alliance has no carry-over in this simulation, to keep the truth simple.")
+    n_sessions: int = option("int", 10, lo=3, hi=60, label="Sessions per patient", url="sessions", methods=M_LAG,
+                             help="Sessions simulated per patient (before missing sessions are dropped).")
+    n_patients: int = option("int", 300, lo=10, hi=5000, label="Patients", url="patients", methods=M_STAGE1,
+                             help="Patients simulated.")
+    missing: float = option(
+        "float", 0.10, lo=0.0, hi=0.6, label="Missing sessions (share)", methods=M_LAG,
+        help="Each session is missing completely at random with this probability. A pair (session t, t+1) "
+             "needs both sessions.")
+    seed: int = option("int", 1, lo=0, label="Random seed", url="seed", methods=M_STAGE1,
+                       help="The same seed and settings always give the same patients.")
+    control_prior: bool = option(
+        "flag", True, label="Control for prior symptoms (symptoms at session t)", url="prior", methods=M_STAGE1,
+        help="Adds the symptoms at session t (within and between parts) to every model, as the Lagged effects "
+             "page does by default.")
+    feedback: float = option(
+        "float", 0.0, lo=-0.5, hi=0.5, label="Feedback: symptoms → next-session alliance", url="feedback",
+        methods=M_CENTER,
+        help="Reciprocal feedback: a session with more severe symptoms than usual is followed by a weaker "
+             "alliance. With feedback the person-mean model's alliance → symptoms estimate is biased; the "
+             "latent-centred RI-CLPM and dynamic panel model (section 4) are not.")
 
     def lag_options(self, centering: str) -> LagOptions:
         return LagOptions(centering=centering, standardize=False, control_prior_outcome=self.control_prior,

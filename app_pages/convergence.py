@@ -19,6 +19,7 @@ from ui.tables import show_table, styled
 
 METHODS = "/methods#8-alliance-convergence-convergence-paper"
 OWN = "— (choose the settings yourself)"
+CROSSING_WARN = 0.10  # share of dyads whose P and T lines cross above which the note is a warning
 DEMO_NAMES = {f: n for n, f in DEMOS.items() if f in DYADIC_DEMOS}
 
 st.title("Alliance convergence")
@@ -123,8 +124,8 @@ except ValueError as e:
     st.error(f"Dyad scores could not be computed: {esc(e, limit=None)}")
     st.stop()
 rel = scores.reliability.get(study)
-if cross := scores.crossing_note(study):
-    st.warning(esc(cross, limit=None))
+if cross := scores.crossing_note(study):  # tiered: a few crossing dyads are a note, many change the reading
+    (st.warning if scores.crossing.get(study, 0) >= CROSSING_WARN else st.info)(esc(cross, limit=None))
 if rel is not None and pd.notna(rel) and rel < 0.2:
     st.warning(f"**The convergence analysis is not meaningful here.** The convergence score's reliability is "
                f"{fmt.num(rel)}: its differences between dyads are mostly rating noise, so any association with "
@@ -200,7 +201,7 @@ for m in gr.messages:
         st.info(esc(m, limit=None))
 singular = [str(k) for k, g in gr.models.items() if g.fit.singular]
 if singular:
-    st.warning(md("Model(s) {models}: a random-effect variance was estimated at zero (singular fit). "
+    st.info(md("Model(s) {models}: a random-effect variance was estimated at zero (singular fit). "
                "The data cannot separate that variance from the residual; its estimate and its SE are not "
                "informative, and the AIC comparison of these models is approximate.", models=", ".join(singular)))
 if gr.slope_test is not None and gr.slope_test["pvalue"] >= 0.05:

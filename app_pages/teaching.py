@@ -5,13 +5,18 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from analysis import formatting as fmt
 from analysis import plots_teaching
 from analysis import teaching as tg
+from analysis.options import declared
 from ui import compute, jobs
+from ui.declared import help_text
 from ui.downloads import show_figure, table_download
-from ui.persist import TEACHING, url_params
+from ui.persist import TEACH_KEYS, TEACH_SLIDERS, TEACHING, url_params
 from ui.safe import md
 from ui.tables import show_table
+
+_OPT = {o.name: o for o in declared(tg.TeachingParams)}
 
 M = "/methods#"
 LINKS = {
@@ -19,6 +24,18 @@ LINKS = {
     "stage1": M + "5-stage-1-lagged-model-per-study",
 }
 PRESENT_FONT = 18
+
+
+def _signed_slider(label: str, lo: float, hi: float, default: float, step: float, key: str, help: str) -> float:
+    """A slider over lo…hi that prints negative values with a true minus (Streamlit's own slider formats
+    with sprintf, a hyphen-minus): a select slider over the grid, each value written by the one formatter.
+    A value from a link or a bundle that is off the grid moves to the nearest grid value."""
+    grid = [round(lo + i * step, 2) for i in range(int(round((hi - lo) / step)) + 1)]
+    if key in st.session_state and st.session_state[key] not in grid:
+        v = float(st.session_state[key])
+        st.session_state[key] = min(grid, key=lambda g: abs(g - v))
+    kw = {} if key in st.session_state else {"value": default}
+    return st.select_slider(label, grid, format_func=lambda v: fmt.num(v, 2), key=key, help=help, **kw)
 
 
 def _wrap(text, width: int):
@@ -84,42 +101,26 @@ else:
 
 with controls:
     st.markdown("#### Simulation settings")
-    within_effect = st.slider(
-        "Within-patient effect: alliance → next-session symptoms", -0.5, 0.5, -0.2, 0.05, key="teach_within",
-        help="When a patient's alliance is 1 unit above their own average, their symptoms at the next "
-             "session change by this much. Negative = a better-than-usual alliance is followed by fewer symptoms.",
-    )
-    between_corr = st.slider(
-        "Between-patient correlation of average alliance and average symptoms", -0.9, 0.9, 0.5, 0.05,
-        key="teach_between",
-        help="Positive = patients with a stronger average alliance have more severe average symptoms (as in "
-             "the ICBT trial of the within/between paper, where more anxious patients formed stronger alliances).",
-    )
-    autoregression = st.slider(
-        "Autoregression of symptoms (carry-over to the next session)", 0.0, 0.8, 0.3, 0.05, key="teach_ar",
-        help="ρ: how much of this session's deviation from a patient's usual symptom level is still there at "
-             "the next session. Alliance has no carry-over in this simulation, to keep the truth simple.",
-    )
-    feedback = st.slider(
-        "Feedback: symptoms → next-session alliance", -0.5, 0.5, 0.0, 0.05, key="teach_feedback",
-        help="Reciprocal feedback: a session with more severe symptoms than usual is followed by a weaker "
-             "alliance. With feedback the person-mean model's alliance → symptoms estimate is biased; the "
-             "latent-centred RI-CLPM and dynamic panel model (section 4) are not.",
-    )
-    n_sessions = st.slider("Sessions per patient", 3, 20, 10, 1, key="teach_sessions")
-    n_patients = st.slider("Patients", 20, 1000, 300, 10, key="teach_patients")
-    missing_pct = st.slider(
-        "Missing sessions (%)", 0, 50, 10, 5, key="teach_missing",
-        help="Each session is missing completely at random with this probability. A pair (session t, t+1) "
-             "needs both sessions.",
-    )
-    seed = st.number_input("Random seed", min_value=0, max_value=1_000_000, value=1, step=1, key="teach_seed",
-                           help="The same seed and settings always give the same patients.")
-    control = st.checkbox(
-        "Control for prior symptoms (symptoms at session t)", value=False, key="teach_control",
-        help="Adds the symptoms at session t (within and between parts) to every model, as the Lagged effects "
-             f"page does by default. [Methods §5]({LINKS['stage1']})",
-    )
+    def _slider(name, step, **kw):  # label, help, range and default from the declaration (analysis.teaching)
+        o = _OPT[name]
+        lo, hi = TEACH_SLIDERS[name]
+        if lo < 0:  # a signed range: printed with a true minus (_signed_slider)
+            return _signed_slider(o.label, lo, hi, kw.pop("value", o.default), step, TEACH_KEYS[name], help_text(o))
+        return st.slider(o.label, lo, hi, kw.pop("value", o.default), step, key=TEACH_KEYS[name],
+                         help=help_text(o), **kw)
+
+    within_effect = _slider("within_effect", 0.05)
+    between_corr = _slider("between_corr", 0.05)
+    autoregression = _slider("autoregression", 0.05)
+    feedback = _slider("feedback", 0.05)
+    n_sessions = _slider("n_sessions", 1)
+    n_patients = _slider("n_patients", 10)
+    missing_pct = st.slider("Missing sessions (%)", 0, 50, int(round(100 * _OPT["missing"].default)), 5,
+                            key="teach_missing", help=help_text(_OPT["missing"]))
+    seed = st.number_input(_OPT["seed"].label, min_value=0, max_value=TEACH_SLIDERS["seed"][1],
+                           value=_OPT["seed"].default, step=1, key="teach_seed", help=help_text(_OPT["seed"]))
+    control = st.checkbox(_OPT["control_prior"].label, value=False, key="teach_control",
+                          help=help_text(_OPT["control_prior"]))
 
 params = tg.TeachingParams(
     within_effect=float(within_effect), between_corr=float(between_corr), autoregression=float(autoregression),
@@ -150,8 +151,8 @@ with body:
         "stronger alliance differ from other patients?"
         + ("\n\nAll three models also include the symptoms at session t." if control else "")
     )
-    for m in est.messages:
-        st.warning(md("{m}", m=m))
+    for m in est.messages:  # the fits' routine notes (singular fit, Nickell bias): information, not alarms
+        st.info(md("{m}", m=m))
     if not present:
         _show(plots_teaching.estimates_figure(est), "teaching_estimates", key="teach_estimates")
     # the replications and the Nickell curve run off the page's thread (ui/jobs.py): a slider redraws the

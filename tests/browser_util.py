@@ -56,3 +56,21 @@ def wait_idle(page, timeout: float = 60_000) -> None:
     for _ in range(2):
         page.wait_for_timeout(500)
         page.wait_for_function(js, timeout=timeout)
+
+
+def choose(page, selectbox, option_text: str) -> None:
+    """Open a Streamlit selectbox and pick an option. A rerun that lands while the list is open (e.g. the
+    URL being written after the first visit) closes it, so open it again until the option is there."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(4):
+        wait_idle(page, 120_000)
+        selectbox.click()
+        option = page.get_by_role("option").filter(has_text=option_text)
+        try:
+            option.first.wait_for(timeout=10_000)
+            option.first.click()
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    raise AssertionError(f"the option {option_text!r} never appeared in the list")

@@ -115,6 +115,10 @@ def test_preset_study2_shows_rules_and_table_2():
     assert not any("not meaningful" in w.value for w in at.warning)
     rel = next(c.value for c in at.caption if c.value.startswith("Reliability of the convergence score"))
     assert 0.3 <= float(rel.split(": ")[1].split(" ")[0]) <= 0.6, rel
+    # tiered messages: routine notes (a singular fit, a few dyads whose lines cross) are information, not alarms
+    warnings, infos = " ".join(w.value for w in at.warning), " ".join(i.value for i in at.info)
+    assert "singular fit" not in warnings and "lines cross" not in warnings
+    assert "singular fit" in infos and "lines cross" in infos
 
 
 def _models_table(at):

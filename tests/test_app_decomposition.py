@@ -25,7 +25,7 @@ def test_trio_shown_for_chosen_study_equals_the_analysis():
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert not any("dec_study" == getattr(w, "key", None) for w in at.selectbox)  # a lazy tab, closed
-    at.session_state["lag_tab"] = "Total, within, between"
+    at.session_state["lag_tab"] = "Total, within and between"
     at.run()
     at.selectbox(key="dec_study").set_value("D-interior").run()
     assert not at.exception

@@ -89,7 +89,7 @@ def test_teaching_feedback_slider_shows_latent_models_beside_the_lmm():
     at.slider(key="teach_sessions").set_value(6).run()
     _settle(at)
     before = _latent_table(at).set_index("model")["estimate"]
-    at.slider(key="teach_feedback").set_value(-0.5).run()
+    at.select_slider(key="teach_feedback").set_value(-0.5).run()
     _settle(at)
     assert not at.exception, [e.value for e in at.exception]
     latent = _latent_table(at)
@@ -100,3 +100,35 @@ def test_teaching_feedback_slider_shows_latent_models_beside_the_lmm():
         assert abs(after.loc[m, "estimate"] - before[m]) < 0.03
         assert after.loc[m, "ci_low"] <= -0.2 <= after.loc[m, "ci_high"]
     assert any("Person-mean LMM vs latent-centred models" in str(c.proto.spec) for c in at.get("plotly_chart"))
+
+
+def test_estimator_comparison_and_check_on_the_demo_data():
+    """The demo as loaded at start-up (17 studies): the estimator comparison forest (both directions, three
+    estimators, k = 17 each), then the estimator check of its smallest study (Study 15, 88 patients), 20
+    simulated data sets, from the Pooled page."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("app_pages/pooled.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["dataset"]["df"]["study"].nunique() == 17
+    at.segmented_control(key="pooled_section").set_value("Estimator comparison").run()
+    at.button(key="pooled_cmp_run").click().run()
+    assert jobs.wait(at.session_state["_job_pooled_cmp"], 280).state == "done"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    specs = [str(c.proto.spec) for c in at.get("plotly_chart")]
+    assert sum("Estimator comparison" in t for t in specs) == 2
+    std = next(d.value for d in at.dataframe if "i2" in d.value.columns and "estimator" in d.value.columns)
+    assert len(std) == 4 and (std["k"].astype(int) == 17).all()
+    at.segmented_control(key="pooled_section").set_value("Estimator check").run()
+    at.selectbox(key="pooled_chk_study").set_value("Study 15").run()
+    at.number_input(key="pooled_chk_nsim").set_value(20).run()
+    at.button(key="pooled_chk_run").click().run()
+    assert jobs.wait(at.session_state["_job_pooled_chk"], 280).state == "done"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("On data like yours" in m.value for m in at.markdown)
+    table = next(d.value for d in at.dataframe if "coverage" in d.value.columns)
+    assert len(table) == 8 and (table["n_sim"].astype(int) == 20).all()
+    assert table["coverage"].astype(float).between(0, 1).all()

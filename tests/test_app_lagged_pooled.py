@@ -242,3 +242,33 @@ def test_timing_standardization_and_df_options():
     want = [res.fits[(s, "alliance_to_symptoms")].coef("within") for s in t["study"]]
     np.testing.assert_allclose(t["df"].to_numpy(float), [w["df"] for w in want], rtol=1e-9)
     np.testing.assert_allclose(t["estimate"].to_numpy(float), [w["estimate"] for w in want], rtol=1e-9)
+
+
+def test_lagged_page_long_sections_are_tabs():
+    """Issue 23 #17: the Lagged page was ~7,900 px tall with the trio far down. Its long sections are tabs:
+    the coefficients, the trio, early alliance, the latent-centred models and the model rows each in one.
+    The tabs are lazy (issue 24): only the open one is computed and drawn."""
+    at = _goto(_app(_collection()), "app_pages/lagged.py")
+    labels = [t.label for t in at.tabs]
+    assert labels[:5] == ["Per-study coefficients", "Total, within and between", "Early alliance → outcome",
+                          "Latent-centred models", "What went into the model"], labels
+    heads = lambda t: [h.value for h in t.header]  # noqa: E731
+    seen = {}
+    for label in labels[:5]:
+        at.session_state["lag_tab"] = label
+        at.run()
+        assert not at.exception, (label, [e.value for e in at.exception])
+        tabs = dict(zip([t.label for t in at.tabs], at.tabs))
+        seen[label] = tabs[label]
+        # only the open tab has content; nothing of these sections is outside its tab
+        assert all(len(t.children) == 0 for name, t in tabs.items() if name != label), label
+        main_heads = [h.value for h in at.main.header]
+        assert len(main_heads) == sum(len(t.header) for t in at.tabs), label
+        if label == "Total, within and between":
+            assert any(h.startswith("Total, within and between effects") for h in heads(tabs[label]))
+        elif label == "Early alliance → outcome":
+            assert any(h.startswith("Early alliance") for h in heads(tabs[label]))
+        elif label == "Per-study coefficients":
+            assert len(tabs[label].header) == 2  # one per direction
+        elif label == "What went into the model":
+            assert any(s.key == "lag_view_patient" for s in tabs[label].selectbox)

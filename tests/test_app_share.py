@@ -66,7 +66,7 @@ def test_pooled_options_in_the_url_change_the_pooled_result():
 def test_teaching_scenario_and_seed_from_the_url():
     at = _goto(_app({"seed": "42", "within": "-0.35", "patients": "120", "prior": "1"}), "app_pages/teaching.py")
     assert at.number_input(key="teach_seed").value == 42
-    assert at.slider(key="teach_within").value == pytest.approx(-0.35)
+    assert at.select_slider(key="teach_within").value == pytest.approx(-0.35)
     assert at.slider(key="teach_patients").value == 120
     assert at.checkbox(key="teach_control").value is True
 
@@ -160,7 +160,7 @@ def _download_keys(at) -> set:
 
 def test_trio_and_growth_pages_offer_their_r_scripts():
     at = _goto(_app(), "app_pages/lagged.py")
-    at.session_state["lag_tab"] = "Total, within, between"  # (a lazy tab: drawn when open)
+    at.session_state["lag_tab"] = "Total, within and between"  # (a lazy tab: drawn when open)
     at.run()
     ids = " ".join(_download_keys(at))
     assert "dl_dec_r" in ids and "dl_dec_data" in ids
@@ -283,15 +283,15 @@ def test_paper_presets_are_reachable_from_the_pooled_page():
 def test_study_boxes_follow_a_preset_that_replaces_the_data():
     """Issue 23 #5: after the Within/between preset the trio's Study box still said "Study 01"."""
     at = _goto(_app(), "app_pages/lagged.py")
-    at.session_state["lag_tab"] = "Total, within, between"
+    at.session_state["lag_tab"] = "Total, within and between"
     at.run()
     assert at.selectbox(key="dec_study").value == "Study 01"
     at.selectbox(key="preset_choice").set_value("icbt_004").run()
     at.button(key="preset_apply").click().run()
     assert not at.exception
-    assert at.session_state["lag_tab"] == "Total, within, between"  # the preset opens the tab with its models
+    assert at.session_state["lag_tab"] == "Total, within and between"  # the preset opens the tab with its models
     studies = set(at.session_state["dataset"]["df"]["study"].astype(str))
-    for key, tab in (("dec_study", "Total, within, between"), ("lag_view_study", "What went into the model")):
+    for key, tab in (("dec_study", "Total, within and between"), ("lag_view_study", "What went into the model")):
         at.session_state["lag_tab"] = tab
         at.run()
         box = at.selectbox(key=key)

@@ -76,7 +76,7 @@ def test_moving_sliders_changes_estimates_and_truth():
     at = _open_teaching()
     before = _sentence(at, "The within-patient estimate")
     w0 = _number_after(before, "The within-patient estimate")
-    at.slider(key="teach_within").set_value(0.3).run()
+    at.select_slider(key="teach_within").set_value(0.3).run()
     _settle(at)
     assert not at.exception
     after = _sentence(at, "The within-patient estimate")
@@ -109,12 +109,12 @@ def test_control_checkbox_changes_the_between_truth_and_seed_changes_the_sample(
 
 def test_presentation_mode_moves_settings_beside_figures_and_enlarges_text():
     at = _open_teaching()
-    assert any(s.key == "teach_within" for s in at.sidebar.slider)
+    assert any(s.key == "teach_within" for s in at.sidebar.select_slider)
     at.toggle(key="teach_present").set_value(True).run()
     _settle(at)
     assert not at.exception, [e.message for e in at.exception]
-    assert not any(s.key == "teach_within" for s in at.sidebar.slider)  # settings left the sidebar
-    assert any(s.key == "teach_within" for s in at.main.slider)
+    assert not any(s.key == "teach_within" for s in at.sidebar.select_slider)  # settings left the sidebar
+    assert any(s.key == "teach_within" for s in at.main.select_slider)
     import json
 
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
@@ -124,7 +124,7 @@ def test_presentation_mode_moves_settings_beside_figures_and_enlarges_text():
 def test_systematic_miss_is_not_called_chance_on_the_page():
     at = _open_teaching()
     at.checkbox(key="teach_control").set_value(False)
-    at.slider(key="teach_within").set_value(0.4)
+    at.select_slider(key="teach_within").set_value(0.4)
     at.slider(key="teach_ar").set_value(0.7).run()
     _settle(at)
     assert not at.exception, [e.message for e in at.exception]
@@ -134,3 +134,21 @@ def test_systematic_miss_is_not_called_chance_on_the_page():
     # seed 1 with these settings misses (issue 13: 5 of 5 seeds did) and the page says why
     assert "misses the truth" in body
     assert "not by chance" in body and "1 sample in 20" not in body
+
+
+def test_signed_sliders_print_a_true_minus_and_snap_link_values():
+    """Streamlit's slider prints negative values with a hyphen-minus (sprintf); the signed sliders show the
+    one formatter's text (U+2212), and a value from a link that is off their grid moves to the nearest step."""
+    at = _open_teaching()
+    for key in ("teach_within", "teach_between", "teach_feedback"):
+        s = at.select_slider(key=key)
+        negative = [o for o in s.options if o.startswith(("\u2212", "-"))]
+        assert negative and all(o.startswith("\u2212") for o in negative), negative[:3]
+    assert at.select_slider(key="teach_within").value == pytest.approx(-0.2)
+    link = AppTest.from_file(APP, default_timeout=90)
+    link.query_params["within"] = "-0.123"  # off the 0.05 grid, as a hand-written link could give
+    link.run()
+    link.switch_page("app_pages/teaching.py")
+    link.run()
+    assert not link.exception, [e.message for e in link.exception]
+    assert link.select_slider(key="teach_within").value == pytest.approx(-0.1)

@@ -28,7 +28,7 @@ def test_convergence_congruence_and_lagged_diagnostics_in_the_browser():
         page.get_by_text("Diagnostics and warnings").first.click()
         page.get_by_text("expected bias on this study's own sessions").first.wait_for(timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "lagged_diagnostics.png"), full_page=True)
-        page.get_by_role("tab", name="Total, within, between").click()  # a lazy tab: runs when opened
+        page.get_by_role("tab", name="Total, within and between").click()  # a lazy tab: runs when opened
         wait_idle(page, 240_000)
         page.get_by_text("Between, as the paper fitted it").first.wait_for(timeout=240_000)
         page.screenshot(path=str(ARTIFACTS / "lagged_trio.png"), full_page=True)

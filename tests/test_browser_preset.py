@@ -2,27 +2,10 @@
 demo, sets the paper's options and shows the checklist and the Within/between paper's trio."""
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.browser_util import ARTIFACTS, browser_page, running_app, wait_idle
+from tests.browser_util import ARTIFACTS, browser_page, choose, running_app, wait_idle
 
 pytestmark = pytest.mark.browser
-
-
-def _choose(page, selectbox, option_text: str) -> None:
-    """Open a selectbox and pick an option. A rerun that lands while the list is open (e.g. the URL being
-    written after the first visit) closes it, so open it again until the option is there."""
-    for _ in range(4):
-        wait_idle(page, 120_000)
-        selectbox.click()
-        option = page.get_by_role("option").filter(has_text=option_text)
-        try:
-            option.first.wait_for(timeout=10_000)
-            option.first.click()
-            return
-        except PlaywrightTimeout:
-            page.keyboard.press("Escape")
-    raise AssertionError(f"the option {option_text!r} never appeared in the list")
 
 
 def test_preset_icbt_004_in_the_browser():
@@ -31,7 +14,7 @@ def test_preset_icbt_004_in_the_browser():
         page.get_by_role("heading", name="Lagged effects").wait_for(timeout=120_000)
         wait_idle(page, 180_000)
         sb = page.locator('[data-testid="stSidebar"]')
-        _choose(page, sb.locator('[data-testid="stSelectbox"]').filter(has_text="Paper"), "ICBT for social anxiety")
+        choose(page, sb.locator('[data-testid="stSelectbox"]').filter(has_text="Paper"), "ICBT for social anxiety")
         wait_idle(page, 120_000)
         sb.get_by_role("button", name="Load demo and set the paper's options").click()
         wait_idle(page, 180_000)
@@ -39,6 +22,7 @@ def test_preset_icbt_004_in_the_browser():
         sb.get_by_text("Within/between demo", exact=False).first.wait_for(timeout=60_000)
         # the preset switched standardization off: the caption says raw scores
         page.get_by_text("raw scores", exact=False).first.wait_for(timeout=60_000)
+        page.get_by_role("tab", name="Total, within and between").click()  # the trio is a tab (issue 23 #17)
         page.get_by_role("heading", name="Total, within and between effects (Within/between paper)").wait_for(timeout=120_000)
         page.get_by_text("Opposite signs are possible", exact=False).first.wait_for(timeout=120_000)
         page.screenshot(path=str(ARTIFACTS / "preset_icbt_004.png"), full_page=True)

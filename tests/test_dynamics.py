@@ -355,3 +355,20 @@ def test_estimator_comparison_forest_keeps_three_readable_panels():
     fj = figure_json(fig)
     for width in (1000, 1200):  # on the page in a 1,400 px window; the PNG/SVG export
         assert not overlapping(fj, width), width
+
+
+def test_estimator_check_figure_names_the_truth_in_the_panel_titles():
+    """The true value sits in each panel's title (an annotation at the top of the dashed line used to
+    collide with the title)."""
+    from analysis import formatting as F
+    from analysis import plots_dynamics
+    from analysis.estimator_check import estimator_check
+
+    df = simulate_study(120, range(1, 7), seed=8, **FEEDBACK).data
+    chk = estimator_check(df, n_sim=3, seed=2)
+    fig = plots_dynamics.estimator_check_figure(chk)
+    heads = [a.text for a in fig.layout.annotations if "next-session" in (a.text or "")]
+    assert len(heads) == 2 and all("truth" in h and "dashed line" in h for h in heads)
+    for h, d in zip(heads, ("alliance_to_symptoms", "symptoms_to_alliance")):
+        assert f"truth {F.signed(chk.truth[d], 3)}" in h.replace("&minus;", "−")
+    assert not [a for a in fig.layout.annotations if (a.text or "").startswith("truth")]

@@ -270,9 +270,11 @@ def test_every_page_option_round_trips_url_options_entry():
 
 def _entry_classes():
     """Options classes whose method has a ``run(df, options)`` entry, and no URL parameters of their own."""
-    from analysis import decomposition
+    from analysis import decomposition, screening
+    from analysis.convergence import congruence
 
-    return {decomposition.DecompositionOptions: decomposition.run}
+    return {decomposition.DecompositionOptions: decomposition.run, screening.Thresholds: screening.run,
+            congruence.CongruenceOptions: congruence.run}
 
 
 def test_every_method_option_round_trips_widget_options_run_script():
@@ -285,19 +287,57 @@ def test_every_method_option_round_trips_widget_options_run_script():
 
     methods = (Path(__file__).resolve().parents[1] / "docs" / "METHODS.md").read_text(encoding="utf-8")
     sections = set(re.findall(r"^## ([0-9]+[a-z]?)\. ", methods, flags=re.M))
+    from analysis.simulate import simulate_dyads
+    from ui import persist
+
+    data = {"CongruenceOptions": simulate_dyads(24, seed=2).data}
     df = simulate_study(12, range(1, 8), seed=4).data
     n = 0
     for cls, run in _entry_classes().items():
         for o in declared(cls):
             assert o.label and o.help and o.methods.split("-", 1)[0] in sections, (cls.__name__, o.name)
-            assert o.url is None or o.url in {p.url for p in declared(LagOptions)}, o.name
-            values = ({"int": [o.lo, (o.lo or 0) + 2], "range": [None, (2, 6)]}.get(o.kind) or _values(o))
+            values = ([o.lo, o.lo + 2] if o.kind == "int" else [None, (2, 6)] if o.kind == "range"
+                      else [o.default, o.hi if o.hi is not None else o.lo + 3] if o.kind == "float" else _values(o))
             for v in values:
                 opts = cls(**{o.name: v})
                 widget = udecl.widget_value(o, getattr(opts, o.name), (1, 7))
                 back = cls(**{**opts.to_dict(), o.name: udecl.option_value(o, widget, (1, 7))})
                 assert back == opts, (o.name, v)
-                res = run(df, opts)
+                if o.url:  # its URL parameter, made from the declaration
+                    p = persist.param(o, "k")
+                    assert p.decode(p.encode(getattr(opts, o.name))) == getattr(opts, o.name), (o.name, v)
+                    assert clean(cls, {o.url: p.encode(getattr(opts, o.name))}, text=True) == ({o.name: back.to_dict()[o.name]}, [])
+                res = run(data.get(cls.__name__, df), opts)
                 assert res is not None and script_args(opts)[o.name] == getattr(opts, o.name)
                 n += 1
-    assert n >= 8
+    assert n >= 32
+
+
+def test_teaching_options_round_trip_url_options_simulation():
+    """The Teaching page's scenario (analysis.teaching.TeachingParams): every declared value the page's slider
+    range allows goes options → URL text (ui.persist.TEACHING, made from the declarations) → clean() → options,
+    and the options drive the simulation."""
+    from analysis import teaching as tg
+    from ui import persist
+
+    spec = persist.TEACHING
+    assert {o.url for o in declared(tg.TeachingParams) if o.url} == set(spec) - {"missing", "present"}
+    n = 0
+    for o in declared(tg.TeachingParams):
+        assert o.label and o.help and o.methods, o.name
+        lo, hi = persist.TEACH_SLIDERS.get(o.name, (o.lo, o.hi))
+        for v in ([lo, o.default, hi] if o.kind in ("int", "float") else _values(o)):
+            opts = tg.TeachingParams(**{o.name: v})
+            if o.url:
+                text = spec[o.url].encode(getattr(opts, o.name))
+                assert spec[o.url].decode(text) == getattr(opts, o.name), (o.url, text)
+                link = {q.url: spec[q.url].encode(getattr(opts, q.name)) for q in declared(opts) if q.url}
+                good, msgs = clean(tg.TeachingParams, link, text=True)
+                assert not msgs and tg.TeachingParams(**{**opts.to_dict(), **good}) == opts
+            assert script_args(opts)[o.name] == getattr(opts, o.name)
+            n += 1
+    with pytest.raises(ValueError, match="n_sessions must be a whole number from 3 to 60"):
+        tg.TeachingParams(n_sessions=2)
+    small = tg.TeachingParams(n_patients=20, n_sessions=4, missing=0.0)
+    assert tg.simulate(small).data["patient"].nunique() == 20
+    assert n >= 20

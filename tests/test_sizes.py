@@ -8,15 +8,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MAX_MODULE, MAX_FUNCTION = 1000, 100
 _LONG = {
-    "analysis/data/canonical.py:combine",
-    "analysis/data/reshape.py:wide_to_long",
-    "analysis/decomposition.py:total_within_between",
-    "analysis/meta/pooling.py:random_effects",
-    "analysis/meta/tau2.py:_tau2_many",
     "analysis/plots_lagged.py:patient_series_figure",
     "analysis/plots_meta.py:forest_panels_figure",
-    "analysis/simulate.py:simulate_study",
-    "analysis/simulate.py:simulate_dyads",
 }
 
 

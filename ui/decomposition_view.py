@@ -119,8 +119,9 @@ def descriptives_section(df, study: str, sessions=None) -> None:
 
 def lagged_page_sections(df, options, trio=None, early=None) -> None:
     """Everything issue 11 adds to the Lagged effects page: the preset control (sidebar), the
-    total/within/between trio with the per-session descriptives (in ``trio``), and early alliance → outcome (in
-    ``early``). ``trio`` / ``early``: the page's lazy tabs; each section runs only when its tab is open."""
+    total/within/between trio with the per-session descriptives (in ``trio``) and early alliance → outcome (in
+    ``early``). ``trio`` / ``early``: the page's lazy tabs (ui/tabs.py), each section runs only while its tab is
+    open; both default to the page itself."""
     preset_control()
     if trio is None or trio.open:
         with trio if trio is not None else st.container():
@@ -130,7 +131,11 @@ def lagged_page_sections(df, options, trio=None, early=None) -> None:
                 descriptives_section(df, study, options.sessions)
     if early is None or early.open:
         with early if early is not None else st.container():
-            st.caption("Early alliance → post-treatment outcome (IPD-MA). Per study: the outcome regressed on early "
-                       "alliance and baseline symptoms (METHODS §7); the early window and the outcome are chosen "
-                       "here, independently of the lagged window.")
-            early_section(df, options)
+            _early(df, options)
+
+
+def _early(df, options) -> None:
+    st.header("Early alliance → post-treatment outcome (IPD-MA)")
+    st.caption("Per study: the outcome regressed on early alliance and baseline symptoms (METHODS §7); the "
+               "early window and the outcome are chosen here, independently of the lagged window.")
+    early_section(df, options)

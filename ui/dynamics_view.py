@@ -92,5 +92,4 @@ def check_section(df: pd.DataFrame, options: LagOptions, page: str) -> None:
     for m in chk.messages:
         st.caption(esc(m, limit=None))
     show_figure(plots_dynamics.estimator_check_figure(chk), f"estimator_check_{study}", key=f"{page}_chk_fig")
-    st.dataframe(chk.table, width="stretch", hide_index=True)
-    table_download(chk.table, f"estimator_check_{study}", key=f"{page}_chk_dl")
+    show_table(chk.table, f"estimator_check_{study}", key=f"{page}_chk_dl", manuscript=False)

@@ -27,6 +27,7 @@ from analysis.bayes_meta import SmallKOptions
 from analysis.convergence.options import ConvergenceOptions
 from analysis.events import options as _evo
 from analysis.options import Option, declared
+from analysis.teaching import TeachingParams
 
 STORE = "_persist"  # remembered widget values
 _KEYS = "_persist_keys"  # keys registered through widget()
@@ -233,17 +234,17 @@ def url_spec(cls, key, names=None, bounds: Mapping | None = None) -> dict[str, P
             for o in declared(cls) if o.url and (names is None or o.name in names)}
 
 
-#: The teaching page's scenario and seed (widget keys and ranges as drawn there).
+#: The teaching page's scenario and seed: the declarations of :class:`analysis.teaching.TeachingParams`, within the
+#: narrower ranges its sliders offer (``TEACH_SLIDERS``), plus the page's own two: the missing sessions in percent
+#: (the slider's unit; the model takes a share) and presentation mode (a display choice, not a model option).
+TEACH_KEYS = {"within_effect": "teach_within", "between_corr": "teach_between", "autoregression": "teach_ar",
+              "feedback": "teach_feedback", "n_sessions": "teach_sessions", "n_patients": "teach_patients",
+              "seed": "teach_seed", "control_prior": "teach_control"}
+TEACH_SLIDERS = {"within_effect": (-0.5, 0.5), "between_corr": (-0.9, 0.9), "autoregression": (0.0, 0.8),
+                 "feedback": (-0.5, 0.5), "n_sessions": (3, 20), "n_patients": (20, 1000), "seed": (0, 1_000_000)}
 TEACHING = {
-    "within": Param("teach_within", "float", lo=-0.5, hi=0.5),
-    "between": Param("teach_between", "float", lo=-0.9, hi=0.9),
-    "ar": Param("teach_ar", "float", lo=0.0, hi=0.8),
-    "feedback": Param("teach_feedback", "float", lo=-0.5, hi=0.5),
-    "sessions": Param("teach_sessions", "int", lo=3, hi=20),
-    "patients": Param("teach_patients", "int", lo=20, hi=1000),
+    **url_spec(TeachingParams, TEACH_KEYS, bounds=TEACH_SLIDERS),
     "missing": Param("teach_missing", "int", lo=0, hi=50),
-    "seed": Param("teach_seed", "int", lo=0, hi=1_000_000),
-    "prior": Param("teach_control", "bool"),
     "present": Param("teach_present", "bool"),
 }
 

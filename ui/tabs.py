@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 #: the Lagged effects page's tabs, in order (the first opens by default)
-LAGGED_TABS = ("Per-study coefficients", "Total, within, between", "Early alliance → outcome",
+LAGGED_TABS = ("Per-study coefficients", "Total, within and between", "Early alliance → outcome",
                "Latent-centred models", "What went into the model")
 
 #: page file → (session-state key of its open tab, its tabs)

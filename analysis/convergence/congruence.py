@@ -45,7 +45,7 @@ from analysis.lmm import fit_lmm
 from analysis.mixed import fit_ols
 from analysis.options import Declared, option
 
-__all__ = ["APIMResult", "CongruenceOptions", "ResponseSurface", "apim", "response_surface"]
+__all__ = ["APIMResult", "CongruenceOptions", "ResponseSurface", "apim", "response_surface", "run"]
 
 M8 = "8-alliance-convergence-convergence-paper"
 
@@ -126,6 +126,19 @@ def _dyad_means(d: pd.DataFrame) -> pd.DataFrame:
 def _one_study(df: pd.DataFrame, study) -> tuple[str, pd.DataFrame]:
     d = _check(df, ("alliance", "therapist_alliance", "symptoms"))
     return one_study(d, study)
+
+
+def run(df: pd.DataFrame, options: CongruenceOptions | None = None, study=None) -> tuple[ResponseSurface, APIMResult]:
+    """:func:`response_surface` and :func:`apim` of one study with their declared options.
+
+    >>> from analysis.simulate import simulate_dyads
+    >>> rsa, ap = run(simulate_dyads(40, seed=1).data, CongruenceOptions(lag=2))
+    >>> ap.lag, type(rsa).__name__
+    (2, 'ResponseSurface')
+    """
+    o = options or CongruenceOptions()
+    return (response_surface(df, study, control_initial=o.control_initial),
+            apim(df, study, lag=o.lag, control_prior=o.control_prior))
 
 
 def response_surface(df: pd.DataFrame, study=None, *, control_initial: bool = True) -> ResponseSurface:

@@ -356,6 +356,72 @@ def _stem(name: Any) -> str | None:
 
 
 @_guard("Could not combine the data sets")
+def _combine_inputs(frames, labels) -> tuple[list, list | None]:
+    """``combine``'s arguments as lists, checked (DataError for no list, an empty one or a label count that
+    differs)."""
+    if isinstance(frames, pd.DataFrame):
+        frames = [frames]
+    try:
+        frames = list(frames)
+    except TypeError:
+        raise DataError("combine needs a list of tables.") from None
+    if not frames:
+        raise DataError("There is nothing to combine: the list of data sets is empty.")
+    if labels is not None:
+        labels = [labels] if isinstance(labels, str) else list(labels)
+        if len(labels) != len(frames):
+            raise DataError(f"{len(frames)} data sets but {len(labels)} labels were given.")
+    return frames, labels
+
+
+def _study_labels(g: pd.DataFrame, f: pd.DataFrame, explicit: str | None, fallback: str) -> pd.Series:
+    """One data set's study labels (``combine``'s docstring): its own study column unless ``to_canonical``
+    filled in the default, the ``explicit`` label (a prefix for several studies) or ``fallback``."""
+    has_study = "study" in g and f.attrs.get("study_from") != "default" and g["study"].notna().any()
+    if not has_study:
+        return pd.Series(explicit or fallback, index=g.index, dtype="str")
+    st = _as_id(g["study"]).fillna(explicit or fallback)
+    if not explicit:
+        return st
+    return pd.Series(explicit, index=g.index, dtype="str") if st.nunique() <= 1 else (explicit + ": " + st).astype("str")
+
+
+def _canonical_values(g: pd.DataFrame, what: str) -> None:
+    """Ids as text, sessions int64 and scores float64 in ``g`` (in place); DataError naming the rows else."""
+    g["patient"] = _as_id(g["patient"])
+    if "therapist" in g:
+        g["therapist"] = _as_id(g["therapist"])
+    vals, bad, missing = _parse_sessions(g["session"], allow_labels=False)
+    if bad.any() or missing.any():
+        rows = list(g.index[(bad | missing).to_numpy()])
+        raise DataError(f"{what}: session is missing or not a whole number ≥ 0 in rows {_fmt_list(rows)}.")
+    g["session"] = vals.astype("int64")
+    for c in NUMERIC_COLUMNS:
+        if c in g:
+            v, b = _parse_numbers(g[c], allow_comma=True)
+            if b.any():
+                bad = b.to_numpy()
+                raise DataError(f"{what}: column {c!r} must hold numbers, but rows {_fmt_list(list(g.index[bad]))} "
+                                f"contain {_bad_values_phrase(g[c], bad)}.")
+            g[c] = v
+
+
+def _rename_used_labels(g: pd.DataFrame, used: set, what: str, messages: list) -> None:
+    """A study label an earlier data set used gets a suffix ' (2)', ' (3)', … (in place, with a message);
+    ``used`` then holds this data set's labels too."""
+    rename = {}
+    for s in pd.unique(g["study"]):
+        if s in used:
+            k = 2
+            while f"{s} ({k})" in used or f"{s} ({k})" in set(g["study"]):
+                k += 1
+            rename[s] = f"{s} ({k})"
+            messages.append(f"{what}: the study label {s!r} was already used and became {rename[s]!r}.")
+    if rename:
+        g["study"] = g["study"].replace(rename).astype("str")
+    used.update(pd.unique(g["study"]))
+
+
 def combine(
     frames: Sequence[pd.DataFrame], labels: Sequence[str | None] | None = None
 ) -> pd.DataFrame:
@@ -374,22 +440,7 @@ def combine(
     or session column (convert it with ``to_canonical`` first), a label list
     of the wrong length, or invalid session/score values.
     """
-    if isinstance(frames, pd.DataFrame):
-        frames = [frames]
-    try:
-        frames = list(frames)
-    except TypeError:
-        raise DataError("combine needs a list of tables.") from None
-    if not frames:
-        raise DataError("There is nothing to combine: the list of data sets is empty.")
-    if labels is not None:
-        if isinstance(labels, str):
-            labels = [labels]
-        labels = list(labels)
-        if len(labels) != len(frames):
-            raise DataError(
-                f"{len(frames)} data sets but {len(labels)} labels were given."
-            )
+    frames, labels = _combine_inputs(frames, labels)
     used: set[str] = set()
     parts: list[pd.DataFrame] = []
     messages: list[str] = []
@@ -414,61 +465,10 @@ def combine(
                     f"{what} has no {req!r} column; convert it to the canonical format (to_canonical) first."
                 )
         explicit = labels[i] if labels is not None else None
-        explicit = (
-            str(explicit).strip()
-            if explicit is not None and str(explicit).strip()
-            else None
-        )
-        has_study = (
-            "study" in g
-            and f.attrs.get("study_from") != "default"
-            and g["study"].notna().any()
-        )
-        fallback = _stem(src) or f"Study {i + 1}"
-        if has_study:
-            st = _as_id(g["study"]).fillna(explicit or fallback)
-            if explicit:
-                if st.nunique() <= 1:
-                    st = pd.Series(explicit, index=g.index, dtype="str")
-                else:
-                    st = (explicit + ": " + st).astype("str")
-        else:
-            st = pd.Series(explicit or fallback, index=g.index, dtype="str")
-        g["study"] = st
-        g["patient"] = _as_id(g["patient"])
-        if "therapist" in g:
-            g["therapist"] = _as_id(g["therapist"])
-        vals, bad, missing = _parse_sessions(g["session"], allow_labels=False)
-        if bad.any() or missing.any():
-            rows = list(g.index[(bad | missing).to_numpy()])
-            raise DataError(
-                f"{what}: session is missing or not a whole number ≥ 0 in rows {_fmt_list(rows)}."
-            )
-        g["session"] = vals.astype("int64")
-        for c in NUMERIC_COLUMNS:
-            if c in g:
-                v, b = _parse_numbers(g[c], allow_comma=True)
-                if b.any():
-                    bad = b.to_numpy()
-                    raise DataError(
-                        f"{what}: column {c!r} must hold numbers, but rows {_fmt_list(list(g.index[bad]))} "
-                        f"contain {_bad_values_phrase(g[c], bad)}."
-                    )
-                g[c] = v
-        # label clashes with earlier data sets
-        rename = {}
-        for s in pd.unique(g["study"]):
-            if s in used:
-                k = 2
-                while f"{s} ({k})" in used or f"{s} ({k})" in set(g["study"]):
-                    k += 1
-                rename[s] = f"{s} ({k})"
-                messages.append(
-                    f"{what}: the study label {s!r} was already used and became {rename[s]!r}."
-                )
-        if rename:
-            g["study"] = g["study"].replace(rename).astype("str")
-        used.update(pd.unique(g["study"]))
+        explicit = str(explicit).strip() if explicit is not None and str(explicit).strip() else None
+        g["study"] = _study_labels(g, f, explicit, _stem(src) or f"Study {i + 1}")
+        _canonical_values(g, what)
+        _rename_used_labels(g, used, what, messages)  # label clashes with earlier data sets
         flipped = flipped or bool(f.attrs.get("symptoms_flipped"))
         msg = f.attrs.get("symptoms_flip_message")
         if msg:

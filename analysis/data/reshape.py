@@ -57,6 +57,43 @@ def _stub_columns(
 
 
 @_guard("Could not reshape the wide data")
+def _stub_map(stubs) -> dict[str, str]:
+    """``wide_to_long``'s ``stubs`` as {prefix: output name}; DataError for another type, none, or two prefixes
+    with one output name."""
+    if isinstance(stubs, Mapping):
+        stub_map = {str(k).strip(): str(v).strip() for k, v in stubs.items() if v is not None}
+    elif isinstance(stubs, (list, tuple)):
+        stub_map = {str(x).strip(): str(x).strip() for x in stubs}
+    else:
+        raise DataError("stubs must be a dictionary {prefix: name} or a list of prefixes.")
+    stub_map = {k: (v or k) for k, v in stub_map.items() if k}
+    if not stub_map:
+        raise DataError("Name at least one column prefix (e.g. 'wai' for wai_1, wai_2, …).")
+    targets = list(stub_map.values())
+    if len(set(targets)) != len(targets):
+        raise DataError(f"Two prefixes are given the same output name: {_fmt_list(targets)}.")
+    return stub_map
+
+
+def _stub_series(base: pd.DataFrame, cols: dict, sessions: list) -> pd.Series:
+    """One stub's values, patient by patient and session by session (missing where a session has no column):
+    float64 for numeric columns, else the values as they are (text when all are text or missing)."""
+    n, m = len(base), len(sessions)
+    where = [i for i, k in enumerate(sessions) if k in cols]
+    sub = base.iloc[:, [cols[sessions[i]] for i in where]]
+    if all(_real_numeric(t) for t in sub.dtypes):
+        mat = np.full((n, m), np.nan)
+        mat[:, where] = sub.to_numpy(dtype="float64", na_value=np.nan)
+        return pd.Series(mat.reshape(-1), dtype="float64")
+    mat = np.empty((n, m), dtype=object)
+    mat[:] = np.nan
+    mat[:, where] = sub.astype(object).to_numpy()
+    series = pd.Series(mat.reshape(-1), dtype=object).infer_objects()
+    if pd.api.types.is_object_dtype(series.dtype) and series.map(lambda v: isinstance(v, str) or _is_missing(v)).all():
+        series = series.astype("str")
+    return series
+
+
 def wide_to_long(
     df: pd.DataFrame,
     id_col: Any,
@@ -94,33 +131,13 @@ def wide_to_long(
     if not isinstance(df, pd.DataFrame):
         raise DataError("wide_to_long needs a table (DataFrame).")
     if id_col is None:
-        raise DataError(
-            "Choose the column that identifies the patients (the id column)."
-        )
+        raise DataError("Choose the column that identifies the patients (the id column).")
     id_pos = _column_position(df, _resolve_column(df, id_col, "patient id"))
-    if isinstance(stubs, Mapping):
-        stub_map = {
-            str(k).strip(): str(v).strip() for k, v in stubs.items() if v is not None
-        }
-    elif isinstance(stubs, (list, tuple)):
-        stub_map = {str(x).strip(): str(x).strip() for x in stubs}
-    else:
-        raise DataError(
-            "stubs must be a dictionary {prefix: name} or a list of prefixes."
-        )
-    stub_map = {k: (v or k) for k, v in stub_map.items() if k}
-    if not stub_map:
-        raise DataError(
-            "Name at least one column prefix (e.g. 'wai' for wai_1, wai_2, …)."
-        )
+    stub_map = _stub_map(stubs)
     if not isinstance(session_col, str) or not session_col.strip():
         raise DataError("The session column needs a name.")
     sep = "" if sep is None else str(sep)
     targets = list(stub_map.values())
-    if len(set(targets)) != len(targets):
-        raise DataError(
-            f"Two prefixes are given the same output name: {_fmt_list(targets)}."
-        )
 
     colmaps: dict[str, dict[int, int]] = {}
     taken: set[int] = {id_pos}
@@ -135,14 +152,10 @@ def wide_to_long(
         taken.update(cols.values())
 
     kept = [j for j in range(df.shape[1]) if j not in taken]
-    kept_names = _unique_names(
-        [str(df.columns[j]).strip() or f"column_{j + 1}" for j in kept]
-    )
+    kept_names = _unique_names([str(df.columns[j]).strip() or f"column_{j + 1}" for j in kept])
     id_name = str(df.columns[id_pos])
     out_names = [id_name, session_col, *targets]
-    clash = sorted(set(out_names) & set(kept_names)) + sorted(
-        n for n, k in Counter(out_names).items() if k > 1
-    )
+    clash = sorted(set(out_names) & set(kept_names)) + sorted(n for n, k in Counter(out_names).items() if k > 1)
     if clash:
         raise DataError(
             f"The reshaped data would have two columns named {_fmt_list(clash)}; rename that column "
@@ -163,33 +176,13 @@ def wide_to_long(
     sess = np.tile(np.asarray(sessions, dtype="int64"), n)
     values: dict[str, pd.Series] = {}
     for stub, target in stub_map.items():
-        cols = colmaps[stub]
-        where = [i for i, k in enumerate(sessions) if k in cols]
-        sub = base.iloc[:, [cols[sessions[i]] for i in where]]
-        if all(_real_numeric(t) for t in sub.dtypes):
-            mat = np.full((n, m), np.nan)
-            mat[:, where] = sub.to_numpy(dtype="float64", na_value=np.nan)
-            series = pd.Series(mat.reshape(-1), dtype="float64")
-        else:
-            mat = np.empty((n, m), dtype=object)
-            mat[:] = np.nan
-            mat[:, where] = sub.astype(object).to_numpy()
-            series = pd.Series(mat.reshape(-1), dtype=object).infer_objects()
-            if (
-                pd.api.types.is_object_dtype(series.dtype)
-                and series.map(lambda v: isinstance(v, str) or _is_missing(v)).all()
-            ):
-                series = series.astype("str")
-        values[target] = series
+        values[target] = _stub_series(base, colmaps[stub], sessions)
     keep = np.ones(n * m, dtype=bool)
     if dropna and values:
-        keep = np.column_stack([v.notna().to_numpy() for v in values.values()]).any(
-            axis=1
-        )
+        keep = np.column_stack([v.notna().to_numpy() for v in values.values()]).any(axis=1)
     dropped = _empty_patients(base, id_pos, study_pos, keep.reshape(n, m).any(axis=1) if m else None)
     rows, sess = rows[keep], sess[keep]
-    result = pd.DataFrame({id_name: base.iloc[rows, id_pos].to_numpy()})
-    result[id_name] = base.iloc[rows, id_pos].reset_index(drop=True)
+    result = pd.DataFrame({id_name: base.iloc[rows, id_pos].reset_index(drop=True)})
     result[session_col] = sess
     for target, series in values.items():
         result[target] = series[keep].reset_index(drop=True)

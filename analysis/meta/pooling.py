@@ -82,6 +82,16 @@ def _study_messages(k: int, v: np.ndarray, method: str, test: str) -> list[str]:
     return msgs
 
 
+def _heterogeneity(q: float, k: int, tr_p0: float, tau2: float, method: str) -> tuple[float, float, float]:
+    """Q's p-value and I², H² (metafor): at w = 1/v with the typical variance ``vt = (k − 1)/tr(P₀)``;
+    for FE from Q alone."""
+    qp = float(special.chdtrc(k - 1, q))
+    if method == "FE":
+        return qp, (max(0.0, 100.0 * (q - (k - 1)) / q) if q > 0 else _NAN), q / (k - 1)
+    vt = (k - 1) / tr_p0
+    return qp, 100.0 * tau2 / (vt + tau2), tau2 / vt + 1.0
+
+
 def random_effects(
     yi: Any, vi: Any, method: str = "REML", test: str = "z", level: float = 0.95,
     labels: Sequence[str] | None = None, n_patients: Any = None, n_pairs: Any = None, ci_tau2: bool = True,
@@ -160,21 +170,10 @@ def random_effects(
     else:
         pval = float(2.0 * special.ndtr(-abs(stat)))
         crit = float(special.ndtri(1.0 - alpha / 2.0))
-    if method == "FE":
-        pi_lo = pi_hi = _NAN
-    else:
-        half = crit * math.sqrt(vb + tau2)
-        pi_lo, pi_hi = est - half, est + half
+    half = crit * math.sqrt(vb + tau2) if method != "FE" else _NAN  # FE: no prediction interval (metafor)
+    pi_lo, pi_hi = est - half, est + half
 
-    # heterogeneity at w = 1/v
-    qp = float(special.chdtrc(k - 1, q))
-    vt = (k - 1) / tr_p0
-    if method == "FE":
-        i2 = max(0.0, 100.0 * (q - (k - 1)) / q) if q > 0 else _NAN
-        h2 = q / (k - 1)
-    else:
-        i2 = 100.0 * tau2 / (vt + tau2)
-        h2 = tau2 / vt + 1.0
+    qp, i2, h2 = _heterogeneity(q, k, tr_p0, tau2, method)
 
     lo = hi = _NAN
     if ci_tau2 and method != "FE" and math.isfinite(tau2):

@@ -204,6 +204,17 @@ class _Tau2Many:
     reset: np.ndarray  # ML/REML set to 0 by the local-maximum check
 
 
+def _local_max_reset(method, rss, wts, v, Mf, k, tau2, conv, threshold) -> np.ndarray:
+    """metafor's check for a local maximum away from tau2 = 0: the rows whose (restricted) log-likelihood at
+    0 is higher than at the converged value (by more than the tolerance) are reset to 0."""
+    s0, _, rss0 = rss(wts(np.zeros_like(tau2)))
+    s1, _, rss1 = rss(wts(tau2))
+    logv0 = (np.log(v) * Mf).sum(axis=1)
+    logv1 = (np.log(v + tau2[:, None]) * Mf).sum(axis=1)
+    drop = _ll_drop(method, k, k - 1.0, logv0, logv1, rss0, rss1, np.log(s0), np.log(s1))
+    return conv & (drop > _TOL) & (tau2 > threshold)
+
+
 def _tau2_many(Y: np.ndarray, V: np.ndarray, M: np.ndarray, method: str,
                ctl: _Control = _DEFAULT_CONTROL) -> _Tau2Many:
     """tau2 and its SE for n intercept-only problems (rows of Y, V; ``M`` marks
@@ -292,13 +303,7 @@ def _tau2_many(Y: np.ndarray, V: np.ndarray, M: np.ndarray, method: str,
     t_list, c_list, i_list = _fisher_scoring(start.tolist(), lambda t, rows: step(np.array(t), np.array(rows)), ctl)
     tau2, conv, iters = np.array(t_list), np.array(c_list, bool), np.array(i_list, np.int64)
     if method in ("ML", "REML"):
-        # metafor's check for a local maximum away from tau2 = 0
-        s0, _, rss0 = rss(wts(zeros))
-        s1, _, rss1 = rss(wts(tau2))
-        logv0 = (np.log(v) * Mf).sum(axis=1)
-        logv1 = (np.log(v + tau2[:, None]) * Mf).sum(axis=1)
-        drop = _ll_drop(method, k, km1, logv0, logv1, rss0, rss1, np.log(s0), np.log(s1))
-        reset = conv & (drop > _TOL) & (tau2 > ctl.threshold)
+        reset = _local_max_reset(method, rss, wts, v, Mf, k, tau2, conv, ctl.threshold)
         tau2 = np.where(reset, 0.0, tau2)
     tau2 = np.maximum(tau2, 0.0)
     w = wts(tau2)
