@@ -53,6 +53,26 @@ def direction_label(direction: str, lag: int = 1) -> dict:
     }
 
 
+def _patient_rows(view, patient, study) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
+    """(model rows, observed series or None, patient) of :func:`patient_series_figure`'s input."""
+    if isinstance(view, PatientView):
+        return view.rows, view.series, view.patient
+    if not (isinstance(view, pd.DataFrame) and {"within", "lead", "lead_session", "x_center"} <= set(view.columns)):
+        raise ValueError("patient_series_figure draws prepared rows: pass analysis.lagged.patient_view(...) or the "
+                         "output of analysis.lagged.prepare(...).")
+    if patient is None:
+        raise ValueError("Name the patient whose model rows to draw.")
+    sel = view["patient"].astype(str) == str(patient)
+    if study is not None:
+        sel &= view["study"].astype(str) == str(study)
+    rows = view.loc[sel]
+    if rows.empty:
+        raise ValueError(f"Patient {patient!r} has no model rows.")
+    if rows["study"].nunique() > 1:
+        raise ValueError(f"Patient id {patient!r} occurs in several studies; name the study.")
+    return rows, None, patient
+
+
 def patient_series_figure(view, patient: str | None = None, study: str | None = None) -> go.Figure:
     """One patient's series and the model rows built from it (METHODS §2–§4).
 
@@ -71,24 +91,7 @@ def patient_series_figure(view, patient: str | None = None, study: str | None = 
        lead session it is paired with (the model's dependent variable),
        joined to the predictor's session by a grey line.
     """
-    if isinstance(view, PatientView):
-        rows, series, patient = view.rows, view.series, view.patient
-    elif isinstance(view, pd.DataFrame) and {"within", "lead", "lead_session", "x_center"} <= set(view.columns):
-        if patient is None:
-            raise ValueError("Name the patient whose model rows to draw.")
-        sel = view["patient"].astype(str) == str(patient)
-        if study is not None:
-            sel &= view["study"].astype(str) == str(study)
-        rows, series = view.loc[sel], None
-        if rows.empty:
-            raise ValueError(f"Patient {patient!r} has no model rows.")
-        if rows["study"].nunique() > 1:
-            raise ValueError(f"Patient id {patient!r} occurs in several studies; name the study.")
-    else:
-        raise ValueError(
-            "patient_series_figure draws prepared rows: pass analysis.lagged.patient_view(...) or the output of "
-            "analysis.lagged.prepare(...)."
-        )
+    rows, series, patient = _patient_rows(view, patient, study)
     attrs = rows.attrs
     direction = attrs.get("direction", "alliance_to_symptoms")
     opts = attrs.get("options", {})
@@ -148,12 +151,10 @@ def patient_series_figure(view, patient: str | None = None, study: str | None = 
     fig.update_yaxes(title_text=f"{_VAR_TEXT[lab['x']]}<br>{unit}", title_font_size=10, row=1, col=1)
     fig.update_yaxes(title_text="within deviation", title_font_size=10, row=2, col=1)
     fig.update_yaxes(title_text=f"{_VAR_TEXT[lab['y']]}<br>{unit}", title_font_size=10, row=3, col=1)
-    sessions = np.r_[r["session"].to_numpy(float), r["lead_session"].to_numpy(float)]
-    if series is not None:
-        sessions = np.r_[sessions, series["session"].to_numpy(float)]
+    sessions = np.r_[r["session"].to_numpy(float), r["lead_session"].to_numpy(float),
+                     series["session"].to_numpy(float) if series is not None else []]
     span = float(np.nanmax(sessions) - np.nanmin(sessions)) if len(sessions) else 1.0
-    step = max(1, int(np.ceil(span / 12)))  # whole sessions only, at most ~12 ticks
-    fig.update_xaxes(tickmode="linear", tick0=0, dtick=step, tickformat="d")
+    fig.update_xaxes(tickmode="linear", tick0=0, dtick=max(1, int(np.ceil(span / 12))), tickformat="d")  # ≤ ~12
     fig.update_xaxes(title_text="Session", row=3, col=1)
     st = f" ({html.escape(str(r['study'].iloc[0]))})" if len(r) else ""
     fig.update_layout(

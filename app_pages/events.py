@@ -10,7 +10,7 @@ from analysis import plots_events as pe
 from analysis.events.options import GainOptions, OutcomeOptions, ReliableChangeOptions, RuptureOptions
 from analysis.plots_meta import forest_figure
 from ui import compute, persist
-from ui.declared import labels
+from ui.declared import find, labels
 from ui.downloads import show_figure, table_download
 from ui.events_view import dropout_section, notes, patient_picker, pick, rel_sd, run, table
 from ui.safe import Markup, esc, md
@@ -222,7 +222,7 @@ data_banner()
 ds = current()
 df = ds["df"]
 studies = sorted(df["study"].astype(str).unique())
-raters = ["patient", "therapist", "both"] if has_therapist_ratings(df) else ["patient"]
+raters = list(find(RuptureOptions, "rater").choices) if has_therapist_ratings(df) else ["patient"]
 DEFAULTS = {"ev_crit": "default", "ev_k": ev.DEFAULT_K, "ev_sd_opt": "moderated", "ev_detrend": True, "ev_rater": "patient",
             "ev_pre": "previous", "ev_rule": "any", "ev_item": "(none)", "ev_item_rule": "or", "ev_sg_kind": "gain",
             "ev_sg_better": "lower", "ev_sg_mode": "rc", "ev_sg_r": 0.90, "ev_sg_sdsrc": "baseline", "ev_sg_sd": 1.0,

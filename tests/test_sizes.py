@@ -8,7 +8,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MAX_MODULE, MAX_FUNCTION = 1000, 100
 _LONG = {
-    "analysis/plots_lagged.py:patient_series_figure",
     "analysis/plots_meta.py:forest_panels_figure",
 }
 

@@ -17,6 +17,8 @@ _Z = 1.96
 _RTOL = 1e-9
 _KEY = ["study", "patient"]
 _RATER_COLUMN = {"patient": "alliance", "therapist": "therapist_alliance"}
+#: whose alliance ratings a rupture search reads (the words: the declaration in analysis.events.options)
+RATERS = {"patient": "Patient", "therapist": "Therapist", "both": "Both (same session)"}
 
 
 # --------------------------------------------------------------------------

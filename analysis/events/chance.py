@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from analysis.events._base import _RATER_COLUMN, _check_frame, _tol
+from analysis.events._base import _RATER_COLUMN, RATERS, _check_frame, _tol
 from analysis.events.rupture import (
     RUPTURE_CRITERIA,
     RuptureCriterion,
@@ -202,8 +202,8 @@ def rupture_chance_curve(df: pd.DataFrame, criterion="default", sd: str | None =
                          seed: int = 1) -> RuptureChanceCurve:
     """Simulate the no-rupture data sets of `rupture_chance` once, for every k (METHODS §9)."""
     who = "rupture_chance"
-    if rater not in ("patient", "therapist", "both"):
-        raise ValueError(f"{who}: rater must be 'patient', 'therapist' or 'both', got {rater!r}.")
+    if rater not in RATERS:
+        raise ValueError(f"{who}: rater must be one of {', '.join(map(repr, RATERS))}; got {rater!r}.")
     if isinstance(n_sim, bool) or not isinstance(n_sim, (int, np.integer)) or not 20 <= n_sim <= 5000:
         raise ValueError(f"{who}: n_sim must be a whole number from 20 to 5000, got {n_sim!r}.")
     crit = _resolve_criterion(criterion, None, sd, detrend, who)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from analysis.events._base import RATERS
 from analysis.events.change import RC_METHODS, SCL90R_GSI_GERMAN_CUTOFF
 from analysis.events.dropout import DropoutOptions  # noqa: F401 (declared beside its model, listed here)
 from analysis.events.gains import GAIN_CONVENTIONS
@@ -31,7 +32,6 @@ __all__ = ["DropoutOptions", "GainOptions", "OutcomeOptions", "ReliableChangeOpt
 M9 = "9-ruptures-ruptures-paper-stiles-2004-strauss-2006-gumz-2012"
 M10 = "10-sudden-gains-review-tang-and-de-rubeis-1999"
 M11 = "11-reliable-and-clinically-significant-change-jacobson-and-truax-1991"
-RATERS = {"patient": "Patient", "therapist": "Therapist", "both": "Both (same session)"}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from analysis.events._base import _KEY, _check_frame, _positive_number, _tol
+from analysis.events._base import _KEY, RATERS, _check_frame, _positive_number, _tol
 
 # --------------------------------------------------------------------------
 # §9 ruptures
@@ -346,8 +346,8 @@ def _repairs(data, a, rupture_rows, pmean, pre_level):
 
 def _rupture_columns(df, rater, pre_level, item, item_threshold, item_rule, who) -> list[str]:
     """Check the options of `ruptures` and return the alliance column(s) the rater reads."""
-    if rater not in ("patient", "therapist", "both"):
-        raise ValueError(f"{who}: rater must be 'patient', 'therapist' or 'both', got {rater!r}.")
+    if rater not in RATERS:
+        raise ValueError(f"{who}: rater must be one of {', '.join(map(repr, RATERS))}; got {rater!r}.")
     if pre_level not in ("previous", "last_non_rupture"):
         raise ValueError(
             f"{who}: pre_level must be 'previous' or 'last_non_rupture', got {pre_level!r}.")
