@@ -49,6 +49,7 @@ _ROW_PX = 24
 _MAX_MARKER = 18.0
 _MIN_MARKER = 4.0
 _LABEL_CHARS = 40
+_LABEL_CHARS_PAIRED = 28
 _GAP = 16  # px between text columns
 _PAD = 8  # px between the text and the figure edge or a panel
 _REF_WIDTH = 1000  # px; a paired panel's title names the direction when it fits at this width
@@ -126,6 +127,19 @@ def _marker_sizes(weights: np.ndarray) -> np.ndarray:
     if w.size == 0 or not np.isfinite(w).any() or np.nanmax(w) <= 0:
         return np.full(w.size, _MAX_MARKER)
     return np.maximum(_MAX_MARKER * np.sqrt(np.nan_to_num(w) / np.nanmax(w)), _MIN_MARKER)
+
+
+def _title_lines(title: str, width: float) -> list[str]:
+    """A group title on one line, or on two (broken after its arrow, else at the last space that fits) when it
+    is wider than ``width`` px: a direction's name should not widen its estimate column by half."""
+    if text_width(title, bold=True) <= width or " " not in title:
+        return [title]
+    for sep in (" → ", " "):
+        if sep in title:
+            cut = title.index(sep) if sep == " → " else title.rindex(" ", 0, max(1, len(title) // 2 + 1))
+            head, tail = (title[:cut + 2], title[cut + 3:]) if sep == " → " else (title[:cut], title[cut + 1:])
+            return [head.rstrip(), tail.strip()]
+    return [title]
 
 
 def _model_label(res: MetaResult) -> str:
@@ -457,7 +471,7 @@ def _estimate_columns(panels, y_of, ys, pct, paired) -> tuple[list[_Column], lis
         groups.append((p.title or "", len(right_cols)))
         right_cols.append(est)
         wcells = {y_of[r.label]: (f"{fmt.num(r.weight, 1)}%", False) for r in p.studies if _finite(r.weight)}
-        if wcells:
+        if wcells and not paired:  # (paired panels: marker area shows the weight, as metafor's default)
             right_cols.append(_Column("Weight", wcells, "right", "Weight" + (f" ({p.title})" if paired else "")))
     return right_cols, groups
 
@@ -542,9 +556,10 @@ def forest_panels_figure(
     pct = f"{100 * level:g}%"
 
     # ------------------------------------------------------------ left block
-    labels = _Column("Study", {y_of[lab]: (_short(lab), False) for lab in order}, "left", "Study label", {})
+    cut = _LABEL_CHARS_PAIRED if paired else _LABEL_CHARS  # (two panels need the width)
+    labels = _Column("Study", {y_of[lab]: (_short(lab, cut), False) for lab in order}, "left", "Study label", {})
     if new_label is not None:
-        labels.cells[ys["new"]] = (_short(new_label), True)
+        labels.cells[ys["new"]] = (_short(new_label, cut), True)
         labels.color[ys["new"]] = new_color
     if "summary" in ys:
         labels.cells[ys["summary"]] = (summary_label, True)
@@ -557,11 +572,15 @@ def forest_panels_figure(
     # ------------------------------------------------------------ right block
     right_cols, groups = _estimate_columns(panels, y_of, ys, pct, paired) if estimate_columns else ([], [])
     letters_r = [chr(ord("A") + i) for i in range(len(groups))]
-    if paired:  # a group title over each panel's columns; widen its first column to fit it
+    wrapped = False
+    if paired:  # a group title over each panel's columns (two lines when wider); widen its column to fit it
         for j, (t, i) in enumerate(groups):
-            t = f"{letters_r[j]}: {t}"
+            lines = _title_lines(f"{letters_r[j]}: {t}", right_cols[i].width())
+            wrapped |= len(lines) > 1
             rest = sum(c.width() + _GAP for c in right_cols[i + 1:i + 2] if not c.name.startswith("Estimate"))
-            right_cols[i].min_width = text_width(t, bold=True) - rest
+            right_cols[i].min_width = max(text_width(x, bold=True) for x in lines) - rest
+    if wrapped:
+        y_top += 1.0
     right, right_end = _place(right_cols, 2 * _PAD)
     mr = right_end + _PAD
 
@@ -569,10 +588,14 @@ def forest_panels_figure(
     annotations += _column_annotations(right, y_header, 0.0, 1.0)
     annotations = [a for a in annotations if a["text"].strip()]  # (headers: cells are kept only with text)
     if paired:
-        for t, i in groups:
-            _, lo_px, _ = right[i]
-            annotations.append(_annotation(f"{letters_r[groups.index((t, i))]}: {t}", y_group, 1.0, lo_px, "left",
-                                           "Group title", bold=True))
+        for j, (t, i) in enumerate(groups):
+            col, lo_px, _ = right[i]
+            lines = _title_lines(f"{letters_r[j]}: {t}", col.width())
+            ann = _annotation(lines[0], y_group + (0.5 if len(lines) > 1 else 0), 1.0, lo_px, "left", "Group title",
+                              bold=True)
+            if len(lines) > 1:
+                ann["text"] = "<br>".join(f"<b>{html.escape(x, quote=False)}</b>" for x in lines)
+            annotations.append(ann)
 
     # ------------------------------------------------------------ panels
     ncols = len(panels)
@@ -607,6 +630,8 @@ def forest_panels_figure(
                             "name": "x title"})
 
     # ------------------------------------------------------------ footers below the axes
+    if paired and any(_finite(r.weight) for p in panels for r in p.studies):
+        notes = (*notes, "Marker area: the study's weight in its panel's pooled estimate.")
     feet, shift = _footer_annotations(panels, letters, paired, differ, notes, ml)
     annotations += feet
     top = (45 if title else 12) + (22 if any(p.title for p in panels) else 0)

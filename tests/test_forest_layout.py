@@ -5,6 +5,8 @@ the figure exports to PNG. Positions are computed from the figure's JSON
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from figure_layout import figure_json, measure, overlapping, text_boxes
@@ -78,7 +80,29 @@ def test_a_over_b_is_explained_and_names_both_directions():
     assert "A (Alliance → symptoms)" in notes and "B (Symptoms → alliance)" in notes
     # the same letters head the two groups of estimate columns
     groups = [x["text"] for x in cell_annotations(fj["layout"]["annotations"]) if x.get("name") == "Group title"]
-    assert groups == ["<b>A: Alliance → symptoms</b>", "<b>B: Symptoms → alliance</b>"]
+    plain = [re.sub(r"<br>", " ", re.sub(r"</?b>", "", g)) for g in groups]  # (a long title breaks after →)
+    assert plain == ["A: Alliance → symptoms", "B: Symptoms → alliance"]
+
+
+def test_paired_panels_keep_room_on_a_page_wide_figure():
+    """At 940 px (the Pooled page at 1400 px), two directions' panels with the app's own titles and a long study
+    name each keep ≥ 150 px: no weight columns in the paired figure (marker area, said in a footnote), the group
+    titles on two lines, study names cut at 28 characters."""
+    labels = [f"Study {i:02d}" for i in range(1, 17)] + ["A multi-site trial with a very long name indeed, site 3"]
+    k = len(labels)
+    rng = np.random.default_rng(3)
+    a = random_effects(rng.normal(-0.1, 0.05, k), np.full(k, 0.002), labels=labels, n_patients=[300] * k,
+                       n_pairs=[1600] * k)
+    b = random_effects(rng.normal(-0.08, 0.05, k), np.full(k, 0.002), labels=labels, n_patients=[300] * k,
+                       n_pairs=[1600] * k)
+    fj = figure_json(paired_forest_figure(a, b, titles=("Alliance → next-session symptoms",
+                                                        "Symptoms → next-session alliance")))
+    ml, mr = fj["layout"]["meta"]["margin_px"]
+    assert (940 - ml - mr) / 2 >= 150, (ml, mr)
+    texts = [x["text"] for x in cell_annotations(fj["layout"]["annotations"])]
+    assert not any(x == "Weight" for x in texts)
+    assert any("Marker area" in x for x in texts)
+    assert any(x.startswith("A multi-site trial with a") and len(x) <= 29 for x in texts)
 
 
 def test_equal_pair_counts_need_no_a_over_b():
