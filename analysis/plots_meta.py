@@ -506,6 +506,77 @@ def _footer_annotations(panels, letters, paired, differ, notes, ml) -> tuple[lis
     return annotations, shift
 
 
+def _row_positions(panels, order, new_label) -> tuple[dict, dict, float]:
+    """y of the special rows (prediction interval, summary, new study; bottom up), of each study row, and the
+    y of the lowest study row."""
+    ys: dict[str, float] = {"bottom": 0.0}
+    y = 0.0
+    if any(p.pi is not None for p in panels):
+        ys["pi"], y = y, y + 1
+    if any(p.summary is not None for p in panels):
+        ys["summary"], y = y, y + 1
+    if new_label is not None:
+        ys["new"], y = y, y + 1
+    if y > 0:
+        y += 0.4
+    n = len(order)
+    y_of = {lab: round(y + (n - 1 - i), 9) for i, lab in enumerate(order)}  # (9 decimals: see cell_annotations)
+    return ys, y_of, y
+
+
+def _label_column(order, y_of, ys, new_label, new_color, summary_label, pct, paired) -> _Column:
+    """The study-label column (names cut shorter when two panels need the width) with the special rows."""
+    cut = _LABEL_CHARS_PAIRED if paired else _LABEL_CHARS
+    labels = _Column("Study", {y_of[lab]: (_short(lab, cut), False) for lab in order}, "left", "Study label", {})
+    if new_label is not None:
+        labels.cells[ys["new"]] = (_short(new_label, cut), True)
+        labels.color[ys["new"]] = new_color
+    if "summary" in ys:
+        labels.cells[ys["summary"]] = (summary_label, True)
+    if "pi" in ys:
+        labels.cells[ys["pi"]] = (f"{pct} prediction interval", False)
+    return labels
+
+
+def _group_titles(right_cols: list, groups: list) -> list[tuple[list[str], int]]:
+    """Paired panels: each group title ("A: direction", on two lines when wider than its estimate column) with
+    the index of that column, which is widened to fit the title."""
+    out = []
+    for j, (t, i) in enumerate(groups):
+        lines = _title_lines(f"{chr(ord('A') + j)}: {t}", right_cols[i].width())
+        rest = sum(c.width() + _GAP for c in right_cols[i + 1:i + 2] if not c.name.startswith("Estimate"))
+        right_cols[i].min_width = max(text_width(x, bold=True) for x in lines) - rest
+        out.append((lines, i))
+    return out
+
+
+def _panel_axes(fig, panels, letters, y_of, ys, top_line, null_value, new_color, xlabel, xr,
+                plot_px: float) -> list[dict]:
+    """Draw each panel's traces and x-axis; return the panel-title annotations. ``plot_px``: the width of all
+    panels together in a 1,000 px figure (a paired panel's title names its direction when it fits there)."""
+    paired = len(panels) > 1
+    out = []
+    for i, p in enumerate(panels):
+        suffix = f" ({p.title})" if paired and p.title else ""
+        _panel_traces(fig, p, i + 1, y_of, ys, top_line, null_value, {"color": new_color}, suffix)
+        axis = "xaxis" if i == 0 else f"xaxis{i + 1}"
+        # tick labels stay horizontal and few: narrow paired panels otherwise rotate them onto the axis title
+        # on screen (issue 23 #3)
+        fig.layout[axis].update(title_text=None if paired else xlabel, range=xr, zeroline=False, showgrid=True,
+                                gridcolor="#eeeeee", fixedrange=False, tickangle=0, nticks=4 if paired else 0)
+        if not p.title:
+            continue
+        dom = fig.layout[axis].domain
+        head = p.title
+        if paired:  # the letter used in the right-hand columns and footers, plus the direction when it fits
+            full = f"{letters[i]}: {head}"
+            head = full if text_width(full, 13, bold=True) + 8 <= plot_px * (dom[1] - dom[0]) else letters[i]
+        out.append({"text": f"<b>{html.escape(head)}</b>", "x": (dom[0] + dom[1]) / 2, "xref": "paper",
+                    "xanchor": "center", "y": 1.0, "yref": "paper", "yanchor": "bottom", "yshift": 4,
+                    "showarrow": False, "font": {"size": 13}, "name": "panel title"})
+    return out
+
+
 def forest_panels_figure(
     panels: Sequence[ForestPanel],
     xlabel: str = "Effect size",
@@ -521,11 +592,9 @@ def forest_panels_figure(
 ) -> go.Figure:
     """The one forest builder: panels side by side sharing the study rows.
 
-    Rows, top to bottom: the studies (union over panels, in order of first
-    appearance; a study missing from a panel is an empty row there), the
-    highlighted row ``new_label`` (when given), the summary row
-    ``summary_label`` and the prediction-interval row (each only when some
-    panel has one). Left margin: study, N patients, N pairs ("a / b" when two
+    Rows, top to bottom: the studies (union over panels, in order of first appearance; a study missing from a
+    panel is an empty row there), the highlighted row ``new_label`` (when given), the summary row
+    ``summary_label`` and the prediction-interval row (each only when some panel has one). Left margin: study, N patients, N pairs ("a / b" when two
     panels' counts differ, explained in a footnote); right margin: per panel
     estimate [CI] and weight (``estimate_columns=False`` leaves them out, so that three or more panels
     keep a readable width; the numbers stay in the hover). Columns are placed in px from :func:`text_width`.
@@ -538,17 +607,7 @@ def forest_panels_figure(
     paired = len(panels) > 1
     order = _row_order(panels)
     n = len(order)
-    ys: dict[str, float] = {"bottom": 0.0}
-    y = 0.0
-    if any(p.pi is not None for p in panels):
-        ys["pi"], y = y, y + 1
-    if any(p.summary is not None for p in panels):
-        ys["summary"], y = y, y + 1
-    if new_label is not None:
-        ys["new"], y = y, y + 1
-    if y > 0:
-        y += 0.4
-    y_of = {lab: round(y + (n - 1 - i), 9) for i, lab in enumerate(order)}  # (9 decimals: see cell_annotations)
+    ys, y_of, y = _row_positions(panels, order, new_label)
     y_header = y + max(n, 1) - 1 + 1.3
     y_group = y_header + 1.0
     y_top = (y_group if paired else y_header) + 0.7
@@ -556,30 +615,15 @@ def forest_panels_figure(
     pct = f"{100 * level:g}%"
 
     # ------------------------------------------------------------ left block
-    cut = _LABEL_CHARS_PAIRED if paired else _LABEL_CHARS  # (two panels need the width)
-    labels = _Column("Study", {y_of[lab]: (_short(lab, cut), False) for lab in order}, "left", "Study label", {})
-    if new_label is not None:
-        labels.cells[ys["new"]] = (_short(new_label, cut), True)
-        labels.color[ys["new"]] = new_color
-    if "summary" in ys:
-        labels.cells[ys["summary"]] = (summary_label, True)
-    if "pi" in ys:
-        labels.cells[ys["pi"]] = (f"{pct} prediction interval", False)
+    labels = _label_column(order, y_of, ys, new_label, new_color, summary_label, pct, paired)
     counts, differ = _count_columns(panels, order, y_of, show_pairs)
     left, left_end = _place([labels, *counts], _PAD)
     ml = left_end + 2 * _PAD
 
     # ------------------------------------------------------------ right block
     right_cols, groups = _estimate_columns(panels, y_of, ys, pct, paired) if estimate_columns else ([], [])
-    letters_r = [chr(ord("A") + i) for i in range(len(groups))]
-    wrapped = False
-    if paired:  # a group title over each panel's columns (two lines when wider); widen its column to fit it
-        for j, (t, i) in enumerate(groups):
-            lines = _title_lines(f"{letters_r[j]}: {t}", right_cols[i].width())
-            wrapped |= len(lines) > 1
-            rest = sum(c.width() + _GAP for c in right_cols[i + 1:i + 2] if not c.name.startswith("Estimate"))
-            right_cols[i].min_width = max(text_width(x, bold=True) for x in lines) - rest
-    if wrapped:
+    titles = _group_titles(right_cols, groups) if paired else []
+    if any(len(lines) > 1 for lines, _ in titles):
         y_top += 1.0
     right, right_end = _place(right_cols, 2 * _PAD)
     mr = right_end + _PAD
@@ -587,15 +631,11 @@ def forest_panels_figure(
     annotations = _column_annotations(left, y_header, ml, 0.0)
     annotations += _column_annotations(right, y_header, 0.0, 1.0)
     annotations = [a for a in annotations if a["text"].strip()]  # (headers: cells are kept only with text)
-    if paired:
-        for j, (t, i) in enumerate(groups):
-            col, lo_px, _ = right[i]
-            lines = _title_lines(f"{letters_r[j]}: {t}", col.width())
-            ann = _annotation(lines[0], y_group + (0.5 if len(lines) > 1 else 0), 1.0, lo_px, "left", "Group title",
-                              bold=True)
-            if len(lines) > 1:
-                ann["text"] = "<br>".join(f"<b>{html.escape(x, quote=False)}</b>" for x in lines)
-            annotations.append(ann)
+    for lines, i in titles:
+        ann = _annotation(lines[0], y_group + (0.5 if len(lines) > 1 else 0), 1.0, right[i][1], "left",
+                          "Group title", bold=True)
+        ann["text"] = "<br>".join(f"<b>{html.escape(x, quote=False)}</b>" for x in lines)
+        annotations.append(ann)
 
     # ------------------------------------------------------------ panels
     ncols = len(panels)
@@ -603,27 +643,8 @@ def forest_panels_figure(
     xr = _x_range(panels, null_value)
     top_line = y + max(n, 1) - 1 + 0.5
     letters = [chr(ord("A") + i) for i in range(ncols)]
-    for i, p in enumerate(panels):
-        suffix = f" ({p.title})" if paired and p.title else ""
-        _panel_traces(fig, p, i + 1, y_of, ys, top_line, null_value, {"color": new_color}, suffix)
-        axis = "xaxis" if i == 0 else f"xaxis{i + 1}"
-        # tick labels stay horizontal and few: narrow paired panels otherwise rotate them onto the axis title
-        # on screen (issue 23 #3)
-        fig.layout[axis].update(title_text=None if paired else xlabel, range=xr, zeroline=False, showgrid=True,
-                                gridcolor="#eeeeee", fixedrange=False, tickangle=0, nticks=4 if paired else 0)
-        if p.title:
-            dom = fig.layout[axis].domain
-            # paired panels are narrow: their title is the letter used in the right-hand columns and footers,
-            # plus the direction when it fits a 1,000 px wide figure
-            head = p.title or ""
-            if paired:
-                panel_px = (_REF_WIDTH - ml - mr) * (dom[1] - dom[0])
-                full = f"{letters[i]}: {head}"
-                head = full if text_width(full, 13, bold=True) + 8 <= panel_px else letters[i]
-            text = f"<b>{html.escape(head)}</b>"
-            annotations.append({"text": text, "x": (dom[0] + dom[1]) / 2, "xref": "paper", "xanchor": "center", "y": 1.0,
-                                "yref": "paper", "yanchor": "bottom", "yshift": 4, "showarrow": False,
-                                "font": {"size": 13}, "name": "panel title"})
+    annotations += _panel_axes(fig, panels, letters, y_of, ys, top_line, null_value, new_color, xlabel, xr,
+                               _REF_WIDTH - ml - mr)
     if paired:  # one x-axis title under both panels
         annotations.append({"text": html.escape(xlabel), "x": 0.5, "xref": "paper", "y": 0.0, "yref": "paper",
                             "yanchor": "top", "yshift": -24, "showarrow": False, "font": {"size": 14},

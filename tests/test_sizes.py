@@ -7,9 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_MODULE, MAX_FUNCTION = 1000, 100
-_LONG = {
-    "analysis/plots_meta.py:forest_panels_figure",
-}
+_LONG: set[str] = set()
 
 
 def _files():
