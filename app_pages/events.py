@@ -15,6 +15,7 @@ from ui.downloads import show_figure, table_download
 from ui.events_view import dropout_section, notes, patient_picker, pick, rel_sd, run, table
 from ui.safe import Markup, esc, md
 from ui.state import current, data_banner, has_therapist_ratings
+from ui.tabs import EVENTS_TABS, lazy_tabs
 
 LINK_RUPTURES, LINK_GAINS, LINK_RC = ("/methods#9-ruptures-ruptures-paper-stiles-2004-strauss-2006-gumz-2012",
                                       "/methods#10-sudden-gains-review-tang-and-de-rubeis-1999",
@@ -48,7 +49,8 @@ def _reset_k() -> None:
     st.session_state.update(ev_k=c.k, ev_sd_opt=c.sd, ev_detrend=c.detrend)
 
 
-def ruptures_tab(df, studies, raters, items) -> dict | None:
+def ruptures_tab(df, studies, raters, items, is_open: bool = True) -> dict | None:
+    """The rupture settings (always) and, when the tab is open, the results; returns the settings."""
     st.markdown("A **rupture**: a session's alliance dips well below what the patient's other sessions lead one to "
                 "expect; **repaired** when a later session returns to the pre-rupture level. The chance reference: "
                 f"how many patients the criterion flags without any rupture. [Definitions (§9)]({LINK_RUPTURES})")
@@ -72,6 +74,8 @@ def ruptures_tab(df, studies, raters, items) -> dict | None:
         opts |= dict(item=item, item_threshold=float(i1.number_input("Item marks a rupture at or above", value=1.0,
                                                                      key="ev_item_thr")),
                      item_rule=i2.radio("Combine", list(ITEM_RULES), format_func=ITEM_RULES.get, key="ev_item_rule"))
+    if not is_open:
+        return opts
     ra = run("Ruptures", "Finding ruptures and the chance reference…", compute.event_ruptures, df, **opts)
     if ra is None:
         return None
@@ -100,7 +104,8 @@ def ruptures_tab(df, studies, raters, items) -> dict | None:
     return opts
 
 
-def gains_tab(df, studies, raters) -> dict | None:
+def gains_tab(df, studies, raters, is_open: bool = True) -> dict | None:
+    """The sudden-gain settings (always) and, when the tab is open, the results; returns the settings."""
     st.markdown("A **sudden gain** is a large, stable one-session drop in symptoms (Tang & DeRubeis, 1999); a "
                 "**sudden loss** the mirror image; a gain is **reversed** when ≥ 50% of it is lost later. "
                 f"[Definition (§10)]({LINK_GAINS})")
@@ -118,6 +123,8 @@ def gains_tab(df, studies, raters) -> dict | None:
         opts["cutoff"] = float(c2.number_input("Cut-off (score points)", min_value=0.001, step=0.5, key="ev_sg_cut"))
     else:
         opts["reliability"], opts["sd"] = rel_sd("ev_sg", c2, c3, df, studies)
+    if not is_open:
+        return opts
     ga = run("Sudden gains", "Finding sudden gains…", compute.event_gains, df, **opts)
     if ga is None:
         return None
@@ -235,13 +242,16 @@ _persist(ds.get("key", ds["name"]), DEFAULTS)
 pick("ev_rater", raters, "patient")
 pick("ev_ag_rater", [r for r in raters if r != "both"], "patient")
 st.markdown("Every threshold is your choice; symptoms: higher = more severe; alliance: higher = stronger.")
-t1, t2, t3, t4 = st.tabs([":material/bolt: Ruptures & repairs", ":material/trending_down: Sudden gains",
-                          ":material/verified: Reliable change", ":material/target: Relation to outcome"])
+# lazy tabs (ui/tabs.py): only the open tab's results are computed and drawn; the rupture and gain settings are
+# always read (their widgets are cheap), since the outcome tab relates those patterns to outcome
+t1, t2, t3, t4 = lazy_tabs("ev_tab", EVENTS_TABS)
 with t1:
-    r_opts = ruptures_tab(df, studies, raters, ev.extra_numeric_columns(df))
+    r_opts = ruptures_tab(df, studies, raters, ev.extra_numeric_columns(df), t1.open)
 with t2:
-    g_opts = gains_tab(df, studies, raters)
-with t3:
-    rc_tab(df, studies)
-with t4:
-    outcome_tab(df, r_opts, g_opts, len(studies) > 1)
+    g_opts = gains_tab(df, studies, raters, t2.open)
+if t3.open:
+    with t3:
+        rc_tab(df, studies)
+if t4.open:
+    with t4:
+        outcome_tab(df, r_opts, g_opts, len(studies) > 1)

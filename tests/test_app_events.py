@@ -11,6 +11,8 @@ from streamlit.testing.v1 import AppTest
 
 from analysis import events as ev
 from analysis.simulate import SYMPTOM_INSTRUMENTS, simulate_study
+from tests.tabs_util import each_tab
+from ui.tabs import EVENTS_TABS
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -36,6 +38,14 @@ def _open_events(dataset: dict | None = None) -> AppTest:
     return at
 
 
+def _tab(at: AppTest, i: int) -> AppTest:
+    """Open the page's i-th tab (lazy tabs: a tab's results are computed and drawn only while it is open)."""
+    at.session_state["ev_tab"] = EVENTS_TABS[i]
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
 def _prevalence(at: AppTest):
     tables = [d.value for d in at.dataframe if "Rupture (n)" in d.value.columns]
     assert len(tables) == 1
@@ -57,8 +67,10 @@ def _one_study_without_therapist() -> dict:
 
 def test_ipd_demo_observed_vs_chance_and_options():
     at = _open_events()
-    # prevalence, alliance series, symptoms, around gains, trajectory, Jacobson–Truax, forest
-    assert len(at.get("plotly_chart")) >= 7
+    # prevalence, alliance series, symptoms, around gains, trajectory, Jacobson–Truax, forest: over the tabs,
+    # each drawn only while its tab is open
+    per_tab = [len(at.get("plotly_chart")) for _ in each_tab(at, "app_pages/events.py")]
+    assert sum(per_tab) >= 7 and per_tab[0] == 2, per_tab
     assert at.selectbox(key="ev_crit").value == "default"
     assert at.number_input(key="ev_k").value == pytest.approx(ev.DEFAULT_K)
     assert at.selectbox(key="ev_sd_opt").value == "moderated"
@@ -104,6 +116,7 @@ def test_ipd_demo_observed_vs_chance_and_options():
     assert both["Expected by chance (%)"].iloc[-1] < prev["Expected by chance (%)"].iloc[-1]
 
     # per-study reliability and SD for the sudden-gain cut-off: prefilled with each study's baseline SD
+    _tab(at, 1)
     at.toggle(key="ev_sg_perstudy").set_value(True).run()
     assert not at.exception and not at.error
     gains = next(d.value for d in at.dataframe if "Cut-off" in d.value.columns).set_index("Study")
@@ -117,6 +130,7 @@ def test_ipd_demo_observed_vs_chance_and_options():
     at.radio(key="ev_sg_kind").set_value("loss").run()
     assert not at.exception and not at.error
     assert "sudden loss" in _markdown(at)
+    _tab(at, 2)
     at.radio(key="ev_rc_method").set_value("HA").run()
     assert not at.exception and not at.error
     assert "Method: Hageman–Arrindell (1999). Reliable change when |RC_INDIV| > 1.65." in _markdown(at)
@@ -137,6 +151,7 @@ def test_ipd_demo_observed_vs_chance_and_options():
     assert rc.loc["Study 02", "Cut-off c"] == pytest.approx(0.57)
 
     # rupture–repair vs unrepaired vs none
+    _tab(at, 3)
     at.radio(key="ev_out_event").set_value("repair_groups").run()
     assert not at.exception and not at.error
     groups = next(d.value for d in at.dataframe if "group" in d.value.columns)
@@ -150,7 +165,7 @@ def test_one_study_item_column_and_bad_inputs():
     at = _open_events(ds)
     assert not at.error, [e.value for e in at.error]
     assert at.radio(key="ev_rater").options == ["Patient"]
-    md = _markdown(at)
+    md = "\n".join(_markdown(at) for _ in each_tab(at, "app_pages/events.py"))
     assert "No pooling with one study" in md
     prev = _prevalence(at)
     assert prev["Study"].tolist() == ["ICBT-like trial"]  # no "All studies" row for one study
@@ -172,10 +187,12 @@ def test_one_study_item_column_and_bad_inputs():
     assert "random sessions of that patient" in _markdown(at)
 
     # invalid reliability: a clear message, never a traceback
+    _tab(at, 1)
     at.number_input(key="ev_sg_r").set_value(1.0).run()
     assert not at.exception
     assert any("reliability must be in [0, 1)" in e.value.replace("\\", "") for e in at.error)
     at.number_input(key="ev_sg_r").set_value(0.9)
+    _tab(at, 2)
     at.number_input(key="ev_rc_r").set_value(1.2).run()
     assert not at.exception
     assert any("Reliable change" in e.value for e in at.error)
@@ -235,6 +252,7 @@ def test_options_in_the_url_are_applied_and_kept_across_pages():
     assert at.selectbox(key="ev_crit").value == "other_sessions"
     assert at.number_input(key="ev_k").value == pytest.approx(3.1)
     assert at.radio(key="ev_sg_kind").value == "loss"
+    _tab(at, 2)
     assert at.radio(key="ev_rc_method").value == "HA"
     assert at.selectbox(key="ev_sd_opt").value != "nonsense"
     url = {k: (v[0] if isinstance(v, list) else v) for k, v in ((k, at.query_params[k]) for k in at.query_params)}
@@ -247,6 +265,7 @@ def test_options_in_the_url_are_applied_and_kept_across_pages():
     at.switch_page("app_pages/events.py")
     at.run()
     assert at.number_input(key="ev_k").value == pytest.approx(2.8)
+    _tab(at, 2)
     assert at.radio(key="ev_rc_method").value == "HA"
 
 
@@ -275,6 +294,7 @@ def test_dropout_models_and_sudden_gain_conventions_on_the_page():
     d = simulate_dropout_data(2, 80, 9, seed=4)
     d["symptoms"] = (30 + 6 * d["symptoms"]).clip(0).round()  # a raw symptom scale (sudden gains need ≥ 0)
     at = _open_events({"df": d, "name": "Dropout trial", "source": "upload", "notes": []})
+    _tab(at, 3)
     table = next(x.value for x in at.dataframe if "Odds / hazard ratio" in x.value.columns)
     assert set(table["model"]) == {"logistic", "cox"}
     cox = table[(table["model"] == "cox") & (table["study"] == "Pooled")].iloc[0]

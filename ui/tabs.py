@@ -11,8 +11,12 @@ import streamlit as st
 LAGGED_TABS = ("Per-study coefficients", "Total, within and between", "Early alliance → outcome",
                "Latent-centred models", "What went into the model")
 
+#: the Ruptures & gains page's tabs
+EVENTS_TABS = (":material/bolt: Ruptures & repairs", ":material/trending_down: Sudden gains",
+               ":material/verified: Reliable change", ":material/target: Relation to outcome")
+
 #: page file → (session-state key of its open tab, its tabs)
-PAGE_TABS = {"app_pages/lagged.py": ("lag_tab", LAGGED_TABS)}
+PAGE_TABS = {"app_pages/lagged.py": ("lag_tab", LAGGED_TABS), "app_pages/events.py": ("ev_tab", EVENTS_TABS)}
 
 #: a tab to open on a page's next run (set by code that runs after the tabs are drawn, e.g. a preset)
 NEXT = "_next_tab"
