@@ -15,6 +15,7 @@ from ui.downloads import show_figure, table_download
 from ui.persist import TEACH_KEYS, TEACH_SLIDERS, TEACHING, url_params
 from ui.safe import md
 from ui.tables import show_table
+from ui.tabs import TEACHING_TABS, lazy_tabs
 
 _OPT = {o.name: o for o in declared(tg.TeachingParams)}
 
@@ -195,51 +196,57 @@ with body:
             "between-patient information; with several sessions per patient the within part dominates."
         )
 
-    # ----------------------------------------------------------------------------------------- 2
-    st.header("2. The same patients, two levels, opposite directions")
-    st.markdown(
-        "**Left**: one dot per patient — their average alliance against their average symptoms. "
-        "**Right**: one dot per pair of sessions — how much stronger than usual the alliance was at session t, "
-        "against how much more severe than usual the symptoms were at session t+1. The lines are simple "
-        "least-squares slopes (no control for prior symptoms), so they differ a little from the model estimates above."
-    )
-    _show(plots_teaching.scatter_figure(scatter), "teaching_within_between_scatter", key="teach_scatter")
-    st.markdown(tg.scatter_sentence(scatter.between_slope, scatter.within_slope))
+    # sections 2–4 in lazy tabs (ui/tabs.py): a slider move recomputes section 1 and the open tab only, and the
+    # simulations of the closed tabs do not start (a class of students moving sliders; issue 24)
+    t2, t3, t4 = lazy_tabs("teach_tab", TEACHING_TABS)
+    if t2.open:
+        with t2:
+            st.header("2. The same patients, two levels, opposite directions")
+            st.markdown(
+                "**Left**: one dot per patient — their average alliance against their average symptoms. "
+                "**Right**: one dot per pair of sessions — how much stronger than usual the alliance was at session t, "
+                "against how much more severe than usual the symptoms were at session t+1. The lines are simple "
+                "least-squares slopes (no control for prior symptoms), so they differ a little from the model estimates above."
+            )
+            _show(plots_teaching.scatter_figure(scatter), "teaching_within_between_scatter", key="teach_scatter")
+            st.markdown(tg.scatter_sentence(scatter.between_slope, scatter.within_slope))
 
-    # ----------------------------------------------------------------------------------------- 3
-    st.header("3. Nickell bias: with few sessions, symptoms look less stable than they are")
-    st.markdown(
-        "When the prior symptoms are person-mean centered, the patient's own average is computed from the same "
-        "few sessions, so the carry-over from one session to the next (the autoregression) is underestimated by "
-        f"about −(1 + ρ)/(T − 1) with T sessions per patient ([Methods §5]({LINKS['stage1']})). Each blue point "
-        f"is one simulated study with {compute.NICKELL_PATIENTS} patients, T complete sessions and your effect, "
-        "correlation, autoregression and seed, fitted with prior symptoms controlled. Grey: the within "
-        "alliance → symptoms estimate minus its truth, which is biased much less."
-    )
-    curve = jobs.run(tg.nickell_curve, params.replace(n_sessions=10, n_patients=300, missing=0.0, control_prior=True),
-                     compute.NICKELL_SESSIONS, n_patients=compute.NICKELL_PATIENTS, start=True,
-                     widget="teach_nickell", label="Simulating one study per number of sessions…")
-    if curve is not None:
-        _show(plots_teaching.nickell_figure(curve, params.autoregression), "teaching_nickell_bias",
-              key="teach_nickell")
-        st.markdown(tg.nickell_sentence(curve, params.autoregression))
-        st.caption(
-            "T in the formula is the number of pairs per patient (sessions − 1), as in Methods §5. It is a "
-            "large-sample approximation: from about 8 sessions on it is close; with fewer sessions the real bias "
-            "lies between the formula with T = pairs and with T = sessions (dotted: click its legend entry)."
-        )
-        table_download(curve, "teaching_nickell_curve", key="teach_dl_nickell")
+    if t3.open:
+        with t3:
+            st.header("3. Nickell bias: with few sessions, symptoms look less stable than they are")
+            st.markdown(
+                "When the prior symptoms are person-mean centered, the patient's own average is computed from the same "
+                "few sessions, so the carry-over from one session to the next (the autoregression) is underestimated by "
+                f"about −(1 + ρ)/(T − 1) with T sessions per patient ([Methods §5]({LINKS['stage1']})). Each blue point "
+                f"is one simulated study with {compute.NICKELL_PATIENTS} patients, T complete sessions and your effect, "
+                "correlation, autoregression and seed, fitted with prior symptoms controlled. Grey: the within "
+                "alliance → symptoms estimate minus its truth, which is biased much less."
+            )
+            curve = jobs.run(tg.nickell_curve, params.replace(n_sessions=10, n_patients=300, missing=0.0, control_prior=True),
+                             compute.NICKELL_SESSIONS, n_patients=compute.NICKELL_PATIENTS, start=True,
+                             widget="teach_nickell", label="Simulating one study per number of sessions…")
+            if curve is not None:
+                _show(plots_teaching.nickell_figure(curve, params.autoregression), "teaching_nickell_bias",
+                      key="teach_nickell")
+                st.markdown(tg.nickell_sentence(curve, params.autoregression))
+                st.caption(
+                    "T in the formula is the number of pairs per patient (sessions − 1), as in Methods §5. It is a "
+                    "large-sample approximation: from about 8 sessions on it is close; with fewer sessions the real bias "
+                    "lies between the formula with T = pairs and with T = sessions (dotted: click its legend entry)."
+                )
+                table_download(curve, "teaching_nickell_curve", key="teach_dl_nickell")
 
-    # ----------------------------------------------------------------------------------------- 4
-    st.header("4. Feedback and latent centering: RI-CLPM and dynamic panel model")
-    st.markdown(
-        "Move the **feedback** slider: when symptoms also drive the next alliance, the person-mean model's "
-        "alliance → symptoms estimate drifts from the truth. The RI-CLPM and the ML-SEM dynamic panel model "
-        "separate each patient's stable level inside the model (no person means are subtracted), so they "
-        "recover the truth (METHODS §15)."
-    )
-    latent = jobs.run(tg.latent_estimates, _data=data, params=params, _est=est, key="teaching", start=True,
-                      widget="teach_latent", label="Fitting the RI-CLPM and the dynamic panel model…")
-    if latent is not None:
-        _show(plots_teaching.latent_figure(latent), "teaching_latent_models", key="teach_latent")
-        show_table(latent, "teaching_latent_models", key="teach_latent_dl", manuscript=False)
+    if t4.open:
+        with t4:
+            st.header("4. Feedback and latent centering: RI-CLPM and dynamic panel model")
+            st.markdown(
+                "Move the **feedback** slider: when symptoms also drive the next alliance, the person-mean model's "
+                "alliance → symptoms estimate drifts from the truth. The RI-CLPM and the ML-SEM dynamic panel model "
+                "separate each patient's stable level inside the model (no person means are subtracted), so they "
+                "recover the truth (METHODS §15)."
+            )
+            latent = jobs.run(tg.latent_estimates, _data=data, params=params, _est=est, key="teaching", start=True,
+                              widget="teach_latent", label="Fitting the RI-CLPM and the dynamic panel model…")
+            if latent is not None:
+                _show(plots_teaching.latent_figure(latent), "teaching_latent_models", key="teach_latent")
+                show_table(latent, "teaching_latent_models", key="teach_latent_dl", manuscript=False)

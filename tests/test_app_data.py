@@ -212,6 +212,10 @@ def test_a_replaced_upload_is_not_kept_alive():
     at.button(key="load_demo").click().run()
     assert not at.exception
     assert at.session_state["dataset"]["source"] == "demo"
+    from ui import jobs
+
+    for job in jobs._snapshot():  # the upload's background fit holds its frame while it runs (a loaded machine)
+        jobs.wait(job, 120)
     gc.collect()
     assert uploaded() is None
 

@@ -86,6 +86,7 @@ def test_teaching_feedback_slider_shows_latent_models_beside_the_lmm():
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     at.checkbox(key="teach_control").check()
+    at.session_state["teach_tab"] = "4. Feedback and latent centering"  # (a lazy tab: computed when open)
     at.slider(key="teach_sessions").set_value(6).run()
     _settle(at)
     before = _latent_table(at).set_index("model")["estimate"]

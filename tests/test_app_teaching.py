@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ui.tabs import TEACHING_TABS
+
 pytestmark = pytest.mark.timeout(180)
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -42,6 +44,13 @@ def _settle(at: AppTest) -> AppTest:
     return at
 
 
+def _tab(at: AppTest, i: int) -> AppTest:
+    """Open section i + 2 (sections 2–4 are lazy tabs: computed and drawn only while open)."""
+    at.session_state["teach_tab"] = TEACHING_TABS[i]
+    at.run()
+    return _settle(at)
+
+
 def _sentence(at: AppTest, start: str) -> str:
     hits = [m.value for m in at.markdown if m.value.startswith(start)]
     assert len(hits) == 1, [m.value[:60] for m in at.markdown]
@@ -57,10 +66,18 @@ def _number_after(text: str, label: str) -> float:
 def test_page_renders_with_four_figures_and_sentences():
     at = _open_teaching()
     assert [t.value for t in at.title] == ["Teaching: within, between and total effects"]
-    assert len(at.get("plotly_chart")) == 4  # estimates, scatter, Nickell curve, latent-centred models
+    # estimates above the tabs; scatter, Nickell curve, latent-centred models: one per tab, drawn when open
+    charts = []
+    for i in range(len(TEACHING_TABS)):
+        _tab(at, i)
+        charts.append(sorted(str(c.key) for c in at.get("plotly_chart")))
+    assert charts == [["chart_teach_estimates", "chart_teach_scatter"], ["chart_teach_estimates", "chart_teach_nickell"],
+                      ["chart_teach_estimates", "chart_teach_latent"]], charts
+    _tab(at, 0)
     s = _sentence(at, "The within-patient estimate")
     assert "truth (−0.20)" in s
     assert "opposite directions" in _sentence(at, "Across patients")
+    _tab(at, 1)
     assert "too low" in _sentence(at, "True autoregression ρ = 0.30")
     table = at.table[0].value
     assert list(table.index) == ["Total (no centering)", "Within-patient (person-mean centered)",
@@ -86,6 +103,7 @@ def test_moving_sliders_changes_estimates_and_truth():
     assert w1 > w0 + 0.3  # the estimate follows the true effect from −0.2 to +0.3
     assert "Here both levels point the same way" in _sentence(at, "Across patients")
 
+    _tab(at, 1)
     nickell_before = _sentence(at, "True autoregression")
     at.slider(key="teach_ar").set_value(0.6).run()
     _settle(at)

@@ -15,8 +15,12 @@ LAGGED_TABS = ("Per-study coefficients", "Total, within and between", "Early all
 EVENTS_TABS = (":material/bolt: Ruptures & repairs", ":material/trending_down: Sudden gains",
                ":material/verified: Reliable change", ":material/target: Relation to outcome")
 
+#: the Teaching page's sections after the first (the estimates the sliders drive stay above the tabs)
+TEACHING_TABS = ("2. Two levels", "3. Nickell bias", "4. Feedback and latent centering")
+
 #: page file → (session-state key of its open tab, its tabs)
-PAGE_TABS = {"app_pages/lagged.py": ("lag_tab", LAGGED_TABS), "app_pages/events.py": ("ev_tab", EVENTS_TABS)}
+PAGE_TABS = {"app_pages/lagged.py": ("lag_tab", LAGGED_TABS), "app_pages/events.py": ("ev_tab", EVENTS_TABS),
+             "app_pages/teaching.py": ("teach_tab", TEACHING_TABS)}
 
 #: a tab to open on a page's next run (set by code that runs after the tabs are drawn, e.g. a preset)
 NEXT = "_next_tab"
