@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["MINUS", "decimals_for", "fixed", "num", "pvalue", "p_text", "interval", "estimate_ci", "signed", "count", "percent",
+__all__ = ["MINUS", "frame_cells", "decimals_for", "fixed", "num", "pvalue", "p_text", "interval", "estimate_ci", "signed", "count", "percent",
            "stat", "tau2", "tau2_interval", "option_text", "cell", "format_frame", "nums"]
 
 MINUS = "\u2212"
@@ -272,15 +272,54 @@ def _cell(value: Any, kind: str, digits: int) -> str:
     return num(f, digits)
 
 
+_ESTIMATE_NAMES = {"estimate", "b", "coef", "beta", "est"}
+_LOW_NAMES = {"ci_low", "ci low", "ci_lower", "ci.lb", "lower"}
+_HIGH_NAMES = {"ci_high", "ci high", "ci_upper", "ci.ub", "upper"}
+
+
+def _interval_columns(columns) -> tuple[int, int, int] | None:
+    """Positions of an estimate column and its CI bounds, when a table has them (by name)."""
+    names = [str(c).strip().lower() for c in columns]
+    pos = [next((i for i, n in enumerate(names) if n in group), None) for group in (_ESTIMATE_NAMES, _LOW_NAMES,
+                                                                                     _HIGH_NAMES)]
+    return None if None in pos else tuple(pos)
+
+
+def frame_cells(df, digits: int = 2) -> list[list[str]]:
+    """Every column of ``df`` as the texts a reader sees (:func:`cell`, by column kind), as one list per
+    column. An estimate and its CI bounds share their decimals on each row (:func:`decimals_for`: from the
+    largest magnitude of the three), as in a sentence or a forest plot: "−0.040, −0.088, 0.002", not
+    "−0.04, −0.088, 0.0019".
+
+    >>> import pandas as pd
+    >>> frame_cells(pd.DataFrame({"estimate": [-0.04], "ci_low": [-0.088], "ci_high": [0.0019]}))
+    [['−0.040'], ['−0.088'], ['0.002']]
+    """
+    import numpy as np
+
+    cols = []
+    for j, c in enumerate(df.columns):
+        col = df.iloc[:, j]
+        cols.append(column_cells(col.to_numpy() if col.dtype.kind in "iuf" else col.tolist(), c, digits))
+    trio = _interval_columns(df.columns)
+    if trio is not None and all(df.iloc[:, j].dtype.kind in "iuf" for j in trio):
+        vals = np.column_stack([df.iloc[:, j].to_numpy(float) for j in trio])
+        for i, row in enumerate(vals):
+            if np.isfinite(row).all():
+                d = decimals_for(row, digits)
+                for j, v in zip(trio, row):
+                    cols[j][i] = fixed(v, d)
+    return cols
+
+
 def format_frame(df, digits: int = 2):
-    """A copy of ``df`` with every cell as the text a reader sees (:func:`cell`): what the pages show,
+    """A copy of ``df`` with every cell as the text a reader sees (:func:`frame_cells`): what the pages show,
     and what the Word and LaTeX tables contain. Column names are kept."""
     import pandas as pd
 
     out = pd.DataFrame(index=df.index)
-    for j, c in enumerate(df.columns):
-        col = df.iloc[:, j]
-        out[c] = [cell(v, c, digits) for v in col.tolist()] if len(col) else pd.Series([], dtype="str")
+    for c, texts in zip(df.columns, frame_cells(df, digits)):
+        out[c] = texts if len(df) else pd.Series([], dtype="str")
     return out
 
 

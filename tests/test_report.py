@@ -109,8 +109,10 @@ def test_report_tables_read_like_the_pages():
     assert "alliance → symptoms" in out and "alliance_to_symptoms" not in out
     # the term in words, with the lag of the options (t+2)
     assert html.escape("Within-patient effect: alliance (session t) → symptoms (session t+2)") in out
-    for v, col in ((-0.0123, "estimate"), (0.0000001, "pvalue"), (1542.0, "df"), (0.0, "pct_missing_alliance")):
+    for v, col in ((0.0000001, "pvalue"), (1542.0, "df"), (0.0, "pct_missing_alliance")):
         assert html.escape(fmt.cell(v, col)) in cells, (v, col)
+    # an estimate and its CI bounds share decimals on a row (analysis.formatting.frame_cells)
+    assert [fmt.MINUS + "0.012", fmt.MINUS + "0.050", "0.030"] == cells[cells.index(fmt.MINUS + "0.012"):][:3]
     # options by their declared labels, not field names
     opts = report.options_table(LagOptions()).set_index("Option")["Value"]
     assert "Stage1" not in opts.index and "Df method" not in opts.index

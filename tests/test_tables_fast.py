@@ -71,3 +71,13 @@ def test_column_cells_equals_cell():
 
 def test_numpy_bool_reads_yes_no():
     assert fmt.cell(np.True_) == "yes" and fmt.cell(np.False_, "converged") == "no"
+
+
+def test_estimate_and_its_interval_share_decimals_on_screen_and_in_word():
+    """ux2's finding: cell-by-cell formatting showed −0.04 beside a bound of 0.0019."""
+    df = pd.DataFrame({"study": ["a", "b"], "estimate": [-0.04, 0.25], "ci_low": [-0.088, 0.1],
+                       "ci_high": [0.0019, 0.4], "pvalue": [0.2, 0.001]})
+    shown = tables._display_frame(df, tables.styled(df)._translate(False, False))
+    assert shown.iloc[0, 1:4].tolist() == ["\u22120.040", "\u22120.088", "0.002"]
+    assert shown.iloc[1, 1:4].tolist() == ["0.25", "0.10", "0.40"]
+    assert fmt.format_frame(df).iloc[0, 1:4].tolist() == shown.iloc[0, 1:4].tolist()  # Word / LaTeX: the same

@@ -30,11 +30,7 @@ def styled(df: pd.DataFrame):
     if df.columns.has_duplicates or not df.index.is_unique:
         return fmt.format_frame(df)
     styler = df.style
-    columns = []
-    for j, c in enumerate(df.columns):
-        col = df.iloc[:, j]
-        # (numpy scalars, as the Styler passes them: an int64 count keeps its thousands separator)
-        columns.append(fmt.column_cells(col.to_numpy() if col.dtype.kind in "iuf" else col.tolist(), c))
+    columns = fmt.frame_cells(df)  # (the one rule, as in the Word and LaTeX tables)
     body = [[{"id": f"row{i}_col{j}", "display_value": col[i]} for j, col in enumerate(columns)]
             for i in range(len(df))]
     styler._compute = lambda: styler  # (nothing to compute: no CSS styles)
