@@ -51,6 +51,7 @@ h1 moments.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -638,9 +639,34 @@ def single_thread(fn):
     OpenBLAS threads on a busy 2-core machine), and a process pool gets the cores instead."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with _blas_controller().limit(limits=1, user_api="blas"):
+        _limit_enter()
+        try:
             return fn(*args, **kwargs)
+        finally:
+            _limit_exit()
     return wrapper
+
+
+# The BLAS thread count is process-wide: concurrent fits (the app's job threads) share one limit, set by the
+# first to enter and restored by the last to leave (nested enter/exit pairs from two threads would otherwise
+# restore in the wrong order and leave the limit behind).
+_LIMIT = {"depth": 0, "limiter": None}
+_LIMIT_LOCK = threading.Lock()
+
+
+def _limit_enter():
+    with _LIMIT_LOCK:
+        if _LIMIT["depth"] == 0:
+            _LIMIT["limiter"] = _blas_controller().limit(limits=1, user_api="blas")
+        _LIMIT["depth"] += 1
+
+
+def _limit_exit():
+    with _LIMIT_LOCK:
+        _LIMIT["depth"] -= 1
+        if _LIMIT["depth"] == 0 and _LIMIT["limiter"] is not None:
+            _LIMIT["limiter"].restore_original_limits()
+            _LIMIT["limiter"] = None
 
 
 @single_thread
