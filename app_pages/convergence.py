@@ -16,6 +16,7 @@ from ui.r_downloads import growth_r_download
 from ui.safe import esc, md
 from ui.state import DEMOS, DYADIC_DEMOS, current, has_therapist_ratings
 from ui.tables import show_table, styled
+from ui.tabs import CONVERGENCE_TABS, lazy_tabs
 
 METHODS = "/methods#8-alliance-convergence-convergence-paper"
 OWN = "— (choose the settings yourself)"
@@ -32,8 +33,17 @@ loaded = ds["df"]
 name = ds.get("name", "")
 has_t = has_therapist_ratings(loaded)
 CONV_PRESETS = presets.page_presets("convergence")
+
+
+def _open_paper_tables() -> None:
+    """A paper chosen: its tables (the growth models) open first."""
+    if st.session_state.get("conv_preset") in CONV_PRESETS:
+        st.session_state["conv_tab"] = CONVERGENCE_TABS[-1]
+
+
 url_params("convergence", CONVERGENCE)  # options in the URL (ui/persist.py)
 preset_name = st.selectbox("Reproduce a paper", [OWN, *CONV_PRESETS], key="conv_preset",
+                           on_change=_open_paper_tables,
                            format_func=lambda k: k if k == OWN else CONV_PRESETS[k].title,
                            help="Settings (sample rules, time coding, score, transform) that reproduce the seed "
                                 "paper's Tables I–II on the matching demo.")
@@ -110,13 +120,7 @@ if rules != conv.SampleRules():
 sd = samp.data
 skey = f"{skey}|{rules!r}"
 
-st.header("Patient and therapist ratings over treatment")
-st.caption("Mean ± 1 SD per session (higher = stronger alliance). Converging lines mean the two raters come to agree.")
 tr = compute.conv_trajectories(skey, sd)
-show_figure(compute.conv_figure("alliance_trajectories_figure", (skey,), (tr,), {"study": study}),
-            "alliance_trajectories", key="conv_traj")
-with st.expander("Per-session means and SDs"):
-    show_table(tr, "alliance_trajectories", key="conv_traj_dl", title="Alliance per session (mean, SD)")
 
 try:
     scores = compute.conv_scores(skey, sd, o["discrepancy"], o["transform"], o["score_method"])
@@ -132,128 +136,143 @@ if rel is not None and pd.notna(rel) and rel < 0.2:
                "convergence (or its absence) says little. More rating occasions per dyad, or dyads that differ "
                "more in how they converge, are needed. The descriptive figures and the congruence models below "
                "do not depend on this score.")
-c1, c2 = st.columns(2)
-with c1:
-    okey = (skey, o["discrepancy"], o["transform"], o["score_method"])
-    try:
-        fig = compute.conv_figure("dyad_trajectories_figure", okey, (sd,), {"n": 12, "seed": 0, "scores": scores})
-    except ValueError:  # e.g. every dyad has a single rated session: nothing to draw a line through
-        st.info("No dyad has a convergence score (ratings by both raters on at least two sessions), so there are "
-                "no dyad trajectories to show.")
-    else:
-        show_figure(fig, "dyad_trajectories", key="conv_dyads")
-        st.caption("Twelve randomly chosen dyads (fixed seed): ratings and their fitted lines; the shaded band is "
-                   "the fitted discrepancy.")
-with c2:
-    show_figure(compute.conv_figure("convergence_distribution_figure", okey, (scores,), {}),
-                "convergence_distribution", key="conv_dist")
-    info = scores.transform_info.get(study, {})
-    if info:
-        st.caption(f"Skewness of the score: {fmt.num(info['skew_before'])} before, {fmt.num(info['skew_after'])} "
-                   f"after the transform ({fmt.option_text(o['transform'])}).")
-    if rel is not None and pd.notna(rel):
-        st.caption(f"Reliability of the convergence score: {fmt.num(rel)} (share of its between-dyad variance that "
-                   "is not rating noise; low values weaken every association with convergence).")
-with st.expander("Messages about the scores"):
-    for m in scores.messages:
-        st.text(m)
-st.subheader("Dyad scores")
-show_table(scores.table, "dyad_scores", key="conv_scores_dl", manuscript=False)
 
-st.header("Discrepancy over time")
-try:
-    dy = scores.dyadic.get(study) or compute.conv_dyadic(skey, sd)
-except ValueError as e:
-    dy = None
-    st.info(f"The one-step dyadic model could not be fitted: {esc(e, limit=None)}")
-show_figure(compute.conv_figure("discrepancy_figure", (skey, o["score_method"], dy is None), (tr,),
-                                 {"dyadic": dy, "study": study}), "discrepancy", key="conv_disc")
-if dy is not None:
-    ch = dy.discrepancy_change
-    st.markdown(
-        "One-step dyadic model (both ratings stacked, role ±½ × time): the patient − therapist discrepancy changes by "
-        f"**{fmt.num(ch['estimate'], 3)}** per session (SE {fmt.num(ch['se'], 3)}, {fmt.p_text(ch['pvalue'])}); a "
-        "negative value while patients rate higher means the ratings converge."
-    )
-    for m in dy.messages:
-        st.caption(esc(m, limit=None))
+# sections in lazy tabs (ui/tabs.py): only the open one is computed and drawn (issue 24); the growth models are
+# fitted when their tab is opened
+t_scores, t_disc, t_cong, t_growth = lazy_tabs("conv_tab", CONVERGENCE_TABS)
+if t_scores.open:
+    with t_scores:
+        st.header("Patient and therapist ratings over treatment")
+        st.caption("Mean ± 1 SD per session (higher = stronger alliance). Converging lines mean the two raters come to agree.")
+        show_figure(compute.conv_figure("alliance_trajectories_figure", (skey,), (tr,), {"study": study}),
+                    "alliance_trajectories", key="conv_traj")
+        with st.expander("Per-session means and SDs"):
+            show_table(tr, "alliance_trajectories", key="conv_traj_dl", title="Alliance per session (mean, SD)")
+        c1, c2 = st.columns(2)
+        with c1:
+            okey = (skey, o["discrepancy"], o["transform"], o["score_method"])
+            try:
+                fig = compute.conv_figure("dyad_trajectories_figure", okey, (sd,), {"n": 12, "seed": 0, "scores": scores})
+            except ValueError:  # e.g. every dyad has a single rated session: nothing to draw a line through
+                st.info("No dyad has a convergence score (ratings by both raters on at least two sessions), so there are "
+                        "no dyad trajectories to show.")
+            else:
+                show_figure(fig, "dyad_trajectories", key="conv_dyads")
+                st.caption("Twelve randomly chosen dyads (fixed seed): ratings and their fitted lines; the shaded band is "
+                           "the fitted discrepancy.")
+        with c2:
+            show_figure(compute.conv_figure("convergence_distribution_figure", okey, (scores,), {}),
+                        "convergence_distribution", key="conv_dist")
+            info = scores.transform_info.get(study, {})
+            if info:
+                st.caption(f"Skewness of the score: {fmt.num(info['skew_before'])} before, {fmt.num(info['skew_after'])} "
+                           f"after the transform ({fmt.option_text(o['transform'])}).")
+            if rel is not None and pd.notna(rel):
+                st.caption(f"Reliability of the convergence score: {fmt.num(rel)} (share of its between-dyad variance that "
+                           "is not rating noise; low values weaken every association with convergence).")
+        with st.expander("Messages about the scores"):
+            for m in scores.messages:
+                st.text(m)
+        st.subheader("Dyad scores")
+        show_table(scores.table, "dyad_scores", key="conv_scores_dl", manuscript=False)
+if t_disc.open:
+    with t_disc:
+        st.header("Discrepancy over time")
+        try:
+            dy = scores.dyadic.get(study) or compute.conv_dyadic(skey, sd)
+        except ValueError as e:
+            dy = None
+            st.info(f"The one-step dyadic model could not be fitted: {esc(e, limit=None)}")
+        show_figure(compute.conv_figure("discrepancy_figure", (skey, o["score_method"], dy is None), (tr,),
+                                         {"dyadic": dy, "study": study}), "discrepancy", key="conv_disc")
+        if dy is not None:
+            ch = dy.discrepancy_change
+            st.markdown(
+                "One-step dyadic model (both ratings stacked, role ±½ × time): the patient − therapist discrepancy changes by "
+                f"**{fmt.num(ch['estimate'], 3)}** per session (SE {fmt.num(ch['se'], 3)}, {fmt.p_text(ch['pvalue'])}); a "
+                "negative value while patients rate higher means the ratings converge."
+            )
+            for m in dy.messages:
+                st.caption(esc(m, limit=None))
+if t_cong.open:
+    with t_cong:
+        congruence_section(skey, sd, METHODS)
+if t_growth.open:
+    with t_growth:
+        st.header("Symptom growth: Models 1–3")
+        if "symptoms" not in sd.columns or sd["symptoms"].notna().sum() == 0:
+            st.info("No symptom scores in this study.")
+            st.stop()
+        try:
+            shape = compute.conv_shape(skey, sd, o["time"])
+            with st.expander(md("Preparatory analysis: {s}", s=shape.summary())):
+                st.caption("Null model with time t or log(t − first t + 1), random intercept and slope, ML; lower AIC = "
+                           "better fit (the paper's linear vs log-linear comparison).")
+                st.dataframe(styled(shape.table), width="stretch", hide_index=True)
+            with st.spinner("Fitting growth models…"):
+                gr = compute.conv_growth(skey, sd, scores, (o["discrepancy"], o["transform"], o["score_method"]),
+                                         tuple(sorted(o.items())))
+        except ValueError as e:
+            st.error(f"The growth models could not be fitted: {esc(e, limit=None)}")
+            st.stop()
+        for m in gr.messages:
+            if m.startswith(("Two levels", "Three levels", "Symptom slopes vary", "Model(s)")):
+                st.info(esc(m, limit=None))
+        singular = [str(k) for k, g in gr.models.items() if g.fit.singular]
+        if singular:
+            st.info(md("Model(s) {models}: a random-effect variance was estimated at zero (singular fit). "
+                       "The data cannot separate that variance from the residual; its estimate and its SE are not "
+                       "informative, and the AIC comparison of these models is approximate.", models=", ".join(singular)))
+        if gr.slope_test is not None and gr.slope_test["pvalue"] >= 0.05:
+            st.warning("The symptom slopes do not vary significantly between dyads, so there is little to predict: "
+                       "the paper's precondition for Models 2–3 is not met.")
+        table = conv.models_table(gr)
+        st.caption("Laid out like the paper's Table I: estimate (SE) and Satterthwaite p; variance components with Wald "
+                   "SEs; likelihood-ratio tests with boundary-corrected p. AIC (REML) compares only models with the same "
+                   "fixed effects; use AIC (ML) to compare Models 1–3.")
+        show_table(table, "growth_models_table", key="conv_table_dl", title="Growth models of symptoms (Models 1–3)")
+        table_download(gr.to_frame(), "growth_models_fixed_effects", key="conv_fixed_dl",
+                       label="Download all fixed effects (CSV)")
+        with st.expander("Reproduce Models 1–3 in R"):
+            growth_r_download(gr, compute.data_key(loaded) if df is loaded else None)
+        with st.expander("Model messages"):
+            for mnum, gm in gr.models.items():
+                for w in gm.warnings:
+                    st.text(f"Model {mnum}: {w}")
+        show_figure(compute.conv_figure("symptom_growth_figure", (skey, tuple(sorted(o.items()))), (gr,), {"model": 2}),
+                    "symptom_growth_by_convergence", key="conv_growth")
 
-congruence_section(skey, sd, METHODS)
+        with st.expander("Power for convergence × time at this N (simulation)"):
+            st.caption("Simulated data sets with this study's number of dyads and score sessions; Model 2 fitted to each. "
+                       "Includes the attenuation by the score's unreliability (the paper's cross-sectional approximation "
+                       "needed N = 44 / 82 / 191 for β = .4 / .3 / .2).")
+            betas = st.multiselect("Standardized effects β", [0.2, 0.3, 0.4, 0.5], default=[0.3], key="conv_pw_beta")
+            n_sim = st.number_input("Simulations per β", 20, 1000, 100, step=20, key="conv_pw_nsim")
+            clicked = st.button("Run the power simulation", key="conv_pw_run", disabled=not betas)
+            sess = tuple(sorted(int(s) for s in sd.loc[sd["alliance"].notna(), "session"].unique()))
+            try:  # off the page's thread, with a progress bar (ui/jobs.py); the result stays until the inputs change
+                pw = jobs.run(conv.convergence_power, gr.models[min(gr.models)].n_dyads, sess, betas=tuple(betas),
+                              n_sim=int(n_sim), start=clicked and bool(betas), widget="conv_pw", label="Simulating…")
+            except ValueError as e:
+                st.error(esc(e, limit=None))
+            else:
+                if pw is not None:
+                    st.write(md("{s}", s=pw.summary()))
+                    st.dataframe(styled(pw.table), width="stretch", hide_index=True)
 
-st.header("Symptom growth: Models 1–3")
-if "symptoms" not in sd.columns or sd["symptoms"].notna().sum() == 0:
-    st.info("No symptom scores in this study.")
-    st.stop()
-try:
-    shape = compute.conv_shape(skey, sd, o["time"])
-    with st.expander(md("Preparatory analysis: {s}", s=shape.summary())):
-        st.caption("Null model with time t or log(t − first t + 1), random intercept and slope, ML; lower AIC = "
-                   "better fit (the paper's linear vs log-linear comparison).")
-        st.dataframe(styled(shape.table), width="stretch", hide_index=True)
-    with st.spinner("Fitting growth models…"):
-        gr = compute.conv_growth(skey, sd, scores, (o["discrepancy"], o["transform"], o["score_method"]),
-                                 tuple(sorted(o.items())))
-except ValueError as e:
-    st.error(f"The growth models could not be fitted: {esc(e, limit=None)}")
-    st.stop()
-for m in gr.messages:
-    if m.startswith(("Two levels", "Three levels", "Symptom slopes vary", "Model(s)")):
-        st.info(esc(m, limit=None))
-singular = [str(k) for k, g in gr.models.items() if g.fit.singular]
-if singular:
-    st.info(md("Model(s) {models}: a random-effect variance was estimated at zero (singular fit). "
-               "The data cannot separate that variance from the residual; its estimate and its SE are not "
-               "informative, and the AIC comparison of these models is approximate.", models=", ".join(singular)))
-if gr.slope_test is not None and gr.slope_test["pvalue"] >= 0.05:
-    st.warning("The symptom slopes do not vary significantly between dyads, so there is little to predict: "
-               "the paper's precondition for Models 2–3 is not met.")
-table = conv.models_table(gr)
-st.caption("Laid out like the paper's Table I: estimate (SE) and Satterthwaite p; variance components with Wald "
-           "SEs; likelihood-ratio tests with boundary-corrected p. AIC (REML) compares only models with the same "
-           "fixed effects; use AIC (ML) to compare Models 1–3.")
-show_table(table, "growth_models_table", key="conv_table_dl", title="Growth models of symptoms (Models 1–3)")
-table_download(gr.to_frame(), "growth_models_fixed_effects", key="conv_fixed_dl",
-               label="Download all fixed effects (CSV)")
-with st.expander("Reproduce Models 1–3 in R"):
-    growth_r_download(gr, compute.data_key(loaded) if df is loaded else None)
-with st.expander("Model messages"):
-    for mnum, gm in gr.models.items():
-        for w in gm.warnings:
-            st.text(f"Model {mnum}: {w}")
-show_figure(compute.conv_figure("symptom_growth_figure", (skey, tuple(sorted(o.items()))), (gr,), {"model": 2}),
-            "symptom_growth_by_convergence", key="conv_growth")
-
-with st.expander("Power for convergence × time at this N (simulation)"):
-    st.caption("Simulated data sets with this study's number of dyads and score sessions; Model 2 fitted to each. "
-               "Includes the attenuation by the score's unreliability (the paper's cross-sectional approximation "
-               "needed N = 44 / 82 / 191 for β = .4 / .3 / .2).")
-    betas = st.multiselect("Standardized effects β", [0.2, 0.3, 0.4, 0.5], default=[0.3], key="conv_pw_beta")
-    n_sim = st.number_input("Simulations per β", 20, 1000, 100, step=20, key="conv_pw_nsim")
-    clicked = st.button("Run the power simulation", key="conv_pw_run", disabled=not betas)
-    sess = tuple(sorted(int(s) for s in sd.loc[sd["alliance"].notna(), "session"].unique()))
-    try:  # off the page's thread, with a progress bar (ui/jobs.py); the result stays until the inputs change
-        pw = jobs.run(conv.convergence_power, gr.models[min(gr.models)].n_dyads, sess, betas=tuple(betas),
-                      n_sim=int(n_sim), start=clicked and bool(betas), widget="conv_pw", label="Simulating…")
-    except ValueError as e:
-        st.error(esc(e, limit=None))
-    else:
-        if pw is not None:
-            st.write(md("{s}", s=pw.summary()))
-            st.dataframe(styled(pw.table), width="stretch", hide_index=True)
-
-if len(studies) > 1 and preset is None:
-    st.header("Convergence × time, pooled across studies")
-    st.caption("Model 2's convergence × time coefficient per study, standardized (symptom SDs per session per SD of "
-               "convergence), pooled with a random-effects model (REML).")
-    try:
-        with st.spinner("Fitting Model 2 in every study…"):
-            per, meta = compute.conv_pooled(key, df, o["discrepancy"], o["transform"], o["time"])
-    except ValueError as e:
-        st.error(esc(e, limit=None))
-    else:
-        show_table(per, "pooled_convergence", key="conv_pooled_dl", title="Convergence × time per study")
-        if meta is not None:
-            show_figure(plots_meta.forest_figure(meta, title="Convergence × time (Model 2)",
-                                               xlabel="Standardized coefficient (negative = steeper improvement)"),
-                        "pooled_convergence_forest", key="conv_forest")
-            st.write(esc(meta.summary(), limit=None))
+        if len(studies) > 1 and preset is None:
+            st.header("Convergence × time, pooled across studies")
+            st.caption("Model 2's convergence × time coefficient per study, standardized (symptom SDs per session per SD of "
+                       "convergence), pooled with a random-effects model (REML).")
+            try:
+                with st.spinner("Fitting Model 2 in every study…"):
+                    per, meta = compute.conv_pooled(key, df, o["discrepancy"], o["transform"], o["time"])
+            except ValueError as e:
+                st.error(esc(e, limit=None))
+            else:
+                show_table(per, "pooled_convergence", key="conv_pooled_dl", title="Convergence × time per study")
+                if meta is not None:
+                    show_figure(plots_meta.forest_figure(meta, title="Convergence × time (Model 2)",
+                                                       xlabel="Standardized coefficient (negative = steeper improvement)"),
+                                "pooled_convergence_forest", key="conv_forest")
+                    st.write(esc(meta.summary(), limit=None))

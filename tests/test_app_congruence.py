@@ -27,6 +27,7 @@ def test_crossing_warning_and_congruence_models_equal_the_analysis():
     at.session_state["dataset"] = {"df": df, "name": "t", "source": "demo", "notes": []}
     at.run()
     at.switch_page("app_pages/convergence.py")
+    at.session_state["conv_tab"] = "Congruence"  # (a lazy tab: computed and drawn when open)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     cross = [w.value for w in at.warning if "lines cross within the observed sessions" in w.value]

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 from analysis import data as adata
 from analysis.simulate import simulate_dyads, simulate_study
 from ui import jobs
+from ui.tabs import CONVERGENCE_TABS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,6 +24,14 @@ def _run(df, source="demo"):
     at.session_state["dataset"] = {"df": df, "name": "t", "source": source, "notes": []}
     at.run()
     at.switch_page("app_pages/convergence.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _tab(at, name: str):
+    """Open a section (lazy tabs: computed and drawn only while open)."""
+    at.session_state["conv_tab"] = next(t for t in CONVERGENCE_TABS if t.startswith(name))
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -44,6 +53,7 @@ def test_trajectories_scores_and_models_table_on_demo():
     tables = [d.value for d in at.dataframe]
     scores = next(t for t in tables if "convergence" in t.columns and "early_discrepancy" in t.columns)
     assert len(scores) == 96
+    tables = [d.value for d in _tab(at, "Symptom growth").dataframe]
     models = next(t for t in tables if any("Model 1" in str(c) for c in t.columns))
     assert any("Model 3" in str(c) for c in models.columns)
     # every row names its term, on screen (a real column, not a hidden index)
@@ -62,7 +72,7 @@ def test_score_option_changes_scores():
 def test_two_studies_are_pooled():
     a = simulate_dyads(40, range(1, 8), study="A", seed=1).data
     b = simulate_dyads(50, range(1, 8), study="B", seed=2).data
-    at = _use_loaded(_run(pd.concat([a, b], ignore_index=True)))
+    at = _tab(_use_loaded(_run(pd.concat([a, b], ignore_index=True))), "Symptom growth")
     per = next(d.value for d in at.dataframe if {"study", "n_dyads", "status"} <= set(d.value.columns))
     assert set(per["study"]) == {"A", "B"}
     assert any("Convergence × time" in h.value for h in at.header)
@@ -113,12 +123,13 @@ def test_preset_study2_shows_rules_and_table_2():
     # 3 WAI occasions, dyads that differ in how they converge: a usable score (the paper's own preset once
     # ended in "reliability 0.00 … not meaningful": the demo's dyads did not differ enough)
     assert not any("not meaningful" in w.value for w in at.warning)
-    rel = next(c.value for c in at.caption if c.value.startswith("Reliability of the convergence score"))
-    assert 0.3 <= float(rel.split(": ")[1].split(" ")[0]) <= 0.6, rel
     # tiered messages: routine notes (a singular fit, a few dyads whose lines cross) are information, not alarms
     warnings, infos = " ".join(w.value for w in at.warning), " ".join(i.value for i in at.info)
     assert "singular fit" not in warnings and "lines cross" not in warnings
     assert "singular fit" in infos and "lines cross" in infos
+    rel = next(c.value for c in _tab(at, "Ratings").caption
+               if c.value.startswith("Reliability of the convergence score"))
+    assert 0.3 <= float(rel.split(": ")[1].split(" ")[0]) <= 0.6, rel
 
 
 def _models_table(at):
@@ -131,7 +142,7 @@ def test_symptom_only_occasions_stay_in_the_models():
     observations of the growth models (the page once dropped every row without an alliance rating)."""
     d = simulate_dyads(30, (1, 3, 12, 20, 30), seed=4).data
     d.loc[d["session"].isin([1, 30]), ["alliance", "therapist_alliance"]] = float("nan")
-    at = _use_loaded(_run(d))
+    at = _tab(_use_loaded(_run(d)), "Symptom growth")
     tab = _models_table(at)
     assert tab.at["N observations", "Model 1"] == str(int(d["symptoms"].notna().sum()))
 
@@ -151,7 +162,7 @@ def test_own_settings_rules_time_and_power():
     assert not at.exception, [e.value for e in at.exception]
     scores = next(d.value for d in at.dataframe if "convergence" in d.value.columns and "early_patient" in d.value.columns)
     assert (scores["last_joint_session"] == 7).all()
-    tab = _models_table(at)
+    tab = _models_table(_tab(at, "Symptom growth"))
     assert tab.at["N observations", "Model 1"] == str(96 * 7)
     at.number_input(key="conv_pw_nsim").set_value(20)
     at.multiselect(key="conv_pw_beta").set_value([0.4])

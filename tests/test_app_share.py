@@ -165,6 +165,8 @@ def test_trio_and_growth_pages_offer_their_r_scripts():
     ids = " ".join(_download_keys(at))
     assert "dl_dec_r" in ids and "dl_dec_data" in ids
     at = _goto(_app(), "app_pages/convergence.py")
+    at.session_state["conv_tab"] = "Symptom growth (Models 1–3)"
+    at.run()
     ids = " ".join(_download_keys(at))
     assert "dl_growth_r" in ids and "dl_growth_data" in ids
 
@@ -232,6 +234,8 @@ def test_convergence_page_on_the_loaded_data_puts_its_growth_models_into_the_bun
     df = adata.to_canonical(raw, adata.suggest_mapping(raw))
     at = _goto(_app(df=df), "app_pages/convergence.py")
     assert at.selectbox(key="conv_source").value.startswith("Loaded data")
+    at.session_state["conv_tab"] = "Symptom growth (Models 1–3)"
+    at.run()
     kept_key, gr = at.session_state["share_growth"]
     assert kept_key == data_key(df) and sorted(gr.models) == [1, 2, 3]
     ids = " ".join(_download_keys(at))

@@ -12,6 +12,8 @@ def test_convergence_congruence_and_lagged_diagnostics_in_the_browser():
     with running_app() as url, browser_page() as page:
         page.goto(url + "/convergence")
         page.get_by_role("heading", name="Alliance convergence").wait_for(timeout=120_000)
+        wait_idle(page, 240_000)
+        page.get_by_role("tab", name="Congruence").click()  # a lazy tab: computed when opened
         head = page.get_by_role("heading", name="Congruence models: patient and therapist alliance → symptoms")
         head.wait_for(timeout=240_000)
         wait_idle(page, 240_000)

@@ -34,8 +34,10 @@ def _apply_lagged(options: dict, df, key: str) -> None:
 
 
 def _apply_convergence(options: dict, df, key: str) -> None:
-    """The Convergence page reads its preset's options itself: select the preset there."""
+    """The Convergence page reads its preset's options itself: select the preset there; its growth models (the
+    paper's tables) open first."""
     st.session_state["conv_preset"] = key
+    tabs.open_next("conv_tab", tabs.CONVERGENCE_TABS[-1])
 
 
 def _apply_lagged_view(options: dict, df, key: str) -> None:

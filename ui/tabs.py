@@ -18,9 +18,13 @@ EVENTS_TABS = (":material/bolt: Ruptures & repairs", ":material/trending_down: S
 #: the Teaching page's sections after the first (the estimates the sliders drive stay above the tabs)
 TEACHING_TABS = ("2. Two levels", "3. Nickell bias", "4. Feedback and latent centering")
 
+#: the Convergence page's sections
+CONVERGENCE_TABS = ("Ratings and dyad scores", "Discrepancy over time", "Congruence", "Symptom growth (Models 1–3)")
+
 #: page file → (session-state key of its open tab, its tabs)
 PAGE_TABS = {"app_pages/lagged.py": ("lag_tab", LAGGED_TABS), "app_pages/events.py": ("ev_tab", EVENTS_TABS),
-             "app_pages/teaching.py": ("teach_tab", TEACHING_TABS)}
+             "app_pages/teaching.py": ("teach_tab", TEACHING_TABS),
+             "app_pages/convergence.py": ("conv_tab", CONVERGENCE_TABS)}
 
 #: a tab to open on a page's next run (set by code that runs after the tabs are drawn, e.g. a preset)
 NEXT = "_next_tab"
