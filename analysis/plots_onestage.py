@@ -11,7 +11,7 @@ from analysis.plots_meta import ForestRow, forest_panels_figure, meta_panel
 
 __all__ = ["side_by_side_figure"]
 
-ONE_STAGE_LABEL = "One-stage (REML, Satterthwaite t)"
+ONE_STAGE_LABEL = "One-stage model (REML)"  # fits the paired forest's label column (≤ 28 characters)
 
 
 def side_by_side_figure(two_stage, one, titles: dict, xlabel: str = "Within-patient lagged coefficient"):

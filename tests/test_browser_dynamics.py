@@ -14,6 +14,7 @@ def test_teaching_feedback_and_pooled_estimator_comparison_in_the_browser():
         page.goto(url + "/teaching?feedback=-0.4&sessions=6&prior=1")
         page.get_by_role("heading", name="Teaching: within, between and total effects").wait_for(timeout=120_000)
         wait_idle(page, 240_000)
+        page.get_by_role("tab", name="4. Feedback and latent centering").click()  # a lazy tab (ui/tabs.py)
         page.get_by_role("heading", name="4. Feedback and latent centering: RI-CLPM and dynamic panel model").wait_for(
             timeout=240_000)
         fig = page.get_by_text("Person-mean LMM vs latent-centred models", exact=False).first

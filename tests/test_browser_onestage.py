@@ -22,7 +22,7 @@ def test_one_and_two_stage_side_by_side_in_the_browser():
         wait_idle(page, 180_000)
         assert page.locator('[data-testid="stPlotlyChart"]').count() >= 2
         texts = page.evaluate(ANNOTATIONS)
-        assert any("One-stage (REML, Satterthwaite t)" in t for t in texts), texts[:20]
+        assert any("One-stage model (REML)" in t for t in texts), texts[:20]
         assert any("Two-stage pooled estimate" in t for t in texts)
         body = page.locator("body").inner_text()
         assert "one-stage" in body and "two-stage" in body and "Satterthwaite" in body

@@ -198,3 +198,23 @@ def test_paired_panels_keep_their_tick_labels_horizontal():
     fj = figure_json(paired_forest_figure(a, b, xlabel="Within-patient lagged coefficient (SD units)"))
     for axis in ("xaxis", "xaxis2"):
         assert fj["layout"][axis]["tickangle"] == 0 and fj["layout"][axis]["nticks"] == 4
+
+
+@pytest.mark.parametrize("width", [1000, 1500])
+def test_one_stage_row_keeps_its_whole_label_beside_long_study_names(width):
+    """The one-stage row of the side-by-side forest (Pooled page) is not cut like a long study name, and no
+    text overlaps (the label once ran past the paired forest's 28-character study column)."""
+    from types import SimpleNamespace
+
+    from analysis.plots_onestage import ONE_STAGE_LABEL, side_by_side_figure
+
+    a, b = _pair()
+    two = SimpleNamespace(pooled={"a_to_s": a, "s_to_a": b})
+    one = SimpleNamespace(fits={d: SimpleNamespace(estimate=m.estimate + 0.01, ci_low=m.ci_low, ci_high=m.ci_high)
+                                for d, m in two.pooled.items()})
+    fj = figure_json(side_by_side_figure(two, one, {"a_to_s": "Alliance → symptoms", "s_to_a": "Symptoms → alliance"}))
+    texts = [bx.text for bx in text_boxes(fj, width)]
+    assert ONE_STAGE_LABEL in texts, [t for t in texts if t.startswith("One")]
+    assert not [t for t in texts if t.startswith("Universitätsklinikum") and not t.endswith("\u2026")]
+    bad = overlapping(fj, width)
+    assert not bad, _describe(bad)
