@@ -8,6 +8,7 @@ from analysis import formatting as fmt
 from analysis import plots_meta, presets
 from analysis.convergence.options import ConvergenceOptions
 from ui import compute, jobs
+from ui.choices import data_select
 from ui.congruence_view import congruence_section
 from ui.declared import draw, find
 from ui.downloads import show_figure, table_download
@@ -70,7 +71,7 @@ else:
         df, key = compute.conv_demo(next(f for f, n in DEMO_NAMES.items() if n == src))
 
 studies = sorted(df["study"].astype(str).unique())
-study = st.selectbox("Study", studies, key="conv_study") if len(studies) > 1 else studies[0]
+study = data_select("Study", studies, "conv_study") if len(studies) > 1 else studies[0]
 sd = df[df["study"].astype(str) == study]
 skey = f"{key}|{study}"
 sessions = sorted(int(s) for s in sd["session"].unique())

@@ -10,9 +10,10 @@ from analysis import plots_events as pe
 from analysis.events.options import GainOptions, OutcomeOptions, ReliableChangeOptions, RuptureOptions
 from analysis.plots_meta import forest_figure
 from ui import compute, persist
+from ui.choices import data_select, pick
 from ui.declared import find, labels
 from ui.downloads import show_figure, table_download
-from ui.events_view import dropout_section, notes, patient_picker, pick, rel_sd, run, table
+from ui.events_view import dropout_section, notes, patient_picker, rel_sd, run, table
 from ui.safe import Markup, esc, md
 from ui.state import current, data_banner, has_therapist_ratings
 from ui.tabs import EVENTS_TABS, lazy_tabs
@@ -190,7 +191,7 @@ def rc_tab(df, studies) -> None:
     if tab["Cut-off c"].isna().all():
         tab = tab.drop(columns=["Recovered (n)", "Recovered (%)", "Cut-off c"])
     table(tab, "reliable_change_per_study", "rc")
-    study = st.selectbox("Study for the figure", studies, key="ev_rc_study") if len(studies) > 1 else studies[0]
+    study = data_select("Study for the figure", studies, "ev_rc_study") if len(studies) > 1 else studies[0]
     show_figure(pe.reliable_change_figure(rc, study=study), "reliable_change", key="ev_fig_rc")
     table_download(rc.per_patient, "reliable_change_per_patient", key="ev_dl_rcpp", label="Download per patient (CSV)")
 

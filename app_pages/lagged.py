@@ -8,6 +8,7 @@ from analysis import nickell
 from analysis.interpret import count_sentence, lagged_effect_sentence
 from analysis.plots_lagged import direction_label
 from ui import compute, few_studies, persist
+from ui.choices import data_select
 from ui.downloads import show_figure, table_download
 from ui.dynamics_view import check_section, comparison_section
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel
@@ -129,14 +130,14 @@ def model_rows():
     (issue 24)."""
     c1, c2, c3 = st.columns(3)
     studies = sorted(df["study"].astype(str).unique())
-    study = c1.selectbox("Study", studies, key="lag_view_study")
+    study = data_select("Study", studies, "lag_view_study", c1)
     direction = c2.selectbox("Direction", list(options.directions), format_func=DIRECTIONS.get, key="lag_view_dir")
     rows = compute.prepare(df, study, options, direction)
     patients = sorted(rows["patient"].astype(str).unique()) if len(rows) else []
     if not patients:
         st.info("No model rows for this study with the current options.")
     else:
-        patient = c3.selectbox("Patient", patients, key="lag_view_patient")
+        patient = data_select("Patient", patients, "lag_view_patient", c3)
         show_figure(compute.lagged_figure("patient", df, options, direction, study, patient), "patient_series",
                     key="lag_patient")
         st.dataframe(styled(rows[rows["patient"] == patient]), width="stretch", hide_index=True)

@@ -26,3 +26,15 @@ def test_preset_icbt_004_in_the_browser():
         page.get_by_role("heading", name="Total, within and between effects (Within/between paper)").wait_for(timeout=120_000)
         page.get_by_text("Opposite signs are possible", exact=False).first.wait_for(timeout=120_000)
         page.screenshot(path=str(ARTIFACTS / "preset_icbt_004.png"), full_page=True)
+        # another paper's demo while the trio is open: its Study box shows the new data's study (it once kept
+        # showing "ICBT trial" above numbers fitted to the other demo)
+        choose(page, sb.locator('[data-testid="stSelectbox"]').filter(has_text="Paper"), "Convergence, Study 1")
+        wait_idle(page, 120_000)
+        sb.get_by_role("button", name="Load demo and set the paper's options").click()
+        wait_idle(page, 180_000)
+        sb.get_by_text("Convergence demo", exact=False).first.wait_for(timeout=60_000)
+        page.get_by_role("heading", name="Total, within and between effects (Within/between paper)").wait_for(timeout=120_000)
+        box = page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').filter(has_text="Study").first
+        shown = box.evaluate("el => el.textContent + ' | ' + Array.from(el.querySelectorAll('input')).map(i => i.value).join(' ')")
+        page.screenshot(path=str(ARTIFACTS / "preset_second_paper.png"))
+        assert "Study 1 design" in shown and "ICBT" not in shown, shown

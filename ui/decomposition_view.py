@@ -14,6 +14,7 @@ from analysis import formatting as fmt
 from analysis import plots_decomposition
 from analysis.decomposition import DecompositionOptions
 from ui import compute
+from ui.choices import data_select
 from ui.declared import draw, find
 from ui.downloads import show_figure
 from ui.early_view import early_section
@@ -46,9 +47,7 @@ def decomposition_section(df, options) -> None:
         return
     c1, c2 = st.columns(2)
     studies = sorted(df["study"].astype(str).unique())
-    if st.session_state.get("dec_study") not in studies:  # a study of an earlier data set
-        st.session_state.pop("dec_study", None)
-    study = c1.selectbox("Study", studies, key="dec_study")
+    study = data_select("Study", studies, "dec_study", c1)
     direction = draw(find(DecompositionOptions, "direction"), "dec_direction", c2)
     try:
         res = compute.decomposition(df, direction, options.lag, options.standardize, study, options.sessions)

@@ -11,6 +11,7 @@ from analysis import estimator_check, pipeline, plots_dynamics
 from analysis.lagged import LagOptions
 from analysis.lagged.options import M_DYNAMIC
 from ui import compute, declared, jobs
+from ui.choices import data_select
 from ui.downloads import show_figure, table_download
 from ui.options import LINKS
 from ui.safe import esc
@@ -72,7 +73,7 @@ def check_section(df: pd.DataFrame, options: LagOptions, page: str) -> None:
     )
     studies = sorted(df["study"].astype(str).unique())
     c1, c2, c3 = st.columns([2, 1, 1])
-    study = c1.selectbox("Study", studies, key=f"{page}_chk_study")
+    study = data_select("Study", studies, f"{page}_chk_study", c1)
     n_sim = int(c2.number_input("Simulated data sets", 20, 1000, 100, step=20, key=f"{page}_chk_nsim"))
     seed = int(c3.number_input("Seed", 0, 10**6, 1, key=f"{page}_chk_seed"))
     sub = df[df["study"].astype(str) == study]

@@ -7,15 +7,12 @@ import streamlit as st
 
 from analysis.events.options import DropoutOptions
 from ui import compute, declared
+from ui.choices import data_select, pick
 from ui.safe import esc, md
 from ui.tables import show_table
 
 SD_SRC = {"baseline": "Each study's baseline SD (from the data)", "typed": "Type one SD for all studies"}
 
-
-def pick(key: str, options, default) -> None:
-    if st.session_state.get(key) not in list(options):
-        st.session_state[key] = default
 
 def fail(what: str, exc: Exception) -> None:
     st.error(md("{what} not computed: {exc}", what=what, exc=esc(exc, limit=600)))
@@ -45,7 +42,7 @@ def notes(messages) -> None:
 def patient_picker(prefix: str, studies, options) -> tuple[str, str | None]:
     """Study and patient pickers; ``options(study)`` gives (patient, label) pairs."""
     c1, c2 = st.columns([1, 2])
-    study = c1.selectbox("Study", studies, key=f"{prefix}_study") if len(studies) > 1 else studies[0]
+    study = data_select("Study", studies, f"{prefix}_study", c1) if len(studies) > 1 else studies[0]
     labels = dict(options(study))
     pick(f"{prefix}_patient", labels, next(iter(labels), None))
     return study, c2.selectbox("Patient (with an event first)", list(labels), format_func=labels.get,
