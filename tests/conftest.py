@@ -14,6 +14,11 @@ try:
     _st_config.set_option("client.showErrorDetails", "full")
 except Exception:  # pragma: no cover - streamlit always installed for the suite
     pass
+# Importing a page module outside a running app (test collection) declares its st.cache_data functions with no
+# runtime; Streamlit then logs one warning per function, which only buries the test log.
+import logging  # noqa: E402
+
+logging.getLogger("streamlit.runtime.caching.cache_data_api").setLevel(logging.ERROR)
 
 # In CI, property-based tests use a fixed example sequence so a run is reproducible;
 # locally they explore new examples each time.
