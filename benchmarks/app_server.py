@@ -28,13 +28,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def app_server(timeout: float = 120.0, log: Path | None = None):
-    """Yield ``(url, pid)`` of a freshly started app; kill exactly that process afterwards."""
+def app_server(timeout: float = 120.0, log: Path | None = None, script: str | Path = "app.py"):
+    """Yield ``(url, pid)`` of a freshly started app (``script``, default the dashboard); kill exactly that
+    process afterwards."""
     port = free_port()
     env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+        [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1"],
         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
     )

@@ -82,7 +82,7 @@ class Step:
     """One measured step of a page: seconds, server CPU seconds and load average per repetition."""
 
     def __init__(self):
-        self.seconds, self.cpu, self.load, self.note = [], [], [], ""
+        self.seconds, self.cpu, self.load, self.js, self.note = [], [], [], [], ""
 
     def add(self, s: float, c: float) -> None:
         self.seconds.append(s)
@@ -91,9 +91,15 @@ class Step:
 
     def cell(self) -> str:
         if not self.seconds:
-            return f"{self.note or 'n/a':>24}"
-        return (f"{statistics.median(self.seconds):6.2f} s cpu {statistics.median(self.cpu):4.2f} "
+            return f"{self.note or 'n/a':>24}"  # (the cold column is wider: it has 'js')
+        js = f" js {statistics.median(self.js):4.2f}" if self.js else ""
+        return (f"{statistics.median(self.seconds):6.2f} s cpu {statistics.median(self.cpu):4.2f}{js} "
                 f"ld {statistics.median(self.load):4.1f}")
+
+
+def script_seconds(cdp) -> float:
+    """The browser main thread's JavaScript seconds so far (Chrome DevTools Performance metrics)."""
+    return next(m["value"] for m in cdp.send("Performance.getMetrics")["metrics"] if m["name"] == "ScriptDuration")
 
 
 def wait_done(page, before: str | None, timeout_ms: float, need_charts: bool = True) -> None:
@@ -166,7 +172,10 @@ def bench_page(browser, url: str, pid: int, p: Page, reps: int, timeout_ms: floa
 
 def one_session(page, url: str, pid: int, p: Page, r: int, steps: dict, timeout_ms: float) -> None:
     need = p.charts
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
     timed(steps["cold"], pid, lambda: page.goto(f"{url}/{p.path}", timeout=timeout_ms), page, None, timeout_ms, need)
+    steps["cold"].js.append(script_seconds(cdp))
     sidebar_link(page, "Overview").click()
     page.wait_for_url("**/", timeout=timeout_ms)
     wait_done(page, None, timeout_ms, need_charts=False)
@@ -218,6 +227,40 @@ def forest_draw(browser, k: int = 200, reps: int = 3) -> list[float]:
     return out
 
 
+FLOOR_APP = """import plotly.graph_objects as go
+import streamlit as st
+
+st.title("Floor")
+st.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[1, 3, 2])))
+"""
+
+
+def floor(browser, reps: int, timeout_ms: float) -> tuple[list[float], list[float]]:
+    """The framework's own share of a cold page: a new session (new browser context) opening a Streamlit
+    page that holds one three-point Plotly chart, until the chart is drawn. Returns wall seconds and the
+    browser's main-thread script seconds (Chrome DevTools Performance metrics) per repetition: on a machine
+    where chromium shares the server's cores, most of a cold page is this JavaScript, not the app."""
+    import tempfile
+
+    walls, js = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        app = Path(tmp) / "floor.py"
+        app.write_text(FLOOR_APP, encoding="utf-8")
+        with app_server(script=app) as (url, _pid):
+            for _ in range(reps):
+                ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+                page = ctx.new_page()
+                cdp = ctx.new_cdp_session(page)
+                cdp.send("Performance.enable")
+                t0 = time.perf_counter()
+                page.goto(url, timeout=timeout_ms)
+                page.wait_for_selector(".js-plotly-plot", timeout=timeout_ms)  # (no sidebar: not wait_done)
+                walls.append(time.perf_counter() - t0)
+                js.append(script_seconds(cdp))
+                ctx.close()
+    return walls, js
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pages", nargs="+", default=[p.path for p in PAGES])
@@ -246,16 +289,22 @@ def main() -> None:
                 print(f"  {p.path} done (load {os.getloadavg()[0]:.1f})", flush=True)
             forest = forest_draw(browser)
             forest_load = os.getloadavg()[0]
+            floor_wall, floor_js = floor(browser, args.reps, timeout_ms)
+            floor_load = os.getloadavg()[0]
         finally:
             browser.close()
     print()
-    print(f"pages in chromium, medians of {args.reps}; 'cpu': server CPU s for the step; 'ld': 1-minute load average")
+    print(f"pages in chromium, medians of {args.reps}; 'cpu': server CPU s for the step; 'js': the browser's "
+          f"JavaScript s (cold page); 'ld': 1-minute load average")
     cols = ("cold", "warm", "option", "slider", "preset")
-    print(f"{'page':<12} | " + " | ".join(f"{c + ' (target ' + format(TARGETS[c], 'g') + ' s)':<24}" for c in cols))
+    print(f"{'page':<12} | " + " | ".join(f"{c + ' (target ' + format(TARGETS[c], 'g') + ' s)':<{32 if c == 'cold' else 24}}" for c in cols))
     for p, steps in rows:
         print(f"{p.path:<12} | " + " | ".join(steps[c].cell() for c in cols))
     print(f"200-study forest drawn in chromium: {statistics.median(forest):.2f} s (median of {len(forest)}; "
           f"target {TARGETS['forest']:g} s), load {forest_load:.1f}")
+    print(f"framework floor (a new session opening a one-chart Streamlit page): {statistics.median(floor_wall):.2f} s, "
+          f"of which browser JavaScript {statistics.median(floor_js):.2f} s (median of {len(floor_wall)}), "
+          f"load {floor_load:.1f}")
 
 
 if __name__ == "__main__":
