@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["MINUS", "frame_cells", "decimals_for", "fixed", "num", "pvalue", "p_text", "interval", "estimate_ci", "signed", "count", "percent",
+__all__ = ["COLUMN_NAMES", "column_name", "MINUS", "frame_cells", "decimals_for", "fixed", "num", "pvalue", "p_text", "interval", "estimate_ci", "signed", "count", "percent",
            "stat", "tau2", "tau2_interval", "option_text", "cell", "format_frame", "nums"]
 
 MINUS = "\u2212"
@@ -335,3 +335,39 @@ def nums(values, digits: int = 2, sign: bool = False, decimals: int | None = Non
         else:
             out.append(signed(v, digits) if sign else num(v, digits))
     return out
+
+
+# Column names of the result frames as a reader reads them (the CSV downloads keep the raw names).
+COLUMN_NAMES = {
+    "study": "Study", "direction": "Direction", "effect": "Effect", "term": "Term", "model": "Model",
+    "estimate": "Estimate", "se": "SE", "ci_low": "CI low", "ci_high": "CI high", "pvalue": "p",
+    "statistic": "Statistic", "df": "df", "test": "Test", "tau": "τ", "tau2": "τ²", "pi_low": "PI low",
+    "pi_high": "PI high", "k": "Studies (k)", "n_patients": "Patients", "n_pairs": "Pairs",
+    "n_rows": "Session rows", "n_obs": "Observations", "status": "Status", "message": "Message",
+    "sessions_median": "Sessions per patient (median)", "sessions_min": "Sessions (min)",
+    "sessions_max": "Sessions (max)", "pct_missing_alliance": "Missing alliance (%)",
+    "pct_missing_symptoms": "Missing symptoms (%)",
+    "pct_missing_therapist_alliance": "Missing therapist-rated alliance (%)",
+    "package": "Package", "version": "Version", "i2": "I²", "h2": "H²", "q": "Q", "converged": "Converged",
+    "n_studies": "Studies", "n_sim": "Simulated data sets", "coverage": "Coverage", "bias": "Bias",
+    "true_value": "True value", "note": "Note", "notes": "Notes", "estimator": "Estimator", "power": "Power",
+    "parameter": "Parameter", "z": "z", "lines_cross": "Lines cross", "level": "Level", "group": "Group",
+    "rule": "Rule", "removed": "Removed", "remaining": "Remaining", "setting": "Setting", "value": "Value",
+    "why": "Why", "r": "r", "n": "n", "t": "t", "p": "p",
+}
+
+
+def column_name(col) -> str:
+    """The reader's name of a result column (:data:`COLUMN_NAMES`; else the name without underscores,
+    capitalised): the one header rule of the page tables, the Word and LaTeX tables and the report.
+
+    >>> column_name("ci_low"), column_name("n_joint_sessions"), column_name("Rupture (n)")
+    ('CI low', 'N joint sessions', 'Rupture (n)')
+    """
+    c = str(col)
+    if c in COLUMN_NAMES:
+        return COLUMN_NAMES[c]
+    if "_" in c or (c[:1].islower() and c.isidentifier() and c.isascii()):  # a raw name: "convergence_se"
+        words = c.replace("_", " ").strip()
+        return words[:1].upper() + words[1:]
+    return c

@@ -146,27 +146,7 @@ def _is_note_column(df: pd.DataFrame, col) -> bool:
     return bool(len(lengths)) and int(lengths.max()) > _NOTE_CHARS
 
 
-# Column names of the result frames as a reader reads them (the CSV downloads keep the raw names).
-COLUMN_NAMES = {
-    "study": "Study", "direction": "Direction", "effect": "Effect", "term": "Term", "model": "Model",
-    "estimate": "Estimate", "se": "SE", "ci_low": "CI low", "ci_high": "CI high", "pvalue": "p",
-    "statistic": "Statistic", "df": "df", "test": "Test", "tau": "τ", "tau2": "τ²", "pi_low": "PI low",
-    "pi_high": "PI high", "k": "Studies (k)", "n_patients": "Patients", "n_pairs": "Pairs",
-    "n_rows": "Session rows", "n_obs": "Observations", "status": "Status", "message": "Message",
-    "sessions_median": "Sessions per patient (median)", "sessions_min": "Sessions (min)",
-    "sessions_max": "Sessions (max)", "pct_missing_alliance": "Missing alliance (%)",
-    "pct_missing_symptoms": "Missing symptoms (%)",
-    "pct_missing_therapist_alliance": "Missing therapist-rated alliance (%)",
-    "package": "Package", "version": "Version",
-}
-
-
-def column_name(col) -> str:
-    """The reader's name of a result column (:data:`COLUMN_NAMES`; else the name without underscores)."""
-    c = str(col)
-    if c in COLUMN_NAMES:
-        return COLUMN_NAMES[c]
-    return c.replace("_", " ")[:1].upper() + c.replace("_", " ")[1:] if "_" in c else c
+from analysis.formatting import COLUMN_NAMES, column_name  # noqa: E402,F401 (public here too)
 
 
 def readable(df: pd.DataFrame, lag: int = 1) -> pd.DataFrame:

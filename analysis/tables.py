@@ -2,6 +2,7 @@
 
 Every cell is written by :func:`analysis.formatting.format_frame` (the one formatting rule: p values
 ".042" / "< .001", a true minus, small effects visible), so a table in Word reads exactly as on screen.
+Headings are the reader's column names (:func:`analysis.formatting.column_name`: "CI low", not "ci_low").
 APA 7th ed. (§7.21) table layout: a bold table number, an italic title, horizontal rules only (above and
 below the column headings and at the bottom), no vertical lines, a "Note." paragraph underneath.
 The raw numbers stay in the CSV download.
@@ -13,7 +14,7 @@ import io
 
 import pandas as pd
 
-from analysis.formatting import format_frame
+from analysis.formatting import column_name, format_frame
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -66,7 +67,7 @@ def docx_bytes(df: pd.DataFrame, title: str, number: int = 1, note: str = "") ->
     last = len(shown)
     for j, name in enumerate(shown.columns):
         c = table.cell(0, j)
-        c.text = str(name)
+        c.text = column_name(name)
         c.paragraphs[0].alignment = WD_ALIGN_PARAGRAPH.CENTER
         borders(c, top=True, bottom=True)
     for i in range(len(shown)):
@@ -96,7 +97,7 @@ def latex(df: pd.DataFrame, caption: str, label: str = "", note: str = "") -> st
     lines = [r"\begin{table}[htbp]", r"\centering", rf"\caption{{{_tex(caption)}}}"]
     if label:
         lines.append(rf"\label{{{_tex(label)}}}")
-    lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(_tex(c) for c in shown.columns) + r" \\",
+    lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(_tex(column_name(c)) for c in shown.columns) + r" \\",
               r"\midrule"]
     lines += [" & ".join(_tex(v) for v in row) + r" \\" for row in shown.itertuples(index=False)]
     lines += [r"\bottomrule", r"\end{tabular}"]

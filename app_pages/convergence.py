@@ -16,7 +16,7 @@ from ui.persist import CONV_KEYS, CONVERGENCE, url_params
 from ui.r_downloads import growth_r_download
 from ui.safe import esc, md
 from ui.state import DEMOS, DYADIC_DEMOS, current, has_therapist_ratings
-from ui.tables import show_table, styled
+from ui.tables import dataframe, show_table
 from ui.tabs import CONVERGENCE_TABS, lazy_tabs
 
 METHODS = "/methods#8-alliance-convergence-convergence-paper"
@@ -115,9 +115,9 @@ except ValueError as e:
 if rules != conv.SampleRules():
     st.subheader("Sample")
     st.caption("Dyads removed by each inclusion rule, in order.")
-    st.dataframe(styled(samp.counts), width="stretch", hide_index=True)
+    dataframe(samp.counts)
     with st.expander("Excluded dyads"):
-        st.dataframe(styled(samp.excluded), width="stretch", hide_index=True)
+        dataframe(samp.excluded)
 sd = samp.data
 skey = f"{skey}|{rules!r}"
 
@@ -209,7 +209,7 @@ if t_growth.open:
             with st.expander(md("Preparatory analysis: {s}", s=shape.summary())):
                 st.caption("Null model with time t or log(t − first t + 1), random intercept and slope, ML; lower AIC = "
                            "better fit (the paper's linear vs log-linear comparison).")
-                st.dataframe(styled(shape.table), width="stretch", hide_index=True)
+                dataframe(shape.table)
             with st.spinner("Fitting growth models…"):
                 gr = compute.conv_growth(skey, sd, scores, (o["discrepancy"], o["transform"], o["score_method"]),
                                          tuple(sorted(o.items())))
@@ -259,7 +259,7 @@ if t_growth.open:
             else:
                 if pw is not None:
                     st.write(md("{s}", s=pw.summary()))
-                    st.dataframe(styled(pw.table), width="stretch", hide_index=True)
+                    dataframe(pw.table)
 
         if len(studies) > 1 and preset is None:
             st.header("Convergence × time, pooled across studies")

@@ -14,7 +14,7 @@ from ui.dynamics_view import check_section, comparison_section
 from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel
 from ui.safe import Markup, md
 from ui.state import current, data_banner
-from ui.tables import show_table, styled
+from ui.tables import dataframe, show_table
 from ui.tabs import LAGGED_TABS, lazy_tabs
 
 st.title("Lagged effects")
@@ -117,7 +117,7 @@ if t_coef.open:
             show_table(ps, "all_coefficients", key="lag_all_dl", manuscript=False)
 
         with st.expander("How many pairs each pairing mode yields"):
-            st.dataframe(styled(compute.pairing_counts(df, options)), width="stretch", hide_index=True)
+            dataframe(compute.pairing_counts(df, options))
 
 if t_latent.open:
     with t_latent:
@@ -140,7 +140,7 @@ def model_rows():
         patient = data_select("Patient", patients, "lag_view_patient", c3)
         show_figure(compute.lagged_figure("patient", df, options, direction, study, patient), "patient_series",
                     key="lag_patient")
-        st.dataframe(styled(rows[rows["patient"] == patient]), width="stretch", hide_index=True)
+        dataframe(rows[rows["patient"] == patient])
         table_download(rows, f"model_rows_{study}_{direction}", key="lag_rows_dl",
                        label="Download this study's model rows (CSV)")
 

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from analysis.formatting import COLUMN_NAMES
 from tests.tabs_util import each_tab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,8 +77,22 @@ def figures(at) -> list[dict]:
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
+def raw_headers(df_element) -> list[str]:
+    """Headings a reader would see as raw result column names ("ci_low", "estimate"): the column's name when
+    the element gives it no label of its own (``column_config``)."""
+    config = json.loads(df_element.proto.columns or "{}")
+    out = []
+    for c in shown(df_element).columns:
+        label = (config.get(str(c)) or {}).get("label") or str(c)
+        if "_" in label or label in COLUMN_NAMES and COLUMN_NAMES[label] != label:
+            out.append(f"heading {label!r}")
+    return out
+
+
 def scan(at) -> list[str]:
     bad = []
+    for i, d in enumerate(at.dataframe):
+        bad += [f"dataframe {i}: {b}" for b in raw_headers(d)]
     for i, d in enumerate(at.dataframe):
         bad += [f"dataframe {i}: {b}" for b in raw_cells(shown(d))]
     for i, t in enumerate(at.table):
@@ -118,7 +133,8 @@ def test_no_raw_numbers_on_any_page(page):
     assert bad == [], "\n".join(bad)
 
 
-@pytest.mark.parametrize("section", ["Centering multiverse", "Meta-regression", "Leave-one-out"])
+@pytest.mark.parametrize("section", ["Centering multiverse", "Meta-regression", "Leave-one-out",
+                                     "One-stage vs two-stage", "Few studies: Bayesian & coverage", "Funnel & Egger"])
 def test_no_raw_numbers_in_the_pooled_sections(section):
     at = _page("app_pages/pooled.py")
     at.segmented_control(key="pooled_section").set_value(section).run()
@@ -135,4 +151,7 @@ def test_the_scan_finds_raw_numbers():
     assert any("p:" in b for b in bad) and any("df:" in b for b in bad) and any("est:" in b for b in bad)
     assert any("x:" in b for b in bad) and any("mv:" in b for b in bad)
     assert raw_cells(pd.DataFrame({"ok": ["−0.12", "< .001", "1,542", "[−0.02, 0.02]", "1–5"]})) == []
+    el = type("E", (), {"proto": type("P", (), {"columns": '{"ci_low": {"label": "CI low"}}'})(),
+                        "value": pd.DataFrame(columns=["ci_low", "pvalue", "Study", "df"])})()
+    assert raw_headers(el) == ["heading 'pvalue'"]
     assert FIXED_HOVER.search("%{y}: %{x:.3f}<extra></extra>") and not FIXED_HOVER.search("%{customdata[0]}")

@@ -39,7 +39,7 @@ def test_word_table_opens_and_reads_back_in_apa_style():
     assert paras[-1] == "Note. CI = confidence interval."
     (t,) = doc.tables
     rows = [[c.text for c in r.cells] for r in t.rows]
-    assert rows[0] == list(RESULT.columns)
+    assert rows[0] == ["Study", "Estimate", "SE", "df", "p", "Pairs", "τ²", "I²", "Converged"]  # readers' names
     assert rows[1] == ["Trial_A & B", "\u22120.12", "0.05", "1542", "< .001", "1,200", "0.0034", "45.2", "yes"]
     assert rows[2][4] == ".042"
     # APA: horizontal rules only — no vertical lines anywhere
@@ -61,6 +61,7 @@ def test_latex_table_escapes_and_aligns():
     tex = tables.latex(RESULT, "Per-study coefficients", label="tab:coef", note="p values two-sided.")
     assert r"\begin{tabular}{lrrrrrrrl}" in tex
     assert r"Trial\_A \& B" in tex and r"$-$0.12" in tex and r"$<$ .001" in tex
+    assert r"Study & Estimate & SE & df & p & Pairs & $\tau$$^2$ & I$^2$ & Converged \\" in tex
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"\label{tab:coef}" in tex
 
 

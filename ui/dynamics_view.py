@@ -15,7 +15,7 @@ from ui.choices import data_select
 from ui.downloads import show_figure, table_download
 from ui.options import LINKS
 from ui.safe import esc
-from ui.tables import show_table
+from ui.tables import dataframe, show_table
 
 _METHODS = declared.METHODS_PAGE + M_DYNAMIC
 
@@ -58,7 +58,7 @@ def comparison_section(df: pd.DataFrame, options: LagOptions, page: str) -> None
         rows.append(t)
     table = pd.concat(rows, ignore_index=True)
     with st.expander("Per-study estimates under each estimator"):
-        st.dataframe(table, width="stretch", hide_index=True)
+        dataframe(table)
         table_download(table, "estimator_comparison", key=f"{page}_cmp_dl")
 
 

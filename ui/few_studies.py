@@ -14,6 +14,7 @@ from ui import compute, jobs, persist
 from ui.declared import draw, find
 from ui.downloads import show_figure, table_download
 from ui.safe import esc, md
+from ui.tables import dataframe
 
 SMALL_K = 5
 
@@ -60,7 +61,7 @@ def one_stage_section(df, options, res, directions: dict, xlabel: str) -> None:
         return
     table = onestage.compare(res, one)
     shown = table.assign(direction=table["direction"].map(directions))
-    st.dataframe(shown, width="stretch", hide_index=True)
+    dataframe(shown)
     table_download(table, "one_stage_vs_two_stage", key="os_dl")
     titles = {d: directions[d] for d in options.directions if d in one.fits and d in res.pooled}
     if titles:
@@ -76,7 +77,7 @@ def one_stage_section(df, options, res, directions: dict, xlabel: str) -> None:
         st.markdown("**Interactions with the within effect, split (deft; Fisher et al. 2017).** The within-study "
                     "part is free of ecological bias; it is what the two-stage pooling of the study models' "
                     "interactions estimates (its 'Pooled term' rows are within-study).")
-        st.dataframe(inter.assign(direction=inter["direction"].map(directions)), width="stretch", hide_index=True)
+        dataframe(inter.assign(direction=inter["direction"].map(directions)))
 
 
 def small_k_section(pooled: dict, options, directions: dict) -> None:
@@ -88,7 +89,7 @@ def small_k_section(pooled: dict, options, directions: dict) -> None:
             continue
         b = compute.bayes_pool(np.asarray(m.yi), np.asarray(m.vi), opts.prior_scale, m.level)
         st.markdown(md("**{d}.** {s}", d=directions[d], s=b.summary()))
-        st.dataframe(b.to_frame(), width="stretch", hide_index=True)
+        dataframe(b.to_frame())
     st.markdown("**How trustworthy is this interval?** The simulation below draws meta-analyses with your "
                 "design — your k, your studies' SEs and the estimated τ — whose true mean effect is known, and "
                 "counts how often each 95% interval contains it (seeded; METHODS §6d).")
@@ -111,7 +112,7 @@ def small_k_section(pooled: dict, options, directions: dict) -> None:
         t = cov.to_frame()
         t["coverage"] = [fmt.percent(x, 1) for x in t["coverage"]]
         t["pi_coverage"] = [fmt.percent(x, 1) for x in t["pi_coverage"]]
-        st.dataframe(t.drop(columns=["interval"]), width="stretch", hide_index=True)
+        dataframe(t.drop(columns=["interval"]))
         chosen = meta_test_label(options.test)
         st.caption(esc(f"The pooled table above uses: {chosen}.", limit=None))
 

@@ -13,7 +13,7 @@ and returns its result once it has finished::
         st.error(esc(e, limit=None))
     else:
         if pw is not None:
-            st.dataframe(pw.table)
+            dataframe(pw.table)
 
 The function takes ``progress`` and ``cancelled`` keyword arguments and calls
 :func:`analysis.progress.checkpoint` between units of work (see that module). Finished results are kept,

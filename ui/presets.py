@@ -13,7 +13,7 @@ from analysis import presets
 from ui import options as uopt
 from ui import state, tabs
 from ui.safe import md
-from ui.tables import styled
+from ui.tables import dataframe
 
 APPLIED = "preset_applied"
 
@@ -103,7 +103,7 @@ def preset_control(container=None) -> None:
         if changed:
             st.caption(md("Changed by you since: {c}.", c=", ".join(changed)))
     with st.expander(md("Preset: {t} — what was set and why", t=p.title), expanded=True):
-        st.dataframe(styled(p.checklist_frame()), width="stretch", hide_index=True)
+        dataframe(p.checklist_frame())
         if p.expected:
             st.caption(md("What the paper found (and the demo plants): {e}", e=p.expected))
         if changed:

@@ -72,14 +72,30 @@ _streamlit_use_display_values = _styler_utils._use_display_values
 _styler_utils._use_display_values = _display_frame
 
 
+def headers(df: pd.DataFrame) -> dict:
+    """``column_config`` that shows each raw result column under the reader's name
+    (:func:`analysis.formatting.column_name`: "CI low", not "ci_low"). Only the heading changes: the data, the
+    CSV and the tests keep the raw names."""
+    if df.columns.has_duplicates:
+        return {}
+    return {c: st.column_config.Column(fmt.column_name(c)) for c in df.columns if fmt.column_name(c) != str(c)}
+
+
+def dataframe(df: pd.DataFrame, **kw) -> None:
+    """``st.dataframe`` of a result frame: cells by the one formatting rule (:func:`styled`), headings by the
+    reader's names (:func:`headers`; a page's own ``column_config`` wins), full width, no index."""
+    kw.setdefault("width", "stretch")
+    kw.setdefault("hide_index", True)
+    kw["column_config"] = headers(df) | dict(kw.get("column_config") or {})
+    st.dataframe(styled(df), **kw)
+
+
 def show_table(df: pd.DataFrame, name: str, key: str | None = None, title: str | None = None, note: str = "",
                manuscript: bool = True, csv: pd.DataFrame | None = None, **kw) -> None:
     """Show ``df`` formatted; ``key`` is the CSV button's key. Underneath, its downloads: CSV (raw numbers) and, for tables that go into
     manuscripts (``manuscript``), Word (APA table) and LaTeX with the same text as on screen. ``csv``: a
     fuller frame for the CSV (e.g. every column of the result), else ``df``."""
-    kw.setdefault("width", "stretch")
-    kw.setdefault("hide_index", True)
-    st.dataframe(styled(df), **kw)
+    dataframe(df, **kw)
     csv_key = key or f"dl_csv_{_slug(name)}"  # (the CSV button keeps the key it had before Word and LaTeX)
     if not manuscript:
         table_download(df if csv is None else csv, name, key=csv_key)
