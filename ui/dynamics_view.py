@@ -8,10 +8,12 @@ import pandas as pd
 import streamlit as st
 
 from analysis import estimator_check, pipeline, plots_dynamics
+from analysis.estimator_check import EstimatorCheckOptions as CheckOptions
 from analysis.lagged import LagOptions
 from analysis.lagged.options import M_DYNAMIC
 from ui import compute, declared, jobs
 from ui.choices import data_select
+from ui.declared import draw, find, option_value
 from ui.downloads import show_figure, table_download
 from ui.options import LINKS
 from ui.safe import esc
@@ -67,21 +69,25 @@ def check_section(df: pd.DataFrame, options: LagOptions, page: str) -> None:
     st.subheader("Estimator check on your design")
     st.caption(
         "Simulates data sets like the chosen study (same patients, sessions and missing values) from its fitted "
-        "RI-CLPM, whose cross-lags are the truth, and refits the person-mean and detrended mixed models, the "
-        "RI-CLPM and the DPM to each: how far off is each estimator, and how often does its 95% CI cover the "
+        "RI-CLPM, whose cross-lags are the truth, and refits each chosen estimator (the person-mean and detrended "
+        "mixed models, the RI-CLPM, the DPM) to each: how far off is each estimator, and how often does its 95% CI cover the "
         f"truth? (METHODS [§15.4]({_METHODS}))"
     )
     studies = sorted(df["study"].astype(str).unique())
     c1, c2, c3 = st.columns([2, 1, 1])
     study = data_select("Study", studies, f"{page}_chk_study", c1)
-    n_sim = int(c2.number_input("Simulated data sets", 20, 1000, 100, step=20, key=f"{page}_chk_nsim"))
-    seed = int(c3.number_input("Seed", 0, 10**6, 1, key=f"{page}_chk_seed"))
+    values = {name: draw(find(CheckOptions, name), f"{page}_chk_{key}", col, **kw) for name, key, col, kw in (
+        ("n_sim", "nsim", c2, {"step": 20}), ("seed", "seed", c3, {}), ("estimators", "estimators", st, {}))}
+    if not values["estimators"]:
+        st.error("Choose at least one estimator to refit.")
+        return
     sub = df[df["study"].astype(str) == study]
     if options.sessions is not None:
         sub = sub[(sub["session"] >= options.sessions[0]) & (sub["session"] <= options.sessions[1])]
     clicked = st.button("Run the estimator check", key=f"{page}_chk_run")
     try:
-        chk = jobs.run(estimator_check.estimator_check, _df=sub, n_sim=n_sim, seed=seed,
+        opts = CheckOptions(**{k: option_value(find(CheckOptions, k), v) for k, v in values.items()})
+        chk = jobs.run(estimator_check.run, _df=sub, options=opts,
                        key=(compute.data_key(df), study, options.sessions), start=clicked,
                        widget=f"{page}_chk", label="Simulating and refitting…")
     except ValueError as e:
