@@ -370,19 +370,30 @@ def test_every_method_option_round_trips_widget_options_run_script():
 
 def test_teaching_options_round_trip_url_options_simulation():
     """The Teaching page's scenario (analysis.teaching.TeachingParams): every declared value the page's slider
-    range allows goes options → URL text (ui.persist.TEACHING, made from the declarations) → clean() → options,
-    and the options drive the simulation."""
+    range allows goes options → URL text (ui.persist.TEACHING, made from the declarations) → clean() → options
+    → the page's entry ``teaching.run`` (called on a small sample: each setting reaches the simulated data, the
+    truth or the models) → script arguments."""
+    import numpy as np
+
     from analysis import teaching as tg
     from ui import persist
 
     spec = persist.TEACHING
     assert {o.url for o in declared(tg.TeachingParams) if o.url} == set(spec) - {"missing", "present"}
+    base = tg.TeachingParams(n_patients=20, n_sessions=4, missing=0.0, control_prior=False)
+    ref = tg.run(base)
     n = 0
     for o in declared(tg.TeachingParams):
         assert o.label and o.help and o.methods, o.name
         lo, hi = persist.TEACH_SLIDERS.get(o.name, (o.lo, o.hi))
         for v in ([lo, o.default, hi] if o.kind in ("int", "float") else _values(o)):
             opts = tg.TeachingParams(**{o.name: v})
+            sample = tg.run(small := base.replace(**{o.name: v}))
+            assert sample.params == small and sample.estimates.truth.within_direct == small.within_effect
+            assert np.isfinite(sample.estimates.prior_within) == small.control_prior
+            assert sample.estimates.truth.between == (0.0 if small.control_prior else small.between_corr)
+            if o.name != "control_prior" and v != getattr(base, o.name):  # a setting of the simulation
+                assert not sample.data.equals(ref.data), (o.name, v)
             if o.url:
                 text = spec[o.url].encode(getattr(opts, o.name))
                 assert spec[o.url].decode(text) == getattr(opts, o.name), (o.url, text)

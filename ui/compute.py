@@ -403,11 +403,10 @@ TEACHING_REPLICATIONS = 20
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
 def teaching_sample(params):
-    """One simulated teaching sample, its three estimates and the scatter summary (analysis.teaching)."""
+    """One simulated teaching sample, its three estimates and the scatter summary (analysis.teaching.run)."""
     from analysis import teaching
 
-    data = teaching.simulate(params).data
-    return data, teaching.fit_estimates(data, params), teaching.scatter_summary(data)
+    return teaching.run(params)
 
 
 # ----------------------------------------------------------------------------
