@@ -80,8 +80,9 @@ if t_coef.open:
             table["status"] = table["status"].map({"ok": "ok", "warning": "ok (see notes)", "failed": "failed"})
             show_table(table, f"per_study_{direction}", key=f"lag_dl_{direction}", csv=d,
                        title=f"Per-study lagged coefficients: {DIRECTIONS[direction]}")
-            if note := nickell.attenuation_note([f for (_s, dn), f in res.fits.items() if dn == direction]):
-                st.warning(md("{n}", n=note))
+            fits = [f for (_s, dn), f in res.fits.items() if dn == direction]
+            if note := nickell.attenuation_note(fits):  # tiered: below half the true effect is a warning
+                (st.warning if nickell.attenuation_severe(fits) else st.info)(md("{n}", n=note))
 
             diag = []
             for (study, dirn), fit in res.fits.items():
