@@ -13,7 +13,7 @@ from analysis.lagged import LagOptions
 from analysis.lagged.options import M_DYNAMIC
 from ui import compute, declared, jobs
 from ui.choices import data_select
-from ui.declared import draw, find, option_value
+from ui.declared import draw, find
 from ui.downloads import show_figure, table_download
 from ui.options import LINKS
 from ui.safe import esc
@@ -76,9 +76,10 @@ def check_section(df: pd.DataFrame, options: LagOptions, page: str) -> None:
     studies = sorted(df["study"].astype(str).unique())
     c1, c2, c3 = st.columns([2, 1, 1])
     study = data_select("Study", studies, f"{page}_chk_study", c1)
-    values = {name: draw(find(CheckOptions, name), f"{page}_chk_{key}", col, **kw) for name, key, col, kw in (
-        ("n_sim", "nsim", c2, {"step": 20}), ("seed", "seed", c3, {}), ("estimators", "estimators", st, {}))}
-    if not values["estimators"]:
+    n_sim = draw(find(CheckOptions, "n_sim"), f"{page}_chk_nsim", c2, step=20)
+    seed = draw(find(CheckOptions, "seed"), f"{page}_chk_seed", c3)
+    estimators = draw(find(CheckOptions, "estimators"), f"{page}_chk_estimators")
+    if not estimators:
         st.error("Choose at least one estimator to refit.")
         return
     sub = df[df["study"].astype(str) == study]
@@ -86,7 +87,7 @@ def check_section(df: pd.DataFrame, options: LagOptions, page: str) -> None:
         sub = sub[(sub["session"] >= options.sessions[0]) & (sub["session"] <= options.sessions[1])]
     clicked = st.button("Run the estimator check", key=f"{page}_chk_run")
     try:
-        opts = CheckOptions(**{k: option_value(find(CheckOptions, k), v) for k, v in values.items()})
+        opts = CheckOptions(n_sim=n_sim, seed=seed, estimators=tuple(estimators))
         chk = jobs.run(estimator_check.run, _df=sub, options=opts,
                        key=(compute.data_key(df), study, options.sessions), start=clicked,
                        widget=f"{page}_chk", label="Simulating and refitting…")
