@@ -63,9 +63,8 @@ if not pooled:
     st.stop()
 
 effect = res.per_study["effect"].iloc[0] if len(res.per_study) else "within-patient"
-xlabel = ("Within-patient lagged coefficient" if effect == "within-patient" else "Total lagged coefficient") + (
-    " (SD units)" if options.standardize else " (raw units)")
-fig = compute.pooled_forest(df, options, tuple(DIRECTIONS[d] for d in pooled), xlabel)
+titles, xlabel = compute.pooled_forest_inputs(res, options)
+fig = compute.pooled_forest(df, options, titles, xlabel)
 show_figure(fig, "forest_plot", key="pooled_forest")
 
 for d, m in pooled.items():

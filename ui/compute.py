@@ -205,11 +205,41 @@ def prefit(df: pd.DataFrame, key: str) -> None:
 
 def _prefit(data: str, df: pd.DataFrame, grid: bool = False) -> None:
     target = f"{pipeline.two_stage.__module__}.{pipeline.two_stage.__qualname__}"
-    for options in [LagOptions(), *(class_grid() if grid else ())]:
-        try:
-            _on_data(target, pipeline.two_stage, data, df, options)
-        except ValueError:  # the page shows why when it asks (not cached, so it is tried there again)
-            pass
+    _fits(target, data, df, LagOptions())
+    for options in class_grid() if grid else ():
+        if not _fits(target, data, df, options):
+            continue
+        # ... and what the Lagged and Pooled pages draw from it (a class's page runs then only lay them out)
+        res = two_stage(df, options)
+        names = _direction_labels()
+        pooled_tables(df, options, names)
+        pooled_forest(df, options, *pooled_forest_inputs(res, options))
+        for d in options.directions:
+            if any(dn == d for (_s, dn) in res.fits):
+                lagged_figure("coefficients", df, options, d)
+
+
+def _fits(target: str, data: str, df: pd.DataFrame, options: LagOptions) -> bool:
+    try:
+        _on_data(target, pipeline.two_stage, data, df, options)
+        return True
+    except ValueError:  # the page shows why when it asks (not cached, so it is tried there again)
+        return False
+
+
+def _direction_labels() -> dict:
+    from ui import declared
+
+    return declared.labels(LagOptions, "directions")
+
+
+def pooled_forest_inputs(res: pipeline.TwoStageResult, options: LagOptions) -> tuple[tuple, str]:
+    """The Pooled page forest's panel titles (the pooled directions) and x-axis label."""
+    names = _direction_labels()
+    effect = res.per_study["effect"].iloc[0] if len(res.per_study) else "within-patient"
+    xlabel = ("Within-patient lagged coefficient" if effect == "within-patient" else "Total lagged coefficient") + (
+        " (SD units)" if options.standardize else " (raw units)")
+    return tuple(names[d] for d in options.directions if d in res.pooled), xlabel
 
 
 def two_stage(df: pd.DataFrame, options: LagOptions) -> pipeline.TwoStageResult:
