@@ -112,11 +112,12 @@ class EstimatorCheck:
             return s + "."
         if abs(lim - tv) > 0.1 * abs(tv):
             x, y = _PARTS[direction]
+            k = F.decimals_for([lim, tv], 2, sig=2)
             return (s + f", and more patients would not fix it: with unlimited patients it would estimate "
-                    f"{F.num(lim, 3)} (truth {F.num(tv, 3)}), because it assumes a session's {x} is "
+                    f"{F.fixed(lim, k)} (truth {F.fixed(tv, k)}), because it assumes a session's {x} is "
                     f"uncorrelated with the same session's {y} innovation, and the fitted RI-CLPM's "
                     "within-session covariances say otherwise.")
-        return s + (f"; with unlimited patients it would estimate the truth ({F.num(lim, 3)}), so this is "
+        return s + (f"; with unlimited patients it would estimate the truth ({F.num(lim, 2, sig=2)}), so this is "
                     "small-sample bias or simulation noise.")
 
     def summary(self) -> str:

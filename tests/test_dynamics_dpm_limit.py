@@ -70,3 +70,15 @@ def test_estimator_check_reports_and_explains_the_dpm_large_sample_bias():
     s = chk.sentence()
     assert "The DPM overstates the symptoms → alliance effect" in s and "more patients would not fix it" in s, s
     assert "a session's symptom score is uncorrelated with the same session's alliance innovation" in s
+
+
+def test_estimator_check_sentence_calls_a_dpm_bias_without_large_sample_gap_small_sample():
+    from analysis.estimator_check import EstimatorCheck
+
+    table = pd.DataFrame([{"estimator": "dpm", "label": "DPM", "direction": "alliance_to_symptoms", "truth": -0.2,
+                           "mean_estimate": -0.14, "bias": 0.06, "relative_bias": -0.3, "coverage": 0.9,
+                           "mean_se": 0.1, "sd_estimate": 0.1, "n_sim": 20, "large_sample_value": -0.199}])
+    chk = EstimatorCheck(study="S", table=table, draws=pd.DataFrame(), truth={}, n_sim=20, seed=0)
+    s = chk.sentence()
+    assert "The DPM understates the alliance → symptoms effect by about 30%" in s
+    assert "small-sample bias or simulation noise" in s and "would not fix" not in s
