@@ -24,10 +24,11 @@ run: $(VENV)/.installed
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
 # A class on a lecture-hall network (README "Serving a class"): make serve ADDRESS=192.168.1.20 [PORT=8501].
-# Binds only the address given (never all interfaces by default); XSRF protection on; uploads up to 200 MB.
+# Binds only the address given (never all interfaces by default); XSRF protection on; uploads up to 200 MB;
+# class mode (ALLIANCE_CLASS=1): a loaded data set is fitted with every centering × lag × estimator in the background.
 serve: $(VENV)/.installed
 	@test -n "$(ADDRESS)" || { echo "make serve ADDRESS=<this computer's address on the class network> [PORT=8501]"; exit 2; }
-	$(BIN)/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) \
+	ALLIANCE_CLASS=1 $(BIN)/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) \
 		--server.enableXsrfProtection true --server.enableCORS true --server.maxUploadSize 200 --server.headless true
 
 test: $(VENV)/.dev-installed

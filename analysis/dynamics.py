@@ -7,6 +7,9 @@
   Moral-Benito, 2017) for one outcome; :func:`dpm_both` fits both directions.
 * :func:`fit_studies` — either estimator for every study of a data set; one
   failing study is reported and the others still run.
+* :func:`run` — the same with every choice declared once on
+  :class:`DynamicOptions` (model, directions, time-invariant lags, session
+  window, fit indices, standardized lags) → :class:`DynamicResult`.
 
 Both are estimated by full-information ML with missing waves (lavaan
 ``missing = "ml"``) by the engine in :mod:`analysis.sem`; waves are the
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -42,12 +46,17 @@ from scipy import stats
 
 from analysis import sem
 from analysis.data import require_canonical
+from analysis.lagged.options import DIRECTIONS, M_DYNAMIC, LagOptions
+from analysis.options import Constraint, Declared, declared, option
 
-__all__ = ["CROSS_LAGS", "ESTIMATORS", "SEMResult", "dpm", "dpm_both", "dpm_limit", "dpm_wide", "fit_studies", "riclpm",
-           "riclpm_model", "riclpm_wide", "stage1_fits", "study_fit"]
+__all__ = ["CROSS_LAGS", "ESTIMATORS", "DynamicOptions", "DynamicResult", "SEMResult", "dpm", "dpm_both", "dpm_limit",
+           "dpm_wide", "fit_studies", "riclpm", "riclpm_model", "riclpm_wide", "run", "stage1_fits", "study_fit"]
 
-CROSS_LAGS = ("alliance_to_symptoms", "symptoms_to_alliance")
+CROSS_LAGS = DIRECTIONS
 ESTIMATORS = ("RI-CLPM", "DPM")
+_LAG = {o.name: o for o in declared(LagOptions)}
+_OUTCOME = {"alliance_to_symptoms": "symptoms", "symptoms_to_alliance": "alliance"}
+_PARAM_COLS = ["parameter", "estimate", "se", "z", "pvalue", "ci_low", "ci_high"]
 MIN_PATIENTS = 50  # below: fitted with a warning
 MIN_FIT_PATIENTS = 10  # below: not fitted (the R script applies the same rule)
 _Z = stats.norm.ppf(0.975)
@@ -308,8 +317,7 @@ def _dpm_start_moments(model: sem.RamModel, mu, C, T):
 
 # ------------------------------------------------------------------ fitting
 def _blank(model_name, study, waves, n, msgs):
-    cols = ["parameter", "estimate", "se", "z", "pvalue", "ci_low", "ci_high"]
-    return SEMResult(model=model_name, study=study, params=pd.DataFrame(columns=cols), loglik=float("nan"),
+    return SEMResult(model=model_name, study=study, params=pd.DataFrame(columns=_PARAM_COLS), loglik=float("nan"),
                      n=n, waves=tuple(waves), n_patterns=0, fit=None, standardized={}, converged=False,
                      messages=tuple(msgs))
 
@@ -541,19 +549,116 @@ def fit_studies(df: pd.DataFrame, estimator: str = "RI-CLPM", *, sessions=None, 
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}.")
     d = require_canonical(df, columns=("alliance", "symptoms"), why="The SEM estimators need both series.")
+    return _fit_each(d, estimator, sessions=sessions, fit_indices=fit_indices)
+
+
+# ------------------------------------------------------------------ declared options and the one entry
+@dataclass(frozen=True)
+class DynamicOptions(Declared):
+    """The choices of the latent-centred models (METHODS §15), declared once (:mod:`analysis.options`).
+
+    ``directions`` and ``sessions`` are the Lagged options' declarations (not in links of their own): the
+    RI-CLPM fits both cross-lags in one model and reports the chosen ones; the DPM fits one model per
+    direction. ``sessions`` is the analysis window (first, last): the waves are the sessions in it.
+
+    >>> DynamicOptions(estimator="DPM", directions=("symptoms_to_alliance",)).directions
+    ('symptoms_to_alliance',)
+    >>> DynamicOptions(estimator="DPM", time_invariant=False)
+    Traceback (most recent call last):
+    ...
+    ValueError: Lagged effects free per session need the RI-CLPM (the DPM's are equal over sessions).
+    """
+
+    estimator: str = option(
+        "choice", "RI-CLPM", choices=ESTIMATORS, label="Model", widget="radio", methods=M_DYNAMIC,
+        labels={"RI-CLPM": "RI-CLPM (latent-centred SEM, FIML)", "DPM": "Dynamic panel model (ML-SEM, FIML)"},
+        help="The random-intercept cross-lagged panel model (both directions in one model) or the ML-SEM "
+             "dynamic panel model (one model per direction, the predictor predetermined).")
+    directions: tuple = _LAG["directions"].field(
+        url=None, methods=M_DYNAMIC,
+        help="Which cross-lags to report: alliance at session t → symptoms at t + 1, and symptoms at t → "
+             "alliance at t + 1 (the RI-CLPM estimates both in one model; the DPM fits one model per direction).")
+    time_invariant: bool = option(
+        "flag", True, label="Lagged effects equal over sessions", methods=M_DYNAMIC,
+        help="RI-CLPM: the autoregressions and cross-lags are one value for every pair of sessions (default). "
+             "Off: free per session, with the likelihood-ratio test of equality.")
+    sessions: tuple | None = _LAG["sessions"].field(url=None)
+    fit_indices: bool = option(
+        "flag", True, label="Fit indices (χ², CFI, TLI, RMSEA, SRMR)", methods=M_DYNAMIC,
+        help="Fits the saturated and baseline models for the χ²-based indices, as lavaan; off is faster.")
+    standardized: bool = option(
+        "flag", True, label="Standardized lagged effects", methods=M_DYNAMIC,
+        help="lavaan's std.all of each lagged effect, averaged over sessions, with a delta-method SE; off is "
+             "faster.")
+
+    CONSTRAINTS: ClassVar[tuple[Constraint, ...]] = (
+        Constraint(("time_invariant", "estimator"), lambda o: not o.time_invariant and o.estimator == "DPM",
+                   "Lagged effects free per session need the RI-CLPM (the DPM's are equal over sessions)."),)
+
+
+@dataclass(frozen=True)
+class DynamicResult:
+    """The fits of :func:`run`: ``fits`` maps each study to ``{direction: SEMResult}`` (with the RI-CLPM
+    the chosen directions share one result); a study that could not be fitted has results with
+    ``ok = False`` and its reason in their messages."""
+
+    options: DynamicOptions
+    fits: dict
+
+    def results(self) -> list[SEMResult]:
+        """Each distinct fit once, in study order."""
+        out: list[SEMResult] = []
+        for per in self.fits.values():
+            out += [r for r in per.values() if not any(r is o for o in out)]
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per study, direction and parameter of its model: ``study, direction, model`` and the
+        columns of :meth:`SEMResult.to_frame`."""
+        rows = [r.to_frame().assign(study=study, direction=d, model=r.model)
+                for study, per in self.fits.items() for d, r in per.items()]
+        cols = ["study", "direction", "model", *_PARAM_COLS]
+        return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
+
+    def summary(self) -> str:
+        return "\n\n".join(r.summary() for r in self.results())
+
+
+def _fit_each(d: pd.DataFrame, estimator: str, directions=CROSS_LAGS, **kw) -> dict:
+    """``{study: {direction: SEMResult}}`` by ``estimator``; ``kw``: the keywords of :func:`riclpm` /
+    :func:`dpm` (``time_invariant`` only for the RI-CLPM)."""
     out: dict[str, dict[str, SEMResult]] = {}
     for study, sub in d.groupby("study", sort=False):
         try:
             if estimator == "RI-CLPM":
-                r = riclpm(sub, sessions=sessions, fit_indices=fit_indices)
-                out[str(study)] = {k: r for k in CROSS_LAGS}
+                r = riclpm(sub, **kw)
+                out[str(study)] = {k: r for k in directions}
             else:
-                out[str(study)] = dpm_both(sub, sessions=sessions, fit_indices=fit_indices)
+                out[str(study)] = {k: dpm(sub, outcome=_OUTCOME[k], **kw) for k in directions}
         except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
             blank = _blank(estimator, str(study), (), int(sub["patient"].nunique()),
                            [f"could not be fitted: {exc}"])
-            out[str(study)] = {k: blank for k in CROSS_LAGS}
+            out[str(study)] = {k: blank for k in directions}
     return out
+
+
+def run(df: pd.DataFrame, options: DynamicOptions | None = None) -> DynamicResult:
+    """Every study of ``df`` by the latent-centred model of ``options`` (METHODS §15; one failing study is
+    reported and the others still run).
+
+    >>> from analysis.simulate import simulate_study
+    >>> res = run(simulate_study(60, range(1, 6), seed=4).data, DynamicOptions(fit_indices=False))
+    >>> res.fits["Study 1"]["alliance_to_symptoms"].model, res.results()[0].ok
+    ('RI-CLPM', True)
+    """
+    o = options or DynamicOptions()
+    d = require_canonical(df, columns=("alliance", "symptoms"), why="The SEM estimators need both series.")
+    if o.sessions is not None:
+        d = d[(d["session"] >= o.sessions[0]) & (d["session"] <= o.sessions[1])]
+    kw = {"fit_indices": o.fit_indices, "standardized": o.standardized}
+    if o.estimator == "RI-CLPM":
+        kw["time_invariant"] = o.time_invariant
+    return DynamicResult(options=o, fits=_fit_each(d, o.estimator, o.directions, **kw))
 
 
 # ------------------------------------------------------------------ stage 1 of the two-stage pipeline

@@ -40,12 +40,15 @@ import numpy as np
 
 from analysis.formatting import num
 
-__all__ = ["ATTENUATION_WARN", "NickellBias", "attenuation", "attenuation_messages", "expected_estimate",
+__all__ = ["ATTENUATION_SEVERE", "ATTENUATION_WARN", "attenuation_severe", "NickellBias", "attenuation", "attenuation_messages", "expected_estimate",
            "nickell_bias", "nickell_formula"]
 
 #: a between effect or cross-level interaction is flagged when the person-mean reliability is below this
 #: (the estimate is then likely attenuated by more than 20%).
 ATTENUATION_WARN = 0.8
+#: ... and shown as a warning, not a note, when some study's reliability is below this (the estimate is then
+#: less than half the true effect)
+ATTENUATION_SEVERE = 0.5
 
 
 def nickell_formula(rho: float, T: float) -> float:
@@ -248,6 +251,13 @@ def attenuation_messages(xvar: str, rel: float, icc: float, n: float, terms) -> 
             f"patient): {' and '.join(which)} are likely attenuated to about {num(100 * rel, 0)}% of their "
             "true size (factor = the reliability; a between effect is also pulled toward the within effect, "
             "b̂_B ≈ λ·β_B + (1 − λ)·β_W; METHODS §5)."]
+
+
+def attenuation_severe(fits) -> bool:
+    """True when some study's between effects or cross-level interactions are likely attenuated to less than
+    half (person-mean reliability below :data:`ATTENUATION_SEVERE`): the page then warns rather than notes."""
+    rel = [f.reliability_person_mean for f in fits if f.status != "failed" and ({"between", "interaction"} & set(f.terms))]
+    return any(np.isfinite(r) and r < ATTENUATION_SEVERE for r in rel)
 
 
 def attenuation_note(fits) -> str | None:

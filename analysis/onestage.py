@@ -63,13 +63,50 @@ from analysis.lagged import (
     model_rows,
     prepare_studies,
 )
+from analysis.options import Declared, option
 
-__all__ = ["DF_METHOD", "OneStageDirection", "OneStageResult", "fit_direction", "one_stage"]
+__all__ = ["DF_METHOD", "OneStageDirection", "OneStageOptions", "OneStageResult", "fit_direction", "one_stage", "run"]
 
 DF_METHOD = "Satterthwaite"
+M6B = "6b-one-stage-ipd-meta-analysis-beside-the-two-stage"
 _INTERACTION_MODERATOR = {"interaction": "between", "interaction_outcome": "prior_between"}
 _NOT_NUISANCE = {"intercept", "within", "interaction", "interaction_outcome"}
 _INTERACTION_COLS = ["term", "moderator", "part", "estimate", "se", "df", "ci_low", "ci_high", "pvalue", "note"]
+
+
+@dataclass(frozen=True)
+class OneStageOptions(Declared):
+    """The one-stage model's own choices (METHODS §6b), declared once (:mod:`analysis.options`); the model
+    rows (centering, pairing, window, standardization, directions) are the Lagged options'.
+
+    >>> OneStageOptions(level=0.9).level
+    0.9
+    >>> OneStageOptions(level=95)
+    Traceback (most recent call last):
+    ...
+    ValueError: level must be a number from 0.5 to 0.99; got 95.
+    """
+
+    level: float = option(
+        "float", 0.95, lo=0.5, hi=0.99, label="Confidence level", methods=M6B,
+        help="Of the CI of the within effect, the profile CI of τ and the prediction interval.")
+    profile: bool = option(
+        "flag", True, label="Profile-likelihood CI of τ", methods=M6B,
+        help="As lme4's confint(method = \"profile\"), on the ML refit; off: τ without a CI (faster).")
+
+
+def run(df: pd.DataFrame | StudyData, options: OneStageOptions | None = None,
+        lag_options: LagOptions | None = None) -> OneStageResult:
+    """:func:`one_stage` with its declared options; the model rows (window, centering, directions, …) come from
+    ``lag_options`` (the Lagged options).
+
+    >>> from analysis.simulate import simulate_collection
+    >>> res = run(simulate_collection(k=3, n_patients=20, seed=3).data, OneStageOptions(profile=False))
+    >>> sorted(res.fits), res.fits["alliance_to_symptoms"].k
+    (['alliance_to_symptoms', 'symptoms_to_alliance'], 3)
+    """
+    o = options or OneStageOptions()
+    return one_stage(df, lag_options, level=o.level, profile=o.profile)
 
 
 @dataclass(frozen=True, eq=False)
@@ -346,6 +383,7 @@ def one_stage(df: pd.DataFrame | StudyData, options: LagOptions | None = None, *
     cannot be fitted is reported in ``messages``; the others still run.
     """
     options = options or LagOptions()
+    OneStageOptions(level=level, profile=profile)  # the declared checks
     data = df if isinstance(df, StudyData) else prepare_studies(df, options)
     fits, msgs = {}, []
     # one BLAS thread: the fit is many small products (p ≈ 90), for which OpenBLAS threads cost

@@ -60,6 +60,7 @@ __all__ = [
     "Estimates",
     "ScatterSummary",
     "TeachingParams",
+    "TeachingSample",
     "TrueValues",
     "between_sentence",
     "estimates_sentence",
@@ -74,6 +75,7 @@ __all__ = [
     "Replication",
     "replicate",
     "person_means",
+    "run",
     "scatter_sentence",
     "scatter_summary",
     "simulate",
@@ -507,6 +509,37 @@ def scatter_summary(data: pd.DataFrame) -> ScatterSummary:
     wp = within_pairs(data)
     return ScatterSummary(pm, wp, ols_slope(pm["mean_alliance"], pm["mean_symptoms"]),
                           ols_slope(wp["alliance_dev"], wp["symptoms_next_dev"]))
+
+
+@dataclass(frozen=True)
+class TeachingSample:
+    """One teaching sample (:func:`run`): the simulated ``data``, the three models' ``estimates`` and the
+    ``scatter`` summary, for the settings ``params``."""
+
+    params: TeachingParams
+    data: pd.DataFrame
+    estimates: Estimates
+    scatter: ScatterSummary
+
+    def to_frame(self) -> pd.DataFrame:
+        """The estimates table (:meth:`Estimates.to_frame`)."""
+        return self.estimates.to_frame()
+
+    def summary(self) -> str:
+        return estimates_sentence(self.estimates)
+
+
+def run(options: TeachingParams | None = None) -> TeachingSample:
+    """The Teaching page's sample for the declared settings: :func:`simulate`, :func:`fit_estimates` and
+    :func:`scatter_summary` (no user data: the settings are the whole input).
+
+    >>> s = run(TeachingParams(n_patients=40, n_sessions=5, seed=2))
+    >>> s.data["patient"].nunique(), s.estimates.truth.within_direct
+    (40, -0.2)
+    """
+    p = options or TeachingParams()
+    data = simulate(p).data
+    return TeachingSample(params=p, data=data, estimates=fit_estimates(data, p), scatter=scatter_summary(data))
 
 
 # --------------------------------------------------------------------------- Nickell bias

@@ -80,8 +80,9 @@ if t_coef.open:
             table["status"] = table["status"].map({"ok": "ok", "warning": "ok (see notes)", "failed": "failed"})
             show_table(table, f"per_study_{direction}", key=f"lag_dl_{direction}", csv=d,
                        title=f"Per-study lagged coefficients: {DIRECTIONS[direction]}")
-            if note := nickell.attenuation_note([f for (_s, dn), f in res.fits.items() if dn == direction]):
-                st.warning(md("{n}", n=note))
+            fits = [f for (_s, dn), f in res.fits.items() if dn == direction]
+            if note := nickell.attenuation_note(fits):  # tiered: below half the true effect is a warning
+                (st.warning if nickell.attenuation_severe(fits) else st.info)(md("{n}", n=note))
 
             diag = []
             for (study, dirn), fit in res.fits.items():
@@ -113,11 +114,13 @@ if t_coef.open:
         if few_studies.one_stage_switch():
             few_studies.one_stage_section(df, options, res, DIRECTIONS, "Within-patient lagged coefficient")
 
-        with st.expander("All coefficients of every study model"):
-            show_table(ps, "all_coefficients", key="lag_all_dl", manuscript=False)
-
-        with st.expander("How many pairs each pairing mode yields"):
-            dataframe(compute.pairing_counts(df, options))
+        # lazy expanders: computed and sent only while open (a collapsed table cost every run ~15% of the page)
+        if (exp := st.expander("All coefficients of every study model", key="lag_all_exp", on_change="rerun")).open:
+            with exp:
+                show_table(ps, "all_coefficients", key="lag_all_dl", manuscript=False)
+        if (exp := st.expander("How many pairs each pairing mode yields", key="lag_pairs_exp", on_change="rerun")).open:
+            with exp:
+                dataframe(compute.pairing_counts(df, options))
 
 if t_latent.open:
     with t_latent:

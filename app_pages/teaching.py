@@ -130,7 +130,8 @@ params = tg.TeachingParams(
 )
 with body:
     with st.spinner("Simulating and fitting…"):
-        data, est, scatter = compute.teaching_sample(params)
+        sample = compute.teaching_sample(params)
+        data, est, scatter = sample.data, sample.estimates, sample.scatter
 
     st.caption(
         f"This simulation: {est.n_patients} patients with a usable pair, {est.n_pairs:,} session pairs "

@@ -28,11 +28,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def app_server(timeout: float = 120.0, log: Path | None = None, script: str | Path = "app.py"):
+def app_server(timeout: float = 120.0, log: Path | None = None, script: str | Path = "app.py",
+               env: dict | None = None):
     """Yield ``(url, pid)`` of a freshly started app (``script``, default the dashboard); kill exactly that
-    process afterwards."""
+    process afterwards. ``env``: extra environment variables (e.g. ``ALLIANCE_CLASS=1``, as ``make serve``)."""
     port = free_port()
-    env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", **(env or {}))
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",

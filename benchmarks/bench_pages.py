@@ -148,9 +148,15 @@ def move_slider(page, label: str, flip: bool) -> None:
 
 
 def apply_preset(page, n: int) -> None:
-    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Paper").first
-    box.click()
+    box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(has_text="Paper").first
     options = page.locator('[role="option"]')
+    for _ in range(3):  # (a click that lands while the page reruns opens nothing: try again)
+        box.click()
+        try:
+            options.first.wait_for(timeout=3000)
+            break
+        except Exception:
+            page.keyboard.press("Escape")
     options.nth(n % max(1, options.count())).click()
     page.wait_for_timeout(300)
     page.get_by_role("button", name="Load demo and set the paper's options").click()
@@ -190,6 +196,7 @@ def one_session(page, url: str, pid: int, p: Page, r: int, steps: dict, timeout_
                 timed(steps["slider"], pid, lambda f=flip: move_slider(page, p.slider, f), page,
                       page.evaluate(SIG), timeout_ms)
         if p.preset:
+            wait_done(page, None, timeout_ms, need_charts=False)  # (untimed: the option change's rerun has ended)
             timed(steps["preset"], pid, lambda: apply_preset(page, r + 1), page, page.evaluate(SIG), timeout_ms)
     except Exception as e:  # an interaction that fails is reported, the page's other numbers stand
         for k in ("option", "slider", "preset"):

@@ -133,3 +133,32 @@ def test_estimator_comparison_and_check_on_the_demo_data():
     table = next(d.value for d in at.dataframe if "coverage" in d.value.columns)
     assert len(table) == 8 and (table["n_sim"].astype(int) == 20).all()
     assert table["coverage"].astype(float).between(0, 1).all()
+
+
+def test_estimator_check_widgets_come_from_the_declarations():
+    """The check's widgets are EstimatorCheckOptions' declarations (label, interval, default, help with the METHODS
+    link); the estimators chosen are the ones refitted, and none chosen is a plain error."""
+    from analysis.estimator_check import EstimatorCheckOptions
+    from ui.declared import find
+
+    df = _data(k=2, n=60)
+    at = _app(df, "app_pages/pooled.py")
+    at.segmented_control(key="pooled_section").set_value("Estimator check").run()
+    n_sim, seed = at.number_input(key="pooled_chk_nsim"), at.number_input(key="pooled_chk_seed")
+    ests = at.multiselect(key="pooled_chk_estimators")
+    decl = {o: find(EstimatorCheckOptions, o) for o in ("n_sim", "seed", "estimators")}
+    assert (n_sim.label, n_sim.value, n_sim.min, n_sim.max, n_sim.step) == ("Simulated data sets", 100, 20, 1000, 20)
+    assert (seed.label, seed.value, seed.min, seed.max) == ("Seed", 1, 0, 10**6)
+    assert ests.label == decl["estimators"].label and tuple(ests.value) == EstimatorCheckOptions().estimators
+    assert n_sim.help.startswith(decl["n_sim"].help) and "[Methods §15]" in n_sim.help
+    ests.set_value([]).run()
+    assert [e.value for e in at.error] == ["Choose at least one estimator to refit."]
+    at.multiselect(key="pooled_chk_estimators").set_value(["riclpm", "person_mean"]).run()
+    at.number_input(key="pooled_chk_nsim").set_value(20).run()
+    at.button(key="pooled_chk_run").click().run()
+    assert jobs.wait(at.session_state["_job_pooled_chk"], 280).state == "done"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(d.value for d in at.dataframe if "coverage" in d.value.columns)
+    assert list(dict.fromkeys(table["estimator"])) == ["person_mean", "riclpm"]
+    assert (table["n_sim"].astype(int) == 20).all()

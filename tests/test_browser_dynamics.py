@@ -55,7 +55,7 @@ def test_estimator_check_runs_from_the_pooled_page():
         study_box = page.locator('[data-testid="stSelectbox"]').filter(has_text=re.compile(r"^\s*Study\s*$")).first
         choose(page, study_box, "Study 04")
         wait_idle(page, 120_000)
-        n_sim = page.get_by_label("Simulated data sets")
+        n_sim = page.get_by_role("spinbutton", name="Simulated data sets")  # (not its help button)
         n_sim.fill("20")
         n_sim.press("Enter")
         wait_idle(page, 120_000)

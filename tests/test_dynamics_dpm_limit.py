@@ -53,7 +53,7 @@ def test_dpm_estimate_on_a_large_sample_is_its_large_sample_value_not_the_cross_
 
 
 def test_estimator_check_reports_and_explains_the_dpm_large_sample_bias():
-    from analysis.estimator_check import estimator_check
+    from analysis.estimator_check import EstimatorCheck, estimator_check
 
     mu, sigma = _moments(0.4)
     Y = np.random.default_rng(7).multivariate_normal(mu, sigma, size=300)
@@ -67,9 +67,15 @@ def test_estimator_check_reports_and_explains_the_dpm_large_sample_bias():
         lim = t.loc[("dpm", direction), "large_sample_value"]
         assert lim == chk.limits[direction]
         assert abs(lim / chk.truth[direction] - 1) > 0.3
-    s = chk.sentence()
-    assert "The DPM overstates the symptoms → alliance effect" in s and "more patients would not fix it" in s, s
+    s = chk.sentence()  # no mixed model refitted: the sentence names the DPM, then says why
+    assert "the DPM overstates the symptoms → alliance effect" in s, s
+    assert "The DPM's bias is not a small-sample bias, and more patients would not fix it" in s
     assert "a session's symptom score is uncorrelated with the same session's alliance innovation" in s
+    with_lmm = EstimatorCheck(**{**chk.__dict__, "table": pd.concat([chk.table, chk.table.assign(
+        estimator="person_mean", label="Person-mean LMM", relative_bias=0.5)])})
+    s = with_lmm.sentence()  # a mixed model leads: the DPM gets its own sentence
+    assert "person-mean model overstates" in s and "The DPM overstates the symptoms → alliance effect by about" in s
+    assert "and more patients would not fix it" in s
 
 
 def test_estimator_check_sentence_calls_a_dpm_bias_without_large_sample_gap_small_sample():
@@ -80,5 +86,10 @@ def test_estimator_check_sentence_calls_a_dpm_bias_without_large_sample_gap_smal
                            "mean_se": 0.1, "sd_estimate": 0.1, "n_sim": 20, "large_sample_value": -0.199}])
     chk = EstimatorCheck(study="S", table=table, draws=pd.DataFrame(), truth={}, n_sim=20, seed=0)
     s = chk.sentence()
-    assert "The DPM understates the alliance → symptoms effect by about 30%" in s
-    assert "small-sample bias or simulation noise" in s and "would not fix" not in s
+    assert "the DPM understates the alliance → symptoms effect by about 30%" in s, s
+    assert "The DPM's bias is small-sample bias or simulation noise" in s and "would not fix" not in s
+    lmm = table.assign(estimator="detrended", label="Detrended LMM", relative_bias=-0.5)
+    s = EstimatorCheck(study="S", table=pd.concat([table, lmm]), draws=pd.DataFrame(), truth={}, n_sim=20,
+                       seed=0).sentence()
+    assert "The DPM understates the alliance → symptoms effect by about 30%; with unlimited patients it would " \
+           "estimate the truth (−0.20), so this is small-sample bias or simulation noise." in s, s

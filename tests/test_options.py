@@ -270,36 +270,89 @@ def test_every_page_option_round_trips_url_options_entry():
 
 def _entry_classes():
     """Options classes whose method has a ``run(df, options)`` entry, and no URL parameters of their own."""
-    from analysis import decomposition, screening
+    from analysis import decomposition, dynamics, estimator_check, onestage, screening
     from analysis.convergence import congruence
 
     return {decomposition.DecompositionOptions: decomposition.run, screening.Thresholds: screening.run,
-            congruence.CongruenceOptions: congruence.run}
+            congruence.CongruenceOptions: congruence.run, dynamics.DynamicOptions: dynamics.run,
+            estimator_check.EstimatorCheckOptions: estimator_check.run, onestage.OneStageOptions: onestage.run}
+
+
+#: the values the other options keep while one is tried (the estimator check: its cheapest estimator, fewest data sets)
+ENTRY_BASE = {"EstimatorCheckOptions": {"estimators": ("person_mean",), "n_sim": 20}}
+
+
+def _entry_values(o: Option) -> list:
+    if o.kind == "choices" and len(o.choices) > 3:  # each choice alone, and all of them
+        return [(c,) for c in o.choices] + [tuple(o.choices)]
+    return ([o.lo, o.lo + 2] if o.kind == "int" else [None, (2, 6)] if o.kind == "range"
+            else [o.default, o.hi if o.hi is not None else o.lo + 3] if o.kind == "float" else _values(o))
+
+
+def _dynamic_result_follows(res, o) -> None:
+    """Each declared option of ``analysis.dynamics.DynamicOptions`` reached the fits."""
+    import numpy as np
+
+    for per in res.fits.values():
+        assert tuple(per) == o.directions
+        for d, r in per.items():
+            assert r.ok, r.messages
+            dpm = f"DPM ({'symptoms' if d == 'alliance_to_symptoms' else 'alliance'})"
+            ri = "RI-CLPM" if o.time_invariant else "RI-CLPM (time-varying lags)"
+            assert r.model == (ri if o.estimator == "RI-CLPM" else dpm), (r.model, o)
+            assert (r.fit is not None) == o.fit_indices and bool(r.standardized) == o.standardized
+            assert (r.lr_test is not None) == (not o.time_invariant)
+            assert r.waves == (tuple(range(2, 7)) if o.sessions else tuple(range(1, 8)))
+    frame = res.to_frame()
+    assert set(frame["direction"]) == set(o.directions) and np.isfinite(frame["estimate"]).all()
+
+
+def _entry_result_follows(res, opts) -> None:
+    """The options reached the result (real values: a dropped or ignored option fails here)."""
+    import numpy as np
+
+    name = type(opts).__name__
+    if name == "DecompositionOptions":
+        assert (res.direction, res.lag, res.standardize, res.sessions) == (
+            opts.direction, opts.lag, opts.standardize, opts.sessions)
+    elif name == "EstimatorCheckOptions":
+        assert (res.n_sim, res.seed) == (opts.n_sim, opts.seed)
+        assert tuple(dict.fromkeys(res.table["estimator"])) == opts.estimators
+        assert (res.table["n_sim"] > 0).all()
+    elif name == "OneStageOptions":
+        for f in res.fits.values():
+            assert f.level == opts.level and bool(np.isfinite(f.tau_ci_high)) == opts.profile
+            crit = (f.ci_high - f.estimate) / f.se
+            assert crit == pytest.approx(__import__("scipy").stats.t.ppf(0.5 + opts.level / 2, f.df))
+    elif name == "DynamicOptions":
+        _dynamic_result_follows(res, opts)
 
 
 def test_every_method_option_round_trips_widget_options_run_script():
-    """Methods without URL parameters of their own (their window and lag travel with the Lagged options): every
-    declared value goes widget value → options → the method's ``run`` entry (called) → script arguments."""
+    """Methods without URL parameters of their own (their window and lag travel with the Lagged options, the
+    latent-centred models' and the estimator check's are not in links): every declared value goes widget value →
+    options → the method's ``run`` entry (called, and the result checked for it) → script arguments."""
     import re
     from pathlib import Path
 
     from analysis.simulate import simulate_study
 
     methods = (Path(__file__).resolve().parents[1] / "docs" / "METHODS.md").read_text(encoding="utf-8")
-    sections = set(re.findall(r"^## ([0-9]+[a-z]?)\. ", methods, flags=re.M))
+    sections = set(re.findall(r"^##+ ([0-9]+[a-z]?)\. ", methods, flags=re.M))
     from analysis.simulate import simulate_dyads
     from ui import persist
 
-    data = {"CongruenceOptions": simulate_dyads(24, seed=2).data}
+    sem = simulate_study(60, range(1, 8), seed=4).data
+    data = {"CongruenceOptions": simulate_dyads(24, seed=2).data, "DynamicOptions": sem,
+            "EstimatorCheckOptions": simulate_study(40, range(1, 6), seed=4).data,
+            "OneStageOptions": simulate_collection(k=2, n_patients=12, seed=3).data}
     df = simulate_study(12, range(1, 8), seed=4).data
-    n = 0
+    n = {}
     for cls, run in _entry_classes().items():
         for o in declared(cls):
             assert o.label and o.help and o.methods.split("-", 1)[0] in sections, (cls.__name__, o.name)
-            values = ([o.lo, o.lo + 2] if o.kind == "int" else [None, (2, 6)] if o.kind == "range"
-                      else [o.default, o.hi if o.hi is not None else o.lo + 3] if o.kind == "float" else _values(o))
-            for v in values:
-                opts = cls(**{o.name: v})
+            for v in _entry_values(o):
+                opts = cls(**{**ENTRY_BASE.get(cls.__name__, {}), o.name: v})
                 widget = udecl.widget_value(o, getattr(opts, o.name), (1, 7))
                 back = cls(**{**opts.to_dict(), o.name: udecl.option_value(o, widget, (1, 7))})
                 assert back == opts, (o.name, v)
@@ -308,26 +361,39 @@ def test_every_method_option_round_trips_widget_options_run_script():
                     assert p.decode(p.encode(getattr(opts, o.name))) == getattr(opts, o.name), (o.name, v)
                     assert clean(cls, {o.url: p.encode(getattr(opts, o.name))}, text=True) == ({o.name: back.to_dict()[o.name]}, [])
                 res = run(data.get(cls.__name__, df), opts)
+                _entry_result_follows(res, opts)
                 assert res is not None and script_args(opts)[o.name] == getattr(opts, o.name)
-                n += 1
-    assert n >= 32
+                n[cls.__name__] = n.get(cls.__name__, 0) + 1
+    assert sum(n.values()) >= 58
+    assert (n["DynamicOptions"], n["EstimatorCheckOptions"], n["OneStageOptions"]) == (13, 9, 4)
 
 
 def test_teaching_options_round_trip_url_options_simulation():
     """The Teaching page's scenario (analysis.teaching.TeachingParams): every declared value the page's slider
-    range allows goes options → URL text (ui.persist.TEACHING, made from the declarations) → clean() → options,
-    and the options drive the simulation."""
+    range allows goes options → URL text (ui.persist.TEACHING, made from the declarations) → clean() → options
+    → the page's entry ``teaching.run`` (called on a small sample: each setting reaches the simulated data, the
+    truth or the models) → script arguments."""
+    import numpy as np
+
     from analysis import teaching as tg
     from ui import persist
 
     spec = persist.TEACHING
     assert {o.url for o in declared(tg.TeachingParams) if o.url} == set(spec) - {"missing", "present"}
+    base = tg.TeachingParams(n_patients=20, n_sessions=4, missing=0.0, control_prior=False)
+    ref = tg.run(base)
     n = 0
     for o in declared(tg.TeachingParams):
         assert o.label and o.help and o.methods, o.name
         lo, hi = persist.TEACH_SLIDERS.get(o.name, (o.lo, o.hi))
         for v in ([lo, o.default, hi] if o.kind in ("int", "float") else _values(o)):
             opts = tg.TeachingParams(**{o.name: v})
+            sample = tg.run(small := base.replace(**{o.name: v}))
+            assert sample.params == small and sample.estimates.truth.within_direct == small.within_effect
+            assert np.isfinite(sample.estimates.prior_within) == small.control_prior
+            assert sample.estimates.truth.between == (0.0 if small.control_prior else small.between_corr)
+            if o.name != "control_prior" and v != getattr(base, o.name):  # a setting of the simulation
+                assert not sample.data.equals(ref.data), (o.name, v)
             if o.url:
                 text = spec[o.url].encode(getattr(opts, o.name))
                 assert spec[o.url].decode(text) == getattr(opts, o.name), (o.url, text)
@@ -341,3 +407,27 @@ def test_teaching_options_round_trip_url_options_simulation():
     small = tg.TeachingParams(n_patients=20, n_sessions=4, missing=0.0)
     assert tg.simulate(small).data["patient"].nunique() == 20
     assert n >= 20
+
+
+def test_every_declared_options_class_is_round_tripped():
+    """Every options class in ``analysis`` (each subclass of Declared) is in one of the round-trip tests above:
+    a method whose options are declared is covered as soon as it exists, or this test names it."""
+    import importlib
+    import pkgutil
+
+    import analysis
+    from analysis import teaching
+
+    for m in pkgutil.walk_packages(analysis.__path__, "analysis."):
+        if not m.name.endswith("__main__"):
+            importlib.import_module(m.name)
+
+    def subclasses(c):
+        for s in c.__subclasses__():
+            yield s
+            yield from subclasses(s)
+
+    found = {c for c in subclasses(Declared) if c.__module__.startswith("analysis.")}
+    covered = {*OPTION_CLASSES, *_page_classes(), *_entry_classes(), teaching.TeachingParams}
+    assert sorted(c.__qualname__ for c in found - covered) == []
+    assert len(found) >= 16

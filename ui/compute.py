@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -173,24 +174,42 @@ def _data_call(func, df: pd.DataFrame, options: LagOptions, key: str | None = No
 PREFIT_MAX_ROWS = 250_000
 
 
+#: a server for a class (``make serve`` sets ``ALLIANCE_CLASS=1``): a newly loaded data set is also fitted with
+#: every centering × lag × estimator in the background (:func:`class_grid`), so students who each pick other
+#: options find their first result cached (issue 24)
+CLASS_MODE = os.environ.get("ALLIANCE_CLASS") == "1"
+
+
+def class_grid() -> list[LagOptions]:
+    """The default options with each centering × lag × estimator (METHODS §5; lag 0 is for symptoms →
+    alliance only, as the option panel sets it): the analyses a class that starts from shared links or changes
+    one option asks for. 4 × 4 × 2 = 32 two-stage fits, ~0.2 s of CPU each on the 17-study demo."""
+    base = LagOptions()
+    return [base.replace(centering=c, lag=lag, estimator=e,
+                         directions=("symptoms_to_alliance",) if lag == 0 else base.directions)
+            for c in lagged.CENTERINGS for lag in (1, 2, 3, 0) for e in lagged.ESTIMATORS]
+
+
 def prefit(df: pd.DataFrame, key: str) -> None:
     """Start the default analysis of a newly loaded data set (the two-stage fit every Lagged and Pooled page
     opens with) in the background (ui/jobs.py): the first visit finds it cached (issue 24). A page that asks
     for it while it runs waits for this computation instead of starting another (one per cache key). Not for
-    data sets above :data:`PREFIT_MAX_ROWS` rows."""
+    data sets above :data:`PREFIT_MAX_ROWS` rows. On a class server (:data:`CLASS_MODE`) the fits of
+    :func:`class_grid` follow, one after another on the low-priority pool."""
     from ui import jobs
 
     if len(df) > PREFIT_MAX_ROWS:
         return
-    jobs.submit(_prefit, key=key, label="Fitting the study models", data=key, _df=df)
+    jobs.submit(_prefit, key=key, label="Fitting the study models", data=key, _df=df, grid=CLASS_MODE)
 
 
-def _prefit(data: str, df: pd.DataFrame) -> None:
-    try:
-        _on_data(f"{pipeline.two_stage.__module__}.{pipeline.two_stage.__qualname__}", pipeline.two_stage, data, df,
-                 LagOptions())
-    except ValueError:  # the page shows why when it asks (not cached, so it is tried there again)
-        pass
+def _prefit(data: str, df: pd.DataFrame, grid: bool = False) -> None:
+    target = f"{pipeline.two_stage.__module__}.{pipeline.two_stage.__qualname__}"
+    for options in [LagOptions(), *(class_grid() if grid else ())]:
+        try:
+            _on_data(target, pipeline.two_stage, data, df, options)
+        except ValueError:  # the page shows why when it asks (not cached, so it is tried there again)
+            pass
 
 
 def two_stage(df: pd.DataFrame, options: LagOptions) -> pipeline.TwoStageResult:
@@ -403,11 +422,10 @@ TEACHING_REPLICATIONS = 20
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
 def teaching_sample(params):
-    """One simulated teaching sample, its three estimates and the scatter summary (analysis.teaching)."""
+    """One simulated teaching sample, its three estimates and the scatter summary (analysis.teaching.run)."""
     from analysis import teaching
 
-    data = teaching.simulate(params).data
-    return data, teaching.fit_estimates(data, params), teaching.scatter_summary(data)
+    return teaching.run(params)
 
 
 # ----------------------------------------------------------------------------

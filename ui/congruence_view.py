@@ -30,10 +30,7 @@ def congruence_section(skey: str, sd, methods_link: str) -> None:
     cols = st.columns(3)
     values = {}
     for col, (name, key) in zip(cols, (("control_initial", "initial"), ("lag", "lag"), ("control_prior", "prior"))):
-        opt = find(CongruenceOptions, name)
-        kw = {"min_value": int(opt.lo), "max_value": int(opt.hi), "step": 1} if opt.kind == "int" else {}
-        values[name] = draw(opt, f"cong_{key}", col, **({"value": opt.default} if f"cong_{key}" not in
-                                                        st.session_state else {}), **kw)
+        values[name] = draw(find(CongruenceOptions, name), f"cong_{key}", col)  # interval, default: declared
     o = CongruenceOptions(**values)
     control_initial, lag, control_prior = o.control_initial, int(o.lag), o.control_prior
     st.subheader("Response surface (polynomial regression; Edwards & Parry, 1993)")

@@ -63,13 +63,32 @@ def option_value(opt: Option, value, bounds=None):
     return value
 
 
+def _declared_kw(opt: Option, key: str, options: list) -> dict:
+    """The declared interval of a number input, and the declared default of a widget that has no value yet
+    (a key already in session state, e.g. seeded by ``ui.persist.widget``, keeps its value)."""
+    kw = {}
+    if opt.kind in ("int", "float"):
+        num = int if opt.kind == "int" else float
+        kw.update({k: num(v) for k, v in (("min_value", opt.lo), ("max_value", opt.hi)) if v is not None})
+    if key in st.session_state or opt.kind == "range":
+        return kw
+    if opt.kind == "choice" and opt.default in options:
+        kw["index"] = options.index(opt.default)
+    elif opt.kind in ("flag", "int", "float"):
+        kw["value"] = opt.default
+    elif opt.kind in ("choices", "columns"):
+        kw["default"] = [v for v in opt.default if v in options]
+    return kw
+
+
 def draw(opt: Option, key: str, container=None, *, cls=None, values: Mapping | None = None, choices=None,
          disabled: bool = False, extra_help: str = "", **kw):
     """Draw the widget of ``opt`` under ``key`` and return the value to analyse.
 
     Kind → widget: choice → radio or selectbox (``opt.widget``), flag → checkbox,
     choices/columns → multiselect (``choices`` lists the columns), int/float →
-    number input, range → slider (``min_value``/``max_value`` in ``kw``). With
+    number input (within the declared interval), range → slider (``min_value``/``max_value`` in ``kw``); a
+    widget without a value yet starts at the declared default (``kw`` overrides both). With
     ``cls`` and the current ``values``, the choices no model can fit given the
     other options (``analysis.options.impossible``) disable the widget when only
     its default is left, with the reason in its help; an impossible value is
@@ -85,6 +104,7 @@ def draw(opt: Option, key: str, container=None, *, cls=None, values: Mapping | N
         disabled = True
     label, tip = opt.label, help_text(opt, f"Not available now: {reason}" if bad else "")
     fmt = opt.label_of
+    kw = {**_declared_kw(opt, key, options), **kw}
     if opt.kind == "choice":
         draw_ = c.radio if opt.widget == "radio" else c.selectbox
         value = draw_(label, options, format_func=fmt, key=key, help=tip, disabled=disabled, **kw)

@@ -8,10 +8,12 @@ import pandas as pd
 import streamlit as st
 
 from analysis import estimator_check, pipeline, plots_dynamics
+from analysis.estimator_check import EstimatorCheckOptions as CheckOptions
 from analysis.lagged import LagOptions
 from analysis.lagged.options import M_DYNAMIC
 from ui import compute, declared, jobs
 from ui.choices import data_select
+from ui.declared import draw, find
 from ui.downloads import show_figure, table_download
 from ui.options import LINKS
 from ui.safe import esc
@@ -69,8 +71,8 @@ def check_section(df: pd.DataFrame, options: LagOptions, page: str) -> None:
     st.subheader("Estimator check on your design")
     st.caption(
         "Simulates data sets like the chosen study (same patients, sessions and missing values) from its fitted "
-        "RI-CLPM, whose cross-lags are the truth, and refits the person-mean and detrended mixed models, the "
-        "RI-CLPM and the DPM to each: how far off is each estimator, and how often does its 95% CI cover the "
+        "RI-CLPM, whose cross-lags are the truth, and refits each chosen estimator (the person-mean and detrended "
+        "mixed models, the RI-CLPM, the DPM) to each: how far off is each estimator, and how often does its 95% CI cover the "
         "truth? The column 'Large sample value' is what the RI-CLPM and the DPM would estimate with unlimited "
         "patients: where the DPM's differs from the truth, its bias is not a small-sample bias. "
         f"(METHODS [§15.4]({_METHODS}))"
@@ -78,14 +80,19 @@ def check_section(df: pd.DataFrame, options: LagOptions, page: str) -> None:
     studies = sorted(df["study"].astype(str).unique())
     c1, c2, c3 = st.columns([2, 1, 1])
     study = data_select("Study", studies, f"{page}_chk_study", c1)
-    n_sim = int(c2.number_input("Simulated data sets", 20, 1000, 100, step=20, key=f"{page}_chk_nsim"))
-    seed = int(c3.number_input("Seed", 0, 10**6, 1, key=f"{page}_chk_seed"))
+    n_sim = draw(find(CheckOptions, "n_sim"), f"{page}_chk_nsim", c2, step=20)
+    seed = draw(find(CheckOptions, "seed"), f"{page}_chk_seed", c3)
+    estimators = draw(find(CheckOptions, "estimators"), f"{page}_chk_estimators")
+    if not estimators:
+        st.error("Choose at least one estimator to refit.")
+        return
     sub = df[df["study"].astype(str) == study]
     if options.sessions is not None:
         sub = sub[(sub["session"] >= options.sessions[0]) & (sub["session"] <= options.sessions[1])]
     clicked = st.button("Run the estimator check", key=f"{page}_chk_run")
     try:
-        chk = jobs.run(estimator_check.estimator_check, _df=sub, n_sim=n_sim, seed=seed,
+        opts = CheckOptions(n_sim=n_sim, seed=seed, estimators=tuple(estimators))
+        chk = jobs.run(estimator_check.run, _df=sub, options=opts,
                        key=(compute.data_key(df), study, options.sessions), start=clicked,
                        widget=f"{page}_chk", label="Simulating and refitting…")
     except ValueError as e:
