@@ -49,8 +49,8 @@ from analysis.data import require_canonical
 from analysis.lagged.options import DIRECTIONS, M_DYNAMIC, LagOptions
 from analysis.options import Constraint, Declared, declared, option
 
-__all__ = ["CROSS_LAGS", "ESTIMATORS", "DynamicOptions", "DynamicResult", "SEMResult", "dpm", "dpm_both", "dpm_wide",
-           "fit_studies", "riclpm", "riclpm_model", "riclpm_wide", "run", "stage1_fits", "study_fit"]
+__all__ = ["CROSS_LAGS", "ESTIMATORS", "DynamicOptions", "DynamicResult", "SEMResult", "dpm", "dpm_both", "dpm_limit",
+           "dpm_wide", "fit_studies", "riclpm", "riclpm_model", "riclpm_wide", "run", "stage1_fits", "study_fit"]
 
 CROSS_LAGS = DIRECTIONS
 ESTIMATORS = ("RI-CLPM", "DPM")
@@ -291,7 +291,10 @@ def _dpm_model(T: int, waves, outcome: str, predictor: str):
 
 
 def _dpm_start(model: sem.RamModel, Y, T, outcome):
-    mu, C = _pairwise_moments(Y)
+    return _dpm_start_moments(model, *_pairwise_moments(Y), T)
+
+
+def _dpm_start_moments(model: sem.RamModel, mu, C, T):
     th = np.zeros(model.n_par)
     vy = np.diag(C)[:T].mean()
     # exogenous block: y_1 and x's as observed, η independent at start
@@ -501,6 +504,32 @@ def dpm_wide(Y, waves, *, outcome="symptoms", study="", msgs=(), n_patients=None
                      std_fun=std_fun if standardized else None,
                      blocks=[("η, the first outcome and the predictors", exo)], with_fit=fit_indices)
     return res
+
+
+def dpm_limit(mu, Sigma, waves, *, outcome: str = "symptoms") -> dict:
+    """The DPM estimates an unlimited sample from a normal distribution with these moments would give.
+
+    ``mu``, ``Sigma``: mean vector and covariance matrix of the wide data in :func:`riclpm_wide`'s column
+    order (alliance at ``waves``, then symptoms at ``waves``), e.g. a fitted RI-CLPM's implied moments. The
+    DPM is fitted by ML to the moments themselves (its large-sample, "pseudo-true" values): under an
+    RI-CLPM they equal the RI-CLPM's ``ar_*`` and cross-lag only when the within-session innovation
+    covariances (``rescov``) are 0, because the DPM assumes a session's predictor uncorrelated with the
+    same session's outcome innovation (METHODS §15.2). Returns ``{parameter: value}`` (NaN entries when
+    the fit fails)."""
+    if outcome not in ("alliance", "symptoms"):
+        raise ValueError("outcome must be 'alliance' or 'symptoms'.")
+    predictor = "alliance" if outcome == "symptoms" else "symptoms"
+    T = len(waves)
+    order = np.r_[T:2 * T, 0:T - 1] if outcome == "symptoms" else np.r_[0:2 * T - 1]
+    m, S = np.asarray(mu, float)[order], np.asarray(Sigma, float)[np.ix_(order, order)]
+    model = _dpm_model(T, tuple(waves), outcome, predictor)
+    n = 1e6  # any n: the estimate does not depend on it
+    data = sem.PatternData(p=len(order), n=int(n), mask=np.ones((1, len(order)), dtype=bool),
+                           counts=np.array([n]), mean=m[None], cov=S[None])
+    fit = sem.fit(model, data, _dpm_start_moments(model, m, S, T), se=False)
+    names = (f"ar_{outcome}", f"{predictor}_to_{outcome}")
+    ok = fit.converged and np.isfinite(fit.loglik)
+    return {k: float(fit.theta[model.names.index(k)]) if ok else float("nan") for k in names}
 
 
 def dpm_both(df: pd.DataFrame, *, sessions=None, fit_indices: bool = True) -> dict[str, SEMResult]:

@@ -17,11 +17,20 @@ scale (no standardization), so every estimator targets the same number.
 Seeded: the same ``seed`` gives the same table. The app's choices (number of data
 sets, seed, estimators) are declared once on :class:`EstimatorCheckOptions`;
 :func:`run` is the entry that takes them.
+
+The column ``large_sample_value`` is what the estimator would give with
+unlimited patients from the same model: the truth for the RI-CLPM, and for
+the DPM its fit to the RI-CLPM's implied moments
+(:func:`analysis.dynamics.dpm_limit`). The DPM assumes that a session's
+predictor is uncorrelated with the same session's outcome innovation; the
+RI-CLPM's within-session innovation covariances break that, so the DPM's
+bias then does not shrink with n (METHODS §15.2). The mixed models' entry is
+NaN (not computed).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -43,7 +52,8 @@ ESTIMATOR_LABELS = {
 DIRECTION_LABELS = {"alliance_to_symptoms": "alliance → symptoms", "symptoms_to_alliance": "symptoms → alliance"}
 MIXED = ("person_mean", "detrended")  # the lagged mixed models among the estimators
 _COLS = ["estimator", "label", "direction", "truth", "mean_estimate", "bias", "relative_bias", "coverage",
-         "mean_se", "sd_estimate", "n_sim"]
+         "mean_se", "sd_estimate", "n_sim", "large_sample_value"]
+_PARTS = {"alliance_to_symptoms": ("alliance rating", "symptom"), "symptoms_to_alliance": ("symptom score", "alliance")}
 
 
 @dataclass(frozen=True)
@@ -95,8 +105,8 @@ def run(df: pd.DataFrame, options: EstimatorCheckOptions | None = None, *, progr
 class EstimatorCheck:
     """Result of :func:`estimator_check`: ``table`` (one row per estimator × direction: ``estimator,
     label, direction, truth, mean_estimate, bias, relative_bias, coverage, mean_se, sd_estimate,
-    n_sim``), the raw ``draws`` (one row per simulation × estimator × direction), the fitted truth and
-    messages."""
+    n_sim, large_sample_value``), the raw ``draws`` (one row per simulation × estimator × direction), the
+    fitted truth, messages and the DPM's large-sample values (``limits``, per direction)."""
 
     study: str
     table: pd.DataFrame
@@ -105,6 +115,7 @@ class EstimatorCheck:
     n_sim: int
     seed: int
     messages: tuple = ()
+    limits: dict = field(default_factory=dict)
 
     def to_frame(self) -> pd.DataFrame:
         return self.table.copy()
@@ -123,7 +134,8 @@ class EstimatorCheck:
         mixed = self.table["estimator"].isin(MIXED)
         t = self.table[mixed if mixed.any() else ~mixed].dropna(subset=["relative_bias"])
         if t.empty:
-            return f"The estimator check has no usable {'mixed-model ' if mixed.any() else ''}estimates."
+            return (f"The estimator check has no usable {'mixed-model ' if mixed.any() else ''}estimates."
+                    + self._dpm_sentence())
         row = t.loc[t["relative_bias"].abs().idxmax()]
         ri = self.table[(self.table["estimator"] == "riclpm") & (self.table["direction"] == row["direction"])]
         rb = float(row["relative_bias"])
@@ -136,7 +148,37 @@ class EstimatorCheck:
         if len(ri) and row["estimator"] != "riclpm":
             s += f"; the RI-CLPM's bias is {F.percent(abs(float(ri['relative_bias'].iloc[0])))} " \
                  f"(coverage {F.percent(float(ri['coverage'].iloc[0]))})"
-        return s + "."
+        return s + "." + self._dpm_sentence(named=row["estimator"] == "dpm")
+
+    def _dpm_sentence(self, tol: float = 0.2, named: bool = False) -> str:
+        """Why the DPM is off, when it is (|relative bias| > ``tol``): its large-sample value misses the
+        truth (an assumption the simulated model breaks) or it does not (small-sample bias or noise).
+        ``named``: the sentence before already gave the DPM's bias (only the reason is added)."""
+        from analysis import formatting as F
+
+        t = self.table[self.table["estimator"] == "dpm"].dropna(subset=["relative_bias"])
+        if t.empty or t["relative_bias"].abs().max() <= tol:
+            return ""
+        row = t.loc[t["relative_bias"].abs().idxmax()]
+        direction, tv, lim = row["direction"], float(row["truth"]), float(row["large_sample_value"])
+        s = " The DPM's bias" if named else (
+            f" The DPM {'understates' if row['relative_bias'] < 0 else 'overstates'} the "
+            f"{DIRECTION_LABELS[direction]} effect by about {F.percent(abs(float(row['relative_bias'])))}")
+        if not np.isfinite(lim):
+            return "" if named else s + "."
+        if abs(lim - tv) > 0.1 * abs(tv):
+            x, y = _PARTS[direction]
+            k = F.decimals_for([lim, tv], 2, sig=2)
+            return (s + (" is not a small-sample bias" if named else "") + ", and more patients would not fix "
+                    f"it: with unlimited patients it would estimate {F.fixed(lim, k)} (truth {F.fixed(tv, k)}), "
+                    f"because it assumes a session's {x} is uncorrelated with the same session's {y} innovation, "
+                    "and the fitted RI-CLPM's within-session covariances say otherwise.")
+        at = F.num(lim, 2, sig=2)
+        if named:
+            return (" The DPM's bias is small-sample bias or simulation noise: with unlimited patients it would "
+                    f"estimate the truth ({at}).")
+        return s + f"; with unlimited patients it would estimate the truth ({at}), so this is small-sample bias or " \
+                   "simulation noise."
 
     def summary(self) -> str:
         return "\n".join([f"Estimator check — {self.study}: {self.n_sim} simulations from the fitted RI-CLPM "
@@ -219,6 +261,19 @@ def _fit_all(sim, Y, waves, theta, estimators, dpm_start=None):
     return rows
 
 
+def _summary_row(draws: pd.DataFrame, est: str, direction: str, tv: float, large_sample: float) -> dict:
+    g = draws[(draws["estimator"] == est) & (draws["direction"] == direction)].dropna(subset=["estimate"])
+    m = float(g["estimate"].mean()) if len(g) else np.nan
+    cov = float(((g["ci_low"] <= tv) & (tv <= g["ci_high"])).mean()) if len(g) else np.nan
+    return {
+        "estimator": est, "label": ESTIMATOR_LABELS[est], "direction": direction, "truth": tv,
+        "mean_estimate": m, "bias": m - tv, "relative_bias": (m - tv) / tv if tv != 0 else np.nan,
+        "coverage": cov, "mean_se": float(g["se"].mean()) if len(g) else np.nan,
+        "sd_estimate": float(g["estimate"].std(ddof=1)) if len(g) > 1 else np.nan, "n_sim": int(len(g)),
+        "large_sample_value": float(large_sample),
+    }
+
+
 def estimator_check(df: pd.DataFrame, *, n_sim: int = 100, seed: int = 0, estimators=tuple(ESTIMATOR_LABELS),
                     progress=None, cancelled=None) -> EstimatorCheck:
     """Bias and 95% CI coverage of each estimator on data simulated from the study's fitted RI-CLPM.
@@ -251,9 +306,10 @@ def estimator_check(df: pd.DataFrame, *, n_sim: int = 100, seed: int = 0, estima
                          "(a Heywood case), so no data can be simulated from it.") from None
     truth = {k: fit.estimate(k) for k in dynamics.CROSS_LAGS}
     pats, mask = _wide_long(d, fit.waves)
-    dpm_start = {}
+    dpm_start, dpm_limits = {}, {}
     if "dpm" in estimators:  # the study's own DPM estimates start every refit (fewer iterations)
-        for outcome in ("symptoms", "alliance"):
+        for direction, outcome in zip(dynamics.CROSS_LAGS, ("symptoms", "alliance")):
+            dpm_limits[direction] = dynamics.dpm_limit(mu, Sigma, fit.waves, outcome=outcome)[direction]
             r = dynamics.dpm(d, outcome=outcome, sessions=fit.waves, fit_indices=False, standardized=False)
             if r.ok:
                 dpm_start[outcome] = r.params["estimate"].to_numpy()
@@ -267,23 +323,13 @@ def estimator_check(df: pd.DataFrame, *, n_sim: int = 100, seed: int = 0, estima
                 records.append((i, est, direction, b, se, lo, hi))
     checkpoint(progress, cancelled, 1.0)
     draws = pd.DataFrame(records, columns=["sim", "estimator", "direction", "estimate", "se", "ci_low", "ci_high"])
-    rows = []
-    for est in estimators:
-        for direction in dynamics.CROSS_LAGS:
-            g = draws[(draws["estimator"] == est) & (draws["direction"] == direction)].dropna(subset=["estimate"])
-            tv = truth[direction]
-            m = float(g["estimate"].mean()) if len(g) else np.nan
-            cov = float(((g["ci_low"] <= tv) & (tv <= g["ci_high"])).mean()) if len(g) else np.nan
-            rows.append({
-                "estimator": est, "label": ESTIMATOR_LABELS[est], "direction": direction, "truth": tv,
-                "mean_estimate": m, "bias": m - tv, "relative_bias": (m - tv) / tv if tv != 0 else np.nan,
-                "coverage": cov, "mean_se": float(g["se"].mean()) if len(g) else np.nan,
-                "sd_estimate": float(g["estimate"].std(ddof=1)) if len(g) > 1 else np.nan, "n_sim": int(len(g)),
-            })
+    limits = {"riclpm": truth, "dpm": dpm_limits}
+    rows = [_summary_row(draws, est, direction, truth[direction], limits.get(est, {}).get(direction, np.nan))
+            for est in estimators for direction in dynamics.CROSS_LAGS]
     msgs = list(fit.messages)
     failed = {r["label"]: n_sim - r["n_sim"] for r in rows if r["n_sim"] < n_sim}
     if failed:
         msgs.append("Simulations without a usable estimate: "
                     + ", ".join(f"{k} {v}" for k, v in failed.items()) + ".")
     return EstimatorCheck(study=study, table=pd.DataFrame(rows, columns=_COLS), draws=draws, truth=truth,
-                          n_sim=n_sim, seed=seed, messages=tuple(msgs))
+                          n_sim=n_sim, seed=seed, messages=tuple(msgs), limits=dpm_limits)

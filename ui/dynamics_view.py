@@ -29,7 +29,9 @@ def comparison_section(df: pd.DataFrame, options: LagOptions, page: str) -> None
         "The same studies and pooling, with three stage-1 models: the lagged mixed model of the options above, "
         f"the RI-CLPM and the ML-SEM dynamic panel model (latent-centred, FIML; METHODS [§15]({_METHODS})). "
         "With few sessions and reciprocal feedback the person-mean model is biased (Nickell and feedback bias); "
-        f"the latent-centred models are not (METHODS [§5]({LINKS['stage1']}))."
+        f"the latent-centred models are not (METHODS [§5]({LINKS['stage1']})), except that the DPM assumes a "
+        "session's predictor uncorrelated with the same session's outcome innovation: where alliance and symptoms "
+        f"move together within a session it is biased at any sample size (METHODS [§15.2]({_METHODS}))."
     )
     base = options.replace(stage1="lmm")
     clicked = st.button("Fit the RI-CLPM and the DPM to every study", key=f"{page}_cmp_run")
@@ -71,7 +73,9 @@ def check_section(df: pd.DataFrame, options: LagOptions, page: str) -> None:
         "Simulates data sets like the chosen study (same patients, sessions and missing values) from its fitted "
         "RI-CLPM, whose cross-lags are the truth, and refits each chosen estimator (the person-mean and detrended "
         "mixed models, the RI-CLPM, the DPM) to each: how far off is each estimator, and how often does its 95% CI cover the "
-        f"truth? (METHODS [§15.4]({_METHODS}))"
+        "truth? The column 'Large sample value' is what the RI-CLPM and the DPM would estimate with unlimited "
+        "patients: where the DPM's differs from the truth, its bias is not a small-sample bias. "
+        f"(METHODS [§15.4]({_METHODS}))"
     )
     studies = sorted(df["study"].astype(str).unique())
     c1, c2, c3 = st.columns([2, 1, 1])
