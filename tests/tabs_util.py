@@ -22,3 +22,20 @@ def each_tab(at, page: str):
         yield label
     at.session_state[key] = labels[0]
     at.run()
+
+
+def open_with_link(page: str, query: dict, timeout: float = 180):
+    """An AppTest of the app opened from a link with ``query`` (URL parameters), switched to ``page``; fails
+    on an exception."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=timeout)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

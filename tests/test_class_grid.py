@@ -4,14 +4,10 @@ a cache hit (same LagOptions, hence the same cache key) instead of a fit of its 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
+from tests.tabs_util import open_with_link
 from ui.compute import class_grid
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_grid_is_every_centering_lag_and_estimator_once():
@@ -33,13 +29,7 @@ def test_a_shared_link_asks_for_a_grid_analysis(query):
     the grid's: its first result is then the background fit."""
     from ui.options import STORE, to_lag_options
 
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.run()
-    at.switch_page("app_pages/pooled.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_with_link("app_pages/pooled.py", query)
     options = to_lag_options(at.session_state[STORE], at.session_state["dataset"]["df"])
     assert (options.centering, options.lag, options.estimator) == (query["centering"], int(query["lag"]),
                                                                    query["estimator"])

@@ -11,6 +11,7 @@ from analysis.lagged import LagOptions
 from analysis.meta import PoolOptions
 from analysis.options import Constraint, Declared, Option, clean, declared, impossible, option, script_args
 from analysis.simulate import simulate_collection
+from tests.tabs_util import open_with_link
 from ui import declared as udecl
 from ui import options as uopts
 
@@ -197,13 +198,7 @@ def test_a_link_with_every_option_sets_every_widget_and_is_written_back():
     for url, p in {**uopts.url_spec(df), **uopts.POOL_URL}.items():
         o = declared_opt(p.key.removeprefix("opt_"))
         query[url] = p.encode(udecl.widget_value(o, getattr(want, o.name), bounds))
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180)
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.run()
-    at.switch_page("app_pages/pooled.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_with_link("app_pages/pooled.py", query)
     assert uopts.to_lag_options(at.session_state["lag_options"], df) == want
     written = {k: at.query_params[k] for k in query}
     assert {k: (v[0] if isinstance(v, list) else v) for k, v in written.items()} == query
