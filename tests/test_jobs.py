@@ -209,7 +209,7 @@ def test_a_loaded_data_set_is_fitted_in_the_background_with_the_pages_default_op
     df = simulate_study(30, range(1, 7), study="P", seed=41).data
     key = compute.fingerprint(df)
     compute.prefit(df, key)
-    job = jobs.lookup(compute._prefit, key=key, data=key, _df=df)
+    job = jobs.lookup(compute._prefit, key=key, data=key, _df=df, grid=compute.CLASS_MODE)
     assert job is not None and jobs.wait(job, 120).state == "done"
     calls = []
     real = pipeline.two_stage
@@ -230,4 +230,4 @@ def test_a_large_data_set_is_not_fitted_before_a_page_asks(monkeypatch):
     monkeypatch.setattr(compute, "PREFIT_MAX_ROWS", len(df) - 1)
     key = compute.fingerprint(df)
     compute.prefit(df, key)
-    assert jobs.lookup(compute._prefit, key=key, data=key, _df=df) is None
+    assert jobs.lookup(compute._prefit, key=key, data=key, _df=df, grid=compute.CLASS_MODE) is None
