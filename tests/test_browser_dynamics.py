@@ -14,13 +14,18 @@ def test_teaching_feedback_and_pooled_estimator_comparison_in_the_browser():
         page.goto(url + "/teaching?feedback=-0.4&sessions=6&prior=1")
         page.get_by_role("heading", name="Teaching: within, between and total effects").wait_for(timeout=120_000)
         wait_idle(page, 240_000)
+        slider = page.locator('[data-testid="stSlider"]').filter(has_text="Feedback: symptoms")
+        # the link's value is on the page before anything is clicked (as a reader sees it)
+        page.wait_for_function("""() => Array.from(document.querySelectorAll('[data-testid="stSlider"]'))
+            .some(el => el.innerText.includes('Feedback: symptoms') && el.innerText.includes('\u22120.40'))""",
+                               timeout=120_000)
         page.get_by_role("tab", name="4. Feedback and latent centering").click()  # a lazy tab (ui/tabs.py)
+        wait_idle(page, 240_000)
         page.get_by_role("heading", name="4. Feedback and latent centering: RI-CLPM and dynamic panel model").wait_for(
             timeout=240_000)
         fig = page.get_by_text("Person-mean LMM vs latent-centred models", exact=False).first
         fig.wait_for(timeout=300_000)
         fig.scroll_into_view_if_needed()
-        slider = page.locator('[data-testid="stSlider"]').filter(has_text="Feedback: symptoms")
         assert "-0.40" in slider.inner_text() or "−0.40" in slider.inner_text()
         page.screenshot(path=str(ARTIFACTS / "teaching_feedback.png"), full_page=True)
 
