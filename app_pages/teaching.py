@@ -35,8 +35,15 @@ def _signed_slider(label: str, lo: float, hi: float, default: float, step: float
     if key in st.session_state and st.session_state[key] not in grid:
         v = float(st.session_state[key])
         st.session_state[key] = min(grid, key=lambda g: abs(g - v))
-    kw = {} if key in st.session_state else {"value": default}
-    return st.select_slider(label, grid, format_func=lambda v: fmt.num(v, 2), key=key, help=help, **kw)
+    return st.select_slider(label, grid, format_func=lambda v: fmt.num(v, 2), key=key, help=help,
+                            value=_now(key, default))
+
+
+def _now(key: str, default):
+    """A widget's value as its default too (from a link, else the declared default): a rerun the browser asks
+    for before it has applied a value set in session state (the background job's first poll, right after a
+    shared link loads) carries the widget's default, which is then this value, not the declared one."""
+    return st.session_state.get(key, default)
 
 
 def _wrap(text, width: int):
@@ -107,8 +114,8 @@ with controls:
         lo, hi = TEACH_SLIDERS[name]
         if lo < 0:  # a signed range: printed with a true minus (_signed_slider)
             return _signed_slider(o.label, lo, hi, kw.pop("value", o.default), step, TEACH_KEYS[name], help_text(o))
-        return st.slider(o.label, lo, hi, kw.pop("value", o.default), step, key=TEACH_KEYS[name],
-                         help=help_text(o), **kw)
+        return st.slider(o.label, lo, hi, _now(TEACH_KEYS[name], kw.pop("value", o.default)), step,
+                         key=TEACH_KEYS[name], help=help_text(o), **kw)
 
     within_effect = _slider("within_effect", 0.05)
     between_corr = _slider("between_corr", 0.05)
@@ -116,11 +123,12 @@ with controls:
     feedback = _slider("feedback", 0.05)
     n_sessions = _slider("n_sessions", 1)
     n_patients = _slider("n_patients", 10)
-    missing_pct = st.slider("Missing sessions (%)", 0, 50, int(round(100 * _OPT["missing"].default)), 5,
-                            key="teach_missing", help=help_text(_OPT["missing"]))
+    missing_pct = st.slider("Missing sessions (%)", 0, 50, _now("teach_missing", int(round(100 * _OPT["missing"].default))),
+                            5, key="teach_missing", help=help_text(_OPT["missing"]))
     seed = st.number_input(_OPT["seed"].label, min_value=0, max_value=TEACH_SLIDERS["seed"][1],
-                           value=_OPT["seed"].default, step=1, key="teach_seed", help=help_text(_OPT["seed"]))
-    control = st.checkbox(_OPT["control_prior"].label, value=False, key="teach_control",
+                           value=_now("teach_seed", _OPT["seed"].default), step=1, key="teach_seed",
+                           help=help_text(_OPT["seed"]))
+    control = st.checkbox(_OPT["control_prior"].label, value=_now("teach_control", False), key="teach_control",
                           help=help_text(_OPT["control_prior"]))
 
 params = tg.TeachingParams(
