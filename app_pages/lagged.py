@@ -15,7 +15,7 @@ from ui.options import CENTERING, DIRECTIONS, LINKS, option_panel
 from ui.safe import Markup, md
 from ui.state import current, data_banner
 from ui.tables import dataframe, show_table
-from ui.tabs import LAGGED_TABS, lazy_tabs
+from ui.tabs import LAGGED_TABS, lazy_expander, lazy_tabs
 
 st.title("Lagged effects")
 data_banner()
@@ -115,10 +115,10 @@ if t_coef.open:
             few_studies.one_stage_section(df, options, res, DIRECTIONS, "Within-patient lagged coefficient")
 
         # lazy expanders: computed and sent only while open (a collapsed table cost every run ~15% of the page)
-        if (exp := st.expander("All coefficients of every study model", key="lag_all_exp", on_change="rerun")).open:
+        if (exp := lazy_expander("All coefficients of every study model", "lag_all_exp")).open:
             with exp:
                 show_table(ps, "all_coefficients", key="lag_all_dl", manuscript=False)
-        if (exp := st.expander("How many pairs each pairing mode yields", key="lag_pairs_exp", on_change="rerun")).open:
+        if (exp := lazy_expander("How many pairs each pairing mode yields", "lag_pairs_exp")).open:
             with exp:
                 dataframe(compute.pairing_counts(df, options))
 

@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.tabs_util import open_with_link
+
 pytestmark = pytest.mark.timeout(120)
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -217,14 +219,7 @@ def test_multisite_wide_workbook_is_screened_one_site_at_a_time():
 
 def _open_with_url(**params) -> AppTest:
     """The Screening page opened from a link carrying ``params`` in its query string."""
-    at = AppTest.from_file(APP, default_timeout=90)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
+    return open_with_link(PAGE, params, timeout=90)
 
 
 def _url(at: AppTest) -> dict:

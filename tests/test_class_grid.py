@@ -34,3 +34,26 @@ def test_a_shared_link_asks_for_a_grid_analysis(query):
     assert (options.centering, options.lag, options.estimator) == (query["centering"], int(query["lag"]),
                                                                    query["estimator"])
     assert options in class_grid()
+
+
+def test_the_background_fits_leave_every_grid_analysis_and_its_figures_cached(monkeypatch):
+    """Class mode's background job: afterwards a page asking for any grid analysis, its pooled forest or its
+    per-study figure computes nothing (the analysis and the figure builders are not called again)."""
+    from analysis import pipeline, plots_lagged, plots_meta
+    from analysis.simulate import simulate_collection
+    from ui import compute
+
+    df = simulate_collection(k=3, n_patients=(25, 30), sessions=range(1, 7), seed=5).data
+    key = compute.fingerprint(df)
+    compute._prefit(key, df, grid=True)
+    target, fit = f"{pipeline.two_stage.__module__}.{pipeline.two_stage.__qualname__}", pipeline.two_stage
+    calls = []
+    for mod, name in ((pipeline, "two_stage"), (plots_meta, "paired_forest_figure"),
+                      (plots_meta, "forest_figure"), (plots_lagged, "study_coefficients_figure")):
+        monkeypatch.setattr(mod, name, lambda *a, _n=name, **k: calls.append(_n))
+    for options in class_grid()[::5]:
+        res = compute._on_data(target, fit, key, df, options)
+        compute.pooled_forest(df, options, *compute.pooled_forest_inputs(res, options))
+        for d in options.directions:
+            compute.lagged_figure("coefficients", df, options, d)
+    assert calls == []

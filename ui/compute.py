@@ -23,6 +23,7 @@ import streamlit as st
 from analysis import columns, lagged, meta, pipeline, plots_data, plots_lagged, plots_meta, screening
 from analysis import data as adata
 from analysis.lagged import LagOptions
+from ui import declared
 from ui.safe import esc, safe_figure
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo_data"
@@ -204,38 +205,32 @@ def prefit(df: pd.DataFrame, key: str) -> None:
 
 
 def _prefit(data: str, df: pd.DataFrame, grid: bool = False) -> None:
-    target = f"{pipeline.two_stage.__module__}.{pipeline.two_stage.__qualname__}"
-    _fits(target, data, df, LagOptions())
+    _fit(data, df, LagOptions())
+    names = declared.labels(LagOptions, "directions")
     for options in class_grid() if grid else ():
-        if not _fits(target, data, df, options):
+        res = _fit(data, df, options)
+        if res is None or not res.pooled:
             continue
         # ... and what the Lagged and Pooled pages draw from it (a class's page runs then only lay them out)
-        res = two_stage(df, options)
-        names = _direction_labels()
         pooled_tables(df, options, names)
         pooled_forest(df, options, *pooled_forest_inputs(res, options))
-        for d in options.directions:
-            if any(dn == d for (_s, dn) in res.fits):
-                lagged_figure("coefficients", df, options, d)
+        for d in {dn for (_s, dn) in res.fits} & set(options.directions):
+            lagged_figure("coefficients", df, options, d)
 
 
-def _fits(target: str, data: str, df: pd.DataFrame, options: LagOptions) -> bool:
+def _fit(data: str, df: pd.DataFrame, options: LagOptions) -> pipeline.TwoStageResult | None:
+    """The cached two-stage fit (the pages' own cache entry), or None where it cannot be fitted (the page shows
+    why when it asks: a failure is not cached, so it is tried there again)."""
     try:
-        _on_data(target, pipeline.two_stage, data, df, options)
-        return True
-    except ValueError:  # the page shows why when it asks (not cached, so it is tried there again)
-        return False
-
-
-def _direction_labels() -> dict:
-    from ui import declared
-
-    return declared.labels(LagOptions, "directions")
+        return _on_data(f"{pipeline.two_stage.__module__}.{pipeline.two_stage.__qualname__}", pipeline.two_stage,
+                        data, df, options)
+    except ValueError:
+        return None
 
 
 def pooled_forest_inputs(res: pipeline.TwoStageResult, options: LagOptions) -> tuple[tuple, str]:
     """The Pooled page forest's panel titles (the pooled directions) and x-axis label."""
-    names = _direction_labels()
+    names = declared.labels(LagOptions, "directions")
     effect = res.per_study["effect"].iloc[0] if len(res.per_study) else "within-patient"
     xlabel = ("Within-patient lagged coefficient" if effect == "within-patient" else "Total lagged coefficient") + (
         " (SD units)" if options.standardize else " (raw units)")

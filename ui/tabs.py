@@ -46,3 +46,9 @@ def lazy_tabs(key: str, labels) -> list:
         st.session_state.pop(NEXT)
         st.session_state[key] = nxt[1]
     return st.tabs(list(labels), key=key, on_change="rerun")
+
+
+def lazy_expander(label: str, key: str):
+    """``st.expander(label)`` whose container tells (``.open``) whether it is open; its content is computed only
+    then. ``key`` must be listed in :data:`PAGE_EXPANDERS` (tests open it there)."""
+    return st.expander(label, key=key, on_change="rerun")
