@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ui.safe import md
+
 #: the Lagged effects page's tabs, in order (the first opens by default)
 LAGGED_TABS = ("Per-study coefficients", "Total, within and between", "Early alliance → outcome",
                "Latent-centred models", "What went into the model")
@@ -51,4 +53,4 @@ def lazy_tabs(key: str, labels) -> list:
 def lazy_expander(label: str, key: str):
     """``st.expander(label)`` whose container tells (``.open``) whether it is open; its content is computed only
     then. ``key`` must be listed in :data:`PAGE_EXPANDERS` (tests open it there)."""
-    return st.expander(label, key=key, on_change="rerun")
+    return st.expander(md("{label}", label=label), key=key, on_change="rerun")  # (a label is markdown: escaped)
