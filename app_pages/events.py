@@ -93,11 +93,13 @@ def ruptures_tab(df, studies, raters, items, is_open: bool = True) -> dict | Non
     st.markdown(md("Criterion: {c}. {s}", c=ra.criterion.describe(), s=ra.summary()))
     notes(ra.messages)
     table(ra.to_frame().rename(columns=ev.TABLE_LABELS), "rupture_prevalence", "prev")
-    show_figure(pe.rupture_prevalence_figure(ra), "rupture_prevalence", key="ev_fig_prev")
+    okey = (compute.data_key(df), compute.freeze(opts))  # a figure is built once per data, options (and patient)
+    show_figure(compute.figure(pe.rupture_prevalence_figure, okey, ra), "rupture_prevalence", key="ev_fig_prev")
     st.subheader("One patient's alliance")
     study, patient = patient_picker("ev_rs", studies, ra.patients)
     if patient is not None:
-        show_figure(pe.rupture_series_figure(ra, study, patient), "alliance_ruptures", key="ev_fig_series")
+        show_figure(compute.figure(pe.rupture_series_figure, (*okey, study, patient), ra, study, patient),
+                    "alliance_ruptures", key="ev_fig_series")
         st.caption(esc(ra.patient_note(study, patient)))
     with st.expander("Downloads: per patient and per session"):
         table_download(ra.per_patient, "ruptures_per_patient", key="ev_dl_rpp")
@@ -130,11 +132,13 @@ def gains_tab(df, studies, raters, is_open: bool = True) -> dict | None:
     if ga is None:
         return None
     st.markdown(md("{s}", s=ga.summary()))
+    gkey = (compute.data_key(df), compute.freeze(opts))
     table(ga.to_frame().rename(columns=ev.TABLE_LABELS), "sudden_events_per_study", "gains")
     study, patient = patient_picker("ev_sg", studies, lambda s: ga.patients(
         s, df.loc[df["study"].astype(str) == s, "patient"].astype(str).unique()))
     if patient is not None:
-        show_figure(pe.gain_series_figure(df, ga, study, patient), "symptoms_gains", key="ev_fig_gainseries")
+        show_figure(compute.figure(pe.gain_series_figure, (*gkey, study, patient), df, ga, study, patient),
+                    "symptoms_gains", key="ev_fig_gainseries")
         st.caption(esc(ga.patient_note(study, patient)))
     with st.expander("Downloads: per patient and per pair"):
         table_download(ga.per_patient, "sudden_gains_per_patient", key="ev_dl_gpp")
@@ -151,9 +155,11 @@ def gains_tab(df, studies, raters, is_open: bool = True) -> dict | None:
     st.markdown(md("{s}", s=aag.summary("SD units" if std else "alliance points")))
     notes(aag.messages)
     if aag.n_gain_pairs:
-        show_figure(pe.alliance_around_gains_figure(aag), "alliance_around_gains", key="ev_fig_around")
+        show_figure(compute.figure(pe.alliance_around_gains_figure, (*gkey, rater, bool(std)), aag),
+                    "alliance_around_gains", key="ev_fig_around")
         st.markdown(md("{s}", s=traj.summary()))
-        show_figure(pe.alliance_trajectory_figure(traj), "alliance_trajectory", key="ev_fig_traj")
+        show_figure(compute.figure(pe.alliance_trajectory_figure, (*gkey, rater, bool(std)), traj),
+                    "alliance_trajectory", key="ev_fig_traj")
         table_download(aag.to_frame(), "alliance_around_gains", key="ev_dl_aag")
     return opts
 
@@ -192,7 +198,8 @@ def rc_tab(df, studies) -> None:
         tab = tab.drop(columns=["Recovered (n)", "Recovered (%)", "Cut-off c"])
     table(tab, "reliable_change_per_study", "rc")
     study = data_select("Study for the figure", studies, "ev_rc_study") if len(studies) > 1 else studies[0]
-    show_figure(pe.reliable_change_figure(rc, study=study), "reliable_change", key="ev_fig_rc")
+    show_figure(compute.figure(pe.reliable_change_figure, (compute.data_key(df), compute.freeze(opts), study), rc,
+                                study=study), "reliable_change", key="ev_fig_rc")
     table_download(rc.per_patient, "reliable_change_per_patient", key="ev_dl_rcpp", label="Download per patient (CSV)")
 
 
@@ -219,8 +226,9 @@ def outcome_tab(df, r_opts, g_opts, multi) -> None:
     table(out.to_frame() if out.meta is not None else out.per_study, f"outcome_by_{event}", "out")
     notes(out.messages)
     if multi and out.meta is not None and out.meta.k >= 2:
-        show_figure(forest_figure(out.meta, title=f"{EVENTS[event]} and symptom change",
-                                xlabel="Effect, with minus without the pattern (negative = more improvement)"),
+        fkey = (compute.data_key(df), event, measure, compute.freeze(r_opts or {}), compute.freeze(g_opts or {}))
+        show_figure(compute.figure(forest_figure, fkey, out.meta, title=f"{EVENTS[event]} and symptom change",
+                                   xlabel="Effect, with minus without the pattern (negative = more improvement)"),
                     f"outcome_by_{event}_forest", key="ev_fig_forest")
     dropout_section(df, r_opts)
 

@@ -3,6 +3,7 @@ and of Nickell bias (METHODS §3–§5). It never uses the loaded data set."""
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from analysis import formatting as fmt
@@ -63,9 +64,12 @@ def _wrap(text, width: int):
     return "<br>".join(lines)
 
 
-def _show(fig, name, key):
-    """Show a figure; in presentation mode with projector-sized text."""
+def _show(build, args: tuple, name, key):
+    """Show ``build(*args)`` (a figure of analysis.plots_teaching, made once per simulation settings and shared:
+    ui.compute.figure); in presentation mode a copy of it with projector-sized text."""
+    fig = compute.figure(build, (repr(params),), *args)
     if st.session_state.get("teach_present"):
+        fig = go.Figure(fig.to_dict())  # (the shared figure is read-only)
         fig.update_layout(font={"size": PRESENT_FONT}, title_font={"size": PRESENT_FONT + 2},
                           legend={"orientation": "h", "y": -0.28, "yanchor": "top", "x": 0},
                           margin={"t": 70, "b": 170}, height=max(560, int(fig.layout.height or 450) + 120))
@@ -149,7 +153,7 @@ with body:
 
     # ----------------------------------------------------------------------------------------- 1
     if present:  # the figure first, beside the settings
-        _show(plots_teaching.estimates_figure(est), "teaching_estimates", key="teach_estimates")
+        _show(plots_teaching.estimates_figure, (est,), "teaching_estimates", key="teach_estimates")
     st.header("1. Total, within and between: which estimate finds the truth?")
     st.markdown(
         "Three coefficients from two models fitted to the same data (raw units, lag 1, random intercept per "
@@ -164,7 +168,7 @@ with body:
     for m in est.messages:  # the fits' routine notes (singular fit, Nickell bias): information, not alarms
         st.info(md("{m}", m=m))
     if not present:
-        _show(plots_teaching.estimates_figure(est), "teaching_estimates", key="teach_estimates")
+        _show(plots_teaching.estimates_figure, (est,), "teaching_estimates", key="teach_estimates")
     # the replications and the Nickell curve run off the page's thread (ui/jobs.py): a slider redraws the
     # estimates at once, and these follow when ready (issue 24)
     rep = jobs.run(tg.replicate, params.replace(seed=1), n_rep=compute.TEACHING_REPLICATIONS, start=True,
@@ -217,7 +221,7 @@ with body:
                 "against how much more severe than usual the symptoms were at session t+1. The lines are simple "
                 "least-squares slopes (no control for prior symptoms), so they differ a little from the model estimates above."
             )
-            _show(plots_teaching.scatter_figure(scatter), "teaching_within_between_scatter", key="teach_scatter")
+            _show(plots_teaching.scatter_figure, (scatter,), "teaching_within_between_scatter", key="teach_scatter")
             st.markdown(tg.scatter_sentence(scatter.between_slope, scatter.within_slope))
 
     if t3.open:
@@ -235,7 +239,7 @@ with body:
                              compute.NICKELL_SESSIONS, n_patients=compute.NICKELL_PATIENTS, start=True,
                              widget="teach_nickell", label="Simulating one study per number of sessions…")
             if curve is not None:
-                _show(plots_teaching.nickell_figure(curve, params.autoregression), "teaching_nickell_bias",
+                _show(plots_teaching.nickell_figure, (curve, params.autoregression), "teaching_nickell_bias",
                       key="teach_nickell")
                 st.markdown(tg.nickell_sentence(curve, params.autoregression))
                 st.caption(
@@ -257,5 +261,5 @@ with body:
             latent = jobs.run(tg.latent_estimates, _data=data, params=params, _est=est, key="teaching", start=True,
                               widget="teach_latent", label="Fitting the RI-CLPM and the dynamic panel model…")
             if latent is not None:
-                _show(plots_teaching.latent_figure(latent), "teaching_latent_models", key="teach_latent")
+                _show(plots_teaching.latent_figure, (latent,), "teaching_latent_models", key="teach_latent")
                 show_table(latent, "teaching_latent_models", key="teach_latent_dl", manuscript=False)

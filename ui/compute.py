@@ -103,11 +103,11 @@ def summary_and_report(key: str, _df: pd.DataFrame, _report=None):
     return adata.summarize(_df), (_report if _report is not None else adata.validate(_df))
 
 
-@st.cache_data(show_spinner=False, max_entries=16, ttl=FILE_TTL)
-def data_figure(which: str, key: str, _df: pd.DataFrame):
-    """A Data page figure of the loaded data set: "missingness", "patients_per_study" or "sessions_per_patient"."""
-    return {"missingness": plots_data.missingness_figure, "patients_per_study": plots_data.patients_per_study_figure,
-            "sessions_per_patient": plots_data.sessions_per_patient_figure}[which](_df)
+def data_figure(which: str, key: str, df: pd.DataFrame):
+    """A Data page figure of the loaded data set: "missingness", "patients_per_study" or "sessions_per_patient"
+    (shared read-only, :func:`figure`)."""
+    return figure({"missingness": plots_data.missingness_figure, "patients_per_study": plots_data.patients_per_study_figure,
+                   "sessions_per_patient": plots_data.sessions_per_patient_figure}[which], (key,), df)
 
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl=FILE_TTL)
@@ -319,10 +319,26 @@ def _pooled_forest(key: str, _df: pd.DataFrame, options: LagOptions, titles: tup
 def _shared_figure(fig):
     """``fig`` whose ``to_dict()`` is read back from its JSON, made once: ``st.plotly_chart`` calls
     ``to_dict()`` on every run of every session, and plotly's deep copy and array walk cost ~8 ms each time
-    (json.loads: under 1 ms). Each call still returns a new dict, so no caller can change another's."""
+    (json.loads: under 1 ms). Each call still returns a new dict, so no caller can change another's.
+    A shared figure is read-only: to restyle one, copy it first (``go.Figure(fig.to_dict())``)."""
     spec = pio.to_json(fig, validate=False)
     fig.to_dict = lambda: json.loads(spec)
+    fig._shared = True
     return fig
+
+
+@st.cache_resource(show_spinner=False, max_entries=256, ttl="1h")
+def _figure(module: str, name: str, key: tuple, _args: tuple, _kwargs: dict):
+    return _shared_figure(safe_figure(getattr(importlib.import_module(module), name)(*_args, **_kwargs)))
+
+
+def figure(func, key: tuple, *args, **kwargs):
+    """``func(*args, **kwargs)`` (a figure builder of ``analysis``), built once per ``key`` and shared read-only
+    by every session and rerun (issue 24: a cached figure read back with ``st.cache_data`` is unpickled, and
+    plotly re-validates every property of it, on every run; a figure built on every run pays the same).
+    ``key`` must identify every input: the data fingerprint, the study, the options that made the result
+    drawn. Not for figures a page changes afterwards (copy a shared figure before restyling it)."""
+    return _figure(func.__module__, func.__qualname__, (func.__module__, func.__qualname__, *key), args, kwargs)
 
 
 @st.cache_resource(show_spinner=False, max_entries=128, ttl="1h", hash_funcs=OPTIONS_HASH)
@@ -512,13 +528,13 @@ def conv_pooled(key: str, _df: pd.DataFrame, discrepancy: str, transform: str, t
     return conv.pooled_convergence(_df, model=2, discrepancy=discrepancy, transform=transform, time=time)
 
 
-@st.cache_data(show_spinner=False, max_entries=64, ttl="1h")
-def conv_figure(figure: str, cache_key: tuple, _args: tuple, _kwargs: dict):
-    """A convergence figure (``analysis.plots_convergence.<figure>``), cached on ``cache_key``: the caller
-    passes a key that identifies every input (data fingerprint, study, rules, options)."""
+def conv_figure(name: str, cache_key: tuple, _args: tuple, _kwargs: dict):
+    """A convergence figure (``analysis.plots_convergence.<name>``), built once per ``cache_key`` and shared
+    (:func:`figure`): the caller passes a key that identifies every input (data fingerprint, study, rules,
+    options)."""
     from analysis import plots_convergence
 
-    return getattr(plots_convergence, figure)(*_args, **_kwargs)
+    return figure(getattr(plots_convergence, name), cache_key, *_args, **_kwargs)
 
 
 # ============================================================================ events (Ruptures & gains page)
@@ -533,35 +549,41 @@ def _event_result(key: str, _df: pd.DataFrame, func: str, options: tuple):
     return getattr(events, func)(_df, **_thaw(options))
 
 
+@st.cache_resource(show_spinner=False, max_entries=96, ttl="1h")
+def _event_ruptures(key: str, _df: pd.DataFrame, options: tuple):
+    options = _thaw(options)
+    if options.get("item") is not None:
+        return _event_result(key, _df, "rupture_analysis", freeze(options))
+    ra = _event_result(key, _df, "rupture_analysis", freeze({**options, "chance": False}))
+    curve_opts = {k: options[k] for k in ("criterion", "sd", "detrend", "rater") if k in options}
+    curve = _event_result(key, _df, "rupture_chance_curve", freeze(curve_opts))
+    return dataclasses.replace(ra, chance=curve.at(options.get("k")))
+
+
 def event_ruptures(df: pd.DataFrame, **options):
-    """`analysis.events.rupture_analysis`, cached on the data fingerprint and the options.
+    """`analysis.events.rupture_analysis`, cached on the data fingerprint and the options, one result shared
+    read-only by every session and rerun (its tables and sentences are then made once: issue 24).
 
     The chance simulation is cached on the options it depends on only (criterion, SD,
     detrending, rater: `rupture_chance_curve`), so changing k, the repair rule or the level
     does not re-simulate it; k only reads the cached curve.
     """
-    key = data_key(df)
-    if options.get("item") is not None:
-        return _event_result(key, df, "rupture_analysis", _freeze(options))
-    ra = _event_result(key, df, "rupture_analysis", _freeze({**options, "chance": False}))
-    curve_opts = {k: options[k] for k in ("criterion", "sd", "detrend", "rater") if k in options}
-    curve = _event_result(key, df, "rupture_chance_curve", _freeze(curve_opts))
-    return dataclasses.replace(ra, chance=curve.at(options.get("k")))
+    return _event_ruptures(data_key(df), df, freeze(options))
 
 
 def event_dropout(df: pd.DataFrame, **options):
     """`analysis.events.dropout_models` (logistic + Cox, METHODS §9a), cached on the data and the options."""
-    return _event_result(data_key(df), df, "dropout_models", _freeze(options))
+    return _event_result(data_key(df), df, "dropout_models", freeze(options))
 
 
 def event_gains(df: pd.DataFrame, **options):
     """`analysis.events.gain_analysis`, cached (mappings passed as sorted tuples)."""
-    return _event_result(data_key(df), df, "gain_analysis", _freeze(options))
+    return _event_result(data_key(df), df, "gain_analysis", freeze(options))
 
 
 def event_reliable_change(df: pd.DataFrame, **options):
     """`analysis.events.reliable_change_analysis`, cached."""
-    return _event_result(data_key(df), df, "reliable_change_analysis", _freeze(options))
+    return _event_result(data_key(df), df, "reliable_change_analysis", freeze(options))
 
 
 @st.cache_data(show_spinner=False, max_entries=32, ttl="1h")
@@ -578,7 +600,7 @@ def _event_around(key: str, _df: pd.DataFrame, gain_options: tuple, rater: str, 
 
 def event_around(df: pd.DataFrame, gain_options: dict, rater: str, standardize: bool):
     """Alliance around gains and the alliance trajectory, cached."""
-    return _event_around(data_key(df), df, _freeze(gain_options), rater, standardize)
+    return _event_around(data_key(df), df, freeze(gain_options), rater, standardize)
 
 
 @st.cache_data(show_spinner=False, max_entries=32, ttl="1h")
@@ -589,7 +611,7 @@ def _event_outcome(key: str, _df: pd.DataFrame, event: str, measure: str, ruptur
     if event == "gain":
         gains = _event_result(key, _df, "gain_analysis", gain_options).gains
         return events.outcome_by_pattern(_df, gains, measure=measure)
-    ra = _event_result(key, _df, "rupture_analysis", _freeze({**_thaw(rupture_options), "chance": False}))
+    ra = _event_result(key, _df, "rupture_analysis", freeze({**_thaw(rupture_options), "chance": False}))
     if event == "repair_groups":
         return events.outcome_by_repair(_df, ra.flags, rule=ra.rule, measure=measure)
     return events.outcome_by_pattern(_df, ra.flags, event=event, measure=measure, rule=ra.rule)
@@ -597,7 +619,7 @@ def _event_outcome(key: str, _df: pd.DataFrame, event: str, measure: str, ruptur
 
 def event_outcome(df: pd.DataFrame, event: str, measure: str, rupture_options: dict, gain_options: dict):
     """Relation of a rupture or gain pattern to outcome, cached with the pattern's options."""
-    return _event_outcome(data_key(df), df, event, measure, _freeze(rupture_options), _freeze(gain_options))
+    return _event_outcome(data_key(df), df, event, measure, freeze(rupture_options), freeze(gain_options))
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
@@ -613,7 +635,7 @@ def event_baseline(df: pd.DataFrame) -> dict:
     return _event_baseline(data_key(df), df)
 
 
-def _freeze(options: dict) -> tuple:
+def freeze(options: dict) -> tuple:
     """Options as a hashable tuple (dict values become sorted item tuples, lists tuples)."""
     out = []
     for k, v in sorted(options.items()):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -85,6 +86,11 @@ class RuptureAnalysis:
     messages: tuple = ()
 
     def to_frame(self) -> pd.DataFrame:
+        """The prevalence table (a copy: the caller may change it)."""
+        return self._table.copy()
+
+    @cached_property
+    def _table(self) -> pd.DataFrame:  # made once per result (a page reads it several times per run)
         ps = self.per_study
         t = ps[["study", "n_patients", "n_eligible", "n_rupture", "n_repair", "n_rupture_repair"]].copy()
         t = _with_total(t, ["n_patients", "n_eligible", "n_rupture", "n_repair", "n_rupture_repair"], {})
@@ -100,7 +106,7 @@ class RuptureAnalysis:
 
     @property
     def total(self) -> pd.Series:
-        return self.to_frame().iloc[-1]
+        return self._table.iloc[-1].copy()
 
     def summary(self) -> str:
         from analysis.formatting import count, p_text, percent
@@ -126,8 +132,18 @@ class RuptureAnalysis:
             s += f" {count(n_few)} patient(s) with too few ratings were not classified."
         return s
 
+    @cached_property
+    def _memo(self) -> dict:  # per-study lists made once per result (a page asks on every run)
+        return {}
+
     def patients(self, study: str) -> list[tuple[str, str]]:
         """(patient, label) of one study, patients with a rupture first."""
+        k = ("patients", str(study))
+        if k not in self._memo:
+            self._memo[k] = tuple(self._patients(study))
+        return list(self._memo[k])
+
+    def _patients(self, study: str):
         from analysis.formatting import count
 
         pp = self.per_patient[self.per_patient["study"] == str(study)]
@@ -147,6 +163,12 @@ class RuptureAnalysis:
 
     def patient_note(self, study: str, patient: str) -> str:
         """One patient's ruptures in words (user-derived labels are left to the caller to escape)."""
+        k = ("note", str(study), str(patient))
+        if k not in self._memo:
+            self._memo[k] = self._patient_note(study, patient)
+        return self._memo[k]
+
+    def _patient_note(self, study: str, patient: str) -> str:
         from analysis.formatting import num
 
         p = self.flags[(self.flags["study"] == str(study)) & (self.flags["patient"] == str(patient))]
