@@ -47,9 +47,9 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 TARGETS = {"cold": 3.0, "warm": 1.0, "option": 0.7, "slider": 0.5, "preset": 2.0, "forest": 1.5}
 
-# A cheap signature of every chart on the page (their first traces' x and y), and "the script is idle".
+# A signature of every chart on the page (all its traces and its annotations' text), and "the script is idle".
 SIG = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(el => JSON.stringify(
-  (el.data || []).slice(0, 4).map(t => [t.x && Array.from(t.x).slice(0, 40), t.y && Array.from(t.y).slice(0, 40)])
+  [el.data || [], ((el.layout || {}).annotations || []).map(a => a.text)]
 )).join('|')"""
 IDLE = """() => !document.querySelector('[data-testid="stStatusWidget"]')
   && !!document.querySelector('[data-testid="stSidebar"] [data-testid="stPageLink"]')"""
