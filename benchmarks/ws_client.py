@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import websockets
 from streamlit.proto.BackMsg_pb2 import BackMsg
@@ -24,6 +25,7 @@ class Student:
         self.plot_specs: list[str] = []
         self.errors: list[str] = []  # exceptions the last run showed
         self.widget_states: dict[str, object] = {}
+        self.first_plot_at: float | None = None  # perf_counter() when the last run's first chart arrived
 
     async def __aenter__(self):
         host = self.url.split("//", 1)[1]
@@ -44,7 +46,7 @@ class Student:
         cs.query_string = query
         for w in widgets or []:
             cs.widget_states.widgets.append(w)
-        self.plot_specs, self.errors = [], []
+        self.plot_specs, self.errors, self.first_plot_at = [], [], None
         await self.ws.send(msg.SerializeToString())
         async with asyncio.timeout(timeout):
             while True:
@@ -56,6 +58,8 @@ class Student:
                     which = el.WhichOneof("type")
                     if which == "plotly_chart":
                         self.plot_specs.append(el.plotly_chart.spec)
+                        if self.first_plot_at is None:  # (the browser draws a chart as soon as it arrives)
+                            self.first_plot_at = time.perf_counter()
                     elif which == "radio":
                         self.elements[el.radio.id] = el.radio
                     elif which == "exception":
