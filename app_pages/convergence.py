@@ -17,7 +17,7 @@ from ui.r_downloads import growth_r_download
 from ui.safe import esc, md
 from ui.state import DEMOS, DYADIC_DEMOS, current, has_therapist_ratings
 from ui.tables import dataframe, show_table
-from ui.tabs import CONVERGENCE_TABS, lazy_tabs
+from ui.tabs import CONVERGENCE_TABS, lazy_expander, lazy_tabs
 
 METHODS = "/methods#8-alliance-convergence-convergence-paper"
 OWN = "— (choose the settings yourself)"
@@ -149,28 +149,29 @@ if t_scores.open:
                     "alliance_trajectories", key="conv_traj")
         with st.expander("Per-session means and SDs"):
             show_table(tr, "alliance_trajectories", key="conv_traj_dl", title="Alliance per session (mean, SD)")
-        c1, c2 = st.columns(2)
-        with c1:
-            okey = (skey, o["discrepancy"], o["transform"], o["score_method"])
-            try:
-                fig = compute.conv_figure("dyad_trajectories_figure", okey, (sd,), {"n": 12, "seed": 0, "scores": scores})
-            except ValueError:  # e.g. every dyad has a single rated session: nothing to draw a line through
-                st.info("No dyad has a convergence score (ratings by both raters on at least two sessions), so there are "
-                        "no dyad trajectories to show.")
-            else:
-                show_figure(fig, "dyad_trajectories", key="conv_dyads")
-                st.caption("Twelve randomly chosen dyads (fixed seed): ratings and their fitted lines; the shaded band is "
-                           "the fitted discrepancy.")
-        with c2:
-            show_figure(compute.conv_figure("convergence_distribution_figure", okey, (scores,), {}),
-                        "convergence_distribution", key="conv_dist")
-            info = scores.transform_info.get(study, {})
-            if info:
-                st.caption(f"Skewness of the score: {fmt.num(info['skew_before'])} before, {fmt.num(info['skew_after'])} "
-                           f"after the transform ({fmt.option_text(o['transform'])}).")
-            if rel is not None and pd.notna(rel):
-                st.caption(f"Reliability of the convergence score: {fmt.num(rel)} (share of its between-dyad variance that "
-                           "is not rating noise; low values weaken every association with convergence).")
+        okey = (skey, o["discrepancy"], o["transform"], o["score_method"])
+        show_figure(compute.conv_figure("convergence_distribution_figure", okey, (scores,), {}),
+                    "convergence_distribution", key="conv_dist")
+        info = scores.transform_info.get(study, {})
+        if info:
+            st.caption(f"Skewness of the score: {fmt.num(info['skew_before'])} before, {fmt.num(info['skew_after'])} "
+                       f"after the transform ({fmt.option_text(o['transform'])}).")
+        if rel is not None and pd.notna(rel):
+            st.caption(f"Reliability of the convergence score: {fmt.num(rel)} (share of its between-dyad variance that "
+                       "is not rating noise; low values weaken every association with convergence).")
+        # twelve small panels are the page's costliest drawing in the browser: drawn when opened (issue 24)
+        if (exp := lazy_expander("Twelve dyads: ratings, fitted lines and fitted discrepancy", "conv_dyads_exp")).open:
+            with exp:
+                try:
+                    fig = compute.conv_figure("dyad_trajectories_figure", okey, (sd,),
+                                              {"n": 12, "seed": 0, "scores": scores})
+                except ValueError:  # e.g. every dyad has a single rated session: nothing to draw a line through
+                    st.info("No dyad has a convergence score (ratings by both raters on at least two sessions), so "
+                            "there are no dyad trajectories to show.")
+                else:
+                    show_figure(fig, "dyad_trajectories", key="conv_dyads")
+                    st.caption("Twelve randomly chosen dyads (fixed seed): ratings and their fitted lines; the shaded "
+                               "band is the fitted discrepancy.")
         with st.expander("Messages about the scores"):
             for m in scores.messages:
                 st.text(m)

@@ -193,3 +193,20 @@ def test_sidebar_preset_control_loads_the_dyadic_demo_and_selects_the_convergenc
     assert at.selectbox(key="conv_preset").value == "convergence_001_study2"
     tab = _models_table(at)
     assert tab.at["N dyads", "Model 1"] == "139"
+
+
+def test_twelve_dyads_are_drawn_only_when_their_expander_is_opened():
+    """The dyad trajectories (twelve panels, the page's costliest drawing) wait in a lazy expander (issue 24)."""
+    at = _run(_demo("dyads_bdi.csv"))
+
+    def titles():
+        return [json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")]
+
+    assert not any(t.startswith("Dyad trajectories") for t in titles())
+    assert any(t.startswith("Distribution of dyad convergence scores") for t in titles())
+    at.session_state["conv_dyads_exp"] = True
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    dyads = [json.loads(c.proto.spec) for c in at.get("plotly_chart")
+             if json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "").startswith("Dyad trajectories")]
+    assert len(dyads) == 1 and len(dyads[0]["layout"]["annotations"]) == 12

@@ -69,7 +69,7 @@ def test_main_path(capsys):
         page.get_by_role("heading", name="Patient and therapist ratings over treatment").wait_for(timeout=120_000)
         wait_idle(page, 120_000)
         page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=60_000)
-        assert page.locator('[data-testid="stPlotlyChart"]').count() >= 3
+        assert page.locator('[data-testid="stPlotlyChart"]').count() >= 2  # (twelve dyads: drawn when opened)
         page.screenshot(path=str(ARTIFACTS / "main_3_convergence.png"), full_page=True)
         # The target (< 1 s on the 17-study demo) is printed above; a timed assertion that tight would
         # fail on a busy 2-core CI machine. This bound catches a real regression (it was 2.4 s before

@@ -278,6 +278,28 @@ def test_scatter_figure_lines_have_the_summary_slopes(big):
     assert "more severe than usual" in fig.layout.yaxis2.title.text
 
 
+def test_scatter_figure_draws_a_seeded_subset_of_many_points_with_the_lines_of_all(big):
+    """Beyond MAX_POINTS a panel draws a random (seeded) subset, says so in its title, and its line is still that
+    of all the data; a small sample is drawn whole."""
+    _, data, _, _ = big
+    s = tg.scatter_summary(data)
+    assert len(s.pairs) > pt.MAX_POINTS  # (the test needs more pairs than the cap)
+    fig = pt.scatter_figure(s)
+    pairs = next(t for t in fig.data if t.name == "session pairs (deviations)")
+    assert len(pairs.x) == pt.MAX_POINTS
+    assert set(np.round(pairs.x, 12)) <= set(np.round(s.pairs["alliance_dev"].to_numpy(float), 12))
+    title = fig.layout.annotations[1].text
+    assert f"{pt.MAX_POINTS} of {len(s.pairs):,} pairs shown (random)".replace(",", ",") in title.replace("\u2009", "")
+    w = next(t for t in fig.data if t.mode == "lines" and t.name and t.name.startswith("within slope"))
+    assert (w.y[1] - w.y[0]) / (w.x[1] - w.x[0]) == pytest.approx(s.within_slope)
+    assert w.x[0] == pytest.approx(np.nanmin(s.pairs["alliance_dev"])) and w.x[1] == pytest.approx(np.nanmax(s.pairs["alliance_dev"]))
+    again = next(t for t in pt.scatter_figure(s).data if t.name == "session pairs (deviations)")
+    assert list(again.x) == list(pairs.x)  # seeded: the same subset every time
+    whole = pt.scatter_figure(s, max_points=len(s.pairs))
+    assert len(next(t for t in whole.data if t.name == "session pairs (deviations)").x) == len(s.pairs)
+    assert "shown" not in whole.layout.annotations[1].text
+
+
 def test_nickell_figure_draws_formula_and_simulated_bias(curve):
     p, c = curve
     fig = pt.nickell_figure(c, p.autoregression)
