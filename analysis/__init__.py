@@ -48,6 +48,14 @@ _ENTRIES = {
     "ruptures": "events", "rupture_chance": "events", "sudden_gains": "events", "reliable_change": "events",
     # decomposition and descriptives (§12, §13)
     "total_within_between": "decomposition",
+    # one-stage IPD, latent-centred dynamic models, the estimator check, few studies (§6b–§6d, §15)
+    "one_stage": "onestage", "OneStageOptions": "onestage", "DynamicOptions": "dynamics",
+    "EstimatorCheckOptions": "estimator_check", "SmallKOptions": "bayes_meta",
+    # the other methods' declared options
+    "DecompositionOptions": "decomposition", "ConvergenceOptions": "convergence.options",
+    "CongruenceOptions": "convergence.congruence", "RuptureOptions": "events.options", "GainOptions": "events.options",
+    "ReliableChangeOptions": "events.options", "OutcomeOptions": "events.options", "DropoutOptions": "events.dropout",
+    "TeachingParams": "teaching",
     # screening, simulation, scripts
     "screen_study": "screening", "simulate_study": "simulate", "simulate_collection": "simulate",
     "r_script": "report", "reproduction_script": "report", "html_report": "report",

@@ -381,6 +381,11 @@ def one_stage(df: pd.DataFrame | StudyData, options: LagOptions | None = None, *
 
     ``df``: canonical long data (or a prepared :class:`analysis.lagged.StudyData`). A direction that
     cannot be fitted is reported in ``messages``; the others still run.
+
+    >>> from analysis.simulate import simulate_collection
+    >>> res = one_stage(simulate_collection(k=3, n_patients=30, sessions=range(1, 7), seed=1).data)
+    >>> sorted(res.fits), res.fits["alliance_to_symptoms"].k
+    (['alliance_to_symptoms', 'symptoms_to_alliance'], 3)
     """
     options = options or LagOptions()
     OneStageOptions(level=level, profile=profile)  # the declared checks

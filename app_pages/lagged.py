@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analysis import nickell
+from analysis import lagged, nickell
 from analysis.interpret import count_sentence, lagged_effect_sentence
 from analysis.plots_lagged import direction_label
 from ui import compute, few_studies, persist
@@ -143,7 +143,7 @@ def model_rows():
         patient = data_select("Patient", patients, "lag_view_patient", c3)
         show_figure(compute.lagged_figure("patient", df, options, direction, study, patient), "patient_series",
                     key="lag_patient")
-        dataframe(rows[rows["patient"] == patient])
+        dataframe(rows[rows["patient"] == patient], names=lagged.row_names(rows))
         table_download(rows, f"model_rows_{study}_{direction}", key="lag_rows_dl",
                        label="Download this study's model rows (CSV)")
 

@@ -42,6 +42,12 @@ def test_one_and_two_stage_side_by_side_on_the_17_study_demo():
     ref = one_stage(df, LagOptions()).fits["alliance_to_symptoms"]
     row = t[(t["model"] == "one-stage") & t["direction"].str.startswith("Alliance")]
     assert float(row["estimate"].iloc[0]) == pytest.approx(ref.estimate, abs=1e-10)
+    # shown with three decimals: the two models' estimates side by side differ in the third (−0.08 / −0.08 hid it)
+    from tests.test_number_format import shown
+
+    el = next(d for d in at.dataframe if {"model", "estimate", "test"} <= set(d.value.columns))
+    cells = shown(el)["estimate"].tolist()
+    assert all(len(c.split(".")[1]) >= 3 for c in cells), cells
     assert len(at.get("plotly_chart")) == 2  # the pooled forest and the side-by-side forest
     text = _texts(at)
     assert "Why they may differ" in text and ("agree" in text or "differ" in text)

@@ -163,6 +163,27 @@ def test_prepare_columns_follow_options(raw):
     assert str(r["study"].dtype) == "string" and str(r["patient"].dtype) == "string"
 
 
+@pytest.mark.parametrize("opts", [dict(), dict(centering="none"), dict(time_trend="fixed", cross_level=True),
+                                  dict(outcome_moderator=True, control_prior_outcome=True),
+                                  dict(lag=0, control_prior_outcome=True, directions=("symptoms_to_alliance",))])
+@pytest.mark.parametrize("direction", ["alliance_to_symptoms", "symptoms_to_alliance"])
+def test_row_names_name_every_model_column_in_the_directions_words(raw, opts, direction):
+    """The model-rows tab's headings (issue 23 leftover): every column of prepare() has a reader's name that
+    says which variable it is, in the direction's words; none is a raw name."""
+    from analysis.lagged import row_names
+
+    options = LagOptions(**opts)
+    if direction not in options.directions:
+        return
+    r = prepare(raw, options, direction)
+    names = row_names(r)
+    assert set(names) == set(r.columns)
+    assert all("_" not in n and n[:1].isupper() for n in names.values())
+    assert len(set(names.values())) == len(names)  # no two columns under one heading
+    x, y = ("Alliance", "Symptoms") if direction == "alliance_to_symptoms" else ("Symptoms", "Alliance")
+    assert names["x_raw"] == f"{x} at t (raw)" and names["lead"] == f"{y} at the outcome session (model)"
+
+
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 5000), lag=st.integers(1, 3), miss=st.floats(0, 0.5))
 def test_pairing_invariants(seed, lag, miss):

@@ -61,7 +61,7 @@ def one_stage_section(df, options, res, directions: dict, xlabel: str) -> None:
         return
     table = onestage.compare(res, one)
     shown = table.assign(direction=table["direction"].map(directions))
-    dataframe(shown)
+    dataframe(shown, digits=3)  # (two results side by side: three decimals show where they differ)
     table_download(table, "one_stage_vs_two_stage", key="os_dl")
     titles = {d: directions[d] for d in options.directions if d in one.fits and d in res.pooled}
     if titles:

@@ -19,7 +19,7 @@ from analysis import tables
 from ui.downloads import _slug, table_download
 
 
-def styled(df: pd.DataFrame):
+def styled(df: pd.DataFrame, digits: int = 2):
     """``df`` for ``st.dataframe``: numbers kept, shown as :func:`analysis.formatting.cell` writes them.
 
     A pandas Styler whose display text is computed here, column by column (:func:`analysis.formatting.
@@ -28,9 +28,9 @@ def styled(df: pd.DataFrame):
     table on every run of every session; this route ~5 ms, with the same display values (issue 24; a test
     compares them with Streamlit's own)."""
     if df.columns.has_duplicates or not df.index.is_unique:
-        return fmt.format_frame(df)
+        return fmt.format_frame(df, digits)
     styler = df.style
-    columns = fmt.frame_cells(df)  # (the one rule, as in the Word and LaTeX tables)
+    columns = fmt.frame_cells(df, digits)  # (the one rule, as in the Word and LaTeX tables)
     body = [[{"id": f"row{i}_col{j}", "display_value": col[i]} for j, col in enumerate(columns)]
             for i in range(len(df))]
     styler._compute = lambda: styler  # (nothing to compute: no CSS styles)
@@ -72,22 +72,29 @@ _streamlit_use_display_values = _styler_utils._use_display_values
 _styler_utils._use_display_values = _display_frame
 
 
-def headers(df: pd.DataFrame) -> dict:
-    """``column_config`` that shows each raw result column under the reader's name
-    (:func:`analysis.formatting.column_name`: "CI low", not "ci_low"). Only the heading changes: the data, the
-    CSV and the tests keep the raw names."""
+def headers(df: pd.DataFrame, names: dict | None = None) -> dict:
+    """``column_config`` that shows each raw result column under the reader's name (``names``, a result's own
+    headings such as :func:`analysis.lagged.row_names`; else :func:`analysis.formatting.column_name`: "CI low",
+    not "ci_low"). Only the heading changes: the data, the CSV and the tests keep the raw names."""
     if df.columns.has_duplicates:
         return {}
-    return {c: st.column_config.Column(fmt.column_name(c)) for c in df.columns if fmt.column_name(c) != str(c)}
+    names = names or {}
+    out = {}
+    for c in df.columns:
+        label = names.get(c) or fmt.column_name(c)
+        if label != str(c):
+            out[c] = st.column_config.Column(label)
+    return out
 
 
-def dataframe(df: pd.DataFrame, **kw) -> None:
+def dataframe(df: pd.DataFrame, names: dict | None = None, digits: int = 2, **kw) -> None:
     """``st.dataframe`` of a result frame: cells by the one formatting rule (:func:`styled`), headings by the
-    reader's names (:func:`headers`; a page's own ``column_config`` wins), full width, no index."""
+    reader's names (:func:`headers`, with a result's own ``names``; a page's own ``column_config`` wins), full
+    width, no index. ``digits``: decimals of numbers (3 where two results are compared side by side)."""
     kw.setdefault("width", "stretch")
     kw.setdefault("hide_index", True)
-    kw["column_config"] = headers(df) | dict(kw.get("column_config") or {})
-    st.dataframe(styled(df), **kw)
+    kw["column_config"] = headers(df, names) | dict(kw.get("column_config") or {})
+    st.dataframe(styled(df, digits), **kw)
 
 
 def show_table(df: pd.DataFrame, name: str, key: str | None = None, title: str | None = None, note: str = "",

@@ -52,7 +52,15 @@ M8 = "8-alliance-convergence-convergence-paper"
 
 @dataclass(frozen=True)
 class CongruenceOptions(Declared):
-    """The options of :func:`response_surface` and :func:`apim` (declared once: :mod:`analysis.options`)."""
+    """The options of :func:`response_surface` and :func:`apim` (declared once: :mod:`analysis.options`).
+
+    >>> CongruenceOptions().control_initial
+    True
+    >>> CongruenceOptions(control_initial="maybe")
+    Traceback (most recent call last):
+    ...
+    ValueError: control_initial must be True or False; got 'maybe'.
+    """
 
     control_initial: bool = option(
         "flag", True, label="Response surface: control for initial symptoms", url="rsa_initial", methods=M8,

@@ -32,7 +32,11 @@ EARLY_DISCREPANCIES = ("raw", "fitted")
 
 @dataclass(frozen=True)
 class ConvergenceOptions(Declared):
-    """How convergence scores are made and the growth models fitted (METHODS §8)."""
+    """How convergence scores are made and the growth models fitted (METHODS §8).
+
+    >>> ConvergenceOptions(discrepancy="signed").kwargs()["discrepancy"]
+    'signed'
+    """
 
     score_method: str = option(
         "choice", "ols", choices=SCORE_METHODS, label="Growth lines", widget="radio", url="lines", methods=M8,

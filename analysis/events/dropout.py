@@ -54,7 +54,15 @@ M9A = "9a-dropout-as-an-outcome-seeds-002-and-003"
 
 @dataclass(frozen=True)
 class DropoutOptions(Declared):
-    """Dropout models (METHODS §9a; :func:`analysis.events.dropout_models`)."""
+    """Dropout models (METHODS §9a; :func:`analysis.events.dropout_models`).
+
+    >>> DropoutOptions().predictors
+    ('early_alliance', 'rupture', 'repair')
+    >>> DropoutOptions(predictors=("age",))
+    Traceback (most recent call last):
+    ...
+    ValueError: each of predictors must be one of 'early_alliance', 'mean_alliance', 'rupture', 'repair'; got 'age'.
+    """
 
     predictors: tuple = option(
         "choices", ("early_alliance", "rupture", "repair"), choices=tuple(DROPOUT_PREDICTORS),

@@ -36,7 +36,15 @@ M11 = "11-reliable-and-clinically-significant-change-jacobson-and-truax-1991"
 
 @dataclass(frozen=True)
 class RuptureOptions(Declared):
-    """How ruptures and repairs are flagged (METHODS §9; :func:`analysis.events.ruptures`)."""
+    """How ruptures and repairs are flagged (METHODS §9; :func:`analysis.events.ruptures`).
+
+    >>> RuptureOptions().criterion
+    'default'
+    >>> RuptureOptions(criterion="x")
+    Traceback (most recent call last):
+    ...
+    ValueError: criterion must be one of 'default', 'study_sd', 'other_sessions', 'mean_sd'; got 'x'.
+    """
 
     criterion: str = option(
         "choice", "default", choices=tuple(CRITERION_LABELS), labels=CRITERION_LABELS, label="Criterion",
@@ -81,7 +89,15 @@ class RuptureOptions(Declared):
 
 @dataclass(frozen=True)
 class GainOptions(Declared):
-    """Sudden gains or losses (METHODS §10; :func:`analysis.events.sudden_gains`)."""
+    """Sudden gains or losses (METHODS §10; :func:`analysis.events.sudden_gains`).
+
+    >>> GainOptions(kind="loss").kind
+    'loss'
+    >>> GainOptions(kind="drop")
+    Traceback (most recent call last):
+    ...
+    ValueError: kind must be one of 'gain', 'loss'; got 'drop'.
+    """
 
     kind: str = option(
         "choice", "gain", choices=("gain", "loss"), labels={"gain": "Sudden gains", "loss": "Sudden losses"},
@@ -107,7 +123,15 @@ class GainOptions(Declared):
 
 @dataclass(frozen=True)
 class ReliableChangeOptions(Declared):
-    """Reliable and clinically significant change (METHODS §11; :func:`analysis.events.reliable_change`)."""
+    """Reliable and clinically significant change (METHODS §11; :func:`analysis.events.reliable_change`).
+
+    >>> ReliableChangeOptions().method
+    'JT'
+    >>> ReliableChangeOptions(method="Z")
+    Traceback (most recent call last):
+    ...
+    ValueError: method must be one of 'JT', 'GLN', 'EN', 'HA'; got 'Z'.
+    """
 
     method: str = option(
         "choice", "JT", choices=tuple(RC_METHODS), labels=RC_METHODS, label="Method", widget="radio", url="rc",
@@ -122,7 +146,11 @@ class ReliableChangeOptions(Declared):
 
 @dataclass(frozen=True)
 class OutcomeOptions(Declared):
-    """Relation of a pattern to outcome (METHODS §9/§10; :func:`analysis.events.outcome_by_pattern`)."""
+    """Relation of a pattern to outcome (METHODS §9/§10; :func:`analysis.events.outcome_by_pattern`).
+
+    >>> OutcomeOptions().event
+    'rupture'
+    """
 
     event: str = option(
         "choice", "rupture", choices=("rupture", "repair", "rupture_repair", "repair_groups", "gain"),

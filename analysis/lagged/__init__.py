@@ -84,6 +84,7 @@ from analysis.lagged.rows import (
     pairing_counts,
     prepare,
     prepare_studies,
+    row_names,
 )
 from analysis.lagged.view import PatientView, patient_view
 
@@ -121,4 +122,5 @@ __all__ = [
     "patient_view",
     "prepare",
     "prepare_studies",
+    "row_names",
 ]

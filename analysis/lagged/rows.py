@@ -418,6 +418,30 @@ def _rows_frame(base: StudyData, rows: ModelRows, options: LagOptions, direction
     return df
 
 
+def row_names(rows: pd.DataFrame) -> dict[str, str]:
+    """Reader's headings of :func:`prepare`'s columns, in the words of the frame's direction (its ``attrs``
+    name the predictor X and the outcome Y): "Alliance at t (raw)", "Symptoms at the outcome session (model)".
+    Columns it does not name (covariates) keep the general rule (:func:`analysis.formatting.column_name`).
+
+    >>> row_names(prepare(pd.DataFrame({"study": "A", "patient": ["1"] * 3, "session": [1, 2, 3],
+    ...     "alliance": [4.0, 5.0, 6.0], "symptoms": [3.0, 2.0, 2.5]})))["x_center"]
+    'Alliance: centre subtracted'
+    """
+    x = str(rows.attrs.get("predictor", "predictor")).replace("_", " ").capitalize()
+    y = str(rows.attrs.get("outcome", "outcome")).replace("_", " ").capitalize()
+    names = {
+        "study": "Study", "patient": "Patient", "session": "Session t", "lead_session": "Outcome session",
+        "x_raw": f"{x} at t (raw)", "x": f"{x} at t (model scale)", "x_center": f"{x}: centre subtracted",
+        "within": f"{x} within (t − centre)", "between": f"{x} between (own mean − study mean)",
+        "y_raw": f"{y} at t (raw)", "y": f"{y} at t (model scale)", "y_center": f"{y}: centre subtracted",
+        "prior_session": f"{y}: prior session", "prior_within": f"{y} at t, within",
+        "prior_between": f"{y} at t, between", "interaction": f"{x} between × within",
+        "interaction_outcome": f"{y} between × {x.lower()} within", "time": "Time (session − mean session)",
+        "lead_raw": f"{y} at the outcome session (raw)", "lead": f"{y} at the outcome session (model)",
+    }
+    return {c: names[c] for c in rows.columns if c in names}
+
+
 def prepare(df: pd.DataFrame, options: LagOptions | None = None, direction: str = "alliance_to_symptoms") -> pd.DataFrame:
     """The model rows of one direction, exactly as they enter the stage-1 model.
 
