@@ -46,6 +46,34 @@ res = compute.two_stage_or_stop(df, options, "Fitting one model per study…")
 
 ps = res.per_study
 within = ps[ps["term"] == "within"]
+
+
+def diagnostics(res, direction: str) -> None:
+    """Per-study diagnostics of one direction's study models (Nickell bias, person-mean reliability, boundary)."""
+    diag = []
+    for (study, dirn), fit in res.fits.items():
+        if dirn != direction:
+            continue
+        g = fit.diagnostics()
+        diag.append({"study": study, "median pairs per patient": g["median_pairs"],
+                     "ICC of predictor": g["icc_predictor"],
+                     "reliability of person mean (attenuation factor)": g["reliability_person_mean"],
+                     "Nickell bias of prior outcome": g["nickell_bias"] if options.control_prior_outcome else np.nan,
+                     "random-intercept variance": g["tau2"], "boundary (τ² ≈ 0)": g["singular"],
+                     "converged": g["converged"], "messages": " ".join(fit.messages)})
+    st.markdown(
+        "- **Nickell bias**: with few pairs per patient, the within-centered prior outcome is biased "
+        "downward (about −(1 + ρ)/(T − 1) for person-mean centering, about twice that when detrended); the "
+        "value shown is the expected bias on this study's own sessions, pairs and centering.\n"
+        "- **Reliability of the person mean** = n·ICC / (1 + (n − 1)·ICC): the factor by which between "
+        "effects and cross-level interactions are attenuated (below 0.8: more than 20%); a between effect "
+        "is also pulled toward the within effect.\n"
+        "- **Boundary**: a random-intercept variance of zero is common in this model; the fixed effects are "
+        "still correct (checked against lme4)."
+    )
+    show_table(pd.DataFrame(diag), f"diagnostics_{direction}", key=f"lag_diag_dl_{direction}", manuscript=False)
+
+
 # Sections in lazy tabs: a page run computes and draws the open tab only, not the whole 8,000-px page
 t_coef, t_trio, t_early, t_latent, t_rows = lazy_tabs("lag_tab", LAGGED_TABS)
 if t_coef.open:
@@ -84,32 +112,12 @@ if t_coef.open:
             if note := nickell.attenuation_note(fits):  # tiered: below half the true effect is a warning
                 (st.warning if nickell.attenuation_severe(fits) else st.info)(md("{n}", n=note))
 
-            diag = []
-            for (study, dirn), fit in res.fits.items():
-                if dirn != direction:
-                    continue
-                g = fit.diagnostics()
-                diag.append({"study": study, "median pairs per patient": g["median_pairs"],
-                             "ICC of predictor": g["icc_predictor"],
-                             "reliability of person mean (attenuation factor)": g["reliability_person_mean"],
-                             "Nickell bias of prior outcome": g["nickell_bias"] if options.control_prior_outcome else np.nan,
-                             "random-intercept variance": g["tau2"], "boundary (τ² ≈ 0)": g["singular"],
-                             "converged": g["converged"], "messages": " ".join(fit.messages)})
-            diag = pd.DataFrame(diag)
             n_warn = int((d["status"] != "ok").sum())
-            with st.expander(f"Diagnostics and warnings ({n_warn} {'study' if n_warn == 1 else 'studies'} with notes)",
-                             expanded=False):
-                st.markdown(
-                    "- **Nickell bias**: with few pairs per patient, the within-centered prior outcome is biased "
-                    "downward (about −(1 + ρ)/(T − 1) for person-mean centering, about twice that when detrended); the "
-                    "value shown is the expected bias on this study's own sessions, pairs and centering.\n"
-                    "- **Reliability of the person mean** = n·ICC / (1 + (n − 1)·ICC): the factor by which between "
-                    "effects and cross-level interactions are attenuated (below 0.8: more than 20%); a between effect "
-                    "is also pulled toward the within effect.\n"
-                    "- **Boundary**: a random-intercept variance of zero is common in this model; the fixed effects are "
-                    "still correct (checked against lme4)."
-                )
-                show_table(diag, f"diagnostics_{direction}", key=f"lag_diag_dl_{direction}", manuscript=False)
+            # lazy: the per-study diagnostics are computed and sent only while open (issue 24)
+            if (exp := lazy_expander(f"Diagnostics and warnings ({n_warn} {'study' if n_warn == 1 else 'studies'} "
+                                     "with notes)", f"lag_diag_exp_{direction}")).open:
+                with exp:
+                    diagnostics(res, direction)
 
         if few_studies.one_stage_switch():
             few_studies.one_stage_section(df, options, res, DIRECTIONS, "Within-patient lagged coefficient")

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from analysis import pipeline
 from analysis.lagged import LagOptions
 from analysis.simulate import simulate_study
+from ui.tabs import PAGE_EXPANDERS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,6 +23,8 @@ def _data(sd_between):
 def _lagged(df):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     at.session_state["dataset"] = {"df": df, "name": "test data", "source": "upload", "notes": []}
+    for k in PAGE_EXPANDERS["app_pages/lagged.py"]:  # (lazy expanders, the diagnostics among them: opened)
+        at.session_state[k] = True
     at.run()
     at.switch_page("app_pages/lagged.py")
     at.run()

@@ -30,7 +30,8 @@ PAGE_TABS = {"app_pages/lagged.py": ("lag_tab", LAGGED_TABS), "app_pages/events.
 
 #: page file → session-state keys of its lazy expanders (``st.expander(..., key=k, on_change="rerun")``, content
 #: computed only while open), so tests can open them too
-PAGE_EXPANDERS = {"app_pages/lagged.py": ("lag_all_exp", "lag_pairs_exp"),
+PAGE_EXPANDERS = {"app_pages/lagged.py": ("lag_all_exp", "lag_pairs_exp", "lag_diag_exp_alliance_to_symptoms",
+                                          "lag_diag_exp_symptoms_to_alliance"),
                   "app_pages/convergence.py": ("conv_dyads_exp",)}
 
 #: a tab to open on a page's next run (set by code that runs after the tabs are drawn, e.g. a preset)
