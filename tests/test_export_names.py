@@ -66,3 +66,23 @@ def test_a_failed_export_is_reported_on_the_next_run(monkeypatch):
     assert at.warning and "PNG export of this figure failed" in at.warning[0].value
     at.run()
     assert not at.warning  # said once
+
+
+def _figure_page():
+    import plotly.graph_objects as go
+
+    from ui.downloads import show_figure
+
+    show_figure(go.Figure(go.Bar(x=[1], y=[1])), "fig", key="k")
+
+
+def test_a_figures_download_buttons_are_made_only_when_their_expander_is_opened():
+    """Issue 24: a figure costs every run its chart and a closed expander; the PNG, SVG and HTML buttons (and
+    their row) are sent once the reader opens "Download this figure"."""
+    at = AppTest.from_function(_figure_page)
+    at.run()
+    assert len(at.get("plotly_chart")) == 1 and not at.get("download_button")
+    at.session_state["dlx_k"] = True  # (what opening the expander does: it reruns the page)
+    at.run()
+    ids = " ".join(el.proto.id for el in at.get("download_button"))
+    assert all(f"dl_{f}_k" in ids for f in ("png", "svg", "html")), ids

@@ -88,22 +88,23 @@ def figure_downloads(fig: go.Figure, name: str, key: str | None = None) -> None:
     for what in failed:
         st.warning(md("The {what} export of this figure failed (the image renderer, kaleido, could not draw it). "
                       "Download the HTML version instead, or try again.", what=what))
-    c1, c2, c3 = st.columns(3)
-    with c1:
+    with st.container(horizontal=True):  # (one row: one block, not a block per column)
         st.download_button("PNG", data=_export(fig, "png", session, f"dl_png_{base}"), file_name=f"{_slug(name)}.png",
                            mime="image/png", key=f"dl_png_{base}", on_click="ignore")
-    with c2:
         st.download_button("SVG", data=_export(fig, "svg", session, f"dl_svg_{base}"), file_name=f"{_slug(name)}.svg",
                            mime="image/svg+xml", key=f"dl_svg_{base}", on_click="ignore")
-    with c3:
         st.download_button("HTML", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True).encode("utf-8"),
                            file_name=f"{_slug(name)}.html", mime="text/html", key=f"dl_html_{base}",
                            on_click="ignore")
 
 
 def show_figure(fig: go.Figure, name: str, key: str | None = None) -> None:
-    """Show a plotly figure with its PNG / SVG / HTML download buttons underneath."""
+    """Show a plotly figure with its PNG / SVG / HTML download buttons underneath, in an expander whose buttons
+    are made only while it is open (opening it reruns the page: a figure costs every run two elements, not
+    eight; issue 24)."""
     fig = safe_figure(fig)
     st.plotly_chart(fig, width="stretch", key=f"chart_{key or _slug(name)}")
-    with st.expander("Download this figure", expanded=False):
-        figure_downloads(fig, name, key=key)
+    exp = st.expander("Download this figure", key=f"dlx_{key or _slug(name)}", on_change="rerun")
+    if exp.open:
+        with exp:
+            figure_downloads(fig, name, key=key)

@@ -107,15 +107,12 @@ def show_table(df: pd.DataFrame, name: str, key: str | None = None, title: str |
     if not manuscript:
         table_download(df if csv is None else csv, name, key=csv_key)
         return
-    c1, c2, c3 = st.columns(3)
-    with c1:
-        table_download(df if csv is None else csv, name, key=csv_key, label="CSV (raw numbers)")
     heading = title or name.replace("_", " ").capitalize()
-    with c2:
+    with st.container(horizontal=True):  # (one row: one block, not a block per column)
+        table_download(df if csv is None else csv, name, key=csv_key, label="CSV (raw numbers)")
         st.download_button("Word table (APA)", data=lambda: tables.docx_bytes(df, heading, note=note),
                            file_name=f"{_slug(name)}.docx", key=f"{csv_key}_docx", on_click="ignore",
                            mime="application/vnd.openxmlformats-officedocument.wordprocessingml.document")
-    with c3:
         st.download_button("LaTeX table", data=lambda: tables.latex(df, heading, note=note).encode("utf-8"),
                            file_name=f"{_slug(name)}.tex", mime="text/x-tex", key=f"{csv_key}_tex",
                            on_click="ignore")
