@@ -41,8 +41,10 @@ lint: $(VENV)/.dev-installed
 
 bench: $(VENV)/.installed
 	for f in benchmarks/bench_*.py; do echo "== $$f"; PYTHONPATH=. $(BIN)/python $$f; done
-	@echo "== benchmarks/bench_class.py --varied (30 students, 30 different analyses)"
-	PYTHONPATH=. $(BIN)/python benchmarks/bench_class.py --varied --n 30 --warm
+	@echo "== benchmarks/bench_class.py --varied (30 students, 30 different analyses, all in the same instant; as make serve runs)"
+	PYTHONPATH=. $(BIN)/python benchmarks/bench_class.py --varied --n 30 --warm --class-mode
+	@echo "== the same class, the students opening their links over 3 seconds"
+	PYTHONPATH=. $(BIN)/python benchmarks/bench_class.py --varied --n 30 --warm --class-mode --arrive 3
 
 # Rerun every script in tests/reference (R with the packages .ci/system-deps installs)
 # (and the Python scripts that simulate their inputs), and fail on any numerical difference from the committed
