@@ -42,3 +42,24 @@ def test_values_outside_the_allowed_set_are_ignored(param, text):
 def test_teaching_parameters_cover_scenario_and_seed():
     assert {"within", "between", "ar", "feedback", "sessions", "patients", "missing", "seed", "prior", "present"} == set(TEACHING)
     assert TEACHING["seed"].decode("123") == 123
+
+
+def test_a_page_writes_its_options_into_the_url_in_one_message(monkeypatch):
+    """Issue 24: every assignment of a query parameter is a message to the browser; a page's first run writes
+    all its options (about fifteen on Lagged effects) in one update."""
+    from pathlib import Path
+
+    from streamlit.runtime.state.query_params import QueryParams
+    from streamlit.testing.v1 import AppTest
+
+    sent = []
+    orig = QueryParams._send_query_param_msg
+    monkeypatch.setattr(QueryParams, "_send_query_param_msg", lambda self: (sent.append(1), orig(self))[1])
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180)
+    at.run()
+    at.switch_page("app_pages/lagged.py")
+    sent.clear()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert {"centering", "lag", "estimator"} <= set(at.query_params)  # (the options reached the URL)
+    assert len(sent) == 1, len(sent)

@@ -71,8 +71,10 @@ def sync() -> None:
 def write_declared() -> None:
     """Write every URL parameter declared in this run (app.py, after the page ran), so
     values of widgets drawn for the first time reach the URL without waiting for a click."""
+    sets, drops = {}, set()
     for params in st.session_state.get(_RUN, {}).values():
-        write_url(params)
+        _url_changes(params, sets, drops)
+    _apply_url(sets, drops)
 
 
 def forget(prefix: str) -> None:
@@ -195,18 +197,37 @@ def url_params(group: str, params: Mapping[str, Param]) -> list[str]:
     return applied
 
 
-def write_url(params: Mapping[str, Param]) -> None:
-    """Write the current value of every parameter whose widget key is set; a value the parameter does not
-    allow (e.g. a page's "— (choose the settings yourself)" entry) is left out of the URL."""
+def _url_changes(params: Mapping[str, Param], sets: dict, drops: set) -> None:
+    """Add to ``sets`` (name → text) and ``drops`` (names) what the URL needs for ``params`` to show the current
+    values of their widgets."""
     qp = st.query_params
     for name, p in params.items():
         if p.key in st.session_state:
             text = p.encode(st.session_state[p.key])
             if p.decode(text) is None:
                 if name in qp:
-                    del qp[name]
+                    drops.add(name)
             elif qp.get(name) != text:
-                qp[name] = text
+                sets[name] = text
+
+
+def _apply_url(sets: dict, drops: set) -> None:
+    """The URL changes in as few messages to the browser as Streamlit allows: every new value in one update
+    (each assignment of a query parameter is a message of its own: on a shared link's first run that was
+    ten or more per student; issue 24)."""
+    qp = st.query_params
+    for name in drops:
+        del qp[name]
+    if sets:
+        qp.update(sets)
+
+
+def write_url(params: Mapping[str, Param]) -> None:
+    """Write the current value of every parameter whose widget key is set; a value the parameter does not
+    allow (e.g. a page's "— (choose the settings yourself)" entry) is left out of the URL."""
+    sets, drops = {}, set()
+    _url_changes(params, sets, drops)
+    _apply_url(sets, drops)
 
 
 _PARAM_KIND = {"choice": "choice", "flag": "bool", "int": "int", "float": "float", "range": "range",
