@@ -323,7 +323,6 @@ def _shared_figure(fig):
     A shared figure is read-only: to restyle one, copy it first (``go.Figure(fig.to_dict())``)."""
     spec = pio.to_json(fig, validate=False)
     fig.to_dict = lambda: json.loads(spec)
-    fig._shared = True
     return fig
 
 
