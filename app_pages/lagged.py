@@ -48,7 +48,7 @@ ps = res.per_study
 within = ps[ps["term"] == "within"]
 
 
-def diagnostics(res, direction: str) -> None:
+def diagnostics(res, options, direction: str) -> None:
     """Per-study diagnostics of one direction's study models (Nickell bias, person-mean reliability, boundary)."""
     diag = []
     for (study, dirn), fit in res.fits.items():
@@ -117,7 +117,7 @@ if t_coef.open:
             if (exp := lazy_expander(f"Diagnostics and warnings ({n_warn} {'study' if n_warn == 1 else 'studies'} "
                                      "with notes)", f"lag_diag_exp_{direction}")).open:
                 with exp:
-                    diagnostics(res, direction)
+                    diagnostics(res, options, direction)
 
         if few_studies.one_stage_switch():
             few_studies.one_stage_section(df, options, res, DIRECTIONS, "Within-patient lagged coefficient")

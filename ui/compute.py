@@ -327,8 +327,8 @@ def _shared_figure(fig):
 
 
 @st.cache_resource(show_spinner=False, max_entries=256, ttl="1h")
-def _figure(module: str, name: str, key: tuple, _args: tuple, _kwargs: dict):
-    return _shared_figure(safe_figure(getattr(importlib.import_module(module), name)(*_args, **_kwargs)))
+def _figure(key: tuple, _build, _args: tuple, _kwargs: dict):
+    return _shared_figure(safe_figure(_build(*_args, **_kwargs)))
 
 
 def figure(func, key: tuple, *args, **kwargs):
@@ -337,7 +337,7 @@ def figure(func, key: tuple, *args, **kwargs):
     plotly re-validates every property of it, on every run; a figure built on every run pays the same).
     ``key`` must identify every input: the data fingerprint, the study, the options that made the result
     drawn. Not for figures a page changes afterwards (copy a shared figure before restyling it)."""
-    return _figure(func.__module__, func.__qualname__, (func.__module__, func.__qualname__, *key), args, kwargs)
+    return _figure((func.__module__, func.__qualname__, *key), func, args, kwargs)
 
 
 @st.cache_resource(show_spinner=False, max_entries=128, ttl="1h", hash_funcs=OPTIONS_HASH)

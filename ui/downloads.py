@@ -20,6 +20,7 @@ import streamlit as st
 
 from analysis.export import csv_bytes
 from ui.safe import md, safe_figure
+from ui.tabs import lazy_expander
 
 MAX_NAME = 80  # characters of a download's file name before its extension (browsers refuse very long names)
 
@@ -104,7 +105,6 @@ def show_figure(fig: go.Figure, name: str, key: str | None = None) -> None:
     eight; issue 24)."""
     fig = safe_figure(fig)
     st.plotly_chart(fig, width="stretch", key=f"chart_{key or _slug(name)}")
-    exp = st.expander("Download this figure", key=f"dlx_{key or _slug(name)}", on_change="rerun")
-    if exp.open:
+    if (exp := lazy_expander("Download this figure", f"dlx_{key or _slug(name)}")).open:
         with exp:
             figure_downloads(fig, name, key=key)

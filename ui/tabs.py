@@ -54,5 +54,6 @@ def lazy_tabs(key: str, labels) -> list:
 
 def lazy_expander(label: str, key: str):
     """``st.expander(label)`` whose container tells (``.open``) whether it is open; its content is computed only
-    then. ``key`` must be listed in :data:`PAGE_EXPANDERS` (tests open it there)."""
+    then (opening it reruns the page). A result's expander is listed in :data:`PAGE_EXPANDERS`, so the tests'
+    page scans open it; a figure's download buttons (``ui.downloads.show_figure``) hold no result."""
     return st.expander(md("{label}", label=label), key=key, on_change="rerun")  # (a label is markdown: escaped)
