@@ -17,16 +17,12 @@ import ui.options  # noqa: F401
 import ui.reporting  # noqa: F401
 from ui import persist
 from ui.errors import run_page
+from ui.gate import GATE
 from ui.launch import serving_problem
 from ui.safe import md
 from ui.state import ensure_dataset, freeze_first_run_objects, freeze_startup_objects, sidebar_summary
 
 HERE = Path(__file__).resolve().parent
-# A local image: a ":material/...:" page icon makes the browser fetch the favicon from a font CDN.
-st.set_page_config(page_title="Alliance ⇄ Symptoms", page_icon=str(HERE / "assets" / "favicon.png"), layout="wide")
-if problem := serving_problem():  # started without .streamlit/config.toml: no data on this server (issue 25 #11)
-    st.error(md("{p}", p=problem))
-    st.stop()
 # (file, title, icon). tests/test_app_shell.py checks every file exists.
 PAGE_SPECS = [
     ("app_pages/home.py", "Overview", ":material/home:"),
@@ -39,24 +35,32 @@ PAGE_SPECS = [
     ("app_pages/screening.py", "Screening", ":material/search:"),
     ("app_pages/methods.py", "Methods", ":material/menu_book:"),
 ]
-PAGES = [
-    st.Page(f, title=t, icon=i, default=(f == "app_pages/home.py"))
-    for f, t, i in PAGE_SPECS
-    if (HERE / f).exists()
-]
+# Page runs take turns, first come first served (ui/gate.py): a class opening the app in the same instant
+# gets its pages one after another, each at full speed, not all of them slowly at the end (issue 24).
+with GATE.turn():
+    # A local image: a ":material/...:" page icon makes the browser fetch the favicon from a font CDN.
+    st.set_page_config(page_title="Alliance ⇄ Symptoms", page_icon=str(HERE / "assets" / "favicon.png"), layout="wide")
+    if problem := serving_problem():  # started without .streamlit/config.toml: no data on this server (issue 25 #11)
+        st.error(md("{p}", p=problem))
+        st.stop()
+    PAGES = [
+        st.Page(f, title=t, icon=i, default=(f == "app_pages/home.py"))
+        for f, t, i in PAGE_SPECS
+        if (HERE / f).exists()
+    ]
 
-freeze_startup_objects()  # once per process: the libraries' objects leave the garbage collector's scans
+    freeze_startup_objects()  # once per process: the libraries' objects leave the garbage collector's scans
 
-# Our own sidebar links (the automatic navigation is hidden; see .streamlit/config.toml).
-# The page files live in app_pages/, not pages/, so Streamlit's legacy multipage mode never starts.
-persist.sync()  # remember widget choices across pages (ui/persist.py)
-ensure_dataset()
-with st.sidebar:
-    st.markdown("### Alliance ⇄ Symptoms")
-    for p in PAGES:
-        st.page_link(p, label=p.title, icon=p.icon)
-    st.divider()
-sidebar_summary()
-run_page(st.navigation(PAGES, position="hidden"))  # an unexpected error: a plain message (ui/errors.py)
-persist.write_declared()  # the page's options into the URL (ui/persist.py)
-freeze_first_run_objects()  # once per process, after the first complete run: what it imported too
+    # Our own sidebar links (the automatic navigation is hidden; see .streamlit/config.toml).
+    # The page files live in app_pages/, not pages/, so Streamlit's legacy multipage mode never starts.
+    persist.sync()  # remember widget choices across pages (ui/persist.py)
+    ensure_dataset()
+    with st.sidebar:
+        st.markdown("### Alliance ⇄ Symptoms")
+        for p in PAGES:
+            st.page_link(p, label=p.title, icon=p.icon)
+        st.divider()
+    sidebar_summary()
+    run_page(st.navigation(PAGES, position="hidden"))  # an unexpected error: a plain message (ui/errors.py)
+    persist.write_declared()  # the page's options into the URL (ui/persist.py)
+    freeze_first_run_objects()  # once per process, after the first complete run: what it imported too
