@@ -44,9 +44,6 @@ else:
         moderators=md(" · moderators: {c}", c=", ".join(options.covariates)) if options.covariates else ""))
 res = compute.two_stage_or_stop(df, options, "Fitting one model per study…")
 
-ps = res.per_study
-within = ps[ps["term"] == "within"]
-
 
 def diagnostics(res, options, direction: str) -> None:
     """Per-study diagnostics of one direction's study models (Nickell bias, person-mean reliability, boundary)."""
@@ -83,36 +80,24 @@ if t_coef.open:
             st.header(md("{h}", h=DIRECTIONS[direction] if options.lag == 1 else
                          "Symptoms → alliance rated later in the same session" if not options.lag else
                          direction_label(direction, options.lag)["arrow"].capitalize()))
-            d = within[within["direction"] == direction]
-            effect = d["effect"].iloc[0] if len(d) else "within-patient"
-            ok = d[d["status"] != "failed"]
-            n_sig = int(((ok["ci_low"] > 0) | (ok["ci_high"] < 0)).sum())
-            st.write(count_sentence(n_sig, len(ok), int((d["status"] == "failed").sum())))
+            t = compute.lagged_table(df, options, direction)
+            st.write(count_sentence(t.n_sig, t.n_ok, t.n_failed))
             if direction in res.pooled and res.pooled[direction].k >= 1:
                 m = res.pooled[direction]
                 st.markdown(
                     ("**Pooled** " if m.k > 1 else "**Single study:** ")
                     + lagged_effect_sentence(m.estimate, m.ci_low, m.ci_high, direction, options.lag,
-                                             options.standardize, effect)
+                                             options.standardize, t.effect)
                 )
             show_figure(compute.lagged_figure("coefficients", df, options, direction), f"coefficients_{direction}",
                         key=f"lag_coef_{direction}")
-
-            table = d[["study", "effect", "estimate", "se", "ci_low", "ci_high", "pvalue", "n_patients", "n_pairs",
-                       "status"]].rename(columns={"ci_low": "CI low", "ci_high": "CI high", "pvalue": "p",
-                                                  "n_patients": "N patients", "n_pairs": "N pairs"})
-            if options.df_method == "satterthwaite":  # the t tests' Satterthwaite df, as fitted per study
-                table.insert(4, "df", [res.fits[(s, direction)].coef("within")["df"] if st_ != "failed" else np.nan
-                                       for s, st_ in zip(d["study"], d["status"])])
-            # "warning" fits are valid estimates with notes (e.g. a zero random-intercept variance); say so plainly
-            table["status"] = table["status"].map({"ok": "ok", "warning": "ok (see notes)", "failed": "failed"})
-            show_table(table, f"per_study_{direction}", key=f"lag_dl_{direction}", csv=d,
+            show_table(t.table, f"per_study_{direction}", key=f"lag_dl_{direction}", csv=t.csv,
                        title=f"Per-study lagged coefficients: {DIRECTIONS[direction]}")
             fits = [f for (_s, dn), f in res.fits.items() if dn == direction]
             if note := nickell.attenuation_note(fits):  # tiered: below half the true effect is a warning
                 (st.warning if nickell.attenuation_severe(fits) else st.info)(md("{n}", n=note))
 
-            n_warn = int((d["status"] != "ok").sum())
+            n_warn = t.n_warn
             # lazy: the per-study diagnostics are computed and sent only while open (issue 24)
             if (exp := lazy_expander(f"Diagnostics and warnings ({n_warn} {'study' if n_warn == 1 else 'studies'} "
                                      "with notes)", f"lag_diag_exp_{direction}")).open:
@@ -125,7 +110,7 @@ if t_coef.open:
         # lazy expanders: computed and sent only while open (a collapsed table cost every run ~15% of the page)
         if (exp := lazy_expander("All coefficients of every study model", "lag_all_exp")).open:
             with exp:
-                show_table(ps, "all_coefficients", key="lag_all_dl", manuscript=False)
+                show_table(res.per_study, "all_coefficients", key="lag_all_dl", manuscript=False)
         if (exp := lazy_expander("How many pairs each pairing mode yields", "lag_pairs_exp")).open:
             with exp:
                 dataframe(compute.pairing_counts(df, options))

@@ -37,8 +37,9 @@ def test_a_shared_link_asks_for_a_grid_analysis(query):
 
 
 def test_the_background_fits_leave_every_grid_analysis_and_its_figures_cached(monkeypatch):
-    """Class mode's background job: afterwards a page asking for any grid analysis, its pooled forest or its
-    per-study figure computes nothing (the analysis and the figure builders are not called again)."""
+    """Class mode's background job: afterwards a page asking for any grid analysis, its pooled forest, its
+    per-study figure or its tables computes nothing (the analysis and the figure builders are not called
+    again), and every session gets the same objects (not a copy to unpickle and format again)."""
     from analysis import pipeline, plots_lagged, plots_meta
     from analysis.simulate import simulate_collection
     from ui import compute
@@ -54,6 +55,12 @@ def test_the_background_fits_leave_every_grid_analysis_and_its_figures_cached(mo
     for options in class_grid()[::5]:
         res = compute._on_data(target, fit, key, df, options)
         compute.pooled_forest(df, options, *compute.pooled_forest_inputs(res, options))
+        tables = compute.pooled_tables(df, options, {"alliance_to_symptoms": "a", "symptoms_to_alliance": "s"})
+        assert tables is compute.pooled_tables(df, options, {"alliance_to_symptoms": "a", "symptoms_to_alliance": "s"})
         for d in options.directions:
             compute.lagged_figure("coefficients", df, options, d)
+            t = compute.lagged_table(df, options, d)
+            assert t is compute.lagged_table(df, options, d)  # (shared: the same object, formatted once)
+            assert t.n_ok + t.n_failed == len(t.table) == 3
+        assert compute.two_stage(df, options) is compute.two_stage(df, options)
     assert calls == []

@@ -48,11 +48,51 @@ def test_display_values_equal_streamlit_styler_route(i):
 
 
 def test_streamlit_uses_the_fast_display_frame():
-    """If a Streamlit upgrade renames the function, this fails instead of silently losing the speed-up."""
+    """If a Streamlit upgrade renames the functions, this fails instead of silently losing the speed-up."""
     assert psu._use_display_values is tables._display_frame
+    assert psu._marshall_display_values is tables._marshall_display_values
     import inspect
 
-    assert "_use_display_values" in inspect.getsource(psu._marshall_display_values)
+    assert "_use_display_values" in inspect.getsource(tables._streamlit_marshall_display_values)
+    assert "_marshall_display_values(proto, styler_data_df, pandas_styles)" in inspect.getsource(psu.marshall_styler)
+
+
+@pytest.mark.parametrize("i", range(4))
+def test_the_proto_gets_the_display_values_of_streamlits_route(i):
+    """What reaches the browser: the Arrow display values in the proto equal those of Streamlit's own route
+    (a Styler.format with the one rule), for the made-once bytes and for any other Styler."""
+    import pyarrow as pa
+    from streamlit.proto.ArrowData_pb2 import ArrowData
+
+    df = list(_frames())[i]
+
+    def shown(styler):
+        proto = ArrowData()
+        psu.marshall_styler(proto, styler, "u")
+        return pa.ipc.open_stream(proto.styler.display_values).read_all().to_pandas()
+
+    pd.testing.assert_frame_equal(shown(tables.styled(df)), shown(_reference_styler(df)))
+
+
+def test_a_frame_shown_again_is_formatted_once(monkeypatch):
+    """A cached result's table (the same object on every run) is formatted once; another frame, even with equal
+    values, or other digits, is formatted anew; the memo is dropped with the frame."""
+    import gc
+
+    calls = []
+    real = fmt.frame_cells
+    monkeypatch.setattr(tables.fmt, "frame_cells", lambda df, digits=2: calls.append(digits) or real(df, digits))
+    df = pd.DataFrame({"estimate": [0.1234, -0.5], "pvalue": [0.0004, 0.3]})
+    first = tables.styled(df)._translate()
+    second = tables.styled(df)._translate()
+    assert len(calls) == 1 and second["display_bytes"] is first["display_bytes"]
+    tables.styled(df.copy())
+    tables.styled(df, 3)
+    assert calls == [2, 2, 3]
+    n = len(tables._PREPARED)
+    del df, first, second
+    gc.collect()
+    assert len(tables._PREPARED) <= n - 2  # (the frame's two entries went with it)
 
 
 def test_display_frame_keeps_partial_updates():

@@ -216,6 +216,7 @@ def _prefit(data: str, df: pd.DataFrame, grid: bool = False) -> None:
         pooled_forest(df, options, *pooled_forest_inputs(res, options))
         for d in {dn for (_s, dn) in res.fits} & set(options.directions):
             lagged_figure("coefficients", df, options, d)
+            lagged_table(df, options, d)
 
 
 def _fit(data: str, df: pd.DataFrame, options: LagOptions) -> pipeline.TwoStageResult | None:
@@ -237,8 +238,17 @@ def pooled_forest_inputs(res: pipeline.TwoStageResult, options: LagOptions) -> t
     return tuple(names[d] for d in options.directions if d in res.pooled), xlabel
 
 
+@st.cache_resource(show_spinner=False, max_entries=64, ttl="1h", hash_funcs=OPTIONS_HASH)
+def _two_stage_shared(key: str, _df: pd.DataFrame, options: LagOptions) -> pipeline.TwoStageResult:
+    return _data_call(pipeline.two_stage, _df, options, key)
+
+
 def two_stage(df: pd.DataFrame, options: LagOptions) -> pipeline.TwoStageResult:
-    return _data_call(pipeline.two_stage, df, options)
+    """:func:`analysis.pipeline.two_stage`, cached (its ``st.cache_data`` entry is the one the background fit
+    fills, :func:`prefit`) and shared read-only by every session: a page run gets the result object itself,
+    not an unpickled copy (~10 ms a run, issue 24). A failure (ValueError) is not cached: the page says why.
+    Nobody changes a result in place."""
+    return _two_stage_shared(data_key(df), df, options)
 
 
 def two_stage_or_stop(df: pd.DataFrame, options: LagOptions, spinner: str) -> pipeline.TwoStageResult:
@@ -364,6 +374,46 @@ def pooled_forest(df: pd.DataFrame, options: LagOptions, titles: tuple, xlabel: 
     return _pooled_forest(data_key(df), df, options, titles, xlabel)
 
 
+@dataclasses.dataclass(frozen=True)
+class DirectionTable:
+    """What the Lagged page shows of one direction's per-study coefficients: the table (readers' columns), the
+    CSV (every column of the result), and the counts its sentences and headings use."""
+
+    table: pd.DataFrame
+    csv: pd.DataFrame
+    effect: str
+    n_ok: int
+    n_sig: int
+    n_failed: int
+    n_warn: int
+
+
+@st.cache_resource(show_spinner=False, max_entries=128, ttl="1h", hash_funcs=OPTIONS_HASH)
+def _lagged_table(key: str, _df: pd.DataFrame, options: LagOptions, direction: str) -> DirectionTable:
+    res = two_stage(_df, options)
+    ps = res.per_study
+    d = ps[(ps["term"] == "within") & (ps["direction"] == direction)]
+    ok = d[d["status"] != "failed"]
+    table = d[["study", "effect", "estimate", "se", "ci_low", "ci_high", "pvalue", "n_patients", "n_pairs",
+               "status"]].rename(columns={"ci_low": "CI low", "ci_high": "CI high", "pvalue": "p",
+                                          "n_patients": "N patients", "n_pairs": "N pairs"})
+    if options.df_method == "satterthwaite":  # the t tests' Satterthwaite df, as fitted per study
+        table.insert(4, "df", [res.fits[(s, direction)].coef("within")["df"] if st_ != "failed" else float("nan")
+                               for s, st_ in zip(d["study"], d["status"])])
+    # "warning" fits are valid estimates with notes (e.g. a zero random-intercept variance); say so plainly
+    table["status"] = table["status"].map({"ok": "ok", "warning": "ok (see notes)", "failed": "failed"})
+    return DirectionTable(table=table, csv=d, effect=d["effect"].iloc[0] if len(d) else "within-patient",
+                          n_ok=len(ok), n_sig=int(((ok["ci_low"] > 0) | (ok["ci_high"] < 0)).sum()),
+                          n_failed=int((d["status"] == "failed").sum()), n_warn=int((d["status"] != "ok").sum()))
+
+
+def lagged_table(df: pd.DataFrame, options: LagOptions, direction: str) -> DirectionTable:
+    """The Lagged page's per-study table of ``direction`` and its counts, made once per data set, options and
+    direction and shared read-only by every session (issue 24: a class's reruns neither rebuild nor re-format
+    it; ui.tables formats a frame object once). Nobody changes its frames in place."""
+    return _lagged_table(data_key(df), df, options, direction)
+
+
 # ----------------------------------------------------------------------------------------------
 # Per-run work of the shell and the Pooled page, computed once per data set / options (issue 16: a class
 # of 30 on one 2-core server; every session's rerun pays only for what is drawn)
@@ -389,7 +439,7 @@ def study_level_columns(df: pd.DataFrame) -> list[str]:
     return _study_level_columns(data_key(df), df)
 
 
-@st.cache_data(show_spinner=False, max_entries=64, ttl="1h", hash_funcs=OPTIONS_HASH)
+@st.cache_resource(show_spinner=False, max_entries=64, ttl="1h", hash_funcs=OPTIONS_HASH)
 def _pooled_tables(key: str, _df: pd.DataFrame, options: LagOptions, names: tuple):
     res = two_stage(_df, options)
     pooled = {d: res.pooled[d] for d in options.directions if d in res.pooled}
@@ -399,7 +449,8 @@ def _pooled_tables(key: str, _df: pd.DataFrame, options: LagOptions, names: tupl
 
 
 def pooled_tables(df: pd.DataFrame, options: LagOptions, names: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The Pooled page's results table (formatted for readers) and its download (the numbers), cached."""
+    """The Pooled page's results table (formatted for readers) and its download (the numbers), made once and
+    shared read-only by every session (the same frame objects on every run: ui.tables formats them once)."""
     return _pooled_tables(data_key(df), df, options, tuple(names.items()))
 
 

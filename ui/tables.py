@@ -8,10 +8,12 @@ formatted through a pandas Styler whose display text comes from :func:`analysis.
 from __future__ import annotations
 
 import re
+import weakref
 from enum import Enum
 
 import pandas as pd
 import streamlit as st
+from streamlit import dataframe_util
 from streamlit.elements.lib import pandas_styler_utils as _styler_utils
 
 from analysis import formatting as fmt
@@ -23,19 +25,50 @@ def styled(df: pd.DataFrame, digits: int = 2):
     """``df`` for ``st.dataframe``: numbers kept, shown as :func:`analysis.formatting.cell` writes them.
 
     A pandas Styler whose display text is computed here, column by column (:func:`analysis.formatting.
-    column_cells`), and handed to Streamlit as the translated cell list it reads (``_translate``'s ``body``).
-    Streamlit's route through the Styler's HTML machinery and a cell-by-cell copy cost ~60 ms for a 170-row
-    table on every run of every session; this route ~5 ms, with the same display values (issue 24; a test
-    compares them with Streamlit's own)."""
+    column_cells`), and handed to Streamlit as the translated cell list it reads (``_translate``'s ``body``),
+    with the display frame already in Arrow bytes (:func:`_marshall_display_values`). Streamlit's route through
+    the Styler's HTML machinery and a cell-by-cell copy cost ~60 ms for a 170-row table on every run of every
+    session; this route ~5 ms, with the same display values (issue 24; a test compares them with Streamlit's
+    own). A frame shown again on a later run (a cached result's table: the same object) is not formatted
+    again (:func:`_prepared`)."""
     if df.columns.has_duplicates or not df.index.is_unique:
         return fmt.format_frame(df, digits)
     styler = df.style
+    body, display_bytes = _prepared(df, digits)
+    styler._compute = lambda: styler  # (nothing to compute: no CSS styles)
+    styler._translate = lambda *_a, **_k: {"body": body, "display_bytes": display_bytes}
+    return styler
+
+
+#: (id of a frame, digits) → (a weak reference to the frame, its cell list, its display frame's Arrow bytes)
+_PREPARED: dict = {}
+
+
+def _prepared(df: pd.DataFrame, digits: int) -> tuple[list, bytes]:
+    """The Styler cell list (``body``) of ``df`` and its display frame as Arrow bytes, made once per frame
+    object: a table that a cached result holds (``ui.compute``'s shared objects) is the same object on every
+    run and in every session, so a class's reruns do not format it again (issue 24). Kept while the frame
+    lives (a weak reference; a frame made on one run only is dropped with it). A cached frame is never
+    changed in place (ui/compute.py), so its text cannot go stale."""
+    key = (id(df), digits)
+    hit = _PREPARED.get(key)
+    if hit is not None and hit[0]() is df:
+        return hit[1], hit[2]
     columns = fmt.frame_cells(df, digits)  # (the one rule, as in the Word and LaTeX tables)
     body = [[{"id": f"row{i}_col{j}", "display_value": col[i]} for j, col in enumerate(columns)]
             for i in range(len(df))]
-    styler._compute = lambda: styler  # (nothing to compute: no CSS styles)
-    styler._translate = lambda *_a, **_k: {"body": body}
-    return styler
+    display_bytes = dataframe_util.convert_pandas_df_to_arrow_bytes(_display_frame(df, {"body": body}))
+    _PREPARED[key] = (weakref.ref(df, lambda _ref, key=key: _PREPARED.pop(key, None)), body, display_bytes)
+    return body, display_bytes
+
+
+def _marshall_display_values(proto, df: pd.DataFrame, styles) -> None:
+    """Streamlit's ``pandas_styler_utils._marshall_display_values``: the display frame's Arrow bytes into the
+    proto. A :func:`styled` table brings them made (:func:`_prepared`); any other Styler goes Streamlit's way."""
+    if "display_bytes" in styles:
+        proto.styler.display_values = styles["display_bytes"]
+    else:
+        _streamlit_marshall_display_values(proto, df, styles)
 
 
 def _display_frame(df: pd.DataFrame, styles) -> pd.DataFrame:
@@ -70,6 +103,8 @@ def _display_frame(df: pd.DataFrame, styles) -> pd.DataFrame:
 _CELL_ID = re.compile(r"row(\d+)_col(\d+)")
 _streamlit_use_display_values = _styler_utils._use_display_values
 _styler_utils._use_display_values = _display_frame
+_streamlit_marshall_display_values = _styler_utils._marshall_display_values
+_styler_utils._marshall_display_values = _marshall_display_values
 
 
 def headers(df: pd.DataFrame, names: dict | None = None) -> dict:
