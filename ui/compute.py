@@ -139,10 +139,12 @@ def fingerprint(df: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-@st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
+@st.cache_resource(show_spinner=False, max_entries=8, ttl="1h")
 def load_demo(filename: str) -> pd.DataFrame:
-    """Read a demo file through the same intake path as an upload, once per server (each session gets its own
-    copy: a class opening the app at once parses the default demo once, not once per student)."""
+    """Read a demo file through the same intake path as an upload, once per server: every session shares the
+    one frame, read-only (a class opening the app at once parses the default demo once, and no session pays
+    for a copy of it: ~7 ms of a new session's first run, issue 24). No session changes its data set in place:
+    every cached result is keyed on the fingerprint taken when it was loaded (ui.state.set_dataset)."""
     raw = adata.load(DEMO_DIR / filename, filename=filename)
     mapping = adata.suggest_mapping(raw)
     return adata.to_canonical(raw, mapping)
