@@ -181,14 +181,6 @@ class DecompositionResult:
         return txt
 
 
-def _zscore(x: np.ndarray, name: str, messages: list) -> np.ndarray:
-    """``x`` standardized over the study's window (:func:`analysis.standardize.zscores`). A variable that does
-    not vary there gives NaN and its sentence in ``messages``: the models are then not fitted, and say so."""
-    s = zscores(x)
-    messages += [f"{msg}." for msg in s.problems(name).values()]
-    return s.z
-
-
 def _select(df, study, sessions):
     """One study's rows in the session window (the study's rows checked by analysis.data.require_canonical),
     sorted by patient and session."""
@@ -291,8 +283,11 @@ def total_within_between(df: pd.DataFrame, direction: str = "alliance_to_symptom
     x = d[xvar].to_numpy(float)
     y = d[yvar].to_numpy(float)
     msgs = []
-    if standardize:
-        x, y = _zscore(x, xvar, msgs), _zscore(y, yvar, msgs)
+    if standardize:  # over the study's window (METHODS §2); a variable that does not vary there gives NaN and
+        # its sentence: the models are then not fitted, and say so
+        sx, sy = zscores(x), zscores(y)
+        msgs += [f"{m}." for s, name in ((sx, xvar), (sy, yvar)) for m in s.problems(name).values()]
+        x, y = sx.z, sy.z
     pcode, plab = pd.factorize(d["patient"], sort=True)
     G = len(plab)
     sess = d["session"].to_numpy(np.int64)

@@ -166,17 +166,6 @@ def _patient_values(base, df, early_sessions, early_window, outcome, outcome_ses
     return early, baseline, final, ok
 
 
-def _z(named: dict) -> tuple[list, list]:
-    """Each array of ``{name: values}`` standardized over the study's patients
-    (:func:`analysis.standardize.zscores`), and the sentences for those that could not be (the study's problem)."""
-    out, problems = [], []
-    for name, v in named.items():
-        s = zscores(v)
-        out.append(s.z)
-        problems += list(s.problems(name).values())
-    return out, problems
-
-
 def _early_failed(lab, o, reason, n_pat, extra):
     f = lagged.failed_fit(lab, EARLY_DIRECTION, o, reason, n_pat, n_pat, extra)
     return replace(f, effect="early alliance → outcome", estimator="OLS")
@@ -220,7 +209,10 @@ def early_outcome(df: pd.DataFrame, early_sessions: int = 3, standardize: bool =
             continue
         e, b, f = early[use], baseline[use], final[use]
         if standardize:
-            (e, b, f), problems = _z({"early alliance": e, "baseline symptoms": b, "the outcome": f})
+            # over the study's patients (METHODS §2); a variable that does not vary is the study's problem
+            std = {"early alliance": zscores(e), "baseline symptoms": zscores(b), "the outcome": zscores(f)}
+            e, b, f = (s.z for s in std.values())
+            problems = [m for name, s in std.items() for m in s.problems(name).values()]
             if problems:
                 fits.append(_early_failed(lab, o, f"Not fitted: {'; '.join(problems)}.", n_pat, base_msgs))
                 continue

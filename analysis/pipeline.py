@@ -24,7 +24,7 @@ from analysis.twostage import TwoStageResult, per_study_frame, pool_fits
 
 _pool, _per_study_frame = pool_fits, per_study_frame  # the names before analysis.twostage (kept importable)
 
-__all__ = ["TwoStageResult", "compare_estimators", "early_alliance_outcome", "multiverse", "standardized_pooled",
+__all__ = ["TwoStageResult", "compare_estimators", "early_alliance_outcome", "multiverse", "pooled_std_all",
            "two_stage"]
 
 def _two_stage_base(data: StudyData, options: LagOptions) -> TwoStageResult:
@@ -137,7 +137,7 @@ def compare_estimators(df: pd.DataFrame, options=None, *, stage1=("lmm", "riclpm
     return out
 
 
-def standardized_pooled(results: dict) -> pd.DataFrame:
+def pooled_std_all(results: dict) -> pd.DataFrame:
     """The pooled *standardized* within-patient cross-lags of the SEM stage-1 estimators (lavaan
     ``std.all`` averaged over waves per study, term ``within_std``; METHODS §15.1), pooled by the same
     stage 2 as the raw ones: one row per estimator × direction with ``estimator, direction, k, estimate,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Standardized", "zscores"]
+__all__ = ["Standardized", "standardize_within_study", "zscores", "zscores_by"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,3 +87,48 @@ def zscores(x, groups=None, n_groups: int | None = None, within=None, n_within: 
         z = np.where(good[g], (x - mean[g]) / np.where(good, sd, 1.0)[g], np.nan) if len(x) else x.copy()
     return Standardized(z=z, mean=mean, sd=sd, n=cnt.astype(np.int64),
                         constant=tuple(int(k) for k in np.flatnonzero(~good)), within=within is not None)
+
+
+def zscores_by(values, groups, name: str) -> tuple[np.ndarray, dict]:
+    """``values`` standardized within each group of ``groups`` (a label per value, e.g. its study; the total
+    SD), and ``{group label: sentence}`` (:meth:`Standardized.problems`, the variable called ``name``) for the
+    groups that could not be: their values are NaN.
+
+    >>> z, why = zscores_by([1.0, 2.0, 3.0, 4.0, 4.0], ["A", "A", "A", "B", "B"], "alliance")
+    >>> z.round(3).tolist()[:3], list(why)
+    ([-1.0, 0.0, 1.0], ['B'])
+    """
+    import pandas as pd
+
+    codes, labels = pd.factorize(pd.Series(groups), sort=True)
+    std = zscores(pd.Series(values).to_numpy(dtype=float, na_value=np.nan), codes, len(labels))
+    return std.z, std.problems(name, labels)
+
+
+def standardize_within_study(df, columns):
+    """Copy of ``df`` (canonical long data) with ``columns`` z-standardized within each study (METHODS §2).
+
+    ``z = (x − mean) / sd`` over the study's observed values, sd with ddof = 1 (:func:`zscores`); missing
+    values stay missing. A study whose values do not vary (or with fewer than two observed values) cannot be
+    standardized: its values become missing and ``out.attrs["messages"]`` says so, study by study (the other
+    studies are standardized).
+    """
+    import pandas as pd
+
+    from analysis.data import DataError, require_canonical
+
+    columns = [columns] if isinstance(columns, str) else list(columns)
+    try:
+        data = require_canonical(df, columns)
+    except DataError as exc:
+        raise DataError(f"standardize_within_study: {exc}") from None
+    out = df.copy()
+    order = pd.MultiIndex.from_frame(df[["study", "patient", "session"]].astype({"study": str, "patient": str}))
+    rows = pd.MultiIndex.from_frame(data[["study", "patient", "session"]])
+    messages = []
+    for c in columns:
+        z, why = zscores_by(data[c], data["study"], c)
+        messages += [f"Study {lab}: {msg}; its values were left out." for lab, msg in why.items()]
+        out[c] = pd.Series(z, index=rows).reindex(order).to_numpy(dtype=float)
+    out.attrs["messages"] = tuple(messages)
+    return out

@@ -50,7 +50,7 @@ def comparison_section(df: pd.DataFrame, options: LagOptions, page: str) -> None
             st.info(esc(e, limit=None))
             continue
         show_figure(fig, f"estimator_comparison_{direction}", key=f"{page}_cmp_{direction}")
-    std = pipeline.standardized_pooled(res)
+    std = pipeline.pooled_std_all(res)
     if len(std):
         st.markdown("**Pooled standardized within-patient cross-lags** (RI-CLPM and DPM: lavaan std.all per "
                     "study, averaged over sessions, pooled by the same random-effects model)")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.data import DataError, require_canonical
-from analysis.standardize import zscores
+from analysis.standardize import standardize_within_study  # noqa: F401 (analysis.events exports it)
 
 _Z = 1.96
 _RTOL = 1e-9
@@ -137,29 +137,3 @@ def baseline_sd(df: pd.DataFrame, column: str = "symptoms") -> pd.DataFrame:
     out = out.reindex(studies)
     out["n_patients"] = out["n_patients"].fillna(0).astype(np.int64)
     return out.reset_index()[["study", "n_patients", "baseline_mean", "baseline_sd"]]
-
-
-def standardize_within_study(df: pd.DataFrame, columns) -> pd.DataFrame:
-    """Copy of ``df`` with ``columns`` z-standardized within each study (METHODS §2).
-
-    ``z = (x − mean) / sd`` over the study's observed values, sd with
-    ddof = 1 (:func:`analysis.standardize.zscores`); missing values stay missing. A study whose values do not vary
-    (or with fewer than two observed values) cannot be standardized: its values become missing and
-    ``out.attrs["messages"]`` says so, study by study (the other studies are standardized).
-    """
-    who = "standardize_within_study"
-    if isinstance(columns, str):
-        columns = [columns]
-    columns = list(columns)
-    data = _check_frame(df, columns, who)
-    out = df.copy()
-    order = df[["study", "patient", "session"]].astype({"study": str, "patient": str})
-    codes, labels = pd.factorize(data["study"], sort=True)
-    messages = []
-    for c in columns:
-        std = zscores(data[c].to_numpy(dtype=float, na_value=np.nan), codes, len(labels))
-        messages += [f"Study {lab}: {msg}; its values were left out." for lab, msg in std.problems(c, labels).items()]
-        z = pd.Series(std.z, index=pd.MultiIndex.from_frame(data[["study", "patient", "session"]]))
-        out[c] = z.reindex(pd.MultiIndex.from_frame(order)).to_numpy(dtype=float)
-    out.attrs["messages"] = tuple(messages)
-    return out

@@ -230,7 +230,7 @@ def rupture_chance_curve(df: pd.DataFrame, criterion="default", sd: str | None =
             if m.sum() >= 3 and us[0][m].std() > 0 and us[1][m].std() > 0:
                 rho[st_row == i] = float(np.corrcoef(us[0][m], us[1][m])[0, 1])
 
-    def _z(y):  # z of the classifiable sessions; +inf elsewhere (never a dip)
+    def _dip_scores(y):  # the criterion's z of the classifiable sessions; +inf elsewhere (never a dip)
         z = _dips(y, x, starts, study_row, crit)["z"]
         return np.where(np.isfinite(z), z, np.inf)
 
@@ -239,10 +239,10 @@ def rupture_chance_curve(df: pd.DataFrame, criterion="default", sd: str | None =
     for b0 in range(0, n_sim, 25):
         nb = min(25, n_sim - b0)
         e1 = rng.standard_normal((nb, len(x)))
-        z = _z(fits[0][None, :] + sig[0] * e1)
+        z = _dip_scores(fits[0][None, :] + sig[0] * e1)
         if len(cols) == 2:
             e2 = rho * e1 + np.sqrt(1 - rho ** 2) * rng.standard_normal((nb, len(x)))
-            z = np.maximum(z, _z(fits[1][None, :] + sig[1] * e2))
+            z = np.maximum(z, _dip_scores(fits[1][None, :] + sig[1] * e2))
         mins.append(np.minimum.reduceat(z, starts, axis=1).astype(np.float32))  # (nb, patients); half the memory
     sigma = {s: robust_sd(us[0][st_row == i]) for i, s in enumerate(studies)}
     return RuptureChanceCurve(criterion=crit, rater=rater, n_sim=int(n_sim), seed=int(seed),

@@ -35,7 +35,7 @@ from analysis.events._base import _KEY, _check_frame
 from analysis.events.outcomes import _dropout
 from analysis.events.rupture import rupture_summary, ruptures
 from analysis.options import Declared, option
-from analysis.standardize import zscores
+from analysis.standardize import zscores_by
 
 __all__ = ["DROPOUT_PREDICTORS", "DropoutModels", "dropout_cox", "dropout_logistic", "dropout_models",
            "dropout_patients", "simulate_dropout_data"]
@@ -79,17 +79,6 @@ def _predictors(predictors, who: str) -> tuple:
         raise ValueError(f"{who}: {exc}") from None
 
 
-def _zscore(x: pd.Series, by: pd.Series, problems: dict) -> pd.Series:
-    """``x`` standardized within each study of ``by`` (:func:`analysis.standardize.zscores`). A study where it
-    cannot be (no variance) gets NaN and its sentence in ``problems[study][x.name]``: that study is reported,
-    not fitted, and the other studies still run."""
-    codes, labels = pd.factorize(by, sort=True)
-    std = zscores(x.to_numpy(dtype=float, na_value=np.nan), codes, len(labels))
-    for lab, msg in std.problems(str(x.name).replace("_", " "), labels).items():
-        problems.setdefault(lab, {})[x.name] = msg
-    return pd.Series(std.z, index=x.index)
-
-
 def dropout_patients(df: pd.DataFrame, criterion="default", standardize: bool = True) -> pd.DataFrame:
     """One row per patient: study, patient, dropout, n_rated, early_alliance, mean_alliance, rupture, repair.
 
@@ -115,9 +104,12 @@ def dropout_patients(df: pd.DataFrame, criterion="default", standardize: bool = 
         s = per.set_index(_KEY)[src].astype("Float64")
         pp[col] = pp.set_index(_KEY).index.map(s).to_numpy(dtype=float, na_value=np.nan)
     problems: dict = {}
-    if standardize:
+    if standardize:  # within each study (METHODS §2); a study where a column cannot be (no variance) gets NaN
+        # and its sentence in problems[study][column]: that study is reported, not fitted, the others still run
         for c in ("early_alliance", "mean_alliance"):
-            pp[c] = _zscore(pp[c], pp["study"], problems)
+            pp[c], why = zscores_by(pp[c], pp["study"], c.replace("_", " "))
+            for lab, msg in why.items():
+                problems.setdefault(lab, {})[c] = msg
     out = pp[["study", "patient", "dropout", "n_rated", "early_alliance", "mean_alliance", "rupture", "repair"]]
     out.attrs["problems"] = problems  # study → {column: why it could not be standardized}
     return out
@@ -218,8 +210,9 @@ def counting_process(df: pd.DataFrame, standardize: bool = True) -> pd.DataFrame
                          f"'last_session' column (the planned last session) to model dropout.")
     data = _check_frame(df, ["alliance"], who)
     problems: dict = {}
-    if standardize:
-        data["alliance"] = _zscore(data["alliance"], data["study"], problems)
+    if standardize:  # within each study (METHODS §2); a study where it cannot be is reported, not fitted
+        data["alliance"], why = zscores_by(data["alliance"], data["study"], "alliance")
+        problems = {lab: {"alliance": msg} for lab, msg in why.items()}
     obs = data[data["alliance"].notna()].copy()
     obs = obs.merge(drop, on=_KEY, how="left")
     obs = obs[obs["dropout"].notna()]

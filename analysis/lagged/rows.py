@@ -75,25 +75,19 @@ class StudyData:
         self.scale = {}
         self.problems = {lab: [] for lab in self.study_labels}
         self.standardize_by = options.standardize_by if options.standardize else None
-        for var, x in self.raw.items():
-            self._standardize(var, x, options)
+        for var, x in self.raw.items():  # z = (x − study mean) / SD (§2): the SD over all observed values
+            # ("total", ddof 1) or the pooled within-patient SD √(Σ(x − x̄_i)² / (N − G)) ("within")
+            std = total = zscores(x, self.scode, self.S)
+            problems = total.problems(var, self.study_labels)
+            if options.standardize and options.standardize_by == "within":
+                std = zscores(x, self.scode, self.S, within=self.g, n_within=self.G)
+                problems = std.problems(var, self.study_labels) | problems
+            for lab, msg in problems.items():
+                self.problems[lab].append(msg)
+            self.z[var] = std.z if options.standardize else x
+            self.scale[var] = (std.mean, std.sd)
         self.covariates = self._read_covariates(df, options.covariates) if options.covariates else {}
         self._centered = {}
-
-    def _standardize(self, var: str, x: np.ndarray, options: LagOptions) -> None:
-        """z = (x − study mean) / SD, the SD over all observed values (``standardize_by="total"``,
-        ddof 1) or the pooled within-patient SD √(Σ(x − x̄_i)² / (N − G)) ("within") — §2."""
-        total = zscores(x, self.scode, self.S)
-        problems = total.problems(var, self.study_labels)
-        std = total
-        if options.standardize and options.standardize_by == "within":
-            std = zscores(x, self.scode, self.S, within=self.g, n_within=self.G)
-            problems = std.problems(var, self.study_labels) | problems
-        for lab, msg in problems.items():
-            self.problems[lab].append(msg)
-        self.z[var] = std.z if options.standardize else x
-        mean, sd = std.mean, std.sd
-        self.scale[var] = (mean, sd)
 
     def _read_covariates(self, df: pd.DataFrame, names: tuple) -> dict:
         """Patient-level covariates: name → (kind, per-patient values). Numeric columns give floats
