@@ -528,9 +528,10 @@ def teaching_sample(params):
 from analysis import convergence as conv  # noqa: E402
 
 
-@st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
+@st.cache_resource(show_spinner=False, max_entries=8, ttl="1h")
 def conv_demo(filename: str) -> tuple[pd.DataFrame, str]:
-    """A dyadic demo read through the intake path, with its fingerprint."""
+    """A dyadic demo read through the intake path, with its fingerprint: the shared read-only frame of
+    :func:`load_demo`, not a copy unpickled on every run of the Convergence page."""
     df = load_demo(filename)
     return df, fingerprint(df)
 
